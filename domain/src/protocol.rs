@@ -1,0 +1,703 @@
+//! The signaling wire protocol, version 1 (docs/protocol.md).
+//!
+//! A client connects a WebSocket to `/v1/signal` with a bearer JWT and
+//! exchanges JSON text frames. Every frame is one object with a `type`.
+//!
+//! * Client → server: [`ClientEnvelope`] — an optional client `id` (echoed in
+//!   the `ack` or `error` that answers it) and a [`ClientMessage`].
+//! * Server → client: [`ServerEnvelope`] — a per-connection sequence number
+//!   `seq` (1, 2, 3, … across resumes) and a [`ServerMessage`].
+//!
+//! Only these types cross the wire (ARCHITECTURE.md invariant); the JS SDK
+//! mirrors them.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{CallId, SessionId, UserId};
+
+/// The protocol version spoken by this build, sent in `hello`.
+pub const PROTOCOL_VERSION: u32 = 1;
+/// The largest text frame processed, in bytes (DESIGN.md §3). A larger frame
+/// is answered with [`ErrorCode::FrameTooLarge`] and dropped.
+pub const MAX_FRAME_BYTES: usize = 64 * 1024;
+/// The largest SDP accepted in `sdp.offer` / `sdp.answer`, in bytes.
+pub const MAX_SDP_BYTES: usize = 32 * 1024;
+/// The longest ICE candidate line accepted, in bytes.
+pub const MAX_CANDIDATE_BYTES: usize = 1024;
+
+/// A client-chosen request id, echoed in the `ack` or `error` that answers
+/// the request. Any string up to 64 bytes.
+pub type RequestId = String;
+
+/// A frame from client to server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClientEnvelope {
+    /// Optional request id, echoed in the reply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<RequestId>,
+    /// The message.
+    #[serde(flatten)]
+    pub msg: ClientMessage,
+}
+
+/// A frame from server to client.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServerEnvelope {
+    /// Sequence number of this message on the client's connection, from 1,
+    /// continuing across `resume`.
+    pub seq: u64,
+    /// The message.
+    #[serde(flatten)]
+    pub msg: ServerMessage,
+}
+
+/// A consultant's presence. Clients may set `available` or `offline`; the
+/// server sets `busy` while the consultant is ringing or in a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PresenceStatus {
+    /// Can be rung.
+    Available,
+    /// Ringing or in a session (set by the server).
+    Busy,
+    /// Not taking calls.
+    Offline,
+}
+
+/// A user's role, from the JWT `role` claim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Looks for advice and pays for it.
+    Seeker,
+    /// Gives advice and is paid for it.
+    Consultant,
+}
+
+impl Role {
+    /// The role's wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Seeker => "seeker",
+            Role::Consultant => "consultant",
+        }
+    }
+}
+
+/// Who a user is, as the server knows them from their token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserInfo {
+    /// The JWT `sub`.
+    pub id: UserId,
+    /// Display name (JWT `name`).
+    pub name: String,
+    /// Seeker or consultant.
+    pub role: Role,
+}
+
+/// An ICE candidate, in the W3C `RTCIceCandidateInit` shape (camelCase, as
+/// browsers and webrtc-rs serialise it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IceCandidate {
+    /// The `candidate:` attribute line, e.g.
+    /// `"candidate:1 1 udp 2130706431 127.0.0.1 50000 typ host"`.
+    pub candidate: String,
+    /// Media stream identification tag.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sdp_mid: Option<String>,
+    /// Index of the m-line.
+    #[serde(default, rename = "sdpMLineIndex", skip_serializing_if = "Option::is_none")]
+    pub sdp_m_line_index: Option<u16>,
+    /// ICE username fragment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username_fragment: Option<String>,
+}
+
+/// A STUN or TURN server, in the W3C `RTCIceServer` shape. TURN entries carry
+/// time-limited credentials (TURN REST API: username `expiry:user`, password
+/// base64 HMAC-SHA1 of the username).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IceServer {
+    /// `stun:` / `turn:` / `turns:` URLs.
+    pub urls: Vec<String>,
+    /// TURN username (`<expiry unix seconds>:<user id>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// TURN password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
+}
+
+/// A client's view of its media connection (`RTCPeerConnection.connectionState`),
+/// reported as dispute evidence (DESIGN.md M11). Presence, not this, is metered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MediaState {
+    /// Not started.
+    New,
+    /// Connecting.
+    Connecting,
+    /// Media can flow.
+    Connected,
+    /// Lost, may recover.
+    Disconnected,
+    /// Failed; needs an ICE restart.
+    Failed,
+    /// Closed.
+    Closed,
+}
+
+/// A message from client to server. The `type` field names it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum ClientMessage {
+    /// Consultants: set presence to `available` or `offline`. Answered by `ack`.
+    #[serde(rename = "presence.set")]
+    PresenceSet {
+        /// `available` or `offline` (`busy` is the server's to set).
+        status: PresenceStatus,
+    },
+    /// Seekers: call a consultant now. The server places the payment hold,
+    /// then rings the consultant; the `ack` ([`AckResult::Call`]) means the
+    /// consultant is ringing.
+    #[serde(rename = "call.request")]
+    CallRequest {
+        /// Who to call.
+        consultant_id: UserId,
+        /// The seeker's payment method (e.g. a Stripe `pm_…` id); used by
+        /// the payment hold.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        payment_method: Option<String>,
+    },
+    /// Consultants: accept a ringing call. Both sides then get `call.accepted`.
+    #[serde(rename = "call.accept")]
+    CallAccept {
+        /// The ringing call.
+        call_id: CallId,
+    },
+    /// Consultants: decline a ringing call.
+    #[serde(rename = "call.decline")]
+    CallDecline {
+        /// The ringing call.
+        call_id: CallId,
+        /// Optional words for the seeker, at most 200 bytes.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    /// Seekers: withdraw a call that is still ringing.
+    #[serde(rename = "call.cancel")]
+    CallCancel {
+        /// The ringing call.
+        call_id: CallId,
+    },
+    /// Join a session's room (only its seeker and consultant may). Answered
+    /// by `ack` with [`AckResult::Room`]; the other side gets
+    /// `participant.joined`.
+    #[serde(rename = "room.join")]
+    RoomJoin {
+        /// The session.
+        session_id: SessionId,
+    },
+    /// Leave a room without ending the session; rejoining within the grace
+    /// period continues it.
+    #[serde(rename = "room.leave")]
+    RoomLeave {
+        /// The session.
+        session_id: SessionId,
+    },
+    /// An SDP offer for the other participant (also for renegotiation and ICE
+    /// restart). At most [`MAX_SDP_BYTES`].
+    #[serde(rename = "sdp.offer")]
+    SdpOffer {
+        /// The session whose room both are in.
+        session_id: SessionId,
+        /// The SDP.
+        sdp: String,
+    },
+    /// An SDP answer for the other participant.
+    #[serde(rename = "sdp.answer")]
+    SdpAnswer {
+        /// The session whose room both are in.
+        session_id: SessionId,
+        /// The SDP.
+        sdp: String,
+    },
+    /// A trickled ICE candidate for the other participant.
+    #[serde(rename = "ice.candidate")]
+    IceCandidate {
+        /// The session whose room both are in.
+        session_id: SessionId,
+        /// The candidate.
+        candidate: IceCandidate,
+    },
+    /// A client's media connection state, stored in the session timeline
+    /// (DESIGN.md M11).
+    #[serde(rename = "media.state")]
+    MediaStateReport {
+        /// The session.
+        session_id: SessionId,
+        /// The state.
+        state: MediaState,
+    },
+    /// Hang up: end the session for both participants.
+    #[serde(rename = "session.end")]
+    SessionEnd {
+        /// The session.
+        session_id: SessionId,
+    },
+    /// Take over a dropped connection's state: the server replays every
+    /// message after `last_seq` and the new connection continues the old
+    /// one's sequence, rooms and presence. Must be the first message sent.
+    #[serde(rename = "resume")]
+    Resume {
+        /// The `resume_token` from the old connection's `hello`.
+        resume_token: String,
+        /// The last `seq` the client processed.
+        last_seq: u64,
+    },
+    /// Application-level ping; answered by `ack` with [`AckResult::Pong`].
+    #[serde(rename = "ping")]
+    Ping,
+}
+
+impl ClientMessage {
+    /// Every client message `type`, as on the wire.
+    pub const TYPES: &'static [&'static str] = &[
+        "presence.set",
+        "call.request",
+        "call.accept",
+        "call.decline",
+        "call.cancel",
+        "room.join",
+        "room.leave",
+        "sdp.offer",
+        "sdp.answer",
+        "ice.candidate",
+        "media.state",
+        "session.end",
+        "resume",
+        "ping",
+    ];
+
+    /// The message's wire `type`.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            ClientMessage::PresenceSet { .. } => "presence.set",
+            ClientMessage::CallRequest { .. } => "call.request",
+            ClientMessage::CallAccept { .. } => "call.accept",
+            ClientMessage::CallDecline { .. } => "call.decline",
+            ClientMessage::CallCancel { .. } => "call.cancel",
+            ClientMessage::RoomJoin { .. } => "room.join",
+            ClientMessage::RoomLeave { .. } => "room.leave",
+            ClientMessage::SdpOffer { .. } => "sdp.offer",
+            ClientMessage::SdpAnswer { .. } => "sdp.answer",
+            ClientMessage::IceCandidate { .. } => "ice.candidate",
+            ClientMessage::MediaStateReport { .. } => "media.state",
+            ClientMessage::SessionEnd { .. } => "session.end",
+            ClientMessage::Resume { .. } => "resume",
+            ClientMessage::Ping => "ping",
+        }
+    }
+}
+
+/// The result carried by an `ack`, for requests that return something.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum AckResult {
+    /// `call.request`: the consultant is ringing.
+    Call {
+        /// The new call.
+        call_id: CallId,
+        /// The session the call opens if accepted.
+        session_id: SessionId,
+        /// When the ring times out, server time (Unix ms).
+        ring_deadline_ms: i64,
+    },
+    /// `room.join`: you are in the room.
+    Room {
+        /// The session.
+        session_id: SessionId,
+        /// Who else is in the room now.
+        participants: Vec<UserInfo>,
+        /// STUN/TURN servers for the peer connection (may be empty).
+        ice_servers: Vec<IceServer>,
+        /// Whether you should make the offer: the seeker offers, the
+        /// consultant answers (renegotiation uses the perfect-negotiation
+        /// pattern with the consultant as the polite peer).
+        offerer: bool,
+    },
+    /// `resume`: the old connection's state is yours.
+    Resumed {
+        /// How many missed messages were replayed before this ack.
+        replayed: u64,
+    },
+    /// `ping`.
+    Pong {
+        /// Server time (Unix ms).
+        server_time_ms: i64,
+    },
+}
+
+/// Why a ringing call ended without a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallEndReason {
+    /// The consultant declined.
+    Declined,
+    /// The seeker cancelled.
+    Cancelled,
+    /// Nobody answered within the ring timeout (30 s).
+    Timeout,
+    /// The consultant went offline or disconnected while ringing.
+    ConsultantUnavailable,
+    /// The seeker disconnected while ringing.
+    SeekerGone,
+    /// The server is shutting down.
+    ServerShutdown,
+}
+
+impl CallEndReason {
+    /// The reason's wire name (also the `outcome` label in metrics).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallEndReason::Declined => "declined",
+            CallEndReason::Cancelled => "cancelled",
+            CallEndReason::Timeout => "timeout",
+            CallEndReason::ConsultantUnavailable => "consultant_unavailable",
+            CallEndReason::SeekerGone => "seeker_gone",
+            CallEndReason::ServerShutdown => "server_shutdown",
+        }
+    }
+}
+
+/// Why a participant is no longer in a room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LeaveReason {
+    /// Sent `room.leave`.
+    Left,
+    /// The connection dropped; they may resume within the grace period.
+    Dropped,
+}
+
+/// Why a session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionEndReason {
+    /// A participant sent `session.end` (see `ended_by`).
+    Hangup,
+    /// A participant stayed away longer than the grace period (DESIGN.md M3).
+    Abandoned,
+    /// The server shut down.
+    ServerShutdown,
+}
+
+impl SessionEndReason {
+    /// The reason's wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionEndReason::Hangup => "hangup",
+            SessionEndReason::Abandoned => "abandoned",
+            SessionEndReason::ServerShutdown => "server_shutdown",
+        }
+    }
+}
+
+/// Stable, machine-readable error codes, sent in `error` messages and in the
+/// JSON body of refused HTTP requests. Never renamed; new ones may be added.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The frame is not valid JSON, or not a JSON object.
+    MalformedJson,
+    /// The `type` is not one this server knows.
+    UnknownType,
+    /// A required field is missing.
+    MissingField,
+    /// A field has the wrong type or an invalid value.
+    InvalidField,
+    /// A frame over [`MAX_FRAME_BYTES`].
+    FrameTooLarge,
+    /// An SDP over [`MAX_SDP_BYTES`] or a candidate over [`MAX_CANDIDATE_BYTES`].
+    SdpTooLarge,
+    /// More messages than the per-connection rate limit; this one was dropped.
+    RateLimited,
+    /// Binary frames are not part of the protocol.
+    BinaryNotSupported,
+    /// The message is for a room this connection has not joined.
+    NotInRoom,
+    /// You may not do this (e.g. join a session you are not part of).
+    Forbidden,
+    /// Your role cannot send this (e.g. a consultant calling).
+    WrongRole,
+    /// No such session.
+    UnknownSession,
+    /// The session has ended.
+    SessionEnded,
+    /// No such consultant.
+    UnknownConsultant,
+    /// The consultant is offline or busy.
+    ConsultantUnavailable,
+    /// No such call, or not yours.
+    UnknownCall,
+    /// The call is no longer ringing (already accepted, declined, cancelled
+    /// or timed out).
+    CallNotRinging,
+    /// The seeker already has a call ringing or a session open.
+    AlreadyInCall,
+    /// `resume` failed: unknown or expired token, or the missed messages are
+    /// no longer buffered. Start afresh (rejoin rooms).
+    ResumeFailed,
+    /// `resume` sent after other messages on this connection.
+    ResumeNotFirst,
+    /// The payment hold was declined; the consultant was not rung.
+    PaymentDeclined,
+    /// The payment method needs the seeker's action (e.g. 3-D Secure).
+    PaymentActionRequired,
+    /// No or malformed bearer token (HTTP 401).
+    MissingToken,
+    /// The token's signature or claims are invalid (HTTP 401).
+    InvalidToken,
+    /// The token has expired (HTTP 401).
+    TokenExpired,
+    /// The connection was replaced by a newer one of the same user.
+    Replaced,
+    /// The server is shutting down or not ready.
+    Unavailable,
+    /// The server failed; the request may be retried.
+    Internal,
+}
+
+impl ErrorCode {
+    /// The code's wire name (also the `code` label in metrics).
+    pub fn as_str(self) -> &'static str {
+        use ErrorCode::*;
+        match self {
+            MalformedJson => "malformed_json",
+            UnknownType => "unknown_type",
+            MissingField => "missing_field",
+            InvalidField => "invalid_field",
+            FrameTooLarge => "frame_too_large",
+            SdpTooLarge => "sdp_too_large",
+            RateLimited => "rate_limited",
+            BinaryNotSupported => "binary_not_supported",
+            NotInRoom => "not_in_room",
+            Forbidden => "forbidden",
+            WrongRole => "wrong_role",
+            UnknownSession => "unknown_session",
+            SessionEnded => "session_ended",
+            UnknownConsultant => "unknown_consultant",
+            ConsultantUnavailable => "consultant_unavailable",
+            UnknownCall => "unknown_call",
+            CallNotRinging => "call_not_ringing",
+            AlreadyInCall => "already_in_call",
+            ResumeFailed => "resume_failed",
+            ResumeNotFirst => "resume_not_first",
+            PaymentDeclined => "payment_declined",
+            PaymentActionRequired => "payment_action_required",
+            MissingToken => "missing_token",
+            InvalidToken => "invalid_token",
+            TokenExpired => "token_expired",
+            Replaced => "replaced",
+            Unavailable => "unavailable",
+            Internal => "internal",
+        }
+    }
+}
+
+/// The body of an `error` message or of a refused HTTP request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// Stable code.
+    pub code: ErrorCode,
+    /// Human-readable explanation.
+    pub message: String,
+}
+
+/// A message from server to client. The `type` field names it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum ServerMessage {
+    /// First message on every connection.
+    #[serde(rename = "hello")]
+    Hello {
+        /// [`PROTOCOL_VERSION`].
+        protocol_version: u32,
+        /// You, from your token.
+        user: UserInfo,
+        /// Present this in `resume` on a new connection after a drop.
+        resume_token: String,
+        /// How long a dropped connection's state is kept for `resume`,
+        /// seconds (the grace period, DESIGN.md M3).
+        resume_window_secs: u64,
+        /// The server sends a WebSocket ping this often, seconds.
+        ping_interval_secs: u64,
+        /// Your presence (consultants), after this connection.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        presence: Option<PresenceStatus>,
+    },
+    /// A request succeeded.
+    #[serde(rename = "ack")]
+    Ack {
+        /// The request's `id`.
+        id: RequestId,
+        /// What it returned, if anything.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        result: Option<AckResult>,
+    },
+    /// A request failed, or a frame could not be processed. The connection
+    /// stays open.
+    #[serde(rename = "error")]
+    Error {
+        /// The request's `id`, when it had one and could be read.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<RequestId>,
+        /// Stable code.
+        code: ErrorCode,
+        /// Human-readable explanation.
+        message: String,
+    },
+    /// Your presence changed (consultants; e.g. `busy` when a call rings).
+    #[serde(rename = "presence.updated")]
+    PresenceUpdated {
+        /// The new status.
+        status: PresenceStatus,
+    },
+    /// Consultants: a funded call is ringing. Accept or decline before
+    /// `ring_deadline_ms`.
+    #[serde(rename = "call.incoming")]
+    CallIncoming {
+        /// The call.
+        call_id: CallId,
+        /// The session it opens if accepted.
+        session_id: SessionId,
+        /// The caller.
+        seeker: UserInfo,
+        /// When the ring times out, server time (Unix ms).
+        ring_deadline_ms: i64,
+    },
+    /// The call was accepted: both sides should `room.join` the session.
+    #[serde(rename = "call.accepted")]
+    CallAccepted {
+        /// The call.
+        call_id: CallId,
+        /// The session to join.
+        session_id: SessionId,
+    },
+    /// The call ended without a session.
+    #[serde(rename = "call.ended")]
+    CallEnded {
+        /// The call.
+        call_id: CallId,
+        /// Why.
+        reason: CallEndReason,
+        /// The consultant's words, for `declined`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
+    },
+    /// The other participant joined (or rejoined) the room.
+    #[serde(rename = "participant.joined")]
+    ParticipantJoined {
+        /// The session.
+        session_id: SessionId,
+        /// Who.
+        user: UserInfo,
+    },
+    /// The other participant left the room or dropped.
+    #[serde(rename = "participant.left")]
+    ParticipantLeft {
+        /// The session.
+        session_id: SessionId,
+        /// Who.
+        user_id: UserId,
+        /// Left on purpose, or dropped.
+        reason: LeaveReason,
+        /// Seconds they have to come back before the session ends (M3).
+        grace_secs: u64,
+    },
+    /// Relayed offer from the other participant.
+    #[serde(rename = "sdp.offer")]
+    SdpOffer {
+        /// The session.
+        session_id: SessionId,
+        /// The sender.
+        from: UserId,
+        /// The SDP.
+        sdp: String,
+    },
+    /// Relayed answer from the other participant.
+    #[serde(rename = "sdp.answer")]
+    SdpAnswer {
+        /// The session.
+        session_id: SessionId,
+        /// The sender.
+        from: UserId,
+        /// The SDP.
+        sdp: String,
+    },
+    /// Relayed ICE candidate from the other participant.
+    #[serde(rename = "ice.candidate")]
+    IceCandidate {
+        /// The session.
+        session_id: SessionId,
+        /// The sender.
+        from: UserId,
+        /// The candidate.
+        candidate: IceCandidate,
+    },
+    /// The session ended; leave the room and close the peer connection.
+    #[serde(rename = "session.ended")]
+    SessionEnded {
+        /// The session.
+        session_id: SessionId,
+        /// Why.
+        reason: SessionEndReason,
+        /// Who hung up, for `hangup`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ended_by: Option<UserId>,
+    },
+    /// The server is shutting down; the connection closes next. Reconnect
+    /// (to another node) and `resume`.
+    #[serde(rename = "server.shutdown")]
+    ServerShutdown {
+        /// Why.
+        message: String,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_types_list_matches_the_enum() {
+        let session_id = SessionId::parse("ses_1").unwrap();
+        let all = [
+            ClientMessage::PresenceSet { status: PresenceStatus::Available },
+            ClientMessage::CallRequest { consultant_id: UserId::parse("c").unwrap(), payment_method: None },
+            ClientMessage::CallAccept { call_id: CallId::parse("k").unwrap() },
+            ClientMessage::CallDecline { call_id: CallId::parse("k").unwrap(), reason: None },
+            ClientMessage::CallCancel { call_id: CallId::parse("k").unwrap() },
+            ClientMessage::RoomJoin { session_id: session_id.clone() },
+            ClientMessage::RoomLeave { session_id: session_id.clone() },
+            ClientMessage::SdpOffer { session_id: session_id.clone(), sdp: String::new() },
+            ClientMessage::SdpAnswer { session_id: session_id.clone(), sdp: String::new() },
+            ClientMessage::IceCandidate {
+                session_id: session_id.clone(),
+                candidate: IceCandidate {
+                    candidate: String::new(),
+                    sdp_mid: None,
+                    sdp_m_line_index: None,
+                    username_fragment: None,
+                },
+            },
+            ClientMessage::MediaStateReport { session_id: session_id.clone(), state: MediaState::Connected },
+            ClientMessage::SessionEnd { session_id },
+            ClientMessage::Resume { resume_token: String::new(), last_seq: 0 },
+            ClientMessage::Ping,
+        ];
+        let names: Vec<_> = all.iter().map(ClientMessage::type_name).collect();
+        assert_eq!(names, ClientMessage::TYPES);
+    }
+}

@@ -1,0 +1,3 @@
+//! Parley's Rust client SDK.
+
+pub mod call;

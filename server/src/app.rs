@@ -1,0 +1,136 @@
+//! Wiring: builds every part from a [`Config`], binds the listener and runs
+//! until shut down (zero-to-production's `Application`).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parley_domain::protocol::{Role, UserInfo};
+use parley_domain::{Clock, UserId};
+use parley_signaling::clock::SystemClock;
+use parley_signaling::{Authenticator, Hub, OpenGate, Signaling, Store};
+use tokio::net::TcpListener;
+
+use crate::config::{Config, Mode};
+use crate::routes::{self, AppState};
+use crate::store::SqlStore;
+use crate::telemetry;
+
+/// How long shutdown waits for clients to close their WebSockets.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// The demo users seeded in dev mode.
+pub fn demo_users() -> Vec<UserInfo> {
+    let user = |id: &str, name: &str, role| UserInfo { id: UserId::parse(id).expect("valid"), name: name.into(), role };
+    vec![
+        user("demo-seeker", "Sam Seeker", Role::Seeker),
+        user("demo-consultant", "Cora Consultant", Role::Consultant),
+    ]
+}
+
+/// A built, bound server, ready to run.
+pub struct Application {
+    listener: TcpListener,
+    router: axum::Router,
+    hub: Arc<Hub>,
+    store: SqlStore,
+    auth: Arc<Authenticator>,
+}
+
+impl Application {
+    /// Builds the server with the system clock.
+    pub async fn build(config: Config) -> anyhow::Result<Application> {
+        Self::build_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    /// Builds the server with `clock` (tests pass a manual clock): connects
+    /// and migrates the database, seeds demo users in dev mode, binds
+    /// `config.listen`.
+    pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Application> {
+        if config.database_url.starts_with("sqlite:") {
+            std::fs::create_dir_all(&config.data_dir)?;
+        }
+        let store = SqlStore::connect(&config.database_url).await?;
+        let auth = Arc::new(Authenticator::new(&config.resolve_jwt_secret()?));
+        if config.mode == Mode::Dev {
+            store.users_seen(&demo_users(), clock.now()).await?;
+        }
+        let hub = Hub::new(config.signaling.clone(), clock.clone(), Arc::new(store.clone()), Arc::new(OpenGate));
+        let signaling = Signaling::new(hub.clone(), auth.clone());
+        let state = AppState {
+            store: store.clone(),
+            hub: hub.clone(),
+            auth: auth.clone(),
+            clock,
+            metrics: telemetry::metrics_handle(),
+        };
+        let mut router = routes::router(state.clone()).merge(signaling.router());
+        if config.mode == Mode::Dev {
+            router = router.merge(routes::dev_router(state));
+        }
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("PARLEY_LISTEN: cannot listen on {}: {e}", config.listen))?;
+        Ok(Application { listener, router, hub, store, auth })
+    }
+
+    /// The bound address (port 0 resolved).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("bound listener has an address")
+    }
+
+    /// The signaling hub.
+    pub fn hub(&self) -> Arc<Hub> {
+        self.hub.clone()
+    }
+
+    /// The store.
+    pub fn store(&self) -> SqlStore {
+        self.store.clone()
+    }
+
+    /// The token authenticator.
+    pub fn auth(&self) -> Arc<Authenticator> {
+        self.auth.clone()
+    }
+
+    /// Serves until `shutdown` resolves, then shuts down gracefully: clients
+    /// get `server.shutdown` and a 1001 close, in-flight requests finish,
+    /// and WebSockets get up to 5 s to close.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let hub = self.hub.clone();
+        let signal = {
+            let hub = hub.clone();
+            async move {
+                shutdown.await;
+                tracing::info!("shutting down");
+                hub.shutdown().await;
+            }
+        };
+        axum::serve(self.listener, self.router).with_graceful_shutdown(signal).await?;
+        if tokio::time::timeout(SHUTDOWN_GRACE, hub.connections_closed()).await.is_err() {
+            tracing::warn!("some WebSockets did not close within {SHUTDOWN_GRACE:?}");
+        }
+        Ok(())
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}

@@ -1,0 +1,278 @@
+//! Configuration: an optional `parley.toml` (or the file named by
+//! `PARLEY_CONFIG`), overridden by `PARLEY_*` environment variables and
+//! `DATABASE_URL`. Validated at start-up; a bad value stops the server with
+//! a message naming the key. Only this module reads configuration
+//! (ARCHITECTURE.md invariant); the libraries take typed structs.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use parley_signaling::SignalingConfig;
+use parley_signaling::turn::IceConfig;
+use serde::{Deserialize, Serialize};
+
+/// Development (demo users, `POST /v1/dev/login`, generated JWT secret) or
+/// production.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// The default.
+    Dev,
+    /// No dev routes; `PARLEY_JWT_SECRET` required.
+    Prod,
+}
+
+/// Raw settings as read; key names are the TOML keys, and the environment
+/// variable is `PARLEY_` + the key in upper case (`DATABASE_URL` as is).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    env: Mode,
+    listen: SocketAddr,
+    data_dir: PathBuf,
+    database_url: Option<String>,
+    jwt_secret: Option<String>,
+    ring_timeout_secs: u64,
+    grace_secs: u64,
+    ping_interval_secs: u64,
+    rate_limit_per_sec: u32,
+    rate_limit_burst: u32,
+    stun_urls: String,
+    turn_urls: String,
+    turn_secret: Option<String>,
+    turn_ttl_secs: u64,
+    log: String,
+}
+
+impl Default for Raw {
+    fn default() -> Self {
+        let sig = SignalingConfig::default();
+        Raw {
+            env: Mode::Dev,
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("./data"),
+            database_url: None,
+            jwt_secret: None,
+            ring_timeout_secs: sig.ring_timeout.as_secs(),
+            grace_secs: sig.grace.as_secs(),
+            ping_interval_secs: sig.ping_interval.as_secs(),
+            rate_limit_per_sec: sig.rate_limit_per_sec,
+            rate_limit_burst: sig.rate_limit_burst,
+            stun_urls: String::new(),
+            turn_urls: String::new(),
+            turn_secret: None,
+            turn_ttl_secs: 3600,
+            log: "info".into(),
+        }
+    }
+}
+
+/// The validated configuration of one `parley` process.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `dev` or `prod` (`PARLEY_ENV`).
+    pub mode: Mode,
+    /// Address to listen on (`PARLEY_LISTEN`, default 127.0.0.1:8080; port 0 picks one).
+    pub listen: SocketAddr,
+    /// Where SQLite, the dev JWT secret and recordings live (`PARLEY_DATA_DIR`, default ./data).
+    pub data_dir: PathBuf,
+    /// `sqlite:` or `postgres://` URL (`DATABASE_URL`, default SQLite in the data dir).
+    pub database_url: String,
+    /// HS256 secret for client tokens (`PARLEY_JWT_SECRET`); `None` in dev
+    /// means: generate one and keep it in the data dir.
+    pub jwt_secret: Option<String>,
+    /// Signaling tunables.
+    pub signaling: SignalingConfig,
+    /// `tracing` filter (`PARLEY_LOG`, default `info`).
+    pub log: String,
+}
+
+/// A configuration problem, naming the key.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct ConfigError(pub String);
+
+fn list(s: &str) -> Vec<String> {
+    s.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
+}
+
+impl Config {
+    /// Reads `parley.toml` (or `$PARLEY_CONFIG`) if present, then the
+    /// environment, and validates.
+    pub fn load() -> Result<Config, ConfigError> {
+        let file = std::env::var("PARLEY_CONFIG").unwrap_or_else(|_| "parley.toml".into());
+        if std::env::var_os("PARLEY_CONFIG").is_some() && !Path::new(&file).exists() {
+            return Err(ConfigError(format!("PARLEY_CONFIG: no file at {file}")));
+        }
+        let figment = Figment::from(Serialized::defaults(Raw::default()))
+            .merge(Toml::file(&file))
+            .merge(Env::prefixed("PARLEY_").ignore(&["CONFIG"]))
+            .merge(Env::raw().only(&["DATABASE_URL"]));
+        Self::from_figment(figment)
+    }
+
+    fn from_figment(figment: Figment) -> Result<Config, ConfigError> {
+        let raw: Raw = figment.extract().map_err(|e| {
+            let key = e.path.join(".");
+            let env_name = if key == "database_url" { "DATABASE_URL".to_owned() } else { format!("PARLEY_{}", key.to_uppercase()) };
+            ConfigError(format!("{env_name} (`{key}` in parley.toml): {}", e.kind))
+        })?;
+        Self::validate(raw)
+    }
+
+    fn validate(raw: Raw) -> Result<Config, ConfigError> {
+        let bad = |key: &str, why: &str| Err(ConfigError(format!("{key}: {why}")));
+        if raw.ring_timeout_secs == 0 {
+            return bad("PARLEY_RING_TIMEOUT_SECS", "must be at least 1");
+        }
+        if raw.ping_interval_secs == 0 {
+            return bad("PARLEY_PING_INTERVAL_SECS", "must be at least 1");
+        }
+        if raw.rate_limit_per_sec == 0 || raw.rate_limit_burst == 0 {
+            return bad("PARLEY_RATE_LIMIT_PER_SEC / PARLEY_RATE_LIMIT_BURST", "must be at least 1");
+        }
+        let database_url = match raw.database_url {
+            Some(url) if crate::store::Backend::of(&url).is_none() => {
+                return bad("DATABASE_URL", "expected a sqlite: or postgres:// URL");
+            }
+            Some(url) => url,
+            None => format!("sqlite://{}?mode=rwc", raw.data_dir.join("parley.db").display()),
+        };
+        match (&raw.jwt_secret, raw.env) {
+            (Some(s), _) if s.len() < 32 => return bad("PARLEY_JWT_SECRET", "must be at least 32 bytes"),
+            (None, Mode::Prod) => return bad("PARLEY_JWT_SECRET", "is required when PARLEY_ENV=prod"),
+            _ => {}
+        }
+        let turn_urls = list(&raw.turn_urls);
+        if !turn_urls.is_empty() && raw.turn_secret.is_none() {
+            return bad("PARLEY_TURN_SECRET", "is required when PARLEY_TURN_URLS is set");
+        }
+        for url in list(&raw.stun_urls) {
+            if !url.starts_with("stun:") && !url.starts_with("stuns:") {
+                return bad("PARLEY_STUN_URLS", &format!("{url:?} is not a stun: URL"));
+            }
+        }
+        for url in &turn_urls {
+            if !url.starts_with("turn:") && !url.starts_with("turns:") {
+                return bad("PARLEY_TURN_URLS", &format!("{url:?} is not a turn: URL"));
+            }
+        }
+        let signaling = SignalingConfig {
+            ring_timeout: Duration::from_secs(raw.ring_timeout_secs),
+            grace: Duration::from_secs(raw.grace_secs),
+            ping_interval: Duration::from_secs(raw.ping_interval_secs),
+            rate_limit_per_sec: raw.rate_limit_per_sec,
+            rate_limit_burst: raw.rate_limit_burst,
+            ice: IceConfig {
+                stun_urls: list(&raw.stun_urls),
+                turn_urls,
+                turn_secret: raw.turn_secret,
+                turn_ttl: Duration::from_secs(raw.turn_ttl_secs),
+            },
+            ..SignalingConfig::default()
+        };
+        Ok(Config {
+            mode: raw.env,
+            listen: raw.listen,
+            data_dir: raw.data_dir,
+            database_url,
+            jwt_secret: raw.jwt_secret,
+            signaling,
+            log: raw.log,
+        })
+    }
+
+    /// A dev configuration for tests: port 0 on loopback, everything under
+    /// `data_dir`, a fixed JWT secret.
+    pub fn for_tests(data_dir: &Path) -> Config {
+        let mut config = Self::validate(Raw {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data_dir: data_dir.to_owned(),
+            jwt_secret: Some("test-secret-test-secret-test-secret".into()),
+            ..Raw::default()
+        })
+        .expect("defaults are valid");
+        config.log = "warn".into();
+        config
+    }
+
+    /// The JWT secret: the configured one, or (dev) the one kept in
+    /// `<data_dir>/jwt-secret`, generated on first use.
+    pub fn resolve_jwt_secret(&self) -> anyhow::Result<Vec<u8>> {
+        if let Some(s) = &self.jwt_secret {
+            return Ok(s.as_bytes().to_vec());
+        }
+        let path = self.data_dir.join("jwt-secret");
+        if let Ok(s) = std::fs::read_to_string(&path) {
+            return Ok(s.trim().as_bytes().to_vec());
+        }
+        std::fs::create_dir_all(&self.data_dir)?;
+        let secret = hex::encode(rand::random::<[u8; 32]>());
+        std::fs::write(&path, &secret)?;
+        tracing::info!(path = %path.display(), "generated a development JWT secret");
+        Ok(secret.into_bytes())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Loads from TOML `key = value` lines over the defaults.
+    fn load(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Raw::default()));
+        for (k, v) in pairs {
+            figment = figment.merge(Toml::string(&format!("{k} = {v}")));
+        }
+        Config::from_figment(figment)
+    }
+
+    #[test]
+    fn defaults_are_the_embedded_setup() {
+        let c = load(&[]).unwrap();
+        assert_eq!(c.mode, Mode::Dev);
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert!(c.database_url.starts_with("sqlite://./data/parley.db"), "{}", c.database_url);
+        assert_eq!(c.signaling.ring_timeout, Duration::from_secs(30));
+        assert_eq!(c.signaling.grace, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn a_bad_value_names_its_key() {
+        let e = load(&[("grace_secs", "\"soon\"")]).unwrap_err().to_string();
+        assert!(e.contains("PARLEY_GRACE_SECS"), "{e}");
+        let e = load(&[("listen", "\"nowhere\"")]).unwrap_err().to_string();
+        assert!(e.contains("PARLEY_LISTEN"), "{e}");
+        let e = load(&[("env", "\"staging\"")]).unwrap_err().to_string();
+        assert!(e.contains("PARLEY_ENV"), "{e}");
+        let e = load(&[("database_url", "\"mysql://x\"")]).unwrap_err().to_string();
+        assert!(e.contains("DATABASE_URL"), "{e}");
+        let e = load(&[("env", "\"prod\"")]).unwrap_err().to_string();
+        assert!(e.contains("PARLEY_JWT_SECRET"), "{e}");
+        let e = load(&[("jwt_secret", "\"short\"")]).unwrap_err().to_string();
+        assert!(e.contains("PARLEY_JWT_SECRET"), "{e}");
+        let e = load(&[("turn_urls", "\"turn:x\"")]).unwrap_err().to_string();
+        assert!(e.contains("PARLEY_TURN_SECRET"), "{e}");
+        let e = load(&[("stun_urls", "\"http://x\"")]).unwrap_err().to_string();
+        assert!(e.contains("PARLEY_STUN_URLS"), "{e}");
+        let e = load(&[("colour", "\"blue\"")]).unwrap_err().to_string();
+        assert!(e.contains("colour"), "{e}");
+    }
+
+    #[test]
+    fn lists_and_prod_are_parsed() {
+        let c = load(&[
+            ("env", "\"prod\""),
+            ("jwt_secret", "\"0123456789abcdef0123456789abcdef\""),
+            ("stun_urls", "\"stun:a:3478, stun:b:3478\""),
+            ("database_url", "\"postgres://localhost/parley\""),
+        ])
+        .unwrap();
+        assert_eq!(c.mode, Mode::Prod);
+        assert_eq!(c.signaling.ice.stun_urls, vec!["stun:a:3478", "stun:b:3478"]);
+        assert_eq!(c.database_url, "postgres://localhost/parley");
+    }
+}

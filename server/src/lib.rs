@@ -1,0 +1,12 @@
+//! The `parley` server: configuration, wiring, HTTP router, persistence,
+//! telemetry and shutdown (DESIGN.md §1). The binary is `src/main.rs`;
+//! tests build an [`Application`] on port 0.
+
+pub mod app;
+pub mod config;
+pub mod routes;
+pub mod store;
+pub mod telemetry;
+
+pub use app::Application;
+pub use config::Config;

@@ -1,0 +1,177 @@
+//! HTTP routes besides signaling: health, readiness, metrics, the
+//! consultant list, dev login and the landing page.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use metrics_exporter_prometheus::PrometheusHandle;
+use parley_domain::protocol::{ErrorBody, ErrorCode, PresenceStatus, Role, UserInfo};
+use parley_domain::{Clock, UserId};
+use parley_signaling::{Authenticator, Hub, Store};
+use serde::{Deserialize, Serialize};
+
+use crate::store::SqlStore;
+
+/// How long a dev-login token lives.
+const DEV_TOKEN_TTL: Duration = Duration::from_secs(12 * 3600);
+
+/// What the routes share.
+#[derive(Clone)]
+pub struct AppState {
+    pub(crate) store: SqlStore,
+    pub(crate) hub: Arc<Hub>,
+    pub(crate) auth: Arc<Authenticator>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) metrics: PrometheusHandle,
+}
+
+/// An error answered as JSON [`ErrorBody`] with an HTTP status.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 401.
+    #[error("{0}")]
+    Unauthorized(#[from] parley_signaling::AuthError),
+    /// 400 with a code.
+    #[error("{1}")]
+    BadRequest(ErrorCode, String),
+    /// 500.
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = match &self {
+            ApiError::Unauthorized(e) => (StatusCode::UNAUTHORIZED, e.code()),
+            ApiError::BadRequest(code, _) => (StatusCode::BAD_REQUEST, *code),
+            ApiError::Internal(e) => {
+                tracing::error!(error = %e, "request failed");
+                (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal)
+            }
+        };
+        let message = match &self {
+            ApiError::Internal(_) => "the server failed; try again".to_owned(),
+            other => other.to_string(),
+        };
+        (status, Json(ErrorBody { code, message })).into_response()
+    }
+}
+
+impl From<parley_signaling::StoreError> for ApiError {
+    fn from(e: parley_signaling::StoreError) -> Self {
+        ApiError::Internal(e.to_string())
+    }
+}
+
+/// The routes of every mode.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(landing))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/v1/consultants", get(consultants))
+        .with_state(state)
+}
+
+/// The dev-only routes (absent in prod).
+pub fn dev_router(state: AppState) -> Router {
+    Router::new().route("/v1/dev/login", post(dev_login)).with_state(state)
+}
+
+async fn landing() -> Html<&'static str> {
+    Html(include_str!("landing.html"))
+}
+
+/// 200 when the database answers and the server is not shutting down; 503 otherwise.
+async fn readyz(State(s): State<AppState>) -> Response {
+    if s.hub.is_shutting_down() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response();
+    }
+    match s.store.ping().await {
+        Ok(()) => "ready".into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("database: {e}")).into_response(),
+    }
+}
+
+async fn metrics(State(s): State<AppState>) -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s.metrics.render()).into_response()
+}
+
+/// One consultant in `GET /v1/consultants`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ConsultantEntry {
+    /// Id.
+    pub id: UserId,
+    /// Display name.
+    pub name: String,
+    /// Presence now.
+    pub presence: PresenceStatus,
+}
+
+/// `GET /v1/consultants` (bearer token): every known consultant with their
+/// presence, available ones first.
+async fn consultants(State(s): State<AppState>, headers: HeaderMap) -> Result<Json<Vec<ConsultantEntry>>, ApiError> {
+    s.auth.verify_request(&headers, None)?;
+    let mut users = s.store.users_with_role(Role::Consultant).await?;
+    for online in s.hub.online_consultants() {
+        if !users.iter().any(|u| u.id == online.id) {
+            users.push(online);
+        }
+    }
+    let ids: Vec<UserId> = users.iter().map(|u| u.id.clone()).collect();
+    let presence = s.hub.presence_of(&ids);
+    let mut list: Vec<ConsultantEntry> = users
+        .into_iter()
+        .zip(presence)
+        .map(|(u, presence)| ConsultantEntry { id: u.id, name: u.name, presence })
+        .collect();
+    list.sort_by_key(|c| (c.presence != PresenceStatus::Available, c.name.clone()));
+    Ok(Json(list))
+}
+
+/// `POST /v1/dev/login` body.
+#[derive(Debug, Deserialize)]
+pub struct DevLogin {
+    /// A known user, or a new one (then `name` and `role` are required).
+    pub user_id: String,
+    /// Display name for a new user.
+    pub name: Option<String>,
+    /// Role for a new user.
+    pub role: Option<Role>,
+}
+
+/// `POST /v1/dev/login` answer.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct DevToken {
+    /// A bearer JWT, valid 12 h.
+    pub token: String,
+    /// Who it names.
+    pub user: UserInfo,
+}
+
+/// Dev mode only: a token for a demo (or new) user, without a password.
+async fn dev_login(State(s): State<AppState>, Json(req): Json<DevLogin>) -> Result<Json<DevToken>, ApiError> {
+    let id = UserId::parse(req.user_id).map_err(|e| ApiError::BadRequest(ErrorCode::InvalidField, format!("user_id: {e}")))?;
+    let user = match (s.store.user(&id).await?, req.name, req.role) {
+        (Some(u), _, _) => u,
+        (None, Some(name), Some(role)) if !name.trim().is_empty() && name.len() <= 100 => {
+            let u = UserInfo { id, name, role };
+            s.store.users_seen(std::slice::from_ref(&u), s.clock.now()).await?;
+            u
+        }
+        (None, _, _) => {
+            return Err(ApiError::BadRequest(
+                ErrorCode::MissingField,
+                format!("no user {id}: give `name` (1-100 bytes) and `role` to create one"),
+            ));
+        }
+    };
+    let token = s.auth.issue(&user, DEV_TOKEN_TTL, s.clock.now());
+    Ok(Json(DevToken { token, user }))
+}

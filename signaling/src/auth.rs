@@ -1,0 +1,194 @@
+//! Identity: clients present a JWT (HS256) minted by the operator's platform
+//! with the operator's secret, the way LiveKit access tokens work. Parley
+//! knows a user from the token alone.
+//!
+//! Claims: `sub` (user id), `name`, `role` (`seeker` | `consultant`), `exp`
+//! (Unix seconds), `iat`.
+
+use std::time::Duration;
+
+use axum::http::HeaderMap;
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use parley_domain::protocol::{ErrorCode, Role, UserInfo};
+use parley_domain::{Timestamp, UserId};
+use serde::{Deserialize, Serialize};
+
+/// Longest display name accepted, in bytes.
+pub const MAX_NAME_LEN: usize = 100;
+/// Clock skew tolerated on `exp`, seconds.
+const LEEWAY_SECS: u64 = 5;
+
+/// The JWT claims Parley reads.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    /// The user id.
+    pub sub: String,
+    /// Display name.
+    pub name: String,
+    /// Seeker or consultant.
+    pub role: Role,
+    /// Expiry, Unix seconds.
+    pub exp: i64,
+    /// Issued at, Unix seconds.
+    #[serde(default)]
+    pub iat: i64,
+}
+
+/// Why a token was refused (HTTP 401 before the WebSocket upgrade).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// No `Authorization: Bearer …` header and no `access_token` query parameter.
+    #[error("no bearer token: send `Authorization: Bearer <jwt>` or `?access_token=<jwt>`")]
+    Missing,
+    /// The token's `exp` has passed.
+    #[error("the token has expired")]
+    Expired,
+    /// Bad signature, bad encoding or bad claims.
+    #[error("invalid token: {0}")]
+    Invalid(String),
+}
+
+impl AuthError {
+    /// The stable error code.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            AuthError::Missing => ErrorCode::MissingToken,
+            AuthError::Expired => ErrorCode::TokenExpired,
+            AuthError::Invalid(_) => ErrorCode::InvalidToken,
+        }
+    }
+}
+
+/// Signs and verifies tokens with the operator's shared secret.
+#[derive(Clone)]
+pub struct Authenticator {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+}
+
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Authenticator { .. }")
+    }
+}
+
+impl Authenticator {
+    /// An authenticator for HS256 tokens signed with `secret`.
+    pub fn new(secret: &[u8]) -> Self {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = LEEWAY_SECS;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        Authenticator {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            validation,
+        }
+    }
+
+    /// Mints a token for `user`, valid for `ttl` from `now`.
+    pub fn issue(&self, user: &UserInfo, ttl: Duration, now: Timestamp) -> String {
+        let claims = Claims {
+            sub: user.id.to_string(),
+            name: user.name.clone(),
+            role: user.role,
+            iat: now.unix_secs(),
+            exp: now.plus(ttl).unix_secs(),
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .expect("HS256 encoding of plain claims cannot fail")
+    }
+
+    /// Verifies `token` and returns the user it names.
+    ///
+    /// Errors: [`AuthError::Expired`] past `exp` (5 s leeway),
+    /// [`AuthError::Invalid`] for a bad signature, algorithm or claims.
+    pub fn verify(&self, token: &str) -> Result<UserInfo, AuthError> {
+        let data =
+            jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation).map_err(|e| match e.kind() {
+                ErrorKind::ExpiredSignature => AuthError::Expired,
+                other => AuthError::Invalid(format!("{other:?}")),
+            })?;
+        let claims = data.claims;
+        let id = UserId::parse(claims.sub).map_err(|e| AuthError::Invalid(format!("sub: {e}")))?;
+        if claims.name.len() > MAX_NAME_LEN {
+            return Err(AuthError::Invalid(format!("name is longer than {MAX_NAME_LEN} bytes")));
+        }
+        Ok(UserInfo { id, name: claims.name, role: claims.role })
+    }
+
+    /// Verifies the bearer token of an HTTP request: the `Authorization:
+    /// Bearer` header, or else the `access_token` query parameter (browsers
+    /// cannot set headers on a WebSocket).
+    pub fn verify_request(&self, headers: &HeaderMap, access_token: Option<&str>) -> Result<UserInfo, AuthError> {
+        let header = headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")));
+        match header.or(access_token) {
+            Some(token) if !token.trim().is_empty() => self.verify(token.trim()),
+            _ => Err(AuthError::Missing),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user() -> UserInfo {
+        UserInfo { id: UserId::parse("u1").unwrap(), name: "Ada".into(), role: Role::Consultant }
+    }
+
+    fn now() -> Timestamp {
+        use parley_domain::Clock;
+        crate::clock::SystemClock.now()
+    }
+
+    #[test]
+    fn a_minted_token_verifies_to_its_user() {
+        let auth = Authenticator::new(b"secret");
+        let token = auth.issue(&user(), Duration::from_secs(60), now());
+        assert_eq!(auth.verify(&token), Ok(user()));
+    }
+
+    #[test]
+    fn expired_forged_and_garbage_tokens_are_refused() {
+        let auth = Authenticator::new(b"secret");
+        let old = now().plus(Duration::ZERO);
+        let expired = auth.issue(&user(), Duration::ZERO, Timestamp::from_unix_millis(old.unix_millis() - 3_600_000));
+        assert_eq!(auth.verify(&expired), Err(AuthError::Expired));
+        let forged = Authenticator::new(b"other").issue(&user(), Duration::from_secs(60), now());
+        assert_eq!(auth.verify(&forged).unwrap_err().code(), ErrorCode::InvalidToken);
+        assert_eq!(auth.verify("not.a.jwt").unwrap_err().code(), ErrorCode::InvalidToken);
+    }
+
+    #[test]
+    fn bad_sub_is_refused() {
+        let auth = Authenticator::new(b"secret");
+        let mut u = user();
+        u.id = UserId::parse("ok").unwrap();
+        let claims = Claims {
+            sub: "has space".into(),
+            name: "x".into(),
+            role: Role::Seeker,
+            exp: now().unix_secs() + 60,
+            iat: 0,
+        };
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(b"secret"))
+            .unwrap();
+        assert!(matches!(auth.verify(&token), Err(AuthError::Invalid(m)) if m.contains("sub")));
+    }
+
+    #[test]
+    fn header_wins_over_query_and_missing_is_reported() {
+        let auth = Authenticator::new(b"secret");
+        let token = auth.issue(&user(), Duration::from_secs(60), now());
+        let mut headers = HeaderMap::new();
+        assert_eq!(auth.verify_request(&headers, None), Err(AuthError::Missing));
+        assert_eq!(auth.verify_request(&headers, Some(&token)), Ok(user()));
+        headers.insert("authorization", format!("Bearer {token}").parse().unwrap());
+        assert_eq!(auth.verify_request(&headers, Some("garbage")), Ok(user()));
+    }
+}

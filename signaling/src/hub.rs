@@ -1,0 +1,1114 @@
+//! The hub: presence, instant calls, rooms and relay for every connected
+//! client of this node.
+//!
+//! All state sits behind one mutex and every transition happens under it,
+//! so transitions are atomic and ordered; messages to clients are queued
+//! ([`Link::send`] never blocks) while the lock is held, so clients see
+//! transitions in the order they happened. Store writes and the payment
+//! gate are awaited after the lock is released. Relay only looks up the
+//! peer under the lock and serialises outside it.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use parley_domain::protocol::{
+    AckResult, CallEndReason, ClientMessage, ErrorCode, IceCandidate, LeaveReason, MAX_CANDIDATE_BYTES, MAX_SDP_BYTES,
+    MediaState, PROTOCOL_VERSION, PresenceStatus, Role, ServerMessage, SessionEndReason, UserInfo,
+};
+use parley_domain::{CallId, Clock, SessionId, Timestamp, UserId};
+use tokio::sync::mpsc;
+use tokio_util::task::TaskTracker;
+
+use crate::config::SignalingConfig;
+use crate::error::SignalError;
+use crate::link::{Link, Outbound};
+use crate::metrics;
+use crate::store::{CallGate, CallRecord, CallState, SessionEvent, SessionRecord, Store};
+
+/// Close code sent to clients when the server shuts down (RFC 6455 "going away").
+pub const CLOSE_GOING_AWAY: u16 = 1001;
+/// Longest `call.decline` reason relayed, bytes.
+const MAX_DECLINE_REASON: usize = 200;
+
+/// The signaling hub of one node. Cheap to share (`Arc<Hub>`).
+pub struct Hub {
+    pub(crate) cfg: SignalingConfig,
+    clock: Arc<dyn Clock>,
+    store: Arc<dyn Store>,
+    gate: Arc<dyn CallGate>,
+    state: Mutex<State>,
+    ids: AtomicU64,
+    seen: mpsc::UnboundedSender<UserInfo>,
+    pub(crate) connections: TaskTracker,
+}
+
+#[derive(Default)]
+struct State {
+    users: HashMap<UserId, UserState>,
+    calls: HashMap<CallId, Ringing>,
+    rooms: HashMap<SessionId, Room>,
+    shutting_down: bool,
+}
+
+struct UserState {
+    info: UserInfo,
+    /// The current link: connected, or dropped and waiting for `resume`.
+    link: Option<Arc<Link>>,
+    connected: bool,
+    /// A link replaced by a newer connection, resumable until it expires.
+    previous: Option<Arc<Link>>,
+    /// Consultants: whether they want to be rung.
+    wants_available: bool,
+    /// The call this user is part of, while it rings.
+    call: Option<CallId>,
+    /// The open session this user is part of.
+    session: Option<SessionId>,
+    /// The presence last reported to the user.
+    reported: PresenceStatus,
+}
+
+impl UserState {
+    fn presence(&self) -> PresenceStatus {
+        if self.link.is_none() || !self.wants_available {
+            PresenceStatus::Offline
+        } else if self.call.is_some() || self.session.is_some() {
+            PresenceStatus::Busy
+        } else {
+            PresenceStatus::Available
+        }
+    }
+
+    fn is_idle(&self) -> bool {
+        self.link.is_none() && self.previous.is_none() && self.call.is_none() && self.session.is_none()
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// The payment hold is being placed; the consultant has not been rung.
+    Authorizing,
+    /// The consultant is ringing.
+    Ringing,
+}
+
+struct Ringing {
+    record: CallRecord,
+    seeker: UserInfo,
+    phase: Phase,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Attendance {
+    NotJoined,
+    Present,
+    Dropped,
+    Left,
+}
+
+struct Member {
+    user: UserInfo,
+    /// The link that joined.
+    link: Option<Arc<Link>>,
+    attendance: Attendance,
+    /// Bumped on every attendance change; absence timers check it.
+    epoch: u64,
+}
+
+struct Room {
+    record: SessionRecord,
+    /// Seeker first, consultant second.
+    members: [Member; 2],
+}
+
+impl Room {
+    fn index_of(&self, user: &UserId) -> Option<usize> {
+        self.members.iter().position(|m| &m.user.id == user)
+    }
+}
+
+/// Follow-up work that must not run under the state lock.
+#[derive(Default)]
+#[must_use]
+struct Effects {
+    call_transitions: Vec<(CallId, CallState)>,
+    unanswered: Vec<(CallRecord, CallEndReason)>,
+    session_events: Vec<(SessionId, SessionEvent)>,
+}
+
+fn is_link(slot: &Option<Arc<Link>>, link: &Arc<Link>) -> bool {
+    slot.as_ref().is_some_and(|l| Arc::ptr_eq(l, link))
+}
+
+fn err(code: ErrorCode, message: impl Into<String>) -> SignalError {
+    SignalError::new(code, message)
+}
+
+impl Hub {
+    /// A hub using `store` for persistence and `gate` before ringing.
+    pub fn new(
+        cfg: SignalingConfig,
+        clock: Arc<dyn Clock>,
+        store: Arc<dyn Store>,
+        gate: Arc<dyn CallGate>,
+    ) -> Arc<Hub> {
+        let (seen, seen_rx) = mpsc::unbounded_channel();
+        let hub = Arc::new(Hub {
+            cfg,
+            clock,
+            store,
+            gate,
+            state: Mutex::new(State::default()),
+            ids: AtomicU64::new(1),
+            seen,
+            connections: TaskTracker::new(),
+        });
+        tokio::spawn(record_seen_users(seen_rx, hub.store.clone(), hub.clock.clone()));
+        hub
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn next_id(&self) -> u64 {
+        self.ids.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn new_token(&self) -> String {
+        uuid::Uuid::new_v4().simple().to_string()
+    }
+
+    /// The presence of each consultant in `ids` (offline when unknown here).
+    pub fn presence_of(&self, ids: &[UserId]) -> Vec<PresenceStatus> {
+        let st = self.lock();
+        ids.iter().map(|id| st.users.get(id).map_or(PresenceStatus::Offline, UserState::presence)).collect()
+    }
+
+    /// Consultants with a link on this node (connected or within grace).
+    pub fn online_consultants(&self) -> Vec<UserInfo> {
+        let st = self.lock();
+        st.users
+            .values()
+            .filter(|u| u.info.role == Role::Consultant && u.link.is_some())
+            .map(|u| u.info.clone())
+            .collect()
+    }
+
+    /// Whether the hub has begun shutting down.
+    pub fn is_shutting_down(&self) -> bool {
+        self.lock().shutting_down
+    }
+
+    // ----- connections -------------------------------------------------
+
+    /// Registers a new connection of `user` with queue `tx`; returns its
+    /// fresh link, or `None` when shutting down. A previous link of the user
+    /// is replaced (and stays resumable for the grace period).
+    pub(crate) fn connect(
+        self: &Arc<Self>,
+        user: UserInfo,
+        conn_id: u64,
+        tx: mpsc::Sender<Outbound>,
+    ) -> Option<Arc<Link>> {
+        let link = Arc::new(Link::new(user.clone(), self.new_token(), self.cfg.replay_buffer));
+        link.attach(conn_id, tx, None).expect("attaching without replay cannot fail");
+        let mut st = self.lock();
+        if st.shutting_down {
+            return None;
+        }
+        let now = self.clock.now();
+        let mut effects = Effects::default();
+        let fresh = !st.users.contains_key(&user.id);
+        let entry = st.users.entry(user.id.clone()).or_insert_with(|| UserState {
+            info: user.clone(),
+            link: None,
+            connected: false,
+            previous: None,
+            wants_available: false,
+            call: None,
+            session: None,
+            reported: PresenceStatus::Offline,
+        });
+        entry.info = user.clone();
+        let old = entry.link.replace(link.clone());
+        let was_connected = std::mem::replace(&mut entry.connected, true);
+        if let Some(old) = old {
+            if was_connected {
+                old.send(&ServerMessage::Error {
+                    id: None,
+                    code: ErrorCode::Replaced,
+                    message: "a newer connection of yours took over; this one closes".into(),
+                });
+                old.close(4000, "replaced by a newer connection");
+                self.drop_from_room(&mut st, &user.id, &old, now, &mut effects);
+            }
+            st.users.get_mut(&user.id).expect("just inserted").previous = Some(old.clone());
+            self.expire_link_later(user.id.clone(), old);
+        }
+        let entry = st.users.get_mut(&user.id).expect("just inserted");
+        let presence = (user.role == Role::Consultant).then(|| entry.presence());
+        if let Some(p) = presence {
+            entry.reported = p;
+        }
+        link.send(&ServerMessage::Hello {
+            protocol_version: PROTOCOL_VERSION,
+            user: user.clone(),
+            resume_token: link.resume_token.clone(),
+            resume_window_secs: self.cfg.grace.as_secs(),
+            ping_interval_secs: self.cfg.ping_interval.as_secs(),
+            presence,
+        });
+        drop(st);
+        if fresh {
+            let _ = self.seen.send(user);
+        }
+        self.spawn_effects(effects);
+        Some(link)
+    }
+
+    /// The connection `conn_id` of `link` has closed. If `link` is the
+    /// user's current link, the user has dropped: rooms see
+    /// `participant.left` (`dropped`) and the link waits `G` for `resume`.
+    pub(crate) fn disconnect(self: &Arc<Self>, link: &Arc<Link>, conn_id: u64) {
+        link.detach(conn_id);
+        if link.is_attached() {
+            return; // taken over by a resume
+        }
+        let mut st = self.lock();
+        let now = self.clock.now();
+        let mut effects = Effects::default();
+        let Some(entry) = st.users.get_mut(&link.user.id) else {
+            return;
+        };
+        if !(is_link(&entry.link, link) && entry.connected) {
+            return;
+        }
+        entry.connected = false;
+        self.drop_from_room(&mut st, &link.user.id, link, now, &mut effects);
+        drop(st);
+        self.expire_link_later(link.user.id.clone(), link.clone());
+        self.spawn_effects(effects);
+    }
+
+    /// Takes over the dropped link whose token is `resume_token`: messages
+    /// after `last_seq` are queued on `tx`, then the connection continues
+    /// that link. `provisional` is the link the connection started with.
+    pub(crate) fn resume(
+        self: &Arc<Self>,
+        provisional: &Arc<Link>,
+        conn_id: u64,
+        tx: mpsc::Sender<Outbound>,
+        resume_token: &str,
+        last_seq: u64,
+    ) -> Result<(Arc<Link>, u64), SignalError> {
+        let mut st = self.lock();
+
+        let user_id = provisional.user.id.clone();
+        let entry = st.users.get_mut(&user_id).ok_or_else(|| err(ErrorCode::ResumeFailed, "nothing to resume"))?;
+        let old = match &entry.previous {
+            Some(old) if old.resume_token == resume_token => old.clone(),
+            _ => {
+                return Err(err(
+                    ErrorCode::ResumeFailed,
+                    "unknown or expired resume token: start afresh and rejoin your rooms",
+                ));
+            }
+        };
+        let replayed = old.attach(conn_id, tx, Some(last_seq)).map_err(|gap| {
+            err(
+                ErrorCode::ResumeFailed,
+                format!(
+                    "messages after seq {last_seq} are no longer buffered (oldest kept: {}): start afresh",
+                    gap.oldest_buffered
+                ),
+            )
+        })?;
+        provisional.detach(conn_id);
+        entry.previous = None;
+        entry.link = Some(old.clone());
+        entry.connected = true;
+        let mut effects = Effects::default();
+        if let Some(sid) = entry.session.clone()
+            && let Some(room) = st.rooms.get_mut(&sid)
+            && let Some(i) = room.index_of(&user_id)
+            && is_link(&room.members[i].link, &old)
+            && room.members[i].attendance == Attendance::Dropped
+        {
+            room.members[i].attendance = Attendance::Present;
+            room.members[i].epoch += 1;
+            let user = room.members[i].user.clone();
+            let peer = room.members[1 - i].user.id.clone();
+            effects.session_events.push((sid.clone(), SessionEvent::Joined(user_id.clone())));
+            self.send_to(&st, &peer, &ServerMessage::ParticipantJoined { session_id: sid, user });
+        }
+        drop(st);
+        self.spawn_effects(effects);
+        Ok((old, replayed))
+    }
+
+    /// After the grace period, forgets `link` if it is still dropped (or
+    /// still the replaced one): its user goes offline and a call ringing for
+    /// them ends.
+    fn expire_link_later(self: &Arc<Self>, user_id: UserId, link: Arc<Link>) {
+        let hub = Arc::clone(self);
+        let deadline = self.clock.now().plus(self.cfg.grace);
+        let sleep = self.clock.sleep_until(deadline);
+        tokio::spawn(async move {
+            sleep.await;
+            let mut st = hub.lock();
+            let mut effects = Effects::default();
+            let Some(entry) = st.users.get_mut(&user_id) else {
+                return;
+            };
+            if is_link(&entry.previous, &link) {
+                entry.previous = None;
+            }
+            if is_link(&entry.link, &link) && !entry.connected {
+                entry.link = None;
+                entry.wants_available = false;
+                if let Some(call_id) = entry.call.clone() {
+                    let reason = match entry.info.role {
+                        Role::Consultant => CallEndReason::ConsultantUnavailable,
+                        Role::Seeker => CallEndReason::SeekerGone,
+                    };
+                    hub.end_call(&mut st, &call_id, reason, None, &mut effects);
+                }
+            }
+            if st.users.get(&user_id).is_some_and(UserState::is_idle) {
+                st.users.remove(&user_id);
+            }
+            drop(st);
+            hub.spawn_effects(effects);
+        });
+    }
+
+    // ----- requests ----------------------------------------------------
+
+    /// Handles one client request from `link` (everything but `resume`,
+    /// which the connection handles). `Ok(result)` is acked.
+    pub(crate) async fn handle(
+        self: &Arc<Self>,
+        link: &Arc<Link>,
+        msg: ClientMessage,
+    ) -> Result<Option<AckResult>, SignalError> {
+        match msg {
+            ClientMessage::Ping => Ok(Some(AckResult::Pong { server_time_ms: self.clock.now().unix_millis() })),
+            ClientMessage::PresenceSet { status } => self.presence_set(link, status).map(|()| None),
+            ClientMessage::CallRequest { consultant_id, payment_method } => {
+                self.call_request(link, consultant_id, payment_method).await.map(Some)
+            }
+            ClientMessage::CallAccept { call_id } => self.call_accept(link, call_id).await.map(|()| None),
+            ClientMessage::CallDecline { call_id, reason } => {
+                self.call_end_by(link, call_id, CallEndReason::Declined, reason).await.map(|()| None)
+            }
+            ClientMessage::CallCancel { call_id } => {
+                self.call_end_by(link, call_id, CallEndReason::Cancelled, None).await.map(|()| None)
+            }
+            ClientMessage::RoomJoin { session_id } => self.room_join(link, session_id).await.map(Some),
+            ClientMessage::RoomLeave { session_id } => self.room_leave(link, session_id).map(|()| None),
+            ClientMessage::SdpOffer { session_id, sdp } => {
+                check_sdp(&sdp)?;
+                self.relay(link, &session_id, |from| ServerMessage::SdpOffer {
+                    session_id: session_id.clone(),
+                    from,
+                    sdp,
+                })
+            }
+            ClientMessage::SdpAnswer { session_id, sdp } => {
+                check_sdp(&sdp)?;
+                self.relay(link, &session_id, |from| ServerMessage::SdpAnswer {
+                    session_id: session_id.clone(),
+                    from,
+                    sdp,
+                })
+            }
+            ClientMessage::IceCandidate { session_id, candidate } => {
+                check_candidate(&candidate)?;
+                self.relay(link, &session_id, |from| ServerMessage::IceCandidate {
+                    session_id: session_id.clone(),
+                    from,
+                    candidate,
+                })
+            }
+            ClientMessage::MediaStateReport { session_id, state } => {
+                self.media_state(link, session_id, state).await.map(|()| None)
+            }
+            ClientMessage::SessionEnd { session_id } => self.session_end(link, session_id).await.map(|()| None),
+            ClientMessage::Resume { .. } => Err(err(ErrorCode::ResumeNotFirst, "resume must be the first message")),
+        }
+    }
+
+    fn presence_set(self: &Arc<Self>, link: &Arc<Link>, status: PresenceStatus) -> Result<(), SignalError> {
+        if link.user.role != Role::Consultant {
+            return Err(err(ErrorCode::WrongRole, "only consultants have a presence"));
+        }
+        if status == PresenceStatus::Busy {
+            return Err(err(
+                ErrorCode::InvalidField,
+                "status: `busy` is set by the server; send `available` or `offline`",
+            ));
+        }
+        let mut st = self.lock();
+        let mut effects = Effects::default();
+        let entry =
+            st.users.get_mut(&link.user.id).ok_or_else(|| SignalError::internal("presence for unknown user"))?;
+        entry.wants_available = status == PresenceStatus::Available;
+        if status == PresenceStatus::Offline
+            && let Some(call_id) = entry.call.clone()
+        {
+            self.end_call(&mut st, &call_id, CallEndReason::ConsultantUnavailable, None, &mut effects);
+        }
+        self.report_presence(&mut st, &link.user.id);
+        drop(st);
+        self.spawn_effects(effects);
+        Ok(())
+    }
+
+    async fn call_request(
+        self: &Arc<Self>,
+        link: &Arc<Link>,
+        consultant_id: UserId,
+        payment_method: Option<String>,
+    ) -> Result<AckResult, SignalError> {
+        if link.user.role != Role::Seeker {
+            return Err(err(ErrorCode::WrongRole, "only seekers can request calls"));
+        }
+        let now = self.clock.now();
+        let record = {
+            let mut st = self.lock();
+            if st.shutting_down {
+                return Err(err(ErrorCode::Unavailable, "the server is shutting down; try again shortly"));
+            }
+            let seeker = st.users.get(&link.user.id).ok_or_else(|| SignalError::internal("caller not registered"))?;
+            if seeker.call.is_some() || seeker.session.is_some() {
+                return Err(err(ErrorCode::AlreadyInCall, "you already have a call ringing or a session open"));
+            }
+            let not_here = match st.users.get(&consultant_id) {
+                Some(c) if c.info.role == Role::Consultant => match c.presence() {
+                    PresenceStatus::Available => Some(()),
+                    other => {
+                        return Err(err(
+                            ErrorCode::ConsultantUnavailable,
+                            format!("{} is {} right now", c.info.name, presence_word(other)),
+                        ));
+                    }
+                },
+                Some(_) => return Err(unknown_consultant(&consultant_id)),
+                None => None,
+            }
+            .is_none();
+            if not_here {
+                None
+            } else {
+                let record = CallRecord {
+                    call_id: CallId::parse(format!("call_{}", uuid::Uuid::now_v7().simple())).expect("valid id"),
+                    session_id: SessionId::parse(format!("ses_{}", uuid::Uuid::now_v7().simple())).expect("valid id"),
+                    seeker_id: link.user.id.clone(),
+                    consultant_id: consultant_id.clone(),
+                    created_at: now,
+                };
+                st.calls.insert(
+                    record.call_id.clone(),
+                    Ringing { record: record.clone(), seeker: link.user.clone(), phase: Phase::Authorizing },
+                );
+                for id in [&record.seeker_id, &record.consultant_id] {
+                    st.users.get_mut(id).expect("checked above").call = Some(record.call_id.clone());
+                }
+                Some(record)
+            }
+        };
+        let Some(record) = record else {
+            // Not connected here: unknown, or known but offline.
+            return Err(match self.store.user(&consultant_id).await {
+                Ok(Some(u)) if u.role == Role::Consultant => {
+                    err(ErrorCode::ConsultantUnavailable, format!("{} is offline right now", u.name))
+                }
+                Ok(_) => unknown_consultant(&consultant_id),
+                Err(e) => SignalError::internal(e),
+            });
+        };
+
+        if let Err(e) = self.store.create_call(&record).await {
+            self.abandon_authorizing(&record.call_id);
+            return Err(SignalError::internal(e));
+        }
+        if let Err(refusal) = self.gate.before_ring(&record, payment_method.as_deref()).await {
+            self.abandon_authorizing(&record.call_id);
+            self.persist_call(&record.call_id, CallState::HoldRefused).await;
+            metrics::call("hold_refused");
+            return Err(SignalError::new(refusal.code, refusal.message));
+        }
+
+        let ring_deadline = self.clock.now().plus(self.cfg.ring_timeout);
+        let still_wanted = {
+            let mut st = self.lock();
+            let call = st.calls.get_mut(&record.call_id);
+            let still_wanted = call.is_some();
+            if let Some(call) = call {
+                call.phase = Phase::Ringing;
+                self.send_to(
+                    &st,
+                    &record.consultant_id,
+                    &ServerMessage::CallIncoming {
+                        call_id: record.call_id.clone(),
+                        session_id: record.session_id.clone(),
+                        seeker: link.user.clone(),
+                        ring_deadline_ms: ring_deadline.unix_millis(),
+                    },
+                );
+                self.report_presence(&mut st, &record.consultant_id);
+            }
+            still_wanted
+        };
+        if !still_wanted {
+            // The consultant went away while the hold was placed.
+            self.gate.call_unanswered(&record, CallEndReason::ConsultantUnavailable).await;
+            self.persist_call(&record.call_id, CallState::Ended(CallEndReason::ConsultantUnavailable)).await;
+            metrics::call(CallEndReason::ConsultantUnavailable.as_str());
+            return Err(err(ErrorCode::ConsultantUnavailable, "the consultant went offline"));
+        }
+        self.ring_timeout_later(record.call_id.clone(), ring_deadline);
+        self.persist_call(&record.call_id, CallState::Ringing).await;
+        Ok(AckResult::Call {
+            call_id: record.call_id,
+            session_id: record.session_id,
+            ring_deadline_ms: ring_deadline.unix_millis(),
+        })
+    }
+
+    /// Undoes the reservation of a call whose hold was not placed.
+    fn abandon_authorizing(&self, call_id: &CallId) {
+        let mut st = self.lock();
+        if let Some(call) = st.calls.remove(call_id) {
+            for id in [&call.record.seeker_id, &call.record.consultant_id] {
+                if let Some(u) = st.users.get_mut(id)
+                    && u.call.as_ref() == Some(call_id)
+                {
+                    u.call = None;
+                }
+            }
+        }
+    }
+
+    fn ring_timeout_later(self: &Arc<Self>, call_id: CallId, deadline: Timestamp) {
+        let hub = Arc::clone(self);
+        let sleep = self.clock.sleep_until(deadline);
+        tokio::spawn(async move {
+            sleep.await;
+            let mut st = hub.lock();
+            let mut effects = Effects::default();
+            if st.calls.get(&call_id).is_some_and(|c| c.phase == Phase::Ringing) {
+                hub.end_call(&mut st, &call_id, CallEndReason::Timeout, None, &mut effects);
+            }
+            drop(st);
+            hub.spawn_effects(effects);
+        });
+    }
+
+    /// Why `call_id` is not a ringing call of `user`.
+    async fn not_ringing(&self, call_id: &CallId, user: &UserId) -> SignalError {
+        match self.store.call(call_id).await {
+            Ok(Some(c)) if &c.record.seeker_id == user || &c.record.consultant_id == user => {
+                err(ErrorCode::CallNotRinging, format!("call {call_id} is no longer ringing (it is {})", c.state))
+            }
+            Ok(_) => err(ErrorCode::UnknownCall, format!("no call {call_id} of yours")),
+            Err(e) => SignalError::internal(e),
+        }
+    }
+
+    async fn call_accept(self: &Arc<Self>, link: &Arc<Link>, call_id: CallId) -> Result<(), SignalError> {
+        if link.user.role != Role::Consultant {
+            return Err(err(ErrorCode::WrongRole, "only consultants accept calls"));
+        }
+        let now = self.clock.now();
+        let session = 'locked: {
+            let mut st = self.lock();
+            let ringing = match st.calls.get(&call_id) {
+                Some(c) if c.record.consultant_id == link.user.id && c.phase == Phase::Ringing => {
+                    st.calls.remove(&call_id).expect("present")
+                }
+                _ => break 'locked None,
+            };
+            let record = SessionRecord {
+                session_id: ringing.record.session_id.clone(),
+                call_id: call_id.clone(),
+                seeker_id: ringing.record.seeker_id.clone(),
+                consultant_id: ringing.record.consultant_id.clone(),
+                opened_at: now,
+            };
+            let member = |user: UserInfo| Member { user, link: None, attendance: Attendance::NotJoined, epoch: 0 };
+            st.rooms.insert(
+                record.session_id.clone(),
+                Room { record: record.clone(), members: [member(ringing.seeker.clone()), member(link.user.clone())] },
+            );
+            for id in [&record.seeker_id, &record.consultant_id] {
+                if let Some(u) = st.users.get_mut(id) {
+                    u.call = None;
+                    u.session = Some(record.session_id.clone());
+                }
+                self.send_to(
+                    &st,
+                    id,
+                    &ServerMessage::CallAccepted { call_id: call_id.clone(), session_id: record.session_id.clone() },
+                );
+            }
+            Some(record)
+        };
+        let Some(session) = session else {
+            return Err(self.not_ringing(&call_id, &link.user.id).await);
+        };
+        // Neither has joined yet: each has `G` to do so (DESIGN.md M3).
+        for i in 0..2 {
+            self.absence_timeout_later(session.session_id.clone(), i, 0, now);
+        }
+        metrics::call("accepted");
+        self.persist_call(&call_id, CallState::Accepted).await;
+        self.store.create_session(&session).await.map_err(SignalError::internal)?;
+        Ok(())
+    }
+
+    async fn call_end_by(
+        self: &Arc<Self>,
+        link: &Arc<Link>,
+        call_id: CallId,
+        reason: CallEndReason,
+        message: Option<String>,
+    ) -> Result<(), SignalError> {
+        let (expected_role, verb) = match reason {
+            CallEndReason::Declined => (Role::Consultant, "decline"),
+            _ => (Role::Seeker, "cancel"),
+        };
+        if link.user.role != expected_role {
+            return Err(err(ErrorCode::WrongRole, format!("only {}s can {verb} calls", expected_role.as_str())));
+        }
+        if let Some(m) = &message
+            && m.len() > MAX_DECLINE_REASON
+        {
+            return Err(err(ErrorCode::InvalidField, format!("reason: at most {MAX_DECLINE_REASON} bytes")));
+        }
+        let effects = {
+            let mut st = self.lock();
+            let mine = st.calls.get(&call_id).is_some_and(|c| {
+                c.phase == Phase::Ringing
+                    && (c.record.seeker_id == link.user.id || c.record.consultant_id == link.user.id)
+            });
+            mine.then(|| {
+                let mut effects = Effects::default();
+                self.end_call(&mut st, &call_id, reason, message, &mut effects);
+                effects
+            })
+        };
+        match effects {
+            Some(effects) => {
+                self.run_effects(effects).await;
+                Ok(())
+            }
+            None => Err(self.not_ringing(&call_id, &link.user.id).await),
+        }
+    }
+
+    /// Ends a ringing call: both sides get `call.ended`, the consultant's
+    /// presence is restored, and the hold release and store write are queued.
+    fn end_call(
+        &self,
+        st: &mut State,
+        call_id: &CallId,
+        reason: CallEndReason,
+        message: Option<String>,
+        effects: &mut Effects,
+    ) {
+        let Some(call) = st.calls.remove(call_id) else {
+            return;
+        };
+        for id in [&call.record.seeker_id, &call.record.consultant_id] {
+            if let Some(u) = st.users.get_mut(id)
+                && u.call.as_ref() == Some(call_id)
+            {
+                u.call = None;
+            }
+        }
+        if call.phase == Phase::Authorizing {
+            // The requester is still placing the hold; it sees the call gone.
+            return;
+        }
+        let ended = ServerMessage::CallEnded { call_id: call_id.clone(), reason, message };
+        self.send_to(st, &call.record.seeker_id, &ended);
+        self.send_to(st, &call.record.consultant_id, &ended);
+        self.report_presence(st, &call.record.consultant_id);
+        metrics::call(reason.as_str());
+        effects.call_transitions.push((call_id.clone(), CallState::Ended(reason)));
+        for id in [&call.record.seeker_id, &call.record.consultant_id] {
+            if st.users.get(id).is_some_and(UserState::is_idle) {
+                st.users.remove(id);
+            }
+        }
+        effects.unanswered.push((call.record, reason));
+    }
+
+    /// Why `session_id` has no open room here.
+    async fn no_room(&self, session_id: &SessionId) -> SignalError {
+        match self.store.session(session_id).await {
+            Ok(Some(s)) if s.ended_at.is_some() => {
+                err(ErrorCode::SessionEnded, format!("session {session_id} has ended"))
+            }
+            Ok(Some(_)) => {
+                err(ErrorCode::SessionEnded, format!("session {session_id} is no longer open on this server"))
+            }
+            Ok(None) => err(ErrorCode::UnknownSession, format!("no session {session_id}")),
+            Err(e) => SignalError::internal(e),
+        }
+    }
+
+    async fn room_join(self: &Arc<Self>, link: &Arc<Link>, session_id: SessionId) -> Result<AckResult, SignalError> {
+        let now = self.clock.now();
+        let result = 'locked: {
+            let mut st = self.lock();
+            let Some(room) = st.rooms.get_mut(&session_id) else { break 'locked None };
+            let Some(i) = room.index_of(&link.user.id) else {
+                return Err(err(ErrorCode::Forbidden, format!("you are not a participant of session {session_id}")));
+            };
+            let me = &mut room.members[i];
+            me.link = Some(link.clone());
+            me.attendance = Attendance::Present;
+            me.epoch += 1;
+            let user = me.user.clone();
+            let peer = &room.members[1 - i];
+            let peer_id = peer.user.id.clone();
+            let participants = if peer.attendance == Attendance::Present { vec![peer.user.clone()] } else { vec![] };
+            self.send_to(&st, &peer_id, &ServerMessage::ParticipantJoined { session_id: session_id.clone(), user });
+            Some(AckResult::Room {
+                session_id: session_id.clone(),
+                participants,
+                ice_servers: self.cfg.ice.ice_servers(&link.user.id, now),
+                offerer: link.user.role == Role::Seeker,
+            })
+        };
+        let Some(result) = result else { return Err(self.no_room(&session_id).await) };
+        self.persist_session(&session_id, SessionEvent::Joined(link.user.id.clone()), now).await;
+        Ok(result)
+    }
+
+    fn room_leave(self: &Arc<Self>, link: &Arc<Link>, session_id: SessionId) -> Result<(), SignalError> {
+        let now = self.clock.now();
+        let mut st = self.lock();
+        let mut effects = Effects::default();
+        let room = st.rooms.get_mut(&session_id).ok_or_else(|| not_in_room(&session_id))?;
+        let i = room.index_of(&link.user.id).ok_or_else(|| not_in_room(&session_id))?;
+        let me = &mut room.members[i];
+        if !(me.attendance == Attendance::Present && is_link(&me.link, link)) {
+            return Err(not_in_room(&session_id));
+        }
+        self.mark_absent(&mut st, &session_id, i, LeaveReason::Left, now, &mut effects);
+        drop(st);
+        self.spawn_effects(effects);
+        Ok(())
+    }
+
+    /// If `link` is present in its user's room, marks it dropped.
+    fn drop_from_room(
+        self: &Arc<Self>,
+        st: &mut State,
+        user_id: &UserId,
+        link: &Arc<Link>,
+        now: Timestamp,
+        effects: &mut Effects,
+    ) {
+        let Some(sid) = st.users.get(user_id).and_then(|u| u.session.clone()) else {
+            return;
+        };
+        let Some(room) = st.rooms.get(&sid) else {
+            return;
+        };
+        let Some(i) = room.index_of(user_id) else {
+            return;
+        };
+        let me = &room.members[i];
+        if me.attendance == Attendance::Present && is_link(&me.link, link) {
+            self.mark_absent(st, &sid, i, LeaveReason::Dropped, now, effects);
+        }
+    }
+
+    fn mark_absent(
+        self: &Arc<Self>,
+        st: &mut State,
+        session_id: &SessionId,
+        i: usize,
+        reason: LeaveReason,
+        now: Timestamp,
+        effects: &mut Effects,
+    ) {
+        let room = st.rooms.get_mut(session_id).expect("caller checked");
+        let me = &mut room.members[i];
+        me.attendance = match reason {
+            LeaveReason::Left => Attendance::Left,
+            LeaveReason::Dropped => Attendance::Dropped,
+        };
+        me.epoch += 1;
+        let epoch = me.epoch;
+        let user_id = me.user.id.clone();
+        let peer_id = room.members[1 - i].user.id.clone();
+        self.send_to(
+            st,
+            &peer_id,
+            &ServerMessage::ParticipantLeft {
+                session_id: session_id.clone(),
+                user_id: user_id.clone(),
+                reason,
+                grace_secs: self.cfg.grace.as_secs(),
+            },
+        );
+        let event = match reason {
+            LeaveReason::Left => SessionEvent::Left(user_id),
+            LeaveReason::Dropped => SessionEvent::Dropped(user_id),
+        };
+        effects.session_events.push((session_id.clone(), event));
+        self.absence_timeout_later(session_id.clone(), i, epoch, now);
+    }
+
+    /// Ends the session if member `i` is still absent `G` after `since`
+    /// (DESIGN.md M3).
+    fn absence_timeout_later(self: &Arc<Self>, session_id: SessionId, i: usize, epoch: u64, since: Timestamp) {
+        let hub = Arc::clone(self);
+        let sleep = self.clock.sleep_until(since.plus(self.cfg.grace));
+        tokio::spawn(async move {
+            sleep.await;
+            let mut st = hub.lock();
+            let mut effects = Effects::default();
+            let still_absent = st
+                .rooms
+                .get(&session_id)
+                .is_some_and(|r| r.members[i].epoch == epoch && r.members[i].attendance != Attendance::Present);
+            if still_absent {
+                hub.end_session(&mut st, &session_id, SessionEndReason::Abandoned, None, &mut effects);
+            }
+            drop(st);
+            hub.spawn_effects(effects);
+        });
+    }
+
+    fn relay(
+        &self,
+        link: &Arc<Link>,
+        session_id: &SessionId,
+        make: impl FnOnce(UserId) -> ServerMessage,
+    ) -> Result<Option<AckResult>, SignalError> {
+        let peer = {
+            let st = self.lock();
+            let room = st.rooms.get(session_id).ok_or_else(|| not_in_room(session_id))?;
+            let i = room.index_of(&link.user.id).ok_or_else(|| not_in_room(session_id))?;
+            let me = &room.members[i];
+            if !(me.attendance == Attendance::Present && is_link(&me.link, link)) {
+                return Err(not_in_room(session_id));
+            }
+            let peer = &room.members[1 - i];
+            match peer.attendance {
+                Attendance::Present | Attendance::Dropped => peer.link.clone(),
+                Attendance::NotJoined | Attendance::Left => None,
+            }
+        };
+        if let Some(peer) = peer {
+            peer.send(&make(link.user.id.clone()));
+        }
+        Ok(None)
+    }
+
+    async fn media_state(&self, link: &Arc<Link>, session_id: SessionId, state: MediaState) -> Result<(), SignalError> {
+        let now = self.clock.now();
+        {
+            let st = self.lock();
+            let room = st.rooms.get(&session_id).ok_or_else(|| not_in_room(&session_id))?;
+            room.index_of(&link.user.id).ok_or_else(|| not_in_room(&session_id))?;
+        }
+        self.persist_session(&session_id, SessionEvent::Media(link.user.id.clone(), state), now).await;
+        Ok(())
+    }
+
+    async fn session_end(self: &Arc<Self>, link: &Arc<Link>, session_id: SessionId) -> Result<(), SignalError> {
+        let effects = 'locked: {
+            let mut st = self.lock();
+            let Some(room) = st.rooms.get(&session_id) else { break 'locked None };
+            if room.index_of(&link.user.id).is_none() {
+                return Err(err(ErrorCode::Forbidden, format!("you are not a participant of session {session_id}")));
+            }
+            let mut effects = Effects::default();
+            self.end_session(&mut st, &session_id, SessionEndReason::Hangup, Some(link.user.id.clone()), &mut effects);
+            Some(effects)
+        };
+        let Some(effects) = effects else { return Err(self.no_room(&session_id).await) };
+        self.run_effects(effects).await;
+        Ok(())
+    }
+
+    /// Ends an open session: both participants get `session.ended`, the
+    /// consultant is available again, the end is queued for the store.
+    fn end_session(
+        &self,
+        st: &mut State,
+        session_id: &SessionId,
+        reason: SessionEndReason,
+        by: Option<UserId>,
+        effects: &mut Effects,
+    ) {
+        let Some(room) = st.rooms.remove(session_id) else {
+            return;
+        };
+        let ended = ServerMessage::SessionEnded { session_id: session_id.clone(), reason, ended_by: by.clone() };
+        for m in &room.members {
+            if let Some(u) = st.users.get_mut(&m.user.id)
+                && u.session.as_ref() == Some(session_id)
+            {
+                u.session = None;
+            }
+            self.send_to(st, &m.user.id, &ended);
+        }
+        self.report_presence(st, &room.record.consultant_id);
+        for m in &room.members {
+            if st.users.get(&m.user.id).is_some_and(UserState::is_idle) {
+                st.users.remove(&m.user.id);
+            }
+        }
+        effects.session_events.push((session_id.clone(), SessionEvent::Ended { reason, by }));
+    }
+
+    // ----- shutdown ----------------------------------------------------
+
+    /// Begins a graceful shutdown: ringing calls end (`server_shutdown`),
+    /// every client is sent `server.shutdown` and its WebSocket is closed
+    /// with 1001. Open sessions stay open in the store. Returns once the
+    /// store writes are done; await [`Hub::connections_closed`] next.
+    pub async fn shutdown(self: &Arc<Self>) {
+        let mut effects = Effects::default();
+        {
+            let mut st = self.lock();
+            st.shutting_down = true;
+            let calls: Vec<CallId> = st.calls.keys().cloned().collect();
+            for call_id in calls {
+                self.end_call(&mut st, &call_id, CallEndReason::ServerShutdown, None, &mut effects);
+            }
+            for u in st.users.values() {
+                if let Some(link) = &u.link {
+                    link.send(&ServerMessage::ServerShutdown {
+                        message: "the server is restarting; reconnect and resume".into(),
+                    });
+                    link.close(CLOSE_GOING_AWAY, "server shutting down");
+                }
+            }
+        }
+        self.run_effects(effects).await;
+        self.connections.close();
+    }
+
+    /// Resolves when every connection task has ended (after [`Hub::shutdown`]).
+    pub async fn connections_closed(&self) {
+        self.connections.wait().await;
+    }
+
+    // ----- helpers -----------------------------------------------------
+
+    /// Queues `msg` on `user`'s current link, if any.
+    fn send_to(&self, st: &State, user: &UserId, msg: &ServerMessage) {
+        if let Some(link) = st.users.get(user).and_then(|u| u.link.as_ref()) {
+            link.send(msg);
+        }
+    }
+
+    /// Tells a consultant their presence if it changed since last told.
+    fn report_presence(&self, st: &mut State, user: &UserId) {
+        let Some(u) = st.users.get_mut(user) else {
+            return;
+        };
+        if u.info.role != Role::Consultant {
+            return;
+        }
+        let now = u.presence();
+        if now != u.reported {
+            u.reported = now;
+            if let Some(link) = &u.link {
+                link.send(&ServerMessage::PresenceUpdated { status: now });
+            }
+        }
+    }
+
+    async fn persist_call(&self, call_id: &CallId, state: CallState) {
+        if let Err(e) = self.store.call_transition(call_id, state, self.clock.now()).await {
+            tracing::error!(%call_id, state = state.as_str(), error = %e, "failed to store call transition");
+        }
+    }
+
+    async fn persist_session(&self, session_id: &SessionId, event: SessionEvent, at: Timestamp) {
+        if let Err(e) = self.store.session_event(session_id, &event, at).await {
+            tracing::error!(%session_id, kind = event.kind(), error = %e, "failed to store session event");
+        }
+    }
+
+    async fn run_effects(&self, effects: Effects) {
+        let now = self.clock.now();
+        for (call_id, state) in effects.call_transitions {
+            self.persist_call(&call_id, state).await;
+        }
+        for (record, reason) in effects.unanswered {
+            self.gate.call_unanswered(&record, reason).await;
+        }
+        for (session_id, event) in effects.session_events {
+            self.persist_session(&session_id, event, now).await;
+        }
+    }
+
+    fn spawn_effects(self: &Arc<Self>, effects: Effects) {
+        if effects.call_transitions.is_empty() && effects.unanswered.is_empty() && effects.session_events.is_empty() {
+            return;
+        }
+        let hub = Arc::clone(self);
+        tokio::spawn(async move { hub.run_effects(effects).await });
+    }
+}
+
+fn presence_word(p: PresenceStatus) -> &'static str {
+    match p {
+        PresenceStatus::Available => "available",
+        PresenceStatus::Busy => "in another call",
+        PresenceStatus::Offline => "offline",
+    }
+}
+
+fn unknown_consultant(id: &UserId) -> SignalError {
+    err(ErrorCode::UnknownConsultant, format!("no consultant {id}"))
+}
+
+fn not_in_room(session_id: &SessionId) -> SignalError {
+    err(ErrorCode::NotInRoom, format!("you have not joined the room of session {session_id}"))
+}
+
+fn check_sdp(sdp: &str) -> Result<(), SignalError> {
+    if sdp.len() > MAX_SDP_BYTES {
+        return Err(err(
+            ErrorCode::SdpTooLarge,
+            format!("SDP is {} bytes; at most {MAX_SDP_BYTES} allowed", sdp.len()),
+        ));
+    }
+    Ok(())
+}
+
+fn check_candidate(c: &IceCandidate) -> Result<(), SignalError> {
+    if c.candidate.len() > MAX_CANDIDATE_BYTES {
+        return Err(err(
+            ErrorCode::SdpTooLarge,
+            format!("candidate is {} bytes; at most {MAX_CANDIDATE_BYTES} allowed", c.candidate.len()),
+        ));
+    }
+    Ok(())
+}
+
+/// Writes newly seen users to the store in batches, so a burst of new
+/// connections costs one transaction rather than one each.
+async fn record_seen_users(mut rx: mpsc::UnboundedReceiver<UserInfo>, store: Arc<dyn Store>, clock: Arc<dyn Clock>) {
+    const BATCH: usize = 512;
+    let mut batch = Vec::with_capacity(BATCH);
+    while rx.recv_many(&mut batch, BATCH).await > 0 {
+        if let Err(e) = store.users_seen(&batch, clock.now()).await {
+            tracing::error!(error = %e, users = batch.len(), "failed to record seen users");
+        }
+        batch.clear();
+    }
+}

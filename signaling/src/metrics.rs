@@ -1,0 +1,44 @@
+//! Metric names (Prometheus, via the `metrics` facade; `server` installs
+//! the exporter and serves `/metrics`).
+
+use metrics::{counter, gauge};
+use parley_domain::protocol::ErrorCode;
+
+/// Open signaling WebSockets (gauge).
+pub const CONNECTIONS: &str = "parley_signal_connections";
+/// WebSockets accepted (counter).
+pub const CONNECTIONS_TOTAL: &str = "parley_signal_connections_total";
+/// Client messages received, by `type` (counter).
+pub const MESSAGES_RECEIVED: &str = "parley_signal_messages_received_total";
+/// Server messages sent (counter).
+pub const MESSAGES_SENT: &str = "parley_signal_messages_sent_total";
+/// Errors sent, by `code` (counter).
+pub const ERRORS: &str = "parley_signal_errors_total";
+/// Instant calls by `outcome`: `accepted`, `hold_refused` or a
+/// [`parley_domain::protocol::CallEndReason`] (counter).
+pub const CALLS: &str = "parley_calls_total";
+
+pub(crate) fn connection_opened() {
+    gauge!(CONNECTIONS).increment(1.0);
+    counter!(CONNECTIONS_TOTAL).increment(1);
+}
+
+pub(crate) fn connection_closed() {
+    gauge!(CONNECTIONS).decrement(1.0);
+}
+
+pub(crate) fn received(kind: &'static str) {
+    counter!(MESSAGES_RECEIVED, "type" => kind).increment(1);
+}
+
+pub(crate) fn sent(n: u64) {
+    counter!(MESSAGES_SENT).increment(n);
+}
+
+pub(crate) fn error(code: ErrorCode) {
+    counter!(ERRORS, "code" => code.as_str()).increment(1);
+}
+
+pub(crate) fn call(outcome: &'static str) {
+    counter!(CALLS, "outcome" => outcome).increment(1);
+}

@@ -1,0 +1,205 @@
+//! What signaling needs from the outside world, as traits the `server`
+//! implements: persistence ([`Store`]) and the payment seam ([`CallGate`]).
+//! Signaling never imports billing or a database driver.
+
+use async_trait::async_trait;
+use parley_domain::protocol::{CallEndReason, ErrorCode, MediaState, Role, SessionEndReason, UserInfo};
+use parley_domain::{CallId, SessionId, Timestamp, UserId};
+
+/// A storage failure. Signaling answers the request with `internal`.
+#[derive(Debug, thiserror::Error)]
+#[error("store: {0}")]
+pub struct StoreError(pub String);
+
+/// An instant call as first stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallRecord {
+    /// The call.
+    pub call_id: CallId,
+    /// The session it opens if accepted.
+    pub session_id: SessionId,
+    /// The caller.
+    pub seeker_id: UserId,
+    /// The callee.
+    pub consultant_id: UserId,
+    /// When `call.request` arrived.
+    pub created_at: Timestamp,
+}
+
+/// A call's states, stored with the server time of each transition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CallState {
+    /// `call.request` received; the payment hold is being placed.
+    Requested,
+    /// The payment hold was refused; the consultant was never rung.
+    HoldRefused,
+    /// The consultant is being rung.
+    Ringing,
+    /// Accepted: a session was opened.
+    Accepted,
+    /// Ended unanswered.
+    Ended(CallEndReason),
+}
+
+impl CallState {
+    /// The state's stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallState::Requested => "requested",
+            CallState::HoldRefused => "hold_refused",
+            CallState::Ringing => "ringing",
+            CallState::Accepted => "accepted",
+            CallState::Ended(r) => r.as_str(),
+        }
+    }
+}
+
+/// A session as first stored, when its call is accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    /// The session.
+    pub session_id: SessionId,
+    /// The call that opened it.
+    pub call_id: CallId,
+    /// The seeker.
+    pub seeker_id: UserId,
+    /// The consultant.
+    pub consultant_id: UserId,
+    /// When it was opened.
+    pub opened_at: Timestamp,
+}
+
+/// Something that happened in a session, stored in its timeline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionEvent {
+    /// A participant joined the room (first time or again).
+    Joined(UserId),
+    /// A participant left on purpose.
+    Left(UserId),
+    /// A participant's connection dropped.
+    Dropped(UserId),
+    /// A participant's media connection state (DESIGN.md M11).
+    Media(UserId, MediaState),
+    /// The session ended.
+    Ended {
+        /// Why.
+        reason: SessionEndReason,
+        /// Who hung up, for `hangup`.
+        by: Option<UserId>,
+    },
+}
+
+impl SessionEvent {
+    /// The event's stored kind.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SessionEvent::Joined(_) => "joined",
+            SessionEvent::Left(_) => "left",
+            SessionEvent::Dropped(_) => "dropped",
+            SessionEvent::Media(..) => "media_state",
+            SessionEvent::Ended { .. } => "ended",
+        }
+    }
+}
+
+/// What the store knows of a call, for replies about calls no longer ringing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredCall {
+    /// The call as created.
+    pub record: CallRecord,
+    /// Its latest state's stored name.
+    pub state: String,
+}
+
+/// What the store knows of a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredSession {
+    /// The session as opened.
+    pub record: SessionRecord,
+    /// When it ended, if it has.
+    pub ended_at: Option<Timestamp>,
+    /// Why it ended (stored name), if it has.
+    pub end_reason: Option<String>,
+}
+
+/// Persistence of users, calls and sessions, with every state transition and
+/// its server timestamp. Implemented by `server` on SQLite and PostgreSQL.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Records that these users were seen (connected) at `at`: inserts new
+    /// ones, updates name, role and last-seen time of known ones.
+    async fn users_seen(&self, users: &[UserInfo], at: Timestamp) -> Result<(), StoreError>;
+    /// A user by id.
+    async fn user(&self, id: &UserId) -> Result<Option<UserInfo>, StoreError>;
+    /// All users with `role`, by name.
+    async fn users_with_role(&self, role: Role) -> Result<Vec<UserInfo>, StoreError>;
+    /// Stores a new call in state `requested`.
+    async fn create_call(&self, call: &CallRecord) -> Result<(), StoreError>;
+    /// Records a call's transition to `state` at `at`.
+    async fn call_transition(&self, call_id: &CallId, state: CallState, at: Timestamp) -> Result<(), StoreError>;
+    /// A call by id.
+    async fn call(&self, call_id: &CallId) -> Result<Option<StoredCall>, StoreError>;
+    /// Stores a newly opened session.
+    async fn create_session(&self, session: &SessionRecord) -> Result<(), StoreError>;
+    /// Appends `event` at `at` to the session's timeline (and, for `Ended`,
+    /// marks the session ended).
+    async fn session_event(
+        &self,
+        session_id: &SessionId,
+        event: &SessionEvent,
+        at: Timestamp,
+    ) -> Result<(), StoreError>;
+    /// A session by id.
+    async fn session(&self, session_id: &SessionId) -> Result<Option<StoredSession>, StoreError>;
+    /// The session's timeline, oldest first: `(at, kind, user, detail)`.
+    async fn session_timeline(&self, session_id: &SessionId) -> Result<Vec<TimelineEntry>, StoreError>;
+}
+
+/// One entry of a session's stored timeline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimelineEntry {
+    /// Server time.
+    pub at: Timestamp,
+    /// [`SessionEvent::kind`].
+    pub kind: String,
+    /// The participant concerned, if any.
+    pub user_id: Option<UserId>,
+    /// Extra detail (media state, end reason).
+    pub detail: Option<String>,
+}
+
+/// A refusal from the [`CallGate`]: the call is rejected with `code`
+/// ([`ErrorCode::PaymentDeclined`] or [`ErrorCode::PaymentActionRequired`])
+/// and the consultant is not rung.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GateRefusal {
+    /// Stable code sent to the seeker.
+    pub code: ErrorCode,
+    /// Readable reason sent to the seeker.
+    pub message: String,
+}
+
+/// The seam where the money path places the payment hold before a
+/// consultant is rung (DESIGN.md §3, B2). The embedded default without
+/// billing is [`OpenGate`].
+#[async_trait]
+pub trait CallGate: Send + Sync + 'static {
+    /// Called after the call is validated and stored, before ringing. `Err`
+    /// rejects the call and the consultant is never disturbed.
+    async fn before_ring(&self, call: &CallRecord, payment_method: Option<&str>) -> Result<(), GateRefusal>;
+    /// Called once when a call that passed `before_ring` ends without a
+    /// session (declined, cancelled, timed out…): release the hold.
+    async fn call_unanswered(&self, call: &CallRecord, reason: CallEndReason);
+}
+
+/// A [`CallGate`] that lets every call ring (no payment hold).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct OpenGate;
+
+#[async_trait]
+impl CallGate for OpenGate {
+    async fn before_ring(&self, _call: &CallRecord, _pm: Option<&str>) -> Result<(), GateRefusal> {
+        Ok(())
+    }
+    async fn call_unanswered(&self, _call: &CallRecord, _reason: CallEndReason) {}
+}
