@@ -701,3 +701,45 @@ mod tests {
         assert_eq!(names, ClientMessage::TYPES);
     }
 }
+
+/// REST shapes (`/v1/...` JSON bodies), beside the signaling messages so
+/// that every type crossing the wire lives in this module.
+pub mod rest {
+    use serde::{Deserialize, Serialize};
+
+    use super::{PresenceStatus, Role, UserInfo};
+    use crate::ids::UserId;
+
+    /// `POST /v1/dev/login` body (dev mode only).
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct DevLoginRequest {
+        /// A known user, or a new one (then `name` and `role` are required).
+        pub user_id: String,
+        /// Display name for a new user, 1–100 bytes.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub name: Option<String>,
+        /// Role for a new user.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub role: Option<Role>,
+    }
+
+    /// `POST /v1/dev/login` answer.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct DevLoginResponse {
+        /// A bearer JWT, valid 12 hours.
+        pub token: String,
+        /// Who it names.
+        pub user: UserInfo,
+    }
+
+    /// One entry of `GET /v1/consultants`.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct ConsultantSummary {
+        /// Id.
+        pub id: UserId,
+        /// Display name.
+        pub name: String,
+        /// Presence now.
+        pub presence: PresenceStatus,
+    }
+}

@@ -23,10 +23,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// The demo users seeded in dev mode.
 pub fn demo_users() -> Vec<UserInfo> {
     let user = |id: &str, name: &str, role| UserInfo { id: UserId::parse(id).expect("valid"), name: name.into(), role };
-    vec![
-        user("demo-seeker", "Sam Seeker", Role::Seeker),
-        user("demo-consultant", "Cora Consultant", Role::Consultant),
-    ]
+    vec![user("demo-seeker", "Sam Seeker", Role::Seeker), user("demo-consultant", "Cora Consultant", Role::Consultant)]
 }
 
 /// A built, bound server, ready to run.

@@ -117,7 +117,11 @@ impl Config {
     fn from_figment(figment: Figment) -> Result<Config, ConfigError> {
         let raw: Raw = figment.extract().map_err(|e| {
             let key = e.path.join(".");
-            let env_name = if key == "database_url" { "DATABASE_URL".to_owned() } else { format!("PARLEY_{}", key.to_uppercase()) };
+            let env_name = if key == "database_url" {
+                "DATABASE_URL".to_owned()
+            } else {
+                format!("PARLEY_{}", key.to_uppercase())
+            };
             ConfigError(format!("{env_name} (`{key}` in parley.toml): {}", e.kind))
         })?;
         Self::validate(raw)

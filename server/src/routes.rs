@@ -10,10 +10,10 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
+use parley_domain::protocol::rest::{ConsultantSummary, DevLoginRequest, DevLoginResponse};
 use parley_domain::protocol::{ErrorBody, ErrorCode, PresenceStatus, Role, UserInfo};
 use parley_domain::{Clock, UserId};
 use parley_signaling::{Authenticator, Hub, Store};
-use serde::{Deserialize, Serialize};
 
 use crate::store::SqlStore;
 
@@ -103,20 +103,9 @@ async fn metrics(State(s): State<AppState>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s.metrics.render()).into_response()
 }
 
-/// One consultant in `GET /v1/consultants`.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct ConsultantEntry {
-    /// Id.
-    pub id: UserId,
-    /// Display name.
-    pub name: String,
-    /// Presence now.
-    pub presence: PresenceStatus,
-}
-
 /// `GET /v1/consultants` (bearer token): every known consultant with their
 /// presence, available ones first.
-async fn consultants(State(s): State<AppState>, headers: HeaderMap) -> Result<Json<Vec<ConsultantEntry>>, ApiError> {
+async fn consultants(State(s): State<AppState>, headers: HeaderMap) -> Result<Json<Vec<ConsultantSummary>>, ApiError> {
     s.auth.verify_request(&headers, None)?;
     let mut users = s.store.users_with_role(Role::Consultant).await?;
     for online in s.hub.online_consultants() {
@@ -126,38 +115,22 @@ async fn consultants(State(s): State<AppState>, headers: HeaderMap) -> Result<Js
     }
     let ids: Vec<UserId> = users.iter().map(|u| u.id.clone()).collect();
     let presence = s.hub.presence_of(&ids);
-    let mut list: Vec<ConsultantEntry> = users
+    let mut list: Vec<ConsultantSummary> = users
         .into_iter()
         .zip(presence)
-        .map(|(u, presence)| ConsultantEntry { id: u.id, name: u.name, presence })
+        .map(|(u, presence)| ConsultantSummary { id: u.id, name: u.name, presence })
         .collect();
     list.sort_by_key(|c| (c.presence != PresenceStatus::Available, c.name.clone()));
     Ok(Json(list))
 }
 
-/// `POST /v1/dev/login` body.
-#[derive(Debug, Deserialize)]
-pub struct DevLogin {
-    /// A known user, or a new one (then `name` and `role` are required).
-    pub user_id: String,
-    /// Display name for a new user.
-    pub name: Option<String>,
-    /// Role for a new user.
-    pub role: Option<Role>,
-}
-
-/// `POST /v1/dev/login` answer.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct DevToken {
-    /// A bearer JWT, valid 12 h.
-    pub token: String,
-    /// Who it names.
-    pub user: UserInfo,
-}
-
 /// Dev mode only: a token for a demo (or new) user, without a password.
-async fn dev_login(State(s): State<AppState>, Json(req): Json<DevLogin>) -> Result<Json<DevToken>, ApiError> {
-    let id = UserId::parse(req.user_id).map_err(|e| ApiError::BadRequest(ErrorCode::InvalidField, format!("user_id: {e}")))?;
+async fn dev_login(
+    State(s): State<AppState>,
+    Json(req): Json<DevLoginRequest>,
+) -> Result<Json<DevLoginResponse>, ApiError> {
+    let id = UserId::parse(req.user_id)
+        .map_err(|e| ApiError::BadRequest(ErrorCode::InvalidField, format!("user_id: {e}")))?;
     let user = match (s.store.user(&id).await?, req.name, req.role) {
         (Some(u), _, _) => u,
         (None, Some(name), Some(role)) if !name.trim().is_empty() && name.len() <= 100 => {
@@ -173,5 +146,5 @@ async fn dev_login(State(s): State<AppState>, Json(req): Json<DevLogin>) -> Resu
         }
     };
     let token = s.auth.issue(&user, DEV_TOKEN_TTL, s.clock.now());
-    Ok(Json(DevToken { token, user }))
+    Ok(Json(DevLoginResponse { token, user }))
 }

@@ -78,7 +78,11 @@ impl SqlStore {
                     .await?
             }
             Backend::Postgres => {
-                AnyPoolOptions::new().max_connections(16).acquire_timeout(Duration::from_secs(5)).connect_with(options).await?
+                AnyPoolOptions::new()
+                    .max_connections(16)
+                    .acquire_timeout(Duration::from_secs(5))
+                    .connect_with(options)
+                    .await?
             }
         };
         match backend {
@@ -203,13 +207,12 @@ impl Store for SqlStore {
     }
 
     async fn call(&self, call_id: &CallId) -> Result<Option<StoredCall>, StoreError> {
-        let row = sqlx::query(
-            "SELECT id, session_id, seeker_id, consultant_id, state, created_ms FROM calls WHERE id = $1",
-        )
-        .bind(call_id.as_str())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(store_err)?;
+        let row =
+            sqlx::query("SELECT id, session_id, seeker_id, consultant_id, state, created_ms FROM calls WHERE id = $1")
+                .bind(call_id.as_str())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(store_err)?;
         let Some(row) = row else { return Ok(None) };
         Ok(Some(StoredCall {
             record: CallRecord {
@@ -239,24 +242,32 @@ impl Store for SqlStore {
         Ok(())
     }
 
-    async fn session_event(&self, session_id: &SessionId, event: &SessionEvent, at: Timestamp) -> Result<(), StoreError> {
+    async fn session_event(
+        &self,
+        session_id: &SessionId,
+        event: &SessionEvent,
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
         let (user, detail): (Option<&UserId>, Option<String>) = match event {
             SessionEvent::Joined(u) | SessionEvent::Left(u) | SessionEvent::Dropped(u) => (Some(u), None),
-            SessionEvent::Media(u, state) => {
-                (Some(u), Some(serde_json::to_value(state).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()))
-            }
+            SessionEvent::Media(u, state) => (
+                Some(u),
+                Some(serde_json::to_value(state).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()),
+            ),
             SessionEvent::Ended { reason, by } => (by.as_ref(), Some(reason.as_str().to_owned())),
         };
         let mut tx = self.pool.begin().await.map_err(store_err)?;
-        sqlx::query("INSERT INTO session_events (session_id, kind, user_id, detail, at_ms) VALUES ($1, $2, $3, $4, $5)")
-            .bind(session_id.as_str())
-            .bind(event.kind())
-            .bind(user.map(UserId::as_str))
-            .bind(detail.as_deref())
-            .bind(at.unix_millis())
-            .execute(&mut *tx)
-            .await
-            .map_err(store_err)?;
+        sqlx::query(
+            "INSERT INTO session_events (session_id, kind, user_id, detail, at_ms) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(session_id.as_str())
+        .bind(event.kind())
+        .bind(user.map(UserId::as_str))
+        .bind(detail.as_deref())
+        .bind(at.unix_millis())
+        .execute(&mut *tx)
+        .await
+        .map_err(store_err)?;
         if let SessionEvent::Ended { reason, by } = event {
             sqlx::query(
                 "UPDATE sessions SET ended_ms = $1, end_reason = $2, ended_by = $3 WHERE id = $4 AND ended_ms IS NULL",

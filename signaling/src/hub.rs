@@ -127,13 +127,25 @@ impl Room {
     }
 }
 
-/// Follow-up work that must not run under the state lock.
+/// Follow-up work that must not run under the state lock, in this order:
+/// store writes, then client notifications (so a client told of an end can
+/// read it back), then hold releases.
 #[derive(Default)]
 #[must_use]
 struct Effects {
     call_transitions: Vec<(CallId, CallState)>,
-    unanswered: Vec<(CallRecord, CallEndReason)>,
     session_events: Vec<(SessionId, SessionEvent)>,
+    notify: Vec<(Arc<Link>, ServerMessage)>,
+    unanswered: Vec<(CallRecord, CallEndReason)>,
+}
+
+impl Effects {
+    fn is_empty(&self) -> bool {
+        self.call_transitions.is_empty()
+            && self.session_events.is_empty()
+            && self.notify.is_empty()
+            && self.unanswered.is_empty()
+    }
 }
 
 fn is_link(slot: &Option<Arc<Link>>, link: &Arc<Link>) -> bool {
@@ -733,9 +745,9 @@ impl Hub {
             return;
         }
         let ended = ServerMessage::CallEnded { call_id: call_id.clone(), reason, message };
-        self.send_to(st, &call.record.seeker_id, &ended);
-        self.send_to(st, &call.record.consultant_id, &ended);
-        self.report_presence(st, &call.record.consultant_id);
+        self.queue_to(st, &call.record.seeker_id, ended.clone(), effects);
+        self.queue_to(st, &call.record.consultant_id, ended, effects);
+        self.queue_presence(st, &call.record.consultant_id, effects);
         metrics::call(reason.as_str());
         effects.call_transitions.push((call_id.clone(), CallState::Ended(reason)));
         for id in [&call.record.seeker_id, &call.record.consultant_id] {
@@ -960,9 +972,9 @@ impl Hub {
             {
                 u.session = None;
             }
-            self.send_to(st, &m.user.id, &ended);
+            self.queue_to(st, &m.user.id, ended.clone(), effects);
         }
-        self.report_presence(st, &room.record.consultant_id);
+        self.queue_presence(st, &room.record.consultant_id, effects);
         for m in &room.members {
             if st.users.get(&m.user.id).is_some_and(UserState::is_idle) {
                 st.users.remove(&m.user.id);
@@ -1013,21 +1025,38 @@ impl Hub {
         }
     }
 
-    /// Tells a consultant their presence if it changed since last told.
-    fn report_presence(&self, st: &mut State, user: &UserId) {
-        let Some(u) = st.users.get_mut(user) else {
-            return;
-        };
+    /// Queues `msg` for `user`'s current link, to be sent after the store
+    /// writes of `effects`.
+    fn queue_to(&self, st: &State, user: &UserId, msg: ServerMessage, effects: &mut Effects) {
+        if let Some(link) = st.users.get(user).and_then(|u| u.link.as_ref()) {
+            effects.notify.push((link.clone(), msg));
+        }
+    }
+
+    /// A consultant's presence if it changed since they were last told.
+    fn presence_change(&self, st: &mut State, user: &UserId) -> Option<(Arc<Link>, ServerMessage)> {
+        let u = st.users.get_mut(user)?;
         if u.info.role != Role::Consultant {
-            return;
+            return None;
         }
         let now = u.presence();
-        if now != u.reported {
-            u.reported = now;
-            if let Some(link) = &u.link {
-                link.send(&ServerMessage::PresenceUpdated { status: now });
-            }
+        if now == u.reported {
+            return None;
         }
+        u.reported = now;
+        u.link.clone().map(|link| (link, ServerMessage::PresenceUpdated { status: now }))
+    }
+
+    /// Tells a consultant their presence now, if it changed.
+    fn report_presence(&self, st: &mut State, user: &UserId) {
+        if let Some((link, msg)) = self.presence_change(st, user) {
+            link.send(&msg);
+        }
+    }
+
+    /// Queues a consultant's presence change behind `effects`' store writes.
+    fn queue_presence(&self, st: &mut State, user: &UserId, effects: &mut Effects) {
+        effects.notify.extend(self.presence_change(st, user));
     }
 
     async fn persist_call(&self, call_id: &CallId, state: CallState) {
@@ -1047,16 +1076,19 @@ impl Hub {
         for (call_id, state) in effects.call_transitions {
             self.persist_call(&call_id, state).await;
         }
-        for (record, reason) in effects.unanswered {
-            self.gate.call_unanswered(&record, reason).await;
-        }
         for (session_id, event) in effects.session_events {
             self.persist_session(&session_id, event, now).await;
+        }
+        for (link, msg) in effects.notify {
+            link.send(&msg);
+        }
+        for (record, reason) in effects.unanswered {
+            self.gate.call_unanswered(&record, reason).await;
         }
     }
 
     fn spawn_effects(self: &Arc<Self>, effects: Effects) {
-        if effects.call_transitions.is_empty() && effects.unanswered.is_empty() && effects.session_events.is_empty() {
+        if effects.is_empty() {
             return;
         }
         let hub = Arc::clone(self);

@@ -86,11 +86,11 @@ impl Link {
             inner.buffer.pop_front();
         }
         inner.buffer.push_back((seq, text.clone()));
-        if let Some((conn_id, tx)) = &inner.conn {
-            if tx.try_send(Outbound::Text(text)).is_err() {
-                tracing::warn!(user = %self.user.id, conn_id, "client queue full or closed; detaching it");
-                inner.conn = None;
-            }
+        if let Some((conn_id, tx)) = &inner.conn
+            && tx.try_send(Outbound::Text(text)).is_err()
+        {
+            tracing::warn!(user = %self.user.id, conn_id, "client queue full or closed; detaching it");
+            inner.conn = None;
         }
     }
 

@@ -1,1 +1,651 @@
-//! placeholder
+//! A WebRTC peer connection for one 1:1 Parley call, on webrtc-rs 0.21.
+//!
+//! [`Call`] drives a single real peer connection: an Opus audio transceiver
+//! (send and receive) plus one data channel labelled [`DATA_CHANNEL_LABEL`].
+//! It does not talk to the network signaling itself. Signals for the remote
+//! peer ([`Signal`]: SDP offers and answers, trickled ICE candidates) leave
+//! through an `outbound` channel and the remote peer's signals come in through
+//! an `inbound` channel, so the caller decides how they travel — over the
+//! Parley signaling WebSocket in production, or straight into another `Call`
+//! in tests.
+//!
+//! # Negotiation
+//!
+//! The side with [`CallConfig::offerer`] set (the seeker) sends the first
+//! offer as soon as the call starts. Any later offer, from either side, is
+//! answered; renegotiation follows the *perfect negotiation* pattern, where
+//! the answerer (`offerer == false`, the consultant) is the polite peer: when
+//! both sides offer at once, the polite peer rolls its own offer back and
+//! answers, while the impolite peer ignores the colliding offer.
+//!
+//! Remote ICE candidates that arrive before the description they belong to
+//! (before the first offer or answer, or tagged with an ICE username fragment
+//! that is not yet known) are held back and applied once that description is
+//! in place.
+//!
+//! # Media
+//!
+//! Once the connection first reaches [`MediaState::Connected`], a call with
+//! [`CallConfig::send_audio`] sends one Opus frame every 20 ms. There is no
+//! Opus encoder here: by default the frame is the 3-byte Opus comfort-noise /
+//! silence frame [`OPUS_SILENCE_FRAME`], a valid packet every decoder accepts.
+//! [`Call::set_audio_payload`] swaps in other pre-encoded frames. Received
+//! audio RTP packets are counted ([`Call::audio_packets_received`]).
+//!
+//! # Example
+//!
+//! Two calls wired to each other in memory (see also
+//! `examples/loopback_call.rs`):
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use parley_sdk::call::{Call, CallConfig};
+//! use tokio::sync::mpsc::unbounded_channel;
+//!
+//! # async fn demo() -> Result<(), parley_sdk::call::CallError> {
+//! let (a_out, b_in) = unbounded_channel();
+//! let (b_out, a_in) = unbounded_channel();
+//! let seeker = Call::start(CallConfig::default(), a_out, a_in).await?;
+//! let consultant = Call::start(
+//!     CallConfig { offerer: false, ..CallConfig::default() },
+//!     b_out,
+//!     b_in,
+//! )
+//! .await?;
+//! seeker.wait_data_channel_open(Duration::from_secs(10)).await?;
+//! seeker.send_data(b"hello").await?;
+//! assert_eq!(consultant.recv_data().await.as_deref(), Some(&b"hello"[..]));
+//! seeker.close().await?;
+//! consultant.close().await?;
+//! # Ok(())
+//! # }
+//! ```
+
+mod handler;
+mod media;
+mod negotiator;
+
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex as StdMutex};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use parley_domain::protocol::{IceCandidate, IceServer, MediaState};
+use rtc::ice::mdns::MulticastDnsMode;
+use rtc::media_stream::MediaStreamTrack;
+use rtc::peer_connection::configuration::media_engine::MIME_TYPE_OPUS;
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
+};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{Instrument, debug, warn};
+use webrtc::data_channel::DataChannel;
+use webrtc::media_stream::track_local::TrackLocal;
+use webrtc::media_stream::track_local::static_sample::TrackLocalStaticSample;
+use webrtc::peer_connection::{
+    MediaEngine, PeerConnection, PeerConnectionBuilder, RTCConfigurationBuilder, RTCIceServer, RTCPeerConnectionState,
+    Registry, SettingEngineBuilder, register_default_interceptors,
+};
+
+use self::handler::Handler;
+use self::negotiator::{Command, Negotiator};
+
+/// The label of the call's data channel. The offerer creates it (in-band,
+/// DCEP); the answerer picks it up. Data channels with other labels are
+/// ignored.
+pub const DATA_CHANNEL_LABEL: &str = "parley";
+
+/// The Opus silence (comfort noise) frame: TOC byte `0xF8` (CELT-only,
+/// fullband, 20 ms, mono, one frame) followed by an empty-frame payload. It is
+/// what [`Call`] sends unless told otherwise ([`CallConfig::audio_payload`]).
+pub const OPUS_SILENCE_FRAME: [u8; 3] = [0xF8, 0xFF, 0xFE];
+
+/// Duration of one audio frame; one frame is sent per interval.
+pub const AUDIO_FRAME_DURATION: Duration = Duration::from_millis(20);
+
+/// The RTP payload type offered for Opus (the value browsers use too). The
+/// payload type actually used is the one negotiated.
+const OPUS_PAYLOAD_TYPE: u8 = 111;
+
+/// How long [`Call::close`] waits for the call's tasks to finish.
+const TASK_STOP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A signal exchanged with the remote peer through the signaling server.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Signal {
+    /// An SDP offer.
+    Offer(String),
+    /// An SDP answer.
+    Answer(String),
+    /// A trickled ICE candidate.
+    Candidate(IceCandidate),
+}
+
+/// How to set up a [`Call`].
+#[derive(Debug, Clone)]
+pub struct CallConfig {
+    /// STUN/TURN servers (from the server's room join). Empty: host
+    /// candidates only.
+    pub ice_servers: Vec<IceServer>,
+    /// `true`: this side makes the first offer (the seeker). `false`: it
+    /// answers (the consultant). For renegotiation (perfect negotiation) the
+    /// answerer is the polite peer.
+    pub offerer: bool,
+    /// Send an Opus audio track, one frame every [`AUDIO_FRAME_DURATION`],
+    /// once connected. The audio transceiver is negotiated as send-receive
+    /// either way, so the call always receives audio.
+    pub send_audio: bool,
+    /// Local UDP addresses to bind, e.g. `"127.0.0.1:0"` (loopback only, for
+    /// tests and load tests) or `"0.0.0.0:0"` (every interface, for real
+    /// calls). Must not be empty.
+    pub udp_addrs: Vec<String>,
+    /// Time without traffic on the selected candidate pair after which the
+    /// connection is reported [`MediaState::Disconnected`] (default 5 s).
+    pub ice_disconnected_timeout: Duration,
+    /// Time after disconnection after which the connection is reported
+    /// [`MediaState::Failed`] (default 25 s).
+    pub ice_failed_timeout: Duration,
+    /// Interval of ICE keep-alives on an idle connection (default 2 s).
+    pub ice_keepalive_interval: Duration,
+    /// Resolve remote `.local` (mDNS) host candidates, as browsers send them
+    /// (default `true`). This binds an mDNS socket per call; load tests on
+    /// loopback may turn it off.
+    pub resolve_mdns_candidates: bool,
+    /// The encoded Opus frame sent every 20 ms (default
+    /// [`OPUS_SILENCE_FRAME`]). Can be changed later with
+    /// [`Call::set_audio_payload`].
+    pub audio_payload: Bytes,
+}
+
+impl Default for CallConfig {
+    /// Offerer, sending audio, loopback only, no ICE servers, webrtc's default
+    /// ICE timeouts (5 s disconnected, 25 s failed, 2 s keep-alive).
+    fn default() -> Self {
+        Self {
+            ice_servers: Vec::new(),
+            offerer: true,
+            send_audio: true,
+            udp_addrs: vec!["127.0.0.1:0".to_owned()],
+            ice_disconnected_timeout: Duration::from_secs(5),
+            ice_failed_timeout: Duration::from_secs(25),
+            ice_keepalive_interval: Duration::from_secs(2),
+            resolve_mdns_candidates: true,
+            audio_payload: Bytes::from_static(&OPUS_SILENCE_FRAME),
+        }
+    }
+}
+
+/// Why a [`Call`] operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// The WebRTC stack reported an error (bind failure, bad SDP, …).
+    #[error("webrtc error: {0}")]
+    WebRtc(String),
+    /// The configuration cannot work.
+    #[error("invalid call configuration: {0}")]
+    Config(&'static str),
+    /// Nothing happened within the given time; names what was awaited.
+    #[error("timed out waiting for {0}")]
+    Timeout(&'static str),
+    /// The peer connection failed (ICE found no working path, or lost it for
+    /// longer than [`CallConfig::ice_failed_timeout`]).
+    #[error("peer connection failed")]
+    Failed,
+    /// The call has been closed.
+    #[error("call is closed")]
+    Closed,
+    /// The data channel is not open (yet, or any more).
+    #[error("data channel is not open")]
+    DataChannelNotOpen,
+    /// The operation is not possible in the current negotiation state.
+    #[error("invalid negotiation state: {0}")]
+    InvalidState(&'static str),
+}
+
+impl From<webrtc::error::Error> for CallError {
+    fn from(err: webrtc::error::Error) -> Self {
+        CallError::WebRtc(err.to_string())
+    }
+}
+
+/// The data channel as [`Call`] sees it.
+#[derive(Clone)]
+enum ChannelState {
+    /// Not open yet.
+    Pending,
+    /// Open and usable.
+    Open(Arc<dyn DataChannel>),
+    /// Closed (by either side, or by [`Call::close`]); final.
+    Closed,
+}
+
+/// State shared by the [`Call`] handle, its tasks and its event handler.
+///
+/// Holds no reference to the peer connection: the connection owns the event
+/// handler, which owns this, and a reference back would be a cycle.
+struct Shared {
+    /// `"offerer"` or `"answerer"`, for logs.
+    role: &'static str,
+    /// Cancelled when the call closes; every task stops on it.
+    cancel: CancellationToken,
+    /// Every task of this call.
+    tasks: TaskTracker,
+    /// Set once by `close` or `Drop`.
+    closed: AtomicBool,
+    /// The connection state; `Closed` is final.
+    media_state: watch::Sender<MediaState>,
+    /// The data channel.
+    channel: watch::Sender<ChannelState>,
+    /// Where received data-channel messages go. Taken by the task reading
+    /// the data channel, so the receiver sees the end of the stream when that
+    /// task ends (or when the call closes before a channel appeared).
+    data_tx: StdMutex<Option<mpsc::UnboundedSender<Bytes>>>,
+    /// RTP audio packets received.
+    audio_received: AtomicU64,
+    /// Audio frames (one RTP packet each) sent.
+    audio_sent: AtomicU64,
+    /// The frame sent every 20 ms.
+    audio_payload: StdMutex<Bytes>,
+}
+
+impl Shared {
+    /// Records a new connection state, unless the call is already closed.
+    fn set_media_state(&self, state: MediaState) {
+        self.media_state.send_if_modified(|current| {
+            if *current == MediaState::Closed || *current == state {
+                false
+            } else {
+                *current = state;
+                true
+            }
+        });
+    }
+
+    /// Marks the data channel open, unless it was closed meanwhile.
+    fn set_channel_open(&self, channel: Arc<dyn DataChannel>) {
+        self.channel.send_if_modified(|current| {
+            if matches!(current, ChannelState::Closed) {
+                false
+            } else {
+                *current = ChannelState::Open(channel);
+                true
+            }
+        });
+    }
+
+    /// Final bookkeeping of a closed call: states to `Closed`, the data
+    /// stream ended. Also drops the data channel handle, which would
+    /// otherwise keep the peer connection alive through a reference cycle.
+    fn finish(&self) {
+        self.set_media_state(MediaState::Closed);
+        self.channel.send_replace(ChannelState::Closed);
+        self.data_tx.lock().unwrap_or_else(|e| e.into_inner()).take();
+    }
+
+    fn audio_payload(&self) -> Bytes {
+        self.audio_payload.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// A span carrying this call's role, for the call's tasks.
+    fn span(&self) -> tracing::Span {
+        tracing::info_span!("call", role = self.role)
+    }
+}
+
+/// One 1:1 WebRTC call: a peer connection with Opus audio and the
+/// [`DATA_CHANNEL_LABEL`] data channel, signaled through channels.
+///
+/// Create with [`Call::start`]; end with [`Call::close`]. Dropping a `Call`
+/// without closing it stops its tasks and closes the connection in the
+/// background (inside a Tokio runtime).
+pub struct Call {
+    shared: Arc<Shared>,
+    pc: Arc<dyn PeerConnection>,
+    commands: mpsc::UnboundedSender<Command>,
+    data_rx: tokio::sync::Mutex<mpsc::UnboundedReceiver<Bytes>>,
+}
+
+impl Call {
+    /// Builds the peer connection — an Opus audio transceiver (send-receive)
+    /// and, on the offerer, the [`DATA_CHANNEL_LABEL`] data channel — and
+    /// starts processing `inbound`. The offerer sends its offer on `outbound`
+    /// before this returns; the answerer waits for the remote offer.
+    ///
+    /// Must be called inside a Tokio runtime; the call's tasks run on it.
+    ///
+    /// # Errors
+    ///
+    /// [`CallError::Config`] if `udp_addrs` is empty; [`CallError::WebRtc`]
+    /// if the connection cannot be built (e.g. an address cannot be bound) or
+    /// the first offer cannot be created.
+    pub async fn start(
+        config: CallConfig,
+        outbound: mpsc::UnboundedSender<Signal>,
+        inbound: mpsc::UnboundedReceiver<Signal>,
+    ) -> Result<Call, CallError> {
+        if config.udp_addrs.is_empty() {
+            return Err(CallError::Config("udp_addrs is empty"));
+        }
+
+        let (data_tx, data_rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            role: if config.offerer { "offerer" } else { "answerer" },
+            cancel: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+            closed: AtomicBool::new(false),
+            media_state: watch::channel(MediaState::New).0,
+            channel: watch::channel(ChannelState::Pending).0,
+            data_tx: StdMutex::new(Some(data_tx)),
+            audio_received: AtomicU64::new(0),
+            audio_sent: AtomicU64::new(0),
+            audio_payload: StdMutex::new(config.audio_payload.clone()),
+        });
+
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let handler = Arc::new(Handler::new(Arc::clone(&shared), events_tx));
+        let pc = build_peer_connection(&config, handler).await?;
+
+        let (commands_tx, commands_rx) = mpsc::unbounded_channel();
+        let call = Call {
+            shared: Arc::clone(&shared),
+            pc: Arc::clone(&pc),
+            commands: commands_tx,
+            data_rx: tokio::sync::Mutex::new(data_rx),
+        };
+
+        // On error `call` is dropped, which stops whatever was started and
+        // closes the connection.
+        let track = new_audio_track()?;
+        let sender = pc.add_track(Arc::clone(&track) as Arc<dyn TrackLocal>).await?;
+        if config.offerer {
+            let channel = pc.create_data_channel(DATA_CHANNEL_LABEL, None).await?;
+            media::spawn_data_channel_reader(&shared, channel);
+        }
+
+        let mut negotiator = Negotiator::new(Arc::clone(&pc), Arc::clone(&shared), outbound, !config.offerer);
+        if config.offerer {
+            negotiator.send_first_offer().instrument(shared.span()).await?;
+        }
+        shared.tasks.spawn(negotiator.run(inbound, events_rx, commands_rx).instrument(shared.span()));
+
+        if config.send_audio {
+            media::spawn_audio_pump(&shared, track, sender);
+        }
+        debug!(role = shared.role, "call started");
+        Ok(call)
+    }
+
+    /// Waits until the peer connection is connected (ICE and DTLS done).
+    /// Returns at once if it already is.
+    ///
+    /// # Errors
+    ///
+    /// [`CallError::Timeout`] after `timeout`; [`CallError::Failed`] if the
+    /// connection fails first; [`CallError::Closed`] if the call is closed.
+    pub async fn wait_connected(&self, timeout: Duration) -> Result<(), CallError> {
+        let mut states = self.shared.media_state.subscribe();
+        let waited = tokio::time::timeout(
+            timeout,
+            states.wait_for(|state| matches!(state, MediaState::Connected | MediaState::Failed | MediaState::Closed)),
+        )
+        .await;
+        let state = match waited {
+            Err(_) => return Err(CallError::Timeout("the peer connection to connect")),
+            Ok(Err(_)) => return Err(CallError::Closed),
+            Ok(Ok(state)) => *state,
+        };
+        match state {
+            MediaState::Connected => Ok(()),
+            MediaState::Failed => Err(CallError::Failed),
+            _ => Err(CallError::Closed),
+        }
+    }
+
+    /// Waits until the data channel is open. Returns at once if it is.
+    ///
+    /// # Errors
+    ///
+    /// [`CallError::Timeout`] after `timeout`; [`CallError::Closed`] if the
+    /// channel or the call closed first.
+    pub async fn wait_data_channel_open(&self, timeout: Duration) -> Result<(), CallError> {
+        let mut channel = self.shared.channel.subscribe();
+        let waited =
+            tokio::time::timeout(timeout, channel.wait_for(|state| !matches!(state, ChannelState::Pending))).await;
+        match waited {
+            Err(_) => Err(CallError::Timeout("the data channel to open")),
+            Ok(Err(_)) => Err(CallError::Closed),
+            Ok(Ok(state)) => match &*state {
+                ChannelState::Open(_) => Ok(()),
+                _ => Err(CallError::Closed),
+            },
+        }
+    }
+
+    /// Sends `data` as one binary message on the data channel (reliable,
+    /// ordered). Queues it and returns; does not wait for delivery.
+    ///
+    /// # Errors
+    ///
+    /// [`CallError::DataChannelNotOpen`] before the channel opened;
+    /// [`CallError::Closed`] once it or the call closed;
+    /// [`CallError::WebRtc`] if the stack refuses the message (e.g. larger
+    /// than the negotiated maximum message size).
+    pub async fn send_data(&self, data: &[u8]) -> Result<(), CallError> {
+        let channel = match &*self.shared.channel.borrow() {
+            ChannelState::Open(channel) => Arc::clone(channel),
+            ChannelState::Pending => return Err(CallError::DataChannelNotOpen),
+            ChannelState::Closed => return Err(CallError::Closed),
+        };
+        channel
+            .send(BytesMut::from(data))
+            .await
+            .map_err(|err| if self.shared.closed.load(Ordering::Acquire) { CallError::Closed } else { err.into() })
+    }
+
+    /// The next message received on the data channel, in order; `None` once
+    /// the channel or the call is closed and every received message has been
+    /// returned. Concurrent callers are served one after the other.
+    pub async fn recv_data(&self) -> Option<Bytes> {
+        self.data_rx.lock().await.recv().await
+    }
+
+    /// Number of RTP audio packets received from the remote peer so far.
+    pub fn audio_packets_received(&self) -> u64 {
+        self.shared.audio_received.load(Ordering::Relaxed)
+    }
+
+    /// Number of audio packets sent so far (one RTP packet per 20 ms frame).
+    pub fn audio_packets_sent(&self) -> u64 {
+        self.shared.audio_sent.load(Ordering::Relaxed)
+    }
+
+    /// Replaces the encoded Opus frame sent every 20 ms from the next frame
+    /// on (e.g. non-silent pre-encoded audio). Must be one valid 20 ms Opus
+    /// packet; it is sent as is, in one RTP packet.
+    pub fn set_audio_payload(&self, frame: Bytes) {
+        *self.shared.audio_payload.lock().unwrap_or_else(|e| e.into_inner()) = frame;
+    }
+
+    /// A watch of the peer connection state (`RTCPeerConnection.connectionState`).
+    /// Starts at [`MediaState::New`]; [`MediaState::Closed`] is final.
+    pub fn media_state(&self) -> watch::Receiver<MediaState> {
+        self.shared.media_state.subscribe()
+    }
+
+    /// Restarts ICE: creates an offer with fresh ICE credentials and sends
+    /// it; the connection is re-established over whatever paths the new
+    /// candidates allow. Meant for the offerer (the seeker) after the
+    /// connection became [`MediaState::Disconnected`] or
+    /// [`MediaState::Failed`], but works on either side (colliding offers are
+    /// resolved by perfect negotiation). If an offer of this side is still
+    /// waiting for its answer, the restart offer is sent once the answer has
+    /// arrived.
+    ///
+    /// Returns when the offer has been handed to `outbound` (or queued); use
+    /// [`Call::wait_connected`] or [`Call::media_state`] to follow the result.
+    ///
+    /// # Errors
+    ///
+    /// [`CallError::InvalidState`] before any offer/answer exchange has
+    /// started; [`CallError::Closed`] if the call is closed;
+    /// [`CallError::WebRtc`] if the offer cannot be created or applied.
+    pub async fn restart_ice(&self) -> Result<(), CallError> {
+        if self.shared.closed.load(Ordering::Acquire) {
+            return Err(CallError::Closed);
+        }
+        let (reply_tx, reply_rx) = oneshot::channel();
+        self.commands.send(Command::RestartIce(reply_tx)).map_err(|_| CallError::Closed)?;
+        reply_rx.await.map_err(|_| CallError::Closed)?
+    }
+
+    /// Closes the peer connection and stops every task of this call. After
+    /// it returns, [`Call::media_state`] is [`MediaState::Closed`] and
+    /// [`Call::recv_data`] returns `None` once drained. Idempotent.
+    ///
+    /// The remote peer is not told by the connection itself; it learns it
+    /// through signaling or, at the latest, through its ICE timeouts.
+    ///
+    /// # Errors
+    ///
+    /// [`CallError::WebRtc`] if the stack reports an error while closing;
+    /// [`CallError::Timeout`] if the call's tasks did not stop within 5 s.
+    /// The call is closed either way.
+    pub async fn close(&self) -> Result<(), CallError> {
+        if self.shared.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        self.shared.cancel.cancel();
+        let closed = self.pc.close().await;
+        self.shared.finish();
+        self.shared.tasks.close();
+        if tokio::time::timeout(TASK_STOP_TIMEOUT, self.shared.tasks.wait()).await.is_err() {
+            warn!(role = self.shared.role, "call tasks did not stop in time");
+            return Err(CallError::Timeout("the call's tasks to stop"));
+        }
+        debug!(role = self.shared.role, "call closed");
+        closed.map_err(Into::into)
+    }
+}
+
+impl Drop for Call {
+    fn drop(&mut self) {
+        if self.shared.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.shared.cancel.cancel();
+        self.shared.tasks.close();
+        self.shared.finish();
+        // webrtc's driver task keeps running (and holding its sockets) until
+        // the connection is closed explicitly.
+        let pc = Arc::clone(&self.pc);
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move {
+                    if let Err(err) = pc.close().await {
+                        debug!(%err, "closing a dropped call");
+                    }
+                });
+            }
+            Err(_) => warn!(
+                role = self.shared.role,
+                "Call dropped outside a Tokio runtime without close(); its connection stays open"
+            ),
+        }
+    }
+}
+
+/// Maps webrtc's connection state to ours.
+fn media_state_of(state: RTCPeerConnectionState) -> MediaState {
+    match state {
+        RTCPeerConnectionState::Connecting => MediaState::Connecting,
+        RTCPeerConnectionState::Connected => MediaState::Connected,
+        RTCPeerConnectionState::Disconnected => MediaState::Disconnected,
+        RTCPeerConnectionState::Failed => MediaState::Failed,
+        RTCPeerConnectionState::Closed => MediaState::Closed,
+        _ => MediaState::New,
+    }
+}
+
+/// The Opus codec as offered and as set on the local track.
+fn opus_codec() -> RTCRtpCodec {
+    RTCRtpCodec {
+        mime_type: MIME_TYPE_OPUS.to_owned(),
+        clock_rate: 48_000,
+        channels: 2,
+        sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
+        rtcp_feedback: vec![],
+    }
+}
+
+/// Builds the peer connection: Opus only, webrtc's default interceptors
+/// (NACK, RTCP reports, TWCC), the configured ICE servers, timeouts and
+/// sockets.
+async fn build_peer_connection(
+    config: &CallConfig,
+    handler: Arc<Handler>,
+) -> Result<Arc<dyn PeerConnection>, CallError> {
+    let mut media_engine = MediaEngine::default();
+    media_engine.register_codec(
+        RTCRtpCodecParameters { rtp_codec: opus_codec(), payload_type: OPUS_PAYLOAD_TYPE },
+        RtpCodecKind::Audio,
+    )?;
+    let registry = register_default_interceptors(Registry::new(), &mut media_engine)?;
+
+    let setting_engine = SettingEngineBuilder::new()
+        .with_ice_timeouts(
+            Some(config.ice_disconnected_timeout),
+            Some(config.ice_failed_timeout),
+            Some(config.ice_keepalive_interval),
+        )
+        .with_multicast_dns_mode(if config.resolve_mdns_candidates {
+            MulticastDnsMode::QueryOnly
+        } else {
+            MulticastDnsMode::Disabled
+        })
+        .build();
+
+    let configuration = RTCConfigurationBuilder::new()
+        .with_ice_servers(
+            config
+                .ice_servers
+                .iter()
+                .map(|server| RTCIceServer {
+                    urls: server.urls.clone(),
+                    username: server.username.clone().unwrap_or_default(),
+                    credential: server.credential.clone().unwrap_or_default(),
+                })
+                .collect(),
+        )
+        .build();
+
+    let pc = PeerConnectionBuilder::new()
+        .with_configuration(configuration)
+        .with_media_engine(media_engine)
+        .with_interceptor_registry(registry)
+        .with_setting_engine(setting_engine)
+        .with_handler(handler)
+        .with_udp_addrs(config.udp_addrs.clone())
+        .build()
+        .await?;
+    Ok(Arc::new(pc))
+}
+
+/// The local Opus track, with a random SSRC.
+fn new_audio_track() -> Result<Arc<TrackLocalStaticSample>, CallError> {
+    let ssrc = std::collections::hash_map::RandomState::new().hash_one(Instant::now()) as u32;
+    let track = MediaStreamTrack::new(
+        "parley".to_owned(),
+        "parley-audio".to_owned(),
+        "parley-audio".to_owned(),
+        RtpCodecKind::Audio,
+        vec![RTCRtpEncodingParameters {
+            rtp_coding_parameters: RTCRtpCodingParameters { ssrc: Some(ssrc), ..Default::default() },
+            codec: opus_codec(),
+            ..Default::default()
+        }],
+    );
+    Ok(Arc::new(TrackLocalStaticSample::new(Instant::now(), track)?))
+}

@@ -1,0 +1,63 @@
+//! The REST client: `/v1/...` JSON endpoints.
+
+use parley_domain::protocol::ErrorBody;
+use parley_domain::protocol::rest::{ConsultantSummary, DevLoginRequest, DevLoginResponse};
+use parley_domain::protocol::{Role, UserInfo};
+
+use crate::SdkError;
+
+/// A REST client for one Parley server.
+#[derive(Debug, Clone)]
+pub struct ApiClient {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl ApiClient {
+    /// A client for the server at `base` (`http://127.0.0.1:8080`).
+    pub fn new(base: &str) -> Result<ApiClient, SdkError> {
+        // reqwest is built without a bundled crypto provider: use ring's.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder().build().map_err(|e| SdkError::Connect(e.to_string()))?;
+        Ok(ApiClient { base: base.trim_end_matches('/').to_owned(), http })
+    }
+
+    /// The WebSocket URL of the server's signaling endpoint.
+    pub fn signal_url(&self) -> String {
+        let ws = self.base.replacen("http://", "ws://", 1).replacen("https://", "wss://", 1);
+        format!("{ws}/v1/signal")
+    }
+
+    /// Dev mode only: a token for `user_id`, creating the user with `name`
+    /// and `role` if new.
+    pub async fn dev_login(&self, user_id: &str, name: &str, role: Role) -> Result<(String, UserInfo), SdkError> {
+        let body = DevLoginRequest { user_id: user_id.to_owned(), name: Some(name.to_owned()), role: Some(role) };
+        let resp = self.http.post(format!("{}/v1/dev/login", self.base)).json(&body).send().await.map_err(http_err)?;
+        let out: DevLoginResponse = read(resp).await?;
+        Ok((out.token, out.user))
+    }
+
+    /// Every known consultant with their presence, available ones first.
+    pub async fn consultants(&self, token: &str) -> Result<Vec<ConsultantSummary>, SdkError> {
+        let resp =
+            self.http.get(format!("{}/v1/consultants", self.base)).bearer_auth(token).send().await.map_err(http_err)?;
+        read(resp).await
+    }
+}
+
+fn http_err(e: reqwest::Error) -> SdkError {
+    SdkError::Connect(e.to_string())
+}
+
+async fn read<T: serde::de::DeserializeOwned>(resp: reqwest::Response) -> Result<T, SdkError> {
+    let status = resp.status();
+    let bytes = resp.bytes().await.map_err(http_err)?;
+    if status.is_success() {
+        return serde_json::from_slice(&bytes).map_err(|e| SdkError::Protocol(e.to_string()));
+    }
+    match serde_json::from_slice::<ErrorBody>(&bytes) {
+        Ok(b) if status.as_u16() == 401 => Err(SdkError::Unauthorized { code: b.code, message: b.message }),
+        Ok(b) => Err(SdkError::Server { code: b.code, message: b.message }),
+        Err(_) => Err(SdkError::Connect(format!("HTTP {status}"))),
+    }
+}

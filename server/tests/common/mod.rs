@@ -1,0 +1,230 @@
+//! Test harness: a real `parley` server on port 0 with a fresh database
+//! and a manual clock, plus helpers for real WebSocket clients.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use parley_domain::protocol::{ErrorCode, Role, ServerEnvelope, ServerMessage, UserInfo};
+use parley_domain::{Clock, UserId};
+use parley_sdk::{Events, SignalingClient};
+use parley_server::store::SqlStore;
+use parley_server::{Application, Config};
+use parley_signaling::clock::ManualClock;
+use parley_signaling::{Authenticator, Store};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// How long a test waits for something that should happen promptly.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// A running server.
+pub struct TestApp {
+    pub base: String,
+    pub ws_url: String,
+    pub clock: Arc<ManualClock>,
+    pub store: SqlStore,
+    pub auth: Arc<Authenticator>,
+    pub config: Config,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    _dir: Arc<tempfile::TempDir>,
+}
+
+/// A server on SQLite in a fresh temp dir, with default settings.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// A server whose configuration `tweak` adjusts.
+pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
+    let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+    let mut config = Config::for_tests(dir.path());
+    tweak(&mut config);
+    spawn_with_config(config, dir, Arc::new(ManualClock::starting_now())).await
+}
+
+/// A server with exactly `config`, sharing `dir` and `clock` (a restart).
+pub async fn spawn_with_config(config: Config, dir: Arc<tempfile::TempDir>, clock: Arc<ManualClock>) -> TestApp {
+    parley_server::telemetry::init_tracing(&config.log);
+    let app = Application::build_with_clock(config.clone(), clock.clone()).await.expect("server builds");
+    let addr = app.local_addr();
+    let store = app.store();
+    let auth = app.auth();
+    let (tx, rx) = oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until(async move {
+        let _ = rx.await;
+    }));
+    TestApp {
+        base: format!("http://{addr}"),
+        ws_url: format!("ws://{addr}/v1/signal"),
+        clock,
+        store,
+        auth,
+        config,
+        shutdown: Some(tx),
+        server: Some(server),
+        _dir: dir,
+    }
+}
+
+pub fn user(id: &str, role: Role) -> UserInfo {
+    UserInfo { id: UserId::parse(id).unwrap(), name: format!("{id} name"), role }
+}
+
+impl TestApp {
+    /// A token for `id` with `role`, valid one hour.
+    pub fn token(&self, id: &str, role: Role) -> String {
+        self.auth.issue(&user(id, role), Duration::from_secs(3600), self.clock.now())
+    }
+
+    /// An SDK client for `id`.
+    pub async fn client(&self, id: &str, role: Role) -> (SignalingClient, Events) {
+        SignalingClient::connect(&self.ws_url, &self.token(id, role)).await.expect("client connects")
+    }
+
+    /// A consultant who is available.
+    pub async fn available_consultant(&self, id: &str) -> (SignalingClient, Events) {
+        let (c, mut events) = self.client(id, Role::Consultant).await;
+        c.set_available(true).await.expect("presence.set");
+        events
+            .wait_for(WAIT, |m| matches!(m, ServerMessage::PresenceUpdated { .. }).then_some(()))
+            .await
+            .expect("presence.updated");
+        (c, events)
+    }
+
+    /// A raw WebSocket client (for malformed input).
+    pub async fn raw(&self, id: &str, role: Role) -> Raw {
+        let url = format!("{}?access_token={}", self.ws_url, self.token(id, role));
+        let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("raw connect");
+        let mut raw = Raw { ws, resume_token: String::new(), last_seq: 0 };
+        let hello = raw.recv().await;
+        match hello.msg {
+            ServerMessage::Hello { resume_token, .. } => raw.resume_token = resume_token,
+            other => panic!("first message is hello: {other:?}"),
+        }
+        raw
+    }
+
+    /// Shuts the server down gracefully and waits for it.
+    pub async fn stop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.expect("server task").expect("server ran");
+        }
+    }
+
+    /// Moves the server clock forward and lets timers run.
+    pub async fn advance(&self, by: Duration) {
+        self.clock.advance(by);
+        tokio::task::yield_now().await;
+    }
+}
+
+/// A raw WebSocket client.
+pub struct Raw {
+    pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    /// From the connection's `hello`.
+    pub resume_token: String,
+    /// The `seq` of the last message received.
+    pub last_seq: u64,
+}
+
+impl Raw {
+    pub async fn send(&mut self, text: impl Into<String>) {
+        self.ws.send(Message::Text(text.into().into())).await.expect("send");
+    }
+
+    /// The next server message (skipping pings).
+    pub async fn recv(&mut self) -> ServerEnvelope {
+        loop {
+            let msg =
+                tokio::time::timeout(WAIT, self.ws.next()).await.expect("message in time").expect("open").expect("ok");
+            match msg {
+                Message::Text(t) => {
+                    let env: ServerEnvelope = serde_json::from_str(&t).expect("server JSON");
+                    self.last_seq = env.seq;
+                    return env;
+                }
+                Message::Close(f) => panic!("closed: {f:?}"),
+                _ => {}
+            }
+        }
+    }
+
+    /// Skips messages until `pick` accepts one.
+    pub async fn recv_until<T>(&mut self, mut pick: impl FnMut(&ServerMessage) -> Option<T>) -> T {
+        loop {
+            let env = self.recv().await;
+            if let Some(t) = pick(&env.msg) {
+                return t;
+            }
+        }
+    }
+
+    /// The next message, which must be an error: its id and code.
+    pub async fn recv_error(&mut self) -> (Option<String>, ErrorCode, String) {
+        match self.recv().await.msg {
+            ServerMessage::Error { id, code, message } => (id, code, message),
+            other => panic!("expected an error, got {other:?}"),
+        }
+    }
+
+    /// Sends a ping request and expects its ack: proof the connection works.
+    pub async fn assert_alive(&mut self, id: &str) {
+        self.send(format!(r#"{{"type":"ping","id":"{id}"}}"#)).await;
+        loop {
+            match self.recv().await.msg {
+                ServerMessage::Ack { id: got, .. } if got == id => return,
+                ServerMessage::Error { code: ErrorCode::RateLimited, .. } => {}
+                other => panic!("expected the ping's ack, got {other:?}"),
+            }
+        }
+    }
+}
+
+/// The store's view of a session's timeline kinds, oldest first.
+pub async fn timeline_kinds(store: &SqlStore, session: &parley_domain::SessionId) -> Vec<String> {
+    store.session_timeline(session).await.unwrap().into_iter().map(|e| e.kind).collect()
+}
+
+/// A loopback TCP proxy in front of the server whose connections a test can
+/// cut, to drop a client's network without telling either side.
+pub struct Proxy {
+    pub ws_url: String,
+    cut: tokio::sync::watch::Sender<u64>,
+}
+
+impl Proxy {
+    pub async fn start(app: &TestApp) -> Proxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let upstream = app.base.trim_start_matches("http://").to_owned();
+        let (cut, _) = tokio::sync::watch::channel(0u64);
+        let cuts = cut.clone();
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let mut server = TcpStream::connect(&upstream).await.unwrap();
+                let mut cut_rx = cuts.subscribe();
+                tokio::spawn(async move {
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = cut_rx.changed() => {} // both sockets dropped: the link is gone
+                    }
+                });
+            }
+        });
+        Proxy { ws_url: format!("ws://{addr}/v1/signal"), cut }
+    }
+
+    /// Drops every connection currently through the proxy.
+    pub fn cut(&self) {
+        self.cut.send_modify(|n| *n += 1);
+    }
+}

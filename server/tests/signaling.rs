@@ -1,0 +1,644 @@
+//! Signaling v1 end to end: a real server, real WebSocket clients (the Rust
+//! SDK, or raw tungstenite for malformed input), a manual server clock.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{WAIT, spawn_app, spawn_app_with, timeline_kinds};
+use parley_domain::protocol::{
+    CallEndReason, ClientMessage, ErrorCode, IceCandidate, LeaveReason, PresenceStatus, Role, ServerMessage,
+    SessionEndReason,
+};
+use parley_domain::{SessionId, UserId};
+use parley_sdk::{Event, Events, SdkError, SignalingClient};
+use parley_signaling::Store;
+
+fn uid(s: &str) -> UserId {
+    UserId::parse(s).unwrap()
+}
+
+fn candidate(n: u32) -> IceCandidate {
+    IceCandidate {
+        candidate: format!("candidate:{n} 1 udp 2130706431 127.0.0.1 {} typ host", 50_000 + n),
+        sdp_mid: Some("0".into()),
+        sdp_m_line_index: Some(0),
+        username_fragment: None,
+    }
+}
+
+/// Asserts nothing but (optionally) pings arrived: the timer under test has
+/// not fired. Gives the server a moment to (wrongly) act first.
+async fn assert_quiet(events: &mut Events) {
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    if let Some(e) = events.try_recv() {
+        panic!("expected no event yet, got {e:?}");
+    }
+}
+
+async fn incoming(events: &mut Events) -> (parley_domain::CallId, SessionId) {
+    events
+        .wait_for(WAIT, |m| match m {
+            ServerMessage::CallIncoming { call_id, session_id, .. } => Some((call_id.clone(), session_id.clone())),
+            _ => None,
+        })
+        .await
+        .expect("call.incoming")
+}
+
+async fn call_ended(events: &mut Events) -> CallEndReason {
+    events
+        .wait_for(WAIT, |m| match m {
+            ServerMessage::CallEnded { reason, .. } => Some(*reason),
+            _ => None,
+        })
+        .await
+        .expect("call.ended")
+}
+
+async fn presence(events: &mut Events) -> PresenceStatus {
+    events
+        .wait_for(WAIT, |m| match m {
+            ServerMessage::PresenceUpdated { status } => Some(*status),
+            _ => None,
+        })
+        .await
+        .expect("presence.updated")
+}
+
+/// Seeker `s` calls available consultant `c`, who accepts; both join.
+async fn connected_pair(
+    app: &common::TestApp,
+    s: &str,
+    c: &str,
+) -> (SignalingClient, Events, SignalingClient, Events, SessionId) {
+    let (consultant, mut c_events) = app.available_consultant(c).await;
+    let (seeker, mut s_events) = app.client(s, Role::Seeker).await;
+    let ringing = seeker.call(&uid(c), Some("pm_card_visa")).await.expect("call rings");
+    let (call_id, _) = incoming(&mut c_events).await;
+    consultant.accept(&call_id).await.expect("accept");
+    for events in [&mut s_events, &mut c_events] {
+        events
+            .wait_for(WAIT, |m| matches!(m, ServerMessage::CallAccepted { .. }).then_some(()))
+            .await
+            .expect("call.accepted");
+    }
+    seeker.join(&ringing.session_id).await.expect("seeker joins");
+    consultant.join(&ringing.session_id).await.expect("consultant joins");
+    s_events
+        .wait_for(WAIT, |m| matches!(m, ServerMessage::ParticipantJoined { .. }).then_some(()))
+        .await
+        .expect("seeker sees the consultant join");
+    (seeker, s_events, consultant, c_events, ringing.session_id)
+}
+
+#[tokio::test]
+async fn an_instant_call_rings_opens_a_room_relays_and_hangs_up() {
+    let app = spawn_app().await;
+    let (consultant, mut c_events) = app.available_consultant("cora").await;
+    let (seeker, mut s_events) = app.client("sam", Role::Seeker).await;
+
+    let ringing = seeker.call(&uid("cora"), Some("pm_card_visa")).await.unwrap();
+    let (call_id, session_id) = incoming(&mut c_events).await;
+    assert_eq!((call_id.clone(), session_id.clone()), (ringing.call_id.clone(), ringing.session_id.clone()));
+    assert_eq!(presence(&mut c_events).await, PresenceStatus::Busy, "busy automatically while ringing");
+
+    consultant.accept(&call_id).await.unwrap();
+    for events in [&mut s_events, &mut c_events] {
+        let accepted = events
+            .wait_for(WAIT, |m| match m {
+                ServerMessage::CallAccepted { session_id, .. } => Some(session_id.clone()),
+                _ => None,
+            })
+            .await
+            .unwrap();
+        assert_eq!(accepted, session_id);
+    }
+
+    let room = seeker.join(&session_id).await.unwrap();
+    assert!(room.offerer, "the seeker offers");
+    assert!(room.participants.is_empty());
+    let room = consultant.join(&session_id).await.unwrap();
+    assert!(!room.offerer);
+    assert_eq!(room.participants.len(), 1, "the seeker is already there");
+    s_events
+        .wait_for(WAIT, |m| match m {
+            ServerMessage::ParticipantJoined { user, .. } if user.id.as_str() == "cora" => Some(()),
+            _ => None,
+        })
+        .await
+        .unwrap();
+
+    // Offer, answer and candidates are relayed with their sender.
+    seeker.send(ClientMessage::SdpOffer { session_id: session_id.clone(), sdp: "v=0 offer".into() }).unwrap();
+    seeker.send(ClientMessage::IceCandidate { session_id: session_id.clone(), candidate: candidate(1) }).unwrap();
+    let (from, sdp) = c_events
+        .wait_for(WAIT, |m| match m {
+            ServerMessage::SdpOffer { from, sdp, .. } => Some((from.clone(), sdp.clone())),
+            _ => None,
+        })
+        .await
+        .unwrap();
+    assert_eq!((from.as_str(), sdp.as_str()), ("sam", "v=0 offer"));
+    let got = c_events
+        .wait_for(WAIT, |m| match m {
+            ServerMessage::IceCandidate { candidate, .. } => Some(candidate.clone()),
+            _ => None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(got, candidate(1));
+    consultant.send(ClientMessage::SdpAnswer { session_id: session_id.clone(), sdp: "v=0 answer".into() }).unwrap();
+    let sdp = s_events
+        .wait_for(WAIT, |m| match m {
+            ServerMessage::SdpAnswer { sdp, .. } => Some(sdp.clone()),
+            _ => None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(sdp, "v=0 answer");
+
+    // Renegotiation: a second offer from either side is relayed too.
+    consultant.send(ClientMessage::SdpOffer { session_id: session_id.clone(), sdp: "v=0 again".into() }).unwrap();
+    s_events
+        .wait_for(WAIT, |m| matches!(m, ServerMessage::SdpOffer { sdp, .. } if sdp == "v=0 again").then_some(()))
+        .await
+        .unwrap();
+
+    seeker.end_session(&session_id).await.unwrap();
+    for events in [&mut s_events, &mut c_events] {
+        let (reason, by) = events
+            .wait_for(WAIT, |m| match m {
+                ServerMessage::SessionEnded { reason, ended_by, .. } => Some((*reason, ended_by.clone())),
+                _ => None,
+            })
+            .await
+            .unwrap();
+        assert_eq!((reason, by), (SessionEndReason::Hangup, Some(uid("sam"))));
+    }
+    assert_eq!(presence(&mut c_events).await, PresenceStatus::Available, "free again after the session");
+
+    // Everything was stored with server timestamps.
+    let call = app.store.call(&call_id).await.unwrap().unwrap();
+    assert_eq!(call.state, "accepted");
+    let session = app.store.session(&session_id).await.unwrap().unwrap();
+    assert_eq!(session.end_reason.as_deref(), Some("hangup"));
+    assert!(session.ended_at.is_some());
+    assert_eq!(timeline_kinds(&app.store, &session_id).await, ["joined", "joined", "ended"]);
+
+    // A hung-up session cannot be rejoined.
+    let err = seeker.join(&session_id).await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::SessionEnded));
+}
+
+#[tokio::test]
+async fn a_declined_call_tells_the_seeker_and_frees_the_consultant() {
+    let app = spawn_app().await;
+    let (consultant, mut c_events) = app.available_consultant("cora").await;
+    let (seeker, mut s_events) = app.client("sam", Role::Seeker).await;
+    seeker.call(&uid("cora"), None).await.unwrap();
+    let (call_id, _) = incoming(&mut c_events).await;
+    assert_eq!(presence(&mut c_events).await, PresenceStatus::Busy);
+    consultant.decline(&call_id, Some("in a meeting")).await.unwrap();
+    let (reason, message) = s_events
+        .wait_for(WAIT, |m| match m {
+            ServerMessage::CallEnded { reason, message, .. } => Some((*reason, message.clone())),
+            _ => None,
+        })
+        .await
+        .unwrap();
+    assert_eq!((reason, message.as_deref()), (CallEndReason::Declined, Some("in a meeting")));
+    assert_eq!(presence(&mut c_events).await, PresenceStatus::Available);
+    assert_eq!(app.store.call(&call_id).await.unwrap().unwrap().state, "declined");
+    // The seeker may call again at once.
+    seeker.call(&uid("cora"), None).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_cancelled_call_stops_ringing() {
+    let app = spawn_app().await;
+    let (_consultant, mut c_events) = app.available_consultant("cora").await;
+    let (seeker, _s_events) = app.client("sam", Role::Seeker).await;
+    let ringing = seeker.call(&uid("cora"), None).await.unwrap();
+    incoming(&mut c_events).await;
+    seeker.cancel(&ringing.call_id).await.unwrap();
+    assert_eq!(call_ended(&mut c_events).await, CallEndReason::Cancelled);
+    let err = seeker.cancel(&ringing.call_id).await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::CallNotRinging));
+}
+
+#[tokio::test]
+async fn the_ring_times_out_after_30_seconds_of_server_time() {
+    let app = spawn_app().await;
+    let (consultant, mut c_events) = app.available_consultant("cora").await;
+    let (seeker, mut s_events) = app.client("sam", Role::Seeker).await;
+    let ringing = seeker.call(&uid("cora"), None).await.unwrap();
+    let now = parley_domain::Clock::now(&*app.clock);
+    assert_eq!(ringing.ring_deadline_ms, now.unix_millis() + 30_000);
+    incoming(&mut c_events).await;
+    presence(&mut c_events).await;
+
+    app.advance(Duration::from_secs(29)).await;
+    assert_quiet(&mut s_events).await;
+    assert_quiet(&mut c_events).await;
+
+    app.advance(Duration::from_secs(1)).await;
+    assert_eq!(call_ended(&mut s_events).await, CallEndReason::Timeout);
+    assert_eq!(call_ended(&mut c_events).await, CallEndReason::Timeout);
+    let err = consultant.accept(&ringing.call_id).await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::CallNotRinging), "too late to accept");
+}
+
+#[tokio::test]
+async fn a_second_accept_is_refused_with_call_not_ringing() {
+    let app = spawn_app().await;
+    let (consultant, mut c_events) = app.available_consultant("cora").await;
+    let (seeker, _s) = app.client("sam", Role::Seeker).await;
+    seeker.call(&uid("cora"), None).await.unwrap();
+    let (call_id, _) = incoming(&mut c_events).await;
+    consultant.accept(&call_id).await.unwrap();
+    let err = consultant.accept(&call_id).await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::CallNotRinging), "{err}");
+    let err = consultant.accept(&"call_nope".parse().unwrap()).await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::UnknownCall));
+}
+
+#[tokio::test]
+async fn calls_to_unknown_unavailable_or_busy_consultants_are_refused() {
+    let app = spawn_app().await;
+    let (seeker, _s) = app.client("sam", Role::Seeker).await;
+    let err = seeker.call(&uid("nobody"), None).await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::UnknownConsultant));
+    // Seeded in dev mode, but not connected.
+    let err = seeker.call(&uid("demo-consultant"), None).await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::ConsultantUnavailable));
+    // Connected but not available.
+    let (_c, _ce) = app.client("cora", Role::Consultant).await;
+    let err = seeker.call(&uid("cora"), None).await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::ConsultantUnavailable));
+    // A seeker is not a consultant.
+    let err = seeker.call(&uid("sam"), None).await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::UnknownConsultant));
+    // Busy in another session.
+    let (_s2, _s2e, _c2, _c2e, _sid) = connected_pair(&app, "sue", "carl").await;
+    let err = seeker.call(&uid("carl"), None).await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::ConsultantUnavailable));
+    // Consultants cannot call.
+    let (c3, _) = app.available_consultant("cleo").await;
+    let err = c3.call(&uid("carl"), None).await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::WrongRole));
+}
+
+#[tokio::test]
+async fn only_the_sessions_two_participants_may_join_or_relay() {
+    let app = spawn_app().await;
+    let (seeker, _se, _consultant, _ce, session_id) = connected_pair(&app, "sam", "cora").await;
+    let (stranger, _st) = app.client("eve", Role::Seeker).await;
+    let err = stranger.join(&session_id).await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::Forbidden));
+    let err = stranger
+        .request(ClientMessage::SdpOffer { session_id: session_id.clone(), sdp: "v=0".into() })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::NotInRoom));
+    let err = stranger.end_session(&session_id).await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::Forbidden));
+    let err = seeker.join(&"ses_unknown".parse().unwrap()).await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::UnknownSession));
+    // After leaving, relaying is refused until rejoining.
+    seeker.leave(&session_id).await.unwrap();
+    let err = seeker
+        .request(ClientMessage::SdpOffer { session_id: session_id.clone(), sdp: "v=0".into() })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::NotInRoom));
+    seeker.join(&session_id).await.unwrap();
+    seeker.request(ClientMessage::SdpOffer { session_id, sdp: "v=0".into() }).await.unwrap();
+}
+
+/// A consultant on a raw connection in a room with an SDK seeker.
+async fn raw_consultant_in_a_room(app: &common::TestApp) -> (SignalingClient, Events, common::Raw, SessionId) {
+    let mut raw = app.raw("cora", Role::Consultant).await;
+    raw.send(r#"{"id":"p","type":"presence.set","status":"available"}"#).await;
+    raw.recv_until(|m| matches!(m, ServerMessage::Ack { .. }).then_some(())).await;
+    let (seeker, mut s_events) = app.client("sam", Role::Seeker).await;
+    let ringing = seeker.call(&uid("cora"), None).await.unwrap();
+    let call_id = raw
+        .recv_until(|m| match m {
+            ServerMessage::CallIncoming { call_id, .. } => Some(call_id.clone()),
+            _ => None,
+        })
+        .await;
+    raw.send(format!(r#"{{"id":"a","type":"call.accept","call_id":"{call_id}"}}"#)).await;
+    raw.recv_until(|m| matches!(m, ServerMessage::Ack { id, .. } if id == "a").then_some(())).await;
+    seeker.join(&ringing.session_id).await.unwrap();
+    raw.send(format!(r#"{{"id":"j","type":"room.join","session_id":"{}"}}"#, ringing.session_id)).await;
+    raw.recv_until(|m| matches!(m, ServerMessage::Ack { id, .. } if id == "j").then_some(())).await;
+    s_events.wait_for(WAIT, |m| matches!(m, ServerMessage::ParticipantJoined { .. }).then_some(())).await.unwrap();
+    (seeker, s_events, raw, ringing.session_id)
+}
+
+async fn dropped(events: &mut Events) -> (UserId, LeaveReason, u64) {
+    events
+        .wait_for(WAIT, |m| match m {
+            ServerMessage::ParticipantLeft { user_id, reason, grace_secs, .. } => {
+                Some((user_id.clone(), *reason, *grace_secs))
+            }
+            _ => None,
+        })
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_dropped_client_resumes_and_gets_what_it_missed() {
+    let app = spawn_app().await;
+    let (seeker, mut s_events, raw, session_id) = raw_consultant_in_a_room(&app).await;
+    let (token, last_seq) = (raw.resume_token.clone(), raw.last_seq);
+    drop(raw); // TCP gone without a close frame
+    assert_eq!(dropped(&mut s_events).await, (uid("cora"), LeaveReason::Dropped, 30));
+
+    // Sent while the consultant is away: kept for them.
+    seeker.send(ClientMessage::SdpOffer { session_id: session_id.clone(), sdp: "v=0 missed".into() }).unwrap();
+    seeker.request(ClientMessage::Ping).await.unwrap(); // the offer has been processed
+
+    app.advance(Duration::from_secs(29)).await; // still within the grace period
+    let mut raw = app.raw("cora", Role::Consultant).await;
+    raw.send(format!(r#"{{"id":"r","type":"resume","resume_token":"{token}","last_seq":{last_seq}}}"#)).await;
+    let replayed = raw.recv().await;
+    assert_eq!(replayed.seq, last_seq + 1, "the sequence continues");
+    assert!(matches!(replayed.msg, ServerMessage::SdpOffer { ref sdp, .. } if sdp == "v=0 missed"), "{replayed:?}");
+    let ack = raw.recv().await;
+    assert!(
+        matches!(ack.msg, ServerMessage::Ack { ref id, result: Some(parley_domain::protocol::AckResult::Resumed { replayed: 1 }) } if id == "r"),
+        "{ack:?}"
+    );
+    s_events
+        .wait_for(WAIT, |m| {
+            matches!(m, ServerMessage::ParticipantJoined { user, .. } if user.id.as_str() == "cora").then_some(())
+        })
+        .await
+        .unwrap();
+
+    // The grace timer of the drop no longer applies: the session goes on.
+    app.advance(Duration::from_secs(5)).await;
+    seeker.send(ClientMessage::SdpOffer { session_id: session_id.clone(), sdp: "v=0 after".into() }).unwrap();
+    raw.recv_until(|m| matches!(m, ServerMessage::SdpOffer { sdp, .. } if sdp == "v=0 after").then_some(())).await;
+    assert_eq!(timeline_kinds(&app.store, &session_id).await, ["joined", "joined", "dropped", "joined"]);
+}
+
+#[tokio::test]
+async fn absent_longer_than_the_grace_period_ends_the_session_and_resume_fails() {
+    let app = spawn_app().await;
+    let (_seeker, mut s_events, raw, session_id) = raw_consultant_in_a_room(&app).await;
+    let (token, last_seq) = (raw.resume_token.clone(), raw.last_seq);
+    drop(raw);
+    dropped(&mut s_events).await;
+    app.advance(Duration::from_secs(30)).await;
+    let reason = s_events
+        .wait_for(WAIT, |m| match m {
+            ServerMessage::SessionEnded { reason, .. } => Some(*reason),
+            _ => None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(reason, SessionEndReason::Abandoned);
+    let session = app.store.session(&session_id).await.unwrap().unwrap();
+    assert_eq!(session.end_reason.as_deref(), Some("abandoned"));
+
+    let mut raw = app.raw("cora", Role::Consultant).await;
+    raw.send(format!(r#"{{"id":"r","type":"resume","resume_token":"{token}","last_seq":{last_seq}}}"#)).await;
+    let (id, code, _) = raw.recv_error().await;
+    assert_eq!((id.as_deref(), code), (Some("r"), ErrorCode::ResumeFailed));
+    raw.assert_alive("still usable afresh").await;
+}
+
+#[tokio::test]
+async fn a_newer_connection_replaces_the_old_one_and_the_sdk_stops_there() {
+    let app = spawn_app().await;
+    let (seeker, mut s_events, _consultant, mut c_events, session_id) = connected_pair(&app, "sam", "cora").await;
+    // A second connection of the seeker replaces the first, which the SDK
+    // must not fight: it reports Closed.
+    let (_again, _again_events) = app.client("sam", Role::Seeker).await;
+    let closed = tokio::time::timeout(WAIT, async {
+        loop {
+            match s_events.recv().await {
+                Some(Event::Closed { reason }) => return reason,
+                Some(_) => {}
+                None => panic!("stream ended"),
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert!(closed.contains("replaced"), "{closed}");
+    assert_eq!(dropped(&mut c_events).await.1, LeaveReason::Dropped);
+    let err = seeker.request(ClientMessage::Ping).await.unwrap_err();
+    assert!(matches!(err, SdkError::Closed(_)), "{err:?}");
+    let _ = session_id;
+}
+
+#[tokio::test]
+async fn the_sdk_resumes_by_itself_after_a_network_drop() {
+    let app = spawn_app().await;
+    let proxy = common::Proxy::start(&app).await;
+    let (consultant, mut c_events) = app.available_consultant("cora").await;
+    let (seeker, mut s_events) =
+        SignalingClient::connect(&proxy.ws_url, &app.token("sam", Role::Seeker)).await.unwrap();
+    let ringing = seeker.call(&uid("cora"), None).await.unwrap();
+    let (call_id, session_id) = incoming(&mut c_events).await;
+    consultant.accept(&call_id).await.unwrap();
+    assert_eq!(ringing.session_id, session_id);
+    seeker.join(&session_id).await.unwrap();
+    consultant.join(&session_id).await.unwrap();
+
+    proxy.cut();
+    assert_eq!(dropped(&mut c_events).await.1, LeaveReason::Dropped);
+    consultant.send(ClientMessage::SdpOffer { session_id: session_id.clone(), sdp: "v=0 while away".into() }).unwrap();
+
+    let mut saw = Vec::new();
+    let replayed = tokio::time::timeout(WAIT, async {
+        loop {
+            match s_events.recv().await.expect("events") {
+                Event::Resumed { replayed } => return replayed,
+                Event::Server(ServerMessage::SdpOffer { sdp, .. }) => saw.push(sdp),
+                Event::Reconnecting | Event::Server(_) => {}
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    })
+    .await
+    .expect("resumed in time");
+    assert!(replayed >= 1, "the missed offer was replayed");
+    assert_eq!(saw, ["v=0 while away"]);
+    c_events
+        .wait_for(WAIT, |m| {
+            matches!(m, ServerMessage::ParticipantJoined { user, .. } if user.id.as_str() == "sam").then_some(())
+        })
+        .await
+        .unwrap();
+    // Requests work on the resumed connection.
+    seeker.request(ClientMessage::SdpAnswer { session_id, sdp: "v=0 back".into() }).await.unwrap();
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_coded_error_and_the_connection_and_other_sessions_go_on() {
+    let app = spawn_app_with(|c| {
+        c.signaling.rate_limit_per_sec = 20;
+        c.signaling.rate_limit_burst = 40;
+    })
+    .await;
+    // Another session that must not be disturbed.
+    let (other_seeker, mut other_s, other_consultant, mut other_c, other_session) =
+        connected_pair(&app, "sue", "carl").await;
+
+    let mut raw = app.raw("mallory", Role::Seeker).await;
+    raw.send("{this is not json").await;
+    assert_eq!(raw.recv_error().await.1, ErrorCode::MalformedJson);
+    raw.assert_alive("a1").await;
+
+    raw.send(r#"{"id":"x1","type":"call.teleport"}"#).await;
+    let (id, code, message) = raw.recv_error().await;
+    assert_eq!((id.as_deref(), code), (Some("x1"), ErrorCode::UnknownType));
+    assert!(message.contains("call.teleport"), "{message}");
+    raw.assert_alive("a2").await;
+
+    raw.send(r#"{"id":"x2","type":"call.request"}"#).await;
+    let (id, code, message) = raw.recv_error().await;
+    assert_eq!((id.as_deref(), code), (Some("x2"), ErrorCode::MissingField));
+    assert!(message.contains("consultant_id"), "{message}");
+    raw.assert_alive("a3").await;
+
+    let huge = format!(r#"{{"id":"x3","type":"ping","pad":"{}"}}"#, "x".repeat(70 * 1024));
+    raw.send(huge).await;
+    assert_eq!(raw.recv_error().await.1, ErrorCode::FrameTooLarge);
+    raw.assert_alive("a4").await;
+
+    let sdp = "a".repeat(33 * 1024);
+    raw.send(format!(r#"{{"id":"x4","type":"sdp.offer","session_id":"{other_session}","sdp":"{sdp}"}}"#)).await;
+    let (id, code, _) = raw.recv_error().await;
+    assert_eq!((id.as_deref(), code), (Some("x4"), ErrorCode::SdpTooLarge));
+    raw.assert_alive("a5").await;
+
+    raw.send(format!(r#"{{"id":"x5","type":"sdp.offer","session_id":"{other_session}","sdp":"v=0"}}"#)).await;
+    let (id, code, _) = raw.recv_error().await;
+    assert_eq!((id.as_deref(), code), (Some("x5"), ErrorCode::NotInRoom));
+    raw.assert_alive("a6").await;
+
+    use futures_util::SinkExt;
+    raw.ws.send(tokio_tungstenite::tungstenite::Message::Binary(vec![1, 2, 3].into())).await.unwrap();
+    assert_eq!(raw.recv_error().await.1, ErrorCode::BinaryNotSupported);
+
+    raw.send(r#"{"id":"x6","type":"resume","resume_token":"t","last_seq":1}"#).await;
+    assert_eq!(raw.recv_error().await.1, ErrorCode::ResumeNotFirst);
+
+    // A flood: past the burst, messages are dropped with one rate_limited error.
+    for _ in 0..100 {
+        raw.send(r#"{"type":"ping"}"#).await;
+    }
+    let mut rate_limited = 0;
+    loop {
+        match raw.recv().await.msg {
+            ServerMessage::Error { code: ErrorCode::RateLimited, .. } => {
+                rate_limited += 1;
+                break;
+            }
+            ServerMessage::Error { code, .. } => panic!("unexpected {code:?}"),
+            _ => {}
+        }
+    }
+    assert_eq!(rate_limited, 1);
+    // After a pause the connection works again.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    raw.assert_alive("a7").await;
+
+    // The other session was not disturbed.
+    other_seeker
+        .send(ClientMessage::SdpOffer { session_id: other_session.clone(), sdp: "v=0 still here".into() })
+        .unwrap();
+    other_c
+        .wait_for(WAIT, |m| matches!(m, ServerMessage::SdpOffer { sdp, .. } if sdp == "v=0 still here").then_some(()))
+        .await
+        .unwrap();
+    other_consultant.end_session(&other_session).await.unwrap();
+    other_s.wait_for(WAIT, |m| matches!(m, ServerMessage::SessionEnded { .. }).then_some(())).await.unwrap();
+}
+
+#[tokio::test]
+async fn missing_forged_and_expired_tokens_are_refused_before_the_upgrade() {
+    let app = spawn_app().await;
+    let err = SignalingClient::connect(&app.ws_url, "").await.unwrap_err();
+    assert!(matches!(err, SdkError::Unauthorized { code: ErrorCode::MissingToken, .. }), "{err:?}");
+    let forged = parley_signaling::Authenticator::new(b"not-the-secret").issue(
+        &common::user("sam", Role::Seeker),
+        Duration::from_secs(60),
+        parley_domain::Clock::now(&*app.clock),
+    );
+    let err = SignalingClient::connect(&app.ws_url, &forged).await.unwrap_err();
+    assert!(matches!(err, SdkError::Unauthorized { code: ErrorCode::InvalidToken, .. }), "{err:?}");
+    let an_hour_ago =
+        parley_domain::Timestamp::from_unix_millis(parley_domain::Clock::now(&*app.clock).unix_millis() - 3_600_000);
+    let expired = app.auth.issue(&common::user("sam", Role::Seeker), Duration::from_secs(60), an_hour_ago);
+    let err = SignalingClient::connect(&app.ws_url, &expired).await.unwrap_err();
+    assert!(matches!(err, SdkError::Unauthorized { code: ErrorCode::TokenExpired, .. }), "{err:?}");
+    // Plain HTTP sees the same 401 JSON.
+    let resp = reqwest::get(format!("{}/v1/consultants", app.base)).await.unwrap();
+    assert_eq!(resp.status(), 401);
+    let body: parley_domain::protocol::ErrorBody = resp.json().await.unwrap();
+    assert_eq!(body.code, ErrorCode::MissingToken);
+}
+
+#[tokio::test]
+async fn shutdown_tells_clients_and_closes_them_cleanly() {
+    let mut app = spawn_app().await;
+    let (_seeker, mut events) = app.client("sam", Role::Seeker).await;
+    let mut raw = app.raw("ray", Role::Seeker).await;
+    app.stop().await;
+    events.wait_for(WAIT, |m| matches!(m, ServerMessage::ServerShutdown { .. }).then_some(())).await.unwrap();
+    assert!(matches!(raw.recv().await.msg, ServerMessage::ServerShutdown { .. }));
+    use futures_util::StreamExt;
+    match raw.ws.next().await {
+        Some(Ok(tokio_tungstenite::tungstenite::Message::Close(Some(frame)))) => {
+            assert_eq!(u16::from(frame.code), 1001)
+        }
+        other => panic!("expected a 1001 close, got {other:?}"),
+    }
+    // The SDK client tries to resume and reports it.
+    let got = tokio::time::timeout(WAIT, events.recv()).await.unwrap();
+    assert_eq!(got, Some(Event::Reconnecting));
+}
+
+#[tokio::test]
+async fn health_readiness_metrics_and_the_consultant_list() {
+    let app = spawn_app().await;
+    let get = |path: &str| reqwest::get(format!("{}{path}", app.base));
+    assert_eq!(get("/healthz").await.unwrap().text().await.unwrap(), "ok");
+    assert_eq!(get("/readyz").await.unwrap().status(), 200);
+    let (_c, _ce) = app.available_consultant("cora").await;
+    let api = parley_sdk::ApiClient::new(&app.base).unwrap();
+    let list = api.consultants(&app.token("sam", Role::Seeker)).await.unwrap();
+    assert_eq!(list[0].id.as_str(), "cora", "available consultants first: {list:?}");
+    assert_eq!(list[0].presence, PresenceStatus::Available);
+    assert!(list.iter().any(|c| c.id.as_str() == "demo-consultant" && c.presence == PresenceStatus::Offline));
+    let metrics = get("/metrics").await.unwrap().text().await.unwrap();
+    for name in ["parley_signal_connections", "parley_signal_messages_received_total", "parley_signal_errors_total"] {
+        assert!(metrics.contains(name), "{name} missing from /metrics:\n{metrics}");
+    }
+}
+
+#[tokio::test]
+async fn dev_login_exists_only_in_dev_mode() {
+    let app = spawn_app().await;
+    let api = parley_sdk::ApiClient::new(&app.base).unwrap();
+    let (token, user) = api.dev_login("demo-seeker", "ignored", Role::Consultant).await.unwrap();
+    assert_eq!((user.name.as_str(), user.role), ("Sam Seeker", Role::Seeker), "known users keep their identity");
+    SignalingClient::connect(&app.ws_url, &token).await.expect("the dev token works");
+    let prod = spawn_app_with(|c| c.mode = parley_server::config::Mode::Prod).await;
+    let resp = reqwest::Client::new()
+        .post(format!("{}/v1/dev/login", prod.base))
+        .json(&serde_json::json!({"user_id": "demo-seeker"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+}
