@@ -199,7 +199,7 @@ impl Config {
             ..Raw::default()
         })
         .expect("defaults are valid");
-        config.log = "warn".into();
+        config.log = "warn,rtc_dtls=error,rtc_ice=error".into();
         config
     }
 

@@ -97,8 +97,8 @@ impl SessionCall {
         &self.session_id
     }
 
-    /// Closes the peer connection and stops forwarding.
-    pub async fn close(self) -> Result<(), SdkError> {
+    /// Closes the peer connection and stops forwarding. Idempotent.
+    pub async fn close(&self) -> Result<(), SdkError> {
         for t in &self.tasks {
             t.abort();
         }
