@@ -9,7 +9,7 @@ use std::time::Duration;
 use parley_domain::protocol::{Role, UserInfo};
 use parley_domain::{Clock, UserId};
 use parley_signaling::clock::SystemClock;
-use parley_signaling::{Authenticator, Hub, OpenGate, Signaling, Store};
+use parley_signaling::{Authenticator, CallGate, Hub, OpenGate, Signaling, Store};
 use tokio::net::TcpListener;
 
 use crate::config::{Config, Mode};
@@ -41,10 +41,20 @@ impl Application {
         Self::build_with_clock(config, Arc::new(SystemClock)).await
     }
 
-    /// Builds the server with `clock` (tests pass a manual clock): connects
+    /// Builds the server with `clock` (tests pass a manual clock) and no
+    /// payment hold ([`OpenGate`]).
+    pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Application> {
+        Self::build_with(config, clock, Arc::new(OpenGate)).await
+    }
+
+    /// Builds the server with `clock` and the payment seam `gate`: connects
     /// and migrates the database, seeds demo users in dev mode, binds
     /// `config.listen`.
-    pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Application> {
+    pub async fn build_with(
+        config: Config,
+        clock: Arc<dyn Clock>,
+        gate: Arc<dyn CallGate>,
+    ) -> anyhow::Result<Application> {
         if config.database_url.starts_with("sqlite:") {
             std::fs::create_dir_all(&config.data_dir)?;
         }
@@ -53,7 +63,7 @@ impl Application {
         if config.mode == Mode::Dev {
             store.users_seen(&demo_users(), clock.now()).await?;
         }
-        let hub = Hub::new(config.signaling.clone(), clock.clone(), Arc::new(store.clone()), Arc::new(OpenGate));
+        let hub = Hub::new(config.signaling.clone(), clock.clone(), Arc::new(store.clone()), gate);
         let signaling = Signaling::new(hub.clone(), auth.clone());
         let state = AppState {
             store: store.clone(),

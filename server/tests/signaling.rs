@@ -642,3 +642,23 @@ async fn dev_login_exists_only_in_dev_mode() {
         .unwrap();
     assert_eq!(resp.status(), 404);
 }
+
+#[tokio::test]
+async fn joining_a_room_hands_out_stun_and_time_limited_turn_credentials() {
+    let app = spawn_app_with(|c| {
+        c.signaling.ice.stun_urls = vec!["stun:stun.example.org:3478".into()];
+        c.signaling.ice.turn_urls = vec!["turn:turn.example.org:3478?transport=udp".into()];
+        c.signaling.ice.turn_secret = Some("north".into());
+        c.signaling.ice.turn_ttl = Duration::from_secs(600);
+    })
+    .await;
+    let (seeker, _se, _consultant, _ce, session_id) = connected_pair(&app, "sam", "cora").await;
+    let room = seeker.join(&session_id).await.unwrap();
+    assert_eq!(room.ice_servers.len(), 2);
+    assert_eq!(room.ice_servers[0].urls, ["stun:stun.example.org:3478"]);
+    let turn = &room.ice_servers[1];
+    let expiry = parley_domain::Clock::now(&*app.clock).unix_secs() + 600;
+    let username = format!("{expiry}:sam");
+    assert_eq!(turn.username.as_deref(), Some(username.as_str()));
+    assert_eq!(turn.credential.as_deref(), Some(parley_signaling::turn::turn_password("north", &username).as_str()));
+}
