@@ -25,10 +25,10 @@ fn route(mut events: Events, who: &'static str) -> watch::Sender<Option<Arc<Sess
     let (tx, rx) = watch::channel::<Option<Arc<SessionCall>>>(None);
     tokio::spawn(async move {
         while let Some(event) = events.recv().await {
-            if let Event::Server(msg) = &event {
-                if rx.borrow().as_ref().is_some_and(|c| c.handle(msg)) {
-                    continue;
-                }
+            if let Event::Server(msg) = &event
+                && rx.borrow().as_ref().is_some_and(|c| c.handle(msg))
+            {
+                continue;
             }
             println!("{who:>10} <- {event:?}");
         }
