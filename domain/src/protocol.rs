@@ -389,8 +389,6 @@ pub enum SessionEndReason {
     Hangup,
     /// A participant stayed away longer than the grace period (DESIGN.md M3).
     Abandoned,
-    /// The server shut down.
-    ServerShutdown,
 }
 
 impl SessionEndReason {
@@ -399,7 +397,6 @@ impl SessionEndReason {
         match self {
             SessionEndReason::Hangup => "hangup",
             SessionEndReason::Abandoned => "abandoned",
-            SessionEndReason::ServerShutdown => "server_shutdown",
         }
     }
 }
@@ -455,7 +452,7 @@ pub enum ErrorCode {
     PaymentDeclined,
     /// The payment method needs the seeker's action (e.g. 3-D Secure).
     PaymentActionRequired,
-    /// No or malformed bearer token (HTTP 401).
+    /// No bearer token (HTTP 401).
     MissingToken,
     /// The token's signature or claims are invalid (HTTP 401).
     InvalidToken,
@@ -470,6 +467,39 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code, in declaration order (docs/protocol.md lists them all; a
+    /// test checks both this list and the document).
+    pub const ALL: &'static [ErrorCode] = &[
+        ErrorCode::MalformedJson,
+        ErrorCode::UnknownType,
+        ErrorCode::MissingField,
+        ErrorCode::InvalidField,
+        ErrorCode::FrameTooLarge,
+        ErrorCode::SdpTooLarge,
+        ErrorCode::RateLimited,
+        ErrorCode::BinaryNotSupported,
+        ErrorCode::NotInRoom,
+        ErrorCode::Forbidden,
+        ErrorCode::WrongRole,
+        ErrorCode::UnknownSession,
+        ErrorCode::SessionEnded,
+        ErrorCode::UnknownConsultant,
+        ErrorCode::ConsultantUnavailable,
+        ErrorCode::UnknownCall,
+        ErrorCode::CallNotRinging,
+        ErrorCode::AlreadyInCall,
+        ErrorCode::ResumeFailed,
+        ErrorCode::ResumeNotFirst,
+        ErrorCode::PaymentDeclined,
+        ErrorCode::PaymentActionRequired,
+        ErrorCode::MissingToken,
+        ErrorCode::InvalidToken,
+        ErrorCode::TokenExpired,
+        ErrorCode::Replaced,
+        ErrorCode::Unavailable,
+        ErrorCode::Internal,
+    ];
+
     /// The code's wire name (also the `code` label in metrics).
     pub fn as_str(self) -> &'static str {
         use ErrorCode::*;
@@ -666,9 +696,62 @@ pub enum ServerMessage {
     },
 }
 
+impl ServerMessage {
+    /// Every server message `type`, as on the wire.
+    pub const TYPES: &'static [&'static str] = &[
+        "hello",
+        "ack",
+        "error",
+        "presence.updated",
+        "call.incoming",
+        "call.accepted",
+        "call.ended",
+        "participant.joined",
+        "participant.left",
+        "sdp.offer",
+        "sdp.answer",
+        "ice.candidate",
+        "session.ended",
+        "server.shutdown",
+    ];
+
+    /// The message's wire `type`.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            ServerMessage::Hello { .. } => "hello",
+            ServerMessage::Ack { .. } => "ack",
+            ServerMessage::Error { .. } => "error",
+            ServerMessage::PresenceUpdated { .. } => "presence.updated",
+            ServerMessage::CallIncoming { .. } => "call.incoming",
+            ServerMessage::CallAccepted { .. } => "call.accepted",
+            ServerMessage::CallEnded { .. } => "call.ended",
+            ServerMessage::ParticipantJoined { .. } => "participant.joined",
+            ServerMessage::ParticipantLeft { .. } => "participant.left",
+            ServerMessage::SdpOffer { .. } => "sdp.offer",
+            ServerMessage::SdpAnswer { .. } => "sdp.answer",
+            ServerMessage::IceCandidate { .. } => "ice.candidate",
+            ServerMessage::SessionEnded { .. } => "session.ended",
+            ServerMessage::ServerShutdown { .. } => "server.shutdown",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn wire_name<T: Serialize>(value: &T) -> String {
+        serde_json::to_value(value).unwrap().as_str().unwrap().to_owned()
+    }
+
+    #[test]
+    fn error_code_names_match_serde_and_are_unique() {
+        let mut seen = std::collections::HashSet::new();
+        for code in ErrorCode::ALL {
+            assert_eq!(code.as_str(), wire_name(code));
+            assert!(seen.insert(code.as_str()), "duplicate {}", code.as_str());
+        }
+    }
 
     #[test]
     fn client_types_list_matches_the_enum() {
@@ -699,6 +782,59 @@ mod tests {
         ];
         let names: Vec<_> = all.iter().map(ClientMessage::type_name).collect();
         assert_eq!(names, ClientMessage::TYPES);
+        for m in &all {
+            assert_eq!(serde_json::to_value(m).unwrap()["type"], m.type_name());
+        }
+    }
+
+    #[test]
+    fn server_types_list_matches_the_enum_and_serde() {
+        let user = UserInfo { id: UserId::parse("u").unwrap(), name: "U".into(), role: Role::Seeker };
+        let sid = SessionId::parse("ses_1").unwrap();
+        let cid = CallId::parse("call_1").unwrap();
+        let cand =
+            IceCandidate { candidate: "c".into(), sdp_mid: None, sdp_m_line_index: None, username_fragment: None };
+        let all = [
+            ServerMessage::Hello {
+                protocol_version: PROTOCOL_VERSION,
+                user: user.clone(),
+                resume_token: "t".into(),
+                resume_window_secs: 30,
+                ping_interval_secs: 15,
+                presence: None,
+            },
+            ServerMessage::Ack { id: "1".into(), result: None },
+            ServerMessage::Error { id: None, code: ErrorCode::Internal, message: String::new() },
+            ServerMessage::PresenceUpdated { status: PresenceStatus::Busy },
+            ServerMessage::CallIncoming {
+                call_id: cid.clone(),
+                session_id: sid.clone(),
+                seeker: user.clone(),
+                ring_deadline_ms: 0,
+            },
+            ServerMessage::CallAccepted { call_id: cid.clone(), session_id: sid.clone() },
+            ServerMessage::CallEnded { call_id: cid, reason: CallEndReason::Timeout, message: None },
+            ServerMessage::ParticipantJoined { session_id: sid.clone(), user: user.clone() },
+            ServerMessage::ParticipantLeft {
+                session_id: sid.clone(),
+                user_id: user.id.clone(),
+                reason: LeaveReason::Left,
+                grace_secs: 30,
+            },
+            ServerMessage::SdpOffer { session_id: sid.clone(), from: user.id.clone(), sdp: String::new() },
+            ServerMessage::SdpAnswer { session_id: sid.clone(), from: user.id.clone(), sdp: String::new() },
+            ServerMessage::IceCandidate { session_id: sid.clone(), from: user.id.clone(), candidate: cand },
+            ServerMessage::SessionEnded { session_id: sid, reason: SessionEndReason::Hangup, ended_by: None },
+            ServerMessage::ServerShutdown { message: String::new() },
+        ];
+        let names: Vec<_> = all.iter().map(ServerMessage::type_name).collect();
+        assert_eq!(names, ServerMessage::TYPES);
+        for m in &all {
+            let json = serde_json::to_value(ServerEnvelope { seq: 7, msg: m.clone() }).unwrap();
+            assert_eq!((json["type"].as_str(), json["seq"].as_u64()), (Some(m.type_name()), Some(7)));
+            let back: ServerEnvelope = serde_json::from_value(json).unwrap();
+            assert_eq!(&back.msg, m, "round trip");
+        }
     }
 }
 

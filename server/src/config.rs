@@ -132,6 +132,9 @@ impl Config {
         if raw.ring_timeout_secs == 0 {
             return bad("PARLEY_RING_TIMEOUT_SECS", "must be at least 1");
         }
+        if raw.grace_secs == 0 {
+            return bad("PARLEY_GRACE_SECS", "must be at least 1");
+        }
         if raw.ping_interval_secs == 0 {
             return bad("PARLEY_PING_INTERVAL_SECS", "must be at least 1");
         }
@@ -262,6 +265,8 @@ mod tests {
         assert!(e.contains("PARLEY_TURN_SECRET"), "{e}");
         let e = load(&[("stun_urls", "\"http://x\"")]).unwrap_err().to_string();
         assert!(e.contains("PARLEY_STUN_URLS"), "{e}");
+        let e = load(&[("grace_secs", "0")]).unwrap_err().to_string();
+        assert!(e.contains("PARLEY_GRACE_SECS"), "{e}");
         let e = load(&[("colour", "\"blue\"")]).unwrap_err().to_string();
         assert!(e.contains("colour"), "{e}");
     }

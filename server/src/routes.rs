@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
+use axum::extract::rejection::JsonRejection;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
@@ -127,8 +128,9 @@ async fn consultants(State(s): State<AppState>, headers: HeaderMap) -> Result<Js
 /// Dev mode only: a token for a demo (or new) user, without a password.
 async fn dev_login(
     State(s): State<AppState>,
-    Json(req): Json<DevLoginRequest>,
+    req: Result<Json<DevLoginRequest>, JsonRejection>,
 ) -> Result<Json<DevLoginResponse>, ApiError> {
+    let Json(req) = req.map_err(|e| ApiError::BadRequest(ErrorCode::MalformedJson, e.body_text()))?;
     let id = UserId::parse(req.user_id)
         .map_err(|e| ApiError::BadRequest(ErrorCode::InvalidField, format!("user_id: {e}")))?;
     let user = match (s.store.user(&id).await?, req.name, req.role) {

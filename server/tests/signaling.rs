@@ -532,22 +532,47 @@ async fn bad_input_gets_a_coded_error_and_the_connection_and_other_sessions_go_o
     raw.send(r#"{"id":"x6","type":"resume","resume_token":"t","last_seq":1}"#).await;
     assert_eq!(raw.recv_error().await.1, ErrorCode::ResumeNotFirst);
 
-    // A flood: past the burst, messages are dropped with one rate_limited error.
-    for _ in 0..100 {
-        raw.send(r#"{"type":"ping"}"#).await;
+    // A request without its id could not receive its result: refused.
+    raw.send(r#"{"type":"call.request","consultant_id":"carl"}"#).await;
+    let (id, code, _) = raw.recv_error().await;
+    assert_eq!((id, code), (None, ErrorCode::MissingField));
+
+    // A flood of requests: past the burst each is dropped, but every one
+    // still gets exactly one reply (ack, or rate_limited with its id).
+    tokio::time::sleep(Duration::from_millis(1500)).await; // refill
+    for i in 0..100 {
+        raw.send(format!(r#"{{"type":"ping","id":"f{i}"}}"#)).await;
     }
-    let mut rate_limited = 0;
+    let mut replies = std::collections::HashMap::new();
+    while replies.len() < 100 {
+        match raw.recv().await.msg {
+            ServerMessage::Ack { id, .. } => assert!(replies.insert(id, "ack").is_none()),
+            ServerMessage::Error { id: Some(id), code: ErrorCode::RateLimited, .. } => {
+                assert!(replies.insert(id, "rate_limited").is_none())
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let limited = replies.values().filter(|r| **r == "rate_limited").count();
+    assert!((50..100).contains(&limited), "{limited} of 100 rate limited (burst 40)");
+
+    // A flood without ids is not echoed: one rate_limited error at most per second.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for _ in 0..100 {
+        raw.send(format!(r#"{{"type":"room.leave","session_id":"{other_session}"}}"#)).await;
+    }
+    raw.send(r#"{"type":"ping","id":"last"}"#).await;
+    let (mut not_in_room, mut rate_limited) = (0, 0);
     loop {
         match raw.recv().await.msg {
-            ServerMessage::Error { code: ErrorCode::RateLimited, .. } => {
-                rate_limited += 1;
-                break;
-            }
-            ServerMessage::Error { code, .. } => panic!("unexpected {code:?}"),
-            _ => {}
+            ServerMessage::Error { id: None, code: ErrorCode::NotInRoom, .. } => not_in_room += 1,
+            ServerMessage::Error { id: None, code: ErrorCode::RateLimited, .. } => rate_limited += 1,
+            ServerMessage::Error { id: Some(id), code: ErrorCode::RateLimited, .. } if id == "last" => break,
+            other => panic!("unexpected {other:?}"),
         }
     }
     assert_eq!(rate_limited, 1);
+    assert!((30..=40).contains(&not_in_room), "{not_in_room} processed within the burst");
     // After a pause the connection works again.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     raw.assert_alive("a7").await;
@@ -661,4 +686,136 @@ async fn joining_a_room_hands_out_stun_and_time_limited_turn_credentials() {
     let username = format!("{expiry}:sam");
     assert_eq!(turn.username.as_deref(), Some(username.as_str()));
     assert_eq!(turn.credential.as_deref(), Some(parley_signaling::turn::turn_password("north", &username).as_str()));
+}
+
+#[tokio::test]
+async fn a_clean_close_is_final_while_a_drop_waits_for_resume() {
+    let app = spawn_app().await;
+    // An available consultant who closes cleanly is offline at once.
+    let (consultant, _ce) = app.available_consultant("cora").await;
+    let (seeker, _se) = app.client("sam", Role::Seeker).await;
+    consultant.close();
+    let err = tokio::time::timeout(WAIT, async {
+        loop {
+            match seeker.call(&uid("cora"), None).await {
+                Err(e) if e.code() == Some(ErrorCode::ConsultantUnavailable) => return e,
+                Ok(r) => {
+                    // Rang before the close was processed; it may end by itself.
+                    let _ = seeker.cancel(&r.call_id).await;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert!(err.to_string().contains("offline"), "{err}");
+
+    // In a room, a clean close is `left`; the resume token is dead.
+    let (_seeker, mut s_events, mut raw, _session) = raw_consultant_in_a_room(&app).await;
+    let (token, last_seq) = (raw.resume_token.clone(), raw.last_seq);
+    raw.ws.close(None).await.unwrap();
+    assert_eq!(dropped(&mut s_events).await, (uid("cora"), LeaveReason::Left, 30));
+    let mut again = app.raw("cora", Role::Consultant).await;
+    again.send(format!(r#"{{"id":"r","type":"resume","resume_token":"{token}","last_seq":{last_seq}}}"#)).await;
+    assert_eq!(again.recv_error().await.1, ErrorCode::ResumeFailed);
+}
+
+#[tokio::test]
+async fn a_dropped_consultant_is_not_rung_until_they_resume() {
+    let app = spawn_app().await;
+    let mut raw = app.raw("cora", Role::Consultant).await;
+    raw.send(r#"{"id":"p","type":"presence.set","status":"available"}"#).await;
+    raw.recv_until(|m| matches!(m, ServerMessage::Ack { .. }).then_some(())).await;
+    let (token, last_seq) = (raw.resume_token.clone(), raw.last_seq);
+    let (seeker, _se) = app.client("sam", Role::Seeker).await;
+    drop(raw);
+    let err = tokio::time::timeout(WAIT, async {
+        loop {
+            match seeker.call(&uid("cora"), None).await {
+                Err(e) => return e,
+                Ok(r) => {
+                    // Rang before the close was processed; it may end by itself.
+                    let _ = seeker.cancel(&r.call_id).await;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(err.code(), Some(ErrorCode::ConsultantUnavailable));
+
+    // A reconnect attempt that dies before its `resume` does not make the
+    // dropped state unreachable.
+    let attempt = app.raw("cora", Role::Consultant).await;
+    drop(attempt);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut raw = app.raw("cora", Role::Consultant).await;
+    raw.send(format!(r#"{{"id":"r","type":"resume","resume_token":"{token}","last_seq":{last_seq}}}"#)).await;
+    raw.recv_until(|m| matches!(m, ServerMessage::Ack { id, .. } if id == "r").then_some(())).await;
+    // Available again, as before the drop.
+    let ringing = seeker.call(&uid("cora"), None).await.unwrap();
+    let incoming = raw
+        .recv_until(|m| match m {
+            ServerMessage::CallIncoming { call_id, .. } => Some(call_id.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(incoming, ringing.call_id);
+}
+
+#[tokio::test]
+async fn strangers_learn_nothing_about_ended_sessions() {
+    let app = spawn_app().await;
+    let (seeker, _se, _c, _ce, session_id) = connected_pair(&app, "sam", "cora").await;
+    seeker.end_session(&session_id).await.unwrap();
+    let (stranger, _st) = app.client("eve", Role::Seeker).await;
+    assert_eq!(stranger.join(&session_id).await.unwrap_err().code(), Some(ErrorCode::Forbidden));
+    assert_eq!(seeker.join(&session_id).await.unwrap_err().code(), Some(ErrorCode::SessionEnded));
+}
+
+#[tokio::test]
+async fn shutdown_ends_ringing_calls_before_saying_goodbye() {
+    let mut app = spawn_app().await;
+    let (_consultant, mut c_events) = app.available_consultant("cora").await;
+    let (seeker, mut s_events) = app.client("sam", Role::Seeker).await;
+    let ringing = seeker.call(&uid("cora"), None).await.unwrap();
+    incoming(&mut c_events).await;
+    app.stop().await;
+    for events in [&mut s_events, &mut c_events] {
+        let mut seen = Vec::new();
+        while let Some(Event::Server(m)) = tokio::time::timeout(WAIT, events.recv()).await.unwrap() {
+            let done = matches!(m, ServerMessage::ServerShutdown { .. });
+            seen.push(m.type_name());
+            if done {
+                break;
+            }
+        }
+        let ended = seen.iter().position(|t| *t == "call.ended").expect("call.ended arrived");
+        assert!(ended < seen.len() - 1, "call.ended before server.shutdown: {seen:?}");
+    }
+    assert_eq!(app.store.call(&ringing.call_id).await.unwrap().unwrap().state, "server_shutdown");
+}
+
+#[tokio::test]
+async fn a_message_over_one_mebibyte_closes_with_1009() {
+    let app = spawn_app().await;
+    let mut raw = app.raw("mallory", Role::Seeker).await;
+    use futures_util::{SinkExt, StreamExt};
+    let huge = "x".repeat(parley_signaling::WS_MAX_MESSAGE_BYTES + 1);
+    let _ = raw.ws.send(tokio_tungstenite::tungstenite::Message::Text(huge.into())).await;
+    let close = tokio::time::timeout(WAIT, async {
+        loop {
+            match raw.ws.next().await {
+                Some(Ok(tokio_tungstenite::tungstenite::Message::Close(f))) => return f,
+                Some(Ok(_)) => {}
+                other => panic!("expected a close frame, got {other:?}"),
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(close.map(|f| u16::from(f.code)), Some(1009));
 }

@@ -70,7 +70,9 @@ async fn seeker_and_consultant_talk_over_a_real_peer_connection() {
 
     let ringing = seeker.call(&UserId::parse("cora").unwrap(), Some("pm_card_visa")).await.unwrap();
     let incoming = next_matching(&mut c_rest, |m| matches!(m, ServerMessage::CallIncoming { .. })).await;
-    let ServerMessage::CallIncoming { call_id, session_id, seeker: who, .. } = incoming else { unreachable!() };
+    let ServerMessage::CallIncoming { call_id, session_id, seeker: who, .. } = incoming else {
+        unreachable!()
+    };
     assert_eq!((who.id.as_str(), &session_id), ("sam", &ringing.session_id));
     consultant.accept(&call_id).await.unwrap();
 

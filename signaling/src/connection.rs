@@ -8,9 +8,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use parley_domain::protocol::{ClientEnvelope, ClientMessage, ErrorCode, MAX_FRAME_BYTES, ServerMessage, UserInfo};
+use parley_domain::protocol::{
+    AckResult, ClientEnvelope, ClientMessage, ErrorCode, MAX_FRAME_BYTES, ServerMessage, UserInfo,
+};
 use tokio::sync::mpsc;
 
 use crate::error::SignalError;
@@ -23,143 +26,241 @@ const MAX_REQUEST_ID: usize = 64;
 /// Messages written per flush, at most.
 const WRITE_BATCH: usize = 64;
 /// Close code for a client too slow to read its messages (RFC 6455 policy violation).
-const CLOSE_TOO_SLOW: u16 = 1008;
+pub const CLOSE_TOO_SLOW: u16 = 1008;
+/// Close code for a message over [`crate::WS_MAX_MESSAGE_BYTES`] (RFC 6455 "message too big").
+pub const CLOSE_TOO_BIG: u16 = 1009;
+/// Close code for a connection silent for three ping intervals.
+pub const CLOSE_IDLE: u16 = 4001;
+
+/// How a connection ended, as far as its user's state is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Departure {
+    /// The client sent a close frame: it is gone on purpose (no resume).
+    Closed,
+    /// The connection was lost (or closed by the server): the link waits
+    /// the grace period for `resume`.
+    Dropped,
+}
+
+/// What the write side decided.
+enum Flow {
+    Continue,
+    Stop,
+}
+
+/// One connection's state besides the read half.
+struct Conn {
+    hub: Arc<Hub>,
+    conn_id: u64,
+    link: Arc<Link>,
+    rx: mpsc::Receiver<Outbound>,
+    sink: SplitSink<WebSocket, Message>,
+    limiter: DefaultDirectRateLimiter,
+    /// When the last id-less `rate_limited` error was sent.
+    rate_limited_at: Option<Instant>,
+    /// No message has been processed yet (`resume` is allowed).
+    first: bool,
+}
 
 /// Serves one authenticated WebSocket until it closes.
 pub(crate) async fn serve(socket: WebSocket, hub: Arc<Hub>, user: UserInfo) {
     let conn_id = hub.next_id();
-    let (tx, mut rx) = mpsc::channel(hub.cfg.replay_buffer + WRITE_BATCH);
+    let (tx, rx) = mpsc::channel(hub.cfg.replay_buffer + WRITE_BATCH);
     let (mut sink, mut stream) = socket.split();
-    let Some(mut link) = hub.connect(user, conn_id, tx) else {
-        let _ = sink
-            .send(Message::Close(Some(CloseFrame { code: CLOSE_GOING_AWAY, reason: "server shutting down".into() })))
-            .await;
+    let Some(link) = hub.connect(user, conn_id, tx) else {
+        let close = CloseFrame { code: CLOSE_GOING_AWAY, reason: "server shutting down".into() };
+        let _ = sink.send(Message::Close(Some(close))).await;
         return;
     };
     metrics::connection_opened();
     let limiter = limiter(hub.cfg.rate_limit_per_sec, hub.cfg.rate_limit_burst);
-    let mut rate_limited_since: Option<(Instant, u64)> = None;
-    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + hub.cfg.ping_interval, hub.cfg.ping_interval);
+    let ping_every = hub.cfg.ping_interval;
+    let mut conn = Conn { hub, conn_id, link, rx, sink, limiter, rate_limited_at: None, first: true };
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
     let mut last_heard = Instant::now();
-    let mut first = true;
 
-    loop {
+    let departure = loop {
         tokio::select! {
             frame = stream.next() => {
-                let text = match frame {
-                    Some(Ok(Message::Text(text))) => text,
+                match frame {
+                    Some(Ok(Message::Text(text))) => {
+                        last_heard = Instant::now();
+                        conn.on_text(&text).await;
+                    }
                     Some(Ok(Message::Binary(_))) => {
                         last_heard = Instant::now();
-                        send_error(&link, None, SignalError::new(ErrorCode::BinaryNotSupported, "binary frames are not part of the protocol; send JSON text"));
-                        continue;
+                        let e = SignalError::new(ErrorCode::BinaryNotSupported, "binary frames are not part of the protocol; send JSON text");
+                        send_error(&conn.link, None, e);
                     }
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {
-                        last_heard = Instant::now();
-                        continue;
-                    }
-                    Some(Ok(Message::Close(_))) | None => break,
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => last_heard = Instant::now(),
+                    Some(Ok(Message::Close(_))) => break Departure::Closed,
+                    None => break Departure::Dropped,
                     Some(Err(e)) => {
                         tracing::debug!(error = %e, "websocket read failed");
-                        break;
-                    }
-                };
-                last_heard = Instant::now();
-                if text.len() > MAX_FRAME_BYTES {
-                    send_error(&link, None, SignalError::new(ErrorCode::FrameTooLarge, format!("frame is {} bytes; at most {MAX_FRAME_BYTES} allowed", text.len())));
-                    continue;
-                }
-                if limiter.check().is_err() {
-                    // One error per second at most, so a flood is not echoed.
-                    let now = Instant::now();
-                    match &mut rate_limited_since {
-                        Some((since, dropped)) if now.duration_since(*since) < Duration::from_secs(1) => *dropped += 1,
-                        _ => {
-                            rate_limited_since = Some((now, 1));
-                            send_error(&link, None, SignalError::new(ErrorCode::RateLimited, format!(
-                                "more than {} messages per second (burst {}); messages are being dropped",
-                                hub.cfg.rate_limit_per_sec, hub.cfg.rate_limit_burst)));
+                        if e.to_string().contains("Message too long") {
+                            conn.close(CLOSE_TOO_BIG, "message over 1 MiB").await;
                         }
+                        break Departure::Dropped;
                     }
-                    continue;
-                }
-                let envelope = match parse(&text) {
-                    Ok(env) => env,
-                    Err((id, e)) => {
-                        send_error(&link, id, e);
-                        continue;
-                    }
-                };
-                metrics::received(envelope.msg.type_name());
-                let was_first = std::mem::replace(&mut first, false);
-                if let ClientMessage::Resume { resume_token, last_seq } = envelope.msg {
-                    if !was_first {
-                        send_error(&link, envelope.id, SignalError::new(ErrorCode::ResumeNotFirst, "resume must be the first message on a connection"));
-                        continue;
-                    }
-                    let (tx2, rx2) = mpsc::channel(hub.cfg.replay_buffer + WRITE_BATCH);
-                    match hub.resume(&link, conn_id, tx2, &resume_token, last_seq) {
-                        Ok((old, replayed)) => {
-                            // Drain what the provisional link queued (its hello).
-                            while let Ok(out) = rx.try_recv() {
-                                if let Outbound::Text(t) = out { let _ = sink.feed(Message::Text(t)).await; }
-                            }
-                            link = old;
-                            rx = rx2;
-                            if let Some(id) = envelope.id {
-                                link.send(&ServerMessage::Ack { id, result: Some(parley_domain::protocol::AckResult::Resumed { replayed }) });
-                            }
-                        }
-                        Err(e) => send_error(&link, envelope.id, e),
-                    }
-                    continue;
-                }
-                // Boxed: keeps the idle connection's future small.
-                match Box::pin(hub.handle(&link, envelope.msg)).await {
-                    Ok(result) => {
-                        if let Some(id) = envelope.id {
-                            link.send(&ServerMessage::Ack { id, result });
-                        }
-                    }
-                    Err(e) => send_error(&link, envelope.id, e),
                 }
             }
-            out = rx.recv() => {
-                let mut written = 0u64;
-                let mut close = None;
-                let mut next = out;
-                loop {
-                    match next {
-                        Some(Outbound::Text(text)) => {
-                            if sink.feed(Message::Text(text)).await.is_err() { break; }
-                            written += 1;
-                        }
-                        Some(Outbound::Close(code, reason)) => { close = Some((code, reason)); break; }
-                        None => { close = Some((CLOSE_TOO_SLOW, "too slow to read messages; resume to catch up")); break; }
-                    }
-                    if written as usize >= WRITE_BATCH { break; }
-                    match rx.try_recv() {
-                        Ok(o) => next = Some(o),
-                        Err(_) => break,
-                    }
-                }
-                metrics::sent(written);
-                if sink.flush().await.is_err() { break; }
-                if let Some((code, reason)) = close {
-                    let _ = sink.send(Message::Close(Some(CloseFrame { code, reason: reason.into() }))).await;
-                    break;
+            out = conn.rx.recv() => {
+                if let Flow::Stop = conn.write(out).await {
+                    break Departure::Dropped;
                 }
             }
             _ = ping.tick() => {
-                if last_heard.elapsed() > hub.cfg.ping_interval * 3 {
-                    tracing::debug!(user = %link.user.id, "no traffic for three ping intervals; closing");
-                    break;
+                if last_heard.elapsed() > ping_every * 3 {
+                    tracing::debug!(user = %conn.link.user.id, "no traffic for three ping intervals; closing");
+                    conn.close(CLOSE_IDLE, "no traffic for three ping intervals").await;
+                    break Departure::Dropped;
                 }
-                if sink.send(Message::Ping(Default::default())).await.is_err() { break; }
+                if conn.sink.send(Message::Ping(Default::default())).await.is_err() {
+                    break Departure::Dropped;
+                }
             }
         }
-    }
-    hub.disconnect(&link, conn_id);
+    };
+    conn.hub.disconnect(&conn.link, conn.conn_id, departure);
     metrics::connection_closed();
+}
+
+impl Conn {
+    /// Handles one text frame: limits, parsing, dispatch, reply.
+    async fn on_text(&mut self, text: &str) {
+        if text.len() > MAX_FRAME_BYTES {
+            let message = format!("frame is {} bytes; at most {MAX_FRAME_BYTES} allowed", text.len());
+            send_error(&self.link, None, SignalError::new(ErrorCode::FrameTooLarge, message));
+            return;
+        }
+        if self.limiter.check().is_err() {
+            self.rate_limited(text);
+            return;
+        }
+        let envelope = match parse(text) {
+            Ok(env) => env,
+            Err((id, e)) => return send_error(&self.link, id, e),
+        };
+        metrics::received(envelope.msg.type_name());
+        let first = std::mem::replace(&mut self.first, false);
+        if envelope.id.is_none() && needs_id(&envelope.msg) {
+            let message = format!("`id` is required for {}: its ack carries the result", envelope.msg.type_name());
+            return send_error(&self.link, None, SignalError::new(ErrorCode::MissingField, message));
+        }
+        if let ClientMessage::Resume { resume_token, last_seq } = envelope.msg {
+            return self.resume(first, envelope.id, &resume_token, last_seq).await;
+        }
+        // Boxed: keeps the idle connection's future small.
+        match Box::pin(self.hub.handle(&self.link, envelope.msg)).await {
+            Ok(result) => {
+                if let Some(id) = envelope.id {
+                    self.link.send(&ServerMessage::Ack { id, result });
+                }
+            }
+            Err(e) => send_error(&self.link, envelope.id, e),
+        }
+    }
+
+    /// A message over the rate limit is dropped. One with an `id` is
+    /// answered (every request gets exactly one reply); id-less ones get
+    /// one error per second at most, so a flood is not echoed.
+    fn rate_limited(&mut self, text: &str) {
+        #[derive(serde::Deserialize)]
+        struct IdOnly {
+            id: Option<String>,
+        }
+        let id = serde_json::from_str::<IdOnly>(text).ok().and_then(|m| m.id).filter(|id| id.len() <= MAX_REQUEST_ID);
+        let now = Instant::now();
+        if id.is_none() && self.rate_limited_at.is_some_and(|at| now.duration_since(at) < Duration::from_secs(1)) {
+            return;
+        }
+        if id.is_none() {
+            self.rate_limited_at = Some(now);
+        }
+        let cfg = &self.hub.cfg;
+        let message = format!(
+            "more than {} messages per second (burst {}); this message was dropped",
+            cfg.rate_limit_per_sec, cfg.rate_limit_burst
+        );
+        send_error(&self.link, id, SignalError::new(ErrorCode::RateLimited, message));
+    }
+
+    /// `resume`: take over the dropped link named by the token.
+    async fn resume(&mut self, first: bool, id: Option<String>, token: &str, last_seq: u64) {
+        if !first {
+            let e = SignalError::new(ErrorCode::ResumeNotFirst, "resume must be the first message on a connection");
+            return send_error(&self.link, id, e);
+        }
+        let (tx, rx) = mpsc::channel(self.hub.cfg.replay_buffer + WRITE_BATCH);
+        match self.hub.resume(&self.link, self.conn_id, tx, token, last_seq) {
+            Ok((old, replayed)) => {
+                // Write what the provisional link queued (its hello) first.
+                while let Ok(Outbound::Text(t)) = self.rx.try_recv() {
+                    let _ = self.sink.feed(Message::Text(t)).await;
+                }
+                self.link = old;
+                self.rx = rx;
+                if let Some(id) = id {
+                    self.link.send(&ServerMessage::Ack { id, result: Some(AckResult::Resumed { replayed }) });
+                }
+            }
+            Err(e) => send_error(&self.link, id, e),
+        }
+    }
+
+    /// Writes `first` and whatever else is queued (up to a batch), then
+    /// flushes; closes the WebSocket when asked to.
+    async fn write(&mut self, first: Option<Outbound>) -> Flow {
+        let mut written = 0u64;
+        let mut next = first;
+        let close = loop {
+            match next {
+                Some(Outbound::Text(text)) => {
+                    if self.sink.feed(Message::Text(text)).await.is_err() {
+                        return Flow::Stop;
+                    }
+                    written += 1;
+                }
+                Some(Outbound::Close(code, reason)) => break Some((code, reason)),
+                // The link dropped this connection's queue: too slow.
+                None => break Some((CLOSE_TOO_SLOW, "too slow to read messages; resume to catch up")),
+            }
+            if written as usize >= WRITE_BATCH {
+                break None;
+            }
+            match self.rx.try_recv() {
+                Ok(o) => next = Some(o),
+                Err(_) => break None,
+            }
+        };
+        metrics::sent(written);
+        if self.sink.flush().await.is_err() {
+            return Flow::Stop;
+        }
+        match close {
+            Some((code, reason)) => {
+                self.close(code, reason).await;
+                Flow::Stop
+            }
+            None => Flow::Continue,
+        }
+    }
+
+    async fn close(&mut self, code: u16, reason: &'static str) {
+        let _ = self.sink.send(Message::Close(Some(CloseFrame { code, reason: reason.into() }))).await;
+    }
+}
+
+/// Requests whose ack carries a result: without an `id` the client could
+/// not receive it, so the id is required.
+fn needs_id(msg: &ClientMessage) -> bool {
+    matches!(
+        msg,
+        ClientMessage::CallRequest { .. }
+            | ClientMessage::RoomJoin { .. }
+            | ClientMessage::Resume { .. }
+            | ClientMessage::Ping
+    )
 }
 
 fn limiter(per_sec: u32, burst: u32) -> DefaultDirectRateLimiter {

@@ -21,6 +21,7 @@ use tokio::sync::mpsc;
 use tokio_util::task::TaskTracker;
 
 use crate::config::SignalingConfig;
+use crate::connection::Departure;
 use crate::error::SignalError;
 use crate::link::{Link, Outbound};
 use crate::metrics;
@@ -53,7 +54,8 @@ struct State {
 
 struct UserState {
     info: UserInfo,
-    /// The current link: connected, or dropped and waiting for `resume`.
+    /// The current link: connected, or dropped and waiting for `resume`
+    /// (then `connected` is false).
     link: Option<Arc<Link>>,
     connected: bool,
     /// A link replaced by a newer connection, resumable until it expires.
@@ -69,8 +71,10 @@ struct UserState {
 }
 
 impl UserState {
+    /// Presence as others see it: a consultant whose connection dropped is
+    /// offline (not ringable) until they resume or reconnect.
     fn presence(&self) -> PresenceStatus {
-        if self.link.is_none() || !self.wants_available {
+        if !self.connected || !self.wants_available {
             PresenceStatus::Offline
         } else if self.call.is_some() || self.session.is_some() {
             PresenceStatus::Busy
@@ -90,12 +94,16 @@ enum Phase {
     Authorizing,
     /// The consultant is ringing.
     Ringing,
+    /// The consultant accepted; the session is being stored.
+    Accepting,
 }
 
 struct Ringing {
     record: CallRecord,
     seeker: UserInfo,
     phase: Phase,
+    /// When the ring times out (meaningful once `Ringing`).
+    deadline: Timestamp,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -253,10 +261,16 @@ impl Hub {
                     message: "a newer connection of yours took over; this one closes".into(),
                 });
                 old.close(4000, "replaced by a newer connection");
-                self.drop_from_room(&mut st, &user.id, &old, now, &mut effects);
+                self.leave_room(&mut st, &user.id, &old, LeaveReason::Dropped, now, &mut effects);
             }
-            st.users.get_mut(&user.id).expect("just inserted").previous = Some(old.clone());
-            self.expire_link_later(user.id.clone(), old);
+            // A link that never processed a message (a reconnect attempt
+            // that died before its `resume`) must not push the link worth
+            // resuming out of reach.
+            let entry = st.users.get_mut(&user.id).expect("just inserted");
+            if old.is_used() || entry.previous.is_none() {
+                entry.previous = Some(old.clone());
+                self.expire_link_later(user.id.clone(), old);
+            }
         }
         let entry = st.users.get_mut(&user.id).expect("just inserted");
         let presence = (user.role == Role::Consultant).then(|| entry.presence());
@@ -280,9 +294,12 @@ impl Hub {
     }
 
     /// The connection `conn_id` of `link` has closed. If `link` is the
-    /// user's current link, the user has dropped: rooms see
-    /// `participant.left` (`dropped`) and the link waits `G` for `resume`.
-    pub(crate) fn disconnect(self: &Arc<Self>, link: &Arc<Link>, conn_id: u64) {
+    /// user's current link: after a drop, rooms see `participant.left`
+    /// (`dropped`) and the link waits `G` for `resume`; after the client's
+    /// own close frame, rooms see `left` and the link is gone at once (a
+    /// ringing call of theirs ends). Either way an absent participant has
+    /// `G` to rejoin before the session ends (DESIGN.md M3).
+    pub(crate) fn disconnect(self: &Arc<Self>, link: &Arc<Link>, conn_id: u64, departure: Departure) {
         link.detach(conn_id);
         if link.is_attached() {
             return; // taken over by a resume
@@ -297,10 +314,38 @@ impl Hub {
             return;
         }
         entry.connected = false;
-        self.drop_from_room(&mut st, &link.user.id, link, now, &mut effects);
-        drop(st);
-        self.expire_link_later(link.user.id.clone(), link.clone());
+        match departure {
+            Departure::Dropped => {
+                self.leave_room(&mut st, &link.user.id, link, LeaveReason::Dropped, now, &mut effects);
+                drop(st);
+                self.expire_link_later(link.user.id.clone(), link.clone());
+            }
+            Departure::Closed => {
+                self.leave_room(&mut st, &link.user.id, link, LeaveReason::Left, now, &mut effects);
+                self.forget_link(&mut st, &link.user.id, &mut effects);
+                drop(st);
+            }
+        }
         self.spawn_effects(effects);
+    }
+
+    /// The user's current link is gone for good: they are offline, a call
+    /// ringing for them ends, and an idle entry is removed.
+    fn forget_link(&self, st: &mut State, user_id: &UserId, effects: &mut Effects) {
+        let Some(entry) = st.users.get_mut(user_id) else { return };
+        entry.link = None;
+        entry.connected = false;
+        entry.wants_available = false;
+        if let Some(call_id) = entry.call.clone() {
+            let reason = match entry.info.role {
+                Role::Consultant => CallEndReason::ConsultantUnavailable,
+                Role::Seeker => CallEndReason::SeekerGone,
+            };
+            self.end_call(st, &call_id, reason, None, effects);
+        }
+        if st.users.get(user_id).is_some_and(UserState::is_idle) {
+            st.users.remove(user_id);
+        }
     }
 
     /// Takes over the dropped link whose token is `resume_token`: messages
@@ -377,17 +422,8 @@ impl Hub {
                 entry.previous = None;
             }
             if is_link(&entry.link, &link) && !entry.connected {
-                entry.link = None;
-                entry.wants_available = false;
-                if let Some(call_id) = entry.call.clone() {
-                    let reason = match entry.info.role {
-                        Role::Consultant => CallEndReason::ConsultantUnavailable,
-                        Role::Seeker => CallEndReason::SeekerGone,
-                    };
-                    hub.end_call(&mut st, &call_id, reason, None, &mut effects);
-                }
-            }
-            if st.users.get(&user_id).is_some_and(UserState::is_idle) {
+                hub.forget_link(&mut st, &user_id, &mut effects);
+            } else if st.users.get(&user_id).is_some_and(UserState::is_idle) {
                 st.users.remove(&user_id);
             }
             drop(st);
@@ -404,9 +440,10 @@ impl Hub {
         link: &Arc<Link>,
         msg: ClientMessage,
     ) -> Result<Option<AckResult>, SignalError> {
+        link.mark_used();
         match msg {
             ClientMessage::Ping => Ok(Some(AckResult::Pong { server_time_ms: self.clock.now().unix_millis() })),
-            ClientMessage::PresenceSet { status } => self.presence_set(link, status).map(|()| None),
+            ClientMessage::PresenceSet { status } => self.presence_set(link, status).await.map(|()| None),
             ClientMessage::CallRequest { consultant_id, payment_method } => {
                 self.call_request(link, consultant_id, payment_method).await.map(Some)
             }
@@ -451,7 +488,7 @@ impl Hub {
         }
     }
 
-    fn presence_set(self: &Arc<Self>, link: &Arc<Link>, status: PresenceStatus) -> Result<(), SignalError> {
+    async fn presence_set(self: &Arc<Self>, link: &Arc<Link>, status: PresenceStatus) -> Result<(), SignalError> {
         if link.user.role != Role::Consultant {
             return Err(err(ErrorCode::WrongRole, "only consultants have a presence"));
         }
@@ -461,19 +498,21 @@ impl Hub {
                 "status: `busy` is set by the server; send `available` or `offline`",
             ));
         }
-        let mut st = self.lock();
         let mut effects = Effects::default();
-        let entry =
-            st.users.get_mut(&link.user.id).ok_or_else(|| SignalError::internal("presence for unknown user"))?;
-        entry.wants_available = status == PresenceStatus::Available;
-        if status == PresenceStatus::Offline
-            && let Some(call_id) = entry.call.clone()
         {
-            self.end_call(&mut st, &call_id, CallEndReason::ConsultantUnavailable, None, &mut effects);
+            let mut st = self.lock();
+            let entry =
+                st.users.get_mut(&link.user.id).ok_or_else(|| SignalError::internal("presence for unknown user"))?;
+            entry.wants_available = status == PresenceStatus::Available;
+            if status == PresenceStatus::Offline
+                && let Some(call_id) = entry.call.clone()
+            {
+                self.end_call(&mut st, &call_id, CallEndReason::ConsultantUnavailable, None, &mut effects);
+            }
+            self.queue_presence(&mut st, &link.user.id, &mut effects);
         }
-        self.report_presence(&mut st, &link.user.id);
-        drop(st);
-        self.spawn_effects(effects);
+        // Told (and stored) before the ack.
+        self.run_effects(effects).await;
         Ok(())
     }
 
@@ -522,7 +561,12 @@ impl Hub {
                 };
                 st.calls.insert(
                     record.call_id.clone(),
-                    Ringing { record: record.clone(), seeker: link.user.clone(), phase: Phase::Authorizing },
+                    Ringing {
+                        record: record.clone(),
+                        seeker: link.user.clone(),
+                        phase: Phase::Authorizing,
+                        deadline: now,
+                    },
                 );
                 for id in [&record.seeker_id, &record.consultant_id] {
                     st.users.get_mut(id).expect("checked above").call = Some(record.call_id.clone());
@@ -559,6 +603,7 @@ impl Hub {
             let still_wanted = call.is_some();
             if let Some(call) = call {
                 call.phase = Phase::Ringing;
+                call.deadline = ring_deadline;
                 self.send_to(
                     &st,
                     &record.consultant_id,
@@ -620,6 +665,12 @@ impl Hub {
 
     /// Why `call_id` is not a ringing call of `user`.
     async fn not_ringing(&self, call_id: &CallId, user: &UserId) -> SignalError {
+        let accepting = self.lock().calls.get(call_id).is_some_and(|c| {
+            c.phase == Phase::Accepting && (&c.record.seeker_id == user || &c.record.consultant_id == user)
+        });
+        if accepting {
+            return err(ErrorCode::CallNotRinging, format!("call {call_id} is being accepted"));
+        }
         match self.store.call(call_id).await {
             Ok(Some(c)) if &c.record.seeker_id == user || &c.record.consultant_id == user => {
                 err(ErrorCode::CallNotRinging, format!("call {call_id} is no longer ringing (it is {})", c.state))
@@ -629,54 +680,79 @@ impl Hub {
         }
     }
 
+    /// Accepts in two steps so nobody is told of a session the store does
+    /// not have: the call is set aside (`Accepting`: no timeout, cancel or
+    /// decline can end it), the acceptance and the session are stored, then
+    /// the room opens and both sides get `call.accepted`.
     async fn call_accept(self: &Arc<Self>, link: &Arc<Link>, call_id: CallId) -> Result<(), SignalError> {
         if link.user.role != Role::Consultant {
             return Err(err(ErrorCode::WrongRole, "only consultants accept calls"));
         }
         let now = self.clock.now();
-        let session = 'locked: {
+        let session = {
             let mut st = self.lock();
-            let ringing = match st.calls.get(&call_id) {
+            match st.calls.get_mut(&call_id) {
                 Some(c) if c.record.consultant_id == link.user.id && c.phase == Phase::Ringing => {
-                    st.calls.remove(&call_id).expect("present")
+                    c.phase = Phase::Accepting;
+                    Some(SessionRecord {
+                        session_id: c.record.session_id.clone(),
+                        call_id: call_id.clone(),
+                        seeker_id: c.record.seeker_id.clone(),
+                        consultant_id: c.record.consultant_id.clone(),
+                        opened_at: now,
+                    })
                 }
-                _ => break 'locked None,
-            };
-            let record = SessionRecord {
-                session_id: ringing.record.session_id.clone(),
-                call_id: call_id.clone(),
-                seeker_id: ringing.record.seeker_id.clone(),
-                consultant_id: ringing.record.consultant_id.clone(),
-                opened_at: now,
-            };
-            let member = |user: UserInfo| Member { user, link: None, attendance: Attendance::NotJoined, epoch: 0 };
-            st.rooms.insert(
-                record.session_id.clone(),
-                Room { record: record.clone(), members: [member(ringing.seeker.clone()), member(link.user.clone())] },
-            );
-            for id in [&record.seeker_id, &record.consultant_id] {
-                if let Some(u) = st.users.get_mut(id) {
-                    u.call = None;
-                    u.session = Some(record.session_id.clone());
-                }
-                self.send_to(
-                    &st,
-                    id,
-                    &ServerMessage::CallAccepted { call_id: call_id.clone(), session_id: record.session_id.clone() },
-                );
+                _ => None,
             }
-            Some(record)
         };
         let Some(session) = session else {
             return Err(self.not_ringing(&call_id, &link.user.id).await);
         };
+
+        let stored = match self.store.call_transition(&call_id, CallState::Accepted, now).await {
+            Ok(()) => self.store.create_session(&session).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = stored {
+            // Ringing again, unless the ring timed out meanwhile.
+            let mut effects = Effects::default();
+            {
+                let mut st = self.lock();
+                let deadline = st.calls.get_mut(&call_id).map(|c| {
+                    c.phase = Phase::Ringing;
+                    c.deadline
+                });
+                if deadline.is_some_and(|d| self.clock.now() >= d) {
+                    self.end_call(&mut st, &call_id, CallEndReason::Timeout, None, &mut effects);
+                }
+            }
+            self.run_effects(effects).await;
+            return Err(SignalError::internal(e));
+        }
+
+        {
+            let mut st = self.lock();
+            let ringing = st.calls.remove(&call_id).expect("an accepting call is never ended by others");
+            let member = |user: UserInfo| Member { user, link: None, attendance: Attendance::NotJoined, epoch: 0 };
+            st.rooms.insert(
+                session.session_id.clone(),
+                Room { record: session.clone(), members: [member(ringing.seeker.clone()), member(link.user.clone())] },
+            );
+            for id in [&session.seeker_id, &session.consultant_id] {
+                if let Some(u) = st.users.get_mut(id) {
+                    u.call = None;
+                    u.session = Some(session.session_id.clone());
+                }
+                let accepted =
+                    ServerMessage::CallAccepted { call_id: call_id.clone(), session_id: session.session_id.clone() };
+                self.send_to(&st, id, &accepted);
+            }
+        }
         // Neither has joined yet: each has `G` to do so (DESIGN.md M3).
         for i in 0..2 {
             self.absence_timeout_later(session.session_id.clone(), i, 0, now);
         }
         metrics::call("accepted");
-        self.persist_call(&call_id, CallState::Accepted).await;
-        self.store.create_session(&session).await.map_err(SignalError::internal)?;
         Ok(())
     }
 
@@ -722,6 +798,8 @@ impl Hub {
 
     /// Ends a ringing call: both sides get `call.ended`, the consultant's
     /// presence is restored, and the hold release and store write are queued.
+    /// A call being accepted is left alone: it becomes a session, whose own
+    /// rules (M3) then apply.
     fn end_call(
         &self,
         st: &mut State,
@@ -730,9 +808,10 @@ impl Hub {
         message: Option<String>,
         effects: &mut Effects,
     ) {
-        let Some(call) = st.calls.remove(call_id) else {
+        if st.calls.get(call_id).is_none_or(|c| c.phase == Phase::Accepting) {
             return;
-        };
+        }
+        let Some(call) = st.calls.remove(call_id) else { return };
         for id in [&call.record.seeker_id, &call.record.consultant_id] {
             if let Some(u) = st.users.get_mut(id)
                 && u.call.as_ref() == Some(call_id)
@@ -758,9 +837,12 @@ impl Hub {
         effects.unanswered.push((call.record, reason));
     }
 
-    /// Why `session_id` has no open room here.
-    async fn no_room(&self, session_id: &SessionId) -> SignalError {
+    /// Why `session_id` has no open room here, for `user`.
+    async fn no_room(&self, session_id: &SessionId, user: &UserId) -> SignalError {
         match self.store.session(session_id).await {
+            Ok(Some(s)) if &s.record.seeker_id != user && &s.record.consultant_id != user => {
+                err(ErrorCode::Forbidden, format!("you are not a participant of session {session_id}"))
+            }
             Ok(Some(s)) if s.ended_at.is_some() => {
                 err(ErrorCode::SessionEnded, format!("session {session_id} has ended"))
             }
@@ -796,7 +878,7 @@ impl Hub {
                 offerer: link.user.role == Role::Seeker,
             })
         };
-        let Some(result) = result else { return Err(self.no_room(&session_id).await) };
+        let Some(result) = result else { return Err(self.no_room(&session_id, &link.user.id).await) };
         self.persist_session(&session_id, SessionEvent::Joined(link.user.id.clone()), now).await;
         Ok(result)
     }
@@ -817,12 +899,13 @@ impl Hub {
         Ok(())
     }
 
-    /// If `link` is present in its user's room, marks it dropped.
-    fn drop_from_room(
+    /// If `link` is present in its user's room, marks it absent for `reason`.
+    fn leave_room(
         self: &Arc<Self>,
         st: &mut State,
         user_id: &UserId,
         link: &Arc<Link>,
+        reason: LeaveReason,
         now: Timestamp,
         effects: &mut Effects,
     ) {
@@ -837,7 +920,7 @@ impl Hub {
         };
         let me = &room.members[i];
         if me.attendance == Attendance::Present && is_link(&me.link, link) {
-            self.mark_absent(st, &sid, i, LeaveReason::Dropped, now, effects);
+            self.mark_absent(st, &sid, i, reason, now, effects);
         }
     }
 
@@ -947,7 +1030,7 @@ impl Hub {
             self.end_session(&mut st, &session_id, SessionEndReason::Hangup, Some(link.user.id.clone()), &mut effects);
             Some(effects)
         };
-        let Some(effects) = effects else { return Err(self.no_room(&session_id).await) };
+        let Some(effects) = effects else { return Err(self.no_room(&session_id, &link.user.id).await) };
         self.run_effects(effects).await;
         Ok(())
     }
@@ -998,16 +1081,18 @@ impl Hub {
             for call_id in calls {
                 self.end_call(&mut st, &call_id, CallEndReason::ServerShutdown, None, &mut effects);
             }
-            for u in st.users.values() {
-                if let Some(link) = &u.link {
-                    link.send(&ServerMessage::ServerShutdown {
-                        message: "the server is restarting; reconnect and resume".into(),
-                    });
-                    link.close(CLOSE_GOING_AWAY, "server shutting down");
-                }
+        }
+        // Ringing calls' ends are stored and sent while clients still listen.
+        self.run_effects(effects).await;
+        {
+            let st = self.lock();
+            for link in st.users.values().filter_map(|u| u.link.as_ref()) {
+                link.send(&ServerMessage::ServerShutdown {
+                    message: "the server is shutting down; reconnect in a moment".into(),
+                });
+                link.close(CLOSE_GOING_AWAY, "server shutting down");
             }
         }
-        self.run_effects(effects).await;
         self.connections.close();
     }
 

@@ -8,6 +8,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::extract::ws::Utf8Bytes;
 use parley_domain::protocol::{ServerMessage, UserInfo};
@@ -29,6 +30,9 @@ pub(crate) struct Link {
     pub user: UserInfo,
     /// The secret that lets a new connection take this link over.
     pub resume_token: String,
+    /// Whether a client message was processed on it (else it holds nothing
+    /// worth resuming but its `hello`).
+    used: AtomicBool,
     inner: Mutex<Inner>,
 }
 
@@ -52,6 +56,7 @@ impl Link {
         Link {
             user,
             resume_token,
+            used: AtomicBool::new(false),
             inner: Mutex::new(Inner {
                 next_seq: 1,
                 buffer: VecDeque::with_capacity(0),
@@ -63,6 +68,16 @@ impl Link {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records that a client message was processed on this link.
+    pub fn mark_used(&self) {
+        self.used.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether a client message was processed on this link.
+    pub fn is_used(&self) -> bool {
+        self.used.load(Ordering::Relaxed)
     }
 
     /// Numbers, buffers and queues `msg`. When the attached connection's

@@ -161,6 +161,8 @@ impl Events {
 struct Resume {
     token: String,
     last_seq: u64,
+    /// How long the server keeps a dropped connection's state (`hello`).
+    window: Duration,
 }
 
 impl SignalingClient {
@@ -314,9 +316,10 @@ async fn read_hello(ws: &mut Ws) -> Result<(UserInfo, Resume), SdkError> {
         if let Message::Text(text) = msg {
             let env: ServerEnvelope = serde_json::from_str(&text).map_err(|e| SdkError::Protocol(e.to_string()))?;
             return match env.msg {
-                ServerMessage::Hello { user, resume_token, .. } => {
-                    Ok((user, Resume { token: resume_token, last_seq: env.seq }))
-                }
+                ServerMessage::Hello { user, resume_token, resume_window_secs, .. } => Ok((
+                    user,
+                    Resume { token: resume_token, last_seq: env.seq, window: Duration::from_secs(resume_window_secs) },
+                )),
                 other => Err(SdkError::Protocol(format!("expected hello, got {other:?}"))),
             };
         }
@@ -421,9 +424,10 @@ impl Driver {
         }
     }
 
-    /// Reconnects with backoff for up to the resume window and resumes.
+    /// Reconnects with backoff for up to the server's resume window and
+    /// resumes.
     async fn reconnect(&mut self) -> Option<Ws> {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let deadline = tokio::time::Instant::now() + self.resume.window;
         let mut backoff = Duration::from_millis(100);
         while tokio::time::Instant::now() < deadline {
             tokio::time::sleep(backoff).await;
@@ -450,7 +454,7 @@ impl Driver {
                         return Some(ws);
                     }
                     ServerMessage::Error { id: Some(ref id), ref message, .. } if id == "resume" => {
-                        self.resume = Resume { token: fresh.token, last_seq: env.seq };
+                        self.resume = Resume { last_seq: env.seq, ..fresh };
                         self.fail_pending("the connection was lost");
                         let _ = self.events.send(Event::ResumeFailed { reason: message.clone() });
                         return Some(ws);
