@@ -32,7 +32,8 @@ pub type RequestId = String;
 /// A frame from client to server.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClientEnvelope {
-    /// Optional request id, echoed in the reply.
+    /// Request id, echoed in the reply. Required for requests whose ack
+    /// carries a result (`call.request`, `room.join`, `resume`, `ping`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<RequestId>,
     /// The message.
@@ -687,8 +688,9 @@ pub enum ServerMessage {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         ended_by: Option<UserId>,
     },
-    /// The server is shutting down; the connection closes next. Reconnect
-    /// (to another node) and `resume`.
+    /// The server is shutting down; the connection closes next (1001).
+    /// Ringing calls have already ended (`call.ended`, `server_shutdown`).
+    /// Reconnect in a moment.
     #[serde(rename = "server.shutdown")]
     ServerShutdown {
         /// Why.

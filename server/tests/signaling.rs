@@ -819,3 +819,33 @@ async fn a_message_over_one_mebibyte_closes_with_1009() {
     .unwrap();
     assert_eq!(close.map(|f| u16::from(f.code)), Some(1009));
 }
+
+#[tokio::test]
+async fn presence_reported_while_away_is_corrected_on_resume() {
+    let app = spawn_app_with(|c| c.signaling.ring_timeout = Duration::from_secs(10)).await;
+    let mut raw = app.raw("cora", Role::Consultant).await;
+    raw.send(r#"{"id":"p","type":"presence.set","status":"available"}"#).await;
+    raw.recv_until(|m| matches!(m, ServerMessage::Ack { .. }).then_some(())).await;
+    let (seeker, mut s_events) = app.client("sam", Role::Seeker).await;
+    seeker.call(&uid("cora"), None).await.unwrap();
+    raw.recv_until(|m| matches!(m, ServerMessage::CallIncoming { .. }).then_some(())).await;
+    let (token, last_seq) = (raw.resume_token.clone(), raw.last_seq);
+    drop(raw);
+    // The ring times out while the consultant is away: they are told
+    // `offline` (their state then), which is replayed on resume…
+    app.advance(Duration::from_secs(10)).await;
+    s_events.wait_for(WAIT, |m| matches!(m, ServerMessage::CallEnded { .. }).then_some(())).await.unwrap();
+    let mut raw = app.raw("cora", Role::Consultant).await;
+    raw.send(format!(r#"{{"id":"r","type":"resume","resume_token":"{token}","last_seq":{last_seq}}}"#)).await;
+    let mut presence = Vec::new();
+    loop {
+        match raw.recv().await.msg {
+            ServerMessage::PresenceUpdated { status } => presence.push(status),
+            ServerMessage::Ack { id, .. } if id == "r" => break,
+            _ => {}
+        }
+    }
+    // …and corrected: back and available, as they asked before the drop.
+    assert_eq!(presence.last(), Some(&PresenceStatus::Available), "{presence:?}");
+    seeker.call(&uid("cora"), None).await.expect("ringable again");
+}

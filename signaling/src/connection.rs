@@ -142,11 +142,11 @@ impl Conn {
             Err((id, e)) => return send_error(&self.link, id, e),
         };
         metrics::received(envelope.msg.type_name());
-        let first = std::mem::replace(&mut self.first, false);
         if envelope.id.is_none() && needs_id(&envelope.msg) {
             let message = format!("`id` is required for {}: its ack carries the result", envelope.msg.type_name());
             return send_error(&self.link, None, SignalError::new(ErrorCode::MissingField, message));
         }
+        let first = std::mem::replace(&mut self.first, false);
         if let ClientMessage::Resume { resume_token, last_seq } = envelope.msg {
             return self.resume(first, envelope.id, &resume_token, last_seq).await;
         }

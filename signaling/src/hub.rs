@@ -385,8 +385,11 @@ impl Hub {
         entry.previous = None;
         entry.link = Some(old.clone());
         entry.connected = true;
+        let session = entry.session.clone();
+        // Presence reported while away (e.g. `offline`) is corrected.
+        self.report_presence(&mut st, &user_id);
         let mut effects = Effects::default();
-        if let Some(sid) = entry.session.clone()
+        if let Some(sid) = session
             && let Some(room) = st.rooms.get_mut(&sid)
             && let Some(i) = room.index_of(&user_id)
             && is_link(&room.members[i].link, &old)
@@ -619,11 +622,23 @@ impl Hub {
             still_wanted
         };
         if !still_wanted {
-            // The consultant went away while the hold was placed.
-            self.gate.call_unanswered(&record, CallEndReason::ConsultantUnavailable).await;
-            self.persist_call(&record.call_id, CallState::Ended(CallEndReason::ConsultantUnavailable)).await;
-            metrics::call(CallEndReason::ConsultantUnavailable.as_str());
-            return Err(err(ErrorCode::ConsultantUnavailable, "the consultant went offline"));
+            // The consultant went away, or the server began shutting down,
+            // while the hold was placed: release it.
+            let (reason, error) = if self.is_shutting_down() {
+                (
+                    CallEndReason::ServerShutdown,
+                    err(ErrorCode::Unavailable, "the server is shutting down; call again shortly"),
+                )
+            } else {
+                (
+                    CallEndReason::ConsultantUnavailable,
+                    err(ErrorCode::ConsultantUnavailable, "the consultant went offline"),
+                )
+            };
+            self.gate.call_unanswered(&record, reason).await;
+            self.persist_call(&record.call_id, CallState::Ended(reason)).await;
+            metrics::call(reason.as_str());
+            return Err(error);
         }
         self.ring_timeout_later(record.call_id.clone(), ring_deadline);
         self.persist_call(&record.call_id, CallState::Ringing).await;
