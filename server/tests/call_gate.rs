@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use common::{WAIT, spawn_app_with_gate};
+use common::{WAIT, incoming, spawn_app_with_gate};
 use parley_domain::protocol::{CallEndReason, ErrorCode, PresenceStatus, Role, ServerMessage};
 use parley_domain::{CallId, UserId};
 use parley_signaling::store::CallRecord;
@@ -74,25 +74,9 @@ async fn a_refused_hold_rejects_the_call_and_never_rings_the_consultant() {
 
     // A good card rings.
     let ringing = seeker.call(&cora, Some("pm_card_visa")).await.unwrap();
-    let incoming = c_events
-        .wait_for(WAIT, |m| match m {
-            ServerMessage::CallIncoming { call_id, .. } => Some(call_id.clone()),
-            _ => None,
-        })
-        .await
-        .unwrap();
-    assert_eq!(incoming, ringing.call_id);
+    let (rung, _) = incoming(&mut c_events).await;
+    assert_eq!(rung, ringing.call_id);
     assert_eq!(cards.holds.lock().unwrap().last().unwrap().1.as_deref(), Some("pm_card_visa"));
-}
-
-async fn incoming(events: &mut parley_sdk::Events) -> CallId {
-    events
-        .wait_for(WAIT, |m| match m {
-            ServerMessage::CallIncoming { call_id, .. } => Some(call_id.clone()),
-            _ => None,
-        })
-        .await
-        .unwrap()
 }
 
 #[tokio::test]
@@ -105,7 +89,7 @@ async fn an_unanswered_call_releases_its_hold_exactly_once() {
 
     // Declined.
     let declined = seeker.call(&cora, Some("pm_card_visa")).await.unwrap().call_id;
-    let id = incoming(&mut c_events).await;
+    let (id, _) = incoming(&mut c_events).await;
     consultant.decline(&id, None).await.unwrap();
     // Timed out, and a late cancel changes nothing.
     let timed_out = seeker.call(&cora, Some("pm_card_visa")).await.unwrap().call_id;
@@ -118,7 +102,7 @@ async fn an_unanswered_call_releases_its_hold_exactly_once() {
     assert_eq!(seeker.cancel(&timed_out).await.unwrap_err().code(), Some(ErrorCode::CallNotRinging));
     // Accepted: the hold stays for the session (billing captures or releases it later).
     let accepted = seeker.call(&cora, Some("pm_card_visa")).await.unwrap().call_id;
-    let id = incoming(&mut c_events).await;
+    let (id, _) = incoming(&mut c_events).await;
     consultant.accept(&id).await.unwrap();
 
     tokio::time::sleep(Duration::from_millis(100)).await;

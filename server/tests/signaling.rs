@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{WAIT, spawn_app, spawn_app_with, timeline_kinds};
+use common::{WAIT, incoming, spawn_app, spawn_app_with, timeline_kinds};
 use parley_domain::protocol::{
     CallEndReason, ClientMessage, ErrorCode, IceCandidate, LeaveReason, PresenceStatus, Role, ServerMessage,
     SessionEndReason,
@@ -34,16 +34,6 @@ async fn assert_quiet(events: &mut Events) {
     if let Some(e) = events.try_recv() {
         panic!("expected no event yet, got {e:?}");
     }
-}
-
-async fn incoming(events: &mut Events) -> (parley_domain::CallId, SessionId) {
-    events
-        .wait_for(WAIT, |m| match m {
-            ServerMessage::CallIncoming { call_id, session_id, .. } => Some((call_id.clone(), session_id.clone())),
-            _ => None,
-        })
-        .await
-        .expect("call.incoming")
 }
 
 async fn call_ended(events: &mut Events) -> CallEndReason {

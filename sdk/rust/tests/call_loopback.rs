@@ -178,6 +178,17 @@ impl Pair {
         assert_eq!(recv(&self.seeker).await, to_seeker.as_bytes());
     }
 
+    /// The call still works: connected, data both ways, and at least ten
+    /// more audio packets heard on each side.
+    async fn still_working(&self, tag: &str) {
+        self.wait_connected().await;
+        self.exchange(tag).await;
+        for call in [&self.consultant, &self.seeker] {
+            let heard = call.audio_packets_received();
+            wait_audio_above(call, heard + 10).await;
+        }
+    }
+
     async fn close(&self) {
         self.seeker.close().await.expect("seeker closes");
         self.consultant.close().await.expect("consultant closes");
@@ -289,12 +300,7 @@ async fn ice_restart_keeps_the_call_working() {
     assert_ne!(ice_ufrag(&offers[0]), ice_ufrag(&offers[1]), "the second offer carries new ICE credentials");
 
     // ...and the call keeps working: connected, data and audio flowing.
-    pair.wait_connected().await;
-    pair.exchange("after restart").await;
-    let heard = pair.consultant.audio_packets_received();
-    wait_audio_above(&pair.consultant, heard + 10).await;
-    let heard = pair.seeker.audio_packets_received();
-    wait_audio_above(&pair.seeker, heard + 10).await;
+    pair.still_working("after restart").await;
     pair.close().await;
 }
 
@@ -345,12 +351,7 @@ async fn simultaneous_restarts_resolve_glare() {
     .await
     .expect("the seeker's offer is answered");
 
-    pair.wait_connected().await;
-    pair.exchange("after glare").await;
-    let heard = pair.consultant.audio_packets_received();
-    wait_audio_above(&pair.consultant, heard + 10).await;
-    let heard = pair.seeker.audio_packets_received();
-    wait_audio_above(&pair.seeker, heard + 10).await;
+    pair.still_working("after glare").await;
     pair.close().await;
 }
 

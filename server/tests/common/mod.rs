@@ -269,3 +269,14 @@ pub async fn spawn_app_on_postgres() -> TestApp {
     let url = fresh_postgres_url().await;
     spawn_app_with(|c| c.database_url = url).await
 }
+
+/// Waits for `call.incoming`; returns the call and session ids.
+pub async fn incoming(events: &mut Events) -> (parley_domain::CallId, parley_domain::SessionId) {
+    events
+        .wait_for(WAIT, |m| match m {
+            ServerMessage::CallIncoming { call_id, session_id, .. } => Some((call_id.clone(), session_id.clone())),
+            _ => None,
+        })
+        .await
+        .expect("call.incoming")
+}
