@@ -1,1 +1,190 @@
-fn main() {}
+//! `parley-load`: the load generator for Parley. See `load-tests/README.md`.
+//!
+//! ```text
+//! parley-load call   [--url URL] [--duration 5s] [--calls N] [--jwt-secret-file PATH]
+//! parley-load signal [--url URL] --clients N --pairs P [--server-pid PID] [--relay-secs 10]
+//!                    [--jwt-secret-file PATH] [--connect-concurrency 256]
+//! ```
+//!
+//! Readable figures go to stdout, followed by one JSON object as the last
+//! line; progress and warnings go to stderr. Exit status: 0 when every
+//! call / connection / pair succeeded, 1 when some failed, 2 when the run
+//! could not start (bad arguments, non-loopback URL, server unreachable).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use parley_load::call::{self, CallOptions};
+use parley_load::signal::{self, SignalOptions};
+use parley_load::{report, target};
+
+/// The default server: a dev `parley` on this machine.
+const DEFAULT_URL: &str = "http://127.0.0.1:8080";
+/// The longest `--duration` accepted.
+const MAX_DURATION: Duration = Duration::from_secs(3600);
+
+/// Load generator for Parley (loopback servers only).
+#[derive(Debug, Parser)]
+#[command(name = "parley-load", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Real calls: SDK clients, webrtc-rs peer connections, Opus audio both
+    /// ways, data-channel round trips, hang-up.
+    Call(CallArgs),
+    /// Signaling only on raw WebSockets: idle connections, call set-up with
+    /// SDP and candidates, relay latency and throughput.
+    Signal(SignalArgs),
+}
+
+#[derive(Debug, Args)]
+struct CallArgs {
+    /// The server's base URL; must be a loopback address.
+    #[arg(long, default_value = DEFAULT_URL)]
+    url: String,
+    /// How long audio flows in each call once connected (e.g. `5s`, `1m`).
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    duration: Duration,
+    /// Concurrent calls, each between a fresh seeker and consultant.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    calls: u16,
+    /// The server's JWT secret (`<data dir>/jwt-secret`), to mint tokens
+    /// locally. Default: `./data/jwt-secret` if the server accepts it, else
+    /// dev login.
+    #[arg(long)]
+    jwt_secret_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct SignalArgs {
+    /// The server's base URL; must be a loopback address.
+    #[arg(long, default_value = DEFAULT_URL)]
+    url: String,
+    /// Idle connections to open and hold.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    clients: u32,
+    /// Seeker/consultant pairs that set up a call and relay.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(0..=100_000))]
+    pairs: u32,
+    /// The server's process id, to measure its memory per idle connection.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Length of the relay phase, seconds.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=3600))]
+    relay_secs: u64,
+    /// The server's JWT secret (`<data dir>/jwt-secret`), to mint tokens
+    /// locally (needed for large --clients). Default: `./data/jwt-secret`
+    /// if the server accepts it, else dev login.
+    #[arg(long)]
+    jwt_secret_file: Option<PathBuf>,
+    /// WebSocket handshakes in flight at once while opening idle connections.
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    connect_concurrency: u32,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("{s:?}: {e} (e.g. 5s, 500ms, 2m)"))?;
+    if d > MAX_DURATION {
+        return Err(format!("{s:?}: at most {}", humantime::format_duration(MAX_DURATION)));
+    }
+    Ok(d)
+}
+
+/// Runs the command; `Ok(false)` when some part of the load failed.
+async fn run(cli: Cli) -> anyhow::Result<bool> {
+    match cli.command {
+        Command::Call(args) => {
+            let target = target::parse(&args.url)?;
+            target.check_resolution().await?;
+            let report = call::run(CallOptions {
+                target,
+                calls: usize::from(args.calls),
+                duration: args.duration,
+                jwt_secret_file: args.jwt_secret_file,
+            })
+            .await?;
+            for line in report.summary_lines() {
+                println!("{line}");
+            }
+            report::print_json_line(&report);
+            Ok(report.ok())
+        }
+        Command::Signal(args) => {
+            let target = target::parse(&args.url)?;
+            target.check_resolution().await?;
+            let (report, stats) = signal::run(SignalOptions {
+                target,
+                clients: args.clients as usize,
+                pairs: args.pairs as usize,
+                server_pid: args.server_pid,
+                relay_secs: args.relay_secs,
+                jwt_secret_file: args.jwt_secret_file,
+                connect_concurrency: args.connect_concurrency as usize,
+            })
+            .await?;
+            for line in report.summary_lines(&stats) {
+                println!("{line}");
+            }
+            report::print_json_line(&report);
+            Ok(report.ok())
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("parley-load: error: cannot start the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let outcome = runtime.block_on(run(cli));
+    // Whatever is still running (closing connections) gets a moment, no more.
+    runtime.shutdown_timeout(Duration::from_secs(2));
+    match outcome {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("parley-load: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn defaults_and_required_flags() {
+        let cli = Cli::try_parse_from(["parley-load", "call"]).unwrap();
+        let Command::Call(args) = cli.command else { panic!() };
+        assert_eq!((args.url.as_str(), args.duration, args.calls), (DEFAULT_URL, Duration::from_secs(5), 1));
+        assert!(Cli::try_parse_from(["parley-load", "signal", "--clients", "10"]).is_err());
+        let cli = Cli::try_parse_from(["parley-load", "signal", "--clients", "10", "--pairs", "2"]).unwrap();
+        let Command::Signal(args) = cli.command else { panic!() };
+        assert_eq!((args.relay_secs, args.connect_concurrency, args.server_pid), (10, 256, None));
+        assert!(Cli::try_parse_from(["parley-load", "call", "--duration", "2h"]).is_err());
+        assert!(Cli::try_parse_from(["parley-load", "call", "--calls", "0"]).is_err());
+    }
+}

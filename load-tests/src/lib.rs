@@ -1,0 +1,71 @@
+//! `parley-load`: the load generator for Parley.
+//!
+//! Two scenarios, each a subcommand of the `parley-load` binary:
+//!
+//! * [`call`]: real instant calls through the signaling server with the
+//!   Rust SDK — webrtc-rs peer connections on loopback, Opus audio both ways
+//!   and data-channel round trips.
+//! * [`signal`]: signaling only, on raw WebSocket connections — many idle
+//!   connections (accept rate, server memory per connection), call set-up
+//!   with realistic SDP and trickled candidates, and relay latency and
+//!   throughput.
+//!
+//! Both print a readable summary and, as the last line of stdout, one JSON
+//! object ([`report`]). The tool only talks to loopback addresses
+//! ([`target`]) and every loop it runs is bounded in count and time.
+//!
+//! See `load-tests/README.md` for how to run it and what the figures mean.
+
+#![warn(missing_docs)]
+
+pub mod call;
+pub mod clock;
+pub mod limits;
+pub mod procfs;
+pub mod report;
+pub mod sdp;
+pub mod signal;
+pub mod stats;
+pub mod target;
+pub mod tokens;
+pub mod ws;
+
+/// The payment method the synthetic seekers pay with (the Stripe test card;
+/// the dev server's payment gate accepts anything).
+pub const PAYMENT_METHOD: &str = "pm_card_visa";
+
+/// A run identifier, unique enough to keep the synthetic user ids of two
+/// runs apart (`load-s-<run>-<i>`): the Unix time in milliseconds, base 36.
+pub fn run_id() -> String {
+    let ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+    base36(ms as u64)
+}
+
+/// `n` in base 36 (lower case).
+pub fn base36(mut n: u64) -> String {
+    const DIGITS: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut out = Vec::new();
+    loop {
+        out.push(DIGITS[(n % 36) as usize]);
+        n /= 36;
+        if n == 0 {
+            break;
+        }
+    }
+    out.reverse();
+    String::from_utf8(out).expect("ASCII digits")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base36_is_compact_and_valid_in_ids() {
+        assert_eq!(base36(0), "0");
+        assert_eq!(base36(35), "z");
+        assert_eq!(base36(36), "10");
+        let id = format!("load-s-{}-{}", run_id(), 9999);
+        assert!(parley_domain::UserId::parse(&id).is_ok(), "{id}");
+    }
+}

@@ -1,0 +1,98 @@
+//! Reading `/proc` (Linux): a process's resident memory and its open-file
+//! limit.
+
+use anyhow::Context;
+
+/// `VmRSS` of process `pid`, in KiB, from `/proc/<pid>/status`.
+pub fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+    let path = format!("/proc/{pid}/status");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {path} (is the pid right?)"))?;
+    parse_vm_rss(&text).with_context(|| format!("no VmRSS line in {path}"))
+}
+
+/// This process's `VmRSS`, in KiB.
+pub fn own_rss_kib() -> Option<u64> {
+    std::fs::read_to_string("/proc/self/status").ok().as_deref().and_then(parse_vm_rss)
+}
+
+/// The `VmRSS:   12345 kB` value of a `/proc/<pid>/status` text.
+pub fn parse_vm_rss(status: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let mut words = line["VmRSS:".len()..].split_whitespace();
+    let value: u64 = words.next()?.parse().ok()?;
+    match words.next() {
+        Some("kB") | None => Some(value),
+        Some("mB") => Some(value * 1024),
+        Some(_) => None,
+    }
+}
+
+/// Clock ticks per second of `/proc/<pid>/stat` times (`USER_HZ`, 100 on
+/// every Linux architecture Parley runs on).
+const USER_HZ: f64 = 100.0;
+
+/// CPU time (user + system, every thread) process `pid` has used, seconds.
+pub fn cpu_secs(pid: u32) -> Option<f64> {
+    parse_stat_cpu_secs(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// This process's CPU time, seconds.
+pub fn own_cpu_secs() -> Option<f64> {
+    parse_stat_cpu_secs(&std::fs::read_to_string("/proc/self/stat").ok()?)
+}
+
+/// `utime + stime` (fields 14 and 15) of a `/proc/<pid>/stat` line, seconds.
+pub fn parse_stat_cpu_secs(stat: &str) -> Option<f64> {
+    // The command name (field 2) may hold spaces; fields resume after its ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // `rest` starts at field 3 (state): utime is field 14, stime 15.
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) as f64 / USER_HZ)
+}
+
+/// The soft open-files limit of process `pid`, from `/proc/<pid>/limits`
+/// (`None` if unreadable; `u64::MAX` for unlimited).
+pub fn max_open_files(pid: u32) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/limits")).ok()?;
+    parse_max_open_files(&text)
+}
+
+/// The soft limit on the `Max open files` line of a `/proc/<pid>/limits` text.
+pub fn parse_max_open_files(limits: &str) -> Option<u64> {
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    let soft = line["Max open files".len()..].split_whitespace().next()?;
+    if soft == "unlimited" { Some(u64::MAX) } else { soft.parse().ok() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vm_rss_is_read_in_kib() {
+        let status = "Name:\tparley\nVmPeak:\t  900000 kB\nVmRSS:\t   48812 kB\nRssAnon:\t 1 kB\n";
+        assert_eq!(parse_vm_rss(status), Some(48812));
+        assert_eq!(parse_vm_rss("Name:\tx\n"), None);
+        assert!(own_rss_kib().is_some_and(|kib| kib > 0));
+    }
+
+    #[test]
+    fn cpu_time_is_read_from_stat() {
+        let stat = "4242 (parley load) S 1 4242 4242 0 -1 4194560 2000 0 0 0 150 75 0 0 20 0 9 0 100 0 0";
+        assert_eq!(parse_stat_cpu_secs(stat), Some(2.25));
+        assert_eq!(parse_stat_cpu_secs("garbage"), None);
+        assert!(own_cpu_secs().is_some());
+    }
+
+    #[test]
+    fn open_file_limits_are_read() {
+        let limits = "Limit                     Soft Limit           Hard Limit           Units     \n\
+                      Max processes             95000                95000                processes \n\
+                      Max open files            1024                 524288               files     \n";
+        assert_eq!(parse_max_open_files(limits), Some(1024));
+        assert_eq!(parse_max_open_files("Max open files unlimited unlimited files\n"), Some(u64::MAX));
+        assert!(max_open_files(std::process::id()).is_some());
+    }
+}
