@@ -78,6 +78,10 @@ struct SignalArgs {
     /// Length of the relay phase, seconds.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=3600))]
     relay_secs: u64,
+    /// Candidates sent back to back per relay hop: messages in flight per
+    /// pair (1: strict ping-pong, for latency; more: bursts, for throughput).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=256))]
+    relay_window: u64,
     /// The server's JWT secret (`<data dir>/jwt-secret`), to mint tokens
     /// locally (needed for large --clients). Default: `./data/jwt-secret`
     /// if the server accepts it, else dev login.
@@ -124,6 +128,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 pairs: args.pairs as usize,
                 server_pid: args.server_pid,
                 relay_secs: args.relay_secs,
+                relay_window: args.relay_window as usize,
                 jwt_secret_file: args.jwt_secret_file,
                 connect_concurrency: args.connect_concurrency as usize,
             })

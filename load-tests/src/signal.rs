@@ -10,8 +10,9 @@
 //!    then exchange a ~3.5 KB offer and answer and 10 ICE candidates each
 //!    way, paced (one per 10 ms), then 10 more each way at once. Call set-up
 //!    time runs from `call.request` sent to the answer received.
-//! 3. **Relay**: for `relay_secs`, each pair ping-pongs one ICE candidate
-//!    (seeker → consultant → seeker …, one in flight per pair).
+//! 3. **Relay**: for `relay_secs`, each pair ping-pongs bursts of
+//!    `relay_window` ICE candidates (seeker → consultant → seeker …; with
+//!    the default window of 1, one message in flight per pair).
 //!
 //! Every relayed message carries its send time; the receiving reader task
 //! stamps its arrival, giving one-way relay latency (client → server →
@@ -68,6 +69,8 @@ pub struct SignalOptions {
     pub server_pid: Option<u32>,
     /// Length of the relay phase.
     pub relay_secs: u64,
+    /// Candidates sent back to back per relay hop (messages in flight per pair).
+    pub relay_window: usize,
     /// The server's JWT secret.
     pub jwt_secret_file: Option<PathBuf>,
     /// WebSocket handshakes in flight at once in the idle phase.
@@ -83,6 +86,8 @@ pub struct SignalReport {
     pub clients: usize,
     /// Pairs asked for.
     pub pairs: usize,
+    /// Relay messages in flight per pair in the relay phase.
+    pub relay_window: usize,
     /// How tokens were obtained.
     pub token_source: String,
     /// Idle connections that opened (hello received).
@@ -273,6 +278,7 @@ struct PairCtx {
     stop: watch::Receiver<bool>,
     go: watch::Receiver<Option<Instant>>,
     relay: Duration,
+    relay_window: usize,
     deadline: Instant,
 }
 
@@ -420,6 +426,7 @@ pub async fn run(opts: SignalOptions) -> anyhow::Result<(SignalReport, SignalSta
         stop: stop_rx.clone(),
         go: go_rx,
         relay,
+        relay_window: opts.relay_window,
         deadline,
     });
     let (setup_tx, mut setup_rx) = mpsc::unbounded_channel::<bool>();
@@ -527,6 +534,7 @@ pub async fn run(opts: SignalOptions) -> anyhow::Result<(SignalReport, SignalSta
     let report = SignalReport {
         clients: opts.clients,
         pairs: opts.pairs,
+        relay_window: opts.relay_window,
         token_source: tokens.describe(),
         idle_connected,
         idle_failed,
@@ -626,11 +634,12 @@ async fn pair(
         return finish(call, result).await;
     };
     let relay_until = go_at + ctx.relay;
+    let window = ctx.relay_window.max(1) as u64;
     let mut seq = 1_000;
     while Instant::now() < relay_until {
-        seq += 1;
+        seq += window;
         match hop(&mut call, true, seq, &ctx).await {
-            Hop::Done => result.hops += 1,
+            Hop::Done => result.hops += window,
             Hop::Lost => {
                 result.lost += 1;
                 continue;
@@ -642,7 +651,7 @@ async fn pair(
             }
         }
         match hop(&mut call, false, seq, &ctx).await {
-            Hop::Done => result.hops += 1,
+            Hop::Done => result.hops += window,
             Hop::Lost => result.lost += 1,
             Hop::Broken(e) => {
                 bump(&mut result.client_errors, "relay_connection_lost");
@@ -813,26 +822,36 @@ enum Hop {
     Broken(String),
 }
 
-/// One relay hop: candidate `seq` from the seeker to the consultant
-/// (`forward`) or back, within [`HOP_TIMEOUT`].
-async fn hop(call: &mut Call, forward: bool, seq: u64, ctx: &PairCtx) -> Hop {
-    let (ice, session_id) = (if forward { &call.seeker_ice } else { &call.consultant_ice }, call.session_id.clone());
-    let candidate = sdp::candidate(&mut call.rng, ice, seq, now_ns());
+/// One relay hop: the relay window's candidates, numbered up to `last`,
+/// sent back to back from the seeker to the consultant (`forward`) or back,
+/// all received within [`HOP_TIMEOUT`].
+async fn hop(call: &mut Call, forward: bool, last: u64, ctx: &PairCtx) -> Hop {
+    let window = ctx.relay_window.max(1) as u64;
+    let first = last + 1 - window;
     let (from, to) =
         if forward { (&mut call.seeker, &mut call.consultant) } else { (&mut call.consultant, &mut call.seeker) };
-    if let Err(e) = from.send(None, ClientMessage::IceCandidate { session_id, candidate }).await {
-        return Hop::Broken(format!("{e:#}"));
+    let ice = if forward { &call.seeker_ice } else { &call.consultant_ice };
+    for seq in first..=last {
+        let candidate = sdp::candidate(&mut call.rng, ice, seq, now_ns());
+        let msg = ClientMessage::IceCandidate { session_id: call.session_id.clone(), candidate };
+        if let Err(e) = from.send(None, msg).await {
+            return Hop::Broken(format!("{e:#}"));
+        }
     }
     let until = Instant::now() + HOP_TIMEOUT;
+    let mut missing = window;
     loop {
         match to.recv(until).await {
             Recv::Msg(m) => {
                 if let ServerMessage::IceCandidate { candidate, .. } = &m.msg
-                    && sdp::candidate_seq(&candidate.candidate) == Some(seq)
+                    && sdp::candidate_seq(&candidate.candidate).is_some_and(|s| (first..=last).contains(&s))
                     && let Some(latency) = candidate_latency(&m)
                 {
                     record(&ctx.shared.relay, latency);
-                    return Hop::Done;
+                    missing -= 1;
+                    if missing == 0 {
+                        return Hop::Done;
+                    }
                 }
             }
             Recv::Timeout => return Hop::Lost,
@@ -874,6 +893,7 @@ mod tests {
         SignalReport {
             clients: 2000,
             pairs: 100,
+            relay_window: 1,
             token_source: "minted with data/jwt-secret".into(),
             idle_connected: 2000,
             idle_failed: 0,

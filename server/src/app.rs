@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::serve::ListenerExt;
 use parley_domain::protocol::{Role, UserInfo};
 use parley_domain::{Clock, UserId};
 use parley_signaling::clock::SystemClock;
@@ -115,7 +116,14 @@ impl Application {
                 hub.shutdown().await;
             }
         };
-        axum::serve(self.listener, self.router).with_graceful_shutdown(signal).await?;
+        // Signaling sends small messages back to back: without TCP_NODELAY,
+        // Nagle's algorithm and delayed ACKs stall them ~40 ms.
+        let listener = self.listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::warn!(error = %e, "cannot set TCP_NODELAY");
+            }
+        });
+        axum::serve(listener, self.router).with_graceful_shutdown(signal).await?;
         if tokio::time::timeout(SHUTDOWN_GRACE, hub.connections_closed()).await.is_err() {
             tracing::warn!("some WebSockets did not close within {SHUTDOWN_GRACE:?}");
         }

@@ -67,6 +67,11 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
             telemetry::init_tracing(&config.log);
+            // One socket per client: raise the soft open-file limit to the hard one.
+            match rlimit::increase_nofile_limit(u64::MAX) {
+                Ok(n) => tracing::info!(open_files = n, "open-file limit"),
+                Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
+            }
             let app = Application::build(config).await?;
             tracing::info!(addr = %app.local_addr(), "parley listening; open http://{}/", app.local_addr());
             app.run_until(app::shutdown_signal()).await

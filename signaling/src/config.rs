@@ -40,7 +40,7 @@ impl Default for SignalingConfig {
             rate_limit_per_sec: 50,
             rate_limit_burst: 100,
             replay_buffer: 256,
-            ws_read_buffer: 4096,
+            ws_read_buffer: 1024,
             ice: IceConfig { turn_ttl: Duration::from_secs(3600), ..IceConfig::default() },
         }
     }

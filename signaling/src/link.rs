@@ -85,18 +85,25 @@ impl Link {
     /// detached (its task sees the queue close and ends); the message stays
     /// buffered for `resume`.
     pub fn send(&self, msg: &ServerMessage) {
-        let body = match serde_json::to_string(msg) {
-            Ok(body) => body,
+        let mut inner = self.lock();
+        let seq = inner.next_seq;
+        // `{"seq":N` then the message object with its `{` turned into `,`:
+        // one buffer, no second copy.
+        let mut buf = format!("{{\"seq\":{seq}").into_bytes();
+        let start = buf.len();
+        if let Err(e) = serde_json::to_writer(&mut buf, msg) {
+            tracing::error!(error = %e, "cannot serialise server message");
+            return;
+        }
+        buf[start] = b',';
+        let text: Utf8Bytes = match String::from_utf8(buf) {
+            Ok(s) => s.into(),
             Err(e) => {
-                tracing::error!(error = %e, "cannot serialise server message");
+                tracing::error!(error = %e, "server message is not UTF-8");
                 return;
             }
         };
-        let mut inner = self.lock();
-        let seq = inner.next_seq;
         inner.next_seq += 1;
-        // `body` is an object with at least `type`: splice `seq` in front.
-        let text: Utf8Bytes = format!("{{\"seq\":{seq},{}", &body[1..]).into();
         if inner.buffer.len() == inner.capacity {
             inner.buffer.pop_front();
         }

@@ -29,7 +29,7 @@ use parley_domain::{CallId, SessionId, UserId};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
@@ -290,7 +290,10 @@ async fn open(url: &str, token: &str) -> Result<Ws, SdkError> {
     let bearer =
         format!("Bearer {token}").parse().map_err(|_| SdkError::Connect("token is not a header value".into()))?;
     request.headers_mut().insert("authorization", bearer);
-    match tokio_tungstenite::connect_async(request).await {
+    // Small buffers (signaling messages are small; tungstenite grows them
+    // for a large frame) and no Nagle delay on back-to-back messages.
+    let config = WebSocketConfig::default().read_buffer_size(16 * 1024).write_buffer_size(0);
+    match tokio_tungstenite::connect_async_with_config(request, Some(config), true).await {
         Ok((ws, _)) => Ok(ws),
         Err(tungstenite::Error::Http(resp)) => {
             let status = resp.status().as_u16();
