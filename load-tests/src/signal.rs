@@ -148,6 +148,11 @@ pub struct SignalReport {
     /// `--server-pid`). Near 100 with a one-core server: the server is the
     /// bottleneck.
     pub server_cpu_percent_relay: Option<f64>,
+    /// Server CPU while the idle connections were opened, percent of one
+    /// core (near 100: the accept rate is the server's limit).
+    pub server_cpu_percent_accept: Option<f64>,
+    /// This process's CPU while opening the idle connections, percent of one core.
+    pub client_cpu_percent_accept: Option<f64>,
     /// This process's CPU during the relay phase, percent of one core. Near
     /// 100 × its cores: the load generator is the bottleneck.
     pub client_cpu_percent_relay: Option<f64>,
@@ -351,6 +356,8 @@ pub async fn run(opts: SignalOptions) -> anyhow::Result<(SignalReport, SignalSta
     let server_rss_before = opts.server_pid.map(procfs::rss_kib).transpose()?;
     let client_rss_before = procfs::own_rss_kib();
     eprintln!("parley-load: phase 1: opening {} idle connections", opts.clients);
+    let server_cpu_at_start = opts.server_pid.and_then(procfs::cpu_secs);
+    let client_cpu_at_start = procfs::own_cpu_secs();
     let started = Instant::now();
     let semaphore = Arc::new(Semaphore::new(opts.connect_concurrency.max(1)));
     let (opened_tx, mut opened_rx) = mpsc::unbounded_channel::<Result<(), ws::OpenError>>();
@@ -399,6 +406,10 @@ pub async fn run(opts: SignalOptions) -> anyhow::Result<(SignalReport, SignalSta
         }
     }
     let accept_elapsed = started.elapsed();
+    let accept_wall = accept_elapsed.as_secs_f64();
+    let server_cpu_percent_accept =
+        cpu_percent(server_cpu_at_start, opts.server_pid.and_then(procfs::cpu_secs), accept_wall);
+    let client_cpu_percent_accept = cpu_percent(client_cpu_at_start, procfs::own_cpu_secs(), accept_wall);
     let unreported = opts.clients as u64 - idle_connected - idle_failed;
     if unreported > 0 {
         idle_failed += unreported;
@@ -481,13 +492,10 @@ pub async fn run(opts: SignalOptions) -> anyhow::Result<(SignalReport, SignalSta
     }
 
     // The pairs hang up right after relaying: CPU to here is the relay's.
-    let relay_wall = go_at.elapsed().as_secs_f64();
-    let cpu_percent = |before: Option<f64>, after: Option<f64>| match (before, after) {
-        (Some(b), Some(a)) if opts.pairs > 0 && relay_wall > 0.0 => Some(stats::round3((a - b) / relay_wall * 100.0)),
-        _ => None,
-    };
-    let server_cpu_percent_relay = cpu_percent(server_cpu_at_go, opts.server_pid.and_then(procfs::cpu_secs));
-    let client_cpu_percent_relay = cpu_percent(client_cpu_at_go, procfs::own_cpu_secs());
+    let relay_wall = if opts.pairs > 0 { go_at.elapsed().as_secs_f64() } else { 0.0 };
+    let server_cpu_percent_relay =
+        cpu_percent(server_cpu_at_go, opts.server_pid.and_then(procfs::cpu_secs), relay_wall);
+    let client_cpu_percent_relay = cpu_percent(client_cpu_at_go, procfs::own_cpu_secs(), relay_wall);
 
     // ----- teardown of the idle connections ---------------------------------
     let _ = stop_tx.send(true);
@@ -567,6 +575,8 @@ pub async fn run(opts: SignalOptions) -> anyhow::Result<(SignalReport, SignalSta
         } else {
             0.0
         },
+        server_cpu_percent_accept,
+        client_cpu_percent_accept,
         server_cpu_percent_relay,
         client_cpu_percent_relay,
         relay_ms_p50: stats.relay.quantile_ms(0.5),
@@ -885,6 +895,15 @@ async fn finish(mut call: Call, mut result: PairResult) -> PairResult {
     result
 }
 
+/// CPU used between two readings (seconds) over `wall` seconds, as percent
+/// of one core; `None` without both readings or wall time.
+fn cpu_percent(before: Option<f64>, after: Option<f64>, wall: f64) -> Option<f64> {
+    match (before, after) {
+        (Some(b), Some(a)) if wall > 0.0 => Some(stats::round3((a - b) / wall * 100.0)),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -923,6 +942,8 @@ mod tests {
             relay_lost: 0,
             relay_throughput_msgs_per_sec: 19_998.0,
             server_cpu_percent_relay: Some(99.0),
+            server_cpu_percent_accept: Some(90.0),
+            client_cpu_percent_accept: Some(60.0),
             client_cpu_percent_relay: Some(80.0),
             relay_ms_p50: Some(0.3),
             relay_ms_p90: Some(0.5),

@@ -16,6 +16,9 @@ use parley_signaling::{Store, StoreError};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
+/// Users per multi-row upsert in [`Store::users_seen`] (3 bound values each).
+const USERS_PER_STATEMENT: usize = 100;
+
 /// Which database a URL names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -125,21 +128,34 @@ where
 
 #[async_trait]
 impl Store for SqlStore {
+    /// One multi-row upsert per [`USERS_PER_STATEMENT`] users, in one
+    /// transaction: a burst of 10,000 new connections costs 100 statements,
+    /// not 10,000 round trips to the database worker.
     async fn users_seen(&self, users: &[UserInfo], at: Timestamp) -> Result<(), StoreError> {
+        // A row may be upserted once per statement (PostgreSQL): the last wins.
+        let mut latest: Vec<&UserInfo> = Vec::with_capacity(users.len());
+        let mut seen = std::collections::HashSet::with_capacity(users.len());
+        for u in users.iter().rev() {
+            if seen.insert(&u.id) {
+                latest.push(u);
+            }
+        }
         let mut tx = self.pool.begin().await.map_err(store_err)?;
-        for u in users {
-            sqlx::query(
-                "INSERT INTO users (id, name, role, first_seen_ms, last_seen_ms) VALUES ($1, $2, $3, $4, $4) \
+        for chunk in latest.chunks(USERS_PER_STATEMENT) {
+            let rows: Vec<String> =
+                (0..chunk.len()).map(|i| format!("(${}, ${}, ${}, $1, $1)", 3 * i + 2, 3 * i + 3, 3 * i + 4)).collect();
+            let sql = format!(
+                "INSERT INTO users (id, name, role, first_seen_ms, last_seen_ms) VALUES {} \
                  ON CONFLICT (id) DO UPDATE SET name = excluded.name, role = excluded.role, \
                  last_seen_ms = excluded.last_seen_ms",
-            )
-            .bind(u.id.as_str())
-            .bind(&u.name)
-            .bind(u.role.as_str())
-            .bind(at.unix_millis())
-            .execute(&mut *tx)
-            .await
-            .map_err(store_err)?;
+                rows.join(", ")
+            );
+            // Only numbered placeholders are spliced in; values are bound.
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(at.unix_millis());
+            for u in chunk {
+                query = query.bind(u.id.as_str()).bind(&u.name).bind(u.role.as_str());
+            }
+            query.execute(&mut *tx).await.map_err(store_err)?;
         }
         tx.commit().await.map_err(store_err)
     }

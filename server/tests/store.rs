@@ -30,10 +30,14 @@ async fn exercise(store: &SqlStore) {
     let renamed = UserInfo { name: "Cora C.".into(), ..cora.clone() };
     store.users_seen(std::slice::from_ref(&renamed), t(2_000)).await.unwrap();
     assert_eq!(store.users_with_role(Role::Consultant).await.unwrap(), vec![renamed]);
-    // A large batch is one transaction.
-    let many: Vec<UserInfo> = (0..500).map(|i| common::user(&format!("u{i}"), Role::Seeker)).collect();
+    // A large batch (several multi-row statements), with a user twice: the
+    // later entry wins.
+    let mut many: Vec<UserInfo> = (0..250).map(|i| common::user(&format!("u{i}"), Role::Seeker)).collect();
+    many.push(UserInfo { name: "u7 renamed".into(), ..common::user("u7", Role::Seeker) });
     store.users_seen(&many, t(3_000)).await.unwrap();
-    assert_eq!(store.users_with_role(Role::Seeker).await.unwrap().len(), 501);
+    assert_eq!(store.users_with_role(Role::Seeker).await.unwrap().len(), 251);
+    assert_eq!(store.user(&id("u7")).await.unwrap().unwrap().name, "u7 renamed");
+    assert_eq!(store.user(&id("u249")).await.unwrap().unwrap().name, "u249 name");
 
     // A call and its transitions.
     let call = CallRecord {
