@@ -149,6 +149,20 @@ pub enum MediaState {
     Closed,
 }
 
+impl MediaState {
+    /// The state's wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MediaState::New => "new",
+            MediaState::Connecting => "connecting",
+            MediaState::Connected => "connected",
+            MediaState::Disconnected => "disconnected",
+            MediaState::Failed => "failed",
+            MediaState::Closed => "closed",
+        }
+    }
+}
+
 /// A message from client to server. The `type` field names it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type")]

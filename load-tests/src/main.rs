@@ -82,6 +82,10 @@ struct SignalArgs {
     /// pair (1: strict ping-pong, for latency; more: bursts, for throughput).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=256))]
     relay_window: u64,
+    /// Start pair set-ups at this many calls per second (default: all at
+    /// once), to measure relay latency under a steady call rate.
+    #[arg(long)]
+    call_rate: Option<f64>,
     /// The server's JWT secret (`<data dir>/jwt-secret`), to mint tokens
     /// locally (needed for large --clients). Default: `./data/jwt-secret`
     /// if the server accepts it, else dev login.
@@ -129,6 +133,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 server_pid: args.server_pid,
                 relay_secs: args.relay_secs,
                 relay_window: args.relay_window as usize,
+                call_rate: args.call_rate,
                 jwt_secret_file: args.jwt_secret_file,
                 connect_concurrency: args.connect_concurrency as usize,
             })

@@ -71,6 +71,8 @@ pub struct SignalOptions {
     pub relay_secs: u64,
     /// Candidates sent back to back per relay hop (messages in flight per pair).
     pub relay_window: usize,
+    /// Pair set-ups started per second (`None`: all at once).
+    pub call_rate: Option<f64>,
     /// The server's JWT secret.
     pub jwt_secret_file: Option<PathBuf>,
     /// WebSocket handshakes in flight at once in the idle phase.
@@ -88,6 +90,8 @@ pub struct SignalReport {
     pub pairs: usize,
     /// Relay messages in flight per pair in the relay phase.
     pub relay_window: usize,
+    /// Pair set-ups started per second (null: all at once).
+    pub call_rate: Option<f64>,
     /// How tokens were obtained.
     pub token_source: String,
     /// Idle connections that opened (hello received).
@@ -346,7 +350,13 @@ pub async fn run(opts: SignalOptions) -> anyhow::Result<(SignalReport, SignalSta
     // Everything stops by this instant, whatever happens.
     let idle_budget = Duration::from_secs(30) + Duration::from_millis(20 * opts.clients as u64);
     let relay = Duration::from_secs(opts.relay_secs);
-    let deadline = Instant::now() + idle_budget + SETTLE + SETUP_TIMEOUT + relay + Duration::from_secs(60);
+    // With --call-rate, pair `i` starts its set-up `i / rate` seconds in.
+    let setup_spread = match opts.call_rate {
+        Some(rate) if rate > 0.0 => Duration::from_secs_f64(opts.pairs as f64 / rate),
+        _ => Duration::ZERO,
+    };
+    let deadline =
+        Instant::now() + idle_budget + SETTLE + setup_spread + SETUP_TIMEOUT + relay + Duration::from_secs(60);
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut errors = Counts::new();
     let mut client_errors = Counts::new();
@@ -450,12 +460,20 @@ pub async fn run(opts: SignalOptions) -> anyhow::Result<(SignalReport, SignalSta
         let (seeker, consultant) = (tokens[0].clone(), tokens[1].clone());
         let ctx = ctx.clone();
         let setup_tx = setup_tx.clone();
-        pair_tasks.spawn(pair(i as u64, ctx, seeker, consultant, setup_tx));
+        let start_at = match opts.call_rate {
+            Some(rate) if rate > 0.0 => setup_started + Duration::from_secs_f64(i as f64 / rate),
+            _ => setup_started,
+        };
+        pair_tasks.spawn(async move {
+            tokio::time::sleep_until(start_at).await;
+            pair(i as u64, ctx, seeker, consultant, setup_tx).await
+        });
     }
     drop(setup_tx);
     let mut reported = 0;
     while reported < opts.pairs {
-        match tokio::time::timeout_at(setup_started + SETUP_TIMEOUT + Duration::from_secs(5), setup_rx.recv()).await {
+        let give_up = setup_started + setup_spread + SETUP_TIMEOUT + Duration::from_secs(5);
+        match tokio::time::timeout_at(give_up, setup_rx.recv()).await {
             Ok(Some(_)) => reported += 1,
             Ok(None) | Err(_) => break,
         }
@@ -543,6 +561,7 @@ pub async fn run(opts: SignalOptions) -> anyhow::Result<(SignalReport, SignalSta
         clients: opts.clients,
         pairs: opts.pairs,
         relay_window: opts.relay_window,
+        call_rate: opts.call_rate,
         token_source: tokens.describe(),
         idle_connected,
         idle_failed,
@@ -913,6 +932,7 @@ mod tests {
             clients: 2000,
             pairs: 100,
             relay_window: 1,
+            call_rate: None,
             token_source: "minted with data/jwt-secret".into(),
             idle_connected: 2000,
             idle_failed: 0,

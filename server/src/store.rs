@@ -15,9 +15,11 @@ use parley_signaling::store::{
 use parley_signaling::{Store, StoreError};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
+use tokio::sync::{mpsc, oneshot};
 
-/// Users per multi-row upsert in [`Store::users_seen`] (3 bound values each).
-const USERS_PER_STATEMENT: usize = 100;
+/// Rows per multi-row statement (at most 7 bound values each: well within
+/// SQLite's and PostgreSQL's limits on bound parameters).
+const ROWS_PER_STATEMENT: usize = 500;
 
 /// Which database a URL names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,10 +44,35 @@ impl Backend {
 }
 
 /// Persistence of users, calls and sessions on SQLite or PostgreSQL.
+///
+/// Writes go through one writer task that commits whatever has queued up
+/// in one transaction (group commit) and only then answers each writer:
+/// a write that returned `Ok` is durable, and under load many writes share
+/// one commit. Reads go to the pool directly.
 #[derive(Debug, Clone)]
 pub struct SqlStore {
     pool: AnyPool,
     backend: Backend,
+    writes: mpsc::UnboundedSender<Job>,
+}
+
+/// Writes committed together at most.
+const MAX_BATCH: usize = 256;
+
+/// One write, as the writer task applies it.
+#[derive(Debug)]
+enum Write {
+    UsersSeen(Vec<UserInfo>, Timestamp),
+    CreateCall(CallRecord),
+    CallTransition(CallId, CallState, Timestamp),
+    CreateSession(SessionRecord),
+    SessionEvent(SessionId, SessionEvent, Timestamp),
+}
+
+#[derive(Debug)]
+struct Job {
+    write: Write,
+    done: oneshot::Sender<Result<(), StoreError>>,
 }
 
 fn store_err(e: sqlx::Error) -> StoreError {
@@ -92,12 +119,21 @@ impl SqlStore {
             Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&pool).await?,
             Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&pool).await?,
         }
-        Ok(SqlStore { pool, backend })
+        let (writes, jobs) = mpsc::unbounded_channel();
+        tokio::spawn(write_batches(pool.clone(), jobs));
+        Ok(SqlStore { pool, backend, writes })
     }
 
     /// The backend in use.
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// Queues `write` for the writer task and waits until it is committed.
+    async fn submit(&self, write: Write) -> Result<(), StoreError> {
+        let (done, committed) = oneshot::channel();
+        self.writes.send(Job { write, done }).map_err(|_| StoreError("the database writer has stopped".into()))?;
+        committed.await.map_err(|_| StoreError("the database writer has stopped".into()))?
     }
 
     /// Whether the database answers (`/readyz`).
@@ -128,36 +164,8 @@ where
 
 #[async_trait]
 impl Store for SqlStore {
-    /// One multi-row upsert per [`USERS_PER_STATEMENT`] users, in one
-    /// transaction: a burst of 10,000 new connections costs 100 statements,
-    /// not 10,000 round trips to the database worker.
     async fn users_seen(&self, users: &[UserInfo], at: Timestamp) -> Result<(), StoreError> {
-        // A row may be upserted once per statement (PostgreSQL): the last wins.
-        let mut latest: Vec<&UserInfo> = Vec::with_capacity(users.len());
-        let mut seen = std::collections::HashSet::with_capacity(users.len());
-        for u in users.iter().rev() {
-            if seen.insert(&u.id) {
-                latest.push(u);
-            }
-        }
-        let mut tx = self.pool.begin().await.map_err(store_err)?;
-        for chunk in latest.chunks(USERS_PER_STATEMENT) {
-            let rows: Vec<String> =
-                (0..chunk.len()).map(|i| format!("(${}, ${}, ${}, $1, $1)", 3 * i + 2, 3 * i + 3, 3 * i + 4)).collect();
-            let sql = format!(
-                "INSERT INTO users (id, name, role, first_seen_ms, last_seen_ms) VALUES {} \
-                 ON CONFLICT (id) DO UPDATE SET name = excluded.name, role = excluded.role, \
-                 last_seen_ms = excluded.last_seen_ms",
-                rows.join(", ")
-            );
-            // Only numbered placeholders are spliced in; values are bound.
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(at.unix_millis());
-            for u in chunk {
-                query = query.bind(u.id.as_str()).bind(&u.name).bind(u.role.as_str());
-            }
-            query.execute(&mut *tx).await.map_err(store_err)?;
-        }
-        tx.commit().await.map_err(store_err)
+        self.submit(Write::UsersSeen(users.to_vec(), at)).await
     }
 
     async fn user(&self, id: &UserId) -> Result<Option<UserInfo>, StoreError> {
@@ -179,47 +187,11 @@ impl Store for SqlStore {
     }
 
     async fn create_call(&self, call: &CallRecord) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(store_err)?;
-        sqlx::query(
-            "INSERT INTO calls (id, session_id, seeker_id, consultant_id, state, created_ms, updated_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $6)",
-        )
-        .bind(call.call_id.as_str())
-        .bind(call.session_id.as_str())
-        .bind(call.seeker_id.as_str())
-        .bind(call.consultant_id.as_str())
-        .bind(CallState::Requested.as_str())
-        .bind(call.created_at.unix_millis())
-        .execute(&mut *tx)
-        .await
-        .map_err(store_err)?;
-        sqlx::query("INSERT INTO call_events (call_id, state, at_ms) VALUES ($1, $2, $3)")
-            .bind(call.call_id.as_str())
-            .bind(CallState::Requested.as_str())
-            .bind(call.created_at.unix_millis())
-            .execute(&mut *tx)
-            .await
-            .map_err(store_err)?;
-        tx.commit().await.map_err(store_err)
+        self.submit(Write::CreateCall(call.clone())).await
     }
 
     async fn call_transition(&self, call_id: &CallId, state: CallState, at: Timestamp) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(store_err)?;
-        sqlx::query("UPDATE calls SET state = $1, updated_ms = $2 WHERE id = $3")
-            .bind(state.as_str())
-            .bind(at.unix_millis())
-            .bind(call_id.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(store_err)?;
-        sqlx::query("INSERT INTO call_events (call_id, state, at_ms) VALUES ($1, $2, $3)")
-            .bind(call_id.as_str())
-            .bind(state.as_str())
-            .bind(at.unix_millis())
-            .execute(&mut *tx)
-            .await
-            .map_err(store_err)?;
-        tx.commit().await.map_err(store_err)
+        self.submit(Write::CallTransition(call_id.clone(), state, at)).await
     }
 
     async fn call(&self, call_id: &CallId) -> Result<Option<StoredCall>, StoreError> {
@@ -242,20 +214,8 @@ impl Store for SqlStore {
         }))
     }
 
-    async fn create_session(&self, s: &SessionRecord) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO sessions (id, call_id, kind, seeker_id, consultant_id, opened_ms) \
-             VALUES ($1, $2, 'instant', $3, $4, $5)",
-        )
-        .bind(s.session_id.as_str())
-        .bind(s.call_id.as_str())
-        .bind(s.seeker_id.as_str())
-        .bind(s.consultant_id.as_str())
-        .bind(s.opened_at.unix_millis())
-        .execute(&self.pool)
-        .await
-        .map_err(store_err)?;
-        Ok(())
+    async fn create_session(&self, session: &SessionRecord) -> Result<(), StoreError> {
+        self.submit(Write::CreateSession(session.clone())).await
     }
 
     async fn session_event(
@@ -264,39 +224,7 @@ impl Store for SqlStore {
         event: &SessionEvent,
         at: Timestamp,
     ) -> Result<(), StoreError> {
-        let (user, detail): (Option<&UserId>, Option<String>) = match event {
-            SessionEvent::Joined(u) | SessionEvent::Left(u) | SessionEvent::Dropped(u) => (Some(u), None),
-            SessionEvent::Media(u, state) => (
-                Some(u),
-                Some(serde_json::to_value(state).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()),
-            ),
-            SessionEvent::Ended { reason, by } => (by.as_ref(), Some(reason.as_str().to_owned())),
-        };
-        let mut tx = self.pool.begin().await.map_err(store_err)?;
-        sqlx::query(
-            "INSERT INTO session_events (session_id, kind, user_id, detail, at_ms) VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(session_id.as_str())
-        .bind(event.kind())
-        .bind(user.map(UserId::as_str))
-        .bind(detail.as_deref())
-        .bind(at.unix_millis())
-        .execute(&mut *tx)
-        .await
-        .map_err(store_err)?;
-        if let SessionEvent::Ended { reason, by } = event {
-            sqlx::query(
-                "UPDATE sessions SET ended_ms = $1, end_reason = $2, ended_by = $3 WHERE id = $4 AND ended_ms IS NULL",
-            )
-            .bind(at.unix_millis())
-            .bind(reason.as_str())
-            .bind(by.as_ref().map(UserId::as_str))
-            .bind(session_id.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(store_err)?;
-        }
-        tx.commit().await.map_err(store_err)
+        self.submit(Write::SessionEvent(session_id.clone(), event.clone(), at)).await
     }
 
     async fn session(&self, session_id: &SessionId) -> Result<Option<StoredSession>, StoreError> {
@@ -341,5 +269,156 @@ impl Store for SqlStore {
                 })
             })
             .collect()
+    }
+}
+
+/// The writer task: commits every queued write in one transaction, then
+/// answers each. If the batch fails, each write is retried in its own
+/// transaction so one bad write does not fail the others.
+async fn write_batches(pool: AnyPool, mut jobs: mpsc::UnboundedReceiver<Job>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let writes: Vec<&Write> = batch.iter().map(|job| &job.write).collect();
+        let committed = write(&pool, &writes).await;
+        if let Err(e) = &committed {
+            tracing::warn!(error = %e, writes = batch.len(), "batch write failed; retrying its writes one by one");
+        }
+        for job in batch.drain(..) {
+            let result = match &committed {
+                Ok(()) => Ok(()),
+                Err(_) => write(&pool, &[&job.write]).await.map_err(store_err),
+            };
+            let _ = job.done.send(result);
+        }
+    }
+}
+
+/// Commits `writes` in one transaction with one multi-row statement per
+/// table, in dependency order (a call before its events, a session before
+/// its end). Triggers (migrations/*/0002) keep `calls.state` and
+/// `sessions.ended_*` in step, row by row in order.
+async fn write(pool: &AnyPool, writes: &[&Write]) -> Result<(), sqlx::Error> {
+    let mut users: Vec<(&UserInfo, Timestamp)> = Vec::new();
+    let (mut calls, mut transitions, mut sessions, mut events) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for w in writes {
+        match w {
+            Write::UsersSeen(us, at) => users.extend(us.iter().map(|u| (u, *at))),
+            Write::CreateCall(c) => calls.push(c),
+            Write::CallTransition(id, state, at) => transitions.push((id, *state, *at)),
+            Write::CreateSession(s) => sessions.push(s),
+            Write::SessionEvent(id, event, at) => events.push((id, event, *at)),
+        }
+    }
+    // A row may be upserted once per statement (PostgreSQL): the last wins.
+    let mut seen = std::collections::HashSet::with_capacity(users.len());
+    users.reverse();
+    users.retain(|(u, _)| seen.insert(&u.id));
+
+    let mut tx = pool.begin().await?;
+    for chunk in users.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO users (id, name, role, first_seen_ms, last_seen_ms) VALUES {} \
+             ON CONFLICT (id) DO UPDATE SET name = excluded.name, role = excluded.role, \
+             last_seen_ms = excluded.last_seen_ms",
+            placeholders(chunk.len(), &[0, 1, 2, 3, 3], 4)
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (u, at) in chunk {
+            q = q.bind(u.id.as_str()).bind(&u.name).bind(u.role.as_str()).bind(at.unix_millis());
+        }
+        q.execute(&mut *tx).await?;
+    }
+    for chunk in calls.chunks(ROWS_PER_STATEMENT) {
+        // The `calls_first_event` trigger records each `requested` event.
+        let sql = format!(
+            "INSERT INTO calls (id, session_id, seeker_id, consultant_id, state, created_ms, updated_ms) VALUES {}",
+            placeholders(chunk.len(), &[0, 1, 2, 3, 4, 5, 5], 6)
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for c in chunk {
+            q = q
+                .bind(c.call_id.as_str())
+                .bind(c.session_id.as_str())
+                .bind(c.seeker_id.as_str())
+                .bind(c.consultant_id.as_str())
+                .bind(CallState::Requested.as_str())
+                .bind(c.created_at.unix_millis());
+        }
+        q.execute(&mut *tx).await?;
+    }
+    for chunk in transitions.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO call_events (call_id, state, at_ms) VALUES {}",
+            placeholders(chunk.len(), &[0, 1, 2], 3)
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (id, state, at) in chunk {
+            q = q.bind(id.as_str()).bind(state.as_str()).bind(at.unix_millis());
+        }
+        q.execute(&mut *tx).await?;
+    }
+    for chunk in sessions.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO sessions (id, call_id, kind, seeker_id, consultant_id, opened_ms) VALUES {}",
+            placeholders(chunk.len(), &[0, 1, 2, 3, 4, 5], 6)
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for s in chunk {
+            q = q
+                .bind(s.session_id.as_str())
+                .bind(s.call_id.as_str())
+                .bind("instant")
+                .bind(s.seeker_id.as_str())
+                .bind(s.consultant_id.as_str())
+                .bind(s.opened_at.unix_millis());
+        }
+        q.execute(&mut *tx).await?;
+    }
+    for chunk in events.chunks(ROWS_PER_STATEMENT) {
+        // For `ended`, the `session_events_end` trigger marks the session
+        // ended (the first end wins).
+        let sql = format!(
+            "INSERT INTO session_events (session_id, kind, user_id, detail, at_ms) VALUES {}",
+            placeholders(chunk.len(), &[0, 1, 2, 3, 4], 5)
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (id, event, at) in chunk {
+            let (user, detail): (Option<&UserId>, Option<&str>) = match event {
+                SessionEvent::Joined(u) | SessionEvent::Left(u) | SessionEvent::Dropped(u) => (Some(u), None),
+                SessionEvent::Media(u, state) => (Some(u), Some(state.as_str())),
+                SessionEvent::Ended { reason, by } => (by.as_ref(), Some(reason.as_str())),
+            };
+            q = q
+                .bind(id.as_str())
+                .bind(event.kind())
+                .bind(user.map(UserId::as_str))
+                .bind(detail)
+                .bind(at.unix_millis());
+        }
+        q.execute(&mut *tx).await?;
+    }
+    tx.commit().await
+}
+
+/// `rows` groups of numbered placeholders for a multi-row `VALUES`: row `r`
+/// binds `per_row` values and its columns use them in the order `columns`
+/// gives (a value may serve two columns). Only these numbers are spliced
+/// into SQL; every value is bound.
+fn placeholders(rows: usize, columns: &[usize], per_row: usize) -> String {
+    let row = |r: usize| {
+        let cols: Vec<String> = columns.iter().map(|c| format!("${}", r * per_row + c + 1)).collect();
+        format!("({})", cols.join(", "))
+    };
+    (0..rows).map(row).collect::<Vec<_>>().join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_number_each_rows_values() {
+        assert_eq!(placeholders(2, &[0, 1, 1], 2), "($1, $2, $2), ($3, $4, $4)");
+        assert_eq!(placeholders(1, &[0], 1), "($1)");
     }
 }

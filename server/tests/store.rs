@@ -110,12 +110,43 @@ async fn exercise(store: &SqlStore) {
     store.ping().await.unwrap();
 }
 
+/// Many concurrent writes share commits; one that fails (a duplicate call)
+/// fails alone and every other write lands.
+async fn a_failing_write_fails_alone(store: &SqlStore) {
+    let call = |n: usize| CallRecord {
+        call_id: id::<CallId>(&format!("call_b{n}")),
+        session_id: id::<SessionId>(&format!("ses_b{n}")),
+        seeker_id: id::<UserId>("sam"),
+        consultant_id: id::<UserId>("cora"),
+        created_at: t(1_000),
+    };
+    store.create_call(&call(0)).await.unwrap();
+    let mut writes = tokio::task::JoinSet::new();
+    for n in 1..=40 {
+        let store = store.clone();
+        writes.spawn(async move { (n, store.create_call(&call(n)).await) });
+    }
+    let duplicate = {
+        let store = store.clone();
+        tokio::spawn(async move { store.create_call(&call(0)).await })
+    };
+    while let Some(joined) = writes.join_next().await {
+        let (n, result) = joined.unwrap();
+        assert!(result.is_ok(), "write {n}: {result:?}");
+    }
+    assert!(duplicate.await.unwrap().is_err(), "a second call with the same id is refused");
+    for n in 0..=40 {
+        assert_eq!(store.call(&call(n).call_id).await.unwrap().unwrap().state, "requested", "call {n}");
+    }
+}
+
 #[tokio::test]
 async fn the_store_works_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
     let store = SqlStore::connect(&url).await.unwrap();
     exercise(&store).await;
+    a_failing_write_fails_alone(&store).await;
     // Migrations are idempotent: reconnecting to the same file works.
     SqlStore::connect(&url).await.unwrap();
 }
@@ -126,6 +157,7 @@ async fn the_store_works_on_postgres() {
     let store = SqlStore::connect(&url).await.unwrap();
     assert_eq!(store.backend(), parley_server::store::Backend::Postgres);
     exercise(&store).await;
+    a_failing_write_fails_alone(&store).await;
     SqlStore::connect(&url).await.unwrap();
 }
 
