@@ -11,7 +11,7 @@ use parley_domain::protocol::{Role, UserInfo};
 use parley_domain::{Clock, UserId};
 use parley_signaling::clock::SystemClock;
 use parley_signaling::{Authenticator, CallGate, Hub, OpenGate, Signaling, Store};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 
 use crate::config::{Config, Mode};
 use crate::routes::{self, AppState};
@@ -77,8 +77,7 @@ impl Application {
         if config.mode == Mode::Dev {
             router = router.merge(routes::dev_router(state));
         }
-        let listener = TcpListener::bind(config.listen)
-            .await
+        let listener = listen(config.listen)
             .map_err(|e| anyhow::anyhow!("PARLEY_LISTEN: cannot listen on {}: {e}", config.listen))?;
         Ok(Application { listener, router, hub, store, auth })
     }
@@ -129,6 +128,19 @@ impl Application {
         }
         Ok(())
     }
+}
+
+/// Connections the kernel may hold waiting for `accept` (capped by
+/// `net.core.somaxconn`). The std/mio default of 128 overflowed under
+/// `parley-load signal` (TcpExtListenOverflows), stalling handshakes for a
+/// SYN retransmit; every client reconnecting after a restart is such a burst.
+const LISTEN_BACKLOG: u32 = 4096;
+
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// Resolves on SIGINT or SIGTERM.
