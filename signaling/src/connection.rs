@@ -16,21 +16,21 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use parley_domain::protocol::{
     AckResult, ClientEnvelope, ClientMessage, ErrorCode, MAX_FRAME_BYTES, ServerMessage, UserInfo,
 };
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 
 use crate::error::SignalError;
 use crate::hub::{CLOSE_GOING_AWAY, Hub};
-use crate::link::{Link, Outbound};
+use crate::link::{Link, Take};
 use crate::metrics;
 
 /// Longest request id accepted, bytes.
 const MAX_REQUEST_ID: usize = 64;
 /// Messages written per flush, at most.
 const WRITE_BATCH: usize = 64;
-/// Close code for a client too slow to read its messages (RFC 6455 policy violation).
-pub const CLOSE_TOO_SLOW: u16 = 1008;
 /// Close code for a message over [`crate::WS_MAX_MESSAGE_BYTES`] (RFC 6455 "message too big").
 pub const CLOSE_TOO_BIG: u16 = 1009;
+/// How long one batch of writes may wait on a client that does not read.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Close code for a connection silent for three ping intervals.
 pub const CLOSE_IDLE: u16 = 4001;
 
@@ -55,7 +55,8 @@ struct Conn {
     hub: Arc<Hub>,
     conn_id: u64,
     link: Arc<Link>,
-    rx: mpsc::Receiver<Outbound>,
+    /// Woken by the link when it has messages for this connection.
+    wake: Arc<Notify>,
     sink: SplitSink<WebSocket, Message>,
     limiter: DefaultDirectRateLimiter,
     /// When the last id-less `rate_limited` error was sent.
@@ -67,9 +68,9 @@ struct Conn {
 /// Serves one authenticated WebSocket until it closes.
 pub(crate) async fn serve(socket: WebSocket, hub: Arc<Hub>, user: UserInfo) {
     let conn_id = hub.next_id();
-    let (tx, rx) = mpsc::channel(hub.cfg.replay_buffer + WRITE_BATCH);
+    let wake = Arc::new(Notify::new());
     let (mut sink, mut stream) = socket.split();
-    let Some(link) = hub.connect(user, conn_id, tx) else {
+    let Some(link) = hub.connect(user, conn_id, wake.clone()) else {
         let close = CloseFrame { code: CLOSE_GOING_AWAY, reason: "server shutting down".into() };
         let _ = sink.send(Message::Close(Some(close))).await;
         return;
@@ -77,7 +78,7 @@ pub(crate) async fn serve(socket: WebSocket, hub: Arc<Hub>, user: UserInfo) {
     metrics::connection_opened();
     let limiter = limiter(hub.cfg.rate_limit_per_sec, hub.cfg.rate_limit_burst);
     let ping_every = hub.cfg.ping_interval;
-    let mut conn = Conn { hub, conn_id, link, rx, sink, limiter, rate_limited_at: None, first: true };
+    let mut conn = Conn { hub, conn_id, link, wake, sink, limiter, rate_limited_at: None, first: true };
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
     let mut last_heard = Instant::now();
 
@@ -106,8 +107,8 @@ pub(crate) async fn serve(socket: WebSocket, hub: Arc<Hub>, user: UserInfo) {
                     }
                 }
             }
-            out = conn.rx.recv() => {
-                if let Flow::Stop = conn.write(out).await {
+            _ = conn.wake.notified() => {
+                if let Flow::Stop = conn.write().await {
                     break Departure::Dropped;
                 }
             }
@@ -193,15 +194,16 @@ impl Conn {
             let e = SignalError::new(ErrorCode::ResumeNotFirst, "resume must be the first message on a connection");
             return send_error(&self.link, id, e);
         }
-        let (tx, rx) = mpsc::channel(self.hub.cfg.replay_buffer + WRITE_BATCH);
-        match self.hub.resume(&self.link, self.conn_id, tx, token, last_seq) {
+        // What the provisional link still holds (its hello) goes out first,
+        // whichever link the connection writes afterwards.
+        let mut pending = Vec::new();
+        self.link.take(self.conn_id, &mut pending, usize::MAX);
+        for text in pending {
+            let _ = self.sink.feed(Message::Text(text)).await;
+        }
+        match self.hub.resume(&self.link, self.conn_id, self.wake.clone(), token, last_seq) {
             Ok((old, replayed)) => {
-                // Write what the provisional link queued (its hello) first.
-                while let Ok(Outbound::Text(t)) = self.rx.try_recv() {
-                    let _ = self.sink.feed(Message::Text(t)).await;
-                }
                 self.link = old;
-                self.rx = rx;
                 if let Some(id) = id {
                     self.link.send(&ServerMessage::Ack { id, result: Some(AckResult::Resumed { replayed }) });
                 }
@@ -210,41 +212,31 @@ impl Conn {
         }
     }
 
-    /// Writes `first` and whatever else is queued (up to a batch), then
-    /// flushes; closes the WebSocket when asked to.
-    async fn write(&mut self, first: Option<Outbound>) -> Flow {
-        let mut written = 0u64;
-        let mut next = first;
-        let close = loop {
-            match next {
-                Some(Outbound::Text(text)) => {
-                    if self.sink.feed(Message::Text(text)).await.is_err() {
-                        return Flow::Stop;
-                    }
-                    written += 1;
-                }
-                Some(Outbound::Close(code, reason)) => break Some((code, reason)),
-                // The link dropped this connection's queue: too slow.
-                None => break Some((CLOSE_TOO_SLOW, "too slow to read messages; resume to catch up")),
+    /// Writes what the link has for this connection (up to a batch; the
+    /// link wakes it again for more), flushes, and closes when told to. A
+    /// client that does not read for [`WRITE_TIMEOUT`] is dropped: its
+    /// messages stay in the link for `resume`.
+    async fn write(&mut self) -> Flow {
+        let mut batch = Vec::new();
+        let what = self.link.take(self.conn_id, &mut batch, WRITE_BATCH);
+        metrics::sent(batch.len() as u64);
+        let written = tokio::time::timeout(WRITE_TIMEOUT, async {
+            for text in batch {
+                self.sink.feed(Message::Text(text)).await?;
             }
-            if written as usize >= WRITE_BATCH {
-                break None;
-            }
-            match self.rx.try_recv() {
-                Ok(o) => next = Some(o),
-                Err(_) => break None,
-            }
-        };
-        metrics::sent(written);
-        if self.sink.flush().await.is_err() {
+            self.sink.flush().await
+        })
+        .await;
+        if !matches!(written, Ok(Ok(()))) {
+            tracing::debug!(user = %self.link.user.id, "write failed or timed out");
             return Flow::Stop;
         }
-        match close {
-            Some((code, reason)) => {
+        match what {
+            Take::Write => Flow::Continue,
+            Take::Close(code, reason) => {
                 self.close(code, reason).await;
                 Flow::Stop
             }
-            None => Flow::Continue,
         }
     }
 

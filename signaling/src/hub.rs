@@ -17,13 +17,13 @@ use parley_domain::protocol::{
     MediaState, PROTOCOL_VERSION, PresenceStatus, Role, ServerMessage, SessionEndReason, UserInfo,
 };
 use parley_domain::{CallId, Clock, SessionId, Timestamp, UserId};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio_util::task::TaskTracker;
 
 use crate::config::SignalingConfig;
 use crate::connection::Departure;
 use crate::error::SignalError;
-use crate::link::{Link, Outbound};
+use crate::link::{CLOSE_REPLACED, Link};
 use crate::metrics;
 use crate::store::{CallGate, CallRecord, CallState, SessionEvent, SessionRecord, Store};
 
@@ -222,17 +222,12 @@ impl Hub {
 
     // ----- connections -------------------------------------------------
 
-    /// Registers a new connection of `user` with queue `tx`; returns its
+    /// Registers a new connection of `user` woken through `wake`; returns its
     /// fresh link, or `None` when shutting down. A previous link of the user
     /// is replaced (and stays resumable for the grace period).
-    pub(crate) fn connect(
-        self: &Arc<Self>,
-        user: UserInfo,
-        conn_id: u64,
-        tx: mpsc::Sender<Outbound>,
-    ) -> Option<Arc<Link>> {
+    pub(crate) fn connect(self: &Arc<Self>, user: UserInfo, conn_id: u64, wake: Arc<Notify>) -> Option<Arc<Link>> {
         let link = Arc::new(Link::new(user.clone(), self.new_token(), self.cfg.replay_buffer));
-        link.attach(conn_id, tx, None).expect("attaching without replay cannot fail");
+        link.attach(conn_id, wake, None).expect("attaching without replay cannot fail");
         let mut st = self.lock();
         if st.shutting_down {
             return None;
@@ -260,7 +255,7 @@ impl Hub {
                     code: ErrorCode::Replaced,
                     message: "a newer connection of yours took over; this one closes".into(),
                 });
-                old.close(4000, "replaced by a newer connection");
+                old.close(CLOSE_REPLACED, "replaced by a newer connection");
                 self.leave_room(&mut st, &user.id, &old, LeaveReason::Dropped, now, &mut effects);
             }
             // A link that never processed a message (a reconnect attempt
@@ -348,14 +343,14 @@ impl Hub {
         }
     }
 
-    /// Takes over the dropped link whose token is `resume_token`: messages
-    /// after `last_seq` are queued on `tx`, then the connection continues
-    /// that link. `provisional` is the link the connection started with.
+    /// Takes over the dropped link whose token is `resume_token`: the
+    /// connection (woken through `wake`) writes that link's messages from
+    /// `last_seq + 1` on. `provisional` is the link the connection started with.
     pub(crate) fn resume(
         self: &Arc<Self>,
         provisional: &Arc<Link>,
         conn_id: u64,
-        tx: mpsc::Sender<Outbound>,
+        wake: Arc<Notify>,
         resume_token: &str,
         last_seq: u64,
     ) -> Result<(Arc<Link>, u64), SignalError> {
@@ -372,7 +367,7 @@ impl Hub {
                 ));
             }
         };
-        let replayed = old.attach(conn_id, tx, Some(last_seq)).map_err(|gap| {
+        let replayed = old.attach(conn_id, wake, Some(last_seq)).map_err(|gap| {
             err(
                 ErrorCode::ResumeFailed,
                 format!(
@@ -400,7 +395,8 @@ impl Hub {
             let user = room.members[i].user.clone();
             let peer = room.members[1 - i].user.id.clone();
             effects.session_events.push((sid.clone(), SessionEvent::Joined(user_id.clone())));
-            self.send_to(&st, &peer, &ServerMessage::ParticipantJoined { session_id: sid, user });
+            // Stored, then told (Effects' order).
+            self.queue_to(&st, &peer, ServerMessage::ParticipantJoined { session_id: sid, user }, &mut effects);
         }
         drop(st);
         self.spawn_effects(effects);

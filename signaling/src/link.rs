@@ -3,23 +3,30 @@
 //! `resume` on a new WebSocket and get every message it missed.
 //!
 //! Every server message goes through [`Link::send`], which numbers it
-//! (`seq`), keeps it in a bounded replay buffer and queues it on the
-//! attached connection, if any.
+//! (`seq`) and appends it to a bounded replay buffer. The buffer is also
+//! the attached connection's outgoing queue: the link remembers the last
+//! `seq` handed to that connection and wakes it; the connection takes what
+//! follows ([`Link::take`]). One queue per client, not two.
 
 use std::collections::VecDeque;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use axum::extract::ws::Utf8Bytes;
 use parley_domain::protocol::{ServerMessage, UserInfo};
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 
-/// What a connection task is asked to write.
-#[derive(Debug)]
-pub(crate) enum Outbound {
-    /// A serialised [`parley_domain::protocol::ServerEnvelope`].
-    Text(Utf8Bytes),
-    /// Close the WebSocket with this close code and reason.
+/// Close code for a connection replaced by a newer one of the same user.
+pub const CLOSE_REPLACED: u16 = 4000;
+/// Close code for a client too slow to read its messages (RFC 6455 policy violation).
+pub const CLOSE_TOO_SLOW: u16 = 1008;
+
+/// What [`Link::take`] tells the connection.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Take {
+    /// Write the messages appended to the batch (maybe none).
+    Write,
+    /// Write the batch, then close the WebSocket with this code and reason.
     Close(u16, &'static str),
 }
 
@@ -41,8 +48,27 @@ struct Inner {
     next_seq: u64,
     buffer: VecDeque<(u64, Utf8Bytes)>,
     capacity: usize,
-    /// The attached connection's id and queue.
-    conn: Option<(u64, mpsc::Sender<Outbound>)>,
+    /// The connection writing this link's messages.
+    conn: Option<Attached>,
+    /// A connection told to close that has not yet taken its close.
+    farewell: Option<Farewell>,
+}
+
+#[derive(Debug)]
+struct Attached {
+    id: u64,
+    wake: Arc<Notify>,
+    /// The last `seq` handed to the connection.
+    sent: u64,
+    /// Close once everything up to here is written.
+    closing: Option<(u16, &'static str)>,
+}
+
+#[derive(Debug)]
+struct Farewell {
+    conn: u64,
+    code: u16,
+    reason: &'static str,
 }
 
 /// Replay is impossible: messages after `last_seq` are no longer buffered.
@@ -62,6 +88,7 @@ impl Link {
                 buffer: VecDeque::with_capacity(0),
                 capacity: capacity.max(1),
                 conn: None,
+                farewell: None,
             }),
         }
     }
@@ -80,10 +107,10 @@ impl Link {
         self.used.load(Ordering::Relaxed)
     }
 
-    /// Numbers, buffers and queues `msg`. When the attached connection's
-    /// queue is full the client is too slow to keep up: the connection is
-    /// detached (its task sees the queue close and ends); the message stays
-    /// buffered for `resume`.
+    /// Numbers and buffers `msg` and wakes the attached connection. A
+    /// connection so far behind that its next message was pushed out of
+    /// the buffer is closed as too slow (its user may resume while the
+    /// buffer still holds what they missed).
     pub fn send(&self, msg: &ServerMessage) {
         let mut inner = self.lock();
         let seq = inner.next_seq;
@@ -107,62 +134,99 @@ impl Link {
         if inner.buffer.len() == inner.capacity {
             inner.buffer.pop_front();
         }
-        inner.buffer.push_back((seq, text.clone()));
-        if let Some((conn_id, tx)) = &inner.conn
-            && tx.try_send(Outbound::Text(text)).is_err()
-        {
-            tracing::warn!(user = %self.user.id, conn_id, "client queue full or closed; detaching it");
-            inner.conn = None;
+        inner.buffer.push_back((seq, text));
+        if let Some(conn) = &inner.conn {
+            conn.wake.notify_one();
         }
     }
 
-    /// Attaches connection `conn_id` with queue `tx`, first queueing every
-    /// buffered message after `last_seq` (when `Some`). Returns how many
-    /// were replayed.
-    pub fn attach(&self, conn_id: u64, tx: mpsc::Sender<Outbound>, last_seq: Option<u64>) -> Result<u64, ReplayGap> {
+    /// Attaches connection `conn` (woken through `wake`) to write this
+    /// link's messages from `last_seq + 1` on (`None`: only new ones).
+    /// Returns how many buffered messages it will replay. A connection
+    /// attached before is told to close (replaced).
+    pub fn attach(&self, conn: u64, wake: Arc<Notify>, last_seq: Option<u64>) -> Result<u64, ReplayGap> {
         let mut inner = self.lock();
-        let mut replayed = 0;
-        if let Some(last_seq) = last_seq {
-            let oldest = inner.buffer.front().map_or(inner.next_seq, |(s, _)| *s);
-            if last_seq + 1 < oldest || last_seq >= inner.next_seq {
-                return Err(ReplayGap { oldest_buffered: oldest });
-            }
-            for (seq, text) in inner.buffer.iter().filter(|(s, _)| *s > last_seq) {
-                if tx.try_send(Outbound::Text(text.clone())).is_err() {
-                    tracing::warn!(seq, "replay overflowed the new queue");
+        let newest = inner.next_seq - 1;
+        let sent = match last_seq {
+            Some(last_seq) => {
+                let oldest = inner.buffer.front().map_or(inner.next_seq, |(s, _)| *s);
+                if last_seq + 1 < oldest || last_seq > newest {
                     return Err(ReplayGap { oldest_buffered: oldest });
                 }
-                replayed += 1;
+                last_seq
             }
+            None => newest,
+        };
+        if let Some(old) = inner.conn.take()
+            && old.id != conn
+        {
+            old.wake.notify_one();
+            inner.farewell =
+                Some(Farewell { conn: old.id, code: CLOSE_REPLACED, reason: "replaced by a newer connection" });
         }
-        if let Some((_, old)) = inner.conn.replace((conn_id, tx)) {
-            let _ = old.try_send(Outbound::Close(4000, "replaced by a newer connection"));
-        }
-        Ok(replayed)
+        wake.notify_one();
+        inner.conn = Some(Attached { id: conn, wake, sent, closing: None });
+        Ok(newest - sent)
     }
 
-    /// Detaches connection `conn_id`, if it is the attached one. Returns
-    /// whether it was.
-    pub fn detach(&self, conn_id: u64) -> bool {
-        let mut inner = self.lock();
-        if inner.conn.as_ref().is_some_and(|(id, _)| *id == conn_id) {
+    /// Appends to `batch` up to `max` messages not yet handed to connection
+    /// `conn`, and says whether it should close after writing them.
+    pub fn take(&self, conn: u64, batch: &mut Vec<Utf8Bytes>, max: usize) -> Take {
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        let Some(attached) = inner.conn.as_mut().filter(|a| a.id == conn) else {
+            return match inner.farewell.take() {
+                Some(f) if f.conn == conn => Take::Close(f.code, f.reason),
+                other => {
+                    inner.farewell = other;
+                    Take::Close(CLOSE_TOO_SLOW, "detached")
+                }
+            };
+        };
+        let oldest = inner.buffer.front().map_or(inner.next_seq, |(s, _)| *s);
+        if attached.sent + 1 < oldest {
+            tracing::warn!(user = %self.user.id, conn, "client too slow: unsent messages left the buffer");
             inner.conn = None;
-            true
-        } else {
-            false
+            return Take::Close(CLOSE_TOO_SLOW, "too slow to read messages; resume to catch up");
+        }
+        let skip = (attached.sent + 1 - oldest) as usize;
+        for (seq, text) in inner.buffer.iter().skip(skip).take(max) {
+            batch.push(text.clone());
+            attached.sent = *seq;
+        }
+        if attached.sent + 1 == inner.next_seq
+            && let Some((code, reason)) = attached.closing
+        {
+            inner.conn = None;
+            return Take::Close(code, reason);
+        }
+        if attached.sent + 1 < inner.next_seq {
+            attached.wake.notify_one(); // more than `max`: come back
+        }
+        Take::Write
+    }
+
+    /// Detaches connection `conn`, if it is the attached one.
+    pub fn detach(&self, conn: u64) {
+        let mut inner = self.lock();
+        if inner.conn.as_ref().is_some_and(|a| a.id == conn) {
+            inner.conn = None;
         }
     }
 
-    /// Asks the attached connection, if any, to close, and detaches it.
+    /// Asks the attached connection, if any, to write what it has not yet
+    /// written and then close with `code`.
     pub fn close(&self, code: u16, reason: &'static str) {
-        if let Some((_, tx)) = self.lock().conn.take() {
-            let _ = tx.try_send(Outbound::Close(code, reason));
+        let mut inner = self.lock();
+        if let Some(conn) = inner.conn.as_mut() {
+            conn.closing = Some((code, reason));
+            conn.wake.notify_one();
         }
     }
 
-    /// Whether a connection is attached.
+    /// Whether a connection is attached (and not closing).
     pub fn is_attached(&self) -> bool {
-        self.lock().conn.is_some()
+        self.lock().conn.as_ref().is_some_and(|a| a.closing.is_none())
     }
 
     /// The `seq` of the last message sent (0 before any).
@@ -187,11 +251,14 @@ mod tests {
         ServerMessage::PresenceUpdated { status: PresenceStatus::Busy }
     }
 
-    fn text(o: Outbound) -> String {
-        match o {
-            Outbound::Text(t) => t.to_string(),
-            Outbound::Close(..) => panic!("close"),
-        }
+    fn take(l: &Link, conn: u64, max: usize) -> (Take, Vec<String>) {
+        let mut batch = Vec::new();
+        let what = l.take(conn, &mut batch, max);
+        (what, batch.iter().map(|t| t.to_string()).collect())
+    }
+
+    fn seqs(texts: &[String]) -> Vec<u64> {
+        texts.iter().map(|t| serde_json::from_str::<serde_json::Value>(t).unwrap()["seq"].as_u64().unwrap()).collect()
     }
 
     #[test]
@@ -200,13 +267,25 @@ mod tests {
         for _ in 0..5 {
             l.send(&msg());
         }
-        let (tx, mut rx) = mpsc::channel(16);
-        assert_eq!(l.attach(7, tx, Some(3)), Ok(2));
-        assert_eq!(text(rx.try_recv().unwrap()), r#"{"seq":4,"type":"presence.updated","status":"busy"}"#);
-        assert!(text(rx.try_recv().unwrap()).starts_with(r#"{"seq":5,"#));
+        assert_eq!(l.attach(7, Arc::new(Notify::new()), Some(3)), Ok(2));
+        let (what, texts) = take(&l, 7, 64);
+        assert_eq!(what, Take::Write);
+        assert_eq!(texts[0], r#"{"seq":4,"type":"presence.updated","status":"busy"}"#);
+        assert_eq!(seqs(&texts), [4, 5]);
         l.send(&msg());
-        assert!(text(rx.try_recv().unwrap()).starts_with(r#"{"seq":6,"#));
+        assert_eq!(seqs(&take(&l, 7, 64).1), [6]);
+        assert!(take(&l, 7, 64).1.is_empty(), "nothing is handed out twice");
         assert_eq!(l.last_seq(), 6);
+    }
+
+    #[tokio::test]
+    async fn sending_wakes_the_attached_connection() {
+        let l = link(8);
+        let wake = Arc::new(Notify::new());
+        l.attach(1, wake.clone(), None).unwrap();
+        wake.notified().await; // attaching wakes it once
+        l.send(&msg());
+        tokio::time::timeout(std::time::Duration::from_secs(1), wake.notified()).await.expect("woken");
     }
 
     #[test]
@@ -215,23 +294,46 @@ mod tests {
         for _ in 0..5 {
             l.send(&msg());
         }
-        let (tx, _rx) = mpsc::channel(16);
-        assert_eq!(l.attach(1, tx.clone(), Some(1)), Err(ReplayGap { oldest_buffered: 4 }));
-        assert_eq!(l.attach(1, tx.clone(), Some(9)), Err(ReplayGap { oldest_buffered: 4 }));
-        assert_eq!(l.attach(1, tx, Some(3)), Ok(2));
+        let wake = Arc::new(Notify::new());
+        assert_eq!(l.attach(1, wake.clone(), Some(1)), Err(ReplayGap { oldest_buffered: 4 }));
+        assert_eq!(l.attach(1, wake.clone(), Some(9)), Err(ReplayGap { oldest_buffered: 4 }));
+        assert_eq!(l.attach(1, wake, Some(3)), Ok(2));
     }
 
     #[test]
-    fn a_full_queue_detaches_the_slow_connection_but_keeps_the_message() {
-        let l = link(8);
-        let (tx, _rx) = mpsc::channel(1);
-        l.attach(1, tx, None).unwrap();
-        l.send(&msg());
-        assert!(l.is_attached());
-        l.send(&msg());
+    fn a_connection_that_falls_out_of_the_buffer_is_closed_and_can_resume() {
+        let l = link(2);
+        l.attach(1, Arc::new(Notify::new()), None).unwrap();
+        for _ in 0..3 {
+            l.send(&msg());
+        }
+        assert_eq!(take(&l, 1, 64).0, Take::Close(CLOSE_TOO_SLOW, "too slow to read messages; resume to catch up"));
         assert!(!l.is_attached());
-        let (tx, mut rx) = mpsc::channel(16);
-        assert_eq!(l.attach(2, tx, Some(1)), Ok(1));
-        assert!(text(rx.try_recv().unwrap()).starts_with(r#"{"seq":2,"#));
+        // What is still buffered can be resumed.
+        assert_eq!(l.attach(2, Arc::new(Notify::new()), Some(1)), Ok(2));
+        assert_eq!(seqs(&take(&l, 2, 64).1), [2, 3]);
+    }
+
+    #[test]
+    fn a_replaced_connection_is_told_to_close() {
+        let l = link(8);
+        l.attach(1, Arc::new(Notify::new()), None).unwrap();
+        l.attach(2, Arc::new(Notify::new()), None).unwrap();
+        assert_eq!(take(&l, 1, 64).0, Take::Close(CLOSE_REPLACED, "replaced by a newer connection"));
+        assert_eq!(take(&l, 2, 64).0, Take::Write);
+    }
+
+    #[test]
+    fn close_comes_after_everything_queued_before_it() {
+        let l = link(8);
+        l.attach(1, Arc::new(Notify::new()), None).unwrap();
+        l.send(&msg());
+        l.send(&msg());
+        l.close(1001, "bye");
+        assert!(!l.is_attached());
+        let (what, texts) = take(&l, 1, 1);
+        assert_eq!((what, seqs(&texts)), (Take::Write, vec![1]));
+        let (what, texts) = take(&l, 1, 1);
+        assert_eq!((what, seqs(&texts)), (Take::Close(1001, "bye"), vec![2]));
     }
 }

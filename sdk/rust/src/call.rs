@@ -32,6 +32,35 @@
 //! [`Call::set_audio_payload`] swaps in other pre-encoded frames. Received
 //! audio RTP packets are counted ([`Call::audio_packets_received`]).
 //!
+//! # webrtc-rs 0.21 behaviour this module works around
+//!
+//! Found while building it; keep them in mind when changing it.
+//! - `RTCIceCandidate::to_json()` gives `sdp_mid: Some("")` and no ufrag;
+//!   browsers reject an empty mid, so both are filled from the local SDP.
+//! - After an ICE restart webrtc-rs keeps its host candidates and reports
+//!   none again; browsers drop the old generation's, so the candidates in
+//!   the new local description are re-sent (component 1 only).
+//! - `add_ice_candidate` before a remote description fails and the
+//!   candidate is lost: remote candidates are buffered here, keyed by ufrag.
+//! - There is no `signaling_state()` getter and its event arrives late: one
+//!   negotiator task tracks "our offer is pending" itself.
+//! - `on_negotiation_needed` fires at start on both sides (from `add_track`
+//!   and `create_data_channel`); acting on it would make the answerer offer
+//!   too, so it is ignored (the media layout never changes after start).
+//! - Event-handler callbacks run on the connection's driver task: they must
+//!   not block, and `close()` from inside one only detaches the driver.
+//! - Dropping a peer connection does not stop it, and data channel →
+//!   connection → handler → data channel is a cycle: `close()` (also run by
+//!   `Drop`) releases them explicitly.
+//! - `on_track` fires on the first RTP packet, not at negotiation.
+//! - `TrackLocalStaticSample::new` needs the SSRC set in the encoding.
+//! - Rollback is explicit: `set_local_description(RTCSessionDescription::rollback(None))`.
+//! - mDNS query mode is the default and binds a 5353 socket per connection
+//!   ([`CallConfig::resolve_mdns_candidates`] turns it off for load tests).
+//! - A remote hang-up is not reported as Closed: the data channel closes at
+//!   once, the connection state only after the ICE timeouts.
+//! - `RTCOfferOptions` is imported from `rtc::peer_connection::configuration`.
+//!
 //! # Example
 //!
 //! Two calls wired to each other in memory (see also
