@@ -22,8 +22,7 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use parley_domain::protocol::{
-    AckResult, ClientEnvelope, ClientMessage, ErrorCode, IceServer, PresenceStatus, ServerEnvelope, ServerMessage,
-    UserInfo,
+    AckResult, ClientEnvelope, ClientMessage, IceServer, PresenceStatus, ServerEnvelope, ServerMessage, UserInfo,
 };
 use parley_domain::{CallId, SessionId, UserId};
 use tokio::net::TcpStream;
@@ -483,9 +482,4 @@ impl std::fmt::Debug for SignalingClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SignalingClient").field("user", &self.shared.user.id).finish()
     }
-}
-
-/// Whether `code` means the request could be retried as is.
-pub fn is_retryable(code: ErrorCode) -> bool {
-    matches!(code, ErrorCode::RateLimited | ErrorCode::Internal | ErrorCode::Unavailable)
 }
