@@ -22,7 +22,9 @@ pub struct SignalingConfig {
     pub rate_limit_per_sec: u32,
     /// Burst of messages allowed per connection above the sustained rate.
     pub rate_limit_burst: u32,
-    /// Server messages kept per connection for replay on `resume`.
+    /// Server messages kept per client: the connection's outgoing queue and
+    /// what `resume` can replay. A client that falls this far behind is
+    /// closed as too slow.
     pub replay_buffer: usize,
     /// WebSocket read buffer per connection, bytes (small: idle
     /// connections are the common case).

@@ -1228,8 +1228,9 @@ fn check_candidate(c: &IceCandidate) -> Result<(), SignalError> {
     Ok(())
 }
 
-/// Writes newly seen users to the store in batches, so a burst of new
-/// connections costs one transaction rather than one each.
+/// Writes newly seen users to the store, off the connect path: `connect`
+/// does not await, and one long-lived task takes whatever has queued (the
+/// store group-commits it) instead of a task per new user.
 async fn record_seen_users(mut rx: mpsc::UnboundedReceiver<UserInfo>, store: Arc<dyn Store>, clock: Arc<dyn Clock>) {
     const BATCH: usize = 512;
     let mut batch = Vec::with_capacity(BATCH);
