@@ -5,7 +5,7 @@ mod common;
 
 use parley_domain::protocol::{CallEndReason, MediaState, Role, SessionEndReason, UserInfo};
 use parley_domain::{CallId, SessionId, Timestamp, UserId};
-use parley_server::store::SqlStore;
+use parley_server::store::{Backend, SqlStore};
 use parley_signaling::Store;
 use parley_signaling::store::{CallRecord, CallState, SessionEvent, SessionRecord};
 
@@ -140,25 +140,25 @@ async fn a_failing_write_fails_alone(store: &SqlStore) {
     }
 }
 
+/// The same script on each backend.
+async fn whole_script(url: &str, backend: Backend) {
+    let store = SqlStore::connect(url).await.unwrap();
+    assert_eq!(store.backend(), backend);
+    exercise(&store).await;
+    a_failing_write_fails_alone(&store).await;
+    // Migrations are idempotent: reconnecting to the same database works.
+    SqlStore::connect(url).await.unwrap();
+}
+
 #[tokio::test]
 async fn the_store_works_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
-    let store = SqlStore::connect(&url).await.unwrap();
-    exercise(&store).await;
-    a_failing_write_fails_alone(&store).await;
-    // Migrations are idempotent: reconnecting to the same file works.
-    SqlStore::connect(&url).await.unwrap();
+    whole_script(&format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display()), Backend::Sqlite).await;
 }
 
 #[tokio::test]
 async fn the_store_works_on_postgres() {
-    let url = common::fresh_postgres_url().await;
-    let store = SqlStore::connect(&url).await.unwrap();
-    assert_eq!(store.backend(), parley_server::store::Backend::Postgres);
-    exercise(&store).await;
-    a_failing_write_fails_alone(&store).await;
-    SqlStore::connect(&url).await.unwrap();
+    whole_script(&common::fresh_postgres_url().await, Backend::Postgres).await;
 }
 
 #[tokio::test]
