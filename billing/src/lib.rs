@@ -3,10 +3,20 @@
 //!
 //! Billing never computes durations (ARCHITECTURE.md invariant): it receives
 //! the meter's settlement decision and carries it out exactly once.
+//!
+//! Module map: `provider` (the [`PaymentProvider`] seam), `sandbox` (the
+//! embedded default provider, B8), `service` ([`Billing`]: prices, holds,
+//! outbox, ledger, refunds, payout accounts).
 
 pub mod provider;
+pub mod sandbox;
+pub mod service;
 
 pub use provider::{
-    Account, AccountRequest, CaptureRequest, HoldRequest, Intent, IntentStatus, PaymentProvider, ProviderError,
-    Refund, RefundRequest,
+    Account, AccountRequest, CaptureRequest, HoldRequest, Intent, IntentStatus, PaymentProvider, ProviderError, Refund,
+    RefundRequest,
+};
+pub use sandbox::SandboxProvider;
+pub use service::{
+    Billing, BillingConfig, BillingError, Held, HoldRefusal, SessionPricing, StoredSettlement, insert_settlement,
 };

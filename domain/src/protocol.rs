@@ -14,6 +14,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{CallId, SessionId, UserId};
+use crate::money::Money;
 
 /// The protocol version spoken by this build, sent in `hello`.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -73,6 +74,9 @@ pub enum Role {
     Seeker,
     /// Gives advice and is paid for it.
     Consultant,
+    /// Staff: ends sessions and refunds through the REST API; does not
+    /// take part in calls (signaling refuses it with `wrong_role`).
+    Moderator,
 }
 
 impl Role {
@@ -81,6 +85,7 @@ impl Role {
         match self {
             Role::Seeker => "seeker",
             Role::Consultant => "consultant",
+            Role::Moderator => "moderator",
         }
     }
 }
@@ -404,6 +409,12 @@ pub enum SessionEndReason {
     Hangup,
     /// A participant stayed away longer than the grace period (DESIGN.md M3).
     Abandoned,
+    /// The booked length (or the instant-call maximum) was reached (M4).
+    LengthReached,
+    /// A per-minute session used up its payment hold (M7).
+    HoldUsedUp,
+    /// A moderator ended it (M4).
+    Moderator,
 }
 
 impl SessionEndReason {
@@ -412,8 +423,43 @@ impl SessionEndReason {
         match self {
             SessionEndReason::Hangup => "hangup",
             SessionEndReason::Abandoned => "abandoned",
+            SessionEndReason::LengthReached => "length_reached",
+            SessionEndReason::HoldUsedUp => "hold_used_up",
+            SessionEndReason::Moderator => "moderator",
         }
     }
+}
+
+/// The free-window outcome of a session (DESIGN.md M6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Billable time below the free window: the hold is released in full.
+    Free,
+    /// Billable time reached the free window: `charge` is captured.
+    Charged,
+}
+
+impl Outcome {
+    /// The outcome's wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Free => "free",
+            Outcome::Charged => "charged",
+        }
+    }
+}
+
+/// What a session costs, decided once when it ends (DESIGN.md M5–M7, B3)
+/// and sent in `session.ended`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionBill {
+    /// Free or charged.
+    pub outcome: Outcome,
+    /// Seconds both participants were present (M5), rounded down.
+    pub billable_secs: u64,
+    /// The amount captured from the seeker (zero when free), minor units.
+    pub charge: Money,
 }
 
 /// Stable, machine-readable error codes, sent in `error` messages and in the
@@ -449,6 +495,10 @@ pub enum ErrorCode {
     SessionEnded,
     /// No such consultant.
     UnknownConsultant,
+    /// A refund was asked for a session that was not charged.
+    NotCharged,
+    /// The payment provider refused or failed the request.
+    PaymentProviderError,
     /// The consultant is offline or busy.
     ConsultantUnavailable,
     /// No such call, or not yours.
@@ -499,6 +549,8 @@ impl ErrorCode {
         ErrorCode::UnknownSession,
         ErrorCode::SessionEnded,
         ErrorCode::UnknownConsultant,
+        ErrorCode::NotCharged,
+        ErrorCode::PaymentProviderError,
         ErrorCode::ConsultantUnavailable,
         ErrorCode::UnknownCall,
         ErrorCode::CallNotRinging,
@@ -533,6 +585,8 @@ impl ErrorCode {
             UnknownSession => "unknown_session",
             SessionEnded => "session_ended",
             UnknownConsultant => "unknown_consultant",
+            NotCharged => "not_charged",
+            PaymentProviderError => "payment_provider_error",
             ConsultantUnavailable => "consultant_unavailable",
             UnknownCall => "unknown_call",
             CallNotRinging => "call_not_ringing",
@@ -701,6 +755,51 @@ pub enum ServerMessage {
         /// Who hung up, for `hangup`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         ended_by: Option<UserId>,
+        /// The meter's decision: free or charged, billable seconds, amount.
+        /// Absent only if the session had no meter.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        bill: Option<SessionBill>,
+    },
+    /// Sent to both participants `warn_before` (60 s) before billable time
+    /// reaches the free window (DESIGN.md M8).
+    #[serde(rename = "meter.free_window_ending")]
+    MeterFreeWindowEnding {
+        /// The session.
+        session_id: SessionId,
+        /// Billable seconds so far.
+        billable_secs: u64,
+        /// The free window `F`, seconds: billing starts when billable time
+        /// reaches it.
+        free_window_secs: u64,
+    },
+    /// Billable time reached the free window: the session will be charged
+    /// (DESIGN.md M6, M8).
+    #[serde(rename = "meter.billing_started")]
+    MeterBillingStarted {
+        /// The session.
+        session_id: SessionId,
+        /// Billable seconds so far.
+        billable_secs: u64,
+    },
+    /// Every 30 s while both are present: billable seconds so far, the same
+    /// number for both participants (DESIGN.md M8).
+    #[serde(rename = "meter.tick")]
+    MeterTick {
+        /// The session.
+        session_id: SessionId,
+        /// Billable seconds so far.
+        billable_secs: u64,
+    },
+    /// A per-minute session will use up its payment hold soon and then end
+    /// (DESIGN.md M7).
+    #[serde(rename = "meter.hold_ending")]
+    MeterHoldEnding {
+        /// The session.
+        session_id: SessionId,
+        /// Billable seconds so far.
+        billable_secs: u64,
+        /// Billable seconds at which the session ends.
+        ends_at_billable_secs: u64,
     },
     /// The server is shutting down; the connection closes next (1001).
     /// Ringing calls have already ended (`call.ended`, `server_shutdown`).
@@ -728,6 +827,10 @@ impl ServerMessage {
         "sdp.answer",
         "ice.candidate",
         "session.ended",
+        "meter.free_window_ending",
+        "meter.billing_started",
+        "meter.tick",
+        "meter.hold_ending",
         "server.shutdown",
     ];
 
@@ -747,6 +850,10 @@ impl ServerMessage {
             ServerMessage::SdpAnswer { .. } => "sdp.answer",
             ServerMessage::IceCandidate { .. } => "ice.candidate",
             ServerMessage::SessionEnded { .. } => "session.ended",
+            ServerMessage::MeterFreeWindowEnding { .. } => "meter.free_window_ending",
+            ServerMessage::MeterBillingStarted { .. } => "meter.billing_started",
+            ServerMessage::MeterTick { .. } => "meter.tick",
+            ServerMessage::MeterHoldEnding { .. } => "meter.hold_ending",
             ServerMessage::ServerShutdown { .. } => "server.shutdown",
         }
     }
@@ -840,7 +947,16 @@ mod tests {
             ServerMessage::SdpOffer { session_id: sid.clone(), from: user.id.clone(), sdp: String::new() },
             ServerMessage::SdpAnswer { session_id: sid.clone(), from: user.id.clone(), sdp: String::new() },
             ServerMessage::IceCandidate { session_id: sid.clone(), from: user.id.clone(), candidate: cand },
-            ServerMessage::SessionEnded { session_id: sid, reason: SessionEndReason::Hangup, ended_by: None },
+            ServerMessage::SessionEnded {
+                session_id: sid.clone(),
+                reason: SessionEndReason::Hangup,
+                ended_by: None,
+                bill: None,
+            },
+            ServerMessage::MeterFreeWindowEnding { session_id: sid.clone(), billable_secs: 540, free_window_secs: 600 },
+            ServerMessage::MeterBillingStarted { session_id: sid.clone(), billable_secs: 600 },
+            ServerMessage::MeterTick { session_id: sid.clone(), billable_secs: 30 },
+            ServerMessage::MeterHoldEnding { session_id: sid, billable_secs: 4140, ends_at_billable_secs: 4200 },
             ServerMessage::ServerShutdown { message: String::new() },
         ];
         let names: Vec<_> = all.iter().map(ServerMessage::type_name).collect();
@@ -859,8 +975,9 @@ mod tests {
 pub mod rest {
     use serde::{Deserialize, Serialize};
 
-    use super::{PresenceStatus, Role, UserInfo};
-    use crate::ids::UserId;
+    use super::{Outcome, PresenceStatus, Role, UserInfo};
+    use crate::ids::{CallId, SessionId, UserId};
+    use crate::money::Money;
 
     /// `POST /v1/dev/login` body (dev mode only).
     #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -893,5 +1010,238 @@ pub mod rest {
         pub name: String,
         /// Presence now.
         pub presence: PresenceStatus,
+        /// What a session with them costs; `None`: free (no payment hold).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub price: Option<ConsultantPrice>,
+    }
+
+    /// How a consultant prices a session (DESIGN.md M7).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    pub enum PriceModel {
+        /// `amount` per session, captured once billable time reaches the
+        /// free window.
+        Fixed,
+        /// `amount` per started minute of billable time beyond the free
+        /// window, capped at the hold (rate × the instant-call maximum).
+        PerMinute,
+    }
+
+    impl PriceModel {
+        /// The model's wire name.
+        pub fn as_str(self) -> &'static str {
+            match self {
+                PriceModel::Fixed => "fixed",
+                PriceModel::PerMinute => "per_minute",
+            }
+        }
+
+        /// The model named `s`.
+        pub fn parse(s: &str) -> Option<Self> {
+            match s {
+                "fixed" => Some(PriceModel::Fixed),
+                "per_minute" => Some(PriceModel::PerMinute),
+                _ => None,
+            }
+        }
+    }
+
+    /// A consultant's price: `GET`/`PUT /v1/consultants/me/price`, and in
+    /// the consultant list.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct ConsultantPrice {
+        /// Fixed or per minute.
+        pub model: PriceModel,
+        /// The fixed amount, or the rate per started minute (minor units,
+        /// more than zero).
+        pub amount: Money,
+    }
+
+    /// The payment hold of a session (DESIGN.md B2).
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct HoldInfo {
+        /// `held`, `requires_action`, `declined`, `failed`, `captured`,
+        /// `released` or `expired`.
+        pub status: String,
+        /// The authorised amount.
+        pub amount: Money,
+        /// The provider's PaymentIntent id (`pi_…`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub intent_id: Option<String>,
+        /// `sandbox` or `stripe`.
+        pub provider: String,
+        /// When the authorisation lapses (B6), Unix ms.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub expires_at_ms: Option<i64>,
+    }
+
+    /// One money movement of the ledger (DESIGN.md B7).
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct LedgerItem {
+        /// `hold`, `capture`, `fee`, `earnings`, `release`, `refund`,
+        /// `fee_reversal`, `earnings_reversal` or `dispute`.
+        pub kind: String,
+        /// The amount moved.
+        pub amount: Money,
+        /// Server time, Unix ms.
+        pub at_ms: i64,
+        /// The provider's object id, if any (`pi_…`, `re_…`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub provider_ref: Option<String>,
+    }
+
+    /// One entry of a session's timeline.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct TimelineItem {
+        /// Server time, Unix ms.
+        pub at_ms: i64,
+        /// `joined`, `left`, `dropped`, `media_state`, `ended`,
+        /// `free_window_ending`, `billing_started`, `hold_ending`.
+        pub kind: String,
+        /// The participant concerned.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub user_id: Option<UserId>,
+        /// Media state, end reason, or billable seconds.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub detail: Option<String>,
+    }
+
+    /// `GET /v1/sessions/{id}`: a session's state, meter and money.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct SessionDetails {
+        /// The session.
+        pub session_id: SessionId,
+        /// The call that opened it.
+        pub call_id: CallId,
+        /// The seeker.
+        pub seeker_id: UserId,
+        /// The consultant.
+        pub consultant_id: UserId,
+        /// `open` or `ended`.
+        pub state: String,
+        /// Opened, Unix ms.
+        pub opened_at_ms: i64,
+        /// Ended, Unix ms.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub ended_at_ms: Option<i64>,
+        /// Why it ended.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub end_reason: Option<String>,
+        /// Billable seconds: final once ended, else as of the last
+        /// checkpoint.
+        pub billable_secs: u64,
+        /// The free-window outcome, once decided.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub outcome: Option<Outcome>,
+        /// `pending`, `done` or `failed`: carrying out the decision (B3).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub settlement_status: Option<String>,
+        /// The payment hold.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub hold: Option<HoldInfo>,
+        /// Captured from the seeker.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub captured: Option<Money>,
+        /// The platform's commission.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub fee: Option<Money>,
+        /// The consultant's share.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub payout: Option<Money>,
+        /// Refunded to the seeker.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub refunded: Option<Money>,
+        /// The ledger entries of the session, oldest first.
+        pub ledger: Vec<LedgerItem>,
+        /// What happened, oldest first.
+        pub timeline: Vec<TimelineItem>,
+    }
+
+    /// One session's earnings for its consultant.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct EarningsItem {
+        /// The session.
+        pub session_id: SessionId,
+        /// When it was captured, Unix ms.
+        pub at_ms: i64,
+        /// Captured from the seeker.
+        pub captured: Money,
+        /// The platform's commission.
+        pub fee: Money,
+        /// The consultant's share, less refunds taken back.
+        pub earnings: Money,
+    }
+
+    /// Earnings in one currency.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct EarningsTotal {
+        /// Sum of the consultant's shares, less refunds taken back.
+        pub earnings: Money,
+        /// Sessions charged.
+        pub sessions: u64,
+    }
+
+    /// `GET /v1/consultants/{id}/earnings`.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct Earnings {
+        /// The consultant.
+        pub consultant_id: UserId,
+        /// Totals per currency.
+        pub totals: Vec<EarningsTotal>,
+        /// Charged sessions, newest first.
+        pub sessions: Vec<EarningsItem>,
+    }
+
+    /// One entry of `GET /v1/seekers/me/receipts`.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct Receipt {
+        /// The session.
+        pub session_id: SessionId,
+        /// The consultant.
+        pub consultant_id: UserId,
+        /// When the hold was placed, Unix ms.
+        pub at_ms: i64,
+        /// The hold.
+        pub hold: Money,
+        /// Free or charged, once decided.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub outcome: Option<Outcome>,
+        /// Billable seconds, once decided.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub billable_secs: Option<u64>,
+        /// Captured.
+        pub charged: Money,
+        /// Refunded.
+        pub refunded: Money,
+    }
+
+    /// `POST /v1/consultants/me/payout-account` answer: open `url` to finish
+    /// payout onboarding (a Stripe Account Link).
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct PayoutLink {
+        /// The connected account (`acct_…`).
+        pub account_id: String,
+        /// The onboarding link.
+        pub url: String,
+    }
+
+    /// `POST /v1/sessions/{id}/refund` body (moderators).
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct RefundRequest {
+        /// Minor units to refund; omitted: all that is left.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub amount_minor: Option<i64>,
+        /// Why (kept in the log).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub reason: Option<String>,
+    }
+
+    /// `POST /v1/sessions/{id}/refund` answer.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct RefundResponse {
+        /// The provider's refund (`re_…`).
+        pub refund_id: String,
+        /// Refunded now.
+        pub amount: Money,
     }
 }

@@ -16,6 +16,10 @@ use std::time::Duration;
 
 use parley_domain::{Money, Timestamp};
 
+pub mod driver;
+
+pub use driver::{MeterEvent, MeterSettings, MeterSink, MeterStore, MeterStoreError, Meters};
+
 /// Who is in the session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Party {
@@ -114,6 +118,10 @@ pub enum Input {
     End(Party),
     /// A moderator ended the session.
     Moderate,
+    /// A grace timer outside the meter (the signaling room's, with the same
+    /// `G`) ended the session: it ends as abandoned by the participant absent
+    /// longest, as of their drop (M3) — or, if both are present, now.
+    Abandon,
     /// [`Meter::next_deadline`] has passed.
     Timeout,
 }
@@ -339,6 +347,17 @@ impl Meter {
             }
             Input::End(p) => self.finish(EndReason::Hangup(p), now, &mut out),
             Input::Moderate => self.finish(EndReason::Moderator, now, &mut out),
+            Input::Abandon => {
+                let absent = Party::BOTH
+                    .into_iter()
+                    .filter_map(|p| match self.attendance[p.index()] {
+                        Attendance::Absent(since) => Some((since, p)),
+                        Attendance::Present => None,
+                    })
+                    .min_by_key(|(since, _)| *since);
+                let (at, p) = absent.unwrap_or((now, Party::Seeker));
+                self.finish(EndReason::Abandoned(p), at.min(now), &mut out)
+            }
             Input::Timeout => {}
         }
         out

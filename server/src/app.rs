@@ -7,13 +7,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::serve::ListenerExt;
+use parley_billing::{Billing, PaymentProvider, SandboxProvider};
 use parley_domain::protocol::{Role, UserInfo};
 use parley_domain::{Clock, UserId};
+use parley_metering::Meters;
 use parley_signaling::clock::SystemClock;
-use parley_signaling::{Authenticator, CallGate, Hub, OpenGate, Signaling, Store};
+use parley_signaling::{Authenticator, CallGate, Hub, Signaling, Store};
 use tokio::net::{TcpListener, TcpSocket};
+use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, Mode};
+use crate::config::{Config, Mode, Payments};
+use crate::money::{BillingGate, HubSink, MeterHooks, meter_price};
 use crate::routes::{self, AppState};
 use crate::store::SqlStore;
 use crate::telemetry;
@@ -34,6 +38,9 @@ pub struct Application {
     hub: Arc<Hub>,
     store: SqlStore,
     auth: Arc<Authenticator>,
+    billing: Arc<Billing>,
+    meters: Arc<Meters>,
+    stop_outbox: CancellationToken,
 }
 
 impl Application {
@@ -42,19 +49,19 @@ impl Application {
         Self::build_with_clock(config, Arc::new(SystemClock)).await
     }
 
-    /// Builds the server with `clock` (tests pass a manual clock) and no
-    /// payment hold ([`OpenGate`]).
+    /// Builds the server with `clock` (tests pass a manual clock).
     pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Application> {
-        Self::build_with(config, clock, Arc::new(OpenGate)).await
+        Self::build_with(config, clock, None).await
     }
 
-    /// Builds the server with `clock` and the payment seam `gate`: connects
-    /// and migrates the database, seeds demo users in dev mode, binds
-    /// `config.listen`.
+    /// Builds the server with `clock` and, if given, another payment seam
+    /// than billing's (tests of the seam): connects and migrates the
+    /// database, seeds demo users in dev mode, recovers open sessions
+    /// (DESIGN.md M9), starts the settlement outbox, binds `config.listen`.
     pub async fn build_with(
         config: Config,
         clock: Arc<dyn Clock>,
-        gate: Arc<dyn CallGate>,
+        gate: Option<Arc<dyn CallGate>>,
     ) -> anyhow::Result<Application> {
         if config.database_url.starts_with("sqlite:") {
             std::fs::create_dir_all(&config.data_dir)?;
@@ -64,7 +71,22 @@ impl Application {
         if config.mode == Mode::Dev {
             store.users_seen(&demo_users(), clock.now()).await?;
         }
-        let hub = Hub::new(config.signaling.clone(), clock.clone(), Arc::new(store.clone()), gate);
+        let provider: Arc<dyn PaymentProvider> = match &config.payments {
+            Payments::Sandbox => Arc::new(SandboxProvider::new(store.pool(), clock.clone())),
+            Payments::Stripe { .. } => anyhow::bail!("PARLEY_PAYMENT_PROVIDER: stripe is not built in yet"),
+        };
+        let billing = Billing::new(store.pool(), provider, clock.clone(), config.billing, store.settlement_signal());
+        if config.mode == Mode::Dev {
+            seed_demo_prices(&billing).await?;
+        }
+        let meters = Meters::new(config.meter, config.currency, clock.clone(), Arc::new(store.clone()));
+        let gate = gate.unwrap_or_else(|| Arc::new(BillingGate { billing: billing.clone(), meters: meters.clone() }));
+        let hooks = Arc::new(MeterHooks(meters.clone()));
+        let hub = Hub::new(config.signaling.clone(), clock.clone(), Arc::new(store.clone()), gate, hooks);
+        meters.set_sink(Arc::new(HubSink(Arc::downgrade(&hub))));
+        recover_sessions(&store, &billing, &meters, &hub).await?;
+        let stop_outbox = CancellationToken::new();
+        tokio::spawn(billing.clone().run_outbox(stop_outbox.clone().cancelled_owned()));
         let signaling = Signaling::new(hub.clone(), auth.clone());
         let state = AppState {
             store: store.clone(),
@@ -72,6 +94,8 @@ impl Application {
             auth: auth.clone(),
             clock,
             metrics: telemetry::metrics_handle(),
+            billing: billing.clone(),
+            meters: meters.clone(),
         };
         let mut router = routes::router(state.clone()).merge(signaling.router());
         if config.mode == Mode::Dev {
@@ -79,7 +103,17 @@ impl Application {
         }
         let listener = listen(config.listen)
             .map_err(|e| anyhow::anyhow!("PARLEY_LISTEN: cannot listen on {}: {e}", config.listen))?;
-        Ok(Application { listener, router, hub, store, auth })
+        Ok(Application { listener, router, hub, store, auth, billing, meters, stop_outbox })
+    }
+
+    /// Billing (prices, holds, the outbox, the ledger).
+    pub fn billing(&self) -> Arc<Billing> {
+        self.billing.clone()
+    }
+
+    /// The session meters.
+    pub fn meters(&self) -> Arc<Meters> {
+        self.meters.clone()
     }
 
     /// The bound address (port 0 resolved).
@@ -126,8 +160,53 @@ impl Application {
         if tokio::time::timeout(SHUTDOWN_GRACE, hub.connections_closed()).await.is_err() {
             tracing::warn!("some WebSockets did not close within {SHUTDOWN_GRACE:?}");
         }
+        self.stop_outbox.cancel();
         Ok(())
     }
+}
+
+/// Demo prices (dev mode): the demo consultant charges a fixed EUR 30.00
+/// unless a price was set through the API.
+async fn seed_demo_prices(billing: &Billing) -> anyhow::Result<()> {
+    use parley_domain::protocol::rest::{ConsultantPrice, PriceModel};
+    let cora = UserId::parse("demo-consultant").expect("valid");
+    if billing.price(&cora).await?.is_none() {
+        let eur = parley_domain::Currency::parse("EUR").expect("valid");
+        let price = ConsultantPrice { model: PriceModel::Fixed, amount: parley_domain::Money::new(3000, eur) };
+        billing.set_price(&cora, &price).await?;
+    }
+    Ok(())
+}
+
+/// Re-opens the sessions the database says are open (DESIGN.md M9): each
+/// is metered again from its last checkpoint, and both participants get `G`
+/// to join its room again.
+async fn recover_sessions(
+    store: &SqlStore,
+    billing: &Billing,
+    meters: &Arc<Meters>,
+    hub: &Arc<Hub>,
+) -> anyhow::Result<()> {
+    let open = store.open_sessions().await?;
+    for (record, snapshot) in open {
+        let (Some(seeker), Some(consultant)) =
+            (store.user(&record.seeker_id).await?, store.user(&record.consultant_id).await?)
+        else {
+            tracing::error!(session_id = %record.session_id, "open session with unknown participants; not recovered");
+            continue;
+        };
+        let cfg = match billing.session_pricing(&record.session_id).await? {
+            Some(p) => meters.settings().config(
+                meter_price(p.price.model, p.price.amount, p.hold),
+                Some(Duration::from_secs(u64::from(p.max_minutes) * 60)),
+            ),
+            None => meters.unpriced(),
+        };
+        tracing::info!(session_id = %record.session_id, billable_ms = snapshot.billable_ms, "recovering open session");
+        meters.recovered(&record.session_id, cfg, snapshot);
+        hub.restore_session(record, seeker, consultant);
+    }
+    Ok(())
 }
 
 /// Connections the kernel may hold waiting for `accept` (capped by

@@ -10,6 +10,9 @@ use std::time::Duration;
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
+use parley_billing::BillingConfig;
+use parley_domain::Currency;
+use parley_metering::MeterSettings;
 use parley_signaling::SignalingConfig;
 use parley_signaling::turn::IceConfig;
 use serde::{Deserialize, Serialize};
@@ -45,6 +48,14 @@ struct Raw {
     turn_secret: Option<String>,
     turn_ttl_secs: u64,
     log: String,
+    free_window_secs: u64,
+    commission_bps: u32,
+    instant_max_minutes: u32,
+    currency: String,
+    payment_provider: String,
+    stripe_secret_key: Option<String>,
+    stripe_webhook_secret: Option<String>,
+    stripe_api_base: Option<String>,
 }
 
 impl Default for Raw {
@@ -66,6 +77,14 @@ impl Default for Raw {
             turn_secret: None,
             turn_ttl_secs: 3600,
             log: "info".into(),
+            free_window_secs: MeterSettings::default().free_window.as_secs(),
+            commission_bps: BillingConfig::default().commission_bps,
+            instant_max_minutes: BillingConfig::default().instant_max_minutes,
+            currency: "EUR".into(),
+            payment_provider: "sandbox".into(),
+            stripe_secret_key: None,
+            stripe_webhook_secret: None,
+            stripe_api_base: None,
         }
     }
 }
@@ -88,6 +107,34 @@ pub struct Config {
     pub signaling: SignalingConfig,
     /// `tracing` filter (`PARLEY_LOG`, default `info`).
     pub log: String,
+    /// Meter settings: free window (`PARLEY_FREE_WINDOW_SECS`, default
+    /// 600) and grace (`PARLEY_GRACE_SECS`, default 30), DESIGN.md §4.
+    pub meter: MeterSettings,
+    /// Commission (`PARLEY_COMMISSION_BPS`, default 2000) and instant-call
+    /// maximum (`PARLEY_INSTANT_MAX_MINUTES`, default 60), DESIGN.md §5.
+    pub billing: BillingConfig,
+    /// Currency of unpriced (free) sessions (`PARLEY_CURRENCY`, default EUR).
+    pub currency: Currency,
+    /// The payment provider (`PARLEY_PAYMENT_PROVIDER`).
+    pub payments: Payments,
+}
+
+/// Which payment provider the server uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Payments {
+    /// `sandbox`, the default: Stripe test-mode behaviour kept in the
+    /// database, no network (DESIGN.md B8).
+    Sandbox,
+    /// `stripe`: the Stripe API.
+    Stripe {
+        /// `STRIPE_SECRET_KEY` (`sk_…`).
+        secret_key: String,
+        /// `STRIPE_WEBHOOK_SECRET` (`whsec_…`), to verify webhooks.
+        webhook_secret: String,
+        /// `STRIPE_API_BASE`: another API base URL (tests point it at a
+        /// local fake); default Stripe's.
+        api_base: Option<String>,
+    },
 }
 
 /// A configuration problem, naming the key.
@@ -110,15 +157,15 @@ impl Config {
         let figment = Figment::from(Serialized::defaults(Raw::default()))
             .merge(Toml::file(&file))
             .merge(Env::prefixed("PARLEY_").ignore(&["CONFIG"]))
-            .merge(Env::raw().only(&["DATABASE_URL"]));
+            .merge(Env::raw().only(&["DATABASE_URL", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "STRIPE_API_BASE"]));
         Self::from_figment(figment)
     }
 
     fn from_figment(figment: Figment) -> Result<Config, ConfigError> {
         let raw: Raw = figment.extract().map_err(|e| {
             let key = e.path.join(".");
-            let env_name = if key == "database_url" {
-                "DATABASE_URL".to_owned()
+            let env_name = if key == "database_url" || key.starts_with("stripe_") {
+                key.to_uppercase()
             } else {
                 format!("PARLEY_{}", key.to_uppercase())
             };
@@ -141,6 +188,43 @@ impl Config {
         if raw.rate_limit_per_sec == 0 || raw.rate_limit_burst == 0 {
             return bad("PARLEY_RATE_LIMIT_PER_SEC / PARLEY_RATE_LIMIT_BURST", "must be at least 1");
         }
+        if raw.free_window_secs == 0 {
+            return bad("PARLEY_FREE_WINDOW_SECS", "must be at least 1");
+        }
+        if raw.commission_bps > 10_000 {
+            return bad("PARLEY_COMMISSION_BPS", "must be at most 10000 (100 %)");
+        }
+        if raw.instant_max_minutes == 0 {
+            return bad("PARLEY_INSTANT_MAX_MINUTES", "must be at least 1");
+        }
+        let Ok(currency) = Currency::parse(&raw.currency) else {
+            return bad("PARLEY_CURRENCY", "expected an ISO 4217 code such as EUR");
+        };
+        let payments = match raw.payment_provider.as_str() {
+            "sandbox" => Payments::Sandbox,
+            "stripe" => {
+                let Some(secret_key) = raw.stripe_secret_key.filter(|k| k.starts_with("sk_")) else {
+                    return bad("STRIPE_SECRET_KEY", "an sk_… key is required when PARLEY_PAYMENT_PROVIDER=stripe");
+                };
+                let Some(webhook_secret) = raw.stripe_webhook_secret.filter(|k| !k.is_empty()) else {
+                    return bad("STRIPE_WEBHOOK_SECRET", "is required when PARLEY_PAYMENT_PROVIDER=stripe");
+                };
+                Payments::Stripe { secret_key, webhook_secret, api_base: raw.stripe_api_base }
+            }
+            _ => return bad("PARLEY_PAYMENT_PROVIDER", "expected `sandbox` or `stripe`"),
+        };
+        let meter = MeterSettings {
+            free_window: Duration::from_secs(raw.free_window_secs),
+            grace: Duration::from_secs(raw.grace_secs),
+            // The warning comes 60 s before F, or halfway for a shorter F.
+            warn_before: Duration::from_secs(60.min(raw.free_window_secs / 2)),
+            ..MeterSettings::default()
+        };
+        let billing = BillingConfig {
+            commission_bps: raw.commission_bps,
+            instant_max_minutes: raw.instant_max_minutes,
+            ..BillingConfig::default()
+        };
         let database_url = match raw.database_url {
             Some(url) if crate::store::Backend::of(&url).is_none() => {
                 return bad("DATABASE_URL", "expected a sqlite: or postgres:// URL");
@@ -189,6 +273,10 @@ impl Config {
             jwt_secret: raw.jwt_secret,
             signaling,
             log: raw.log,
+            meter,
+            billing,
+            currency,
+            payments,
         })
     }
 
@@ -245,6 +333,11 @@ mod tests {
         assert!(c.database_url.starts_with("sqlite://./data/parley.db"), "{}", c.database_url);
         assert_eq!(c.signaling.ring_timeout, Duration::from_secs(30));
         assert_eq!(c.signaling.grace, Duration::from_secs(30));
+        assert_eq!(c.meter.free_window, Duration::from_secs(600));
+        assert_eq!(c.meter.grace, Duration::from_secs(30));
+        assert_eq!(c.meter.warn_before, Duration::from_secs(60));
+        assert_eq!(c.billing.commission_bps, 2000);
+        assert_eq!(c.payments, Payments::Sandbox);
     }
 
     #[test]
@@ -267,6 +360,20 @@ mod tests {
         assert!(e.contains("PARLEY_STUN_URLS"), "{e}");
         let e = load(&[("grace_secs", "0")]).unwrap_err().to_string();
         assert!(e.contains("PARLEY_GRACE_SECS"), "{e}");
+        let e = load(&[("free_window_secs", "0")]).unwrap_err().to_string();
+        assert!(e.contains("PARLEY_FREE_WINDOW_SECS"), "{e}");
+        let e = load(&[("commission_bps", "10001")]).unwrap_err().to_string();
+        assert!(e.contains("PARLEY_COMMISSION_BPS"), "{e}");
+        let e = load(&[("payment_provider", "\"paypal\"")]).unwrap_err().to_string();
+        assert!(e.contains("PARLEY_PAYMENT_PROVIDER"), "{e}");
+        let e = load(&[("payment_provider", "\"stripe\"")]).unwrap_err().to_string();
+        assert!(e.contains("STRIPE_SECRET_KEY"), "{e}");
+        let e = load(&[("payment_provider", "\"stripe\""), ("stripe_secret_key", "\"sk_test_1\"")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("STRIPE_WEBHOOK_SECRET"), "{e}");
+        let e = load(&[("currency", "\"euro\"")]).unwrap_err().to_string();
+        assert!(e.contains("PARLEY_CURRENCY"), "{e}");
         let e = load(&[("colour", "\"blue\"")]).unwrap_err().to_string();
         assert!(e.contains("colour"), "{e}");
     }

@@ -2,8 +2,10 @@
 //! telemetry and shutdown (DESIGN.md §1). The binary is `src/main.rs`;
 //! tests build an [`Application`] on port 0.
 
+pub mod api;
 pub mod app;
 pub mod config;
+pub mod money;
 pub mod routes;
 pub mod store;
 pub mod telemetry;

@@ -42,7 +42,8 @@ fn parse_role(s: &str) -> Result<Role, String> {
     match s {
         "seeker" => Ok(Role::Seeker),
         "consultant" => Ok(Role::Consultant),
-        other => Err(format!("{other:?}: expected `seeker` or `consultant`")),
+        "moderator" => Ok(Role::Moderator),
+        other => Err(format!("{other:?}: expected `seeker`, `consultant` or `moderator`")),
     }
 }
 

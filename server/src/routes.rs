@@ -29,6 +29,8 @@ pub struct AppState {
     pub(crate) auth: Arc<Authenticator>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) metrics: PrometheusHandle,
+    pub(crate) billing: Arc<parley_billing::Billing>,
+    pub(crate) meters: Arc<parley_metering::Meters>,
 }
 
 /// An error answered as JSON [`ErrorBody`] with an HTTP status.
@@ -40,6 +42,18 @@ pub enum ApiError {
     /// 400 with a code.
     #[error("{1}")]
     BadRequest(ErrorCode, String),
+    /// 403 with a code.
+    #[error("{1}")]
+    Forbidden(ErrorCode, String),
+    /// 404 with a code.
+    #[error("{1}")]
+    NotFound(ErrorCode, String),
+    /// 409 with a code.
+    #[error("{1}")]
+    Conflict(ErrorCode, String),
+    /// 502: the payment provider refused or failed.
+    #[error("payment provider: {0}")]
+    Provider(String),
     /// 500.
     #[error("internal: {0}")]
     Internal(String),
@@ -50,6 +64,10 @@ impl IntoResponse for ApiError {
         let (status, code) = match &self {
             ApiError::Unauthorized(e) => (StatusCode::UNAUTHORIZED, e.code()),
             ApiError::BadRequest(code, _) => (StatusCode::BAD_REQUEST, *code),
+            ApiError::Forbidden(code, _) => (StatusCode::FORBIDDEN, *code),
+            ApiError::NotFound(code, _) => (StatusCode::NOT_FOUND, *code),
+            ApiError::Conflict(code, _) => (StatusCode::CONFLICT, *code),
+            ApiError::Provider(_) => (StatusCode::BAD_GATEWAY, ErrorCode::PaymentProviderError),
             ApiError::Internal(e) => {
                 tracing::error!(error = %e, "request failed");
                 (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal)
@@ -77,7 +95,8 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/v1/consultants", get(consultants))
-        .with_state(state)
+        .with_state(state.clone())
+        .merge(crate::api::router(state))
 }
 
 /// The dev-only routes (absent in prod).
@@ -116,11 +135,11 @@ async fn consultants(State(s): State<AppState>, headers: HeaderMap) -> Result<Js
     }
     let ids: Vec<UserId> = users.iter().map(|u| u.id.clone()).collect();
     let presence = s.hub.presence_of(&ids);
-    let mut list: Vec<ConsultantSummary> = users
-        .into_iter()
-        .zip(presence)
-        .map(|(u, presence)| ConsultantSummary { id: u.id, name: u.name, presence })
-        .collect();
+    let mut list: Vec<ConsultantSummary> = Vec::with_capacity(users.len());
+    for (u, presence) in users.into_iter().zip(presence) {
+        let price = s.billing.price(&u.id).await?;
+        list.push(ConsultantSummary { id: u.id, name: u.name, presence, price });
+    }
     list.sort_by_key(|c| (c.presence != PresenceStatus::Available, c.name.clone()));
     Ok(Json(list))
 }
@@ -133,6 +152,12 @@ async fn dev_login(
     let Json(req) = req.map_err(|e| ApiError::BadRequest(ErrorCode::MalformedJson, e.body_text()))?;
     let id = UserId::parse(req.user_id)
         .map_err(|e| ApiError::BadRequest(ErrorCode::InvalidField, format!("user_id: {e}")))?;
+    if req.role == Some(Role::Moderator) {
+        return Err(ApiError::BadRequest(
+            ErrorCode::InvalidField,
+            "role: dev login creates seekers and consultants; use `parley token --role moderator`".into(),
+        ));
+    }
     let user = match (s.store.user(&id).await?, req.name, req.role) {
         (Some(u), _, _) => u,
         (None, Some(name), Some(role)) if !name.trim().is_empty() && name.len() <= 100 => {

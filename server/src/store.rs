@@ -15,7 +15,12 @@ use parley_signaling::store::{
 use parley_signaling::{Store, StoreError};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
-use tokio::sync::{mpsc, oneshot};
+use std::sync::Arc;
+
+use parley_domain::protocol::rest::TimelineItem;
+use parley_domain::protocol::{SessionBill, SessionEndReason};
+use parley_metering::{MeterEvent, MeterStore, MeterStoreError, Snapshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 
 /// Rows per multi-row statement (at most 7 bound values each: well within
 /// SQLite's and PostgreSQL's limits on bound parameters).
@@ -54,6 +59,7 @@ pub struct SqlStore {
     pool: AnyPool,
     backend: Backend,
     writes: mpsc::UnboundedSender<Job>,
+    settled: Arc<Notify>,
 }
 
 /// Writes committed together at most.
@@ -67,6 +73,8 @@ enum Write {
     CallTransition(CallId, CallState, Timestamp),
     CreateSession(SessionRecord),
     SessionEvent(SessionId, SessionEvent, Timestamp),
+    MeterEvent(SessionId, MeterEvent, Timestamp),
+    Settlement(SessionId, SessionBill, SessionEndReason, Timestamp),
 }
 
 #[derive(Debug)]
@@ -120,8 +128,76 @@ impl SqlStore {
             Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&pool).await?,
         }
         let (writes, jobs) = mpsc::unbounded_channel();
-        tokio::spawn(write_batches(pool.clone(), jobs));
-        Ok(SqlStore { pool, backend, writes })
+        let settled = Arc::new(Notify::new());
+        tokio::spawn(write_batches(pool.clone(), jobs, settled.clone()));
+        Ok(SqlStore { pool, backend, writes, settled })
+    }
+
+    /// The pool, for billing (same database).
+    pub fn pool(&self) -> AnyPool {
+        self.pool.clone()
+    }
+
+    /// Notified after a commit that stored a settlement decision: the
+    /// outbox worker waits on it.
+    pub fn settlement_signal(&self) -> Arc<Notify> {
+        self.settled.clone()
+    }
+
+    /// The stored meter notices of a session (M8), as timeline items.
+    pub async fn meter_timeline(&self, session_id: &SessionId) -> Result<Vec<TimelineItem>, StoreError> {
+        let rows = sqlx::query("SELECT kind, billable_secs, at_ms FROM meter_events WHERE session_id = $1 ORDER BY id")
+            .bind(session_id.as_str())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(store_err)?;
+        rows.iter()
+            .map(|r| {
+                let secs: i64 = r.try_get("billable_secs").map_err(store_err)?;
+                Ok(TimelineItem {
+                    at_ms: r.try_get("at_ms").map_err(store_err)?,
+                    kind: r.try_get("kind").map_err(store_err)?,
+                    user_id: None,
+                    detail: Some(format!("billable_secs={secs}")),
+                })
+            })
+            .collect()
+    }
+
+    /// Sessions not ended, with their last meter checkpoint (M9), for
+    /// recovery after a restart.
+    pub async fn open_sessions(&self) -> Result<Vec<(SessionRecord, Snapshot)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT s.id, s.call_id, s.seeker_id, s.consultant_id, s.opened_ms, c.billable_ms, c.warned, \
+             c.billing_started, c.hold_warned FROM sessions s LEFT JOIN meter_checkpoints c ON c.session_id = s.id \
+             WHERE s.ended_ms IS NULL ORDER BY s.opened_ms",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(store_err)?;
+        rows.iter()
+            .map(|row| {
+                let billable: Option<i64> = row.try_get("billable_ms").map_err(store_err)?;
+                let flag = |k: &str| -> Result<bool, StoreError> {
+                    Ok(row.try_get::<Option<i64>, _>(k).map_err(store_err)?.unwrap_or(0) != 0)
+                };
+                Ok((
+                    SessionRecord {
+                        session_id: parse_id(row.try_get("id").map_err(store_err)?)?,
+                        call_id: parse_id(row.try_get("call_id").map_err(store_err)?)?,
+                        seeker_id: parse_id(row.try_get("seeker_id").map_err(store_err)?)?,
+                        consultant_id: parse_id(row.try_get("consultant_id").map_err(store_err)?)?,
+                        opened_at: Timestamp::from_unix_millis(row.try_get("opened_ms").map_err(store_err)?),
+                    },
+                    Snapshot {
+                        billable_ms: u64::try_from(billable.unwrap_or(0)).unwrap_or(0),
+                        warned: flag("warned")?,
+                        billing_started: flag("billing_started")?,
+                        hold_warned: flag("hold_warned")?,
+                    },
+                ))
+            })
+            .collect()
     }
 
     /// The backend in use.
@@ -150,6 +226,7 @@ fn user_from_row(row: &AnyRow) -> Result<UserInfo, StoreError> {
         name: row.try_get("name").map_err(store_err)?,
         role: match role.as_str() {
             "consultant" => Role::Consultant,
+            "moderator" => Role::Moderator,
             _ => Role::Seeker,
         },
     })
@@ -275,10 +352,13 @@ impl Store for SqlStore {
 /// The writer task: commits every queued write in one transaction, then
 /// answers each. If the batch fails, each write is retried in its own
 /// transaction so one bad write does not fail the others.
-async fn write_batches(pool: AnyPool, mut jobs: mpsc::UnboundedReceiver<Job>) {
+async fn write_batches(pool: AnyPool, mut jobs: mpsc::UnboundedReceiver<Job>, settled: Arc<Notify>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let writes: Vec<&Write> = batch.iter().map(|job| &job.write).collect();
+        let settles = writes.iter().any(|w| {
+            matches!(w, Write::Settlement(..) | Write::SessionEvent(_, SessionEvent::Ended { bill: Some(_), .. }, _))
+        });
         let committed = write(&pool, &writes).await;
         if let Err(e) = &committed {
             tracing::warn!(error = %e, writes = batch.len(), "batch write failed; retrying its writes one by one");
@@ -290,6 +370,9 @@ async fn write_batches(pool: AnyPool, mut jobs: mpsc::UnboundedReceiver<Job>) {
             };
             let _ = job.done.send(result);
         }
+        if settles {
+            settled.notify_one();
+        }
     }
 }
 
@@ -300,13 +383,23 @@ async fn write_batches(pool: AnyPool, mut jobs: mpsc::UnboundedReceiver<Job>) {
 async fn write(pool: &AnyPool, writes: &[&Write]) -> Result<(), sqlx::Error> {
     let mut users: Vec<(&UserInfo, Timestamp)> = Vec::new();
     let (mut calls, mut transitions, mut sessions, mut events) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut meter_events, mut checkpoints, mut settlements) = (Vec::new(), Vec::new(), Vec::new());
     for w in writes {
         match w {
+            Write::MeterEvent(id, MeterEvent::Checkpoint(s), at) => checkpoints.push((id, *s, *at)),
+            Write::MeterEvent(id, event, at) => meter_events.push((id, event, *at)),
+            Write::Settlement(id, bill, reason, at) => settlements.push((id, *bill, *reason, *at)),
+
             Write::UsersSeen(us, at) => users.extend(us.iter().map(|u| (u, *at))),
             Write::CreateCall(c) => calls.push(c),
             Write::CallTransition(id, state, at) => transitions.push((id, *state, *at)),
             Write::CreateSession(s) => sessions.push(s),
-            Write::SessionEvent(id, event, at) => events.push((id, event, *at)),
+            Write::SessionEvent(id, event, at) => {
+                if let SessionEvent::Ended { reason, bill: Some(bill), .. } = event {
+                    settlements.push((id, *bill, *reason, *at));
+                }
+                events.push((id, event, *at));
+            }
         }
     }
     // A row may be upserted once per statement (PostgreSQL): the last wins.
@@ -386,7 +479,7 @@ async fn write(pool: &AnyPool, writes: &[&Write]) -> Result<(), sqlx::Error> {
             let (user, detail): (Option<&UserId>, Option<&str>) = match event {
                 SessionEvent::Joined(u) | SessionEvent::Left(u) | SessionEvent::Dropped(u) => (Some(u), None),
                 SessionEvent::Media(u, state) => (Some(u), Some(state.as_str())),
-                SessionEvent::Ended { reason, by } => (by.as_ref(), Some(reason.as_str())),
+                SessionEvent::Ended { reason, by, .. } => (by.as_ref(), Some(reason.as_str())),
             };
             q = q
                 .bind(id.as_str())
@@ -397,7 +490,79 @@ async fn write(pool: &AnyPool, writes: &[&Write]) -> Result<(), sqlx::Error> {
         }
         q.execute(&mut *tx).await?;
     }
+    // The settlement decision, in the same transaction as the session's end
+    // (DESIGN.md B3): a second decision for a session is ignored.
+    for (id, bill, reason, at) in settlements {
+        parley_billing::insert_settlement(&mut tx, id, &bill, reason.as_str(), at).await?;
+    }
+    for chunk in meter_events.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO meter_events (session_id, kind, billable_secs, at_ms) VALUES {}",
+            placeholders(chunk.len(), &[0, 1, 2, 3], 4)
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (id, event, at) in chunk {
+            let secs = match event {
+                MeterEvent::FreeWindowEnding { billable_secs }
+                | MeterEvent::BillingStarted { billable_secs }
+                | MeterEvent::HoldEnding { billable_secs } => *billable_secs,
+                MeterEvent::Checkpoint(s) => s.billable_ms / 1000,
+            };
+            q = q
+                .bind(id.as_str())
+                .bind(event.kind())
+                .bind(i64::try_from(secs).unwrap_or(i64::MAX))
+                .bind(at.unix_millis());
+        }
+        q.execute(&mut *tx).await?;
+    }
+    // Checkpoints (M9): one row per session, the latest wins.
+    let mut seen = std::collections::HashSet::with_capacity(checkpoints.len());
+    checkpoints.reverse();
+    checkpoints.retain(|(id, _, _)| seen.insert(*id));
+    for chunk in checkpoints.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO meter_checkpoints (session_id, billable_ms, warned, billing_started, hold_warned, at_ms) \
+             VALUES {} ON CONFLICT (session_id) DO UPDATE SET billable_ms = excluded.billable_ms, \
+             warned = excluded.warned, billing_started = excluded.billing_started, \
+             hold_warned = excluded.hold_warned, at_ms = excluded.at_ms",
+            placeholders(chunk.len(), &[0, 1, 2, 3, 4, 5], 6)
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (id, s, at) in chunk {
+            q = q
+                .bind(id.as_str())
+                .bind(i64::try_from(s.billable_ms).unwrap_or(i64::MAX))
+                .bind(i64::from(s.warned))
+                .bind(i64::from(s.billing_started))
+                .bind(i64::from(s.hold_warned))
+                .bind(at.unix_millis());
+        }
+        q.execute(&mut *tx).await?;
+    }
     tx.commit().await
+}
+
+#[async_trait]
+impl MeterStore for SqlStore {
+    async fn meter_event(
+        &self,
+        session_id: &SessionId,
+        event: &MeterEvent,
+        at: Timestamp,
+    ) -> Result<(), MeterStoreError> {
+        self.submit(Write::MeterEvent(session_id.clone(), *event, at)).await.map_err(|e| MeterStoreError(e.0))
+    }
+
+    async fn orphan_settlement(
+        &self,
+        session_id: &SessionId,
+        bill: &SessionBill,
+        reason: SessionEndReason,
+        at: Timestamp,
+    ) -> Result<(), MeterStoreError> {
+        self.submit(Write::Settlement(session_id.clone(), *bill, reason, at)).await.map_err(|e| MeterStoreError(e.0))
+    }
 }
 
 /// `rows` groups of numbered placeholders for a multi-row `VALUES`: row `r`

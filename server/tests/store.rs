@@ -73,7 +73,7 @@ async fn exercise(store: &SqlStore) {
         (SessionEvent::Media(id("sam"), MediaState::Connected), 12_400),
         (SessionEvent::Dropped(id("cora")), 20_000),
         (SessionEvent::Joined(id("cora")), 21_000),
-        (SessionEvent::Ended { reason: SessionEndReason::Hangup, by: Some(id("sam")) }, 700_000),
+        (SessionEvent::Ended { reason: SessionEndReason::Hangup, by: Some(id("sam")), bill: None }, 700_000),
     ];
     for (e, at) in &events {
         store.session_event(&session.session_id, e, t(*at)).await.unwrap();
@@ -82,7 +82,7 @@ async fn exercise(store: &SqlStore) {
     store
         .session_event(
             &session.session_id,
-            &SessionEvent::Ended { reason: SessionEndReason::Abandoned, by: None },
+            &SessionEvent::Ended { reason: SessionEndReason::Abandoned, by: None, bill: None },
             t(800_000),
         )
         .await

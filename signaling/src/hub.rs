@@ -25,7 +25,7 @@ use crate::connection::Departure;
 use crate::error::SignalError;
 use crate::link::{CLOSE_REPLACED, Link};
 use crate::metrics;
-use crate::store::{CallGate, CallRecord, CallState, SessionEvent, SessionRecord, Store};
+use crate::store::{CallGate, CallRecord, CallState, SessionEvent, SessionHooks, SessionRecord, Store};
 
 /// Close code sent to clients when the server shuts down (RFC 6455 "going away").
 pub const CLOSE_GOING_AWAY: u16 = 1001;
@@ -38,6 +38,7 @@ pub struct Hub {
     clock: Arc<dyn Clock>,
     store: Arc<dyn Store>,
     gate: Arc<dyn CallGate>,
+    hooks: Arc<dyn SessionHooks>,
     state: Mutex<State>,
     ids: AtomicU64,
     seen: mpsc::UnboundedSender<UserInfo>,
@@ -49,6 +50,8 @@ struct State {
     users: HashMap<UserId, UserState>,
     calls: HashMap<CallId, Ringing>,
     rooms: HashMap<SessionId, Room>,
+    /// Sessions restored after a restart, by participant, until they connect.
+    restored: HashMap<UserId, SessionId>,
     shutting_down: bool,
 }
 
@@ -165,12 +168,14 @@ fn err(code: ErrorCode, message: impl Into<String>) -> SignalError {
 }
 
 impl Hub {
-    /// A hub using `store` for persistence and `gate` before ringing.
+    /// A hub using `store` for persistence, `gate` before ringing and
+    /// `hooks` to report what happens in session rooms (the meter).
     pub fn new(
         cfg: SignalingConfig,
         clock: Arc<dyn Clock>,
         store: Arc<dyn Store>,
         gate: Arc<dyn CallGate>,
+        hooks: Arc<dyn SessionHooks>,
     ) -> Arc<Hub> {
         let (seen, seen_rx) = mpsc::unbounded_channel();
         let hub = Arc::new(Hub {
@@ -178,6 +183,7 @@ impl Hub {
             clock,
             store,
             gate,
+            hooks,
             state: Mutex::new(State::default()),
             ids: AtomicU64::new(1),
             seen,
@@ -235,6 +241,10 @@ impl Hub {
         let now = self.clock.now();
         let mut effects = Effects::default();
         let fresh = !st.users.contains_key(&user.id);
+        let restored = match st.restored.remove(&user.id) {
+            Some(sid) if st.rooms.contains_key(&sid) => Some(sid),
+            _ => None,
+        };
         let entry = st.users.entry(user.id.clone()).or_insert_with(|| UserState {
             info: user.clone(),
             link: None,
@@ -242,7 +252,7 @@ impl Hub {
             previous: None,
             wants_available: false,
             call: None,
-            session: None,
+            session: restored,
             reported: PresenceStatus::Offline,
         });
         entry.info = user.clone();
@@ -334,7 +344,7 @@ impl Hub {
         if let Some(call_id) = entry.call.clone() {
             let reason = match entry.info.role {
                 Role::Consultant => CallEndReason::ConsultantUnavailable,
-                Role::Seeker => CallEndReason::SeekerGone,
+                Role::Seeker | Role::Moderator => CallEndReason::SeekerGone,
             };
             self.end_call(st, &call_id, reason, None, effects);
         }
@@ -394,6 +404,7 @@ impl Hub {
             room.members[i].epoch += 1;
             let user = room.members[i].user.clone();
             let peer = room.members[1 - i].user.id.clone();
+            self.hooks.joined(&sid, user.role, self.clock.now());
             effects.session_events.push((sid.clone(), SessionEvent::Joined(user_id.clone())));
             // Stored, then told (Effects' order).
             self.queue_to(&st, &peer, ServerMessage::ParticipantJoined { session_id: sid, user }, &mut effects);
@@ -749,6 +760,7 @@ impl Hub {
                 session.session_id.clone(),
                 Room { record: session.clone(), members: [member(ringing.seeker.clone()), member(link.user.clone())] },
             );
+            self.hooks.opened(&session, now);
             for id in [&session.seeker_id, &session.consultant_id] {
                 if let Some(u) = st.users.get_mut(id) {
                     u.call = None;
@@ -878,6 +890,7 @@ impl Hub {
             me.attendance = Attendance::Present;
             me.epoch += 1;
             let user = me.user.clone();
+            self.hooks.joined(&session_id, user.role, now);
             let peer = &room.members[1 - i];
             let peer_id = peer.user.id.clone();
             let participants = if peer.attendance == Attendance::Present { vec![peer.user.clone()] } else { vec![] };
@@ -953,6 +966,7 @@ impl Hub {
         me.epoch += 1;
         let epoch = me.epoch;
         let user_id = me.user.id.clone();
+        self.hooks.absent(session_id, me.user.role, now);
         let peer_id = room.members[1 - i].user.id.clone();
         self.send_to(
             st,
@@ -1059,7 +1073,9 @@ impl Hub {
         let Some(room) = st.rooms.remove(session_id) else {
             return;
         };
-        let ended = ServerMessage::SessionEnded { session_id: session_id.clone(), reason, ended_by: by.clone() };
+        let by_role = by.as_ref().and_then(|id| room.index_of(id)).map(|i| room.members[i].user.role);
+        let bill = self.hooks.ending(session_id, reason, by_role, self.clock.now());
+        let ended = ServerMessage::SessionEnded { session_id: session_id.clone(), reason, ended_by: by.clone(), bill };
         for m in &room.members {
             if let Some(u) = st.users.get_mut(&m.user.id)
                 && u.session.as_ref() == Some(session_id)
@@ -1074,7 +1090,63 @@ impl Hub {
                 st.users.remove(&m.user.id);
             }
         }
-        effects.session_events.push((session_id.clone(), SessionEvent::Ended { reason, by }));
+        effects.session_events.push((session_id.clone(), SessionEvent::Ended { reason, by, bill }));
+    }
+
+    // ----- for the meter and the server ----------------------------------
+
+    /// Sends `msg` to both participants of the open session `session_id`
+    /// (meter notices, DESIGN.md M8). Nothing if it is not open here.
+    pub fn notify_session(&self, session_id: &SessionId, msg: &ServerMessage) {
+        let st = self.lock();
+        if let Some(room) = st.rooms.get(session_id) {
+            for m in &room.members {
+                self.send_to(&st, &m.user.id, msg);
+            }
+        }
+    }
+
+    /// Ends the open session `session_id` for `reason` (a limit the meter
+    /// reached, a moderator): stored, then both participants get
+    /// `session.ended`. Returns false if it was not open here.
+    pub async fn end_session_for(&self, session_id: &SessionId, reason: SessionEndReason) -> bool {
+        let mut effects = Effects::default();
+        let open = {
+            let mut st = self.lock();
+            let open = st.rooms.contains_key(session_id);
+            self.end_session(&mut st, session_id, reason, None, &mut effects);
+            open
+        };
+        self.run_effects(effects).await;
+        open
+    }
+
+    /// Reopens, after a restart, a session the store says is open (DESIGN.md
+    /// M9): neither participant is present; each has `G` from now to join
+    /// its room again, or the session ends as abandoned.
+    pub fn restore_session(self: &Arc<Self>, record: SessionRecord, seeker: UserInfo, consultant: UserInfo) {
+        let now = self.clock.now();
+        let session_id = record.session_id.clone();
+        {
+            let mut st = self.lock();
+            if st.rooms.contains_key(&session_id) {
+                return;
+            }
+            let member = |user: UserInfo| Member { user, link: None, attendance: Attendance::NotJoined, epoch: 0 };
+            for u in [&seeker, &consultant] {
+                match st.users.get_mut(&u.id) {
+                    Some(state) if state.session.is_none() => state.session = Some(session_id.clone()),
+                    Some(_) => {}
+                    None => {
+                        st.restored.insert(u.id.clone(), session_id.clone());
+                    }
+                }
+            }
+            st.rooms.insert(session_id.clone(), Room { record, members: [member(seeker), member(consultant)] });
+        }
+        for i in 0..2 {
+            self.absence_timeout_later(session_id.clone(), i, 0, now);
+        }
     }
 
     // ----- shutdown ----------------------------------------------------

@@ -29,14 +29,14 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use parley_domain::protocol::{ErrorBody, ErrorCode};
+use parley_domain::protocol::{ErrorBody, ErrorCode, Role};
 use serde::Deserialize;
 
 pub use auth::{AuthError, Authenticator, Claims};
 pub use config::SignalingConfig;
 pub use error::SignalError;
 pub use hub::{CLOSE_GOING_AWAY, Hub};
-pub use store::{CallGate, GateRefusal, OpenGate, Store, StoreError};
+pub use store::{CallGate, GateRefusal, NoHooks, OpenGate, SessionHooks, Store, StoreError};
 
 /// Largest WebSocket message read at all, bytes. Frames between
 /// [`parley_domain::protocol::MAX_FRAME_BYTES`] and this are answered with
@@ -88,6 +88,12 @@ async fn upgrade(
             return (StatusCode::UNAUTHORIZED, Json(body)).into_response();
         }
     };
+    if user.role == Role::Moderator {
+        metrics::error(ErrorCode::WrongRole);
+        let body =
+            ErrorBody { code: ErrorCode::WrongRole, message: "moderators use the REST API, not signaling".into() };
+        return (StatusCode::FORBIDDEN, Json(body)).into_response();
+    }
     if sig.hub.is_shutting_down() {
         let body = ErrorBody { code: ErrorCode::Unavailable, message: "the server is shutting down".into() };
         return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();

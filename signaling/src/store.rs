@@ -3,7 +3,7 @@
 //! Signaling never imports billing or a database driver.
 
 use async_trait::async_trait;
-use parley_domain::protocol::{CallEndReason, ErrorCode, MediaState, Role, SessionEndReason, UserInfo};
+use parley_domain::protocol::{CallEndReason, ErrorCode, MediaState, Role, SessionBill, SessionEndReason, UserInfo};
 use parley_domain::{CallId, SessionId, Timestamp, UserId};
 
 /// A storage failure. Signaling answers the request with `internal`.
@@ -86,6 +86,9 @@ pub enum SessionEvent {
         reason: SessionEndReason,
         /// Who hung up, for `hangup`.
         by: Option<UserId>,
+        /// The meter's settlement decision, stored with the end (DESIGN.md
+        /// B3); `None` if the session had no meter.
+        bill: Option<SessionBill>,
     },
 }
 
@@ -202,4 +205,39 @@ impl CallGate for OpenGate {
         Ok(())
     }
     async fn call_unanswered(&self, _call: &CallRecord, _reason: CallEndReason) {}
+}
+
+/// The seam where the session meter hears what happens in rooms (DESIGN.md
+/// §4). Every method is called under the hub's lock, in the order things
+/// happened, and must return quickly without blocking or awaiting.
+pub trait SessionHooks: Send + Sync + 'static {
+    /// The session's call was accepted and the session stored, at `at`.
+    fn opened(&self, session: &SessionRecord, at: Timestamp);
+    /// A participant (by role) joined or rejoined the room at `at`.
+    fn joined(&self, session_id: &SessionId, role: Role, at: Timestamp);
+    /// A participant left the room or dropped at `at`; they have `G` to
+    /// come back (M3).
+    fn absent(&self, session_id: &SessionId, role: Role, at: Timestamp);
+    /// The session is ending at `at`; returns the bill, which is stored with
+    /// the end and sent in `session.ended`.
+    fn ending(
+        &self,
+        session_id: &SessionId,
+        reason: SessionEndReason,
+        by: Option<Role>,
+        at: Timestamp,
+    ) -> Option<SessionBill>;
+}
+
+/// [`SessionHooks`] that meter nothing: sessions end without a bill.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoHooks;
+
+impl SessionHooks for NoHooks {
+    fn opened(&self, _: &SessionRecord, _: Timestamp) {}
+    fn joined(&self, _: &SessionId, _: Role, _: Timestamp) {}
+    fn absent(&self, _: &SessionId, _: Role, _: Timestamp) {}
+    fn ending(&self, _: &SessionId, _: SessionEndReason, _: Option<Role>, _: Timestamp) -> Option<SessionBill> {
+        None
+    }
 }

@@ -49,21 +49,21 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
 
 /// A server with exactly `config`, sharing `dir` and `clock` (a restart).
 pub async fn spawn_with_config(config: Config, dir: Arc<tempfile::TempDir>, clock: Arc<ManualClock>) -> TestApp {
-    spawn_full(config, dir, clock, Arc::new(parley_signaling::OpenGate)).await
+    spawn_full(config, dir, clock, None).await
 }
 
 /// A server (SQLite, defaults) whose payment seam is `gate`.
 pub async fn spawn_app_with_gate(gate: Arc<dyn parley_signaling::CallGate>) -> TestApp {
     let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
     let config = Config::for_tests(dir.path());
-    spawn_full(config, dir, Arc::new(ManualClock::starting_now()), gate).await
+    spawn_full(config, dir, Arc::new(ManualClock::starting_now()), Some(gate)).await
 }
 
 async fn spawn_full(
     config: Config,
     dir: Arc<tempfile::TempDir>,
     clock: Arc<ManualClock>,
-    gate: Arc<dyn parley_signaling::CallGate>,
+    gate: Option<Arc<dyn parley_signaling::CallGate>>,
 ) -> TestApp {
     parley_server::telemetry::init_tracing(&config.log);
     let app = Application::build_with(config.clone(), clock.clone(), gate).await.expect("server builds");

@@ -1,0 +1,352 @@
+//! The `sandbox` provider (DESIGN.md B8): the embedded default. It keeps
+//! its PaymentIntents in the database and behaves like Stripe's test mode
+//! for the test payment methods, with no network:
+//!
+//! | payment method | result |
+//! |---|---|
+//! | `pm_card_visa`, `pm_card_mastercard` | hold placed (`requires_capture`) |
+//! | `pm_card_chargeDeclined` | declined, `generic_decline` |
+//! | `pm_card_chargeDeclinedInsufficientFunds` | declined, `insufficient_funds` |
+//! | `pm_card_authenticationRequired` | `requires_action` (3-D Secure) |
+//! | anything else | rejected, `resource_missing` |
+//!
+//! Like Stripe (<https://docs.stripe.com/api/idempotent_requests>), a
+//! repeated idempotency key with the same parameters returns the first
+//! result, and with other parameters is refused (`idempotency_error`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use parley_domain::{Clock, Currency, Money, Timestamp};
+use sqlx::{AnyPool, Row};
+
+use crate::provider::{
+    Account, AccountRequest, CaptureRequest, HoldRequest, Intent, IntentStatus, PaymentProvider, ProviderError, Refund,
+    RefundRequest,
+};
+
+/// Card authorisations lapse after 7 days (DESIGN.md B6).
+pub const HOLD_VALIDITY: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// The sandbox provider over the server's database.
+#[derive(Clone)]
+pub struct SandboxProvider {
+    pool: AnyPool,
+    clock: Arc<dyn Clock>,
+}
+
+fn db_err(e: sqlx::Error) -> ProviderError {
+    ProviderError::Transient(format!("sandbox database: {e}"))
+}
+
+fn rejected(code: &str, message: impl Into<String>) -> ProviderError {
+    ProviderError::Rejected { code: code.into(), message: message.into() }
+}
+
+impl SandboxProvider {
+    /// A sandbox over `pool` (migrated by the server), reading `clock`.
+    pub fn new(pool: AnyPool, clock: Arc<dyn Clock>) -> Self {
+        SandboxProvider { pool, clock }
+    }
+
+    /// Runs `op` once per idempotency key: a replay with the same `request`
+    /// fingerprint returns the stored outcome (an intent id or an error).
+    async fn idempotent<F, Fut>(&self, key: &str, request: String, op: F) -> Result<String, ProviderError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<String, ProviderError>>,
+    {
+        let stored = sqlx::query("SELECT request, response FROM sandbox_idempotency WHERE key = $1")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+        if let Some(row) = stored {
+            let (req, resp): (String, String) = (row.get("request"), row.get("response"));
+            if req != request {
+                return Err(rejected(
+                    "idempotency_error",
+                    format!("Keys for idempotent requests can only be used with the same parameters ({key})"),
+                ));
+            }
+            return decode(&resp);
+        }
+        let result = op().await;
+        // Transient failures are not remembered: the retry runs again.
+        if !matches!(result, Err(ProviderError::Transient(_))) {
+            sqlx::query("INSERT INTO sandbox_idempotency (key, request, response) VALUES ($1, $2, $3) ON CONFLICT (key) DO NOTHING")
+                .bind(key)
+                .bind(&request)
+                .bind(encode(&result))
+                .execute(&self.pool)
+                .await
+                .map_err(db_err)?;
+        }
+        result
+    }
+
+    async fn load(&self, id: &str) -> Result<Intent, ProviderError> {
+        let row = sqlx::query(
+            "SELECT id, status, amount_minor, currency, amount_received, created_ms FROM sandbox_intents WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?
+        .ok_or_else(|| rejected("resource_missing", format!("No such payment_intent: '{id}'")))?;
+        let status = IntentStatus::parse(row.get::<String, _>("status").as_str())
+            .ok_or_else(|| ProviderError::Transient("bad stored status".into()))?;
+        let currency = Currency::parse(&row.get::<String, _>("currency"))
+            .map_err(|e| ProviderError::Transient(format!("bad stored currency: {e}")))?;
+        let created = Timestamp::from_unix_millis(row.get("created_ms"));
+        Ok(Intent {
+            id: row.get("id"),
+            status,
+            amount: Money::new(row.get("amount_minor"), currency),
+            amount_received: row.get("amount_received"),
+            hold_expires_at: (status == IntentStatus::RequiresCapture).then(|| created.plus(HOLD_VALIDITY)),
+        })
+    }
+
+    /// Moves intent `id` from one of `from` to `to`; false if it was in none.
+    async fn transition(
+        &self,
+        id: &str,
+        from: &[IntentStatus],
+        to: IntentStatus,
+        set: &str,
+    ) -> Result<bool, ProviderError> {
+        let allowed: Vec<String> = from.iter().map(|s| format!("'{}'", s.as_str())).collect();
+        let sql = format!(
+            "UPDATE sandbox_intents SET status = '{}'{set} WHERE id = $1 AND status IN ({})",
+            to.as_str(),
+            allowed.join(", ")
+        );
+        let done = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).execute(&self.pool).await.map_err(db_err)?;
+        Ok(done.rows_affected() == 1)
+    }
+}
+
+fn encode(result: &Result<String, ProviderError>) -> String {
+    match result {
+        Ok(id) => serde_json::json!({ "ok": id }),
+        Err(ProviderError::Declined { decline_code, message }) => {
+            serde_json::json!({ "declined": { "code": decline_code, "message": message } })
+        }
+        Err(ProviderError::Rejected { code, message }) => {
+            serde_json::json!({ "rejected": { "code": code, "message": message } })
+        }
+        Err(ProviderError::Transient(m)) => serde_json::json!({ "transient": m }),
+    }
+    .to_string()
+}
+
+fn decode(stored: &str) -> Result<String, ProviderError> {
+    let v: serde_json::Value =
+        serde_json::from_str(stored).map_err(|e| ProviderError::Transient(format!("bad stored response: {e}")))?;
+    let text = |v: &serde_json::Value, k: &str| v[k].as_str().unwrap_or_default().to_owned();
+    if let Some(id) = v["ok"].as_str() {
+        Ok(id.to_owned())
+    } else if v["declined"].is_object() {
+        Err(ProviderError::Declined {
+            decline_code: text(&v["declined"], "code"),
+            message: text(&v["declined"], "message"),
+        })
+    } else if v["rejected"].is_object() {
+        Err(rejected(&text(&v["rejected"], "code"), text(&v["rejected"], "message")))
+    } else {
+        Err(ProviderError::Transient(text(&v, "transient")))
+    }
+}
+
+fn new_id(prefix: &str) -> String {
+    format!("{prefix}_sbx{}", uuid::Uuid::new_v4().simple())
+}
+
+#[async_trait]
+impl PaymentProvider for SandboxProvider {
+    fn name(&self) -> &'static str {
+        "sandbox"
+    }
+
+    async fn place_hold(&self, req: &HoldRequest) -> Result<Intent, ProviderError> {
+        if req.amount.amount_minor <= 0 {
+            return Err(rejected("parameter_invalid_integer", "amount must be a positive integer"));
+        }
+        let fingerprint = format!(
+            "hold|{}|{}|{}|{:?}",
+            req.amount.amount_minor, req.amount.currency, req.payment_method, req.destination
+        );
+        let id = self
+            .idempotent(&req.idempotency_key, fingerprint, || async {
+                let status = match req.payment_method.as_str() {
+                    "pm_card_visa" | "pm_card_mastercard" => IntentStatus::RequiresCapture,
+                    "pm_card_authenticationRequired" => IntentStatus::RequiresAction,
+                    "pm_card_chargeDeclined" => {
+                        return Err(ProviderError::Declined {
+                            decline_code: "generic_decline".into(),
+                            message: "Your card was declined.".into(),
+                        });
+                    }
+                    "pm_card_chargeDeclinedInsufficientFunds" => {
+                        return Err(ProviderError::Declined {
+                            decline_code: "insufficient_funds".into(),
+                            message: "Your card has insufficient funds.".into(),
+                        });
+                    }
+                    other => {
+                        return Err(rejected("resource_missing", format!("No such PaymentMethod: '{other}'")));
+                    }
+                };
+                let id = new_id("pi");
+                sqlx::query(
+                    "INSERT INTO sandbox_intents (id, status, amount_minor, currency, payment_method, destination, created_ms) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(&id)
+                .bind(status.as_str())
+                .bind(req.amount.amount_minor)
+                .bind(req.amount.currency.as_str())
+                .bind(&req.payment_method)
+                .bind(req.destination.as_deref())
+                .bind(self.clock.now().unix_millis())
+                .execute(&self.pool)
+                .await
+                .map_err(db_err)?;
+                Ok(id)
+            })
+            .await?;
+        self.load(&id).await
+    }
+
+    async fn capture(&self, intent_id: &str, req: &CaptureRequest) -> Result<Intent, ProviderError> {
+        let fingerprint = format!("capture|{intent_id}|{}|{:?}", req.amount_to_capture, req.application_fee_amount);
+        let id = self
+            .idempotent(&req.idempotency_key, fingerprint, || async {
+                let intent = self.load(intent_id).await?;
+                if intent.status != IntentStatus::RequiresCapture {
+                    return Err(rejected(
+                        "payment_intent_unexpected_state",
+                        format!(
+                            "This PaymentIntent could not be captured because it has a status of {}.",
+                            intent.status.as_str()
+                        ),
+                    ));
+                }
+                if req.amount_to_capture <= 0 || req.amount_to_capture > intent.amount.amount_minor {
+                    return Err(rejected(
+                        "amount_too_large",
+                        "amount_to_capture must be between 1 and amount_capturable",
+                    ));
+                }
+                if let Some(fee) = req.application_fee_amount
+                    && !(0..=req.amount_to_capture).contains(&fee)
+                {
+                    return Err(rejected(
+                        "parameter_invalid_integer",
+                        "application_fee_amount exceeds the amount captured",
+                    ));
+                }
+                let set = format!(
+                    ", amount_received = {}, fee_minor = {}",
+                    req.amount_to_capture,
+                    req.application_fee_amount.map_or("NULL".to_owned(), |f| f.to_string())
+                );
+                if !self.transition(intent_id, &[IntentStatus::RequiresCapture], IntentStatus::Succeeded, &set).await? {
+                    return Err(rejected("payment_intent_unexpected_state", "the PaymentIntent changed meanwhile"));
+                }
+                Ok(intent_id.to_owned())
+            })
+            .await?;
+        self.load(&id).await
+    }
+
+    async fn release(&self, intent_id: &str, idempotency_key: &str) -> Result<Intent, ProviderError> {
+        let id = self
+            .idempotent(idempotency_key, format!("cancel|{intent_id}"), || async {
+                let from =
+                    [IntentStatus::RequiresCapture, IntentStatus::RequiresAction, IntentStatus::RequiresPaymentMethod];
+                if !self.transition(intent_id, &from, IntentStatus::Canceled, "").await? {
+                    let intent = self.load(intent_id).await?;
+                    return Err(rejected(
+                        "payment_intent_unexpected_state",
+                        format!(
+                            "You cannot cancel this PaymentIntent because it has a status of {}.",
+                            intent.status.as_str()
+                        ),
+                    ));
+                }
+                Ok(intent_id.to_owned())
+            })
+            .await?;
+        self.load(&id).await
+    }
+
+    async fn intent(&self, intent_id: &str) -> Result<Intent, ProviderError> {
+        self.load(intent_id).await
+    }
+
+    async fn refund(&self, req: &RefundRequest) -> Result<Refund, ProviderError> {
+        let fingerprint = format!("refund|{}|{}", req.intent_id, req.amount);
+        let intent = self.load(&req.intent_id).await?;
+        let id = self
+            .idempotent(&req.idempotency_key, fingerprint, || async {
+                if intent.status != IntentStatus::Succeeded {
+                    return Err(rejected("charge_not_captured", "only captured payments can be refunded"));
+                }
+                // One statement checks and books the refund.
+                let done = sqlx::query(
+                    "UPDATE sandbox_intents SET amount_refunded = amount_refunded + $2 \
+                     WHERE id = $1 AND $2 > 0 AND amount_refunded + $2 <= amount_received",
+                )
+                .bind(&req.intent_id)
+                .bind(req.amount)
+                .execute(&self.pool)
+                .await
+                .map_err(db_err)?;
+                if done.rows_affected() != 1 {
+                    return Err(rejected("amount_too_large", "the refund exceeds what is left to refund"));
+                }
+                Ok(new_id("re"))
+            })
+            .await?;
+        Ok(Refund { id, amount: Money::new(req.amount, intent.amount.currency), status: "succeeded".into() })
+    }
+
+    async fn create_account(&self, req: &AccountRequest) -> Result<Account, ProviderError> {
+        let id = self
+            .idempotent(&req.idempotency_key, format!("account|{}", req.consultant_id), || async {
+                let id = new_id("acct");
+                sqlx::query("INSERT INTO sandbox_accounts (id, consultant_id, created_ms) VALUES ($1, $2, $3)")
+                    .bind(&id)
+                    .bind(&req.consultant_id)
+                    .bind(self.clock.now().unix_millis())
+                    .execute(&self.pool)
+                    .await
+                    .map_err(db_err)?;
+                Ok(id)
+            })
+            .await?;
+        // Sandbox accounts are ready at once.
+        Ok(Account { id, charges_enabled: true, payouts_enabled: true, details_submitted: true })
+    }
+
+    async fn onboarding_link(
+        &self,
+        account_id: &str,
+        _refresh: &str,
+        return_url: &str,
+    ) -> Result<String, ProviderError> {
+        let known = sqlx::query("SELECT id FROM sandbox_accounts WHERE id = $1")
+            .bind(account_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+        if known.is_none() {
+            return Err(rejected("resource_missing", format!("No such account: '{account_id}'")));
+        }
+        // Nothing to fill in: the link leads straight back.
+        Ok(format!("{return_url}{}sandbox_account={account_id}", if return_url.contains('?') { '&' } else { '?' }))
+    }
+}

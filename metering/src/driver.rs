@@ -1,0 +1,433 @@
+//! The meter's driver: one [`Meter`] per open session, fed the joins, drops
+//! and ends signaling reports, woken at each meter's deadline by the server
+//! clock, and carrying out the meter's outputs in order — store first, then
+//! tell the participants (DESIGN.md M8, M9).
+//!
+//! Inputs arrive synchronously ([`Meters::opened`], [`Meters::joined`], …)
+//! under the caller's lock, so they reach each meter in the order they
+//! happened; the per-session task does the IO. The settlement is returned
+//! synchronously by [`Meters::ending`] so signaling can store it with the
+//! session's end and put it in `session.ended`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use parley_domain::protocol::{Outcome as WireOutcome, Role, ServerMessage, SessionBill, SessionEndReason};
+use parley_domain::{Clock, Money, SessionId, Timestamp};
+use tokio::sync::mpsc;
+
+use crate::{EndReason, Input, Meter, MeterConfig, Outcome, Output, Party, Price, Settlement, Snapshot};
+
+/// A failure of the meter's event store.
+#[derive(Debug, thiserror::Error)]
+#[error("meter store: {0}")]
+pub struct MeterStoreError(pub String);
+
+/// A meter event worth keeping, stored before the participants hear of it
+/// (DESIGN.md M9).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MeterEvent {
+    /// `meter.free_window_ending` was due.
+    FreeWindowEnding {
+        /// Billable seconds then.
+        billable_secs: u64,
+    },
+    /// `meter.billing_started` was due.
+    BillingStarted {
+        /// Billable seconds then.
+        billable_secs: u64,
+    },
+    /// `meter.hold_ending` was due.
+    HoldEnding {
+        /// Billable seconds then.
+        billable_secs: u64,
+    },
+    /// A periodic checkpoint of a live session (every 10 s).
+    Checkpoint(Snapshot),
+}
+
+impl MeterEvent {
+    /// The event's stored kind.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            MeterEvent::FreeWindowEnding { .. } => "free_window_ending",
+            MeterEvent::BillingStarted { .. } => "billing_started",
+            MeterEvent::HoldEnding { .. } => "hold_ending",
+            MeterEvent::Checkpoint(_) => "checkpoint",
+        }
+    }
+}
+
+/// The meter's event store (implemented by `server` on SQLite/PostgreSQL).
+#[async_trait]
+pub trait MeterStore: Send + Sync + 'static {
+    /// Stores `event` of `session_id` at server time `at`. A checkpoint
+    /// replaces the session's previous one.
+    async fn meter_event(
+        &self,
+        session_id: &SessionId,
+        event: &MeterEvent,
+        at: Timestamp,
+    ) -> Result<(), MeterStoreError>;
+    /// Stores the settlement decision of a session whose end signaling did
+    /// not record (its room was gone). Idempotent per session.
+    async fn orphan_settlement(
+        &self,
+        session_id: &SessionId,
+        bill: &SessionBill,
+        reason: SessionEndReason,
+        at: Timestamp,
+    ) -> Result<(), MeterStoreError>;
+}
+
+/// Where meter notices go: the signaling hub (implemented by `server`).
+#[async_trait]
+pub trait MeterSink: Send + Sync + 'static {
+    /// Sends `msg` to both participants of `session_id`, if it is open.
+    fn send(&self, session_id: &SessionId, msg: ServerMessage);
+    /// Ends `session_id` for `reason` the way a hang-up would (signaling
+    /// calls [`Meters::ending`] and stores the bill). Returns false if the
+    /// session was not open there.
+    async fn end(&self, session_id: &SessionId, reason: SessionEndReason) -> bool;
+}
+
+/// Deployment-wide meter settings (from `PARLEY_FREE_WINDOW_SECS`,
+/// `PARLEY_GRACE_SECS`, …).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MeterSettings {
+    /// Free window `F` (M6). Default 600 s.
+    pub free_window: Duration,
+    /// Grace `G` (M3). Default 30 s.
+    pub grace: Duration,
+    /// Warning before `F` and before the hold is used up (M8). Default 60 s.
+    pub warn_before: Duration,
+    /// `meter.tick` interval (M8). Default 30 s.
+    pub tick_interval: Duration,
+    /// Checkpoint interval (M9). Default 10 s.
+    pub checkpoint_interval: Duration,
+}
+
+impl Default for MeterSettings {
+    fn default() -> Self {
+        let d = MeterConfig::new(
+            Price::Fixed { amount: Money::new(0, parley_domain::Currency::parse("EUR").expect("valid")) },
+            None,
+        );
+        MeterSettings {
+            free_window: d.free_window,
+            grace: d.grace,
+            warn_before: d.warn_before,
+            tick_interval: d.tick_interval,
+            checkpoint_interval: d.checkpoint_interval,
+        }
+    }
+}
+
+impl MeterSettings {
+    /// The meter configuration of one session priced `price`, ending at
+    /// `max_billable` of billable time (booked length or instant maximum).
+    pub fn config(&self, price: Price, max_billable: Option<Duration>) -> MeterConfig {
+        MeterConfig {
+            free_window: self.free_window,
+            grace: self.grace,
+            warn_before: self.warn_before,
+            tick_interval: self.tick_interval,
+            checkpoint_interval: self.checkpoint_interval,
+            max_billable,
+            price,
+        }
+    }
+}
+
+/// What a session's task must carry out, in order.
+type Batch = Vec<Output>;
+
+struct Entry {
+    meter: Meter,
+    tx: mpsc::UnboundedSender<Batch>,
+}
+
+#[derive(Default)]
+struct State {
+    /// Meter configurations of sessions about to open (set when the hold is
+    /// placed, taken when the call is accepted).
+    pending: HashMap<SessionId, MeterConfig>,
+    meters: HashMap<SessionId, Entry>,
+}
+
+/// The meters of one node and their driver tasks. Share as `Arc<Meters>`.
+pub struct Meters {
+    settings: MeterSettings,
+    /// Used for sessions opened without a price (no hold): free.
+    unpriced: MeterConfig,
+    clock: Arc<dyn Clock>,
+    store: Arc<dyn MeterStore>,
+    sink: OnceLock<Arc<dyn MeterSink>>,
+    state: Mutex<State>,
+}
+
+fn party(role: Role) -> Option<Party> {
+    match role {
+        Role::Seeker => Some(Party::Seeker),
+        Role::Consultant => Some(Party::Consultant),
+        Role::Moderator => None,
+    }
+}
+
+/// The wire form of a meter's end reason.
+pub fn end_reason(reason: EndReason) -> SessionEndReason {
+    match reason {
+        EndReason::Hangup(_) => SessionEndReason::Hangup,
+        EndReason::Abandoned(_) => SessionEndReason::Abandoned,
+        EndReason::LengthReached => SessionEndReason::LengthReached,
+        EndReason::HoldUsedUp => SessionEndReason::HoldUsedUp,
+        EndReason::Moderator => SessionEndReason::Moderator,
+    }
+}
+
+/// The wire form of a settlement.
+pub fn bill(s: &Settlement) -> SessionBill {
+    SessionBill {
+        outcome: match s.outcome {
+            Outcome::Free => WireOutcome::Free,
+            Outcome::Charged => WireOutcome::Charged,
+        },
+        billable_secs: s.billable_secs(),
+        charge: s.amount,
+    }
+}
+
+impl Meters {
+    /// Meters with `settings`, reading `clock`, storing into `store`.
+    /// Sessions opened without a [`Meters::expect`] are metered free in
+    /// `default_currency`. Call [`Meters::set_sink`] before the first session.
+    pub fn new(
+        settings: MeterSettings,
+        default_currency: parley_domain::Currency,
+        clock: Arc<dyn Clock>,
+        store: Arc<dyn MeterStore>,
+    ) -> Arc<Meters> {
+        Arc::new(Meters {
+            settings,
+            unpriced: settings.config(Price::Fixed { amount: Money::new(0, default_currency) }, None),
+            clock,
+            store,
+            sink: OnceLock::new(),
+            state: Mutex::new(State::default()),
+        })
+    }
+
+    /// Where notices and meter-decided ends go (the signaling hub). Set once.
+    pub fn set_sink(&self, sink: Arc<dyn MeterSink>) {
+        let _ = self.sink.set(sink);
+    }
+
+    /// The deployment's settings.
+    pub fn settings(&self) -> &MeterSettings {
+        &self.settings
+    }
+
+    /// The configuration of a session without a price: metered, free.
+    pub fn unpriced(&self) -> MeterConfig {
+        self.unpriced
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Billable seconds of an open session as of now (M5), if metered here.
+    pub fn billable_secs(&self, session_id: &SessionId) -> Option<u64> {
+        let now = self.clock.now();
+        let st = self.lock();
+        let mut meter = st.meters.get(session_id)?.meter.clone();
+        drop(st);
+        meter.handle(Input::Timeout, now);
+        Some(meter.settlement().map_or(meter.billable_ms(), |s| s.billable_ms) / 1000)
+    }
+
+    /// Number of sessions being metered.
+    pub fn live_sessions(&self) -> usize {
+        self.lock().meters.len()
+    }
+
+    /// Registers the price of a session about to open (its hold is placed).
+    pub fn expect(&self, session_id: &SessionId, cfg: MeterConfig) {
+        self.lock().pending.insert(session_id.clone(), cfg);
+    }
+
+    /// Forgets a session that never opened (its call went unanswered).
+    pub fn forget(&self, session_id: &SessionId) {
+        self.lock().pending.remove(session_id);
+    }
+
+    /// A session opened at `at`: both participants have `G` to join.
+    pub fn opened(self: &Arc<Self>, session_id: &SessionId, at: Timestamp) {
+        let mut st = self.lock();
+        let cfg = st.pending.remove(session_id).unwrap_or(self.unpriced);
+        self.start(&mut st, session_id.clone(), Meter::new(cfg, at));
+    }
+
+    /// A session recovered after a restart from its last checkpoint (M9):
+    /// both participants have `G` from `now` to come back.
+    pub fn recovered(self: &Arc<Self>, session_id: &SessionId, cfg: MeterConfig, snapshot: Snapshot) {
+        let now = self.clock.now();
+        let mut st = self.lock();
+        self.start(&mut st, session_id.clone(), Meter::recover(cfg, snapshot, now));
+    }
+
+    fn start(self: &Arc<Self>, st: &mut State, session_id: SessionId, meter: Meter) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        st.meters.insert(session_id.clone(), Entry { meter, tx });
+        tokio::spawn(Arc::clone(self).drive(session_id, rx));
+    }
+
+    /// `role` joined (or rejoined) the session's room at `at`.
+    pub fn joined(&self, session_id: &SessionId, role: Role, at: Timestamp) {
+        if let Some(p) = party(role) {
+            self.feed(session_id, Input::Join(p), at);
+        }
+    }
+
+    /// `role` left the room or dropped at `at` (M3).
+    pub fn absent(&self, session_id: &SessionId, role: Role, at: Timestamp) {
+        if let Some(p) = party(role) {
+            self.feed(session_id, Input::Leave(p), at);
+        }
+    }
+
+    fn feed(&self, session_id: &SessionId, input: Input, at: Timestamp) {
+        let mut st = self.lock();
+        if let Some(e) = st.meters.get_mut(session_id) {
+            let out = e.meter.handle(input, at);
+            // Always wake the task: the next deadline may have moved.
+            let _ = e.tx.send(out);
+        }
+    }
+
+    /// The session ends at `at` for `reason` (by the participant `by`, for a
+    /// hang-up): returns the settlement decision, made once (B3), and stops
+    /// metering it. `None` if the session was never metered here.
+    pub fn ending(
+        &self,
+        session_id: &SessionId,
+        reason: SessionEndReason,
+        by: Option<Role>,
+        at: Timestamp,
+    ) -> Option<SessionBill> {
+        let mut st = self.lock();
+        let mut entry = st.meters.remove(session_id)?;
+        drop(st);
+        let input = match reason {
+            SessionEndReason::Hangup => Input::End(by.and_then(party).unwrap_or(Party::Seeker)),
+            SessionEndReason::Abandoned => Input::Abandon,
+            SessionEndReason::Moderator => Input::Moderate,
+            // Decided by the meter itself; it has ended already.
+            SessionEndReason::LengthReached | SessionEndReason::HoldUsedUp => Input::Timeout,
+        };
+        let mut out = entry.meter.handle(input, at);
+        if entry.meter.settlement().is_none() {
+            out.extend(entry.meter.handle(Input::Moderate, at));
+        }
+        // The task stores the outputs that came before the end; it stops
+        // when it sees the channel closed.
+        let _ = entry.tx.send(out);
+        entry.meter.settlement().map(bill)
+    }
+
+    async fn drive(self: Arc<Self>, session_id: SessionId, mut rx: mpsc::UnboundedReceiver<Batch>) {
+        loop {
+            let deadline = self.lock().meters.get(&session_id).and_then(|e| e.meter.next_deadline());
+            let sleep = match deadline {
+                Some(d) => self.clock.sleep_until(d),
+                None => Box::pin(std::future::pending()),
+            };
+            tokio::select! {
+                batch = rx.recv() => match batch {
+                    Some(batch) => self.carry_out(&session_id, batch).await,
+                    None => return,
+                },
+                () = sleep => {
+                    let now = self.clock.now();
+                    let mut st = self.lock();
+                    if let Some(e) = st.meters.get_mut(&session_id) {
+                        let out = e.meter.handle(Input::Timeout, now);
+                        let _ = e.tx.send(out);
+                    }
+                }
+            }
+        }
+    }
+
+    async fn carry_out(&self, session_id: &SessionId, batch: Batch) {
+        let now = self.clock.now();
+        for output in batch {
+            let (event, msg) = match output {
+                Output::Live | Output::Paused { .. } => continue,
+                Output::FreeWindowEnding { billable_secs } => (
+                    MeterEvent::FreeWindowEnding { billable_secs },
+                    Some(ServerMessage::MeterFreeWindowEnding {
+                        session_id: session_id.clone(),
+                        billable_secs,
+                        free_window_secs: self.settings.free_window.as_secs(),
+                    }),
+                ),
+                Output::BillingStarted { billable_secs } => (
+                    MeterEvent::BillingStarted { billable_secs },
+                    Some(ServerMessage::MeterBillingStarted { session_id: session_id.clone(), billable_secs }),
+                ),
+                Output::HoldEnding { billable_secs } => (
+                    MeterEvent::HoldEnding { billable_secs },
+                    Some(ServerMessage::MeterHoldEnding {
+                        session_id: session_id.clone(),
+                        billable_secs,
+                        ends_at_billable_secs: billable_secs + self.settings.warn_before.as_secs(),
+                    }),
+                ),
+                Output::Tick { billable_secs } => {
+                    // Ticks are not stored: checkpoints keep the count.
+                    self.send(session_id, ServerMessage::MeterTick { session_id: session_id.clone(), billable_secs });
+                    continue;
+                }
+                Output::Checkpoint(snapshot) => (MeterEvent::Checkpoint(snapshot), None),
+                Output::Ended(settlement) => {
+                    self.meter_ended(session_id, &settlement).await;
+                    continue;
+                }
+            };
+            if let Err(e) = self.store.meter_event(session_id, &event, now).await {
+                tracing::error!(%session_id, kind = event.kind(), error = %e, "failed to store meter event");
+                continue;
+            }
+            if let Some(msg) = msg {
+                self.send(session_id, msg);
+            }
+        }
+    }
+
+    fn send(&self, session_id: &SessionId, msg: ServerMessage) {
+        if let Some(sink) = self.sink.get() {
+            sink.send(session_id, msg);
+        }
+    }
+
+    /// The meter ended the session itself (a limit, or abandonment it timed):
+    /// have signaling end it, which stores the bill via [`Meters::ending`].
+    async fn meter_ended(&self, session_id: &SessionId, settlement: &Settlement) {
+        let reason = end_reason(settlement.reason);
+        let ended_by_signaling = match self.sink.get() {
+            Some(sink) => sink.end(session_id, reason).await,
+            None => false,
+        };
+        // Signaling had no such room: store the decision here.
+        let still_here = self.lock().meters.remove(session_id).is_some();
+        if !ended_by_signaling || still_here {
+            let b = bill(settlement);
+            if let Err(e) = self.store.orphan_settlement(session_id, &b, reason, settlement.ended_at).await {
+                tracing::error!(%session_id, error = %e, "failed to store settlement");
+            }
+        }
+    }
+}

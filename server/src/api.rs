@@ -1,0 +1,233 @@
+//! The money path's REST API (issue 3): session details, consultant prices,
+//! earnings, receipts, payout onboarding, moderator refunds and ends.
+//! Errors are JSON [`ErrorBody`](parley_domain::protocol::ErrorBody) with a
+//! stable code (see docs/protocol.md, "REST").
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use parley_billing::BillingError;
+use parley_domain::protocol::rest::{
+    ConsultantPrice, Earnings, PayoutLink, Receipt, RefundRequest, RefundResponse, SessionDetails, TimelineItem,
+};
+use parley_domain::protocol::{ErrorCode, Outcome, Role, SessionEndReason, UserInfo};
+use parley_domain::{SessionId, UserId};
+use parley_signaling::Store;
+use serde::Deserialize;
+
+use crate::routes::{ApiError, AppState};
+
+/// The routes of this module.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/sessions/{id}", get(session))
+        .route("/v1/sessions/{id}/refund", post(refund))
+        .route("/v1/sessions/{id}/end", post(end_session))
+        .route("/v1/consultants/me/price", get(my_price).put(set_price).delete(clear_price))
+        .route("/v1/consultants/me/payout-account", post(payout_account))
+        .route("/v1/consultants/{id}/earnings", get(earnings))
+        .route("/v1/seekers/me/receipts", get(receipts))
+        .with_state(state)
+}
+
+impl From<BillingError> for ApiError {
+    fn from(e: BillingError) -> Self {
+        match e {
+            BillingError::Refused("not_charged", m) => ApiError::Conflict(ErrorCode::NotCharged, m),
+            BillingError::Refused(_, m) => ApiError::BadRequest(ErrorCode::InvalidField, m),
+            BillingError::Provider(p) => ApiError::Provider(p.to_string()),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+fn user(s: &AppState, headers: &HeaderMap) -> Result<UserInfo, ApiError> {
+    Ok(s.auth.verify_request(headers, None)?)
+}
+
+fn require(user: &UserInfo, role: Role) -> Result<(), ApiError> {
+    if user.role == role {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(ErrorCode::WrongRole, format!("only {}s can do this", role.as_str())))
+    }
+}
+
+fn session_id(raw: String) -> Result<SessionId, ApiError> {
+    SessionId::parse(raw).map_err(|e| ApiError::BadRequest(ErrorCode::InvalidField, format!("session id: {e}")))
+}
+
+/// `GET /v1/sessions/{id}` (its participants and moderators): state,
+/// billable seconds, outcome, hold, capture, fee, payout, refunds, ledger
+/// and timeline.
+async fn session(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<SessionDetails>, ApiError> {
+    let me = user(&s, &headers)?;
+    let id = session_id(id)?;
+    let Some(stored) = s.store.session(&id).await? else {
+        return Err(ApiError::NotFound(ErrorCode::UnknownSession, format!("no session {id}")));
+    };
+    let r = &stored.record;
+    if me.role != Role::Moderator && me.id != r.seeker_id && me.id != r.consultant_id {
+        return Err(ApiError::Forbidden(ErrorCode::Forbidden, format!("you are not a participant of session {id}")));
+    }
+    let settlement = s.billing.settlement(&id).await?;
+    let ledger = s.billing.session_ledger(&id).await?;
+    let sum = |kind: &str| {
+        let mut items = ledger.iter().filter(|l| l.kind == kind).map(|l| l.amount);
+        let first = items.next()?;
+        items.try_fold(first, |a, b| a.checked_add(b).ok())
+    };
+    let billable_secs = match &settlement {
+        Some(st) => st.billable_secs,
+        None => s.meters.billable_secs(&id).unwrap_or(0),
+    };
+    let mut timeline: Vec<TimelineItem> = s
+        .store
+        .session_timeline(&id)
+        .await?
+        .into_iter()
+        .map(|t| TimelineItem { at_ms: t.at.unix_millis(), kind: t.kind, user_id: t.user_id, detail: t.detail })
+        .collect();
+    timeline.extend(s.store.meter_timeline(&id).await?);
+    timeline.sort_by_key(|t| t.at_ms);
+    let payout = match (sum("earnings"), sum("earnings_reversal")) {
+        (Some(e), Some(back)) => Some(parley_domain::Money::new(e.amount_minor - back.amount_minor, e.currency)),
+        (e, _) => e,
+    };
+    Ok(Json(SessionDetails {
+        session_id: r.session_id.clone(),
+        call_id: r.call_id.clone(),
+        seeker_id: r.seeker_id.clone(),
+        consultant_id: r.consultant_id.clone(),
+        state: if stored.ended_at.is_some() { "ended" } else { "open" }.into(),
+        opened_at_ms: r.opened_at.unix_millis(),
+        ended_at_ms: stored.ended_at.map(|t| t.unix_millis()),
+        end_reason: stored.end_reason.clone(),
+        billable_secs,
+        outcome: settlement.as_ref().map(|st| if st.outcome == "charged" { Outcome::Charged } else { Outcome::Free }),
+        settlement_status: settlement.as_ref().map(|st| st.status.clone()),
+        hold: s.billing.hold(&id).await?,
+        captured: sum("capture"),
+        fee: sum("fee"),
+        payout,
+        refunded: sum("refund"),
+        ledger,
+        timeline,
+    }))
+}
+
+/// `GET /v1/consultants/me/price` (consultants): their price, `null` when
+/// they do not charge.
+async fn my_price(State(s): State<AppState>, headers: HeaderMap) -> Result<Json<Option<ConsultantPrice>>, ApiError> {
+    let me = user(&s, &headers)?;
+    require(&me, Role::Consultant)?;
+    Ok(Json(s.billing.price(&me.id).await?))
+}
+
+/// `PUT /v1/consultants/me/price` (consultants): sets the price of their
+/// next sessions (DESIGN.md M7). Body: [`ConsultantPrice`].
+async fn set_price(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Json<ConsultantPrice>, JsonRejection>,
+) -> Result<Json<ConsultantPrice>, ApiError> {
+    let me = user(&s, &headers)?;
+    require(&me, Role::Consultant)?;
+    let Json(price) = body.map_err(|e| ApiError::BadRequest(ErrorCode::InvalidField, e.body_text()))?;
+    s.billing.set_price(&me.id, &price).await?;
+    Ok(Json(price))
+}
+
+/// `DELETE /v1/consultants/me/price` (consultants): their calls are free.
+async fn clear_price(State(s): State<AppState>, headers: HeaderMap) -> Result<Json<Option<ConsultantPrice>>, ApiError> {
+    let me = user(&s, &headers)?;
+    require(&me, Role::Consultant)?;
+    s.billing.clear_price(&me.id).await?;
+    Ok(Json(None))
+}
+
+#[derive(Deserialize, Default)]
+struct OnboardingBody {
+    refresh_url: Option<String>,
+    return_url: Option<String>,
+}
+
+/// `POST /v1/consultants/me/payout-account` (consultants): creates their
+/// payout account if needed and returns an onboarding link.
+async fn payout_account(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Option<Json<OnboardingBody>>,
+) -> Result<Json<PayoutLink>, ApiError> {
+    let me = user(&s, &headers)?;
+    require(&me, Role::Consultant)?;
+    let body = body.map(|Json(b)| b).unwrap_or_default();
+    let base = headers.get("host").and_then(|h| h.to_str().ok()).map(|h| format!("http://{h}")).unwrap_or_default();
+    let refresh = body.refresh_url.unwrap_or_else(|| format!("{base}/?payout=refresh"));
+    let ret = body.return_url.unwrap_or_else(|| format!("{base}/?payout=done"));
+    let (account_id, url) = s.billing.payout_onboarding(&me.id, &refresh, &ret).await?;
+    Ok(Json(PayoutLink { account_id, url }))
+}
+
+/// `GET /v1/consultants/{id}/earnings` (that consultant, or moderators).
+async fn earnings(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Earnings>, ApiError> {
+    let me = user(&s, &headers)?;
+    let id = UserId::parse(id).map_err(|e| ApiError::BadRequest(ErrorCode::InvalidField, format!("id: {e}")))?;
+    if me.role != Role::Moderator && me.id != id {
+        return Err(ApiError::Forbidden(
+            ErrorCode::Forbidden,
+            "only the consultant and moderators see earnings".into(),
+        ));
+    }
+    Ok(Json(s.billing.earnings(&id).await?))
+}
+
+/// `GET /v1/seekers/me/receipts` (seekers).
+async fn receipts(State(s): State<AppState>, headers: HeaderMap) -> Result<Json<Vec<Receipt>>, ApiError> {
+    let me = user(&s, &headers)?;
+    require(&me, Role::Seeker)?;
+    Ok(Json(s.billing.receipts(&me.id).await?))
+}
+
+/// `POST /v1/sessions/{id}/refund` (moderators): refunds part or all of a
+/// charged session. Body: [`RefundRequest`].
+async fn refund(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Result<Json<RefundRequest>, JsonRejection>,
+) -> Result<Json<RefundResponse>, ApiError> {
+    let me = user(&s, &headers)?;
+    require(&me, Role::Moderator)?;
+    let id = session_id(id)?;
+    let Json(req) = body.map_err(|e| ApiError::BadRequest(ErrorCode::InvalidField, e.body_text()))?;
+    let (refund_id, amount) = s.billing.refund(&id, req.amount_minor).await?;
+    tracing::info!(session_id = %id, moderator = %me.id, %amount, reason = req.reason.as_deref().unwrap_or(""), "refund");
+    Ok(Json(RefundResponse { refund_id, amount }))
+}
+
+/// `POST /v1/sessions/{id}/end` (moderators): ends an open session (M4);
+/// it is settled like any other. 409 `session_ended` if it is not open.
+async fn end_session(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let me = user(&s, &headers)?;
+    require(&me, Role::Moderator)?;
+    let id = session_id(id)?;
+    if !s.hub.end_session_for(&id, SessionEndReason::Moderator).await {
+        return Err(ApiError::Conflict(ErrorCode::SessionEnded, format!("session {id} is not open on this server")));
+    }
+    Ok(Json(serde_json::json!({ "session_id": id, "ended": true })))
+}

@@ -1,0 +1,115 @@
+//! Where signaling, the meter and billing meet (DESIGN.md §1: they never
+//! import each other). Signaling reports room events through
+//! [`MeterHooks`] and asks [`BillingGate`] for the hold before ringing; the
+//! meter sends notices and ends sessions through [`HubSink`].
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use parley_billing::{Billing, HoldRefusal};
+use parley_domain::protocol::rest::PriceModel;
+use parley_domain::protocol::{CallEndReason, ErrorCode, Role, ServerMessage, SessionBill, SessionEndReason};
+use parley_domain::{Money, SessionId, Timestamp};
+use parley_metering::{MeterSink, Meters, Price};
+use parley_signaling::store::{CallRecord, SessionHooks, SessionRecord};
+use parley_signaling::{CallGate, GateRefusal, Hub};
+
+/// The meter's view of signaling's rooms.
+pub struct MeterHooks(pub Arc<Meters>);
+
+impl SessionHooks for MeterHooks {
+    fn opened(&self, session: &SessionRecord, at: Timestamp) {
+        self.0.opened(&session.session_id, at);
+    }
+
+    fn joined(&self, session_id: &SessionId, role: Role, at: Timestamp) {
+        self.0.joined(session_id, role, at);
+    }
+
+    fn absent(&self, session_id: &SessionId, role: Role, at: Timestamp) {
+        self.0.absent(session_id, role, at);
+    }
+
+    fn ending(
+        &self,
+        session_id: &SessionId,
+        reason: SessionEndReason,
+        by: Option<Role>,
+        at: Timestamp,
+    ) -> Option<SessionBill> {
+        self.0.ending(session_id, reason, by, at)
+    }
+}
+
+/// The hub as the meter's sink. Weak: the hub owns the hooks that own the
+/// meters.
+pub struct HubSink(pub Weak<Hub>);
+
+#[async_trait]
+impl MeterSink for HubSink {
+    fn send(&self, session_id: &SessionId, msg: ServerMessage) {
+        if let Some(hub) = self.0.upgrade() {
+            hub.notify_session(session_id, &msg);
+        }
+    }
+
+    async fn end(&self, session_id: &SessionId, reason: SessionEndReason) -> bool {
+        match self.0.upgrade() {
+            Some(hub) => hub.end_session_for(session_id, reason).await,
+            None => false,
+        }
+    }
+}
+
+/// The meter's price for a hold.
+pub fn meter_price(model: PriceModel, amount: Money, hold: Money) -> Price {
+    match model {
+        PriceModel::Fixed => Price::Fixed { amount },
+        PriceModel::PerMinute => Price::PerMinute { rate: amount, hold },
+    }
+}
+
+/// The payment seam: places the hold before the consultant is rung (B2)
+/// and tells the meter the session's price.
+pub struct BillingGate {
+    /// Billing.
+    pub billing: Arc<Billing>,
+    /// The meters.
+    pub meters: Arc<Meters>,
+}
+
+#[async_trait]
+impl CallGate for BillingGate {
+    async fn before_ring(&self, call: &CallRecord, payment_method: Option<&str>) -> Result<(), GateRefusal> {
+        let held = self
+            .billing
+            .place_hold(&call.session_id, call.call_id.as_str(), &call.seeker_id, &call.consultant_id, payment_method)
+            .await;
+        match held {
+            Ok(None) => Ok(()),
+            Ok(Some(h)) => {
+                let max = Duration::from_secs(u64::from(h.max_minutes) * 60);
+                let cfg = self.meters.settings().config(meter_price(h.price.model, h.price.amount, h.hold), Some(max));
+                self.meters.expect(&call.session_id, cfg);
+                Ok(())
+            }
+            Err(refusal) => {
+                let code = match refusal {
+                    HoldRefusal::MissingPaymentMethod(_) => ErrorCode::MissingField,
+                    HoldRefusal::ActionRequired(_) => ErrorCode::PaymentActionRequired,
+                    HoldRefusal::Declined(_) | HoldRefusal::Failed(_) => ErrorCode::PaymentDeclined,
+                };
+                tracing::info!(call_id = %call.call_id, code = code.as_str(), reason = %refusal, "hold refused");
+                Err(GateRefusal { code, message: refusal.to_string() })
+            }
+        }
+    }
+
+    async fn call_unanswered(&self, call: &CallRecord, reason: CallEndReason) {
+        self.meters.forget(&call.session_id);
+        if let Err(e) = self.billing.call_unanswered(&call.session_id, reason.as_str()).await {
+            tracing::error!(call_id = %call.call_id, error = %e, "failed to queue the hold's release");
+        }
+    }
+}
