@@ -667,9 +667,9 @@ impl Billing {
     pub async fn earnings(&self, consultant: &UserId) -> Result<Earnings, BillingError> {
         let rows = sqlx::query(
             "SELECT session_id, currency, MIN(at_ms) AS at_ms, \
-             SUM(CASE WHEN kind = 'capture' THEN amount_minor ELSE 0 END) AS captured, \
-             SUM(CASE WHEN kind = 'fee' THEN amount_minor WHEN kind = 'fee_reversal' THEN -amount_minor ELSE 0 END) AS fee, \
-             SUM(CASE WHEN kind = 'earnings' THEN amount_minor WHEN kind = 'earnings_reversal' THEN -amount_minor ELSE 0 END) AS earned \
+             CAST(SUM(CASE WHEN kind = 'capture' THEN amount_minor ELSE 0 END) AS BIGINT) AS captured, \
+             CAST(SUM(CASE WHEN kind = 'fee' THEN amount_minor WHEN kind = 'fee_reversal' THEN -amount_minor ELSE 0 END) AS BIGINT) AS fee, \
+             CAST(SUM(CASE WHEN kind = 'earnings' THEN amount_minor WHEN kind = 'earnings_reversal' THEN -amount_minor ELSE 0 END) AS BIGINT) AS earned \
              FROM ledger WHERE consultant_id = $1 AND kind IN ('capture', 'fee', 'earnings', 'fee_reversal', 'earnings_reversal') \
              GROUP BY session_id, currency ORDER BY MIN(at_ms) DESC, session_id",
         )
@@ -704,8 +704,8 @@ impl Billing {
     pub async fn receipts(&self, seeker: &UserId) -> Result<Vec<Receipt>, BillingError> {
         let rows = sqlx::query(
             "SELECT h.session_id, h.consultant_id, h.created_ms, h.amount_minor, h.currency, s.outcome, s.billable_secs, \
-             (SELECT COALESCE(SUM(amount_minor), 0) FROM ledger l WHERE l.session_id = h.session_id AND l.kind = 'capture') AS charged, \
-             (SELECT COALESCE(SUM(amount_minor), 0) FROM ledger l WHERE l.session_id = h.session_id AND l.kind = 'refund') AS refunded \
+             (SELECT CAST(COALESCE(SUM(amount_minor), 0) AS BIGINT) FROM ledger l WHERE l.session_id = h.session_id AND l.kind = 'capture') AS charged, \
+             (SELECT CAST(COALESCE(SUM(amount_minor), 0) AS BIGINT) FROM ledger l WHERE l.session_id = h.session_id AND l.kind = 'refund') AS refunded \
              FROM holds h LEFT JOIN settlements s ON s.session_id = h.session_id \
              WHERE h.seeker_id = $1 AND h.status NOT IN ('declined', 'failed', 'requires_action') \
              ORDER BY h.created_ms DESC, h.session_id",
@@ -750,9 +750,9 @@ impl Billing {
     ) -> Result<(String, Money), BillingError> {
         let row = sqlx::query(
             "SELECT h.intent_id, h.seeker_id, h.consultant_id, h.destination, \
-             (SELECT COALESCE(SUM(amount_minor), 0) FROM ledger l WHERE l.session_id = h.session_id AND l.kind = 'capture') AS captured, \
-             (SELECT COALESCE(SUM(amount_minor), 0) FROM ledger l WHERE l.session_id = h.session_id AND l.kind = 'earnings') AS earned, \
-             (SELECT COALESCE(SUM(amount_minor), 0) FROM ledger l WHERE l.session_id = h.session_id AND l.kind = 'refund') AS refunded, \
+             (SELECT CAST(COALESCE(SUM(amount_minor), 0) AS BIGINT) FROM ledger l WHERE l.session_id = h.session_id AND l.kind = 'capture') AS captured, \
+             (SELECT CAST(COALESCE(SUM(amount_minor), 0) AS BIGINT) FROM ledger l WHERE l.session_id = h.session_id AND l.kind = 'earnings') AS earned, \
+             (SELECT CAST(COALESCE(SUM(amount_minor), 0) AS BIGINT) FROM ledger l WHERE l.session_id = h.session_id AND l.kind = 'refund') AS refunded, \
              (SELECT COUNT(*) FROM ledger l WHERE l.session_id = h.session_id AND l.kind = 'refund') AS refunds, \
              h.currency FROM holds h WHERE h.session_id = $1 AND h.status = 'captured'",
         )

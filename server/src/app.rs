@@ -17,7 +17,7 @@ use tokio::net::{TcpListener, TcpSocket};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, Mode, Payments};
-use crate::money::{BillingGate, HubSink, MeterHooks, meter_price};
+use crate::money::{BillingGate, HubSink, MeterHooks, meter_config};
 use crate::routes::{self, AppState};
 use crate::store::SqlStore;
 use crate::telemetry;
@@ -196,10 +196,7 @@ async fn recover_sessions(
             continue;
         };
         let cfg = match billing.session_pricing(&record.session_id).await? {
-            Some(p) => meters.settings().config(
-                meter_price(p.price.model, p.price.amount, p.hold),
-                Some(Duration::from_secs(u64::from(p.max_minutes) * 60)),
-            ),
+            Some(p) => meter_config(meters.settings(), p.price.model, p.price.amount, p.hold, p.max_minutes),
             None => meters.unpriced(),
         };
         tracing::info!(session_id = %record.session_id, billable_ms = snapshot.billable_ms, "recovering open session");

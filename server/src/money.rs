@@ -11,7 +11,7 @@ use parley_billing::{Billing, HoldRefusal};
 use parley_domain::protocol::rest::PriceModel;
 use parley_domain::protocol::{CallEndReason, ErrorCode, Role, ServerMessage, SessionBill, SessionEndReason};
 use parley_domain::{Money, SessionId, Timestamp};
-use parley_metering::{MeterSink, Meters, Price};
+use parley_metering::{MeterConfig, MeterSettings, MeterSink, Meters, Price};
 use parley_signaling::store::{CallRecord, SessionHooks, SessionRecord};
 use parley_signaling::{CallGate, GateRefusal, Hub};
 
@@ -62,11 +62,22 @@ impl MeterSink for HubSink {
     }
 }
 
-/// The meter's price for a hold.
-pub fn meter_price(model: PriceModel, amount: Money, hold: Money) -> Price {
+/// The meter configuration of a session with a hold (DESIGN.md M7): a
+/// fixed price ends at the instant-call maximum of billable time; a
+/// per-minute one when its hold (rate × that maximum, beyond the free
+/// window) is used up.
+pub fn meter_config(
+    settings: &MeterSettings,
+    model: PriceModel,
+    amount: Money,
+    hold: Money,
+    max_minutes: u32,
+) -> MeterConfig {
     match model {
-        PriceModel::Fixed => Price::Fixed { amount },
-        PriceModel::PerMinute => Price::PerMinute { rate: amount, hold },
+        PriceModel::Fixed => {
+            settings.config(Price::Fixed { amount }, Some(Duration::from_secs(u64::from(max_minutes) * 60)))
+        }
+        PriceModel::PerMinute => settings.config(Price::PerMinute { rate: amount, hold }, None),
     }
 }
 
@@ -89,8 +100,7 @@ impl CallGate for BillingGate {
         match held {
             Ok(None) => Ok(()),
             Ok(Some(h)) => {
-                let max = Duration::from_secs(u64::from(h.max_minutes) * 60);
-                let cfg = self.meters.settings().config(meter_price(h.price.model, h.price.amount, h.hold), Some(max));
+                let cfg = meter_config(self.meters.settings(), h.price.model, h.price.amount, h.hold, h.max_minutes);
                 self.meters.expect(&call.session_id, cfg);
                 Ok(())
             }

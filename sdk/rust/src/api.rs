@@ -1,8 +1,12 @@
 //! The REST client: `/v1/...` JSON endpoints.
 
 use parley_domain::protocol::ErrorBody;
-use parley_domain::protocol::rest::{ConsultantSummary, DevLoginRequest, DevLoginResponse};
+use parley_domain::protocol::rest::{
+    ConsultantPrice, ConsultantSummary, DevLoginRequest, DevLoginResponse, Earnings, PayoutLink, Receipt,
+    RefundRequest, RefundResponse, SessionDetails,
+};
 use parley_domain::protocol::{Role, UserInfo};
+use parley_domain::{SessionId, UserId};
 
 use crate::SdkError;
 
@@ -42,6 +46,50 @@ impl ApiClient {
         let resp =
             self.http.get(format!("{}/v1/consultants", self.base)).bearer_auth(token).send().await.map_err(http_err)?;
         read(resp).await
+    }
+
+    /// Consultants: sets the price of their next sessions (DESIGN.md M7).
+    pub async fn set_price(&self, token: &str, price: &ConsultantPrice) -> Result<ConsultantPrice, SdkError> {
+        let url = format!("{}/v1/consultants/me/price", self.base);
+        read(self.http.put(url).bearer_auth(token).json(price).send().await.map_err(http_err)?).await
+    }
+
+    /// A session's state, billable seconds, outcome, money and timeline
+    /// (its participants and moderators).
+    pub async fn session(&self, token: &str, session_id: &SessionId) -> Result<SessionDetails, SdkError> {
+        let url = format!("{}/v1/sessions/{session_id}", self.base);
+        read(self.http.get(url).bearer_auth(token).send().await.map_err(http_err)?).await
+    }
+
+    /// A consultant's earnings (that consultant, or moderators).
+    pub async fn earnings(&self, token: &str, consultant: &UserId) -> Result<Earnings, SdkError> {
+        let url = format!("{}/v1/consultants/{consultant}/earnings", self.base);
+        read(self.http.get(url).bearer_auth(token).send().await.map_err(http_err)?).await
+    }
+
+    /// Seekers: their receipts, newest first.
+    pub async fn receipts(&self, token: &str) -> Result<Vec<Receipt>, SdkError> {
+        let url = format!("{}/v1/seekers/me/receipts", self.base);
+        read(self.http.get(url).bearer_auth(token).send().await.map_err(http_err)?).await
+    }
+
+    /// Consultants: a payout onboarding link (creating the account if new).
+    pub async fn payout_link(&self, token: &str) -> Result<PayoutLink, SdkError> {
+        let url = format!("{}/v1/consultants/me/payout-account", self.base);
+        read(self.http.post(url).bearer_auth(token).send().await.map_err(http_err)?).await
+    }
+
+    /// Moderators: refunds `amount_minor` (default: all that is left) of a
+    /// charged session.
+    pub async fn refund(
+        &self,
+        token: &str,
+        session_id: &SessionId,
+        amount_minor: Option<i64>,
+    ) -> Result<RefundResponse, SdkError> {
+        let url = format!("{}/v1/sessions/{session_id}/refund", self.base);
+        let body = RefundRequest { amount_minor, reason: None };
+        read(self.http.post(url).bearer_auth(token).json(&body).send().await.map_err(http_err)?).await
     }
 }
 

@@ -28,6 +28,7 @@ pub struct TestApp {
     pub clock: Arc<ManualClock>,
     pub store: SqlStore,
     pub auth: Arc<Authenticator>,
+    pub billing: Arc<parley_billing::Billing>,
     pub config: Config,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
@@ -70,6 +71,7 @@ async fn spawn_full(
     let addr = app.local_addr();
     let store = app.store();
     let auth = app.auth();
+    let billing = app.billing();
     let (tx, rx) = oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until(async move {
         let _ = rx.await;
@@ -80,6 +82,7 @@ async fn spawn_full(
         clock,
         store,
         auth,
+        billing,
         config,
         shutdown: Some(tx),
         server: Some(server),

@@ -1,0 +1,452 @@
+//! The money path end to end (issue 3): a real server with the sandbox
+//! provider (DESIGN.md B8) and a manual clock, real SDK clients. Each test
+//! names the rules of DESIGN.md §4 (M…) and §5 (B…) it checks.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{TestApp, WAIT, incoming, spawn_app, spawn_app_on_postgres, spawn_app_with};
+use parley_domain::protocol::rest::{ConsultantPrice, PriceModel, SessionDetails};
+use parley_domain::protocol::{ErrorCode, Outcome, Role, ServerMessage, SessionBill, SessionEndReason};
+use parley_domain::{Currency, Money, SessionId, UserId};
+use parley_sdk::{ApiClient, Events, SdkError, SignalingClient};
+
+fn eur(minor: i64) -> Money {
+    Money::new(minor, Currency::parse("EUR").unwrap())
+}
+
+fn uid(s: &str) -> UserId {
+    UserId::parse(s).unwrap()
+}
+
+const SECS: fn(u64) -> Duration = Duration::from_secs;
+
+/// A seeker and a consultant in the room of a session whose hold is placed.
+struct Session {
+    api: ApiClient,
+    seeker: SignalingClient,
+    s_events: Events,
+    consultant: SignalingClient,
+    c_events: Events,
+    session_id: SessionId,
+    seeker_token: String,
+    consultant_token: String,
+}
+
+async fn priced(app: &TestApp, consultant: &str, model: PriceModel, minor: i64) -> (ApiClient, String) {
+    let api = ApiClient::new(&app.base).unwrap();
+    let token = app.token(consultant, Role::Consultant);
+    let price = ConsultantPrice { model, amount: eur(minor) };
+    assert_eq!(api.set_price(&token, &price).await.unwrap(), price);
+    (api, token)
+}
+
+/// `cora` charges `price`; `sam` calls her with `pm_card_visa`; she
+/// accepts; the seeker joins first, then the consultant (the meter starts).
+async fn session_with(app: &TestApp, model: PriceModel, minor: i64) -> Session {
+    let (api, consultant_token) = priced(app, "cora", model, minor).await;
+    let (consultant, mut c_events) = app.available_consultant("cora").await;
+    let (seeker, s_events) = app.client("sam", Role::Seeker).await;
+    seeker.call(&uid("cora"), Some("pm_card_visa")).await.expect("hold placed, call rings");
+    let (call_id, session_id) = incoming(&mut c_events).await;
+    consultant.accept(&call_id).await.unwrap();
+    seeker.join(&session_id).await.unwrap();
+    consultant.join(&session_id).await.unwrap();
+    Session {
+        api,
+        seeker,
+        s_events,
+        consultant,
+        c_events,
+        session_id,
+        seeker_token: app.token("sam", Role::Seeker),
+        consultant_token,
+    }
+}
+
+async fn ended(events: &mut Events) -> (SessionEndReason, Option<SessionBill>) {
+    events
+        .wait_for(WAIT, |m| match m {
+            ServerMessage::SessionEnded { reason, bill, .. } => Some((*reason, *bill)),
+            _ => None,
+        })
+        .await
+        .expect("session.ended")
+}
+
+/// The session once its settlement was carried out (B3).
+async fn settled(api: &ApiClient, token: &str, session_id: &SessionId) -> SessionDetails {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let d = api.session(token, session_id).await.unwrap();
+        if matches!(d.settlement_status.as_deref(), Some("done" | "failed")) {
+            return d;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "not settled in time: {d:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn kinds(d: &SessionDetails) -> Vec<&str> {
+    d.ledger.iter().map(|l| l.kind.as_str()).collect()
+}
+
+#[tokio::test]
+async fn m6_b4_a_session_ended_one_second_before_the_free_window_is_free_and_its_hold_released() {
+    let app = spawn_app().await;
+    let mut s = session_with(&app, PriceModel::Fixed, 3000).await;
+    app.advance(SECS(599)).await;
+    s.seeker.end_session(&s.session_id).await.unwrap();
+    let bill = SessionBill { outcome: Outcome::Free, billable_secs: 599, charge: eur(0) };
+    assert_eq!(ended(&mut s.s_events).await, (SessionEndReason::Hangup, Some(bill)));
+    assert_eq!(ended(&mut s.c_events).await, (SessionEndReason::Hangup, Some(bill)), "both see the same bill");
+
+    let d = settled(&s.api, &s.seeker_token, &s.session_id).await;
+    assert_eq!(d.outcome, Some(Outcome::Free));
+    assert_eq!(d.billable_secs, 599);
+    assert_eq!(d.settlement_status.as_deref(), Some("done"));
+    let hold = d.hold.clone().expect("hold");
+    assert_eq!((hold.status.as_str(), hold.amount, hold.provider.as_str()), ("released", eur(3000), "sandbox"));
+    assert_eq!(kinds(&d), ["hold", "release"]);
+    assert_eq!(d.captured, None, "nothing captured");
+    let receipts = s.api.receipts(&s.seeker_token).await.unwrap();
+    assert_eq!(receipts.len(), 1);
+    assert_eq!((receipts[0].outcome, receipts[0].charged), (Some(Outcome::Free), eur(0)));
+}
+
+#[tokio::test]
+async fn m1_m6_m8_m10_b4_a_session_reaching_the_free_window_is_charged_with_the_commission() {
+    let app = spawn_app().await;
+    let mut s = session_with(&app, PriceModel::Fixed, 3000).await;
+    // Server time alone moves the meter (M1): one step to each notice.
+    app.advance(SECS(30)).await;
+    for events in [&mut s.s_events, &mut s.c_events] {
+        let tick = events
+            .wait_for(WAIT, |m| match m {
+                ServerMessage::MeterTick { billable_secs, .. } => Some(*billable_secs),
+                _ => None,
+            })
+            .await
+            .unwrap();
+        assert_eq!(tick, 30, "both see the same numbers (M8)");
+    }
+    app.advance(SECS(510)).await;
+    for events in [&mut s.s_events, &mut s.c_events] {
+        let warn = events
+            .wait_for(WAIT, |m| match m {
+                ServerMessage::MeterFreeWindowEnding { billable_secs, free_window_secs, .. } => {
+                    Some((*billable_secs, *free_window_secs))
+                }
+                _ => None,
+            })
+            .await
+            .unwrap();
+        assert_eq!(warn, (540, 600));
+    }
+    app.advance(SECS(60)).await;
+    for events in [&mut s.s_events, &mut s.c_events] {
+        let started = events
+            .wait_for(WAIT, |m| match m {
+                ServerMessage::MeterBillingStarted { billable_secs, .. } => Some(*billable_secs),
+                _ => None,
+            })
+            .await
+            .unwrap();
+        assert_eq!(started, 600);
+    }
+    app.advance(SECS(125)).await;
+    s.consultant.end_session(&s.session_id).await.unwrap();
+    let bill = SessionBill { outcome: Outcome::Charged, billable_secs: 725, charge: eur(3000) };
+    assert_eq!(ended(&mut s.s_events).await, (SessionEndReason::Hangup, Some(bill)), "exact to the second (M10)");
+
+    let d = settled(&s.api, &s.consultant_token, &s.session_id).await;
+    assert_eq!(d.outcome, Some(Outcome::Charged));
+    assert_eq!(d.hold.as_ref().map(|h| h.status.as_str()), Some("captured"));
+    assert_eq!((d.captured, d.fee, d.payout), (Some(eur(3000)), Some(eur(600)), Some(eur(2400))), "20 % commission");
+    assert_eq!(kinds(&d), ["hold", "capture", "fee", "earnings"]);
+    let notices: Vec<&str> = d.timeline.iter().map(|t| t.kind.as_str()).filter(|k| k.contains('_')).collect();
+    assert_eq!(notices, ["free_window_ending", "billing_started"], "stored before they were sent (M9)");
+
+    let earnings = s.api.earnings(&s.consultant_token, &uid("cora")).await.unwrap();
+    assert_eq!(earnings.totals.len(), 1);
+    assert_eq!((earnings.totals[0].earnings, earnings.totals[0].sessions), (eur(2400), 1));
+    let receipts = s.api.receipts(&s.seeker_token).await.unwrap();
+    assert_eq!((receipts[0].charged, receipts[0].billable_secs), (eur(3000), Some(725)));
+}
+
+#[tokio::test]
+async fn m2_the_meter_starts_when_the_second_participant_joins() {
+    let app = spawn_app().await;
+    let (api, _) = priced(&app, "cora", PriceModel::Fixed, 3000).await;
+    let (consultant, mut c_events) = app.available_consultant("cora").await;
+    let (seeker, mut s_events) = app.client("sam", Role::Seeker).await;
+    seeker.call(&uid("cora"), Some("pm_card_visa")).await.unwrap();
+    let (call_id, session_id) = incoming(&mut c_events).await;
+    consultant.accept(&call_id).await.unwrap();
+    seeker.join(&session_id).await.unwrap();
+    app.advance(SECS(20)).await; // alone in the room: not billable
+    consultant.join(&session_id).await.unwrap();
+    app.advance(SECS(590)).await;
+    seeker.end_session(&session_id).await.unwrap();
+    let (_, bill) = ended(&mut s_events).await;
+    assert_eq!(bill.map(|b| (b.outcome, b.billable_secs)), Some((Outcome::Free, 590)));
+    let d = settled(&api, &app.token("sam", Role::Seeker), &session_id).await;
+    assert_eq!(d.hold.unwrap().status, "released");
+}
+
+#[tokio::test]
+async fn b2_b8_a_declined_card_never_rings_the_consultant() {
+    let app = spawn_app().await;
+    priced(&app, "cora", PriceModel::Fixed, 3000).await;
+    let (_consultant, mut c_events) = app.available_consultant("cora").await;
+    let (seeker, _s_events) = app.client("sam", Role::Seeker).await;
+    let cases = [
+        ("pm_card_chargeDeclined", ErrorCode::PaymentDeclined, "declined"),
+        ("pm_card_authenticationRequired", ErrorCode::PaymentActionRequired, "authentication"),
+        ("pm_card_unknown", ErrorCode::PaymentDeclined, "No such PaymentMethod"),
+    ];
+    for (pm, code, words) in cases {
+        match seeker.call(&uid("cora"), Some(pm)).await {
+            Err(SdkError::Server { code: got, message }) => {
+                assert_eq!(got, code, "{pm}: {message}");
+                assert!(message.contains(words), "{pm}: readable reason: {message}");
+            }
+            other => panic!("{pm}: expected a refusal, got {other:?}"),
+        }
+    }
+    match seeker.call(&uid("cora"), None).await {
+        Err(SdkError::Server { code, message }) => {
+            assert_eq!(code, ErrorCode::MissingField);
+            assert!(message.contains("payment_method") && message.contains("30"), "{message}");
+        }
+        other => panic!("expected missing_field, got {other:?}"),
+    }
+    // The consultant heard nothing and is still available for a funded call.
+    assert!(c_events.try_recv().is_none(), "the consultant was disturbed");
+    seeker.call(&uid("cora"), Some("pm_card_visa")).await.expect("a good card rings");
+    incoming(&mut c_events).await;
+    let receipts = ApiClient::new(&app.base).unwrap().receipts(&app.token("sam", Role::Seeker)).await.unwrap();
+    assert_eq!(receipts.len(), 1, "refused holds are no receipts");
+}
+
+#[tokio::test]
+async fn b3_an_unanswered_call_releases_its_hold_once() {
+    let app = spawn_app().await;
+    let (api, _) = priced(&app, "cora", PriceModel::Fixed, 3000).await;
+    let (consultant, mut c_events) = app.available_consultant("cora").await;
+    let (seeker, _s_events) = app.client("sam", Role::Seeker).await;
+    seeker.call(&uid("cora"), Some("pm_card_visa")).await.unwrap();
+    let (call_id, session_id) = incoming(&mut c_events).await;
+    consultant.decline(&call_id, Some("busy")).await.unwrap();
+    let billing = app.billing.clone();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while billing.settlement(&session_id).await.unwrap().is_none_or(|s| s.status != "done") {
+        assert!(tokio::time::Instant::now() < deadline, "release not carried out");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let settlement = billing.settlement(&session_id).await.unwrap().unwrap();
+    assert_eq!((settlement.outcome.as_str(), settlement.attempts), ("unanswered", 1));
+    assert_eq!(billing.hold(&session_id).await.unwrap().unwrap().status, "released");
+    let ledger = billing.session_ledger(&session_id).await.unwrap();
+    assert_eq!(ledger.iter().map(|l| l.kind.as_str()).collect::<Vec<_>>(), ["hold", "release"]);
+    let receipts = api.receipts(&app.token("sam", Role::Seeker)).await.unwrap();
+    assert_eq!((receipts[0].outcome, receipts[0].charged), (Some(Outcome::Free), eur(0)));
+}
+
+#[tokio::test]
+async fn m7_b1_per_minute_charges_started_minutes_beyond_the_free_window() {
+    let app = spawn_app().await;
+    // 1.99 EUR a minute: the hold is 60 × 1.99 = 119.40 EUR (B2).
+    let mut s = session_with(&app, PriceModel::PerMinute, 199).await;
+    app.advance(SECS(600 + 61)).await; // two started minutes beyond F
+    s.seeker.end_session(&s.session_id).await.unwrap();
+    let (_, bill) = ended(&mut s.s_events).await;
+    assert_eq!(bill, Some(SessionBill { outcome: Outcome::Charged, billable_secs: 661, charge: eur(398) }));
+    let d = settled(&s.api, &s.seeker_token, &s.session_id).await;
+    assert_eq!(d.hold.as_ref().map(|h| h.amount), Some(eur(11940)));
+    // 20 % of 398 is 79.6: the commission rounds down to whole cents (B1).
+    assert_eq!((d.captured, d.fee, d.payout), (Some(eur(398)), Some(eur(79)), Some(eur(319))));
+    let release = d.ledger.iter().find(|l| l.kind == "release").map(|l| l.amount);
+    assert_eq!(release, Some(eur(11940 - 398)), "the rest of the hold is released");
+}
+
+#[tokio::test]
+async fn m4_m7_a_per_minute_session_is_warned_and_ended_when_its_hold_is_used_up() {
+    let app = spawn_app_with(|c| c.billing.instant_max_minutes = 2).await;
+    let mut s = session_with(&app, PriceModel::PerMinute, 100).await;
+    app.advance(SECS(600 + 60)).await;
+    let warned = s
+        .s_events
+        .wait_for(WAIT, |m| match m {
+            ServerMessage::MeterHoldEnding { billable_secs, ends_at_billable_secs, .. } => {
+                Some((*billable_secs, *ends_at_billable_secs))
+            }
+            _ => None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(warned, (660, 720));
+    app.advance(SECS(100)).await;
+    let bill = SessionBill { outcome: Outcome::Charged, billable_secs: 720, charge: eur(200) };
+    assert_eq!(ended(&mut s.s_events).await, (SessionEndReason::HoldUsedUp, Some(bill)), "ended as of the limit");
+    assert_eq!(ended(&mut s.c_events).await.0, SessionEndReason::HoldUsedUp);
+    let d = settled(&s.api, &s.seeker_token, &s.session_id).await;
+    assert_eq!((d.captured, d.end_reason.as_deref()), (Some(eur(200)), Some("hold_used_up")));
+    assert_eq!(d.ledger.iter().filter(|l| l.kind == "release").count(), 0, "the whole hold was used");
+}
+
+#[tokio::test]
+async fn m3_m5_an_absence_rejoined_within_grace_is_not_billed() {
+    let app = spawn_app().await;
+    let mut s = session_with(&app, PriceModel::Fixed, 3000).await;
+    app.advance(SECS(300)).await;
+    s.consultant.leave(&s.session_id).await.unwrap();
+    app.advance(SECS(29)).await; // within G = 30 s
+    s.consultant.join(&s.session_id).await.unwrap();
+    app.advance(SECS(299)).await;
+    s.seeker.end_session(&s.session_id).await.unwrap();
+    let (_, bill) = ended(&mut s.s_events).await;
+    // 300 + 299 = 599 s both present: free, though 628 s passed.
+    assert_eq!(bill.map(|b| (b.outcome, b.billable_secs)), Some((Outcome::Free, 599)));
+    let d = settled(&s.api, &s.seeker_token, &s.session_id).await;
+    assert_eq!(d.hold.unwrap().status, "released");
+    drop(s.c_events);
+}
+
+#[tokio::test]
+async fn m3_absent_beyond_grace_ends_the_session_as_of_the_drop() {
+    let app = spawn_app().await;
+    let mut s = session_with(&app, PriceModel::Fixed, 3000).await;
+    app.advance(SECS(700)).await;
+    s.seeker.close(); // the seeker's connection goes away
+    s.c_events
+        .wait_for(WAIT, |m| matches!(m, ServerMessage::ParticipantLeft { .. }).then_some(()))
+        .await
+        .expect("participant.left");
+    app.advance(SECS(30)).await;
+    let (reason, bill) = ended(&mut s.c_events).await;
+    assert_eq!(reason, SessionEndReason::Abandoned);
+    assert_eq!(bill.map(|b| (b.outcome, b.billable_secs)), Some((Outcome::Charged, 700)), "billed to the drop");
+    let d = settled(&s.api, &s.consultant_token, &s.session_id).await;
+    assert_eq!(d.captured, Some(eur(3000)));
+}
+
+#[tokio::test]
+async fn m4_b7_a_moderator_ends_a_session_and_refunds_part_of_it() {
+    let app = spawn_app().await;
+    let mut s = session_with(&app, PriceModel::Fixed, 3000).await;
+    let moderator = app.token("mo", Role::Moderator);
+    // Only moderators refund; nothing to refund yet.
+    let err = s.api.refund(&s.seeker_token, &s.session_id, None).await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::WrongRole));
+    let err = s.api.refund(&moderator, &s.session_id, None).await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::NotCharged));
+
+    app.advance(SECS(650)).await;
+    let url = format!("{}/v1/sessions/{}/end", app.base, s.session_id);
+    let resp = reqwest::Client::new().post(&url).bearer_auth(&moderator).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(ended(&mut s.s_events).await.0, SessionEndReason::Moderator);
+    assert_eq!(ended(&mut s.c_events).await.0, SessionEndReason::Moderator);
+    let resp = reqwest::Client::new().post(&url).bearer_auth(&moderator).send().await.unwrap();
+    assert_eq!(resp.status(), 409, "a second end is refused");
+    settled(&s.api, &moderator, &s.session_id).await;
+
+    let err = s.api.refund(&moderator, &s.session_id, Some(3001)).await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::InvalidField), "more than was captured");
+    let refund = s.api.refund(&moderator, &s.session_id, Some(1000)).await.unwrap();
+    assert_eq!(refund.amount, eur(1000));
+    let d = s.api.session(&moderator, &s.session_id).await.unwrap();
+    assert_eq!(d.refunded, Some(eur(1000)));
+    // The consultant gives back their 80 % share of the refund.
+    assert_eq!(d.payout, Some(eur(2400 - 800)));
+    let earnings = s.api.earnings(&s.consultant_token, &uid("cora")).await.unwrap();
+    assert_eq!(earnings.totals[0].earnings, eur(1600));
+    let receipts = s.api.receipts(&s.seeker_token).await.unwrap();
+    assert_eq!((receipts[0].charged, receipts[0].refunded), (eur(3000), eur(1000)));
+    // The rest, then nothing left.
+    assert_eq!(s.api.refund(&moderator, &s.session_id, None).await.unwrap().amount, eur(2000));
+    let err = s.api.refund(&moderator, &s.session_id, None).await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::InvalidField));
+    // Strangers see nothing of it.
+    let err = s.api.session(&app.token("eve", Role::Seeker), &s.session_id).await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::Forbidden));
+    let err = s.api.earnings(&app.token("eve", Role::Consultant), &uid("cora")).await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::Forbidden));
+}
+
+#[tokio::test]
+async fn b6_an_expired_hold_is_never_captured() {
+    // A deployment allowing sessions longer than a card authorisation lasts.
+    let app = spawn_app_with(|c| c.billing.instant_max_minutes = 8 * 24 * 60).await;
+    let mut s = session_with(&app, PriceModel::Fixed, 3000).await;
+    app.advance(SECS(7 * 24 * 3600 + 1)).await; // the 7-day hold has lapsed
+    s.seeker.end_session(&s.session_id).await.unwrap();
+    let (_, bill) = ended(&mut s.s_events).await;
+    assert_eq!(bill.map(|b| b.outcome), Some(Outcome::Charged));
+    let d = settled(&s.api, &s.seeker_token, &s.session_id).await;
+    assert_eq!(d.settlement_status.as_deref(), Some("failed"));
+    assert_eq!(d.hold.map(|h| h.status), Some("expired".to_owned()));
+    assert_eq!(d.captured, None, "never captured");
+}
+
+#[tokio::test]
+async fn the_rest_api_refuses_bad_prices_and_wrong_roles() {
+    let app = spawn_app().await;
+    let api = ApiClient::new(&app.base).unwrap();
+    let seeker = app.token("sam", Role::Seeker);
+    let price = ConsultantPrice { model: PriceModel::Fixed, amount: eur(3000) };
+    assert_eq!(api.set_price(&seeker, &price).await.unwrap_err().code(), Some(ErrorCode::WrongRole));
+    let cora = app.token("cora", Role::Consultant);
+    let zero = ConsultantPrice { model: PriceModel::Fixed, amount: eur(0) };
+    assert_eq!(api.set_price(&cora, &zero).await.unwrap_err().code(), Some(ErrorCode::InvalidField));
+    let resp = reqwest::Client::new()
+        .put(format!("{}/v1/consultants/me/price", app.base))
+        .bearer_auth(&cora)
+        .header("content-type", "application/json")
+        .body(r#"{"model":"hourly","amount":{"amount_minor":5,"currency":"EUR"}}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let unknown = SessionId::parse("ses_nope").unwrap();
+    assert_eq!(api.session(&seeker, &unknown).await.unwrap_err().code(), Some(ErrorCode::UnknownSession));
+    // Payout onboarding on the sandbox: an account and a link back.
+    let link = api.payout_link(&cora).await.unwrap();
+    assert!(link.account_id.starts_with("acct_") && link.url.contains(&link.account_id), "{link:?}");
+    assert_eq!(api.payout_link(&cora).await.unwrap().account_id, link.account_id, "one account per consultant");
+    // The price shows in the directory.
+    api.set_price(&cora, &price).await.unwrap();
+    let _online = app.available_consultant("cora").await;
+    let list = api.consultants(&seeker).await.unwrap();
+    assert_eq!(list.iter().find(|c| c.id.as_str() == "cora").and_then(|c| c.price), Some(price));
+}
+
+#[tokio::test]
+async fn b4_a_consultant_with_a_payout_account_is_the_captures_destination() {
+    let app = spawn_app().await;
+    let (api, token) = priced(&app, "cora", PriceModel::Fixed, 3000).await;
+    let link = api.payout_link(&token).await.unwrap();
+    let mut s = session_with(&app, PriceModel::Fixed, 3000).await;
+    app.advance(SECS(600)).await;
+    s.seeker.end_session(&s.session_id).await.unwrap();
+    ended(&mut s.s_events).await;
+    let d = settled(&s.api, &s.seeker_token, &s.session_id).await;
+    assert_eq!((d.captured, d.fee), (Some(eur(3000)), Some(eur(600))));
+    let _ = link;
+}
+
+#[tokio::test]
+async fn the_money_path_works_on_postgres() {
+    let app = spawn_app_on_postgres().await;
+    let mut s = session_with(&app, PriceModel::Fixed, 3000).await;
+    app.advance(SECS(600)).await;
+    s.seeker.end_session(&s.session_id).await.unwrap();
+    let bill = SessionBill { outcome: Outcome::Charged, billable_secs: 600, charge: eur(3000) };
+    assert_eq!(ended(&mut s.s_events).await.1, Some(bill), "charged at exactly F (M6)");
+    let d = settled(&s.api, &s.seeker_token, &s.session_id).await;
+    assert_eq!((d.captured, d.fee, d.payout), (Some(eur(3000)), Some(eur(600)), Some(eur(2400))));
+    let refund = s.api.refund(&app.token("mo", Role::Moderator), &s.session_id, None).await.unwrap();
+    assert_eq!(refund.amount, eur(3000));
+}
