@@ -5,6 +5,7 @@
 //! the meter's settlement decision and carries it out exactly once.
 
 pub mod provider;
+pub mod stripe;
 
 pub use provider::{
     Account, AccountRequest, CaptureRequest, HoldRequest, Intent, IntentStatus, PaymentProvider, ProviderError,
