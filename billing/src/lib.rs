@@ -6,6 +6,7 @@
 
 pub mod provider;
 pub mod stripe;
+pub mod webhook;
 
 pub use provider::{
     Account, AccountRequest, CaptureRequest, HoldRequest, Intent, IntentStatus, PaymentProvider, ProviderError,
