@@ -48,8 +48,8 @@ pub const HOLD_LIFETIME: Duration = Duration::from_secs(7 * 24 * 60 * 60);
 /// [`ProviderError::Transient`] and the caller retries with the same key.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// How to reach Stripe.
-#[derive(Clone, PartialEq, Eq)]
+/// How to reach Stripe. Deserialisable from the server's configuration.
+#[derive(Clone, PartialEq, Eq, serde::Deserialize)]
 pub struct StripeConfig {
     /// The secret API key (`sk_test_…` or `sk_live_…`), sent as
     /// `Authorization: Bearer …`.
