@@ -6,11 +6,15 @@
 //!
 //! Module map: `provider` (the [`PaymentProvider`] seam), `sandbox` (the
 //! embedded default provider, B8), `service` ([`Billing`]: prices, holds,
-//! outbox, ledger, refunds, payout accounts).
+//! outbox, ledger, refunds, payout accounts), `stripe` (the Stripe API
+//! provider over async-stripe), `webhook` (Stripe webhook verification and
+//! parsing, B5).
 
 pub mod provider;
 pub mod sandbox;
 pub mod service;
+pub mod stripe;
+pub mod webhook;
 
 pub use provider::{
     Account, AccountRequest, CaptureRequest, HoldRequest, Intent, IntentStatus, PaymentProvider, ProviderError, Refund,
