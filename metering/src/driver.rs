@@ -165,6 +165,7 @@ pub struct Meters {
     clock: Arc<dyn Clock>,
     store: Arc<dyn MeterStore>,
     sink: OnceLock<Arc<dyn MeterSink>>,
+    lateness: OnceLock<Box<dyn Fn(Duration) + Send + Sync>>,
     state: Mutex<State>,
 }
 
@@ -215,6 +216,7 @@ impl Meters {
             clock,
             store,
             sink: OnceLock::new(),
+            lateness: OnceLock::new(),
             state: Mutex::new(State::default()),
         })
     }
@@ -222,6 +224,12 @@ impl Meters {
     /// Where notices and meter-decided ends go (the signaling hub). Set once.
     pub fn set_sink(&self, sink: Arc<dyn MeterSink>) {
         let _ = self.sink.set(sink);
+    }
+
+    /// Calls `observe` with how late each meter deadline was handled (server
+    /// clock now − deadline): for `/metrics` and `parley-load meter`. Set once.
+    pub fn observe_lateness(&self, observe: impl Fn(Duration) + Send + Sync + 'static) {
+        let _ = self.lateness.set(Box::new(observe));
     }
 
     /// The deployment's settings.
@@ -351,6 +359,9 @@ impl Meters {
                 },
                 () = sleep => {
                     let now = self.clock.now();
+                    if let (Some(observe), Some(d)) = (self.lateness.get(), deadline) {
+                        observe(now.since(d));
+                    }
                     let mut st = self.lock();
                     if let Some(e) = st.meters.get_mut(&session_id) {
                         let out = e.meter.handle(Input::Timeout, now);
