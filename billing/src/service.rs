@@ -17,6 +17,7 @@ use tokio::sync::Notify;
 use crate::provider::{
     AccountRequest, CaptureRequest, HoldRequest, IntentStatus, PaymentProvider, ProviderError, RefundRequest,
 };
+use crate::webhook::{WebhookEvent, WebhookKind};
 
 /// Billing settings (from `PARLEY_COMMISSION_BPS`, …; DESIGN.md B4, M7).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -475,6 +476,12 @@ impl Billing {
         let attempts: i64 = s.try_get("attempts")?;
         let hold_status: Option<String> = s.try_get("hold_status")?;
         let intent_id: Option<String> = s.try_get("intent_id")?;
+        if hold_status.as_deref() == Some("expired") && s.try_get::<String, _>("outcome")? == Outcome::Charged.as_str()
+        {
+            // B6: the provider let the authorisation lapse; nothing to capture.
+            self.finish(session_id, "failed", Some("the hold expired before capture (DESIGN.md B6)")).await?;
+            return Ok(true);
+        }
         let (Some("held"), Some(intent_id)) = (hold_status.as_deref(), intent_id) else {
             // No hold in place (a free consultant, or already settled).
             self.finish(session_id, "done", None).await?;
@@ -797,6 +804,135 @@ impl Billing {
         let key = format!("fee_reversal:{}", refund.id);
         self.ledger(session_id, &key, "fee_reversal", Money::new(amount - back, cur), &seeker, &consultant, r).await?;
         Ok((refund.id, Money::new(amount, cur)))
+    }
+
+    // ----- webhooks (B5) ---------------------------------------------------
+
+    /// Applies a verified provider event once (by event id, B5). Returns
+    /// false for an event already processed. If applying fails, the event is
+    /// not marked processed, so the provider's retry applies it.
+    pub async fn handle_webhook(&self, event: &WebhookEvent) -> Result<bool, BillingError> {
+        let kind = match &event.kind {
+            WebhookKind::Other(t) => t.as_str(),
+            WebhookKind::HoldConfirmed { .. } => "payment_intent.amount_capturable_updated",
+            WebhookKind::Captured { .. } => "payment_intent.succeeded",
+            WebhookKind::Canceled { .. } => "payment_intent.canceled",
+            WebhookKind::PaymentFailed { .. } => "payment_intent.payment_failed",
+            WebhookKind::Refunded { .. } => "charge.refunded",
+            WebhookKind::DisputeCreated { .. } => "charge.dispute.created",
+            WebhookKind::AccountUpdated { .. } => "account.updated",
+        };
+        let fresh = sqlx::query(
+            "INSERT INTO webhook_events (id, type, received_ms) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(&event.id)
+        .bind(kind)
+        .bind(self.clock.now().unix_millis())
+        .execute(&self.pool)
+        .await?;
+        if fresh.rows_affected() == 0 {
+            return Ok(false);
+        }
+        if let Err(e) = self.apply_webhook(event).await {
+            let _ = sqlx::query("DELETE FROM webhook_events WHERE id = $1").bind(&event.id).execute(&self.pool).await;
+            return Err(e);
+        }
+        Ok(true)
+    }
+
+    async fn apply_webhook(&self, event: &WebhookEvent) -> Result<(), BillingError> {
+        let hold_of = |intent: &str| {
+            let intent = intent.to_owned();
+            async move {
+                let row = sqlx::query(
+                    "SELECT session_id, seeker_id, consultant_id, status, currency FROM holds WHERE intent_id = $1",
+                )
+                .bind(&intent)
+                .fetch_optional(&self.pool)
+                .await?;
+                row.map(|r| -> Result<_, BillingError> {
+                    let parse = |k: &str| -> Result<String, BillingError> { Ok(r.try_get::<String, _>(k)?) };
+                    Ok((
+                        SessionId::parse(parse("session_id")?).map_err(|e| BillingError::Data(e.to_string()))?,
+                        UserId::parse(parse("seeker_id")?).map_err(|e| BillingError::Data(e.to_string()))?,
+                        UserId::parse(parse("consultant_id")?).map_err(|e| BillingError::Data(e.to_string()))?,
+                        parse("status")?,
+                        Currency::parse(&parse("currency")?).map_err(|e| BillingError::Data(e.to_string()))?,
+                    ))
+                })
+                .transpose()
+            }
+        };
+        match &event.kind {
+            WebhookKind::Canceled { intent_id } => {
+                // Canceled by the provider while we still hold it: lapsed (B6).
+                if let Some((sid, ..)) = hold_of(intent_id).await? {
+                    sqlx::query(
+                        "UPDATE holds SET status = 'expired', updated_ms = $2 WHERE session_id = $1 AND status = 'held'",
+                    )
+                    .bind(sid.as_str())
+                    .bind(self.clock.now().unix_millis())
+                    .execute(&self.pool)
+                    .await?;
+                }
+            }
+            WebhookKind::Captured { intent_id, .. } => {
+                if let Some((sid, ..)) = hold_of(intent_id).await? {
+                    tracing::info!(session_id = %sid, intent_id, "provider confirms the capture");
+                }
+            }
+            WebhookKind::PaymentFailed { intent_id, message } => {
+                tracing::warn!(intent_id, message, "provider reports a failed payment");
+            }
+            WebhookKind::Refunded { intent_id, amount_refunded } => {
+                // Refunds made outside our API (e.g. the dashboard) enter
+                // the ledger here; ours are there already.
+                if let Some((sid, seeker, consultant, _, currency)) = hold_of(intent_id).await? {
+                    let known: i64 = sqlx::query(
+                        "SELECT CAST(COALESCE(SUM(amount_minor), 0) AS BIGINT) AS n FROM ledger \
+                         WHERE session_id = $1 AND kind = 'refund'",
+                    )
+                    .bind(sid.as_str())
+                    .fetch_one(&self.pool)
+                    .await?
+                    .try_get("n")?;
+                    let missing = amount_refunded - known;
+                    if missing > 0 {
+                        let key = format!("refund:{}", event.id);
+                        let amount = Money::new(missing, currency);
+                        self.ledger(&sid, &key, "refund", amount, &seeker, &consultant, Some(intent_id)).await?;
+                    }
+                }
+            }
+            WebhookKind::DisputeCreated { intent_id, amount, reason } => {
+                if let Some((sid, seeker, consultant, _, currency)) = hold_of(intent_id).await? {
+                    tracing::warn!(session_id = %sid, reason, amount, "payment disputed");
+                    let key = format!("dispute:{}", event.id);
+                    let amount = Money::new(*amount, currency);
+                    self.ledger(&sid, &key, "dispute", amount, &seeker, &consultant, Some(intent_id)).await?;
+                }
+            }
+            WebhookKind::AccountUpdated { account_id, charges_enabled, payouts_enabled, details_submitted } => {
+                sqlx::query(
+                    "UPDATE payout_accounts SET charges_enabled = $2, payouts_enabled = $3, details_submitted = $4, \
+                     updated_ms = $5 WHERE account_id = $1",
+                )
+                .bind(account_id)
+                .bind(i64::from(*charges_enabled))
+                .bind(i64::from(*payouts_enabled))
+                .bind(i64::from(*details_submitted))
+                .bind(self.clock.now().unix_millis())
+                .execute(&self.pool)
+                .await?;
+            }
+            WebhookKind::HoldConfirmed { .. } | WebhookKind::Other(_) => {}
+        }
+        Ok(())
+    }
+
+    /// How many provider events were processed (for tests and metrics).
+    pub async fn webhooks_processed(&self) -> Result<i64, BillingError> {
+        Ok(sqlx::query("SELECT COUNT(*) AS n FROM webhook_events").fetch_one(&self.pool).await?.try_get("n")?)
     }
 
     // ----- payout accounts -------------------------------------------------

@@ -499,6 +499,15 @@ pub enum ErrorCode {
     NotCharged,
     /// The payment provider refused or failed the request.
     PaymentProviderError,
+    /// A provider webhook came without its signature header.
+    MissingSignature,
+    /// A provider webhook's signature did not verify.
+    BadSignature,
+    /// A provider webhook's signed timestamp is more than 300 s from the
+    /// server's clock.
+    TimestampOutOfTolerance,
+    /// A verified provider webhook could not be read.
+    MalformedPayload,
     /// The consultant is offline or busy.
     ConsultantUnavailable,
     /// No such call, or not yours.
@@ -551,6 +560,10 @@ impl ErrorCode {
         ErrorCode::UnknownConsultant,
         ErrorCode::NotCharged,
         ErrorCode::PaymentProviderError,
+        ErrorCode::MissingSignature,
+        ErrorCode::BadSignature,
+        ErrorCode::TimestampOutOfTolerance,
+        ErrorCode::MalformedPayload,
         ErrorCode::ConsultantUnavailable,
         ErrorCode::UnknownCall,
         ErrorCode::CallNotRinging,
@@ -587,6 +600,10 @@ impl ErrorCode {
             UnknownConsultant => "unknown_consultant",
             NotCharged => "not_charged",
             PaymentProviderError => "payment_provider_error",
+            MissingSignature => "missing_signature",
+            BadSignature => "bad_signature",
+            TimestampOutOfTolerance => "timestamp_out_of_tolerance",
+            MalformedPayload => "malformed_payload",
             ConsultantUnavailable => "consultant_unavailable",
             UnknownCall => "unknown_call",
             CallNotRinging => "call_not_ringing",

@@ -8,7 +8,7 @@ use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use parley_billing::BillingError;
+use parley_billing::{BillingError, webhook};
 use parley_domain::protocol::rest::{
     ConsultantPrice, Earnings, PayoutLink, Receipt, RefundRequest, RefundResponse, SessionDetails, TimelineItem,
 };
@@ -29,7 +29,42 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/consultants/me/payout-account", post(payout_account))
         .route("/v1/consultants/{id}/earnings", get(earnings))
         .route("/v1/seekers/me/receipts", get(receipts))
+        .route("/v1/webhooks/stripe", post(stripe_webhook))
         .with_state(state)
+}
+
+/// `POST /v1/webhooks/stripe` (DESIGN.md B5): the `Stripe-Signature` is
+/// verified over the raw body (HMAC-SHA256, 300 s tolerance, server clock);
+/// each event id is processed once. 400 with `missing_signature`,
+/// `bad_signature`, `timestamp_out_of_tolerance` or `malformed_payload`;
+/// 404 when the server does not use the `stripe` provider; 500 (Stripe
+/// retries) if applying the event failed.
+async fn stripe_webhook(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Some(secret) = &s.webhook_secret else {
+        return Err(ApiError::NotFound(ErrorCode::UnknownType, "this server does not use Stripe".into()));
+    };
+    let signature = headers.get("stripe-signature").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let now = s.clock.now().unix_secs();
+    let refused = |e: webhook::WebhookError| {
+        let code = match e {
+            webhook::WebhookError::MissingSignature => ErrorCode::MissingSignature,
+            webhook::WebhookError::BadSignature(_) => ErrorCode::BadSignature,
+            webhook::WebhookError::TimestampOutOfTolerance { .. } => ErrorCode::TimestampOutOfTolerance,
+            webhook::WebhookError::MalformedPayload(_) => ErrorCode::MalformedPayload,
+        };
+        ApiError::BadRequest(code, e.to_string())
+    };
+    webhook::verify(&body, signature, secret, now, webhook::DEFAULT_TOLERANCE_SECS).map_err(refused)?;
+    let event = webhook::parse(&body).map_err(refused)?;
+    let processed = s.billing.handle_webhook(&event).await?;
+    if processed {
+        s.billing.wake();
+    }
+    Ok(Json(serde_json::json!({ "received": true, "duplicate": !processed })))
 }
 
 impl From<BillingError> for ApiError {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::serve::ListenerExt;
+use parley_billing::stripe::{StripeConfig, StripeProvider};
 use parley_billing::{Billing, PaymentProvider, SandboxProvider};
 use parley_domain::protocol::{Role, UserInfo};
 use parley_domain::{Clock, UserId};
@@ -73,7 +74,14 @@ impl Application {
         }
         let provider: Arc<dyn PaymentProvider> = match &config.payments {
             Payments::Sandbox => Arc::new(SandboxProvider::new(store.pool(), clock.clone())),
-            Payments::Stripe { .. } => anyhow::bail!("PARLEY_PAYMENT_PROVIDER: stripe is not built in yet"),
+            Payments::Stripe { secret_key, api_base, .. } => {
+                let cfg = StripeConfig { secret_key: secret_key.clone(), api_base: api_base.clone() };
+                Arc::new(StripeProvider::new(&cfg).map_err(|e| anyhow::anyhow!("STRIPE_API_BASE: {e}"))?)
+            }
+        };
+        let webhook_secret = match &config.payments {
+            Payments::Stripe { webhook_secret, .. } => Some(webhook_secret.clone()),
+            Payments::Sandbox => None,
         };
         let billing = Billing::new(store.pool(), provider, clock.clone(), config.billing, store.settlement_signal());
         if config.mode == Mode::Dev {
@@ -96,6 +104,7 @@ impl Application {
             metrics: telemetry::metrics_handle(),
             billing: billing.clone(),
             meters: meters.clone(),
+            webhook_secret,
         };
         let mut router = routes::router(state.clone()).merge(signaling.router());
         if config.mode == Mode::Dev {

@@ -31,6 +31,8 @@ pub struct AppState {
     pub(crate) metrics: PrometheusHandle,
     pub(crate) billing: Arc<parley_billing::Billing>,
     pub(crate) meters: Arc<parley_metering::Meters>,
+    /// `STRIPE_WEBHOOK_SECRET`, with the `stripe` provider.
+    pub(crate) webhook_secret: Option<String>,
 }
 
 /// An error answered as JSON [`ErrorBody`] with an HTTP status.
