@@ -17,11 +17,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail, ensure};
-use parley_domain::protocol::{Role, ServerMessage, SessionEndReason};
-use parley_domain::{SessionId, UserId};
+use parley_domain::protocol::rest::{ConsultantPrice, PriceModel, SessionDetails};
+use parley_domain::protocol::{Role, ServerMessage, SessionBill, SessionEndReason};
+use parley_domain::{Currency, Money, SessionId, UserId};
 use parley_sdk::call::CallConfig;
 use parley_sdk::session::SessionCall;
-use parley_sdk::{Event, Events, SignalingClient};
+use parley_sdk::{ApiClient, Event, Events, SignalingClient};
 use serde::Serialize;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
@@ -42,6 +43,8 @@ const DATA_CHANNEL_TIMEOUT: Duration = Duration::from_secs(10);
 const ECHO_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long both sides may take to see `session.ended`.
 const HANGUP_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long to wait for a session's settlement to be carried out.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Added to `duration` for a call's overall timeout.
 const CALL_OVERHEAD: Duration = Duration::from_secs(30);
 /// Data-channel round trips timed per call.
@@ -58,11 +61,12 @@ pub struct CallOptions {
     pub duration: Duration,
     /// The server's JWT secret.
     pub jwt_secret_file: Option<PathBuf>,
+    /// Each consultant's fixed price in EUR cents; 0: free (no hold).
+    pub price_minor: i64,
 }
 
-/// How one call went. Serialised in the report's `per_call` array; new
-/// per-call figures (e.g. billing outcome, billable seconds, captured and
-/// fee amounts) are added here as fields, `Option` when not always known.
+/// How one call went. Serialised in the report's `per_call` array; figures
+/// not always known are `Option` (`null` in the JSON).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct CallRecord {
     /// Index of the call in this run (0-based).
@@ -89,6 +93,14 @@ pub struct CallRecord {
     pub datachannel_rtt_ms: Vec<f64>,
     /// Whether both sides saw `session.ended` after the hang-up.
     pub session_ended: bool,
+    /// The meter's outcome from `session.ended`: `free` or `charged`.
+    pub outcome: Option<&'static str>,
+    /// Billable seconds from `session.ended` (both present, DESIGN.md M5).
+    pub billable_seconds: Option<u64>,
+    /// Captured from the seeker once settled, minor units (0 when free).
+    pub captured_minor: Option<i64>,
+    /// The platform's commission of the capture, minor units.
+    pub fee_minor: Option<i64>,
     /// Why the call failed (`stage: error`); `None` if it succeeded.
     pub error: Option<String>,
     /// Non-fatal problems (server errors seen, unclean close).
@@ -221,6 +233,14 @@ impl CallReport {
                 if r.session_ended { "yes" } else { "no" },
                 r.error.as_deref().unwrap_or("-")
             ));
+            if let Some(outcome) = r.outcome {
+                out.push(format!(
+                    "      money: {outcome}, {} s billable, captured {} cents, fee {} cents",
+                    int(r.billable_seconds),
+                    int(r.captured_minor),
+                    int(r.fee_minor)
+                ));
+            }
             for w in &r.warnings {
                 out.push(format!("      warning: {w}"));
             }
@@ -261,10 +281,11 @@ pub async fn run(opts: CallOptions) -> anyhow::Result<CallReport> {
     let limit = opts.duration + CALL_OVERHEAD;
     let mut calls = JoinSet::new();
     for id in 0..opts.calls {
-        let (tokens, ws_url, run, duration) = (tokens.clone(), opts.target.ws_url.clone(), run.clone(), opts.duration);
+        let (tokens, target, run, duration) = (tokens.clone(), opts.target.clone(), run.clone(), opts.duration);
+        let price = opts.price_minor;
         calls.spawn(async move {
             let mut record = CallRecord::new(id, &run);
-            match tokio::time::timeout(limit, drive(&tokens, &ws_url, duration, &mut record)).await {
+            match tokio::time::timeout(limit, drive(&tokens, &target, price, duration, &mut record)).await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => record.error = Some(format!("{}: {e:#}", record.stage)),
                 Err(_) => record.error = Some(format!("{}: timed out after {limit:?}", record.stage)),
@@ -324,6 +345,8 @@ impl<T> Drop for Task<T> {
 struct PumpEnd {
     /// The session ended, and why.
     ended: Option<SessionEndReason>,
+    /// The bill in `session.ended`.
+    bill: Option<SessionBill>,
     /// What else happened (server errors, reconnects, closure).
     notes: Vec<String>,
 }
@@ -344,8 +367,11 @@ async fn pump(mut events: Events, call: Arc<SessionCall>, until: Instant) -> Pum
                     continue;
                 }
                 match msg {
-                    ServerMessage::SessionEnded { session_id, reason, .. } if session_id == *call.session_id() => {
+                    ServerMessage::SessionEnded { session_id, reason, bill, .. }
+                        if session_id == *call.session_id() =>
+                    {
                         end.ended = Some(reason);
+                        end.bill = bill;
                         return end;
                     }
                     ServerMessage::Error { code, message, .. } => {
@@ -449,6 +475,22 @@ async fn consultant_side(
     Ok(Side { call, pump, session_id, started_after, connected_after: t0.elapsed() })
 }
 
+fn int(x: Option<impl std::fmt::Display>) -> String {
+    x.map_or_else(|| "-".to_owned(), |x| x.to_string())
+}
+
+/// The session once its settlement is carried out (or after 10 s, as is).
+async fn settled(api: &ApiClient, token: &str, session_id: &SessionId) -> anyhow::Result<SessionDetails> {
+    let deadline = Instant::now() + SETTLE_TIMEOUT;
+    loop {
+        let d = api.session(token, session_id).await?;
+        if matches!(d.settlement_status.as_deref(), Some("done" | "failed")) || Instant::now() >= deadline {
+            return Ok(d);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Echoes every data-channel message back until the channel closes or `until`.
 async fn echo(call: Arc<SessionCall>, until: Instant) {
     if call.call.wait_data_channel_open(DATA_CHANNEL_TIMEOUT).await.is_err() {
@@ -472,13 +514,29 @@ impl Drop for CloseOnDrop {
 }
 
 /// Runs one call, filling `rec` as it goes.
-async fn drive(tokens: &TokenSource, ws_url: &str, duration: Duration, rec: &mut CallRecord) -> anyhow::Result<()> {
+async fn drive(
+    tokens: &TokenSource,
+    target: &Target,
+    price_minor: i64,
+    duration: Duration,
+    rec: &mut CallRecord,
+) -> anyhow::Result<()> {
+    let ws_url = target.ws_url.as_str();
     let until = Instant::now() + duration + CALL_OVERHEAD;
     rec.stage = "tokens";
     let consultant_user = User::new(rec.consultant.clone(), Role::Consultant);
     let seeker_user = User::new(rec.seeker.clone(), Role::Seeker);
     let consultant_token = tokens.token(&consultant_user).await?;
     let seeker_token = tokens.token(&seeker_user).await?;
+
+    let api = ApiClient::new(&target.base)?;
+    if price_minor > 0 {
+        rec.stage = "price";
+        let amount = Money::new(price_minor, Currency::parse("EUR").expect("valid"));
+        api.set_price(&consultant_token, &ConsultantPrice { model: PriceModel::Fixed, amount })
+            .await
+            .context("consultant: setting the price")?;
+    }
 
     rec.stage = "connect";
     let (consultant, c_events) =
@@ -536,6 +594,14 @@ async fn drive(tokens: &TokenSource, ws_url: &str, duration: Duration, rec: &mut
     rec.warnings.extend(s_end.notes.iter().map(|n| format!("seeker: {n}")));
     rec.warnings.extend(c_end.notes.iter().map(|n| format!("consultant: {n}")));
     rec.session_ended = s_end.ended.is_some() && c_end.ended.is_some();
+    if let Some(bill) = s_end.bill {
+        rec.outcome = Some(bill.outcome.as_str());
+        rec.billable_seconds = Some(bill.billable_secs);
+        rec.stage = "settlement";
+        let settled = settled(&api, &seeker_token, &s.session_id).await.context("seeker: GET /v1/sessions")?;
+        rec.captured_minor = Some(settled.captured.map_or(0, |m| m.amount_minor));
+        rec.fee_minor = Some(settled.fee.map_or(0, |m| m.amount_minor));
+    }
 
     rec.stage = "close";
     for (who, side) in [("seeker", &s), ("consultant", &c)] {

@@ -59,6 +59,10 @@ struct CallArgs {
     /// dev login.
     #[arg(long)]
     jwt_secret_file: Option<PathBuf>,
+    /// Each synthetic consultant's fixed price, EUR cents (a payment hold
+    /// is placed with `pm_card_visa`); 0: free calls, no hold.
+    #[arg(long, default_value_t = 3000)]
+    price_minor: i64,
 }
 
 #[derive(Debug, Args)]
@@ -115,6 +119,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 calls: usize::from(args.calls),
                 duration: args.duration,
                 jwt_secret_file: args.jwt_secret_file,
+                price_minor: args.price_minor,
             })
             .await?;
             for line in report.summary_lines() {
