@@ -8,6 +8,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 /// An ISO 4217 alphabetic currency code, upper case (`"EUR"`, `"USD"`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(into = "String")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(value_type = String, example = "EUR"))]
 pub struct Currency([u8; 3]);
 
 /// Why money or a currency is invalid.
@@ -78,6 +79,7 @@ impl<'de> Deserialize<'de> for Currency {
 /// An amount of money: integer minor units (cents for EUR/USD) and a
 /// currency. Serialised as `{"amount_minor": 1500, "currency": "EUR"}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Money {
     /// Amount in the currency's minor unit.
     pub amount_minor: i64,

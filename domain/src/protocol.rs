@@ -57,6 +57,7 @@ pub struct ServerEnvelope {
 /// server sets `busy` while the consultant is ringing or in a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum PresenceStatus {
     /// Can be rung.
     Available,
@@ -69,6 +70,7 @@ pub enum PresenceStatus {
 /// A user's role, from the JWT `role` claim.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Role {
     /// Looks for advice and pays for it.
     Seeker,
@@ -92,6 +94,7 @@ impl Role {
 
 /// Who a user is, as the server knows them from their token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UserInfo {
     /// The JWT `sub`.
     pub id: UserId,
@@ -433,6 +436,7 @@ impl SessionEndReason {
 /// The free-window outcome of a session (DESIGN.md M6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Outcome {
     /// Billable time below the free window: the hold is released in full.
     Free,
@@ -466,6 +470,7 @@ pub struct SessionBill {
 /// JSON body of refused HTTP requests. Never renamed; new ones may be added.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum ErrorCode {
     /// The frame is not valid JSON, or not a JSON object.
     MalformedJson,
@@ -624,6 +629,7 @@ impl ErrorCode {
 
 /// The body of an `error` message or of a refused HTTP request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     /// Stable code.
     pub code: ErrorCode,
@@ -998,6 +1004,7 @@ pub mod rest {
 
     /// `POST /v1/dev/login` body (dev mode only).
     #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
     pub struct DevLoginRequest {
         /// A known user, or a new one (then `name` and `role` are required).
         pub user_id: String,
@@ -1011,6 +1018,7 @@ pub mod rest {
 
     /// `POST /v1/dev/login` answer.
     #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
     pub struct DevLoginResponse {
         /// A bearer JWT, valid 12 hours.
         pub token: String,
@@ -1020,6 +1028,7 @@ pub mod rest {
 
     /// One entry of `GET /v1/consultants`.
     #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
     pub struct ConsultantSummary {
         /// Id.
         pub id: UserId,
@@ -1035,6 +1044,7 @@ pub mod rest {
     /// How a consultant prices a session (DESIGN.md M7).
     #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
     #[serde(rename_all = "snake_case")]
+    #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
     pub enum PriceModel {
         /// `amount` per session, captured once billable time reaches the
         /// free window.
@@ -1066,6 +1076,7 @@ pub mod rest {
     /// A consultant's price: `GET`/`PUT /v1/consultants/me/price`, and in
     /// the consultant list.
     #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+    #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
     pub struct ConsultantPrice {
         /// Fixed or per minute.
         pub model: PriceModel,
@@ -1076,6 +1087,7 @@ pub mod rest {
 
     /// The payment hold of a session (DESIGN.md B2).
     #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
     pub struct HoldInfo {
         /// `held`, `requires_action`, `declined`, `failed`, `captured`,
         /// `released` or `expired`.
@@ -1094,6 +1106,7 @@ pub mod rest {
 
     /// One money movement of the ledger (DESIGN.md B7).
     #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
     pub struct LedgerItem {
         /// `hold`, `capture`, `fee`, `earnings`, `release`, `refund`,
         /// `fee_reversal`, `earnings_reversal` or `dispute`.
@@ -1109,6 +1122,7 @@ pub mod rest {
 
     /// One entry of a session's timeline.
     #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
     pub struct TimelineItem {
         /// Server time, Unix ms.
         pub at_ms: i64,
@@ -1125,6 +1139,7 @@ pub mod rest {
 
     /// `GET /v1/sessions/{id}`: a session's state, meter and money.
     #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
     pub struct SessionDetails {
         /// The session.
         pub session_id: SessionId,
@@ -1176,6 +1191,7 @@ pub mod rest {
 
     /// One session's earnings for its consultant.
     #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
     pub struct EarningsItem {
         /// The session.
         pub session_id: SessionId,
@@ -1191,6 +1207,7 @@ pub mod rest {
 
     /// Earnings in one currency.
     #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
     pub struct EarningsTotal {
         /// Sum of the consultant's shares, less refunds taken back.
         pub earnings: Money,
@@ -1200,6 +1217,7 @@ pub mod rest {
 
     /// `GET /v1/consultants/{id}/earnings`.
     #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
     pub struct Earnings {
         /// The consultant.
         pub consultant_id: UserId,
@@ -1211,6 +1229,7 @@ pub mod rest {
 
     /// One entry of `GET /v1/seekers/me/receipts`.
     #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
     pub struct Receipt {
         /// The session.
         pub session_id: SessionId,
@@ -1232,9 +1251,23 @@ pub mod rest {
         pub refunded: Money,
     }
 
+    /// `POST /v1/consultants/me/payout-account` body (optional): where the
+    /// onboarding link leads back to. Defaults: this server's `/`.
+    #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+    #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct PayoutLinkRequest {
+        /// Opened if the link expired.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub refresh_url: Option<String>,
+        /// Opened when onboarding is done.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub return_url: Option<String>,
+    }
+
     /// `POST /v1/consultants/me/payout-account` answer: open `url` to finish
     /// payout onboarding (a Stripe Account Link).
     #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
     pub struct PayoutLink {
         /// The connected account (`acct_…`).
         pub account_id: String,
@@ -1244,6 +1277,7 @@ pub mod rest {
 
     /// `POST /v1/sessions/{id}/refund` body (moderators).
     #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
     pub struct RefundRequest {
         /// Minor units to refund; omitted: all that is left.
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -1255,6 +1289,7 @@ pub mod rest {
 
     /// `POST /v1/sessions/{id}/refund` answer.
     #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
     pub struct RefundResponse {
         /// The provider's refund (`re_…`).
         pub refund_id: String,

@@ -10,12 +10,12 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use parley_billing::{BillingError, webhook};
 use parley_domain::protocol::rest::{
-    ConsultantPrice, Earnings, PayoutLink, Receipt, RefundRequest, RefundResponse, SessionDetails, TimelineItem,
+    ConsultantPrice, Earnings, PayoutLink, PayoutLinkRequest, Receipt, RefundRequest, RefundResponse, SessionDetails,
+    TimelineItem,
 };
-use parley_domain::protocol::{ErrorCode, Outcome, Role, SessionEndReason, UserInfo};
+use parley_domain::protocol::{ErrorBody, ErrorCode, Outcome, Role, SessionEndReason, UserInfo};
 use parley_domain::{SessionId, UserId};
 use parley_signaling::Store;
-use serde::Deserialize;
 
 use crate::routes::{ApiError, AppState};
 
@@ -39,7 +39,13 @@ pub fn router(state: AppState) -> Router {
 /// `bad_signature`, `timestamp_out_of_tolerance` or `malformed_payload`;
 /// 404 when the server does not use the `stripe` provider; 500 (Stripe
 /// retries) if applying the event failed.
-async fn stripe_webhook(
+#[utoipa::path(post, path = "/v1/webhooks/stripe", tag = "webhooks",
+    params(("Stripe-Signature" = String, Header, description = "`t=…,v1=…`")),
+    request_body(content = String, description = "the Stripe event, raw JSON", content_type = "application/json"),
+    responses((status = 200, description = "`{\"received\": true, \"duplicate\": bool}`"),
+        (status = 400, description = "`missing_signature`, `bad_signature`, `timestamp_out_of_tolerance`, `malformed_payload`", body = ErrorBody),
+        (status = 404, description = "the server does not use Stripe", body = ErrorBody)))]
+pub(crate) async fn stripe_webhook(
     State(s): State<AppState>,
     headers: HeaderMap,
     body: axum::body::Bytes,
@@ -97,7 +103,12 @@ fn session_id(raw: String) -> Result<SessionId, ApiError> {
 /// `GET /v1/sessions/{id}` (its participants and moderators): state,
 /// billable seconds, outcome, hold, capture, fee, payout, refunds, ledger
 /// and timeline.
-async fn session(
+#[utoipa::path(get, path = "/v1/sessions/{id}", tag = "sessions", security(("bearer" = [])),
+    params(("id" = String, Path, description = "session id (`ses_…`)")),
+    responses((status = 200, body = SessionDetails), (status = 401, description = "missing, forged or expired token", body = ErrorBody),
+        (status = 403, description = "`forbidden`: not a participant", body = ErrorBody),
+        (status = 404, description = "`unknown_session`", body = ErrorBody)))]
+pub(crate) async fn session(
     State(s): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
@@ -159,7 +170,13 @@ async fn session(
 
 /// `GET /v1/consultants/me/price` (consultants): their price, `null` when
 /// they do not charge.
-async fn my_price(State(s): State<AppState>, headers: HeaderMap) -> Result<Json<Option<ConsultantPrice>>, ApiError> {
+#[utoipa::path(get, path = "/v1/consultants/me/price", tag = "consultants", security(("bearer" = [])),
+    responses((status = 200, body = Option<ConsultantPrice>), (status = 401, description = "missing, forged or expired token", body = ErrorBody),
+        (status = 403, description = "`wrong_role`: consultants only", body = ErrorBody)))]
+pub(crate) async fn my_price(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<Option<ConsultantPrice>>, ApiError> {
     let me = user(&s, &headers)?;
     require(&me, Role::Consultant)?;
     Ok(Json(s.billing.price(&me.id).await?))
@@ -167,7 +184,12 @@ async fn my_price(State(s): State<AppState>, headers: HeaderMap) -> Result<Json<
 
 /// `PUT /v1/consultants/me/price` (consultants): sets the price of their
 /// next sessions (DESIGN.md M7). Body: [`ConsultantPrice`].
-async fn set_price(
+#[utoipa::path(put, path = "/v1/consultants/me/price", tag = "consultants", security(("bearer" = [])),
+    request_body = ConsultantPrice,
+    responses((status = 200, body = ConsultantPrice), (status = 401, description = "missing, forged or expired token", body = ErrorBody),
+        (status = 400, description = "`invalid_field`: bad body or amount ≤ 0", body = ErrorBody),
+        (status = 403, description = "`wrong_role`: consultants only", body = ErrorBody)))]
+pub(crate) async fn set_price(
     State(s): State<AppState>,
     headers: HeaderMap,
     body: Result<Json<ConsultantPrice>, JsonRejection>,
@@ -180,25 +202,30 @@ async fn set_price(
 }
 
 /// `DELETE /v1/consultants/me/price` (consultants): their calls are free.
-async fn clear_price(State(s): State<AppState>, headers: HeaderMap) -> Result<Json<Option<ConsultantPrice>>, ApiError> {
+#[utoipa::path(delete, path = "/v1/consultants/me/price", tag = "consultants", security(("bearer" = [])),
+    responses((status = 200, description = "`null`: calls are free now"), (status = 401, description = "missing, forged or expired token", body = ErrorBody),
+        (status = 403, description = "`wrong_role`: consultants only", body = ErrorBody)))]
+pub(crate) async fn clear_price(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<Option<ConsultantPrice>>, ApiError> {
     let me = user(&s, &headers)?;
     require(&me, Role::Consultant)?;
     s.billing.clear_price(&me.id).await?;
     Ok(Json(None))
 }
 
-#[derive(Deserialize, Default)]
-struct OnboardingBody {
-    refresh_url: Option<String>,
-    return_url: Option<String>,
-}
-
 /// `POST /v1/consultants/me/payout-account` (consultants): creates their
 /// payout account if needed and returns an onboarding link.
-async fn payout_account(
+#[utoipa::path(post, path = "/v1/consultants/me/payout-account", tag = "consultants", security(("bearer" = [])),
+    request_body(content = Option<PayoutLinkRequest>, description = "optional return and refresh URLs"),
+    responses((status = 200, body = PayoutLink), (status = 401, description = "missing, forged or expired token", body = ErrorBody),
+        (status = 403, description = "`wrong_role`: consultants only", body = ErrorBody),
+        (status = 502, description = "`payment_provider_error`", body = ErrorBody)))]
+pub(crate) async fn payout_account(
     State(s): State<AppState>,
     headers: HeaderMap,
-    body: Option<Json<OnboardingBody>>,
+    body: Option<Json<PayoutLinkRequest>>,
 ) -> Result<Json<PayoutLink>, ApiError> {
     let me = user(&s, &headers)?;
     require(&me, Role::Consultant)?;
@@ -211,7 +238,11 @@ async fn payout_account(
 }
 
 /// `GET /v1/consultants/{id}/earnings` (that consultant, or moderators).
-async fn earnings(
+#[utoipa::path(get, path = "/v1/consultants/{id}/earnings", tag = "consultants", security(("bearer" = [])),
+    params(("id" = String, Path, description = "consultant id")),
+    responses((status = 200, body = Earnings), (status = 401, description = "missing, forged or expired token", body = ErrorBody),
+        (status = 403, description = "`forbidden`: another consultant's", body = ErrorBody)))]
+pub(crate) async fn earnings(
     State(s): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
@@ -228,7 +259,10 @@ async fn earnings(
 }
 
 /// `GET /v1/seekers/me/receipts` (seekers).
-async fn receipts(State(s): State<AppState>, headers: HeaderMap) -> Result<Json<Vec<Receipt>>, ApiError> {
+#[utoipa::path(get, path = "/v1/seekers/me/receipts", tag = "seekers", security(("bearer" = [])),
+    responses((status = 200, body = Vec<Receipt>), (status = 401, description = "missing, forged or expired token", body = ErrorBody),
+        (status = 403, description = "`wrong_role`: seekers only", body = ErrorBody)))]
+pub(crate) async fn receipts(State(s): State<AppState>, headers: HeaderMap) -> Result<Json<Vec<Receipt>>, ApiError> {
     let me = user(&s, &headers)?;
     require(&me, Role::Seeker)?;
     Ok(Json(s.billing.receipts(&me.id).await?))
@@ -236,7 +270,14 @@ async fn receipts(State(s): State<AppState>, headers: HeaderMap) -> Result<Json<
 
 /// `POST /v1/sessions/{id}/refund` (moderators): refunds part or all of a
 /// charged session. Body: [`RefundRequest`].
-async fn refund(
+#[utoipa::path(post, path = "/v1/sessions/{id}/refund", tag = "moderation", security(("bearer" = [])),
+    params(("id" = String, Path, description = "session id")), request_body = RefundRequest,
+    responses((status = 200, body = RefundResponse), (status = 401, description = "missing, forged or expired token", body = ErrorBody),
+        (status = 400, description = "`invalid_field`: amount outside 1..=left", body = ErrorBody),
+        (status = 403, description = "`wrong_role`: moderators only", body = ErrorBody),
+        (status = 409, description = "`not_charged`", body = ErrorBody),
+        (status = 502, description = "`payment_provider_error`", body = ErrorBody)))]
+pub(crate) async fn refund(
     State(s): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
@@ -253,7 +294,12 @@ async fn refund(
 
 /// `POST /v1/sessions/{id}/end` (moderators): ends an open session (M4);
 /// it is settled like any other. 409 `session_ended` if it is not open.
-async fn end_session(
+#[utoipa::path(post, path = "/v1/sessions/{id}/end", tag = "moderation", security(("bearer" = [])),
+    params(("id" = String, Path, description = "session id")),
+    responses((status = 200, description = "`{\"session_id\": …, \"ended\": true}`"), (status = 401, description = "missing, forged or expired token", body = ErrorBody),
+        (status = 403, description = "`wrong_role`: moderators only", body = ErrorBody),
+        (status = 409, description = "`session_ended`: not open", body = ErrorBody)))]
+pub(crate) async fn end_session(
     State(s): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,

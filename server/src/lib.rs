@@ -6,6 +6,7 @@ pub mod api;
 pub mod app;
 pub mod config;
 pub mod money;
+pub mod openapi;
 pub mod routes;
 pub mod store;
 pub mod telemetry;

@@ -96,6 +96,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/openapi.json", get(|| async { Json(crate::openapi::document()) }))
         .route("/v1/consultants", get(consultants))
         .with_state(state.clone())
         .merge(crate::api::router(state))
@@ -127,7 +128,13 @@ async fn metrics(State(s): State<AppState>) -> Response {
 
 /// `GET /v1/consultants` (bearer token): every known consultant with their
 /// presence, available ones first.
-async fn consultants(State(s): State<AppState>, headers: HeaderMap) -> Result<Json<Vec<ConsultantSummary>>, ApiError> {
+#[utoipa::path(get, path = "/v1/consultants", tag = "consultants", security(("bearer" = [])),
+    responses((status = 200, body = Vec<ConsultantSummary>),
+        (status = 401, description = "missing, forged or expired token", body = ErrorBody)))]
+pub(crate) async fn consultants(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<Vec<ConsultantSummary>>, ApiError> {
     s.auth.verify_request(&headers, None)?;
     let mut users = s.store.users_with_role(Role::Consultant).await?;
     for online in s.hub.online_consultants() {
@@ -147,7 +154,10 @@ async fn consultants(State(s): State<AppState>, headers: HeaderMap) -> Result<Js
 }
 
 /// Dev mode only: a token for a demo (or new) user, without a password.
-async fn dev_login(
+#[utoipa::path(post, path = "/v1/dev/login", tag = "dev", request_body = DevLoginRequest,
+    responses((status = 200, body = DevLoginResponse),
+        (status = 400, description = "`malformed_json`, `invalid_field`, `missing_field`", body = ErrorBody)))]
+pub(crate) async fn dev_login(
     State(s): State<AppState>,
     req: Result<Json<DevLoginRequest>, JsonRejection>,
 ) -> Result<Json<DevLoginResponse>, ApiError> {

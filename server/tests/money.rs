@@ -450,3 +450,33 @@ async fn the_money_path_works_on_postgres() {
     let refund = s.api.refund(&app.token("mo", Role::Moderator), &s.session_id, None).await.unwrap();
     assert_eq!(refund.amount, eur(3000));
 }
+
+#[tokio::test]
+async fn the_openapi_document_describes_every_rest_route() {
+    let app = spawn_app().await;
+    let doc: serde_json::Value =
+        reqwest::get(format!("{}/openapi.json", app.base)).await.unwrap().json().await.unwrap();
+    assert!(doc["openapi"].as_str().unwrap_or_default().starts_with("3."), "{doc}");
+    let routes = [
+        ("get", "/v1/consultants"),
+        ("post", "/v1/dev/login"),
+        ("get", "/v1/sessions/{id}"),
+        ("post", "/v1/sessions/{id}/refund"),
+        ("post", "/v1/sessions/{id}/end"),
+        ("get", "/v1/consultants/me/price"),
+        ("put", "/v1/consultants/me/price"),
+        ("delete", "/v1/consultants/me/price"),
+        ("post", "/v1/consultants/me/payout-account"),
+        ("get", "/v1/consultants/{id}/earnings"),
+        ("get", "/v1/seekers/me/receipts"),
+        ("post", "/v1/webhooks/stripe"),
+    ];
+    for (method, path) in routes {
+        assert!(doc["paths"][path][method].is_object(), "{method} {path} missing from /openapi.json");
+    }
+    let schemas = &doc["components"]["schemas"];
+    for name in ["SessionDetails", "Money", "ErrorBody", "ConsultantPrice", "Receipt", "Earnings"] {
+        assert!(schemas[name].is_object(), "schema {name} missing");
+    }
+    assert_eq!(schemas["Currency"]["type"], "string", "currencies are ISO 4217 strings: {}", schemas["Money"]);
+}

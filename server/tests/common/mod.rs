@@ -67,6 +67,8 @@ async fn spawn_full(
     gate: Option<Arc<dyn parley_signaling::CallGate>>,
 ) -> TestApp {
     parley_server::telemetry::init_tracing(&config.log);
+    // reqwest is built without a crypto provider of its own.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let app = Application::build_with(config.clone(), clock.clone(), gate).await.expect("server builds");
     let addr = app.local_addr();
     let store = app.store();
