@@ -161,7 +161,20 @@ pub struct Billing {
     clock: Arc<dyn Clock>,
     cfg: BillingConfig,
     wake: Arc<Notify>,
+    last_sweep: std::sync::Mutex<Option<Timestamp>>,
 }
+
+/// Age after which a hold whose call never became a session is released.
+pub const ORPHAN_AFTER: Duration = Duration::from_secs(300);
+
+/// Settlements carried out, by `outcome`: `captured`, `released`,
+/// `failed` (counter).
+pub const SETTLEMENTS: &str = "parley_settlements_total";
+/// Settlement attempts that failed transiently and will be retried (counter).
+pub const SETTLEMENT_RETRIES: &str = "parley_settlement_retries_total";
+/// Payment holds placed, by `result`: `held`, `requires_action`,
+/// `declined`, `failed` (counter).
+pub const HOLDS: &str = "parley_holds_total";
 
 /// How long a worker owns a settlement it is carrying out before another
 /// worker (another node) may take it over.
@@ -178,7 +191,7 @@ impl Billing {
         cfg: BillingConfig,
         wake: Arc<Notify>,
     ) -> Arc<Self> {
-        Arc::new(Billing { pool, provider, clock, cfg, wake })
+        Arc::new(Billing { pool, provider, clock, cfg, wake, last_sweep: std::sync::Mutex::new(None) })
     }
 
     /// The provider in use.
@@ -310,6 +323,7 @@ impl Billing {
         .bind(now.unix_millis())
         .execute(&self.pool)
         .await;
+        metrics::counter!(HOLDS, "result" => status).increment(1);
         if let Err(e) = stored {
             // The intent exists but we could not record it: release it now.
             if let Some(id) = &intent_id {
@@ -436,6 +450,7 @@ impl Billing {
         .bind(now)
         .fetch_all(&self.pool)
         .await?;
+        self.sweep_orphan_holds().await?;
         let mut finished = 0;
         for row in due {
             let sid: String = row.try_get("session_id")?;
@@ -459,6 +474,38 @@ impl Billing {
             }
         }
         Ok(finished)
+    }
+
+    /// Holds of calls that never became a session and were never released
+    /// (the server that placed them died while they rang): released through
+    /// the outbox, at most once a minute, for holds older than
+    /// [`ORPHAN_AFTER`] (far beyond any ring).
+    async fn sweep_orphan_holds(&self) -> Result<(), BillingError> {
+        let now = self.clock.now();
+        {
+            let mut last = self.last_sweep.lock().unwrap_or_else(|p| p.into_inner());
+            if last.is_some_and(|t| now.since(t) < Duration::from_secs(60)) {
+                return Ok(());
+            }
+            *last = Some(now);
+        }
+        let before = now.unix_millis() - i64::try_from(ORPHAN_AFTER.as_millis()).unwrap_or(i64::MAX);
+        let done = sqlx::query(
+            "INSERT INTO settlements (session_id, outcome, reason, billable_secs, amount_minor, currency, decided_ms, next_attempt_ms) \
+             SELECT h.session_id, 'unanswered', 'orphaned', 0, 0, h.currency, $2, $2 FROM holds h \
+             WHERE h.status = 'held' AND h.created_ms < $1 \
+             AND NOT EXISTS (SELECT 1 FROM settlements s WHERE s.session_id = h.session_id) \
+             AND NOT EXISTS (SELECT 1 FROM sessions x WHERE x.id = h.session_id) \
+             ON CONFLICT (session_id) DO NOTHING",
+        )
+        .bind(before)
+        .bind(now.unix_millis())
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() > 0 {
+            tracing::warn!(holds = done.rows_affected(), "releasing holds of calls that never became sessions");
+        }
+        Ok(())
     }
 
     /// Carries out one claimed settlement; true when it is finished (done
@@ -544,9 +591,11 @@ impl Billing {
         match result {
             Ok(()) => {
                 self.finish(session_id, "done", None).await?;
+                metrics::counter!(SETTLEMENTS, "outcome" => if capture { "captured" } else { "released" }).increment(1);
                 Ok(true)
             }
             Err(e) if e.is_transient() => {
+                metrics::counter!(SETTLEMENT_RETRIES).increment(1);
                 let attempts = attempts + 1;
                 let exp = u32::try_from(attempts - 1).unwrap_or(u32::MAX).min(20);
                 let delay = self.cfg.retry_base.saturating_mul(1 << exp).min(self.cfg.retry_max);
@@ -563,6 +612,7 @@ impl Billing {
                 Ok(false)
             }
             Err(e) => {
+                metrics::counter!(SETTLEMENTS, "outcome" => "failed").increment(1);
                 tracing::error!(%session_id, error = %e, "settlement refused by the provider; needs attention");
                 self.finish(session_id, "failed", Some(&e.to_string())).await?;
                 Ok(true)

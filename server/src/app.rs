@@ -88,6 +88,9 @@ impl Application {
             seed_demo_prices(&billing).await?;
         }
         let meters = Meters::new(config.meter, config.currency, clock.clone(), Arc::new(store.clone()));
+        meters.observe_lateness(|late| {
+            metrics::histogram!("parley_meter_deadline_lateness_seconds").record(late.as_secs_f64());
+        });
         let gate = gate.unwrap_or_else(|| Arc::new(BillingGate { billing: billing.clone(), meters: meters.clone() }));
         let hooks = Arc::new(MeterHooks(meters.clone()));
         let hub = Hub::new(config.signaling.clone(), clock.clone(), Arc::new(store.clone()), gate, hooks);

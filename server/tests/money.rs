@@ -480,3 +480,22 @@ async fn the_openapi_document_describes_every_rest_route() {
     }
     assert_eq!(schemas["Currency"]["type"], "string", "currencies are ISO 4217 strings: {}", schemas["Money"]);
 }
+
+#[tokio::test]
+async fn b3_a_hold_whose_call_never_became_a_session_is_released_after_a_crash() {
+    let app = spawn_app().await;
+    priced(&app, "cora", PriceModel::Fixed, 3000).await;
+    // A hold placed by a server that died while the call rang: no session,
+    // no release.
+    let orphan = SessionId::parse("ses_orphan").unwrap();
+    let held = app.billing.place_hold(&orphan, "call_orphan", &uid("sam"), &uid("cora"), Some("pm_card_visa")).await;
+    assert!(held.unwrap().is_some());
+    app.advance(SECS(301)).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while app.billing.hold(&orphan).await.unwrap().unwrap().status != "released" {
+        assert!(tokio::time::Instant::now() < deadline, "the orphaned hold was not released");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let s = app.billing.settlement(&orphan).await.unwrap().unwrap();
+    assert_eq!((s.outcome.as_str(), s.status.as_str()), ("unanswered", "done"));
+}
