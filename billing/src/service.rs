@@ -847,7 +847,9 @@ impl Billing {
         let back = i64::try_from(i128::from(amount) * i128::from(earned) / i128::from(captured.amount_minor.max(1)))
             .unwrap_or(0);
         let r = Some(refund.id.as_str());
-        let key = format!("refund:{}", refund.id);
+        // Keyed by the total refunded after it, as `charge.refunded` reports
+        // it: whichever of this and the webhook comes first records it.
+        let key = refund_key(refunded + amount);
         self.ledger(session_id, &key, "refund", Money::new(amount, cur), &seeker, &consultant, r).await?;
         let key = format!("earnings_reversal:{}", refund.id);
         self.ledger(session_id, &key, "earnings_reversal", Money::new(back, cur), &seeker, &consultant, r).await?;
@@ -948,7 +950,7 @@ impl Billing {
                     .try_get("n")?;
                     let missing = amount_refunded - known;
                     if missing > 0 {
-                        let key = format!("refund:{}", event.id);
+                        let key = refund_key(*amount_refunded);
                         let amount = Money::new(missing, currency);
                         self.ledger(&sid, &key, "refund", amount, &seeker, &consultant, Some(intent_id)).await?;
                     }
@@ -1058,6 +1060,13 @@ impl Billing {
         .await?;
         Ok(())
     }
+}
+
+/// The ledger key of a refund that brings the session's refunded total to
+/// `total` minor units: the same for our refund call and Stripe's
+/// `charge.refunded` (which reports the total), so it is recorded once.
+fn refund_key(total: i64) -> String {
+    format!("refund:upto:{total}")
 }
 
 fn price_from_row(r: &AnyRow, model: &str, amount: &str) -> Result<ConsultantPrice, BillingError> {

@@ -404,7 +404,13 @@ impl Meters {
                 }
                 Output::Checkpoint(snapshot) => (MeterEvent::Checkpoint(snapshot), None),
                 Output::Ended(settlement) => {
-                    self.meter_ended(session_id, &settlement).await;
+                    // Still metered here: the meter decided the end itself (a
+                    // limit, or abandonment it timed). Otherwise signaling is
+                    // ending it already, through `ending`.
+                    let decided_here = self.lock().meters.contains_key(session_id);
+                    if decided_here {
+                        self.meter_ended(session_id, &settlement).await;
+                    }
                     continue;
                 }
             };
@@ -428,13 +434,13 @@ impl Meters {
     /// have signaling end it, which stores the bill via [`Meters::ending`].
     async fn meter_ended(&self, session_id: &SessionId, settlement: &Settlement) {
         let reason = end_reason(settlement.reason);
-        let ended_by_signaling = match self.sink.get() {
-            Some(sink) => sink.end(session_id, reason).await,
-            None => false,
-        };
-        // Signaling had no such room: store the decision here.
+        if let Some(sink) = self.sink.get() {
+            sink.end(session_id, reason).await;
+        }
+        // Signaling ending the session took the meter (`ending`) and stored
+        // the decision; if it had no such room, store the decision here.
         let still_here = self.lock().meters.remove(session_id).is_some();
-        if !ended_by_signaling || still_here {
+        if still_here {
             let b = bill(settlement);
             if let Err(e) = self.store.orphan_settlement(session_id, &b, reason, settlement.ended_at).await {
                 tracing::error!(%session_id, error = %e, "failed to store settlement");

@@ -383,23 +383,16 @@ impl Meter {
     fn next_threshold(&self) -> Option<(u64, Threshold)> {
         let f = ms(self.cfg.free_window);
         let warn = ms(self.cfg.warn_before);
-        let mut candidates = Vec::with_capacity(5);
-        if !self.warned && f > warn {
-            candidates.push((f - warn, Threshold::Warn));
-        }
-        if !self.billing_started {
-            candidates.push((f, Threshold::Billing));
-        }
-        if let Some(limit) = self.cfg.hold_limit_ms() {
-            if !self.hold_warned && limit > warn {
-                candidates.push((limit - warn, Threshold::HoldWarn));
-            }
-            candidates.push((limit, Threshold::Limit(EndReason::HoldUsedUp)));
-        }
-        if let Some(max) = self.cfg.max_billable {
-            candidates.push((ms(max), Threshold::Limit(EndReason::LengthReached)));
-        }
-        candidates.into_iter().filter(|(t, _)| *t >= self.billable_ms).min_by_key(|(t, kind)| {
+        let hold_limit = self.cfg.hold_limit_ms();
+        // A fixed array: this runs on every input and deadline.
+        let candidates = [
+            (!self.warned && f > warn).then(|| (f - warn, Threshold::Warn)),
+            (!self.billing_started).then_some((f, Threshold::Billing)),
+            hold_limit.filter(|l| !self.hold_warned && *l > warn).map(|l| (l - warn, Threshold::HoldWarn)),
+            hold_limit.map(|l| (l, Threshold::Limit(EndReason::HoldUsedUp))),
+            self.cfg.max_billable.map(|max| (ms(max), Threshold::Limit(EndReason::LengthReached))),
+        ];
+        candidates.into_iter().flatten().filter(|(t, _)| *t >= self.billable_ms).min_by_key(|(t, kind)| {
             // Equal thresholds: warnings first, then the end.
             (*t, matches!(kind, Threshold::Limit(_)))
         })
