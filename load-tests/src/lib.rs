@@ -1,6 +1,6 @@
 //! `parley-load`: the load generator for Parley.
 //!
-//! Two scenarios, each a subcommand of the `parley-load` binary:
+//! Three scenarios, each a subcommand of the `parley-load` binary:
 //!
 //! * [`call`]: real instant calls through the signaling server with the
 //!   Rust SDK — webrtc-rs peer connections on loopback, Opus audio both ways
@@ -9,8 +9,11 @@
 //!   connections (accept rate, server memory per connection), call set-up
 //!   with realistic SDP and trickled candidates, and relay latency and
 //!   throughput.
+//! * [`meter`]: the session meter in-process — many live sessions on one
+//!   `Meters` driver with the system clock and a real SQL store: deadline
+//!   lateness, store writes, CPU and memory per live session.
 //!
-//! Both print a readable summary and, as the last line of stdout, one JSON
+//! Each prints a readable summary and, as the last line of stdout, one JSON
 //! object ([`report`]). The tool only talks to loopback addresses
 //! ([`target`]) and every loop it runs is bounded in count and time.
 //!
@@ -21,6 +24,7 @@
 pub mod call;
 pub mod clock;
 pub mod limits;
+pub mod meter;
 pub mod procfs;
 pub mod report;
 pub mod sdp;

@@ -4,11 +4,13 @@
 //! parley-load call   [--url URL] [--duration 5s] [--calls N] [--jwt-secret-file PATH]
 //! parley-load signal [--url URL] --clients N --pairs P [--server-pid PID] [--relay-secs 10]
 //!                    [--jwt-secret-file PATH] [--connect-concurrency 256]
+//! parley-load meter  [--sessions 10000] [--secs 60] [--checkpoint-secs 10] [--tick-secs 30]
+//!                    [--ramp-secs S] [--database-url URL]
 //! ```
 //!
 //! Readable figures go to stdout, followed by one JSON object as the last
 //! line; progress and warnings go to stderr. Exit status: 0 when every
-//! call / connection / pair succeeded, 1 when some failed, 2 when the run
+//! call / connection / pair / session succeeded, 1 when some failed, 2 when the run
 //! could not start (bad arguments, non-loopback URL, server unreachable).
 
 use std::path::PathBuf;
@@ -17,6 +19,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use parley_load::call::{self, CallOptions};
+use parley_load::meter::{self, MeterOptions};
 use parley_load::signal::{self, SignalOptions};
 use parley_load::{report, target};
 
@@ -41,6 +44,10 @@ enum Command {
     /// Signaling only on raw WebSockets: idle connections, call set-up with
     /// SDP and candidates, relay latency and throughput.
     Signal(SignalArgs),
+    /// The session meter in-process: many live sessions on one driver with
+    /// the system clock and a real SQL store (no server needed): deadline
+    /// lateness, store writes, CPU, memory per live session.
+    Meter(MeterArgs),
 }
 
 #[derive(Debug, Args)]
@@ -100,6 +107,50 @@ struct SignalArgs {
     connect_concurrency: u32,
 }
 
+#[derive(Debug, Args)]
+struct MeterArgs {
+    /// Concurrent live sessions.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    sessions: u32,
+    /// Length of the run, seconds: sessions open over the ramp, stay live,
+    /// then all hang up.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    secs: u64,
+    /// Checkpoint interval, seconds (DESIGN.md M9; the server's is 10).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    checkpoint_secs: Option<u64>,
+    /// `meter.tick` interval, seconds (DESIGN.md M8; the server's is 30).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    tick_secs: Option<u64>,
+    /// Over how many seconds the sessions open, evenly. Default: one
+    /// checkpoint interval, at most half the run.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(0..=3600))]
+    ramp_secs: Option<u64>,
+    /// `sqlite:` or `postgres://` URL on this machine. Default: a fresh
+    /// SQLite file in a temp dir, removed afterwards.
+    #[arg(long)]
+    database_url: Option<String>,
+}
+
+impl MeterArgs {
+    fn options(&self) -> MeterOptions {
+        let duration = Duration::from_secs(self.secs);
+        let mut opts = MeterOptions::new(self.sessions as usize, duration);
+        if let Some(secs) = self.checkpoint_secs {
+            opts.settings.checkpoint_interval = Duration::from_secs(secs);
+        }
+        if let Some(secs) = self.tick_secs {
+            opts.settings.tick_interval = Duration::from_secs(secs);
+        }
+        opts.ramp = match self.ramp_secs {
+            Some(secs) => Duration::from_secs(secs),
+            None => meter::default_ramp(&opts.settings, duration),
+        };
+        opts.database_url.clone_from(&self.database_url);
+        opts
+    }
+}
+
 fn parse_duration(s: &str) -> Result<Duration, String> {
     let d = humantime::parse_duration(s).map_err(|e| format!("{s:?}: {e} (e.g. 5s, 500ms, 2m)"))?;
     if d > MAX_DURATION {
@@ -144,6 +195,14 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             })
             .await?;
             for line in report.summary_lines(&stats) {
+                println!("{line}");
+            }
+            report::print_json_line(&report);
+            Ok(report.ok())
+        }
+        Command::Meter(args) => {
+            let report = meter::run(args.options()).await?;
+            for line in report.summary_lines() {
                 println!("{line}");
             }
             report::print_json_line(&report);
@@ -201,5 +260,34 @@ mod tests {
         assert_eq!((args.relay_secs, args.connect_concurrency, args.server_pid), (10, 256, None));
         assert!(Cli::try_parse_from(["parley-load", "call", "--duration", "2h"]).is_err());
         assert!(Cli::try_parse_from(["parley-load", "call", "--calls", "0"]).is_err());
+    }
+
+    #[test]
+    fn meter_defaults_are_the_servers() {
+        let cli = Cli::try_parse_from(["parley-load", "meter"]).unwrap();
+        let Command::Meter(args) = cli.command else { panic!() };
+        let opts = args.options();
+        assert_eq!((opts.sessions, opts.duration), (10_000, Duration::from_secs(60)));
+        assert_eq!(opts.settings, parley_metering::MeterSettings::default());
+        assert_eq!(opts.ramp, Duration::from_secs(10));
+        let cli = Cli::try_parse_from([
+            "parley-load",
+            "meter",
+            "--sessions",
+            "50",
+            "--secs",
+            "4",
+            "--checkpoint-secs",
+            "1",
+            "--tick-secs",
+            "2",
+        ])
+        .unwrap();
+        let Command::Meter(args) = cli.command else { panic!() };
+        let opts = args.options();
+        assert_eq!(opts.settings.checkpoint_interval, Duration::from_secs(1));
+        assert_eq!(opts.settings.tick_interval, Duration::from_secs(2));
+        assert_eq!(opts.ramp, Duration::from_secs(1));
+        assert!(Cli::try_parse_from(["parley-load", "meter", "--sessions", "0"]).is_err());
     }
 }
