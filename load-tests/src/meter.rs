@@ -196,9 +196,8 @@ pub struct MeterReport {
     /// driver asked the sink to end them for a reason other than a
     /// hang-up; should be 0).
     pub meter_ended: u64,
-    /// `MeterSink::end` calls for a hang-up: the driver echoes every
-    /// settlement it sees, including those `Meters::ending` made, back to
-    /// signaling (see the README).
+    /// `MeterSink::end` calls for a hang-up: a hang-up's end echoed back to
+    /// signaling by the driver (should be 0; see the README).
     pub hangup_echoes: u64,
     /// `MeterStore::orphan_settlement` calls (part of `db_writes`).
     pub settlement_writes: u64,

@@ -29,6 +29,11 @@ async fn fifty_sessions_are_checkpointed_and_all_settled() {
     assert!(report.checkpoints > 0, "the drivers stored checkpoints");
     assert!(report.billing_error_ms_max.is_some_and(|e| e < 1000), "M10: {:?}", report.billing_error_ms_max);
     assert_eq!((report.left_live, report.left_in_flight), (0, 0));
+    assert_eq!(
+        (report.hangup_echoes, report.settlement_writes),
+        (0, 0),
+        "a hang-up's end is not echoed back to signaling, nor its settlement stored twice"
+    );
     assert!(report.ok());
 
     // The checkpoints are in the database, one row per session (M9).
