@@ -547,7 +547,7 @@ pub async fn run(opts: MeterOptions) -> anyhow::Result<MeterReport> {
     }
     // The drivers store what came before each end, then stop: wait for them.
     let drain_until = Instant::now() + DRAIN_TIMEOUT;
-    while store.in_flight.load(Ordering::Relaxed) > 0 && Instant::now() < drain_until {
+    while (meters.driver_tasks() > 0 || store.in_flight.load(Ordering::Relaxed) > 0) && Instant::now() < drain_until {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let duration_secs = started.elapsed().as_secs_f64();

@@ -17,6 +17,7 @@ use async_trait::async_trait;
 use parley_domain::protocol::{Outcome as WireOutcome, Role, ServerMessage, SessionBill, SessionEndReason};
 use parley_domain::{Clock, Money, SessionId, Timestamp};
 use tokio::sync::mpsc;
+use tokio_util::task::TaskTracker;
 
 use crate::{EndReason, Input, Meter, MeterConfig, Outcome, Output, Party, Price, Settlement, Snapshot};
 
@@ -167,6 +168,7 @@ pub struct Meters {
     sink: OnceLock<Arc<dyn MeterSink>>,
     lateness: OnceLock<Box<dyn Fn(Duration) + Send + Sync>>,
     state: Mutex<State>,
+    tasks: TaskTracker,
 }
 
 fn party(role: Role) -> Option<Party> {
@@ -218,6 +220,7 @@ impl Meters {
             sink: OnceLock::new(),
             lateness: OnceLock::new(),
             state: Mutex::new(State::default()),
+            tasks: TaskTracker::new(),
         })
     }
 
@@ -256,6 +259,12 @@ impl Meters {
         Some(meter.settlement().map_or(meter.billable_ms(), |s| s.billable_ms) / 1000)
     }
 
+    /// Driver tasks still running: one per metered session, and for a
+    /// moment after its end, until what came before the end is stored.
+    pub fn driver_tasks(&self) -> usize {
+        self.tasks.len()
+    }
+
     /// Number of sessions being metered.
     pub fn live_sessions(&self) -> usize {
         self.lock().meters.len()
@@ -289,7 +298,7 @@ impl Meters {
     fn start(self: &Arc<Self>, st: &mut State, session_id: SessionId, meter: Meter) {
         let (tx, rx) = mpsc::unbounded_channel();
         st.meters.insert(session_id.clone(), Entry { meter, tx });
-        tokio::spawn(Arc::clone(self).drive(session_id, rx));
+        self.tasks.spawn(Arc::clone(self).drive(session_id, rx));
     }
 
     /// `role` joined (or rejoined) the session's room at `at`.
