@@ -111,7 +111,9 @@ impl Application {
         };
         let mut router = routes::router(state.clone()).merge(signaling.router());
         if config.mode == Mode::Dev {
-            router = router.merge(routes::dev_router(state));
+            router = router.merge(routes::dev_router(state, &config.web_dir, &config.sdk_js_dir));
+        } else {
+            router = router.merge(routes::landing_router());
         }
         let listener = listen(config.listen)
             .map_err(|e| anyhow::anyhow!("PARLEY_LISTEN: cannot listen on {}: {e}", config.listen))?;

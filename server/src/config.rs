@@ -56,6 +56,8 @@ struct Raw {
     stripe_secret_key: Option<String>,
     stripe_webhook_secret: Option<String>,
     stripe_api_base: Option<String>,
+    web_dir: PathBuf,
+    sdk_js_dir: PathBuf,
 }
 
 impl Default for Raw {
@@ -85,6 +87,8 @@ impl Default for Raw {
             stripe_secret_key: None,
             stripe_webhook_secret: None,
             stripe_api_base: None,
+            web_dir: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../web-demo")),
+            sdk_js_dir: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../sdk/js")),
         }
     }
 }
@@ -117,6 +121,13 @@ pub struct Config {
     pub currency: Currency,
     /// The payment provider (`PARLEY_PAYMENT_PROVIDER`).
     pub payments: Payments,
+    /// The web demo served at `/` in dev mode (`PARLEY_WEB_DIR`, default
+    /// the repository's `web-demo/`). Without an `index.html` there, `/`
+    /// is a small landing page.
+    pub web_dir: PathBuf,
+    /// The JavaScript SDK served at `/sdk/js/` in dev mode
+    /// (`PARLEY_SDK_JS_DIR`, default the repository's `sdk/js/`).
+    pub sdk_js_dir: PathBuf,
 }
 
 /// Which payment provider the server uses.
@@ -277,6 +288,8 @@ impl Config {
             billing,
             currency,
             payments,
+            web_dir: raw.web_dir,
+            sdk_js_dir: raw.sdk_js_dir,
         })
     }
 

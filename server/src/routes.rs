@@ -92,7 +92,6 @@ impl From<parley_signaling::StoreError> for ApiError {
 /// The routes of every mode.
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/", get(landing))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -102,9 +101,22 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::api::router(state))
 }
 
-/// The dev-only routes (absent in prod).
-pub fn dev_router(state: AppState) -> Router {
-    Router::new().route("/v1/dev/login", post(dev_login)).with_state(state)
+/// The dev-only routes (absent in prod): dev login, the web demo at `/`
+/// and the JavaScript SDK at `/sdk/js/` (from `web_dir` and `sdk_js_dir`;
+/// a landing page at `/` if the demo is not there).
+pub fn dev_router(state: AppState, web_dir: &std::path::Path, sdk_js_dir: &std::path::Path) -> Router {
+    let router = Router::new().route("/v1/dev/login", post(dev_login)).with_state(state);
+    let router = router.nest_service("/sdk/js", tower_http::services::ServeDir::new(sdk_js_dir));
+    if web_dir.join("index.html").is_file() {
+        router.fallback_service(tower_http::services::ServeDir::new(web_dir))
+    } else {
+        router.merge(landing_router())
+    }
+}
+
+/// `GET /`: a small landing page (prod, or dev without the web demo).
+pub fn landing_router() -> Router {
+    Router::new().route("/", get(landing))
 }
 
 async fn landing() -> Html<&'static str> {
