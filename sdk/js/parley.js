@@ -1,0 +1,892 @@
+// Parley JavaScript SDK: the REST API, the signaling WebSocket and a WebRTC
+// call for one session. An ES module with no dependencies and no build step.
+//
+// The wire truth is `domain/src/protocol.rs` (parley_domain::protocol) and
+// docs/protocol.md. Types: parley.d.ts next to this file.
+
+/** Protocol version this SDK speaks (`hello.protocol_version`). */
+export const PROTOCOL_VERSION = 1;
+
+/**
+ * Every stable error code the server sends (`ErrorCode::ALL` in
+ * domain/src/protocol.rs), by constant name.
+ */
+export const ErrorCode = Object.freeze({
+  MALFORMED_JSON: "malformed_json",
+  UNKNOWN_TYPE: "unknown_type",
+  MISSING_FIELD: "missing_field",
+  INVALID_FIELD: "invalid_field",
+  FRAME_TOO_LARGE: "frame_too_large",
+  SDP_TOO_LARGE: "sdp_too_large",
+  RATE_LIMITED: "rate_limited",
+  BINARY_NOT_SUPPORTED: "binary_not_supported",
+  NOT_IN_ROOM: "not_in_room",
+  FORBIDDEN: "forbidden",
+  WRONG_ROLE: "wrong_role",
+  UNKNOWN_SESSION: "unknown_session",
+  SESSION_ENDED: "session_ended",
+  UNKNOWN_CONSULTANT: "unknown_consultant",
+  NOT_CHARGED: "not_charged",
+  PAYMENT_PROVIDER_ERROR: "payment_provider_error",
+  MISSING_SIGNATURE: "missing_signature",
+  BAD_SIGNATURE: "bad_signature",
+  TIMESTAMP_OUT_OF_TOLERANCE: "timestamp_out_of_tolerance",
+  MALFORMED_PAYLOAD: "malformed_payload",
+  CONSULTANT_UNAVAILABLE: "consultant_unavailable",
+  UNKNOWN_CALL: "unknown_call",
+  CALL_NOT_RINGING: "call_not_ringing",
+  ALREADY_IN_CALL: "already_in_call",
+  RESUME_FAILED: "resume_failed",
+  RESUME_NOT_FIRST: "resume_not_first",
+  PAYMENT_DECLINED: "payment_declined",
+  PAYMENT_ACTION_REQUIRED: "payment_action_required",
+  MISSING_TOKEN: "missing_token",
+  INVALID_TOKEN: "invalid_token",
+  TOKEN_EXPIRED: "token_expired",
+  REPLACED: "replaced",
+  UNAVAILABLE: "unavailable",
+  INTERNAL: "internal",
+});
+
+/**
+ * Codes the SDK itself uses for failures that never reached the server (not
+ * part of the protocol).
+ */
+export const ClientErrorCode = Object.freeze({
+  NETWORK: "network",
+  TIMEOUT: "timeout",
+  CLOSED: "closed",
+  PROTOCOL: "protocol",
+});
+
+/** Every client → server message type (`ClientMessage::TYPES`). */
+export const CLIENT_MESSAGE_TYPES = Object.freeze([
+  "presence.set",
+  "call.request",
+  "call.accept",
+  "call.decline",
+  "call.cancel",
+  "room.join",
+  "room.leave",
+  "sdp.offer",
+  "sdp.answer",
+  "ice.candidate",
+  "media.state",
+  "session.end",
+  "resume",
+  "ping",
+]);
+
+/** Every server → client message type (`ServerMessage::TYPES`). */
+export const SERVER_MESSAGE_TYPES = Object.freeze([
+  "hello",
+  "ack",
+  "error",
+  "presence.updated",
+  "call.incoming",
+  "call.accepted",
+  "call.ended",
+  "participant.joined",
+  "participant.left",
+  "sdp.offer",
+  "sdp.answer",
+  "ice.candidate",
+  "session.ended",
+  "meter.free_window_ending",
+  "meter.billing_started",
+  "meter.tick",
+  "meter.hold_ending",
+  "server.shutdown",
+]);
+
+/** How long a request waits for its `ack` or `error`. */
+export const REQUEST_TIMEOUT_MS = 15000;
+
+/** A failed request: a stable `code`, words for humans, and the HTTP status for REST. */
+export class ParleyError extends Error {
+  constructor(code, message, status = 0) {
+    super(message || code);
+    this.name = "ParleyError";
+    this.code = code;
+    this.status = status;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// A tiny event emitter shared by SignalingClient and Call.
+
+class Emitter {
+  constructor() {
+    this._handlers = new Map();
+  }
+
+  /** Subscribes `fn` to `type` ("*" for every event). Returns an unsubscribe function. */
+  on(type, fn) {
+    let set = this._handlers.get(type);
+    if (!set) this._handlers.set(type, (set = new Set()));
+    set.add(fn);
+    return () => this.off(type, fn);
+  }
+
+  /** Like `on`, but only for the next event. */
+  once(type, fn) {
+    const off = this.on(type, (ev) => {
+      off();
+      fn(ev);
+    });
+    return off;
+  }
+
+  off(type, fn) {
+    this._handlers.get(type)?.delete(fn);
+  }
+
+  addEventListener(type, fn) {
+    this.on(type, fn);
+  }
+
+  removeEventListener(type, fn) {
+    this.off(type, fn);
+  }
+
+  _emit(type, ev) {
+    for (const key of [type, "*"]) {
+      for (const fn of [...(this._handlers.get(key) || [])]) {
+        try {
+          fn(ev, type);
+        } catch (err) {
+          console.error(`parley: a handler of ${type} threw`, err);
+        }
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------
+// REST
+
+/** The REST API (docs/protocol.md §13). Bearer tokens go in the Authorization header. */
+export class ParleyApi {
+  /** @param {string} [baseUrl] e.g. "http://127.0.0.1:8080"; default: this page's origin. */
+  constructor(baseUrl = "") {
+    this.baseUrl = baseUrl.replace(/\/+$/, "");
+  }
+
+  /** The signaling WebSocket URL of this server (`ws(s)://…/v1/signal`). */
+  signalUrl() {
+    const base = this.baseUrl || (typeof location !== "undefined" ? location.origin : "");
+    return base.replace(/^http/, "ws") + "/v1/signal";
+  }
+
+  async request(method, path, { token, body } = {}) {
+    const headers = {};
+    if (token) headers.authorization = `Bearer ${token}`;
+    if (body !== undefined) headers["content-type"] = "application/json";
+    let res;
+    try {
+      res = await fetch(this.baseUrl + path, {
+        method,
+        headers,
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+    } catch (err) {
+      throw new ParleyError(ClientErrorCode.NETWORK, `could not reach the server: ${err.message || err}`, 0);
+    }
+    const text = await res.text();
+    let json = null;
+    if (text) {
+      try {
+        json = JSON.parse(text);
+      } catch {
+        json = undefined;
+      }
+    }
+    if (!res.ok) {
+      if (json && typeof json.code === "string") throw new ParleyError(json.code, json.message, res.status);
+      throw new ParleyError(
+        res.status >= 500 ? ErrorCode.INTERNAL : ClientErrorCode.PROTOCOL,
+        `HTTP ${res.status}${text && json === undefined ? `: ${text.slice(0, 200)}` : ""}`,
+        res.status,
+      );
+    }
+    if (json === undefined) throw new ParleyError(ClientErrorCode.PROTOCOL, "the server's answer is not JSON", res.status);
+    return json;
+  }
+
+  /** `POST /v1/dev/login` (dev mode): a token for a known user, or a new one with `name` and `role`. */
+  devLogin(userId, name, role) {
+    const body = { user_id: userId };
+    if (name) body.name = name;
+    if (role) body.role = role;
+    return this.request("POST", "/v1/dev/login", { body });
+  }
+
+  /** `GET /v1/consultants`: every consultant, with presence and price. */
+  consultants(token) {
+    return this.request("GET", "/v1/consultants", { token });
+  }
+
+  /** `GET /v1/consultants/me/price`: your price, or null (consultants). */
+  myPrice(token) {
+    return this.request("GET", "/v1/consultants/me/price", { token });
+  }
+
+  /** `PUT /v1/consultants/me/price` with `{model, amount: {amount_minor, currency}}` (consultants). */
+  setPrice(token, price) {
+    return this.request("PUT", "/v1/consultants/me/price", { token, body: price });
+  }
+
+  /** `DELETE /v1/consultants/me/price`: calls become free (consultants). */
+  deletePrice(token) {
+    return this.request("DELETE", "/v1/consultants/me/price", { token });
+  }
+
+  /** `GET /v1/sessions/{id}`: a session's state, meter, bill and ledger. */
+  session(token, sessionId) {
+    return this.request("GET", `/v1/sessions/${encodeURIComponent(sessionId)}`, { token });
+  }
+
+  /** `GET /v1/consultants/{id}/earnings`. */
+  earnings(token, consultantId) {
+    return this.request("GET", `/v1/consultants/${encodeURIComponent(consultantId)}/earnings`, { token });
+  }
+
+  /** `GET /v1/seekers/me/receipts` (seekers). */
+  receipts(token) {
+    return this.request("GET", "/v1/seekers/me/receipts", { token });
+  }
+
+  /** `POST /v1/consultants/me/payout-account`: `{account_id, url}` of the onboarding link (consultants). */
+  payoutLink(token, options = {}) {
+    return this.request("POST", "/v1/consultants/me/payout-account", { token, body: options });
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Signaling
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Opens a WebSocket and waits for `hello`. Resolves `{ws, hello, seq, early}`. */
+function openSocket(url, token, timeoutMs = REQUEST_TIMEOUT_MS) {
+  return new Promise((resolve, reject) => {
+    const sep = url.includes("?") ? "&" : "?";
+    let ws;
+    try {
+      ws = new WebSocket(`${url}${sep}access_token=${encodeURIComponent(token)}`);
+    } catch (err) {
+      reject(new ParleyError(ClientErrorCode.NETWORK, String(err.message || err)));
+      return;
+    }
+    let done = false;
+    const timer = setTimeout(() => fail(new ParleyError(ClientErrorCode.TIMEOUT, "no hello from the server")), timeoutMs);
+    function fail(err) {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
+      try {
+        ws.close();
+      } catch {
+        /* already closed */
+      }
+      reject(err);
+    }
+    ws.onerror = () => {};
+    ws.onclose = (ev) =>
+      fail(new ParleyError(ClientErrorCode.NETWORK, `the connection closed before hello (code ${ev.code})`));
+    ws.onmessage = (ev) => {
+      let env;
+      try {
+        env = JSON.parse(ev.data);
+      } catch {
+        return fail(new ParleyError(ClientErrorCode.PROTOCOL, "unreadable first message"));
+      }
+      if (env.type !== "hello") {
+        return fail(new ParleyError(ClientErrorCode.PROTOCOL, `expected hello, got ${env.type}`));
+      }
+      done = true;
+      clearTimeout(timer);
+      ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
+      resolve({ ws, hello: env, seq: env.seq });
+    };
+  });
+}
+
+/**
+ * The signaling client: one WebSocket to `/v1/signal`, requests answered by
+ * `ack` (the Promise resolves with its `result`) or `error` (it rejects with
+ * a ParleyError), events for every server message, and an automatic `resume`
+ * when the connection drops.
+ *
+ * Events: every server message type ("call.incoming", "meter.tick", …, also
+ * "ack" and "error" that answer no pending request), plus the SDK's own:
+ * "reconnecting", "resumed" `{replayed}`, "resume_failed" `{reason, hello}`,
+ * "closed" `{reason, code}`. "*" receives all of them.
+ */
+export class SignalingClient extends Emitter {
+  /**
+   * Connects and waits for `hello`.
+   * @param {string} wsUrl e.g. "ws://127.0.0.1:8080/v1/signal"
+   * @param {string} token a bearer JWT (sent as `?access_token=`)
+   */
+  static async connect(wsUrl, token, options = {}) {
+    let opened;
+    try {
+      opened = await openSocket(wsUrl, token, options.timeoutMs);
+    } catch (err) {
+      // Browsers hide the body of a refused upgrade: ask REST why (§2.1).
+      const why = await explainRefusal(wsUrl, token);
+      throw why || err;
+    }
+    const client = new SignalingClient(wsUrl, token, opened.hello, options);
+    client._attach(opened.ws);
+    return client;
+  }
+
+  constructor(wsUrl, token, hello, options = {}) {
+    super();
+    this.url = wsUrl;
+    this.token = token;
+    this.requestTimeoutMs = options.requestTimeoutMs || REQUEST_TIMEOUT_MS;
+    this._applyHello(hello);
+    this.resumeToken = hello.resume_token;
+    this.lastSeq = hello.seq;
+    this.state = "open"; // "open" | "reconnecting" | "closed"
+    this._nextId = 1;
+    this._pending = new Map();
+    this._queue = []; // frames sent while reconnecting
+    this._ws = null;
+  }
+
+  _applyHello(hello) {
+    this.hello = hello;
+    this.user = hello.user;
+    this.resumeWindowSecs = hello.resume_window_secs;
+    this.pingIntervalSecs = hello.ping_interval_secs;
+    if (hello.presence !== undefined) this.presence = hello.presence;
+  }
+
+  _attach(ws) {
+    this._ws = ws;
+    ws.onmessage = (ev) => this._dispatch(ev.data);
+    ws.onerror = () => {};
+    ws.onclose = (ev) => this._onClose(ev);
+  }
+
+  _dispatch(text) {
+    let env;
+    try {
+      env = JSON.parse(text);
+    } catch {
+      console.warn("parley: unreadable server message", text);
+      return;
+    }
+    if (typeof env.seq === "number") this.lastSeq = env.seq;
+    if (env.type === "presence.updated") this.presence = env.status;
+    if ((env.type === "ack" || env.type === "error") && env.id != null && this._pending.has(env.id)) {
+      const pending = this._pending.get(env.id);
+      this._pending.delete(env.id);
+      clearTimeout(pending.timer);
+      if (env.type === "ack") pending.resolve(env.result ?? null);
+      else pending.reject(new ParleyError(env.code, env.message));
+      return;
+    }
+    this._emit(env.type, env);
+  }
+
+  _onClose(ev) {
+    this._ws = null;
+    if (this.state === "closed") return;
+    if (ev.code === 4000) {
+      // Replaced by a newer connection of ours: resuming would fight it.
+      this._final(ev.reason || "replaced by a newer connection", ev.code);
+      return;
+    }
+    this._reconnect();
+  }
+
+  async _reconnect() {
+    this.state = "reconnecting";
+    this._emit("reconnecting", { type: "reconnecting" });
+    const deadline = Date.now() + this.resumeWindowSecs * 1000;
+    let backoff = 100;
+    while (Date.now() < deadline && this.state === "reconnecting") {
+      await sleep(backoff);
+      backoff = Math.min(backoff * 2, 2000);
+      if (this.state !== "reconnecting") return;
+      let opened;
+      try {
+        opened = await openSocket(this.url, this.token, 5000);
+      } catch {
+        continue;
+      }
+      if (this.state !== "reconnecting") {
+        opened.ws.close();
+        return;
+      }
+      const outcome = await this._resumeOn(opened);
+      if (outcome) return;
+    }
+    if (this.state === "reconnecting") this._final("could not reconnect within the resume window", 1006);
+  }
+
+  /** Sends `resume` on a fresh connection; true once this connection is ours. */
+  _resumeOn({ ws, hello }) {
+    return new Promise((resolve) => {
+      const id = "resume";
+      ws.onerror = () => {};
+      ws.onclose = () => resolve(false);
+      ws.onmessage = (ev) => {
+        let env;
+        try {
+          env = JSON.parse(ev.data);
+        } catch {
+          return;
+        }
+        if (env.type === "ack" && env.id === id) {
+          this.lastSeq = env.seq;
+          this._attach(ws);
+          this.state = "open";
+          this._flush();
+          this._emit("resumed", { type: "resumed", replayed: env.result?.replayed ?? 0 });
+          resolve(true);
+        } else if (env.type === "error" && env.id === id) {
+          // A fresh start: new sequence and resume token; requests in flight are lost.
+          this._applyHello(hello);
+          this.resumeToken = hello.resume_token;
+          this.lastSeq = env.seq;
+          this._failPending(new ParleyError(ClientErrorCode.CLOSED, "the connection was lost"));
+          this._attach(ws);
+          this.state = "open";
+          this._flush();
+          this._emit("resume_failed", { type: "resume_failed", reason: env.message, code: env.code, hello });
+          resolve(true);
+        } else {
+          this._dispatch(ev.data); // a replayed message
+        }
+      };
+      ws.send(JSON.stringify({ id, type: "resume", resume_token: this.resumeToken, last_seq: this.lastSeq }));
+    });
+  }
+
+  _flush() {
+    const queue = this._queue;
+    this._queue = [];
+    for (const frame of queue) this._ws.send(frame);
+  }
+
+  _failPending(err) {
+    for (const [, pending] of this._pending) {
+      clearTimeout(pending.timer);
+      pending.reject(err);
+    }
+    this._pending.clear();
+  }
+
+  _final(reason, code) {
+    this.state = "closed";
+    this._queue = [];
+    this._failPending(new ParleyError(ClientErrorCode.CLOSED, reason));
+    this._emit("closed", { type: "closed", reason, code });
+  }
+
+  _sendFrame(obj) {
+    if (this.state === "closed") throw new ParleyError(ClientErrorCode.CLOSED, "the client is closed");
+    const frame = JSON.stringify(obj);
+    if (this.state === "open" && this._ws && this._ws.readyState === WebSocket.OPEN) this._ws.send(frame);
+    else this._queue.push(frame);
+  }
+
+  /** Sends a message with an `id`; resolves with the ack's `result` (or null), rejects with ParleyError. */
+  request(msg) {
+    return new Promise((resolve, reject) => {
+      const id = `r${this._nextId++}`;
+      const timer = setTimeout(() => {
+        this._pending.delete(id);
+        reject(new ParleyError(ClientErrorCode.TIMEOUT, `no answer to ${msg.type}`));
+      }, this.requestTimeoutMs);
+      this._pending.set(id, { resolve, reject, timer });
+      try {
+        this._sendFrame({ ...msg, id });
+      } catch (err) {
+        clearTimeout(timer);
+        this._pending.delete(id);
+        reject(err);
+      }
+    });
+  }
+
+  /** Sends a message without an `id`: no ack; a failure arrives as an "error" event. */
+  send(msg) {
+    const { id: _ignored, ...rest } = msg;
+    this._sendFrame(rest);
+  }
+
+  /** Closes the connection for good (a close frame: the server will not keep it resumable). */
+  close() {
+    if (this.state === "closed") return;
+    const ws = this._ws;
+    this._final("closed by the client", 1000);
+    if (ws) {
+      ws.onclose = null;
+      ws.close(1000, "bye");
+    }
+  }
+
+  /** Consultants: `presence.set` available (true) or offline (false). */
+  setAvailable(available) {
+    return this.request({ type: "presence.set", status: available ? "available" : "offline" });
+  }
+
+  /** Seekers: `call.request`. Resolves `{kind:"call", call_id, session_id, ring_deadline_ms}` once ringing. */
+  call(consultantId, paymentMethod) {
+    const msg = { type: "call.request", consultant_id: consultantId };
+    if (paymentMethod) msg.payment_method = paymentMethod;
+    return this.request(msg);
+  }
+
+  /** Consultants: `call.accept`. */
+  accept(callId) {
+    return this.request({ type: "call.accept", call_id: callId });
+  }
+
+  /** Consultants: `call.decline`, with optional words for the seeker (≤ 200 bytes). */
+  decline(callId, reason) {
+    const msg = { type: "call.decline", call_id: callId };
+    if (reason) msg.reason = reason;
+    return this.request(msg);
+  }
+
+  /** Seekers: `call.cancel` while ringing. */
+  cancel(callId) {
+    return this.request({ type: "call.cancel", call_id: callId });
+  }
+
+  /** `room.join`. Resolves `{kind:"room", session_id, participants, ice_servers, offerer}`. */
+  join(sessionId) {
+    return this.request({ type: "room.join", session_id: sessionId });
+  }
+
+  /** `room.leave` (the session goes on; rejoin within the grace period). */
+  leave(sessionId) {
+    return this.request({ type: "room.leave", session_id: sessionId });
+  }
+
+  /** `session.end`: hang up for both. `session.ended` (with the bill) arrives before this resolves. */
+  endSession(sessionId) {
+    return this.request({ type: "session.end", session_id: sessionId });
+  }
+
+  /** `media.state`: report the peer connection state (stored in the session timeline). */
+  mediaState(sessionId, state) {
+    return this.request({ type: "media.state", session_id: sessionId, state });
+  }
+
+  /** `ping`: resolves `{kind:"pong", server_time_ms}`. */
+  ping() {
+    return this.request({ type: "ping" });
+  }
+}
+
+/** Why a WebSocket upgrade was refused: the same token against REST (§2.1). */
+async function explainRefusal(wsUrl, token) {
+  try {
+    const httpBase = wsUrl.replace(/^ws/, "http").replace(/\/v1\/signal.*$/, "");
+    await new ParleyApi(httpBase).consultants(token);
+    return null;
+  } catch (err) {
+    return err instanceof ParleyError && err.status ? err : null;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Call
+
+/**
+ * The WebRTC side of one session: an RTCPeerConnection signaled through a
+ * SignalingClient (`sdp.offer`, `sdp.answer`, `ice.candidate` for
+ * `room.session_id`).
+ *
+ * - The room's `offerer` (the seeker) makes the first offer as soon as the
+ *   other participant is in the room (room `participants`, or
+ *   `participant.joined`); the server relays only to present participants.
+ * - Renegotiation uses perfect negotiation; the consultant (not the offerer)
+ *   is the polite peer.
+ * - Remote candidates are buffered until a remote description is set.
+ * - On `failed`, the offerer restarts ICE; when the other participant joins
+ *   again, the offerer makes a new offer (with an ICE restart if the
+ *   connection is not connected).
+ * - Connection state changes are reported as `media.state`.
+ *
+ * Events: "track" (RTCTrackEvent), "remotestream" (MediaStream),
+ * "connectionstatechange" (state string), "error" (Error).
+ */
+export class Call extends Emitter {
+  /**
+   * @param {SignalingClient} client
+   * @param {{session_id: string, participants: object[], ice_servers: object[], offerer: boolean}} room the `room.join` result
+   * @param {{localStream?: MediaStream, rtcConfig?: RTCConfiguration}} [options]
+   */
+  constructor(client, room, options = {}) {
+    super();
+    this.client = client;
+    this.sessionId = room.session_id;
+    this.offerer = !!room.offerer;
+    this.polite = !this.offerer;
+    this.closed = false;
+    this.remoteStream = new MediaStream();
+    this._makingOffer = false;
+    this._ignoreOffer = false;
+    this._settingRemoteAnswerPending = false;
+    this._pendingCandidates = [];
+    this._queue = Promise.resolve();
+    this._negotiated = false; // a first offer/answer exchange has completed
+    this._peerPresent = (room.participants || []).length > 0;
+    this._started = false;
+    this._lastReported = null;
+
+    const pc = new RTCPeerConnection({ ...(options.rtcConfig || {}), iceServers: room.ice_servers || [] });
+    this.pc = pc;
+
+    pc.onicecandidate = ({ candidate }) => {
+      if (!candidate || this.closed) return;
+      const init = candidate.toJSON ? candidate.toJSON() : candidate;
+      const out = { candidate: init.candidate || "" };
+      if (init.sdpMid != null) out.sdpMid = init.sdpMid;
+      if (init.sdpMLineIndex != null) out.sdpMLineIndex = init.sdpMLineIndex;
+      if (init.usernameFragment != null) out.usernameFragment = init.usernameFragment;
+      this._signal({ type: "ice.candidate", session_id: this.sessionId, candidate: out });
+    };
+
+    pc.ontrack = (ev) => {
+      const stream = ev.streams && ev.streams[0];
+      if (stream && stream !== this.remoteStream) {
+        this.remoteStream = stream;
+      } else if (!this.remoteStream.getTracks().includes(ev.track)) {
+        this.remoteStream.addTrack(ev.track);
+      }
+      this._emit("track", ev);
+      this._emit("remotestream", this.remoteStream);
+    };
+
+    pc.onnegotiationneeded = () => {
+      if (!this._mayOffer()) return;
+      this._offer();
+    };
+
+    pc.onconnectionstatechange = () => {
+      const state = pc.connectionState;
+      if (this.closed) return;
+      this._emit("connectionstatechange", state);
+      if (state !== "new" && state !== "closed" && state !== this._lastReported) {
+        this._lastReported = state;
+        this._signal({ type: "media.state", session_id: this.sessionId, state });
+      }
+      if (state === "failed" && this.offerer) this.restartIce();
+    };
+
+    this._unsubscribe = [
+      client.on("sdp.offer", (m) => this._onRelay(m)),
+      client.on("sdp.answer", (m) => this._onRelay(m)),
+      client.on("ice.candidate", (m) => this._onRelay(m)),
+      client.on("participant.joined", (m) => {
+        if (m.session_id !== this.sessionId) return;
+        const wasStarted = this._started;
+        this._peerPresent = true;
+        if (!this.offerer) return;
+        if (!wasStarted) this.start();
+        else this.renegotiate({ iceRestart: pc.connectionState !== "connected" });
+      }),
+      client.on("participant.left", (m) => {
+        if (m.session_id === this.sessionId) this._peerPresent = false;
+      }),
+    ];
+
+    if (options.localStream) this.addStream(options.localStream);
+    // Queue the first offer after the tracks are in (negotiationneeded is async).
+    if (this.offerer && this._peerPresent) queueMicrotask(() => this.start());
+  }
+
+  /** The connection state (`RTCPeerConnection.connectionState`). */
+  get connectionState() {
+    return this.pc.connectionState;
+  }
+
+  /** Adds every track of `stream` to the connection (before or during the call). */
+  addStream(stream) {
+    this.localStream = stream;
+    for (const track of stream.getTracks()) {
+      const sender = this.pc.getSenders().find((s) => s.track && s.track.kind === track.kind);
+      if (sender) sender.replaceTrack(track);
+      else this.pc.addTrack(track, stream);
+    }
+  }
+
+  /** Offerer: sends the first offer (called automatically once the other participant is present). */
+  start() {
+    if (this.closed || !this.offerer || this._started) return;
+    this._started = true;
+    // Make sure there is something to receive even without local media.
+    const kinds = new Set(this.pc.getTransceivers().map((t) => t.receiver.track.kind));
+    for (const kind of ["audio", "video"]) {
+      if (!kinds.has(kind)) this.pc.addTransceiver(kind, { direction: "recvonly" });
+    }
+    this._offer();
+  }
+
+  /** Sends a new offer now (after the other side came back, or to change media). */
+  renegotiate({ iceRestart = false } = {}) {
+    if (this.closed) return;
+    if (!this._started && this.offerer) return this.start();
+    if (iceRestart) this.pc.restartIce();
+    this._offer();
+  }
+
+  /** Restarts ICE: a new offer with fresh credentials (perfect negotiation resolves collisions). */
+  restartIce() {
+    if (this.closed) return;
+    this.pc.restartIce(); // fires negotiationneeded
+    if (this._mayOffer()) this._offer();
+  }
+
+  /**
+   * After this client's own `resume` failed and it joined the room again:
+   * anything relayed meanwhile is lost, so the offerer offers again.
+   */
+  rejoined(room) {
+    if (room && room.participants && room.participants.length) this._peerPresent = true;
+    if (this.offerer && this._peerPresent) this.renegotiate({ iceRestart: this.pc.connectionState !== "connected" });
+  }
+
+  /** Total `bytesReceived` over the `inbound-rtp` stats (0 once closed). */
+  async inboundBytes() {
+    if (this.closed) return 0;
+    const stats = await this.pc.getStats();
+    let total = 0;
+    stats.forEach((s) => {
+      if (s.type === "inbound-rtp" && typeof s.bytesReceived === "number") total += s.bytesReceived;
+    });
+    return total;
+  }
+
+  /** Closes the peer connection and stops listening to the signaling client. Idempotent. */
+  close() {
+    if (this.closed) return;
+    this.closed = true;
+    for (const off of this._unsubscribe) off();
+    this._pendingCandidates = [];
+    try {
+      this.pc.close();
+    } catch {
+      /* already closed */
+    }
+  }
+
+  _mayOffer() {
+    if (this.closed || !this._peerPresent) return false;
+    // The offerer offers once started; the answerer only renegotiates after
+    // the first exchange (its tracks ride on the first answer).
+    return this.offerer ? this._started : this._negotiated;
+  }
+
+  async _offer() {
+    if (this._makingOffer || this.closed) return;
+    if (this.pc.signalingState !== "stable") return; // answering, or an offer is out: negotiationneeded comes back
+    try {
+      this._makingOffer = true;
+      await this.pc.setLocalDescription();
+      if (this.closed) return;
+      const desc = this.pc.localDescription;
+      if (desc && desc.type === "offer") {
+        this._signal({ type: "sdp.offer", session_id: this.sessionId, sdp: desc.sdp });
+      }
+    } catch (err) {
+      this._fail(err);
+    } finally {
+      this._makingOffer = false;
+    }
+  }
+
+  _onRelay(m) {
+    if (m.session_id !== this.sessionId || this.closed) return;
+    // One at a time, in arrival order.
+    this._queue = this._queue.then(() => this._handle(m)).catch((err) => this._fail(err));
+  }
+
+  async _handle(m) {
+    if (this.closed) return;
+    const pc = this.pc;
+    if (m.type === "ice.candidate") {
+      if (!pc.remoteDescription) {
+        this._pendingCandidates.push(m.candidate);
+        return;
+      }
+      await this._addCandidate(m.candidate);
+      return;
+    }
+    const type = m.type === "sdp.offer" ? "offer" : "answer";
+    const readyForOffer = !this._makingOffer && (pc.signalingState === "stable" || this._settingRemoteAnswerPending);
+    const collision = type === "offer" && !readyForOffer;
+    this._ignoreOffer = !this.polite && collision;
+    if (this._ignoreOffer) return;
+    if (type === "answer" && pc.signalingState !== "have-local-offer") return; // a stale answer
+    this._settingRemoteAnswerPending = type === "answer";
+    try {
+      await pc.setRemoteDescription({ type, sdp: m.sdp }); // rolls back our own offer if polite
+    } finally {
+      this._settingRemoteAnswerPending = false;
+    }
+    if (this.closed) return;
+    const buffered = this._pendingCandidates;
+    this._pendingCandidates = [];
+    for (const c of buffered) await this._addCandidate(c);
+    if (type === "offer") {
+      await pc.setLocalDescription();
+      if (this.closed) return;
+      this._signal({ type: "sdp.answer", session_id: this.sessionId, sdp: pc.localDescription.sdp });
+    }
+    this._negotiated = true;
+  }
+
+  async _addCandidate(c) {
+    try {
+      await this.pc.addIceCandidate(c);
+    } catch (err) {
+      if (!this._ignoreOffer) console.warn("parley: a remote ICE candidate was refused", err);
+    }
+  }
+
+  _signal(msg) {
+    try {
+      this.client.send(msg);
+    } catch (err) {
+      this._fail(err);
+    }
+  }
+
+  _fail(err) {
+    if (this.closed) return;
+    console.warn("parley: call", err);
+    this._emit("error", err);
+  }
+}
+
+/**
+ * Formats money as "EUR 30.00" (the currency code, then the amount in major
+ * units with the currency's usual decimals).
+ */
+export function formatMoney(money) {
+  if (!money) return "";
+  const zeroDecimal = new Set(["BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX", "VND", "VUV", "XAF", "XOF", "XPF"]);
+  const threeDecimal = new Set(["BHD", "JOD", "KWD", "OMR", "TND"]);
+  const digits = zeroDecimal.has(money.currency) ? 0 : threeDecimal.has(money.currency) ? 3 : 2;
+  const minor = Math.trunc(money.amount_minor);
+  const sign = minor < 0 ? "-" : "";
+  const abs = Math.abs(minor);
+  if (digits === 0) return `${money.currency} ${sign}${abs}`;
+  const div = 10 ** digits;
+  const major = Math.floor(abs / div);
+  const frac = String(abs % div).padStart(digits, "0");
+  return `${money.currency} ${sign}${major}.${frac}`;
+}
