@@ -626,7 +626,7 @@ export class Call extends Emitter {
   /**
    * @param {SignalingClient} client
    * @param {{session_id: string, participants: object[], ice_servers: object[], offerer: boolean}} room the `room.join` result
-   * @param {{localStream?: MediaStream, rtcConfig?: RTCConfiguration}} [options]
+   * @param {{localStream?: MediaStream, rtcConfig?: RTCConfiguration, connectTimeoutMs?: number}} [options]
    */
   constructor(client, room, options = {}) {
     super();
@@ -645,6 +645,9 @@ export class Call extends Emitter {
     this._peerPresent = (room.participants || []).length > 0;
     this._started = false;
     this._lastReported = null;
+    this._watchdog = null;
+    /** Offerer: how long after an offer the connection may take before an ICE restart. */
+    this.connectTimeoutMs = options.connectTimeoutMs || 10000;
 
     const pc = new RTCPeerConnection({ ...(options.rtcConfig || {}), iceServers: room.ice_servers || [] });
     this.pc = pc;
@@ -774,6 +777,7 @@ export class Call extends Emitter {
   close() {
     if (this.closed) return;
     this.closed = true;
+    clearTimeout(this._watchdog);
     for (const off of this._unsubscribe) off();
     this._pendingCandidates = [];
     try {
@@ -800,12 +804,33 @@ export class Call extends Emitter {
       const desc = this.pc.localDescription;
       if (desc && desc.type === "offer") {
         this._signal({ type: "sdp.offer", session_id: this.sessionId, sdp: desc.sdp });
+        this._armWatchdog();
       }
     } catch (err) {
       this._fail(err);
     } finally {
       this._makingOffer = false;
     }
+  }
+
+  /**
+   * Offerer: if the connection is not up some seconds after an offer (the
+   * offer or its answer was lost, or ICE found no path), offer again with an
+   * ICE restart instead of waiting for `failed`.
+   */
+  _armWatchdog() {
+    if (!this.offerer) return;
+    clearTimeout(this._watchdog);
+    this._watchdog = setTimeout(async () => {
+      if (this.closed || !this._peerPresent || this.pc.connectionState === "connected") return;
+      try {
+        if (this.pc.signalingState === "have-local-offer") await this.pc.setLocalDescription({ type: "rollback" });
+      } catch (err) {
+        this._fail(err);
+        return;
+      }
+      this.renegotiate({ iceRestart: true });
+    }, this.connectTimeoutMs);
   }
 
   _onRelay(m) {

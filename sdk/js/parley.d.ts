@@ -1,0 +1,669 @@
+// TypeScript declarations of the Parley JavaScript SDK (parley.js) and of
+// the protocol types. Kept in step with `domain/src/protocol.rs`
+// (parley_domain::protocol): the message types are exactly
+// `ClientMessage::TYPES` and `ServerMessage::TYPES`, and `ErrorCode` lists
+// every code of `ErrorCode::ALL`. docs/protocol.md describes each field.
+
+// ---------------------------------------------------------------------------
+// Shared types (docs/protocol.md §5)
+
+/** User, call and session ids: 1–64 bytes of `[A-Za-z0-9_.@:-]`. */
+export type UserId = string;
+export type CallId = string;
+export type SessionId = string;
+
+export type Role = "seeker" | "consultant" | "moderator";
+export type PresenceStatus = "available" | "busy" | "offline";
+export type MediaState = "new" | "connecting" | "connected" | "disconnected" | "failed" | "closed";
+export type CallEndReason =
+  | "declined"
+  | "cancelled"
+  | "timeout"
+  | "consultant_unavailable"
+  | "seeker_gone"
+  | "server_shutdown";
+export type LeaveReason = "left" | "dropped";
+export type SessionEndReason = "hangup" | "abandoned" | "length_reached" | "hold_used_up" | "moderator";
+export type Outcome = "free" | "charged";
+export type PriceModel = "fixed" | "per_minute";
+
+export interface UserInfo {
+  id: UserId;
+  name: string;
+  role: Role;
+}
+
+/** W3C `RTCIceCandidateInit` names. */
+export interface IceCandidate {
+  candidate: string;
+  sdpMid?: string;
+  sdpMLineIndex?: number;
+  usernameFragment?: string;
+}
+
+/** W3C `RTCIceServer`. */
+export interface IceServer {
+  urls: string[];
+  username?: string;
+  credential?: string;
+}
+
+/** Integer minor units and an ISO 4217 currency; never a float. */
+export interface Money {
+  amount_minor: number;
+  currency: string;
+}
+
+export interface SessionBill {
+  outcome: Outcome;
+  billable_secs: number;
+  charge: Money;
+}
+
+export interface ErrorBody {
+  code: ErrorCode;
+  message: string;
+}
+
+// ---------------------------------------------------------------------------
+// Error codes (docs/protocol.md §10; ErrorCode::ALL)
+
+export type ErrorCode =
+  | "malformed_json"
+  | "unknown_type"
+  | "missing_field"
+  | "invalid_field"
+  | "frame_too_large"
+  | "sdp_too_large"
+  | "rate_limited"
+  | "binary_not_supported"
+  | "not_in_room"
+  | "forbidden"
+  | "wrong_role"
+  | "unknown_session"
+  | "session_ended"
+  | "unknown_consultant"
+  | "not_charged"
+  | "payment_provider_error"
+  | "missing_signature"
+  | "bad_signature"
+  | "timestamp_out_of_tolerance"
+  | "malformed_payload"
+  | "consultant_unavailable"
+  | "unknown_call"
+  | "call_not_ringing"
+  | "already_in_call"
+  | "resume_failed"
+  | "resume_not_first"
+  | "payment_declined"
+  | "payment_action_required"
+  | "missing_token"
+  | "invalid_token"
+  | "token_expired"
+  | "replaced"
+  | "unavailable"
+  | "internal";
+
+/** The error codes by constant name (`ErrorCode.PAYMENT_DECLINED === "payment_declined"`). */
+export declare const ErrorCode: {
+  readonly MALFORMED_JSON: "malformed_json";
+  readonly UNKNOWN_TYPE: "unknown_type";
+  readonly MISSING_FIELD: "missing_field";
+  readonly INVALID_FIELD: "invalid_field";
+  readonly FRAME_TOO_LARGE: "frame_too_large";
+  readonly SDP_TOO_LARGE: "sdp_too_large";
+  readonly RATE_LIMITED: "rate_limited";
+  readonly BINARY_NOT_SUPPORTED: "binary_not_supported";
+  readonly NOT_IN_ROOM: "not_in_room";
+  readonly FORBIDDEN: "forbidden";
+  readonly WRONG_ROLE: "wrong_role";
+  readonly UNKNOWN_SESSION: "unknown_session";
+  readonly SESSION_ENDED: "session_ended";
+  readonly UNKNOWN_CONSULTANT: "unknown_consultant";
+  readonly NOT_CHARGED: "not_charged";
+  readonly PAYMENT_PROVIDER_ERROR: "payment_provider_error";
+  readonly MISSING_SIGNATURE: "missing_signature";
+  readonly BAD_SIGNATURE: "bad_signature";
+  readonly TIMESTAMP_OUT_OF_TOLERANCE: "timestamp_out_of_tolerance";
+  readonly MALFORMED_PAYLOAD: "malformed_payload";
+  readonly CONSULTANT_UNAVAILABLE: "consultant_unavailable";
+  readonly UNKNOWN_CALL: "unknown_call";
+  readonly CALL_NOT_RINGING: "call_not_ringing";
+  readonly ALREADY_IN_CALL: "already_in_call";
+  readonly RESUME_FAILED: "resume_failed";
+  readonly RESUME_NOT_FIRST: "resume_not_first";
+  readonly PAYMENT_DECLINED: "payment_declined";
+  readonly PAYMENT_ACTION_REQUIRED: "payment_action_required";
+  readonly MISSING_TOKEN: "missing_token";
+  readonly INVALID_TOKEN: "invalid_token";
+  readonly TOKEN_EXPIRED: "token_expired";
+  readonly REPLACED: "replaced";
+  readonly UNAVAILABLE: "unavailable";
+  readonly INTERNAL: "internal";
+};
+
+/** Failures the SDK reports itself (never sent by the server). */
+export type ClientErrorCode = "network" | "timeout" | "closed" | "protocol";
+export declare const ClientErrorCode: {
+  readonly NETWORK: "network";
+  readonly TIMEOUT: "timeout";
+  readonly CLOSED: "closed";
+  readonly PROTOCOL: "protocol";
+};
+
+export declare class ParleyError extends Error {
+  constructor(code: ErrorCode | ClientErrorCode | string, message?: string, status?: number);
+  readonly name: "ParleyError";
+  /** A stable code: match on this, not on `message`. */
+  code: ErrorCode | ClientErrorCode;
+  message: string;
+  /** The HTTP status for REST failures; 0 for signaling and network failures. */
+  status: number;
+}
+
+// ---------------------------------------------------------------------------
+// Client → server messages (docs/protocol.md §6; ClientMessage::TYPES)
+
+/** Every message may carry a request `id` (≤ 64 bytes), echoed in its ack or error. */
+interface Envelope {
+  id?: string;
+}
+
+export interface PresenceSetMessage extends Envelope {
+  type: "presence.set";
+  status: "available" | "offline";
+}
+export interface CallRequestMessage extends Envelope {
+  type: "call.request";
+  consultant_id: UserId;
+  payment_method?: string;
+}
+export interface CallAcceptMessage extends Envelope {
+  type: "call.accept";
+  call_id: CallId;
+}
+export interface CallDeclineMessage extends Envelope {
+  type: "call.decline";
+  call_id: CallId;
+  reason?: string;
+}
+export interface CallCancelMessage extends Envelope {
+  type: "call.cancel";
+  call_id: CallId;
+}
+export interface RoomJoinMessage extends Envelope {
+  type: "room.join";
+  session_id: SessionId;
+}
+export interface RoomLeaveMessage extends Envelope {
+  type: "room.leave";
+  session_id: SessionId;
+}
+export interface SdpOfferMessage extends Envelope {
+  type: "sdp.offer";
+  session_id: SessionId;
+  sdp: string;
+}
+export interface SdpAnswerMessage extends Envelope {
+  type: "sdp.answer";
+  session_id: SessionId;
+  sdp: string;
+}
+export interface IceCandidateMessage extends Envelope {
+  type: "ice.candidate";
+  session_id: SessionId;
+  candidate: IceCandidate;
+}
+export interface MediaStateMessage extends Envelope {
+  type: "media.state";
+  session_id: SessionId;
+  state: MediaState;
+}
+export interface SessionEndMessage extends Envelope {
+  type: "session.end";
+  session_id: SessionId;
+}
+export interface ResumeMessage extends Envelope {
+  type: "resume";
+  resume_token: string;
+  last_seq: number;
+}
+export interface PingMessage extends Envelope {
+  type: "ping";
+}
+
+export type ClientMessage =
+  | PresenceSetMessage
+  | CallRequestMessage
+  | CallAcceptMessage
+  | CallDeclineMessage
+  | CallCancelMessage
+  | RoomJoinMessage
+  | RoomLeaveMessage
+  | SdpOfferMessage
+  | SdpAnswerMessage
+  | IceCandidateMessage
+  | MediaStateMessage
+  | SessionEndMessage
+  | ResumeMessage
+  | PingMessage;
+
+export type ClientMessageType = ClientMessage["type"];
+export declare const CLIENT_MESSAGE_TYPES: readonly ClientMessageType[];
+
+// ---------------------------------------------------------------------------
+// Ack results (docs/protocol.md §7.2)
+
+export interface CallResult {
+  kind: "call";
+  call_id: CallId;
+  session_id: SessionId;
+  /** Unix ms, server time. */
+  ring_deadline_ms: number;
+}
+export interface RoomResult {
+  kind: "room";
+  session_id: SessionId;
+  participants: UserInfo[];
+  ice_servers: IceServer[];
+  /** true (the seeker): make the first offer. */
+  offerer: boolean;
+}
+export interface ResumedResult {
+  kind: "resumed";
+  replayed: number;
+}
+export interface PongResult {
+  kind: "pong";
+  server_time_ms: number;
+}
+export type AckResult = CallResult | RoomResult | ResumedResult | PongResult;
+
+// ---------------------------------------------------------------------------
+// Server → client messages (docs/protocol.md §7; ServerMessage::TYPES)
+
+/** Every server message carries `seq`: 1, 2, 3, … per connection, continued by `resume`. */
+interface Sequenced {
+  seq: number;
+}
+
+export interface HelloMessage extends Sequenced {
+  type: "hello";
+  protocol_version: number;
+  user: UserInfo;
+  resume_token: string;
+  resume_window_secs: number;
+  ping_interval_secs: number;
+  /** Consultants only. */
+  presence?: PresenceStatus;
+}
+export interface AckMessage extends Sequenced {
+  type: "ack";
+  id: string;
+  result?: AckResult;
+}
+export interface ErrorMessage extends Sequenced {
+  type: "error";
+  id?: string;
+  code: ErrorCode;
+  message: string;
+}
+export interface PresenceUpdatedMessage extends Sequenced {
+  type: "presence.updated";
+  status: PresenceStatus;
+}
+export interface CallIncomingMessage extends Sequenced {
+  type: "call.incoming";
+  call_id: CallId;
+  session_id: SessionId;
+  seeker: UserInfo;
+  ring_deadline_ms: number;
+}
+export interface CallAcceptedMessage extends Sequenced {
+  type: "call.accepted";
+  call_id: CallId;
+  session_id: SessionId;
+}
+export interface CallEndedMessage extends Sequenced {
+  type: "call.ended";
+  call_id: CallId;
+  reason: CallEndReason;
+  message?: string;
+}
+export interface ParticipantJoinedMessage extends Sequenced {
+  type: "participant.joined";
+  session_id: SessionId;
+  user: UserInfo;
+}
+export interface ParticipantLeftMessage extends Sequenced {
+  type: "participant.left";
+  session_id: SessionId;
+  user_id: UserId;
+  reason: LeaveReason;
+  grace_secs: number;
+}
+export interface SdpOfferRelayed extends Sequenced {
+  type: "sdp.offer";
+  session_id: SessionId;
+  from: UserId;
+  sdp: string;
+}
+export interface SdpAnswerRelayed extends Sequenced {
+  type: "sdp.answer";
+  session_id: SessionId;
+  from: UserId;
+  sdp: string;
+}
+export interface IceCandidateRelayed extends Sequenced {
+  type: "ice.candidate";
+  session_id: SessionId;
+  from: UserId;
+  candidate: IceCandidate;
+}
+export interface SessionEndedMessage extends Sequenced {
+  type: "session.ended";
+  session_id: SessionId;
+  reason: SessionEndReason;
+  /** Only for `hangup`. */
+  ended_by?: UserId;
+  bill?: SessionBill;
+}
+export interface MeterFreeWindowEndingMessage extends Sequenced {
+  type: "meter.free_window_ending";
+  session_id: SessionId;
+  billable_secs: number;
+  free_window_secs: number;
+}
+export interface MeterBillingStartedMessage extends Sequenced {
+  type: "meter.billing_started";
+  session_id: SessionId;
+  billable_secs: number;
+}
+export interface MeterTickMessage extends Sequenced {
+  type: "meter.tick";
+  session_id: SessionId;
+  billable_secs: number;
+}
+export interface MeterHoldEndingMessage extends Sequenced {
+  type: "meter.hold_ending";
+  session_id: SessionId;
+  billable_secs: number;
+  ends_at_billable_secs: number;
+}
+export interface ServerShutdownMessage extends Sequenced {
+  type: "server.shutdown";
+  message: string;
+}
+
+export type ServerMessage =
+  | HelloMessage
+  | AckMessage
+  | ErrorMessage
+  | PresenceUpdatedMessage
+  | CallIncomingMessage
+  | CallAcceptedMessage
+  | CallEndedMessage
+  | ParticipantJoinedMessage
+  | ParticipantLeftMessage
+  | SdpOfferRelayed
+  | SdpAnswerRelayed
+  | IceCandidateRelayed
+  | SessionEndedMessage
+  | MeterFreeWindowEndingMessage
+  | MeterBillingStartedMessage
+  | MeterTickMessage
+  | MeterHoldEndingMessage
+  | ServerShutdownMessage;
+
+export type ServerMessageType = ServerMessage["type"];
+export declare const SERVER_MESSAGE_TYPES: readonly ServerMessageType[];
+
+export declare const PROTOCOL_VERSION: 1;
+export declare const REQUEST_TIMEOUT_MS: number;
+
+// ---------------------------------------------------------------------------
+// REST shapes (docs/protocol.md §13; parley_domain::protocol::rest)
+
+export interface DevLoginRequest {
+  user_id: string;
+  name?: string;
+  role?: "seeker" | "consultant";
+}
+export interface DevLoginResponse {
+  token: string;
+  user: UserInfo;
+}
+export interface ConsultantPrice {
+  model: PriceModel;
+  amount: Money;
+}
+export interface ConsultantSummary {
+  id: UserId;
+  name: string;
+  presence: PresenceStatus;
+  /** Absent: calls to them are free. */
+  price?: ConsultantPrice;
+}
+export interface HoldInfo {
+  status: "held" | "requires_action" | "declined" | "failed" | "captured" | "released" | "expired" | string;
+  amount: Money;
+  intent_id?: string;
+  provider: "sandbox" | "stripe" | string;
+  expires_at_ms?: number;
+}
+export interface LedgerItem {
+  kind: string;
+  amount: Money;
+  at_ms: number;
+  provider_ref?: string;
+}
+export interface TimelineItem {
+  at_ms: number;
+  kind: string;
+  user_id?: UserId;
+  detail?: string;
+}
+export interface SessionDetails {
+  session_id: SessionId;
+  call_id: CallId;
+  seeker_id: UserId;
+  consultant_id: UserId;
+  state: "open" | "ended" | string;
+  opened_at_ms: number;
+  ended_at_ms?: number;
+  end_reason?: string;
+  billable_secs: number;
+  outcome?: Outcome;
+  settlement_status?: "pending" | "done" | "failed" | string;
+  hold?: HoldInfo;
+  captured?: Money;
+  fee?: Money;
+  payout?: Money;
+  refunded?: Money;
+  ledger: LedgerItem[];
+  timeline: TimelineItem[];
+}
+export interface EarningsItem {
+  session_id: SessionId;
+  at_ms: number;
+  captured: Money;
+  fee: Money;
+  earnings: Money;
+}
+export interface EarningsTotal {
+  earnings: Money;
+  sessions: number;
+}
+export interface Earnings {
+  consultant_id: UserId;
+  totals: EarningsTotal[];
+  sessions: EarningsItem[];
+}
+export interface Receipt {
+  session_id: SessionId;
+  consultant_id: UserId;
+  at_ms: number;
+  hold: Money;
+  outcome?: Outcome;
+  billable_secs?: number;
+  charged: Money;
+  refunded: Money;
+}
+export interface PayoutLinkRequest {
+  refresh_url?: string;
+  return_url?: string;
+}
+export interface PayoutLink {
+  account_id: string;
+  url: string;
+}
+export interface RefundRequest {
+  amount_minor?: number;
+  reason?: string;
+}
+export interface RefundResponse {
+  refund_id: string;
+  amount: Money;
+}
+
+// ---------------------------------------------------------------------------
+// The SDK
+
+/** The REST API. Failures reject with ParleyError {code, message, status}. */
+export declare class ParleyApi {
+  /** @param baseUrl e.g. "http://127.0.0.1:8080"; default: the page's origin. */
+  constructor(baseUrl?: string);
+  readonly baseUrl: string;
+  /** `ws(s)://…/v1/signal` of this server. */
+  signalUrl(): string;
+  request<T = unknown>(method: string, path: string, options?: { token?: string; body?: unknown }): Promise<T>;
+  devLogin(userId: string, name?: string, role?: "seeker" | "consultant"): Promise<DevLoginResponse>;
+  consultants(token: string): Promise<ConsultantSummary[]>;
+  myPrice(token: string): Promise<ConsultantPrice | null>;
+  setPrice(token: string, price: ConsultantPrice): Promise<ConsultantPrice>;
+  deletePrice(token: string): Promise<null>;
+  session(token: string, sessionId: SessionId): Promise<SessionDetails>;
+  earnings(token: string, consultantId: UserId): Promise<Earnings>;
+  receipts(token: string): Promise<Receipt[]>;
+  payoutLink(token: string, options?: PayoutLinkRequest): Promise<PayoutLink>;
+}
+
+/** Events the SDK adds to the server's messages. */
+export interface ReconnectingEvent {
+  type: "reconnecting";
+}
+export interface ResumedEvent {
+  type: "resumed";
+  replayed: number;
+}
+export interface ResumeFailedEvent {
+  type: "resume_failed";
+  reason: string;
+  code: ErrorCode;
+  /** The fresh connection's hello: a new sequence; rejoin your rooms. */
+  hello: HelloMessage;
+}
+export interface ClosedEvent {
+  type: "closed";
+  reason: string;
+  /** 4000: replaced by a newer connection; 1000: closed by this client. */
+  code: number;
+}
+
+export type ServerEventMap = { [T in ServerMessageType]: Extract<ServerMessage, { type: T }> };
+export interface SignalingEventMap extends ServerEventMap {
+  reconnecting: ReconnectingEvent;
+  resumed: ResumedEvent;
+  resume_failed: ResumeFailedEvent;
+  closed: ClosedEvent;
+  "*": ServerMessage | ReconnectingEvent | ResumedEvent | ResumeFailedEvent | ClosedEvent;
+}
+
+declare class Emitter<M> {
+  /** Subscribes; returns the unsubscribe function. "*" receives every event. */
+  on<K extends keyof M & string>(type: K, fn: (event: M[K], type: string) => void): () => void;
+  once<K extends keyof M & string>(type: K, fn: (event: M[K], type: string) => void): () => void;
+  off<K extends keyof M & string>(type: K, fn: (event: M[K], type: string) => void): void;
+  addEventListener<K extends keyof M & string>(type: K, fn: (event: M[K], type: string) => void): void;
+  removeEventListener<K extends keyof M & string>(type: K, fn: (event: M[K], type: string) => void): void;
+}
+
+/**
+ * One WebSocket to `/v1/signal` (token as `?access_token=`). Requests resolve
+ * with their ack's `result` (null when there is none) or reject with
+ * ParleyError. After a drop the client reconnects and sends `resume` within
+ * `resumeWindowSecs`; frames sent meanwhile are queued.
+ */
+export declare class SignalingClient extends Emitter<SignalingEventMap> {
+  static connect(wsUrl: string, token: string, options?: { timeoutMs?: number; requestTimeoutMs?: number }): Promise<SignalingClient>;
+  readonly url: string;
+  readonly hello: HelloMessage;
+  readonly user: UserInfo;
+  readonly resumeToken: string;
+  readonly resumeWindowSecs: number;
+  readonly pingIntervalSecs: number;
+  /** Consultants: the last presence the server reported. */
+  readonly presence?: PresenceStatus;
+  /** The `seq` of the last message processed. */
+  readonly lastSeq: number;
+  readonly state: "open" | "reconnecting" | "closed";
+  request(msg: ClientMessage): Promise<AckResult | null>;
+  send(msg: ClientMessage): void;
+  /** Closes for good (a close frame: not resumable). */
+  close(): void;
+  setAvailable(available: boolean): Promise<null>;
+  call(consultantId: UserId, paymentMethod?: string): Promise<CallResult>;
+  accept(callId: CallId): Promise<null>;
+  decline(callId: CallId, reason?: string): Promise<null>;
+  cancel(callId: CallId): Promise<null>;
+  join(sessionId: SessionId): Promise<RoomResult>;
+  leave(sessionId: SessionId): Promise<null>;
+  endSession(sessionId: SessionId): Promise<null>;
+  mediaState(sessionId: SessionId, state: MediaState): Promise<null>;
+  ping(): Promise<PongResult>;
+}
+
+export interface CallEventMap {
+  track: RTCTrackEvent;
+  remotestream: MediaStream;
+  connectionstatechange: RTCPeerConnectionState;
+  error: Error;
+  "*": unknown;
+}
+
+/**
+ * The peer connection of one session. The room's offerer (the seeker) offers
+ * once the other participant is present; perfect negotiation with the
+ * consultant as the polite peer; remote candidates buffered until a remote
+ * description is set; ICE restart on `failed`; `media.state` reported.
+ */
+export declare class Call extends Emitter<CallEventMap> {
+  constructor(
+    client: SignalingClient,
+    room: RoomResult,
+    options?: { localStream?: MediaStream; rtcConfig?: RTCConfiguration; connectTimeoutMs?: number },
+  );
+  /** Offerer: ms after an offer before an ICE restart if still not connected (default 10000). */
+  connectTimeoutMs: number;
+  readonly client: SignalingClient;
+  readonly sessionId: SessionId;
+  readonly offerer: boolean;
+  readonly polite: boolean;
+  readonly pc: RTCPeerConnection;
+  readonly remoteStream: MediaStream;
+  readonly localStream?: MediaStream;
+  readonly closed: boolean;
+  readonly connectionState: RTCPeerConnectionState;
+  addStream(stream: MediaStream): void;
+  start(): void;
+  renegotiate(options?: { iceRestart?: boolean }): void;
+  restartIce(): void;
+  /** After this client's resume failed and it joined the room again. */
+  rejoined(room: RoomResult): void;
+  /** Sum of `bytesReceived` over `inbound-rtp` stats. */
+  inboundBytes(): Promise<number>;
+  close(): void;
+}
+
+/** "EUR 30.00" from `{amount_minor: 3000, currency: "EUR"}`. */
+export declare function formatMoney(money: Money): string;
