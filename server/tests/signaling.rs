@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::{WAIT, incoming, spawn_app, spawn_app_with, timeline_kinds};
 use parley_domain::protocol::{
-    CallEndReason, ClientMessage, ErrorCode, IceCandidate, LeaveReason, PresenceStatus, Role, ServerMessage,
+    AckResult, CallEndReason, ClientMessage, ErrorCode, IceCandidate, LeaveReason, PresenceStatus, Role, ServerMessage,
     SessionEndReason,
 };
 use parley_domain::{SessionId, UserId};
@@ -838,4 +838,52 @@ async fn presence_reported_while_away_is_corrected_on_resume() {
     // …and corrected: back and available, as they asked before the drop.
     assert_eq!(presence.last(), Some(&PresenceStatus::Available), "{presence:?}");
     seeker.call(&uid("cora"), None).await.expect("ringable again");
+}
+
+/// Two joins at once: a `participant.joined` that reaches a client before
+/// its `room.join` ack is always reflected in that ack's participants (the
+/// seeker decides to offer from the ack; a stale empty list left it waiting
+/// forever — found by the browser tests).
+#[tokio::test]
+async fn simultaneous_joins_never_ack_an_empty_room_after_announcing_the_peer() {
+    let app = spawn_app().await;
+    for round in 0..20 {
+        let (seeker_id, consultant_id) = (format!("sam{round}"), format!("cora{round}"));
+        let mut consultant = app.raw(&consultant_id, Role::Consultant).await;
+        consultant.send(r#"{"id":"p","type":"presence.set","status":"available"}"#).await;
+        consultant.recv_until(|m| matches!(m, ServerMessage::Ack { .. }).then_some(())).await;
+        let mut seeker = app.raw(&seeker_id, Role::Seeker).await;
+        seeker.send(format!(r#"{{"id":"c","type":"call.request","consultant_id":"{consultant_id}"}}"#)).await;
+        let call_id = consultant
+            .recv_until(|m| match m {
+                ServerMessage::CallIncoming { call_id, .. } => Some(call_id.clone()),
+                _ => None,
+            })
+            .await;
+        consultant.send(format!(r#"{{"id":"a","type":"call.accept","call_id":"{call_id}"}}"#)).await;
+        let session_id = seeker
+            .recv_until(|m| match m {
+                ServerMessage::CallAccepted { session_id, .. } => Some(session_id.clone()),
+                _ => None,
+            })
+            .await;
+        let join = format!(r#"{{"id":"j","type":"room.join","session_id":"{session_id}"}}"#);
+        tokio::join!(seeker.send(join.clone()), consultant.send(join));
+        for (who, raw) in [("seeker", &mut seeker), ("consultant", &mut consultant)] {
+            let mut announced = false;
+            let participants = raw
+                .recv_until(|m| match m {
+                    ServerMessage::ParticipantJoined { .. } => {
+                        announced = true;
+                        None
+                    }
+                    ServerMessage::Ack { id, result: Some(AckResult::Room { participants, .. }) } if id == "j" => {
+                        Some(participants.len())
+                    }
+                    _ => None,
+                })
+                .await;
+            assert!(!announced || participants == 1, "round {round}: the {who}'s ack lists no peer it was told of");
+        }
+    }
 }

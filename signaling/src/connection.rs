@@ -154,13 +154,14 @@ impl Conn {
             return self.resume(first, envelope.id, &resume_token, last_seq).await;
         }
         // Boxed: keeps the idle connection's future small.
-        match Box::pin(self.hub.handle(&self.link, envelope.msg)).await {
+        let mut id = envelope.id;
+        match Box::pin(self.hub.handle(&self.link, &mut id, envelope.msg)).await {
             Ok(result) => {
-                if let Some(id) = envelope.id {
+                if let Some(id) = id {
                     self.link.send(&ServerMessage::Ack { id, result });
                 }
             }
-            Err(e) => send_error(&self.link, envelope.id, e),
+            Err(e) => send_error(&self.link, id, e),
         }
     }
 

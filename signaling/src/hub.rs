@@ -444,10 +444,13 @@ impl Hub {
     // ----- requests ----------------------------------------------------
 
     /// Handles one client request from `link` (everything but `resume`,
-    /// which the connection handles). `Ok(result)` is acked.
+    /// which the connection handles). `Ok(result)` is acked with the
+    /// request's `id`, unless the handler took the `id` out to send the ack
+    /// itself (`room.join`: see [`Hub::room_join`]).
     pub(crate) async fn handle(
         self: &Arc<Self>,
         link: &Arc<Link>,
+        id: &mut Option<String>,
         msg: ClientMessage,
     ) -> Result<Option<AckResult>, SignalError> {
         link.mark_used();
@@ -464,7 +467,7 @@ impl Hub {
             ClientMessage::CallCancel { call_id } => {
                 self.call_end_by(link, call_id, CallEndReason::Cancelled, None).await.map(|()| None)
             }
-            ClientMessage::RoomJoin { session_id } => self.room_join(link, session_id).await.map(Some),
+            ClientMessage::RoomJoin { session_id } => self.room_join(link, id, session_id).await.map(|()| None),
             ClientMessage::RoomLeave { session_id } => self.room_leave(link, session_id).map(|()| None),
             ClientMessage::SdpOffer { session_id, sdp } => {
                 check_sdp(&sdp)?;
@@ -877,14 +880,36 @@ impl Hub {
         }
     }
 
-    async fn room_join(self: &Arc<Self>, link: &Arc<Link>, session_id: SessionId) -> Result<AckResult, SignalError> {
-        let now = self.clock.now();
-        let result = 'locked: {
-            let mut st = self.lock();
-            let Some(room) = st.rooms.get_mut(&session_id) else { break 'locked None };
-            let Some(i) = room.index_of(&link.user.id) else {
+    /// Joins `link` to the room of `session_id`. The join is stored first;
+    /// then, under the lock, the peer is told (`participant.joined`) and the
+    /// ack (taken out of `id`) is queued on the link, so the ack's list of
+    /// participants is never overtaken by a `participant.joined` it does not
+    /// reflect (two joins at once).
+    async fn room_join(
+        self: &Arc<Self>,
+        link: &Arc<Link>,
+        id: &mut Option<String>,
+        session_id: SessionId,
+    ) -> Result<(), SignalError> {
+        let member = {
+            let st = self.lock();
+            st.rooms.get(&session_id).map(|room| room.index_of(&link.user.id).is_some())
+        };
+        match member {
+            None => return Err(self.no_room(&session_id, &link.user.id).await),
+            Some(false) => {
                 return Err(err(ErrorCode::Forbidden, format!("you are not a participant of session {session_id}")));
-            };
+            }
+            Some(true) => {}
+        }
+        let now = self.clock.now();
+        self.persist_session(&session_id, SessionEvent::Joined(link.user.id.clone()), now).await;
+        let now = self.clock.now();
+        let joined = 'locked: {
+            let mut st = self.lock();
+            // The session may have ended while the join was stored.
+            let Some(room) = st.rooms.get_mut(&session_id) else { break 'locked false };
+            let Some(i) = room.index_of(&link.user.id) else { break 'locked false };
             let me = &mut room.members[i];
             me.link = Some(link.clone());
             me.attendance = Attendance::Present;
@@ -895,16 +920,18 @@ impl Hub {
             let peer_id = peer.user.id.clone();
             let participants = if peer.attendance == Attendance::Present { vec![peer.user.clone()] } else { vec![] };
             self.send_to(&st, &peer_id, &ServerMessage::ParticipantJoined { session_id: session_id.clone(), user });
-            Some(AckResult::Room {
+            let result = AckResult::Room {
                 session_id: session_id.clone(),
                 participants,
                 ice_servers: self.cfg.ice.ice_servers(&link.user.id, now),
                 offerer: link.user.role == Role::Seeker,
-            })
+            };
+            if let Some(id) = id.take() {
+                link.send(&ServerMessage::Ack { id, result: Some(result) });
+            }
+            true
         };
-        let Some(result) = result else { return Err(self.no_room(&session_id, &link.user.id).await) };
-        self.persist_session(&session_id, SessionEvent::Joined(link.user.id.clone()), now).await;
-        Ok(result)
+        if joined { Ok(()) } else { Err(self.no_room(&session_id, &link.user.id).await) }
     }
 
     fn room_leave(self: &Arc<Self>, link: &Arc<Link>, session_id: SessionId) -> Result<(), SignalError> {
