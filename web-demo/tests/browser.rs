@@ -220,6 +220,8 @@ impl Tab {
                 log.lock().unwrap_or_else(|p| p.into_inner()).push(line);
             }
         });
+        // The signaling traffic in the console log, for failure messages.
+        page.evaluate_on_new_document(WS_LOG_JS).await.unwrap_or_else(|e| panic!("{who}: init script: {e}"));
         Tab { who, page, browser, handler, console, _profile: profile }
     }
 
@@ -396,6 +398,20 @@ impl Tab {
         self.wait_visible(&format!(r#"body[data-role="{role}"]"#)).await;
     }
 }
+
+/// Logs the type of every signaling message sent and received to the
+/// console (diagnostics only: the failure messages show the console tail).
+const WS_LOG_JS: &str = "(() => {
+  const Native = window.WebSocket;
+  const brief = (data) => { try { const m = JSON.parse(data); return [m.type, m.id, m.seq].filter((x) => x != null).join(' '); } catch { return '?'; } };
+  window.WebSocket = class extends Native {
+    constructor(...args) {
+      super(...args);
+      this.addEventListener('message', (ev) => console.debug('ws <', brief(ev.data)));
+    }
+    send(data) { console.debug('ws >', brief(data)); return super.send(data); }
+  };
+})();";
 
 /// A JS string literal.
 fn js_str(s: &str) -> String {
