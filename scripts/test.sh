@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test. Installs and starts what the tests need when missing
-# (PostgreSQL, Redis), and sets TEST_DATABASE_URL / TEST_REDIS_URL for the
+# (PostgreSQL, Redis, Debian's chromium for the web demo's browser tests),
+# and sets TEST_DATABASE_URL / TEST_REDIS_URL / PARLEY_CHROMIUM for the
 # suites that need them. Usage: ./scripts/test.sh [extra cargo test args]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -45,8 +46,17 @@ ensure_redis() {
   redis_up || { echo "Redis did not start" >&2; exit 1; }
 }
 
+# The browser tests (web-demo/tests/browser.rs) drive Debian's chromium
+# headless; test tools' own browser downloads do not work here.
+ensure_chromium() {
+  [ -x /usr/bin/chromium ] || apt_install chromium
+  [ -x /usr/bin/chromium ] || { echo "chromium did not install" >&2; exit 1; }
+}
+
 ensure_postgres
 ensure_redis
+ensure_chromium
+export PARLEY_CHROMIUM="${PARLEY_CHROMIUM:-/usr/bin/chromium}"
 
 # The database named by TEST_DATABASE_URL must exist; stale per-test
 # databases from earlier runs are dropped.
@@ -59,5 +69,5 @@ for stale in $(psql_admin -c "SELECT datname FROM pg_database WHERE datname LIKE
   psql_admin -c "DROP DATABASE IF EXISTS \"$stale\" WITH (FORCE)" >/dev/null
 done
 
-say "cargo test (PostgreSQL at $TEST_DATABASE_URL, Redis at $TEST_REDIS_URL)"
+say "cargo test (PostgreSQL at $TEST_DATABASE_URL, Redis at $TEST_REDIS_URL, chromium at $PARLEY_CHROMIUM)"
 cargo test --workspace --all-targets "$@"

@@ -1,0 +1,595 @@
+//! Browser tests of the web demo (issue 5): a real `parley` in-process
+//! (SQLite in a temp dir, the system clock, a free window `F` of 8 s) serves
+//! `web-demo/` and `sdk/js/`; two headless chromium processes, each with its
+//! own empty profile, are the seeker and the consultant. The tests find
+//! elements only through the DOM contract in `web-demo/README.md` and read
+//! media flow through `window.parleyDemo.inboundBytes()`.
+//!
+//! Needs Debian's chromium (`PARLEY_CHROMIUM`, default `/usr/bin/chromium`):
+//! `./scripts/test.sh` installs it. A missing browser fails the tests.
+//!
+//! Screenshots of the main screens go to `target/browser-screenshots/`;
+//! with `PARLEY_UPDATE_SCREENSHOTS=1` a few are also copied to
+//! `docs/screenshots/`. `PARLEY_TEST_WEB_DIR` / `PARLEY_TEST_SDK_JS_DIR`
+//! serve another copy of the demo (local development only).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chromiumoxide::Page;
+use chromiumoxide::browser::{Browser, BrowserConfig};
+use chromiumoxide::cdp::browser_protocol::page::CaptureScreenshotFormat;
+use chromiumoxide::cdp::js_protocol::runtime::{EventConsoleApiCalled, EventExceptionThrown};
+use chromiumoxide::handler::viewport::Viewport;
+use chromiumoxide::page::ScreenshotParams;
+use futures_util::StreamExt;
+use parley_domain::UserId;
+use parley_server::{Application, Config};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// The bound of every wait.
+const WAIT: Duration = Duration::from_secs(20);
+/// The free window `F` of the test server.
+const FREE_WINDOW: Duration = Duration::from_secs(8);
+/// `meter.free_window_ending` comes this long before `F`.
+const WARN_BEFORE: Duration = Duration::from_secs(4);
+/// How long the charged call lasts at least (both in the call).
+const PAST_FREE_WINDOW: Duration = Duration::from_secs(9);
+
+const SEEKER: &str = "bt-seeker";
+const SEEKER_NAME: &str = "Sam Browser";
+const CONSULTANT: &str = "bt-consultant";
+const CONSULTANT_NAME: &str = "Cora Browser";
+
+/// Screenshots also copied to `docs/screenshots/` on request.
+const DOC_SCREENSHOTS: &[&str] = &["02-consultants", "04-in-call", "06-summary-charged", "07-declined-card"];
+
+/// Two chromium processes per test on 2 cores: one test at a time (an
+/// async lock: each test has its own runtime, and a failed test must not
+/// poison it for the others).
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+// ---------------------------------------------------------------------------
+// The server
+
+struct Server {
+    base: String,
+    billing: Arc<parley_billing::Billing>,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+    _dir: tempfile::TempDir,
+}
+
+/// The demo and SDK folders: the package's own unless overridden.
+fn web_dirs() -> (PathBuf, PathBuf) {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let web = std::env::var_os("PARLEY_TEST_WEB_DIR").map(PathBuf::from).unwrap_or_else(|| manifest.to_path_buf());
+    let sdk =
+        std::env::var_os("PARLEY_TEST_SDK_JS_DIR").map(PathBuf::from).unwrap_or_else(|| manifest.join("../sdk/js"));
+    assert!(web.join("index.html").is_file(), "no web demo at {}: index.html is missing", web.display());
+    assert!(sdk.join("parley.js").is_file(), "no JavaScript SDK at {}: parley.js is missing", sdk.display());
+    (web, sdk)
+}
+
+impl Server {
+    async fn start() -> Server {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut config = Config::for_tests(dir.path());
+        config.meter.free_window = FREE_WINDOW;
+        config.meter.warn_before = WARN_BEFORE;
+        (config.web_dir, config.sdk_js_dir) = web_dirs();
+        // chromiumoxide warns about every DevTools message newer than its protocol.
+        config.log = format!("{},chromiumoxide=off", config.log);
+        parley_server::telemetry::init_tracing(&config.log);
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        // The system clock: the browsers live in real time.
+        let app = Application::build(config).await.expect("server builds");
+        let base = format!("http://{}", app.local_addr());
+        let billing = app.billing();
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(app.run_until(async move {
+            let _ = rx.await;
+        }));
+        Server { base, billing, shutdown: Some(tx), task: Some(task), _dir: dir }
+    }
+
+    /// Waits until the consultant's price is stored (the price form saved it).
+    async fn wait_price(&self, consultant: &str, amount_minor: i64) {
+        let id = UserId::parse(consultant).expect("valid user id");
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let price = self.billing.price(&id).await.expect("price lookup");
+            if price.as_ref().is_some_and(|p| p.amount.amount_minor == amount_minor) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out after {WAIT:?}: the price form (#price-amount, #price-save) did not store \
+                 {amount_minor} for {consultant} (stored: {price:?})"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(WAIT, task)
+                .await
+                .expect("server stops in time")
+                .expect("server task")
+                .expect("server ran");
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The browsers
+
+fn chromium_path() -> PathBuf {
+    let path = std::env::var_os("PARLEY_CHROMIUM").map(PathBuf::from).unwrap_or_else(|| "/usr/bin/chromium".into());
+    assert!(
+        path.is_file(),
+        "chromium not found at {}: the browser tests need Debian's chromium. Run the tests with \
+         ./scripts/test.sh, which installs it (apt-get install chromium) and sets PARLEY_CHROMIUM.",
+        path.display()
+    );
+    path
+}
+
+fn screenshot_dir() -> PathBuf {
+    // The test binary is target/<profile>/deps/browser-<hash>.
+    let exe = std::env::current_exe().expect("test binary path");
+    let target = exe.ancestors().nth(3).expect("target dir").to_path_buf();
+    let dir = target.join("browser-screenshots");
+    std::fs::create_dir_all(&dir).expect("create target/browser-screenshots");
+    dir
+}
+
+/// One chromium process (its own empty profile) and its page.
+struct Tab {
+    who: &'static str,
+    page: Page,
+    browser: Browser,
+    handler: JoinHandle<()>,
+    /// The page's console output and uncaught exceptions, for failure messages.
+    console: Arc<Mutex<Vec<String>>>,
+    _profile: tempfile::TempDir,
+}
+
+impl Tab {
+    async fn launch(who: &'static str) -> Tab {
+        let exe = chromium_path();
+        let profile = tempfile::tempdir().expect("profile dir");
+        let (width, height) = (1280, 860);
+        let config = BrowserConfig::builder()
+            .chrome_executable(&exe)
+            .user_data_dir(profile.path())
+            .no_sandbox()
+            .window_size(width, height)
+            .viewport(Viewport { width, height, device_scale_factor: Some(1.0), ..Viewport::default() })
+            .launch_timeout(WAIT)
+            .request_timeout(WAIT)
+            .args([
+                "disable-gpu",
+                "disable-quic",
+                "no-first-run",
+                "disable-background-networking",
+                "disable-component-update",
+                "disable-sync",
+                "use-fake-ui-for-media-stream",
+                "use-fake-device-for-media-stream",
+                "autoplay-policy=no-user-gesture-required",
+            ])
+            .build()
+            .expect("browser config");
+        let (browser, mut handler) = Browser::launch(config)
+            .await
+            .unwrap_or_else(|e| panic!("{who}: chromium ({}) did not start: {e}", exe.display()));
+        // The handler drives the DevTools connection; messages it cannot
+        // parse (a newer protocol) are not fatal.
+        let handler = tokio::spawn(async move { while handler.next().await.is_some() {} });
+        let page = browser.new_page("about:blank").await.unwrap_or_else(|e| panic!("{who}: new page: {e}"));
+        let console = Arc::new(Mutex::new(Vec::new()));
+        let mut calls = page.event_listener::<EventConsoleApiCalled>().await.expect("console events");
+        let mut thrown = page.event_listener::<EventExceptionThrown>().await.expect("exception events");
+        let log = console.clone();
+        tokio::spawn(async move {
+            loop {
+                let line = tokio::select! {
+                    Some(ev) = calls.next() => {
+                        let args: Vec<String> = ev.args.iter().map(|a| match (&a.value, &a.description) {
+                            (Some(serde_json::Value::String(s)), _) => s.clone(),
+                            (Some(v), _) => v.to_string(),
+                            (None, Some(d)) => d.clone(),
+                            (None, None) => format!("{:?}", a.r#type),
+                        }).collect();
+                        format!("console.{:?}: {}", ev.r#type, args.join(" "))
+                    }
+                    Some(ev) = thrown.next() => {
+                        let d = &ev.exception_details;
+                        let what = d.exception.as_ref().and_then(|e| e.description.clone()).unwrap_or_default();
+                        format!("uncaught: {} {what}", d.text)
+                    }
+                    else => break,
+                };
+                log.lock().unwrap_or_else(|p| p.into_inner()).push(line);
+            }
+        });
+        // The signaling traffic in the console log, for failure messages.
+        page.evaluate_on_new_document(WS_LOG_JS).await.unwrap_or_else(|e| panic!("{who}: init script: {e}"));
+        Tab { who, page, browser, handler, console, _profile: profile }
+    }
+
+    async fn close(mut self) {
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.browser.close()).await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.browser.wait()).await;
+        let _ = self.browser.kill().await;
+        self.handler.abort();
+    }
+
+    async fn open(&self, url: &str) {
+        self.page.goto(url).await.unwrap_or_else(|e| panic!("{}: open {url}: {e}", self.who));
+    }
+
+    /// Evaluates `js` (awaiting a promise) and returns its JSON value.
+    async fn eval(&self, js: &str) -> serde_json::Value {
+        let result =
+            self.page.evaluate_expression(js).await.unwrap_or_else(|e| panic!("{}: evaluating {js}: {e}", self.who));
+        result.value().cloned().unwrap_or(serde_json::Value::Null)
+    }
+
+    /// Polls `predicate` (a JS expression) until it is true; fails after
+    /// [`WAIT`] naming `what`, with a screenshot of the page.
+    async fn wait_until(&self, what: &str, predicate: &str) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Ok(result) = self.page.evaluate_expression(predicate).await
+                && result.value() == Some(&serde_json::Value::Bool(true))
+            {
+                return;
+            }
+            if Instant::now() >= deadline {
+                let shot = self.failure_screenshot(what).await;
+                panic!(
+                    "{}: timed out after {WAIT:?} waiting for {what} (page: {shot})\nconsole:\n  {}",
+                    self.who,
+                    self.console_tail()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn wait_visible(&self, selector: &str) {
+        self.wait_until(&format!("{selector} to be visible"), &visible_js(selector)).await;
+    }
+
+    async fn wait_hidden(&self, selector: &str) {
+        self.wait_until(&format!("{selector} to be hidden"), &format!("!({})", visible_js(selector))).await;
+    }
+
+    async fn is_visible(&self, selector: &str) -> bool {
+        self.eval(&visible_js(selector)).await == serde_json::Value::Bool(true)
+    }
+
+    async fn text(&self, selector: &str) -> String {
+        let sel = js_str(selector);
+        self.eval(&format!("document.querySelector({sel})?.textContent ?? ''")).await.as_str().unwrap_or("").to_owned()
+    }
+
+    /// Clicks `selector` with the mouse once it is visible and enabled.
+    async fn click(&self, selector: &str) {
+        let sel = js_str(selector);
+        self.wait_until(
+            &format!("{selector} to be visible and enabled"),
+            &format!("({}) && !document.querySelector({sel}).disabled", visible_js(selector)),
+        )
+        .await;
+        let element =
+            self.page.find_element(selector).await.unwrap_or_else(|e| panic!("{}: find {selector}: {e}", self.who));
+        element.click().await.unwrap_or_else(|e| panic!("{}: click {selector}: {e}", self.who));
+    }
+
+    /// Sets an input's or select's value as a user would (input + change events).
+    async fn fill(&self, selector: &str, value: &str) {
+        self.wait_visible(selector).await;
+        let (sel, val) = (js_str(selector), js_str(value));
+        let ok = self
+            .eval(&format!(
+                "(() => {{ const e = document.querySelector({sel}); e.focus(); e.value = {val};
+                   e.dispatchEvent(new Event('input', {{bubbles: true}}));
+                   e.dispatchEvent(new Event('change', {{bubbles: true}}));
+                   return e.value === {val}; }})()"
+            ))
+            .await;
+        assert_eq!(ok, serde_json::Value::Bool(true), "{}: {selector} does not take the value {value:?}", self.who);
+    }
+
+    async fn png(&self) -> Option<Vec<u8>> {
+        let params = ScreenshotParams::builder().format(CaptureScreenshotFormat::Png).build();
+        self.page.screenshot(params).await.ok()
+    }
+
+    /// Saves the page as `target/browser-screenshots/<name>.png` (and in
+    /// `docs/screenshots/` for the README ones when asked to).
+    async fn screenshot(&self, name: &str) {
+        let png = self.png().await.unwrap_or_else(|| panic!("{}: screenshot {name}", self.who));
+        let path = screenshot_dir().join(format!("{name}.png"));
+        std::fs::write(&path, &png).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+        if std::env::var("PARLEY_UPDATE_SCREENSHOTS").as_deref() == Ok("1") && DOC_SCREENSHOTS.contains(&name) {
+            let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/screenshots");
+            std::fs::create_dir_all(&docs).expect("create docs/screenshots");
+            std::fs::write(docs.join(format!("{name}.png")), &png).expect("write docs/screenshots");
+        }
+    }
+
+    /// The last lines of the page's console.
+    fn console_tail(&self) -> String {
+        let log = self.console.lock().unwrap_or_else(|p| p.into_inner());
+        let start = log.len().saturating_sub(30);
+        if log.is_empty() { "(empty)".into() } else { log[start..].join("\n  ") }
+    }
+
+    /// The state of the demo's peer connection (SDK internals: diagnostics only).
+    async fn peer_state(&self) -> String {
+        let js = "(() => { const c = window.parleyDemo && window.parleyDemo.call; const pc = c && c.pc;
+            if (!pc) return 'no call';
+            return JSON.stringify({ connection: pc.connectionState, ice: pc.iceConnectionState,
+              gathering: pc.iceGatheringState, signaling: pc.signalingState,
+              local: pc.currentLocalDescription && pc.currentLocalDescription.type,
+              remote: pc.currentRemoteDescription && pc.currentRemoteDescription.type,
+              offerer: c.offerer, senders: pc.getSenders().length, receivers: pc.getReceivers().length }); })()";
+        match self.page.evaluate_expression(js).await {
+            Ok(r) => r.value().map(|v| v.to_string()).unwrap_or_default(),
+            Err(e) => format!("unknown ({e})"),
+        }
+    }
+
+    async fn failure_screenshot(&self, what: &str) -> String {
+        let slug: String = what.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).take(60).collect();
+        let path = screenshot_dir().join(format!("failed-{}-{slug}.png", self.who));
+        match self.png().await {
+            Some(png) if std::fs::write(&path, &png).is_ok() => path.display().to_string(),
+            _ => "no screenshot".into(),
+        }
+    }
+
+    /// `window.parleyDemo.inboundBytes()`.
+    async fn inbound_bytes(&self) -> f64 {
+        self.eval("window.parleyDemo.inboundBytes()").await.as_f64().unwrap_or(0.0)
+    }
+
+    /// Waits until inbound media bytes are above zero and then rise.
+    async fn wait_media_flowing(&self) {
+        let deadline = Instant::now() + WAIT;
+        let mut first: Option<f64> = None;
+        loop {
+            let bytes = self.inbound_bytes().await;
+            match first {
+                None if bytes > 0.0 => first = Some(bytes),
+                Some(b0) if bytes > b0 => return,
+                _ => {}
+            }
+            if Instant::now() >= deadline {
+                let shot = self.failure_screenshot("inbound media").await;
+                panic!(
+                    "{}: timed out after {WAIT:?} waiting for window.parleyDemo.inboundBytes() to rise \
+                     (first sample {first:?}, last {bytes}; page: {shot}; peer connection: {})\nconsole:\n  {}",
+                    self.who,
+                    self.peer_state().await,
+                    self.console_tail()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Signs in through `#login-form` as a new user.
+    async fn sign_in(&self, user: &str, name: &str, role: &str) {
+        self.fill("#login-user", user).await;
+        self.fill("#login-name", name).await;
+        self.fill("#login-role", role).await;
+        self.click("#login-submit").await;
+        self.wait_visible(&format!(r#"body[data-role="{role}"]"#)).await;
+    }
+}
+
+/// Logs the type of every signaling message sent and received to the
+/// console (diagnostics only: the failure messages show the console tail).
+const WS_LOG_JS: &str = "(() => {
+  const Native = window.WebSocket;
+  const brief = (data) => { try { const m = JSON.parse(data); return [m.type, m.id, m.seq].filter((x) => x != null).join(' '); } catch { return '?'; } };
+  window.WebSocket = class extends Native {
+    constructor(...args) {
+      super(...args);
+      this.addEventListener('message', (ev) => console.debug('ws <', brief(ev.data)));
+    }
+    send(data) { console.debug('ws >', brief(data)); return super.send(data); }
+  };
+})();";
+
+/// A JS string literal.
+fn js_str(s: &str) -> String {
+    serde_json::to_string(s).expect("string")
+}
+
+/// A JS expression: `selector` matches an element that is rendered.
+fn visible_js(selector: &str) -> String {
+    let sel = js_str(selector);
+    format!("(() => {{ const e = document.querySelector({sel}); return !!e && e.checkVisibility(); }})()")
+}
+
+fn call_now() -> String {
+    format!(r#"[data-consultant-id="{CONSULTANT}"] button.call-now"#)
+}
+
+// ---------------------------------------------------------------------------
+// The journeys
+
+/// A server, a consultant who charges EUR 30.00 per session and is
+/// available, and a seeker who sees them available.
+struct Scene {
+    server: Server,
+    seeker: Tab,
+    consultant: Tab,
+}
+
+impl Scene {
+    async fn start(screenshots: bool) -> Scene {
+        let server = Server::start().await;
+        let (seeker, consultant) = tokio::join!(Tab::launch("seeker"), Tab::launch("consultant"));
+        let home = format!("{}/", server.base);
+        tokio::join!(seeker.open(&home), consultant.open(&home));
+
+        consultant.wait_visible("#login-form").await;
+        consultant.sign_in(CONSULTANT, CONSULTANT_NAME, "consultant").await;
+        consultant.fill("#price-amount", "3000").await;
+        consultant.fill("#price-model", "fixed").await;
+        consultant.click("#price-save").await;
+        server.wait_price(CONSULTANT, 3000).await;
+        consultant.click("#availability-toggle").await;
+        consultant.wait_visible(r#"#availability-toggle[aria-pressed="true"]"#).await;
+
+        seeker.wait_visible("#login-form").await;
+        if screenshots {
+            seeker.screenshot("01-sign-in").await;
+        }
+        seeker.sign_in(SEEKER, SEEKER_NAME, "seeker").await;
+        seeker
+            .wait_visible(&format!(r#"#consultants [data-consultant-id="{CONSULTANT}"][data-presence="available"]"#))
+            .await;
+        if screenshots {
+            seeker.screenshot("02-consultants").await;
+        }
+        Scene { server, seeker, consultant }
+    }
+
+    /// The seeker calls with `card`; the consultant's `#incoming-call` shows.
+    async fn call(&self, card: &str, screenshots: bool) {
+        self.seeker.fill("#payment-method", card).await;
+        self.seeker.click(&call_now()).await;
+        self.consultant.wait_visible("#incoming-call").await;
+        if screenshots {
+            self.seeker.wait_visible("#outgoing-call").await;
+            self.seeker.screenshot("03-outgoing-call").await;
+            self.consultant.screenshot("03-incoming-call").await;
+        }
+    }
+
+    /// The consultant accepts; both are in `#call-view` with media flowing
+    /// both ways and the free-window countdown shown. Returns when both
+    /// were first in the call.
+    async fn accept_and_talk(&self) -> Instant {
+        self.consultant.click("#accept-call").await;
+        tokio::join!(self.seeker.wait_visible("#call-view"), self.consultant.wait_visible("#call-view"));
+        let in_call = Instant::now();
+        tokio::join!(self.seeker.wait_media_flowing(), self.consultant.wait_media_flowing());
+        tokio::join!(self.seeker.wait_visible("#meter-countdown"), self.consultant.wait_visible("#meter-countdown"));
+        in_call
+    }
+
+    async fn finish(self) {
+        tokio::join!(self.seeker.close(), self.consultant.close());
+        self.server.stop().await;
+    }
+}
+
+/// An instant call with real media, hung up before `F`: free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instant_call_hung_up_within_the_free_window_is_free() {
+    let _serial = SERIAL.lock().await;
+    let scene = Scene::start(true).await;
+    scene.call("pm_card_visa", true).await;
+    let in_call = scene.accept_and_talk().await;
+    scene.seeker.screenshot("04-in-call").await;
+    let talked = in_call.elapsed();
+    assert!(
+        talked < FREE_WINDOW - Duration::from_secs(1),
+        "setting up media took {talked:?}: too close to the free window of {FREE_WINDOW:?} to hang up within it"
+    );
+    scene.seeker.click("#hangup").await;
+    scene.seeker.wait_visible(r#"#summary[data-outcome="free"]"#).await;
+    scene.consultant.wait_visible(r#"#summary[data-outcome="free"]"#).await;
+    scene.seeker.screenshot("05-summary-free").await;
+    scene.finish().await;
+}
+
+/// The same call kept past `F`: the billing indicator shows, the bill is
+/// the fixed EUR 30.00.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instant_call_past_the_free_window_is_charged() {
+    let _serial = SERIAL.lock().await;
+    let scene = Scene::start(false).await;
+    scene.call("pm_card_visa", false).await;
+    let in_call = scene.accept_and_talk().await;
+    tokio::join!(scene.seeker.wait_visible("#meter-billing"), scene.consultant.wait_visible("#meter-billing"));
+    if let Some(left) = PAST_FREE_WINDOW.checked_sub(in_call.elapsed()) {
+        tokio::time::sleep(left).await;
+    }
+    assert!(scene.seeker.is_visible("#meter-billing").await, "seeker: #meter-billing went away during the call");
+    scene.seeker.screenshot("04-in-call-billing").await;
+    scene.seeker.click("#hangup").await;
+    scene.seeker.wait_visible(r#"#summary[data-outcome="charged"]"#).await;
+    scene.consultant.wait_visible(r#"#summary[data-outcome="charged"]"#).await;
+    let amount = scene.seeker.text("#summary-amount").await;
+    assert!(amount.contains("30.00"), "seeker: #summary-amount is {amount:?}, expected EUR 30.00");
+    scene.seeker.screenshot("06-summary-charged").await;
+    scene.finish().await;
+}
+
+/// The consultant declines: the seeker's ringing ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_declined_call_ends_the_seekers_ringing() {
+    let _serial = SERIAL.lock().await;
+    let scene = Scene::start(false).await;
+    scene.call("pm_card_visa", false).await;
+    scene.seeker.wait_visible("#outgoing-call").await;
+    scene.consultant.click("#decline-call").await;
+    scene.consultant.wait_hidden("#incoming-call").await;
+    scene.seeker.wait_hidden("#outgoing-call").await;
+    scene
+        .seeker
+        .wait_until(
+            "#error-banner or the home screen (#consultants) after the decline",
+            &format!("{} || {}", visible_js("#error-banner"), visible_js("#consultants")),
+        )
+        .await;
+    assert!(!scene.seeker.is_visible("#call-view").await, "seeker: #call-view shows after a decline");
+    scene.seeker.screenshot("08-call-declined").await;
+    scene.finish().await;
+}
+
+/// A declined card: the seeker sees `payment_declined`, the consultant's
+/// phone never rings.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_declined_card_never_rings_the_consultant() {
+    let _serial = SERIAL.lock().await;
+    let scene = Scene::start(false).await;
+    // Records whether #incoming-call is ever shown from now on.
+    let watching = scene
+        .consultant
+        .eval(
+            "(() => { const e = document.querySelector('#incoming-call'); window.__sawIncoming = e.checkVisibility();
+               new MutationObserver(() => { if (e.checkVisibility()) window.__sawIncoming = true; })
+                 .observe(e, { attributes: true });
+               return true; })()",
+        )
+        .await;
+    assert_eq!(watching, serde_json::Value::Bool(true));
+    scene.seeker.fill("#payment-method", "pm_card_chargeDeclined").await;
+    scene.seeker.click(&call_now()).await;
+    scene.seeker.wait_visible(r#"#error-banner[data-code="payment_declined"]"#).await;
+    assert!(!scene.seeker.is_visible("#outgoing-call").await, "seeker: #outgoing-call shows for a declined card");
+    scene.seeker.screenshot("07-declined-card").await;
+    // Anything that would ring would have come by now.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let saw = scene.consultant.eval("window.__sawIncoming").await;
+    assert_eq!(saw, serde_json::Value::Bool(false), "consultant: #incoming-call showed for a declined card");
+    assert!(!scene.consultant.is_visible("#incoming-call").await, "consultant: #incoming-call shows");
+    scene.finish().await;
+}
