@@ -304,6 +304,7 @@ function wireClient(client) {
       try {
         const room = await client.join(state.session.id);
         state.session.peerPresent = room.participants.length > 0;
+        applyRoomMeter(room);
         renderPeer();
         if (state.call) state.call.rejoined(room);
       } catch (err) {
@@ -750,6 +751,7 @@ async function enterSession(sessionId, callId) {
   if (!state.session || state.session.id !== sessionId || state.session.ended) return;
   if (!peer && room.participants[0]) state.session.peer = room.participants[0];
   state.session.peerPresent = room.participants.length > 0;
+  applyRoomMeter(room);
   const call = new Call(state.client, room, { localStream: stream || undefined });
   state.call = call;
   window.parleyDemo.call = call;
@@ -811,6 +813,17 @@ function meterTick() {
   const s = state.session;
   if (!s || s.ended) return;
   if (s.peerPresent) s.billable += 1;
+  renderMeter();
+}
+
+/** The `room.join` ack tells the free window and billable time so far. */
+function applyRoomMeter(room) {
+  const s = state.session;
+  if (!s || !room.meter) return;
+  s.freeWindow = room.meter.free_window_secs;
+  s.billable = room.meter.billable_secs;
+  s.lastMeterSecs = room.meter.billable_secs;
+  s.billing = room.meter.billing_started;
   renderMeter();
 }
 

@@ -349,6 +349,10 @@ pub enum AckResult {
         /// consultant answers (renegotiation uses the perfect-negotiation
         /// pattern with the consultant as the polite peer).
         offerer: bool,
+        /// The session's meter as of the join: the free window and the
+        /// billable time so far (DESIGN.md M8). Absent if not metered.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        meter: Option<MeterStatus>,
     },
     /// `resume`: the old connection's state is yours.
     Resumed {
@@ -431,6 +435,20 @@ impl SessionEndReason {
             SessionEndReason::Moderator => "moderator",
         }
     }
+}
+
+/// A session's meter as a participant joins (in the `room.join` ack), so a
+/// client shows the right free-window countdown from the start, and again
+/// after a rejoin (DESIGN.md M8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MeterStatus {
+    /// The free window `F`, seconds.
+    pub free_window_secs: u64,
+    /// Billable seconds so far (both present, M5), rounded down.
+    pub billable_secs: u64,
+    /// Whether billable time has reached `F` (`meter.billing_started` was
+    /// sent).
+    pub billing_started: bool,
 }
 
 /// The free-window outcome of a session (DESIGN.md M6).

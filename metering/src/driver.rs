@@ -14,7 +14,9 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use parley_domain::protocol::{Outcome as WireOutcome, Role, ServerMessage, SessionBill, SessionEndReason};
+use parley_domain::protocol::{
+    MeterStatus, Outcome as WireOutcome, Role, ServerMessage, SessionBill, SessionEndReason,
+};
 use parley_domain::{Clock, Money, SessionId, Timestamp};
 use tokio::sync::mpsc;
 use tokio_util::task::TaskTracker;
@@ -247,6 +249,21 @@ impl Meters {
 
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// An open session's meter as of `at` (for the `room.join` ack), if
+    /// metered here.
+    pub fn status(&self, session_id: &SessionId, at: Timestamp) -> Option<MeterStatus> {
+        let st = self.lock();
+        let mut meter = st.meters.get(session_id)?.meter.clone();
+        drop(st);
+        meter.handle(Input::Timeout, at);
+        let billable_ms = meter.settlement().map_or(meter.billable_ms(), |s| s.billable_ms);
+        Some(MeterStatus {
+            free_window_secs: self.settings.free_window.as_secs(),
+            billable_secs: billable_ms / 1000,
+            billing_started: meter.snapshot().billing_started,
+        })
     }
 
     /// Billable seconds of an open session as of now (M5), if metered here.

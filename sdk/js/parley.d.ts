@@ -268,6 +268,17 @@ export interface RoomResult {
   ice_servers: IceServer[];
   /** true (the seeker): make the first offer. */
   offerer: boolean;
+  /** The session's meter as of the join; absent if not metered. */
+  meter?: MeterStatus;
+}
+/** A session's meter as a participant joins (DESIGN.md M8). */
+export interface MeterStatus {
+  /** The free window F, seconds. */
+  free_window_secs: number;
+  /** Billable seconds so far (both present), rounded down. */
+  billable_secs: number;
+  /** Whether billable time reached F. */
+  billing_started: boolean;
 }
 export interface ResumedResult {
   kind: "resumed";

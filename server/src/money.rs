@@ -9,7 +9,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use parley_billing::{Billing, HoldRefusal};
 use parley_domain::protocol::rest::PriceModel;
-use parley_domain::protocol::{CallEndReason, ErrorCode, Role, ServerMessage, SessionBill, SessionEndReason};
+use parley_domain::protocol::{
+    CallEndReason, ErrorCode, MeterStatus, Role, ServerMessage, SessionBill, SessionEndReason,
+};
 use parley_domain::{Money, SessionId, Timestamp};
 use parley_metering::{MeterConfig, MeterSettings, MeterSink, Meters, Price};
 use parley_signaling::store::{CallRecord, SessionHooks, SessionRecord};
@@ -29,6 +31,10 @@ impl SessionHooks for MeterHooks {
 
     fn absent(&self, session_id: &SessionId, role: Role, at: Timestamp) {
         self.0.absent(session_id, role, at);
+    }
+
+    fn status(&self, session_id: &SessionId, at: Timestamp) -> Option<MeterStatus> {
+        self.0.status(session_id, at)
     }
 
     fn ending(

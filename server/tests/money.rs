@@ -303,7 +303,9 @@ async fn m3_m5_an_absence_rejoined_within_grace_is_not_billed() {
     app.advance(SECS(300)).await;
     s.consultant.leave(&s.session_id).await.unwrap();
     app.advance(SECS(29)).await; // within G = 30 s
-    s.consultant.join(&s.session_id).await.unwrap();
+    let room = s.consultant.join(&s.session_id).await.unwrap();
+    let meter = room.meter.expect("the ack tells the meter");
+    assert_eq!((meter.free_window_secs, meter.billable_secs, meter.billing_started), (600, 300, false));
     app.advance(SECS(299)).await;
     s.seeker.end_session(&s.session_id).await.unwrap();
     let (_, bill) = ended(&mut s.s_events).await;

@@ -925,6 +925,7 @@ impl Hub {
                 participants,
                 ice_servers: self.cfg.ice.ice_servers(&link.user.id, now),
                 offerer: link.user.role == Role::Seeker,
+                meter: self.hooks.status(&session_id, now),
             };
             if let Some(id) = id.take() {
                 link.send(&ServerMessage::Ack { id, result: Some(result) });

@@ -3,7 +3,9 @@
 //! Signaling never imports billing or a database driver.
 
 use async_trait::async_trait;
-use parley_domain::protocol::{CallEndReason, ErrorCode, MediaState, Role, SessionBill, SessionEndReason, UserInfo};
+use parley_domain::protocol::{
+    CallEndReason, ErrorCode, MediaState, MeterStatus, Role, SessionBill, SessionEndReason, UserInfo,
+};
 use parley_domain::{CallId, SessionId, Timestamp, UserId};
 
 /// A storage failure. Signaling answers the request with `internal`.
@@ -218,6 +220,8 @@ pub trait SessionHooks: Send + Sync + 'static {
     /// A participant left the room or dropped at `at`; they have `G` to
     /// come back (M3).
     fn absent(&self, session_id: &SessionId, role: Role, at: Timestamp);
+    /// The session's meter as of `at`, for the `room.join` ack.
+    fn status(&self, session_id: &SessionId, at: Timestamp) -> Option<MeterStatus>;
     /// The session is ending at `at`; returns the bill, which is stored with
     /// the end and sent in `session.ended`.
     fn ending(
@@ -237,6 +241,9 @@ impl SessionHooks for NoHooks {
     fn opened(&self, _: &SessionRecord, _: Timestamp) {}
     fn joined(&self, _: &SessionId, _: Role, _: Timestamp) {}
     fn absent(&self, _: &SessionId, _: Role, _: Timestamp) {}
+    fn status(&self, _: &SessionId, _: Timestamp) -> Option<MeterStatus> {
+        None
+    }
     fn ending(&self, _: &SessionId, _: SessionEndReason, _: Option<Role>, _: Timestamp) -> Option<SessionBill> {
         None
     }

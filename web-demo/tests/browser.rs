@@ -490,6 +490,13 @@ impl Scene {
         let in_call = Instant::now();
         tokio::join!(self.seeker.wait_media_flowing(), self.consultant.wait_media_flowing());
         tokio::join!(self.seeker.wait_visible("#meter-countdown"), self.consultant.wait_visible("#meter-countdown"));
+        // The countdown starts from the server's free window (the `room.join`
+        // ack carries it), not from an assumed 10 minutes.
+        for side in [&self.seeker, &self.consultant] {
+            let left = side.eval("Number(document.querySelector('#meter-countdown').dataset.seconds)").await;
+            let left = left.as_f64().unwrap_or(f64::MAX);
+            assert!(left <= FREE_WINDOW.as_secs_f64(), "countdown shows {left} s of a {FREE_WINDOW:?} free window");
+        }
         in_call
     }
 

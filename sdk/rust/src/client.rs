@@ -22,7 +22,8 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use parley_domain::protocol::{
-    AckResult, ClientEnvelope, ClientMessage, IceServer, PresenceStatus, ServerEnvelope, ServerMessage, UserInfo,
+    AckResult, ClientEnvelope, ClientMessage, IceServer, MeterStatus, PresenceStatus, ServerEnvelope, ServerMessage,
+    UserInfo,
 };
 use parley_domain::{CallId, SessionId, UserId};
 use tokio::net::TcpStream;
@@ -80,6 +81,8 @@ pub struct RoomInfo {
     pub ice_servers: Vec<IceServer>,
     /// Whether this side makes the offer.
     pub offerer: bool,
+    /// The session's meter as of the join (free window, billable so far).
+    pub meter: Option<MeterStatus>,
 }
 
 /// A call just requested: the consultant is ringing.
@@ -266,8 +269,8 @@ impl SignalingClient {
     /// Joins a session's room.
     pub async fn join(&self, session_id: &SessionId) -> Result<RoomInfo, SdkError> {
         match self.request(ClientMessage::RoomJoin { session_id: session_id.clone() }).await? {
-            Some(AckResult::Room { session_id, participants, ice_servers, offerer }) => {
-                Ok(RoomInfo { session_id, participants, ice_servers, offerer })
+            Some(AckResult::Room { session_id, participants, ice_servers, offerer, meter }) => {
+                Ok(RoomInfo { session_id, participants, ice_servers, offerer, meter })
             }
             other => Err(SdkError::Protocol(format!("room.join answered with {other:?}"))),
         }
