@@ -2,35 +2,16 @@
 //! Stripe API: holds, captures with fees, releases, idempotent retries,
 //! refunds and Connect onboarding (DESIGN.md B2–B4, B6).
 
+mod common;
 mod fake_stripe;
+
+use common::{eur, hold, provider};
 
 use std::time::Duration;
 
 use fake_stripe::FakeStripe;
 use parley_billing::stripe::{StripeConfig, StripeProvider};
-use parley_billing::{
-    AccountRequest, CaptureRequest, HoldRequest, IntentStatus, PaymentProvider, ProviderError, RefundRequest,
-};
-use parley_domain::{Currency, Money};
-
-fn eur(minor: i64) -> Money {
-    Money::new(minor, Currency::parse("EUR").unwrap())
-}
-
-fn provider(fake: &FakeStripe) -> StripeProvider {
-    StripeProvider::new(&StripeConfig { secret_key: "sk_test_parley".into(), api_base: Some(fake.base_url()) }).unwrap()
-}
-
-fn hold(pm: &str, key: &str, destination: Option<&str>) -> HoldRequest {
-    HoldRequest {
-        amount: eur(6000),
-        payment_method: pm.into(),
-        destination: destination.map(str::to_owned),
-        description: "Parley call".into(),
-        metadata: vec![("session_id".into(), "ses_1".into())],
-        idempotency_key: key.into(),
-    }
-}
+use parley_billing::{AccountRequest, CaptureRequest, IntentStatus, PaymentProvider, ProviderError, RefundRequest};
 
 fn capture(amount: i64, fee: Option<i64>, key: &str) -> CaptureRequest {
     CaptureRequest { amount_to_capture: amount, application_fee_amount: fee, idempotency_key: key.into() }

@@ -1,7 +1,10 @@
 //! Stripe webhook verification and parsing (DESIGN.md B5), on hand-made
 //! payloads and on the events the fake Stripe sends.
 
+mod common;
 mod fake_stripe;
+
+use common::{hold, provider};
 
 use std::sync::{Arc, Mutex};
 
@@ -9,10 +12,8 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use fake_stripe::FakeStripe;
-use parley_billing::stripe::{StripeConfig, StripeProvider};
 use parley_billing::webhook::{DEFAULT_TOLERANCE_SECS, WebhookError, WebhookEvent, WebhookKind, parse, sign, verify};
-use parley_billing::{AccountRequest, CaptureRequest, HoldRequest, PaymentProvider, RefundRequest};
-use parley_domain::{Currency, Money};
+use parley_billing::{AccountRequest, CaptureRequest, PaymentProvider, RefundRequest};
 use serde_json::json;
 
 const SECRET: &str = "whsec_test_secret";
@@ -126,28 +127,12 @@ async fn receiver() -> (String, Received) {
     (url, received)
 }
 
-fn eur(minor: i64) -> Money {
-    Money::new(minor, Currency::parse("EUR").unwrap())
-}
-
-fn hold(pm: &str, key: &str, destination: Option<&str>) -> HoldRequest {
-    HoldRequest {
-        amount: eur(6000),
-        payment_method: pm.into(),
-        destination: destination.map(str::to_owned),
-        description: "Parley call".into(),
-        metadata: vec![("session_id".into(), "ses_1".into())],
-        idempotency_key: key.into(),
-    }
-}
-
 #[tokio::test]
 async fn the_fakes_signed_events_verify_and_parse_into_each_kind() {
     let fake = FakeStripe::start().await;
     let (url, received) = receiver().await;
     fake.set_webhook_target(url, SECRET.into());
-    let p =
-        StripeProvider::new(&StripeConfig { secret_key: "sk_test_1".into(), api_base: Some(fake.base_url()) }).unwrap();
+    let p = provider(&fake);
 
     let acct = p
         .create_account(&AccountRequest {
@@ -226,8 +211,7 @@ async fn a_resent_event_keeps_its_id_and_a_wrong_secret_is_refused_by_the_endpoi
     let fake = FakeStripe::start().await;
     let (url, received) = receiver().await;
     fake.set_webhook_target(url.clone(), SECRET.into());
-    let p =
-        StripeProvider::new(&StripeConfig { secret_key: "sk_test_1".into(), api_base: Some(fake.base_url()) }).unwrap();
+    let p = provider(&fake);
     let held = p.place_hold(&hold("pm_card_visa", "hold:1", None)).await.unwrap();
     fake.flush_webhooks().await;
     let hold_event =
