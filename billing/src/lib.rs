@@ -21,6 +21,4 @@ pub use provider::{
     RefundRequest,
 };
 pub use sandbox::SandboxProvider;
-pub use service::{
-    Billing, BillingConfig, BillingError, Held, HoldRefusal, SessionPricing, StoredSettlement, insert_settlement,
-};
+pub use service::{Billing, BillingConfig, BillingError, Held, HoldRefusal, StoredSettlement, insert_settlement};

@@ -83,7 +83,9 @@ pub enum HoldRefusal {
     Failed(String),
 }
 
-/// A hold in place for a session about to ring.
+/// A session's hold in place, with the price agreed when it was placed:
+/// returned when a call's hold is placed, and read back to re-meter an open
+/// session after a restart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Held {
     /// The consultant's price.
@@ -91,17 +93,6 @@ pub struct Held {
     /// The authorised amount.
     pub hold: Money,
     /// Longest billable time, minutes (instant-call maximum; M7).
-    pub max_minutes: u32,
-}
-
-/// The hold and price of a session, for re-metering it after a restart.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SessionPricing {
-    /// The price agreed when the hold was placed.
-    pub price: ConsultantPrice,
-    /// The authorised amount.
-    pub hold: Money,
-    /// Longest billable time, minutes.
     pub max_minutes: u32,
 }
 
@@ -378,7 +369,7 @@ impl Billing {
     }
 
     /// The price and hold of `session_id`, if it has a hold in place.
-    pub async fn session_pricing(&self, session_id: &SessionId) -> Result<Option<SessionPricing>, BillingError> {
+    pub async fn session_pricing(&self, session_id: &SessionId) -> Result<Option<Held>, BillingError> {
         let row = sqlx::query(
             "SELECT price_model, price_minor, amount_minor, currency, max_billable_secs FROM holds \
              WHERE session_id = $1 AND status = 'held'",
@@ -388,7 +379,7 @@ impl Billing {
         .await?;
         let Some(row) = row else { return Ok(None) };
         let secs: i64 = row.try_get("max_billable_secs")?;
-        Ok(Some(SessionPricing {
+        Ok(Some(Held {
             price: price_from_row(&row, "price_model", "price_minor")?,
             hold: money(&row, "amount_minor", "currency")?,
             max_minutes: u32::try_from(secs / 60).unwrap_or(u32::MAX),

@@ -398,14 +398,13 @@ impl MeterSink for CountingSink {
         bump(&mut lock(&self.by_type), msg.type_name());
     }
 
-    async fn end(&self, _session_id: &SessionId, reason: SessionEndReason) -> bool {
+    async fn end(&self, _session_id: &SessionId, reason: SessionEndReason) {
+        // No hub here: the session is "not open", so the driver stores the
+        // settlement itself.
         match reason {
             SessionEndReason::Hangup => self.hangup_echoes.fetch_add(1, Ordering::Relaxed),
             _ => self.ended.fetch_add(1, Ordering::Relaxed),
         };
-        // As the hub answers once the room is gone: not open here, so the
-        // driver stores the settlement itself.
-        false
     }
 }
 

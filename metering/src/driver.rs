@@ -91,9 +91,9 @@ pub trait MeterSink: Send + Sync + 'static {
     /// Sends `msg` to both participants of `session_id`, if it is open.
     fn send(&self, session_id: &SessionId, msg: ServerMessage);
     /// Ends `session_id` for `reason` the way a hang-up would (signaling
-    /// calls [`Meters::ending`] and stores the bill). Returns false if the
-    /// session was not open there.
-    async fn end(&self, session_id: &SessionId, reason: SessionEndReason) -> bool;
+    /// calls [`Meters::ending`] and stores the bill); nothing if the session
+    /// is not open there (the driver then stores the bill itself).
+    async fn end(&self, session_id: &SessionId, reason: SessionEndReason);
 }
 
 /// Deployment-wide meter settings (from `PARLEY_FREE_WINDOW_SECS`,
@@ -251,8 +251,8 @@ impl Meters {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// An open session's meter as of `at` (for the `room.join` ack), if
-    /// metered here.
+    /// An open session's meter as of `at` (for the `room.join` ack and
+    /// `GET /v1/sessions/{id}`), if metered here.
     pub fn status(&self, session_id: &SessionId, at: Timestamp) -> Option<MeterStatus> {
         let st = self.lock();
         let mut meter = st.meters.get(session_id)?.meter.clone();
@@ -264,16 +264,6 @@ impl Meters {
             billable_secs: billable_ms / 1000,
             billing_started: meter.snapshot().billing_started,
         })
-    }
-
-    /// Billable seconds of an open session as of now (M5), if metered here.
-    pub fn billable_secs(&self, session_id: &SessionId) -> Option<u64> {
-        let now = self.clock.now();
-        let st = self.lock();
-        let mut meter = st.meters.get(session_id)?.meter.clone();
-        drop(st);
-        meter.handle(Input::Timeout, now);
-        Some(meter.settlement().map_or(meter.billable_ms(), |s| s.billable_ms) / 1000)
     }
 
     /// Driver tasks still running: one per metered session, and for a

@@ -131,7 +131,7 @@ pub(crate) async fn session(
     };
     let billable_secs = match &settlement {
         Some(st) => st.billable_secs,
-        None => s.meters.billable_secs(&id).unwrap_or(0),
+        None => s.meters.status(&id, s.clock.now()).map_or(0, |m| m.billable_secs),
     };
     let mut timeline: Vec<TimelineItem> = s
         .store

@@ -210,7 +210,7 @@ async fn recover_sessions(
             continue;
         };
         let cfg = match billing.session_pricing(&record.session_id).await? {
-            Some(p) => meter_config(meters.settings(), p.price.model, p.price.amount, p.hold, p.max_minutes),
+            Some(held) => meter_config(meters.settings(), &held),
             None => meters.unpriced(),
         };
         tracing::info!(session_id = %record.session_id, billable_ms = snapshot.billable_ms, "recovering open session");

@@ -7,12 +7,12 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use parley_billing::{Billing, HoldRefusal};
+use parley_billing::{Billing, Held, HoldRefusal};
 use parley_domain::protocol::rest::PriceModel;
 use parley_domain::protocol::{
     CallEndReason, ErrorCode, MeterStatus, Role, ServerMessage, SessionBill, SessionEndReason,
 };
-use parley_domain::{Money, SessionId, Timestamp};
+use parley_domain::{SessionId, Timestamp};
 use parley_metering::{MeterConfig, MeterSettings, MeterSink, Meters, Price};
 use parley_signaling::store::{CallRecord, SessionHooks, SessionRecord};
 use parley_signaling::{CallGate, GateRefusal, Hub};
@@ -60,10 +60,9 @@ impl MeterSink for HubSink {
         }
     }
 
-    async fn end(&self, session_id: &SessionId, reason: SessionEndReason) -> bool {
-        match self.0.upgrade() {
-            Some(hub) => hub.end_session_for(session_id, reason).await,
-            None => false,
+    async fn end(&self, session_id: &SessionId, reason: SessionEndReason) {
+        if let Some(hub) = self.0.upgrade() {
+            hub.end_session_for(session_id, reason).await;
         }
     }
 }
@@ -72,18 +71,13 @@ impl MeterSink for HubSink {
 /// fixed price ends at the instant-call maximum of billable time; a
 /// per-minute one when its hold (rate × that maximum, beyond the free
 /// window) is used up.
-pub fn meter_config(
-    settings: &MeterSettings,
-    model: PriceModel,
-    amount: Money,
-    hold: Money,
-    max_minutes: u32,
-) -> MeterConfig {
-    match model {
+pub fn meter_config(settings: &MeterSettings, held: &Held) -> MeterConfig {
+    let amount = held.price.amount;
+    match held.price.model {
         PriceModel::Fixed => {
-            settings.config(Price::Fixed { amount }, Some(Duration::from_secs(u64::from(max_minutes) * 60)))
+            settings.config(Price::Fixed { amount }, Some(Duration::from_secs(u64::from(held.max_minutes) * 60)))
         }
-        PriceModel::PerMinute => settings.config(Price::PerMinute { rate: amount, hold }, None),
+        PriceModel::PerMinute => settings.config(Price::PerMinute { rate: amount, hold: held.hold }, None),
     }
 }
 
@@ -106,7 +100,7 @@ impl CallGate for BillingGate {
         match held {
             Ok(None) => Ok(()),
             Ok(Some(h)) => {
-                let cfg = meter_config(self.meters.settings(), h.price.model, h.price.amount, h.hold, h.max_minutes);
+                let cfg = meter_config(self.meters.settings(), &h);
                 self.meters.expect(&call.session_id, cfg);
                 Ok(())
             }

@@ -6,11 +6,12 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TestApp, WAIT, incoming, spawn_app, spawn_app_on_postgres, spawn_app_with};
+use common::{TestApp, WAIT, incoming, settled, spawn_app, spawn_app_on_postgres, spawn_app_with};
 use parley_domain::protocol::rest::{ConsultantPrice, PriceModel, SessionDetails};
 use parley_domain::protocol::{ErrorCode, Outcome, Role, ServerMessage, SessionBill, SessionEndReason};
 use parley_domain::{Currency, Money, SessionId, UserId};
 use parley_sdk::{ApiClient, Events, SdkError, SignalingClient};
+use sqlx::Row;
 
 fn eur(minor: i64) -> Money {
     Money::new(minor, Currency::parse("EUR").unwrap())
@@ -73,19 +74,6 @@ async fn ended(events: &mut Events) -> (SessionEndReason, Option<SessionBill>) {
         })
         .await
         .expect("session.ended")
-}
-
-/// The session once its settlement was carried out (B3).
-async fn settled(api: &ApiClient, token: &str, session_id: &SessionId) -> SessionDetails {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let d = api.session(token, session_id).await.unwrap();
-        if matches!(d.settlement_status.as_deref(), Some("done" | "failed")) {
-            return d;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "not settled in time: {d:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 fn kinds(d: &SessionDetails) -> Vec<&str> {
@@ -313,7 +301,6 @@ async fn m3_m5_an_absence_rejoined_within_grace_is_not_billed() {
     assert_eq!(bill.map(|b| (b.outcome, b.billable_secs)), Some((Outcome::Free, 599)));
     let d = settled(&s.api, &s.seeker_token, &s.session_id).await;
     assert_eq!(d.hold.unwrap().status, "released");
-    drop(s.c_events);
 }
 
 #[tokio::test]
@@ -436,7 +423,17 @@ async fn b4_a_consultant_with_a_payout_account_is_the_captures_destination() {
     ended(&mut s.s_events).await;
     let d = settled(&s.api, &s.seeker_token, &s.session_id).await;
     assert_eq!((d.captured, d.fee), (Some(eur(3000)), Some(eur(600))));
-    let _ = link;
+    // The sandbox's PaymentIntent was destined for the consultant's account
+    // and captured with the platform's fee (B4).
+    let intent_id = d.hold.and_then(|h| h.intent_id).expect("intent");
+    let row = sqlx::query("SELECT destination, amount_received, fee_minor FROM sandbox_intents WHERE id = $1")
+        .bind(&intent_id)
+        .fetch_one(&app.store.pool())
+        .await
+        .unwrap();
+    let destination: Option<String> = row.get("destination");
+    assert_eq!(destination.as_deref(), Some(link.account_id.as_str()));
+    assert_eq!((row.get::<i64, _>("amount_received"), row.get::<Option<i64>, _>("fee_minor")), (3000, Some(600)));
 }
 
 #[tokio::test]

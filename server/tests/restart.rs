@@ -4,11 +4,14 @@
 //! seeker's favour), both participants rejoin within `G`, and the session
 //! is settled once. Real time: about 15 s.
 
+mod common;
+
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::WAIT;
 use parley_domain::protocol::{Outcome, Role, ServerMessage, UserInfo};
 use parley_domain::{Clock, UserId};
 use parley_sdk::{ApiClient, SignalingClient};
@@ -16,7 +19,6 @@ use parley_signaling::Authenticator;
 use parley_signaling::clock::SystemClock;
 
 const SECRET: &str = "restart-test-secret-restart-test-secret";
-const WAIT: Duration = Duration::from_secs(10);
 
 /// The server process, killed (SIGKILL) when dropped: also when a check
 /// fails, so no server outlives the test.
@@ -131,15 +133,8 @@ async fn m9_b3_a_session_survives_a_killed_server_and_is_settled_once() {
 
     // Settled once: one capture, one receipt.
     let api = ApiClient::new(&base).unwrap();
-    let deadline = Instant::now() + WAIT;
-    let details = loop {
-        let d = api.session(&seeker_token, &session_id).await.unwrap();
-        if d.settlement_status.as_deref() == Some("done") {
-            break d;
-        }
-        assert!(Instant::now() < deadline, "not settled: {d:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let details = common::settled(&api, &seeker_token, &session_id).await;
+    assert_eq!(details.settlement_status.as_deref(), Some("done"), "{details:?}");
     assert_eq!(details.ledger.iter().filter(|l| l.kind == "capture").count(), 1, "{:?}", details.ledger);
     assert_eq!(details.billable_secs, bill.billable_secs);
     let receipts = api.receipts(&seeker_token).await.unwrap();

@@ -83,15 +83,7 @@ async fn end(c: &mut Call) {
 }
 
 async fn settled(c: &Call) -> SessionDetails {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let d = c.api.session(&c.token, &c.session_id).await.unwrap();
-        if matches!(d.settlement_status.as_deref(), Some("done" | "failed")) {
-            return d;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "not settled in time: {d:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    common::settled(&c.api, &c.token, &c.session_id).await
 }
 
 fn field<'a>(r: &'a RecordedRequest, key: &str) -> Option<&'a str> {

@@ -275,6 +275,24 @@ pub async fn spawn_app_on_postgres() -> TestApp {
     spawn_app_with(|c| c.database_url = url).await
 }
 
+/// `GET /v1/sessions/{id}` once its settlement was carried out (done or
+/// failed: DESIGN.md B3), polling for up to [`WAIT`].
+pub async fn settled(
+    api: &parley_sdk::ApiClient,
+    token: &str,
+    session_id: &parley_domain::SessionId,
+) -> parley_domain::protocol::rest::SessionDetails {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let d = api.session(token, session_id).await.unwrap();
+        if matches!(d.settlement_status.as_deref(), Some("done" | "failed")) {
+            return d;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "not settled in time: {d:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Waits for `call.incoming`; returns the call and session ids.
 pub async fn incoming(events: &mut Events) -> (parley_domain::CallId, parley_domain::SessionId) {
     events
