@@ -9,7 +9,7 @@ use parley_domain::protocol::rest::{
     ConsultantPrice, Earnings, EarningsItem, EarningsTotal, HoldInfo, LedgerItem, PriceModel, Receipt,
 };
 use parley_domain::protocol::{Outcome, SessionBill};
-use parley_domain::{Clock, Currency, Money, MoneyError, SessionId, Timestamp, UserId};
+use parley_domain::{Clock, Currency, IdError, Money, MoneyError, SessionId, Timestamp, UserId};
 use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
 use tokio::sync::Notify;
@@ -57,9 +57,12 @@ pub enum BillingError {
     /// The provider refused or failed.
     #[error(transparent)]
     Provider(#[from] ProviderError),
-    /// Money arithmetic failed.
+    /// Money arithmetic failed, or a stored currency did not parse.
     #[error(transparent)]
     Money(#[from] MoneyError),
+    /// A stored id did not parse.
+    #[error("billing data: {0}")]
+    Id(#[from] IdError),
     /// The request cannot be carried out (stable code for the API).
     #[error("{1}")]
     Refused(&'static str, String),
@@ -115,7 +118,7 @@ pub struct StoredSettlement {
 
 fn money(row: &AnyRow, amount: &str, currency: &str) -> Result<Money, BillingError> {
     let c: String = row.try_get(currency)?;
-    let c = Currency::parse(&c).map_err(|e| BillingError::Data(e.to_string()))?;
+    let c = Currency::parse(&c)?;
     Ok(Money::new(row.try_get(amount)?, c))
 }
 
@@ -353,7 +356,7 @@ impl Billing {
         else {
             return Ok(());
         };
-        let currency = Currency::parse(&currency).map_err(|e| BillingError::Data(e.to_string()))?;
+        let currency = Currency::parse(&currency)?;
         sqlx::query(
             "INSERT INTO settlements (session_id, outcome, reason, billable_secs, amount_minor, currency, decided_ms, next_attempt_ms) \
              VALUES ($1, 'unanswered', $2, 0, 0, $3, $4, $4) ON CONFLICT (session_id) DO NOTHING",
@@ -445,7 +448,7 @@ impl Billing {
         let mut finished = 0;
         for row in due {
             let sid: String = row.try_get("session_id")?;
-            let session_id = SessionId::parse(sid).map_err(|e| BillingError::Data(e.to_string()))?;
+            let session_id = SessionId::parse(sid)?;
             // Claim it: another worker may be looking at the same row.
             let lease = now + i64::try_from(LEASE.as_millis()).unwrap_or(i64::MAX);
             let claimed = sqlx::query(
@@ -527,10 +530,8 @@ impl Billing {
         };
         let amount = money(&s, "amount_minor", "currency")?;
         let hold = money(&s, "hold_minor", "hold_currency")?;
-        let seeker =
-            UserId::parse(s.try_get::<String, _>("seeker_id")?).map_err(|e| BillingError::Data(e.to_string()))?;
-        let consultant =
-            UserId::parse(s.try_get::<String, _>("consultant_id")?).map_err(|e| BillingError::Data(e.to_string()))?;
+        let seeker = UserId::parse(s.try_get::<String, _>("seeker_id")?)?;
+        let consultant = UserId::parse(s.try_get::<String, _>("consultant_id")?)?;
         let destination: Option<String> = s.try_get("destination")?;
         let expires: Option<i64> = s.try_get("expires_ms")?;
         let outcome: String = s.try_get("outcome")?;
@@ -729,7 +730,7 @@ impl Billing {
         for r in &rows {
             let sid: String = r.try_get("session_id")?;
             let item = EarningsItem {
-                session_id: SessionId::parse(sid).map_err(|e| BillingError::Data(e.to_string()))?,
+                session_id: SessionId::parse(sid)?,
                 at_ms: r.try_get("at_ms")?,
                 captured: money(r, "captured", "currency")?,
                 fee: money(r, "fee", "currency")?,
@@ -768,8 +769,8 @@ impl Billing {
                 let outcome: Option<String> = r.try_get("outcome")?;
                 let billable: Option<i64> = r.try_get("billable_secs")?;
                 Ok(Receipt {
-                    session_id: SessionId::parse(sid).map_err(|e| BillingError::Data(e.to_string()))?,
-                    consultant_id: UserId::parse(cid).map_err(|e| BillingError::Data(e.to_string()))?,
+                    session_id: SessionId::parse(sid)?,
+                    consultant_id: UserId::parse(cid)?,
                     at_ms: r.try_get("created_ms")?,
                     hold: money(r, "amount_minor", "currency")?,
                     outcome: match outcome.as_deref() {
@@ -829,10 +830,8 @@ impl Billing {
             idempotency_key: format!("refund:{session_id}:{}", n + 1),
         };
         let refund = self.provider.refund(&req).await?;
-        let seeker =
-            UserId::parse(row.try_get::<String, _>("seeker_id")?).map_err(|e| BillingError::Data(e.to_string()))?;
-        let consultant =
-            UserId::parse(row.try_get::<String, _>("consultant_id")?).map_err(|e| BillingError::Data(e.to_string()))?;
+        let seeker = UserId::parse(row.try_get::<String, _>("seeker_id")?)?;
+        let consultant = UserId::parse(row.try_get::<String, _>("consultant_id")?)?;
         let cur = captured.currency;
         // Proportional reversal, rounded down for the consultant.
         let back = i64::try_from(i128::from(amount) * i128::from(earned) / i128::from(captured.amount_minor.max(1)))
@@ -896,11 +895,11 @@ impl Billing {
                 row.map(|r| -> Result<_, BillingError> {
                     let parse = |k: &str| -> Result<String, BillingError> { Ok(r.try_get::<String, _>(k)?) };
                     Ok((
-                        SessionId::parse(parse("session_id")?).map_err(|e| BillingError::Data(e.to_string()))?,
-                        UserId::parse(parse("seeker_id")?).map_err(|e| BillingError::Data(e.to_string()))?,
-                        UserId::parse(parse("consultant_id")?).map_err(|e| BillingError::Data(e.to_string()))?,
+                        SessionId::parse(parse("session_id")?)?,
+                        UserId::parse(parse("seeker_id")?)?,
+                        UserId::parse(parse("consultant_id")?)?,
                         parse("status")?,
-                        Currency::parse(&parse("currency")?).map_err(|e| BillingError::Data(e.to_string()))?,
+                        Currency::parse(&parse("currency")?)?,
                     ))
                 })
                 .transpose()
