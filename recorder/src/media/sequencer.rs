@@ -1,6 +1,8 @@
 //! Puts one track's RTP packets back in sequence-number order and tells streams (SSRCs) apart.
 //!
 //! Policy (RFC 3550 §A.1 in spirit, simplified):
+//! - The first [`START_HOLD`] packets of a stream are held before its starting sequence number is
+//!   fixed (the lowest of them), so swapped packets at the very start are not lost.
 //! - Packets are held in a small reorder buffer keyed by the extended (u16-wraparound-unwrapped)
 //!   sequence number and released in order. A missing sequence number is declared lost once more
 //!   than `depth` later packets wait behind it; the next released packet is then flagged
@@ -20,6 +22,10 @@ use rtc::rtp::Packet;
 /// Sequence-number distance behind the last released packet beyond which a packet is treated as a
 /// sequence restart rather than a late packet (RFC 3550 §A.1 uses 100 for `MAX_MISORDER`).
 pub const MAX_MISORDER: i64 = 100;
+
+/// Packets held at the start of a stream before its first sequence number is fixed, so that a
+/// stream whose first packets arrive swapped still starts with its first packet.
+pub const START_HOLD: usize = 3;
 
 /// How many retired SSRCs are remembered, to discard their stray late packets.
 const RETIRED_SSRCS: usize = 16;
@@ -45,6 +51,8 @@ struct Stream {
     next: i64,
     buffer: BTreeMap<i64, (Packet, Duration)>,
     first_release: bool,
+    /// `next` is known: the first packets were released (or [`START_HOLD`] exceeded).
+    started: bool,
 }
 
 /// Reorder buffer plus stream (SSRC) tracking for one track.
@@ -89,12 +97,13 @@ impl Sequencer {
                 next: i64::from(seq),
                 buffer: BTreeMap::new(),
                 first_release: true,
+                started: false,
             });
         }
         let Some(stream) = self.current.as_mut() else { return };
         let ext = unwrap_seq(stream.highest, seq);
         stream.highest = stream.highest.max(ext);
-        if ext < stream.next {
+        if stream.started && ext < stream.next {
             if stream.next - ext > MAX_MISORDER {
                 // Sequence restart: release what we hold, carry on from here.
                 self.gaps += drain(stream, out);
@@ -110,6 +119,13 @@ impl Sequencer {
             return;
         }
         stream.buffer.insert(ext, (packet.clone(), arrival));
+        if !stream.started {
+            if stream.buffer.len() <= START_HOLD.min(self.depth) {
+                return;
+            }
+            stream.started = true;
+            stream.next = stream.buffer.keys().next().copied().unwrap_or(ext);
+        }
         while let Some(&key) = stream.buffer.keys().next() {
             let after_loss = key != stream.next;
             if after_loss && stream.buffer.len() <= self.depth {
@@ -135,6 +151,10 @@ impl Sequencer {
 
 /// Release everything `stream` holds, in order; returns the number of lost runs found.
 fn drain(stream: &mut Stream, out: &mut Vec<Released>) -> u32 {
+    if !stream.started {
+        stream.started = true;
+        stream.next = stream.buffer.keys().next().copied().unwrap_or(stream.next);
+    }
     let mut runs = 0;
     for (key, (packet, arrival)) in std::mem::take(&mut stream.buffer) {
         let after_loss = key != stream.next;
