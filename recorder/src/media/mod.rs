@@ -54,8 +54,9 @@ use vp8::VP8_CLOCK_RATE;
 /// declared lost once this many later packets wait behind it.
 pub const AUDIO_REORDER_DEPTH: usize = 10;
 
-/// Reorder buffer depth for video, in packets: 32 (a few frames at typical rates).
-pub const VIDEO_REORDER_DEPTH: usize = 32;
+/// Reorder buffer depth for video, in packets: 16 (about 5 frames of 3 packets). Larger would
+/// tolerate more reordering but delay loss detection, and with it [`TrackWriter::wants_key_frame`].
+pub const VIDEO_REORDER_DEPTH: usize = 16;
 
 /// Errors from writing a track or a manifest.
 #[derive(Debug, thiserror::Error)]
