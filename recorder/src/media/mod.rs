@@ -307,7 +307,11 @@ impl TrackWriter {
         let (duration_ms, dropped_frames, speech_ms) = match self.inner {
             Inner::Audio(audio) => {
                 audio.file.finish()?;
-                (audio.granule * 1000 / u64::from(OPUS_CLOCK_RATE), 0, audio.speech_samples * 1000 / 48_000)
+                (
+                    audio.granule * 1000 / u64::from(OPUS_CLOCK_RATE),
+                    0,
+                    audio.speech_samples * 1000 / u64::from(OPUS_CLOCK_RATE),
+                )
             }
             Inner::Video(mut video) => {
                 if video.current.take().is_some() {
@@ -364,10 +368,9 @@ enum Written {
 impl AudioState {
     fn write(&mut self, timeline: &mut Timeline, r: &Released) -> Result<Written, MediaError> {
         let payload = &r.packet.payload;
-        let Some(samples) = opus::packet_samples(payload) else {
+        let (Some(samples), Some(&toc)) = (opus::packet_samples(payload), payload.first()) else {
             return Ok(Written::Malformed);
         };
-        let toc = payload[0];
         let target = timeline.place(r.packet.header.timestamp, r.arrival, r.new_stream, self.granule);
         if !self.file.headers_written() {
             self.file.write_headers(if opus::is_stereo(payload) { 2 } else { 1 })?;
