@@ -23,6 +23,8 @@ pub const PROTOCOL_VERSION: u32 = 1;
 pub const MAX_FRAME_BYTES: usize = 64 * 1024;
 /// The largest SDP accepted in `sdp.offer` / `sdp.answer`, in bytes.
 pub const MAX_SDP_BYTES: usize = 32 * 1024;
+/// Largest `chat.send` text, bytes (UTF-8).
+pub const MAX_CHAT_BYTES: usize = 4 * 1024;
 /// The longest ICE candidate line accepted, in bytes.
 pub const MAX_CANDIDATE_BYTES: usize = 1024;
 
@@ -79,6 +81,10 @@ pub enum Role {
     /// Staff: ends sessions and refunds through the REST API; does not
     /// take part in calls (signaling refuses it with `wrong_role`).
     Moderator,
+    /// The recording service (DESIGN.md §6): joins the rooms of sessions
+    /// with recording consent as a receive-only participant; assigned by
+    /// the server (`recording.assigned`), never rung.
+    Recorder,
 }
 
 impl Role {
@@ -88,6 +94,7 @@ impl Role {
             Role::Seeker => "seeker",
             Role::Consultant => "consultant",
             Role::Moderator => "moderator",
+            Role::Recorder => "recorder",
         }
     }
 }
@@ -192,6 +199,12 @@ pub enum ClientMessage {
         /// the payment hold.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         payment_method: Option<String>,
+        /// Ask for the session to be recorded (DESIGN.md §6). Only premium
+        /// seekers may (`premium_required`), and only consultants whose
+        /// profile allows it (`recording_not_allowed`); the consultant sees
+        /// the request in `call.incoming` before accepting.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        record: bool,
     },
     /// Consultants: accept a ringing call. Both sides then get `call.accepted`.
     #[serde(rename = "call.accept")]
@@ -237,22 +250,47 @@ pub enum ClientMessage {
         session_id: SessionId,
         /// The SDP.
         sdp: String,
+        /// Who it is for: absent means the other participant; the recorder's
+        /// id (from `recording.started`) addresses the recorder's peer
+        /// connection. The recorder must always name the participant.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        to: Option<UserId>,
     },
-    /// An SDP answer for the other participant.
+    /// An SDP answer for the other participant (or, with `to`, the recorder).
     #[serde(rename = "sdp.answer")]
     SdpAnswer {
         /// The session whose room both are in.
         session_id: SessionId,
         /// The SDP.
         sdp: String,
+        /// Who it is for; as in `sdp.offer`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        to: Option<UserId>,
     },
-    /// A trickled ICE candidate for the other participant.
+    /// A trickled ICE candidate for the other participant (or, with `to`,
+    /// the recorder).
     #[serde(rename = "ice.candidate")]
     IceCandidate {
         /// The session whose room both are in.
         session_id: SessionId,
         /// The candidate.
         candidate: IceCandidate,
+        /// Who it is for; as in `sdp.offer`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        to: Option<UserId>,
+    },
+    /// A chat line or a note for the session: relayed to the other
+    /// participant as `chat.message`, stored, and listed in the recap
+    /// (DESIGN.md §6). At most [`MAX_CHAT_BYTES`] of text.
+    #[serde(rename = "chat.send")]
+    ChatSend {
+        /// The session.
+        session_id: SessionId,
+        /// The text, 1 to [`MAX_CHAT_BYTES`] bytes.
+        text: String,
+        /// `chat` (default) or `note` (e.g. an action item).
+        #[serde(default)]
+        kind: ChatKind,
     },
     /// A client's media connection state, stored in the session timeline
     /// (DESIGN.md M11).
@@ -298,6 +336,7 @@ impl ClientMessage {
         "sdp.answer",
         "ice.candidate",
         "media.state",
+        "chat.send",
         "session.end",
         "resume",
         "ping",
@@ -317,6 +356,7 @@ impl ClientMessage {
             ClientMessage::SdpAnswer { .. } => "sdp.answer",
             ClientMessage::IceCandidate { .. } => "ice.candidate",
             ClientMessage::MediaStateReport { .. } => "media.state",
+            ClientMessage::ChatSend { .. } => "chat.send",
             ClientMessage::SessionEnd { .. } => "session.end",
             ClientMessage::Resume { .. } => "resume",
             ClientMessage::Ping => "ping",
@@ -364,6 +404,48 @@ pub enum AckResult {
         /// Server time (Unix ms).
         server_time_ms: i64,
     },
+}
+
+/// What a `chat.send` line is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum ChatKind {
+    /// A chat line.
+    #[default]
+    Chat,
+    /// A note for the record (e.g. an action item); listed apart in the recap.
+    Note,
+}
+
+impl ChatKind {
+    /// The kind's wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChatKind::Chat => "chat",
+            ChatKind::Note => "note",
+        }
+    }
+}
+
+/// Why recording stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordingStopReason {
+    /// The session ended.
+    SessionEnded,
+    /// The recorder left the room or lost its connection.
+    RecorderLeft,
+}
+
+impl RecordingStopReason {
+    /// The reason's wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordingStopReason::SessionEnded => "session_ended",
+            RecordingStopReason::RecorderLeft => "recorder_left",
+        }
+    }
 }
 
 /// Why a ringing call ended without a session.
@@ -555,6 +637,11 @@ pub enum ErrorCode {
     PaymentDeclined,
     /// The payment method needs the seeker's action (e.g. 3-D Secure).
     PaymentActionRequired,
+    /// Only premium seekers may ask for recording or download recordings
+    /// and recaps (DESIGN.md §6).
+    PremiumRequired,
+    /// The consultant's profile does not allow recording.
+    RecordingNotAllowed,
     /// No bearer token (HTTP 401).
     MissingToken,
     /// The token's signature or claims are invalid (HTTP 401).
@@ -604,6 +691,8 @@ impl ErrorCode {
         ErrorCode::ResumeNotFirst,
         ErrorCode::PaymentDeclined,
         ErrorCode::PaymentActionRequired,
+        ErrorCode::PremiumRequired,
+        ErrorCode::RecordingNotAllowed,
         ErrorCode::MissingToken,
         ErrorCode::InvalidToken,
         ErrorCode::TokenExpired,
@@ -647,6 +736,8 @@ impl ErrorCode {
             ResumeNotFirst => "resume_not_first",
             PaymentDeclined => "payment_declined",
             PaymentActionRequired => "payment_action_required",
+            PremiumRequired => "premium_required",
+            RecordingNotAllowed => "recording_not_allowed",
             MissingToken => "missing_token",
             InvalidToken => "invalid_token",
             TokenExpired => "token_expired",
@@ -728,6 +819,10 @@ pub enum ServerMessage {
         seeker: UserInfo,
         /// When the ring times out, server time (Unix ms).
         ring_deadline_ms: i64,
+        /// The seeker asked for the session to be recorded; accepting
+        /// consents to it (DESIGN.md §6).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        recording: bool,
     },
     /// The call was accepted: both sides should `room.join` the session.
     #[serde(rename = "call.accepted")]
@@ -768,7 +863,9 @@ pub enum ServerMessage {
         /// Seconds they have to come back before the session ends (M3).
         grace_secs: u64,
     },
-    /// Relayed offer from the other participant.
+    /// Relayed offer from the other participant, or from the recorder
+    /// (`from` is the recorder's id): answer it with `to` set to the
+    /// recorder, sending your audio (and video) only.
     #[serde(rename = "sdp.offer")]
     SdpOffer {
         /// The session.
@@ -797,6 +894,47 @@ pub enum ServerMessage {
         from: UserId,
         /// The candidate.
         candidate: IceCandidate,
+    },
+    /// A chat line or note from the other participant (`chat.send`).
+    #[serde(rename = "chat.message")]
+    ChatMessage {
+        /// The session.
+        session_id: SessionId,
+        /// The sender.
+        from: UserId,
+        /// The text.
+        text: String,
+        /// `chat` or `note`.
+        kind: ChatKind,
+        /// Server time it was received (Unix ms).
+        at_ms: i64,
+    },
+    /// Recording is on: the recorder joined the room and will offer each
+    /// participant a receive-only peer connection (DESIGN.md §6). Sent to
+    /// both participants.
+    #[serde(rename = "recording.started")]
+    RecordingStarted {
+        /// The session.
+        session_id: SessionId,
+        /// The recorder's user id: its offers carry it as `from`; answers
+        /// and candidates for it carry it as `to`.
+        recorder_id: UserId,
+    },
+    /// Recording is off (the session ended, or the recorder left). Sent to
+    /// both participants.
+    #[serde(rename = "recording.stopped")]
+    RecordingStopped {
+        /// The session.
+        session_id: SessionId,
+        /// Why.
+        reason: RecordingStopReason,
+    },
+    /// Recorders: record this session. Join its room (`room.join`) and
+    /// offer each participant a receive-only connection.
+    #[serde(rename = "recording.assigned")]
+    RecordingAssigned {
+        /// The session.
+        session_id: SessionId,
     },
     /// The session ended; leave the room and close the peer connection.
     #[serde(rename = "session.ended")]
@@ -879,6 +1017,10 @@ impl ServerMessage {
         "sdp.offer",
         "sdp.answer",
         "ice.candidate",
+        "chat.message",
+        "recording.started",
+        "recording.stopped",
+        "recording.assigned",
         "session.ended",
         "meter.free_window_ending",
         "meter.billing_started",
@@ -902,6 +1044,10 @@ impl ServerMessage {
             ServerMessage::SdpOffer { .. } => "sdp.offer",
             ServerMessage::SdpAnswer { .. } => "sdp.answer",
             ServerMessage::IceCandidate { .. } => "ice.candidate",
+            ServerMessage::ChatMessage { .. } => "chat.message",
+            ServerMessage::RecordingStarted { .. } => "recording.started",
+            ServerMessage::RecordingStopped { .. } => "recording.stopped",
+            ServerMessage::RecordingAssigned { .. } => "recording.assigned",
             ServerMessage::SessionEnded { .. } => "session.ended",
             ServerMessage::MeterFreeWindowEnding { .. } => "meter.free_window_ending",
             ServerMessage::MeterBillingStarted { .. } => "meter.billing_started",
@@ -1028,7 +1174,7 @@ mod tests {
 pub mod rest {
     use serde::{Deserialize, Serialize};
 
-    use super::{Outcome, PresenceStatus, Role, UserInfo};
+    use super::{ChatKind, Outcome, PresenceStatus, Role, UserInfo};
     use crate::ids::{CallId, SessionId, UserId};
     use crate::money::Money;
 
@@ -1325,5 +1471,111 @@ pub mod rest {
         pub refund_id: String,
         /// Refunded now.
         pub amount: Money,
+    }
+
+    /// `PUT /v1/seekers/{id}/premium` (the operator's platform, with a
+    /// moderator token): whether the seeker is premium (DESIGN.md §6). A
+    /// token's `premium` claim counts too.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+    pub struct PremiumRequest {
+        /// Premium or not.
+        pub premium: bool,
+    }
+
+    /// `GET` / `PUT /v1/consultants/me/recording`: whether the consultant
+    /// allows their sessions to be recorded (default: no).
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+    pub struct RecordingConsent {
+        /// Allowed or not.
+        pub allowed: bool,
+    }
+
+    /// One stored file of a session's recording, with an expiring signed
+    /// download link (HTTP Range supported).
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+    pub struct RecordingFile {
+        /// The file's id (`rec_…`).
+        pub id: String,
+        /// Whose track; absent for the manifest.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub participant_id: Option<UserId>,
+        /// `audio`, `video` or `manifest`.
+        pub kind: String,
+        /// `opus` (Ogg), `vp8` (IVF) or `json`.
+        pub codec: String,
+        /// The `Content-Type` it is served with.
+        pub content_type: String,
+        /// Size, bytes.
+        pub bytes: u64,
+        /// Media time covered, milliseconds.
+        pub duration_ms: u64,
+        /// Download path, relative to the server's base URL; valid until
+        /// `url_expires_at_ms` (default 15 minutes).
+        pub url: String,
+        /// When the link stops working, server Unix ms.
+        pub url_expires_at_ms: i64,
+    }
+
+    /// `GET /v1/sessions/{id}/recordings`.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+    pub struct RecordingList {
+        /// The session.
+        pub session_id: SessionId,
+        /// Its files (none if it was not recorded, or retention deleted them).
+        pub recordings: Vec<RecordingFile>,
+    }
+
+    /// Talk time of one participant, from the recording's audio levels
+    /// (RFC 6464) or Opus voice activity.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+    pub struct TalkTime {
+        /// The participant.
+        pub user_id: UserId,
+        /// Milliseconds of speech.
+        pub speech_ms: u64,
+        /// Share of all speech in the session, percent (rounded down).
+        pub share_percent: u8,
+    }
+
+    /// A chat line or note sent in the session.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+    pub struct ChatLine {
+        /// Server time, Unix ms.
+        pub at_ms: i64,
+        /// The sender.
+        pub from: UserId,
+        /// `chat` or `note`.
+        pub kind: ChatKind,
+        /// The text.
+        pub text: String,
+    }
+
+    /// `GET /v1/sessions/{id}/recap`: what happened in a session, for its
+    /// premium seeker and its consultant (DESIGN.md §6). Also as Markdown
+    /// (`?format=markdown`).
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+    pub struct Recap {
+        /// The session: state, timeline (joins, drops, rejoins, free window,
+        /// end), billing outcome and money.
+        pub session: SessionDetails,
+        /// The seeker and the consultant.
+        pub participants: Vec<UserInfo>,
+        /// Whether the session was recorded.
+        pub recorded: bool,
+        /// Talk time per participant (recorded sessions only).
+        pub talk_time: Vec<TalkTime>,
+        /// Chat lines, oldest first.
+        pub chat: Vec<ChatLine>,
+        /// Notes, oldest first.
+        pub notes: Vec<ChatLine>,
+        /// The recording's files with fresh download links.
+        pub recordings: Vec<RecordingFile>,
     }
 }

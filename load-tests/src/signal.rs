@@ -720,6 +720,7 @@ async fn set_up(
     let request = ClientMessage::CallRequest {
         consultant_id: consultant.user.id.clone(),
         payment_method: Some(crate::PAYMENT_METHOD.to_owned()),
+        record: false,
     };
     seeker.send(Some("call"), request).await?;
     let seeker_id = seeker.user.id.clone();
@@ -772,7 +773,7 @@ async fn set_up(
     let seeker_ice = IceCredentials::new(&mut rng);
     let consultant_ice = IceCredentials::new(&mut rng);
     let offer = sdp::description(Kind::Offer, &mut rng, &seeker_ice, now_ns());
-    seeker.send(None, ClientMessage::SdpOffer { session_id: session_id.clone(), sdp: offer }).await?;
+    seeker.send(None, ClientMessage::SdpOffer { session_id: session_id.clone(), sdp: offer, to: None }).await?;
     let latency = consultant
         .recv_until(deadline, "sdp.offer", None, |m| match &m.msg {
             ServerMessage::SdpOffer { sdp, .. } => sdp::sdp_ts(sdp).map(|ts| since(ts, m.at_ns)),
@@ -781,7 +782,7 @@ async fn set_up(
         .await?;
     record(&ctx.shared.sdp_relay, latency);
     let answer = sdp::description(Kind::Answer, &mut rng, &consultant_ice, now_ns());
-    consultant.send(None, ClientMessage::SdpAnswer { session_id: session_id.clone(), sdp: answer }).await?;
+    consultant.send(None, ClientMessage::SdpAnswer { session_id: session_id.clone(), sdp: answer, to: None }).await?;
     let (latency, at_ns) = seeker
         .recv_until(deadline, "sdp.answer", None, |m| match &m.msg {
             ServerMessage::SdpAnswer { sdp, .. } => sdp::sdp_ts(sdp).map(|ts| (since(ts, m.at_ns), m.at_ns)),
@@ -818,8 +819,8 @@ impl Call {
         let s = sdp::candidate(&mut self.rng, &self.seeker_ice, seq, now_ns());
         let c = sdp::candidate(&mut self.rng, &self.consultant_ice, seq, now_ns());
         (
-            ClientMessage::IceCandidate { session_id: self.session_id.clone(), candidate: s },
-            ClientMessage::IceCandidate { session_id: self.session_id.clone(), candidate: c },
+            ClientMessage::IceCandidate { session_id: self.session_id.clone(), candidate: s, to: None },
+            ClientMessage::IceCandidate { session_id: self.session_id.clone(), candidate: c, to: None },
         )
     }
 
@@ -862,7 +863,7 @@ async fn hop(call: &mut Call, forward: bool, last: u64, ctx: &PairCtx) -> Hop {
     let ice = if forward { &call.seeker_ice } else { &call.consultant_ice };
     for seq in first..=last {
         let candidate = sdp::candidate(&mut call.rng, ice, seq, now_ns());
-        let msg = ClientMessage::IceCandidate { session_id: call.session_id.clone(), candidate };
+        let msg = ClientMessage::IceCandidate { session_id: call.session_id.clone(), candidate, to: None };
         if let Err(e) = from.send(None, msg).await {
             return Hop::Broken(format!("{e:#}"));
         }

@@ -177,7 +177,7 @@ fn party(role: Role) -> Option<Party> {
     match role {
         Role::Seeker => Some(Party::Seeker),
         Role::Consultant => Some(Party::Consultant),
-        Role::Moderator => None,
+        Role::Moderator | Role::Recorder => None,
     }
 }
 

@@ -12,7 +12,8 @@ export type UserId = string;
 export type CallId = string;
 export type SessionId = string;
 
-export type Role = "seeker" | "consultant" | "moderator";
+/** `recorder`: the recording service (WebSocket only, never rung). */
+export type Role = "seeker" | "consultant" | "moderator" | "recorder";
 export type PresenceStatus = "available" | "busy" | "offline";
 export type MediaState = "new" | "connecting" | "connected" | "disconnected" | "failed" | "closed";
 export type CallEndReason =
@@ -26,6 +27,9 @@ export type LeaveReason = "left" | "dropped";
 export type SessionEndReason = "hangup" | "abandoned" | "length_reached" | "hold_used_up" | "moderator";
 export type Outcome = "free" | "charged";
 export type PriceModel = "fixed" | "per_minute";
+/** `chat.send` / `chat.message`: a chat line, or a note for the record (listed apart in the recap). */
+export type ChatKind = "chat" | "note";
+export type RecordingStopReason = "session_ended" | "recorder_left";
 
 export interface UserInfo {
   id: UserId;
@@ -100,6 +104,8 @@ export type ErrorCode =
   | "resume_not_first"
   | "payment_declined"
   | "payment_action_required"
+  | "premium_required"
+  | "recording_not_allowed"
   | "missing_token"
   | "invalid_token"
   | "token_expired"
@@ -140,6 +146,8 @@ export declare const ErrorCode: {
   readonly RESUME_NOT_FIRST: "resume_not_first";
   readonly PAYMENT_DECLINED: "payment_declined";
   readonly PAYMENT_ACTION_REQUIRED: "payment_action_required";
+  readonly PREMIUM_REQUIRED: "premium_required";
+  readonly RECORDING_NOT_ALLOWED: "recording_not_allowed";
   readonly MISSING_TOKEN: "missing_token";
   readonly INVALID_TOKEN: "invalid_token";
   readonly TOKEN_EXPIRED: "token_expired";
@@ -183,6 +191,8 @@ export interface CallRequestMessage extends Envelope {
   type: "call.request";
   consultant_id: UserId;
   payment_method?: string;
+  /** Ask for the session to be recorded: premium seekers, consultants who allow it. */
+  record?: boolean;
 }
 export interface CallAcceptMessage extends Envelope {
   type: "call.accept";
@@ -209,21 +219,35 @@ export interface SdpOfferMessage extends Envelope {
   type: "sdp.offer";
   session_id: SessionId;
   sdp: string;
+  /** Absent: the other participant. The recorder's id: the recorder's connection. The recorder always sets it. */
+  to?: UserId;
 }
 export interface SdpAnswerMessage extends Envelope {
   type: "sdp.answer";
   session_id: SessionId;
   sdp: string;
+  /** As in `sdp.offer`. */
+  to?: UserId;
 }
 export interface IceCandidateMessage extends Envelope {
   type: "ice.candidate";
   session_id: SessionId;
   candidate: IceCandidate;
+  /** As in `sdp.offer`. */
+  to?: UserId;
 }
 export interface MediaStateMessage extends Envelope {
   type: "media.state";
   session_id: SessionId;
   state: MediaState;
+}
+export interface ChatSendMessage extends Envelope {
+  type: "chat.send";
+  session_id: SessionId;
+  /** 1–4096 bytes (MAX_CHAT_BYTES), not only whitespace. */
+  text: string;
+  /** Default "chat". */
+  kind?: ChatKind;
 }
 export interface SessionEndMessage extends Envelope {
   type: "session.end";
@@ -250,6 +274,7 @@ export type ClientMessage =
   | SdpAnswerMessage
   | IceCandidateMessage
   | MediaStateMessage
+  | ChatSendMessage
   | SessionEndMessage
   | ResumeMessage
   | PingMessage;
@@ -270,11 +295,12 @@ export interface CallResult {
 export interface RoomResult {
   kind: "room";
   session_id: SessionId;
+  /** The other participant if present (for the recorder: the participants present). */
   participants: UserInfo[];
   ice_servers: IceServer[];
-  /** true (the seeker): make the first offer. */
+  /** true (the seeker, and the recorder): make the first offer. */
   offerer: boolean;
-  /** The session's meter as of the join; absent if not metered. */
+  /** The session's meter as of the join; absent if not metered, and for the recorder. */
   meter?: MeterStatus;
 }
 /** A session's meter as a participant joins (DESIGN.md M8). */
@@ -335,6 +361,8 @@ export interface CallIncomingMessage extends Sequenced {
   session_id: SessionId;
   seeker: UserInfo;
   ring_deadline_ms: number;
+  /** The seeker asked for recording; accepting consents to it. */
+  recording?: boolean;
 }
 export interface CallAcceptedMessage extends Sequenced {
   type: "call.accepted";
@@ -359,6 +387,7 @@ export interface ParticipantLeftMessage extends Sequenced {
   reason: LeaveReason;
   grace_secs: number;
 }
+/** `from` is the other participant, or the recorder (its id from `recording.started`). */
 export interface SdpOfferRelayed extends Sequenced {
   type: "sdp.offer";
   session_id: SessionId;
@@ -376,6 +405,31 @@ export interface IceCandidateRelayed extends Sequenced {
   session_id: SessionId;
   from: UserId;
   candidate: IceCandidate;
+}
+export interface ChatMessage extends Sequenced {
+  type: "chat.message";
+  session_id: SessionId;
+  from: UserId;
+  text: string;
+  kind: ChatKind;
+  /** Server time it was received, Unix ms. */
+  at_ms: number;
+}
+/** The recorder joined: answer its offer (`from` = recorder_id) on a second, send-only connection. */
+export interface RecordingStartedMessage extends Sequenced {
+  type: "recording.started";
+  session_id: SessionId;
+  recorder_id: UserId;
+}
+export interface RecordingStoppedMessage extends Sequenced {
+  type: "recording.stopped";
+  session_id: SessionId;
+  reason: RecordingStopReason;
+}
+/** Recorders only: join this session's room and record it. */
+export interface RecordingAssignedMessage extends Sequenced {
+  type: "recording.assigned";
+  session_id: SessionId;
 }
 export interface SessionEndedMessage extends Sequenced {
   type: "session.ended";
@@ -425,6 +479,10 @@ export type ServerMessage =
   | SdpOfferRelayed
   | SdpAnswerRelayed
   | IceCandidateRelayed
+  | ChatMessage
+  | RecordingStartedMessage
+  | RecordingStoppedMessage
+  | RecordingAssignedMessage
   | SessionEndedMessage
   | MeterFreeWindowEndingMessage
   | MeterBillingStartedMessage
@@ -437,6 +495,8 @@ export declare const SERVER_MESSAGE_TYPES: readonly ServerMessageType[];
 
 export declare const PROTOCOL_VERSION: 1;
 export declare const REQUEST_TIMEOUT_MS: number;
+/** The longest `chat.send` text, UTF-8 bytes. */
+export declare const MAX_CHAT_BYTES: 4096;
 
 // ---------------------------------------------------------------------------
 // REST shapes (docs/protocol.md §13; parley_domain::protocol::rest)
@@ -542,6 +602,54 @@ export interface RefundResponse {
   refund_id: string;
   amount: Money;
 }
+/** One file of a session's recording, with an expiring signed link. */
+export interface RecordingFile {
+  /** `rec_…` */
+  id: string;
+  /** Whose track; absent for the manifest. */
+  participant_id?: UserId;
+  kind: "audio" | "video" | "manifest" | string;
+  /** opus (Ogg), vp8 (IVF), json (the manifest). */
+  codec: "opus" | "vp8" | "json" | string;
+  content_type: string;
+  bytes: number;
+  duration_ms: number;
+  /** Relative to the server's base URL; valid until `url_expires_at_ms` (15 min). */
+  url: string;
+  url_expires_at_ms: number;
+}
+export interface RecordingList {
+  session_id: SessionId;
+  recordings: RecordingFile[];
+}
+export interface TalkTime {
+  user_id: UserId;
+  speech_ms: number;
+  /** Share of all speech, percent, rounded down. */
+  share_percent: number;
+}
+export interface ChatLine {
+  at_ms: number;
+  from: UserId;
+  kind: ChatKind;
+  text: string;
+}
+export interface Recap {
+  /** Its timeline has no `chat` and `note` items: they are in `chat` and `notes`. */
+  session: SessionDetails;
+  participants: UserInfo[];
+  recorded: boolean;
+  talk_time: TalkTime[];
+  chat: ChatLine[];
+  notes: ChatLine[];
+  recordings: RecordingFile[];
+}
+export interface PremiumRequest {
+  premium: boolean;
+}
+export interface RecordingConsent {
+  allowed: boolean;
+}
 
 // ---------------------------------------------------------------------------
 // The SDK
@@ -553,7 +661,8 @@ export declare class ParleyApi {
   readonly baseUrl: string;
   /** `ws(s)://…/v1/signal` of this server. */
   signalUrl(): string;
-  request<T = unknown>(method: string, path: string, options?: { token?: string; body?: unknown }): Promise<T>;
+  /** `text: true` resolves with the body as text instead of JSON. */
+  request<T = unknown>(method: string, path: string, options?: { token?: string; body?: unknown; text?: boolean }): Promise<T>;
   devLogin(userId: string, name?: string, role?: "seeker" | "consultant"): Promise<DevLoginResponse>;
   consultants(token: string): Promise<ConsultantSummary[]>;
   myPrice(token: string): Promise<ConsultantPrice | null>;
@@ -563,6 +672,17 @@ export declare class ParleyApi {
   earnings(token: string, consultantId: UserId): Promise<Earnings>;
   receipts(token: string): Promise<Receipt[]>;
   payoutLink(token: string, options?: PayoutLinkRequest): Promise<PayoutLink>;
+  /** The session's consultant, or its seeker if premium (else `premium_required` / `forbidden`). */
+  recordings(token: string, sessionId: SessionId): Promise<RecordingList>;
+  recap(token: string, sessionId: SessionId): Promise<Recap>;
+  /** The recap as Markdown text. */
+  recapMarkdown(token: string, sessionId: SessionId): Promise<string>;
+  /** Moderator tokens (the operator's platform). */
+  setPremium(token: string, seekerId: UserId, premium: boolean): Promise<PremiumRequest>;
+  /** Consultants. */
+  recordingConsent(token: string): Promise<RecordingConsent>;
+  /** Consultants. */
+  setRecordingConsent(token: string, allowed: boolean): Promise<RecordingConsent>;
 }
 
 /** Events the SDK adds to the server's messages. */
@@ -629,7 +749,8 @@ export declare class SignalingClient extends Emitter<SignalingEventMap> {
   /** Closes for good (a close frame: not resumable). */
   close(): void;
   setAvailable(available: boolean): Promise<null>;
-  call(consultantId: UserId, paymentMethod?: string): Promise<CallResult>;
+  /** `record: true` asks for the session to be recorded. */
+  call(consultantId: UserId, paymentMethod?: string, options?: { record?: boolean }): Promise<CallResult>;
   accept(callId: CallId): Promise<null>;
   decline(callId: CallId, reason?: string): Promise<null>;
   cancel(callId: CallId): Promise<null>;
@@ -637,15 +758,42 @@ export declare class SignalingClient extends Emitter<SignalingEventMap> {
   leave(sessionId: SessionId): Promise<null>;
   endSession(sessionId: SessionId): Promise<null>;
   mediaState(sessionId: SessionId, state: MediaState): Promise<null>;
+  /** `chat.send`; the other participant gets `chat.message` (you get no copy). */
+  chat(sessionId: SessionId, text: string, kind?: ChatKind): Promise<null>;
   ping(): Promise<PongResult>;
+  /** The recorder's id while `sessionId` is being recorded (from `recording.started`). */
+  recorderOf(sessionId: SessionId): UserId | undefined;
+}
+
+/** Recording went on (`recording.started`) or off (`recording.stopped`). */
+export interface RecordingEvent {
+  active: boolean;
+  recorder_id?: UserId;
+  reason?: RecordingStopReason;
 }
 
 export interface CallEventMap {
   track: RTCTrackEvent;
   remotestream: MediaStream;
   connectionstatechange: RTCPeerConnectionState;
+  recording: RecordingEvent;
   error: Error;
   "*": unknown;
+}
+
+/**
+ * The send-only connection answering the recorder's offer with the call's
+ * local tracks (answer and candidates sent `to` the recorder). Made by Call.
+ */
+export declare class RecorderLink {
+  readonly call: Call;
+  readonly recorderId: UserId;
+  readonly pc: RTCPeerConnection;
+  readonly closed: boolean;
+  answer(sdp: string, stream?: MediaStream): Promise<void>;
+  addCandidate(candidate: IceCandidate): Promise<void>;
+  useStream(stream: MediaStream): void;
+  close(): void;
 }
 
 /**
@@ -653,6 +801,8 @@ export interface CallEventMap {
  * once the other participant is present; perfect negotiation with the
  * consultant as the polite peer; remote candidates buffered until a remote
  * description is set; ICE restart on `failed`; `media.state` reported.
+ * While recorded, the recorder's offers are answered by `recorder`, a
+ * separate send-only connection; they never reach `pc`.
  */
 export declare class Call extends Emitter<CallEventMap> {
   constructor(
@@ -671,6 +821,10 @@ export declare class Call extends Emitter<CallEventMap> {
   readonly localStream?: MediaStream;
   readonly closed: boolean;
   readonly connectionState: RTCPeerConnectionState;
+  /** The recorder's id while the session is recorded, else null. */
+  readonly recorderId: UserId | null;
+  /** The connection to the recorder, once it has offered; null otherwise. */
+  readonly recorder: RecorderLink | null;
   addStream(stream: MediaStream): void;
   start(): void;
   renegotiate(options?: { iceRestart?: boolean }): void;

@@ -1,5 +1,7 @@
 // Parley JavaScript SDK: the REST API, the signaling WebSocket and a WebRTC
-// call for one session. An ES module with no dependencies and no build step.
+// call for one session (and the send-only connection to the recorder when
+// the session is recorded). An ES module with no dependencies and no build
+// step.
 //
 // The wire truth is `domain/src/protocol.rs` (parley_domain::protocol) and
 // docs/protocol.md. Types: parley.d.ts next to this file.
@@ -43,6 +45,8 @@ export const ErrorCode = Object.freeze({
   RESUME_NOT_FIRST: "resume_not_first",
   PAYMENT_DECLINED: "payment_declined",
   PAYMENT_ACTION_REQUIRED: "payment_action_required",
+  PREMIUM_REQUIRED: "premium_required",
+  RECORDING_NOT_ALLOWED: "recording_not_allowed",
   MISSING_TOKEN: "missing_token",
   INVALID_TOKEN: "invalid_token",
   TOKEN_EXPIRED: "token_expired",
@@ -75,6 +79,7 @@ export const CLIENT_MESSAGE_TYPES = Object.freeze([
   "sdp.answer",
   "ice.candidate",
   "media.state",
+  "chat.send",
   "session.end",
   "resume",
   "ping",
@@ -94,6 +99,10 @@ export const SERVER_MESSAGE_TYPES = Object.freeze([
   "sdp.offer",
   "sdp.answer",
   "ice.candidate",
+  "chat.message",
+  "recording.started",
+  "recording.stopped",
+  "recording.assigned",
   "session.ended",
   "meter.free_window_ending",
   "meter.billing_started",
@@ -104,6 +113,9 @@ export const SERVER_MESSAGE_TYPES = Object.freeze([
 
 /** How long a request waits for its `ack` or `error`. */
 export const REQUEST_TIMEOUT_MS = 15000;
+
+/** The longest `chat.send` text, in UTF-8 bytes (`MAX_CHAT_BYTES`). */
+export const MAX_CHAT_BYTES = 4096;
 
 /** A failed request: a stable `code`, words for humans, and the HTTP status for REST. */
 export class ParleyError extends Error {
@@ -181,7 +193,8 @@ export class ParleyApi {
     return base.replace(/^http/, "ws") + "/v1/signal";
   }
 
-  async request(method, path, { token, body } = {}) {
+  /** `text: true` resolves with the body as text instead of JSON (errors are still JSON). */
+  async request(method, path, { token, body, text: asText = false } = {}) {
     const headers = {};
     if (token) headers.authorization = `Bearer ${token}`;
     if (body !== undefined) headers["content-type"] = "application/json";
@@ -212,6 +225,7 @@ export class ParleyApi {
         res.status,
       );
     }
+    if (asText) return text;
     if (json === undefined) throw new ParleyError(ClientErrorCode.PROTOCOL, "the server's answer is not JSON", res.status);
     return json;
   }
@@ -262,6 +276,36 @@ export class ParleyApi {
   /** `POST /v1/consultants/me/payout-account`: `{account_id, url}` of the onboarding link (consultants). */
   payoutLink(token, options = {}) {
     return this.request("POST", "/v1/consultants/me/payout-account", { token, body: options });
+  }
+
+  /** `GET /v1/sessions/{id}/recordings`: the files, with links valid 15 minutes (the consultant; a premium seeker). */
+  recordings(token, sessionId) {
+    return this.request("GET", `/v1/sessions/${encodeURIComponent(sessionId)}/recordings`, { token });
+  }
+
+  /** `GET /v1/sessions/{id}/recap`: timeline, billing, talk time, chat, notes, recordings (the consultant; a premium seeker). */
+  recap(token, sessionId) {
+    return this.request("GET", `/v1/sessions/${encodeURIComponent(sessionId)}/recap`, { token });
+  }
+
+  /** `GET /v1/sessions/{id}/recap?format=markdown`: the recap as Markdown text. */
+  recapMarkdown(token, sessionId) {
+    return this.request("GET", `/v1/sessions/${encodeURIComponent(sessionId)}/recap?format=markdown`, { token, text: true });
+  }
+
+  /** `PUT /v1/seekers/{id}/premium` (moderator tokens: the operator's platform). */
+  setPremium(token, seekerId, premium) {
+    return this.request("PUT", `/v1/seekers/${encodeURIComponent(seekerId)}/premium`, { token, body: { premium: !!premium } });
+  }
+
+  /** `GET /v1/consultants/me/recording`: `{allowed}` (consultants; default false). */
+  recordingConsent(token) {
+    return this.request("GET", "/v1/consultants/me/recording", { token });
+  }
+
+  /** `PUT /v1/consultants/me/recording`: allow seekers to ask for recording, or not (consultants). */
+  setRecordingConsent(token, allowed) {
+    return this.request("PUT", "/v1/consultants/me/recording", { token, body: { allowed: !!allowed } });
   }
 }
 
@@ -322,8 +366,9 @@ function openSocket(url, token, timeoutMs = REQUEST_TIMEOUT_MS) {
  * a ParleyError), events for every server message, and an automatic `resume`
  * when the connection drops.
  *
- * Events: every server message type ("call.incoming", "meter.tick", …, also
- * "ack" and "error" that answer no pending request), plus the SDK's own:
+ * Events: every server message type ("call.incoming", "meter.tick",
+ * "chat.message", "recording.started", …, also "ack" and "error" that answer
+ * no pending request), plus the SDK's own:
  * "reconnecting", "resumed" `{replayed}`, "resume_failed" `{reason, hello}`,
  * "closed" `{reason, code}`. "*" receives all of them.
  */
@@ -360,6 +405,12 @@ export class SignalingClient extends Emitter {
     this._pending = new Map();
     this._queue = []; // frames sent while reconnecting
     this._ws = null;
+    this._recorders = new Map(); // session id → the recorder's id while recording
+  }
+
+  /** The recorder's user id while `sessionId` is being recorded (from `recording.started`), else undefined. */
+  recorderOf(sessionId) {
+    return this._recorders.get(sessionId);
   }
 
   _applyHello(hello) {
@@ -387,6 +438,8 @@ export class SignalingClient extends Emitter {
     }
     if (typeof env.seq === "number") this.lastSeq = env.seq;
     if (env.type === "presence.updated") this.presence = env.status;
+    if (env.type === "recording.started") this._recorders.set(env.session_id, env.recorder_id);
+    if (env.type === "recording.stopped" || env.type === "session.ended") this._recorders.delete(env.session_id);
     if ((env.type === "ack" || env.type === "error") && env.id != null && this._pending.has(env.id)) {
       const pending = this._pending.get(env.id);
       this._pending.delete(env.id);
@@ -460,6 +513,7 @@ export class SignalingClient extends Emitter {
           this.resumeToken = hello.resume_token;
           this.lastSeq = env.seq;
           this._failPending(new ParleyError(ClientErrorCode.CLOSED, "the connection was lost"));
+          this._recorders.clear(); // a rejoin brings recording.started again
           this._attach(ws);
           this.state = "open";
           this._flush();
@@ -542,10 +596,15 @@ export class SignalingClient extends Emitter {
     return this.request({ type: "presence.set", status: available ? "available" : "offline" });
   }
 
-  /** Seekers: `call.request`. Resolves `{kind:"call", call_id, session_id, ring_deadline_ms}` once ringing. */
-  call(consultantId, paymentMethod) {
+  /**
+   * Seekers: `call.request`. Resolves `{kind:"call", call_id, session_id, ring_deadline_ms}` once ringing.
+   * `{record: true}` asks for the session to be recorded (premium seekers; `premium_required`,
+   * `recording_not_allowed`).
+   */
+  call(consultantId, paymentMethod, { record = false } = {}) {
     const msg = { type: "call.request", consultant_id: consultantId };
     if (paymentMethod) msg.payment_method = paymentMethod;
+    if (record) msg.record = true;
     return this.request(msg);
   }
 
@@ -586,6 +645,14 @@ export class SignalingClient extends Emitter {
     return this.request({ type: "media.state", session_id: sessionId, state });
   }
 
+  /**
+   * `chat.send`: a chat line (`kind` "chat") or a note ("note") for the other participant, stored in the
+   * session's timeline and relayed as `chat.message`. 1–4096 bytes. You get no copy of your own line.
+   */
+  chat(sessionId, text, kind = "chat") {
+    return this.request({ type: "chat.send", session_id: sessionId, text, kind });
+  }
+
   /** `ping`: resolves `{kind:"pong", server_time_ms}`. */
   ping() {
     return this.request({ type: "ping" });
@@ -621,9 +688,15 @@ async function explainRefusal(wsUrl, token) {
  *   again, the offerer makes a new offer (with an ICE restart if the
  *   connection is not connected).
  * - Connection state changes are reported as `media.state`.
+ * - While the session is recorded (`recording.started`), the recorder's
+ *   signals (`from` = its id) never reach this connection: its offers are
+ *   answered by a separate send-only RTCPeerConnection (`recorder`) that
+ *   sends the local stream, addressed `to` the recorder. A new offer
+ *   replaces it; `recording.stopped` closes it.
  *
  * Events: "track" (RTCTrackEvent), "remotestream" (MediaStream),
- * "connectionstatechange" (state string), "error" (Error).
+ * "connectionstatechange" (state string), "recording" ({active,
+ * recorder_id?, reason?}), "error" (Error).
  */
 export class Call extends Emitter {
   /**
@@ -651,18 +724,20 @@ export class Call extends Emitter {
     this._watchdog = null;
     /** Offerer: how long after an offer the connection may take before an ICE restart. */
     this.connectTimeoutMs = options.connectTimeoutMs || 10000;
+    /** The recorder's id while the session is recorded; its signals go to `recorder`, never to `pc`. */
+    this.recorderId = client.recorderOf(this.sessionId) || null;
+    /** The send-only connection answering the recorder (a RecorderLink), or null. */
+    this.recorder = null;
+    this._recorders = new Set(this.recorderId ? [this.recorderId] : []); // every recorder seen
+    this._recorderQueue = Promise.resolve();
 
-    const pc = new RTCPeerConnection({ ...(options.rtcConfig || {}), iceServers: room.ice_servers || [] });
+    this._pcConfig = { ...(options.rtcConfig || {}), iceServers: room.ice_servers || [] };
+    const pc = new RTCPeerConnection(this._pcConfig);
     this.pc = pc;
 
     pc.onicecandidate = ({ candidate }) => {
       if (!candidate || this.closed) return;
-      const init = candidate.toJSON ? candidate.toJSON() : candidate;
-      const out = { candidate: init.candidate || "" };
-      if (init.sdpMid != null) out.sdpMid = init.sdpMid;
-      if (init.sdpMLineIndex != null) out.sdpMLineIndex = init.sdpMLineIndex;
-      if (init.usernameFragment != null) out.usernameFragment = init.usernameFragment;
-      this._signal({ type: "ice.candidate", session_id: this.sessionId, candidate: out });
+      this._signal({ type: "ice.candidate", session_id: this.sessionId, candidate: candidateInit(candidate) });
     };
 
     pc.ontrack = (ev) => {
@@ -707,6 +782,18 @@ export class Call extends Emitter {
       client.on("participant.left", (m) => {
         if (m.session_id === this.sessionId) this._peerPresent = false;
       }),
+      client.on("recording.started", (m) => {
+        if (m.session_id !== this.sessionId || this.closed) return;
+        this.recorderId = m.recorder_id;
+        this._recorders.add(m.recorder_id);
+        this._emit("recording", { active: true, recorder_id: m.recorder_id });
+      }),
+      client.on("recording.stopped", (m) => {
+        if (m.session_id !== this.sessionId || this.closed) return;
+        this.recorderId = null;
+        this._closeRecorder();
+        this._emit("recording", { active: false, reason: m.reason });
+      }),
     ];
 
     if (options.localStream) this.addStream(options.localStream);
@@ -719,7 +806,10 @@ export class Call extends Emitter {
     return this.pc.connectionState;
   }
 
-  /** Adds every track of `stream` to the connection (before or during the call). */
+  /**
+   * Adds every track of `stream` to the connection (before or during the call). The recorder's
+   * connection, if any, switches to the new tracks of the kinds it already sends.
+   */
   addStream(stream) {
     this.localStream = stream;
     for (const track of stream.getTracks()) {
@@ -727,6 +817,7 @@ export class Call extends Emitter {
       if (sender) sender.replaceTrack(track);
       else this.pc.addTrack(track, stream);
     }
+    if (this.recorder) this.recorder.useStream(stream);
   }
 
   /** Offerer: sends the first offer (called automatically once the other participant is present). */
@@ -776,12 +867,13 @@ export class Call extends Emitter {
     return total;
   }
 
-  /** Closes the peer connection and stops listening to the signaling client. Idempotent. */
+  /** Closes the peer connection (and the recorder's) and stops listening to the signaling client. Idempotent. */
   close() {
     if (this.closed) return;
     this.closed = true;
     clearTimeout(this._watchdog);
     for (const off of this._unsubscribe) off();
+    this._closeRecorder();
     this._pendingCandidates = [];
     try {
       this.pc.close();
@@ -838,8 +930,31 @@ export class Call extends Emitter {
 
   _onRelay(m) {
     if (m.session_id !== this.sessionId || this.closed) return;
+    if (this._recorders.has(m.from)) {
+      // The recorder's own connection: never the call's.
+      this._recorderQueue = this._recorderQueue.then(() => this._handleRecorder(m)).catch((err) => this._fail(err));
+      return;
+    }
     // One at a time, in arrival order.
     this._queue = this._queue.then(() => this._handle(m)).catch((err) => this._fail(err));
+  }
+
+  /** A signal from the recorder: an offer (re)starts the send-only connection; candidates feed it. */
+  async _handleRecorder(m) {
+    if (this.closed || m.from !== this.recorderId) return; // a recorder that has left
+    if (m.type === "sdp.offer") {
+      this._closeRecorder(); // a new offer replaces the connection
+      this.recorder = new RecorderLink(this, m.from);
+      await this.recorder.answer(m.sdp, this.localStream);
+    } else if (m.type === "ice.candidate" && this.recorder && this.recorder.recorderId === m.from) {
+      await this.recorder.addCandidate(m.candidate);
+    }
+    // The recorder always offers, so an sdp.answer from it is stale: ignored.
+  }
+
+  _closeRecorder() {
+    if (this.recorder) this.recorder.close();
+    this.recorder = null;
   }
 
   async _handle(m) {
@@ -897,6 +1012,76 @@ export class Call extends Emitter {
     if (this.closed) return;
     console.warn("parley: call", err);
     this._emit("error", err);
+  }
+}
+
+/** An RTCIceCandidate as the protocol's `IceCandidate` (W3C `RTCIceCandidateInit` names). */
+function candidateInit(candidate) {
+  const init = candidate.toJSON ? candidate.toJSON() : candidate;
+  const out = { candidate: init.candidate || "" };
+  if (init.sdpMid != null) out.sdpMid = init.sdpMid;
+  if (init.sdpMLineIndex != null) out.sdpMLineIndex = init.sdpMLineIndex;
+  if (init.usernameFragment != null) out.usernameFragment = init.usernameFragment;
+  return out;
+}
+
+/**
+ * The send-only peer connection a participant keeps with the recorder while
+ * the session is recorded (docs/protocol.md §8.14): it answers the
+ * recorder's receive-only offer with the call's local tracks, and its answer
+ * and candidates go `to` the recorder. Made by Call; one per recorder offer.
+ */
+export class RecorderLink {
+  constructor(call, recorderId) {
+    this.call = call;
+    this.recorderId = recorderId;
+    this.closed = false;
+    this.pc = new RTCPeerConnection(call._pcConfig);
+    this.pc.onicecandidate = ({ candidate }) => {
+      if (!candidate || this.closed) return;
+      this._send({ type: "ice.candidate", candidate: candidateInit(candidate) });
+    };
+  }
+
+  /** Answers the recorder's offer, sending `stream`'s tracks on the m-lines it offered to receive. */
+  async answer(sdp, stream) {
+    await this.pc.setRemoteDescription({ type: "offer", sdp });
+    // addTrack reuses the offer's transceivers: against a recvonly offer the answer is sendonly.
+    if (stream) for (const track of stream.getTracks()) this.pc.addTrack(track, stream);
+    await this.pc.setLocalDescription();
+    if (this.closed) return;
+    this._send({ type: "sdp.answer", sdp: this.pc.localDescription.sdp });
+  }
+
+  async addCandidate(candidate) {
+    if (this.closed) return;
+    try {
+      await this.pc.addIceCandidate(candidate);
+    } catch (err) {
+      console.warn("parley: a recorder ICE candidate was refused", err);
+    }
+  }
+
+  /** Sends `stream`'s tracks instead, for the kinds already being sent. */
+  useStream(stream) {
+    for (const sender of this.pc.getSenders()) {
+      const track = sender.track && stream.getTracks().find((t) => t.kind === sender.track.kind);
+      if (track) sender.replaceTrack(track).catch((err) => console.warn("parley: recorder track", err));
+    }
+  }
+
+  close() {
+    if (this.closed) return;
+    this.closed = true;
+    try {
+      this.pc.close();
+    } catch {
+      /* already closed */
+    }
+  }
+
+  _send(msg) {
+    if (!this.closed) this.call._signal({ ...msg, session_id: this.call.sessionId, to: this.recorderId });
   }
 }
 

@@ -17,7 +17,7 @@ use parley_signaling::{Authenticator, CallGate, Hub, Signaling, Store};
 use tokio::net::{TcpListener, TcpSocket};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, Mode, Payments};
+use crate::config::{Config, Mode, Payments, RecorderMode};
 use crate::files::RecordingFiles;
 use crate::money::{BillingGate, HubSink, MeterHooks, meter_config};
 use crate::routes::{self, AppState};
@@ -44,6 +44,14 @@ pub struct Application {
     meters: Arc<Meters>,
     files: Arc<RecordingFiles>,
     stop_outbox: CancellationToken,
+    /// The embedded recorder, started by `run_until`.
+    recorder: Option<RecorderSetup>,
+}
+
+/// What the embedded recorder needs besides the application's parts.
+struct RecorderSetup {
+    work_dir: std::path::PathBuf,
+    clock: Arc<dyn Clock>,
 }
 
 impl Application {
@@ -93,7 +101,10 @@ impl Application {
         meters.observe_lateness(|late| {
             metrics::histogram!("parley_meter_deadline_lateness_seconds").record(late.as_secs_f64());
         });
-        let gate = gate.unwrap_or_else(|| Arc::new(BillingGate { billing: billing.clone(), meters: meters.clone() }));
+        let consent = crate::recording::Consent::new(store.clone());
+        let gate = gate.unwrap_or_else(|| {
+            Arc::new(BillingGate { billing: billing.clone(), meters: meters.clone(), consent: consent.clone() })
+        });
         let hooks = Arc::new(MeterHooks(meters.clone()));
         let hub = Hub::new(config.signaling.clone(), clock.clone(), Arc::new(store.clone()), gate, hooks);
         meters.set_sink(Arc::new(HubSink(Arc::downgrade(&hub))));
@@ -115,12 +126,13 @@ impl Application {
             store: store.clone(),
             hub: hub.clone(),
             auth: auth.clone(),
-            clock,
+            clock: clock.clone(),
             metrics: telemetry::metrics_handle(),
             billing: billing.clone(),
             meters: meters.clone(),
             webhook_secret,
             files: files.clone(),
+            consent,
         };
         let mut router = routes::router(state.clone()).merge(signaling.router());
         if config.mode == Mode::Dev {
@@ -130,7 +142,9 @@ impl Application {
         }
         let listener = listen(config.listen)
             .map_err(|e| anyhow::anyhow!("PARLEY_LISTEN: cannot listen on {}: {e}", config.listen))?;
-        Ok(Application { listener, router, hub, store, auth, billing, meters, files, stop_outbox })
+        let recorder = (config.recorder == RecorderMode::Embedded)
+            .then(|| RecorderSetup { work_dir: config.data_dir.join("recorder"), clock: clock.clone() });
+        Ok(Application { listener, router, hub, store, auth, billing, meters, files, stop_outbox, recorder })
     }
 
     /// Billing (prices, holds, the outbox, the ledger).
@@ -173,6 +187,8 @@ impl Application {
     /// and WebSockets get up to 5 s to close.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let hub = self.hub.clone();
+        let stop_recorder = CancellationToken::new();
+        let recorder = self.recorder.as_ref().map(|r| self.spawn_recorder(r, stop_recorder.clone()));
         let signal = {
             let hub = hub.clone();
             async move {
@@ -192,8 +208,44 @@ impl Application {
         if tokio::time::timeout(SHUTDOWN_GRACE, hub.connections_closed()).await.is_err() {
             tracing::warn!("some WebSockets did not close within {SHUTDOWN_GRACE:?}");
         }
+        // The recorder finishes what it was recording and stores it.
+        stop_recorder.cancel();
+        if let Some(task) = recorder
+            && tokio::time::timeout(Duration::from_secs(30), task).await.is_err()
+        {
+            tracing::warn!("the recorder did not finish within 30 s");
+        }
         self.stop_outbox.cancel();
         Ok(())
+    }
+
+    /// Starts the embedded recorder: a `recorder` client of this server's
+    /// own signaling endpoint, storing through [`ServerSink`](crate::recording::ServerSink).
+    fn spawn_recorder(&self, setup: &RecorderSetup, stop: CancellationToken) -> tokio::task::JoinHandle<()> {
+        let addr = self.local_addr();
+        let auth = self.auth.clone();
+        let clock = setup.clock.clone();
+        let user = UserInfo {
+            id: UserId::parse("parley-recorder").expect("valid"),
+            name: "Parley recorder".into(),
+            role: Role::Recorder,
+        };
+        let token: parley_recorder::service::TokenSource =
+            Arc::new(move || auth.issue(&user, Duration::from_secs(24 * 3600), clock.now()));
+        let ip = if addr.ip().is_loopback() { "127.0.0.1" } else { "0.0.0.0" };
+        let config = parley_recorder::service::RecorderConfig {
+            signal_url: format!("ws://{}/v1/signal", std::net::SocketAddr::new([127, 0, 0, 1].into(), addr.port())),
+            token,
+            work_dir: setup.work_dir.clone(),
+            udp_addrs: vec![format!("{ip}:0")],
+            reconnect_delay: Duration::from_secs(1),
+        };
+        let sink = Arc::new(crate::recording::ServerSink {
+            store: self.store.clone(),
+            files: self.files.clone(),
+            clock: setup.clock.clone(),
+        });
+        tokio::spawn(parley_recorder::service::run(config, sink, stop))
     }
 }
 

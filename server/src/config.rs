@@ -62,6 +62,7 @@ struct Raw {
     recording_url_secret: Option<String>,
     recording_url_ttl_secs: u64,
     recording_retention_days: u32,
+    recorder: RecorderMode,
 }
 
 impl Default for Raw {
@@ -97,6 +98,7 @@ impl Default for Raw {
             recording_url_secret: None,
             recording_url_ttl_secs: 900,
             recording_retention_days: 30,
+            recorder: RecorderMode::Embedded,
         }
     }
 }
@@ -138,6 +140,20 @@ pub struct Config {
     pub sdk_js_dir: PathBuf,
     /// Recording storage, download links and retention (DESIGN.md §6).
     pub recordings: RecordingConfig,
+    /// Whether this process runs the recorder (`PARLEY_RECORDER`:
+    /// `embedded`, the default, or `off` when `parley recorder` runs
+    /// elsewhere).
+    pub recorder: RecorderMode,
+}
+
+/// Where the recorder runs (DESIGN.md §6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RecorderMode {
+    /// Inside the server process, connected to its own signaling endpoint.
+    Embedded,
+    /// Not here: `parley recorder` runs as its own process.
+    Off,
 }
 
 /// Recording storage, signed download links and retention (DESIGN.md §6).
@@ -336,6 +352,7 @@ impl Config {
             payments,
             web_dir: raw.web_dir,
             sdk_js_dir: raw.sdk_js_dir,
+            recorder: raw.recorder,
             recordings,
         })
     }
@@ -351,6 +368,8 @@ impl Config {
         })
         .expect("defaults are valid");
         config.log = "warn,rtc_dtls=error,rtc_ice=error".into();
+        // Tests that record turn it on.
+        config.recorder = RecorderMode::Off;
         config
     }
 

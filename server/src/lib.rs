@@ -8,6 +8,7 @@ pub mod config;
 pub mod files;
 pub mod money;
 pub mod openapi;
+pub mod recording;
 pub mod retention;
 pub mod routes;
 pub mod store;

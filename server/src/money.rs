@@ -88,11 +88,20 @@ pub struct BillingGate {
     pub billing: Arc<Billing>,
     /// The meters.
     pub meters: Arc<Meters>,
+    /// Recording consent, checked before the hold for calls asking to be
+    /// recorded (DESIGN.md §6).
+    pub consent: crate::recording::Consent,
 }
 
 #[async_trait]
 impl CallGate for BillingGate {
     async fn before_ring(&self, call: &CallRecord, payment_method: Option<&str>) -> Result<(), GateRefusal> {
+        if call.recording {
+            self.consent
+                .check_request(&call.seeker_id, call.seeker_premium, &call.consultant_id)
+                .await
+                .map_err(|(code, message)| GateRefusal { code, message })?;
+        }
         let held = self
             .billing
             .place_hold(&call.session_id, call.call_id.as_str(), &call.seeker_id, &call.consultant_id, payment_method)

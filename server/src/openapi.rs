@@ -3,11 +3,12 @@
 //! WebSocket is described in docs/protocol.md).
 
 use parley_domain::protocol::rest::{
-    ConsultantPrice, ConsultantSummary, DevLoginRequest, DevLoginResponse, Earnings, EarningsItem, EarningsTotal,
-    HoldInfo, LedgerItem, PayoutLink, PayoutLinkRequest, PriceModel, Receipt, RefundRequest, RefundResponse,
-    SessionDetails, TimelineItem,
+    ChatLine, ConsultantPrice, ConsultantSummary, DevLoginRequest, DevLoginResponse, Earnings, EarningsItem,
+    EarningsTotal, HoldInfo, LedgerItem, PayoutLink, PayoutLinkRequest, PremiumRequest, PriceModel, Recap, Receipt,
+    RecordingConsent, RecordingFile, RecordingList, RefundRequest, RefundResponse, SessionDetails, TalkTime,
+    TimelineItem,
 };
-use parley_domain::protocol::{ErrorBody, ErrorCode, Outcome, PresenceStatus, Role, UserInfo};
+use parley_domain::protocol::{ChatKind, ErrorBody, ErrorCode, Outcome, PresenceStatus, Role, UserInfo};
 use parley_domain::{Money, SessionId, UserId};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -31,11 +32,17 @@ use utoipa::{Modify, OpenApi};
         crate::api::end_session,
         crate::api::stripe_webhook,
         crate::files::download,
+        crate::recording::recordings,
+        crate::recording::recap,
+        crate::recording::set_premium,
+        crate::recording::my_recording_consent,
+        crate::recording::set_recording_consent,
     ),
     components(schemas(
         ConsultantPrice, ConsultantSummary, DevLoginRequest, DevLoginResponse, Earnings, EarningsItem, EarningsTotal,
         HoldInfo, LedgerItem, PayoutLink, PayoutLinkRequest, PriceModel, Receipt, RefundRequest, RefundResponse, SessionDetails,
-        TimelineItem, ErrorBody, ErrorCode, Outcome, PresenceStatus, Role, UserInfo, Money, SessionId, UserId,
+        TimelineItem, PremiumRequest, RecordingConsent, RecordingFile, RecordingList, TalkTime, ChatLine, Recap,
+        ChatKind, ErrorBody, ErrorCode, Outcome, PresenceStatus, Role, UserInfo, Money, SessionId, UserId,
     )),
     modifiers(&Bearer),
 )]

@@ -35,6 +35,8 @@ pub struct AppState {
     pub(crate) webhook_secret: Option<String>,
     /// Recording files and their signed links.
     pub(crate) files: Arc<crate::files::RecordingFiles>,
+    /// Recording consent (premium seekers, consultants who allow it).
+    pub(crate) consent: crate::recording::Consent,
 }
 
 /// An error answered as JSON [`ErrorBody`] with an HTTP status.
@@ -101,6 +103,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/consultants", get(consultants))
         .with_state(state.clone())
         .merge(crate::files::router(state.clone()))
+        .merge(crate::recording::router(state.clone()))
         .merge(crate::api::router(state))
 }
 

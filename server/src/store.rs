@@ -168,7 +168,7 @@ impl SqlStore {
     /// recovery after a restart.
     pub async fn open_sessions(&self) -> Result<Vec<(SessionRecord, Snapshot)>, StoreError> {
         let rows = sqlx::query(
-            "SELECT s.id, s.call_id, s.seeker_id, s.consultant_id, s.opened_ms, c.billable_ms, c.warned, \
+            "SELECT s.id, s.call_id, s.seeker_id, s.consultant_id, s.opened_ms, s.recording, c.billable_ms, c.warned, \
              c.billing_started, c.hold_warned FROM sessions s LEFT JOIN meter_checkpoints c ON c.session_id = s.id \
              WHERE s.ended_ms IS NULL ORDER BY s.opened_ms",
         )
@@ -188,6 +188,7 @@ impl SqlStore {
                         seeker_id: parse_id(row.try_get("seeker_id").map_err(store_err)?)?,
                         consultant_id: parse_id(row.try_get("consultant_id").map_err(store_err)?)?,
                         opened_at: Timestamp::from_unix_millis(row.try_get("opened_ms").map_err(store_err)?),
+                        recording: row.try_get::<i64, _>("recording").map_err(store_err)? != 0,
                     },
                     Snapshot {
                         billable_ms: u64::try_from(billable.unwrap_or(0)).unwrap_or(0),
@@ -286,6 +287,9 @@ impl Store for SqlStore {
                 seeker_id: parse_id(row.try_get("seeker_id").map_err(store_err)?)?,
                 consultant_id: parse_id(row.try_get("consultant_id").map_err(store_err)?)?,
                 created_at: Timestamp::from_unix_millis(row.try_get("created_ms").map_err(store_err)?),
+                // Not stored with the call: the session says whether it is recorded.
+                recording: false,
+                seeker_premium: false,
             },
             state: row.try_get("state").map_err(store_err)?,
         }))
@@ -306,7 +310,8 @@ impl Store for SqlStore {
 
     async fn session(&self, session_id: &SessionId) -> Result<Option<StoredSession>, StoreError> {
         let row = sqlx::query(
-            "SELECT id, call_id, seeker_id, consultant_id, opened_ms, ended_ms, end_reason FROM sessions WHERE id = $1",
+            "SELECT id, call_id, seeker_id, consultant_id, opened_ms, ended_ms, end_reason, recording FROM sessions \
+             WHERE id = $1",
         )
         .bind(session_id.as_str())
         .fetch_optional(&self.pool)
@@ -321,6 +326,7 @@ impl Store for SqlStore {
                 seeker_id: parse_id(row.try_get("seeker_id").map_err(store_err)?)?,
                 consultant_id: parse_id(row.try_get("consultant_id").map_err(store_err)?)?,
                 opened_at: Timestamp::from_unix_millis(row.try_get("opened_ms").map_err(store_err)?),
+                recording: row.try_get::<i64, _>("recording").map_err(store_err)? != 0,
             },
             ended_at: ended_ms.map(Timestamp::from_unix_millis),
             end_reason: row.try_get("end_reason").map_err(store_err)?,
@@ -452,8 +458,8 @@ async fn write(pool: &AnyPool, writes: &[&Write]) -> Result<(), sqlx::Error> {
     }
     for chunk in sessions.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
-            "INSERT INTO sessions (id, call_id, kind, seeker_id, consultant_id, opened_ms) VALUES {}",
-            placeholders(chunk.len(), &[0, 1, 2, 3, 4, 5], 6)
+            "INSERT INTO sessions (id, call_id, kind, seeker_id, consultant_id, opened_ms, recording) VALUES {}",
+            placeholders(chunk.len(), &[0, 1, 2, 3, 4, 5, 6], 7)
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         for s in chunk {
@@ -463,7 +469,8 @@ async fn write(pool: &AnyPool, writes: &[&Write]) -> Result<(), sqlx::Error> {
                 .bind("instant")
                 .bind(s.seeker_id.as_str())
                 .bind(s.consultant_id.as_str())
-                .bind(s.opened_at.unix_millis());
+                .bind(s.opened_at.unix_millis())
+                .bind(i64::from(s.recording));
         }
         q.execute(&mut *tx).await?;
     }
@@ -479,6 +486,9 @@ async fn write(pool: &AnyPool, writes: &[&Write]) -> Result<(), sqlx::Error> {
             let (user, detail): (Option<&UserId>, Option<&str>) = match event {
                 SessionEvent::Joined(u) | SessionEvent::Left(u) | SessionEvent::Dropped(u) => (Some(u), None),
                 SessionEvent::Media(u, state) => (Some(u), Some(state.as_str())),
+                SessionEvent::Chat(u, _, text) => (Some(u), Some(text.as_str())),
+                SessionEvent::RecordingStarted(u) => (Some(u), None),
+                SessionEvent::RecordingStopped(reason) => (None, Some(reason.as_str())),
                 SessionEvent::Ended { reason, by, .. } => (by.as_ref(), Some(reason.as_str())),
             };
             q = q

@@ -120,8 +120,10 @@ async fn an_instant_call_rings_opens_a_room_relays_and_hangs_up() {
         .unwrap();
 
     // Offer, answer and candidates are relayed with their sender.
-    seeker.send(ClientMessage::SdpOffer { session_id: session_id.clone(), sdp: "v=0 offer".into() }).unwrap();
-    seeker.send(ClientMessage::IceCandidate { session_id: session_id.clone(), candidate: candidate(1) }).unwrap();
+    seeker.send(ClientMessage::SdpOffer { session_id: session_id.clone(), sdp: "v=0 offer".into(), to: None }).unwrap();
+    seeker
+        .send(ClientMessage::IceCandidate { session_id: session_id.clone(), candidate: candidate(1), to: None })
+        .unwrap();
     let (from, sdp) = c_events
         .wait_for(WAIT, |m| match m {
             ServerMessage::SdpOffer { from, sdp, .. } => Some((from.clone(), sdp.clone())),
@@ -138,7 +140,9 @@ async fn an_instant_call_rings_opens_a_room_relays_and_hangs_up() {
         .await
         .unwrap();
     assert_eq!(got, candidate(1));
-    consultant.send(ClientMessage::SdpAnswer { session_id: session_id.clone(), sdp: "v=0 answer".into() }).unwrap();
+    consultant
+        .send(ClientMessage::SdpAnswer { session_id: session_id.clone(), sdp: "v=0 answer".into(), to: None })
+        .unwrap();
     let sdp = s_events
         .wait_for(WAIT, |m| match m {
             ServerMessage::SdpAnswer { sdp, .. } => Some(sdp.clone()),
@@ -149,7 +153,9 @@ async fn an_instant_call_rings_opens_a_room_relays_and_hangs_up() {
     assert_eq!(sdp, "v=0 answer");
 
     // Renegotiation: a second offer from either side is relayed too.
-    consultant.send(ClientMessage::SdpOffer { session_id: session_id.clone(), sdp: "v=0 again".into() }).unwrap();
+    consultant
+        .send(ClientMessage::SdpOffer { session_id: session_id.clone(), sdp: "v=0 again".into(), to: None })
+        .unwrap();
     s_events
         .wait_for(WAIT, |m| matches!(m, ServerMessage::SdpOffer { sdp, .. } if sdp == "v=0 again").then_some(()))
         .await
@@ -287,7 +293,7 @@ async fn only_the_sessions_two_participants_may_join_or_relay() {
     let err = stranger.join(&session_id).await.unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::Forbidden));
     let err = stranger
-        .request(ClientMessage::SdpOffer { session_id: session_id.clone(), sdp: "v=0".into() })
+        .request(ClientMessage::SdpOffer { session_id: session_id.clone(), sdp: "v=0".into(), to: None })
         .await
         .unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::NotInRoom));
@@ -298,12 +304,12 @@ async fn only_the_sessions_two_participants_may_join_or_relay() {
     // After leaving, relaying is refused until rejoining.
     seeker.leave(&session_id).await.unwrap();
     let err = seeker
-        .request(ClientMessage::SdpOffer { session_id: session_id.clone(), sdp: "v=0".into() })
+        .request(ClientMessage::SdpOffer { session_id: session_id.clone(), sdp: "v=0".into(), to: None })
         .await
         .unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::NotInRoom));
     seeker.join(&session_id).await.unwrap();
-    seeker.request(ClientMessage::SdpOffer { session_id, sdp: "v=0".into() }).await.unwrap();
+    seeker.request(ClientMessage::SdpOffer { session_id, sdp: "v=0".into(), to: None }).await.unwrap();
 }
 
 /// A consultant on a raw connection in a room with an SDK seeker.
@@ -349,7 +355,9 @@ async fn a_dropped_client_resumes_and_gets_what_it_missed() {
     assert_eq!(dropped(&mut s_events).await, (uid("cora"), LeaveReason::Dropped, 30));
 
     // Sent while the consultant is away: kept for them.
-    seeker.send(ClientMessage::SdpOffer { session_id: session_id.clone(), sdp: "v=0 missed".into() }).unwrap();
+    seeker
+        .send(ClientMessage::SdpOffer { session_id: session_id.clone(), sdp: "v=0 missed".into(), to: None })
+        .unwrap();
     seeker.request(ClientMessage::Ping).await.unwrap(); // the offer has been processed
 
     app.advance(Duration::from_secs(29)).await; // still within the grace period
@@ -372,7 +380,7 @@ async fn a_dropped_client_resumes_and_gets_what_it_missed() {
 
     // The grace timer of the drop no longer applies: the session goes on.
     app.advance(Duration::from_secs(5)).await;
-    seeker.send(ClientMessage::SdpOffer { session_id: session_id.clone(), sdp: "v=0 after".into() }).unwrap();
+    seeker.send(ClientMessage::SdpOffer { session_id: session_id.clone(), sdp: "v=0 after".into(), to: None }).unwrap();
     raw.recv_until(|m| matches!(m, ServerMessage::SdpOffer { sdp, .. } if sdp == "v=0 after").then_some(())).await;
     assert_eq!(timeline_kinds(&app.store, &session_id).await, ["joined", "joined", "dropped", "joined"]);
 }
@@ -444,7 +452,9 @@ async fn the_sdk_resumes_by_itself_after_a_network_drop() {
 
     proxy.cut();
     assert_eq!(dropped(&mut c_events).await.1, LeaveReason::Dropped);
-    consultant.send(ClientMessage::SdpOffer { session_id: session_id.clone(), sdp: "v=0 while away".into() }).unwrap();
+    consultant
+        .send(ClientMessage::SdpOffer { session_id: session_id.clone(), sdp: "v=0 while away".into(), to: None })
+        .unwrap();
 
     let mut saw = Vec::new();
     let replayed = tokio::time::timeout(WAIT, async {
@@ -468,7 +478,7 @@ async fn the_sdk_resumes_by_itself_after_a_network_drop() {
         .await
         .unwrap();
     // Requests work on the resumed connection.
-    seeker.request(ClientMessage::SdpAnswer { session_id, sdp: "v=0 back".into() }).await.unwrap();
+    seeker.request(ClientMessage::SdpAnswer { session_id, sdp: "v=0 back".into(), to: None }).await.unwrap();
 }
 
 #[tokio::test]
@@ -569,7 +579,7 @@ async fn bad_input_gets_a_coded_error_and_the_connection_and_other_sessions_go_o
 
     // The other session was not disturbed.
     other_seeker
-        .send(ClientMessage::SdpOffer { session_id: other_session.clone(), sdp: "v=0 still here".into() })
+        .send(ClientMessage::SdpOffer { session_id: other_session.clone(), sdp: "v=0 still here".into(), to: None })
         .unwrap();
     other_c
         .wait_for(WAIT, |m| matches!(m, ServerMessage::SdpOffer { sdp, .. } if sdp == "v=0 still here").then_some(()))

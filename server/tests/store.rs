@@ -46,6 +46,8 @@ async fn exercise(store: &SqlStore) {
         seeker_id: id::<UserId>("sam"),
         consultant_id: id::<UserId>("cora"),
         created_at: t(10_000),
+        recording: false,
+        seeker_premium: false,
     };
     store.create_call(&call).await.unwrap();
     assert_eq!(store.call(&call.call_id).await.unwrap().unwrap().state, "requested");
@@ -63,6 +65,7 @@ async fn exercise(store: &SqlStore) {
         seeker_id: call.seeker_id.clone(),
         consultant_id: call.consultant_id.clone(),
         opened_at: t(12_000),
+        recording: true,
     };
     store.create_session(&session).await.unwrap();
     let open = store.session(&session.session_id).await.unwrap().unwrap();
@@ -119,6 +122,8 @@ async fn a_failing_write_fails_alone(store: &SqlStore) {
         seeker_id: id::<UserId>("sam"),
         consultant_id: id::<UserId>("cora"),
         created_at: t(1_000),
+        recording: false,
+        seeker_premium: false,
     };
     store.create_call(&call(0)).await.unwrap();
     let mut writes = tokio::task::JoinSet::new();

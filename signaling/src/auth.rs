@@ -2,8 +2,9 @@
 //! with the operator's secret, the way LiveKit access tokens work. Parley
 //! knows a user from the token alone.
 //!
-//! Claims: `sub` (user id), `name`, `role` (`seeker` | `consultant`), `exp`
-//! (Unix seconds), `iat`.
+//! Claims: `sub` (user id), `name`, `role` (`seeker` | `consultant` |
+//! `moderator` | `recorder`), `exp` (Unix seconds), `iat`, and optionally
+//! `premium: true` for premium seekers (recording and recaps, DESIGN.md §6).
 
 use std::time::Duration;
 
@@ -33,6 +34,18 @@ pub struct Claims {
     /// Issued at, Unix seconds.
     #[serde(default)]
     pub iat: i64,
+    /// A premium seeker (set by the operator's platform).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub premium: bool,
+}
+
+/// Who a verified token names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// The user.
+    pub user: UserInfo,
+    /// The token's `premium` claim.
+    pub premium: bool,
 }
 
 /// Why a token was refused (HTTP 401 before the WebSocket upgrade).
@@ -89,12 +102,19 @@ impl Authenticator {
 
     /// Mints a token for `user`, valid for `ttl` from `now`.
     pub fn issue(&self, user: &UserInfo, ttl: Duration, now: Timestamp) -> String {
+        self.issue_with(user, false, ttl, now)
+    }
+
+    /// Mints a token for `user` with the `premium` claim as given, valid for
+    /// `ttl` from `now`.
+    pub fn issue_with(&self, user: &UserInfo, premium: bool, ttl: Duration, now: Timestamp) -> String {
         let claims = Claims {
             sub: user.id.to_string(),
             name: user.name.clone(),
             role: user.role,
             iat: now.unix_secs(),
             exp: now.plus(ttl).unix_secs(),
+            premium,
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .expect("HS256 encoding of plain claims cannot fail")
@@ -105,6 +125,12 @@ impl Authenticator {
     /// Errors: [`AuthError::Expired`] past `exp` (5 s leeway),
     /// [`AuthError::Invalid`] for a bad signature, algorithm or claims.
     pub fn verify(&self, token: &str) -> Result<UserInfo, AuthError> {
+        self.verify_identity(token).map(|i| i.user)
+    }
+
+    /// Verifies `token` and returns the user it names with its claims
+    /// beyond identity. Errors as [`Authenticator::verify`].
+    pub fn verify_identity(&self, token: &str) -> Result<Identity, AuthError> {
         let data =
             jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation).map_err(|e| match e.kind() {
                 ErrorKind::ExpiredSignature => AuthError::Expired,
@@ -115,19 +141,28 @@ impl Authenticator {
         if claims.name.len() > MAX_NAME_LEN {
             return Err(AuthError::Invalid(format!("name is longer than {MAX_NAME_LEN} bytes")));
         }
-        Ok(UserInfo { id, name: claims.name, role: claims.role })
+        Ok(Identity { user: UserInfo { id, name: claims.name, role: claims.role }, premium: claims.premium })
     }
 
     /// Verifies the bearer token of an HTTP request: the `Authorization:
     /// Bearer` header, or else the `access_token` query parameter (browsers
     /// cannot set headers on a WebSocket).
     pub fn verify_request(&self, headers: &HeaderMap, access_token: Option<&str>) -> Result<UserInfo, AuthError> {
+        self.verify_request_identity(headers, access_token).map(|i| i.user)
+    }
+
+    /// [`Authenticator::verify_request`], returning the [`Identity`].
+    pub fn verify_request_identity(
+        &self,
+        headers: &HeaderMap,
+        access_token: Option<&str>,
+    ) -> Result<Identity, AuthError> {
         let header = headers
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")));
         match header.or(access_token) {
-            Some(token) if !token.trim().is_empty() => self.verify(token.trim()),
+            Some(token) if !token.trim().is_empty() => self.verify_identity(token.trim()),
             _ => Err(AuthError::Missing),
         }
     }
@@ -175,6 +210,7 @@ mod tests {
             role: Role::Seeker,
             exp: now().unix_secs() + 60,
             iat: 0,
+            premium: false,
         };
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(b"secret"))
             .unwrap();

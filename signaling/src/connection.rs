@@ -8,14 +8,13 @@ use std::num::NonZeroU32;
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
+use crate::auth::Identity;
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
 use governor::clock::QuantaClock;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use parley_domain::protocol::{
-    AckResult, ClientEnvelope, ClientMessage, ErrorCode, MAX_FRAME_BYTES, ServerMessage, UserInfo,
-};
+use parley_domain::protocol::{AckResult, ClientEnvelope, ClientMessage, ErrorCode, MAX_FRAME_BYTES, ServerMessage};
 use tokio::sync::Notify;
 
 use crate::error::SignalError;
@@ -66,11 +65,11 @@ struct Conn {
 }
 
 /// Serves one authenticated WebSocket until it closes.
-pub(crate) async fn serve(socket: WebSocket, hub: Arc<Hub>, user: UserInfo) {
+pub(crate) async fn serve(socket: WebSocket, hub: Arc<Hub>, identity: Identity) {
     let conn_id = hub.next_id();
     let wake = Arc::new(Notify::new());
     let (mut sink, mut stream) = socket.split();
-    let Some(link) = hub.connect(user, conn_id, wake.clone()) else {
+    let Some(link) = hub.connect(identity.user, identity.premium, conn_id, wake.clone()) else {
         let close = CloseFrame { code: CLOSE_GOING_AWAY, reason: "server shutting down".into() };
         let _ = sink.send(Message::Close(Some(close))).await;
         return;

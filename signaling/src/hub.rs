@@ -13,8 +13,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use parley_domain::protocol::{
-    AckResult, CallEndReason, ClientMessage, ErrorCode, IceCandidate, LeaveReason, MAX_CANDIDATE_BYTES, MAX_SDP_BYTES,
-    MediaState, PROTOCOL_VERSION, PresenceStatus, Role, ServerMessage, SessionEndReason, UserInfo,
+    AckResult, CallEndReason, ChatKind, ClientMessage, ErrorCode, IceCandidate, LeaveReason, MAX_CANDIDATE_BYTES,
+    MAX_CHAT_BYTES, MAX_SDP_BYTES, MediaState, PROTOCOL_VERSION, PresenceStatus, RecordingStopReason, Role,
+    ServerMessage, SessionEndReason, UserInfo,
 };
 use parley_domain::{CallId, Clock, SessionId, Timestamp, UserId};
 use tokio::sync::{Notify, mpsc};
@@ -130,11 +131,34 @@ struct Room {
     record: SessionRecord,
     /// Seeker first, consultant second.
     members: [Member; 2],
+    /// The recorder asked to record the session (`recording.assigned`),
+    /// for sessions with recording consent (DESIGN.md §6).
+    assigned: Option<UserId>,
+    /// The recorder while it is in the room.
+    recorder: Option<(UserInfo, Arc<Link>)>,
 }
 
 impl Room {
+    fn new(record: SessionRecord, seeker: UserInfo, consultant: UserInfo) -> Room {
+        let member = |user: UserInfo| Member { user, link: None, attendance: Attendance::NotJoined, epoch: 0 };
+        Room { record, members: [member(seeker), member(consultant)], assigned: None, recorder: None }
+    }
+
     fn index_of(&self, user: &UserId) -> Option<usize> {
         self.members.iter().position(|m| &m.user.id == user)
+    }
+
+    /// Whether `link` is this room's recorder.
+    fn is_recorder(&self, link: &Arc<Link>) -> bool {
+        self.recorder.as_ref().is_some_and(|(_, l)| Arc::ptr_eq(l, link))
+    }
+
+    /// The links of the participants who are in the room or may come back.
+    fn participant_links(&self) -> impl Iterator<Item = &Arc<Link>> {
+        self.members
+            .iter()
+            .filter(|m| matches!(m.attendance, Attendance::Present | Attendance::Dropped))
+            .filter_map(|m| m.link.as_ref())
     }
 }
 
@@ -231,8 +255,14 @@ impl Hub {
     /// Registers a new connection of `user` woken through `wake`; returns its
     /// fresh link, or `None` when shutting down. A previous link of the user
     /// is replaced (and stays resumable for the grace period).
-    pub(crate) fn connect(self: &Arc<Self>, user: UserInfo, conn_id: u64, wake: Arc<Notify>) -> Option<Arc<Link>> {
-        let link = Arc::new(Link::new(user.clone(), self.new_token(), self.cfg.replay_buffer));
+    pub(crate) fn connect(
+        self: &Arc<Self>,
+        user: UserInfo,
+        premium: bool,
+        conn_id: u64,
+        wake: Arc<Notify>,
+    ) -> Option<Arc<Link>> {
+        let link = Arc::new(Link::new(user.clone(), premium, self.new_token(), self.cfg.replay_buffer));
         link.attach(conn_id, wake, None).expect("attaching without replay cannot fail");
         let mut st = self.lock();
         if st.shutting_down {
@@ -290,6 +320,9 @@ impl Hub {
             ping_interval_secs: self.cfg.ping_interval.as_secs(),
             presence,
         });
+        if user.role == Role::Recorder {
+            self.assign_recorders(&mut st);
+        }
         drop(st);
         if fresh {
             let _ = self.seen.send(user);
@@ -319,6 +352,9 @@ impl Hub {
             return;
         }
         entry.connected = false;
+        if link.user.role == Role::Recorder {
+            self.recorder_gone(&mut st, link, None, &mut effects);
+        }
         match departure {
             Departure::Dropped => {
                 self.leave_room(&mut st, &link.user.id, link, LeaveReason::Dropped, now, &mut effects);
@@ -344,7 +380,7 @@ impl Hub {
         if let Some(call_id) = entry.call.clone() {
             let reason = match entry.info.role {
                 Role::Consultant => CallEndReason::ConsultantUnavailable,
-                Role::Seeker | Role::Moderator => CallEndReason::SeekerGone,
+                Role::Seeker | Role::Moderator | Role::Recorder => CallEndReason::SeekerGone,
             };
             self.end_call(st, &call_id, reason, None, effects);
         }
@@ -407,7 +443,14 @@ impl Hub {
             self.hooks.joined(&sid, user.role, self.clock.now());
             effects.session_events.push((sid.clone(), SessionEvent::Joined(user_id.clone())));
             // Stored, then told (Effects' order).
-            self.queue_to(&st, &peer, ServerMessage::ParticipantJoined { session_id: sid, user }, &mut effects);
+            let joined = ServerMessage::ParticipantJoined { session_id: sid, user };
+            if let Some((_, recorder)) = &room.recorder {
+                effects.notify.push((recorder.clone(), joined.clone()));
+            }
+            self.queue_to(&st, &peer, joined, &mut effects);
+        }
+        if old.user.role == Role::Recorder {
+            self.assign_recorders(&mut st);
         }
         drop(st);
         self.spawn_effects(effects);
@@ -457,8 +500,8 @@ impl Hub {
         match msg {
             ClientMessage::Ping => Ok(Some(AckResult::Pong { server_time_ms: self.clock.now().unix_millis() })),
             ClientMessage::PresenceSet { status } => self.presence_set(link, status).await.map(|()| None),
-            ClientMessage::CallRequest { consultant_id, payment_method } => {
-                self.call_request(link, consultant_id, payment_method).await.map(Some)
+            ClientMessage::CallRequest { consultant_id, payment_method, record } => {
+                self.call_request(link, consultant_id, payment_method, record).await.map(Some)
             }
             ClientMessage::CallAccept { call_id } => self.call_accept(link, call_id).await.map(|()| None),
             ClientMessage::CallDecline { call_id, reason } => {
@@ -469,29 +512,32 @@ impl Hub {
             }
             ClientMessage::RoomJoin { session_id } => self.room_join(link, id, session_id).await.map(|()| None),
             ClientMessage::RoomLeave { session_id } => self.room_leave(link, session_id).map(|()| None),
-            ClientMessage::SdpOffer { session_id, sdp } => {
+            ClientMessage::SdpOffer { session_id, sdp, to } => {
                 check_sdp(&sdp)?;
-                self.relay(link, &session_id, |from| ServerMessage::SdpOffer {
+                self.relay(link, &session_id, to.as_ref(), |from| ServerMessage::SdpOffer {
                     session_id: session_id.clone(),
                     from,
                     sdp,
                 })
             }
-            ClientMessage::SdpAnswer { session_id, sdp } => {
+            ClientMessage::SdpAnswer { session_id, sdp, to } => {
                 check_sdp(&sdp)?;
-                self.relay(link, &session_id, |from| ServerMessage::SdpAnswer {
+                self.relay(link, &session_id, to.as_ref(), |from| ServerMessage::SdpAnswer {
                     session_id: session_id.clone(),
                     from,
                     sdp,
                 })
             }
-            ClientMessage::IceCandidate { session_id, candidate } => {
+            ClientMessage::IceCandidate { session_id, candidate, to } => {
                 check_candidate(&candidate)?;
-                self.relay(link, &session_id, |from| ServerMessage::IceCandidate {
+                self.relay(link, &session_id, to.as_ref(), |from| ServerMessage::IceCandidate {
                     session_id: session_id.clone(),
                     from,
                     candidate,
                 })
+            }
+            ClientMessage::ChatSend { session_id, text, kind } => {
+                self.chat(link, session_id, text, kind).await.map(|()| None)
             }
             ClientMessage::MediaStateReport { session_id, state } => {
                 self.media_state(link, session_id, state).await.map(|()| None)
@@ -534,6 +580,7 @@ impl Hub {
         link: &Arc<Link>,
         consultant_id: UserId,
         payment_method: Option<String>,
+        recording: bool,
     ) -> Result<AckResult, SignalError> {
         if link.user.role != Role::Seeker {
             return Err(err(ErrorCode::WrongRole, "only seekers can request calls"));
@@ -571,6 +618,8 @@ impl Hub {
                     seeker_id: link.user.id.clone(),
                     consultant_id: consultant_id.clone(),
                     created_at: now,
+                    recording,
+                    seeker_premium: link.premium,
                 };
                 st.calls.insert(
                     record.call_id.clone(),
@@ -625,6 +674,7 @@ impl Hub {
                         session_id: record.session_id.clone(),
                         seeker: link.user.clone(),
                         ring_deadline_ms: ring_deadline.unix_millis(),
+                        recording: record.recording,
                     },
                 );
                 self.report_presence(&mut st, &record.consultant_id);
@@ -725,6 +775,7 @@ impl Hub {
                         seeker_id: c.record.seeker_id.clone(),
                         consultant_id: c.record.consultant_id.clone(),
                         opened_at: now,
+                        recording: c.record.recording,
                     })
                 }
                 _ => None,
@@ -758,10 +809,9 @@ impl Hub {
         {
             let mut st = self.lock();
             let ringing = st.calls.remove(&call_id).expect("an accepting call is never ended by others");
-            let member = |user: UserInfo| Member { user, link: None, attendance: Attendance::NotJoined, epoch: 0 };
             st.rooms.insert(
                 session.session_id.clone(),
-                Room { record: session.clone(), members: [member(ringing.seeker.clone()), member(link.user.clone())] },
+                Room::new(session.clone(), ringing.seeker.clone(), link.user.clone()),
             );
             self.hooks.opened(&session, now);
             for id in [&session.seeker_id, &session.consultant_id] {
@@ -773,6 +823,7 @@ impl Hub {
                     ServerMessage::CallAccepted { call_id: call_id.clone(), session_id: session.session_id.clone() };
                 self.send_to(&st, id, &accepted);
             }
+            self.assign_recorders(&mut st);
         }
         // Neither has joined yet: each has `G` to do so (DESIGN.md M3).
         for i in 0..2 {
@@ -891,6 +942,9 @@ impl Hub {
         id: &mut Option<String>,
         session_id: SessionId,
     ) -> Result<(), SignalError> {
+        if link.user.role == Role::Recorder {
+            return self.recorder_join(link, id, session_id).await;
+        }
         let member = {
             let st = self.lock();
             st.rooms.get(&session_id).map(|room| room.index_of(&link.user.id).is_some())
@@ -919,7 +973,12 @@ impl Hub {
             let peer = &room.members[1 - i];
             let peer_id = peer.user.id.clone();
             let participants = if peer.attendance == Attendance::Present { vec![peer.user.clone()] } else { vec![] };
-            self.send_to(&st, &peer_id, &ServerMessage::ParticipantJoined { session_id: session_id.clone(), user });
+            let recorder = room.recorder.clone();
+            let joined = ServerMessage::ParticipantJoined { session_id: session_id.clone(), user };
+            if let Some((_, recorder)) = &recorder {
+                recorder.send(&joined);
+            }
+            self.send_to(&st, &peer_id, &joined);
             let result = AckResult::Room {
                 session_id: session_id.clone(),
                 participants,
@@ -930,15 +989,141 @@ impl Hub {
             if let Some(id) = id.take() {
                 link.send(&ServerMessage::Ack { id, result: Some(result) });
             }
+            if let Some((recorder, _)) = recorder {
+                link.send(&ServerMessage::RecordingStarted {
+                    session_id: session_id.clone(),
+                    recorder_id: recorder.id,
+                });
+            }
             true
         };
         if joined { Ok(()) } else { Err(self.no_room(&session_id, &link.user.id).await) }
+    }
+
+    /// The recorder joins a room it was assigned (DESIGN.md §6): stored,
+    /// then both participants get `recording.started` and the recorder its
+    /// ack (as offerer, with the participants present).
+    async fn recorder_join(
+        self: &Arc<Self>,
+        link: &Arc<Link>,
+        id: &mut Option<String>,
+        session_id: SessionId,
+    ) -> Result<(), SignalError> {
+        let refusal = |room: &Room| {
+            if !room.record.recording {
+                Some(err(ErrorCode::Forbidden, format!("session {session_id} is not being recorded")))
+            } else if room.assigned.as_ref().is_some_and(|a| a != &link.user.id) {
+                Some(err(ErrorCode::Forbidden, format!("session {session_id} is assigned to another recorder")))
+            } else {
+                None
+            }
+        };
+        let open = {
+            let st = self.lock();
+            match st.rooms.get(&session_id) {
+                None => false,
+                Some(room) => match refusal(room) {
+                    Some(e) => return Err(e),
+                    None => true,
+                },
+            }
+        };
+        if !open {
+            return Err(match self.store.session(&session_id).await {
+                Ok(Some(_)) => err(ErrorCode::SessionEnded, format!("session {session_id} has ended")),
+                Ok(None) => err(ErrorCode::UnknownSession, format!("no session {session_id}")),
+                Err(e) => SignalError::internal(e),
+            });
+        }
+        let now = self.clock.now();
+        self.persist_session(&session_id, SessionEvent::RecordingStarted(link.user.id.clone()), now).await;
+        let mut st = self.lock();
+        let Some(room) = st.rooms.get_mut(&session_id) else {
+            return Err(err(ErrorCode::SessionEnded, format!("session {session_id} has ended")));
+        };
+        if let Some(e) = refusal(room) {
+            return Err(e);
+        }
+        room.assigned = Some(link.user.id.clone());
+        room.recorder = Some((link.user.clone(), link.clone()));
+        let started =
+            ServerMessage::RecordingStarted { session_id: session_id.clone(), recorder_id: link.user.id.clone() };
+        for l in room.participant_links() {
+            l.send(&started);
+        }
+        let participants =
+            room.members.iter().filter(|m| m.attendance == Attendance::Present).map(|m| m.user.clone()).collect();
+        let result = AckResult::Room {
+            session_id: session_id.clone(),
+            participants,
+            ice_servers: self.cfg.ice.ice_servers(&link.user.id, now),
+            offerer: true,
+            meter: None,
+        };
+        if let Some(id) = id.take() {
+            link.send(&ServerMessage::Ack { id, result: Some(result) });
+        }
+        Ok(())
+    }
+
+    /// Asks connected recorders to record the open sessions with recording
+    /// consent that have none (`recording.assigned`), least busy first.
+    fn assign_recorders(&self, st: &mut State) {
+        let mut recorders: Vec<(usize, Arc<Link>)> = st
+            .users
+            .values()
+            .filter(|u| u.info.role == Role::Recorder && u.connected)
+            .filter_map(|u| u.link.clone())
+            .map(|l| (st.rooms.values().filter(|r| r.assigned.as_ref() == Some(&l.user.id)).count(), l))
+            .collect();
+        if recorders.is_empty() {
+            return;
+        }
+        for (sid, room) in st.rooms.iter_mut().filter(|(_, r)| r.record.recording && r.assigned.is_none()) {
+            let Some(least) = recorders.iter_mut().min_by_key(|(n, _)| *n) else { return };
+            least.0 += 1;
+            room.assigned = Some(least.1.user.id.clone());
+            least.1.send(&ServerMessage::RecordingAssigned { session_id: sid.clone() });
+        }
+    }
+
+    /// The recorder `link` left `only` (or every room it is in): both
+    /// participants get `recording.stopped`, and the session is offered to
+    /// the connected recorders again.
+    fn recorder_gone(&self, st: &mut State, link: &Arc<Link>, only: Option<&SessionId>, effects: &mut Effects) {
+        let stopped = RecordingStopReason::RecorderLeft;
+        for (sid, room) in st.rooms.iter_mut() {
+            if only.is_some_and(|o| o != sid) {
+                continue;
+            }
+            if room.is_recorder(link) {
+                room.recorder = None;
+                let msg = ServerMessage::RecordingStopped { session_id: sid.clone(), reason: stopped };
+                for l in room.participant_links() {
+                    effects.notify.push((l.clone(), msg.clone()));
+                }
+                effects.session_events.push((sid.clone(), SessionEvent::RecordingStopped(stopped)));
+            }
+            if room.assigned.as_ref() == Some(&link.user.id) {
+                room.assigned = None;
+            }
+        }
+        self.assign_recorders(st);
     }
 
     fn room_leave(self: &Arc<Self>, link: &Arc<Link>, session_id: SessionId) -> Result<(), SignalError> {
         let now = self.clock.now();
         let mut st = self.lock();
         let mut effects = Effects::default();
+        if link.user.role == Role::Recorder {
+            if !st.rooms.get(&session_id).is_some_and(|r| r.is_recorder(link)) {
+                return Err(not_in_room(&session_id));
+            }
+            self.recorder_gone(&mut st, link, Some(&session_id), &mut effects);
+            drop(st);
+            self.spawn_effects(effects);
+            return Ok(());
+        }
         let room = st.rooms.get_mut(&session_id).ok_or_else(|| not_in_room(&session_id))?;
         let i = room.index_of(&link.user.id).ok_or_else(|| not_in_room(&session_id))?;
         let me = &mut room.members[i];
@@ -996,16 +1181,16 @@ impl Hub {
         let user_id = me.user.id.clone();
         self.hooks.absent(session_id, me.user.role, now);
         let peer_id = room.members[1 - i].user.id.clone();
-        self.send_to(
-            st,
-            &peer_id,
-            &ServerMessage::ParticipantLeft {
-                session_id: session_id.clone(),
-                user_id: user_id.clone(),
-                reason,
-                grace_secs: self.cfg.grace.as_secs(),
-            },
-        );
+        let left = ServerMessage::ParticipantLeft {
+            session_id: session_id.clone(),
+            user_id: user_id.clone(),
+            reason,
+            grace_secs: self.cfg.grace.as_secs(),
+        };
+        if let Some((_, recorder)) = &room.recorder {
+            recorder.send(&left);
+        }
+        self.send_to(st, &peer_id, &left);
         let event = match reason {
             LeaveReason::Left => SessionEvent::Left(user_id),
             LeaveReason::Dropped => SessionEvent::Dropped(user_id),
@@ -1035,24 +1220,44 @@ impl Hub {
         });
     }
 
+    /// Relays a signal from `link` to the other participant, or to the
+    /// participant or recorder named by `to`.
     fn relay(
         &self,
         link: &Arc<Link>,
         session_id: &SessionId,
+        to: Option<&UserId>,
         make: impl FnOnce(UserId) -> ServerMessage,
     ) -> Result<Option<AckResult>, SignalError> {
+        let reachable = |m: &Member| match m.attendance {
+            Attendance::Present | Attendance::Dropped => m.link.clone(),
+            Attendance::NotJoined | Attendance::Left => None,
+        };
         let peer = {
             let st = self.lock();
             let room = st.rooms.get(session_id).ok_or_else(|| not_in_room(session_id))?;
-            let i = room.index_of(&link.user.id).ok_or_else(|| not_in_room(session_id))?;
-            let me = &room.members[i];
-            if !(me.attendance == Attendance::Present && is_link(&me.link, link)) {
-                return Err(not_in_room(session_id));
-            }
-            let peer = &room.members[1 - i];
-            match peer.attendance {
-                Attendance::Present | Attendance::Dropped => peer.link.clone(),
-                Attendance::NotJoined | Attendance::Left => None,
+            if room.is_recorder(link) {
+                let to =
+                    to.ok_or_else(|| err(ErrorCode::MissingField, "to: the recorder must name the participant"))?;
+                let i = room
+                    .index_of(to)
+                    .ok_or_else(|| err(ErrorCode::InvalidField, format!("to: {to} is not a participant")))?;
+                reachable(&room.members[i])
+            } else {
+                let i = room.index_of(&link.user.id).ok_or_else(|| not_in_room(session_id))?;
+                let me = &room.members[i];
+                if !(me.attendance == Attendance::Present && is_link(&me.link, link)) {
+                    return Err(not_in_room(session_id));
+                }
+                let peer = &room.members[1 - i];
+                match (to, &room.recorder) {
+                    (None, _) => reachable(peer),
+                    (Some(to), _) if *to == peer.user.id => reachable(peer),
+                    (Some(to), Some((recorder, recorder_link))) if *to == recorder.id => Some(recorder_link.clone()),
+                    (Some(to), _) => {
+                        return Err(err(ErrorCode::InvalidField, format!("to: {to} is not in this room")));
+                    }
+                }
             }
         };
         if let Some(peer) = peer {
@@ -1070,6 +1275,40 @@ impl Hub {
         }
         self.persist_session(&session_id, SessionEvent::Media(link.user.id.clone(), state), now).await;
         Ok(())
+    }
+
+    /// `chat.send`: stored in the timeline first (the recap lists it), then
+    /// relayed to the other participant.
+    async fn chat(
+        &self,
+        link: &Arc<Link>,
+        session_id: SessionId,
+        text: String,
+        kind: ChatKind,
+    ) -> Result<(), SignalError> {
+        if text.trim().is_empty() || text.len() > MAX_CHAT_BYTES {
+            return Err(err(ErrorCode::InvalidField, format!("text: 1 to {MAX_CHAT_BYTES} bytes")));
+        }
+        {
+            let st = self.lock();
+            let room = st.rooms.get(&session_id).ok_or_else(|| not_in_room(&session_id))?;
+            let i = room.index_of(&link.user.id).ok_or_else(|| not_in_room(&session_id))?;
+            if room.members[i].attendance != Attendance::Present {
+                return Err(not_in_room(&session_id));
+            }
+        }
+        let now = self.clock.now();
+        self.persist_session(&session_id, SessionEvent::Chat(link.user.id.clone(), kind, text.clone()), now).await;
+        let sid = session_id.clone();
+        let relayed = self.relay(link, &session_id, None, |from| ServerMessage::ChatMessage {
+            session_id: sid,
+            from,
+            text,
+            kind,
+            at_ms: now.unix_millis(),
+        });
+        // The line is stored either way; the sender left meanwhile.
+        relayed.map(|_| ()).or(Ok(()))
     }
 
     async fn session_end(self: &Arc<Self>, link: &Arc<Link>, session_id: SessionId) -> Result<(), SignalError> {
@@ -1104,6 +1343,18 @@ impl Hub {
         let by_role = by.as_ref().and_then(|id| room.index_of(id)).map(|i| room.members[i].user.role);
         let bill = self.hooks.ending(session_id, reason, by_role, self.clock.now());
         let ended = ServerMessage::SessionEnded { session_id: session_id.clone(), reason, ended_by: by.clone(), bill };
+        if let Some((_, recorder)) = &room.recorder {
+            let stopped = RecordingStopReason::SessionEnded;
+            let msg = ServerMessage::RecordingStopped { session_id: session_id.clone(), reason: stopped };
+            for m in &room.members {
+                self.queue_to(st, &m.user.id, msg.clone(), effects);
+            }
+            effects.session_events.push((session_id.clone(), SessionEvent::RecordingStopped(stopped)));
+            effects.notify.push((recorder.clone(), ended.clone()));
+        } else if let Some(assigned) = &room.assigned {
+            // Assigned but not joined yet: it stops trying.
+            self.queue_to(st, assigned, ended.clone(), effects);
+        }
         for m in &room.members {
             if let Some(u) = st.users.get_mut(&m.user.id)
                 && u.session.as_ref() == Some(session_id)
@@ -1160,7 +1411,6 @@ impl Hub {
             if st.rooms.contains_key(&session_id) {
                 return;
             }
-            let member = |user: UserInfo| Member { user, link: None, attendance: Attendance::NotJoined, epoch: 0 };
             for u in [&seeker, &consultant] {
                 match st.users.get_mut(&u.id) {
                     Some(state) if state.session.is_none() => state.session = Some(session_id.clone()),
@@ -1170,7 +1420,8 @@ impl Hub {
                     }
                 }
             }
-            st.rooms.insert(session_id.clone(), Room { record, members: [member(seeker), member(consultant)] });
+            st.rooms.insert(session_id.clone(), Room::new(record, seeker, consultant));
+            self.assign_recorders(&mut st);
         }
         for i in 0..2 {
             self.absence_timeout_later(session_id.clone(), i, 0, now);

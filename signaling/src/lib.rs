@@ -32,7 +32,7 @@ use axum::{Json, Router};
 use parley_domain::protocol::{ErrorBody, ErrorCode, Role};
 use serde::Deserialize;
 
-pub use auth::{AuthError, Authenticator, Claims};
+pub use auth::{AuthError, Authenticator, Claims, Identity};
 pub use config::SignalingConfig;
 pub use error::SignalError;
 pub use hub::{CLOSE_GOING_AWAY, Hub};
@@ -80,15 +80,15 @@ async fn upgrade(
     Query(q): Query<SignalQuery>,
     ws: WebSocketUpgrade,
 ) -> Response {
-    let user = match sig.auth.verify_request(&headers, q.access_token.as_deref()) {
-        Ok(user) => user,
+    let identity = match sig.auth.verify_request_identity(&headers, q.access_token.as_deref()) {
+        Ok(identity) => identity,
         Err(e) => {
             metrics::error(e.code());
             let body = ErrorBody { code: e.code(), message: e.to_string() };
             return (StatusCode::UNAUTHORIZED, Json(body)).into_response();
         }
     };
-    if user.role == Role::Moderator {
+    if identity.user.role == Role::Moderator {
         metrics::error(ErrorCode::WrongRole);
         let body =
             ErrorBody { code: ErrorCode::WrongRole, message: "moderators use the REST API, not signaling".into() };
@@ -104,5 +104,5 @@ async fn upgrade(
         .write_buffer_size(0)
         .max_message_size(WS_MAX_MESSAGE_BYTES)
         .max_frame_size(WS_MAX_MESSAGE_BYTES)
-        .on_upgrade(move |socket| tracker.track_future(connection::serve(socket, hub, user)))
+        .on_upgrade(move |socket| tracker.track_future(connection::serve(socket, hub, identity)))
 }

@@ -35,6 +35,8 @@ pub(crate) enum Take {
 pub(crate) struct Link {
     /// Who the link belongs to.
     pub user: UserInfo,
+    /// The token's `premium` claim.
+    pub premium: bool,
     /// The secret that lets a new connection take this link over.
     pub resume_token: String,
     /// Whether a client message was processed on it (else it holds nothing
@@ -78,9 +80,10 @@ pub(crate) struct ReplayGap {
 }
 
 impl Link {
-    pub fn new(user: UserInfo, resume_token: String, capacity: usize) -> Self {
+    pub fn new(user: UserInfo, premium: bool, resume_token: String, capacity: usize) -> Self {
         Link {
             user,
+            premium,
             resume_token,
             used: AtomicBool::new(false),
             inner: Mutex::new(Inner {
@@ -244,7 +247,7 @@ mod tests {
 
     fn link(capacity: usize) -> Link {
         let user = UserInfo { id: UserId::parse("u").unwrap(), name: "U".into(), role: Role::Seeker };
-        Link::new(user, "tok".into(), capacity)
+        Link::new(user, false, "tok".into(), capacity)
     }
 
     fn msg() -> ServerMessage {

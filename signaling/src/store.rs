@@ -4,7 +4,8 @@
 
 use async_trait::async_trait;
 use parley_domain::protocol::{
-    CallEndReason, ErrorCode, MediaState, MeterStatus, Role, SessionBill, SessionEndReason, UserInfo,
+    CallEndReason, ChatKind, ErrorCode, MediaState, MeterStatus, RecordingStopReason, Role, SessionBill,
+    SessionEndReason, UserInfo,
 };
 use parley_domain::{CallId, SessionId, Timestamp, UserId};
 
@@ -26,6 +27,12 @@ pub struct CallRecord {
     pub consultant_id: UserId,
     /// When `call.request` arrived.
     pub created_at: Timestamp,
+    /// The seeker asked for recording (`call.request` `record`); the
+    /// [`CallGate`] checks the consent rules (DESIGN.md §6).
+    pub recording: bool,
+    /// The seeker's token carries the `premium` claim. The gate may also
+    /// know premium seekers from elsewhere (the operator's API).
+    pub seeker_premium: bool,
 }
 
 /// A call's states, stored with the server time of each transition.
@@ -69,6 +76,9 @@ pub struct SessionRecord {
     pub consultant_id: UserId,
     /// When it was opened.
     pub opened_at: Timestamp,
+    /// Recording was asked for and allowed: the recorder is assigned when
+    /// the session opens (DESIGN.md §6).
+    pub recording: bool,
 }
 
 /// Something that happened in a session, stored in its timeline.
@@ -82,6 +92,12 @@ pub enum SessionEvent {
     Dropped(UserId),
     /// A participant's media connection state (DESIGN.md M11).
     Media(UserId, MediaState),
+    /// A participant sent a chat line or a note (`chat.send`).
+    Chat(UserId, ChatKind, String),
+    /// The recorder joined: recording is on (its user id).
+    RecordingStarted(UserId),
+    /// Recording went off.
+    RecordingStopped(RecordingStopReason),
     /// The session ended.
     Ended {
         /// Why.
@@ -102,6 +118,9 @@ impl SessionEvent {
             SessionEvent::Left(_) => "left",
             SessionEvent::Dropped(_) => "dropped",
             SessionEvent::Media(..) => "media_state",
+            SessionEvent::Chat(_, kind, _) => kind.as_str(),
+            SessionEvent::RecordingStarted(_) => "recording_started",
+            SessionEvent::RecordingStopped(_) => "recording_stopped",
             SessionEvent::Ended { .. } => "ended",
         }
     }

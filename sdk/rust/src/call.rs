@@ -29,8 +29,17 @@
 //! [`CallConfig::send_audio`] sends one Opus frame every 20 ms. There is no
 //! Opus encoder here: by default the frame is the 3-byte Opus comfort-noise /
 //! silence frame [`OPUS_SILENCE_FRAME`], a valid packet every decoder accepts.
-//! [`Call::set_audio_payload`] swaps in other pre-encoded frames. Received
-//! audio RTP packets are counted ([`Call::audio_packets_received`]).
+//! [`Call::set_audio_payload`] swaps in other pre-encoded frames. Every frame
+//! carries the RFC 6464 audio-level header extension: 127 (silence) for the
+//! silence frame, [`CallConfig::speech_audio_level`] for anything else, so a
+//! receiver (the recorder's talk time) can tell speech from silence.
+//! [`CallConfig::send_video`] adds a VP8 track sending a pre-encoded frame
+//! every [`VIDEO_FRAME_DURATION`]. Received audio RTP packets are counted
+//! ([`Call::audio_packets_received`]), and every received RTP packet can be
+//! handed out through [`CallConfig::rtp_sink`].
+//!
+//! A [`CallConfig::receive_only`] call (the recorder's side) sends nothing:
+//! it offers receive-only audio and video and hands out what arrives.
 //!
 //! # webrtc-rs 0.21 behaviour this module works around
 //!
@@ -103,10 +112,12 @@ use bytes::{Bytes, BytesMut};
 use parley_domain::protocol::{IceCandidate, IceServer, MediaState};
 use rtc::ice::mdns::MulticastDnsMode;
 use rtc::media_stream::MediaStreamTrack;
-use rtc::peer_connection::configuration::media_engine::MIME_TYPE_OPUS;
+use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_OPUS, MIME_TYPE_VP8};
 use rtc::rtp_transceiver::rtp_sender::{
-    RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
+    RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
+    RTCRtpHeaderExtensionCapability, RtpCodecKind,
 };
+use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -134,6 +145,44 @@ pub const OPUS_SILENCE_FRAME: [u8; 3] = [0xF8, 0xFF, 0xFE];
 
 /// Duration of one audio frame; one frame is sent per interval.
 pub const AUDIO_FRAME_DURATION: Duration = Duration::from_millis(20);
+
+/// Interval between video frames (10 frames per second).
+pub const VIDEO_FRAME_DURATION: Duration = Duration::from_millis(100);
+
+/// A 64×48 grey VP8 key frame (36 bytes, made with libvpx's `vpxenc`): what
+/// a call with [`CallConfig::send_video`] sends unless told otherwise.
+pub const VP8_GREY_KEY_FRAME: [u8; 36] = [
+    0xb0, 0x02, 0x00, 0x9d, 0x01, 0x2a, 0x40, 0x00, 0x30, 0x00, 0x00, 0x47, 0x08, 0x85, 0x85, 0x88, 0x85, 0x84, 0x88,
+    0x02, 0x02, 0x00, 0x06, 0x8e, 0x4f, 0xcc, 0xc7, 0x9b, 0xf1, 0x58, 0x00, 0xfe, 0xfd, 0x83, 0x78, 0x00,
+];
+
+/// The RTP header extension carrying the audio level (RFC 6464).
+pub const AUDIO_LEVEL_URI: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
+
+/// The RTP payload type offered for VP8 (the value browsers use too).
+const VP8_PAYLOAD_TYPE: u8 = 96;
+
+/// The kind of a received RTP packet's track.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum MediaKind {
+    /// Audio (Opus).
+    Audio,
+    /// Video (VP8).
+    Video,
+}
+
+/// One RTP packet received from the remote peer (see [`CallConfig::rtp_sink`]).
+#[derive(Debug, Clone)]
+pub struct RemoteRtp {
+    /// The track's kind.
+    pub kind: MediaKind,
+    /// The track's codec, e.g. `audio/opus`, `video/VP8`.
+    pub mime_type: String,
+    /// The packet, header extensions included.
+    pub packet: rtc::rtp::Packet,
+    /// When it was handed out (monotonic).
+    pub arrival: Instant,
+}
 
 /// The RTP payload type offered for Opus (the value browsers use too). The
 /// payload type actually used is the one negotiated.
@@ -187,6 +236,22 @@ pub struct CallConfig {
     /// [`OPUS_SILENCE_FRAME`]). Can be changed later with
     /// [`Call::set_audio_payload`].
     pub audio_payload: Bytes,
+    /// The RFC 6464 level (0–127, −dBov) sent with frames other than the
+    /// silence frame, with the voice flag set (default 30).
+    pub speech_audio_level: u8,
+    /// Send a VP8 video track, [`CallConfig::video_payload`] every
+    /// [`VIDEO_FRAME_DURATION`], once connected (default `false`).
+    pub send_video: bool,
+    /// The encoded VP8 frame sent (default [`VP8_GREY_KEY_FRAME`]).
+    pub video_payload: Bytes,
+    /// The offerer opens the [`DATA_CHANNEL_LABEL`] data channel (default
+    /// `true`).
+    pub data_channel: bool,
+    /// Send nothing: offer receive-only audio and video transceivers (the
+    /// recorder). Overrides `send_audio` and `send_video`.
+    pub receive_only: bool,
+    /// Where every received RTP packet is copied, if set.
+    pub rtp_sink: Option<mpsc::UnboundedSender<RemoteRtp>>,
 }
 
 impl Default for CallConfig {
@@ -203,6 +268,12 @@ impl Default for CallConfig {
             ice_keepalive_interval: Duration::from_secs(2),
             resolve_mdns_candidates: true,
             audio_payload: Bytes::from_static(&OPUS_SILENCE_FRAME),
+            speech_audio_level: 30,
+            send_video: false,
+            video_payload: Bytes::from_static(&VP8_GREY_KEY_FRAME),
+            data_channel: true,
+            receive_only: false,
+            rtp_sink: None,
         }
     }
 }
@@ -278,6 +349,10 @@ struct Shared {
     audio_sent: AtomicU64,
     /// The frame sent every 20 ms.
     audio_payload: StdMutex<Bytes>,
+    /// [`CallConfig::speech_audio_level`].
+    speech_audio_level: u8,
+    /// [`CallConfig::rtp_sink`].
+    rtp_sink: Option<mpsc::UnboundedSender<RemoteRtp>>,
 }
 
 impl Shared {
@@ -371,6 +446,8 @@ impl Call {
             audio_received: AtomicU64::new(0),
             audio_sent: AtomicU64::new(0),
             audio_payload: StdMutex::new(config.audio_payload.clone()),
+            speech_audio_level: config.speech_audio_level.min(127),
+            rtp_sink: config.rtp_sink.clone(),
         });
 
         let (events_tx, events_rx) = mpsc::unbounded_channel();
@@ -387,9 +464,25 @@ impl Call {
 
         // On error `call` is dropped, which stops whatever was started and
         // closes the connection.
-        let track = new_audio_track()?;
-        let sender = pc.add_track(Arc::clone(&track) as Arc<dyn TrackLocal>).await?;
-        if config.offerer {
+        let mut audio = None;
+        let mut video = None;
+        if config.receive_only {
+            for kind in [RtpCodecKind::Audio, RtpCodecKind::Video] {
+                let init =
+                    RTCRtpTransceiverInit { direction: RTCRtpTransceiverDirection::Recvonly, ..Default::default() };
+                pc.add_transceiver_from_kind(kind, Some(init)).await?;
+            }
+        } else {
+            let track = new_track(RtpCodecKind::Audio, opus_codec())?;
+            let sender = pc.add_track(Arc::clone(&track) as Arc<dyn TrackLocal>).await?;
+            audio = Some((track, sender));
+            if config.send_video {
+                let track = new_track(RtpCodecKind::Video, vp8_codec())?;
+                let sender = pc.add_track(Arc::clone(&track) as Arc<dyn TrackLocal>).await?;
+                video = Some((track, sender));
+            }
+        }
+        if config.offerer && config.data_channel {
             let channel = pc.create_data_channel(DATA_CHANNEL_LABEL, None).await?;
             media::spawn_data_channel_reader(&shared, channel);
         }
@@ -400,8 +493,13 @@ impl Call {
         }
         shared.tasks.spawn(negotiator.run(inbound, events_rx, commands_rx).instrument(shared.span()));
 
-        if config.send_audio {
+        if let Some((track, sender)) = audio
+            && config.send_audio
+        {
             media::spawn_audio_pump(&shared, track, sender);
+        }
+        if let Some((track, sender)) = video {
+            media::spawn_video_pump(&shared, track, sender, config.video_payload.clone());
         }
         debug!(role = shared.role, "call started");
         Ok(call)
@@ -496,6 +594,26 @@ impl Call {
     /// packet; it is sent as is, in one RTP packet.
     pub fn set_audio_payload(&self, frame: Bytes) {
         *self.shared.audio_payload.lock().unwrap_or_else(|e| e.into_inner()) = frame;
+    }
+
+    /// The encoded Opus frame currently sent every 20 ms.
+    pub fn audio_payload(&self) -> Bytes {
+        self.shared.audio_payload()
+    }
+
+    /// The id the local description gives the RTP header extension `uri`
+    /// (its `a=extmap` line, RFC 8285), e.g. [`AUDIO_LEVEL_URI`]; `None`
+    /// before there is a local description or if it lacks the extension.
+    /// On the offerer, the answer uses the same id.
+    pub async fn local_extension_id(&self, uri: &str) -> Option<u8> {
+        let sdp = self.pc.local_description().await?.sdp;
+        sdp.lines().find_map(|line| {
+            let (id, rest) = line.strip_prefix("a=extmap:")?.split_once(' ')?;
+            if rest.split_whitespace().next()? != uri {
+                return None;
+            }
+            id.split('/').next()?.parse().ok()
+        })
     }
 
     /// A watch of the peer connection state (`RTCPeerConnection.connectionState`).
@@ -609,9 +727,20 @@ fn opus_codec() -> RTCRtpCodec {
     }
 }
 
-/// Builds the peer connection: Opus only, webrtc's default interceptors
-/// (NACK, RTCP reports, TWCC), the configured ICE servers, timeouts and
-/// sockets.
+/// VP8 as offered and as set on the local video track.
+fn vp8_codec() -> RTCRtpCodec {
+    RTCRtpCodec {
+        mime_type: MIME_TYPE_VP8.to_owned(),
+        clock_rate: 90_000,
+        channels: 0,
+        sdp_fmtp_line: String::new(),
+        rtcp_feedback: vec![],
+    }
+}
+
+/// Builds the peer connection: Opus with the audio-level extension, VP8,
+/// webrtc's default interceptors (NACK, RTCP reports, TWCC), the configured
+/// ICE servers, timeouts and sockets.
 async fn build_peer_connection(
     config: &CallConfig,
     handler: Arc<Handler>,
@@ -620,6 +749,15 @@ async fn build_peer_connection(
     media_engine.register_codec(
         RTCRtpCodecParameters { rtp_codec: opus_codec(), payload_type: OPUS_PAYLOAD_TYPE },
         RtpCodecKind::Audio,
+    )?;
+    media_engine.register_codec(
+        RTCRtpCodecParameters { rtp_codec: vp8_codec(), payload_type: VP8_PAYLOAD_TYPE },
+        RtpCodecKind::Video,
+    )?;
+    media_engine.register_header_extension(
+        RTCRtpHeaderExtensionCapability { uri: AUDIO_LEVEL_URI.to_owned() },
+        RtpCodecKind::Audio,
+        None,
     )?;
     let registry = register_default_interceptors(Registry::new(), &mut media_engine)?;
 
@@ -662,17 +800,18 @@ async fn build_peer_connection(
     Ok(Arc::new(pc))
 }
 
-/// The local Opus track, with a random SSRC.
-fn new_audio_track() -> Result<Arc<TrackLocalStaticSample>, CallError> {
+/// A local track of `kind` sending `codec`, with a random SSRC.
+fn new_track(kind: RtpCodecKind, codec: RTCRtpCodec) -> Result<Arc<TrackLocalStaticSample>, CallError> {
     let ssrc = std::collections::hash_map::RandomState::new().hash_one(Instant::now()) as u32;
+    let id = if kind == RtpCodecKind::Audio { "parley-audio" } else { "parley-video" };
     let track = MediaStreamTrack::new(
         "parley".to_owned(),
-        "parley-audio".to_owned(),
-        "parley-audio".to_owned(),
-        RtpCodecKind::Audio,
+        id.to_owned(),
+        id.to_owned(),
+        kind,
         vec![RTCRtpEncodingParameters {
             rtp_coding_parameters: RTCRtpCodingParameters { ssrc: Some(ssrc), ..Default::default() },
-            codec: opus_codec(),
+            codec,
             ..Default::default()
         }],
     );

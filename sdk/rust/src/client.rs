@@ -22,8 +22,8 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use parley_domain::protocol::{
-    AckResult, ClientEnvelope, ClientMessage, IceServer, MeterStatus, PresenceStatus, ServerEnvelope, ServerMessage,
-    UserInfo,
+    AckResult, ChatKind, ClientEnvelope, ClientMessage, IceServer, MeterStatus, PresenceStatus, ServerEnvelope,
+    ServerMessage, UserInfo,
 };
 use parley_domain::{CallId, SessionId, UserId};
 use tokio::net::TcpStream;
@@ -238,9 +238,23 @@ impl SignalingClient {
 
     /// Seekers: call `consultant` now, paying with `payment_method`.
     pub async fn call(&self, consultant: &UserId, payment_method: Option<&str>) -> Result<RingingCall, SdkError> {
+        self.call_with(consultant, payment_method, false).await
+    }
+
+    /// Seekers: call `consultant` now, paying with `payment_method`, and
+    /// with `record` ask for the session to be recorded (premium seekers,
+    /// consultants who allow it: else `premium_required` /
+    /// `recording_not_allowed`).
+    pub async fn call_with(
+        &self,
+        consultant: &UserId,
+        payment_method: Option<&str>,
+        record: bool,
+    ) -> Result<RingingCall, SdkError> {
         let msg = ClientMessage::CallRequest {
             consultant_id: consultant.clone(),
             payment_method: payment_method.map(str::to_owned),
+            record,
         };
         match self.request(msg).await? {
             Some(AckResult::Call { call_id, session_id, ring_deadline_ms }) => {
@@ -279,6 +293,12 @@ impl SignalingClient {
     /// Leaves a session's room (the session goes on; rejoin within the grace period).
     pub async fn leave(&self, session_id: &SessionId) -> Result<(), SdkError> {
         self.request(ClientMessage::RoomLeave { session_id: session_id.clone() }).await.map(drop)
+    }
+
+    /// Sends a chat line or note to the session (stored for the recap).
+    pub async fn chat(&self, session_id: &SessionId, text: &str, kind: ChatKind) -> Result<(), SdkError> {
+        let msg = ClientMessage::ChatSend { session_id: session_id.clone(), text: text.to_owned(), kind };
+        self.request(msg).await.map(drop)
     }
 
     /// Hangs up: ends the session for both.

@@ -7,11 +7,24 @@
 //! The offerer (the seeker) should start once the other participant is in
 //! the room — the room's `participants`, or a `participant.joined` event —
 //! because the server relays only to participants who are present.
+//!
+//! # Recording
+//!
+//! When the session is recorded, the server sends `recording.started` with
+//! the recorder's id, and the recorder offers a receive-only connection.
+//! [`SessionCall::handle`] answers it with a second, send-only [`Call`]
+//! (the *uplink*) carrying the same audio (and video) as the main call;
+//! its signals go to the recorder (`to`). A new offer from the recorder (it
+//! reconnects after a drop) replaces the uplink; `recording.stopped` closes
+//! it. The main call is never touched by any of this.
 
-use parley_domain::SessionId;
+use std::sync::{Arc, Mutex};
+
 use parley_domain::protocol::{ClientMessage, ServerMessage};
+use parley_domain::{SessionId, UserId};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use tracing::warn;
 
 use crate::call::{Call, CallConfig, Signal};
 use crate::{RoomInfo, SdkError, SignalingClient};
@@ -23,6 +36,110 @@ pub struct SessionCall {
     session_id: SessionId,
     inbound: mpsc::UnboundedSender<Signal>,
     tasks: [JoinHandle<()>; 2],
+    uplink: Arc<Uplink>,
+}
+
+/// The send-only connection to the recorder, if recording is on.
+struct Uplink {
+    client: SignalingClient,
+    session_id: SessionId,
+    /// The main call's configuration, the base of the uplink's.
+    config: CallConfig,
+    state: Mutex<UplinkState>,
+}
+
+#[derive(Default)]
+struct UplinkState {
+    /// The recorder's id, from `recording.started`.
+    recorder: Option<UserId>,
+    /// Where the recorder's signals for the current uplink go.
+    inbound: Option<mpsc::UnboundedSender<Signal>>,
+    /// The current uplink call, once started.
+    call: Option<Arc<Call>>,
+    /// Bumped for every new uplink, so a slow start does not install a
+    /// replaced one.
+    generation: u64,
+}
+
+impl Uplink {
+    fn lock(&self) -> std::sync::MutexGuard<'_, UplinkState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Closes the current uplink, if any.
+    fn close_current(&self) {
+        let call = {
+            let mut st = self.lock();
+            st.inbound = None;
+            st.generation += 1;
+            st.call.take()
+        };
+        if let Some(call) = call {
+            tokio::spawn(async move {
+                let _ = call.close().await;
+            });
+        }
+    }
+
+    /// A new offer from the recorder: replaces the uplink with a fresh
+    /// answerer that sends the main call's media.
+    fn start(self: &Arc<Self>, recorder: UserId, offer: String, audio_payload: bytes::Bytes) {
+        self.close_current();
+        let (in_tx, in_rx) = mpsc::unbounded_channel();
+        let _ = in_tx.send(Signal::Offer(offer));
+        let generation = {
+            let mut st = self.lock();
+            st.inbound = Some(in_tx);
+            st.generation
+        };
+        let config = CallConfig {
+            offerer: false,
+            data_channel: false,
+            send_audio: true,
+            receive_only: false,
+            rtp_sink: None,
+            audio_payload,
+            ..self.config.clone()
+        };
+        let uplink = Arc::clone(self);
+        tokio::spawn(async move {
+            let (out_tx, mut out_rx) = mpsc::unbounded_channel();
+            let call = match Call::start(config, out_tx, in_rx).await {
+                Ok(call) => Arc::new(call),
+                Err(err) => {
+                    warn!(%err, "cannot answer the recorder");
+                    return;
+                }
+            };
+            let current = {
+                let mut st = uplink.lock();
+                let current = st.generation == generation;
+                if current {
+                    st.call = Some(Arc::clone(&call));
+                }
+                current
+            };
+            if !current {
+                let _ = call.close().await;
+                return;
+            }
+            while let Some(signal) = out_rx.recv().await {
+                let msg = to_message(uplink.session_id.clone(), signal, Some(recorder.clone()));
+                if uplink.client.send(msg).is_err() {
+                    return;
+                }
+            }
+        });
+    }
+}
+
+/// The signaling message carrying `signal`.
+fn to_message(session_id: SessionId, signal: Signal, to: Option<UserId>) -> ClientMessage {
+    match signal {
+        Signal::Offer(sdp) => ClientMessage::SdpOffer { session_id, sdp, to },
+        Signal::Answer(sdp) => ClientMessage::SdpAnswer { session_id, sdp, to },
+        Signal::Candidate(candidate) => ClientMessage::IceCandidate { session_id, candidate, to },
+    }
 }
 
 impl SessionCall {
@@ -37,20 +154,14 @@ impl SessionCall {
         config.ice_servers = room.ice_servers.clone();
         let (out_tx, mut out_rx) = mpsc::unbounded_channel();
         let (in_tx, in_rx) = mpsc::unbounded_channel();
-        let call = Call::start(config, out_tx, in_rx).await.map_err(|e| SdkError::Call(e.to_string()))?;
+        let call = Call::start(config.clone(), out_tx, in_rx).await.map_err(|e| SdkError::Call(e.to_string()))?;
         let session_id = room.session_id.clone();
         let signals = {
             let client = client.clone();
             let session_id = session_id.clone();
             tokio::spawn(async move {
                 while let Some(signal) = out_rx.recv().await {
-                    let session_id = session_id.clone();
-                    let msg = match signal {
-                        Signal::Offer(sdp) => ClientMessage::SdpOffer { session_id, sdp },
-                        Signal::Answer(sdp) => ClientMessage::SdpAnswer { session_id, sdp },
-                        Signal::Candidate(candidate) => ClientMessage::IceCandidate { session_id, candidate },
-                    };
-                    if client.send(msg).is_err() {
+                    if client.send(to_message(session_id.clone(), signal, None)).is_err() {
                         return;
                     }
                 }
@@ -70,20 +181,52 @@ impl SessionCall {
                 }
             })
         };
-        Ok(SessionCall { call, session_id, inbound: in_tx, tasks: [signals, reports] })
+        let uplink = Arc::new(Uplink {
+            client: client.clone(),
+            session_id: session_id.clone(),
+            config,
+            state: Mutex::new(UplinkState::default()),
+        });
+        Ok(SessionCall { call, session_id, inbound: in_tx, tasks: [signals, reports], uplink })
     }
 
-    /// Feeds a server message to the call: returns `true` if it was an
-    /// offer, answer or candidate for this session (and was consumed).
+    /// Feeds a server message to the call: returns `true` if it was for
+    /// this session's media (an offer, answer or candidate, from the other
+    /// participant or the recorder, or `recording.started` / `stopped`) and
+    /// was consumed.
     pub fn handle(&self, msg: &ServerMessage) -> bool {
+        let recorder = self.uplink.lock().recorder.clone();
+        let from_recorder = |from: &UserId| recorder.as_ref() == Some(from);
         let signal = match msg {
-            ServerMessage::SdpOffer { session_id, sdp, .. } if *session_id == self.session_id => {
+            ServerMessage::RecordingStarted { session_id, recorder_id } if *session_id == self.session_id => {
+                self.uplink.lock().recorder = Some(recorder_id.clone());
+                return true;
+            }
+            ServerMessage::RecordingStopped { session_id, .. } if *session_id == self.session_id => {
+                self.uplink.close_current();
+                self.uplink.lock().recorder = None;
+                return true;
+            }
+            ServerMessage::SdpOffer { session_id, sdp, from } if *session_id == self.session_id => {
+                if from_recorder(from) {
+                    self.uplink.start(from.clone(), sdp.clone(), self.call.audio_payload());
+                    return true;
+                }
                 Signal::Offer(sdp.clone())
             }
-            ServerMessage::SdpAnswer { session_id, sdp, .. } if *session_id == self.session_id => {
+            ServerMessage::SdpAnswer { session_id, sdp, from } if *session_id == self.session_id => {
+                if from_recorder(from) {
+                    return true; // the uplink never offers
+                }
                 Signal::Answer(sdp.clone())
             }
-            ServerMessage::IceCandidate { session_id, candidate, .. } if *session_id == self.session_id => {
+            ServerMessage::IceCandidate { session_id, candidate, from } if *session_id == self.session_id => {
+                if from_recorder(from) {
+                    if let Some(tx) = &self.uplink.lock().inbound {
+                        let _ = tx.send(Signal::Candidate(candidate.clone()));
+                    }
+                    return true;
+                }
                 Signal::Candidate(candidate.clone())
             }
             _ => return false,
@@ -92,16 +235,32 @@ impl SessionCall {
         true
     }
 
+    /// Replaces the encoded Opus frame sent every 20 ms, on the call and on
+    /// the recorder's uplink (see [`Call::set_audio_payload`]).
+    pub fn set_audio_payload(&self, frame: bytes::Bytes) {
+        self.call.set_audio_payload(frame.clone());
+        if let Some(uplink) = &self.uplink.lock().call {
+            uplink.set_audio_payload(frame);
+        }
+    }
+
+    /// The recorder's uplink call, while recording is on and it has started.
+    pub fn recording_uplink(&self) -> Option<Arc<Call>> {
+        self.uplink.lock().call.clone()
+    }
+
     /// The session.
     pub fn session_id(&self) -> &SessionId {
         &self.session_id
     }
 
-    /// Closes the peer connection and stops forwarding. Idempotent.
+    /// Closes the peer connection (and the recorder's uplink) and stops
+    /// forwarding. Idempotent.
     pub async fn close(&self) -> Result<(), SdkError> {
         for t in &self.tasks {
             t.abort();
         }
+        self.uplink.close_current();
         self.call.close().await.map_err(|e| SdkError::Call(e.to_string()))
     }
 }

@@ -5,8 +5,11 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
+use bytes::Bytes;
 use parley_domain::protocol::MediaState;
 use rtc::media::Sample;
+use rtc::rtp::extension::HeaderExtension;
+use rtc::rtp::extension::audio_level_extension::AudioLevelExtension;
 use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use tokio::time::MissedTickBehavior;
 use tracing::{Instrument, debug, warn};
@@ -16,7 +19,10 @@ use webrtc::media_stream::track_local::static_sample::TrackLocalStaticSample;
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::rtp_transceiver::RtpSender;
 
-use super::{AUDIO_FRAME_DURATION, CallError, ChannelState, Shared};
+use super::{
+    AUDIO_FRAME_DURATION, CallError, ChannelState, MediaKind, OPUS_SILENCE_FRAME, RemoteRtp, Shared,
+    VIDEO_FRAME_DURATION,
+};
 
 /// Reads the call's data channel: marks it open, forwards its messages to
 /// [`super::Call::recv_data`], and ends that stream when the channel closes.
@@ -68,15 +74,27 @@ pub(super) fn spawn_track_reader(shared: &Arc<Shared>, track: Arc<dyn TrackRemot
     shared.tasks.clone().spawn(
         async move {
             let audio = track.kind().await == RtpCodecKind::Audio;
-            debug!(audio, "remote track");
+            let ssrc = track.ssrcs().await.first().copied();
+            let mime_type = match ssrc {
+                Some(ssrc) => track.codec(ssrc).await.map(|c| c.mime_type).unwrap_or_default(),
+                None => String::new(),
+            };
+            let kind = if audio { MediaKind::Audio } else { MediaKind::Video };
+            debug!(audio, mime_type, "remote track");
             loop {
                 let event = tokio::select! {
                     _ = shared.cancel.cancelled() => break,
                     event = track.poll() => event,
                 };
                 match event {
-                    Some(TrackRemoteEvent::OnRtpPacket(_)) if audio => {
-                        shared.audio_received.fetch_add(1, Ordering::Relaxed);
+                    Some(TrackRemoteEvent::OnRtpPacket(packet)) => {
+                        if audio {
+                            shared.audio_received.fetch_add(1, Ordering::Relaxed);
+                        }
+                        if let Some(sink) = &shared.rtp_sink {
+                            let arrival = Instant::now();
+                            let _ = sink.send(RemoteRtp { kind, mime_type: mime_type.clone(), packet, arrival });
+                        }
                     }
                     Some(TrackRemoteEvent::OnEnded) | None => break,
                     Some(_) => {}
@@ -126,12 +144,15 @@ pub(super) fn spawn_audio_pump(shared: &Arc<Shared>, track: Arc<TrackLocalStatic
                         }
                     },
                 };
-                let sample = Sample {
-                    data: shared.audio_payload(),
-                    duration: AUDIO_FRAME_DURATION,
-                    ..Sample::new(Instant::now())
+                let data = shared.audio_payload();
+                // RFC 6464: level in -dBov (127 = silence) and the voice flag.
+                let level = if data[..] == OPUS_SILENCE_FRAME {
+                    AudioLevelExtension { level: 127, voice: false }
+                } else {
+                    AudioLevelExtension { level: shared.speech_audio_level, voice: true }
                 };
-                match track.write_sample(ssrc, pt, &sample, &[]).await {
+                let sample = Sample { data, duration: AUDIO_FRAME_DURATION, ..Sample::new(Instant::now()) };
+                match track.write_sample(ssrc, pt, &sample, &[HeaderExtension::AudioLevel(level)]).await {
                     Ok(()) => {
                         shared.audio_sent.fetch_add(1, Ordering::Relaxed);
                     }
@@ -147,6 +168,50 @@ pub(super) fn spawn_audio_pump(shared: &Arc<Shared>, track: Arc<TrackLocalStatic
                 }
             }
             debug!("audio pump stopped");
+        }
+        .instrument(span),
+    );
+}
+
+/// Sends `frame` every [`VIDEO_FRAME_DURATION`] from the first time the
+/// connection is connected until the call closes.
+pub(super) fn spawn_video_pump(
+    shared: &Arc<Shared>,
+    track: Arc<TrackLocalStaticSample>,
+    sender: Arc<dyn RtpSender>,
+    frame: Bytes,
+) {
+    let shared = Arc::clone(shared);
+    let span = shared.span();
+    shared.tasks.clone().spawn(
+        async move {
+            tokio::select! {
+                _ = shared.cancel.cancelled() => return,
+                connected = wait_first_connected(&shared) => if !connected { return },
+            }
+            let Some(ssrc) = track.ssrcs().await.first().copied() else { return };
+            let mut ticker = tokio::time::interval(VIDEO_FRAME_DURATION);
+            ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+            let mut payload_type = None;
+            loop {
+                tokio::select! {
+                    _ = shared.cancel.cancelled() => break,
+                    _ = ticker.tick() => {}
+                }
+                let pt = match payload_type {
+                    Some(pt) => pt,
+                    None => match negotiated_payload_type(sender.as_ref()).await {
+                        Ok(pt) => *payload_type.insert(pt),
+                        Err(_) => continue,
+                    },
+                };
+                let sample =
+                    Sample { data: frame.clone(), duration: VIDEO_FRAME_DURATION, ..Sample::new(Instant::now()) };
+                if let Err(err) = track.write_sample(ssrc, pt, &sample, &[]).await {
+                    debug!(%err, "cannot send a video frame");
+                    payload_type = None;
+                }
+            }
         }
         .instrument(span),
     );

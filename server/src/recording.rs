@@ -1,0 +1,528 @@
+//! Recording (DESIGN.md §6) as the server sees it: consent (premium
+//! seekers, consultants who allow it), the in-process recorder's sink
+//! (upload to storage, register the files), and the REST API: recordings
+//! with signed links, the recap as JSON or Markdown, premium and consent
+//! settings.
+
+use std::fmt::Write as _;
+use std::path::Path as FsPath;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, put};
+use axum::{Json, Router};
+use parley_domain::protocol::rest::{
+    ChatLine, PremiumRequest, Recap, RecordingConsent, RecordingFile, RecordingList, SessionDetails, TalkTime,
+};
+use parley_domain::protocol::{ChatKind, ErrorCode, Role, UserInfo};
+use parley_domain::{Clock, SessionId, Timestamp, UserId};
+use parley_recorder::media::Manifest;
+use parley_recorder::service::RecordingSink;
+use parley_signaling::{Identity, Store};
+use serde::Deserialize;
+use sqlx::Row;
+
+use crate::files::{self, RecordingFiles, RecordingRow};
+use crate::routes::{ApiError, AppState};
+use crate::store::SqlStore;
+
+/// Who may record: premium seekers (operator API or token claim) and
+/// consultants who allow it. Backed by the database.
+#[derive(Clone)]
+pub struct Consent {
+    store: SqlStore,
+}
+
+fn db(e: sqlx::Error) -> ApiError {
+    ApiError::Internal(e.to_string())
+}
+
+impl Consent {
+    /// Consent over `store`'s database.
+    pub fn new(store: SqlStore) -> Consent {
+        Consent { store }
+    }
+
+    /// Whether the operator marked `seeker` premium.
+    pub async fn is_premium(&self, seeker: &UserId) -> Result<bool, sqlx::Error> {
+        let row = sqlx::query("SELECT premium FROM premium_seekers WHERE seeker_id = $1")
+            .bind(seeker.as_str())
+            .fetch_optional(&self.store.pool())
+            .await?;
+        Ok(match row {
+            Some(row) => row.try_get::<i64, _>("premium")? != 0,
+            None => false,
+        })
+    }
+
+    /// Marks `seeker` premium or not, at `now`.
+    pub async fn set_premium(&self, seeker: &UserId, premium: bool, now: Timestamp) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO premium_seekers (seeker_id, premium, updated_ms) VALUES ($1, $2, $3) \
+             ON CONFLICT (seeker_id) DO UPDATE SET premium = excluded.premium, updated_ms = excluded.updated_ms",
+        )
+        .bind(seeker.as_str())
+        .bind(i64::from(premium))
+        .bind(now.unix_millis())
+        .execute(&self.store.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Whether `consultant` allows recording (default: no).
+    pub async fn recording_allowed(&self, consultant: &UserId) -> Result<bool, sqlx::Error> {
+        let row = sqlx::query("SELECT allowed FROM recording_consents WHERE consultant_id = $1")
+            .bind(consultant.as_str())
+            .fetch_optional(&self.store.pool())
+            .await?;
+        Ok(match row {
+            Some(row) => row.try_get::<i64, _>("allowed")? != 0,
+            None => false,
+        })
+    }
+
+    /// Sets whether `consultant` allows recording, at `now`.
+    pub async fn set_recording_allowed(
+        &self,
+        consultant: &UserId,
+        allowed: bool,
+        now: Timestamp,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO recording_consents (consultant_id, allowed, updated_ms) VALUES ($1, $2, $3) \
+             ON CONFLICT (consultant_id) DO UPDATE SET allowed = excluded.allowed, updated_ms = excluded.updated_ms",
+        )
+        .bind(consultant.as_str())
+        .bind(i64::from(allowed))
+        .bind(now.unix_millis())
+        .execute(&self.store.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Checks a recording request of `seeker` (whose token says
+    /// `token_premium`) to call `consultant`: `Err` with
+    /// `premium_required` or `recording_not_allowed`.
+    pub async fn check_request(
+        &self,
+        seeker: &UserId,
+        token_premium: bool,
+        consultant: &UserId,
+    ) -> Result<(), (ErrorCode, String)> {
+        let internal = |e: sqlx::Error| (ErrorCode::Internal, e.to_string());
+        if !(token_premium || self.is_premium(seeker).await.map_err(internal)?) {
+            return Err((ErrorCode::PremiumRequired, "recording is for premium seekers".into()));
+        }
+        if !self.recording_allowed(consultant).await.map_err(internal)? {
+            return Err((ErrorCode::RecordingNotAllowed, "this consultant does not allow recording".into()));
+        }
+        Ok(())
+    }
+
+    /// The stored manifest of a session's recording, if any.
+    pub async fn manifest(&self, session_id: &SessionId) -> Result<Option<Manifest>, ApiError> {
+        let row = sqlx::query("SELECT manifest FROM recording_manifests WHERE session_id = $1")
+            .bind(session_id.as_str())
+            .fetch_optional(&self.store.pool())
+            .await
+            .map_err(db)?;
+        let Some(row) = row else { return Ok(None) };
+        let json: String = row.try_get("manifest").map_err(db)?;
+        serde_json::from_str(&json).map(Some).map_err(|e| ApiError::Internal(format!("manifest: {e}")))
+    }
+}
+
+/// Where the in-process (or `parley recorder`) recorder hands finished
+/// recordings: each file is uploaded to the recordings store under
+/// `sessions/<session>/<file>`, registered in `recordings`, and the
+/// manifest kept for the recap.
+pub struct ServerSink {
+    /// The database.
+    pub store: SqlStore,
+    /// The recordings' storage.
+    pub files: Arc<RecordingFiles>,
+    /// The server clock (retention counts from the stored time).
+    pub clock: Arc<dyn Clock>,
+}
+
+#[async_trait]
+impl RecordingSink for ServerSink {
+    async fn finished(&self, session_id: &SessionId, dir: &FsPath, manifest: &Manifest) -> Result<(), String> {
+        let now = self.clock.now().unix_millis();
+        let mut rows = Vec::new();
+        for track in &manifest.tracks {
+            let key = format!("sessions/{session_id}/{}/{}", manifest.started_at_ms, track.file);
+            let bytes = self.files.upload(&key, &dir.join(&track.file)).await.map_err(|e| e.to_string())?;
+            let content_type = if track.codec == "opus" { "audio/ogg" } else { "video/x-ivf" };
+            rows.push(RecordingRow {
+                id: files::new_recording_id(),
+                session_id: session_id.to_string(),
+                participant_id: Some(track.participant_id.clone()),
+                kind: track.kind.clone(),
+                codec: track.codec.clone(),
+                content_type: content_type.into(),
+                object_key: key,
+                bytes: i64::try_from(bytes).unwrap_or(i64::MAX),
+                duration_ms: i64::try_from(track.duration_ms).unwrap_or(i64::MAX),
+                created_ms: now,
+                deleted_ms: None,
+            });
+        }
+        let key = format!("sessions/{session_id}/{}/manifest.json", manifest.started_at_ms);
+        let bytes = self.files.upload(&key, &dir.join("manifest.json")).await.map_err(|e| e.to_string())?;
+        rows.push(RecordingRow {
+            id: files::new_recording_id(),
+            session_id: session_id.to_string(),
+            participant_id: None,
+            kind: "manifest".into(),
+            codec: "json".into(),
+            content_type: "application/json".into(),
+            object_key: key,
+            bytes: i64::try_from(bytes).unwrap_or(i64::MAX),
+            duration_ms: 0,
+            created_ms: now,
+            deleted_ms: None,
+        });
+        for row in &rows {
+            files::insert_recording(&self.store, row).await.map_err(|e| e.to_string())?;
+        }
+        let json = serde_json::to_string(manifest).map_err(|e| e.to_string())?;
+        sqlx::query(
+            "INSERT INTO recording_manifests (session_id, manifest, created_ms) VALUES ($1, $2, $3) \
+             ON CONFLICT (session_id) DO UPDATE SET manifest = excluded.manifest",
+        )
+        .bind(session_id.as_str())
+        .bind(json)
+        .bind(now)
+        .execute(&self.store.pool())
+        .await
+        .map_err(|e| e.to_string())?;
+        Ok(())
+    }
+}
+
+/// The routes of this module.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/sessions/{id}/recordings", get(recordings))
+        .route("/v1/sessions/{id}/recap", get(recap))
+        .route("/v1/seekers/{id}/premium", put(set_premium))
+        .route("/v1/consultants/me/recording", get(my_recording_consent).put(set_recording_consent))
+        .with_state(state)
+}
+
+fn identity(s: &AppState, headers: &HeaderMap) -> Result<Identity, ApiError> {
+    Ok(s.auth.verify_request_identity(headers, None)?)
+}
+
+fn session_id(raw: String) -> Result<SessionId, ApiError> {
+    SessionId::parse(raw).map_err(|e| ApiError::BadRequest(ErrorCode::InvalidField, format!("session id: {e}")))
+}
+
+fn body<T>(b: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
+    b.map(|Json(v)| v).map_err(|e| ApiError::BadRequest(ErrorCode::InvalidField, e.body_text()))
+}
+
+/// Recordings and recaps are for the session's consultant and its seeker
+/// if premium (DESIGN.md §6): else 403 `premium_required` / `forbidden`.
+async fn may_read(s: &AppState, who: &Identity, id: &SessionId) -> Result<(UserId, UserId), ApiError> {
+    let Some(stored) = s.store.session(id).await? else {
+        return Err(ApiError::NotFound(ErrorCode::UnknownSession, format!("no session {id}")));
+    };
+    let r = stored.record;
+    if who.user.id == r.consultant_id {
+        return Ok((r.seeker_id, r.consultant_id));
+    }
+    if who.user.id != r.seeker_id {
+        return Err(ApiError::Forbidden(ErrorCode::Forbidden, format!("you are not a participant of session {id}")));
+    }
+    if who.premium || s.consent.is_premium(&who.user.id).await.map_err(db)? {
+        Ok((r.seeker_id, r.consultant_id))
+    } else {
+        Err(ApiError::Forbidden(ErrorCode::PremiumRequired, "recordings and recaps are for premium seekers".into()))
+    }
+}
+
+/// The session's stored files with fresh signed links.
+async fn files_of(s: &AppState, id: &SessionId) -> Result<Vec<RecordingFile>, ApiError> {
+    let rows = files::recordings_of(&s.store, id).await.map_err(|e| ApiError::Internal(e.to_string()))?;
+    let now = s.clock.now();
+    rows.into_iter()
+        .filter(|r| r.deleted_ms.is_none())
+        .map(|r| {
+            let link = s.files.signed_url(&r.id, now);
+            Ok(RecordingFile {
+                participant_id: r
+                    .participant_id
+                    .map(UserId::parse)
+                    .transpose()
+                    .map_err(|e| ApiError::Internal(e.to_string()))?,
+                id: r.id,
+                kind: r.kind,
+                codec: r.codec,
+                content_type: r.content_type,
+                bytes: u64::try_from(r.bytes).unwrap_or(0),
+                duration_ms: u64::try_from(r.duration_ms).unwrap_or(0),
+                url: link.url,
+                url_expires_at_ms: link.expires_at_ms,
+            })
+        })
+        .collect()
+}
+
+/// `GET /v1/sessions/{id}/recordings` (the consultant; the seeker if
+/// premium): the recording's files with signed links valid 15 minutes.
+#[utoipa::path(get, path = "/v1/sessions/{id}/recordings", tag = "recordings",
+    params(("id" = String, Path, description = "session id")),
+    responses((status = 200, body = RecordingList),
+        (status = 403, description = "`forbidden`, `premium_required`", body = parley_domain::protocol::ErrorBody),
+        (status = 404, description = "`unknown_session`", body = parley_domain::protocol::ErrorBody)))]
+pub(crate) async fn recordings(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<RecordingList>, ApiError> {
+    let who = identity(&s, &headers)?;
+    let id = session_id(id)?;
+    may_read(&s, &who, &id).await?;
+    let recordings = files_of(&s, &id).await?;
+    Ok(Json(RecordingList { session_id: id, recordings }))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct RecapQuery {
+    format: Option<String>,
+}
+
+/// `GET /v1/sessions/{id}/recap[?format=markdown]` (the consultant; the
+/// seeker if premium): participants, timeline, billing outcome, talk time,
+/// chat and notes, recordings. JSON by default; Markdown as a download.
+#[utoipa::path(get, path = "/v1/sessions/{id}/recap", tag = "recordings",
+    params(("id" = String, Path, description = "session id"),
+        ("format" = Option<String>, Query, description = "`json` (default) or `markdown`")),
+    responses((status = 200, body = Recap),
+        (status = 400, description = "`invalid_field` (format)", body = parley_domain::protocol::ErrorBody),
+        (status = 403, description = "`forbidden`, `premium_required`", body = parley_domain::protocol::ErrorBody),
+        (status = 404, description = "`unknown_session`", body = parley_domain::protocol::ErrorBody)))]
+pub(crate) async fn recap(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<RecapQuery>,
+) -> Result<Response, ApiError> {
+    let who = identity(&s, &headers)?;
+    let id = session_id(id)?;
+    let markdown = match q.format.as_deref() {
+        None | Some("json") => false,
+        Some("markdown") | Some("md") => true,
+        Some(other) => {
+            return Err(ApiError::BadRequest(
+                ErrorCode::InvalidField,
+                format!("format: `{other}` is not json or markdown"),
+            ));
+        }
+    };
+    let (seeker, consultant) = may_read(&s, &who, &id).await?;
+    let Json(mut session) = crate::api::session(State(s.clone()), headers, Path(id.to_string())).await?;
+    let mut participants = Vec::new();
+    for uid in [&seeker, &consultant] {
+        let user = s.store.user(uid).await?;
+        participants.push(user.unwrap_or(UserInfo {
+            id: uid.clone(),
+            name: uid.to_string(),
+            role: if uid == &seeker { Role::Seeker } else { Role::Consultant },
+        }));
+    }
+    let mut chat = Vec::new();
+    let mut notes = Vec::new();
+    for t in &session.timeline {
+        let kind = match t.kind.as_str() {
+            "chat" => ChatKind::Chat,
+            "note" => ChatKind::Note,
+            _ => continue,
+        };
+        let (Some(from), Some(text)) = (t.user_id.clone(), t.detail.clone()) else { continue };
+        let line = ChatLine { at_ms: t.at_ms, from, kind, text };
+        if kind == ChatKind::Note { notes.push(line) } else { chat.push(line) }
+    }
+    session.timeline.retain(|t| t.kind != "chat" && t.kind != "note");
+    let manifest = s.consent.manifest(&id).await?;
+    let talk_time = manifest.as_ref().map(talk_time).unwrap_or_default();
+    let recordings = files_of(&s, &id).await?;
+    let recap = Recap {
+        recorded: manifest.is_some() || !recordings.is_empty(),
+        session,
+        participants,
+        talk_time,
+        chat,
+        notes,
+        recordings,
+    };
+    if markdown {
+        let name = format!("attachment; filename=\"recap-{id}.md\"");
+        Ok((
+            [(header::CONTENT_TYPE, "text/markdown; charset=utf-8".to_owned()), (header::CONTENT_DISPOSITION, name)],
+            recap_markdown(&recap),
+        )
+            .into_response())
+    } else {
+        Ok(Json(recap).into_response())
+    }
+}
+
+/// Talk time per participant from the manifest's audio tracks.
+fn talk_time(manifest: &Manifest) -> Vec<TalkTime> {
+    let mut per_user: Vec<(String, u64)> = Vec::new();
+    for t in manifest.tracks.iter().filter(|t| t.kind == "audio") {
+        match per_user.iter_mut().find(|(u, _)| *u == t.participant_id) {
+            Some((_, ms)) => *ms += t.speech_ms,
+            None => per_user.push((t.participant_id.clone(), t.speech_ms)),
+        }
+    }
+    let total: u64 = per_user.iter().map(|(_, ms)| ms).sum();
+    per_user
+        .into_iter()
+        .filter_map(|(u, ms)| {
+            Some(TalkTime {
+                user_id: UserId::parse(u).ok()?,
+                speech_ms: ms,
+                share_percent: if total == 0 { 0 } else { u8::try_from(ms * 100 / total).unwrap_or(100) },
+            })
+        })
+        .collect()
+}
+
+/// The recap as a Markdown document.
+pub fn recap_markdown(r: &Recap) -> String {
+    let d: &SessionDetails = &r.session;
+    let name = |id: &UserId| r.participants.iter().find(|p| &p.id == id).map_or(id.to_string(), |p| p.name.clone());
+    let ms = |t: i64| {
+        let secs = (t - d.opened_at_ms).max(0) / 1000;
+        format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60)
+    };
+    let mut out = String::new();
+    let _ = writeln!(out, "# Session recap — {}\n", d.session_id);
+    for p in &r.participants {
+        let _ = writeln!(out, "- **{}**: {} (`{}`)", p.role.as_str(), p.name, p.id);
+    }
+    let _ = writeln!(
+        out,
+        "- **state**: {}{}",
+        d.state,
+        d.end_reason.as_deref().map(|e| format!(" ({e})")).unwrap_or_default()
+    );
+    let _ = writeln!(out, "- **billable time**: {} s", d.billable_secs);
+    let outcome = match d.outcome {
+        Some(parley_domain::protocol::Outcome::Free) => {
+            "free (within the free window; the hold was released)".to_owned()
+        }
+        Some(parley_domain::protocol::Outcome::Charged) => match &d.captured {
+            Some(m) => format!("charged {} {}.{:02}", m.currency, m.amount_minor / 100, m.amount_minor % 100),
+            None => "charged".to_owned(),
+        },
+        None => "not decided yet".to_owned(),
+    };
+    let _ = writeln!(out, "- **billing**: {outcome}");
+    let _ = writeln!(out, "- **recorded**: {}\n", if r.recorded { "yes" } else { "no" });
+    let _ = writeln!(out, "## Timeline\n");
+    for t in &d.timeline {
+        let who = t.user_id.as_ref().map(|u| format!(" {}", name(u))).unwrap_or_default();
+        let detail = t.detail.as_deref().map(|x| format!(" ({x})")).unwrap_or_default();
+        let _ = writeln!(out, "- {} {}{}{}", ms(t.at_ms), t.kind, who, detail);
+    }
+    if !r.talk_time.is_empty() {
+        let _ = writeln!(out, "\n## Talk time\n");
+        for t in &r.talk_time {
+            let _ = writeln!(out, "- {}: {} s ({} %)", name(&t.user_id), t.speech_ms / 1000, t.share_percent);
+        }
+    }
+    for (title, lines) in [("Chat", &r.chat), ("Notes", &r.notes)] {
+        if lines.is_empty() {
+            continue;
+        }
+        let _ = writeln!(out, "\n## {title}\n");
+        for l in lines {
+            let _ = writeln!(out, "- {} **{}**: {}", ms(l.at_ms), name(&l.from), l.text.replace('\n', " "));
+        }
+    }
+    if !r.recordings.is_empty() {
+        let _ = writeln!(out, "\n## Recordings (links expire)\n");
+        for f in &r.recordings {
+            let whose = f.participant_id.as_ref().map(|u| format!("{} ", name(u))).unwrap_or_default();
+            let _ = writeln!(out, "- [{whose}{} ({}, {} s)]({})", f.kind, f.codec, f.duration_ms / 1000, f.url);
+        }
+    }
+    out
+}
+
+/// `PUT /v1/seekers/{id}/premium` (moderator tokens: the operator's
+/// platform): marks a seeker premium or not.
+#[utoipa::path(put, path = "/v1/seekers/{id}/premium", tag = "recordings",
+    params(("id" = String, Path, description = "seeker id")),
+    request_body = PremiumRequest,
+    responses((status = 200, body = PremiumRequest),
+        (status = 403, description = "`wrong_role`", body = parley_domain::protocol::ErrorBody)))]
+pub(crate) async fn set_premium(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    req: Result<Json<PremiumRequest>, JsonRejection>,
+) -> Result<Json<PremiumRequest>, ApiError> {
+    let who = identity(&s, &headers)?;
+    if who.user.role != Role::Moderator {
+        return Err(ApiError::Forbidden(
+            ErrorCode::WrongRole,
+            "only the operator (moderator tokens) sets premium".into(),
+        ));
+    }
+    let seeker =
+        UserId::parse(id).map_err(|e| ApiError::BadRequest(ErrorCode::InvalidField, format!("seeker id: {e}")))?;
+    let req = body(req)?;
+    s.consent.set_premium(&seeker, req.premium, s.clock.now()).await.map_err(db)?;
+    Ok(Json(req))
+}
+
+/// `GET /v1/consultants/me/recording` (consultants): whether they allow
+/// recording.
+#[utoipa::path(get, path = "/v1/consultants/me/recording", tag = "recordings",
+    responses((status = 200, body = RecordingConsent),
+        (status = 403, description = "`wrong_role`", body = parley_domain::protocol::ErrorBody)))]
+pub(crate) async fn my_recording_consent(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<RecordingConsent>, ApiError> {
+    let who = identity(&s, &headers)?;
+    consultant_only(&who.user)?;
+    let allowed = s.consent.recording_allowed(&who.user.id).await.map_err(db)?;
+    Ok(Json(RecordingConsent { allowed }))
+}
+
+/// `PUT /v1/consultants/me/recording` (consultants): allow recording or not.
+#[utoipa::path(put, path = "/v1/consultants/me/recording", tag = "recordings",
+    request_body = RecordingConsent,
+    responses((status = 200, body = RecordingConsent),
+        (status = 400, description = "`invalid_field`", body = parley_domain::protocol::ErrorBody),
+        (status = 403, description = "`wrong_role`", body = parley_domain::protocol::ErrorBody)))]
+pub(crate) async fn set_recording_consent(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    req: Result<Json<RecordingConsent>, JsonRejection>,
+) -> Result<Json<RecordingConsent>, ApiError> {
+    let who = identity(&s, &headers)?;
+    consultant_only(&who.user)?;
+    let req = body(req)?;
+    s.consent.set_recording_allowed(&who.user.id, req.allowed, s.clock.now()).await.map_err(db)?;
+    Ok(Json(req))
+}
+
+fn consultant_only(user: &UserInfo) -> Result<(), ApiError> {
+    if user.role == Role::Consultant {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(ErrorCode::WrongRole, "only consultants can do this".into()))
+    }
+}
