@@ -531,6 +531,12 @@ pub enum ErrorCode {
     TimestampOutOfTolerance,
     /// A verified provider webhook could not be read.
     MalformedPayload,
+    /// A signed download link is past its expiry (HTTP 403).
+    LinkExpired,
+    /// No such recording, or its file was deleted (HTTP 404).
+    UnknownRecording,
+    /// The `Range` of a download lies outside the file (HTTP 416).
+    RangeNotSatisfiable,
     /// The consultant is offline or busy.
     ConsultantUnavailable,
     /// No such call, or not yours.
@@ -587,6 +593,9 @@ impl ErrorCode {
         ErrorCode::BadSignature,
         ErrorCode::TimestampOutOfTolerance,
         ErrorCode::MalformedPayload,
+        ErrorCode::LinkExpired,
+        ErrorCode::UnknownRecording,
+        ErrorCode::RangeNotSatisfiable,
         ErrorCode::ConsultantUnavailable,
         ErrorCode::UnknownCall,
         ErrorCode::CallNotRinging,
@@ -627,6 +636,9 @@ impl ErrorCode {
             BadSignature => "bad_signature",
             TimestampOutOfTolerance => "timestamp_out_of_tolerance",
             MalformedPayload => "malformed_payload",
+            LinkExpired => "link_expired",
+            UnknownRecording => "unknown_recording",
+            RangeNotSatisfiable => "range_not_satisfiable",
             ConsultantUnavailable => "consultant_unavailable",
             UnknownCall => "unknown_call",
             CallNotRinging => "call_not_ringing",

@@ -89,6 +89,9 @@ export type ErrorCode =
   | "bad_signature"
   | "timestamp_out_of_tolerance"
   | "malformed_payload"
+  | "link_expired"
+  | "unknown_recording"
+  | "range_not_satisfiable"
   | "consultant_unavailable"
   | "unknown_call"
   | "call_not_ringing"
@@ -126,6 +129,9 @@ export declare const ErrorCode: {
   readonly BAD_SIGNATURE: "bad_signature";
   readonly TIMESTAMP_OUT_OF_TOLERANCE: "timestamp_out_of_tolerance";
   readonly MALFORMED_PAYLOAD: "malformed_payload";
+  readonly LINK_EXPIRED: "link_expired";
+  readonly UNKNOWN_RECORDING: "unknown_recording";
+  readonly RANGE_NOT_SATISFIABLE: "range_not_satisfiable";
   readonly CONSULTANT_UNAVAILABLE: "consultant_unavailable";
   readonly UNKNOWN_CALL: "unknown_call";
   readonly CALL_NOT_RINGING: "call_not_ringing";
