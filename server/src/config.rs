@@ -58,6 +58,10 @@ struct Raw {
     stripe_api_base: Option<String>,
     web_dir: PathBuf,
     sdk_js_dir: PathBuf,
+    recording_store: String,
+    recording_url_secret: Option<String>,
+    recording_url_ttl_secs: u64,
+    recording_retention_days: u32,
 }
 
 impl Default for Raw {
@@ -89,6 +93,10 @@ impl Default for Raw {
             stripe_api_base: None,
             web_dir: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../web-demo")),
             sdk_js_dir: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../sdk/js")),
+            recording_store: String::new(),
+            recording_url_secret: None,
+            recording_url_ttl_secs: 900,
+            recording_retention_days: 30,
         }
     }
 }
@@ -128,6 +136,41 @@ pub struct Config {
     /// The JavaScript SDK served at `/sdk/js/` in dev mode
     /// (`PARLEY_SDK_JS_DIR`, default the repository's `sdk/js/`).
     pub sdk_js_dir: PathBuf,
+    /// Recording storage, download links and retention (DESIGN.md §6).
+    pub recordings: RecordingConfig,
+}
+
+/// Recording storage, signed download links and retention (DESIGN.md §6).
+#[derive(Debug, Clone)]
+pub struct RecordingConfig {
+    /// Where the files live (`PARLEY_RECORDING_STORE`).
+    pub store: RecordingStore,
+    /// HMAC-SHA256 key of download links (`PARLEY_RECORDING_URL_SECRET`,
+    /// ≥ 32 bytes); `None` in dev means: generate one and keep it in the
+    /// data dir. Required in prod.
+    pub url_secret: Option<String>,
+    /// How long a signed download link works (`PARLEY_RECORDING_URL_TTL_SECS`,
+    /// default 900 s).
+    pub url_ttl: Duration,
+    /// Files older than this many days are deleted
+    /// (`PARLEY_RECORDING_RETENTION_DAYS`, default 30, at least 1).
+    pub retention_days: u32,
+}
+
+/// Where recordings are stored (`PARLEY_RECORDING_STORE`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordingStore {
+    /// A directory on this machine, created if missing: empty (the default,
+    /// `<data_dir>/recordings`) or `file:///abs/path`.
+    Local(PathBuf),
+    /// `s3://bucket/prefix`, only in a server built with the `s3` feature;
+    /// region and credentials come from the usual `AWS_*` variables.
+    S3 {
+        /// The bucket.
+        bucket: String,
+        /// Key prefix inside the bucket, without slashes at either end; may be empty.
+        prefix: String,
+    },
 }
 
 /// Which payment provider the server uses.
@@ -211,6 +254,8 @@ impl Config {
         let Ok(currency) = Currency::parse(&raw.currency) else {
             return bad("PARLEY_CURRENCY", "expected an ISO 4217 code such as EUR");
         };
+        // Checked here (before `raw` is taken apart), reported after the JWT secret.
+        let recordings = recording_config(&raw);
         let payments = match raw.payment_provider.as_str() {
             "sandbox" => Payments::Sandbox,
             "stripe" => {
@@ -248,6 +293,7 @@ impl Config {
             (None, Mode::Prod) => return bad("PARLEY_JWT_SECRET", "is required when PARLEY_ENV=prod"),
             _ => {}
         }
+        let recordings = recordings?;
         let turn_urls = list(&raw.turn_urls);
         if !turn_urls.is_empty() && raw.turn_secret.is_none() {
             return bad("PARLEY_TURN_SECRET", "is required when PARLEY_TURN_URLS is set");
@@ -290,6 +336,7 @@ impl Config {
             payments,
             web_dir: raw.web_dir,
             sdk_js_dir: raw.sdk_js_dir,
+            recordings,
         })
     }
 
@@ -310,19 +357,77 @@ impl Config {
     /// The JWT secret: the configured one, or (dev) the one kept in
     /// `<data_dir>/jwt-secret`, generated on first use.
     pub fn resolve_jwt_secret(&self) -> anyhow::Result<Vec<u8>> {
-        if let Some(s) = &self.jwt_secret {
-            return Ok(s.as_bytes().to_vec());
+        match &self.jwt_secret {
+            Some(s) => Ok(s.as_bytes().to_vec()),
+            None => self.dev_secret("jwt-secret", "JWT"),
         }
-        let path = self.data_dir.join("jwt-secret");
+    }
+
+    /// The key of recording download links: the configured one, or (dev)
+    /// the one kept in `<data_dir>/recording-url-secret`, generated on
+    /// first use.
+    pub fn resolve_recording_url_secret(&self) -> anyhow::Result<Vec<u8>> {
+        match &self.recordings.url_secret {
+            Some(s) => Ok(s.as_bytes().to_vec()),
+            None => self.dev_secret("recording-url-secret", "recording URL"),
+        }
+    }
+
+    /// The secret kept in `<data_dir>/<file>`, generated (32 random bytes,
+    /// hex) on first use.
+    fn dev_secret(&self, file: &str, what: &str) -> anyhow::Result<Vec<u8>> {
+        let path = self.data_dir.join(file);
         if let Ok(s) = std::fs::read_to_string(&path) {
             return Ok(s.trim().as_bytes().to_vec());
         }
         std::fs::create_dir_all(&self.data_dir)?;
         let secret = hex::encode(rand::random::<[u8; 32]>());
         std::fs::write(&path, &secret)?;
-        tracing::info!(path = %path.display(), "generated a development JWT secret");
+        tracing::info!(path = %path.display(), "generated a development {what} secret");
         Ok(secret.into_bytes())
     }
+}
+
+/// The recording settings of `raw`, validated.
+fn recording_config(raw: &Raw) -> Result<RecordingConfig, ConfigError> {
+    let bad = |key: &str, why: &str| Err(ConfigError(format!("{key}: {why}")));
+    if raw.recording_retention_days == 0 {
+        return bad("PARLEY_RECORDING_RETENTION_DAYS", "must be at least 1");
+    }
+    if raw.recording_url_ttl_secs == 0 {
+        return bad("PARLEY_RECORDING_URL_TTL_SECS", "must be at least 1");
+    }
+    match (&raw.recording_url_secret, raw.env) {
+        (Some(s), _) if s.len() < 32 => return bad("PARLEY_RECORDING_URL_SECRET", "must be at least 32 bytes"),
+        (None, Mode::Prod) => return bad("PARLEY_RECORDING_URL_SECRET", "is required when PARLEY_ENV=prod"),
+        _ => {}
+    }
+    let url = raw.recording_store.trim();
+    let store = if url.is_empty() {
+        RecordingStore::Local(raw.data_dir.join("recordings"))
+    } else if let Some(path) = url.strip_prefix("file://") {
+        if !path.starts_with('/') {
+            return bad("PARLEY_RECORDING_STORE", "a file:// URL needs an absolute path, e.g. file:///var/lib/parley");
+        }
+        RecordingStore::Local(PathBuf::from(path))
+    } else if let Some(rest) = url.strip_prefix("s3://") {
+        if !cfg!(feature = "s3") {
+            return bad("PARLEY_RECORDING_STORE", "s3:// needs a server built with the `s3` cargo feature");
+        }
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return bad("PARLEY_RECORDING_STORE", "an s3:// URL needs a bucket: s3://bucket/prefix");
+        }
+        RecordingStore::S3 { bucket: bucket.to_owned(), prefix: prefix.trim_matches('/').to_owned() }
+    } else {
+        return bad("PARLEY_RECORDING_STORE", "expected empty (the data dir), file:///abs/path or s3://bucket/prefix");
+    };
+    Ok(RecordingConfig {
+        store,
+        url_secret: raw.recording_url_secret.clone(),
+        url_ttl: Duration::from_secs(raw.recording_url_ttl_secs),
+        retention_days: raw.recording_retention_days,
+    })
 }
 
 #[cfg(test)]
@@ -351,6 +456,27 @@ mod tests {
         assert_eq!(c.meter.warn_before, Duration::from_secs(60));
         assert_eq!(c.billing.commission_bps, 2000);
         assert_eq!(c.payments, Payments::Sandbox);
+        assert_eq!(c.recordings.store, RecordingStore::Local(PathBuf::from("./data/recordings")));
+        assert_eq!(c.recordings.url_ttl, Duration::from_secs(900));
+        assert_eq!(c.recordings.retention_days, 30);
+    }
+
+    #[test]
+    fn recording_stores_are_parsed() {
+        let c = load(&[("recording_store", "\"file:///srv/rec\"")]).unwrap();
+        assert_eq!(c.recordings.store, RecordingStore::Local(PathBuf::from("/srv/rec")));
+        let s3 = load(&[("recording_store", "\"s3://bucket/some/prefix/\"")]);
+        if cfg!(feature = "s3") {
+            let want = RecordingStore::S3 { bucket: "bucket".into(), prefix: "some/prefix".into() };
+            assert_eq!(s3.unwrap().recordings.store, want);
+        } else {
+            let e = s3.unwrap_err().to_string();
+            assert!(e.contains("PARLEY_RECORDING_STORE") && e.contains("`s3`"), "{e}");
+        }
+        let e = load(&[("env", "\"prod\""), ("jwt_secret", "\"0123456789abcdef0123456789abcdef\"")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("PARLEY_RECORDING_URL_SECRET"), "{e}");
     }
 
     #[test]
@@ -387,6 +513,16 @@ mod tests {
         assert!(e.contains("STRIPE_WEBHOOK_SECRET"), "{e}");
         let e = load(&[("currency", "\"euro\"")]).unwrap_err().to_string();
         assert!(e.contains("PARLEY_CURRENCY"), "{e}");
+        let e = load(&[("recording_retention_days", "0")]).unwrap_err().to_string();
+        assert!(e.contains("PARLEY_RECORDING_RETENTION_DAYS"), "{e}");
+        let e = load(&[("recording_url_ttl_secs", "0")]).unwrap_err().to_string();
+        assert!(e.contains("PARLEY_RECORDING_URL_TTL_SECS"), "{e}");
+        let e = load(&[("recording_url_secret", "\"short\"")]).unwrap_err().to_string();
+        assert!(e.contains("PARLEY_RECORDING_URL_SECRET"), "{e}");
+        let e = load(&[("recording_store", "\"ftp://x\"")]).unwrap_err().to_string();
+        assert!(e.contains("PARLEY_RECORDING_STORE"), "{e}");
+        let e = load(&[("recording_store", "\"file://relative/dir\"")]).unwrap_err().to_string();
+        assert!(e.contains("PARLEY_RECORDING_STORE"), "{e}");
         let e = load(&[("colour", "\"blue\"")]).unwrap_err().to_string();
         assert!(e.contains("colour"), "{e}");
     }
@@ -396,6 +532,7 @@ mod tests {
         let c = load(&[
             ("env", "\"prod\""),
             ("jwt_secret", "\"0123456789abcdef0123456789abcdef\""),
+            ("recording_url_secret", "\"fedcba9876543210fedcba9876543210\""),
             ("stun_urls", "\"stun:a:3478, stun:b:3478\""),
             ("database_url", "\"postgres://localhost/parley\""),
         ])
