@@ -18,6 +18,7 @@ use tokio::net::{TcpListener, TcpSocket};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, Mode, Payments};
+use crate::files::RecordingFiles;
 use crate::money::{BillingGate, HubSink, MeterHooks, meter_config};
 use crate::routes::{self, AppState};
 use crate::store::SqlStore;
@@ -41,6 +42,7 @@ pub struct Application {
     auth: Arc<Authenticator>,
     billing: Arc<Billing>,
     meters: Arc<Meters>,
+    files: Arc<RecordingFiles>,
     stop_outbox: CancellationToken,
 }
 
@@ -98,6 +100,16 @@ impl Application {
         recover_sessions(&store, &billing, &meters, &hub).await?;
         let stop_outbox = CancellationToken::new();
         tokio::spawn(billing.clone().run_outbox(stop_outbox.clone().cancelled_owned()));
+        let files = Arc::new(RecordingFiles::from_config(&config)?);
+        let days = config.recordings.retention_days;
+        let sweeper = crate::retention::run(
+            store.clone(),
+            files.clone(),
+            clock.clone(),
+            days,
+            stop_outbox.clone().cancelled_owned(),
+        );
+        tokio::spawn(sweeper);
         let signaling = Signaling::new(hub.clone(), auth.clone());
         let state = AppState {
             store: store.clone(),
@@ -108,6 +120,7 @@ impl Application {
             billing: billing.clone(),
             meters: meters.clone(),
             webhook_secret,
+            files: files.clone(),
         };
         let mut router = routes::router(state.clone()).merge(signaling.router());
         if config.mode == Mode::Dev {
@@ -117,7 +130,7 @@ impl Application {
         }
         let listener = listen(config.listen)
             .map_err(|e| anyhow::anyhow!("PARLEY_LISTEN: cannot listen on {}: {e}", config.listen))?;
-        Ok(Application { listener, router, hub, store, auth, billing, meters, stop_outbox })
+        Ok(Application { listener, router, hub, store, auth, billing, meters, files, stop_outbox })
     }
 
     /// Billing (prices, holds, the outbox, the ledger).
@@ -128,6 +141,11 @@ impl Application {
     /// The session meters.
     pub fn meters(&self) -> Arc<Meters> {
         self.meters.clone()
+    }
+
+    /// Recording files: the store the recorder writes to, signed links.
+    pub fn recording_files(&self) -> Arc<RecordingFiles> {
+        self.files.clone()
     }
 
     /// The bound address (port 0 resolved).

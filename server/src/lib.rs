@@ -5,8 +5,10 @@
 pub mod api;
 pub mod app;
 pub mod config;
+pub mod files;
 pub mod money;
 pub mod openapi;
+pub mod retention;
 pub mod routes;
 pub mod store;
 pub mod telemetry;

@@ -30,6 +30,7 @@ use utoipa::{Modify, OpenApi};
         crate::api::refund,
         crate::api::end_session,
         crate::api::stripe_webhook,
+        crate::files::download,
     ),
     components(schemas(
         ConsultantPrice, ConsultantSummary, DevLoginRequest, DevLoginResponse, Earnings, EarningsItem, EarningsTotal,

@@ -33,6 +33,8 @@ pub struct AppState {
     pub(crate) meters: Arc<parley_metering::Meters>,
     /// `STRIPE_WEBHOOK_SECRET`, with the `stripe` provider.
     pub(crate) webhook_secret: Option<String>,
+    /// Recording files and their signed links.
+    pub(crate) files: Arc<crate::files::RecordingFiles>,
 }
 
 /// An error answered as JSON [`ErrorBody`] with an HTTP status.
@@ -98,6 +100,7 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi.json", get(|| async { Json(crate::openapi::document()) }))
         .route("/v1/consultants", get(consultants))
         .with_state(state.clone())
+        .merge(crate::files::router(state.clone()))
         .merge(crate::api::router(state))
 }
 

@@ -29,6 +29,7 @@ pub struct TestApp {
     pub store: SqlStore,
     pub auth: Arc<Authenticator>,
     pub billing: Arc<parley_billing::Billing>,
+    pub files: Arc<parley_server::files::RecordingFiles>,
     pub config: Config,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
@@ -74,6 +75,7 @@ async fn spawn_full(
     let store = app.store();
     let auth = app.auth();
     let billing = app.billing();
+    let files = app.recording_files();
     let (tx, rx) = oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until(async move {
         let _ = rx.await;
@@ -85,6 +87,7 @@ async fn spawn_full(
         store,
         auth,
         billing,
+        files,
         config,
         shutdown: Some(tx),
         server: Some(server),
