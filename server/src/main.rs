@@ -1,4 +1,5 @@
-//! `parley`: runs the server (default), or mints a token.
+//! `parley`: runs the server (default), the recorder on its own, or mints
+//! a token.
 
 use std::time::Duration;
 
@@ -21,12 +22,27 @@ struct Cli {
 enum Command {
     /// Run the server (the default).
     Serve,
+    /// Run the recorder as its own process (DESIGN.md §6): it connects to
+    /// the server's signaling endpoint with the `recorder` role and stores
+    /// recordings with the same configuration (database, recording store)
+    /// as the server. Run the server with `PARLEY_RECORDER=off` then.
+    Recorder {
+        /// The server's signaling endpoint.
+        #[arg(long, default_value = "ws://127.0.0.1:8080/v1/signal")]
+        server: String,
+        /// This recorder's user id (one per recorder process).
+        #[arg(long, default_value = "parley-recorder-1")]
+        id: String,
+        /// Local UDP address for the peer connections.
+        #[arg(long, default_value = "0.0.0.0:0")]
+        udp: String,
+    },
     /// Print a client token signed with the configured JWT secret.
     Token {
         /// User id (the `sub` claim).
         #[arg(long)]
         sub: String,
-        /// `seeker` or `consultant`.
+        /// `seeker`, `consultant`, `moderator` or `recorder`.
         #[arg(long, value_parser = parse_role)]
         role: Role,
         /// Display name (default: the user id).
@@ -43,7 +59,8 @@ fn parse_role(s: &str) -> Result<Role, String> {
         "seeker" => Ok(Role::Seeker),
         "consultant" => Ok(Role::Consultant),
         "moderator" => Ok(Role::Moderator),
-        other => Err(format!("{other:?}: expected `seeker`, `consultant` or `moderator`")),
+        "recorder" => Ok(Role::Recorder),
+        other => Err(format!("{other:?}: expected `seeker`, `consultant`, `moderator` or `recorder`")),
     }
 }
 
@@ -76,6 +93,31 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             let app = Application::build(config).await?;
             tracing::info!(addr = %app.local_addr(), "parley listening; open http://{}/", app.local_addr());
             app.run_until(app::shutdown_signal()).await
+        }
+        Command::Recorder { server, id, udp } => {
+            telemetry::init_tracing(&config.log);
+            let id = UserId::parse(&id).map_err(|e| anyhow::anyhow!("--id: {e}"))?;
+            let store = parley_server::store::SqlStore::connect(&config.database_url).await?;
+            let files = std::sync::Arc::new(parley_server::files::RecordingFiles::from_config(&config)?);
+            let auth = Authenticator::new(&config.resolve_jwt_secret()?);
+            let user = UserInfo { name: format!("Parley recorder {id}"), id, role: Role::Recorder };
+            let token: parley_recorder::service::TokenSource =
+                std::sync::Arc::new(move || auth.issue(&user, Duration::from_secs(24 * 3600), SystemClock.now()));
+            let recorder = parley_recorder::service::RecorderConfig {
+                signal_url: server,
+                token,
+                work_dir: config.data_dir.join("recorder"),
+                udp_addrs: vec![udp],
+                reconnect_delay: Duration::from_secs(1),
+            };
+            let clock: std::sync::Arc<dyn Clock> = std::sync::Arc::new(SystemClock);
+            let sink = std::sync::Arc::new(parley_server::recording::ServerSink { store, files, clock });
+            let stop = tokio_util::sync::CancellationToken::new();
+            let run = tokio::spawn(parley_recorder::service::run(recorder, sink, stop.clone()));
+            app::shutdown_signal().await;
+            stop.cancel();
+            run.await?;
+            Ok(())
         }
         Command::Token { sub, role, name, ttl } => {
             let id = UserId::parse(&sub).map_err(|e| anyhow::anyhow!("--sub: {e}"))?;

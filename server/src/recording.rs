@@ -390,7 +390,7 @@ fn talk_time(manifest: &Manifest) -> Vec<TalkTime> {
             Some(TalkTime {
                 user_id: UserId::parse(u).ok()?,
                 speech_ms: ms,
-                share_percent: if total == 0 { 0 } else { u8::try_from(ms * 100 / total).unwrap_or(100) },
+                share_percent: (ms * 100).checked_div(total).map_or(0, |p| u8::try_from(p).unwrap_or(100)),
             })
         })
         .collect()
