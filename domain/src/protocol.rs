@@ -1080,14 +1080,18 @@ mod tests {
         let session_id = SessionId::parse("ses_1").unwrap();
         let all = [
             ClientMessage::PresenceSet { status: PresenceStatus::Available },
-            ClientMessage::CallRequest { consultant_id: UserId::parse("c").unwrap(), payment_method: None },
+            ClientMessage::CallRequest {
+                consultant_id: UserId::parse("c").unwrap(),
+                payment_method: None,
+                record: true,
+            },
             ClientMessage::CallAccept { call_id: CallId::parse("k").unwrap() },
             ClientMessage::CallDecline { call_id: CallId::parse("k").unwrap(), reason: None },
             ClientMessage::CallCancel { call_id: CallId::parse("k").unwrap() },
             ClientMessage::RoomJoin { session_id: session_id.clone() },
             ClientMessage::RoomLeave { session_id: session_id.clone() },
-            ClientMessage::SdpOffer { session_id: session_id.clone(), sdp: String::new() },
-            ClientMessage::SdpAnswer { session_id: session_id.clone(), sdp: String::new() },
+            ClientMessage::SdpOffer { session_id: session_id.clone(), sdp: String::new(), to: None },
+            ClientMessage::SdpAnswer { session_id: session_id.clone(), sdp: String::new(), to: None },
             ClientMessage::IceCandidate {
                 session_id: session_id.clone(),
                 candidate: IceCandidate {
@@ -1096,8 +1100,10 @@ mod tests {
                     sdp_m_line_index: None,
                     username_fragment: None,
                 },
+                to: Some(UserId::parse("rec").unwrap()),
             },
             ClientMessage::MediaStateReport { session_id: session_id.clone(), state: MediaState::Connected },
+            ClientMessage::ChatSend { session_id: session_id.clone(), text: "hi".into(), kind: ChatKind::Note },
             ClientMessage::SessionEnd { session_id },
             ClientMessage::Resume { resume_token: String::new(), last_seq: 0 },
             ClientMessage::Ping,
@@ -1133,6 +1139,7 @@ mod tests {
                 session_id: sid.clone(),
                 seeker: user.clone(),
                 ring_deadline_ms: 0,
+                recording: true,
             },
             ServerMessage::CallAccepted { call_id: cid.clone(), session_id: sid.clone() },
             ServerMessage::CallEnded { call_id: cid, reason: CallEndReason::Timeout, message: None },
@@ -1146,6 +1153,16 @@ mod tests {
             ServerMessage::SdpOffer { session_id: sid.clone(), from: user.id.clone(), sdp: String::new() },
             ServerMessage::SdpAnswer { session_id: sid.clone(), from: user.id.clone(), sdp: String::new() },
             ServerMessage::IceCandidate { session_id: sid.clone(), from: user.id.clone(), candidate: cand },
+            ServerMessage::ChatMessage {
+                session_id: sid.clone(),
+                from: user.id.clone(),
+                text: "hi".into(),
+                kind: ChatKind::Chat,
+                at_ms: 1,
+            },
+            ServerMessage::RecordingStarted { session_id: sid.clone(), recorder_id: user.id.clone() },
+            ServerMessage::RecordingStopped { session_id: sid.clone(), reason: RecordingStopReason::RecorderLeft },
+            ServerMessage::RecordingAssigned { session_id: sid.clone() },
             ServerMessage::SessionEnded {
                 session_id: sid.clone(),
                 reason: SessionEndReason::Hangup,
