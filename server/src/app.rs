@@ -79,6 +79,7 @@ impl Application {
         }
         let store = SqlStore::connect(&config.database_url).await?;
         let auth = Arc::new(Authenticator::new(&config.resolve_jwt_secret()?));
+        let files = Arc::new(RecordingFiles::from_config(&config)?);
         if config.mode == Mode::Dev {
             store.users_seen(&demo_users(), clock.now()).await?;
         }
@@ -111,7 +112,6 @@ impl Application {
         recover_sessions(&store, &billing, &meters, &hub).await?;
         let stop_outbox = CancellationToken::new();
         tokio::spawn(billing.clone().run_outbox(stop_outbox.clone().cancelled_owned()));
-        let files = Arc::new(RecordingFiles::from_config(&config)?);
         let days = config.recordings.retention_days;
         let sweeper = crate::retention::run(
             store.clone(),

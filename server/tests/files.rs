@@ -247,3 +247,27 @@ async fn the_download_route_is_in_the_openapi_document() {
         reqwest::get(format!("{}/openapi.json", app.base)).await.unwrap().json().await.unwrap();
     assert!(doc["paths"]["/v1/files/{recording_id}"]["get"].is_object(), "GET /v1/files/{{recording_id}} missing");
 }
+
+/// `parley` itself refuses a bad recording setting, naming its variable.
+fn refused_config(var: &str, value: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_parley"))
+        .current_dir(dir.path())
+        .env("PARLEY_DATA_DIR", dir.path())
+        .env("PARLEY_LISTEN", "127.0.0.1:0")
+        .env(var, value)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{var}={value} was accepted");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn bad_recording_settings_are_refused_by_name() {
+    let e = refused_config("PARLEY_RECORDING_RETENTION_DAYS", "0");
+    assert!(e.contains("PARLEY_RECORDING_RETENTION_DAYS"), "{e}");
+    if !cfg!(feature = "s3") {
+        let e = refused_config("PARLEY_RECORDING_STORE", "s3://bucket/recordings");
+        assert!(e.contains("PARLEY_RECORDING_STORE") && e.contains("`s3`"), "{e}");
+    }
+}
