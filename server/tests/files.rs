@@ -251,7 +251,13 @@ async fn the_download_route_is_in_the_openapi_document() {
 /// `parley` itself refuses a bad recording setting, naming its variable.
 fn refused_config(var: &str, value: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_parley"))
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_parley"));
+    // Only this test's settings: the test command exports others (e.g.
+    // PARLEY_CHROMIUM) that the server would refuse as unknown keys.
+    for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("PARLEY_") || k == "DATABASE_URL") {
+        cmd.env_remove(key);
+    }
+    let out = cmd
         .current_dir(dir.path())
         .env("PARLEY_DATA_DIR", dir.path())
         .env("PARLEY_LISTEN", "127.0.0.1:0")
