@@ -24,6 +24,7 @@ use async_trait::async_trait;
 use parley_domain::protocol::{ServerMessage, UserInfo};
 use parley_domain::{SessionId, UserId};
 use parley_sdk::call::{AUDIO_LEVEL_URI, Call, CallConfig, MediaKind, RemoteRtp, Signal};
+use parley_sdk::session::signal_message;
 use parley_sdk::{Event, SignalingClient};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -301,16 +302,7 @@ impl SessionRecording {
         let (client, session_id, to) = (self.client.clone(), self.session_id.clone(), user.id.clone());
         tokio::spawn(async move {
             while let Some(signal) = out_rx.recv().await {
-                let to = Some(to.clone());
-                let session_id = session_id.clone();
-                let msg = match signal {
-                    Signal::Offer(sdp) => parley_domain::protocol::ClientMessage::SdpOffer { session_id, sdp, to },
-                    Signal::Answer(sdp) => parley_domain::protocol::ClientMessage::SdpAnswer { session_id, sdp, to },
-                    Signal::Candidate(candidate) => {
-                        parley_domain::protocol::ClientMessage::IceCandidate { session_id, candidate, to }
-                    }
-                };
-                if client.send(msg).is_err() {
+                if client.send(signal_message(session_id.clone(), signal, Some(to.clone()))).is_err() {
                     return;
                 }
             }

@@ -88,7 +88,7 @@ fn user(s: &AppState, headers: &HeaderMap) -> Result<UserInfo, ApiError> {
     Ok(s.auth.verify_request(headers, None)?)
 }
 
-fn require(user: &UserInfo, role: Role) -> Result<(), ApiError> {
+pub(crate) fn require(user: &UserInfo, role: Role) -> Result<(), ApiError> {
     if user.role == role {
         Ok(())
     } else {
@@ -96,7 +96,7 @@ fn require(user: &UserInfo, role: Role) -> Result<(), ApiError> {
     }
 }
 
-fn session_id(raw: String) -> Result<SessionId, ApiError> {
+pub(crate) fn session_id(raw: String) -> Result<SessionId, ApiError> {
     SessionId::parse(raw).map_err(|e| ApiError::BadRequest(ErrorCode::InvalidField, format!("session id: {e}")))
 }
 

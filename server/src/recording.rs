@@ -26,6 +26,7 @@ use parley_signaling::{Identity, Store};
 use serde::Deserialize;
 use sqlx::Row;
 
+use crate::api::{require, session_id};
 use crate::files::{self, RecordingFiles, RecordingRow};
 use crate::routes::{ApiError, AppState};
 use crate::store::SqlStore;
@@ -217,14 +218,6 @@ pub fn router(state: AppState) -> Router {
 
 fn identity(s: &AppState, headers: &HeaderMap) -> Result<Identity, ApiError> {
     Ok(s.auth.verify_request_identity(headers, None)?)
-}
-
-fn session_id(raw: String) -> Result<SessionId, ApiError> {
-    SessionId::parse(raw).map_err(|e| ApiError::BadRequest(ErrorCode::InvalidField, format!("session id: {e}")))
-}
-
-fn body<T>(b: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
-    b.map(|Json(v)| v).map_err(|e| ApiError::BadRequest(ErrorCode::InvalidField, e.body_text()))
 }
 
 /// Recordings and recaps are for the session's consultant and its seeker
@@ -481,7 +474,7 @@ pub(crate) async fn set_premium(
     }
     let seeker =
         UserId::parse(id).map_err(|e| ApiError::BadRequest(ErrorCode::InvalidField, format!("seeker id: {e}")))?;
-    let req = body(req)?;
+    let Json(req) = req.map_err(|e| ApiError::BadRequest(ErrorCode::InvalidField, e.body_text()))?;
     s.consent.set_premium(&seeker, req.premium, s.clock.now()).await.map_err(db)?;
     Ok(Json(req))
 }
@@ -496,7 +489,7 @@ pub(crate) async fn my_recording_consent(
     headers: HeaderMap,
 ) -> Result<Json<RecordingConsent>, ApiError> {
     let who = identity(&s, &headers)?;
-    consultant_only(&who.user)?;
+    require(&who.user, Role::Consultant)?;
     let allowed = s.consent.recording_allowed(&who.user.id).await.map_err(db)?;
     Ok(Json(RecordingConsent { allowed }))
 }
@@ -513,16 +506,8 @@ pub(crate) async fn set_recording_consent(
     req: Result<Json<RecordingConsent>, JsonRejection>,
 ) -> Result<Json<RecordingConsent>, ApiError> {
     let who = identity(&s, &headers)?;
-    consultant_only(&who.user)?;
-    let req = body(req)?;
+    require(&who.user, Role::Consultant)?;
+    let Json(req) = req.map_err(|e| ApiError::BadRequest(ErrorCode::InvalidField, e.body_text()))?;
     s.consent.set_recording_allowed(&who.user.id, req.allowed, s.clock.now()).await.map_err(db)?;
     Ok(Json(req))
-}
-
-fn consultant_only(user: &UserInfo) -> Result<(), ApiError> {
-    if user.role == Role::Consultant {
-        Ok(())
-    } else {
-        Err(ApiError::Forbidden(ErrorCode::WrongRole, "only consultants can do this".into()))
-    }
 }

@@ -9,15 +9,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{WAIT, spawn_app_with};
+use common::{WAIT, next_matching, pump, spawn_app_with};
 use parley_domain::protocol::rest::{Recap, RecordingList};
 use parley_domain::protocol::{ChatKind, ErrorCode, Role, ServerMessage};
 use parley_domain::{Clock, UserId};
+use parley_sdk::SdkError;
 use parley_sdk::call::CallConfig;
 use parley_sdk::session::SessionCall;
-use parley_sdk::{Event, Events, SdkError};
 use parley_server::config::RecorderMode;
-use tokio::sync::{mpsc, oneshot};
 
 /// A 20 ms Opus frame that is not silence (CELT, fullband, 20 ms, mono,
 /// one frame of 40 arbitrary bytes): the "speaking" side sends it.
@@ -25,56 +24,6 @@ fn speech_frame() -> Bytes {
     let mut frame = vec![0xF8];
     frame.extend((0..40u8).map(|i| i.wrapping_mul(37)));
     Bytes::from(frame)
-}
-
-/// Feeds relayed signals (and `recording.*`) to the call once it exists;
-/// forwards everything else to the test.
-fn pump(mut events: Events) -> (oneshot::Sender<Arc<SessionCall>>, mpsc::UnboundedReceiver<ServerMessage>) {
-    let (call_tx, mut call_rx) = oneshot::channel::<Arc<SessionCall>>();
-    let (rest_tx, rest_rx) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        let mut call: Option<Arc<SessionCall>> = None;
-        let mut early = Vec::new();
-        loop {
-            tokio::select! {
-                c = &mut call_rx, if call.is_none() => {
-                    let Ok(c) = c else { return };
-                    for m in early.drain(..) { c.handle(&m); }
-                    call = Some(c);
-                }
-                e = events.recv() => {
-                    let Some(Event::Server(m)) = e else { if e.is_none() { return } else { continue } };
-                    let media = matches!(m, ServerMessage::SdpOffer { .. } | ServerMessage::SdpAnswer { .. }
-                        | ServerMessage::IceCandidate { .. } | ServerMessage::RecordingStarted { .. });
-                    match &call {
-                        Some(c) => {
-                            let notice = matches!(m, ServerMessage::RecordingStarted { .. } | ServerMessage::RecordingStopped { .. });
-                            if !c.handle(&m) || notice { let _ = rest_tx.send(m); }
-                        }
-                        None if media => { early.push(m.clone()); let _ = rest_tx.send(m); }
-                        None => { let _ = rest_tx.send(m); }
-                    }
-                }
-            }
-        }
-    });
-    (call_tx, rest_rx)
-}
-
-async fn next_matching(
-    rx: &mut mpsc::UnboundedReceiver<ServerMessage>,
-    pick: impl Fn(&ServerMessage) -> bool,
-) -> ServerMessage {
-    tokio::time::timeout(WAIT, async {
-        loop {
-            let m = rx.recv().await.expect("pump alive");
-            if pick(&m) {
-                return m;
-            }
-        }
-    })
-    .await
-    .expect("message in time")
 }
 
 fn refused(result: Result<parley_sdk::RingingCall, SdkError>) -> ErrorCode {

@@ -7,58 +7,11 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{WAIT, spawn_app};
+use common::{WAIT, next_matching, pump, spawn_app};
 use parley_domain::UserId;
 use parley_domain::protocol::{Role, ServerMessage, SessionEndReason};
 use parley_sdk::call::CallConfig;
 use parley_sdk::session::SessionCall;
-use parley_sdk::{Event, Events};
-use tokio::sync::{mpsc, oneshot};
-
-/// Feeds relayed signals to the call once it exists; forwards everything
-/// else to the test.
-fn pump(mut events: Events) -> (oneshot::Sender<Arc<SessionCall>>, mpsc::UnboundedReceiver<ServerMessage>) {
-    let (call_tx, mut call_rx) = oneshot::channel::<Arc<SessionCall>>();
-    let (rest_tx, rest_rx) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        let mut call: Option<Arc<SessionCall>> = None;
-        let mut early = Vec::new();
-        loop {
-            tokio::select! {
-                c = &mut call_rx, if call.is_none() => {
-                    let Ok(c) = c else { return };
-                    for m in early.drain(..) { c.handle(&m); }
-                    call = Some(c);
-                }
-                e = events.recv() => {
-                    let Some(Event::Server(m)) = e else { if e.is_none() { return } else { continue } };
-                    match &call {
-                        Some(c) if c.handle(&m) => {}
-                        None if matches!(m, ServerMessage::SdpOffer { .. } | ServerMessage::SdpAnswer { .. } | ServerMessage::IceCandidate { .. }) => early.push(m),
-                        _ => { let _ = rest_tx.send(m); }
-                    }
-                }
-            }
-        }
-    });
-    (call_tx, rest_rx)
-}
-
-async fn next_matching(
-    rx: &mut mpsc::UnboundedReceiver<ServerMessage>,
-    pick: impl Fn(&ServerMessage) -> bool,
-) -> ServerMessage {
-    tokio::time::timeout(WAIT, async {
-        loop {
-            let m = rx.recv().await.expect("pump alive");
-            if pick(&m) {
-                return m;
-            }
-        }
-    })
-    .await
-    .expect("message in time")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seeker_and_consultant_talk_over_a_real_peer_connection() {

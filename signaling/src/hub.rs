@@ -823,7 +823,9 @@ impl Hub {
                     ServerMessage::CallAccepted { call_id: call_id.clone(), session_id: session.session_id.clone() };
                 self.send_to(&st, id, &accepted);
             }
-            self.assign_recorders(&mut st);
+            if session.recording {
+                self.assign_recorders(&mut st);
+            }
         }
         // Neither has joined yet: each has `G` to do so (DESIGN.md M3).
         for i in 0..2 {
@@ -1420,8 +1422,11 @@ impl Hub {
                     }
                 }
             }
+            let recording = record.recording;
             st.rooms.insert(session_id.clone(), Room::new(record, seeker, consultant));
-            self.assign_recorders(&mut st);
+            if recording {
+                self.assign_recorders(&mut st);
+            }
         }
         for i in 0..2 {
             self.absence_timeout_later(session_id.clone(), i, 0, now);

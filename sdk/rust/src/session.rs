@@ -124,7 +124,7 @@ impl Uplink {
                 return;
             }
             while let Some(signal) = out_rx.recv().await {
-                let msg = to_message(uplink.session_id.clone(), signal, Some(recorder.clone()));
+                let msg = signal_message(uplink.session_id.clone(), signal, Some(recorder.clone()));
                 if uplink.client.send(msg).is_err() {
                     return;
                 }
@@ -133,8 +133,9 @@ impl Uplink {
     }
 }
 
-/// The signaling message carrying `signal`.
-fn to_message(session_id: SessionId, signal: Signal, to: Option<UserId>) -> ClientMessage {
+/// The signaling message carrying `signal` for `session_id`, addressed to
+/// `to` (`None`: the other participant).
+pub fn signal_message(session_id: SessionId, signal: Signal, to: Option<UserId>) -> ClientMessage {
     match signal {
         Signal::Offer(sdp) => ClientMessage::SdpOffer { session_id, sdp, to },
         Signal::Answer(sdp) => ClientMessage::SdpAnswer { session_id, sdp, to },
@@ -161,7 +162,7 @@ impl SessionCall {
             let session_id = session_id.clone();
             tokio::spawn(async move {
                 while let Some(signal) = out_rx.recv().await {
-                    if client.send(to_message(session_id.clone(), signal, None)).is_err() {
+                    if client.send(signal_message(session_id.clone(), signal, None)).is_err() {
                         return;
                     }
                 }

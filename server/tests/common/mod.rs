@@ -8,13 +8,14 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use parley_domain::protocol::{ErrorCode, Role, ServerEnvelope, ServerMessage, UserInfo};
 use parley_domain::{Clock, UserId};
-use parley_sdk::{Events, SignalingClient};
+use parley_sdk::session::SessionCall;
+use parley_sdk::{Event, Events, SignalingClient};
 use parley_server::store::SqlStore;
 use parley_server::{Application, Config};
 use parley_signaling::clock::ManualClock;
 use parley_signaling::{Authenticator, Store};
 use tokio::net::TcpStream;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
@@ -305,4 +306,54 @@ pub async fn incoming(events: &mut Events) -> (parley_domain::CallId, parley_dom
         })
         .await
         .expect("call.incoming")
+}
+
+/// Feeds relayed signals (and `recording.*`) to the call once it exists;
+/// forwards everything else to the test.
+pub fn pump(mut events: Events) -> (oneshot::Sender<Arc<SessionCall>>, mpsc::UnboundedReceiver<ServerMessage>) {
+    let (call_tx, mut call_rx) = oneshot::channel::<Arc<SessionCall>>();
+    let (rest_tx, rest_rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut call: Option<Arc<SessionCall>> = None;
+        let mut early = Vec::new();
+        loop {
+            tokio::select! {
+                c = &mut call_rx, if call.is_none() => {
+                    let Ok(c) = c else { return };
+                    for m in early.drain(..) { c.handle(&m); }
+                    call = Some(c);
+                }
+                e = events.recv() => {
+                    let Some(Event::Server(m)) = e else { if e.is_none() { return } else { continue } };
+                    let media = matches!(m, ServerMessage::SdpOffer { .. } | ServerMessage::SdpAnswer { .. }
+                        | ServerMessage::IceCandidate { .. } | ServerMessage::RecordingStarted { .. });
+                    match &call {
+                        Some(c) => {
+                            let notice = matches!(m, ServerMessage::RecordingStarted { .. } | ServerMessage::RecordingStopped { .. });
+                            if !c.handle(&m) || notice { let _ = rest_tx.send(m); }
+                        }
+                        None if media => { early.push(m.clone()); let _ = rest_tx.send(m); }
+                        None => { let _ = rest_tx.send(m); }
+                    }
+                }
+            }
+        }
+    });
+    (call_tx, rest_rx)
+}
+
+pub async fn next_matching(
+    rx: &mut mpsc::UnboundedReceiver<ServerMessage>,
+    pick: impl Fn(&ServerMessage) -> bool,
+) -> ServerMessage {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            let m = rx.recv().await.expect("pump alive");
+            if pick(&m) {
+                return m;
+            }
+        }
+    })
+    .await
+    .expect("message in time")
 }

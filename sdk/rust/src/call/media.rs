@@ -107,70 +107,20 @@ pub(super) fn spawn_track_reader(shared: &Arc<Shared>, track: Arc<dyn TrackRemot
 }
 
 /// Sends one audio frame every 20 ms, from the first time the connection is
-/// connected until the call closes.
+/// connected until the call closes. Each frame carries its RFC 6464 audio
+/// level: 127 (silence, no voice) for the silence frame, else the call's
+/// speech level with the voice flag.
 pub(super) fn spawn_audio_pump(shared: &Arc<Shared>, track: Arc<TrackLocalStaticSample>, sender: Arc<dyn RtpSender>) {
-    let shared = Arc::clone(shared);
-    let span = shared.span();
-    shared.tasks.clone().spawn(
-        async move {
-            tokio::select! {
-                _ = shared.cancel.cancelled() => return,
-                connected = wait_first_connected(&shared) => if !connected { return },
-            }
-            let Some(ssrc) = track.ssrcs().await.first().copied() else {
-                warn!("local audio track has no SSRC; not sending audio");
-                return;
-            };
-            let mut ticker = tokio::time::interval(AUDIO_FRAME_DURATION);
-            ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-            let mut payload_type = None;
-            let mut failures: u64 = 0;
-            debug!(ssrc, "sending audio");
-            loop {
-                tokio::select! {
-                    _ = shared.cancel.cancelled() => break,
-                    _ = ticker.tick() => {}
-                }
-                let pt = match payload_type {
-                    Some(pt) => pt,
-                    None => match negotiated_payload_type(sender.as_ref()).await {
-                        Ok(pt) => *payload_type.insert(pt),
-                        Err(err) => {
-                            failures += 1;
-                            if failures == 1 {
-                                warn!(%err, "no negotiated audio payload type");
-                            }
-                            continue;
-                        }
-                    },
-                };
-                let data = shared.audio_payload();
-                // RFC 6464: level in -dBov (127 = silence) and the voice flag.
-                let level = if data[..] == OPUS_SILENCE_FRAME {
-                    AudioLevelExtension { level: 127, voice: false }
-                } else {
-                    AudioLevelExtension { level: shared.speech_audio_level, voice: true }
-                };
-                let sample = Sample { data, duration: AUDIO_FRAME_DURATION, ..Sample::new(Instant::now()) };
-                match track.write_sample(ssrc, pt, &sample, &[HeaderExtension::AudioLevel(level)]).await {
-                    Ok(()) => {
-                        shared.audio_sent.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Err(err) => {
-                        failures += 1;
-                        // Log the first failure and then every ~5 s of them.
-                        if failures % 250 == 1 {
-                            warn!(%err, failures, "cannot send an audio frame");
-                        }
-                        // The negotiated payload type may have changed.
-                        payload_type = None;
-                    }
-                }
-            }
-            debug!("audio pump stopped");
-        }
-        .instrument(span),
-    );
+    let pump = Pump { kind: MediaKind::Audio, every: AUDIO_FRAME_DURATION, track, sender };
+    pump.spawn(shared, |shared| {
+        let data = shared.audio_payload();
+        let level = if data[..] == OPUS_SILENCE_FRAME {
+            AudioLevelExtension { level: 127, voice: false }
+        } else {
+            AudioLevelExtension { level: shared.speech_audio_level, voice: true }
+        };
+        (data, vec![HeaderExtension::AudioLevel(level)])
+    });
 }
 
 /// Sends `frame` every [`VIDEO_FRAME_DURATION`] from the first time the
@@ -181,40 +131,87 @@ pub(super) fn spawn_video_pump(
     sender: Arc<dyn RtpSender>,
     frame: Bytes,
 ) {
-    let shared = Arc::clone(shared);
-    let span = shared.span();
-    shared.tasks.clone().spawn(
-        async move {
-            tokio::select! {
-                _ = shared.cancel.cancelled() => return,
-                connected = wait_first_connected(&shared) => if !connected { return },
-            }
-            let Some(ssrc) = track.ssrcs().await.first().copied() else { return };
-            let mut ticker = tokio::time::interval(VIDEO_FRAME_DURATION);
-            ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-            let mut payload_type = None;
-            loop {
+    let pump = Pump { kind: MediaKind::Video, every: VIDEO_FRAME_DURATION, track, sender };
+    pump.spawn(shared, move |_| (frame.clone(), Vec::new()));
+}
+
+/// A local track fed one frame per interval.
+struct Pump {
+    /// Audio frames are counted ([`super::Call::audio_packets_sent`]).
+    kind: MediaKind,
+    every: std::time::Duration,
+    track: Arc<TrackLocalStaticSample>,
+    sender: Arc<dyn RtpSender>,
+}
+
+impl Pump {
+    /// Sends `next_frame(shared)` every interval, from the first time the
+    /// connection is connected until the call closes. Re-reads the
+    /// negotiated payload type after a failed write.
+    fn spawn(
+        self,
+        shared: &Arc<Shared>,
+        next_frame: impl Fn(&Shared) -> (Bytes, Vec<HeaderExtension>) + Send + 'static,
+    ) {
+        let shared = Arc::clone(shared);
+        let span = shared.span();
+        shared.tasks.clone().spawn(
+            async move {
+                let Pump { kind, every, track, sender } = self;
                 tokio::select! {
-                    _ = shared.cancel.cancelled() => break,
-                    _ = ticker.tick() => {}
+                    _ = shared.cancel.cancelled() => return,
+                    connected = wait_first_connected(&shared) => if !connected { return },
                 }
-                let pt = match payload_type {
-                    Some(pt) => pt,
-                    None => match negotiated_payload_type(sender.as_ref()).await {
-                        Ok(pt) => *payload_type.insert(pt),
-                        Err(_) => continue,
-                    },
+                let Some(ssrc) = track.ssrcs().await.first().copied() else {
+                    warn!(?kind, "local track has no SSRC; not sending");
+                    return;
                 };
-                let sample =
-                    Sample { data: frame.clone(), duration: VIDEO_FRAME_DURATION, ..Sample::new(Instant::now()) };
-                if let Err(err) = track.write_sample(ssrc, pt, &sample, &[]).await {
-                    debug!(%err, "cannot send a video frame");
-                    payload_type = None;
+                let mut ticker = tokio::time::interval(every);
+                ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+                let mut payload_type = None;
+                let mut failures: u64 = 0;
+                debug!(?kind, ssrc, "sending");
+                loop {
+                    tokio::select! {
+                        _ = shared.cancel.cancelled() => break,
+                        _ = ticker.tick() => {}
+                    }
+                    let pt = match payload_type {
+                        Some(pt) => pt,
+                        None => match negotiated_payload_type(sender.as_ref()).await {
+                            Ok(pt) => *payload_type.insert(pt),
+                            Err(err) => {
+                                failures += 1;
+                                if failures == 1 {
+                                    warn!(?kind, %err, "no negotiated payload type");
+                                }
+                                continue;
+                            }
+                        },
+                    };
+                    let (data, extensions) = next_frame(&shared);
+                    let sample = Sample { data, duration: every, ..Sample::new(Instant::now()) };
+                    match track.write_sample(ssrc, pt, &sample, &extensions).await {
+                        Ok(()) if kind == MediaKind::Audio => {
+                            shared.audio_sent.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Ok(()) => {}
+                        Err(err) => {
+                            failures += 1;
+                            // Log the first failure and then every 250 of them.
+                            if failures % 250 == 1 {
+                                warn!(?kind, %err, failures, "cannot send a frame");
+                            }
+                            // The negotiated payload type may have changed.
+                            payload_type = None;
+                        }
+                    }
                 }
+                debug!(?kind, "pump stopped");
             }
-        }
-        .instrument(span),
-    );
+            .instrument(span),
+        );
+    }
 }
 
 /// Waits for the connection to be connected; `false` if the call closed
