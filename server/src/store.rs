@@ -228,6 +228,7 @@ fn user_from_row(row: &AnyRow) -> Result<UserInfo, StoreError> {
         role: match role.as_str() {
             "consultant" => Role::Consultant,
             "moderator" => Role::Moderator,
+            "recorder" => Role::Recorder,
             _ => Role::Seeker,
         },
     })

@@ -67,6 +67,19 @@ async fn the_recorder_joins_recorded_sessions_only_and_signals_are_addressed() {
         .unwrap();
     assert_eq!(r.status(), 200);
     let (recorder, mut r_events) = app.client("rec-1", Role::Recorder).await;
+    // The recorder is stored as a seen user like any client.
+    let rec_user = tokio::time::timeout(WAIT, async {
+        loop {
+            if let Some(u) = parley_signaling::Store::user(&app.store, &UserId::parse("rec-1").unwrap()).await.unwrap()
+            {
+                return u;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the recorder is stored");
+    assert_eq!(rec_user.role, Role::Recorder);
     let (consultant, mut c_events) = app.available_consultant("cora").await;
     let premium = app.auth.issue_with(&common::user("sam", Role::Seeker), true, WAIT * 100, app.clock.now());
     let (seeker, mut s_events) = SignalingClient::connect(&app.ws_url, &premium).await.unwrap();
