@@ -8,6 +8,7 @@
 pub mod ids;
 pub mod money;
 pub mod protocol;
+pub mod reputation;
 pub mod time;
 
 pub use ids::{CallId, IdError, SessionId, UserId};

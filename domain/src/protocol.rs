@@ -642,6 +642,30 @@ pub enum ErrorCode {
     PremiumRequired,
     /// The consultant's profile does not allow recording.
     RecordingNotAllowed,
+    /// A time zone that is not an IANA name (e.g. `Europe/Paris`) known to the server.
+    UnknownTimeZone,
+    /// A currency the platform does not accept (not ISO 4217, or not in the deployment's list).
+    UnsupportedCurrency,
+    /// A price that is zero or negative where a charge is required, or above the platform's maximum.
+    InvalidPrice,
+    /// A proposed slot starts before the server's now (plus the minimum notice).
+    SlotInPast,
+    /// A proposed slot lies outside the consultant's availability, or its length is not one they offer.
+    SlotUnavailable,
+    /// A proposed or accepted slot overlaps another booking of the consultant (the loser of a booking race gets this).
+    SlotTaken,
+    /// No such booking, or not yours.
+    UnknownBooking,
+    /// The booking's state does not allow this (e.g. accepting a declined, cancelled or expired booking).
+    BookingNotPending,
+    /// A scheduled session's room opens 10 minutes before its start; this join came earlier.
+    RoomNotOpen,
+    /// The seeker already reviewed this session, or the consultant already replied.
+    ReviewExists,
+    /// The session has not ended (or was never held), so it cannot be reviewed yet.
+    SessionNotCompleted,
+    /// No such promotion package.
+    UnknownPackage,
     /// No bearer token (HTTP 401).
     MissingToken,
     /// The token's signature or claims are invalid (HTTP 401).
@@ -693,6 +717,18 @@ impl ErrorCode {
         ErrorCode::PaymentActionRequired,
         ErrorCode::PremiumRequired,
         ErrorCode::RecordingNotAllowed,
+        ErrorCode::UnknownTimeZone,
+        ErrorCode::UnsupportedCurrency,
+        ErrorCode::InvalidPrice,
+        ErrorCode::SlotInPast,
+        ErrorCode::SlotUnavailable,
+        ErrorCode::SlotTaken,
+        ErrorCode::UnknownBooking,
+        ErrorCode::BookingNotPending,
+        ErrorCode::RoomNotOpen,
+        ErrorCode::ReviewExists,
+        ErrorCode::SessionNotCompleted,
+        ErrorCode::UnknownPackage,
         ErrorCode::MissingToken,
         ErrorCode::InvalidToken,
         ErrorCode::TokenExpired,
@@ -738,6 +774,18 @@ impl ErrorCode {
             PaymentActionRequired => "payment_action_required",
             PremiumRequired => "premium_required",
             RecordingNotAllowed => "recording_not_allowed",
+            UnknownTimeZone => "unknown_time_zone",
+            UnsupportedCurrency => "unsupported_currency",
+            InvalidPrice => "invalid_price",
+            SlotInPast => "slot_in_past",
+            SlotUnavailable => "slot_unavailable",
+            SlotTaken => "slot_taken",
+            UnknownBooking => "unknown_booking",
+            BookingNotPending => "booking_not_pending",
+            RoomNotOpen => "room_not_open",
+            ReviewExists => "review_exists",
+            SessionNotCompleted => "session_not_completed",
+            UnknownPackage => "unknown_package",
             MissingToken => "missing_token",
             InvalidToken => "invalid_token",
             TokenExpired => "token_expired",
@@ -1595,4 +1643,14 @@ pub mod rest {
         /// The recording's files with fresh download links.
         pub recordings: Vec<RecordingFile>,
     }
+
+    // Issue 4's shapes, one file per area (domain/src/protocol/rest/).
+    mod booking;
+    mod directory;
+    mod reviews;
+    mod webhooks;
+    pub use booking::*;
+    pub use directory::*;
+    pub use reviews::*;
+    pub use webhooks::*;
 }

@@ -106,6 +106,18 @@ export type ErrorCode =
   | "payment_action_required"
   | "premium_required"
   | "recording_not_allowed"
+  | "unknown_time_zone"
+  | "unsupported_currency"
+  | "invalid_price"
+  | "slot_in_past"
+  | "slot_unavailable"
+  | "slot_taken"
+  | "unknown_booking"
+  | "booking_not_pending"
+  | "room_not_open"
+  | "review_exists"
+  | "session_not_completed"
+  | "unknown_package"
   | "missing_token"
   | "invalid_token"
   | "token_expired"
@@ -148,6 +160,18 @@ export declare const ErrorCode: {
   readonly PAYMENT_ACTION_REQUIRED: "payment_action_required";
   readonly PREMIUM_REQUIRED: "premium_required";
   readonly RECORDING_NOT_ALLOWED: "recording_not_allowed";
+  readonly UNKNOWN_TIME_ZONE: "unknown_time_zone";
+  readonly UNSUPPORTED_CURRENCY: "unsupported_currency";
+  readonly INVALID_PRICE: "invalid_price";
+  readonly SLOT_IN_PAST: "slot_in_past";
+  readonly SLOT_UNAVAILABLE: "slot_unavailable";
+  readonly SLOT_TAKEN: "slot_taken";
+  readonly UNKNOWN_BOOKING: "unknown_booking";
+  readonly BOOKING_NOT_PENDING: "booking_not_pending";
+  readonly ROOM_NOT_OPEN: "room_not_open";
+  readonly REVIEW_EXISTS: "review_exists";
+  readonly SESSION_NOT_COMPLETED: "session_not_completed";
+  readonly UNKNOWN_PACKAGE: "unknown_package";
   readonly MISSING_TOKEN: "missing_token";
   readonly INVALID_TOKEN: "invalid_token";
   readonly TOKEN_EXPIRED: "token_expired";

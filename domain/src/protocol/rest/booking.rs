@@ -1,0 +1,1 @@
+//! Availability, bookable slots and scheduled sessions (DESIGN.md §3).

@@ -1,0 +1,1 @@
+//! Consultant profiles, the directory and promotions.

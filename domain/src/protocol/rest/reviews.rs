@@ -1,0 +1,1 @@
+//! Reviews, reputation and consultant metrics.
