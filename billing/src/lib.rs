@@ -21,4 +21,6 @@ pub use provider::{
     RefundRequest,
 };
 pub use sandbox::SandboxProvider;
-pub use service::{Billing, BillingConfig, BillingError, Held, HoldRefusal, StoredSettlement, insert_settlement};
+pub use service::{
+    Billing, BillingConfig, BillingError, Held, HoldFor, HoldRefusal, StoredSettlement, insert_settlement,
+};

@@ -148,6 +148,22 @@ pub async fn insert_settlement(
     .map(|_| ())
 }
 
+/// Whose hold [`Billing::place_priced_hold`] places.
+#[derive(Debug, Clone, Copy)]
+pub struct HoldFor<'a> {
+    /// The session the hold pays for (`hold:<session_id>`).
+    pub session_id: &'a SessionId,
+    /// The call or booking's call id (metadata).
+    pub call_id: &'a str,
+    /// Who pays.
+    pub seeker: &'a UserId,
+    /// Who is paid.
+    pub consultant: &'a UserId,
+    /// A booking's room opening time: until then (plus
+    /// [`ORPHAN_AFTER`]) a hold without a session is not an orphan.
+    pub opens_at: Option<Timestamp>,
+}
+
 /// The billing service. Share as `Arc<Billing>`.
 pub struct Billing {
     pool: AnyPool,
@@ -256,6 +272,23 @@ impl Billing {
         let failed = |e: BillingError| HoldRefusal::Failed(e.to_string());
         let Some(price) = self.price(consultant).await.map_err(failed)? else { return Ok(None) };
         let max_minutes = self.cfg.instant_max_minutes;
+        let hold = HoldFor { session_id, call_id, seeker, consultant, opens_at: None };
+        self.place_priced_hold(&hold, price, max_minutes, payment_method).await.map(Some)
+    }
+
+    /// Places the hold of a session at `price` for at most `max_minutes`
+    /// of billable time (B2): the fixed amount, or rate × `max_minutes`
+    /// for per-minute prices. Instant calls use the instant maximum; a
+    /// booking its booked length. Idempotency key `hold:<session_id>`.
+    pub async fn place_priced_hold(
+        &self,
+        what: &HoldFor<'_>,
+        price: ConsultantPrice,
+        max_minutes: u32,
+        payment_method: Option<&str>,
+    ) -> Result<Held, HoldRefusal> {
+        let HoldFor { session_id, call_id, seeker, consultant, opens_at } = *what;
+        let failed = |e: BillingError| HoldRefusal::Failed(e.to_string());
         let hold = match price.model {
             PriceModel::Fixed => price.amount,
             PriceModel::PerMinute => {
@@ -296,8 +329,8 @@ impl Billing {
         };
         let stored = sqlx::query(
             "INSERT INTO holds (session_id, call_id, seeker_id, consultant_id, provider, intent_id, status, amount_minor, \
-             currency, price_model, price_minor, max_billable_secs, destination, expires_ms, error, created_ms, updated_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16)",
+             currency, price_model, price_minor, max_billable_secs, destination, expires_ms, error, created_ms, updated_ms, \
+             opens_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16, $17)",
         )
         .bind(session_id.as_str())
         .bind(call_id)
@@ -315,6 +348,7 @@ impl Billing {
         .bind(expires.map(Timestamp::unix_millis))
         .bind(error.as_deref())
         .bind(now.unix_millis())
+        .bind(opens_at.map(Timestamp::unix_millis))
         .execute(&self.pool)
         .await;
         metrics::counter!(HOLDS, "result" => status).increment(1);
@@ -328,7 +362,7 @@ impl Billing {
         match placed {
             Ok(i) if i.status == IntentStatus::RequiresCapture => {
                 self.ledger(session_id, "hold", "hold", hold, seeker, consultant, Some(&i.id)).await.map_err(failed)?;
-                Ok(Some(Held { price, hold, max_minutes }))
+                Ok(Held { price, hold, max_minutes })
             }
             Ok(i) => {
                 // Leave nothing authorised behind a call that will not ring.
@@ -473,7 +507,8 @@ impl Billing {
     /// Holds of calls that never became a session and were never released
     /// (the server that placed them died while they rang): released through
     /// the outbox, at most once a minute, for holds older than
-    /// [`ORPHAN_AFTER`] (far beyond any ring).
+    /// [`ORPHAN_AFTER`] (far beyond any ring); a booking's hold only once its
+    /// room is that late to open.
     async fn sweep_orphan_holds(&self) -> Result<(), BillingError> {
         let now = self.clock.now();
         {
@@ -487,7 +522,7 @@ impl Billing {
         let done = sqlx::query(
             "INSERT INTO settlements (session_id, outcome, reason, billable_secs, amount_minor, currency, decided_ms, next_attempt_ms) \
              SELECT h.session_id, 'unanswered', 'orphaned', 0, 0, h.currency, $2, $2 FROM holds h \
-             WHERE h.status = 'held' AND h.created_ms < $1 \
+             WHERE h.status = 'held' AND h.created_ms < $1 AND (h.opens_ms IS NULL OR h.opens_ms < $1) \
              AND NOT EXISTS (SELECT 1 FROM settlements s WHERE s.session_id = h.session_id) \
              AND NOT EXISTS (SELECT 1 FROM sessions x WHERE x.id = h.session_id) \
              ON CONFLICT (session_id) DO NOTHING",

@@ -504,6 +504,9 @@ pub enum SessionEndReason {
     HoldUsedUp,
     /// A moderator ended it (M4).
     Moderator,
+    /// A scheduled session: a participant had not joined 15 minutes after
+    /// the start (DESIGN.md §3). The hold is released.
+    NoShow,
 }
 
 impl SessionEndReason {
@@ -515,6 +518,7 @@ impl SessionEndReason {
             SessionEndReason::LengthReached => "length_reached",
             SessionEndReason::HoldUsedUp => "hold_used_up",
             SessionEndReason::Moderator => "moderator",
+            SessionEndReason::NoShow => "no_show",
         }
     }
 }
@@ -737,6 +741,17 @@ impl ErrorCode {
         ErrorCode::Internal,
     ];
 
+    /// A short human title of the code, derived from its name
+    /// (`slot_taken` → "Slot taken"): the RFC 9457 `title`.
+    pub fn title(self) -> String {
+        let words = self.as_str().replace('_', " ");
+        let mut chars = words.chars();
+        match chars.next() {
+            Some(first) => first.to_uppercase().chain(chars).collect(),
+            None => String::new(),
+        }
+    }
+
     /// The code's wire name (also the `code` label in metrics).
     pub fn as_str(self) -> &'static str {
         use ErrorCode::*;
@@ -804,6 +819,44 @@ pub struct ErrorBody {
     pub code: ErrorCode,
     /// Human-readable explanation.
     pub message: String,
+}
+
+/// The body of every refused REST request: an RFC 9457 problem detail
+/// (`Content-Type: application/problem+json`), with Parley's stable `code`
+/// and, for clients written against earlier versions, the `message`
+/// (equal to `detail`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Problem {
+    /// A URI reference naming the problem type: `/problems/{code}`,
+    /// relative to the server (a page that explains the code).
+    #[serde(rename = "type")]
+    pub type_uri: String,
+    /// A short summary of the problem type, the same for every occurrence.
+    pub title: String,
+    /// The HTTP status code.
+    pub status: u16,
+    /// What went wrong this time, for a human.
+    pub detail: String,
+    /// The stable machine-readable code (an RFC 9457 extension member).
+    pub code: ErrorCode,
+    /// The same text as `detail`.
+    pub message: String,
+}
+
+impl Problem {
+    /// The problem of `code` with HTTP `status` and `detail`.
+    pub fn new(code: ErrorCode, status: u16, detail: impl Into<String>) -> Problem {
+        let detail = detail.into();
+        Problem {
+            type_uri: format!("/problems/{}", code.as_str()),
+            title: code.title(),
+            status,
+            message: detail.clone(),
+            detail,
+            code,
+        }
+    }
 }
 
 /// A message from server to client. The `type` field names it.
@@ -984,6 +1037,19 @@ pub enum ServerMessage {
         /// The session.
         session_id: SessionId,
     },
+    /// A confirmed booking starts soon (DESIGN.md §3): 24 hours before and
+    /// when its room opens (10 minutes before the start), to both sides.
+    #[serde(rename = "booking.reminder")]
+    BookingReminder {
+        /// The booking (`bkg_…`).
+        booking_id: String,
+        /// The session to join (`room.join`) once the room is open.
+        session_id: SessionId,
+        /// The start, Unix ms.
+        start_ms: i64,
+        /// When the room opens, Unix ms; joins before it get `room_not_open`.
+        opens_at_ms: i64,
+    },
     /// The session ended; leave the room and close the peer connection.
     #[serde(rename = "session.ended")]
     SessionEnded {
@@ -1069,6 +1135,7 @@ impl ServerMessage {
         "recording.started",
         "recording.stopped",
         "recording.assigned",
+        "booking.reminder",
         "session.ended",
         "meter.free_window_ending",
         "meter.billing_started",
@@ -1096,6 +1163,7 @@ impl ServerMessage {
             ServerMessage::RecordingStarted { .. } => "recording.started",
             ServerMessage::RecordingStopped { .. } => "recording.stopped",
             ServerMessage::RecordingAssigned { .. } => "recording.assigned",
+            ServerMessage::BookingReminder { .. } => "booking.reminder",
             ServerMessage::SessionEnded { .. } => "session.ended",
             ServerMessage::MeterFreeWindowEnding { .. } => "meter.free_window_ending",
             ServerMessage::MeterBillingStarted { .. } => "meter.billing_started",
@@ -1211,6 +1279,12 @@ mod tests {
             ServerMessage::RecordingStarted { session_id: sid.clone(), recorder_id: user.id.clone() },
             ServerMessage::RecordingStopped { session_id: sid.clone(), reason: RecordingStopReason::RecorderLeft },
             ServerMessage::RecordingAssigned { session_id: sid.clone() },
+            ServerMessage::BookingReminder {
+                booking_id: "bkg_1".into(),
+                session_id: sid.clone(),
+                start_ms: 1_000_000,
+                opens_at_ms: 400_000,
+            },
             ServerMessage::SessionEnded {
                 session_id: sid.clone(),
                 reason: SessionEndReason::Hangup,

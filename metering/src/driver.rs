@@ -157,6 +157,9 @@ struct State {
     /// Meter configurations of sessions about to open (set when the hold is
     /// placed, taken when the call is accepted).
     pending: HashMap<SessionId, MeterConfig>,
+    /// Scheduled sessions about to open: when their participants must
+    /// have joined (DESIGN.md §3 no-show).
+    join_by: HashMap<SessionId, Timestamp>,
     meters: HashMap<SessionId, Entry>,
 }
 
@@ -282,6 +285,17 @@ impl Meters {
         self.lock().pending.insert(session_id.clone(), cfg);
     }
 
+    /// A scheduled session about to open (DESIGN.md §3): `cfg` if it is
+    /// priced, and the no-show time `join_by` until which not having joined
+    /// is not an absence (the room ends the session as a no-show then).
+    pub fn expect_scheduled(&self, session_id: &SessionId, cfg: Option<MeterConfig>, join_by: Timestamp) {
+        let mut st = self.lock();
+        if let Some(cfg) = cfg {
+            st.pending.insert(session_id.clone(), cfg);
+        }
+        st.join_by.insert(session_id.clone(), join_by);
+    }
+
     /// Forgets a session that never opened (its call went unanswered).
     pub fn forget(&self, session_id: &SessionId) {
         self.lock().pending.remove(session_id);
@@ -291,7 +305,11 @@ impl Meters {
     pub fn opened(self: &Arc<Self>, session_id: &SessionId, at: Timestamp) {
         let mut st = self.lock();
         let cfg = st.pending.remove(session_id).unwrap_or(self.unpriced);
-        self.start(&mut st, session_id.clone(), Meter::new(cfg, at));
+        let meter = match st.join_by.remove(session_id) {
+            Some(join_by) => Meter::scheduled(cfg, join_by.max(at)),
+            None => Meter::new(cfg, at),
+        };
+        self.start(&mut st, session_id.clone(), meter);
     }
 
     /// A session recovered after a restart from its last checkpoint (M9):
@@ -347,7 +365,9 @@ impl Meters {
         let input = match reason {
             SessionEndReason::Hangup => Input::End(by.and_then(party).unwrap_or(Party::Seeker)),
             SessionEndReason::Abandoned => Input::Abandon,
-            SessionEndReason::Moderator => Input::Moderate,
+            // A participant never came: nobody was both present, so the
+            // meter ends free (the hold is released).
+            SessionEndReason::Moderator | SessionEndReason::NoShow => Input::Moderate,
             // Decided by the meter itself; it has ended already.
             SessionEndReason::LengthReached | SessionEndReason::HoldUsedUp => Input::Timeout,
         };

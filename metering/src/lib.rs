@@ -280,6 +280,14 @@ impl Meter {
         }
     }
 
+    /// A scheduled session whose room opened before its start (DESIGN.md
+    /// §3): neither participant has joined, and neither counts as absent
+    /// before `join_by` (the no-show time, when the room ends the session);
+    /// after it each would have `G` as usual.
+    pub fn scheduled(cfg: MeterConfig, join_by: Timestamp) -> Self {
+        Meter::new(cfg, join_by)
+    }
+
     /// A session recovered after a restart (M9) from its last checkpoint:
     /// both participants are absent as of `now` and have `G` to reconnect.
     /// Time since the checkpoint is not billed (the seeker's favour).

@@ -24,7 +24,7 @@ export type CallEndReason =
   | "seeker_gone"
   | "server_shutdown";
 export type LeaveReason = "left" | "dropped";
-export type SessionEndReason = "hangup" | "abandoned" | "length_reached" | "hold_used_up" | "moderator";
+export type SessionEndReason = "hangup" | "abandoned" | "length_reached" | "hold_used_up" | "moderator" | "no_show";
 export type Outcome = "free" | "charged";
 export type PriceModel = "fixed" | "per_minute";
 /** `chat.send` / `chat.message`: a chat line, or a note for the record (listed apart in the recap). */
@@ -455,6 +455,16 @@ export interface RecordingAssignedMessage extends Sequenced {
   type: "recording.assigned";
   session_id: SessionId;
 }
+/** A confirmed booking starts soon: 24 h before, and when its room opens (10 min before). */
+export interface BookingReminderMessage extends Sequenced {
+  type: "booking.reminder";
+  booking_id: string;
+  session_id: SessionId;
+  /** Unix ms. */
+  start_ms: number;
+  /** Unix ms; `room.join` before it gets `room_not_open`. */
+  opens_at_ms: number;
+}
 export interface SessionEndedMessage extends Sequenced {
   type: "session.ended";
   session_id: SessionId;
@@ -507,6 +517,7 @@ export type ServerMessage =
   | RecordingStartedMessage
   | RecordingStoppedMessage
   | RecordingAssignedMessage
+  | BookingReminderMessage
   | SessionEndedMessage
   | MeterFreeWindowEndingMessage
   | MeterBillingStartedMessage

@@ -1,6 +1,6 @@
 //! The money path's REST API (issue 3): session details, consultant prices,
 //! earnings, receipts, payout onboarding, moderator refunds and ends.
-//! Errors are JSON [`ErrorBody`](parley_domain::protocol::ErrorBody) with a
+//! Errors are RFC 9457 problems ([`Problem`](parley_domain::protocol::Problem)) with a
 //! stable code (see docs/protocol.md, "REST").
 
 use axum::extract::rejection::JsonRejection;
@@ -13,7 +13,7 @@ use parley_domain::protocol::rest::{
     ConsultantPrice, Earnings, PayoutLink, PayoutLinkRequest, Receipt, RefundRequest, RefundResponse, SessionDetails,
     TimelineItem,
 };
-use parley_domain::protocol::{ErrorBody, ErrorCode, Outcome, Role, SessionEndReason, UserInfo};
+use parley_domain::protocol::{ErrorCode, Outcome, Problem, Role, SessionEndReason, UserInfo};
 use parley_domain::{SessionId, UserId};
 use parley_signaling::Store;
 
@@ -43,8 +43,8 @@ pub fn router(state: AppState) -> Router {
     params(("Stripe-Signature" = String, Header, description = "`t=…,v1=…`")),
     request_body(content = String, description = "the Stripe event, raw JSON", content_type = "application/json"),
     responses((status = 200, description = "`{\"received\": true, \"duplicate\": bool}`"),
-        (status = 400, description = "`missing_signature`, `bad_signature`, `timestamp_out_of_tolerance`, `malformed_payload`", body = ErrorBody),
-        (status = 404, description = "the server does not use Stripe", body = ErrorBody)))]
+        (status = 400, description = "`missing_signature`, `bad_signature`, `timestamp_out_of_tolerance`, `malformed_payload`", body = Problem),
+        (status = 404, description = "the server does not use Stripe", body = Problem)))]
 pub(crate) async fn stripe_webhook(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -105,9 +105,9 @@ pub(crate) fn session_id(raw: String) -> Result<SessionId, ApiError> {
 /// and timeline.
 #[utoipa::path(get, path = "/v1/sessions/{id}", tag = "sessions", security(("bearer" = [])),
     params(("id" = String, Path, description = "session id (`ses_…`)")),
-    responses((status = 200, body = SessionDetails), (status = 401, description = "missing, forged or expired token", body = ErrorBody),
-        (status = 403, description = "`forbidden`: not a participant", body = ErrorBody),
-        (status = 404, description = "`unknown_session`", body = ErrorBody)))]
+    responses((status = 200, body = SessionDetails), (status = 401, description = "missing, forged or expired token", body = Problem),
+        (status = 403, description = "`forbidden`: not a participant", body = Problem),
+        (status = 404, description = "`unknown_session`", body = Problem)))]
 pub(crate) async fn session(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -171,8 +171,8 @@ pub(crate) async fn session(
 /// `GET /v1/consultants/me/price` (consultants): their price, `null` when
 /// they do not charge.
 #[utoipa::path(get, path = "/v1/consultants/me/price", tag = "consultants", security(("bearer" = [])),
-    responses((status = 200, body = Option<ConsultantPrice>), (status = 401, description = "missing, forged or expired token", body = ErrorBody),
-        (status = 403, description = "`wrong_role`: consultants only", body = ErrorBody)))]
+    responses((status = 200, body = Option<ConsultantPrice>), (status = 401, description = "missing, forged or expired token", body = Problem),
+        (status = 403, description = "`wrong_role`: consultants only", body = Problem)))]
 pub(crate) async fn my_price(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -186,9 +186,9 @@ pub(crate) async fn my_price(
 /// next sessions (DESIGN.md M7). Body: [`ConsultantPrice`].
 #[utoipa::path(put, path = "/v1/consultants/me/price", tag = "consultants", security(("bearer" = [])),
     request_body = ConsultantPrice,
-    responses((status = 200, body = ConsultantPrice), (status = 401, description = "missing, forged or expired token", body = ErrorBody),
-        (status = 400, description = "`invalid_field`: bad body or amount ≤ 0", body = ErrorBody),
-        (status = 403, description = "`wrong_role`: consultants only", body = ErrorBody)))]
+    responses((status = 200, body = ConsultantPrice), (status = 401, description = "missing, forged or expired token", body = Problem),
+        (status = 400, description = "`invalid_field`: bad body or amount ≤ 0", body = Problem),
+        (status = 403, description = "`wrong_role`: consultants only", body = Problem)))]
 pub(crate) async fn set_price(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -203,8 +203,8 @@ pub(crate) async fn set_price(
 
 /// `DELETE /v1/consultants/me/price` (consultants): their calls are free.
 #[utoipa::path(delete, path = "/v1/consultants/me/price", tag = "consultants", security(("bearer" = [])),
-    responses((status = 200, description = "`null`: calls are free now"), (status = 401, description = "missing, forged or expired token", body = ErrorBody),
-        (status = 403, description = "`wrong_role`: consultants only", body = ErrorBody)))]
+    responses((status = 200, description = "`null`: calls are free now"), (status = 401, description = "missing, forged or expired token", body = Problem),
+        (status = 403, description = "`wrong_role`: consultants only", body = Problem)))]
 pub(crate) async fn clear_price(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -219,9 +219,9 @@ pub(crate) async fn clear_price(
 /// payout account if needed and returns an onboarding link.
 #[utoipa::path(post, path = "/v1/consultants/me/payout-account", tag = "consultants", security(("bearer" = [])),
     request_body(content = Option<PayoutLinkRequest>, description = "optional return and refresh URLs"),
-    responses((status = 200, body = PayoutLink), (status = 401, description = "missing, forged or expired token", body = ErrorBody),
-        (status = 403, description = "`wrong_role`: consultants only", body = ErrorBody),
-        (status = 502, description = "`payment_provider_error`", body = ErrorBody)))]
+    responses((status = 200, body = PayoutLink), (status = 401, description = "missing, forged or expired token", body = Problem),
+        (status = 403, description = "`wrong_role`: consultants only", body = Problem),
+        (status = 502, description = "`payment_provider_error`", body = Problem)))]
 pub(crate) async fn payout_account(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -240,8 +240,8 @@ pub(crate) async fn payout_account(
 /// `GET /v1/consultants/{id}/earnings` (that consultant, or moderators).
 #[utoipa::path(get, path = "/v1/consultants/{id}/earnings", tag = "consultants", security(("bearer" = [])),
     params(("id" = String, Path, description = "consultant id")),
-    responses((status = 200, body = Earnings), (status = 401, description = "missing, forged or expired token", body = ErrorBody),
-        (status = 403, description = "`forbidden`: another consultant's", body = ErrorBody)))]
+    responses((status = 200, body = Earnings), (status = 401, description = "missing, forged or expired token", body = Problem),
+        (status = 403, description = "`forbidden`: another consultant's", body = Problem)))]
 pub(crate) async fn earnings(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -260,8 +260,8 @@ pub(crate) async fn earnings(
 
 /// `GET /v1/seekers/me/receipts` (seekers).
 #[utoipa::path(get, path = "/v1/seekers/me/receipts", tag = "seekers", security(("bearer" = [])),
-    responses((status = 200, body = Vec<Receipt>), (status = 401, description = "missing, forged or expired token", body = ErrorBody),
-        (status = 403, description = "`wrong_role`: seekers only", body = ErrorBody)))]
+    responses((status = 200, body = Vec<Receipt>), (status = 401, description = "missing, forged or expired token", body = Problem),
+        (status = 403, description = "`wrong_role`: seekers only", body = Problem)))]
 pub(crate) async fn receipts(State(s): State<AppState>, headers: HeaderMap) -> Result<Json<Vec<Receipt>>, ApiError> {
     let me = user(&s, &headers)?;
     require(&me, Role::Seeker)?;
@@ -272,11 +272,11 @@ pub(crate) async fn receipts(State(s): State<AppState>, headers: HeaderMap) -> R
 /// charged session. Body: [`RefundRequest`].
 #[utoipa::path(post, path = "/v1/sessions/{id}/refund", tag = "moderation", security(("bearer" = [])),
     params(("id" = String, Path, description = "session id")), request_body = RefundRequest,
-    responses((status = 200, body = RefundResponse), (status = 401, description = "missing, forged or expired token", body = ErrorBody),
-        (status = 400, description = "`invalid_field`: amount outside 1..=left", body = ErrorBody),
-        (status = 403, description = "`wrong_role`: moderators only", body = ErrorBody),
-        (status = 409, description = "`not_charged`", body = ErrorBody),
-        (status = 502, description = "`payment_provider_error`", body = ErrorBody)))]
+    responses((status = 200, body = RefundResponse), (status = 401, description = "missing, forged or expired token", body = Problem),
+        (status = 400, description = "`invalid_field`: amount outside 1..=left", body = Problem),
+        (status = 403, description = "`wrong_role`: moderators only", body = Problem),
+        (status = 409, description = "`not_charged`", body = Problem),
+        (status = 502, description = "`payment_provider_error`", body = Problem)))]
 pub(crate) async fn refund(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -296,9 +296,9 @@ pub(crate) async fn refund(
 /// it is settled like any other. 409 `session_ended` if it is not open.
 #[utoipa::path(post, path = "/v1/sessions/{id}/end", tag = "moderation", security(("bearer" = [])),
     params(("id" = String, Path, description = "session id")),
-    responses((status = 200, description = "`{\"session_id\": …, \"ended\": true}`"), (status = 401, description = "missing, forged or expired token", body = ErrorBody),
-        (status = 403, description = "`wrong_role`: moderators only", body = ErrorBody),
-        (status = 409, description = "`session_ended`: not open", body = ErrorBody)))]
+    responses((status = 200, description = "`{\"session_id\": …, \"ended\": true}`"), (status = 401, description = "missing, forged or expired token", body = Problem),
+        (status = 403, description = "`wrong_role`: moderators only", body = Problem),
+        (status = 409, description = "`session_ended`: not open", body = Problem)))]
 pub(crate) async fn end_session(
     State(s): State<AppState>,
     headers: HeaderMap,

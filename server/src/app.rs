@@ -133,7 +133,10 @@ impl Application {
             webhook_secret,
             files: files.clone(),
             consent,
+            bookings_wake: Arc::new(tokio::sync::Notify::new()),
+            late_cancel_fee_percent: config.late_cancel_fee_percent,
         };
+        tokio::spawn(crate::bookings::run(state.clone(), stop_outbox.clone().cancelled_owned()));
         let mut router = routes::router(state.clone()).merge(signaling.router());
         if config.mode == Mode::Dev {
             router = router.merge(routes::dev_router(state, &config.web_dir, &config.sdk_js_dir));

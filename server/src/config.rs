@@ -63,6 +63,7 @@ struct Raw {
     recording_url_ttl_secs: u64,
     recording_retention_days: u32,
     recorder: RecorderMode,
+    late_cancel_fee_percent: u32,
 }
 
 impl Default for Raw {
@@ -99,6 +100,7 @@ impl Default for Raw {
             recording_url_ttl_secs: 900,
             recording_retention_days: 30,
             recorder: RecorderMode::Embedded,
+            late_cancel_fee_percent: 50,
         }
     }
 }
@@ -144,6 +146,10 @@ pub struct Config {
     /// `embedded`, the default, or `off` when `parley recorder` runs
     /// elsewhere).
     pub recorder: RecorderMode,
+    /// The share of the hold a seeker pays for cancelling a booking 24 h
+    /// or less before its start (`PARLEY_LATE_CANCEL_FEE_PERCENT`, 0–100,
+    /// default 50); earlier cancellations are free (issue 4 policy).
+    pub late_cancel_fee_percent: u32,
 }
 
 /// Where the recorder runs (DESIGN.md §6).
@@ -267,6 +273,9 @@ impl Config {
         if raw.instant_max_minutes == 0 {
             return bad("PARLEY_INSTANT_MAX_MINUTES", "must be at least 1");
         }
+        if raw.late_cancel_fee_percent > 100 {
+            return bad("PARLEY_LATE_CANCEL_FEE_PERCENT", "must be 0 to 100");
+        }
         let Ok(currency) = Currency::parse(&raw.currency) else {
             return bad("PARLEY_CURRENCY", "expected an ISO 4217 code such as EUR");
         };
@@ -354,6 +363,7 @@ impl Config {
             sdk_js_dir: raw.sdk_js_dir,
             recorder: raw.recorder,
             recordings,
+            late_cancel_fee_percent: raw.late_cancel_fee_percent,
         })
     }
 

@@ -13,17 +13,17 @@ use std::path::Path as FsPath;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Router;
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Json, Router};
 use hmac::{Hmac, Mac};
 use object_store::path::Path as ObjectPath;
 use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, WriteMultipart};
-use parley_domain::protocol::{ErrorBody, ErrorCode};
+use parley_domain::protocol::{ErrorCode, Problem};
 use parley_domain::{SessionId, Timestamp};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
@@ -423,9 +423,9 @@ fn header_value(s: &str) -> Result<HeaderValue, ApiError> {
         ("Range" = Option<String>, Header, description = "one range: `bytes=a-b`, `bytes=a-` or `bytes=-n`")),
     responses((status = 200, description = "the whole file, `Content-Type` of the recording", content_type = "application/octet-stream"),
         (status = 206, description = "the range asked for, with `Content-Range`", content_type = "application/octet-stream"),
-        (status = 403, description = "`bad_signature`: missing, tampered or foreign signature; `link_expired`", body = ErrorBody),
-        (status = 404, description = "`unknown_recording`: no such recording, or retention deleted it", body = ErrorBody),
-        (status = 416, description = "`range_not_satisfiable`, with `Content-Range: bytes */{size}`", body = ErrorBody)))]
+        (status = 403, description = "`bad_signature`: missing, tampered or foreign signature; `link_expired`", body = Problem),
+        (status = 404, description = "`unknown_recording`: no such recording, or retention deleted it", body = Problem),
+        (status = 416, description = "`range_not_satisfiable`, with `Content-Range: bytes */{size}`", body = Problem)))]
 pub(crate) async fn download(
     State(s): State<AppState>,
     Path(recording_id): Path<String>,
@@ -455,13 +455,13 @@ pub(crate) async fn download(
         Wanted::Whole => None,
         Wanted::Part(r) => Some(r),
         Wanted::Unsatisfiable => {
-            let body = ErrorBody {
-                code: ErrorCode::RangeNotSatisfiable,
-                message: format!("the range is outside the file ({size} bytes)"),
-            };
-            let content_range = header_value(&format!("bytes */{size}"))?;
-            return Ok((StatusCode::RANGE_NOT_SATISFIABLE, [(header::CONTENT_RANGE, content_range)], Json(body))
-                .into_response());
+            let mut response = crate::routes::problem(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                ErrorCode::RangeNotSatisfiable,
+                format!("the range is outside the file ({size} bytes)"),
+            );
+            response.headers_mut().insert(header::CONTENT_RANGE, header_value(&format!("bytes */{size}"))?);
+            return Ok(response);
         }
     };
     let options = GetOptions {

@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod app;
+pub mod bookings;
 pub mod config;
 pub mod files;
 pub mod money;

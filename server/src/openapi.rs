@@ -3,12 +3,13 @@
 //! WebSocket is described in docs/protocol.md).
 
 use parley_domain::protocol::rest::{
-    ChatLine, ConsultantPrice, ConsultantSummary, DevLoginRequest, DevLoginResponse, Earnings, EarningsItem,
-    EarningsTotal, HoldInfo, LedgerItem, PayoutLink, PayoutLinkRequest, PremiumRequest, PriceModel, Recap, Receipt,
-    RecordingConsent, RecordingFile, RecordingList, RefundRequest, RefundResponse, SessionDetails, TalkTime,
-    TimelineItem,
+    AcceptBooking, Availability, Booking, BookingList, BookingPrice, BookingReason, BookingRequest, BookingState,
+    ChatLine, ConsultantPrice, ConsultantSummary, DateException, DevLoginRequest, DevLoginResponse, Earnings,
+    EarningsItem, EarningsTotal, HoldInfo, LedgerItem, PayoutLink, PayoutLinkRequest, PremiumRequest, PriceModel,
+    Purpose, Recap, Receipt, RecordingConsent, RecordingFile, RecordingList, RefundRequest, RefundResponse,
+    RescheduleBooking, SessionDetails, Slot, SlotList, TalkTime, TimeWindow, TimelineItem, Weekday, WeeklyRule,
 };
-use parley_domain::protocol::{ChatKind, ErrorBody, ErrorCode, Outcome, PresenceStatus, Role, UserInfo};
+use parley_domain::protocol::{ChatKind, ErrorCode, Outcome, PresenceStatus, Problem, Role, UserInfo};
 use parley_domain::{Money, SessionId, UserId};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -17,7 +18,7 @@ use utoipa::{Modify, OpenApi};
 #[openapi(
     info(title = "Parley REST API", description = "Sessions, prices, earnings, receipts, payouts, refunds and \
         Stripe webhooks. Amounts are integer minor units with an ISO 4217 currency (DESIGN.md B1); times are \
-        Unix milliseconds of server time. Errors are `ErrorBody` with a stable `code`."),
+        Unix milliseconds of server time. Errors are RFC 9457 problem details (`application/problem+json`) with a stable `code`."),
     paths(
         crate::routes::consultants,
         crate::routes::dev_login,
@@ -37,12 +38,26 @@ use utoipa::{Modify, OpenApi};
         crate::recording::set_premium,
         crate::recording::my_recording_consent,
         crate::recording::set_recording_consent,
+        crate::bookings::my_availability,
+        crate::bookings::set_availability,
+        crate::bookings::set_purpose_price,
+        crate::bookings::clear_purpose_price,
+        crate::bookings::slots,
+        crate::bookings::propose,
+        crate::bookings::list,
+        crate::bookings::one,
+        crate::bookings::accept,
+        crate::bookings::decline,
+        crate::bookings::cancel,
+        crate::bookings::reschedule,
     ),
     components(schemas(
         ConsultantPrice, ConsultantSummary, DevLoginRequest, DevLoginResponse, Earnings, EarningsItem, EarningsTotal,
         HoldInfo, LedgerItem, PayoutLink, PayoutLinkRequest, PriceModel, Receipt, RefundRequest, RefundResponse, SessionDetails,
         TimelineItem, PremiumRequest, RecordingConsent, RecordingFile, RecordingList, TalkTime, ChatLine, Recap,
-        ChatKind, ErrorBody, ErrorCode, Outcome, PresenceStatus, Role, UserInfo, Money, SessionId, UserId,
+        Availability, WeeklyRule, DateException, TimeWindow, Weekday, Slot, SlotList, Purpose, BookingRequest,
+        AcceptBooking, RescheduleBooking, BookingReason, BookingState, Booking, BookingPrice, BookingList,
+        ChatKind, Problem, ErrorCode, Outcome, PresenceStatus, Role, UserInfo, Money, SessionId, UserId,
     )),
     modifiers(&Bearer),
 )]

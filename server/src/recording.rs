@@ -272,8 +272,8 @@ async fn files_of(s: &AppState, id: &SessionId) -> Result<Vec<RecordingFile>, Ap
 #[utoipa::path(get, path = "/v1/sessions/{id}/recordings", tag = "recordings",
     params(("id" = String, Path, description = "session id")),
     responses((status = 200, body = RecordingList),
-        (status = 403, description = "`forbidden`, `premium_required`", body = parley_domain::protocol::ErrorBody),
-        (status = 404, description = "`unknown_session`", body = parley_domain::protocol::ErrorBody)))]
+        (status = 403, description = "`forbidden`, `premium_required`", body = parley_domain::protocol::Problem),
+        (status = 404, description = "`unknown_session`", body = parley_domain::protocol::Problem)))]
 pub(crate) async fn recordings(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -298,9 +298,9 @@ pub(crate) struct RecapQuery {
     params(("id" = String, Path, description = "session id"),
         ("format" = Option<String>, Query, description = "`json` (default) or `markdown`")),
     responses((status = 200, body = Recap),
-        (status = 400, description = "`invalid_field` (format)", body = parley_domain::protocol::ErrorBody),
-        (status = 403, description = "`forbidden`, `premium_required`", body = parley_domain::protocol::ErrorBody),
-        (status = 404, description = "`unknown_session`", body = parley_domain::protocol::ErrorBody)))]
+        (status = 400, description = "`invalid_field` (format)", body = parley_domain::protocol::Problem),
+        (status = 403, description = "`forbidden`, `premium_required`", body = parley_domain::protocol::Problem),
+        (status = 404, description = "`unknown_session`", body = parley_domain::protocol::Problem)))]
 pub(crate) async fn recap(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -458,7 +458,7 @@ pub fn recap_markdown(r: &Recap) -> String {
     params(("id" = String, Path, description = "seeker id")),
     request_body = PremiumRequest,
     responses((status = 200, body = PremiumRequest),
-        (status = 403, description = "`wrong_role`", body = parley_domain::protocol::ErrorBody)))]
+        (status = 403, description = "`wrong_role`", body = parley_domain::protocol::Problem)))]
 pub(crate) async fn set_premium(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -483,7 +483,7 @@ pub(crate) async fn set_premium(
 /// recording.
 #[utoipa::path(get, path = "/v1/consultants/me/recording", tag = "recordings",
     responses((status = 200, body = RecordingConsent),
-        (status = 403, description = "`wrong_role`", body = parley_domain::protocol::ErrorBody)))]
+        (status = 403, description = "`wrong_role`", body = parley_domain::protocol::Problem)))]
 pub(crate) async fn my_recording_consent(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -498,8 +498,8 @@ pub(crate) async fn my_recording_consent(
 #[utoipa::path(put, path = "/v1/consultants/me/recording", tag = "recordings",
     request_body = RecordingConsent,
     responses((status = 200, body = RecordingConsent),
-        (status = 400, description = "`invalid_field`", body = parley_domain::protocol::ErrorBody),
-        (status = 403, description = "`wrong_role`", body = parley_domain::protocol::ErrorBody)))]
+        (status = 400, description = "`invalid_field`", body = parley_domain::protocol::Problem),
+        (status = 403, description = "`wrong_role`", body = parley_domain::protocol::Problem)))]
 pub(crate) async fn set_recording_consent(
     State(s): State<AppState>,
     headers: HeaderMap,

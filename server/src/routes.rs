@@ -4,15 +4,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
 use parley_domain::protocol::rest::{ConsultantSummary, DevLoginRequest, DevLoginResponse};
-use parley_domain::protocol::{ErrorBody, ErrorCode, PresenceStatus, Role, UserInfo};
+use parley_domain::protocol::{ErrorCode, PresenceStatus, Problem, Role, UserInfo};
 use parley_domain::{Clock, UserId};
 use parley_signaling::{Authenticator, Hub, Store};
 
@@ -37,9 +37,14 @@ pub struct AppState {
     pub(crate) files: Arc<crate::files::RecordingFiles>,
     /// Recording consent (premium seekers, consultants who allow it).
     pub(crate) consent: crate::recording::Consent,
+    /// Wakes the booking scheduler (a booking changed).
+    pub(crate) bookings_wake: Arc<tokio::sync::Notify>,
+    /// `PARLEY_LATE_CANCEL_FEE_PERCENT`.
+    pub(crate) late_cancel_fee_percent: u32,
 }
 
-/// An error answered as JSON [`ErrorBody`] with an HTTP status.
+/// An error answered as an RFC 9457 problem ([`Problem`]) with an HTTP
+/// status and a stable [`ErrorCode`].
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     /// 401.
@@ -79,12 +84,45 @@ impl IntoResponse for ApiError {
                 (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal)
             }
         };
-        let message = match &self {
+        let detail = match &self {
             ApiError::Internal(_) => "the server failed; try again".to_owned(),
             other => other.to_string(),
         };
-        (status, Json(ErrorBody { code, message })).into_response()
+        problem(status, code, detail)
     }
+}
+
+/// An RFC 9457 problem response: `application/problem+json` with
+/// [`Problem`] (`type`, `title`, `status`, `detail`, `code`, `message`).
+pub(crate) fn problem(status: StatusCode, code: ErrorCode, detail: String) -> Response {
+    let body = Problem::new(code, status.as_u16(), detail);
+    let mut response = (status, Json(body)).into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/problem+json"));
+    response
+}
+
+/// The error table of docs/protocol.md, compiled in: `GET /problems/{code}`
+/// explains a problem type from it.
+const PROTOCOL_DOC: &str = include_str!("../../docs/protocol.md");
+
+/// `GET /problems/{code}`: what a problem `type` means (RFC 9457 §3.1.1:
+/// the type URI should lead to documentation) — the code's row of the
+/// error table in docs/protocol.md, as plain text. 404 for unknown codes.
+async fn problem_type(Path(code): Path<String>) -> Response {
+    let Some(known) = ErrorCode::ALL.iter().find(|c| c.as_str() == code) else {
+        return problem(StatusCode::NOT_FOUND, ErrorCode::UnknownType, format!("no problem type {code:?}"));
+    };
+    let row_start = format!("| `{}` |", known.as_str());
+    let row = PROTOCOL_DOC.lines().find(|l| l.starts_with(&row_start)).unwrap_or_default();
+    let cells: Vec<&str> = row.trim_matches('|').split(" | ").map(str::trim).collect();
+    let mut text = format!("{}\n\ncode: {}\n", known.title(), known.as_str());
+    if let Some(meaning) = cells.get(1) {
+        text.push_str(&format!("\n{meaning}\n"));
+    }
+    if let Some(examples) = cells.get(2).filter(|e| !e.is_empty()) {
+        text.push_str(&format!("\nFor example: {examples}\n"));
+    }
+    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response()
 }
 
 impl From<parley_signaling::StoreError> for ApiError {
@@ -101,9 +139,11 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(|| async { Json(crate::openapi::document()) }))
         .route("/v1/consultants", get(consultants))
+        .route("/problems/{code}", get(problem_type))
         .with_state(state.clone())
         .merge(crate::files::router(state.clone()))
         .merge(crate::recording::router(state.clone()))
+        .merge(crate::bookings::router(state.clone()))
         .merge(crate::api::router(state))
 }
 
@@ -148,7 +188,7 @@ async fn metrics(State(s): State<AppState>) -> Response {
 /// presence, available ones first.
 #[utoipa::path(get, path = "/v1/consultants", tag = "consultants", security(("bearer" = [])),
     responses((status = 200, body = Vec<ConsultantSummary>),
-        (status = 401, description = "missing, forged or expired token", body = ErrorBody)))]
+        (status = 401, description = "missing, forged or expired token", body = Problem)))]
 pub(crate) async fn consultants(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -174,7 +214,7 @@ pub(crate) async fn consultants(
 /// Dev mode only: a token for a demo (or new) user, without a password.
 #[utoipa::path(post, path = "/v1/dev/login", tag = "dev", request_body = DevLoginRequest,
     responses((status = 200, body = DevLoginResponse),
-        (status = 400, description = "`malformed_json`, `invalid_field`, `missing_field`", body = ErrorBody)))]
+        (status = 400, description = "`malformed_json`, `invalid_field`, `missing_field`", body = Problem)))]
 pub(crate) async fn dev_login(
     State(s): State<AppState>,
     req: Result<Json<DevLoginRequest>, JsonRejection>,

@@ -168,7 +168,7 @@ impl SqlStore {
     /// recovery after a restart.
     pub async fn open_sessions(&self) -> Result<Vec<(SessionRecord, Snapshot)>, StoreError> {
         let rows = sqlx::query(
-            "SELECT s.id, s.call_id, s.seeker_id, s.consultant_id, s.opened_ms, s.recording, c.billable_ms, c.warned, \
+            "SELECT s.id, s.call_id, s.kind, s.seeker_id, s.consultant_id, s.opened_ms, s.recording, c.billable_ms, c.warned, \
              c.billing_started, c.hold_warned FROM sessions s LEFT JOIN meter_checkpoints c ON c.session_id = s.id \
              WHERE s.ended_ms IS NULL ORDER BY s.opened_ms",
         )
@@ -189,6 +189,7 @@ impl SqlStore {
                         consultant_id: parse_id(row.try_get("consultant_id").map_err(store_err)?)?,
                         opened_at: Timestamp::from_unix_millis(row.try_get("opened_ms").map_err(store_err)?),
                         recording: row.try_get::<i64, _>("recording").map_err(store_err)? != 0,
+                        scheduled: row.try_get::<String, _>("kind").map_err(store_err)? == "scheduled",
                     },
                     Snapshot {
                         billable_ms: u64::try_from(billable.unwrap_or(0)).unwrap_or(0),
@@ -311,8 +312,8 @@ impl Store for SqlStore {
 
     async fn session(&self, session_id: &SessionId) -> Result<Option<StoredSession>, StoreError> {
         let row = sqlx::query(
-            "SELECT id, call_id, seeker_id, consultant_id, opened_ms, ended_ms, end_reason, recording FROM sessions \
-             WHERE id = $1",
+            "SELECT id, call_id, kind, seeker_id, consultant_id, opened_ms, ended_ms, end_reason, recording \
+             FROM sessions WHERE id = $1",
         )
         .bind(session_id.as_str())
         .fetch_optional(&self.pool)
@@ -328,9 +329,30 @@ impl Store for SqlStore {
                 consultant_id: parse_id(row.try_get("consultant_id").map_err(store_err)?)?,
                 opened_at: Timestamp::from_unix_millis(row.try_get("opened_ms").map_err(store_err)?),
                 recording: row.try_get::<i64, _>("recording").map_err(store_err)? != 0,
+                scheduled: row.try_get::<String, _>("kind").map_err(store_err)? == "scheduled",
             },
             ended_at: ended_ms.map(Timestamp::from_unix_millis),
             end_reason: row.try_get("end_reason").map_err(store_err)?,
+        }))
+    }
+
+    async fn scheduled(
+        &self,
+        session_id: &SessionId,
+    ) -> Result<Option<parley_signaling::store::ScheduledSession>, StoreError> {
+        let row = sqlx::query(
+            "SELECT seeker_id, consultant_id, start_ms FROM bookings WHERE session_id = $1 AND state = 'confirmed'",
+        )
+        .bind(session_id.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(store_err)?;
+        let Some(row) = row else { return Ok(None) };
+        let start: i64 = row.try_get("start_ms").map_err(store_err)?;
+        Ok(Some(parley_signaling::store::ScheduledSession {
+            seeker_id: parse_id(row.try_get("seeker_id").map_err(store_err)?)?,
+            consultant_id: parse_id(row.try_get("consultant_id").map_err(store_err)?)?,
+            opens_at: Timestamp::from_unix_millis(start - crate::bookings::ROOM_OPENS_BEFORE.as_millis() as i64),
         }))
     }
 
@@ -467,7 +489,7 @@ async fn write(pool: &AnyPool, writes: &[&Write]) -> Result<(), sqlx::Error> {
             q = q
                 .bind(s.session_id.as_str())
                 .bind(s.call_id.as_str())
-                .bind("instant")
+                .bind(if s.scheduled { "scheduled" } else { "instant" })
                 .bind(s.seeker_id.as_str())
                 .bind(s.consultant_id.as_str())
                 .bind(s.opened_at.unix_millis())

@@ -66,6 +66,7 @@ async fn exercise(store: &SqlStore) {
         consultant_id: call.consultant_id.clone(),
         opened_at: t(12_000),
         recording: true,
+        scheduled: false,
     };
     store.create_session(&session).await.unwrap();
     let open = store.session(&session.session_id).await.unwrap().unwrap();

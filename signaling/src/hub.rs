@@ -26,7 +26,7 @@ use crate::connection::Departure;
 use crate::error::SignalError;
 use crate::link::{CLOSE_REPLACED, Link};
 use crate::metrics;
-use crate::store::{CallGate, CallRecord, CallState, SessionEvent, SessionHooks, SessionRecord, Store};
+use crate::store::{CallGate, CallRecord, CallState, SessionEvent, SessionHooks, SessionRecord, Store, StoreError};
 
 /// Close code sent to clients when the server shuts down (RFC 6455 "going away").
 pub const CLOSE_GOING_AWAY: u16 = 1001;
@@ -136,12 +136,15 @@ struct Room {
     assigned: Option<UserId>,
     /// The recorder while it is in the room.
     recorder: Option<(UserInfo, Arc<Link>)>,
+    /// Scheduled sessions: a participant who has not joined by then is a
+    /// no-show (DESIGN.md §3); until then not joining is not abandoning.
+    no_show_at: Option<Timestamp>,
 }
 
 impl Room {
     fn new(record: SessionRecord, seeker: UserInfo, consultant: UserInfo) -> Room {
         let member = |user: UserInfo| Member { user, link: None, attendance: Attendance::NotJoined, epoch: 0 };
-        Room { record, members: [member(seeker), member(consultant)], assigned: None, recorder: None }
+        Room { record, members: [member(seeker), member(consultant)], assigned: None, recorder: None, no_show_at: None }
     }
 
     fn index_of(&self, user: &UserId) -> Option<usize> {
@@ -776,6 +779,7 @@ impl Hub {
                         consultant_id: c.record.consultant_id.clone(),
                         opened_at: now,
                         recording: c.record.recording,
+                        scheduled: false,
                     })
                 }
                 _ => None,
@@ -928,7 +932,20 @@ impl Hub {
             Ok(Some(_)) => {
                 err(ErrorCode::SessionEnded, format!("session {session_id} is no longer open on this server"))
             }
-            Ok(None) => err(ErrorCode::UnknownSession, format!("no session {session_id}")),
+            Ok(None) => match self.store.scheduled(session_id).await {
+                Ok(Some(b)) if &b.seeker_id != user && &b.consultant_id != user => {
+                    err(ErrorCode::Forbidden, format!("you are not a participant of session {session_id}"))
+                }
+                Ok(Some(b)) => err(
+                    ErrorCode::RoomNotOpen,
+                    format!(
+                        "the room of session {session_id} opens at {} ms (10 minutes before the start); join then",
+                        b.opens_at.unix_millis()
+                    ),
+                ),
+                Ok(None) => err(ErrorCode::UnknownSession, format!("no session {session_id}")),
+                Err(e) => SignalError::internal(e),
+            },
             Err(e) => SignalError::internal(e),
         }
     }
@@ -1400,6 +1417,74 @@ impl Hub {
         };
         self.run_effects(effects).await;
         open
+    }
+
+    /// Sends `msg` to `user` if connected here (booking reminders).
+    pub fn notify_user(&self, user: &UserId, msg: &ServerMessage) {
+        let st = self.lock();
+        self.send_to(&st, user, msg);
+    }
+
+    /// Opens the room of a booked session (DESIGN.md §3), 10 minutes before
+    /// its start: stored first (kind `scheduled`), then the room admits its
+    /// seeker and consultant. A participant who has not joined by
+    /// `no_show_at` (start + 15 min) is a no-show: the session ends with
+    /// `no_show`. Returns `Ok(false)` if it was open already.
+    pub async fn open_scheduled(
+        self: &Arc<Self>,
+        record: SessionRecord,
+        seeker: UserInfo,
+        consultant: UserInfo,
+        no_show_at: Timestamp,
+    ) -> Result<bool, StoreError> {
+        if self.lock().rooms.contains_key(&record.session_id) {
+            return Ok(false);
+        }
+        self.store.create_session(&record).await?;
+        let session_id = record.session_id.clone();
+        let now = self.clock.now();
+        {
+            let mut st = self.lock();
+            if st.rooms.contains_key(&session_id) {
+                return Ok(false);
+            }
+            for u in [&seeker, &consultant] {
+                match st.users.get_mut(&u.id) {
+                    Some(state) if state.session.is_none() => state.session = Some(session_id.clone()),
+                    Some(_) => {}
+                    None => {
+                        st.restored.insert(u.id.clone(), session_id.clone());
+                    }
+                }
+            }
+            let recording = record.recording;
+            let mut room = Room::new(record.clone(), seeker, consultant);
+            room.no_show_at = Some(no_show_at);
+            st.rooms.insert(session_id.clone(), room);
+            self.hooks.opened(&record, now);
+            if recording {
+                self.assign_recorders(&mut st);
+            }
+            self.report_presence(&mut st, &record.consultant_id);
+        }
+        let hub = Arc::clone(self);
+        let sleep = self.clock.sleep_until(no_show_at);
+        tokio::spawn(async move {
+            sleep.await;
+            let mut effects = Effects::default();
+            {
+                let mut st = hub.lock();
+                let absent = st
+                    .rooms
+                    .get(&session_id)
+                    .is_some_and(|r| r.members.iter().any(|m| m.attendance == Attendance::NotJoined));
+                if absent {
+                    hub.end_session(&mut st, &session_id, SessionEndReason::NoShow, None, &mut effects);
+                }
+            }
+            hub.spawn_effects(effects);
+        });
+        Ok(true)
     }
 
     /// Reopens, after a restart, a session the store says is open (DESIGN.md

@@ -19,6 +19,7 @@ mod error;
 mod hub;
 mod link;
 pub mod metrics;
+pub mod schedule;
 pub mod store;
 pub mod turn;
 

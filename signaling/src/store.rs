@@ -79,6 +79,21 @@ pub struct SessionRecord {
     /// Recording was asked for and allowed: the recorder is assigned when
     /// the session opens (DESIGN.md §6).
     pub recording: bool,
+    /// A scheduled session (a booking), not an instant call (DESIGN.md §3):
+    /// stored as kind `scheduled`.
+    pub scheduled: bool,
+}
+
+/// A booked session whose room has not opened yet (DESIGN.md §3): what a
+/// too-early `room.join` is told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScheduledSession {
+    /// The seeker.
+    pub seeker_id: UserId,
+    /// The consultant.
+    pub consultant_id: UserId,
+    /// When the room opens (10 minutes before the start).
+    pub opens_at: Timestamp,
 }
 
 /// Something that happened in a session, stored in its timeline.
@@ -177,6 +192,11 @@ pub trait Store: Send + Sync + 'static {
     async fn session(&self, session_id: &SessionId) -> Result<Option<StoredSession>, StoreError>;
     /// The session's timeline, oldest first: `(at, kind, user, detail)`.
     async fn session_timeline(&self, session_id: &SessionId) -> Result<Vec<TimelineEntry>, StoreError>;
+    /// A confirmed booking's session whose room is not open yet; `None`
+    /// for anything else (the default: no bookings).
+    async fn scheduled(&self, _session_id: &SessionId) -> Result<Option<ScheduledSession>, StoreError> {
+        Ok(None)
+    }
 }
 
 /// One entry of a session's stored timeline.

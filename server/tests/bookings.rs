@@ -1,0 +1,606 @@
+//! Scheduled sessions through the API (issue 4, DESIGN.md §3): availability
+//! and slots across a DST change, bookings, the booking race, holds, the
+//! room opening 10 minutes before the start, reminders, no-shows, the
+//! cancel and reschedule policies, and the bad-input codes — on SQLite and
+//! PostgreSQL, with real SDK clients and the server's manual clock.
+
+mod common;
+
+use std::time::Duration;
+
+use chrono::{TimeZone, Utc};
+use common::{TestApp, WAIT, spawn_app, spawn_app_on_postgres};
+use parley_domain::protocol::rest::{Booking, BookingState, SlotList};
+use parley_domain::protocol::{ErrorCode, Role, ServerMessage, SessionEndReason};
+use parley_domain::{Clock, SessionId, Timestamp};
+use parley_sdk::{ApiClient, SdkError};
+use parley_signaling::Store;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+const HOUR: i64 = 3_600_000;
+const DAY: i64 = 24 * HOUR;
+
+/// One REST call; returns the status and the JSON body (null if none).
+async fn call(app: &TestApp, token: &str, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+    let mut req = reqwest::Client::new().request(method, format!("{}{path}", app.base)).bearer_auth(token);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let res = req.send().await.expect("request");
+    let status = res.status();
+    let text = res.text().await.expect("body");
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// Asserts an RFC 9457 problem with `code`.
+#[track_caller]
+fn assert_problem(got: &(StatusCode, Value), status: StatusCode, code: ErrorCode) {
+    assert_eq!(got.0, status, "{}", got.1);
+    assert_eq!(got.1["code"], code.as_str(), "{}", got.1);
+    assert_eq!(got.1["type"], format!("/problems/{}", code.as_str()));
+    assert_eq!(got.1["status"], status.as_u16());
+    assert!(got.1["detail"].as_str().is_some_and(|d| !d.is_empty()));
+}
+
+fn booking(v: &Value) -> Booking {
+    serde_json::from_value(v.clone()).unwrap_or_else(|e| panic!("a booking: {e}: {v}"))
+}
+
+/// The Unix ms of a UTC date-time.
+fn utc(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> i64 {
+    Utc.with_ymd_and_hms(y, mo, d, h, mi, 0).unwrap().timestamp_millis()
+}
+
+/// A consultant `id` bookable every day 09:00–17:00 in `tz`, for 30 or 60
+/// minutes, at a fixed 30.00 EUR (dev login creates them).
+async fn consultant(app: &TestApp, id: &str, tz: &str) -> String {
+    let token = app.token(id, Role::Consultant);
+    app.store.users_seen(&[common::user(id, Role::Consultant)], app.clock.now()).await.unwrap();
+    let days = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+    let weekly: Vec<Value> = days.iter().map(|d| json!({"weekday": d, "start": "09:00", "end": "17:00"})).collect();
+    let body = json!({"time_zone": tz, "session_lengths_min": [60, 30], "weekly": weekly});
+    let (status, saved) = call(app, &token, Method::PUT, "/v1/consultants/me/availability", Some(body)).await;
+    assert_eq!(status, StatusCode::OK, "{saved}");
+    assert_eq!(saved["session_lengths_min"], json!([30, 60]), "lengths are stored sorted");
+    let price = json!({"model": "fixed", "amount": {"amount_minor": 3000, "currency": "EUR"}});
+    let (status, _) = call(app, &token, Method::PUT, "/v1/consultants/me/price", Some(price)).await;
+    assert_eq!(status, StatusCode::OK);
+    token
+}
+
+/// The first free slot of `consultant` at least `after_ms` from now.
+async fn slot_after(app: &TestApp, token: &str, consultant: &str, after_ms: i64) -> i64 {
+    let from = app.clock.now().unix_millis() + after_ms;
+    let path = format!("/v1/consultants/{consultant}/slots?from_ms={from}&length_min=60");
+    let (status, v) = call(app, token, Method::GET, &path, None).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let list: SlotList = serde_json::from_value(v).unwrap();
+    list.slots.first().expect("a free slot").start_ms
+}
+
+async fn propose(app: &TestApp, seeker: &str, consultant: &str, slots: &[i64]) -> (StatusCode, Value) {
+    let token = app.token(seeker, Role::Seeker);
+    let body = json!({"consultant_id": consultant, "slots": slots, "length_min": 60, "payment_method": "pm_card_visa"});
+    call(app, &token, Method::POST, "/v1/bookings", Some(body)).await
+}
+
+async fn accept(app: &TestApp, consultant: &str, id: &str, start: i64) -> (StatusCode, Value) {
+    let token = app.token(consultant, Role::Consultant);
+    call(app, &token, Method::POST, &format!("/v1/bookings/{id}/accept"), Some(json!({"start_ms": start}))).await
+}
+
+/// Waits (on the real clock) until the booking reaches `state`.
+async fn wait_state(app: &TestApp, token: &str, id: &str, state: BookingState) -> Booking {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (_, v) = call(app, token, Method::GET, &format!("/v1/bookings/{id}"), None).await;
+        let b = booking(&v);
+        if b.state == state {
+            return b;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "booking never became {state:?}: {v}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Waits (on the real clock) until the session's hold has `status`
+/// (the settlement outbox carries releases and captures out).
+async fn hold_becomes(app: &TestApp, session: &SessionId, status: &str) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let hold = app.billing.hold(session).await.unwrap();
+        if hold.as_ref().is_some_and(|h| h.status == status) {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the hold never became {status}: {hold:?}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Moves the server clock to `at` (Unix ms).
+async fn set_clock(app: &TestApp, at: i64) {
+    let now = app.clock.now().unix_millis();
+    assert!(at >= now, "the clock only moves forward");
+    app.advance(Duration::from_millis((at - now) as u64)).await;
+}
+
+// ----- the whole path ------------------------------------------------------
+
+/// A seeker finds a slot, books it; the consultant accepts; the hold is
+/// placed; joins before the room opens are refused; at 10 minutes before
+/// the start both get the reminder and join; 11 minutes of both present
+/// are charged; the settlement captures the fixed price.
+async fn scheduled_session_end_to_end(app: TestApp) {
+    let c_token = consultant(&app, "cleo", "Europe/Paris").await;
+    let s_token = app.token("sid", Role::Seeker);
+    let start = slot_after(&app, &s_token, "cleo", 2 * DAY).await;
+    let other = slot_after(&app, &s_token, "cleo", 3 * DAY).await;
+
+    let (status, v) = propose(&app, "sid", "cleo", &[other, start]).await;
+    assert_eq!(status, StatusCode::CREATED, "{v}");
+    let b = booking(&v);
+    assert_eq!((b.state, b.proposed.clone()), (BookingState::Pending, vec![start, other]), "slots sorted");
+    assert_eq!(b.hold_status, "scheduled");
+    assert_eq!(b.price.as_ref().map(|p| p.amount.amount_minor), Some(3000));
+
+    let (status, v) = accept(&app, "cleo", &b.id, start).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let b = booking(&v);
+    assert_eq!(b.state, BookingState::Confirmed);
+    assert_eq!(b.hold_status, "held", "the start is within 6 days: held at confirmation");
+    assert_eq!(b.opens_at_ms, Some(start - 10 * 60_000));
+    let hold = app.billing.hold(&b.session_id).await.unwrap().expect("a hold");
+    assert_eq!((hold.status.as_str(), hold.amount.amount_minor), ("held", 3000));
+
+    // The slot is no longer offered, nor bookable.
+    let (_, v) = call(
+        &app,
+        &s_token,
+        Method::GET,
+        &format!("/v1/consultants/cleo/slots?from_ms={}&to_ms={}&length_min=60", start - HOUR, start + 2 * HOUR),
+        None,
+    )
+    .await;
+    let free: SlotList = serde_json::from_value(v).unwrap();
+    assert!(free.slots.iter().all(|s| s.start_ms != start), "{free:?}");
+    assert_problem(&propose(&app, "sam", "cleo", &[start]).await, StatusCode::CONFLICT, ErrorCode::SlotTaken);
+
+    // Too early: the room is not open.
+    set_clock(&app, start - 11 * 60_000).await;
+    let (seeker, mut s_events) = app.client("sid", Role::Seeker).await;
+    let (consultant_client, mut c_events) = app.client("cleo", Role::Consultant).await;
+    match seeker.join(&b.session_id).await {
+        Err(SdkError::Server { code, message }) => assert_eq!(code, ErrorCode::RoomNotOpen, "{message}"),
+        other => panic!("join before the room opens: {other:?}"),
+    }
+    let (stranger, _e) = app.client("eve", Role::Seeker).await;
+    match stranger.join(&b.session_id).await {
+        Err(SdkError::Server { code, .. }) => assert_eq!(code, ErrorCode::Forbidden),
+        other => panic!("a stranger's join: {other:?}"),
+    }
+
+    // The room opens 10 minutes before: both are reminded.
+    set_clock(&app, start - 10 * 60_000).await;
+    for events in [&mut s_events, &mut c_events] {
+        let reminder = events
+            .wait_for(WAIT, |m| match m {
+                ServerMessage::BookingReminder { session_id, start_ms, opens_at_ms, .. } => {
+                    Some((session_id.clone(), *start_ms, *opens_at_ms))
+                }
+                _ => None,
+            })
+            .await
+            .expect("booking.reminder");
+        assert_eq!(reminder, (b.session_id.clone(), start, start - 10 * 60_000));
+    }
+    wait_state(&app, &s_token, &b.id, BookingState::Held).await;
+    seeker.join(&b.session_id).await.expect("the seeker joins on time");
+    consultant_client.join(&b.session_id).await.expect("the consultant joins on time");
+
+    // 11 minutes together, past the free window: charged.
+    app.advance(Duration::from_secs(11 * 60)).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    seeker.end_session(&b.session_id).await.expect("hang up");
+    let ended = s_events
+        .wait_for(WAIT, |m| match m {
+            ServerMessage::SessionEnded { reason, bill, .. } => Some((*reason, *bill)),
+            _ => None,
+        })
+        .await
+        .expect("session.ended");
+    assert_eq!(ended.0, SessionEndReason::Hangup);
+    let bill = ended.1.expect("a bill");
+    assert_eq!((bill.outcome.as_str(), bill.charge.amount_minor), ("charged", 3000));
+    let api = ApiClient::new(&app.base).unwrap();
+    let details = common::settled(&api, &s_token, &b.session_id).await;
+    assert_eq!(details.captured.map(|m| m.amount_minor), Some(3000), "{details:?}");
+    let stored = app.store.session(&b.session_id).await.unwrap().expect("the session is stored");
+    assert!(stored.record.scheduled, "stored as a scheduled session");
+    drop(c_token);
+}
+
+#[tokio::test]
+async fn scheduled_session_end_to_end_on_sqlite() {
+    scheduled_session_end_to_end(spawn_app().await).await;
+}
+
+#[tokio::test]
+async fn scheduled_session_end_to_end_on_postgres() {
+    scheduled_session_end_to_end(spawn_app_on_postgres().await).await;
+}
+
+// ----- DST ---------------------------------------------------------------------
+
+/// Booked in November for 09:00 Paris time on the Monday after the March
+/// change: the slot is 08:00Z before the change and 07:00Z after it; the
+/// hold is placed 24 h before (more than 6 days ahead), the room opens at
+/// 08:50 local = 06:50Z.
+#[tokio::test]
+async fn booking_across_a_dst_change() {
+    let app = spawn_app().await;
+    consultant(&app, "paz", "Europe/Paris").await;
+    let token = app.token("sue", Role::Seeker);
+    assert!(app.clock.now().unix_millis() < utc(2027, 3, 1, 0, 0), "this test books ahead of March 2027");
+    let path = format!(
+        "/v1/consultants/paz/slots?from_ms={}&to_ms={}&length_min=60",
+        utc(2027, 3, 26, 0, 0),
+        utc(2027, 3, 30, 0, 0)
+    );
+    let (status, v) = call(&app, &token, Method::GET, &path, None).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let list: SlotList = serde_json::from_value(v).unwrap();
+    assert_eq!(list.time_zone, "Europe/Paris");
+    let firsts: Vec<i64> =
+        list.slots.iter().map(|s| s.start_ms).filter(|s| (s - utc(2027, 3, 26, 0, 0)) % DAY < 9 * HOUR).collect();
+    // Paris changes on Sunday 2027-03-28: 09:00 is 08:00Z on Friday and
+    // Saturday, 07:00Z on Sunday and Monday.
+    assert!(firsts.contains(&utc(2027, 3, 27, 8, 0)), "{firsts:?}");
+    assert!(firsts.contains(&utc(2027, 3, 28, 7, 0)), "{firsts:?}");
+    assert!(firsts.contains(&utc(2027, 3, 29, 7, 0)), "{firsts:?}");
+    assert!(
+        !firsts.contains(&utc(2027, 3, 29, 8, 0)) || list.slots.iter().any(|s| s.start_ms == utc(2027, 3, 29, 8, 0))
+    );
+    assert_eq!(
+        list.slots.iter().filter(|s| s.start_ms >= utc(2027, 3, 29, 0, 0)).count(),
+        8,
+        "09:00–17:00 is 8 hour slots"
+    );
+
+    let start = utc(2027, 3, 29, 7, 0);
+    let (status, v) = propose(&app, "sue", "paz", &[start]).await;
+    assert_eq!(status, StatusCode::CREATED, "{v}");
+    let b = booking(&v);
+    let (_, v) = accept(&app, "paz", &b.id, start).await;
+    let b = booking(&v);
+    assert_eq!((b.state, b.hold_status.as_str()), (BookingState::Confirmed, "scheduled"), "more than 6 days ahead");
+
+    // 25 h before: still no hold. 24 h before: held, and the first reminder.
+    set_clock(&app, start - 25 * HOUR).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(app.billing.hold(&b.session_id).await.unwrap().is_none(), "not placed early");
+    set_clock(&app, start - 24 * HOUR).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while app.billing.hold(&b.session_id).await.unwrap().is_none() {
+        assert!(tokio::time::Instant::now() < deadline, "the hold was not placed 24 h before");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let token = app.token("sue", Role::Seeker);
+    let (seeker, _events) = app.client("sue", Role::Seeker).await;
+    set_clock(&app, utc(2027, 3, 29, 6, 49)).await;
+    match seeker.join(&b.session_id).await {
+        Err(SdkError::Server { code, .. }) => assert_eq!(code, ErrorCode::RoomNotOpen),
+        other => panic!("08:49 local is too early: {other:?}"),
+    }
+    set_clock(&app, utc(2027, 3, 29, 6, 50)).await;
+    wait_state(&app, &token, &b.id, BookingState::Held).await;
+    seeker.join(&b.session_id).await.expect("08:50 local: open");
+}
+
+// ----- the race --------------------------------------------------------------
+
+/// Two seekers ask for the same slot and the consultant accepts both at
+/// once: one is confirmed, the other gets `slot_taken` and stays pending.
+async fn booking_race(app: TestApp) {
+    consultant(&app, "rae", "UTC").await;
+    let token = app.token("ann", Role::Seeker);
+    let start = slot_after(&app, &token, "rae", DAY).await;
+    let a = booking(&propose(&app, "ann", "rae", &[start]).await.1);
+    let b = booking(&propose(&app, "bob", "rae", &[start]).await.1);
+    let (ra, rb) = tokio::join!(accept(&app, "rae", &a.id, start), accept(&app, "rae", &b.id, start));
+    let statuses = [ra.0, rb.0];
+    assert!(statuses.contains(&StatusCode::OK), "{ra:?} {rb:?}");
+    let loser = if ra.0 == StatusCode::OK { rb } else { ra };
+    assert_problem(&loser, StatusCode::CONFLICT, ErrorCode::SlotTaken);
+    let (_, mine) = call(&app, &app.token("rae", Role::Consultant), Method::GET, "/v1/bookings", None).await;
+    let states: Vec<String> =
+        mine["bookings"].as_array().unwrap().iter().map(|b| b["state"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(states.iter().filter(|s| *s == "confirmed").count(), 1, "{states:?}");
+    assert_eq!(states.iter().filter(|s| *s == "pending").count(), 1, "{states:?}");
+}
+
+#[tokio::test]
+async fn booking_race_on_sqlite() {
+    booking_race(spawn_app().await).await;
+}
+
+#[tokio::test]
+async fn booking_race_on_postgres() {
+    booking_race(spawn_app_on_postgres().await).await;
+}
+
+// ----- no-show -----------------------------------------------------------------
+
+/// The consultant never joins: 15 minutes after the start the session ends
+/// `no_show` and the hold is released.
+#[tokio::test]
+async fn consultant_no_show_releases_the_hold() {
+    let app = spawn_app().await;
+    consultant(&app, "noel", "UTC").await;
+    let token = app.token("nia", Role::Seeker);
+    let start = slot_after(&app, &token, "noel", DAY).await;
+    let b = booking(&propose(&app, "nia", "noel", &[start]).await.1);
+    let b = booking(&accept(&app, "noel", &b.id, start).await.1);
+    set_clock(&app, start - 10 * 60_000).await;
+    wait_state(&app, &token, &b.id, BookingState::Held).await;
+    let (seeker, mut events) = app.client("nia", Role::Seeker).await;
+    seeker.join(&b.session_id).await.expect("joins on time");
+    set_clock(&app, start + 14 * 60_000).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    while let Some(e) = events.try_recv() {
+        assert!(!format!("{e:?}").contains("SessionEnded"), "not yet: {e:?}");
+    }
+    set_clock(&app, start + 15 * 60_000).await;
+    let reason = events
+        .wait_for(WAIT, |m| match m {
+            ServerMessage::SessionEnded { reason, bill, .. } => Some((*reason, bill.map(|b| b.outcome.as_str()))),
+            _ => None,
+        })
+        .await
+        .expect("session.ended");
+    assert_eq!(reason, (SessionEndReason::NoShow, Some("free")));
+    let details = common::settled(&ApiClient::new(&app.base).unwrap(), &token, &b.session_id).await;
+    assert_eq!(details.hold.map(|h| h.status), Some("released".to_owned()));
+    assert_eq!(details.end_reason.as_deref(), Some("no_show"));
+}
+
+// ----- expiry, decline, cancel, reschedule -------------------------------
+
+#[tokio::test]
+async fn unanswered_bookings_expire_after_72_hours() {
+    let app = spawn_app().await;
+    consultant(&app, "xia", "UTC").await;
+    let token = app.token("xan", Role::Seeker);
+    let start = slot_after(&app, &token, "xia", 5 * DAY).await;
+    let b = booking(&propose(&app, "xan", "xia", &[start]).await.1);
+    assert_eq!(b.respond_by_ms, b.created_ms + 72 * HOUR);
+    set_clock(&app, b.respond_by_ms).await;
+    wait_state(&app, &token, &b.id, BookingState::Expired).await;
+    assert_problem(&accept(&app, "xia", &b.id, start).await, StatusCode::CONFLICT, ErrorCode::BookingNotPending);
+}
+
+#[tokio::test]
+async fn cancel_policy_free_early_fee_late_and_decline() {
+    let app = spawn_app().await;
+    consultant(&app, "cal", "UTC").await;
+    let token = app.token("cat", Role::Seeker);
+
+    // Early: free, the hold released.
+    let start = slot_after(&app, &token, "cal", 3 * DAY).await;
+    let b = booking(&propose(&app, "cat", "cal", &[start]).await.1);
+    booking(&accept(&app, "cal", &b.id, start).await.1);
+    let (status, v) = call(&app, &token, Method::POST, &format!("/v1/bookings/{}/cancel", b.id), None).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let c = booking(&v);
+    assert_eq!(
+        (c.state, c.cancellation_fee.clone(), c.cancelled_by.as_ref().map(|u| u.as_str())),
+        (BookingState::Cancelled, None, Some("cat"))
+    );
+    hold_becomes(&app, &b.session_id, "released").await;
+    assert_problem(
+        &call(&app, &token, Method::POST, &format!("/v1/bookings/{}/cancel", b.id), None).await,
+        StatusCode::CONFLICT,
+        ErrorCode::BookingNotPending,
+    );
+
+    // Late (within 24 h), by the seeker: 50 % of the hold is captured.
+    let start = slot_after(&app, &token, "cal", 20 * HOUR).await;
+    let b = booking(&propose(&app, "cat", "cal", &[start]).await.1);
+    booking(&accept(&app, "cal", &b.id, start).await.1);
+    let (_, v) =
+        call(&app, &token, Method::POST, &format!("/v1/bookings/{}/cancel", b.id), Some(json!({"reason": "ill"})))
+            .await;
+    let c = booking(&v);
+    assert_eq!(c.cancellation_fee.map(|f| f.amount_minor), Some(1500));
+    hold_becomes(&app, &b.session_id, "captured").await;
+    let captured: i64 = app
+        .billing
+        .session_ledger(&b.session_id)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|l| l.kind == "capture")
+        .map(|l| l.amount.amount_minor)
+        .sum();
+    assert_eq!(captured, 1500);
+
+    // Late, by the consultant: free for the seeker.
+    let start = slot_after(&app, &token, "cal", 21 * HOUR).await;
+    let b = booking(&propose(&app, "cat", "cal", &[start]).await.1);
+    booking(&accept(&app, "cal", &b.id, start).await.1);
+    let c_token = app.token("cal", Role::Consultant);
+    let (_, v) = call(&app, &c_token, Method::POST, &format!("/v1/bookings/{}/cancel", b.id), None).await;
+    assert_eq!(booking(&v).cancellation_fee, None);
+    hold_becomes(&app, &b.session_id, "released").await;
+
+    // Decline: only the consultant, only while pending.
+    let start = slot_after(&app, &token, "cal", 4 * DAY).await;
+    let b = booking(&propose(&app, "cat", "cal", &[start]).await.1);
+    assert_problem(
+        &call(&app, &token, Method::POST, &format!("/v1/bookings/{}/decline", b.id), None).await,
+        StatusCode::FORBIDDEN,
+        ErrorCode::WrongRole,
+    );
+    let (_, v) =
+        call(&app, &c_token, Method::POST, &format!("/v1/bookings/{}/decline", b.id), Some(json!({"reason": "away"})))
+            .await;
+    let d = booking(&v);
+    assert_eq!((d.state, d.reason.as_deref()), (BookingState::Declined, Some("away")));
+    assert_problem(&accept(&app, "cal", &b.id, start).await, StatusCode::CONFLICT, ErrorCode::BookingNotPending);
+}
+
+#[tokio::test]
+async fn reschedule_releases_the_hold_and_waits_for_the_consultant() {
+    let app = spawn_app().await;
+    consultant(&app, "rex", "UTC").await;
+    let token = app.token("roy", Role::Seeker);
+    let start = slot_after(&app, &token, "rex", 2 * DAY).await;
+    let later = slot_after(&app, &token, "rex", 4 * DAY).await;
+    let b = booking(&propose(&app, "roy", "rex", &[start]).await.1);
+    let b = booking(&accept(&app, "rex", &b.id, start).await.1);
+    let (status, v) =
+        call(&app, &token, Method::POST, &format!("/v1/bookings/{}/reschedule", b.id), Some(json!({"slots": [later]})))
+            .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let r = booking(&v);
+    assert_eq!((r.state, r.proposed.clone(), r.start_ms), (BookingState::Pending, vec![later], None));
+    assert_ne!(r.session_id, b.session_id, "a new session id");
+    hold_becomes(&app, &b.session_id, "released").await;
+    let r = booking(&accept(&app, "rex", &r.id, later).await.1);
+    assert_eq!((r.state, r.hold_status.as_str()), (BookingState::Confirmed, "held"));
+    // The old slot is free again.
+    assert_eq!(propose(&app, "ray", "rex", &[start]).await.0, StatusCode::CREATED);
+}
+
+// ----- bad input ---------------------------------------------------------------
+
+#[tokio::test]
+async fn bad_input_gets_problems_with_stable_codes() {
+    let app = spawn_app().await;
+    let c_token = consultant(&app, "bea", "UTC").await;
+    let token = app.token("ben", Role::Seeker);
+    let ok = slot_after(&app, &token, "bea", DAY).await;
+    let now = app.clock.now().unix_millis();
+
+    // Availability.
+    let put = |body: Value| call(&app, &c_token, Method::PUT, "/v1/consultants/me/availability", Some(body));
+    let p = put(json!({"time_zone": "Mars/Olympus", "session_lengths_min": [30]})).await;
+    assert_problem(&p, StatusCode::BAD_REQUEST, ErrorCode::UnknownTimeZone);
+    let p = put(json!({"time_zone": "UTC", "session_lengths_min": [30], "weekly": [{"weekday": "mon", "start": "10:00", "end": "09:00"}]})).await;
+    assert_problem(&p, StatusCode::BAD_REQUEST, ErrorCode::InvalidField);
+    assert!(p.1["detail"].as_str().unwrap().contains("weekly[0]"));
+    let p = put(json!({"time_zone": "UTC", "session_lengths_min": [5]})).await;
+    assert_problem(&p, StatusCode::BAD_REQUEST, ErrorCode::InvalidField);
+    let p = call(
+        &app,
+        &token,
+        Method::PUT,
+        "/v1/consultants/me/availability",
+        Some(json!({"time_zone": "UTC", "session_lengths_min": [30]})),
+    )
+    .await;
+    assert_problem(&p, StatusCode::FORBIDDEN, ErrorCode::WrongRole);
+    let p = call(
+        &app,
+        &c_token,
+        Method::PUT,
+        "/v1/consultants/me/prices/interview",
+        Some(json!({"model": "fixed", "amount": {"amount_minor": -5, "currency": "EUR"}})),
+    )
+    .await;
+    assert_problem(&p, StatusCode::BAD_REQUEST, ErrorCode::InvalidPrice);
+
+    // Proposals.
+    assert_problem(&propose(&app, "ben", "bea", &[now - HOUR]).await, StatusCode::BAD_REQUEST, ErrorCode::SlotInPast);
+    let night = ok - (ok % DAY) + DAY + 2 * HOUR; // 02:00 UTC, outside 09:00–17:00
+    assert_problem(&propose(&app, "ben", "bea", &[night]).await, StatusCode::BAD_REQUEST, ErrorCode::SlotUnavailable);
+    assert_problem(
+        &propose(&app, "ben", "bea", &[ok, ok + DAY, ok + 2 * DAY, ok + 3 * DAY]).await,
+        StatusCode::BAD_REQUEST,
+        ErrorCode::InvalidField,
+    );
+    assert_problem(&propose(&app, "ben", "bea", &[]).await, StatusCode::BAD_REQUEST, ErrorCode::InvalidField);
+    assert_problem(&propose(&app, "ben", "bea", &[ok, ok]).await, StatusCode::BAD_REQUEST, ErrorCode::InvalidField);
+    assert_problem(&propose(&app, "ben", "nobody", &[ok]).await, StatusCode::NOT_FOUND, ErrorCode::UnknownConsultant);
+    let body = json!({"consultant_id": "bea", "slots": [ok], "length_min": 45, "payment_method": "pm_card_visa"});
+    assert_problem(
+        &call(&app, &token, Method::POST, "/v1/bookings", Some(body)).await,
+        StatusCode::BAD_REQUEST,
+        ErrorCode::SlotUnavailable,
+    );
+    let body = json!({"consultant_id": "bea", "slots": [ok], "length_min": 60});
+    assert_problem(
+        &call(&app, &token, Method::POST, "/v1/bookings", Some(body)).await,
+        StatusCode::BAD_REQUEST,
+        ErrorCode::MissingField,
+    );
+    let body = json!({"consultant_id": "bea", "slots": [ok], "length_min": 60, "payment_method": "pm_card_visa", "record": true});
+    assert_problem(
+        &call(&app, &token, Method::POST, "/v1/bookings", Some(body)).await,
+        StatusCode::FORBIDDEN,
+        ErrorCode::PremiumRequired,
+    );
+    let body = json!({"consultant_id": "bea", "slots": [ok], "length_min": 60, "payment_method": "pm_card_visa"});
+    assert_problem(
+        &call(&app, &c_token, Method::POST, "/v1/bookings", Some(body)).await,
+        StatusCode::FORBIDDEN,
+        ErrorCode::WrongRole,
+    );
+    assert_problem(
+        &call(&app, &token, Method::POST, "/v1/bookings", Some(json!({"slots": "soon"}))).await,
+        StatusCode::BAD_REQUEST,
+        ErrorCode::InvalidField,
+    );
+
+    // Bookings.
+    let b = booking(&propose(&app, "ben", "bea", &[ok]).await.1);
+    assert_problem(&accept(&app, "bea", &b.id, ok + HOUR).await, StatusCode::BAD_REQUEST, ErrorCode::InvalidField);
+    let p = call(&app, &app.token("eve", Role::Seeker), Method::GET, &format!("/v1/bookings/{}", b.id), None).await;
+    assert_problem(&p, StatusCode::NOT_FOUND, ErrorCode::UnknownBooking);
+    let p =
+        call(&app, &token, Method::POST, &format!("/v1/bookings/{}/accept", b.id), Some(json!({"start_ms": ok}))).await;
+    assert_problem(&p, StatusCode::FORBIDDEN, ErrorCode::WrongRole);
+    assert_problem(
+        &call(&app, &token, Method::GET, "/v1/bookings/bkg_nope", None).await,
+        StatusCode::NOT_FOUND,
+        ErrorCode::UnknownBooking,
+    );
+    let p = call(
+        &app,
+        &token,
+        Method::POST,
+        &format!("/v1/bookings/{}/cancel", b.id),
+        Some(json!({"reason": "x".repeat(201)})),
+    )
+    .await;
+    assert_problem(&p, StatusCode::BAD_REQUEST, ErrorCode::InvalidField);
+
+    // A declined card flags the booking; its room never opens.
+    let body = json!({"consultant_id": "bea", "slots": [ok + DAY], "length_min": 60, "payment_method": "pm_card_chargeDeclined"});
+    let d = booking(&call(&app, &token, Method::POST, "/v1/bookings", Some(body)).await.1);
+    let d = booking(&accept(&app, "bea", &d.id, ok + DAY).await.1);
+    assert_eq!(d.hold_status, "failed");
+    assert!(d.hold_error.as_deref().is_some_and(|e| !e.is_empty()));
+    set_clock(&app, ok + DAY - 10 * 60_000).await;
+    let d = wait_state(&app, &token, &d.id, BookingState::Cancelled).await;
+    assert!(d.reason.unwrap().contains("payment hold failed"));
+    assert!(app.store.session(&d.session_id).await.unwrap().is_none(), "no session was opened");
+}
+
+/// RFC 9457: the problem type leads to its documentation.
+#[tokio::test]
+async fn problem_types_are_documented() {
+    let app = spawn_app().await;
+    let res = reqwest::get(format!("{}/v1/bookings", app.base)).await.unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(res.headers()["content-type"], "application/problem+json");
+    let body: Value = res.json().await.unwrap();
+    assert_eq!((body["code"].as_str(), body["title"].as_str()), (Some("missing_token"), Some("Missing token")));
+    let doc = reqwest::get(format!("{}{}", app.base, body["type"].as_str().unwrap())).await.unwrap();
+    assert_eq!(doc.status(), StatusCode::OK);
+    let text = doc.text().await.unwrap();
+    assert!(text.contains("missing_token") && text.contains("bearer"), "{text}");
+    let unknown = reqwest::get(format!("{}/problems/no_such_code", app.base)).await.unwrap();
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+    let _ = (Timestamp::from_unix_millis(0), SessionId::parse("ses_x").unwrap());
+}
