@@ -159,6 +159,17 @@ fn m3_nobody_joining_within_grace_ends_it_unbilled() {
 }
 
 #[test]
+fn a_scheduled_room_opened_early_waits_for_the_no_show_time_not_grace() {
+    // The room opens at 0; the start is at 600 s; no-show at 1500 s.
+    let mut m = Meter::scheduled(fixed(5000), at(1500.0));
+    let log = drive(&mut m, &[(5.0, Input::Join(Party::Seeker))], 1499.0);
+    assert!(log.iter().all(|(_, o)| !matches!(o, Output::Ended(_))), "not abandoned before the no-show time: {log:?}");
+    let log = drive(&mut m, &[(1000.0, Input::Join(Party::Consultant)), (1700.0, Input::End(Party::Seeker))], 1800.0);
+    let s = settlement(&log);
+    assert_eq!((s.reason, s.billable_ms, s.outcome), (EndReason::Hangup(Party::Seeker), 700_000, Outcome::Charged));
+}
+
+#[test]
 fn m7_per_minute_charges_started_minutes_beyond_the_free_window() {
     for (end, minutes) in [(600.0, 0), (600.001, 1), (660.0, 1), (661.0, 2), (719.999, 2)] {
         let mut m = Meter::new(per_minute(150, 100_000), at(0.0));
