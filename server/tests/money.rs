@@ -469,12 +469,16 @@ async fn the_openapi_document_describes_every_rest_route() {
         ("get", "/v1/consultants/{id}/earnings"),
         ("get", "/v1/seekers/me/receipts"),
         ("post", "/v1/webhooks/stripe"),
+        ("put", "/v1/consultants/me/availability"),
+        ("get", "/v1/consultants/{id}/slots"),
+        ("post", "/v1/bookings"),
+        ("post", "/v1/bookings/{id}/accept"),
     ];
     for (method, path) in routes {
         assert!(doc["paths"][path][method].is_object(), "{method} {path} missing from /openapi.json");
     }
     let schemas = &doc["components"]["schemas"];
-    for name in ["SessionDetails", "Money", "ErrorBody", "ConsultantPrice", "Receipt", "Earnings"] {
+    for name in ["SessionDetails", "Money", "Problem", "ConsultantPrice", "Receipt", "Earnings", "Booking", "Availability"] {
         assert!(schemas[name].is_object(), "schema {name} missing");
     }
     assert_eq!(schemas["Currency"]["type"], "string", "currencies are ISO 4217 strings: {}", schemas["Money"]);
