@@ -313,10 +313,10 @@ pub async fn run(opts: CallOptions) -> anyhow::Result<CallReport> {
 }
 
 /// A spawned task, aborted if dropped before it is joined.
-struct Task<T>(Option<JoinHandle<T>>);
+pub(crate) struct Task<T>(Option<JoinHandle<T>>);
 
 impl<T> Task<T> {
-    fn spawn(f: impl Future<Output = T> + Send + 'static) -> Task<T>
+    pub(crate) fn spawn(f: impl Future<Output = T> + Send + 'static) -> Task<T>
     where
         T: Send + 'static,
     {
@@ -324,7 +324,7 @@ impl<T> Task<T> {
     }
 
     /// The task's output, if it finishes within `timeout`.
-    async fn join(&mut self, timeout: Duration) -> Option<T> {
+    pub(crate) async fn join(&mut self, timeout: Duration) -> Option<T> {
         let handle = self.0.as_mut()?;
         let out = tokio::time::timeout(timeout, handle).await.ok()?.ok();
         self.0 = None;
@@ -505,7 +505,7 @@ async fn echo(call: Arc<SessionCall>, until: Instant) {
 
 /// Closes a client when dropped (it would close anyway once every clone
 /// is gone; this makes it immediate on every exit path).
-struct CloseOnDrop(SignalingClient);
+pub(crate) struct CloseOnDrop(pub(crate) SignalingClient);
 
 impl Drop for CloseOnDrop {
     fn drop(&mut self) {

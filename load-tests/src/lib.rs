@@ -1,6 +1,6 @@
 //! `parley-load`: the load generator for Parley.
 //!
-//! Three scenarios, each a subcommand of the `parley-load` binary:
+//! Four scenarios, each a subcommand of the `parley-load` binary:
 //!
 //! * [`call`]: real instant calls through the signaling server with the
 //!   Rust SDK — webrtc-rs peer connections on loopback, Opus audio both ways
@@ -9,6 +9,10 @@
 //!   connections (accept rate, server memory per connection), call set-up
 //!   with realistic SDP and trickled candidates, and relay latency and
 //!   throughput.
+//! * [`record`]: recorded sessions against a recorder process — premium
+//!   seekers, consultants who allow recording, send-only uplinks to the
+//!   recorder — measuring the recorder's CPU per session and checking what
+//!   it stored.
 //! * [`meter`]: the session meter in-process — many live sessions on one
 //!   `Meters` driver with the system clock and a real SQL store: deadline
 //!   lateness, store writes, CPU and memory per live session.
@@ -26,6 +30,7 @@ pub mod clock;
 pub mod limits;
 pub mod meter;
 pub mod procfs;
+pub mod record;
 pub mod report;
 pub mod sdp;
 pub mod signal;

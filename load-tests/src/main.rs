@@ -4,6 +4,8 @@
 //! parley-load call   [--url URL] [--duration 5s] [--calls N] [--jwt-secret-file PATH]
 //! parley-load signal [--url URL] --clients N --pairs P [--server-pid PID] [--relay-secs 10]
 //!                    [--jwt-secret-file PATH] [--connect-concurrency 256]
+//! parley-load record [--url URL] [--sessions 10] [--duration 20s] [--video] [--video-kbps 500]
+//!                    [--recorder-pid PID] [--server-pid PID] --jwt-secret-file PATH
 //! parley-load meter  [--sessions 10000] [--secs 60] [--checkpoint-secs 10] [--tick-secs 30]
 //!                    [--ramp-secs S] [--database-url URL]
 //! ```
@@ -20,6 +22,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use parley_load::call::{self, CallOptions};
 use parley_load::meter::{self, MeterOptions};
+use parley_load::record::{self, RecordOptions};
 use parley_load::signal::{self, SignalOptions};
 use parley_load::{report, target};
 
@@ -44,6 +47,10 @@ enum Command {
     /// Signaling only on raw WebSockets: idle connections, call set-up with
     /// SDP and candidates, relay latency and throughput.
     Signal(SignalArgs),
+    /// Recorded sessions against a recorder: premium seekers, consultants
+    /// who allow recording, send-only uplinks to the recorder; the
+    /// recorder's CPU per session and what it stored.
+    Record(RecordArgs),
     /// The session meter in-process: many live sessions on one driver with
     /// the system clock and a real SQL store (no server needed): deadline
     /// lateness, store writes, CPU, memory per live session.
@@ -108,6 +115,46 @@ struct SignalArgs {
 }
 
 #[derive(Debug, Args)]
+struct RecordArgs {
+    /// The server's base URL; must be a loopback address.
+    #[arg(long, default_value = DEFAULT_URL)]
+    url: String,
+    /// Concurrent recorded sessions, each a fresh premium seeker and
+    /// consultant.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..=2000))]
+    sessions: u16,
+    /// The steady window: how long every session records at once, CPU
+    /// measured (e.g. `20s`, `1m`).
+    #[arg(long, default_value = "20s", value_parser = parse_window)]
+    duration: Duration,
+    /// Each participant sends VP8 video as well as Opus audio.
+    #[arg(long)]
+    video: bool,
+    /// Video bitrate per participant with --video, kbit/s (10 frames/s of a
+    /// padded key frame).
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(3..=20_000))]
+    video_kbps: u32,
+    /// The recorder's process id (`parley recorder`, or the server when
+    /// the recorder is embedded), whose CPU is read from /proc.
+    #[arg(long)]
+    recorder_pid: Option<u32>,
+    /// The server's process id, whose CPU is read from /proc.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// The server's JWT secret (`<data dir>/jwt-secret`): premium seekers
+    /// need minted tokens. Default: `./data/jwt-secret` if the server accepts it.
+    #[arg(long)]
+    jwt_secret_file: Option<PathBuf>,
+    /// Sessions set up at once.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    setup_concurrency: u16,
+    /// A session counts as recorded fully when at most this % of its audio
+    /// packets (and video frames) is missing.
+    #[arg(long, default_value_t = 1.0, value_parser = parse_percent)]
+    max_loss_percent: f64,
+}
+
+#[derive(Debug, Args)]
 struct MeterArgs {
     /// Concurrent live sessions.
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
@@ -159,6 +206,24 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// A steady window: at least one second (CPU time is read in 10 ms ticks).
+fn parse_window(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d < Duration::from_secs(1) {
+        return Err(format!("{s:?}: at least 1s"));
+    }
+    Ok(d)
+}
+
+/// A percentage, 0 to 100.
+fn parse_percent(s: &str) -> Result<f64, String> {
+    let p: f64 = s.parse().map_err(|e| format!("{s:?}: {e}"))?;
+    if !(0.0..=100.0).contains(&p) {
+        return Err(format!("{s:?}: a percentage from 0 to 100"));
+    }
+    Ok(p)
+}
+
 /// Runs the command; `Ok(false)` when some part of the load failed.
 async fn run(cli: Cli) -> anyhow::Result<bool> {
     match cli.command {
@@ -195,6 +260,28 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             })
             .await?;
             for line in report.summary_lines(&stats) {
+                println!("{line}");
+            }
+            report::print_json_line(&report);
+            Ok(report.ok())
+        }
+        Command::Record(args) => {
+            let target = target::parse(&args.url)?;
+            target.check_resolution().await?;
+            let report = record::run(RecordOptions {
+                target,
+                sessions: usize::from(args.sessions),
+                duration: args.duration,
+                video: args.video,
+                video_kbps: args.video_kbps,
+                recorder_pid: args.recorder_pid,
+                server_pid: args.server_pid,
+                jwt_secret_file: args.jwt_secret_file,
+                setup_concurrency: usize::from(args.setup_concurrency),
+                max_loss_percent: args.max_loss_percent,
+            })
+            .await?;
+            for line in report.summary_lines() {
                 println!("{line}");
             }
             report::print_json_line(&report);
@@ -260,6 +347,44 @@ mod tests {
         assert_eq!((args.relay_secs, args.connect_concurrency, args.server_pid), (10, 256, None));
         assert!(Cli::try_parse_from(["parley-load", "call", "--duration", "2h"]).is_err());
         assert!(Cli::try_parse_from(["parley-load", "call", "--calls", "0"]).is_err());
+    }
+
+    #[test]
+    fn record_arguments_are_validated() {
+        let cli = Cli::try_parse_from(["parley-load", "record"]).unwrap();
+        let Command::Record(args) = cli.command else { panic!() };
+        assert_eq!((args.sessions, args.duration, args.video, args.video_kbps), (10, Duration::from_secs(20), false, 500));
+        assert_eq!((args.recorder_pid, args.setup_concurrency, args.max_loss_percent), (None, 10, 1.0));
+        let cli = Cli::try_parse_from([
+            "parley-load",
+            "record",
+            "--sessions",
+            "100",
+            "--duration",
+            "30s",
+            "--video",
+            "--recorder-pid",
+            "4242",
+            "--max-loss-percent",
+            "0.5",
+        ])
+        .unwrap();
+        let Command::Record(args) = cli.command else { panic!() };
+        assert_eq!((args.sessions, args.video, args.recorder_pid, args.max_loss_percent), (100, true, Some(4242), 0.5));
+        for bad in [
+            &["--sessions", "0"][..],
+            &["--sessions", "2001"],
+            &["--duration", "500ms"],
+            &["--duration", "2h"],
+            &["--video-kbps", "2"],
+            &["--max-loss-percent", "101"],
+            &["--max-loss-percent", "-1"],
+            &["--max-loss-percent", "x"],
+            &["--recorder-pid", "me"],
+        ] {
+            let argv = ["parley-load", "record"].iter().chain(bad.iter()).copied().collect::<Vec<_>>();
+            assert!(Cli::try_parse_from(&argv).is_err(), "{bad:?} accepted");
+        }
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! Reading `/proc` (Linux): a process's resident memory and its open-file
-//! limit.
+//! Reading `/proc` (Linux): a process's resident memory, CPU time, CPU
+//! affinity and open-file limit, and how busy given cores are.
 
 use anyhow::Context;
 
@@ -52,6 +52,78 @@ pub fn parse_stat_cpu_secs(stat: &str) -> Option<f64> {
     Some((utime + stime) as f64 / USER_HZ)
 }
 
+/// The CPUs process `pid` may run on (`Cpus_allowed_list` of
+/// `/proc/<pid>/status`, e.g. `1` under `taskset -c 1`).
+pub fn allowed_cpus(pid: u32) -> Option<Vec<usize>> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = text.lines().find(|l| l.starts_with("Cpus_allowed_list:"))?;
+    parse_cpu_list(&line["Cpus_allowed_list:".len()..])
+}
+
+/// A kernel CPU list (`0-3,6,8-9`) as CPU numbers; `None` if malformed.
+pub fn parse_cpu_list(list: &str) -> Option<Vec<usize>> {
+    let mut cpus = Vec::new();
+    for part in list.trim().split(',') {
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b): (usize, usize) = (a.trim().parse().ok()?, b.trim().parse().ok()?);
+                if b < a || b - a > 4096 {
+                    return None;
+                }
+                cpus.extend(a..=b);
+            }
+            None => cpus.push(part.trim().parse().ok()?),
+        }
+    }
+    Some(cpus)
+}
+
+/// Busy and total clock ticks of `cpus` together since boot, from
+/// `/proc/stat` (every process on them, not one): two readings give how busy
+/// those cores were in between.
+pub fn cores_ticks(cpus: &[usize]) -> Option<CoreTicks> {
+    parse_proc_stat(&std::fs::read_to_string("/proc/stat").ok()?, cpus)
+}
+
+/// Busy and total ticks of some cores (see [`cores_ticks`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CoreTicks {
+    /// Ticks not idle (user, nice, system, irq, softirq, steal).
+    pub busy: u64,
+    /// Every tick (busy + idle + iowait).
+    pub total: u64,
+}
+
+impl CoreTicks {
+    /// % of the time the cores were busy between `earlier` and `self`
+    /// (100 = every core of the set busy all the time); `None` if no time passed.
+    pub fn busy_percent_since(&self, earlier: &CoreTicks) -> Option<f64> {
+        let total = self.total.checked_sub(earlier.total)?;
+        let busy = self.busy.checked_sub(earlier.busy)?;
+        (total > 0).then(|| busy as f64 * 100.0 / total as f64)
+    }
+}
+
+/// The `cpuN` lines of a `/proc/stat` text for `cpus`, summed; `None` if one
+/// is missing.
+pub fn parse_proc_stat(stat: &str, cpus: &[usize]) -> Option<CoreTicks> {
+    let mut sum = CoreTicks::default();
+    for cpu in cpus {
+        let name = format!("cpu{cpu}");
+        let line = stat.lines().find(|l| l.split_whitespace().next() == Some(name.as_str()))?;
+        // user nice system idle iowait irq softirq steal (guest time is already in user).
+        let v: Vec<u64> = line.split_whitespace().skip(1).take(8).map(|x| x.parse().ok()).collect::<Option<_>>()?;
+        if v.len() < 5 {
+            return None;
+        }
+        let idle = v[3] + v[4];
+        let total: u64 = v.iter().sum();
+        sum.busy += total - idle;
+        sum.total += total;
+    }
+    Some(sum)
+}
+
 /// The soft open-files limit of process `pid`, from `/proc/<pid>/limits`
 /// (`None` if unreadable; `u64::MAX` for unlimited).
 pub fn max_open_files(pid: u32) -> Option<u64> {
@@ -84,6 +156,28 @@ mod tests {
         assert_eq!(parse_stat_cpu_secs(stat), Some(2.25));
         assert_eq!(parse_stat_cpu_secs("garbage"), None);
         assert!(own_cpu_secs().is_some());
+    }
+
+    #[test]
+    fn cpu_lists_and_core_ticks_are_read() {
+        assert_eq!(parse_cpu_list("1\n"), Some(vec![1]));
+        assert_eq!(parse_cpu_list(" 0-2,5,7-8"), Some(vec![0, 1, 2, 5, 7, 8]));
+        assert_eq!(parse_cpu_list("3-1"), None);
+        assert_eq!(parse_cpu_list("x"), None);
+        assert!(allowed_cpus(std::process::id()).is_some_and(|c| !c.is_empty()));
+
+        let stat = "cpu  300 0 100 1000 0 0 0 0 0 0\n\
+                    cpu0 100 0 50 500 0 0 0 0 0 0\n\
+                    cpu1 200 0 50 480 20 0 0 0 0 0\n\
+                    intr 12345\n";
+        let one = parse_proc_stat(stat, &[1]).unwrap();
+        assert_eq!(one, CoreTicks { busy: 250, total: 750 });
+        assert_eq!(parse_proc_stat(stat, &[0, 1]).unwrap(), CoreTicks { busy: 400, total: 1400 });
+        assert_eq!(parse_proc_stat(stat, &[2]), None);
+        let later = CoreTicks { busy: 250 + 90, total: 750 + 100 };
+        assert_eq!(later.busy_percent_since(&one), Some(90.0));
+        assert_eq!(one.busy_percent_since(&one), None);
+        assert!(cores_ticks(&[0]).is_some());
     }
 
     #[test]

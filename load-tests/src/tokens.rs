@@ -35,6 +35,9 @@ struct Claims<'a> {
     role: Role,
     exp: i64,
     iat: i64,
+    /// A premium seeker (recorded calls); left out when false.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    premium: bool,
 }
 
 /// A synthetic user to get a token for.
@@ -46,19 +49,34 @@ pub struct User {
     pub name: String,
     /// Seeker or consultant.
     pub role: Role,
+    /// The `premium` claim (seekers who may ask for recorded calls). Only
+    /// minted tokens carry it; dev login cannot make a user premium.
+    pub premium: bool,
 }
 
 impl User {
     /// A user named after its id.
     pub fn new(id: String, role: Role) -> User {
         let name = format!("Load {}", id);
-        User { id, name, role }
+        User { id, name, role, premium: false }
+    }
+
+    /// A premium seeker named after its id.
+    pub fn premium_seeker(id: String) -> User {
+        User { premium: true, ..User::new(id, Role::Seeker) }
     }
 }
 
 /// Signs an HS256 token for `user`, issued at `iat` (Unix seconds), valid `ttl`.
 pub fn mint(key: &EncodingKey, user: &User, iat: i64, ttl: Duration) -> anyhow::Result<String> {
-    let claims = Claims { sub: &user.id, name: &user.name, role: user.role, iat, exp: iat + ttl.as_secs() as i64 };
+    let claims = Claims {
+        sub: &user.id,
+        name: &user.name,
+        role: user.role,
+        iat,
+        exp: iat + ttl.as_secs() as i64,
+        premium: user.premium,
+    };
     jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, key).context("signing a token")
 }
 
@@ -197,6 +215,8 @@ mod tests {
         role: String,
         exp: i64,
         iat: i64,
+        #[serde(default)]
+        premium: Option<bool>,
     }
 
     #[test]
@@ -210,6 +230,11 @@ mod tests {
         let c = data.claims;
         assert_eq!((c.sub.as_str(), c.name.as_str(), c.role.as_str()), ("load-s-abc-1", "Load load-s-abc-1", "seeker"));
         assert_eq!(c.exp - c.iat, TOKEN_TTL.as_secs() as i64);
+        assert_eq!(c.premium, None, "no premium claim unless asked for");
+        let premium = User::premium_seeker("load-s-abc-2".into());
+        let token = mint(&EncodingKey::from_secret(secret), &premium, unix_now(), TOKEN_TTL).unwrap();
+        let data = jsonwebtoken::decode::<Decoded>(&token, &DecodingKey::from_secret(secret), &validation).unwrap();
+        assert_eq!((data.claims.role.as_str(), data.claims.premium), ("seeker", Some(true)));
         assert!(
             jsonwebtoken::decode::<Decoded>(&token, &DecodingKey::from_secret(b"another secret"), &validation).is_err()
         );

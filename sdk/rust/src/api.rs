@@ -3,7 +3,7 @@
 use parley_domain::protocol::ErrorBody;
 use parley_domain::protocol::rest::{
     ConsultantPrice, ConsultantSummary, DevLoginRequest, DevLoginResponse, Earnings, PayoutLink, Receipt,
-    RefundRequest, RefundResponse, SessionDetails,
+    RecordingConsent, RecordingList, RefundRequest, RefundResponse, SessionDetails,
 };
 use parley_domain::protocol::{Role, UserInfo};
 use parley_domain::{SessionId, UserId};
@@ -90,6 +90,34 @@ impl ApiClient {
         let url = format!("{}/v1/sessions/{session_id}/refund", self.base);
         let body = RefundRequest { amount_minor, reason: None };
         read(self.http.post(url).bearer_auth(token).json(&body).send().await.map_err(http_err)?).await
+    }
+
+    /// Consultants: allow (or stop allowing) their sessions to be recorded
+    /// (`PUT /v1/consultants/me/recording`).
+    pub async fn set_recording_allowed(&self, token: &str, allowed: bool) -> Result<RecordingConsent, SdkError> {
+        let url = format!("{}/v1/consultants/me/recording", self.base);
+        let body = RecordingConsent { allowed };
+        read(self.http.put(url).bearer_auth(token).json(&body).send().await.map_err(http_err)?).await
+    }
+
+    /// A session's stored recording files with signed links (the
+    /// consultant; the seeker if premium). Empty until the recorder has
+    /// stored them, shortly after the session ended.
+    pub async fn recordings(&self, token: &str, session_id: &SessionId) -> Result<RecordingList, SdkError> {
+        let url = format!("{}/v1/sessions/{session_id}/recordings", self.base);
+        read(self.http.get(url).bearer_auth(token).send().await.map_err(http_err)?).await
+    }
+
+    /// Downloads a recording file through its signed link
+    /// ([`RecordingFile::url`](parley_domain::protocol::rest::RecordingFile::url),
+    /// relative to the server's base URL; no token needed while it is valid).
+    pub async fn download(&self, url: &str) -> Result<bytes::Bytes, SdkError> {
+        let resp = self.http.get(format!("{}{url}", self.base)).send().await.map_err(http_err)?;
+        let status = resp.status();
+        if !status.is_success() {
+            return Err(SdkError::Connect(format!("HTTP {status} for {url}")));
+        }
+        resp.bytes().await.map_err(http_err)
     }
 }
 
