@@ -664,6 +664,8 @@ pub enum ErrorCode {
     ReviewExists,
     /// The session has not ended (or was never held), so it cannot be reviewed yet.
     SessionNotCompleted,
+    /// No such review.
+    UnknownReview,
     /// No such promotion package.
     UnknownPackage,
     /// No bearer token (HTTP 401).
@@ -728,6 +730,7 @@ impl ErrorCode {
         ErrorCode::RoomNotOpen,
         ErrorCode::ReviewExists,
         ErrorCode::SessionNotCompleted,
+        ErrorCode::UnknownReview,
         ErrorCode::UnknownPackage,
         ErrorCode::MissingToken,
         ErrorCode::InvalidToken,
@@ -785,6 +788,7 @@ impl ErrorCode {
             RoomNotOpen => "room_not_open",
             ReviewExists => "review_exists",
             SessionNotCompleted => "session_not_completed",
+            UnknownReview => "unknown_review",
             UnknownPackage => "unknown_package",
             MissingToken => "missing_token",
             InvalidToken => "invalid_token",

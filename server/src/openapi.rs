@@ -8,6 +8,10 @@ use parley_domain::protocol::rest::{
     RecordingConsent, RecordingFile, RecordingList, RefundRequest, RefundResponse, SessionDetails, TalkTime,
     TimelineItem,
 };
+use parley_domain::protocol::rest::{
+    Acceptance, AcceptanceCounts, ConsultantMetrics, MonthMetrics, ReplyRequest, Reputation, Review, ReviewCreatedData,
+    ReviewPage, ReviewReply, ReviewRequest, SessionEndedData, SessionSettledData, SessionStartedData, WebhookEventType,
+};
 use parley_domain::protocol::{ChatKind, ErrorBody, ErrorCode, Outcome, PresenceStatus, Role, UserInfo};
 use parley_domain::{Money, SessionId, UserId};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -37,12 +41,19 @@ use utoipa::{Modify, OpenApi};
         crate::recording::set_premium,
         crate::recording::my_recording_consent,
         crate::recording::set_recording_consent,
+        crate::reviews::create_review,
+        crate::reviews::reply,
+        crate::reviews::consultant_reviews,
+        crate::metrics_api::consultant_metrics,
     ),
     components(schemas(
         ConsultantPrice, ConsultantSummary, DevLoginRequest, DevLoginResponse, Earnings, EarningsItem, EarningsTotal,
         HoldInfo, LedgerItem, PayoutLink, PayoutLinkRequest, PriceModel, Receipt, RefundRequest, RefundResponse, SessionDetails,
         TimelineItem, PremiumRequest, RecordingConsent, RecordingFile, RecordingList, TalkTime, ChatLine, Recap,
         ChatKind, ErrorBody, ErrorCode, Outcome, PresenceStatus, Role, UserInfo, Money, SessionId, UserId,
+        ReviewRequest, ReplyRequest, Review, ReviewReply, Reputation, ReviewPage,
+        ConsultantMetrics, MonthMetrics, Acceptance, AcceptanceCounts,
+        WebhookEventType, SessionStartedData, SessionEndedData, SessionSettledData, ReviewCreatedData,
     )),
     modifiers(&Bearer),
 )]

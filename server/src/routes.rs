@@ -37,6 +37,8 @@ pub struct AppState {
     pub(crate) files: Arc<crate::files::RecordingFiles>,
     /// Recording consent (premium seekers, consultants who allow it).
     pub(crate) consent: crate::recording::Consent,
+    /// Outgoing webhooks (the outbox).
+    pub(crate) webhooks: Arc<crate::webhooks::Webhooks>,
 }
 
 /// An error answered as JSON [`ErrorBody`] with an HTTP status.
@@ -104,6 +106,8 @@ pub fn router(state: AppState) -> Router {
         .with_state(state.clone())
         .merge(crate::files::router(state.clone()))
         .merge(crate::recording::router(state.clone()))
+        .merge(crate::reviews::router(state.clone()))
+        .merge(crate::metrics_api::router(state.clone()))
         .merge(crate::api::router(state))
 }
 
