@@ -668,6 +668,8 @@ pub enum ErrorCode {
     ReviewExists,
     /// The session has not ended (or was never held), so it cannot be reviewed yet.
     SessionNotCompleted,
+    /// No such review.
+    UnknownReview,
     /// No such promotion package.
     UnknownPackage,
     /// No bearer token (HTTP 401).
@@ -732,6 +734,7 @@ impl ErrorCode {
         ErrorCode::RoomNotOpen,
         ErrorCode::ReviewExists,
         ErrorCode::SessionNotCompleted,
+        ErrorCode::UnknownReview,
         ErrorCode::UnknownPackage,
         ErrorCode::MissingToken,
         ErrorCode::InvalidToken,
@@ -800,6 +803,7 @@ impl ErrorCode {
             RoomNotOpen => "room_not_open",
             ReviewExists => "review_exists",
             SessionNotCompleted => "session_not_completed",
+            UnknownReview => "unknown_review",
             UnknownPackage => "unknown_package",
             MissingToken => "missing_token",
             InvalidToken => "invalid_token",

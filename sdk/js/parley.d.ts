@@ -117,6 +117,7 @@ export type ErrorCode =
   | "room_not_open"
   | "review_exists"
   | "session_not_completed"
+  | "unknown_review"
   | "unknown_package"
   | "missing_token"
   | "invalid_token"
@@ -171,6 +172,7 @@ export declare const ErrorCode: {
   readonly ROOM_NOT_OPEN: "room_not_open";
   readonly REVIEW_EXISTS: "review_exists";
   readonly SESSION_NOT_COMPLETED: "session_not_completed";
+  readonly UNKNOWN_REVIEW: "unknown_review";
   readonly UNKNOWN_PACKAGE: "unknown_package";
   readonly MISSING_TOKEN: "missing_token";
   readonly INVALID_TOKEN: "invalid_token";

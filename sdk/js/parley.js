@@ -58,6 +58,7 @@ export const ErrorCode = Object.freeze({
   ROOM_NOT_OPEN: "room_not_open",
   REVIEW_EXISTS: "review_exists",
   SESSION_NOT_COMPLETED: "session_not_completed",
+  UNKNOWN_REVIEW: "unknown_review",
   UNKNOWN_PACKAGE: "unknown_package",
   MISSING_TOKEN: "missing_token",
   INVALID_TOKEN: "invalid_token",

@@ -23,6 +23,7 @@ use crate::money::{BillingGate, HubSink, MeterHooks, meter_config};
 use crate::routes::{self, AppState};
 use crate::store::SqlStore;
 use crate::telemetry;
+use crate::webhooks::Webhooks;
 
 /// How long shutdown waits for clients to close their WebSockets.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -43,6 +44,7 @@ pub struct Application {
     billing: Arc<Billing>,
     meters: Arc<Meters>,
     files: Arc<RecordingFiles>,
+    webhooks: Arc<Webhooks>,
     stop_outbox: CancellationToken,
     /// The embedded recorder, started by `run_until`.
     recorder: Option<RecorderSetup>,
@@ -112,6 +114,8 @@ impl Application {
         recover_sessions(&store, &billing, &meters, &hub).await?;
         let stop_outbox = CancellationToken::new();
         tokio::spawn(billing.clone().run_outbox(stop_outbox.clone().cancelled_owned()));
+        let webhooks = Webhooks::new(store.pool(), clock.clone(), &config.webhooks, store.webhook_signal())?;
+        tokio::spawn(webhooks.clone().run(stop_outbox.clone().cancelled_owned()));
         let days = config.recordings.retention_days;
         let sweeper = crate::retention::run(
             store.clone(),
@@ -135,6 +139,7 @@ impl Application {
             consent,
             bookings_wake: Arc::new(tokio::sync::Notify::new()),
             late_cancel_fee_percent: config.late_cancel_fee_percent,
+            webhooks: webhooks.clone(),
         };
         tokio::spawn(crate::bookings::run(state.clone(), stop_outbox.clone().cancelled_owned()));
         let mut router = routes::router(state.clone()).merge(signaling.router());
@@ -147,12 +152,18 @@ impl Application {
             .map_err(|e| anyhow::anyhow!("PARLEY_LISTEN: cannot listen on {}: {e}", config.listen))?;
         let recorder = (config.recorder == RecorderMode::Embedded)
             .then(|| RecorderSetup { work_dir: config.data_dir.join("recorder"), clock: clock.clone() });
-        Ok(Application { listener, router, hub, store, auth, billing, meters, files, stop_outbox, recorder })
+        Ok(Application { listener, router, hub, store, auth, billing, meters, files, webhooks, stop_outbox, recorder })
     }
 
     /// Billing (prices, holds, the outbox, the ledger).
     pub fn billing(&self) -> Arc<Billing> {
         self.billing.clone()
+    }
+
+    /// Outgoing webhooks: [`Webhooks::emit`] stores an event for the
+    /// operator's platform.
+    pub fn webhooks(&self) -> Arc<Webhooks> {
+        self.webhooks.clone()
     }
 
     /// The session meters.

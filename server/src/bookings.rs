@@ -29,7 +29,7 @@ use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use parley_domain::protocol::rest::{
     AcceptBooking, Availability, Booking, BookingList, BookingPrice, BookingReason, BookingRequest, BookingState,
-    ConsultantPrice, PriceModel, Purpose, RescheduleBooking, SlotList,
+    ConsultantPrice, PriceModel, Purpose, RescheduleBooking, SlotList, WebhookEventType,
 };
 use parley_domain::protocol::{ErrorCode, Role, ServerMessage, SessionBill, UserInfo};
 use parley_domain::{CallId, Currency, Money, SessionId, Timestamp, UserId};
@@ -1034,7 +1034,7 @@ pub async fn tick(s: &AppState) -> Result<(), ApiError> {
     for row in due(s, &opening, now).await? {
         open_room(s, row).await?;
     }
-    Ok(())
+    announce_no_shows(s, now).await
 }
 
 /// Sends reminder number `n` once (a conditional update claims it).
@@ -1058,7 +1058,7 @@ async fn remind(s: &AppState, row: &Row_, n: i64) -> Result<bool, ApiError> {
     };
     s.hub.notify_user(&b.seeker_id, &msg);
     s.hub.notify_user(&b.consultant_id, &msg);
-    emit(s, "booking.reminder", b).await;
+    emit_tagged(s, "booking.reminder", b, &n.to_string()).await;
     Ok(true)
 }
 
@@ -1133,8 +1133,38 @@ async fn open_room(s: &AppState, row: Row_) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Hands a booking event to the outgoing webhooks.
-async fn emit(s: &AppState, event: &str, booking: &Booking) {
-    let _ = (s, booking);
-    tracing::info!(event, booking_id = %booking.id, state = booking.state.as_str(), "booking event");
+/// Hands a booking event to the outgoing webhooks (docs/protocol.md §14),
+/// once per event, booking, session and `tag` (a retried step does not
+/// announce twice). The payload is the [`Booking`].
+async fn emit_tagged(s: &AppState, event: &str, booking: &Booking, tag: &str) {
+    let Ok(kind) = serde_json::from_value::<WebhookEventType>(serde_json::Value::from(event)) else {
+        tracing::error!(event, "not a webhook event type");
+        return;
+    };
+    let key = format!("{event}:{}:{}:{tag}", booking.id, booking.session_id);
+    if let Err(e) = s.webhooks.emit_once(&key, kind, booking).await {
+        tracing::error!(event, booking_id = %booking.id, error = %e, "failed to store a booking webhook");
+    }
 }
+
+async fn emit(s: &AppState, event: &str, booking: &Booking) {
+    emit_tagged(s, event, booking, "").await;
+}
+
+/// `booking.no_show` for booked sessions that ended `no_show` in the last
+/// hour (announced once each).
+async fn announce_no_shows(s: &AppState, now: i64) -> Result<(), ApiError> {
+    let cols: String = COLUMNS.split(", ").map(|c| format!("b.{}", c.trim())).collect::<Vec<_>>().join(", ");
+    let sql = format!(
+        "SELECT {cols} FROM bookings b JOIN sessions x ON x.id = b.session_id \
+         WHERE b.state = 'held' AND x.end_reason = 'no_show' AND x.ended_ms > $1"
+    );
+    let rows =
+        sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now - HOUR_MS).fetch_all(&s.store.pool()).await.map_err(db)?;
+    for r in &rows {
+        emit(s, "booking.no_show", &read(r)?.booking).await;
+    }
+    Ok(())
+}
+
+const HOUR_MS: i64 = 3_600_000;

@@ -64,6 +64,8 @@ struct Raw {
     recording_retention_days: u32,
     recorder: RecorderMode,
     late_cancel_fee_percent: u32,
+    webhook_url: Option<String>,
+    webhook_secret: Option<String>,
 }
 
 impl Default for Raw {
@@ -101,6 +103,8 @@ impl Default for Raw {
             recording_retention_days: 30,
             recorder: RecorderMode::Embedded,
             late_cancel_fee_percent: 50,
+            webhook_url: None,
+            webhook_secret: None,
         }
     }
 }
@@ -150,6 +154,19 @@ pub struct Config {
     /// or less before its start (`PARLEY_LATE_CANCEL_FEE_PERCENT`, 0–100,
     /// default 50); earlier cancellations are free (issue 4 policy).
     pub late_cancel_fee_percent: u32,
+    /// Outgoing webhooks to the operator's platform (docs/protocol.md §14).
+    pub webhooks: WebhookConfig,
+}
+
+/// Where outgoing webhooks go (`PARLEY_WEBHOOK_URL`) and their signing
+/// key (`PARLEY_WEBHOOK_SECRET`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WebhookConfig {
+    /// An `http(s)://` URL events are POSTed to; `None`: events are stored
+    /// but not delivered (they are delivered once a URL is configured).
+    pub url: Option<String>,
+    /// HMAC-SHA256 key of `Parley-Signature`, ≥ 32 bytes; required with a URL.
+    pub secret: Option<String>,
 }
 
 /// Where the recorder runs (DESIGN.md §6).
@@ -281,6 +298,7 @@ impl Config {
         };
         // Checked here (before `raw` is taken apart), reported after the JWT secret.
         let recordings = recording_config(&raw);
+        let webhooks = webhook_config(&raw);
         let payments = match raw.payment_provider.as_str() {
             "sandbox" => Payments::Sandbox,
             "stripe" => {
@@ -319,6 +337,7 @@ impl Config {
             _ => {}
         }
         let recordings = recordings?;
+        let webhooks = webhooks?;
         let turn_urls = list(&raw.turn_urls);
         if !turn_urls.is_empty() && raw.turn_secret.is_none() {
             return bad("PARLEY_TURN_SECRET", "is required when PARLEY_TURN_URLS is set");
@@ -364,6 +383,7 @@ impl Config {
             recorder: raw.recorder,
             recordings,
             late_cancel_fee_percent: raw.late_cancel_fee_percent,
+            webhooks,
         })
     }
 
@@ -415,6 +435,28 @@ impl Config {
         tracing::info!(path = %path.display(), "generated a development {what} secret");
         Ok(secret.into_bytes())
     }
+}
+
+/// The webhook settings of `raw`, validated: a URL needs a secret of at
+/// least 32 bytes.
+fn webhook_config(raw: &Raw) -> Result<WebhookConfig, ConfigError> {
+    let bad = |key: &str, why: &str| Err(ConfigError(format!("{key}: {why}")));
+    let url = raw.webhook_url.as_deref().map(str::trim).filter(|u| !u.is_empty());
+    if let Some(url) = url {
+        let scheme_ok = url.starts_with("http://") || url.starts_with("https://");
+        if !scheme_ok || url.parse::<axum::http::Uri>().map_or(true, |u| u.host().is_none()) {
+            return bad(
+                "PARLEY_WEBHOOK_URL",
+                "expected an http:// or https:// URL, e.g. https://platform.example/parley",
+            );
+        }
+    }
+    match (&raw.webhook_secret, url) {
+        (Some(s), _) if s.len() < 32 => return bad("PARLEY_WEBHOOK_SECRET", "must be at least 32 bytes"),
+        (None, Some(_)) => return bad("PARLEY_WEBHOOK_SECRET", "is required when PARLEY_WEBHOOK_URL is set"),
+        _ => {}
+    }
+    Ok(WebhookConfig { url: url.map(str::to_owned), secret: raw.webhook_secret.clone() })
 }
 
 /// The recording settings of `raw`, validated.
@@ -488,6 +530,19 @@ mod tests {
         assert_eq!(c.recordings.store, RecordingStore::Local(PathBuf::from("./data/recordings")));
         assert_eq!(c.recordings.url_ttl, Duration::from_secs(900));
         assert_eq!(c.recordings.retention_days, 30);
+        assert_eq!(c.webhooks, WebhookConfig::default(), "no webhook URL: events are stored, not delivered");
+    }
+
+    #[test]
+    fn a_webhook_url_with_a_secret_is_accepted() {
+        let secret = "s".repeat(32);
+        let c = load(&[
+            ("webhook_url", "\" https://platform.example/hooks \""),
+            ("webhook_secret", &format!("\"{secret}\"")),
+        ])
+        .unwrap();
+        assert_eq!(c.webhooks.url.as_deref(), Some("https://platform.example/hooks"));
+        assert_eq!(c.webhooks.secret.as_deref(), Some(secret.as_str()));
     }
 
     #[test]
@@ -552,6 +607,16 @@ mod tests {
         assert!(e.contains("PARLEY_RECORDING_STORE"), "{e}");
         let e = load(&[("recording_store", "\"file://relative/dir\"")]).unwrap_err().to_string();
         assert!(e.contains("PARLEY_RECORDING_STORE"), "{e}");
+        let e = load(&[("webhook_url", "\"https://platform.example/hooks\"")]).unwrap_err().to_string();
+        assert!(e.contains("PARLEY_WEBHOOK_SECRET") && e.contains("PARLEY_WEBHOOK_URL"), "{e}");
+        let e = load(&[("webhook_url", "\"https://platform.example/hooks\""), ("webhook_secret", "\"short\"")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("PARLEY_WEBHOOK_SECRET"), "{e}");
+        let e = load(&[("webhook_url", "\"ftp://x\""), ("webhook_secret", &format!("\"{}\"", "k".repeat(32)))])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("PARLEY_WEBHOOK_URL"), "{e}");
         let e = load(&[("colour", "\"blue\"")]).unwrap_err().to_string();
         assert!(e.contains("colour"), "{e}");
     }

@@ -7,13 +7,16 @@ pub mod app;
 pub mod bookings;
 pub mod config;
 pub mod files;
+pub mod metrics_api;
 pub mod money;
 pub mod openapi;
 pub mod recording;
 pub mod retention;
+pub mod reviews;
 pub mod routes;
 pub mod store;
 pub mod telemetry;
+pub mod webhooks;
 
 pub use app::Application;
 pub use config::Config;

@@ -9,6 +9,10 @@ use parley_domain::protocol::rest::{
     Purpose, Recap, Receipt, RecordingConsent, RecordingFile, RecordingList, RefundRequest, RefundResponse,
     RescheduleBooking, SessionDetails, Slot, SlotList, TalkTime, TimeWindow, TimelineItem, Weekday, WeeklyRule,
 };
+use parley_domain::protocol::rest::{
+    Acceptance, AcceptanceCounts, ConsultantMetrics, MonthMetrics, ReplyRequest, Reputation, Review, ReviewCreatedData,
+    ReviewPage, ReviewReply, ReviewRequest, SessionEndedData, SessionSettledData, SessionStartedData, WebhookEventType,
+};
 use parley_domain::protocol::{ChatKind, ErrorCode, Outcome, PresenceStatus, Problem, Role, UserInfo};
 use parley_domain::{Money, SessionId, UserId};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -50,6 +54,10 @@ use utoipa::{Modify, OpenApi};
         crate::bookings::decline,
         crate::bookings::cancel,
         crate::bookings::reschedule,
+        crate::reviews::create_review,
+        crate::reviews::reply,
+        crate::reviews::consultant_reviews,
+        crate::metrics_api::consultant_metrics,
     ),
     components(schemas(
         ConsultantPrice, ConsultantSummary, DevLoginRequest, DevLoginResponse, Earnings, EarningsItem, EarningsTotal,
@@ -58,6 +66,9 @@ use utoipa::{Modify, OpenApi};
         Availability, WeeklyRule, DateException, TimeWindow, Weekday, Slot, SlotList, Purpose, BookingRequest,
         AcceptBooking, RescheduleBooking, BookingReason, BookingState, Booking, BookingPrice, BookingList,
         ChatKind, Problem, ErrorCode, Outcome, PresenceStatus, Role, UserInfo, Money, SessionId, UserId,
+        ReviewRequest, ReplyRequest, Review, ReviewReply, Reputation, ReviewPage,
+        ConsultantMetrics, MonthMetrics, Acceptance, AcceptanceCounts,
+        WebhookEventType, SessionStartedData, SessionEndedData, SessionSettledData, ReviewCreatedData,
     )),
     modifiers(&Bearer),
 )]

@@ -41,6 +41,8 @@ pub struct AppState {
     pub(crate) bookings_wake: Arc<tokio::sync::Notify>,
     /// `PARLEY_LATE_CANCEL_FEE_PERCENT`.
     pub(crate) late_cancel_fee_percent: u32,
+    /// Outgoing webhooks (the outbox).
+    pub(crate) webhooks: Arc<crate::webhooks::Webhooks>,
 }
 
 /// An error answered as an RFC 9457 problem ([`Problem`]) with an HTTP
@@ -144,6 +146,8 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::files::router(state.clone()))
         .merge(crate::recording::router(state.clone()))
         .merge(crate::bookings::router(state.clone()))
+        .merge(crate::reviews::router(state.clone()))
+        .merge(crate::metrics_api::router(state.clone()))
         .merge(crate::api::router(state))
 }
 

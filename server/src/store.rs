@@ -60,6 +60,7 @@ pub struct SqlStore {
     backend: Backend,
     writes: mpsc::UnboundedSender<Job>,
     settled: Arc<Notify>,
+    webhooks: Arc<Notify>,
 }
 
 /// Writes committed together at most.
@@ -129,8 +130,9 @@ impl SqlStore {
         }
         let (writes, jobs) = mpsc::unbounded_channel();
         let settled = Arc::new(Notify::new());
-        tokio::spawn(write_batches(pool.clone(), jobs, settled.clone()));
-        Ok(SqlStore { pool, backend, writes, settled })
+        let webhooks = Arc::new(Notify::new());
+        tokio::spawn(write_batches(pool.clone(), jobs, settled.clone(), webhooks.clone()));
+        Ok(SqlStore { pool, backend, writes, settled, webhooks })
     }
 
     /// The pool, for billing (same database).
@@ -142,6 +144,12 @@ impl SqlStore {
     /// outbox worker waits on it.
     pub fn settlement_signal(&self) -> Arc<Notify> {
         self.settled.clone()
+    }
+
+    /// Notified after a commit that stored webhook events (a session
+    /// started or ended): the webhook worker waits on it.
+    pub fn webhook_signal(&self) -> Arc<Notify> {
+        self.webhooks.clone()
     }
 
     /// The stored meter notices of a session (M8), as timeline items.
@@ -381,13 +389,21 @@ impl Store for SqlStore {
 /// The writer task: commits every queued write in one transaction, then
 /// answers each. If the batch fails, each write is retried in its own
 /// transaction so one bad write does not fail the others.
-async fn write_batches(pool: AnyPool, mut jobs: mpsc::UnboundedReceiver<Job>, settled: Arc<Notify>) {
+async fn write_batches(
+    pool: AnyPool,
+    mut jobs: mpsc::UnboundedReceiver<Job>,
+    settled: Arc<Notify>,
+    webhooks: Arc<Notify>,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let writes: Vec<&Write> = batch.iter().map(|job| &job.write).collect();
         let settles = writes.iter().any(|w| {
             matches!(w, Write::Settlement(..) | Write::SessionEvent(_, SessionEvent::Ended { bill: Some(_), .. }, _))
         });
+        let announces = writes
+            .iter()
+            .any(|w| matches!(w, Write::CreateSession(_) | Write::SessionEvent(_, SessionEvent::Ended { .. }, _)));
         let committed = write(&pool, &writes).await;
         if let Err(e) = &committed {
             tracing::warn!(error = %e, writes = batch.len(), "batch write failed; retrying its writes one by one");
@@ -401,6 +417,9 @@ async fn write_batches(pool: AnyPool, mut jobs: mpsc::UnboundedReceiver<Job>, se
         }
         if settles {
             settled.notify_one();
+        }
+        if announces {
+            webhooks.notify_one();
         }
     }
 }
@@ -523,6 +542,14 @@ async fn write(pool: &AnyPool, writes: &[&Write]) -> Result<(), sqlx::Error> {
         }
         q.execute(&mut *tx).await?;
     }
+    // Webhook events (session.started / session.ended) with the facts they
+    // announce (docs/protocol.md §14).
+    let ended: Vec<_> = events
+        .iter()
+        .filter(|(_, e, _)| matches!(e, SessionEvent::Ended { .. }))
+        .map(|(id, e, at)| (*id, *e, *at))
+        .collect();
+    crate::webhooks::session_events(&mut tx, &sessions, &ended).await?;
     // The settlement decision, in the same transaction as the session's end
     // (DESIGN.md B3): a second decision for a session is ignored.
     for (id, bill, reason, at) in settlements {

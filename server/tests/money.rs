@@ -478,7 +478,9 @@ async fn the_openapi_document_describes_every_rest_route() {
         assert!(doc["paths"][path][method].is_object(), "{method} {path} missing from /openapi.json");
     }
     let schemas = &doc["components"]["schemas"];
-    for name in ["SessionDetails", "Money", "Problem", "ConsultantPrice", "Receipt", "Earnings", "Booking", "Availability"] {
+    for name in
+        ["SessionDetails", "Money", "Problem", "ConsultantPrice", "Receipt", "Earnings", "Booking", "Availability"]
+    {
         assert!(schemas[name].is_object(), "schema {name} missing");
     }
     assert_eq!(schemas["Currency"]["type"], "string", "currencies are ISO 4217 strings: {}", schemas["Money"]);

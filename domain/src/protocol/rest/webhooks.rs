@@ -1,1 +1,229 @@
-//! Outgoing webhooks to the operator's platform.
+//! Outgoing webhooks to the operator's platform (docs/protocol.md §14).
+//!
+//! Each event is POSTed as a [`WebhookEvent`] whose `data` is one of the
+//! payloads below, signed with `Parley-Signature: t=<unix secs>,v1=<hex
+//! HMAC-SHA256(secret, "<t>.<raw body>")>` (Stripe's scheme). Delivery is
+//! at least once: receivers keep the ids they processed and skip repeats.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{CallId, SessionId, UserId};
+use crate::money::Money;
+use crate::protocol::{Outcome, SessionBill, SessionEndReason};
+
+/// The prefix of every event id: `evt_` followed by a UUIDv7 (time-ordered).
+pub const EVENT_ID_PREFIX: &str = "evt_";
+
+/// The header carrying the signature: `t=<unix secs>,v1=<hex>`.
+pub const SIGNATURE_HEADER: &str = "Parley-Signature";
+
+/// The header carrying the event id (the same as the body's `id`).
+pub const EVENT_ID_HEADER: &str = "Parley-Event-Id";
+
+/// What happened. The wire name (`as_str`) is the body's `type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum WebhookEventType {
+    /// `session.started`: a call was accepted and its session stored
+    /// ([`SessionStartedData`]).
+    #[serde(rename = "session.started")]
+    SessionStarted,
+    /// `session.ended`: a session ended; its bill is decided
+    /// ([`SessionEndedData`]).
+    #[serde(rename = "session.ended")]
+    SessionEnded,
+    /// `session.settled`: billing carried out (or gave up on) the session's
+    /// settlement ([`SessionSettledData`]).
+    #[serde(rename = "session.settled")]
+    SessionSettled,
+    /// `review.created`: a seeker reviewed a session ([`ReviewCreatedData`]).
+    #[serde(rename = "review.created")]
+    ReviewCreated,
+    /// `booking.requested`: a seeker asked for a slot.
+    #[serde(rename = "booking.requested")]
+    BookingRequested,
+    /// `booking.confirmed`: the consultant accepted a booking.
+    #[serde(rename = "booking.confirmed")]
+    BookingConfirmed,
+    /// `booking.declined`: the consultant declined a booking.
+    #[serde(rename = "booking.declined")]
+    BookingDeclined,
+    /// `booking.cancelled`: a participant cancelled a booking.
+    #[serde(rename = "booking.cancelled")]
+    BookingCancelled,
+    /// `booking.rescheduled`: a booking moved to another slot.
+    #[serde(rename = "booking.rescheduled")]
+    BookingRescheduled,
+    /// `booking.expired`: a request was not answered in time.
+    #[serde(rename = "booking.expired")]
+    BookingExpired,
+    /// `booking.reminder`: a booked session starts soon.
+    #[serde(rename = "booking.reminder")]
+    BookingReminder,
+    /// `booking.no_show`: a participant did not come to a booked session.
+    #[serde(rename = "booking.no_show")]
+    BookingNoShow,
+}
+
+impl WebhookEventType {
+    /// Every event type.
+    pub const ALL: &'static [WebhookEventType] = &[
+        WebhookEventType::SessionStarted,
+        WebhookEventType::SessionEnded,
+        WebhookEventType::SessionSettled,
+        WebhookEventType::ReviewCreated,
+        WebhookEventType::BookingRequested,
+        WebhookEventType::BookingConfirmed,
+        WebhookEventType::BookingDeclined,
+        WebhookEventType::BookingCancelled,
+        WebhookEventType::BookingRescheduled,
+        WebhookEventType::BookingExpired,
+        WebhookEventType::BookingReminder,
+        WebhookEventType::BookingNoShow,
+    ];
+
+    /// The wire name, e.g. `session.ended`.
+    pub fn as_str(self) -> &'static str {
+        use WebhookEventType::*;
+        match self {
+            SessionStarted => "session.started",
+            SessionEnded => "session.ended",
+            SessionSettled => "session.settled",
+            ReviewCreated => "review.created",
+            BookingRequested => "booking.requested",
+            BookingConfirmed => "booking.confirmed",
+            BookingDeclined => "booking.declined",
+            BookingCancelled => "booking.cancelled",
+            BookingRescheduled => "booking.rescheduled",
+            BookingExpired => "booking.expired",
+            BookingReminder => "booking.reminder",
+            BookingNoShow => "booking.no_show",
+        }
+    }
+
+    /// The type named `s`.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|t| t.as_str() == s)
+    }
+}
+
+/// The body of every webhook request (JSON). `data` depends on `type`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WebhookEvent<T> {
+    /// `evt_<uuid v7>`: the same on every delivery attempt of this event;
+    /// process each id once.
+    pub id: String,
+    /// The event type, e.g. `session.ended`.
+    #[serde(rename = "type")]
+    pub event_type: WebhookEventType,
+    /// When it happened (server time, Unix ms).
+    pub created_ms: i64,
+    /// The payload of this type.
+    pub data: T,
+}
+
+/// `session.started` data: the call was accepted and the session stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SessionStartedData {
+    /// The session.
+    pub session_id: SessionId,
+    /// The call that opened it.
+    pub call_id: CallId,
+    /// The seeker.
+    pub seeker_id: UserId,
+    /// The consultant.
+    pub consultant_id: UserId,
+    /// When it opened (Unix ms).
+    pub opened_at_ms: i64,
+    /// Whether it is recorded.
+    pub recording: bool,
+}
+
+/// `session.ended` data: the session ended and its bill is decided (the
+/// money moves later: `session.settled`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SessionEndedData {
+    /// The session.
+    pub session_id: SessionId,
+    /// The call that opened it.
+    pub call_id: CallId,
+    /// The seeker.
+    pub seeker_id: UserId,
+    /// The consultant.
+    pub consultant_id: UserId,
+    /// When it opened (Unix ms).
+    pub opened_at_ms: i64,
+    /// When it ended (Unix ms).
+    pub ended_at_ms: i64,
+    /// Why it ended: `hangup`, `abandoned`, `length_reached`,
+    /// `hold_used_up`, `moderator`.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub reason: SessionEndReason,
+    /// Who hung up (for `hangup`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_by: Option<UserId>,
+    /// The meter's decision: outcome, billable seconds, the amount to
+    /// capture (minor units + currency). Absent if the session was not
+    /// metered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+    pub bill: Option<SessionBill>,
+}
+
+/// `session.settled` data: billing finished the session's settlement.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SessionSettledData {
+    /// The session.
+    pub session_id: SessionId,
+    /// The seeker.
+    pub seeker_id: UserId,
+    /// The consultant.
+    pub consultant_id: UserId,
+    /// `done` (the hold was captured or released, or there was none) or
+    /// `failed` (refused by the provider, or the hold expired: needs a
+    /// person).
+    pub status: String,
+    /// `free` or `charged`.
+    pub outcome: Outcome,
+    /// Billable seconds.
+    pub billable_secs: u64,
+    /// The amount decided at the end (zero when free).
+    pub amount: Money,
+    /// Captured from the seeker (absent when nothing was).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub captured: Option<Money>,
+    /// The platform's commission of the capture.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fee: Option<Money>,
+    /// The consultant's share of the capture (captured − fee).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub earnings: Option<Money>,
+    /// When billing finished (Unix ms).
+    pub settled_at_ms: i64,
+    /// Why it failed (`failed` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// `review.created` data: a seeker reviewed a session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReviewCreatedData {
+    /// The review (`rev_…`).
+    pub review_id: String,
+    /// The reviewed session.
+    pub session_id: SessionId,
+    /// The seeker who wrote it.
+    pub seeker_id: UserId,
+    /// The consultant reviewed.
+    pub consultant_id: UserId,
+    /// 1–5.
+    pub stars: u8,
+    /// The text (may be empty).
+    pub text: String,
+    /// When it was written (Unix ms).
+    pub created_at_ms: i64,
+}

@@ -1,0 +1,608 @@
+//! Outgoing webhooks to the operator's platform (docs/protocol.md §14): a
+//! durable outbox (`webhook_outbox`) and its delivery worker.
+//!
+//! An event is a row written in the same transaction as the fact it
+//! announces where that is possible (session start and end in the store's
+//! writer, a review with its insert), so nothing is announced that is not
+//! stored and nothing stored is lost on a crash. `session.settled` comes
+//! from a scan of settlements billing finished (`settlements.announced`,
+//! set in the transaction that stores the event): billing does not know
+//! this module.
+//!
+//! The worker POSTs each pending event's stored body to
+//! `PARLEY_WEBHOOK_URL`, signed like Stripe's webhooks
+//! (`Parley-Signature: t=…,v1=…`); 2xx is delivered, anything else is
+//! retried with exponential backoff on the server clock and given up after
+//! [`MAX_ATTEMPTS`]. A row is leased while it is being delivered, so
+//! several nodes can run the worker.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parley_domain::protocol::Outcome;
+use parley_domain::protocol::rest::{
+    EVENT_ID_HEADER, EVENT_ID_PREFIX, SIGNATURE_HEADER, SessionEndedData, SessionSettledData, SessionStartedData,
+    WebhookEvent, WebhookEventType,
+};
+use parley_domain::{Clock, Currency, Money, SessionId, Timestamp, UserId};
+use parley_signaling::store::{SessionEvent, SessionRecord};
+use serde::Serialize;
+use sqlx::{AnyConnection, AnyPool, Row};
+use tokio::sync::Notify;
+
+use crate::config::WebhookConfig;
+
+/// Delivery attempts, by `result`: `delivered`, `retry` (failed, will be
+/// retried), `failed` (the last attempt failed: given up) (counter).
+pub const DELIVERIES: &str = "parley_webhook_deliveries_total";
+
+/// The first retry comes this long after a failed attempt; each further
+/// one waits twice as long, up to [`RETRY_MAX`].
+pub const RETRY_BASE: Duration = Duration::from_secs(30);
+/// The longest wait between two attempts.
+pub const RETRY_MAX: Duration = Duration::from_secs(3600);
+/// Attempts before an event is given up (`failed`): about 5.3 hours.
+pub const MAX_ATTEMPTS: i64 = 12;
+/// How long one request may take.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a worker owns an event it is delivering before another worker
+/// (another node) may take it over.
+const LEASE: Duration = Duration::from_secs(60);
+/// How often the worker looks for work without being woken (events of other
+/// nodes, finished settlements).
+const POLL: Duration = Duration::from_secs(1);
+/// Events per pass.
+const BATCH: i64 = 100;
+
+/// A webhook failure that is not the receiver's.
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookError {
+    /// The database failed.
+    #[error("webhook outbox: {0}")]
+    Db(#[from] sqlx::Error),
+    /// The payload did not serialise.
+    #[error("webhook payload: {0}")]
+    Json(#[from] serde_json::Error),
+    /// A stored value did not parse.
+    #[error("webhook data: {0}")]
+    Data(String),
+}
+
+impl From<WebhookError> for crate::routes::ApiError {
+    fn from(e: WebhookError) -> Self {
+        crate::routes::ApiError::Internal(e.to_string())
+    }
+}
+
+/// A new event id: `evt_` + UUIDv7 (time-ordered), 36 characters.
+pub fn new_event_id() -> String {
+    format!("{EVENT_ID_PREFIX}{}", uuid::Uuid::now_v7().simple())
+}
+
+/// The `Parley-Signature` value of `body` at Unix second `t`:
+/// `t=<t>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>` — Stripe's scheme,
+/// so receivers can verify it as they verify Stripe's.
+pub fn sign(secret: &str, t: i64, body: &[u8]) -> String {
+    parley_billing::webhook::sign(body, secret, t)
+}
+
+/// How long to wait after `attempts` failed attempts (1, 2, …): 30 s
+/// doubling, capped at 1 h; `None` once [`MAX_ATTEMPTS`] have failed.
+pub fn backoff(attempts: i64) -> Option<Duration> {
+    if attempts >= MAX_ATTEMPTS {
+        return None;
+    }
+    let exp = u32::try_from(attempts.max(1) - 1).unwrap_or(u32::MAX).min(20);
+    Some(RETRY_BASE.saturating_mul(1 << exp).min(RETRY_MAX))
+}
+
+/// An event ready to be stored: its id and the exact body every delivery
+/// attempt sends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewEvent {
+    /// `evt_…`.
+    pub id: String,
+    /// Its type.
+    pub event_type: WebhookEventType,
+    /// `{"id","type","created_ms","data"}`.
+    pub body: String,
+    /// When it happened.
+    pub created: Timestamp,
+    /// At most one event is stored per key (e.g. `session.ended:<session>`).
+    pub dedupe_key: Option<String>,
+}
+
+impl NewEvent {
+    /// A new event of `event_type` with `data`, created at `at`.
+    pub fn new(
+        event_type: WebhookEventType,
+        data: &impl Serialize,
+        at: Timestamp,
+        dedupe_key: Option<String>,
+    ) -> Result<NewEvent, serde_json::Error> {
+        let id = new_event_id();
+        let body =
+            serde_json::to_string(&WebhookEvent { id: id.clone(), event_type, created_ms: at.unix_millis(), data })?;
+        Ok(NewEvent { id, event_type, body, created: at, dedupe_key })
+    }
+}
+
+/// Stores `event` inside the caller's transaction (so it is committed with
+/// the fact it announces); false if an event with its dedupe key exists.
+/// Call [`Webhooks::wake`] after the commit.
+pub async fn insert_event(conn: &mut AnyConnection, event: &NewEvent) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "INSERT INTO webhook_outbox (id, type, body, dedupe_key, created_ms, next_attempt_ms) \
+         VALUES ($1, $2, $3, $4, $5, $5) ON CONFLICT DO NOTHING",
+    )
+    .bind(&event.id)
+    .bind(event.event_type.as_str())
+    .bind(&event.body)
+    .bind(event.dedupe_key.as_deref())
+    .bind(event.created.unix_millis())
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// The store writer's part (inside its transaction): `session.started` for
+/// each session stored, `session.ended` for each end (once per session).
+/// Returns whether any event was stored.
+pub(crate) async fn session_events(
+    conn: &mut AnyConnection,
+    started: &[&SessionRecord],
+    ended: &[(&SessionId, &SessionEvent, Timestamp)],
+) -> Result<bool, sqlx::Error> {
+    let encode = |e: serde_json::Error| sqlx::Error::Encode(Box::new(e));
+    let mut any = false;
+    for s in started {
+        let data = SessionStartedData {
+            session_id: s.session_id.clone(),
+            call_id: s.call_id.clone(),
+            seeker_id: s.seeker_id.clone(),
+            consultant_id: s.consultant_id.clone(),
+            opened_at_ms: s.opened_at.unix_millis(),
+            recording: s.recording,
+        };
+        let key = format!("session.started:{}", s.session_id);
+        let event = NewEvent::new(WebhookEventType::SessionStarted, &data, s.opened_at, Some(key)).map_err(encode)?;
+        any |= insert_event(conn, &event).await?;
+    }
+    for (id, event, at) in ended {
+        let SessionEvent::Ended { reason, by, bill } = event else { continue };
+        let row = sqlx::query("SELECT call_id, seeker_id, consultant_id, opened_ms FROM sessions WHERE id = $1")
+            .bind(id.as_str())
+            .fetch_optional(&mut *conn)
+            .await?;
+        let Some(row) = row else {
+            tracing::warn!(session_id = %id, "session.ended for a session not stored; no webhook");
+            continue;
+        };
+        let parse = |col: &str| -> Result<String, sqlx::Error> { row.try_get::<String, _>(col) };
+        let bad = |e: parley_domain::IdError| sqlx::Error::Decode(Box::new(e));
+        let data = SessionEndedData {
+            session_id: (*id).clone(),
+            call_id: parley_domain::CallId::parse(parse("call_id")?).map_err(bad)?,
+            seeker_id: UserId::parse(parse("seeker_id")?).map_err(bad)?,
+            consultant_id: UserId::parse(parse("consultant_id")?).map_err(bad)?,
+            opened_at_ms: row.try_get("opened_ms")?,
+            ended_at_ms: at.unix_millis(),
+            reason: *reason,
+            ended_by: by.clone(),
+            bill: *bill,
+        };
+        let key = format!("session.ended:{id}");
+        let event = NewEvent::new(WebhookEventType::SessionEnded, &data, *at, Some(key)).map_err(encode)?;
+        any |= insert_event(conn, &event).await?;
+    }
+    Ok(any)
+}
+
+/// Where events go, if anywhere.
+#[derive(Debug, Clone)]
+struct Target {
+    url: String,
+    secret: String,
+}
+
+/// The outbox and its worker. Share as `Arc<Webhooks>`.
+pub struct Webhooks {
+    pool: AnyPool,
+    clock: Arc<dyn Clock>,
+    target: Option<Target>,
+    client: reqwest::Client,
+    wake: Arc<Notify>,
+}
+
+impl Webhooks {
+    /// The outbox over `pool` (migrated by the store), delivering to
+    /// `config.url` if set. The worker also wakes when `wake` is notified
+    /// (the store does so after committing session events).
+    pub fn new(
+        pool: AnyPool,
+        clock: Arc<dyn Clock>,
+        config: &WebhookConfig,
+        wake: Arc<Notify>,
+    ) -> anyhow::Result<Arc<Webhooks>> {
+        let target = match (&config.url, &config.secret) {
+            (Some(url), Some(secret)) => Some(Target { url: url.clone(), secret: secret.clone() }),
+            (Some(_), None) => anyhow::bail!("PARLEY_WEBHOOK_SECRET: is required when PARLEY_WEBHOOK_URL is set"),
+            (None, _) => None,
+        };
+        let client = reqwest::Client::builder()
+            .timeout(REQUEST_TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("parley-webhooks/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| anyhow::anyhow!("PARLEY_WEBHOOK_URL: cannot build the HTTP client: {e}"))?;
+        if target.is_none() {
+            tracing::info!("PARLEY_WEBHOOK_URL is not set: webhook events are stored but not delivered");
+        }
+        Ok(Arc::new(Webhooks { pool, clock, target, client, wake }))
+    }
+
+    /// Stores an event of `event_type` with `data`, created now, and wakes
+    /// the worker. Returns its id.
+    pub async fn emit(&self, event_type: WebhookEventType, data: &impl Serialize) -> Result<String, WebhookError> {
+        let event = NewEvent::new(event_type, data, self.clock.now(), None)?;
+        let mut conn = self.pool.acquire().await?;
+        insert_event(&mut conn, &event).await?;
+        self.wake();
+        Ok(event.id)
+    }
+
+    /// Like [`Webhooks::emit`], but at most once per `dedupe_key` (e.g.
+    /// `booking.reminder:<booking>`): `None` if that key was used before.
+    pub async fn emit_once(
+        &self,
+        dedupe_key: &str,
+        event_type: WebhookEventType,
+        data: &impl Serialize,
+    ) -> Result<Option<String>, WebhookError> {
+        let event = NewEvent::new(event_type, data, self.clock.now(), Some(dedupe_key.to_owned()))?;
+        let mut conn = self.pool.acquire().await?;
+        let stored = insert_event(&mut conn, &event).await?;
+        self.wake();
+        Ok(stored.then_some(event.id))
+    }
+
+    /// Wakes the worker: an event was stored.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Whether events are delivered (a URL is configured).
+    pub fn delivering(&self) -> bool {
+        self.target.is_some()
+    }
+
+    /// The worker: announces finished settlements and delivers due events
+    /// until `shutdown` resolves. Woken by [`Webhooks::wake`], by the
+    /// server clock reaching the next retry, and at least every second.
+    pub async fn run(self: Arc<Self>, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        loop {
+            if let Err(e) = self.pass().await {
+                tracing::error!(error = %e, "webhook outbox pass failed");
+            }
+            let next = match self.next_due().await {
+                Ok(next) => next,
+                Err(e) => {
+                    tracing::warn!(error = %e, "webhook outbox: cannot read the next retry");
+                    None
+                }
+            };
+            let retry = async {
+                match next {
+                    Some(at) => self.clock.sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = &mut shutdown => return,
+                () = self.wake.notified() => {}
+                () = retry => {}
+                () = tokio::time::sleep(POLL) => {}
+            }
+        }
+    }
+
+    /// One pass: stores `session.settled` for settlements finished since
+    /// the last pass, then delivers every event due now. Returns how many
+    /// deliveries were attempted.
+    pub async fn pass(&self) -> Result<usize, WebhookError> {
+        self.announce_settlements().await?;
+        match &self.target {
+            Some(target) => self.deliver_due(target).await,
+            None => Ok(0),
+        }
+    }
+
+    /// The earliest retry time of a pending event, when delivering.
+    async fn next_due(&self) -> Result<Option<Timestamp>, WebhookError> {
+        if self.target.is_none() {
+            return Ok(None);
+        }
+        let row = sqlx::query(
+            "SELECT CAST(MIN(next_attempt_ms) AS BIGINT) AS next FROM webhook_outbox WHERE status = 'pending'",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        let next: Option<i64> = row.try_get("next")?;
+        Ok(next.map(Timestamp::from_unix_millis))
+    }
+
+    /// `session.settled` for each settlement billing finished (done or
+    /// failed) and not yet announced: the event and the `announced` mark
+    /// are committed together, so each is announced exactly once, even with
+    /// several nodes or a crash in between. Calls that never became a
+    /// session (`unanswered`) are marked without an event.
+    async fn announce_settlements(&self) -> Result<(), WebhookError> {
+        let rows = sqlx::query(
+            "SELECT s.session_id, s.outcome, s.billable_secs, s.amount_minor, s.currency, s.status, s.last_error, \
+             s.done_ms, s.decided_ms, COALESCE(x.seeker_id, h.seeker_id) AS seeker_id, \
+             COALESCE(x.consultant_id, h.consultant_id) AS consultant_id \
+             FROM settlements s LEFT JOIN sessions x ON x.id = s.session_id LEFT JOIN holds h ON h.session_id = s.session_id \
+             WHERE s.announced = 0 AND s.status IN ('done', 'failed') ORDER BY s.done_ms LIMIT $1",
+        )
+        .bind(BATCH)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut stored = false;
+        for row in rows {
+            let sid: String = row.try_get("session_id")?;
+            let event = match settled_event(&self.pool, &row).await {
+                Ok(event) => event,
+                Err(e) => {
+                    tracing::error!(session_id = %sid, error = %e, "cannot build session.settled; not announced");
+                    None
+                }
+            };
+            let mut tx = self.pool.begin().await?;
+            let marked = sqlx::query("UPDATE settlements SET announced = 1 WHERE session_id = $1 AND announced = 0")
+                .bind(&sid)
+                .execute(&mut *tx)
+                .await?;
+            if marked.rows_affected() != 1 {
+                continue; // another worker did it
+            }
+            if let Some(event) = &event {
+                stored |= insert_event(&mut tx, event).await?;
+            }
+            tx.commit().await?;
+        }
+        if stored {
+            self.wake();
+        }
+        Ok(())
+    }
+
+    /// Delivers every pending event due now, each claimed with a lease first.
+    async fn deliver_due(&self, target: &Target) -> Result<usize, WebhookError> {
+        let now = self.clock.now().unix_millis();
+        let due = sqlx::query(
+            "SELECT id FROM webhook_outbox WHERE status = 'pending' AND next_attempt_ms <= $1 \
+             ORDER BY next_attempt_ms, id LIMIT $2",
+        )
+        .bind(now)
+        .bind(BATCH)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut attempted = 0;
+        for row in due {
+            let id: String = row.try_get("id")?;
+            let started = self.clock.now();
+            let lease = started.plus(LEASE).unix_millis();
+            let claimed = sqlx::query(
+                "UPDATE webhook_outbox SET next_attempt_ms = $3 WHERE id = $1 AND status = 'pending' \
+                 AND next_attempt_ms <= $2",
+            )
+            .bind(&id)
+            .bind(started.unix_millis())
+            .bind(lease)
+            .execute(&self.pool)
+            .await?;
+            if claimed.rows_affected() != 1 {
+                continue;
+            }
+            let row = sqlx::query("SELECT type, body, attempts FROM webhook_outbox WHERE id = $1")
+                .bind(&id)
+                .fetch_one(&self.pool)
+                .await?;
+            let body: String = row.try_get("body")?;
+            let event_type: String = row.try_get("type")?;
+            let attempts = row.try_get::<i64, _>("attempts")? + 1;
+            attempted += 1;
+            let outcome = self.post(target, &id, body, started).await;
+            self.record(&id, &event_type, attempts, started, outcome).await?;
+        }
+        Ok(attempted)
+    }
+
+    /// One attempt: the HTTP status, or why there was none.
+    async fn post(&self, target: &Target, id: &str, body: String, at: Timestamp) -> Result<u16, String> {
+        let signature = sign(&target.secret, at.unix_secs(), body.as_bytes());
+        let response = self
+            .client
+            .post(&target.url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header(SIGNATURE_HEADER, signature)
+            .header(EVENT_ID_HEADER, id)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| {
+                let kind = if e.is_timeout() { "timed out" } else { "failed" };
+                format!("request {kind}: {e}")
+            })?;
+        Ok(response.status().as_u16())
+    }
+
+    /// Stores the outcome of attempt number `attempts`, begun at `started`.
+    async fn record(
+        &self,
+        id: &str,
+        event_type: &str,
+        attempts: i64,
+        started: Timestamp,
+        outcome: Result<u16, String>,
+    ) -> Result<(), WebhookError> {
+        let (status, error) = match outcome {
+            Ok(code) if (200..300).contains(&code) => {
+                sqlx::query(
+                    "UPDATE webhook_outbox SET status = 'delivered', attempts = $2, last_status = $3, \
+                     last_error = NULL, delivered_ms = $4 WHERE id = $1",
+                )
+                .bind(id)
+                .bind(attempts)
+                .bind(i64::from(code))
+                .bind(self.clock.now().unix_millis())
+                .execute(&self.pool)
+                .await?;
+                metrics::counter!(DELIVERIES, "result" => "delivered").increment(1);
+                return Ok(());
+            }
+            Ok(code) => (Some(i64::from(code)), format!("HTTP {code}")),
+            Err(e) => (None, e),
+        };
+        match backoff(attempts) {
+            Some(delay) => {
+                metrics::counter!(DELIVERIES, "result" => "retry").increment(1);
+                tracing::warn!(event_id = id, event_type, attempts, error = %error, retry_in = ?delay, "webhook delivery failed; will retry");
+                sqlx::query(
+                    "UPDATE webhook_outbox SET attempts = $2, next_attempt_ms = $3, last_status = $4, last_error = $5 \
+                     WHERE id = $1",
+                )
+                .bind(id)
+                .bind(attempts)
+                // From the attempt's start: the schedule does not drift with slow receivers.
+                .bind(started.plus(delay).unix_millis())
+                .bind(status)
+                .bind(&error)
+                .execute(&self.pool)
+                .await?;
+            }
+            None => {
+                metrics::counter!(DELIVERIES, "result" => "failed").increment(1);
+                tracing::error!(event_id = id, event_type, attempts, error = %error, "webhook delivery failed for good; giving up");
+                sqlx::query(
+                    "UPDATE webhook_outbox SET status = 'failed', attempts = $2, last_status = $3, last_error = $4 \
+                     WHERE id = $1",
+                )
+                .bind(id)
+                .bind(attempts)
+                .bind(status)
+                .bind(&error)
+                .execute(&self.pool)
+                .await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The `session.settled` event of a finished settlement row, or `None` for
+/// a call that never became a session.
+async fn settled_event(pool: &AnyPool, row: &sqlx::any::AnyRow) -> Result<Option<NewEvent>, WebhookError> {
+    let sid: String = row.try_get("session_id")?;
+    let outcome = match row.try_get::<String, _>("outcome")?.as_str() {
+        "charged" => Outcome::Charged,
+        "free" => Outcome::Free,
+        _ => return Ok(None),
+    };
+    let (Some(seeker), Some(consultant)) =
+        (row.try_get::<Option<String>, _>("seeker_id")?, row.try_get::<Option<String>, _>("consultant_id")?)
+    else {
+        return Ok(None);
+    };
+    let bad = |e: parley_domain::IdError| WebhookError::Data(e.to_string());
+    let currency =
+        Currency::parse(&row.try_get::<String, _>("currency")?).map_err(|e| WebhookError::Data(e.to_string()))?;
+    let sums = sqlx::query(
+        "SELECT kind, currency, CAST(SUM(amount_minor) AS BIGINT) AS total FROM ledger \
+         WHERE session_id = $1 AND kind IN ('capture', 'fee', 'earnings') GROUP BY kind, currency",
+    )
+    .bind(&sid)
+    .fetch_all(pool)
+    .await?;
+    let sum = |kind: &str| -> Result<Option<Money>, WebhookError> {
+        for r in &sums {
+            if r.try_get::<String, _>("kind")? == kind {
+                let c = Currency::parse(&r.try_get::<String, _>("currency")?)
+                    .map_err(|e| WebhookError::Data(e.to_string()))?;
+                return Ok(Some(Money::new(r.try_get("total")?, c)));
+            }
+        }
+        Ok(None)
+    };
+    let done: Option<i64> = row.try_get("done_ms")?;
+    let settled_at = done.unwrap_or(row.try_get("decided_ms")?);
+    let data = SessionSettledData {
+        session_id: SessionId::parse(sid.clone()).map_err(bad)?,
+        seeker_id: UserId::parse(seeker).map_err(bad)?,
+        consultant_id: UserId::parse(consultant).map_err(bad)?,
+        status: row.try_get("status")?,
+        outcome,
+        billable_secs: u64::try_from(row.try_get::<i64, _>("billable_secs")?).unwrap_or(0),
+        amount: Money::new(row.try_get("amount_minor")?, currency),
+        captured: sum("capture")?,
+        fee: sum("fee")?,
+        earnings: sum("earnings")?,
+        settled_at_ms: settled_at,
+        error: row.try_get("last_error")?,
+    };
+    let key = format!("session.settled:{sid}");
+    let at = Timestamp::from_unix_millis(settled_at);
+    Ok(Some(NewEvent::new(WebhookEventType::SessionSettled, &data, at, Some(key))?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hmac::{Hmac, Mac};
+
+    #[test]
+    fn the_signature_is_hmac_sha256_of_time_dot_body_and_verifies_like_stripes() {
+        let secret = "whsec-parley-test-secret-0123456789";
+        let body = br#"{"id":"evt_1","type":"session.ended","created_ms":1,"data":{}}"#;
+        let header = sign(secret, 1_700_000_000, body);
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+        mac.update(b"1700000000.");
+        mac.update(body);
+        let want = hex::encode(mac.finalize().into_bytes());
+        assert_eq!(header, format!("t=1700000000,v1={want}"));
+        // A receiver's Stripe-style verification accepts it, within tolerance only.
+        parley_billing::webhook::verify(body, &header, secret, 1_700_000_100, 300).unwrap();
+        assert!(parley_billing::webhook::verify(body, &header, secret, 1_700_000_400, 300).is_err());
+        assert!(
+            parley_billing::webhook::verify(body, &header, "another-secret-another-secret-00", 1_700_000_000, 300)
+                .is_err()
+        );
+        let tampered = br#"{"id":"evt_1","type":"session.ended","created_ms":2,"data":{}}"#;
+        assert!(parley_billing::webhook::verify(tampered, &header, secret, 1_700_000_000, 300).is_err());
+    }
+
+    #[test]
+    fn backoff_doubles_from_30_s_caps_at_an_hour_and_gives_up_after_12_attempts() {
+        let secs: Vec<u64> = (1..MAX_ATTEMPTS).map(|n| backoff(n).unwrap().as_secs()).collect();
+        assert_eq!(secs, [30, 60, 120, 240, 480, 960, 1920, 3600, 3600, 3600, 3600]);
+        assert_eq!(backoff(MAX_ATTEMPTS), None);
+        assert_eq!(backoff(100), None);
+        let total: u64 = secs.iter().sum();
+        assert!((5 * 3600..6 * 3600).contains(&total), "retries span {total} s");
+    }
+
+    #[test]
+    fn an_event_body_is_the_envelope_with_its_id() {
+        let at = Timestamp::from_unix_millis(1_700_000_000_123);
+        let e = NewEvent::new(WebhookEventType::ReviewCreated, &serde_json::json!({"stars": 5}), at, None).unwrap();
+        assert!(e.id.starts_with("evt_") && e.id.len() == 36, "{}", e.id);
+        let v: serde_json::Value = serde_json::from_str(&e.body).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"id": e.id, "type": "review.created", "created_ms": 1_700_000_000_123_i64, "data": {"stars": 5}})
+        );
+        assert_ne!(new_event_id(), new_event_id());
+    }
+}
