@@ -133,6 +133,7 @@ impl Application {
             webhook_secret,
             files: files.clone(),
             consent,
+            marketplace: Arc::new(crate::profiles::Marketplace::from_config(&config)),
         };
         let mut router = routes::router(state.clone()).merge(signaling.router());
         if config.mode == Mode::Dev {

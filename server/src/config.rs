@@ -52,6 +52,7 @@ struct Raw {
     commission_bps: u32,
     instant_max_minutes: u32,
     currency: String,
+    currencies: String,
     payment_provider: String,
     stripe_secret_key: Option<String>,
     stripe_webhook_secret: Option<String>,
@@ -88,6 +89,7 @@ impl Default for Raw {
             commission_bps: BillingConfig::default().commission_bps,
             instant_max_minutes: BillingConfig::default().instant_max_minutes,
             currency: "EUR".into(),
+            currencies: "EUR,USD,GBP".into(),
             payment_provider: "sandbox".into(),
             stripe_secret_key: None,
             stripe_webhook_secret: None,
@@ -129,6 +131,10 @@ pub struct Config {
     pub billing: BillingConfig,
     /// Currency of unpriced (free) sessions (`PARLEY_CURRENCY`, default EUR).
     pub currency: Currency,
+    /// The currencies consultants may price in (`PARLEY_CURRENCIES`,
+    /// comma-separated ISO 4217 codes, default `EUR,USD,GBP`); another is
+    /// 400 `unsupported_currency`.
+    pub currencies: Vec<Currency>,
     /// The payment provider (`PARLEY_PAYMENT_PROVIDER`).
     pub payments: Payments,
     /// The web demo served at `/` in dev mode (`PARLEY_WEB_DIR`, default
@@ -270,6 +276,17 @@ impl Config {
         let Ok(currency) = Currency::parse(&raw.currency) else {
             return bad("PARLEY_CURRENCY", "expected an ISO 4217 code such as EUR");
         };
+        let mut currencies = Vec::new();
+        for c in list(&raw.currencies) {
+            match Currency::parse(&c) {
+                Ok(c) if !currencies.contains(&c) => currencies.push(c),
+                Ok(_) => {}
+                Err(_) => return bad("PARLEY_CURRENCIES", &format!("{c:?} is not an ISO 4217 code such as EUR")),
+            }
+        }
+        if currencies.is_empty() {
+            return bad("PARLEY_CURRENCIES", "name at least one currency, e.g. EUR,USD,GBP");
+        }
         // Checked here (before `raw` is taken apart), reported after the JWT secret.
         let recordings = recording_config(&raw);
         let payments = match raw.payment_provider.as_str() {
@@ -349,6 +366,7 @@ impl Config {
             meter,
             billing,
             currency,
+            currencies,
             payments,
             web_dir: raw.web_dir,
             sdk_js_dir: raw.sdk_js_dir,
@@ -478,6 +496,20 @@ mod tests {
         assert_eq!(c.recordings.store, RecordingStore::Local(PathBuf::from("./data/recordings")));
         assert_eq!(c.recordings.url_ttl, Duration::from_secs(900));
         assert_eq!(c.recordings.retention_days, 30);
+    }
+
+    #[test]
+    fn currencies_are_a_validated_list() {
+        let c = load(&[]).unwrap();
+        let codes: Vec<&str> = c.currencies.iter().map(|c| c.as_str()).collect();
+        assert_eq!(codes, ["EUR", "USD", "GBP"]);
+        let c = load(&[("currencies", "\" chf , CHF,JPY\"")]);
+        let e = c.unwrap_err().to_string();
+        assert!(e.contains("PARLEY_CURRENCIES") && e.contains("chf"), "{e}");
+        let c = load(&[("currencies", "\"CHF, JPY,CHF\"")]).unwrap();
+        assert_eq!(c.currencies.iter().map(|c| c.as_str()).collect::<Vec<_>>(), ["CHF", "JPY"]);
+        let e = load(&[("currencies", "\" , \"")]).unwrap_err().to_string();
+        assert!(e.contains("PARLEY_CURRENCIES"), "{e}");
     }
 
     #[test]

@@ -5,9 +5,12 @@
 pub mod api;
 pub mod app;
 pub mod config;
+pub mod directory;
 pub mod files;
 pub mod money;
 pub mod openapi;
+pub mod profiles;
+pub mod promotions;
 pub mod recording;
 pub mod retention;
 pub mod routes;

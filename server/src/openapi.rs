@@ -3,10 +3,11 @@
 //! WebSocket is described in docs/protocol.md).
 
 use parley_domain::protocol::rest::{
-    ChatLine, ConsultantPrice, ConsultantSummary, DevLoginRequest, DevLoginResponse, Earnings, EarningsItem,
-    EarningsTotal, HoldInfo, LedgerItem, PayoutLink, PayoutLinkRequest, PremiumRequest, PriceModel, Recap, Receipt,
-    RecordingConsent, RecordingFile, RecordingList, RefundRequest, RefundResponse, SessionDetails, TalkTime,
-    TimelineItem,
+    ChatLine, ConsultantPrice, ConsultantProfile, ConsultantRating, ConsultantSummary, DevLoginRequest,
+    DevLoginResponse, DirectoryItem, DirectoryPage, Earnings, EarningsItem, EarningsTotal, FeaturedWindow, HoldInfo,
+    LedgerItem, MyPromotions, PayoutLink, PayoutLinkRequest, PremiumRequest, PriceModel, ProfileUpdate,
+    PromotionPackage, PromotionPurchaseRequest, PromotionReceipt, Recap, Receipt, RecordingConsent, RecordingFile,
+    RecordingList, RefundRequest, RefundResponse, SessionDetails, TalkTime, TimelineItem,
 };
 use parley_domain::protocol::{ChatKind, ErrorBody, ErrorCode, Outcome, PresenceStatus, Role, UserInfo};
 use parley_domain::{Money, SessionId, UserId};
@@ -37,12 +38,21 @@ use utoipa::{Modify, OpenApi};
         crate::recording::set_premium,
         crate::recording::my_recording_consent,
         crate::recording::set_recording_consent,
+        crate::profiles::my_profile,
+        crate::profiles::set_profile,
+        crate::profiles::profile,
+        crate::directory::directory,
+        crate::promotions::packages,
+        crate::promotions::buy,
+        crate::promotions::my_promotions,
     ),
     components(schemas(
         ConsultantPrice, ConsultantSummary, DevLoginRequest, DevLoginResponse, Earnings, EarningsItem, EarningsTotal,
         HoldInfo, LedgerItem, PayoutLink, PayoutLinkRequest, PriceModel, Receipt, RefundRequest, RefundResponse, SessionDetails,
         TimelineItem, PremiumRequest, RecordingConsent, RecordingFile, RecordingList, TalkTime, ChatLine, Recap,
         ChatKind, ErrorBody, ErrorCode, Outcome, PresenceStatus, Role, UserInfo, Money, SessionId, UserId,
+        ProfileUpdate, ConsultantProfile, ConsultantRating, DirectoryItem, DirectoryPage, PromotionPackage,
+        PromotionPurchaseRequest, PromotionReceipt, FeaturedWindow, MyPromotions,
     )),
     modifiers(&Bearer),
 )]

@@ -37,6 +37,8 @@ pub struct AppState {
     pub(crate) files: Arc<crate::files::RecordingFiles>,
     /// Recording consent (premium seekers, consultants who allow it).
     pub(crate) consent: crate::recording::Consent,
+    /// Accepted pricing currencies and promotion packages.
+    pub(crate) marketplace: Arc<crate::profiles::Marketplace>,
 }
 
 /// An error answered as JSON [`ErrorBody`] with an HTTP status.
@@ -104,6 +106,9 @@ pub fn router(state: AppState) -> Router {
         .with_state(state.clone())
         .merge(crate::files::router(state.clone()))
         .merge(crate::recording::router(state.clone()))
+        .merge(crate::profiles::router(state.clone()))
+        .merge(crate::directory::router(state.clone()))
+        .merge(crate::promotions::router(state.clone()))
         .merge(crate::api::router(state))
 }
 
