@@ -4,12 +4,14 @@
 //! Billing never computes durations (ARCHITECTURE.md invariant): it receives
 //! the meter's settlement decision and carries it out exactly once.
 //!
-//! Module map: `provider` (the [`PaymentProvider`] seam), `sandbox` (the
+//! Module map: `promotions` (paid featured placement, charged at once),
+//! `provider` (the [`PaymentProvider`] seam), `sandbox` (the
 //! embedded default provider, B8), `service` ([`Billing`]: prices, holds,
 //! outbox, ledger, refunds, payout accounts), `stripe` (the Stripe API
 //! provider over async-stripe), `webhook` (Stripe webhook verification and
 //! parsing, B5).
 
+pub mod promotions;
 pub mod provider;
 pub mod sandbox;
 pub mod service;

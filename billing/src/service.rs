@@ -166,9 +166,9 @@ pub struct HoldFor<'a> {
 
 /// The billing service. Share as `Arc<Billing>`.
 pub struct Billing {
-    pool: AnyPool,
-    provider: Arc<dyn PaymentProvider>,
-    clock: Arc<dyn Clock>,
+    pub(crate) pool: AnyPool,
+    pub(crate) provider: Arc<dyn PaymentProvider>,
+    pub(crate) clock: Arc<dyn Clock>,
     cfg: BillingConfig,
     wake: Arc<Notify>,
     last_sweep: std::sync::Mutex<Option<Timestamp>>,

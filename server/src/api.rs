@@ -187,16 +187,16 @@ pub(crate) async fn my_price(
 #[utoipa::path(put, path = "/v1/consultants/me/price", tag = "consultants", security(("bearer" = [])),
     request_body = ConsultantPrice,
     responses((status = 200, body = ConsultantPrice), (status = 401, description = "missing, forged or expired token", body = Problem),
-        (status = 400, description = "`invalid_field`: bad body or amount ≤ 0", body = Problem),
+        (status = 400, description = "`invalid_price`: amount outside 1..=1000000; `unsupported_currency`: not in PARLEY_CURRENCIES; `invalid_field`: bad body", body = Problem),
         (status = 403, description = "`wrong_role`: consultants only", body = Problem)))]
 pub(crate) async fn set_price(
     State(s): State<AppState>,
     headers: HeaderMap,
-    body: Result<Json<ConsultantPrice>, JsonRejection>,
+    body: Result<Json<serde_json::Value>, JsonRejection>,
 ) -> Result<Json<ConsultantPrice>, ApiError> {
     let me = user(&s, &headers)?;
     require(&me, Role::Consultant)?;
-    let Json(price) = body.map_err(|e| ApiError::BadRequest(ErrorCode::InvalidField, e.body_text()))?;
+    let price = crate::profiles::checked_price(&s, body)?;
     s.billing.set_price(&me.id, &price).await?;
     Ok(Json(price))
 }

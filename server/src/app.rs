@@ -140,6 +140,7 @@ impl Application {
             bookings_wake: Arc::new(tokio::sync::Notify::new()),
             late_cancel_fee_percent: config.late_cancel_fee_percent,
             webhooks: webhooks.clone(),
+            marketplace: Arc::new(crate::profiles::Marketplace::from_config(&config)),
         };
         tokio::spawn(crate::bookings::run(state.clone(), stop_outbox.clone().cancelled_owned()));
         let mut router = routes::router(state.clone()).merge(signaling.router());

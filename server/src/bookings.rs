@@ -168,6 +168,14 @@ pub(crate) async fn set_availability(
     .execute(&s.store.pool())
     .await
     .map_err(db)?;
+    // One time zone and one list of lengths: the profile shows these.
+    sqlx::query("UPDATE profiles SET time_zone = $2, session_minutes = $3 WHERE consultant_id = $1")
+        .bind(me.id.as_str())
+        .bind(&a.time_zone)
+        .bind(serde_json::to_string(&a.session_lengths_min).expect("numbers serialise"))
+        .execute(&s.store.pool())
+        .await
+        .map_err(db)?;
     Ok(Json(a))
 }
 
@@ -1168,3 +1176,36 @@ async fn announce_no_shows(s: &AppState, now: i64) -> Result<(), ApiError> {
 }
 
 const HOUR_MS: i64 = 3_600_000;
+
+/// Keeps a consultant's availability in step with their profile's time
+/// zone and session lengths (one source each for display and scheduling),
+/// inside the profile write's transaction. Nothing if they have no
+/// availability yet, or if the profile's lengths are not bookable lengths.
+pub async fn follow_profile(
+    tx: &mut sqlx::AnyConnection,
+    consultant: &UserId,
+    time_zone: &str,
+    lengths: &[u32],
+) -> Result<(), sqlx::Error> {
+    let Some(row) = sqlx::query("SELECT rules FROM availability WHERE consultant_id = $1")
+        .bind(consultant.as_str())
+        .fetch_optional(&mut *tx)
+        .await?
+    else {
+        return Ok(());
+    };
+    let rules: String = row.try_get("rules")?;
+    let Ok(mut a) = serde_json::from_str::<Availability>(&rules) else { return Ok(()) };
+    a.time_zone = time_zone.to_owned();
+    a.session_lengths_min = lengths.to_vec();
+    if Schedule::new(&a).is_err() {
+        return Ok(());
+    }
+    sqlx::query("UPDATE availability SET time_zone = $2, rules = $3 WHERE consultant_id = $1")
+        .bind(consultant.as_str())
+        .bind(time_zone)
+        .bind(serde_json::to_string(&a).expect("availability serialises"))
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}

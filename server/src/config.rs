@@ -52,6 +52,7 @@ struct Raw {
     commission_bps: u32,
     instant_max_minutes: u32,
     currency: String,
+    currencies: String,
     payment_provider: String,
     stripe_secret_key: Option<String>,
     stripe_webhook_secret: Option<String>,
@@ -91,6 +92,7 @@ impl Default for Raw {
             commission_bps: BillingConfig::default().commission_bps,
             instant_max_minutes: BillingConfig::default().instant_max_minutes,
             currency: "EUR".into(),
+            currencies: "EUR,USD,GBP".into(),
             payment_provider: "sandbox".into(),
             stripe_secret_key: None,
             stripe_webhook_secret: None,
@@ -135,6 +137,10 @@ pub struct Config {
     pub billing: BillingConfig,
     /// Currency of unpriced (free) sessions (`PARLEY_CURRENCY`, default EUR).
     pub currency: Currency,
+    /// The currencies consultants may price in (`PARLEY_CURRENCIES`,
+    /// comma-separated ISO 4217 codes, default `EUR,USD,GBP`); another is
+    /// 400 `unsupported_currency`.
+    pub currencies: Vec<Currency>,
     /// The payment provider (`PARLEY_PAYMENT_PROVIDER`).
     pub payments: Payments,
     /// The web demo served at `/` in dev mode (`PARLEY_WEB_DIR`, default
@@ -296,6 +302,17 @@ impl Config {
         let Ok(currency) = Currency::parse(&raw.currency) else {
             return bad("PARLEY_CURRENCY", "expected an ISO 4217 code such as EUR");
         };
+        let mut currencies = Vec::new();
+        for c in list(&raw.currencies) {
+            match Currency::parse(&c) {
+                Ok(c) if !currencies.contains(&c) => currencies.push(c),
+                Ok(_) => {}
+                Err(_) => return bad("PARLEY_CURRENCIES", &format!("{c:?} is not an ISO 4217 code such as EUR")),
+            }
+        }
+        if currencies.is_empty() {
+            return bad("PARLEY_CURRENCIES", "name at least one currency, e.g. EUR,USD,GBP");
+        }
         // Checked here (before `raw` is taken apart), reported after the JWT secret.
         let recordings = recording_config(&raw);
         let webhooks = webhook_config(&raw);
@@ -377,6 +394,7 @@ impl Config {
             meter,
             billing,
             currency,
+            currencies,
             payments,
             web_dir: raw.web_dir,
             sdk_js_dir: raw.sdk_js_dir,
@@ -543,6 +561,20 @@ mod tests {
         .unwrap();
         assert_eq!(c.webhooks.url.as_deref(), Some("https://platform.example/hooks"));
         assert_eq!(c.webhooks.secret.as_deref(), Some(secret.as_str()));
+    }
+
+    #[test]
+    fn currencies_are_a_validated_list() {
+        let c = load(&[]).unwrap();
+        let codes: Vec<&str> = c.currencies.iter().map(|c| c.as_str()).collect();
+        assert_eq!(codes, ["EUR", "USD", "GBP"]);
+        let c = load(&[("currencies", "\" chf , CHF,JPY\"")]);
+        let e = c.unwrap_err().to_string();
+        assert!(e.contains("PARLEY_CURRENCIES") && e.contains("chf"), "{e}");
+        let c = load(&[("currencies", "\"CHF, JPY,CHF\"")]).unwrap();
+        assert_eq!(c.currencies.iter().map(|c| c.as_str()).collect::<Vec<_>>(), ["CHF", "JPY"]);
+        let e = load(&[("currencies", "\" , \"")]).unwrap_err().to_string();
+        assert!(e.contains("PARLEY_CURRENCIES"), "{e}");
     }
 
     #[test]

@@ -13,6 +13,10 @@ use parley_domain::protocol::rest::{
     Acceptance, AcceptanceCounts, ConsultantMetrics, MonthMetrics, ReplyRequest, Reputation, Review, ReviewCreatedData,
     ReviewPage, ReviewReply, ReviewRequest, SessionEndedData, SessionSettledData, SessionStartedData, WebhookEventType,
 };
+use parley_domain::protocol::rest::{
+    ConsultantProfile, ConsultantRating, DirectoryItem, DirectoryPage, FeaturedWindow, MyPromotions, ProfileUpdate,
+    PromotionPackage, PromotionPurchaseRequest, PromotionReceipt,
+};
 use parley_domain::protocol::{ChatKind, ErrorCode, Outcome, PresenceStatus, Problem, Role, UserInfo};
 use parley_domain::{Money, SessionId, UserId};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -58,6 +62,13 @@ use utoipa::{Modify, OpenApi};
         crate::reviews::reply,
         crate::reviews::consultant_reviews,
         crate::metrics_api::consultant_metrics,
+        crate::profiles::my_profile,
+        crate::profiles::set_profile,
+        crate::profiles::profile,
+        crate::directory::directory,
+        crate::promotions::packages,
+        crate::promotions::buy,
+        crate::promotions::my_promotions,
     ),
     components(schemas(
         ConsultantPrice, ConsultantSummary, DevLoginRequest, DevLoginResponse, Earnings, EarningsItem, EarningsTotal,
@@ -69,6 +80,8 @@ use utoipa::{Modify, OpenApi};
         ReviewRequest, ReplyRequest, Review, ReviewReply, Reputation, ReviewPage,
         ConsultantMetrics, MonthMetrics, Acceptance, AcceptanceCounts,
         WebhookEventType, SessionStartedData, SessionEndedData, SessionSettledData, ReviewCreatedData,
+        ProfileUpdate, ConsultantProfile, ConsultantRating, DirectoryItem, DirectoryPage, PromotionPackage,
+        PromotionPurchaseRequest, PromotionReceipt, FeaturedWindow, MyPromotions,
     )),
     modifiers(&Bearer),
 )]

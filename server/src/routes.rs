@@ -43,6 +43,8 @@ pub struct AppState {
     pub(crate) late_cancel_fee_percent: u32,
     /// Outgoing webhooks (the outbox).
     pub(crate) webhooks: Arc<crate::webhooks::Webhooks>,
+    /// Accepted pricing currencies and promotion packages.
+    pub(crate) marketplace: Arc<crate::profiles::Marketplace>,
 }
 
 /// An error answered as an RFC 9457 problem ([`Problem`]) with an HTTP
@@ -148,6 +150,9 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::bookings::router(state.clone()))
         .merge(crate::reviews::router(state.clone()))
         .merge(crate::metrics_api::router(state.clone()))
+        .merge(crate::profiles::router(state.clone()))
+        .merge(crate::directory::router(state.clone()))
+        .merge(crate::promotions::router(state.clone()))
         .merge(crate::api::router(state))
 }
 

@@ -393,7 +393,7 @@ async fn cancel_policy_free_early_fee_late_and_decline() {
     assert_eq!(status, StatusCode::OK, "{v}");
     let c = booking(&v);
     assert_eq!(
-        (c.state, c.cancellation_fee.clone(), c.cancelled_by.as_ref().map(|u| u.as_str())),
+        (c.state, c.cancellation_fee, c.cancelled_by.as_ref().map(|u| u.as_str())),
         (BookingState::Cancelled, None, Some("cat"))
     );
     hold_becomes(&app, &b.session_id, "released").await;

@@ -389,7 +389,7 @@ async fn the_rest_api_refuses_bad_prices_and_wrong_roles() {
     assert_eq!(api.set_price(&seeker, &price).await.unwrap_err().code(), Some(ErrorCode::WrongRole));
     let cora = app.token("cora", Role::Consultant);
     let zero = ConsultantPrice { model: PriceModel::Fixed, amount: eur(0) };
-    assert_eq!(api.set_price(&cora, &zero).await.unwrap_err().code(), Some(ErrorCode::InvalidField));
+    assert_eq!(api.set_price(&cora, &zero).await.unwrap_err().code(), Some(ErrorCode::InvalidPrice));
     let resp = reqwest::Client::new()
         .put(format!("{}/v1/consultants/me/price", app.base))
         .bearer_auth(&cora)

@@ -98,6 +98,7 @@ async fn stored_session(
         consultant_id: uid(consultant),
         opened_at: Timestamp::from_unix_millis(opened_ms),
         recording: false,
+        scheduled: false,
     };
     app.store.create_session(&record).await.unwrap();
     let bill = SessionBill { outcome: Outcome::Free, billable_secs: secs, charge: eur(0) };
