@@ -220,15 +220,13 @@ impl Billing {
         .await?;
         let purchases = rows.iter().map(receipt).collect::<Result<Vec<_>, _>>()?;
         let now = self.clock.now().unix_millis();
-        let current = match self.featured_until(consultant).await? {
-            // The running windows are back to back: the earliest of them
-            // is where the placement began.
-            Some(until) => Some(FeaturedWindow {
-                since_ms: purchases.iter().filter(|p| p.ends_at_ms > now).map(|p| p.starts_at_ms).min().unwrap_or(now),
-                until_ms: until.unix_millis(),
-            }),
-            None => None,
-        };
+        // The running windows are back to back: the earliest of them is
+        // where the placement began.
+        let since = purchases.iter().filter(|p| p.ends_at_ms > now).map(|p| p.starts_at_ms).min().unwrap_or(now);
+        let current = self
+            .featured_until(consultant)
+            .await?
+            .map(|until| FeaturedWindow { since_ms: since, until_ms: until.unix_millis() });
         Ok(MyPromotions { purchases, current })
     }
 
