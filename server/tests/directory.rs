@@ -559,3 +559,24 @@ async fn promotions_stack_and_refusals_buy_nothing(app: TestApp) {
     let third: PromotionReceipt = serde_json::from_value(v).unwrap();
     assert_eq!(third.starts_at_ms, now);
 }
+
+#[tokio::test]
+async fn the_openapi_document_describes_profiles_the_directory_and_promotions() {
+    let app = spawn_app().await;
+    let doc: Value = reqwest::get(format!("{}/openapi.json", app.base)).await.unwrap().json().await.unwrap();
+    for (method, path) in [
+        ("get", "/v1/consultants/me/profile"),
+        ("put", "/v1/consultants/me/profile"),
+        ("get", "/v1/consultants/{id}/profile"),
+        ("get", "/v1/directory"),
+        ("get", "/v1/promotions/packages"),
+        ("get", "/v1/consultants/me/promotions"),
+        ("post", "/v1/consultants/me/promotions"),
+    ] {
+        assert!(doc["paths"][path][method].is_object(), "{method} {path} missing from /openapi.json");
+    }
+    let schemas = &doc["components"]["schemas"];
+    for name in ["ProfileUpdate", "ConsultantProfile", "DirectoryPage", "PromotionReceipt", "MyPromotions"] {
+        assert!(schemas[name].is_object(), "schema {name} missing");
+    }
+}
