@@ -1448,15 +1448,7 @@ impl Hub {
             if st.rooms.contains_key(&session_id) {
                 return Ok(false);
             }
-            for u in [&seeker, &consultant] {
-                match st.users.get_mut(&u.id) {
-                    Some(state) if state.session.is_none() => state.session = Some(session_id.clone()),
-                    Some(_) => {}
-                    None => {
-                        st.restored.insert(u.id.clone(), session_id.clone());
-                    }
-                }
-            }
+            attach_session(&mut st, [&seeker.id, &consultant.id], &session_id);
             let recording = record.recording;
             let mut room = Room::new(record.clone(), seeker, consultant);
             room.no_show_at = Some(no_show_at);
@@ -1498,15 +1490,7 @@ impl Hub {
             if st.rooms.contains_key(&session_id) {
                 return;
             }
-            for u in [&seeker, &consultant] {
-                match st.users.get_mut(&u.id) {
-                    Some(state) if state.session.is_none() => state.session = Some(session_id.clone()),
-                    Some(_) => {}
-                    None => {
-                        st.restored.insert(u.id.clone(), session_id.clone());
-                    }
-                }
-            }
+            attach_session(&mut st, [&seeker.id, &consultant.id], &session_id);
             let recording = record.recording;
             st.rooms.insert(session_id.clone(), Room::new(record, seeker, consultant));
             if recording {
@@ -1630,6 +1614,20 @@ impl Hub {
         }
         let hub = Arc::clone(self);
         tokio::spawn(async move { hub.run_effects(effects).await });
+    }
+}
+
+/// Makes `session_id` the session of `users` (who are in no other one):
+/// at once for those known here, when they connect for the others.
+fn attach_session(st: &mut State, users: [&UserId; 2], session_id: &SessionId) {
+    for id in users {
+        match st.users.get_mut(id) {
+            Some(state) if state.session.is_none() => state.session = Some(session_id.clone()),
+            Some(_) => {}
+            None => {
+                st.restored.insert(id.clone(), session_id.clone());
+            }
+        }
     }
 }
 
