@@ -435,7 +435,10 @@ fn webhook_config(raw: &Raw) -> Result<WebhookConfig, ConfigError> {
     if let Some(url) = url {
         let scheme_ok = url.starts_with("http://") || url.starts_with("https://");
         if !scheme_ok || url.parse::<axum::http::Uri>().map_or(true, |u| u.host().is_none()) {
-            return bad("PARLEY_WEBHOOK_URL", "expected an http:// or https:// URL, e.g. https://platform.example/parley");
+            return bad(
+                "PARLEY_WEBHOOK_URL",
+                "expected an http:// or https:// URL, e.g. https://platform.example/parley",
+            );
         }
     }
     match (&raw.webhook_secret, url) {
@@ -523,8 +526,11 @@ mod tests {
     #[test]
     fn a_webhook_url_with_a_secret_is_accepted() {
         let secret = "s".repeat(32);
-        let c = load(&[("webhook_url", "\" https://platform.example/hooks \""), ("webhook_secret", &format!("\"{secret}\""))])
-            .unwrap();
+        let c = load(&[
+            ("webhook_url", "\" https://platform.example/hooks \""),
+            ("webhook_secret", &format!("\"{secret}\"")),
+        ])
+        .unwrap();
         assert_eq!(c.webhooks.url.as_deref(), Some("https://platform.example/hooks"));
         assert_eq!(c.webhooks.secret.as_deref(), Some(secret.as_str()));
     }

@@ -17,7 +17,6 @@ use parley_signaling::Store;
 use serde::Deserialize;
 use sqlx::{AnyPool, Row};
 
-
 use crate::routes::{ApiError, AppState};
 
 /// The routes of this module.
@@ -121,12 +120,7 @@ pub(crate) async fn consultant_metrics(
 }
 
 /// The metrics of `consultant` over `[from, to)`.
-async fn compute(
-    pool: &AnyPool,
-    consultant: &UserId,
-    from: i64,
-    to: i64,
-) -> anyhow::Result<ConsultantMetrics> {
+async fn compute(pool: &AnyPool, consultant: &UserId, from: i64, to: i64) -> anyhow::Result<ConsultantMetrics> {
     let mut months: BTreeMap<(i64, u32), Tally> = BTreeMap::new();
     let sessions = sqlx::query(
         "SELECT s.opened_ms, st.billable_secs FROM sessions s LEFT JOIN settlements st ON st.session_id = s.id \

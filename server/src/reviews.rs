@@ -85,8 +85,7 @@ fn check_text(text: &str, may_be_empty: bool) -> Result<(), ApiError> {
     Ok(())
 }
 
-const REVIEW_COLUMNS: &str =
-    "id, session_id, seeker_id, consultant_id, stars, text, created_ms, reply_text, reply_ms";
+const REVIEW_COLUMNS: &str = "id, session_id, seeker_id, consultant_id, stars, text, created_ms, reply_text, reply_ms";
 
 fn review_from_row(row: &AnyRow) -> Result<Review, ApiError> {
     let bad = |e: &dyn std::fmt::Display| ApiError::Internal(format!("stored review: {e}"));

@@ -522,8 +522,11 @@ async fn write(pool: &AnyPool, writes: &[&Write]) -> Result<(), sqlx::Error> {
     }
     // Webhook events (session.started / session.ended) with the facts they
     // announce (docs/protocol.md §14).
-    let ended: Vec<_> =
-        events.iter().filter(|(_, e, _)| matches!(e, SessionEvent::Ended { .. })).map(|(id, e, at)| (*id, *e, *at)).collect();
+    let ended: Vec<_> = events
+        .iter()
+        .filter(|(_, e, _)| matches!(e, SessionEvent::Ended { .. }))
+        .map(|(id, e, at)| (*id, *e, *at))
+        .collect();
     crate::webhooks::session_events(&mut tx, &sessions, &ended).await?;
     // The settlement decision, in the same transaction as the session's end
     // (DESIGN.md B3): a second decision for a session is ignored.

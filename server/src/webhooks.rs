@@ -20,11 +20,11 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use parley_domain::protocol::Outcome;
 use parley_domain::protocol::rest::{
     EVENT_ID_HEADER, EVENT_ID_PREFIX, SIGNATURE_HEADER, SessionEndedData, SessionSettledData, SessionStartedData,
     WebhookEvent, WebhookEventType,
 };
-use parley_domain::protocol::Outcome;
 use parley_domain::{Clock, Currency, Money, SessionId, Timestamp, UserId};
 use parley_signaling::store::{SessionEvent, SessionRecord};
 use serde::Serialize;
@@ -517,7 +517,8 @@ async fn settled_event(pool: &AnyPool, row: &sqlx::any::AnyRow) -> Result<Option
         return Ok(None);
     };
     let bad = |e: parley_domain::IdError| WebhookError::Data(e.to_string());
-    let currency = Currency::parse(&row.try_get::<String, _>("currency")?).map_err(|e| WebhookError::Data(e.to_string()))?;
+    let currency =
+        Currency::parse(&row.try_get::<String, _>("currency")?).map_err(|e| WebhookError::Data(e.to_string()))?;
     let sums = sqlx::query(
         "SELECT kind, currency, CAST(SUM(amount_minor) AS BIGINT) AS total FROM ledger \
          WHERE session_id = $1 AND kind IN ('capture', 'fee', 'earnings') GROUP BY kind, currency",
@@ -574,7 +575,10 @@ mod tests {
         // A receiver's Stripe-style verification accepts it, within tolerance only.
         parley_billing::webhook::verify(body, &header, secret, 1_700_000_100, 300).unwrap();
         assert!(parley_billing::webhook::verify(body, &header, secret, 1_700_000_400, 300).is_err());
-        assert!(parley_billing::webhook::verify(body, &header, "another-secret-another-secret-00", 1_700_000_000, 300).is_err());
+        assert!(
+            parley_billing::webhook::verify(body, &header, "another-secret-another-secret-00", 1_700_000_000, 300)
+                .is_err()
+        );
         let tampered = br#"{"id":"evt_1","type":"session.ended","created_ms":2,"data":{}}"#;
         assert!(parley_billing::webhook::verify(tampered, &header, secret, 1_700_000_000, 300).is_err());
     }

@@ -59,7 +59,10 @@ async fn refused(app: &TestApp, method: &str, path: &str, token: Option<&str>, b
 }
 
 /// `sam` calls `cora`; she accepts; both join.
-async fn open_session(app: &TestApp, pm: Option<&str>) -> (SignalingClient, Events, SignalingClient, Events, SessionId) {
+async fn open_session(
+    app: &TestApp,
+    pm: Option<&str>,
+) -> (SignalingClient, Events, SignalingClient, Events, SessionId) {
     let (consultant, mut c_events) = app.available_consultant("cora").await;
     let (seeker, s_events) = app.client("sam", Role::Seeker).await;
     seeker.call(&uid("cora"), pm).await.expect("call rings");
@@ -79,7 +82,14 @@ async fn wait_ended(events: &mut Events) {
 
 /// A session of `seeker` with `consultant` opened at `opened_ms` and ended
 /// `secs` later (all billable, free), written through the store.
-async fn stored_session(app: &TestApp, id: &str, seeker: &str, consultant: &str, opened_ms: i64, secs: u64) -> SessionId {
+async fn stored_session(
+    app: &TestApp,
+    id: &str,
+    seeker: &str,
+    consultant: &str,
+    opened_ms: i64,
+    secs: u64,
+) -> SessionId {
     let session_id = SessionId::parse(format!("ses_{id}")).unwrap();
     let record = SessionRecord {
         session_id: session_id.clone(),
@@ -110,7 +120,8 @@ async fn reviews_flow(app: TestApp) {
     let eve = app.token("eve", Role::Seeker);
     refused(&app, "POST", &review_path, Some(&eve), Some(good.clone()), (403, "forbidden")).await;
     refused(&app, "POST", &review_path, None, Some(good.clone()), (401, "missing_token")).await;
-    refused(&app, "POST", "/v1/sessions/ses_nope/review", Some(&sam), Some(good.clone()), (404, "unknown_session")).await;
+    refused(&app, "POST", "/v1/sessions/ses_nope/review", Some(&sam), Some(good.clone()), (404, "unknown_session"))
+        .await;
     refused(&app, "POST", "/v1/sessions/bad%20id/review", Some(&sam), Some(good.clone()), (400, "invalid_field")).await;
     for bad in [json!({"stars": 0}), json!({"stars": 6}), json!({"stars": -1}), json!({"text": "no stars"})] {
         refused(&app, "POST", &review_path, Some(&sam), Some(bad), (400, "invalid_field")).await;
@@ -137,7 +148,8 @@ async fn reviews_flow(app: TestApp) {
     refused(&app, "POST", &reply_path, Some(&sam), Some(thanks.clone()), (403, "wrong_role")).await;
     let otto = app.token("otto", Role::Consultant);
     refused(&app, "POST", &reply_path, Some(&otto), Some(thanks.clone()), (403, "forbidden")).await;
-    refused(&app, "POST", "/v1/reviews/rev_nope/reply", Some(&cora), Some(thanks.clone()), (404, "unknown_review")).await;
+    refused(&app, "POST", "/v1/reviews/rev_nope/reply", Some(&cora), Some(thanks.clone()), (404, "unknown_review"))
+        .await;
     refused(&app, "POST", &reply_path, Some(&cora), Some(json!({"text": "  "})), (400, "invalid_field")).await;
     let long = json!({"text": "x".repeat(2001)});
     refused(&app, "POST", &reply_path, Some(&cora), Some(long), (400, "invalid_field")).await;

@@ -269,7 +269,8 @@ async fn a_session_is_announced_from_start_to_review(postgres: bool) {
 
     // Each fact once, every event delivered at the first attempt.
     let pool = app.store.pool();
-    let rows = sqlx::query("SELECT id, type FROM webhook_outbox ORDER BY created_ms, id").fetch_all(&pool).await.unwrap();
+    let rows =
+        sqlx::query("SELECT id, type FROM webhook_outbox ORDER BY created_ms, id").fetch_all(&pool).await.unwrap();
     let types: Vec<String> = rows.iter().map(|r| r.try_get("type").unwrap()).collect();
     assert_eq!(types, ["session.started", "session.ended", "session.settled", "review.created"]);
     for row in &rows {
@@ -347,7 +348,8 @@ async fn without_a_url_events_are_stored_but_not_sent() {
             .map(|r| (r.try_get("type").unwrap(), r.try_get("status").unwrap(), r.try_get("attempts").unwrap()))
             .collect();
         if got.len() == 3 {
-            let want = ["session.started", "session.ended", "session.settled"].map(|t| (t.to_owned(), "pending".to_owned(), 0));
+            let want = ["session.started", "session.ended", "session.settled"]
+                .map(|t| (t.to_owned(), "pending".to_owned(), 0));
             assert_eq!(got, want);
             break;
         }
@@ -376,7 +378,10 @@ fn refused_config(vars: &[(&str, &str)]) -> String {
 fn a_webhook_url_without_a_secret_stops_the_server_naming_the_key() {
     let e = refused_config(&[("PARLEY_WEBHOOK_URL", "https://platform.example/parley")]);
     assert!(e.contains("PARLEY_WEBHOOK_SECRET"), "{e}");
-    let e = refused_config(&[("PARLEY_WEBHOOK_URL", "https://platform.example/parley"), ("PARLEY_WEBHOOK_SECRET", "short")]);
+    let e = refused_config(&[
+        ("PARLEY_WEBHOOK_URL", "https://platform.example/parley"),
+        ("PARLEY_WEBHOOK_SECRET", "short"),
+    ]);
     assert!(e.contains("PARLEY_WEBHOOK_SECRET") && e.contains("32 bytes"), "{e}");
     let e = refused_config(&[("PARLEY_WEBHOOK_URL", "platform.example"), ("PARLEY_WEBHOOK_SECRET", SECRET)]);
     assert!(e.contains("PARLEY_WEBHOOK_URL"), "{e}");
