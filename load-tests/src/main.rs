@@ -353,7 +353,10 @@ mod tests {
     fn record_arguments_are_validated() {
         let cli = Cli::try_parse_from(["parley-load", "record"]).unwrap();
         let Command::Record(args) = cli.command else { panic!() };
-        assert_eq!((args.sessions, args.duration, args.video, args.video_kbps), (10, Duration::from_secs(20), false, 500));
+        assert_eq!(
+            (args.sessions, args.duration, args.video, args.video_kbps),
+            (10, Duration::from_secs(20), false, 500)
+        );
         assert_eq!((args.recorder_pid, args.setup_concurrency, args.max_loss_percent), (None, 10, 1.0));
         let cli = Cli::try_parse_from([
             "parley-load",

@@ -670,10 +670,8 @@ pub async fn run(opts: RecordOptions) -> anyhow::Result<RecordReport> {
 
     // The recorder at rest, before any session.
     let generator_cpus = procfs::allowed_cpus(std::process::id()).unwrap_or_default();
-    let mut window = Window {
-        generator_cores: std::thread::available_parallelism().map_or(1, usize::from),
-        ..Window::default()
-    };
+    let mut window =
+        Window { generator_cores: std::thread::available_parallelism().map_or(1, usize::from), ..Window::default() };
     if let Some(pid) = opts.recorder_pid {
         window.recorder_cores = procfs::allowed_cpus(pid).unwrap_or_default();
         window.recorder_rss_kib[0] = procfs::rss_kib(pid).ok();
@@ -861,7 +859,9 @@ async fn pump(
             ServerMessage::RecordingStarted { session_id: s, recorder_id } if s == session_id => {
                 recorder = Some(recorder_id);
             }
-            ServerMessage::SdpOffer { session_id: s, from, sdp } if s == session_id && recorder.as_ref() == Some(&from) => {
+            ServerMessage::SdpOffer { session_id: s, from, sdp }
+                if s == session_id && recorder.as_ref() == Some(&from) =>
+            {
                 if let Some(old) = uplink.send_replace(None) {
                     end.notes.push("the recorder offered again; uplink replaced".into());
                     tokio::spawn(async move {
@@ -957,11 +957,7 @@ async fn drive(
 
     rec.stage = "stored";
     let list = stored(&ctx.api, &consultant_token, &session_id).await?;
-    let manifest = list
-        .recordings
-        .iter()
-        .find(|f| f.kind == "manifest")
-        .expect("stored() waits for the manifest");
+    let manifest = list.recordings.iter().find(|f| f.kind == "manifest").expect("stored() waits for the manifest");
     let bytes = ctx.api.download(&manifest.url).await.context("downloading the manifest")?;
     let manifest: StoredManifest = serde_json::from_slice(&bytes).context("parsing the manifest")?;
     rec.apply_manifest(&manifest, ctx.video, ctx.max_loss_percent);
@@ -1137,7 +1133,8 @@ mod tests {
         let mut rec = SessionRecord::new(0, "r");
         rec.audio_packets_sent = 2000;
         let (s, c) = (rec.seeker.clone(), rec.consultant.clone());
-        let manifest = StoredManifest { tracks: vec![track(&s, "audio", 1000, 1000, 0), track(&c, "audio", 995, 995, 0)] };
+        let manifest =
+            StoredManifest { tracks: vec![track(&s, "audio", 1000, 1000, 0), track(&c, "audio", 995, 995, 0)] };
         rec.apply_manifest(&manifest, false, 1.0);
         assert!(rec.recorded && rec.complete);
         assert_eq!((rec.audio_packets_recorded, rec.audio_gaps, rec.tracks_stored), (1995, 1, 2));
@@ -1145,7 +1142,8 @@ mod tests {
 
         // Too much loss: recorded, not complete.
         let mut lossy = SessionRecord { audio_packets_sent: 2000, ..SessionRecord::new(0, "r") };
-        let manifest = StoredManifest { tracks: vec![track(&s, "audio", 1000, 1000, 0), track(&c, "audio", 900, 900, 0)] };
+        let manifest =
+            StoredManifest { tracks: vec![track(&s, "audio", 1000, 1000, 0), track(&c, "audio", 900, 900, 0)] };
         lossy.apply_manifest(&manifest, false, 1.0);
         assert!(lossy.recorded && !lossy.complete);
 
