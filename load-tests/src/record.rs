@@ -131,22 +131,60 @@ pub fn loss_percent(sent: u64, received: u64) -> Option<f64> {
     (sent > 0).then(|| sent.saturating_sub(received) as f64 * 100.0 / sent as f64)
 }
 
-/// What limited the run: `recorder` and/or `generator` when it used at
-/// least [`SATURATED_PERCENT`] of the cores it may run on, else `none`.
-/// CPU figures are % of one core.
-pub fn bottleneck(
-    recorder: Option<f64>,
-    recorder_cores: usize,
-    generator: Option<f64>,
-    generator_cores: usize,
-) -> &'static str {
-    let saturated = |cpu: Option<f64>, cores: usize| cpu.is_some_and(|c| c >= SATURATED_PERCENT * cores.max(1) as f64);
-    match (saturated(recorder, recorder_cores), saturated(generator, generator_cores)) {
-        (true, true) => "recorder and generator",
-        (true, false) => "recorder",
-        (false, true) => "generator",
-        (false, false) => "none",
+/// A process's share of the machine in the steady window.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct CpuUse {
+    /// Its CPU, % of one core.
+    pub cpu: Option<f64>,
+    /// The cores it may run on.
+    pub cores: usize,
+    /// How busy those cores were, every process on them, %.
+    pub cores_busy: Option<f64>,
+}
+
+/// Saturated cores are put down to other processes when these took at
+/// least this many percentage points of them.
+pub const OTHERS_PERCENT: f64 = 10.0;
+
+/// Below this % of the audio packets they should have sent, the uplinks
+/// fell behind: the generator did not get the CPU it needed.
+pub const MIN_SEND_RATE_PERCENT: f64 = 95.0;
+
+/// What limited the run, or `none`: a process that used at least
+/// [`SATURATED_PERCENT`] of the cores it may run on, or whose cores were
+/// that busy (by other processes too, on a shared machine: named as such
+/// when they took [`OTHERS_PERCENT`] or more); or a generator whose
+/// uplinks sent less than [`MIN_SEND_RATE_PERCENT`] of their packets.
+pub fn bottleneck(recorder: CpuUse, generator: CpuUse, send_rate_percent: Option<f64>) -> String {
+    let limit = |name: &str, u: CpuUse| {
+        let own = u.cpu.map(|c| c / u.cores.max(1) as f64);
+        if own.is_some_and(|c| c >= SATURATED_PERCENT) {
+            return Some(name.to_owned());
+        }
+        let busy = u.cores_busy.filter(|b| *b >= SATURATED_PERCENT)?;
+        // Saturated cores: by this process, or with a good share taken by others.
+        Some(if busy - own.unwrap_or(0.0) >= OTHERS_PERCENT {
+            format!("{name}'s cores (busy with other processes)")
+        } else {
+            name.to_owned()
+        })
+    };
+    let mut limits: Vec<String> = limit("recorder", recorder).into_iter().collect();
+    match (limit("generator", generator), send_rate_percent) {
+        (_, Some(rate)) if rate < MIN_SEND_RATE_PERCENT => {
+            limits.push(format!("generator (sent {rate:.0} % of its audio)"))
+        }
+        (Some(g), _) => limits.push(g),
+        _ => {}
     }
+    if limits.is_empty() { "none".to_owned() } else { limits.join(" and ") }
+}
+
+/// % of the audio packets `uplinks` sending 50 packets/s should have sent
+/// in `wall` that they did send.
+pub fn send_rate_percent(sent: u64, uplinks: usize, wall: Duration) -> Option<f64> {
+    let expected = uplinks as f64 * wall.as_secs_f64() / parley_sdk::call::AUDIO_FRAME_DURATION.as_secs_f64();
+    (expected > 0.0).then(|| sent as f64 * 100.0 / expected)
 }
 
 /// One track of the stored manifest (the recorder's `ManifestTrack`; only
@@ -301,6 +339,12 @@ pub struct Window {
     pub generator_cpu_percent: Option<f64>,
     /// The cores this process may run on.
     pub generator_cores: usize,
+    /// How busy those cores were in the window (every process on them), %.
+    pub generator_cores_busy_percent: Option<f64>,
+    /// Audio packets the live uplinks sent in the window.
+    pub window_audio_packets_sent: u64,
+    /// Uplinks live in the window (2 per live session).
+    pub window_uplinks: usize,
 }
 
 /// The result of a `record` run; serialised as the last line of stdout.
@@ -354,8 +398,13 @@ pub struct RecordReport {
     pub generator_cpu_percent: Option<f64>,
     /// The cores this process may run on.
     pub generator_cores: usize,
-    /// What limited the run: `recorder`, `generator`, both, or `none`.
-    pub bottleneck: &'static str,
+    /// How busy this process's cores were (all processes), %.
+    pub generator_cores_busy_percent: Option<f64>,
+    /// Audio packets the uplinks sent in the window / 50 per second per
+    /// uplink, %: below 95 the generator fell behind.
+    pub send_rate_percent: Option<f64>,
+    /// What limited the run (see [`bottleneck`]), or `none`.
+    pub bottleneck: String,
     /// Opus packets sent, all uplinks.
     pub audio_packets_sent: u64,
     /// Opus packets the recorder received, all sessions.
@@ -390,6 +439,11 @@ impl RecordReport {
             [Some(before), Some(after)] if live > 0 => Some(after.saturating_sub(before) as f64 / live as f64),
             _ => None,
         };
+        let send_rate = send_rate_percent(
+            window.window_audio_packets_sent,
+            window.window_uplinks,
+            Duration::from_secs_f64(window.secs),
+        );
         let stored: Vec<&SessionRecord> = per_session.iter().filter(|r| r.audio_packets_recorded > 0).collect();
         let sent_of_stored = stored.iter().map(|r| r.audio_packets_sent).sum();
         let recorded_of_stored = stored.iter().map(|r| r.audio_packets_recorded).sum();
@@ -417,11 +471,20 @@ impl RecordReport {
             server_cpu_percent: window.server_cpu_percent,
             generator_cpu_percent: window.generator_cpu_percent,
             generator_cores: window.generator_cores,
+            generator_cores_busy_percent: window.generator_cores_busy_percent,
+            send_rate_percent: send_rate,
             bottleneck: bottleneck(
-                window.recorder_cpu_percent,
-                window.recorder_cores.len(),
-                window.generator_cpu_percent,
-                window.generator_cores,
+                CpuUse {
+                    cpu: window.recorder_cpu_percent,
+                    cores: window.recorder_cores.len(),
+                    cores_busy: window.recorder_cores_busy_percent,
+                },
+                CpuUse {
+                    cpu: window.generator_cpu_percent,
+                    cores: window.generator_cores,
+                    cores_busy: window.generator_cores_busy_percent,
+                },
+                send_rate,
             ),
             recorder_cores: window.recorder_cores,
             audio_packets_sent: per_session.iter().map(|r| r.audio_packets_sent).sum(),
@@ -499,10 +562,13 @@ impl RecordReport {
             self.recorder_rss_kib_per_session.map_or_else(|| "-".to_owned(), |x| format!("{x:.0}"))
         ));
         out.push(format!(
-            "others    server {}, generator {} of one core ({} cores allowed); bottleneck: {}",
+            "others    server {}, generator {} of one core ({} cores allowed, busy {}), uplinks sent {} of \
+             their audio; bottleneck: {}",
             pct(self.server_cpu_percent),
             pct(self.generator_cpu_percent),
             self.generator_cores,
+            pct(self.generator_cores_busy_percent),
+            pct(self.send_rate_percent),
             self.bottleneck
         ));
         out.push(format!(
@@ -539,6 +605,16 @@ struct Ctx {
     video: bool,
     max_loss_percent: f64,
     setups: Semaphore,
+    /// Every connected uplink, for the packets sent in the window.
+    uplinks: std::sync::Mutex<Vec<Arc<Call>>>,
+}
+
+impl Ctx {
+    /// Audio packets every uplink sent so far, and how many uplinks there are.
+    fn audio_sent(&self) -> (u64, usize) {
+        let uplinks = self.uplinks.lock().unwrap_or_else(|e| e.into_inner());
+        (uplinks.iter().map(|u| u.audio_packets_sent()).sum(), uplinks.len())
+    }
 }
 
 /// Runs the scenario.
@@ -589,9 +665,11 @@ pub async fn run(opts: RecordOptions) -> anyhow::Result<RecordReport> {
         video: opts.video,
         max_loss_percent: opts.max_loss_percent,
         setups: Semaphore::new(opts.setup_concurrency.max(1)),
+        uplinks: std::sync::Mutex::new(Vec::new()),
     });
 
     // The recorder at rest, before any session.
+    let generator_cpus = procfs::allowed_cpus(std::process::id()).unwrap_or_default();
     let mut window =
         Window { generator_cores: std::thread::available_parallelism().map_or(1, usize::from), ..Window::default() };
     if let Some(pid) = opts.recorder_pid {
@@ -651,9 +729,14 @@ pub async fn run(opts: RecordOptions) -> anyhow::Result<RecordReport> {
     let recorder0 = opts.recorder_pid.and_then(procfs::cpu_secs);
     let server0 = opts.server_pid.and_then(procfs::cpu_secs);
     let cores0 = procfs::cores_ticks(&window.recorder_cores);
+    let own_cores0 = procfs::cores_ticks(&generator_cpus);
     let own0 = procfs::own_cpu_secs();
+    let (sent0, uplinks) = ctx.audio_sent();
     tokio::time::sleep(opts.duration).await;
+    let (sent1, _) = ctx.audio_sent();
     let wall = t0.elapsed();
+    window.window_audio_packets_sent = sent1.saturating_sub(sent0);
+    window.window_uplinks = uplinks;
     let delta = |a: Option<f64>, b: Option<f64>| match (a, b) {
         (Some(a), Some(b)) => cpu_percent(b - a, wall),
         _ => None,
@@ -664,6 +747,10 @@ pub async fn run(opts: RecordOptions) -> anyhow::Result<RecordReport> {
     window.generator_cpu_percent = delta(own0, procfs::own_cpu_secs());
     window.recorder_cores_busy_percent = match (cores0, procfs::cores_ticks(&window.recorder_cores)) {
         (Some(a), Some(b)) if !window.recorder_cores.is_empty() => b.busy_percent_since(&a),
+        _ => None,
+    };
+    window.generator_cores_busy_percent = match (own_cores0, procfs::cores_ticks(&generator_cpus)) {
+        (Some(a), Some(b)) if !generator_cpus.is_empty() => b.busy_percent_since(&a),
         _ => None,
     };
     window.recorder_rss_kib[1] = opts.recorder_pid.and_then(|pid| procfs::rss_kib(pid).ok());
@@ -943,8 +1030,9 @@ async fn set_up(ctx: &Ctx, rec: &mut SessionRecord) -> anyhow::Result<SetUp> {
     let s = Participant::start(&seeker, s_events, &session_id, s_config);
 
     rec.stage = "uplinks";
-    tokio::try_join!(s.connected("seeker"), c.connected("consultant"))?;
+    let (s_uplink, c_uplink) = tokio::try_join!(s.connected("seeker"), c.connected("consultant"))?;
     rec.setup_ms = Some(ms(t0.elapsed()));
+    ctx.uplinks.lock().unwrap_or_else(|e| e.into_inner()).extend([s_uplink, c_uplink]);
     Ok((seeker, consultant, session_id, s, c, consultant_token))
 }
 
@@ -1014,11 +1102,23 @@ mod tests {
         assert_eq!(loss_percent(1000, 990), Some(1.0));
         assert_eq!(loss_percent(1000, 1003), Some(0.0), "duplicates do not make negative loss");
         assert_eq!(loss_percent(0, 0), None);
-        assert_eq!(bottleneck(Some(95.0), 1, Some(40.0), 1), "recorder");
-        assert_eq!(bottleneck(Some(95.0), 2, Some(40.0), 1), "none", "95 % of two cores is not saturated");
-        assert_eq!(bottleneck(Some(50.0), 1, Some(99.0), 1), "generator");
-        assert_eq!(bottleneck(Some(99.0), 1, Some(190.0), 2), "recorder and generator");
-        assert_eq!(bottleneck(None, 0, Some(10.0), 1), "none");
+        let u = |cpu: f64, cores: usize, busy: f64| CpuUse { cpu: Some(cpu), cores, cores_busy: Some(busy) };
+        let calm = u(40.0, 1, 50.0);
+        assert_eq!(bottleneck(u(95.0, 1, 96.0), calm, Some(100.0)), "recorder");
+        assert_eq!(bottleneck(u(95.0, 2, 50.0), calm, Some(100.0)), "none", "95 % of two cores is not saturated");
+        assert_eq!(bottleneck(u(50.0, 1, 50.0), u(99.0, 1, 99.0), Some(99.0)), "generator");
+        assert_eq!(bottleneck(u(99.0, 1, 99.0), u(190.0, 2, 95.0), None), "recorder and generator");
+        assert_eq!(bottleneck(CpuUse::default(), calm, None), "none");
+        assert_eq!(
+            bottleneck(u(30.0, 1, 99.0), calm, Some(100.0)),
+            "recorder's cores (busy with other processes)",
+            "a shared machine: the recorder was starved"
+        );
+        assert_eq!(bottleneck(calm, u(30.0, 1, 99.0), Some(60.0)), "generator (sent 60 % of its audio)");
+        assert_eq!(bottleneck(u(88.0, 1, 91.0), calm, None), "recorder", "its own core, nearly all its own");
+        assert_eq!(send_rate_percent(1000, 2, Duration::from_secs(10)), Some(100.0), "2 × 50/s × 10 s");
+        assert_eq!(send_rate_percent(500, 2, Duration::from_secs(10)), Some(50.0));
+        assert_eq!(send_rate_percent(0, 0, Duration::from_secs(10)), None);
     }
 
     #[test]
@@ -1094,6 +1194,8 @@ mod tests {
             recorder_rss_kib: [Some(10_000), Some(10_800)],
             generator_cpu_percent: Some(30.0),
             generator_cores: 1,
+            window_audio_packets_sent: 8000,
+            window_uplinks: 8,
             ..Window::default()
         };
         let report = RecordReport::new(records, &opts(4, false), window, "minted".into());
@@ -1104,6 +1206,7 @@ mod tests {
         assert_eq!(report.sessions_per_core, Some(50.0));
         assert_eq!(report.recorder_rss_kib_per_session, Some(200.0));
         assert_eq!(report.bottleneck, "none");
+        assert_eq!(report.send_rate_percent, Some(100.0));
         assert_eq!(report.audio_loss_percent, Some(0.0));
         assert_eq!(report.video_kbps, None);
 
@@ -1118,6 +1221,7 @@ mod tests {
             "sessions_per_core",
             "generator_cpu_percent",
             "bottleneck",
+            "send_rate_percent",
             "audio_loss_percent",
             "complete",
             "per_session",

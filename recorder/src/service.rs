@@ -8,7 +8,10 @@
 //! (and video). Received RTP packets go, without transcoding, to one
 //! [`TrackWriter`] per participant and track. A participant who drops and
 //! rejoins gets a new connection (a new RTP stream), which the writer
-//! places at its arrival time: a gap, not corruption. When the session
+//! places at its arrival time: a gap, not corruption. While a video
+//! writer [wants a key frame](TrackWriter::wants_key_frame) (a new stream,
+//! or a frame lost), the participant is asked for one with an RTCP picture
+//! loss indication, at most every [`KEY_FRAME_REQUEST_INTERVAL`]. When the session
 //! ends, the files are finished, a [`Manifest`] written, and everything
 //! handed to the [`RecordingSink`] (the server uploads and registers it).
 //!
@@ -31,6 +34,35 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::media::{Manifest, ManifestTrack, TrackCodec, TrackWriter};
+
+/// Least time between two key frame requests (RTCP PLI) to one participant
+/// while their video writer wants a key frame: the request or the key frame
+/// may be lost, so it is repeated, but a key frame takes a moment to arrive
+/// and is expensive for the sender.
+pub const KEY_FRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(500);
+
+/// When a participant was last asked for a key frame (recording time).
+#[derive(Debug, Default)]
+struct KeyFrameRequests {
+    last: HashMap<UserId, Duration>,
+}
+
+impl KeyFrameRequests {
+    /// Whether to ask `user` now (and if so, remember it): the first time,
+    /// then at most every [`KEY_FRAME_REQUEST_INTERVAL`].
+    fn due(&mut self, user: &UserId, now: Duration) -> bool {
+        if self.last.get(user).is_some_and(|t| now.saturating_sub(*t) < KEY_FRAME_REQUEST_INTERVAL) {
+            return false;
+        }
+        self.last.insert(user.clone(), now);
+        true
+    }
+
+    /// A new connection to `user`: its first request goes out at once.
+    fn reset(&mut self, user: &UserId) {
+        self.last.remove(user);
+    }
+}
 
 /// Where finished recordings go: the server uploads the files to storage
 /// and registers them with the session.
@@ -168,6 +200,7 @@ struct SessionRecording {
     ice_servers: Vec<parley_domain::protocol::IceServer>,
     /// The audio-level extension id of our offers (RFC 6464, for talk time).
     level_id: Option<u8>,
+    key_frames: KeyFrameRequests,
 }
 
 fn unix_ms() -> i64 {
@@ -190,6 +223,7 @@ impl SessionRecording {
             rtp_rx,
             ice_servers: Vec::new(),
             level_id: None,
+            key_frames: KeyFrameRequests::default(),
         }
     }
 
@@ -269,6 +303,7 @@ impl SessionRecording {
         if let Some(old) = self.peers.remove(&user.id) {
             let _ = old.call.close().await;
         }
+        self.key_frames.reset(&user.id);
         let (sink_tx, mut sink_rx) = mpsc::unbounded_channel::<RemoteRtp>();
         let tagged = self.rtp_tx.clone();
         let id = user.id.clone();
@@ -341,10 +376,16 @@ impl SessionRecording {
                 }
             }
         }
-        if let Some(w) = self.writers.get_mut(&key)
-            && let Err(err) = w.push(&rtp.packet, arrival)
-        {
+        let Some(w) = self.writers.get_mut(&key) else { return };
+        if let Err(err) = w.push(&rtp.packet, arrival) {
             debug!(%err, "packet not written");
+        }
+        if w.wants_key_frame()
+            && self.key_frames.due(&user, arrival)
+            && let Some(peer) = self.peers.get(&user)
+        {
+            let tracks = peer.call.request_key_frame();
+            debug!(%user, tracks, "asked for a key frame");
         }
     }
 
@@ -381,5 +422,24 @@ impl SessionRecording {
             }
             Err(err) => warn!(session = %self.session_id, %err, dir = %self.dir.display(), "recording kept locally"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_frames_are_asked_for_at_once_then_at_most_every_interval() {
+        let (sam, cora) = (UserId::parse("sam").unwrap(), UserId::parse("cora").unwrap());
+        let mut requests = KeyFrameRequests::default();
+        let ms = Duration::from_millis;
+        assert!(requests.due(&sam, ms(1000)), "the first request goes out at once");
+        assert!(!requests.due(&sam, ms(1000) + KEY_FRAME_REQUEST_INTERVAL - ms(1)));
+        assert!(requests.due(&cora, ms(1001)), "participants are throttled separately");
+        assert!(requests.due(&sam, ms(1000) + KEY_FRAME_REQUEST_INTERVAL));
+        assert!(!requests.due(&sam, ms(1600)));
+        requests.reset(&sam);
+        assert!(requests.due(&sam, ms(1601)), "a new connection is asked at once");
     }
 }

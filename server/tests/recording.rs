@@ -202,3 +202,59 @@ async fn a_premium_seeker_downloads_the_recording_and_recap_of_a_real_call() {
         http.get(url(&format!("/v1/sessions/{session_id}/recap"))).bearer_auth(&premium_claim).send().await.unwrap();
     assert_eq!(r.status(), 200, "a token's premium claim counts");
 }
+
+/// A VP8 inter frame (frame tag P bit set): useless without a key frame.
+const VP8_INTER_FRAME: [u8; 8] = [0x51, 0x2a, 0x00, 0xff, 0x10, 0x20, 0x30, 0x40];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_recorder_asks_for_a_key_frame_while_it_has_none() {
+    let app = spawn_app_with(|c| c.recorder = RecorderMode::Embedded).await;
+    let api = parley_sdk::ApiClient::new(&app.base).unwrap();
+    api.set_recording_allowed(&app.token("cora", Role::Consultant), true).await.unwrap();
+    let (consultant, c_events) = app.available_consultant("cora").await;
+    let premium = app.auth.issue_with(&common::user("sam", Role::Seeker), true, WAIT * 60, app.clock.now());
+    let (seeker, s_events) = parley_sdk::SignalingClient::connect(&app.ws_url, &premium).await.unwrap();
+    let (c_call_tx, mut c_rest) = pump(c_events);
+    let (s_call_tx, _s_rest) = pump(s_events);
+    let ringing = seeker.call_with(&UserId::parse("cora").unwrap(), Some("pm_card_visa"), true).await.unwrap();
+    let ServerMessage::CallIncoming { call_id, .. } =
+        next_matching(&mut c_rest, |m| matches!(m, ServerMessage::CallIncoming { .. })).await
+    else {
+        unreachable!()
+    };
+    consultant.accept(&call_id).await.unwrap();
+    let session_id = ringing.session_id.clone();
+    let config = CallConfig { resolve_mdns_candidates: false, ..CallConfig::default() };
+    let c_room = consultant.join(&session_id).await.unwrap();
+    let c_call = Arc::new(SessionCall::start(&consultant, &c_room, config.clone()).await.unwrap());
+    let _ = c_call_tx.send(c_call.clone());
+    // The seeker's camera sends only inter frames: the recorder cannot
+    // start the file and keeps asking for a key frame.
+    let s_config = CallConfig { send_video: true, video_payload: Bytes::from_static(&VP8_INTER_FRAME), ..config };
+    let s_room = seeker.join(&session_id).await.unwrap();
+    let s_call = Arc::new(SessionCall::start(&seeker, &s_room, s_config).await.unwrap());
+    let _ = s_call_tx.send(s_call.clone());
+
+    let requests = tokio::time::timeout(WAIT, async {
+        loop {
+            if let Some(uplink) = s_call.recording_uplink() {
+                let n = uplink.key_frame_requests_received();
+                if n >= 2 {
+                    return n;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("the recorder sends PLIs while it has no key frame");
+    assert!(requests >= 2, "repeated while no key frame comes");
+    // The consultant sends no video: nobody asks it for key frames.
+    let c_uplink = c_call.recording_uplink().expect("the consultant's uplink");
+    assert_eq!(c_uplink.key_frame_requests_received(), 0);
+
+    seeker.end_session(&session_id).await.unwrap();
+    next_matching(&mut c_rest, |m| matches!(m, ServerMessage::SessionEnded { .. })).await;
+    s_call.close().await.unwrap();
+    c_call.close().await.unwrap();
+}

@@ -34,7 +34,9 @@
 //! silence frame, [`CallConfig::speech_audio_level`] for anything else, so a
 //! receiver (the recorder's talk time) can tell speech from silence.
 //! [`CallConfig::send_video`] adds a VP8 track sending a pre-encoded frame
-//! every [`VIDEO_FRAME_DURATION`]. Received audio RTP packets are counted
+//! every [`VIDEO_FRAME_DURATION`]. A receiver asks for a key frame with
+//! [`Call::request_key_frame`] (RTCP PLI); a sender sees the requests in
+//! [`Call::key_frame_requests_received`] (its frames are all key frames). Received audio RTP packets are counted
 //! ([`Call::audio_packets_received`]), and every received RTP packet can be
 //! handed out through [`CallConfig::rtp_sink`].
 //!
@@ -99,6 +101,7 @@
 //! # }
 //! ```
 
+mod feedback;
 mod handler;
 mod media;
 mod negotiator;
@@ -113,6 +116,7 @@ use parley_domain::protocol::{IceCandidate, IceServer, MediaState};
 use rtc::ice::mdns::MulticastDnsMode;
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_OPUS, MIME_TYPE_VP8};
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
     RTCRtpHeaderExtensionCapability, RtpCodecKind,
@@ -125,6 +129,7 @@ use tracing::{Instrument, debug, warn};
 use webrtc::data_channel::DataChannel;
 use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::media_stream::track_local::static_sample::TrackLocalStaticSample;
+use webrtc::media_stream::track_remote::TrackRemote;
 use webrtc::peer_connection::{
     MediaEngine, PeerConnection, PeerConnectionBuilder, RTCConfigurationBuilder, RTCIceServer, RTCPeerConnectionState,
     Registry, SettingEngineBuilder, register_default_interceptors,
@@ -353,6 +358,10 @@ struct Shared {
     speech_audio_level: u8,
     /// [`CallConfig::rtp_sink`].
     rtp_sink: Option<mpsc::UnboundedSender<RemoteRtp>>,
+    /// The remote video tracks being read, for key frame requests.
+    remote_video: StdMutex<Vec<Arc<dyn TrackRemote>>>,
+    /// Key frame requests (PLI, FIR) received, counted by an interceptor.
+    key_frame_requests: Arc<AtomicU64>,
 }
 
 impl Shared {
@@ -448,11 +457,13 @@ impl Call {
             audio_payload: StdMutex::new(config.audio_payload.clone()),
             speech_audio_level: config.speech_audio_level.min(127),
             rtp_sink: config.rtp_sink.clone(),
+            remote_video: StdMutex::new(Vec::new()),
+            key_frame_requests: Arc::new(AtomicU64::new(0)),
         });
 
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let handler = Arc::new(Handler::new(Arc::clone(&shared), events_tx));
-        let pc = build_peer_connection(&config, handler).await?;
+        let pc = build_peer_connection(&config, handler, Arc::clone(&shared.key_frame_requests)).await?;
 
         let (commands_tx, commands_rx) = mpsc::unbounded_channel();
         let call = Call {
@@ -594,6 +605,44 @@ impl Call {
     /// packet; it is sent as is, in one RTP packet.
     pub fn set_audio_payload(&self, frame: Bytes) {
         *self.shared.audio_payload.lock().unwrap_or_else(|e| e.into_inner()) = frame;
+    }
+
+    /// Asks the remote peer for a video key frame: an RTCP picture loss
+    /// indication (PLI, RFC 4585 §6.3.1; `nack pli` is negotiated for
+    /// video) for each remote video stream received so far. Written in the
+    /// background; returns how many remote video tracks it goes to (0
+    /// before any video arrived, or once the call is closed).
+    pub fn request_key_frame(&self) -> usize {
+        if self.shared.closed.load(Ordering::Acquire) {
+            return 0;
+        }
+        let tracks = self.shared.remote_video.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if tracks.is_empty() {
+            return 0;
+        }
+        let count = tracks.len();
+        let span = self.shared.span();
+        self.shared.tasks.spawn(
+            async move {
+                for track in tracks {
+                    for media_ssrc in track.ssrcs().await {
+                        let pli = PictureLossIndication { sender_ssrc: 0, media_ssrc };
+                        if let Err(err) = track.write_rtcp(vec![Box::new(pli)]).await {
+                            debug!(%err, media_ssrc, "cannot send a key frame request");
+                        }
+                    }
+                }
+            }
+            .instrument(span),
+        );
+        count
+    }
+
+    /// Key frame requests (RTCP PLI or FIR) the remote peer sent about the
+    /// video this call sends. The call's frames are all pre-encoded, so
+    /// nothing answers them; an encoder would send a key frame.
+    pub fn key_frame_requests_received(&self) -> u64 {
+        self.shared.key_frame_requests.load(Ordering::Relaxed)
     }
 
     /// The encoded Opus frame currently sent every 20 ms.
@@ -739,11 +788,13 @@ fn vp8_codec() -> RTCRtpCodec {
 }
 
 /// Builds the peer connection: Opus with the audio-level extension, VP8,
-/// webrtc's default interceptors (NACK, RTCP reports, TWCC), the configured
+/// webrtc's default interceptors (NACK, RTCP reports, TWCC) plus the key
+/// frame request counter, the configured
 /// ICE servers, timeouts and sockets.
 async fn build_peer_connection(
     config: &CallConfig,
     handler: Arc<Handler>,
+    key_frame_requests: Arc<AtomicU64>,
 ) -> Result<Arc<dyn PeerConnection>, CallError> {
     let mut media_engine = MediaEngine::default();
     media_engine.register_codec(
@@ -759,7 +810,8 @@ async fn build_peer_connection(
         RtpCodecKind::Audio,
         None,
     )?;
-    let registry = register_default_interceptors(Registry::new(), &mut media_engine)?;
+    let registry = register_default_interceptors(Registry::new(), &mut media_engine)?
+        .with(feedback::SLOT.into(), feedback::KeyFrameRequestCounter::new(key_frame_requests));
 
     let setting_engine = SettingEngineBuilder::new()
         .with_ice_timeouts(

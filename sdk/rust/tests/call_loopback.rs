@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use parley_domain::protocol::{IceCandidate, MediaState};
-use parley_sdk::call::{Call, CallConfig, CallError, Signal};
+use parley_sdk::call::{Call, CallConfig, CallError, MediaKind, Signal};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 use tokio::sync::watch;
 
@@ -220,6 +220,64 @@ async fn wait_audio_above(call: &Call, above: u64) -> u64 {
 
 fn ice_ufrag(sdp: &str) -> Option<&str> {
     sdp.lines().find_map(|line| line.trim_end().strip_prefix("a=ice-ufrag:"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receive_only_call_asks_the_sender_for_key_frames() {
+    init_tracing();
+    // The recorder's shape: a receive-only offerer and a sender answering
+    // with audio and video.
+    let (r_out, r_out_rx) = unbounded_channel();
+    let (r_in_tx, r_in) = unbounded_channel();
+    let (s_out, s_out_rx) = unbounded_channel();
+    let (s_in_tx, s_in) = unbounded_channel();
+    let _relays = (Relay::spawn(r_out_rx, s_in_tx, false), Relay::spawn(s_out_rx, r_in_tx, false));
+    let (sink, mut received) = unbounded_channel();
+    let receiver_config = CallConfig {
+        receive_only: true,
+        data_channel: false,
+        rtp_sink: Some(sink),
+        resolve_mdns_candidates: false,
+        ..CallConfig::default()
+    };
+    let receiver = Call::start(receiver_config, r_out, r_in).await.unwrap();
+    let sender_config = CallConfig {
+        offerer: false,
+        data_channel: false,
+        send_video: true,
+        resolve_mdns_candidates: false,
+        ..CallConfig::default()
+    };
+    let sender = Call::start(sender_config, s_out, s_in).await.unwrap();
+    assert_eq!(receiver.request_key_frame(), 0, "no video yet");
+
+    tokio::time::timeout(GUARD, async {
+        while let Some(rtp) = received.recv().await {
+            if rtp.kind == MediaKind::Video {
+                return;
+            }
+        }
+        panic!("the RTP sink closed");
+    })
+    .await
+    .expect("video arrives");
+    assert_eq!(sender.key_frame_requests_received(), 0);
+    assert_eq!(receiver.request_key_frame(), 1, "one remote video track");
+    let requests = tokio::time::timeout(GUARD, async {
+        loop {
+            let n = sender.key_frame_requests_received();
+            if n > 0 {
+                return n;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the sender sees the PLI");
+    assert_eq!(requests, 1);
+    receiver.close().await.unwrap();
+    assert_eq!(receiver.request_key_frame(), 0, "nothing once closed");
+    sender.close().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

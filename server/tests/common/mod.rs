@@ -224,6 +224,7 @@ pub async fn timeline_kinds(store: &SqlStore, session: &parley_domain::SessionId
 pub struct Proxy {
     pub ws_url: String,
     cut: tokio::sync::watch::Sender<u64>,
+    refusing: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Proxy {
@@ -233,8 +234,13 @@ impl Proxy {
         let upstream = app.base.trim_start_matches("http://").to_owned();
         let (cut, _) = tokio::sync::watch::channel(0u64);
         let cuts = cut.clone();
+        let refusing = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let refuse = refusing.clone();
         tokio::spawn(async move {
             while let Ok((mut client, _)) = listener.accept().await {
+                if refuse.load(std::sync::atomic::Ordering::SeqCst) {
+                    continue; // dropped at once: the network is down
+                }
                 let mut server = TcpStream::connect(&upstream).await.unwrap();
                 let mut cut_rx = cuts.subscribe();
                 tokio::spawn(async move {
@@ -245,7 +251,13 @@ impl Proxy {
                 });
             }
         });
-        Proxy { ws_url: format!("ws://{addr}/v1/signal"), cut }
+        Proxy { ws_url: format!("ws://{addr}/v1/signal"), cut, refusing }
+    }
+
+    /// While `true`, new connections through the proxy are dropped at once
+    /// (the client's network is down, so it cannot reconnect yet).
+    pub fn set_refusing(&self, refusing: bool) {
+        self.refusing.store(refusing, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Drops every connection currently through the proxy.

@@ -81,6 +81,9 @@ pub(super) fn spawn_track_reader(shared: &Arc<Shared>, track: Arc<dyn TrackRemot
             };
             let kind = if audio { MediaKind::Audio } else { MediaKind::Video };
             debug!(audio, mime_type, "remote track");
+            if !audio {
+                shared.remote_video.lock().unwrap_or_else(|e| e.into_inner()).push(Arc::clone(&track));
+            }
             loop {
                 let event = tokio::select! {
                     _ = shared.cancel.cancelled() => break,
@@ -99,6 +102,9 @@ pub(super) fn spawn_track_reader(shared: &Arc<Shared>, track: Arc<dyn TrackRemot
                     Some(TrackRemoteEvent::OnEnded) | None => break,
                     Some(_) => {}
                 }
+            }
+            if !audio {
+                shared.remote_video.lock().unwrap_or_else(|e| e.into_inner()).retain(|t| !Arc::ptr_eq(t, &track));
             }
             debug!("remote track reader stopped");
         }
