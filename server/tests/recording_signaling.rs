@@ -199,3 +199,34 @@ async fn the_recorder_joins_recorded_sessions_only_and_signals_are_addressed() {
         assert!(kinds.iter().any(|x| x == k), "{k} in {kinds:?}");
     }
 }
+
+/// A recorder carries every recorded session's offers and candidates on its
+/// one connection: the per-client rate limit (50/s, burst 100) does not
+/// apply to it, or recordings would be lost. A seeker is still limited.
+#[tokio::test]
+async fn the_recorder_is_not_rate_limited_but_clients_are() {
+    let app = spawn_app().await;
+    let mut recorder = app.raw("rec-1", Role::Recorder).await;
+    let mut seeker = app.raw("sam", Role::Seeker).await;
+    for raw in [&mut recorder, &mut seeker] {
+        for i in 0..300 {
+            raw.send(format!(r#"{{"type":"ping","id":"p{i}"}}"#)).await;
+        }
+    }
+    for (raw, who) in [(&mut recorder, "recorder"), (&mut seeker, "seeker")] {
+        let (mut acks, mut limited) = (0, 0);
+        while acks + limited < 300 {
+            match raw.recv().await.msg {
+                ServerMessage::Ack { .. } => acks += 1,
+                ServerMessage::Error { code: ErrorCode::RateLimited, .. } => limited += 1,
+                ServerMessage::PresenceUpdated { .. } => {}
+                other => panic!("{who}: unexpected {other:?}"),
+            }
+        }
+        if who == "recorder" {
+            assert_eq!((acks, limited), (300, 0), "the recorder is never limited");
+        } else {
+            assert!(limited >= 100, "the seeker is limited past its burst: {acks} acks, {limited} limited");
+        }
+    }
+}

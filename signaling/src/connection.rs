@@ -57,7 +57,7 @@ struct Conn {
     /// Woken by the link when it has messages for this connection.
     wake: Arc<Notify>,
     sink: SplitSink<WebSocket, Message>,
-    limiter: DefaultDirectRateLimiter,
+    limiter: Option<DefaultDirectRateLimiter>,
     /// When the last id-less `rate_limited` error was sent.
     rate_limited_at: Option<Instant>,
     /// No message has been processed yet (`resume` is allowed).
@@ -75,7 +75,13 @@ pub(crate) async fn serve(socket: WebSocket, hub: Arc<Hub>, identity: Identity) 
         return;
     };
     metrics::connection_opened();
-    let limiter = limiter(hub.cfg.rate_limit_per_sec, hub.cfg.rate_limit_burst);
+    // A recorder carries the signals of every session it records on its
+    // one connection (offers and candidates for each participant), so the
+    // per-client limit would drop them and lose recordings: recorders are
+    // trusted services (their tokens come from the operator) and are not
+    // limited.
+    let limiter = (link.user.role != parley_domain::protocol::Role::Recorder)
+        .then(|| limiter(hub.cfg.rate_limit_per_sec, hub.cfg.rate_limit_burst));
     let ping_every = hub.cfg.ping_interval;
     let mut conn = Conn { hub, conn_id, link, wake, sink, limiter, rate_limited_at: None, first: true };
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
@@ -135,7 +141,7 @@ impl Conn {
             send_error(&self.link, None, SignalError::new(ErrorCode::FrameTooLarge, message));
             return;
         }
-        if self.limiter.check().is_err() {
+        if self.limiter.as_ref().is_some_and(|l| l.check().is_err()) {
             self.rate_limited(text);
             return;
         }
