@@ -196,22 +196,17 @@ async fn busy(
     except: Option<&str>,
 ) -> Result<Vec<(i64, i64)>, sqlx::Error> {
     let rows = sqlx::query(
-        "SELECT id, start_ms, end_ms FROM bookings WHERE consultant_id = $1 AND state IN ('confirmed', 'held') \
-         AND start_ms < $3 AND end_ms > $2",
+        "SELECT start_ms, end_ms FROM bookings WHERE consultant_id = $1 AND state IN ('confirmed', 'held') \
+         AND start_ms < $3 AND end_ms > $2 AND id <> $4",
     )
     .bind(consultant.as_str())
     .bind(from)
     .bind(to)
+    // No booking has the empty id: `None` excludes nothing.
+    .bind(except.unwrap_or(""))
     .fetch_all(&mut *conn)
     .await?;
-    let mut out = Vec::new();
-    for r in rows {
-        let id: String = r.try_get("id")?;
-        if Some(id.as_str()) != except {
-            out.push((r.try_get("start_ms")?, r.try_get("end_ms")?));
-        }
-    }
-    Ok(out)
+    rows.iter().map(|r| Ok((r.try_get("start_ms")?, r.try_get("end_ms")?))).collect()
 }
 
 /// Query of `GET /v1/consultants/{id}/slots`.
@@ -390,7 +385,7 @@ const COLUMNS: &str = "id, session_id, call_id, seeker_id, consultant_id, purpos
     seeker_premium, hold_status, hold_due_ms, hold_error, reminders_sent, reason, cancelled_by, fee_minor, created_ms";
 
 /// A stored booking and what only the server needs of it.
-struct Row_ {
+struct StoredBooking {
     booking: Booking,
     call_id: CallId,
     payment_method: Option<String>,
@@ -398,7 +393,7 @@ struct Row_ {
     hold_due_ms: Option<i64>,
 }
 
-fn read(r: &AnyRow) -> Result<Row_, ApiError> {
+fn read(r: &AnyRow) -> Result<StoredBooking, ApiError> {
     let e = |e: sqlx::Error| ApiError::Internal(e.to_string());
     let internal = |m: String| ApiError::Internal(m);
     let proposed: String = r.try_get("proposed").map_err(e)?;
@@ -420,7 +415,7 @@ fn read(r: &AnyRow) -> Result<Row_, ApiError> {
     let length: i64 = r.try_get("length_min").map_err(e)?;
     let id = |col: &str| -> Result<String, ApiError> { r.try_get::<String, _>(col).map_err(e) };
     let cancelled_by: Option<String> = r.try_get("cancelled_by").map_err(e)?;
-    Ok(Row_ {
+    Ok(StoredBooking {
         booking: Booking {
             id: id("id")?,
             session_id: SessionId::parse(id("session_id")?).map_err(|x| internal(x.to_string()))?,
@@ -452,14 +447,14 @@ fn read(r: &AnyRow) -> Result<Row_, ApiError> {
     })
 }
 
-async fn load(conn: &mut sqlx::AnyConnection, id: &str) -> Result<Option<Row_>, ApiError> {
+async fn load(conn: &mut sqlx::AnyConnection, id: &str) -> Result<Option<StoredBooking>, ApiError> {
     let sql = format!("SELECT {COLUMNS} FROM bookings WHERE id = $1");
     let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(&mut *conn).await.map_err(db)?;
     row.as_ref().map(read).transpose()
 }
 
 /// A booking `me` is part of (moderators see all), or `unknown_booking`.
-async fn mine(s: &AppState, me: &UserInfo, id: &str) -> Result<Row_, ApiError> {
+async fn mine(s: &AppState, me: &UserInfo, id: &str) -> Result<StoredBooking, ApiError> {
     let mut conn = s.store.pool().acquire().await.map_err(db)?;
     match load(&mut conn, id).await? {
         Some(b) if me.role == Role::Moderator || b.booking.seeker_id == me.id || b.booking.consultant_id == me.id => {
@@ -821,7 +816,7 @@ pub(crate) async fn cancel(
             ),
         ));
     }
-    settle_cancelled(&s, &row.booking.session_id, held.is_some(), fee).await?;
+    settle_cancelled(&s, &row.booking.session_id, held.is_some(), fee, "cancelled").await?;
     let booking = mine(&s, &me, &id).await?.booking;
     emit(&s, "booking.cancelled", &booking).await;
     Ok(Json(booking))
@@ -830,7 +825,13 @@ pub(crate) async fn cancel(
 /// Carries out a cancellation's money: a late fee is captured (a settlement
 /// `charged` with the fee; the rest of the hold is released with the
 /// capture), otherwise the hold is released.
-async fn settle_cancelled(s: &AppState, session: &SessionId, held: bool, fee: Option<Money>) -> Result<(), ApiError> {
+async fn settle_cancelled(
+    s: &AppState,
+    session: &SessionId,
+    held: bool,
+    fee: Option<Money>,
+    reason: &str,
+) -> Result<(), ApiError> {
     if !held {
         return Ok(());
     }
@@ -844,7 +845,7 @@ async fn settle_cancelled(s: &AppState, session: &SessionId, held: bool, fee: Op
                 .map_err(db)?;
             s.billing.wake();
         }
-        None => s.billing.call_unanswered(session, "cancelled").await?,
+        None => s.billing.call_unanswered(session, reason).await?,
     }
     Ok(())
 }
@@ -912,7 +913,7 @@ pub(crate) async fn reschedule(
             format!("booking {id} changed meanwhile; read it again"),
         ));
     }
-    settle_cancelled(&s, &b.session_id, held, None).await?;
+    settle_cancelled(&s, &b.session_id, held, None, "rescheduled").await?;
     let booking = mine(&s, &me, &id).await?.booking;
     emit(&s, "booking.rescheduled", &booking).await;
     Ok(Json(booking))
@@ -1005,7 +1006,7 @@ pub async fn run(s: AppState, shutdown: impl std::future::Future<Output = ()>) {
     }
 }
 
-async fn due(s: &AppState, sql: &str, now: i64) -> Result<Vec<Row_>, ApiError> {
+async fn due(s: &AppState, sql: &str, now: i64) -> Result<Vec<StoredBooking>, ApiError> {
     let sql = format!("SELECT {COLUMNS} FROM bookings WHERE {sql} ORDER BY start_ms LIMIT 100");
     let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now).fetch_all(&s.store.pool()).await.map_err(db)?;
     rows.iter().map(read).collect()
@@ -1042,11 +1043,11 @@ pub async fn tick(s: &AppState) -> Result<(), ApiError> {
     for row in due(s, &opening, now).await? {
         open_room(s, row).await?;
     }
-    announce_no_shows(s, now).await
+    announce_no_shows(s).await
 }
 
 /// Sends reminder number `n` once (a conditional update claims it).
-async fn remind(s: &AppState, row: &Row_, n: i64) -> Result<bool, ApiError> {
+async fn remind(s: &AppState, row: &StoredBooking, n: i64) -> Result<bool, ApiError> {
     let claimed = sqlx::query("UPDATE bookings SET reminders_sent = $2 WHERE id = $1 AND reminders_sent < $2")
         .bind(&row.booking.id)
         .bind(n)
@@ -1073,30 +1074,34 @@ async fn remind(s: &AppState, row: &Row_, n: i64) -> Result<bool, ApiError> {
 /// Opens a confirmed booking's room (10 minutes before its start): the
 /// meter is told its price, the hub stores the session and admits both.
 /// A booking whose hold failed is cancelled instead (nothing to charge).
-async fn open_room(s: &AppState, row: Row_) -> Result<(), ApiError> {
+async fn open_room(s: &AppState, row: StoredBooking) -> Result<(), ApiError> {
     let b = &row.booking;
     let now = s.clock.now().unix_millis();
-    if b.hold_status == "failed" || b.hold_status == "scheduled" || b.hold_status == "placing" {
-        if b.hold_status != "failed" {
-            // Not placed yet (a scheduler that was down): place it now.
+    match b.hold_status.as_str() {
+        // Not placed yet (a scheduler that was down): place it now; the
+        // room opens on a later tick.
+        "scheduled" | "placing" => {
             place_due_hold(s, &b.id).await;
             return Ok(());
         }
-        let done = sqlx::query(
-            "UPDATE bookings SET state = 'cancelled', reason = $2, updated_ms = $3 WHERE id = $1 AND state = 'confirmed'",
-        )
-        .bind(&b.id)
-        .bind(format!("the payment hold failed: {}", b.hold_error.as_deref().unwrap_or("refused")))
-        .bind(now)
-        .execute(&s.store.pool())
-        .await
-        .map_err(db)?;
-        if done.rows_affected() == 1 {
-            let mut cancelled = b.clone();
-            cancelled.state = BookingState::Cancelled;
-            emit(s, "booking.cancelled", &cancelled).await;
+        "failed" => {
+            let done = sqlx::query(
+                "UPDATE bookings SET state = 'cancelled', reason = $2, updated_ms = $3 WHERE id = $1 AND state = 'confirmed'",
+            )
+            .bind(&b.id)
+            .bind(format!("the payment hold failed: {}", b.hold_error.as_deref().unwrap_or("refused")))
+            .bind(now)
+            .execute(&s.store.pool())
+            .await
+            .map_err(db)?;
+            if done.rows_affected() == 1 {
+                let mut cancelled = b.clone();
+                cancelled.state = BookingState::Cancelled;
+                emit(s, "booking.cancelled", &cancelled).await;
+            }
+            return Ok(());
         }
-        return Ok(());
+        _ => {}
     }
     let claimed =
         sqlx::query("UPDATE bookings SET state = 'held', updated_ms = $2 WHERE id = $1 AND state = 'confirmed'")
@@ -1159,23 +1164,28 @@ async fn emit(s: &AppState, event: &str, booking: &Booking) {
     emit_tagged(s, event, booking, "").await;
 }
 
-/// `booking.no_show` for booked sessions that ended `no_show` in the last
-/// hour (announced once each).
-async fn announce_no_shows(s: &AppState, now: i64) -> Result<(), ApiError> {
+/// `booking.no_show` for booked sessions that ended `no_show`, once each
+/// (a conditional update claims the announcement).
+async fn announce_no_shows(s: &AppState) -> Result<(), ApiError> {
     let cols: String = COLUMNS.split(", ").map(|c| format!("b.{}", c.trim())).collect::<Vec<_>>().join(", ");
     let sql = format!(
         "SELECT {cols} FROM bookings b JOIN sessions x ON x.id = b.session_id \
-         WHERE b.state = 'held' AND x.end_reason = 'no_show' AND x.ended_ms > $1"
+         WHERE b.state = 'held' AND b.no_show_announced = 0 AND x.end_reason = 'no_show' LIMIT 100"
     );
-    let rows =
-        sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now - HOUR_MS).fetch_all(&s.store.pool()).await.map_err(db)?;
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(&s.store.pool()).await.map_err(db)?;
     for r in &rows {
-        emit(s, "booking.no_show", &read(r)?.booking).await;
+        let row = read(r)?;
+        let claimed = sqlx::query("UPDATE bookings SET no_show_announced = 1 WHERE id = $1 AND no_show_announced = 0")
+            .bind(&row.booking.id)
+            .execute(&s.store.pool())
+            .await
+            .map_err(db)?;
+        if claimed.rows_affected() == 1 {
+            emit(s, "booking.no_show", &row.booking).await;
+        }
     }
     Ok(())
 }
-
-const HOUR_MS: i64 = 3_600_000;
 
 /// Keeps a consultant's availability in step with their profile's time
 /// zone and session lengths (one source each for display and scheduling),

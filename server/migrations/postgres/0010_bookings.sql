@@ -50,6 +50,7 @@ CREATE TABLE bookings (
     hold_due_ms    BIGINT,
     hold_error     TEXT,
     reminders_sent BIGINT NOT NULL DEFAULT 0,
+    no_show_announced BIGINT NOT NULL DEFAULT 0,
     reason         TEXT,
     cancelled_by   TEXT,
     fee_minor      BIGINT,
