@@ -150,6 +150,20 @@ type Batch = Vec<Output>;
 struct Entry {
     meter: Meter,
     tx: mpsc::UnboundedSender<Batch>,
+    /// What a seeker who does not come pays (a booked session under the
+    /// `charge` no-show policy); `None`: a no-show is free.
+    no_show_fee: Option<Money>,
+}
+
+/// A booked session's no-show terms (DESIGN.md §3, issue 4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BookedSession {
+    /// The no-show time (start + 15 min): until then not having joined is
+    /// not an absence; the room ends the session as a no-show then.
+    pub join_by: Timestamp,
+    /// What the seeker pays if they are the one who does not come (at most
+    /// the hold); `None`: such a no-show is free.
+    pub no_show_fee: Option<Money>,
 }
 
 #[derive(Default)]
@@ -159,7 +173,7 @@ struct State {
     pending: HashMap<SessionId, MeterConfig>,
     /// Scheduled sessions about to open: when their participants must
     /// have joined (DESIGN.md §3 no-show).
-    join_by: HashMap<SessionId, Timestamp>,
+    booked: HashMap<SessionId, BookedSession>,
     meters: HashMap<SessionId, Entry>,
 }
 
@@ -286,14 +300,13 @@ impl Meters {
     }
 
     /// A scheduled session about to open (DESIGN.md §3): `cfg` if it is
-    /// priced, and the no-show time `join_by` until which not having joined
-    /// is not an absence (the room ends the session as a no-show then).
-    pub fn expect_scheduled(&self, session_id: &SessionId, cfg: Option<MeterConfig>, join_by: Timestamp) {
+    /// priced, and its no-show terms.
+    pub fn expect_scheduled(&self, session_id: &SessionId, cfg: Option<MeterConfig>, booked: BookedSession) {
         let mut st = self.lock();
         if let Some(cfg) = cfg {
             st.pending.insert(session_id.clone(), cfg);
         }
-        st.join_by.insert(session_id.clone(), join_by);
+        st.booked.insert(session_id.clone(), booked);
     }
 
     /// Forgets a session that never opened (its call went unanswered).
@@ -305,24 +318,35 @@ impl Meters {
     pub fn opened(self: &Arc<Self>, session_id: &SessionId, at: Timestamp) {
         let mut st = self.lock();
         let cfg = st.pending.remove(session_id).unwrap_or(self.unpriced);
-        let meter = match st.join_by.remove(session_id) {
-            Some(join_by) => Meter::scheduled(cfg, join_by.max(at)),
-            None => Meter::new(cfg, at),
+        let (meter, no_show_fee) = match st.booked.remove(session_id) {
+            Some(b) => (Meter::scheduled(cfg, b.join_by.max(at)), b.no_show_fee),
+            None => (Meter::new(cfg, at), None),
         };
-        self.start(&mut st, session_id.clone(), meter);
+        self.start(&mut st, session_id.clone(), meter, no_show_fee);
     }
 
     /// A session recovered after a restart from its last checkpoint (M9):
-    /// both participants have `G` from `now` to come back.
-    pub fn recovered(self: &Arc<Self>, session_id: &SessionId, cfg: MeterConfig, snapshot: Snapshot) {
+    /// both participants have `G` from now to come back — or, for a booked
+    /// session whose no-show time is still ahead (`booked`), from that time,
+    /// as when its room first opened.
+    pub fn recovered(
+        self: &Arc<Self>,
+        session_id: &SessionId,
+        cfg: MeterConfig,
+        snapshot: Snapshot,
+        booked: Option<BookedSession>,
+    ) {
         let now = self.clock.now();
+        let booked = booked.filter(|b| b.join_by > now);
+        let absent_from = booked.map_or(now, |b| b.join_by);
         let mut st = self.lock();
-        self.start(&mut st, session_id.clone(), Meter::recover(cfg, snapshot, now));
+        let meter = Meter::recover(cfg, snapshot, absent_from);
+        self.start(&mut st, session_id.clone(), meter, booked.and_then(|b| b.no_show_fee));
     }
 
-    fn start(self: &Arc<Self>, st: &mut State, session_id: SessionId, meter: Meter) {
+    fn start(self: &Arc<Self>, st: &mut State, session_id: SessionId, meter: Meter, no_show_fee: Option<Money>) {
         let (tx, rx) = mpsc::unbounded_channel();
-        st.meters.insert(session_id.clone(), Entry { meter, tx });
+        st.meters.insert(session_id.clone(), Entry { meter, tx, no_show_fee });
         self.tasks.spawn(Arc::clone(self).drive(session_id, rx));
     }
 
@@ -350,8 +374,12 @@ impl Meters {
     }
 
     /// The session ends at `at` for `reason` (by the participant `by`, for a
-    /// hang-up): returns the settlement decision, made once (B3), and stops
-    /// metering it. `None` if the session was never metered here.
+    /// hang-up; for a no-show, `by` is the one participant who did not come,
+    /// `None` if neither did): returns the settlement decision, made once
+    /// (B3), and stops metering it. `None` if the session was never metered
+    /// here. A no-show is free (nobody was ever both present), except that a
+    /// seeker who did not come to a booked session with a no-show fee pays
+    /// that fee (the `charge` policy, issue 4).
     pub fn ending(
         &self,
         session_id: &SessionId,
@@ -378,7 +406,13 @@ impl Meters {
         // The task stores the outputs that came before the end; it stops
         // when it sees the channel closed.
         let _ = entry.tx.send(out);
-        entry.meter.settlement().map(bill)
+        let fee = entry
+            .no_show_fee
+            .filter(|f| reason == SessionEndReason::NoShow && by == Some(Role::Seeker) && f.amount_minor > 0);
+        match fee {
+            Some(fee) => Some(SessionBill { outcome: WireOutcome::Charged, billable_secs: 0, charge: fee }),
+            None => entry.meter.settlement().map(bill),
+        }
     }
 
     async fn drive(self: Arc<Self>, session_id: SessionId, mut rx: mpsc::UnboundedReceiver<Batch>) {

@@ -18,7 +18,7 @@ use parley_domain::{Money, Timestamp};
 
 pub mod driver;
 
-pub use driver::{MeterEvent, MeterSettings, MeterSink, MeterStore, MeterStoreError, Meters};
+pub use driver::{BookedSession, MeterEvent, MeterSettings, MeterSink, MeterStore, MeterStoreError, Meters};
 
 /// Who is in the session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -243,6 +243,9 @@ pub struct Meter {
     billing_started: bool,
     hold_warned: bool,
     ended: Option<Settlement>,
+    /// A booked session before its no-show time: an absence (never joined,
+    /// or left early) counts from then, not before (DESIGN.md §3).
+    absent_not_before: Option<Timestamp>,
 }
 
 fn ms(d: Duration) -> u64 {
@@ -277,27 +280,31 @@ impl Meter {
             billing_started: false,
             hold_warned: false,
             ended: None,
+            absent_not_before: None,
         }
     }
 
     /// A scheduled session whose room opened before its start (DESIGN.md
     /// §3): neither participant has joined, and neither counts as absent
-    /// before `join_by` (the no-show time, when the room ends the session);
-    /// after it each would have `G` as usual.
+    /// before `join_by` (the no-show time, when the room ends the session),
+    /// even after joining and leaving again; after it each has `G` as usual.
     pub fn scheduled(cfg: MeterConfig, join_by: Timestamp) -> Self {
-        Meter::new(cfg, join_by)
+        Meter { absent_not_before: Some(join_by), ..Meter::new(cfg, join_by) }
     }
 
     /// A session recovered after a restart (M9) from its last checkpoint:
-    /// both participants are absent as of `now` and have `G` to reconnect.
-    /// Time since the checkpoint is not billed (the seeker's favour).
-    pub fn recover(cfg: MeterConfig, snapshot: Snapshot, now: Timestamp) -> Self {
+    /// both participants are absent as of `absent_from` (now; for a booked
+    /// session before its no-show time, that time) and have `G` from then
+    /// to reconnect. Time since the checkpoint is not billed (the seeker's
+    /// favour).
+    pub fn recover(cfg: MeterConfig, snapshot: Snapshot, absent_from: Timestamp) -> Self {
         Meter {
             billable_ms: snapshot.billable_ms,
             warned: snapshot.warned,
             billing_started: snapshot.billing_started,
             hold_warned: snapshot.hold_warned,
-            ..Meter::new(cfg, now)
+            absent_not_before: Some(absent_from),
+            ..Meter::new(cfg, absent_from)
         }
     }
 
@@ -345,7 +352,8 @@ impl Meter {
             }
             Input::Leave(p) => {
                 if self.attendance[p.index()] == Attendance::Present {
-                    self.attendance[p.index()] = Attendance::Absent(now);
+                    let since = self.absent_not_before.map_or(now, |t| t.max(now));
+                    self.attendance[p.index()] = Attendance::Absent(since);
                     if self.clock_at.take().is_some() {
                         self.next_tick = None;
                         self.next_checkpoint = None;

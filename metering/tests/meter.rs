@@ -170,6 +170,26 @@ fn a_scheduled_room_opened_early_waits_for_the_no_show_time_not_grace() {
 }
 
 #[test]
+fn leaving_a_scheduled_room_before_the_no_show_time_is_not_abandoning_it() {
+    // Both come early (room open at 0, start 600 s, no-show 1500 s); the
+    // seeker drops at 300 s: billable time stops, but `G` (30 s) runs from
+    // the no-show time, so the session is not over before it starts.
+    let mut m = Meter::scheduled(fixed(5000), at(1500.0));
+    let script = [
+        (10.0, Input::Join(Party::Seeker)),
+        (20.0, Input::Join(Party::Consultant)),
+        (300.0, Input::Leave(Party::Seeker)),
+    ];
+    let log = drive(&mut m, &script, 1529.0);
+    assert!(log.iter().all(|(_, o)| !matches!(o, Output::Ended(_))), "still open before no-show + G: {log:?}");
+    assert_eq!(m.billable_ms(), 280_000, "billable only while both were present");
+    let log = drive(&mut m, &[], 1531.0);
+    let s = settlement(&log);
+    assert_eq!((s.reason, s.billable_ms), (EndReason::Abandoned(Party::Seeker), 280_000));
+    assert_eq!(s.ended_at, at(1500.0), "counted from the no-show time, never after now");
+}
+
+#[test]
 fn m7_per_minute_charges_started_minutes_beyond_the_free_window() {
     for (end, minutes) in [(600.0, 0), (600.001, 1), (660.0, 1), (661.0, 2), (719.999, 2)] {
         let mut m = Meter::new(per_minute(150, 100_000), at(0.0));

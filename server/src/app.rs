@@ -111,7 +111,7 @@ impl Application {
         let hooks = Arc::new(MeterHooks(meters.clone()));
         let hub = Hub::new(config.signaling.clone(), clock.clone(), Arc::new(store.clone()), gate, hooks);
         meters.set_sink(Arc::new(HubSink(Arc::downgrade(&hub))));
-        recover_sessions(&store, &billing, &meters, &hub).await?;
+        recover_sessions(&config, &store, &billing, &meters, &hub).await?;
         let stop_outbox = CancellationToken::new();
         tokio::spawn(billing.clone().run_outbox(stop_outbox.clone().cancelled_owned()));
         let webhooks = Webhooks::new(store.pool(), clock.clone(), &config.webhooks, store.webhook_signal())?;
@@ -139,6 +139,7 @@ impl Application {
             consent,
             bookings_wake: Arc::new(tokio::sync::Notify::new()),
             late_cancel_fee_percent: config.late_cancel_fee_percent,
+            seeker_no_show: config.seeker_no_show,
             webhooks: webhooks.clone(),
             marketplace: Arc::new(crate::profiles::Marketplace::from_config(&config)),
         };
@@ -281,6 +282,7 @@ async fn seed_demo_prices(billing: &Billing) -> anyhow::Result<()> {
 /// is metered again from its last checkpoint, and both participants get `G`
 /// to join its room again.
 async fn recover_sessions(
+    config: &Config,
     store: &SqlStore,
     billing: &Billing,
     meters: &Arc<Meters>,
@@ -294,13 +296,22 @@ async fn recover_sessions(
             tracing::error!(session_id = %record.session_id, "open session with unknown participants; not recovered");
             continue;
         };
-        let cfg = match billing.session_pricing(&record.session_id).await? {
-            Some(held) => meter_config(meters.settings(), &held),
+        let pricing = billing.session_pricing(&record.session_id).await?;
+        let cfg = match &pricing {
+            Some(held) => meter_config(meters.settings(), held),
             None => meters.unpriced(),
         };
+        // A booked session keeps its no-show time (DESIGN.md §3).
+        let booked = match record.scheduled {
+            true => crate::bookings::no_show_time(&store.pool(), &record.session_id).await?.map(|at| {
+                let (policy, percent) = (config.seeker_no_show, config.late_cancel_fee_percent);
+                crate::bookings::booked_session(at, pricing.as_ref(), policy, percent)
+            }),
+            false => None,
+        };
         tracing::info!(session_id = %record.session_id, billable_ms = snapshot.billable_ms, "recovering open session");
-        meters.recovered(&record.session_id, cfg, snapshot);
-        hub.restore_session(record, seeker, consultant);
+        meters.recovered(&record.session_id, cfg, snapshot, booked);
+        hub.restore_session(record, seeker, consultant, booked.map(|b| b.join_by));
     }
     Ok(())
 }

@@ -11,8 +11,10 @@
 //! when the room opens (10 minutes before the start), as `booking.reminder`
 //! and as a webhook. The room opens through [`Hub::open_scheduled`]: joins
 //! before that get `room_not_open`; a participant absent 15 minutes after
-//! the start is a no-show (the session ends `no_show`, the hold is
-//! released). Cancelling more than 24 hours ahead is free; later, a seeker
+//! the start is a no-show (the session ends `no_show`): the hold is
+//! released, unless only the seeker stayed away under the `charge` policy
+//! (`PARLEY_SEEKER_NO_SHOW`), when they pay the late-cancellation fee.
+//! Cancelling more than 24 hours ahead is free; later, a seeker
 //! pays `late_cancel_fee_percent` of the hold (the consultant cancelling
 //! never costs the seeker). Rescheduling (more than 24 hours ahead) puts
 //! the booking back to pending with new slots and a new session id; the
@@ -33,6 +35,7 @@ use parley_domain::protocol::rest::{
 };
 use parley_domain::protocol::{ErrorCode, Role, ServerMessage, SessionBill, UserInfo};
 use parley_domain::{CallId, Currency, Money, SessionId, Timestamp, UserId};
+use parley_metering::BookedSession;
 use parley_signaling::Store;
 use parley_signaling::schedule::Schedule;
 use parley_signaling::store::SessionRecord;
@@ -41,6 +44,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use crate::api::require;
+use crate::config::SeekerNoShow;
 use crate::routes::{ApiError, AppState};
 
 /// The room opens this long before the start (DESIGN.md §3).
@@ -726,7 +730,7 @@ pub(crate) async fn decline(
     State(s): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
-    b: Option<Json<BookingReason>>,
+    b: Result<Option<Json<BookingReason>>, JsonRejection>,
 ) -> Result<Json<Booking>, ApiError> {
     let me = caller(&s, &headers)?;
     let reason = reason(b)?;
@@ -753,7 +757,10 @@ pub(crate) async fn decline(
     Ok(Json(booking))
 }
 
-fn reason(b: Option<Json<BookingReason>>) -> Result<Option<String>, ApiError> {
+/// The optional `{reason}` body of decline and cancel: none, or JSON whose
+/// bad shape is 400 `invalid_field` like every other body.
+fn reason(b: Result<Option<Json<BookingReason>>, JsonRejection>) -> Result<Option<String>, ApiError> {
+    let b = b.map_err(|e| bad(ErrorCode::InvalidField, e.body_text()))?;
     let reason = b.and_then(|Json(b)| b.reason).filter(|r| !r.trim().is_empty());
     if reason.as_ref().is_some_and(|r| r.len() > MAX_REASON) {
         return Err(bad(ErrorCode::InvalidField, format!("reason: at most {MAX_REASON} bytes")));
@@ -777,7 +784,7 @@ pub(crate) async fn cancel(
     State(s): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
-    b: Option<Json<BookingReason>>,
+    b: Result<Option<Json<BookingReason>>, JsonRejection>,
 ) -> Result<Json<Booking>, ApiError> {
     let me = caller(&s, &headers)?;
     let reason = reason(b)?;
@@ -788,8 +795,7 @@ pub(crate) async fn cancel(
     let held = hold.as_ref().filter(|h| h.status == "held");
     let fee = match held {
         Some(h) if late && me.id == row.booking.seeker_id => {
-            let pct = i64::from(s.late_cancel_fee_percent);
-            Some(Money::new(h.amount.amount_minor * pct / 100, h.amount.currency)).filter(|f| f.amount_minor > 0)
+            Some(late_fee(s.late_cancel_fee_percent, h.amount)).filter(|f| f.amount_minor > 0)
         }
         _ => None,
     };
@@ -820,6 +826,42 @@ pub(crate) async fn cancel(
     let booking = mine(&s, &me, &id).await?.booking;
     emit(&s, "booking.cancelled", &booking).await;
     Ok(Json(booking))
+}
+
+/// The late-cancellation fee for a hold of `hold`: `percent`
+/// (`PARLEY_LATE_CANCEL_FEE_PERCENT`) of it, rounded down (the seeker's
+/// favour). Also what a seeker who does not come pays under the `charge`
+/// no-show policy.
+fn late_fee(percent: u32, hold: Money) -> Money {
+    Money::new(hold.amount_minor * i64::from(percent) / 100, hold.currency)
+}
+
+/// A booked session's no-show terms for the meter: the no-show time, and
+/// under the `charge` policy the late-cancellation fee of its hold
+/// (`pricing`; an unpriced session's no-show is free).
+pub(crate) fn booked_session(
+    no_show_at: Timestamp,
+    pricing: Option<&parley_billing::Held>,
+    policy: SeekerNoShow,
+    fee_percent: u32,
+) -> BookedSession {
+    let no_show_fee = pricing.filter(|_| policy == SeekerNoShow::Charge).map(|held| late_fee(fee_percent, held.hold));
+    BookedSession { join_by: no_show_at, no_show_fee }
+}
+
+/// The no-show time (start + 15 min) of the booked session `session_id`
+/// whose room has opened (`held`), for restoring it after a restart; `None`
+/// for other sessions.
+pub(crate) async fn no_show_time(
+    pool: &sqlx::AnyPool,
+    session_id: &SessionId,
+) -> Result<Option<Timestamp>, sqlx::Error> {
+    let start: Option<Option<i64>> =
+        sqlx::query_scalar("SELECT start_ms FROM bookings WHERE session_id = $1 AND state = 'held'")
+            .bind(session_id.as_str())
+            .fetch_optional(pool)
+            .await?;
+    Ok(start.flatten().map(|start| Timestamp::from_unix_millis(start + ms(NO_SHOW_AFTER))))
 }
 
 /// Carries out a cancellation's money: a late fee is captured (a settlement
@@ -1115,12 +1157,10 @@ async fn open_room(s: &AppState, row: StoredBooking) -> Result<(), ApiError> {
     }
     let start = b.start_ms.expect("confirmed bookings have a start");
     let no_show_at = Timestamp::from_unix_millis(start + ms(NO_SHOW_AFTER));
-    let cfg = s
-        .billing
-        .session_pricing(&b.session_id)
-        .await?
-        .map(|held| crate::money::meter_config(s.meters.settings(), &held));
-    s.meters.expect_scheduled(&b.session_id, cfg, no_show_at);
+    let pricing = s.billing.session_pricing(&b.session_id).await?;
+    let cfg = pricing.as_ref().map(|held| crate::money::meter_config(s.meters.settings(), held));
+    let booked = booked_session(no_show_at, pricing.as_ref(), s.seeker_no_show, s.late_cancel_fee_percent);
+    s.meters.expect_scheduled(&b.session_id, cfg, booked);
     let user = |id: &UserId, role: Role, fallback: &str| {
         let id = id.clone();
         let fallback = fallback.to_owned();

@@ -65,6 +65,7 @@ struct Raw {
     recording_retention_days: u32,
     recorder: RecorderMode,
     late_cancel_fee_percent: u32,
+    seeker_no_show: SeekerNoShow,
     webhook_url: Option<String>,
     webhook_secret: Option<String>,
 }
@@ -105,6 +106,7 @@ impl Default for Raw {
             recording_retention_days: 30,
             recorder: RecorderMode::Embedded,
             late_cancel_fee_percent: 50,
+            seeker_no_show: SeekerNoShow::Release,
             webhook_url: None,
             webhook_secret: None,
         }
@@ -160,6 +162,9 @@ pub struct Config {
     /// or less before its start (`PARLEY_LATE_CANCEL_FEE_PERCENT`, 0–100,
     /// default 50); earlier cancellations are free (issue 4 policy).
     pub late_cancel_fee_percent: u32,
+    /// What a booked seeker who does not come costs them
+    /// (`PARLEY_SEEKER_NO_SHOW`, default `release`; issue 4 policy).
+    pub seeker_no_show: SeekerNoShow,
     /// Outgoing webhooks to the operator's platform (docs/protocol.md §14).
     pub webhooks: WebhookConfig,
 }
@@ -183,6 +188,20 @@ pub enum RecorderMode {
     Embedded,
     /// Not here: `parley recorder` runs as its own process.
     Off,
+}
+
+/// The policy for a seeker who does not come to a booked session whose
+/// consultant did (no-show at start + 15 min, DESIGN.md §3). A consultant
+/// who does not come never costs the seeker: their hold is released.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SeekerNoShow {
+    /// The hold is released in full: the no-show costs nothing.
+    Release,
+    /// The seeker pays the late-cancellation fee
+    /// (`PARLEY_LATE_CANCEL_FEE_PERCENT` of the hold), captured like any
+    /// charge: not coming costs what cancelling at the last minute costs.
+    Charge,
 }
 
 /// Recording storage, signed download links and retention (DESIGN.md §6).
@@ -401,6 +420,7 @@ impl Config {
             recorder: raw.recorder,
             recordings,
             late_cancel_fee_percent: raw.late_cancel_fee_percent,
+            seeker_no_show: raw.seeker_no_show,
             webhooks,
         })
     }
@@ -593,6 +613,14 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("PARLEY_RECORDING_URL_SECRET"), "{e}");
+    }
+
+    #[test]
+    fn the_seeker_no_show_policy_is_release_or_charge() {
+        assert_eq!(load(&[]).unwrap().seeker_no_show, SeekerNoShow::Release);
+        assert_eq!(load(&[("seeker_no_show", "\"charge\"")]).unwrap().seeker_no_show, SeekerNoShow::Charge);
+        let e = load(&[("seeker_no_show", "\"fine\"")]).unwrap_err().to_string();
+        assert!(e.contains("PARLEY_SEEKER_NO_SHOW"), "{e}");
     }
 
     #[test]

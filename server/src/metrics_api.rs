@@ -1,9 +1,12 @@
 //! Consultant metrics (issue 4): `GET /v1/consultants/{id}/metrics` —
 //! sessions, billable minutes, earnings net of commission and refunds,
-//! rating, acceptance of instant calls, and a per-month (UTC) series.
+//! rating, acceptance of instant calls and bookings, and a per-month (UTC)
+//! series.
 //! (Prometheus metrics are `/metrics`, in routes.rs.)
 
 use std::collections::BTreeMap;
+
+use chrono::Datelike;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
@@ -31,34 +34,21 @@ pub(crate) struct PeriodQuery {
     to: Option<i64>,
 }
 
-const MS_PER_DAY: i64 = 86_400_000;
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's
-/// `days_from_civil`).
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let m = i64::from(m);
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+/// The UTC year and month (1–12) of Unix ms `ms` (1970-01 for the
+/// out-of-range, which the route's checks keep out).
+fn month_of(ms: i64) -> (i32, u32) {
+    let at = chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default();
+    (at.year(), at.month())
 }
 
-/// The UTC year and month (1–12) of Unix ms `ms` (`civil_from_days`).
-fn month_of(ms: i64) -> (i64, u32) {
-    let z = ms.div_euclid(MS_PER_DAY) + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, u32::try_from(m).unwrap_or(1))
+/// The first instant (Unix ms) of UTC month `(year, month)`.
+fn month_start((y, m): (i32, u32)) -> i64 {
+    chrono::NaiveDate::from_ymd_opt(y, m, 1)
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map_or(0, |t| t.and_utc().timestamp_millis())
 }
 
-fn next_month((y, m): (i64, u32)) -> (i64, u32) {
+fn next_month((y, m): (i32, u32)) -> (i32, u32) {
     if m == 12 { (y + 1, 1) } else { (y, m + 1) }
 }
 
@@ -121,7 +111,7 @@ pub(crate) async fn consultant_metrics(
 
 /// The metrics of `consultant` over `[from, to)`.
 async fn compute(pool: &AnyPool, consultant: &UserId, from: i64, to: i64) -> anyhow::Result<ConsultantMetrics> {
-    let mut months: BTreeMap<(i64, u32), Tally> = BTreeMap::new();
+    let mut months: BTreeMap<(i32, u32), Tally> = BTreeMap::new();
     let sessions = sqlx::query(
         "SELECT s.opened_ms, st.billable_secs FROM sessions s LEFT JOIN settlements st ON st.session_id = s.id \
          WHERE s.consultant_id = $1 AND s.opened_ms >= $2 AND s.opened_ms < $3",
@@ -187,6 +177,23 @@ async fn compute(pool: &AnyPool, consultant: &UserId, from: i64, to: i64) -> any
             _ => timed_out = n,
         }
     }
+    // Bookings answered or left to expire: a confirmed booking keeps its
+    // start when later cancelled or held; a rescheduled one is pending again.
+    let booked = sqlx::query(
+        "SELECT CAST(COALESCE(SUM(CASE WHEN start_ms IS NOT NULL AND state IN ('confirmed', 'held', 'cancelled') \
+         THEN 1 ELSE 0 END), 0) AS BIGINT) AS accepted, \
+         CAST(COALESCE(SUM(CASE WHEN state = 'declined' THEN 1 ELSE 0 END), 0) AS BIGINT) AS declined, \
+         CAST(COALESCE(SUM(CASE WHEN state = 'expired' THEN 1 ELSE 0 END), 0) AS BIGINT) AS expired \
+         FROM bookings WHERE consultant_id = $1 AND created_ms >= $2 AND created_ms < $3",
+    )
+    .bind(consultant.as_str())
+    .bind(from)
+    .bind(to)
+    .fetch_one(pool)
+    .await?;
+    let count = |col: &str| -> anyhow::Result<u64> { Ok(u64::try_from(booked.try_get::<i64, _>(col)?).unwrap_or(0)) };
+    let bookings = AcceptanceCounts::new(count("accepted")?, count("declined")?, count("expired")?);
+    let instant_calls = AcceptanceCounts::new(accepted, declined, timed_out);
 
     let mut total = Tally::default();
     let mut series = Vec::new();
@@ -205,7 +212,7 @@ async fn compute(pool: &AnyPool, consultant: &UserId, from: i64, to: i64) -> any
         let earnings = money_list(&t.earnings)?;
         series.push(MonthMetrics {
             month: format!("{:04}-{:02}", month.0, month.1),
-            start_ms: days_from_civil(month.0, month.1, 1) * MS_PER_DAY,
+            start_ms: month_start(month),
             sessions: t.sessions,
             billable_secs: t.billable_secs,
             billable_minutes: t.billable_secs / 60,
@@ -223,7 +230,7 @@ async fn compute(pool: &AnyPool, consultant: &UserId, from: i64, to: i64) -> any
         billable_minutes: total.billable_secs / 60,
         earnings,
         rating,
-        acceptance: Acceptance { instant_calls: AcceptanceCounts::new(accepted, declined, timed_out) },
+        acceptance: Acceptance { all: instant_calls.plus(&bookings), instant_calls, bookings },
         months: series,
     })
 }
@@ -237,17 +244,15 @@ mod tests {
         assert_eq!(month_of(0), (1970, 1));
         assert_eq!(month_of(-1), (1969, 12));
         // 2024-02-29T23:59:59.999Z and the next millisecond.
-        let leap_end = days_from_civil(2024, 3, 1) * MS_PER_DAY;
+        let leap_end = month_start((2024, 3));
+        assert_eq!(leap_end, 1_709_251_200_000);
         assert_eq!(month_of(leap_end - 1), (2024, 2));
         assert_eq!(month_of(leap_end), (2024, 3));
-        assert_eq!(days_from_civil(2000, 1, 1), 10_957);
-        assert_eq!(days_from_civil(2025, 1, 1) * MS_PER_DAY, 1_735_689_600_000);
+        assert_eq!(month_start((2025, 1)), 1_735_689_600_000);
         assert_eq!(next_month((2025, 12)), (2026, 1));
         for ms in [0, 951_782_400_000, 1_735_689_599_999, 4_102_444_800_000] {
-            let (y, m) = month_of(ms);
-            let start = days_from_civil(y, m, 1) * MS_PER_DAY;
-            let (ny, nm) = next_month((y, m));
-            assert!(start <= ms && ms < days_from_civil(ny, nm, 1) * MS_PER_DAY, "{ms}");
+            let month = month_of(ms);
+            assert!(month_start(month) <= ms && ms < month_start(next_month(month)), "{ms}");
         }
     }
 }

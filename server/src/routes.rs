@@ -41,6 +41,8 @@ pub struct AppState {
     pub(crate) bookings_wake: Arc<tokio::sync::Notify>,
     /// `PARLEY_LATE_CANCEL_FEE_PERCENT`.
     pub(crate) late_cancel_fee_percent: u32,
+    /// `PARLEY_SEEKER_NO_SHOW`.
+    pub(crate) seeker_no_show: crate::config::SeekerNoShow,
     /// Outgoing webhooks (the outbox).
     pub(crate) webhooks: Arc<crate::webhooks::Webhooks>,
     /// Accepted pricing currencies and promotion packages.

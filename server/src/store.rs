@@ -349,7 +349,7 @@ impl Store for SqlStore {
         session_id: &SessionId,
     ) -> Result<Option<parley_signaling::store::ScheduledSession>, StoreError> {
         let row = sqlx::query(
-            "SELECT seeker_id, consultant_id, start_ms FROM bookings WHERE session_id = $1 AND state = 'confirmed'",
+            "SELECT seeker_id, consultant_id, start_ms FROM bookings WHERE session_id = $1 AND state IN ('confirmed', 'held')",
         )
         .bind(session_id.as_str())
         .fetch_optional(&self.pool)

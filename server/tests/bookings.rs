@@ -9,11 +9,14 @@ mod common;
 use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
-use common::{TestApp, WAIT, spawn_app, spawn_app_on_postgres};
-use parley_domain::protocol::rest::{Booking, BookingState, SlotList};
+use common::{TestApp, WAIT, spawn_app, spawn_app_on_postgres, spawn_app_with};
+use parley_domain::protocol::rest::{
+    Booking, BookingRequest, BookingState, DirectoryQuery, ProfileUpdate, Purpose, ReviewRequest, SlotList,
+};
 use parley_domain::protocol::{ErrorCode, Role, ServerMessage, SessionEndReason};
-use parley_domain::{Clock, SessionId};
-use parley_sdk::{ApiClient, SdkError};
+use parley_domain::{Clock, SessionId, UserId};
+use parley_sdk::{ApiClient, SdkError, SignalingClient};
+use parley_server::config::SeekerNoShow;
 use parley_signaling::Store;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -104,6 +107,22 @@ async fn wait_state(app: &TestApp, token: &str, id: &str, state: BookingState) -
     }
 }
 
+/// Joins the booked session's room, retrying while it is opening (the
+/// booking is `held` a moment before its room admits joins).
+async fn join_when_open(client: &SignalingClient, session: &SessionId, what: &str) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        match client.join(session).await {
+            Ok(_) => return,
+            Err(SdkError::Server { code: ErrorCode::RoomNotOpen, message }) if message.contains("is opening") => {
+                assert!(tokio::time::Instant::now() < deadline, "{what}: the room never opened");
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+            Err(e) => panic!("{what}: {e:?}"),
+        }
+    }
+}
+
 /// Waits (on the real clock) until the session's hold has `status`
 /// (the settlement outbox carries releases and captures out).
 async fn hold_becomes(app: &TestApp, session: &SessionId, status: &str) {
@@ -136,26 +155,62 @@ async fn set_clock(app: &TestApp, at: i64) {
 
 // ----- the whole path ------------------------------------------------------
 
-/// A seeker finds a slot, books it; the consultant accepts; the hold is
-/// placed; joins before the room opens are refused; at 10 minutes before
-/// the start both get the reminder and join; 11 minutes of both present
-/// are charged; the settlement captures the fixed price.
+/// The whole journey, through the SDK's REST client and signaling
+/// clients: a seeker finds a consultant in the directory, books a slot; the
+/// consultant accepts and the hold is placed; joins before the room opens
+/// are refused; at 10 minutes before the start both get the reminder and
+/// join; 11 minutes of both present are charged and the settlement captures
+/// the fixed price; the seeker reviews the session, and the consultant's
+/// metrics show the session, its minutes, the earnings, the rating and the
+/// accepted booking.
 async fn scheduled_session_end_to_end(app: TestApp) {
     consultant(&app, "cleo", "Europe/Paris").await;
-    let s_token = app.token("sid", Role::Seeker);
-    let start = slot_after(&app, &s_token, "cleo", 2 * DAY).await;
-    let other = slot_after(&app, &s_token, "cleo", 3 * DAY).await;
+    let api = ApiClient::new(&app.base).unwrap();
+    let c_token = app.token("cleo", Role::Consultant);
+    let profile = ProfileUpdate {
+        display_name: "Cleo Martin".into(),
+        headline: "Pension and retirement planning".into(),
+        bio: "Twenty years advising on pensions.".into(),
+        tags: vec!["pensions".into(), "retirement".into()],
+        languages: vec!["fr".into(), "en".into()],
+        time_zone: "Europe/Paris".into(),
+        session_minutes: vec![30, 60],
+    };
+    api.set_profile(&c_token, &profile).await.expect("the consultant's profile");
+    let cleo: UserId = "cleo".parse().unwrap();
 
-    let (status, v) = propose(&app, "sid", "cleo", &[other, start]).await;
-    assert_eq!(status, StatusCode::CREATED, "{v}");
-    let b = booking(&v);
+    // The seeker searches the directory and finds her.
+    let s_token = app.token("sid", Role::Seeker);
+    let query = DirectoryQuery { q: Some("retirement".into()), language: Some("fr".into()), ..Default::default() };
+    let page = api.directory(&s_token, &query).await.expect("a directory page");
+    let found: Vec<&str> = page.items.iter().map(|i| i.id.as_str()).collect();
+    assert_eq!(found, ["cleo"], "{page:?}");
+    assert_eq!(page.items[0].price.as_ref().map(|p| p.amount.amount_minor), Some(3000));
+
+    let slots = |after_ms: i64| {
+        let from = app.clock.now().unix_millis() + after_ms;
+        let api = &api;
+        let (token, cleo) = (&s_token, &cleo);
+        async move { api.slots(token, cleo, Some(from), None, Some(60)).await.expect("slots").slots[0].start_ms }
+    };
+    let start = slots(2 * DAY).await;
+    let other = slots(3 * DAY).await;
+    let request = BookingRequest {
+        consultant_id: cleo.clone(),
+        slots: vec![other, start],
+        length_min: 60,
+        purpose: Purpose::Consultation,
+        payment_method: Some("pm_card_visa".into()),
+        record: false,
+    };
+    let b = api.book(&s_token, &request).await.expect("booked");
     assert_eq!((b.state, b.proposed.clone()), (BookingState::Pending, vec![start, other]), "slots sorted");
     assert_eq!(b.hold_status, "scheduled");
     assert_eq!(b.price.as_ref().map(|p| p.amount.amount_minor), Some(3000));
+    let mine = api.bookings(&c_token).await.expect("the consultant's bookings");
+    assert!(mine.bookings.iter().any(|x| x.id == b.id && x.state == BookingState::Pending), "{mine:?}");
 
-    let (status, v) = accept(&app, "cleo", &b.id, start).await;
-    assert_eq!(status, StatusCode::OK, "{v}");
-    let b = booking(&v);
+    let b = api.accept_booking(&c_token, &b.id, start).await.expect("accepted");
     assert_eq!(b.state, BookingState::Confirmed);
     assert_eq!(b.hold_status, "held", "the start is within 6 days: held at confirmation");
     assert_eq!(b.opens_at_ms, Some(start - 10 * 60_000));
@@ -163,15 +218,7 @@ async fn scheduled_session_end_to_end(app: TestApp) {
     assert_eq!((hold.status.as_str(), hold.amount.amount_minor), ("held", 3000));
 
     // The slot is no longer offered, nor bookable.
-    let (_, v) = call(
-        &app,
-        &s_token,
-        Method::GET,
-        &format!("/v1/consultants/cleo/slots?from_ms={}&to_ms={}&length_min=60", start - HOUR, start + 2 * HOUR),
-        None,
-    )
-    .await;
-    let free: SlotList = serde_json::from_value(v).unwrap();
+    let free = api.slots(&s_token, &cleo, Some(start - HOUR), Some(start + 2 * HOUR), Some(60)).await.unwrap();
     assert!(free.slots.iter().all(|s| s.start_ms != start), "{free:?}");
     assert_problem(&propose(&app, "sam", "cleo", &[start]).await, StatusCode::CONFLICT, ErrorCode::SlotTaken);
 
@@ -221,11 +268,42 @@ async fn scheduled_session_end_to_end(app: TestApp) {
     assert_eq!(ended.0, SessionEndReason::Hangup);
     let bill = ended.1.expect("a bill");
     assert_eq!((bill.outcome.as_str(), bill.charge.amount_minor), ("charged", 3000));
-    let api = ApiClient::new(&app.base).unwrap();
     let details = common::settled(&api, &s_token, &b.session_id).await;
     assert_eq!(details.captured.map(|m| m.amount_minor), Some(3000), "{details:?}");
+    let payout = details.payout.expect("the consultant's share");
+    assert!(payout.amount_minor > 0 && payout.amount_minor < 3000, "less the commission: {payout:?}");
     let stored = app.store.session(&b.session_id).await.unwrap().expect("the session is stored");
     assert!(stored.record.scheduled, "stored as a scheduled session");
+
+    // The seeker reviews it; the consultant replies.
+    let review = ReviewRequest { stars: 5, text: "Clear and practical.".into() };
+    let r = api.review(&s_token, &b.session_id, &review).await.expect("reviewed");
+    assert_eq!((r.stars, r.consultant_id.as_str()), (5, "cleo"));
+    match api.review(&s_token, &b.session_id, &review).await {
+        Err(SdkError::Server { code, .. }) => assert_eq!(code, ErrorCode::ReviewExists),
+        other => panic!("a second review: {other:?}"),
+    }
+    api.reply(&c_token, &r.id, "Thank you!").await.expect("replied");
+    let listed = api.reviews(&s_token, &cleo).await.expect("reviews");
+    assert_eq!(listed.reviews.len(), 1);
+    assert_eq!(listed.reviews[0].reply.as_ref().map(|x| x.text.as_str()), Some("Thank you!"));
+    let shown = api.profile(&s_token, &cleo).await.expect("the profile");
+    assert_eq!((shown.rating.count, shown.rating.mean), (1, Some(5.0)), "the profile shows the review");
+
+    // The consultant sees it all in their metrics.
+    let m = api.metrics(&c_token, &cleo).await.expect("metrics");
+    assert_eq!((m.sessions, m.billable_minutes), (1, 11), "{m:?}");
+    assert_eq!(m.earnings, vec![payout], "earnings net of commission");
+    assert_eq!((m.rating.count, m.rating.mean), (1, Some(5.0)));
+    let booked = &m.acceptance.bookings;
+    assert_eq!((booked.accepted, booked.declined, booked.timed_out, booked.rate), (1, 0, 0, Some(1.0)));
+    assert_eq!(m.acceptance.all.accepted, 1);
+    assert_eq!(m.months.len(), 1);
+    assert_eq!((m.months[0].sessions, m.months[0].billable_minutes), (1, 11));
+    match api.metrics(&s_token, &cleo).await {
+        Err(SdkError::Server { code, .. }) => assert_eq!(code, ErrorCode::Forbidden, "a seeker cannot see them"),
+        other => panic!("a seeker asking for metrics: {other:?}"),
+    }
 }
 
 #[tokio::test]
@@ -301,7 +379,7 @@ async fn booking_across_a_dst_change() {
     }
     set_clock(&app, utc(2027, 3, 29, 6, 50)).await;
     wait_state(&app, &token, &b.id, BookingState::Held).await;
-    seeker.join(&b.session_id).await.expect("08:50 local: open");
+    join_when_open(&seeker, &b.session_id, "08:50 local: open").await;
 }
 
 // ----- the race --------------------------------------------------------------
@@ -351,7 +429,7 @@ async fn consultant_no_show_releases_the_hold() {
     set_clock(&app, start - 10 * 60_000).await;
     wait_state(&app, &token, &b.id, BookingState::Held).await;
     let (seeker, mut events) = app.client("nia", Role::Seeker).await;
-    seeker.join(&b.session_id).await.expect("joins on time");
+    join_when_open(&seeker, &b.session_id, "joins on time").await;
     set_clock(&app, start + 14 * 60_000).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     while let Some(e) = events.try_recv() {
@@ -360,12 +438,14 @@ async fn consultant_no_show_releases_the_hold() {
     set_clock(&app, start + 15 * 60_000).await;
     let reason = events
         .wait_for(WAIT, |m| match m {
-            ServerMessage::SessionEnded { reason, bill, .. } => Some((*reason, bill.map(|b| b.outcome.as_str()))),
+            ServerMessage::SessionEnded { reason, bill, ended_by, .. } => {
+                Some((*reason, bill.map(|b| b.outcome.as_str()), ended_by.as_ref().map(|u| u.as_str().to_owned())))
+            }
             _ => None,
         })
         .await
         .expect("session.ended");
-    assert_eq!(reason, (SessionEndReason::NoShow, Some("free")));
+    assert_eq!(reason, (SessionEndReason::NoShow, Some("free"), Some("noel".to_owned())), "ended_by: who did not come");
     let details = common::settled(&ApiClient::new(&app.base).unwrap(), &token, &b.session_id).await;
     assert_eq!(details.hold.map(|h| h.status), Some("released".to_owned()));
     assert_eq!(details.end_reason.as_deref(), Some("no_show"));
@@ -384,6 +464,118 @@ async fn consultant_no_show_releases_the_hold() {
     types.sort();
     let expected = ["booking.confirmed", "booking.no_show", "booking.reminder", "booking.requested"];
     assert_eq!(types, expected, "each step once; one reminder (the room opened within 24 h)");
+}
+
+/// The seeker never joins while the consultant waits: under the default
+/// policy the hold is released; under `charge` the seeker pays the
+/// late-cancellation fee (50 % of the 30.00 EUR hold), which is captured.
+async fn seeker_no_show(policy: SeekerNoShow) {
+    let app = spawn_app_with(|c| c.seeker_no_show = policy).await;
+    consultant(&app, "wes", "UTC").await;
+    let token = app.token("ola", Role::Seeker);
+    let start = slot_after(&app, &token, "wes", DAY).await;
+    let b = booking(&propose(&app, "ola", "wes", &[start]).await.1);
+    let b = booking(&accept(&app, "wes", &b.id, start).await.1);
+    set_clock(&app, start - 10 * 60_000).await;
+    wait_state(&app, &token, &b.id, BookingState::Held).await;
+    let (consultant_client, mut events) = app.client("wes", Role::Consultant).await;
+    join_when_open(&consultant_client, &b.session_id, "the consultant joins on time").await;
+    set_clock(&app, start + 15 * 60_000).await;
+    let (reason, by, bill) = events
+        .wait_for(WAIT, |m| match m {
+            ServerMessage::SessionEnded { reason, ended_by, bill, .. } => Some((*reason, ended_by.clone(), *bill)),
+            _ => None,
+        })
+        .await
+        .expect("session.ended");
+    assert_eq!((reason, by.as_ref().map(|u| u.as_str())), (SessionEndReason::NoShow, Some("ola")));
+    let bill = bill.expect("a bill");
+    let details = common::settled(&ApiClient::new(&app.base).unwrap(), &token, &b.session_id).await;
+    match policy {
+        SeekerNoShow::Release => {
+            assert_eq!((bill.outcome.as_str(), bill.charge.amount_minor), ("free", 0));
+            assert_eq!(details.hold.map(|h| h.status), Some("released".to_owned()));
+            assert_eq!(details.captured, None);
+        }
+        SeekerNoShow::Charge => {
+            assert_eq!((bill.outcome.as_str(), bill.charge.amount_minor, bill.billable_secs), ("charged", 1500, 0));
+            assert_eq!(
+                details.captured.map(|m| (m.amount_minor, m.currency.as_str().to_owned())),
+                Some((1500, "EUR".into()))
+            );
+            let payout = details.payout.map(|m| m.amount_minor).unwrap_or(0);
+            assert!(payout > 0 && payout < 1500, "the consultant earns the fee less commission: {details:?}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn seeker_no_show_is_free_by_default() {
+    seeker_no_show(SeekerNoShow::Release).await;
+}
+
+#[tokio::test]
+async fn seeker_no_show_pays_the_late_fee_under_the_charge_policy() {
+    seeker_no_show(SeekerNoShow::Charge).await;
+}
+
+/// Before the start, leaving the open room and a server restart do not end
+/// the booked session (`G` counts from the no-show time, not from the
+/// leave or the restart); the seeker who never comes back is a no-show.
+#[tokio::test]
+async fn an_early_leave_and_a_restart_keep_the_booked_room_until_the_no_show_time() {
+    let app = spawn_app().await;
+    consultant(&app, "rae", "UTC").await;
+    let token = app.token("ivo", Role::Seeker);
+    let start = slot_after(&app, &token, "rae", DAY).await;
+    let b = booking(&propose(&app, "ivo", "rae", &[start]).await.1);
+    let b = booking(&accept(&app, "rae", &b.id, start).await.1);
+    set_clock(&app, start - 10 * 60_000).await;
+    wait_state(&app, &token, &b.id, BookingState::Held).await;
+
+    // The seeker looks in early, leaves; 2 minutes (> G = 30 s) later the
+    // consultant finds the room still open.
+    let (seeker, mut s_events) = app.client("ivo", Role::Seeker).await;
+    join_when_open(&seeker, &b.session_id, "the seeker looks in").await;
+    let (consultant_client, mut c_events) = app.client("rae", Role::Consultant).await;
+    consultant_client.join(&b.session_id).await.expect("the consultant joins");
+    seeker.leave(&b.session_id).await.expect("the seeker leaves");
+    let grace = c_events
+        .wait_for(WAIT, |m| match m {
+            ServerMessage::ParticipantLeft { grace_secs, .. } => Some(*grace_secs),
+            _ => None,
+        })
+        .await
+        .expect("participant.left");
+    assert_eq!(grace, 25 * 60 + 30, "until the no-show time (start + 15 min), plus G");
+    app.advance(Duration::from_secs(120)).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    while let Some(e) = s_events.try_recv() {
+        assert!(!format!("{e:?}").contains("SessionEnded"), "not abandoned before its start: {e:?}");
+    }
+    consultant_client.leave(&b.session_id).await.expect("the consultant leaves too");
+    drop((seeker, consultant_client));
+
+    // A restart 8 minutes before the start: the room is restored with its
+    // no-show time, not G.
+    let app = app.restart().await;
+    app.advance(Duration::from_secs(5 * 60)).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (consultant_client, mut c_events) = app.client("rae", Role::Consultant).await;
+    consultant_client.join(&b.session_id).await.expect("5 minutes after the restart the room is still open");
+
+    // 15 minutes after the start the seeker has not come back: a no-show.
+    set_clock(&app, start + 15 * 60_000).await;
+    let (reason, by, bill) = c_events
+        .wait_for(WAIT, |m| match m {
+            ServerMessage::SessionEnded { reason, ended_by, bill, .. } => Some((*reason, ended_by.clone(), *bill)),
+            _ => None,
+        })
+        .await
+        .expect("session.ended");
+    assert_eq!((reason, by.as_ref().map(|u| u.as_str())), (SessionEndReason::NoShow, Some("ivo")));
+    assert_eq!(bill.map(|b| b.outcome.as_str()), Some("free"));
+    hold_becomes(&app, &b.session_id, "released").await;
 }
 
 // ----- expiry, decline, cancel, reschedule -------------------------------
@@ -596,6 +788,16 @@ async fn bad_input_gets_problems_with_stable_codes() {
     )
     .await;
     assert_problem(&p, StatusCode::BAD_REQUEST, ErrorCode::InvalidField);
+    let c_token = app.token("bea", Role::Consultant);
+    let p =
+        call(&app, &c_token, Method::POST, &format!("/v1/bookings/{}/decline", b.id), Some(json!({"reason": 5}))).await;
+    assert_problem(&p, StatusCode::BAD_REQUEST, ErrorCode::InvalidField);
+    let no_body = call(&app, &c_token, Method::POST, &format!("/v1/bookings/{}/decline", b.id), None).await;
+    assert_eq!(
+        (no_body.0, booking(&no_body.1).state),
+        (StatusCode::OK, BookingState::Declined),
+        "the body is optional"
+    );
 
     // A declined card flags the booking; its room never opens.
     let body = json!({"consultant_id": "bea", "slots": [ok + DAY], "length_min": 60, "payment_method": "pm_card_chargeDeclined"});

@@ -936,6 +936,12 @@ impl Hub {
                 Ok(Some(b)) if &b.seeker_id != user && &b.consultant_id != user => {
                     err(ErrorCode::Forbidden, format!("you are not a participant of session {session_id}"))
                 }
+                // The scheduler is opening it at this moment (the booking
+                // is `held` a moment before its room admits anyone).
+                Ok(Some(b)) if b.opens_at <= self.clock.now() => err(
+                    ErrorCode::RoomNotOpen,
+                    format!("the room of session {session_id} is opening; join again in a moment"),
+                ),
                 Ok(Some(b)) => err(
                     ErrorCode::RoomNotOpen,
                     format!(
@@ -1190,6 +1196,9 @@ impl Hub {
         effects: &mut Effects,
     ) {
         let room = st.rooms.get_mut(session_id).expect("caller checked");
+        // In a booked room before its no-show time, `G` runs from that time
+        // (as for the meter): leaving early does not end the session.
+        let since = room.no_show_at.map_or(now, |t| t.max(now));
         let me = &mut room.members[i];
         me.attendance = match reason {
             LeaveReason::Left => Attendance::Left,
@@ -1204,7 +1213,7 @@ impl Hub {
             session_id: session_id.clone(),
             user_id: user_id.clone(),
             reason,
-            grace_secs: self.cfg.grace.as_secs(),
+            grace_secs: (since.since(now) + self.cfg.grace).as_secs(),
         };
         if let Some((_, recorder)) = &room.recorder {
             recorder.send(&left);
@@ -1215,7 +1224,7 @@ impl Hub {
             LeaveReason::Dropped => SessionEvent::Dropped(user_id),
         };
         effects.session_events.push((session_id.clone(), event));
-        self.absence_timeout_later(session_id.clone(), i, epoch, now);
+        self.absence_timeout_later(session_id.clone(), i, epoch, since);
     }
 
     /// Ends the session if member `i` is still absent `G` after `since`
@@ -1429,7 +1438,8 @@ impl Hub {
     /// its start: stored first (kind `scheduled`), then the room admits its
     /// seeker and consultant. A participant who has not joined by
     /// `no_show_at` (start + 15 min) is a no-show: the session ends with
-    /// `no_show`. Returns `Ok(false)` if it was open already.
+    /// `no_show`, `ended_by` the participant who did not come (`None` if
+    /// neither came). Returns `Ok(false)` if it was open already.
     pub async fn open_scheduled(
         self: &Arc<Self>,
         record: SessionRecord,
@@ -1459,6 +1469,13 @@ impl Hub {
             }
             self.report_presence(&mut st, &record.consultant_id);
         }
+        self.no_show_later(session_id, no_show_at);
+        Ok(true)
+    }
+
+    /// At `no_show_at`, ends the session `no_show` if a participant has not
+    /// joined its room; `ended_by` is who did not come, if only one did not.
+    fn no_show_later(self: &Arc<Self>, session_id: SessionId, no_show_at: Timestamp) {
         let hub = Arc::clone(self);
         let sleep = self.clock.sleep_until(no_show_at);
         tokio::spawn(async move {
@@ -1466,24 +1483,37 @@ impl Hub {
             let mut effects = Effects::default();
             {
                 let mut st = hub.lock();
-                let absent = st
+                let absent: Vec<UserId> = st
                     .rooms
                     .get(&session_id)
-                    .is_some_and(|r| r.members.iter().any(|m| m.attendance == Attendance::NotJoined));
-                if absent {
-                    hub.end_session(&mut st, &session_id, SessionEndReason::NoShow, None, &mut effects);
+                    .map(|r| {
+                        let absent = r.members.iter().filter(|m| m.attendance == Attendance::NotJoined);
+                        absent.map(|m| m.user.id.clone()).collect()
+                    })
+                    .unwrap_or_default();
+                if !absent.is_empty() {
+                    let by = if absent.len() == 1 { absent.into_iter().next() } else { None };
+                    hub.end_session(&mut st, &session_id, SessionEndReason::NoShow, by, &mut effects);
                 }
             }
             hub.spawn_effects(effects);
         });
-        Ok(true)
     }
 
     /// Reopens, after a restart, a session the store says is open (DESIGN.md
     /// M9): neither participant is present; each has `G` from now to join
-    /// its room again, or the session ends as abandoned.
-    pub fn restore_session(self: &Arc<Self>, record: SessionRecord, seeker: UserInfo, consultant: UserInfo) {
+    /// its room again, or the session ends as abandoned. A booked session
+    /// whose no-show time `no_show_at` is still ahead is restored as its
+    /// room first opened: whoever has not joined by then is a no-show.
+    pub fn restore_session(
+        self: &Arc<Self>,
+        record: SessionRecord,
+        seeker: UserInfo,
+        consultant: UserInfo,
+        no_show_at: Option<Timestamp>,
+    ) {
         let now = self.clock.now();
+        let no_show_at = no_show_at.filter(|t| *t > now);
         let session_id = record.session_id.clone();
         {
             let mut st = self.lock();
@@ -1492,13 +1522,20 @@ impl Hub {
             }
             attach_session(&mut st, [&seeker.id, &consultant.id], &session_id);
             let recording = record.recording;
-            st.rooms.insert(session_id.clone(), Room::new(record, seeker, consultant));
+            let mut room = Room::new(record, seeker, consultant);
+            room.no_show_at = no_show_at;
+            st.rooms.insert(session_id.clone(), room);
             if recording {
                 self.assign_recorders(&mut st);
             }
         }
-        for i in 0..2 {
-            self.absence_timeout_later(session_id.clone(), i, 0, now);
+        match no_show_at {
+            Some(at) => self.no_show_later(session_id, at),
+            None => {
+                for i in 0..2 {
+                    self.absence_timeout_later(session_id.clone(), i, 0, now);
+                }
+            }
         }
     }
 

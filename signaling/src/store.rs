@@ -192,8 +192,9 @@ pub trait Store: Send + Sync + 'static {
     async fn session(&self, session_id: &SessionId) -> Result<Option<StoredSession>, StoreError>;
     /// The session's timeline, oldest first: `(at, kind, user, detail)`.
     async fn session_timeline(&self, session_id: &SessionId) -> Result<Vec<TimelineEntry>, StoreError>;
-    /// A confirmed booking's session whose room is not open yet; `None`
-    /// for anything else (the default: no bookings).
+    /// A booked session whose session is not stored yet: confirmed, or
+    /// held with its room opening at this moment; `None` for anything else
+    /// (the default: no bookings).
     async fn scheduled(&self, _session_id: &SessionId) -> Result<Option<ScheduledSession>, StoreError> {
         Ok(None)
     }

@@ -145,6 +145,14 @@ impl TestApp {
         }
     }
 
+    /// Stops the server gracefully and starts it again on the same data
+    /// dir, configuration and clock (open sessions are restored, M9).
+    #[allow(dead_code)]
+    pub async fn restart(mut self) -> TestApp {
+        self.stop().await;
+        spawn_with_config(self.config.clone(), self._dir.clone(), self.clock.clone()).await
+    }
+
     /// Moves the server clock forward and lets timers run.
     pub async fn advance(&self, by: Duration) {
         self.clock.advance(by);

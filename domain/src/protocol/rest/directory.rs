@@ -128,6 +128,47 @@ pub struct DirectoryItem {
     pub featured: bool,
 }
 
+/// `GET /v1/directory` query: every field optional (docs/protocol.md
+/// §13.25). Bad values are 400 `invalid_field` naming the parameter.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DirectoryQuery {
+    /// Keywords, all of which must match (name, headline, bio, tags); at
+    /// most 200 bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub q: Option<String>,
+    /// Only consultants with this tag (case-insensitive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+    /// Only consultants speaking this language (`pt` also matches `pt-BR`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language: Option<String>,
+    /// Lowest price, minor units (needs `currency`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_price: Option<i64>,
+    /// Highest price, minor units (needs `currency`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_price: Option<i64>,
+    /// Only consultants priced in this ISO 4217 currency, and free ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub currency: Option<String>,
+    /// Only consultants available to call now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub available_now: Option<bool>,
+    /// Lowest Bayesian rating, 1–5 stars.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_rating: Option<f64>,
+    /// `relevance` (with `q`, its default), `rating` (the default without
+    /// `q`) or `price`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sort: Option<String>,
+    /// Items per page, 1–50 (default 20).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+    /// `next_cursor` of the previous page (with the same other fields).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
+}
+
 /// `GET /v1/directory` answer: one page.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -108,7 +108,7 @@ pub struct ReviewPage {
     pub next_cursor: Option<String>,
 }
 
-/// How often a consultant took calls that rang them.
+/// How often a consultant took the requests put to them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AcceptanceCounts {
@@ -116,11 +116,13 @@ pub struct AcceptanceCounts {
     pub accepted: u64,
     /// Declined.
     pub declined: u64,
-    /// Rang until the ring timeout.
+    /// Not answered in time: an instant call rang until the ring timeout;
+    /// a booking expired (72 h, or its first proposed start, passed).
     pub timed_out: u64,
     /// accepted / (accepted + declined + timed_out), 0–1; `None` when that
-    /// is zero. Calls the seeker cancelled, or that ended because either
-    /// side went away, do not count.
+    /// is zero. Requests the seeker withdrew (a cancelled call, a booking
+    /// cancelled while pending), or that ended because either side went
+    /// away, do not count; nor do bookings still pending.
     #[serde(default)]
     pub rate: Option<f64>,
 }
@@ -131,15 +133,29 @@ impl AcceptanceCounts {
         let asked = accepted + declined + timed_out;
         AcceptanceCounts { accepted, declined, timed_out, rate: (asked > 0).then(|| accepted as f64 / asked as f64) }
     }
+
+    /// Both kinds together (`all`): the sums and their rate.
+    pub fn plus(&self, other: &AcceptanceCounts) -> AcceptanceCounts {
+        AcceptanceCounts::new(
+            self.accepted + other.accepted,
+            self.declined + other.declined,
+            self.timed_out + other.timed_out,
+        )
+    }
 }
 
-/// A consultant's acceptance, per kind of request. Scheduled bookings will
-/// be added as `bookings` beside `instant_calls`.
+/// A consultant's acceptance, per kind of request and overall (the
+/// requests created in the period).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Acceptance {
-    /// Instant calls that rang the consultant (created in the period).
+    /// Instant calls that rang the consultant.
     pub instant_calls: AcceptanceCounts,
+    /// Bookings answered (or left to expire): accepted counts every booking
+    /// the consultant confirmed, including those later cancelled or held.
+    pub bookings: AcceptanceCounts,
+    /// Instant calls and bookings together.
+    pub all: AcceptanceCounts,
 }
 
 /// One UTC calendar month of [`ConsultantMetrics`].
