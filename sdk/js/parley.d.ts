@@ -688,6 +688,310 @@ export interface RecordingConsent {
   allowed: boolean;
 }
 
+/** `PUT /v1/consultants/me/profile`: the whole profile (fields left out get their default). */
+export interface ProfileUpdate {
+  /** 1–100 bytes after trimming. */
+  display_name: string;
+  /** ≤ 160 bytes; default empty. */
+  headline?: string;
+  /** ≤ 5000 bytes; default empty. */
+  bio?: string;
+  /** ≤ 20, each 1–40 bytes; stored lower-case. */
+  tags?: string[];
+  /** BCP 47-style codes (`en`, `pt-BR`), ≤ 20. */
+  languages?: string[];
+  /** IANA, e.g. `Europe/Berlin` (else `unknown_time_zone`). */
+  time_zone: string;
+  /** 1–6 lengths, each 15–240 minutes. */
+  session_minutes: number[];
+}
+/** A consultant's reviews summed up. */
+export interface ConsultantRating {
+  count: number;
+  /** The plain mean of the stars; absent with no reviews. */
+  mean?: number;
+  /** Bayesian average `(5 × 3.5 + Σ stars) / (5 + count)`; 3.5 with no reviews. */
+  score: number;
+}
+export interface ConsultantProfile {
+  consultant_id: UserId;
+  display_name: string;
+  headline: string;
+  bio: string;
+  tags: string[];
+  languages: string[];
+  time_zone: string;
+  /** Ascending. */
+  session_minutes: number[];
+  updated_at_ms: number;
+  /** Absent: calls to them are free. */
+  price?: ConsultantPrice;
+  recording_allowed: boolean;
+  payout_ready: boolean;
+  rating: ConsultantRating;
+  /** While promoted: when the featured placement ends, Unix ms. */
+  featured_until_ms?: number;
+  presence: PresenceStatus;
+}
+export type DirectorySort = "relevance" | "rating" | "price";
+/** `GET /v1/directory` query parameters, all optional. */
+export interface DirectoryQuery {
+  /** Keywords: every word must match the name, headline, bio or tags (≤ 200 bytes). */
+  q?: string;
+  tag?: string;
+  /** `pt` also matches `pt-BR`. */
+  language?: string;
+  /** One of `PARLEY_CURRENCIES`; required with `min_price` / `max_price`. */
+  currency?: string;
+  /** Minor units of `currency`; no price counts as 0. */
+  min_price?: number;
+  max_price?: number;
+  available_now?: boolean;
+  /** Lowest rating `score`, 1–5. */
+  min_rating?: number;
+  /** `relevance` needs `q` (and is the default with it); `rating` otherwise. */
+  sort?: DirectorySort;
+  /** 1–50, default 20. */
+  limit?: number;
+  /** The previous page's `next_cursor` (send the same other parameters). */
+  cursor?: string;
+}
+export interface DirectoryItem {
+  id: UserId;
+  display_name: string;
+  headline: string;
+  tags: string[];
+  languages: string[];
+  /** Absent: free. */
+  price?: ConsultantPrice;
+  rating: ConsultantRating;
+  presence: PresenceStatus;
+  /** Promoted now: featured consultants come first in every sort. */
+  featured: boolean;
+}
+export interface DirectoryPage {
+  items: DirectoryItem[];
+  /** Absent on the last page. Opaque. */
+  next_cursor?: string;
+}
+export interface PromotionPackage {
+  /** e.g. `featured_7d`. */
+  id: string;
+  name: string;
+  duration_secs: number;
+  /** Charged at once. */
+  price: Money;
+}
+export interface PromotionPurchaseRequest {
+  package_id: string;
+  payment_method: string;
+}
+export interface PromotionReceipt {
+  /** `promo_…` */
+  purchase_id: string;
+  package_id: string;
+  amount: Money;
+  provider: "sandbox" | "stripe" | string;
+  /** The PaymentIntent, `pi_…`. */
+  provider_ref: string;
+  paid_at_ms: number;
+  /** The featured window it bought (windows stack), Unix ms. */
+  starts_at_ms: number;
+  ends_at_ms: number;
+}
+export interface FeaturedWindow {
+  since_ms: number;
+  until_ms: number;
+}
+export interface MyPromotions {
+  /** Paid purchases, newest first. */
+  purchases: PromotionReceipt[];
+  /** Absent when not featured now. */
+  current?: FeaturedWindow;
+}
+export type Weekday = "mon" | "tue" | "wed" | "thu" | "fri" | "sat" | "sun";
+/** Local times `"HH:MM"` (`"24:00"` may end a window). */
+export interface TimeWindow {
+  start: string;
+  end: string;
+}
+export interface WeeklyRule {
+  weekday: Weekday;
+  start: string;
+  end: string;
+}
+/** A local date (`"YYYY-MM-DD"`) whose windows replace the weekly rules; none: unavailable. */
+export interface DateException {
+  date: string;
+  windows?: TimeWindow[];
+}
+/** `GET`/`PUT /v1/consultants/me/availability`. */
+export interface Availability {
+  /** IANA time zone the rules are in. */
+  time_zone: string;
+  /** 15–240 minutes, at most 6; stored sorted. */
+  session_lengths_min: number[];
+  /** At most 50. */
+  weekly?: WeeklyRule[];
+  /** At most 100. */
+  exceptions?: DateException[];
+}
+/** `GET /v1/consultants/{id}/slots` query: defaults from now, 14 days (≤ 62), the shortest length. */
+export interface SlotsQuery {
+  from_ms?: number;
+  to_ms?: number;
+  length_min?: number;
+}
+export interface Slot {
+  start_ms: number;
+  end_ms: number;
+}
+export interface SlotList {
+  time_zone: string;
+  length_min: number;
+  /** Earliest first. */
+  slots: Slot[];
+}
+export type Purpose = "consultation" | "mentorship" | "interview";
+/** `POST /v1/bookings` (seekers). */
+export interface BookingRequest {
+  consultant_id: UserId;
+  /** 1–3 distinct future starts, Unix ms. */
+  slots: number[];
+  /** One of the consultant's `session_lengths_min`. */
+  length_min: number;
+  /** Default `consultation`. */
+  purpose?: Purpose;
+  /** Required when the session has a price. */
+  payment_method?: string;
+  record?: boolean;
+}
+export type BookingState = "pending" | "confirmed" | "declined" | "expired" | "cancelled" | "held";
+export type BookingHoldStatus = "none" | "scheduled" | "placing" | "held" | "failed" | "released" | "captured";
+export interface Booking {
+  /** `bkg_…` */
+  id: string;
+  /** New on each reschedule. */
+  session_id: SessionId;
+  seeker_id: UserId;
+  consultant_id: UserId;
+  purpose: Purpose;
+  length_min: number;
+  /** Proposed starts, sorted, Unix ms. */
+  proposed: number[];
+  state: BookingState;
+  /** The accepted start (confirmed and later). */
+  start_ms: number | null;
+  /** The room opens 10 minutes before the start. */
+  opens_at_ms: number | null;
+  /** The consultant's deadline. */
+  respond_by_ms: number;
+  /** null: free. */
+  price: ConsultantPrice | null;
+  hold_status: BookingHoldStatus | string;
+  hold_error: string | null;
+  record: boolean;
+  /** Set by decline and cancel. */
+  reason: string | null;
+  cancelled_by: UserId | null;
+  cancellation_fee: Money | null;
+  created_ms: number;
+}
+export interface BookingList {
+  /** Newest first, at most 200. */
+  bookings: Booking[];
+}
+export interface ReviewRequest {
+  /** 1–5. */
+  stars: number;
+  /** ≤ 2000 characters; default empty. */
+  text?: string;
+}
+export interface ReviewReply {
+  text: string;
+  created_at_ms: number;
+}
+export interface Review {
+  /** `rev_…` */
+  id: string;
+  session_id: SessionId;
+  seeker_id: UserId;
+  consultant_id: UserId;
+  stars: number;
+  text: string;
+  created_at_ms: number;
+  /** The consultant's reply, if any. */
+  reply?: ReviewReply;
+}
+/** A consultant's reputation: as `ConsultantRating`, but `mean` is null (not absent) without reviews. */
+export interface Reputation {
+  count: number;
+  mean: number | null;
+  score: number;
+}
+export interface ReviewsQuery {
+  /** 1–100, default 20. */
+  limit?: number;
+  /** The previous page's `next_cursor`. */
+  cursor?: string;
+}
+export interface ReviewPage {
+  consultant_id: UserId;
+  /** Over all their reviews. */
+  reputation: Reputation;
+  /** Newest first. */
+  reviews: Review[];
+  /** Absent on the last page. */
+  next_cursor?: string;
+}
+/** `GET /v1/consultants/{id}/metrics` period `[from, to)`, Unix ms; all time without. */
+export interface MetricsPeriod {
+  from?: number;
+  to?: number;
+}
+export interface AcceptanceCounts {
+  accepted: number;
+  declined: number;
+  /** An instant call rang until the ring timeout; a booking expired unanswered. */
+  timed_out: number;
+  /** accepted / (accepted + declined + timed_out), 0–1; null when that is 0. */
+  rate: number | null;
+}
+/** Requests created in the period. */
+export interface Acceptance {
+  /** Instant calls that rang. */
+  instant_calls: AcceptanceCounts;
+  /** Bookings answered or expired (`accepted` also counts those later cancelled or held). */
+  bookings: AcceptanceCounts;
+  /** Both together. */
+  all: AcceptanceCounts;
+}
+export interface MonthMetrics {
+  /** `YYYY-MM` (UTC). */
+  month: string;
+  start_ms: number;
+  sessions: number;
+  billable_secs: number;
+  billable_minutes: number;
+  earnings: Money[];
+}
+export interface ConsultantMetrics {
+  consultant_id: UserId;
+  from_ms?: number;
+  to_ms?: number;
+  /** Sessions opened in the period. */
+  sessions: number;
+  billable_secs: number;
+  billable_minutes: number;
+  /** One per currency, net of commission and refunds. */
+  earnings: Money[];
+  /** Reviews written in the period. */
+  rating: Reputation;
+  acceptance: Acceptance;
+  /** Per UTC month, oldest first. */
+  months: MonthMetrics[];
+}
+
 // ---------------------------------------------------------------------------
 // The SDK
 
@@ -720,6 +1024,43 @@ export declare class ParleyApi {
   recordingConsent(token: string): Promise<RecordingConsent>;
   /** Consultants. */
   setRecordingConsent(token: string, allowed: boolean): Promise<RecordingConsent>;
+  /** Consultants. */
+  setProfile(token: string, profile: ProfileUpdate): Promise<ConsultantProfile>;
+  /** Consultants; `unknown_consultant` before the first `setProfile`. */
+  myProfile(token: string): Promise<ConsultantProfile>;
+  profile(token: string, consultantId: UserId): Promise<ConsultantProfile>;
+  directory(token: string, query?: DirectoryQuery): Promise<DirectoryPage>;
+  promotionPackages(token: string): Promise<PromotionPackage[]>;
+  /** Consultants with a profile; charged at once. */
+  buyPromotion(token: string, packageId: string, paymentMethod: string): Promise<PromotionReceipt>;
+  /** Consultants. */
+  myPromotions(token: string): Promise<MyPromotions>;
+  /** Consultants; null if never set. */
+  myAvailability(token: string): Promise<Availability | null>;
+  /** Consultants. */
+  setAvailability(token: string, availability: Availability): Promise<Availability>;
+  /** Consultants; an amount of 0 makes those sessions free. */
+  setPurposePrice(token: string, purpose: "mentorship" | "interview", price: ConsultantPrice): Promise<ConsultantPrice>;
+  /** Consultants: back to the default (mentorship at the consultation price, interviews free). */
+  deletePurposePrice(token: string, purpose: "mentorship" | "interview"): Promise<null>;
+  slots(token: string, consultantId: UserId, query?: SlotsQuery): Promise<SlotList>;
+  /** Seekers. */
+  proposeBooking(token: string, request: BookingRequest): Promise<Booking>;
+  bookings(token: string): Promise<BookingList>;
+  booking(token: string, bookingId: string): Promise<Booking>;
+  /** The booking's consultant; `startMs` is one of `proposed`. */
+  acceptBooking(token: string, bookingId: string, startMs: number): Promise<Booking>;
+  /** The booking's consultant. */
+  declineBooking(token: string, bookingId: string, reason?: string): Promise<Booking>;
+  cancelBooking(token: string, bookingId: string, reason?: string): Promise<Booking>;
+  rescheduleBooking(token: string, bookingId: string, slots: number[]): Promise<Booking>;
+  /** The session's seeker, once, after it ended. */
+  review(token: string, sessionId: SessionId, stars: number, text?: string): Promise<Review>;
+  /** The review's consultant, once. */
+  replyToReview(token: string, reviewId: string, text: string): Promise<Review>;
+  reviews(token: string, consultantId: UserId, query?: ReviewsQuery): Promise<ReviewPage>;
+  /** That consultant, or a moderator. */
+  metrics(token: string, consultantId: UserId, period?: MetricsPeriod): Promise<ConsultantMetrics>;
 }
 
 /** Events the SDK adds to the server's messages. */

@@ -193,6 +193,16 @@ class Emitter {
 // ---------------------------------------------------------------------------
 // REST
 
+/** `?a=1&b=x` from an object's entries, skipping undefined and null; "" when none is left. */
+function queryString(params) {
+  const q = new URLSearchParams();
+  for (const [key, value] of Object.entries(params || {})) {
+    if (value !== undefined && value !== null) q.append(key, String(value));
+  }
+  const s = q.toString();
+  return s ? `?${s}` : "";
+}
+
 /** The REST API (docs/protocol.md §13). Bearer tokens go in the Authorization header. */
 export class ParleyApi {
   /** @param {string} [baseUrl] e.g. "http://127.0.0.1:8080"; default: this page's origin. */
@@ -319,6 +329,148 @@ export class ParleyApi {
   /** `PUT /v1/consultants/me/recording`: allow seekers to ask for recording, or not (consultants). */
   setRecordingConsent(token, allowed) {
     return this.request("PUT", "/v1/consultants/me/recording", { token, body: { allowed: !!allowed } });
+  }
+
+  /** `PUT /v1/consultants/me/profile` with the whole profile (a `ProfileUpdate`): what the directory shows (consultants). */
+  setProfile(token, profile) {
+    return this.request("PUT", "/v1/consultants/me/profile", { token, body: profile });
+  }
+
+  /** `GET /v1/consultants/me/profile`: your profile (consultants; 404 `unknown_consultant` before the first `setProfile`). */
+  myProfile(token) {
+    return this.request("GET", "/v1/consultants/me/profile", { token });
+  }
+
+  /** `GET /v1/consultants/{id}/profile`: a consultant's profile with price, rating, promotion and presence (any role). */
+  profile(token, consultantId) {
+    return this.request("GET", `/v1/consultants/${encodeURIComponent(consultantId)}/profile`, { token });
+  }
+
+  /**
+   * `GET /v1/directory`: one page of consultants with a profile (any role). `query`: `{q, tag, language, currency,
+   * min_price, max_price, available_now, min_rating, sort, limit, cursor}`, all optional; `cursor` is the previous
+   * page's `next_cursor`.
+   */
+  directory(token, query = {}) {
+    return this.request("GET", `/v1/directory${queryString(query)}`, { token });
+  }
+
+  /** `GET /v1/promotions/packages`: the promotion packages on sale (any role). */
+  promotionPackages(token) {
+    return this.request("GET", "/v1/promotions/packages", { token });
+  }
+
+  /** `POST /v1/consultants/me/promotions`: buys featured placement, charged at once (consultants with a profile). */
+  buyPromotion(token, packageId, paymentMethod) {
+    return this.request("POST", "/v1/consultants/me/promotions", {
+      token,
+      body: { package_id: packageId, payment_method: paymentMethod },
+    });
+  }
+
+  /** `GET /v1/consultants/me/promotions`: `{purchases, current?}` (consultants). */
+  myPromotions(token) {
+    return this.request("GET", "/v1/consultants/me/promotions", { token });
+  }
+
+  /** `GET /v1/consultants/me/availability`: your availability, or null if never set (consultants). */
+  myAvailability(token) {
+    return this.request("GET", "/v1/consultants/me/availability", { token });
+  }
+
+  /** `PUT /v1/consultants/me/availability` with `{time_zone, session_lengths_min, weekly, exceptions}` (consultants). */
+  setAvailability(token, availability) {
+    return this.request("PUT", "/v1/consultants/me/availability", { token, body: availability });
+  }
+
+  /** `PUT /v1/consultants/me/prices/{purpose}` (`mentorship` or `interview`) with `{model, amount}` (consultants). */
+  setPurposePrice(token, purpose, price) {
+    return this.request("PUT", `/v1/consultants/me/prices/${encodeURIComponent(purpose)}`, { token, body: price });
+  }
+
+  /** `DELETE /v1/consultants/me/prices/{purpose}`: back to the default price of that purpose (consultants). */
+  deletePurposePrice(token, purpose) {
+    return this.request("DELETE", `/v1/consultants/me/prices/${encodeURIComponent(purpose)}`, { token });
+  }
+
+  /** `GET /v1/consultants/{id}/slots` with optional `{from_ms, to_ms, length_min}`: free slots of one length (any role). */
+  slots(token, consultantId, query = {}) {
+    return this.request("GET", `/v1/consultants/${encodeURIComponent(consultantId)}/slots${queryString(query)}`, {
+      token,
+    });
+  }
+
+  /** `POST /v1/bookings` with `{consultant_id, slots, length_min, purpose?, payment_method?, record?}` (seekers). */
+  proposeBooking(token, request) {
+    return this.request("POST", "/v1/bookings", { token, body: request });
+  }
+
+  /** `GET /v1/bookings`: `{bookings}`, yours as seeker or consultant, newest first (any role). */
+  bookings(token) {
+    return this.request("GET", "/v1/bookings", { token });
+  }
+
+  /** `GET /v1/bookings/{id}` (its seeker, its consultant, moderators). */
+  booking(token, bookingId) {
+    return this.request("GET", `/v1/bookings/${encodeURIComponent(bookingId)}`, { token });
+  }
+
+  /** `POST /v1/bookings/{id}/accept`: confirms one of the proposed starts (the booking's consultant). */
+  acceptBooking(token, bookingId, startMs) {
+    return this.request("POST", `/v1/bookings/${encodeURIComponent(bookingId)}/accept`, {
+      token,
+      body: { start_ms: startMs },
+    });
+  }
+
+  /** `POST /v1/bookings/{id}/decline` with an optional reason (≤ 200 bytes; the booking's consultant). */
+  declineBooking(token, bookingId, reason) {
+    return this.request("POST", `/v1/bookings/${encodeURIComponent(bookingId)}/decline`, {
+      token,
+      body: reason == null ? {} : { reason },
+    });
+  }
+
+  /** `POST /v1/bookings/{id}/cancel` with an optional reason (either side; a seeker's late cancellation costs a fee). */
+  cancelBooking(token, bookingId, reason) {
+    return this.request("POST", `/v1/bookings/${encodeURIComponent(bookingId)}/cancel`, {
+      token,
+      body: reason == null ? {} : { reason },
+    });
+  }
+
+  /** `POST /v1/bookings/{id}/reschedule` with 1–3 new starts (either side; pending again). */
+  rescheduleBooking(token, bookingId, slots) {
+    return this.request("POST", `/v1/bookings/${encodeURIComponent(bookingId)}/reschedule`, {
+      token,
+      body: { slots },
+    });
+  }
+
+  /** `POST /v1/sessions/{id}/review`: 1–5 stars and an optional text (the session's seeker, once, after it ended). */
+  review(token, sessionId, stars, text) {
+    const body = { stars };
+    if (text != null) body.text = text;
+    return this.request("POST", `/v1/sessions/${encodeURIComponent(sessionId)}/review`, { token, body });
+  }
+
+  /** `POST /v1/reviews/{id}/reply`: a public reply, once (the review's consultant). */
+  replyToReview(token, reviewId, text) {
+    return this.request("POST", `/v1/reviews/${encodeURIComponent(reviewId)}/reply`, { token, body: { text } });
+  }
+
+  /** `GET /v1/consultants/{id}/reviews` with optional `{limit, cursor}`: a page, newest first, and the reputation (any role). */
+  reviews(token, consultantId, query = {}) {
+    return this.request("GET", `/v1/consultants/${encodeURIComponent(consultantId)}/reviews${queryString(query)}`, {
+      token,
+    });
+  }
+
+  /** `GET /v1/consultants/{id}/metrics` with optional `{from, to}` (Unix ms): figures (that consultant; moderators). */
+  metrics(token, consultantId, period = {}) {
+    return this.request("GET", `/v1/consultants/${encodeURIComponent(consultantId)}/metrics${queryString(period)}`, {
+      token,
+    });
   }
 }
 
