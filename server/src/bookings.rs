@@ -587,7 +587,7 @@ pub(crate) async fn propose(
     .await
     .map_err(db)?;
     let booking = load(&mut conn, &id).await?.expect("just written").booking;
-    emit(&s, "booking.requested", &booking).await;
+    emit(&s, WebhookEventType::BookingRequested, &booking).await;
     Ok((StatusCode::CREATED, Json(booking)))
 }
 
@@ -712,7 +712,7 @@ pub(crate) async fn accept(
     place_due_hold(&s, &id).await;
     let mut conn = s.store.pool().acquire().await.map_err(db)?;
     let booking = load(&mut conn, &id).await?.expect("exists").booking;
-    emit(&s, "booking.confirmed", &booking).await;
+    emit(&s, WebhookEventType::BookingConfirmed, &booking).await;
     s.bookings_wake.notify_one();
     Ok(Json(booking))
 }
@@ -753,7 +753,7 @@ pub(crate) async fn decline(
         return Err(not_pending(&row.booking, now, "declined"));
     }
     let booking = mine(&s, &me, &id).await?.booking;
-    emit(&s, "booking.declined", &booking).await;
+    emit(&s, WebhookEventType::BookingDeclined, &booking).await;
     Ok(Json(booking))
 }
 
@@ -824,7 +824,7 @@ pub(crate) async fn cancel(
     }
     settle_cancelled(&s, &row.booking.session_id, held.is_some(), fee, "cancelled").await?;
     let booking = mine(&s, &me, &id).await?.booking;
-    emit(&s, "booking.cancelled", &booking).await;
+    emit(&s, WebhookEventType::BookingCancelled, &booking).await;
     Ok(Json(booking))
 }
 
@@ -957,7 +957,7 @@ pub(crate) async fn reschedule(
     }
     settle_cancelled(&s, &b.session_id, held, None, "rescheduled").await?;
     let booking = mine(&s, &me, &id).await?.booking;
-    emit(&s, "booking.rescheduled", &booking).await;
+    emit(&s, WebhookEventType::BookingRescheduled, &booking).await;
     Ok(Json(booking))
 }
 
@@ -1025,7 +1025,7 @@ async fn try_place_due_hold(s: &AppState, id: &str) -> Result<(), ApiError> {
     if let Some(error) = error {
         tracing::info!(booking_id = id, %error, "a booking's hold was refused: the booking is flagged");
         if let Some(b) = load(&mut conn, id).await? {
-            emit(s, "booking.hold_failed", &b.booking).await;
+            emit(s, WebhookEventType::BookingHoldFailed, &b.booking).await;
         }
     }
     Ok(())
@@ -1068,7 +1068,7 @@ pub async fn tick(s: &AppState) -> Result<(), ApiError> {
         if done.rows_affected() == 1 {
             let mut b = row.booking;
             b.state = BookingState::Expired;
-            emit(s, "booking.expired", &b).await;
+            emit(s, WebhookEventType::BookingExpired, &b).await;
         }
     }
     for row in due(s, "state = 'confirmed' AND hold_status = 'scheduled' AND hold_due_ms <= $1", now).await? {
@@ -1109,7 +1109,7 @@ async fn remind(s: &AppState, row: &StoredBooking, n: i64) -> Result<bool, ApiEr
     };
     s.hub.notify_user(&b.seeker_id, &msg);
     s.hub.notify_user(&b.consultant_id, &msg);
-    emit_tagged(s, "booking.reminder", b, &n.to_string()).await;
+    emit_tagged(s, WebhookEventType::BookingReminder, b, &n.to_string()).await;
     Ok(true)
 }
 
@@ -1139,7 +1139,7 @@ async fn open_room(s: &AppState, row: StoredBooking) -> Result<(), ApiError> {
             if done.rows_affected() == 1 {
                 let mut cancelled = b.clone();
                 cancelled.state = BookingState::Cancelled;
-                emit(s, "booking.cancelled", &cancelled).await;
+                emit(s, WebhookEventType::BookingCancelled, &cancelled).await;
             }
             return Ok(());
         }
@@ -1189,19 +1189,15 @@ async fn open_room(s: &AppState, row: StoredBooking) -> Result<(), ApiError> {
 /// Hands a booking event to the outgoing webhooks (docs/protocol.md §14),
 /// once per event, booking, session and `tag` (a retried step does not
 /// announce twice). The payload is the [`Booking`].
-async fn emit_tagged(s: &AppState, event: &str, booking: &Booking, tag: &str) {
-    let Ok(kind) = serde_json::from_value::<WebhookEventType>(serde_json::Value::from(event)) else {
-        tracing::error!(event, "not a webhook event type");
-        return;
-    };
-    let key = format!("{event}:{}:{}:{tag}", booking.id, booking.session_id);
+async fn emit_tagged(s: &AppState, kind: WebhookEventType, booking: &Booking, tag: &str) {
+    let key = format!("{}:{}:{}:{tag}", kind.as_str(), booking.id, booking.session_id);
     if let Err(e) = s.webhooks.emit_once(&key, kind, booking).await {
-        tracing::error!(event, booking_id = %booking.id, error = %e, "failed to store a booking webhook");
+        tracing::error!(event = kind.as_str(), booking_id = %booking.id, error = %e, "failed to store a booking webhook");
     }
 }
 
-async fn emit(s: &AppState, event: &str, booking: &Booking) {
-    emit_tagged(s, event, booking, "").await;
+async fn emit(s: &AppState, kind: WebhookEventType, booking: &Booking) {
+    emit_tagged(s, kind, booking, "").await;
 }
 
 /// `booking.no_show` for booked sessions that ended `no_show`, once each
@@ -1221,7 +1217,7 @@ async fn announce_no_shows(s: &AppState) -> Result<(), ApiError> {
             .await
             .map_err(db)?;
         if claimed.rows_affected() == 1 {
-            emit(s, "booking.no_show", &row.booking).await;
+            emit(s, WebhookEventType::BookingNoShow, &row.booking).await;
         }
     }
     Ok(())

@@ -107,6 +107,19 @@ async fn wait_state(app: &TestApp, token: &str, id: &str, state: BookingState) -
     }
 }
 
+/// A booking of `seeker` with `consultant` (available every day in UTC) a
+/// day or more ahead, accepted, with the clock moved to its room's
+/// opening: returns it once `held`, with its start (Unix ms).
+async fn room_opening(app: &TestApp, consultant_id: &str, seeker: &str) -> (Booking, i64) {
+    consultant(app, consultant_id, "UTC").await;
+    let token = app.token(seeker, Role::Seeker);
+    let start = slot_after(app, &token, consultant_id, DAY).await;
+    let b = booking(&propose(app, seeker, consultant_id, &[start]).await.1);
+    let b = booking(&accept(app, consultant_id, &b.id, start).await.1);
+    set_clock(app, start - 10 * 60_000).await;
+    (wait_state(app, &token, &b.id, BookingState::Held).await, start)
+}
+
 /// Joins the booked session's room, retrying while it is opening (the
 /// booking is `held` a moment before its room admits joins).
 async fn join_when_open(client: &SignalingClient, session: &SessionId, what: &str) {
@@ -251,8 +264,8 @@ async fn scheduled_session_end_to_end(app: TestApp) {
         assert_eq!(reminder, (b.session_id.clone(), start, start - 10 * 60_000));
     }
     wait_state(&app, &s_token, &b.id, BookingState::Held).await;
-    seeker.join(&b.session_id).await.expect("the seeker joins on time");
-    consultant_client.join(&b.session_id).await.expect("the consultant joins on time");
+    join_when_open(&seeker, &b.session_id, "the seeker joins on time").await;
+    join_when_open(&consultant_client, &b.session_id, "the consultant joins on time").await;
 
     // 11 minutes together, past the free window: charged.
     app.advance(Duration::from_secs(11 * 60)).await;
@@ -421,13 +434,8 @@ async fn booking_race_on_postgres() {
 #[tokio::test]
 async fn consultant_no_show_releases_the_hold() {
     let app = spawn_app().await;
-    consultant(&app, "noel", "UTC").await;
+    let (b, start) = room_opening(&app, "noel", "nia").await;
     let token = app.token("nia", Role::Seeker);
-    let start = slot_after(&app, &token, "noel", DAY).await;
-    let b = booking(&propose(&app, "nia", "noel", &[start]).await.1);
-    let b = booking(&accept(&app, "noel", &b.id, start).await.1);
-    set_clock(&app, start - 10 * 60_000).await;
-    wait_state(&app, &token, &b.id, BookingState::Held).await;
     let (seeker, mut events) = app.client("nia", Role::Seeker).await;
     join_when_open(&seeker, &b.session_id, "joins on time").await;
     set_clock(&app, start + 14 * 60_000).await;
@@ -471,13 +479,8 @@ async fn consultant_no_show_releases_the_hold() {
 /// late-cancellation fee (50 % of the 30.00 EUR hold), which is captured.
 async fn seeker_no_show(policy: SeekerNoShow) {
     let app = spawn_app_with(|c| c.seeker_no_show = policy).await;
-    consultant(&app, "wes", "UTC").await;
+    let (b, start) = room_opening(&app, "wes", "ola").await;
     let token = app.token("ola", Role::Seeker);
-    let start = slot_after(&app, &token, "wes", DAY).await;
-    let b = booking(&propose(&app, "ola", "wes", &[start]).await.1);
-    let b = booking(&accept(&app, "wes", &b.id, start).await.1);
-    set_clock(&app, start - 10 * 60_000).await;
-    wait_state(&app, &token, &b.id, BookingState::Held).await;
     let (consultant_client, mut events) = app.client("wes", Role::Consultant).await;
     join_when_open(&consultant_client, &b.session_id, "the consultant joins on time").await;
     set_clock(&app, start + 15 * 60_000).await;
@@ -525,13 +528,7 @@ async fn seeker_no_show_pays_the_late_fee_under_the_charge_policy() {
 #[tokio::test]
 async fn an_early_leave_and_a_restart_keep_the_booked_room_until_the_no_show_time() {
     let app = spawn_app().await;
-    consultant(&app, "rae", "UTC").await;
-    let token = app.token("ivo", Role::Seeker);
-    let start = slot_after(&app, &token, "rae", DAY).await;
-    let b = booking(&propose(&app, "ivo", "rae", &[start]).await.1);
-    let b = booking(&accept(&app, "rae", &b.id, start).await.1);
-    set_clock(&app, start - 10 * 60_000).await;
-    wait_state(&app, &token, &b.id, BookingState::Held).await;
+    let (b, start) = room_opening(&app, "rae", "ivo").await;
 
     // The seeker looks in early, leaves; 2 minutes (> G = 30 s) later the
     // consultant finds the room still open.
@@ -804,6 +801,11 @@ async fn bad_input_gets_problems_with_stable_codes() {
     let d = booking(&call(&app, &token, Method::POST, "/v1/bookings", Some(body)).await.1);
     let d = booking(&accept(&app, "bea", &d.id, ok + DAY).await.1);
     assert_eq!(d.hold_status, "failed");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !webhook_types(&app, &d.id).await.contains(&"booking.hold_failed".to_owned()) {
+        assert!(tokio::time::Instant::now() < deadline, "the operator hears of the refused hold");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
     assert!(d.hold_error.as_deref().is_some_and(|e| !e.is_empty()));
     set_clock(&app, ok + DAY - 10 * 60_000).await;
     let d = wait_state(&app, &token, &d.id, BookingState::Cancelled).await;

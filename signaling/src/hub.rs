@@ -929,6 +929,12 @@ impl Hub {
             Ok(Some(s)) if s.ended_at.is_some() => {
                 err(ErrorCode::SessionEnded, format!("session {session_id} has ended"))
             }
+            // A booked session is stored a moment before its room admits
+            // joins (`open_scheduled`).
+            Ok(Some(s)) if s.record.scheduled => err(
+                ErrorCode::RoomNotOpen,
+                format!("the room of session {session_id} is opening; join again in a moment"),
+            ),
             Ok(Some(_)) => {
                 err(ErrorCode::SessionEnded, format!("session {session_id} is no longer open on this server"))
             }

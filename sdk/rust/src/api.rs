@@ -209,8 +209,7 @@ impl ApiClient {
         booking_id: &str,
         reason: Option<&str>,
     ) -> Result<Booking, SdkError> {
-        let body = BookingReason { reason: reason.map(str::to_owned) };
-        self.send(reqwest::Method::POST, token, &format!("/v1/bookings/{booking_id}/decline"), Some(&body)).await
+        self.booking_step(token, booking_id, "decline", reason).await
     }
 
     /// Either side: cancels a pending or confirmed booking (a seeker pays
@@ -221,8 +220,19 @@ impl ApiClient {
         booking_id: &str,
         reason: Option<&str>,
     ) -> Result<Booking, SdkError> {
+        self.booking_step(token, booking_id, "cancel", reason).await
+    }
+
+    /// `POST /v1/bookings/{id}/{step}` with an optional reason.
+    async fn booking_step(
+        &self,
+        token: &str,
+        booking_id: &str,
+        step: &str,
+        reason: Option<&str>,
+    ) -> Result<Booking, SdkError> {
         let body = BookingReason { reason: reason.map(str::to_owned) };
-        self.send(reqwest::Method::POST, token, &format!("/v1/bookings/{booking_id}/cancel"), Some(&body)).await
+        self.send(reqwest::Method::POST, token, &format!("/v1/bookings/{booking_id}/{step}"), Some(&body)).await
     }
 
     /// Either side, more than 24 h ahead: proposes new slots; the booking

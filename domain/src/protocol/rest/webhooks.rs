@@ -63,6 +63,11 @@ pub enum WebhookEventType {
     /// `booking.no_show`: a participant did not come to a booked session.
     #[serde(rename = "booking.no_show")]
     BookingNoShow,
+    /// `booking.hold_failed`: the payment hold of a confirmed booking was
+    /// refused (`hold_error` says why); the booking is cancelled when its
+    /// room would open unless the seeker books again with another card.
+    #[serde(rename = "booking.hold_failed")]
+    BookingHoldFailed,
 }
 
 impl WebhookEventType {
@@ -80,6 +85,7 @@ impl WebhookEventType {
         WebhookEventType::BookingExpired,
         WebhookEventType::BookingReminder,
         WebhookEventType::BookingNoShow,
+        WebhookEventType::BookingHoldFailed,
     ];
 
     /// The wire name, e.g. `session.ended`.
@@ -98,6 +104,7 @@ impl WebhookEventType {
             BookingExpired => "booking.expired",
             BookingReminder => "booking.reminder",
             BookingNoShow => "booking.no_show",
+            BookingHoldFailed => "booking.hold_failed",
         }
     }
 
