@@ -377,9 +377,9 @@ impl Meters {
     /// hang-up; for a no-show, `by` is the one participant who did not come,
     /// `None` if neither did): returns the settlement decision, made once
     /// (B3), and stops metering it. `None` if the session was never metered
-    /// here. A no-show is free (nobody was ever both present), except that a
-    /// seeker who did not come to a booked session with a no-show fee pays
-    /// that fee (the `charge` policy, issue 4).
+    /// here. A no-show is metered as usual (free when nobody was ever both
+    /// present), except that a seeker who never came to a booked session
+    /// with a no-show fee pays that fee (the `charge` policy, issue 4).
     pub fn ending(
         &self,
         session_id: &SessionId,
@@ -406,9 +406,12 @@ impl Meters {
         // The task stores the outputs that came before the end; it stops
         // when it sees the channel closed.
         let _ = entry.tx.send(out);
-        let fee = entry
-            .no_show_fee
-            .filter(|f| reason == SessionEndReason::NoShow && by == Some(Role::Seeker) && f.amount_minor > 0);
+        // Only a seeker who was never in the session with the consultant
+        // (restored rooms count anyone not back yet as not come).
+        let never_met = entry.meter.billable_ms() == 0;
+        let fee = entry.no_show_fee.filter(|f| {
+            reason == SessionEndReason::NoShow && by == Some(Role::Seeker) && never_met && f.amount_minor > 0
+        });
         match fee {
             Some(fee) => Some(SessionBill { outcome: WireOutcome::Charged, billable_secs: 0, charge: fee }),
             None => entry.meter.settlement().map(bill),
