@@ -6,12 +6,12 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TestApp, WAIT, incoming, settled, spawn_app, spawn_app_on_postgres};
+use common::{TestApp, WAIT, incoming, open_session, settled, spawn_app, spawn_app_on_postgres, wait_ended};
 use parley_domain::protocol::rest::{ConsultantMetrics, ConsultantPrice, PriceModel, Review, ReviewPage};
 use parley_domain::protocol::{CallEndReason, ErrorCode, Outcome, Role, ServerMessage, SessionBill, SessionEndReason};
 use parley_domain::reputation::bayesian_average;
 use parley_domain::{CallId, Clock, Currency, Money, SessionId, Timestamp, UserId};
-use parley_sdk::{ApiClient, Events, SignalingClient};
+use parley_sdk::ApiClient;
 use parley_signaling::Store;
 use parley_signaling::store::{SessionEvent, SessionRecord};
 use serde_json::{Value, json};
@@ -56,28 +56,6 @@ async fn call(app: &TestApp, method: &str, path: &str, token: Option<&str>, body
 async fn refused(app: &TestApp, method: &str, path: &str, token: Option<&str>, body: Option<Value>, want: (u16, &str)) {
     let (status, body) = call(app, method, path, token, body).await;
     assert_eq!((status, body["code"].as_str().unwrap_or_default()), want, "{method} {path}: {body}");
-}
-
-/// `sam` calls `cora`; she accepts; both join.
-async fn open_session(
-    app: &TestApp,
-    pm: Option<&str>,
-) -> (SignalingClient, Events, SignalingClient, Events, SessionId) {
-    let (consultant, mut c_events) = app.available_consultant("cora").await;
-    let (seeker, s_events) = app.client("sam", Role::Seeker).await;
-    seeker.call(&uid("cora"), pm).await.expect("call rings");
-    let (call_id, session_id) = incoming(&mut c_events).await;
-    consultant.accept(&call_id).await.unwrap();
-    seeker.join(&session_id).await.unwrap();
-    consultant.join(&session_id).await.unwrap();
-    (seeker, s_events, consultant, c_events, session_id)
-}
-
-async fn wait_ended(events: &mut Events) {
-    events
-        .wait_for(WAIT, |m| matches!(m, ServerMessage::SessionEnded { .. }).then_some(()))
-        .await
-        .expect("session.ended");
 }
 
 /// A session of `seeker` with `consultant` opened at `opened_ms` and ended

@@ -10,12 +10,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::http::{HeaderMap, StatusCode};
-use common::{TestApp, WAIT, fresh_postgres_url, incoming, settled, spawn_app, spawn_with_config};
+use common::{TestApp, WAIT, fresh_postgres_url, open_session, settled, spawn_app, spawn_with_config, wait_ended};
 use hmac::{Hmac, Mac};
+use parley_domain::protocol::Role;
 use parley_domain::protocol::rest::{ConsultantPrice, PriceModel};
-use parley_domain::protocol::{Role, ServerMessage};
-use parley_domain::{Clock, Currency, Money, SessionId, UserId};
-use parley_sdk::{ApiClient, Events, SignalingClient};
+use parley_domain::{Clock, Currency, Money};
+use parley_sdk::ApiClient;
 use parley_server::Config;
 use parley_server::config::WebhookConfig;
 use parley_signaling::clock::ManualClock;
@@ -28,10 +28,6 @@ const SECS: fn(u64) -> Duration = Duration::from_secs;
 
 fn eur(minor: i64) -> Value {
     serde_json::to_value(Money::new(minor, Currency::parse("EUR").unwrap())).unwrap()
-}
-
-fn uid(s: &str) -> UserId {
-    UserId::parse(s).unwrap()
 }
 
 /// One request the receiver got.
@@ -153,31 +149,14 @@ async fn app_with_receiver(postgres: bool, receiver_secret: &'static str, fail_f
 
 /// `sam` calls `cora` (who charges `price` EUR minor units if given); she
 /// accepts and both join.
-async fn open_session(
-    app: &TestApp,
-    price: Option<i64>,
-) -> (SignalingClient, Events, SignalingClient, Events, SessionId) {
+async fn open_priced_session(app: &TestApp, price: Option<i64>) -> common::OpenSession {
     if let Some(minor) = price {
         let api = ApiClient::new(&app.base).unwrap();
         let amount = Money::new(minor, Currency::parse("EUR").unwrap());
         let price = ConsultantPrice { model: PriceModel::Fixed, amount };
         api.set_price(&app.token("cora", Role::Consultant), &price).await.unwrap();
     }
-    let (consultant, mut c_events) = app.available_consultant("cora").await;
-    let (seeker, s_events) = app.client("sam", Role::Seeker).await;
-    seeker.call(&uid("cora"), price.map(|_| "pm_card_visa")).await.expect("call rings");
-    let (call_id, session_id) = incoming(&mut c_events).await;
-    consultant.accept(&call_id).await.unwrap();
-    seeker.join(&session_id).await.unwrap();
-    consultant.join(&session_id).await.unwrap();
-    (seeker, s_events, consultant, c_events, session_id)
-}
-
-async fn wait_ended(events: &mut Events) {
-    events
-        .wait_for(WAIT, |m| matches!(m, ServerMessage::SessionEnded { .. }).then_some(()))
-        .await
-        .expect("session.ended");
+    open_session(app, price.map(|_| "pm_card_visa")).await
 }
 
 /// The outbox row of `event_id`: (status, attempts, next_attempt_ms, last_status).
@@ -216,7 +195,7 @@ async fn outbox_until(
 /// with its data.
 async fn a_session_is_announced_from_start_to_review(postgres: bool) {
     let (app, mut receiver) = app_with_receiver(postgres, SECRET, 0).await;
-    let (seeker, mut s_events, _consultant, _c_events, session_id) = open_session(&app, Some(3000)).await;
+    let (seeker, mut s_events, _consultant, _c_events, session_id) = open_priced_session(&app, Some(3000)).await;
 
     let started = receiver.next("session.started").await;
     assert!(started.verified, "{started:?}");
@@ -293,7 +272,7 @@ async fn a_session_is_announced_from_start_to_review_on_postgres() {
 #[tokio::test]
 async fn a_failing_receiver_gets_the_same_event_again_after_each_backoff() {
     let (app, mut receiver) = app_with_receiver(false, SECRET, 2).await;
-    let (_seeker, _s_events, _consultant, _c_events, session_id) = open_session(&app, None).await;
+    let (_seeker, _s_events, _consultant, _c_events, session_id) = open_priced_session(&app, None).await;
 
     let first = receiver.next("session.started").await;
     assert_eq!((first.verified, first.answered), (true, 500));
@@ -322,7 +301,7 @@ async fn a_failing_receiver_gets_the_same_event_again_after_each_backoff() {
 #[tokio::test]
 async fn a_receiver_with_another_secret_rejects_every_event_and_it_stays_pending() {
     let (app, mut receiver) = app_with_receiver(false, "not-the-secret-the-server-signs-with!!", 0).await;
-    open_session(&app, None).await;
+    open_priced_session(&app, None).await;
     let d = receiver.next("session.started").await;
     assert_eq!((d.verified, d.answered), (false, 400), "the signature does not verify with another secret");
     let row = outbox_until(&app, &d.event_id, |r| r.1 == 1).await;
@@ -332,7 +311,7 @@ async fn a_receiver_with_another_secret_rejects_every_event_and_it_stays_pending
 #[tokio::test]
 async fn without_a_url_events_are_stored_but_not_sent() {
     let app = spawn_app().await;
-    let (seeker, mut s_events, _c, _ce, session_id) = open_session(&app, None).await;
+    let (seeker, mut s_events, _c, _ce, session_id) = open_priced_session(&app, None).await;
     seeker.end_session(&session_id).await.unwrap();
     wait_ended(&mut s_events).await;
     settled(&ApiClient::new(&app.base).unwrap(), &app.token("sam", Role::Seeker), &session_id).await;

@@ -147,7 +147,6 @@ impl TestApp {
 
     /// Stops the server gracefully and starts it again on the same data
     /// dir, configuration and clock (open sessions are restored, M9).
-    #[allow(dead_code)]
     pub async fn restart(mut self) -> TestApp {
         self.stop().await;
         spawn_with_config(self.config.clone(), self._dir.clone(), self.clock.clone()).await
@@ -315,6 +314,30 @@ pub async fn settled(
         assert!(tokio::time::Instant::now() < deadline, "not settled in time: {d:?}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// The clients of an open session: seeker, their events, consultant, theirs.
+pub type OpenSession = (SignalingClient, Events, SignalingClient, Events, parley_domain::SessionId);
+
+/// `sam` calls `cora` (with payment method `pm` if given); she accepts and
+/// both join.
+pub async fn open_session(app: &TestApp, pm: Option<&str>) -> OpenSession {
+    let (consultant, mut c_events) = app.available_consultant("cora").await;
+    let (seeker, s_events) = app.client("sam", Role::Seeker).await;
+    seeker.call(&UserId::parse("cora").unwrap(), pm).await.expect("call rings");
+    let (call_id, session_id) = incoming(&mut c_events).await;
+    consultant.accept(&call_id).await.unwrap();
+    seeker.join(&session_id).await.unwrap();
+    consultant.join(&session_id).await.unwrap();
+    (seeker, s_events, consultant, c_events, session_id)
+}
+
+/// Waits for `session.ended`.
+pub async fn wait_ended(events: &mut Events) {
+    events
+        .wait_for(WAIT, |m| matches!(m, ServerMessage::SessionEnded { .. }).then_some(()))
+        .await
+        .expect("session.ended");
 }
 
 /// Waits for `call.incoming`; returns the call and session ids.
