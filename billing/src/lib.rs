@@ -24,5 +24,6 @@ pub use provider::{
 };
 pub use sandbox::SandboxProvider;
 pub use service::{
-    Billing, BillingConfig, BillingError, Held, HoldFor, HoldRefusal, StoredSettlement, insert_settlement,
+    Billing, BillingConfig, BillingError, Held, HoldFor, HoldRefusal, StoredSettlement, insert_release,
+    insert_settlement,
 };

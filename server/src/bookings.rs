@@ -84,11 +84,12 @@ fn bad(code: ErrorCode, message: impl Into<String>) -> ApiError {
 
 /// The routes of this module.
 pub fn router(state: AppState) -> Router {
+    let idempotent = axum::middleware::from_fn_with_state(state.clone(), crate::idempotency::layer);
     Router::new()
         .route("/v1/consultants/me/availability", get(my_availability).put(set_availability))
         .route("/v1/consultants/me/prices/{purpose}", put(set_purpose_price).delete(clear_purpose_price))
         .route("/v1/consultants/{id}/slots", get(slots))
-        .route("/v1/bookings", post(propose).get(list))
+        .route("/v1/bookings", post(propose).layer(idempotent).get(list))
         .route("/v1/bookings/{id}", get(one))
         .route("/v1/bookings/{id}/accept", post(accept))
         .route("/v1/bookings/{id}/decline", post(decline))
@@ -386,7 +387,8 @@ pub async fn price_for(
 
 const COLUMNS: &str = "id, session_id, call_id, seeker_id, consultant_id, purpose, length_min, proposed, state, \
     start_ms, end_ms, respond_by_ms, price_model, price_minor, currency, payment_method, record, seeker_name, \
-    seeker_premium, hold_status, hold_due_ms, hold_error, reminders_sent, reason, cancelled_by, fee_minor, created_ms";
+    seeker_premium, hold_status, hold_due_ms, hold_error, reminders_sent, reason, cancelled_by, fee_minor, created_ms, \
+    updated_ms";
 
 /// A stored booking and what only the server needs of it.
 struct StoredBooking {
@@ -395,6 +397,8 @@ struct StoredBooking {
     payment_method: Option<String>,
     seeker_name: String,
     hold_due_ms: Option<i64>,
+    /// When the row last changed (Unix ms): the `placing` claim's lease.
+    updated_ms: i64,
 }
 
 fn read(r: &AnyRow) -> Result<StoredBooking, ApiError> {
@@ -448,6 +452,7 @@ fn read(r: &AnyRow) -> Result<StoredBooking, ApiError> {
         payment_method: r.try_get("payment_method").map_err(e)?,
         seeker_name: id("seeker_name")?,
         hold_due_ms: r.try_get("hold_due_ms").map_err(e)?,
+        updated_ms: r.try_get("updated_ms").map_err(e)?,
     })
 }
 
@@ -626,8 +631,9 @@ pub(crate) async fn one(
     Ok(Json(mine(&s, &me, &id).await?.booking))
 }
 
-/// Takes the per-consultant lock inside `tx` (the first write, so it
-/// serialises with other slot-fixing commands on both backends).
+/// Takes the per-consultant lock inside `tx` (its first statement, so it
+/// serialises with the other commands on that consultant's bookings on both
+/// backends: SQLite's one writer, PostgreSQL's row lock).
 async fn lock_consultant(tx: &mut sqlx::AnyConnection, consultant: &UserId) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO booking_locks (consultant_id, version) VALUES ($1, 1) \
@@ -637,6 +643,44 @@ async fn lock_consultant(tx: &mut sqlx::AnyConnection, consultant: &UserId) -> R
     .execute(&mut *tx)
     .await
     .map(|_| ())
+}
+
+type Tx = sqlx::Transaction<'static, sqlx::Any>;
+
+/// A transaction holding the lock of booking `id`'s consultant, and the
+/// booking as it is under that lock (`None`: no such booking). Every
+/// command that changes a booking or its hold reads the booking here and
+/// writes it before committing, so the transitions of one booking happen
+/// one at a time, each on the state the previous one left (issue 13): the
+/// booking and its hold form one state machine, never a stale read.
+async fn locked(s: &AppState, id: &str) -> Result<Option<(Tx, StoredBooking)>, ApiError> {
+    // The consultant never changes: read it first, outside the lock, so the
+    // lock is the transaction's first statement (a SQLite transaction that
+    // reads before it writes may not be allowed to write).
+    let consultant: Option<String> = sqlx::query_scalar("SELECT consultant_id FROM bookings WHERE id = $1")
+        .bind(id)
+        .fetch_optional(&s.store.pool())
+        .await
+        .map_err(db)?;
+    let Some(consultant) = consultant else { return Ok(None) };
+    let consultant = UserId::parse(consultant).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let mut tx = s.store.pool().begin().await.map_err(db)?;
+    lock_consultant(&mut tx, &consultant).await.map_err(db)?;
+    let row = load(&mut tx, id).await?;
+    Ok(row.map(|row| (tx, row)))
+}
+
+/// [`locked`] for a command of `me`, who must be the booking's seeker or
+/// consultant (or a moderator): `unknown_booking` otherwise.
+async fn locked_mine(s: &AppState, me: &UserInfo, id: &str) -> Result<(Tx, StoredBooking), ApiError> {
+    match locked(s, id).await? {
+        Some((tx, b))
+            if me.role == Role::Moderator || b.booking.seeker_id == me.id || b.booking.consultant_id == me.id =>
+        {
+            Ok((tx, b))
+        }
+        _ => Err(ApiError::NotFound(ErrorCode::UnknownBooking, format!("no booking {id} of yours"))),
+    }
 }
 
 fn not_pending(b: &Booking, now: i64, what: &str) -> ApiError {
@@ -665,37 +709,33 @@ pub(crate) async fn accept(
 ) -> Result<Json<Booking>, ApiError> {
     let me = caller(&s, &headers)?;
     let req = body(b)?;
-    let row = mine(&s, &me, &id).await?;
-    if row.booking.consultant_id != me.id {
+    let now = s.clock.now().unix_millis();
+    let (mut tx, row) = locked_mine(&s, &me, &id).await?;
+    let b = &row.booking;
+    if b.consultant_id != me.id {
         return Err(ApiError::Forbidden(ErrorCode::WrongRole, "only the booking's consultant accepts it".into()));
     }
-    let now = s.clock.now().unix_millis();
-    if row.booking.state != BookingState::Pending || now >= row.booking.respond_by_ms {
-        return Err(not_pending(&row.booking, now, "accepted"));
+    if b.state != BookingState::Pending || now >= b.respond_by_ms {
+        return Err(not_pending(b, now, "accepted"));
     }
-    if !row.booking.proposed.contains(&req.start_ms) {
-        return Err(bad(
-            ErrorCode::InvalidField,
-            format!("start_ms: {} is not one of {:?}", req.start_ms, row.booking.proposed),
-        ));
+    if !b.proposed.contains(&req.start_ms) {
+        return Err(bad(ErrorCode::InvalidField, format!("start_ms: {} is not one of {:?}", req.start_ms, b.proposed)));
     }
     if req.start_ms <= now {
         return Err(bad(ErrorCode::SlotInPast, format!("start_ms: {} has passed", req.start_ms)));
     }
-    let end = req.start_ms + i64::from(row.booking.length_min) * 60_000;
+    let end = req.start_ms + i64::from(b.length_min) * 60_000;
     let hold_due =
         if req.start_ms - now <= ms(HOLD_AT_CONFIRMATION_WITHIN) { now } else { req.start_ms - ms(HOLD_BEFORE) };
-    let mut tx = s.store.pool().begin().await.map_err(db)?;
-    lock_consultant(&mut tx, &row.booking.consultant_id).await.map_err(db)?;
-    if !busy(&mut tx, &row.booking.consultant_id, req.start_ms, end, Some(&id)).await.map_err(db)?.is_empty() {
+    if !busy(&mut tx, &b.consultant_id, req.start_ms, end, Some(&id)).await.map_err(db)?.is_empty() {
         return Err(ApiError::Conflict(
             ErrorCode::SlotTaken,
             format!("{} is already booked at {}", me.id, req.start_ms),
         ));
     }
-    let updated = sqlx::query(
+    sqlx::query(
         "UPDATE bookings SET state = 'confirmed', start_ms = $2, end_ms = $3, hold_due_ms = $4, updated_ms = $5 \
-         WHERE id = $1 AND state = 'pending'",
+         WHERE id = $1",
     )
     .bind(&id)
     .bind(req.start_ms)
@@ -705,9 +745,6 @@ pub(crate) async fn accept(
     .execute(&mut *tx)
     .await
     .map_err(db)?;
-    if updated.rows_affected() != 1 {
-        return Err(not_pending(&row.booking, now, "accepted"));
-    }
     tx.commit().await.map_err(db)?;
     place_due_hold(&s, &id).await;
     let mut conn = s.store.pool().acquire().await.map_err(db)?;
@@ -734,24 +771,27 @@ pub(crate) async fn decline(
 ) -> Result<Json<Booking>, ApiError> {
     let me = caller(&s, &headers)?;
     let reason = reason(b)?;
-    let row = mine(&s, &me, &id).await?;
+    let now = s.clock.now().unix_millis();
+    let (mut tx, row) = locked_mine(&s, &me, &id).await?;
     if row.booking.consultant_id != me.id {
         return Err(ApiError::Forbidden(ErrorCode::WrongRole, "only the booking's consultant declines it".into()));
     }
-    let now = s.clock.now().unix_millis();
-    let updated = sqlx::query(
-        "UPDATE bookings SET state = 'declined', reason = $2, updated_ms = $3 WHERE id = $1 AND state = 'pending' \
-         AND respond_by_ms > $3",
+    if row.booking.state != BookingState::Pending || now >= row.booking.respond_by_ms {
+        return Err(not_pending(&row.booking, now, "declined"));
+    }
+    // A pending booking has no hold (one of an earlier session was settled
+    // when it was rescheduled): only a scheduled one to call off.
+    sqlx::query(
+        "UPDATE bookings SET state = 'declined', reason = $2, updated_ms = $3, \
+         hold_status = CASE WHEN hold_status = 'scheduled' THEN 'none' ELSE hold_status END WHERE id = $1",
     )
     .bind(&id)
     .bind(reason.as_deref())
     .bind(now)
-    .execute(&s.store.pool())
+    .execute(&mut *tx)
     .await
     .map_err(db)?;
-    if updated.rows_affected() != 1 {
-        return Err(not_pending(&row.booking, now, "declined"));
-    }
+    tx.commit().await.map_err(db)?;
     let booking = mine(&s, &me, &id).await?.booking;
     emit(&s, WebhookEventType::BookingDeclined, &booking).await;
     Ok(Json(booking))
@@ -773,8 +813,10 @@ fn reason(b: Result<Option<Json<BookingReason>>, JsonRejection>) -> Result<Optio
 /// than 24 h before the start it is free (the hold is released); later, a
 /// seeker's cancellation costs `late_cancel_fee_percent` of the hold
 /// (captured, the rest released; `cancellation_fee`), a consultant's costs
-/// the seeker nothing. 409 `booking_not_pending` (declined, expired, held
-/// or already cancelled).
+/// the seeker nothing. The hold's fate is decided in the cancellation's own
+/// transaction (a settlement the outbox carries out); a hold still being
+/// placed is released by its placer. 409 `booking_not_pending` (declined,
+/// expired, held or already cancelled).
 #[utoipa::path(post, path = "/v1/bookings/{id}/cancel", tag = "bookings", security(("bearer" = [])),
     params(("id" = String, Path, description = "booking id")), request_body = Option<BookingReason>,
     responses((status = 200, body = Booking),
@@ -788,44 +830,78 @@ pub(crate) async fn cancel(
 ) -> Result<Json<Booking>, ApiError> {
     let me = caller(&s, &headers)?;
     let reason = reason(b)?;
-    let row = mine(&s, &me, &id).await?;
-    let now = s.clock.now().unix_millis();
-    let late = row.booking.start_ms.is_some_and(|start| start - now <= ms(FREE_CANCEL_BEFORE));
-    let hold = s.billing.hold(&row.booking.session_id).await?;
-    let held = hold.as_ref().filter(|h| h.status == "held");
-    let fee = match held {
-        Some(h) if late && me.id == row.booking.seeker_id => {
-            Some(late_fee(s.late_cancel_fee_percent, h.amount)).filter(|f| f.amount_minor > 0)
+    let now = s.clock.now();
+    let (mut tx, row) = locked_mine(&s, &me, &id).await?;
+    let b = &row.booking;
+    if !matches!(b.state, BookingState::Pending | BookingState::Confirmed) {
+        return Err(ApiError::Conflict(
+            ErrorCode::BookingNotPending,
+            format!("booking {id} is {}; only pending or confirmed bookings can be cancelled", b.state.as_str()),
+        ));
+    }
+    let late = b.start_ms.is_some_and(|start| start - now.unix_millis() <= ms(FREE_CANCEL_BEFORE));
+    let (hold_status, fee) = match b.hold_status.as_str() {
+        "held" => {
+            let held = held_amount(&mut tx, &b.session_id).await?;
+            let fee = held
+                .filter(|_| late && me.id == b.seeker_id)
+                .map(|h| late_fee(s.late_cancel_fee_percent, h))
+                .filter(|f| f.amount_minor > 0);
+            match fee {
+                Some(fee) => {
+                    let bill = SessionBill {
+                        outcome: parley_domain::protocol::Outcome::Charged,
+                        billable_secs: 0,
+                        charge: fee,
+                    };
+                    parley_billing::insert_settlement(&mut tx, &b.session_id, &bill, "late_cancel", now)
+                        .await
+                        .map_err(db)?;
+                    ("captured", Some(fee))
+                }
+                None => {
+                    parley_billing::insert_release(&mut tx, &b.session_id, "cancelled", now).await.map_err(db)?;
+                    ("released", None)
+                }
+            }
         }
-        _ => None,
+        "scheduled" => ("none", None),
+        // `placing`: its placer sees the booking cancelled and releases it.
+        other => (other, None),
     };
-    let updated = sqlx::query(
+    sqlx::query(
         "UPDATE bookings SET state = 'cancelled', reason = $2, cancelled_by = $3, fee_minor = $4, \
-         hold_status = CASE WHEN hold_status = 'held' THEN $5 ELSE hold_status END, updated_ms = $6 \
-         WHERE id = $1 AND state IN ('pending', 'confirmed')",
+         hold_status = $5, updated_ms = $6 WHERE id = $1",
     )
     .bind(&id)
     .bind(reason.as_deref())
     .bind(me.id.as_str())
     .bind(fee.map(|f| f.amount_minor))
-    .bind(if fee.is_some() { "captured" } else { "released" })
-    .bind(now)
-    .execute(&s.store.pool())
+    .bind(hold_status)
+    .bind(now.unix_millis())
+    .execute(&mut *tx)
     .await
     .map_err(db)?;
-    if updated.rows_affected() != 1 {
-        return Err(ApiError::Conflict(
-            ErrorCode::BookingNotPending,
-            format!(
-                "booking {id} is {}; only pending or confirmed bookings can be cancelled",
-                row.booking.state.as_str()
-            ),
-        ));
-    }
-    settle_cancelled(&s, &row.booking.session_id, held.is_some(), fee, "cancelled").await?;
+    tx.commit().await.map_err(db)?;
+    s.billing.wake();
     let booking = mine(&s, &me, &id).await?.booking;
     emit(&s, WebhookEventType::BookingCancelled, &booking).await;
     Ok(Json(booking))
+}
+
+/// The authorised amount of `session`'s hold, if it is `held`.
+async fn held_amount(tx: &mut sqlx::AnyConnection, session: &SessionId) -> Result<Option<Money>, ApiError> {
+    let row = sqlx::query("SELECT amount_minor, currency FROM holds WHERE session_id = $1 AND status = 'held'")
+        .bind(session.as_str())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db)?;
+    row.map(|r| {
+        let currency: String = r.try_get("currency").map_err(db)?;
+        let currency = Currency::parse(&currency).map_err(|e| ApiError::Internal(e.to_string()))?;
+        Ok(Money::new(r.try_get("amount_minor").map_err(db)?, currency))
+    })
+    .transpose()
 }
 
 /// The late-cancellation fee for a hold of `hold`: `percent`
@@ -864,40 +940,13 @@ pub(crate) async fn no_show_time(
     Ok(start.flatten().map(|start| Timestamp::from_unix_millis(start + ms(NO_SHOW_AFTER))))
 }
 
-/// Carries out a cancellation's money: a late fee is captured (a settlement
-/// `charged` with the fee; the rest of the hold is released with the
-/// capture), otherwise the hold is released.
-async fn settle_cancelled(
-    s: &AppState,
-    session: &SessionId,
-    held: bool,
-    fee: Option<Money>,
-    reason: &str,
-) -> Result<(), ApiError> {
-    if !held {
-        return Ok(());
-    }
-    match fee {
-        Some(fee) => {
-            let bill =
-                SessionBill { outcome: parley_domain::protocol::Outcome::Charged, billable_secs: 0, charge: fee };
-            let mut conn = s.store.pool().acquire().await.map_err(db)?;
-            parley_billing::insert_settlement(&mut conn, session, &bill, "late_cancel", s.clock.now())
-                .await
-                .map_err(db)?;
-            s.billing.wake();
-        }
-        None => s.billing.call_unanswered(session, reason).await?,
-    }
-    Ok(())
-}
-
 /// `POST /v1/bookings/{id}/reschedule` (its seeker or consultant,
 /// [`RescheduleBooking`]): new proposed slots, more than 24 h before the
 /// current start. The booking is pending again (the consultant accepts one
 /// of the new slots), under a new session id; a hold in place is released
-/// and placed again on acceptance. Errors as for proposing, plus 409
-/// `booking_not_pending`.
+/// (decided in this transaction; one still being placed is released by its
+/// placer) and placed again on acceptance. Errors as for proposing, plus
+/// 409 `booking_not_pending`.
 #[utoipa::path(post, path = "/v1/bookings/{id}/reschedule", tag = "bookings", security(("bearer" = [])),
     params(("id" = String, Path, description = "booking id")), request_body = RescheduleBooking,
     responses((status = 200, body = Booking),
@@ -912,12 +961,12 @@ pub(crate) async fn reschedule(
 ) -> Result<Json<Booking>, ApiError> {
     let me = caller(&s, &headers)?;
     let req = body(b)?;
-    let row = mine(&s, &me, &id).await?;
-    let now = s.clock.now().unix_millis();
+    let now = s.clock.now();
+    let (mut tx, row) = locked_mine(&s, &me, &id).await?;
     let b = &row.booking;
     let open = match b.state {
-        BookingState::Pending => now < b.respond_by_ms,
-        BookingState::Confirmed => b.start_ms.is_some_and(|start| start - now > ms(FREE_CANCEL_BEFORE)),
+        BookingState::Pending => now.unix_millis() < b.respond_by_ms,
+        BookingState::Confirmed => b.start_ms.is_some_and(|start| start - now.unix_millis() > ms(FREE_CANCEL_BEFORE)),
         _ => false,
     };
     if !open {
@@ -929,39 +978,37 @@ pub(crate) async fn reschedule(
             ),
         ));
     }
-    let mut conn = s.store.pool().acquire().await.map_err(db)?;
-    let slots = check_slots(&s, &mut conn, &b.consultant_id, &req.slots, b.length_min, Some(&id)).await?;
-    drop(conn);
-    let held = s.billing.hold(&b.session_id).await?.is_some_and(|h| h.status == "held");
+    let slots = check_slots(&s, &mut tx, &b.consultant_id, &req.slots, b.length_min, Some(&id)).await?;
+    if b.hold_status == "held" {
+        parley_billing::insert_release(&mut tx, &b.session_id, "rescheduled", now).await.map_err(db)?;
+    }
     let new_session = new_session_id();
-    let updated = sqlx::query(
+    sqlx::query(
         "UPDATE bookings SET state = 'pending', proposed = $2, session_id = $3, start_ms = NULL, end_ms = NULL, \
          respond_by_ms = $4, hold_status = CASE WHEN price_minor IS NULL THEN 'none' ELSE 'scheduled' END, \
-         hold_due_ms = NULL, hold_error = NULL, reminders_sent = 0, updated_ms = $5 \
-         WHERE id = $1 AND state IN ('pending', 'confirmed') AND session_id = $6",
+         hold_due_ms = NULL, hold_error = NULL, reminders_sent = 0, updated_ms = $5 WHERE id = $1",
     )
     .bind(&id)
     .bind(serde_json::to_string(&slots).expect("numbers serialise"))
     .bind(new_session.as_str())
-    .bind((now + ms(RESPOND_WITHIN)).min(slots[0]))
-    .bind(now)
-    .bind(b.session_id.as_str())
-    .execute(&s.store.pool())
+    .bind((now.unix_millis() + ms(RESPOND_WITHIN)).min(slots[0]))
+    .bind(now.unix_millis())
+    .execute(&mut *tx)
     .await
     .map_err(db)?;
-    if updated.rows_affected() != 1 {
-        return Err(ApiError::Conflict(
-            ErrorCode::BookingNotPending,
-            format!("booking {id} changed meanwhile; read it again"),
-        ));
-    }
-    settle_cancelled(&s, &b.session_id, held, None, "rescheduled").await?;
+    tx.commit().await.map_err(db)?;
+    s.billing.wake();
     let booking = mine(&s, &me, &id).await?.booking;
     emit(&s, WebhookEventType::BookingRescheduled, &booking).await;
     Ok(Json(booking))
 }
 
 // ----- the scheduler -----------------------------------------------------------
+
+/// A hold claimed (`placing`) longer ago than this belongs to a placer that
+/// died: another may take it over (the provider call is idempotent by
+/// `hold:<session>`, and a hold already recorded is used as it is).
+const PLACING_LEASE: Duration = Duration::from_secs(60);
 
 /// Places the hold of confirmed booking `id` if it is due and not placed.
 /// A refusal flags the booking (`hold_status` `failed`, `hold_error`); the
@@ -972,58 +1019,87 @@ async fn place_due_hold(s: &AppState, id: &str) {
     }
 }
 
+/// The hold's three steps: claim it under the lock (`placing`), ask the
+/// provider with no lock held, record the result under the lock again.
+/// If the booking moved on meanwhile (cancelled, or rescheduled to a new
+/// session), the hold that landed is released at once, in the recording
+/// transaction: nothing Parley placed is left owned by nothing.
 async fn try_place_due_hold(s: &AppState, id: &str) -> Result<(), ApiError> {
-    let mut conn = s.store.pool().acquire().await.map_err(db)?;
-    let Some(row) = load(&mut conn, id).await? else { return Ok(()) };
-    let b = &row.booking;
     let now = s.clock.now().unix_millis();
+    let Some((mut tx, row)) = locked(s, id).await? else { return Ok(()) };
+    let b = &row.booking;
     let due = row.hold_due_ms.is_some_and(|d| d <= now);
-    if b.state != BookingState::Confirmed || b.hold_status != "scheduled" || !due {
+    let lapsed = b.hold_status == "placing" && now - row.updated_ms >= ms(PLACING_LEASE);
+    if b.state != BookingState::Confirmed || !(b.hold_status == "scheduled" || lapsed) || !due {
         return Ok(());
     }
     let Some(price) = &b.price else { return Ok(()) };
-    // Claim it, so two nodes (or the API and the scheduler) place it once.
-    let claimed = sqlx::query(
-        "UPDATE bookings SET hold_status = 'placing', updated_ms = $2 WHERE id = $1 AND hold_status = 'scheduled'",
-    )
-    .bind(id)
-    .bind(now)
-    .execute(&mut *conn)
-    .await
-    .map_err(db)?;
-    if claimed.rows_affected() != 1 {
-        return Ok(());
-    }
-    let price = ConsultantPrice { model: price.model, amount: price.amount };
-    let placed = s
-        .billing
-        .place_priced_hold(
-            &parley_billing::HoldFor {
-                session_id: &b.session_id,
-                call_id: row.call_id.as_str(),
-                seeker: &b.seeker_id,
-                consultant: &b.consultant_id,
-                opens_at: b.opens_at_ms.map(Timestamp::from_unix_millis),
-            },
-            price,
-            b.length_min,
-            row.payment_method.as_deref(),
-        )
-        .await;
-    let (status, error) = match &placed {
-        Ok(_) => ("held", None),
-        Err(refusal) => ("failed", Some(refusal.to_string())),
-    };
-    sqlx::query("UPDATE bookings SET hold_status = $2, hold_error = $3, updated_ms = $4 WHERE id = $1")
+    sqlx::query("UPDATE bookings SET hold_status = 'placing', updated_ms = $2 WHERE id = $1")
         .bind(id)
-        .bind(status)
-        .bind(error.as_deref())
-        .bind(s.clock.now().unix_millis())
-        .execute(&mut *conn)
+        .bind(now)
+        .execute(&mut *tx)
         .await
         .map_err(db)?;
+    tx.commit().await.map_err(db)?;
+
+    let session = b.session_id.clone();
+    // A placer that died after the provider answered left its hold recorded.
+    let placed: Result<(), String> = match s.billing.hold(&session).await? {
+        Some(h) if h.status == "held" => Ok(()),
+        Some(h) => Err(format!("the hold is {}", h.status)),
+        None => {
+            let price = ConsultantPrice { model: price.model, amount: price.amount };
+            s.billing
+                .place_priced_hold(
+                    &parley_billing::HoldFor {
+                        session_id: &session,
+                        call_id: row.call_id.as_str(),
+                        seeker: &b.seeker_id,
+                        consultant: &b.consultant_id,
+                        opens_at: b.opens_at_ms.map(Timestamp::from_unix_millis),
+                    },
+                    price,
+                    b.length_min,
+                    row.payment_method.as_deref(),
+                )
+                .await
+                .map(|_| ())
+                .map_err(|refusal| refusal.to_string())
+        }
+    };
+
+    let now = s.clock.now();
+    let Some((mut tx, row)) = locked(s, id).await? else { return Ok(()) };
+    let current = row.booking.session_id == session && row.booking.hold_status == "placing";
+    let (status, error) = if current && row.booking.state == BookingState::Confirmed {
+        match &placed {
+            Ok(()) => ("held", None),
+            Err(error) => ("failed", Some(error.clone())),
+        }
+    } else {
+        // The booking moved on while the provider was asked.
+        if placed.is_ok() {
+            let why = if row.booking.session_id == session { "cancelled" } else { "rescheduled" };
+            parley_billing::insert_release(&mut tx, &session, why, now).await.map_err(db)?;
+            tracing::info!(booking_id = id, session_id = %session, "a hold landed after its booking moved on: released");
+        }
+        (if placed.is_ok() { "released" } else { "none" }, None)
+    };
+    if current {
+        sqlx::query("UPDATE bookings SET hold_status = $2, hold_error = $3, updated_ms = $4 WHERE id = $1")
+            .bind(id)
+            .bind(status)
+            .bind(error.as_deref())
+            .bind(now.unix_millis())
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+    }
+    tx.commit().await.map_err(db)?;
+    s.billing.wake();
     if let Some(error) = error {
         tracing::info!(booking_id = id, %error, "a booking's hold was refused: the booking is flagged");
+        let mut conn = s.store.pool().acquire().await.map_err(db)?;
         if let Some(b) = load(&mut conn, id).await? {
             emit(s, WebhookEventType::BookingHoldFailed, &b.booking).await;
         }
@@ -1058,13 +1134,16 @@ async fn due(s: &AppState, sql: &str, now: i64) -> Result<Vec<StoredBooking>, Ap
 pub async fn tick(s: &AppState) -> Result<(), ApiError> {
     let now = s.clock.now().unix_millis();
     for row in due(s, "state = 'pending' AND respond_by_ms <= $1", now).await? {
-        let done =
-            sqlx::query("UPDATE bookings SET state = 'expired', updated_ms = $2 WHERE id = $1 AND state = 'pending'")
-                .bind(&row.booking.id)
-                .bind(now)
-                .execute(&s.store.pool())
-                .await
-                .map_err(db)?;
+        let done = sqlx::query(
+            "UPDATE bookings SET state = 'expired', updated_ms = $2, \
+                 hold_status = CASE WHEN hold_status = 'scheduled' THEN 'none' ELSE hold_status END \
+                 WHERE id = $1 AND state = 'pending'",
+        )
+        .bind(&row.booking.id)
+        .bind(now)
+        .execute(&s.store.pool())
+        .await
+        .map_err(db)?;
         if done.rows_affected() == 1 {
             let mut b = row.booking;
             b.state = BookingState::Expired;

@@ -113,7 +113,7 @@ async fn wait_state(app: &TestApp, token: &str, id: &str, state: BookingState) -
 async fn room_opening(app: &TestApp, consultant_id: &str, seeker: &str) -> (Booking, i64) {
     consultant(app, consultant_id, "UTC").await;
     let token = app.token(seeker, Role::Seeker);
-    let start = slot_after(app, &token, consultant_id, DAY).await;
+    let start = slot_after(app, &token, consultant_id, DAY + HOUR).await;
     let b = booking(&propose(app, seeker, consultant_id, &[start]).await.1);
     let b = booking(&accept(app, consultant_id, &b.id, start).await.1);
     set_clock(app, start - 10 * 60_000).await;
@@ -425,6 +425,137 @@ async fn booking_race_on_sqlite() {
 #[tokio::test]
 async fn booking_race_on_postgres() {
     booking_race(spawn_app_on_postgres().await).await;
+}
+
+// ----- rivals on one booking (issue 13) -----------------------------------------
+
+/// The first `n` free 60-minute slots of `consultant` at least `after_ms`
+/// from now.
+async fn free_slots(app: &TestApp, token: &str, consultant: &str, after_ms: i64, n: usize) -> Vec<i64> {
+    let from = app.clock.now().unix_millis() + after_ms;
+    let path = format!("/v1/consultants/{consultant}/slots?from_ms={from}&length_min=60");
+    let (status, v) = call(app, token, Method::GET, &path, None).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let list: SlotList = serde_json::from_value(v).unwrap();
+    let slots: Vec<i64> = list.slots.iter().take(n).map(|s| s.start_ms).collect();
+    assert_eq!(slots.len(), n, "{n} free slots");
+    slots
+}
+
+/// Checks what a user and the payment provider would see of booking `b`'s
+/// holds once the dust settled: a booking that is not confirmed has no
+/// authorised hold; a confirmed one at most one, on its current session
+/// (and one if it says `held`); every other hold placed for it is released
+/// at the provider too; no hold is left `placing`.
+async fn booking_holds_consistent(app: &TestApp, token: &str, id: &str) -> Result<Booking, String> {
+    let (_, v) = call(app, token, Method::GET, &format!("/v1/bookings/{id}"), None).await;
+    let b = booking(&v);
+    let rows = sqlx::query(
+        "SELECT h.session_id, h.status, i.status AS intent FROM holds h \
+         LEFT JOIN sandbox_intents i ON i.id = h.intent_id \
+         WHERE h.call_id = (SELECT call_id FROM bookings WHERE id = $1)",
+    )
+    .bind(id)
+    .fetch_all(&app.store.pool())
+    .await
+    .unwrap();
+    use sqlx::Row;
+    let holds: Vec<(String, String, Option<String>)> =
+        rows.iter().map(|r| (r.get("session_id"), r.get("status"), r.get("intent"))).collect();
+    let authorised: Vec<&(String, String, Option<String>)> =
+        holds.iter().filter(|h| h.1 == "held" || h.2.as_deref() == Some("requires_capture")).collect();
+    let what = format!("booking {:?} hold_status {} session {}: holds {holds:?}", b.state, b.hold_status, b.session_id);
+    if b.hold_status == "placing" {
+        return Err(format!("still placing: {what}"));
+    }
+    for h in &holds {
+        if (h.1 == "held") != (h.2.as_deref() == Some("requires_capture")) {
+            return Err(format!("Parley and the provider disagree: {what}"));
+        }
+    }
+    match b.state {
+        BookingState::Confirmed => {
+            if authorised.len() > 1 || authorised.iter().any(|h| h.0 != b.session_id.as_str()) {
+                return Err(format!("a confirmed booking holds more than its own session: {what}"));
+            }
+            if (b.hold_status == "held") != (authorised.len() == 1) {
+                return Err(format!("the booking's hold_status is not its hold: {what}"));
+            }
+        }
+        _ if !authorised.is_empty() => return Err(format!("an authorised hold without a confirmed booking: {what}")),
+        _ => {}
+    }
+    Ok(b)
+}
+
+/// `request` if `on`, else a 409 as if it had lost its race.
+async fn maybe(on: bool, request: impl std::future::Future<Output = (StatusCode, Value)>) -> (StatusCode, Value) {
+    if on { request.await } else { (StatusCode::CONFLICT, Value::Null) }
+}
+
+/// Accept (either slot), decline, cancel and reschedule of one booking, all
+/// at once, then accept-again (against a cancel every other round): many
+/// rounds, each ending in one consistent state with its holds.
+async fn booking_rivals(app: TestApp, rounds: usize) {
+    consultant(&app, "riv", "UTC").await;
+    let s_token = app.token("sia", Role::Seeker);
+    let c_token = app.token("riv", Role::Consultant);
+    let mut outcomes = std::collections::BTreeMap::<String, usize>::new();
+    for round in 0..rounds {
+        let slots = free_slots(&app, &s_token, "riv", 2 * DAY, 3).await;
+        let b = booking(&propose(&app, "sia", "riv", &slots[..2]).await.1);
+        let [cancel, decline, reschedule] =
+            ["cancel", "decline", "reschedule"].map(|w| format!("/v1/bookings/{}/{w}", b.id));
+        // Which rivals race this round: all five, or a subset so that some
+        // rounds end confirmed (a cancel in the race always wins at last).
+        let rivals = [0b11111, 0b10011, 0b10101, 0b11011][round % 4];
+        let on = |bit: u32| rivals & (1 << bit) != 0;
+        let (a1, a2, c, d, r) = tokio::join!(
+            maybe(on(0), accept(&app, "riv", &b.id, slots[0])),
+            maybe(on(1), accept(&app, "riv", &b.id, slots[1])),
+            maybe(on(2), call(&app, &s_token, Method::POST, &cancel, None)),
+            maybe(on(3), call(&app, &c_token, Method::POST, &decline, None)),
+            maybe(on(4), call(&app, &s_token, Method::POST, &reschedule, Some(json!({"slots": [slots[2]]})))),
+        );
+        for got in [&a1, &a2, &c, &d, &r] {
+            // 400: a slot no longer proposed (a reschedule came first).
+            let fine = [StatusCode::OK, StatusCode::CONFLICT, StatusCode::BAD_REQUEST];
+            assert!(fine.contains(&got.0), "round {round}: every rival gets an answer: {got:?}");
+        }
+        assert!(a1.0 != StatusCode::OK || a2.0 != StatusCode::OK, "round {round}: one slot confirmed, not two");
+        // Accept again whatever is pending now, in half the rounds against
+        // a cancel.
+        let now = booking(&call(&app, &s_token, Method::GET, &format!("/v1/bookings/{}", b.id), None).await.1);
+        if now.state == BookingState::Pending {
+            let start = now.proposed[0];
+            if round % 8 < 4 {
+                accept(&app, "riv", &b.id, start).await;
+            } else {
+                let _ =
+                    tokio::join!(accept(&app, "riv", &b.id, start), call(&app, &s_token, Method::POST, &cancel, None));
+            }
+        }
+        let deadline = tokio::time::Instant::now() + WAIT;
+        let settled = loop {
+            match booking_holds_consistent(&app, &s_token, &b.id).await {
+                Ok(b) => break b,
+                Err(e) if tokio::time::Instant::now() >= deadline => panic!("round {round}: {e}"),
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        };
+        *outcomes.entry(format!("{:?}/{}", settled.state, settled.hold_status)).or_default() += 1;
+    }
+    eprintln!("booking rivals, final states: {outcomes:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn booking_rivals_on_sqlite() {
+    booking_rivals(spawn_app().await, 16).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn booking_rivals_on_postgres() {
+    booking_rivals(spawn_app_on_postgres().await, 16).await;
 }
 
 // ----- no-show -----------------------------------------------------------------
