@@ -148,6 +148,32 @@ pub async fn insert_settlement(
     .map(|_| ())
 }
 
+/// Decides, inside the caller's transaction, that the authorised hold of
+/// `session_id` (if one is `held`) is to be released: an `unanswered`
+/// settlement the outbox carries out (B3, B4). Committed with the change
+/// that orphaned the hold (a booking cancelled, declined or moved to a new
+/// session), so a crash cannot leave the hold owned by nothing. Returns
+/// whether a release was decided (false: no held hold, or the session's
+/// settlement was decided already).
+pub async fn insert_release(
+    conn: &mut sqlx::AnyConnection,
+    session_id: &SessionId,
+    reason: &str,
+    at: Timestamp,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "INSERT INTO settlements (session_id, outcome, reason, billable_secs, amount_minor, currency, decided_ms, next_attempt_ms) \
+         SELECT session_id, 'unanswered', $2, 0, 0, currency, $3, $3 FROM holds WHERE session_id = $1 AND status = 'held' \
+         ON CONFLICT (session_id) DO NOTHING",
+    )
+    .bind(session_id.as_str())
+    .bind(reason)
+    .bind(at.unix_millis())
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
 /// Whose hold [`Billing::place_priced_hold`] places.
 #[derive(Debug, Clone, Copy)]
 pub struct HoldFor<'a> {
@@ -824,62 +850,179 @@ impl Billing {
     // ----- refunds ---------------------------------------------------------
 
     /// Refunds `amount_minor` (default: all that is left) of a captured
-    /// session, taking the consultant's share and the fee back in proportion.
-    /// Errors: `not_charged` if nothing was captured, `invalid_field` for an
-    /// amount outside 1..=left.
+    /// session, taking the consultant's share and the fee back in proportion
+    /// (rounded down for the consultant). Each call is one distinct refund
+    /// at the provider: its amount is first reserved against what is left
+    /// (under the hold row's lock, so concurrent refunds of one session are
+    /// serialised and can never together exceed the capture), under its own
+    /// sequence number and provider idempotency key
+    /// `refund:<session>:<seq>`; the provider's answer and the ledger
+    /// entries are then recorded in one transaction. `request_key` (the
+    /// caller's `Idempotency-Key`) makes a retried request reuse its
+    /// reservation: the same provider refund, never a second one.
+    ///
+    /// Errors: `Refused("not_charged")` if nothing was captured,
+    /// `Refused("invalid_field")` for an amount below 1,
+    /// `Refused("refund_exceeds_capture")` for more than is left (counting
+    /// refunds under way); `Provider` if the provider refused (the
+    /// reservation is freed) or failed (it stays, so nothing is refunded
+    /// twice; the same `request_key` retries it).
     pub async fn refund(
         &self,
         session_id: &SessionId,
         amount_minor: Option<i64>,
+        request_key: Option<&str>,
     ) -> Result<(String, Money), BillingError> {
+        let now = self.clock.now().unix_millis();
+        let mut tx = self.pool.begin().await?;
+        // The lock: the first statement writes the hold row.
+        let locked =
+            sqlx::query("UPDATE holds SET updated_ms = updated_ms WHERE session_id = $1 AND status = 'captured'")
+                .bind(session_id.as_str())
+                .execute(&mut *tx)
+                .await?;
+        if locked.rows_affected() != 1 {
+            return Err(BillingError::Refused("not_charged", format!("session {session_id} was not charged")));
+        }
         let row = sqlx::query(
-            "SELECT h.intent_id, h.seeker_id, h.consultant_id, h.destination, \
+            "SELECT h.intent_id, h.seeker_id, h.consultant_id, h.destination, h.currency, \
              (SELECT CAST(COALESCE(SUM(amount_minor), 0) AS BIGINT) FROM ledger l WHERE l.session_id = h.session_id AND l.kind = 'capture') AS captured, \
              (SELECT CAST(COALESCE(SUM(amount_minor), 0) AS BIGINT) FROM ledger l WHERE l.session_id = h.session_id AND l.kind = 'earnings') AS earned, \
-             (SELECT CAST(COALESCE(SUM(amount_minor), 0) AS BIGINT) FROM ledger l WHERE l.session_id = h.session_id AND l.kind = 'refund') AS refunded, \
-             (SELECT COUNT(*) FROM ledger l WHERE l.session_id = h.session_id AND l.kind = 'refund') AS refunds, \
-             h.currency FROM holds h WHERE h.session_id = $1 AND h.status = 'captured'",
+             (SELECT CAST(COALESCE(SUM(amount_minor), 0) AS BIGINT) FROM ledger l WHERE l.session_id = h.session_id AND l.kind = 'refund') AS booked, \
+             (SELECT CAST(COALESCE(SUM(amount_minor), 0) AS BIGINT) FROM refunds r WHERE r.session_id = h.session_id AND r.status = 'pending') AS pending, \
+             (SELECT CAST(COALESCE(MAX(seq), 0) AS BIGINT) FROM refunds r WHERE r.session_id = h.session_id) AS last_seq \
+             FROM holds h WHERE h.session_id = $1",
         )
         .bind(session_id.as_str())
-        .fetch_optional(&self.pool)
-        .await?
-        .ok_or_else(|| BillingError::Refused("not_charged", format!("session {session_id} was not charged")))?;
+        .fetch_one(&mut *tx)
+        .await?;
         let captured = money(&row, "captured", "currency")?;
-        let refunded: i64 = row.try_get("refunded")?;
+        let cur = captured.currency;
+        let refunded = row.try_get::<i64, _>("booked")? + row.try_get::<i64, _>("pending")?;
         let earned: i64 = row.try_get("earned")?;
-        let left = captured.amount_minor - refunded;
-        let amount = amount_minor.unwrap_or(left);
-        if amount <= 0 || amount > left {
-            return Err(BillingError::Refused(
-                "invalid_field",
-                format!("amount_minor: between 1 and {left} (captured {captured}, refunded {refunded})"),
-            ));
-        }
         let intent_id: String = row.try_get("intent_id")?;
-        let n: i64 = row.try_get("refunds")?;
         let destination: Option<String> = row.try_get("destination")?;
-        let req = RefundRequest {
-            intent_id: intent_id.clone(),
-            amount,
-            reverse_transfer: destination.is_some(),
-            idempotency_key: format!("refund:{session_id}:{}", n + 1),
-        };
-        let refund = self.provider.refund(&req).await?;
         let seeker = UserId::parse(row.try_get::<String, _>("seeker_id")?)?;
         let consultant = UserId::parse(row.try_get::<String, _>("consultant_id")?)?;
-        let cur = captured.currency;
+        let earlier = match request_key {
+            Some(key) => sqlx::query(
+                "SELECT seq, amount_minor, status, refund_id FROM refunds WHERE session_id = $1 AND request_key = $2",
+            )
+            .bind(session_id.as_str())
+            .bind(key)
+            .fetch_optional(&mut *tx)
+            .await?,
+            None => None,
+        };
+        let (seq, amount) = match earlier {
+            Some(r) => {
+                let (seq, amount): (i64, i64) = (r.try_get("seq")?, r.try_get("amount_minor")?);
+                let status: String = r.try_get("status")?;
+                match status.as_str() {
+                    "done" => {
+                        let id: Option<String> = r.try_get("refund_id")?;
+                        return Ok((id.unwrap_or_default(), Money::new(amount, cur)));
+                    }
+                    "failed" => {
+                        return Err(BillingError::Provider(ProviderError::Rejected {
+                            code: "refund_failed".into(),
+                            message: format!("refund {seq} of session {session_id} was refused by the provider"),
+                        }));
+                    }
+                    _ => (seq, amount),
+                }
+            }
+            None => {
+                let left = captured.amount_minor - refunded;
+                let amount = amount_minor.unwrap_or(left);
+                if amount_minor.is_some_and(|a| a <= 0) {
+                    return Err(BillingError::Refused(
+                        "invalid_field",
+                        format!("amount_minor: at least 1 (left {left})"),
+                    ));
+                }
+                if amount <= 0 || amount > left {
+                    return Err(BillingError::Refused(
+                        "refund_exceeds_capture",
+                        format!(
+                            "refunding {amount} of session {session_id} would exceed its capture: captured {captured}, \
+                             refunded or being refunded {refunded}, left {left}"
+                        ),
+                    ));
+                }
+                let seq = row.try_get::<i64, _>("last_seq")? + 1;
+                sqlx::query(
+                    "INSERT INTO refunds (session_id, seq, amount_minor, currency, status, request_key, created_ms, updated_ms) \
+                     VALUES ($1, $2, $3, $4, 'pending', $5, $6, $6)",
+                )
+                .bind(session_id.as_str())
+                .bind(seq)
+                .bind(amount)
+                .bind(cur.as_str())
+                .bind(request_key)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                (seq, amount)
+            }
+        };
+        tx.commit().await?;
+
+        let req = RefundRequest {
+            intent_id,
+            amount,
+            reverse_transfer: destination.is_some(),
+            idempotency_key: format!("refund:{session_id}:{seq}"),
+        };
+        let refund = match self.provider.refund(&req).await {
+            Ok(refund) => refund,
+            Err(e) => {
+                if !e.is_transient() {
+                    sqlx::query("UPDATE refunds SET status = 'failed', error = $3, updated_ms = $4 WHERE session_id = $1 AND seq = $2")
+                        .bind(session_id.as_str())
+                        .bind(seq)
+                        .bind(e.to_string())
+                        .bind(self.clock.now().unix_millis())
+                        .execute(&self.pool)
+                        .await?;
+                }
+                return Err(e.into());
+            }
+        };
         // Proportional reversal, rounded down for the consultant.
         let back = i64::try_from(i128::from(amount) * i128::from(earned) / i128::from(captured.amount_minor.max(1)))
             .unwrap_or(0);
+        let at = self.clock.now().unix_millis();
+        let mut tx = self.pool.begin().await?;
         let r = Some(refund.id.as_str());
-        // Keyed by the total refunded after it, as `charge.refunded` reports
-        // it: whichever of this and the webhook comes first records it.
-        let key = refund_key(refunded + amount);
-        self.ledger(session_id, &key, "refund", Money::new(amount, cur), &seeker, &consultant, r).await?;
-        let key = format!("earnings_reversal:{}", refund.id);
-        self.ledger(session_id, &key, "earnings_reversal", Money::new(back, cur), &seeker, &consultant, r).await?;
-        let key = format!("fee_reversal:{}", refund.id);
-        self.ledger(session_id, &key, "fee_reversal", Money::new(amount - back, cur), &seeker, &consultant, r).await?;
+        let entries = [
+            (format!("refund:{seq}"), "refund", amount),
+            (format!("earnings_reversal:{seq}"), "earnings_reversal", back),
+            (format!("fee_reversal:{seq}"), "fee_reversal", amount - back),
+        ];
+        for (key, kind, minor) in entries {
+            let entry = LedgerEntry {
+                session_id,
+                key: &key,
+                kind,
+                amount: Money::new(minor, cur),
+                seeker: &seeker,
+                consultant: &consultant,
+                provider_ref: r,
+                at_ms: at,
+            };
+            entry.insert(&mut tx).await?;
+        }
+        sqlx::query(
+            "UPDATE refunds SET status = 'done', refund_id = $3, updated_ms = $4 WHERE session_id = $1 AND seq = $2",
+        )
+        .bind(session_id.as_str())
+        .bind(seq)
+        .bind(&refund.id)
+        .bind(at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
         Ok((refund.id, Money::new(amount, cur)))
     }
 
@@ -965,8 +1108,12 @@ impl Billing {
                 // Refunds made outside our API (e.g. the dashboard) enter
                 // the ledger here; ours are there already.
                 if let Some((sid, seeker, consultant, _, currency)) = hold_of(intent_id).await? {
+                    // Refunds of ours under way are known too: their ledger
+                    // rows are written when the provider has answered.
                     let known: i64 = sqlx::query(
-                        "SELECT CAST(COALESCE(SUM(amount_minor), 0) AS BIGINT) AS n FROM ledger \
+                        "SELECT CAST(COALESCE(SUM(amount_minor), 0) AS BIGINT) + \
+                         (SELECT CAST(COALESCE(SUM(amount_minor), 0) AS BIGINT) FROM refunds \
+                          WHERE session_id = $1 AND status = 'pending') AS n FROM ledger \
                          WHERE session_id = $1 AND kind = 'refund'",
                     )
                     .bind(sid.as_str())
@@ -1090,6 +1237,40 @@ impl Billing {
 /// The ledger key of a refund that brings the session's refunded total to
 /// `total` minor units: the same for our refund call and Stripe's
 /// `charge.refunded` (which reports the total), so it is recorded once.
+/// One ledger row (B7), written inside the caller's transaction; a second
+/// row with the same key for the session is ignored.
+struct LedgerEntry<'a> {
+    session_id: &'a SessionId,
+    key: &'a str,
+    kind: &'a str,
+    amount: Money,
+    seeker: &'a UserId,
+    consultant: &'a UserId,
+    provider_ref: Option<&'a str>,
+    at_ms: i64,
+}
+
+impl LedgerEntry<'_> {
+    async fn insert(&self, conn: &mut sqlx::AnyConnection) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO ledger (entry_key, session_id, kind, amount_minor, currency, seeker_id, consultant_id, \
+             provider_ref, at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (entry_key) DO NOTHING",
+        )
+        .bind(format!("{}:{}", self.key, self.session_id))
+        .bind(self.session_id.as_str())
+        .bind(self.kind)
+        .bind(self.amount.amount_minor)
+        .bind(self.amount.currency.as_str())
+        .bind(self.seeker.as_str())
+        .bind(self.consultant.as_str())
+        .bind(self.provider_ref)
+        .bind(self.at_ms)
+        .execute(conn)
+        .await?;
+        Ok(())
+    }
+}
+
 fn refund_key(total: i64) -> String {
     format!("refund:upto:{total}")
 }

@@ -606,6 +606,14 @@ pub enum ErrorCode {
     UnknownConsultant,
     /// A refund was asked for a session that was not charged.
     NotCharged,
+    /// A refund would take the session's refunds past what was captured
+    /// (refunds under way count).
+    RefundExceedsCapture,
+    /// An `Idempotency-Key` was reused with another request (method, path
+    /// or body).
+    IdempotencyKeyReused,
+    /// A request with the same `Idempotency-Key` is still being processed.
+    IdempotencyKeyInUse,
     /// The payment provider refused or failed the request.
     PaymentProviderError,
     /// A provider webhook came without its signature header.
@@ -705,6 +713,9 @@ impl ErrorCode {
         ErrorCode::SessionEnded,
         ErrorCode::UnknownConsultant,
         ErrorCode::NotCharged,
+        ErrorCode::RefundExceedsCapture,
+        ErrorCode::IdempotencyKeyReused,
+        ErrorCode::IdempotencyKeyInUse,
         ErrorCode::PaymentProviderError,
         ErrorCode::MissingSignature,
         ErrorCode::BadSignature,
@@ -774,6 +785,9 @@ impl ErrorCode {
             SessionEnded => "session_ended",
             UnknownConsultant => "unknown_consultant",
             NotCharged => "not_charged",
+            RefundExceedsCapture => "refund_exceeds_capture",
+            IdempotencyKeyReused => "idempotency_key_reused",
+            IdempotencyKeyInUse => "idempotency_key_in_use",
             PaymentProviderError => "payment_provider_error",
             MissingSignature => "missing_signature",
             BadSignature => "bad_signature",

@@ -88,6 +88,9 @@ export type ErrorCode =
   | "session_ended"
   | "unknown_consultant"
   | "not_charged"
+  | "refund_exceeds_capture"
+  | "idempotency_key_reused"
+  | "idempotency_key_in_use"
   | "payment_provider_error"
   | "missing_signature"
   | "bad_signature"
@@ -143,6 +146,9 @@ export declare const ErrorCode: {
   readonly SESSION_ENDED: "session_ended";
   readonly UNKNOWN_CONSULTANT: "unknown_consultant";
   readonly NOT_CHARGED: "not_charged";
+  readonly REFUND_EXCEEDS_CAPTURE: "refund_exceeds_capture";
+  readonly IDEMPOTENCY_KEY_REUSED: "idempotency_key_reused";
+  readonly IDEMPOTENCY_KEY_IN_USE: "idempotency_key_in_use";
   readonly PAYMENT_PROVIDER_ERROR: "payment_provider_error";
   readonly MISSING_SIGNATURE: "missing_signature";
   readonly BAD_SIGNATURE: "bad_signature";

@@ -21,12 +21,13 @@ use crate::routes::{ApiError, AppState};
 
 /// The routes of this module.
 pub fn router(state: AppState) -> Router {
+    let idempotent = || axum::middleware::from_fn_with_state(state.clone(), crate::idempotency::layer);
     Router::new()
         .route("/v1/sessions/{id}", get(session))
-        .route("/v1/sessions/{id}/refund", post(refund))
+        .route("/v1/sessions/{id}/refund", post(refund).layer(idempotent()))
         .route("/v1/sessions/{id}/end", post(end_session))
         .route("/v1/consultants/me/price", get(my_price).put(set_price).delete(clear_price))
-        .route("/v1/consultants/me/payout-account", post(payout_account))
+        .route("/v1/consultants/me/payout-account", post(payout_account).layer(idempotent()))
         .route("/v1/consultants/{id}/earnings", get(earnings))
         .route("/v1/seekers/me/receipts", get(receipts))
         .route("/v1/webhooks/stripe", post(stripe_webhook))
@@ -77,6 +78,9 @@ impl From<BillingError> for ApiError {
     fn from(e: BillingError) -> Self {
         match e {
             BillingError::Refused("not_charged", m) => ApiError::Conflict(ErrorCode::NotCharged, m),
+            BillingError::Refused("refund_exceeds_capture", m) => {
+                ApiError::Conflict(ErrorCode::RefundExceedsCapture, m)
+            }
             BillingError::Refused(_, m) => ApiError::BadRequest(ErrorCode::InvalidField, m),
             BillingError::Provider(p) => ApiError::Provider(p.to_string()),
             other => ApiError::Internal(other.to_string()),
@@ -281,13 +285,16 @@ pub(crate) async fn refund(
     State(s): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
+    key: Option<axum::Extension<crate::idempotency::IdempotencyKey>>,
     body: Result<Json<RefundRequest>, JsonRejection>,
 ) -> Result<Json<RefundResponse>, ApiError> {
     let me = user(&s, &headers)?;
     require(&me, Role::Moderator)?;
     let id = session_id(id)?;
     let Json(req) = body.map_err(|e| ApiError::BadRequest(ErrorCode::InvalidField, e.body_text()))?;
-    let (refund_id, amount) = s.billing.refund(&id, req.amount_minor).await?;
+    // The caller's key, per caller (as the middleware keeps it).
+    let key = key.map(|k| format!("{}:{}", me.id, k.0.0));
+    let (refund_id, amount) = s.billing.refund(&id, req.amount_minor, key.as_deref()).await?;
     tracing::info!(session_id = %id, moderator = %me.id, %amount, reason = req.reason.as_deref().unwrap_or(""), "refund");
     Ok(Json(RefundResponse { refund_id, amount }))
 }

@@ -80,7 +80,7 @@ impl Application {
             std::fs::create_dir_all(&config.data_dir)?;
         }
         let store = SqlStore::connect(&config.database_url).await?;
-        let auth = Arc::new(Authenticator::new(&config.resolve_jwt_secret()?));
+        let auth = Arc::new(Authenticator::with_clock(&config.resolve_jwt_secret()?, clock.clone()));
         let files = Arc::new(RecordingFiles::from_config(&config)?);
         if config.mode == Mode::Dev {
             store.users_seen(&demo_users(), clock.now()).await?;
@@ -221,6 +221,10 @@ impl Application {
             }
         });
         axum::serve(listener, self.router).with_graceful_shutdown(signal).await?;
+        // Nothing metered is lost to a deploy: each live session's time up
+        // to now is checkpointed (a restart resumes from it).
+        let drained = self.meters.drain().await;
+        tracing::info!(sessions = drained, "live sessions checkpointed");
         if tokio::time::timeout(SHUTDOWN_GRACE, hub.connections_closed()).await.is_err() {
             tracing::warn!("some WebSockets did not close within {SHUTDOWN_GRACE:?}");
         }

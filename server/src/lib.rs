@@ -8,6 +8,7 @@ pub mod bookings;
 pub mod config;
 pub mod directory;
 pub mod files;
+pub mod idempotency;
 pub mod metrics_api;
 pub mod money;
 pub mod openapi;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
 use axum::http::HeaderMap;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use parley_billing::BillingError;
 use parley_billing::promotions::{PAYMENT_ACTION_REQUIRED, PAYMENT_DECLINED};
@@ -42,9 +42,10 @@ pub fn default_packages() -> Vec<PromotionPackage> {
 
 /// The routes of this module.
 pub fn router(state: AppState) -> Router {
+    let idempotent = axum::middleware::from_fn_with_state(state.clone(), crate::idempotency::layer);
     Router::new()
         .route("/v1/promotions/packages", get(packages))
-        .route("/v1/consultants/me/promotions", get(my_promotions).post(buy))
+        .route("/v1/consultants/me/promotions", post(buy).layer(idempotent).get(my_promotions))
         .with_state(state)
 }
 

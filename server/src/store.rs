@@ -576,7 +576,9 @@ async fn write(pool: &AnyPool, writes: &[&Write]) -> Result<(), sqlx::Error> {
         }
         q.execute(&mut *tx).await?;
     }
-    // Checkpoints (M9): one row per session, the latest wins.
+    // Checkpoints (M9): one row per session, the latest wins; billable time
+    // only grows, so a late write of an older checkpoint (a driver task
+    // behind the shutdown drain) never takes time back.
     let mut seen = std::collections::HashSet::with_capacity(checkpoints.len());
     checkpoints.reverse();
     checkpoints.retain(|(id, _, _)| seen.insert(*id));
@@ -585,7 +587,8 @@ async fn write(pool: &AnyPool, writes: &[&Write]) -> Result<(), sqlx::Error> {
             "INSERT INTO meter_checkpoints (session_id, billable_ms, warned, billing_started, hold_warned, at_ms) \
              VALUES {} ON CONFLICT (session_id) DO UPDATE SET billable_ms = excluded.billable_ms, \
              warned = excluded.warned, billing_started = excluded.billing_started, \
-             hold_warned = excluded.hold_warned, at_ms = excluded.at_ms",
+             hold_warned = excluded.hold_warned, at_ms = excluded.at_ms \
+             WHERE meter_checkpoints.billable_ms <= excluded.billable_ms",
             placeholders(chunk.len(), &[0, 1, 2, 3, 4, 5], 6)
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
