@@ -136,7 +136,7 @@ impl Receiver {
 /// A server posting to a receiver that knows `receiver_secret` (the
 /// server signs with [`SECRET`]).
 async fn app_with_receiver(postgres: bool, receiver_secret: &'static str, fail_first: usize) -> (TestApp, Receiver) {
-    let clock = Arc::new(ManualClock::starting_now());
+    let clock = common::test_clock();
     let receiver = Receiver::start(receiver_secret, clock.clone(), fail_first).await;
     let dir = Arc::new(tempfile::tempdir().unwrap());
     let mut config = Config::for_tests(dir.path());

@@ -12,7 +12,7 @@ use axum::http::HeaderMap;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use parley_domain::protocol::{ErrorCode, Role, UserInfo};
-use parley_domain::{Timestamp, UserId};
+use parley_domain::{Clock, Timestamp, UserId};
 use serde::{Deserialize, Serialize};
 
 /// Longest display name accepted, in bytes.
@@ -73,12 +73,15 @@ impl AuthError {
     }
 }
 
-/// Signs and verifies tokens with the operator's shared secret.
+/// Signs and verifies tokens with the operator's shared secret. `exp` is
+/// checked against the server's clock (injected; the system clock by
+/// default), never the machine's directly.
 #[derive(Clone)]
 pub struct Authenticator {
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
+    clock: std::sync::Arc<dyn Clock>,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -90,13 +93,21 @@ impl std::fmt::Debug for Authenticator {
 impl Authenticator {
     /// An authenticator for HS256 tokens signed with `secret`.
     pub fn new(secret: &[u8]) -> Self {
+        Self::with_clock(secret, std::sync::Arc::new(crate::clock::SystemClock))
+    }
+
+    /// An authenticator for HS256 tokens signed with `secret` whose `exp`
+    /// is checked against `clock` (the server's).
+    pub fn with_clock(secret: &[u8], clock: std::sync::Arc<dyn Clock>) -> Self {
         let mut validation = Validation::new(Algorithm::HS256);
-        validation.leeway = LEEWAY_SECS;
+        // `exp` is required here and checked below on the server's clock.
+        validation.validate_exp = false;
         validation.set_required_spec_claims(&["exp", "sub"]);
         Authenticator {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
             validation,
+            clock,
         }
     }
 
@@ -137,6 +148,9 @@ impl Authenticator {
                 other => AuthError::Invalid(format!("{other:?}")),
             })?;
         let claims = data.claims;
+        if claims.exp.saturating_add(i64::try_from(LEEWAY_SECS).unwrap_or(0)) < self.clock.now().unix_secs() {
+            return Err(AuthError::Expired);
+        }
         let id = UserId::parse(claims.sub).map_err(|e| AuthError::Invalid(format!("sub: {e}")))?;
         if claims.name.len() > MAX_NAME_LEN {
             return Err(AuthError::Invalid(format!("name is longer than {MAX_NAME_LEN} bytes")));

@@ -34,11 +34,6 @@ impl ManualClock {
         ManualClock { now: watch::Sender::new(start) }
     }
 
-    /// A manual clock reading the current system time.
-    pub fn starting_now() -> Self {
-        Self::new(SystemClock.now())
-    }
-
     /// Moves the clock forward by `by` and wakes the sleepers that are due.
     pub fn advance(&self, by: Duration) {
         self.now.send_modify(|t| *t = t.plus(by));

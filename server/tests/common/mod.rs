@@ -19,6 +19,18 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+/// Where every test's server clock starts: Monday 2026-11-02 12:00:00 UTC.
+/// Fixed, so no test depends on the hour, the date or the time zone it
+/// runs in (for a consultant available 09:00–17:00 UTC, the first slot
+/// 20 h from now starts 21 h from now: within 24 h); tests move it forward
+/// with [`TestApp::advance`].
+pub const TEST_EPOCH_MS: i64 = 1_793_620_800_000;
+
+/// A manual clock at [`TEST_EPOCH_MS`].
+pub fn test_clock() -> Arc<ManualClock> {
+    Arc::new(ManualClock::new(parley_domain::Timestamp::from_unix_millis(TEST_EPOCH_MS)))
+}
+
 /// How long a test waits for something that should happen promptly.
 pub const WAIT: Duration = Duration::from_secs(10);
 
@@ -47,7 +59,7 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
     let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
     let mut config = Config::for_tests(dir.path());
     tweak(&mut config);
-    spawn_with_config(config, dir, Arc::new(ManualClock::starting_now())).await
+    spawn_with_config(config, dir, test_clock()).await
 }
 
 /// A server with exactly `config`, sharing `dir` and `clock` (a restart).
@@ -59,7 +71,7 @@ pub async fn spawn_with_config(config: Config, dir: Arc<tempfile::TempDir>, cloc
 pub async fn spawn_app_with_gate(gate: Arc<dyn parley_signaling::CallGate>) -> TestApp {
     let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
     let config = Config::for_tests(dir.path());
-    spawn_full(config, dir, Arc::new(ManualClock::starting_now()), Some(gate)).await
+    spawn_full(config, dir, test_clock(), Some(gate)).await
 }
 
 async fn spawn_full(
@@ -102,8 +114,10 @@ pub fn user(id: &str, role: Role) -> UserInfo {
 
 impl TestApp {
     /// A token for `id` with `role`, valid one hour.
+    /// A token valid for a year of the server's clock (tests move it by
+    /// months).
     pub fn token(&self, id: &str, role: Role) -> String {
-        self.auth.issue(&user(id, role), Duration::from_secs(3600), self.clock.now())
+        self.auth.issue(&user(id, role), Duration::from_secs(365 * 24 * 3600), self.clock.now())
     }
 
     /// An SDK client for `id`.
