@@ -48,6 +48,7 @@ pub struct Application {
     stop_outbox: CancellationToken,
     /// The embedded recorder, started by `run_until`.
     recorder: Option<RecorderSetup>,
+    scheduler_progress: Arc<tokio::sync::watch::Sender<i64>>,
 }
 
 /// What the embedded recorder needs besides the application's parts.
@@ -126,6 +127,7 @@ impl Application {
         );
         tokio::spawn(sweeper);
         let signaling = Signaling::new(hub.clone(), auth.clone());
+        let scheduler_progress = Arc::new(tokio::sync::watch::Sender::new(i64::MIN));
         let state = AppState {
             store: store.clone(),
             hub: hub.clone(),
@@ -138,6 +140,7 @@ impl Application {
             files: files.clone(),
             consent,
             bookings_wake: Arc::new(tokio::sync::Notify::new()),
+            scheduler_progress: scheduler_progress.clone(),
             late_cancel_fee_percent: config.late_cancel_fee_percent,
             seeker_no_show: config.seeker_no_show,
             webhooks: webhooks.clone(),
@@ -154,7 +157,20 @@ impl Application {
             .map_err(|e| anyhow::anyhow!("PARLEY_LISTEN: cannot listen on {}: {e}", config.listen))?;
         let recorder = (config.recorder == RecorderMode::Embedded)
             .then(|| RecorderSetup { work_dir: config.data_dir.join("recorder"), clock: clock.clone() });
-        Ok(Application { listener, router, hub, store, auth, billing, meters, files, webhooks, stop_outbox, recorder })
+        Ok(Application {
+            listener,
+            router,
+            hub,
+            store,
+            auth,
+            billing,
+            meters,
+            files,
+            webhooks,
+            stop_outbox,
+            recorder,
+            scheduler_progress,
+        })
     }
 
     /// Billing (prices, holds, the outbox, the ledger).
@@ -166,6 +182,13 @@ impl Application {
     /// operator's platform.
     pub fn webhooks(&self) -> Arc<Webhooks> {
         self.webhooks.clone()
+    }
+
+    /// The server time (Unix ms) as of which the booking scheduler last
+    /// finished a pass: everything due by then is done (tests wait on it
+    /// instead of sleeping).
+    pub fn scheduler_progress(&self) -> tokio::sync::watch::Receiver<i64> {
+        self.scheduler_progress.subscribe()
     }
 
     /// The session meters.

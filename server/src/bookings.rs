@@ -1113,9 +1113,11 @@ async fn try_place_due_hold(s: &AppState, id: &str) -> Result<(), ApiError> {
 pub async fn run(s: AppState, shutdown: impl std::future::Future<Output = ()>) {
     tokio::pin!(shutdown);
     loop {
+        let at = s.clock.now().unix_millis();
         if let Err(e) = tick(&s).await {
             tracing::error!(error = %e, "booking scheduler");
         }
+        s.scheduler_progress.send_replace(at);
         tokio::select! {
             _ = &mut shutdown => return,
             _ = s.bookings_wake.notified() => {}

@@ -39,6 +39,9 @@ pub struct AppState {
     pub(crate) consent: crate::recording::Consent,
     /// Wakes the booking scheduler (a booking changed).
     pub(crate) bookings_wake: Arc<tokio::sync::Notify>,
+    /// The server time (Unix ms) of the booking scheduler's last finished
+    /// pass.
+    pub(crate) scheduler_progress: Arc<tokio::sync::watch::Sender<i64>>,
     /// `PARLEY_LATE_CANCEL_FEE_PERCENT`.
     pub(crate) late_cancel_fee_percent: u32,
     /// `PARLEY_SEEKER_NO_SHOW`.

@@ -39,6 +39,8 @@ pub struct TestApp {
     pub base: String,
     pub ws_url: String,
     pub clock: Arc<ManualClock>,
+    /// The booking scheduler's progress (server Unix ms of its last pass).
+    pub scheduler: tokio::sync::watch::Receiver<i64>,
     pub store: SqlStore,
     pub auth: Arc<Authenticator>,
     pub billing: Arc<parley_billing::Billing>,
@@ -89,6 +91,7 @@ async fn spawn_full(
     let auth = app.auth();
     let billing = app.billing();
     let files = app.recording_files();
+    let scheduler = app.scheduler_progress();
     let (tx, rx) = oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until(async move {
         let _ = rx.await;
@@ -97,6 +100,7 @@ async fn spawn_full(
         base: format!("http://{addr}"),
         ws_url: format!("ws://{addr}/v1/signal"),
         clock,
+        scheduler,
         store,
         auth,
         billing,
@@ -164,6 +168,17 @@ impl TestApp {
     pub async fn restart(mut self) -> TestApp {
         self.stop().await;
         spawn_with_config(self.config.clone(), self._dir.clone(), self.clock.clone()).await
+    }
+
+    /// Waits until the booking scheduler has finished a pass at the
+    /// server's current time: whatever it does by now is done.
+    pub async fn scheduler_caught_up(&self) {
+        let now = self.clock.now().unix_millis();
+        let mut progress = self.scheduler.clone();
+        tokio::time::timeout(WAIT, progress.wait_for(|at| *at >= now))
+            .await
+            .expect("the booking scheduler caught up with the clock")
+            .expect("the scheduler runs");
     }
 
     /// Moves the server clock forward and lets timers run.
