@@ -491,6 +491,43 @@ async fn booking_holds_consistent(app: &TestApp, token: &str, id: &str) -> Resul
     Ok(b)
 }
 
+/// A seeker's app retrying a booking request (Idempotency-Key), five times
+/// at once and once more later: one booking, the same one in every 201;
+/// the key with other slots is refused.
+async fn idempotent_booking_requests(app: TestApp) {
+    consultant(&app, "ida", "UTC").await;
+    let token = app.token("ike", Role::Seeker);
+    let slots = free_slots(&app, &token, "ida", 2 * DAY, 2).await;
+    let body = json!({"consultant_id": "ida", "slots": [slots[0]], "length_min": 60, "payment_method": "pm_card_visa"});
+    let tries =
+        futures_util::future::join_all((0..5).map(|_| app.post_keyed(&token, "/v1/bookings", "book-1", &body))).await;
+    let later = app.post_keyed(&token, "/v1/bookings", "book-1", &body).await;
+    assert_eq!((later.0, later.2), (201, true), "{later:?}");
+    for (status, v, _) in &tries {
+        match status {
+            201 => assert_eq!(v["id"], later.1["id"], "every 201 is the one booking"),
+            409 => assert_eq!(v["code"], "idempotency_key_in_use"),
+            other => panic!("{other}: {v}"),
+        }
+    }
+    let (_, mine) = call(&app, &token, Method::GET, "/v1/bookings", None).await;
+    assert_eq!(mine["bookings"].as_array().map(Vec::len), Some(1), "one booking: {mine}");
+    let other =
+        json!({"consultant_id": "ida", "slots": [slots[1]], "length_min": 60, "payment_method": "pm_card_visa"});
+    let reused = app.post_keyed(&token, "/v1/bookings", "book-1", &other).await;
+    assert_eq!((reused.0, reused.1["code"].as_str()), (422, Some("idempotency_key_reused")), "{reused:?}");
+}
+
+#[tokio::test]
+async fn idempotent_booking_requests_on_sqlite() {
+    idempotent_booking_requests(spawn_app().await).await;
+}
+
+#[tokio::test]
+async fn idempotent_booking_requests_on_postgres() {
+    idempotent_booking_requests(spawn_app_on_postgres().await).await;
+}
+
 /// `request` if `on`, else a 409 as if it had lost its race.
 async fn maybe(on: bool, request: impl std::future::Future<Output = (StatusCode, Value)>) -> (StatusCode, Value) {
     if on { request.await } else { (StatusCode::CONFLICT, Value::Null) }

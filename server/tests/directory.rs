@@ -41,6 +41,7 @@ on_both!(
     bad_directory_parameters_get_stable_codes,
     a_promotion_puts_a_consultant_first_until_it_ends,
     promotions_stack_and_refusals_buy_nothing,
+    a_purchase_retried_with_its_idempotency_key_is_charged_once,
 );
 
 struct Http<'a> {
@@ -497,6 +498,36 @@ async fn a_promotion_puts_a_consultant_first_until_it_ends(app: TestApp) {
     let (_, v) = http.get(&app.token("zed", Role::Consultant), "/v1/consultants/me/promotions").await;
     let mine: MyPromotions = serde_json::from_value(v).unwrap();
     assert_eq!((mine.purchases.len(), mine.current), (1, None), "the receipt stays");
+}
+
+/// A purchase retried with its Idempotency-Key (five at once, then once
+/// more) is one purchase, charged once.
+async fn a_purchase_retried_with_its_idempotency_key_is_charged_once(app: TestApp) {
+    let app = &app;
+    let http = Http::new(app);
+    http.simple("amy", "Tax help", &["tax"]).await;
+    let token = app.token("amy", Role::Consultant);
+    let body = json!({"package_id": "featured_7d", "payment_method": "pm_card_visa"});
+    let path = "/v1/consultants/me/promotions";
+    let tries = futures_util::future::join_all((0..5).map(|_| app.post_keyed(&token, path, "promo-1", &body))).await;
+    let later = app.post_keyed(&token, path, "promo-1", &body).await;
+    assert_eq!((later.0 / 100, later.2), (2, true), "{later:?}");
+    for (status, v, _) in &tries {
+        match status {
+            200 | 201 => assert_eq!(v, &later.1, "every success is the one purchase"),
+            409 => assert_eq!(v["code"], "idempotency_key_in_use"),
+            other => panic!("{other}: {v}"),
+        }
+    }
+    let (_, v) = http.get(&token, path).await;
+    let mine: MyPromotions = serde_json::from_value(v).unwrap();
+    assert_eq!(mine.purchases.len(), 1, "one purchase: {mine:?}");
+    let charged: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM ledger WHERE kind = 'promotion' AND consultant_id = 'amy'")
+            .fetch_one(&app.store.pool())
+            .await
+            .unwrap();
+    assert_eq!(charged, 1, "charged once");
 }
 
 async fn promotions_stack_and_refusals_buy_nothing(app: TestApp) {

@@ -407,6 +407,12 @@ async fn the_rest_api_refuses_bad_prices_and_wrong_roles() {
     let link = api.payout_link(&cora).await.unwrap();
     assert!(link.account_id.starts_with("acct_") && link.url.contains(&link.account_id), "{link:?}");
     assert_eq!(api.payout_link(&cora).await.unwrap().account_id, link.account_id, "one account per consultant");
+    // Retried with an Idempotency-Key: the same answer, replayed.
+    let body = serde_json::json!({"return_url": "https://example.com/back"});
+    let first = app.post_keyed(&cora, "/v1/consultants/me/payout-account", "acct-1", &body).await;
+    let again = app.post_keyed(&cora, "/v1/consultants/me/payout-account", "acct-1", &body).await;
+    assert_eq!((first.0, first.2, again.0, again.2), (200, false, 200, true), "{first:?} {again:?}");
+    assert_eq!(first.1, again.1);
     // The price shows in the directory.
     api.set_price(&cora, &price).await.unwrap();
     let _online = app.available_consultant("cora").await;
@@ -572,28 +578,6 @@ async fn concurrent_refunds_on_postgres() {
     concurrent_refunds(spawn_app_on_postgres().await).await;
 }
 
-/// POSTs `body` to `path` with an `Idempotency-Key`; the status, the JSON
-/// body and whether the response was a replay.
-async fn post_keyed(
-    app: &TestApp,
-    token: &str,
-    path: &str,
-    key: &str,
-    body: &serde_json::Value,
-) -> (u16, serde_json::Value, bool) {
-    let resp = reqwest::Client::new()
-        .post(format!("{}{path}", app.base))
-        .bearer_auth(token)
-        .header("Idempotency-Key", key)
-        .json(body)
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    let replayed = resp.headers().get("idempotent-replayed").is_some_and(|v| v == "true");
-    (status, resp.json().await.unwrap_or(serde_json::Value::Null), replayed)
-}
-
 /// A retried refund with the same Idempotency-Key replays the first
 /// response and refunds nothing more; the key with another body is a 422;
 /// five sends of one new key at once refund once (the others replay it or
@@ -602,25 +586,25 @@ async fn idempotent_refunds(app: TestApp) {
     let (s, moderator) = charged_session(&app).await;
     let path = format!("/v1/sessions/{}/refund", s.session_id);
     let body = serde_json::json!({"amount_minor": 700});
-    let first = post_keyed(&app, &moderator, &path, "refund-1", &body).await;
+    let first = app.post_keyed(&moderator, &path, "refund-1", &body).await;
     assert_eq!((first.0, first.2), (200, false), "{first:?}");
-    let again = post_keyed(&app, &moderator, &path, "refund-1", &body).await;
+    let again = app.post_keyed(&moderator, &path, "refund-1", &body).await;
     assert_eq!((again.0, again.2), (200, true), "a replay: {again:?}");
     assert_eq!(again.1["refund_id"], first.1["refund_id"]);
     assert_eq!(refunded(&app, &s, &moderator).await, (700, 700), "the retry moved no money");
 
-    let other = post_keyed(&app, &moderator, &path, "refund-1", &serde_json::json!({"amount_minor": 800})).await;
+    let other = app.post_keyed(&moderator, &path, "refund-1", &serde_json::json!({"amount_minor": 800})).await;
     assert_eq!(other.0, 422, "{other:?}");
     assert_eq!(other.1["code"], "idempotency_key_reused");
     // Another caller's key of the same name is theirs.
     let other_mod = app.token("mia", Role::Moderator);
-    let theirs = post_keyed(&app, &other_mod, &path, "refund-1", &body).await;
+    let theirs = app.post_keyed(&other_mod, &path, "refund-1", &body).await;
     assert_eq!((theirs.0, theirs.2), (200, false), "{theirs:?}");
     assert_eq!(refunded(&app, &s, &moderator).await, (1400, 1400));
 
     let b300 = serde_json::json!({"amount_minor": 300});
     let at_once =
-        futures_util::future::join_all((0..5).map(|_| post_keyed(&app, &moderator, &path, "refund-2", &b300))).await;
+        futures_util::future::join_all((0..5).map(|_| app.post_keyed(&moderator, &path, "refund-2", &b300))).await;
     let mut ids = Vec::new();
     for (status, v, _) in &at_once {
         match status {
@@ -632,7 +616,7 @@ async fn idempotent_refunds(app: TestApp) {
     ids.dedup();
     assert!(ids.len() <= 1, "one refund behind every 200: {ids:?}");
     // Whatever the interleaving, a later retry gets the one refund.
-    let later = post_keyed(&app, &moderator, &path, "refund-2", &b300).await;
+    let later = app.post_keyed(&moderator, &path, "refund-2", &b300).await;
     assert_eq!(later.0, 200, "{later:?}");
     if let Some(id) = ids.first() {
         assert_eq!(later.1["refund_id"].as_str(), Some(id.as_str()));

@@ -181,6 +181,28 @@ impl TestApp {
             .expect("the scheduler runs");
     }
 
+    /// POSTs `body` to `path` as `token` with an `Idempotency-Key`: the
+    /// status, the JSON body and whether the response was a replay.
+    pub async fn post_keyed(
+        &self,
+        token: &str,
+        path: &str,
+        key: &str,
+        body: &serde_json::Value,
+    ) -> (u16, serde_json::Value, bool) {
+        let resp = reqwest::Client::new()
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .header("Idempotency-Key", key)
+            .json(body)
+            .send()
+            .await
+            .expect("request");
+        let status = resp.status().as_u16();
+        let replayed = resp.headers().get("idempotent-replayed").is_some_and(|v| v == "true");
+        (status, resp.json().await.unwrap_or(serde_json::Value::Null), replayed)
+    }
+
     /// Moves the server clock forward and lets timers run.
     pub async fn advance(&self, by: Duration) {
         self.clock.advance(by);
