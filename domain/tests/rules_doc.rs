@@ -7,7 +7,7 @@
 //!   heading);
 //! - docs/rules.md numbers each series 1, 2, 3… without gaps, gives each
 //!   rule one paragraph, and every test that paragraph names exists as a
-//!   `fn` in the file it names.
+//!   `fn` in the file it names (if it moved, the failure says where to).
 //!
 //! A citation is a series letter (see [`SERIES`]) and one or two digits
 //! standing alone as a word, optionally a range to another id (`M1–M11`,
@@ -146,6 +146,13 @@ fn files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
+/// Whether `source` defines a function `name` (`fn name(` or `fn name<`).
+fn defines_fn(source: &str, name: &str) -> bool {
+    source
+        .match_indices(&format!("fn {name}"))
+        .any(|(i, m)| source[i + m.len()..].starts_with(['(', '<']) && !source[..i].ends_with(is_word))
+}
+
 #[test]
 fn every_cited_rule_is_defined_in_docs_rules_md() {
     let root = repo_root();
@@ -182,7 +189,14 @@ fn docs_rules_md_numbers_each_series_and_names_tests_that_exist() {
     let rules = rules(&doc);
     let mut problems: Vec<String> = Vec::new();
     let mut numbers: BTreeMap<char, Vec<u32>> = BTreeMap::new();
-    let mut sources: BTreeMap<PathBuf, Option<String>> = BTreeMap::new();
+    // Every Rust file of the workspace, by its path from the root.
+    let mut paths = Vec::new();
+    files(&root, &mut paths);
+    let sources: BTreeMap<String, String> = paths
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "rs"))
+        .filter_map(|p| Some((p.strip_prefix(&root).ok()?.to_string_lossy().into_owned(), fs::read_to_string(p).ok()?)))
+        .collect();
     for rule in &rules {
         let at = format!("docs/rules.md:{} ({})", rule.line, show(rule.id));
         if !SERIES.contains(&rule.id.0) {
@@ -208,17 +222,16 @@ fn docs_rules_md_numbers_each_series_and_names_tests_that_exist() {
                 problems.push(format!("{at}: `{}` is not \"`file.rs`: `test`, …\"", part.trim()));
                 continue;
             };
-            let source = sources.entry(root.join(file)).or_insert_with_key(|p| fs::read_to_string(p).ok());
-            let Some(source) = source else {
-                problems.push(format!("{at}: no file {file}"));
-                continue;
-            };
             for name in names {
-                let defines = source
-                    .match_indices(&format!("fn {name}"))
-                    .any(|(i, m)| source[i + m.len()..].starts_with(['(', '<']) && !source[..i].ends_with(is_word));
-                if !defines {
-                    problems.push(format!("{at}: {file} has no `fn {name}`"));
+                if sources.get(*file).is_some_and(|source| defines_fn(source, name)) {
+                    continue;
+                }
+                let elsewhere: Vec<&str> =
+                    sources.iter().filter(|(_, source)| defines_fn(source, name)).map(|(p, _)| p.as_str()).collect();
+                if elsewhere.is_empty() {
+                    problems.push(format!("{at}: no `fn {name}` in {file} nor anywhere else"));
+                } else {
+                    problems.push(format!("{at}: `fn {name}` is not in {file} but in {}", elsewhere.join(", ")));
                 }
             }
         }
