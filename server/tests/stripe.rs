@@ -10,7 +10,7 @@ mod fake_stripe;
 
 use std::time::Duration;
 
-use common::{TestApp, WAIT, incoming, spawn_app_with};
+use common::{TestApp, WAIT, incoming};
 use fake_stripe::{FakeStripe, RecordedRequest};
 use parley_domain::Clock;
 use parley_domain::protocol::rest::{ConsultantPrice, PriceModel, SessionDetails};
@@ -30,9 +30,12 @@ fn uid(s: &str) -> UserId {
 }
 
 async fn stripe_app() -> (TestApp, FakeStripe) {
-    let fake = FakeStripe::start().await;
+    // Stripe and the server agree on the time, as real ones do.
+    let clock = common::test_clock();
+    let stripe_clock = clock.clone();
+    let fake = FakeStripe::start_with_clock(move || stripe_clock.now().unix_secs()).await;
     let api_base = Some(fake.base_url());
-    let app = spawn_app_with(|c| {
+    let app = common::spawn_app_with_clock(clock, |c| {
         c.payments =
             Payments::Stripe { secret_key: "sk_test_parley".into(), webhook_secret: WEBHOOK_SECRET.into(), api_base };
         c.meter.free_window = Duration::from_secs(20);

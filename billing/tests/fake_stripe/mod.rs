@@ -80,6 +80,9 @@ struct Saved {
 
 #[derive(Default)]
 struct Inner {
+    /// Stripe's clock, Unix seconds (the system clock unless the test
+    /// gives its server's clock: signatures and `created` use it).
+    clock: Option<Arc<dyn Fn() -> i64 + Send + Sync>>,
     seq: u64,
     intents: HashMap<String, Value>,
     /// Per intent: amount refunded so far.
@@ -131,10 +134,21 @@ impl FakeStripe {
     /// # Panics
     /// If it cannot bind.
     pub async fn start() -> FakeStripe {
+        Self::start_inner(None).await
+    }
+
+    /// Starts the fake with `now` (Unix seconds) as Stripe's clock: a test
+    /// whose server runs on a manual clock gives it the same one, as the
+    /// real Stripe and a real server share real time.
+    pub async fn start_with_clock(now: impl Fn() -> i64 + Send + Sync + 'static) -> FakeStripe {
+        Self::start_inner(Some(Arc::new(now))).await
+    }
+
+    async fn start_inner(clock: Option<Arc<dyn Fn() -> i64 + Send + Sync>>) -> FakeStripe {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind the fake Stripe");
         let addr = listener.local_addr().expect("local addr");
         let (tx, rx) = mpsc::unbounded_channel();
-        let shared = Shared { inner: Arc::new(Mutex::new(Inner::default())), hooks: tx };
+        let shared = Shared { inner: Arc::new(Mutex::new(Inner { clock, ..Inner::default() })), hooks: tx };
         let app = Router::new().fallback(handle).with_state(shared.clone());
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -232,7 +246,7 @@ impl FakeStripe {
     /// `cancellation_reason=automatic`; sends `payment_intent.canceled`.
     pub fn expire_hold(&self, intent_id: &str) -> bool {
         let mut st = self.shared.lock();
-        let now = unix_now();
+        let now = st.now();
         let Some(pi) = st.intents.get_mut(intent_id) else { return false };
         if pi["status"] != "requires_capture" {
             return false;
@@ -257,12 +271,13 @@ impl FakeStripe {
             return false;
         }
         let id = st.new_id("dp");
+        let now = st.now();
         let dispute = json!({
             "id": id, "object": "dispute", "amount": pi["amount_received"], "currency": pi["currency"],
             "charge": pi["latest_charge"], "payment_intent": intent_id, "reason": reason,
-            "status": "needs_response", "created": unix_now(), "livemode": false, "metadata": {},
+            "status": "needs_response", "created": now, "livemode": false, "metadata": {},
             "is_charge_refundable": false, "balance_transactions": [],
-            "evidence_details": {"due_by": unix_now() + 7 * 86_400, "has_evidence": false, "past_due": false, "submission_count": 0},
+            "evidence_details": {"due_by": now + 7 * 86_400, "has_evidence": false, "past_due": false, "submission_count": 0},
         });
         let ev = st.event("charge.dispute.created", dispute, None);
         drop(st);
@@ -276,6 +291,11 @@ fn unix_now() -> i64 {
 }
 
 impl Inner {
+    /// Stripe's now, Unix seconds.
+    fn now(&self) -> i64 {
+        self.clock.as_ref().map_or_else(unix_now, |c| c())
+    }
+
     fn new_id(&mut self, prefix: &str) -> String {
         self.seq += 1;
         format!("{prefix}_3Fake{:019}", self.seq)
@@ -285,7 +305,7 @@ impl Inner {
         let id = self.new_id("evt");
         let req = self.new_id("req");
         let ev = json!({
-            "id": id, "object": "event", "api_version": API_VERSION, "created": unix_now(),
+            "id": id, "object": "event", "api_version": API_VERSION, "created": self.now(),
             "data": {"object": object}, "livemode": false, "pending_webhooks": 1,
             "request": {"id": req, "idempotency_key": idempotency_key}, "type": kind,
         });
@@ -307,10 +327,13 @@ async fn deliver_webhooks(inner: Arc<Mutex<Inner>>, mut rx: mpsc::UnboundedRecei
                 continue;
             }
         };
-        let target = inner.lock().unwrap_or_else(|p| p.into_inner()).webhook.clone();
+        let (target, now) = {
+            let st = inner.lock().unwrap_or_else(|p| p.into_inner());
+            (st.webhook.clone(), st.now())
+        };
         let Some((url, secret)) = target else { continue };
         let body = serde_json::to_vec(&event).unwrap_or_default();
-        let signature = parley_billing::webhook::sign(&body, &secret, unix_now());
+        let signature = parley_billing::webhook::sign(&body, &secret, now);
         let status = tokio::time::timeout(Duration::from_secs(10), post(&url, &body, &signature)).await.ok().flatten();
         let delivery = Delivery {
             event_id: event["id"].as_str().unwrap_or_default().to_owned(),
@@ -719,7 +742,7 @@ fn create_intent(st: &mut Inner, f: &Form<'_>) -> Outcome {
             return Err(missing("payment_method"));
         }
         let id = st.new_id("pi");
-        let now = unix_now();
+        let now = st.now();
         let mut pi = json!({
             "id": id, "object": "payment_intent", "amount": amount, "amount_capturable": 0,
             "amount_details": null, "amount_received": 0, "application": null,
@@ -898,7 +921,7 @@ fn cancel_intent(st: &mut Inner, id: &str, f: &Form<'_>) -> Outcome {
         }
         pi["status"] = json!("canceled");
         pi["amount_capturable"] = json!(0);
-        pi["canceled_at"] = json!(unix_now());
+        pi["canceled_at"] = json!(st.now());
         pi["cancellation_reason"] = json!(reason);
         pi["next_action"] = Value::Null;
         st.intents.insert(id.to_owned(), pi.clone());
@@ -985,7 +1008,7 @@ fn create_refund(st: &mut Inner, f: &Form<'_>) -> Outcome {
         let total = already + amount;
         st.refunded.insert(intent_id.clone(), total);
         let id = st.new_id("re");
-        let now = unix_now();
+        let now = st.now();
         let refund = json!({
             "id": id, "object": "refund", "amount": amount, "balance_transaction": null,
             "charge": pi["latest_charge"], "created": now, "currency": pi["currency"],
@@ -1037,7 +1060,7 @@ fn create_account(st: &mut Inner, f: &Form<'_>) -> Outcome {
             "id": id, "object": "account", "type": kind, "country": country, "email": f.get("email"),
             "charges_enabled": false, "payouts_enabled": false, "details_submitted": false,
             "capabilities": capabilities, "metadata": Value::Object(f.map("metadata")),
-            "created": unix_now(), "default_currency": default_currency, "business_type": null,
+            "created": st.now(), "default_currency": default_currency, "business_type": null,
         });
         st.accounts.insert(id, acct.clone());
         Ok(Outcome::ok(acct))
@@ -1060,7 +1083,7 @@ fn create_account_link(st: &mut Inner, f: &Form<'_>) -> Outcome {
             return Err(no_such("account", account, Some("account")));
         }
         let token = st.new_id("link");
-        let now = unix_now();
+        let now = st.now();
         Ok(Outcome::ok(json!({
             "object": "account_link", "created": now, "expires_at": now + 300,
             "url": format!("https://connect.stripe.com/setup/e/{account}/{token}"),

@@ -58,10 +58,16 @@ pub async fn spawn_app() -> TestApp {
 
 /// A server whose configuration `tweak` adjusts.
 pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
+    spawn_app_with_clock(test_clock(), tweak).await
+}
+
+/// A server whose configuration `tweak` adjusts, on `clock` (shared with
+/// a fake of an outside service that must agree on the time).
+pub async fn spawn_app_with_clock(clock: Arc<ManualClock>, tweak: impl FnOnce(&mut Config)) -> TestApp {
     let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
     let mut config = Config::for_tests(dir.path());
     tweak(&mut config);
-    spawn_with_config(config, dir, test_clock()).await
+    spawn_with_config(config, dir, clock).await
 }
 
 /// A server with exactly `config`, sharing `dir` and `clock` (a restart).
