@@ -4,13 +4,15 @@
 //! Billing never computes durations (ARCHITECTURE.md invariant): it receives
 //! the meter's settlement decision and carries it out exactly once.
 //!
-//! Module map: `promotions` (paid featured placement, charged at once),
+//! Module map: `faults` (crash points for tests of crash windows),
+//! `promotions` (paid featured placement, charged at once),
 //! `provider` (the [`PaymentProvider`] seam), `sandbox` (the
 //! embedded default provider, B8), `service` ([`Billing`]: prices, holds,
 //! outbox, ledger, refunds, payout accounts), `stripe` (the Stripe API
 //! provider over async-stripe), `webhook` (Stripe webhook verification and
 //! parsing, B5).
 
+pub mod faults;
 pub mod promotions;
 pub mod provider;
 pub mod sandbox;
@@ -22,6 +24,7 @@ pub use provider::{
     Account, AccountRequest, CaptureRequest, HoldRequest, Intent, IntentStatus, PaymentProvider, ProviderError, Refund,
     RefundRequest,
 };
+pub use faults::Faults;
 pub use sandbox::SandboxProvider;
 pub use service::{
     Billing, BillingConfig, BillingError, Held, HoldFor, HoldRefusal, StoredSettlement, insert_settlement,

@@ -85,8 +85,12 @@ impl Application {
         if config.mode == Mode::Dev {
             store.users_seen(&demo_users(), clock.now()).await?;
         }
+        // Crash points, armed only by tests (issue 13): shared by billing and the sandbox.
+        let faults = parley_billing::Faults::default();
         let provider: Arc<dyn PaymentProvider> = match &config.payments {
-            Payments::Sandbox => Arc::new(SandboxProvider::new(store.pool(), clock.clone())),
+            Payments::Sandbox => {
+                Arc::new(SandboxProvider::new(store.pool(), clock.clone()).with_faults(faults.clone()))
+            }
             Payments::Stripe { secret_key, api_base, .. } => {
                 let cfg = StripeConfig { secret_key: secret_key.clone(), api_base: api_base.clone() };
                 Arc::new(StripeProvider::new(&cfg).map_err(|e| anyhow::anyhow!("STRIPE_API_BASE: {e}"))?)
@@ -96,7 +100,14 @@ impl Application {
             Payments::Stripe { webhook_secret, .. } => Some(webhook_secret.clone()),
             Payments::Sandbox => None,
         };
-        let billing = Billing::new(store.pool(), provider, clock.clone(), config.billing, store.settlement_signal());
+        let billing = Billing::new_with_faults(
+            store.pool(),
+            provider,
+            clock.clone(),
+            config.billing,
+            store.settlement_signal(),
+            faults,
+        );
         if config.mode == Mode::Dev {
             seed_demo_prices(&billing).await?;
         }
