@@ -364,7 +364,9 @@ async fn lookup(provider: &dyn PaymentProvider, id: &str) -> Result<Option<parle
 /// summary by kind.
 pub fn render(report: &ReconcileFindingsData) -> String {
     use std::fmt::Write;
-    let at = Timestamp::from_unix_millis(report.checked_at_ms);
+    let at = u64::try_from(report.checked_at_ms)
+        .map(|ms| humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + Duration::from_millis(ms)).to_string())
+        .unwrap_or_else(|_| format!("{} ms", report.checked_at_ms));
     let mut out = String::new();
     if report.findings.is_empty() {
         let _ = writeln!(out, "reconcile ({}, as of {at}): the ledger and the provider agree", report.provider);

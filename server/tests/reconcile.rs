@@ -1,0 +1,160 @@
+//! Reconciliation (issue 13): `parley reconcile` and the server's hourly
+//! check find what an operator must look at, and nothing after a clean
+//! money path. On SQLite and PostgreSQL.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{TestApp, WAIT, spawn_app, spawn_app_on_postgres};
+use parley_domain::protocol::rest::{ConsultantPrice, PriceModel, ReconcileFindingKind, ReconcileFindingsData};
+use parley_domain::{Clock, Currency, Money, SessionId, UserId};
+use parley_server::reconcile::{ORPHAN_HOLD_AGE, RECONCILE_INTERVAL};
+use sqlx::Row;
+
+fn eur(minor: i64) -> Money {
+    Money::new(minor, Currency::parse("EUR").unwrap())
+}
+
+fn uid(s: &str) -> UserId {
+    UserId::parse(s).unwrap()
+}
+
+/// Runs `parley reconcile --json` against the test's database, as of the
+/// test clock; returns the exit code and the report.
+fn cli(app: &TestApp) -> (i32, ReconcileFindingsData) {
+    let now = std::time::UNIX_EPOCH + Duration::from_millis(app.clock.now().unix_millis() as u64);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_parley"))
+        .args(["reconcile", "--json", "--as-of", &humantime::format_rfc3339_millis(now).to_string()])
+        .env("DATABASE_URL", &app.config.database_url)
+        .env("PARLEY_DATA_DIR", &app.config.data_dir)
+        .env("PARLEY_LOG", "error")
+        .output()
+        .expect("parley runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let report = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("JSON report ({e}): {stdout}\n{}", String::from_utf8_lossy(&out.stderr)));
+    (out.status.code().expect("exit code"), report)
+}
+
+/// A hold placed for a call whose server died while it rang (no session,
+/// no booking, no settlement), still authorised beyond the orphan age:
+/// the check and the CLI (exit 1) list it; once the server is back and its
+/// sweep releases the hold, nothing is found (exit 0).
+async fn an_orphaned_hold_is_found_by_the_check_and_the_cli(app: TestApp) {
+    app.assert_reconciled().await;
+    let (code, report) = cli(&app);
+    assert_eq!((code, report.total), (0, 0), "a fresh database reconciles: {report:?}");
+    let price = ConsultantPrice { model: PriceModel::Fixed, amount: eur(3000) };
+    app.billing.set_price(&uid("cora"), &price).await.unwrap();
+    let orphan = SessionId::parse("ses_orphan_reconcile").unwrap();
+    let held = app.billing.place_hold(&orphan, "call_orphan", &uid("sam"), &uid("cora"), Some("pm_card_visa")).await;
+    assert!(held.unwrap().is_some());
+    let intent = app.billing.hold(&orphan).await.unwrap().unwrap().intent_id;
+    // The server dies; time passes beyond any ring and the sweep's age.
+    let mut app = app;
+    app.stop().await;
+    app.clock.advance(ORPHAN_HOLD_AGE - Duration::from_secs(1));
+    assert_eq!(app.reconcile().await.total, 0, "not an orphan yet");
+    app.clock.advance(Duration::from_secs(2));
+    let report = app.reconcile().await;
+    assert_eq!(report.total, 1, "{}", parley_server::reconcile::render(&report));
+    let f = &report.findings[0];
+    assert_eq!(f.kind, ReconcileFindingKind::OrphanHold);
+    assert_eq!((f.session_id.as_deref(), &f.intent_id), (Some(orphan.as_str()), &intent));
+    let (code, report) = cli(&app);
+    assert_eq!(code, 1, "findings exit 1: {report:?}");
+    assert_eq!(report.findings.iter().map(|f| f.kind).collect::<Vec<_>>(), [ReconcileFindingKind::OrphanHold]);
+    assert_eq!(report.findings[0].session_id.as_deref(), Some(orphan.as_str()));
+    // Back up: the sweep releases the orphan; nothing is left to find.
+    let app = app.restart().await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while app.billing.hold(&orphan).await.unwrap().unwrap().status != "released" {
+        assert!(tokio::time::Instant::now() < deadline, "the orphaned hold was not released");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    app.assert_reconciled().await;
+    let (code, report) = cli(&app);
+    assert_eq!((code, report.total), (0, 0), "{report:?}");
+}
+
+#[tokio::test]
+async fn an_orphaned_hold_is_found_by_the_check_and_the_cli_on_sqlite() {
+    an_orphaned_hold_is_found_by_the_check_and_the_cli(spawn_app().await).await;
+}
+
+#[tokio::test]
+async fn an_orphaned_hold_is_found_by_the_check_and_the_cli_on_postgres() {
+    an_orphaned_hold_is_found_by_the_check_and_the_cli(spawn_app_on_postgres().await).await;
+}
+
+async fn gauge(app: &TestApp, kind: &str) -> Option<String> {
+    let text = reqwest::get(format!("{}/metrics", app.base)).await.unwrap().text().await.unwrap();
+    let prefix = format!("parley_reconcile_findings{{kind=\"{kind}\"}} ");
+    text.lines().find_map(|l| l.strip_prefix(&prefix).map(str::to_owned))
+}
+
+async fn reconcile_events(app: &TestApp) -> Vec<serde_json::Value> {
+    sqlx::query("SELECT body FROM webhook_outbox WHERE type = 'reconcile.findings' ORDER BY created_ms, id")
+        .fetch_all(&app.store.pool())
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| serde_json::from_str(&r.get::<String, _>("body")).unwrap())
+        .collect()
+}
+
+/// The server checks every hour of its clock: a ledger whose capture is not
+/// fee + earnings (and names no provider object) sets the gauge and emits
+/// `reconcile.findings`; once repaired, the next check sets the gauge to 0
+/// and emits nothing.
+async fn the_hourly_check_reports_findings_by_metric_and_webhook(app: TestApp) {
+    let pool = app.store.pool();
+    for (kind, amount) in [("capture", 1000), ("fee", 200), ("earnings", 700)] {
+        sqlx::query(
+            "INSERT INTO ledger (entry_key, session_id, kind, amount_minor, currency, seeker_id, consultant_id, at_ms) \
+             VALUES ($1, 'ses_bad_split', $2, $3, 'EUR', 'sam', 'cora', $4)",
+        )
+        .bind(format!("{kind}:ses_bad_split"))
+        .bind(kind)
+        .bind(amount)
+        .bind(app.clock.now().unix_millis())
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    app.advance(RECONCILE_INTERVAL - Duration::from_secs(1)).await;
+    assert!(reconcile_events(&app).await.is_empty(), "not checked before the hour");
+    app.advance(Duration::from_secs(1)).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let events = loop {
+        let events = reconcile_events(&app).await;
+        if !events.is_empty() {
+            break events;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no reconcile.findings event after the hour");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(events.len(), 1);
+    let data = &events[0]["data"];
+    assert_eq!((data["total"].as_u64(), data["provider"].as_str()), (Some(2), Some("sandbox")), "{data}");
+    let kinds: Vec<&str> = data["findings"].as_array().unwrap().iter().map(|f| f["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["ledger_without_provider_object", "capture_split"]);
+    assert_eq!(data["findings"][1]["session_id"], "ses_bad_split");
+    assert_eq!(gauge(&app, "capture_split").await.as_deref(), Some("1"));
+    // Repaired: the next hour's check finds nothing and says so by the gauge only.
+    sqlx::query("DELETE FROM ledger WHERE session_id = 'ses_bad_split'").execute(&pool).await.unwrap();
+    app.advance(RECONCILE_INTERVAL).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while gauge(&app, "capture_split").await.as_deref() != Some("0") {
+        assert!(tokio::time::Instant::now() < deadline, "the gauge did not drop to 0");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(reconcile_events(&app).await.len(), 1, "no event when nothing is found");
+    app.assert_reconciled().await;
+}
+
+#[tokio::test]
+async fn the_hourly_check_reports_findings_by_metric_and_webhook_on_sqlite() {
+    the_hourly_check_reports_findings_by_metric_and_webhook(spawn_app().await).await;
+}
