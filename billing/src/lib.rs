@@ -20,11 +20,11 @@ pub mod service;
 pub mod stripe;
 pub mod webhook;
 
+pub use faults::Faults;
 pub use provider::{
     Account, AccountRequest, CaptureRequest, HoldRequest, Intent, IntentStatus, PaymentProvider, ProviderError, Refund,
     RefundRequest,
 };
-pub use faults::Faults;
 pub use sandbox::SandboxProvider;
 pub use service::{
     Billing, BillingConfig, BillingError, Held, HoldFor, HoldRefusal, StoredSettlement, insert_settlement,

@@ -940,11 +940,12 @@ impl Billing {
             conn: &mut sqlx::AnyConnection,
             intent: &str,
         ) -> Result<Option<(SessionId, UserId, UserId, String, Currency)>, BillingError> {
-            let row =
-                sqlx::query("SELECT session_id, seeker_id, consultant_id, status, currency FROM holds WHERE intent_id = $1")
-                    .bind(intent)
-                    .fetch_optional(conn)
-                    .await?;
+            let row = sqlx::query(
+                "SELECT session_id, seeker_id, consultant_id, status, currency FROM holds WHERE intent_id = $1",
+            )
+            .bind(intent)
+            .fetch_optional(conn)
+            .await?;
             row.map(|r| -> Result<_, BillingError> {
                 let parse = |k: &str| -> Result<String, BillingError> { Ok(r.try_get::<String, _>(k)?) };
                 Ok((

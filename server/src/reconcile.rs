@@ -34,9 +34,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parley_billing::{IntentStatus, PaymentProvider, ProviderError};
-use parley_domain::protocol::rest::{
-    ReconcileFinding, ReconcileFindingKind, ReconcileFindingsData, WebhookEventType,
-};
+use parley_domain::protocol::rest::{ReconcileFinding, ReconcileFindingKind, ReconcileFindingsData, WebhookEventType};
 use parley_domain::{Clock, Timestamp};
 use sqlx::{AnyPool, Row};
 
@@ -78,13 +76,13 @@ fn ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
-fn finding(kind: ReconcileFindingKind, session: Option<&str>, intent: Option<&str>, detail: String) -> ReconcileFinding {
-    ReconcileFinding {
-        kind,
-        session_id: session.map(str::to_owned),
-        intent_id: intent.map(str::to_owned),
-        detail,
-    }
+fn finding(
+    kind: ReconcileFindingKind,
+    session: Option<&str>,
+    intent: Option<&str>,
+    detail: String,
+) -> ReconcileFinding {
+    ReconcileFinding { kind, session_id: session.map(str::to_owned), intent_id: intent.map(str::to_owned), detail }
 }
 
 /// Compares the ledger (holds, ledger, settlements, promotion purchases)

@@ -68,10 +68,7 @@ async fn a_crash_between_capture_and_record_is_retried_and_captures_once(app: Te
     drop(conn);
     app.billing.wake();
     // The first attempt crashed after the capture: nothing is committed.
-    until("the crashed attempt", || async {
-        app.billing.settlement(&sid).await.unwrap().unwrap().attempts >= 1
-    })
-    .await;
+    until("the crashed attempt", || async { app.billing.settlement(&sid).await.unwrap().unwrap().attempts >= 1 }).await;
     let s = app.billing.settlement(&sid).await.unwrap().unwrap();
     assert_eq!(s.status, "pending", "a crash is retried: {s:?}");
     assert!(s.last_error.as_deref().unwrap_or_default().contains("injected crash"), "{s:?}");
