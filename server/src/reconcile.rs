@@ -5,11 +5,14 @@
 //!
 //! [`check`] lists ([`ReconcileFindingKind`]):
 //! - `orphan_hold`: a hold `held` whose session is not open, that no
-//!   `confirmed`/`held` booking owns, with no pending settlement, older than
-//!   [`ORPHAN_HOLD_AGE`] (and, for a booking's hold, its room that late to
-//!   open). The orphan sweep releases such holds after
+//!   `confirmed`/`held` booking owns under that session id, with no pending
+//!   settlement, older than [`ORPHAN_HOLD_AGE`]. The orphan sweep releases
+//!   holds of calls that never became sessions after
 //!   [`parley_billing::service::ORPHAN_AFTER`]; one still held at twice that
-//!   age escaped it.
+//!   age escaped it. A booking's hold placed before its room opens is owned
+//!   by its confirmed booking; one left on a session its booking moved away
+//!   from (a reschedule) is an orphan at once, not only when its old room
+//!   would have opened.
 //! - `ledger_without_provider_object`: a ledger row of a session that has no
 //!   hold with a payment intent, or a hold, ledger row or paid promotion
 //!   whose intent the provider answers `resource_missing` for.
@@ -103,7 +106,7 @@ pub async fn check(
     let before = now_ms - ms(ORPHAN_HOLD_AGE);
     let rows = sqlx::query(
         "SELECT h.session_id, h.intent_id, h.amount_minor, h.currency, h.created_ms FROM holds h \
-         WHERE h.status = 'held' AND h.created_ms < $1 AND (h.opens_ms IS NULL OR h.opens_ms < $1) \
+         WHERE h.status = 'held' AND h.created_ms < $1 \
          AND NOT EXISTS (SELECT 1 FROM settlements s WHERE s.session_id = h.session_id AND s.status = 'pending') \
          AND NOT EXISTS (SELECT 1 FROM sessions x WHERE x.id = h.session_id AND x.ended_ms IS NULL) \
          AND NOT EXISTS (SELECT 1 FROM bookings b WHERE b.session_id = h.session_id AND b.state IN ('confirmed', 'held')) \

@@ -78,6 +78,115 @@ async fn an_orphaned_hold_is_found_by_the_check_and_the_cli(app: TestApp) {
     assert_eq!((code, report.total), (0, 0), "{report:?}");
 }
 
+/// Each kind of finding, planted by hand in a stopped server's database
+/// (no sweep or outbox runs), is found; what a live thing owns is not.
+async fn each_kind_of_finding_is_found_and_owned_holds_are_not(mut app: TestApp) {
+    let price = ConsultantPrice { model: PriceModel::Fixed, amount: eur(3000) };
+    app.billing.set_price(&uid("cora"), &price).await.unwrap();
+    let hold = |name: &'static str| {
+        let billing = app.billing.clone();
+        async move {
+            let sid = SessionId::parse(name).unwrap();
+            let held = billing.place_hold(&sid, "call_x", &uid("sam"), &uid("cora"), Some("pm_card_visa")).await;
+            assert!(held.unwrap().is_some());
+            billing.hold(&sid).await.unwrap().unwrap().intent_id.unwrap()
+        }
+    };
+    let pool = app.store.pool();
+    let now = app.clock.now().unix_millis();
+    // Owned: an open session, a confirmed booking (its room opens next week).
+    hold("ses_open").await;
+    sqlx::query(
+        "INSERT INTO sessions (id, call_id, seeker_id, consultant_id, opened_ms) VALUES ('ses_open', 'call_x', 'sam', 'cora', $1)",
+    )
+    .bind(now)
+    .execute(&pool)
+    .await
+    .unwrap();
+    hold("ses_booked").await;
+    sqlx::query(
+        "INSERT INTO bookings (id, session_id, call_id, seeker_id, consultant_id, purpose, length_min, proposed, state, \
+         respond_by_ms, seeker_name, hold_status, created_ms, updated_ms) VALUES ('bkg_1', 'ses_booked', 'call_x', 'sam', \
+         'cora', 'consultation', 30, '[]', 'confirmed', $1, 'Sam', 'held', $1, $1)",
+    )
+    .bind(now)
+    .execute(&pool)
+    .await
+    .unwrap();
+    // Not owned: a booking that moved on (cancelled), and a captured intent
+    // the ledger still calls held.
+    hold("ses_moved").await;
+    sqlx::query(
+        "INSERT INTO bookings (id, session_id, call_id, seeker_id, consultant_id, purpose, length_min, proposed, state, \
+         respond_by_ms, seeker_name, hold_status, created_ms, updated_ms) VALUES ('bkg_2', 'ses_moved', 'call_x', 'sam', \
+         'cora', 'consultation', 30, '[]', 'cancelled', $1, 'Sam', 'held', $1, $1)",
+    )
+    .bind(now)
+    .execute(&pool)
+    .await
+    .unwrap();
+    let captured_there = hold("ses_mismatch").await;
+    sqlx::query("UPDATE sandbox_intents SET status = 'succeeded', amount_received = 3000 WHERE id = $1")
+        .bind(&captured_there)
+        .execute(&pool)
+        .await
+        .unwrap();
+    // An intent at the provider that no hold records.
+    let stray = app
+        .billing
+        .provider()
+        .place_hold(&parley_billing::HoldRequest {
+            amount: eur(500),
+            payment_method: "pm_card_visa".into(),
+            destination: None,
+            description: "stray".into(),
+            metadata: vec![],
+            idempotency_key: "stray".into(),
+        })
+        .await
+        .unwrap()
+        .id;
+    // A refund the ledger records without reversals, which the provider never made.
+    sqlx::query(
+        "INSERT INTO ledger (entry_key, session_id, kind, amount_minor, currency, seeker_id, consultant_id, at_ms) \
+         VALUES ('refund:upto:100:ses_open', 'ses_open', 'refund', 100, 'EUR', 'sam', 'cora', $1)",
+    )
+    .bind(now)
+    .execute(&pool)
+    .await
+    .unwrap();
+    app.stop().await;
+    app.clock.advance(ORPHAN_HOLD_AGE + Duration::from_secs(1));
+    let report = app.reconcile().await;
+    let got: Vec<(ReconcileFindingKind, Option<&str>, Option<&str>)> =
+        report.findings.iter().map(|f| (f.kind, f.session_id.as_deref(), f.intent_id.as_deref())).collect();
+    let text = parley_server::reconcile::render(&report);
+    use ReconcileFindingKind::*;
+    assert_eq!(got.len(), 6, "{text}");
+    assert!(got.contains(&(RefundSplit, Some("ses_open"), None)), "{text}");
+    let open_intent = app.billing.hold(&SessionId::parse("ses_open").unwrap()).await.unwrap().unwrap().intent_id;
+    assert!(got.contains(&(ProviderStateMismatch, Some("ses_open"), open_intent.as_deref())), "{text}");
+    assert!(got.iter().any(|f| f.0 == OrphanHold && f.1 == Some("ses_moved")), "{text}");
+    assert!(got.iter().any(|f| f.0 == OrphanHold && f.1 == Some("ses_mismatch")), "{text}");
+    assert!(got.contains(&(ProviderStateMismatch, Some("ses_mismatch"), Some(captured_there.as_str()))), "{text}");
+    assert!(got.contains(&(ProviderObjectWithoutLedger, None, Some(stray.as_str()))), "{text}");
+    let owned = |f: &&(ReconcileFindingKind, Option<&str>, Option<&str>)| {
+        f.0 == OrphanHold && matches!(f.1, Some("ses_open" | "ses_booked"))
+    };
+    assert!(!got.iter().any(|f| owned(&f)), "owned holds are no orphans: {text}");
+    assert!(!text.contains("ses_booked"), "{text}");
+}
+
+#[tokio::test]
+async fn each_kind_of_finding_is_found_and_owned_holds_are_not_on_sqlite() {
+    each_kind_of_finding_is_found_and_owned_holds_are_not(spawn_app().await).await;
+}
+
+#[tokio::test]
+async fn each_kind_of_finding_is_found_and_owned_holds_are_not_on_postgres() {
+    each_kind_of_finding_is_found_and_owned_holds_are_not(spawn_app_on_postgres().await).await;
+}
+
 #[tokio::test]
 async fn an_orphaned_hold_is_found_by_the_check_and_the_cli_on_sqlite() {
     an_orphaned_hold_is_found_by_the_check_and_the_cli(spawn_app().await).await;
