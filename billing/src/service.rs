@@ -614,15 +614,19 @@ impl Billing {
                 Ok(_) => {
                     let earnings = Money::new(amount.amount_minor - fee.amount_minor, amount.currency);
                     let r = Some(intent_id.as_str());
-                    self.ledger(session_id, "capture", "capture", amount, &seeker, &consultant, r).await?;
-                    self.ledger(session_id, "fee", "fee", fee, &seeker, &consultant, r).await?;
-                    self.ledger(session_id, "earnings", "earnings", earnings, &seeker, &consultant, r).await?;
+                    // The capture's ledger rows, the hold's status and `done`
+                    // commit together: no reader sees half a settlement.
+                    let mut tx = self.pool.begin().await?;
+                    let entry = Entry { session_id, seeker: &seeker, consultant: &consultant, at: now };
+                    entry.record(&mut tx, "capture", "capture", amount, r).await?;
+                    entry.record(&mut tx, "fee", "fee", fee, r).await?;
+                    entry.record(&mut tx, "earnings", "earnings", earnings, r).await?;
                     let rest = hold.amount_minor - amount.amount_minor;
                     if rest > 0 {
-                        let rest = Money::new(rest, hold.currency);
-                        self.ledger(session_id, "release", "release", rest, &seeker, &consultant, r).await?;
+                        entry.record(&mut tx, "release", "release", Money::new(rest, hold.currency), r).await?;
                     }
-                    self.set_hold_status(session_id, "captured").await?;
+                    self.settled_on(&mut tx, session_id, "captured").await?;
+                    tx.commit().await?;
                     Ok(())
                 }
                 Err(e) => Err(e),
@@ -631,8 +635,11 @@ impl Billing {
             match self.provider.release(&intent_id, &key).await {
                 Ok(_) => {
                     let r = Some(intent_id.as_str());
-                    self.ledger(session_id, "release", "release", hold, &seeker, &consultant, r).await?;
-                    self.set_hold_status(session_id, "released").await?;
+                    let mut tx = self.pool.begin().await?;
+                    let entry = Entry { session_id, seeker: &seeker, consultant: &consultant, at: now };
+                    entry.record(&mut tx, "release", "release", hold, r).await?;
+                    self.settled_on(&mut tx, session_id, "released").await?;
+                    tx.commit().await?;
                     Ok(())
                 }
                 Err(e) => Err(e),
@@ -640,7 +647,6 @@ impl Billing {
         };
         match result {
             Ok(()) => {
-                self.finish(session_id, "done", None).await?;
                 metrics::counter!(SETTLEMENTS, "outcome" => if capture { "captured" } else { "released" }).increment(1);
                 Ok(true)
             }
@@ -680,6 +686,31 @@ impl Billing {
         .bind(error)
         .bind(self.clock.now().unix_millis())
         .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Marks the hold `hold_status` and the settlement `done`, in the
+    /// caller's transaction.
+    async fn settled_on(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        session_id: &SessionId,
+        hold_status: &str,
+    ) -> Result<(), BillingError> {
+        let now = self.clock.now().unix_millis();
+        sqlx::query("UPDATE holds SET status = $2, updated_ms = $3 WHERE session_id = $1")
+            .bind(session_id.as_str())
+            .bind(hold_status)
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+        sqlx::query(
+            "UPDATE settlements SET status = 'done', attempts = attempts + 1, done_ms = $2 WHERE session_id = $1",
+        )
+        .bind(session_id.as_str())
+        .bind(now)
+        .execute(&mut *conn)
         .await?;
         Ok(())
     }
