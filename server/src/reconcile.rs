@@ -403,7 +403,9 @@ pub fn counts(report: &ReconcileFindingsData) -> BTreeMap<ReconcileFindingKind, 
 
 /// Publishes a check: sets the gauge [`FINDINGS`] for every kind, and when
 /// something was found logs it and emits a `reconcile.findings` webhook
-/// event (at most [`MAX_EVENT_FINDINGS`] findings, `total` counts all).
+/// event (at most [`MAX_EVENT_FINDINGS`] findings, `total` counts all), at
+/// most one per clock hour (every node of a cluster checks; the first
+/// node's event of the hour is the one sent).
 pub async fn publish(report: &ReconcileFindingsData, webhooks: &Webhooks) {
     for (kind, n) in counts(report) {
         metrics::gauge!(FINDINGS, "kind" => kind.as_str()).set(n as f64);
@@ -414,7 +416,10 @@ pub async fn publish(report: &ReconcileFindingsData, webhooks: &Webhooks) {
     tracing::error!(findings = report.total, report = %render(report), "reconcile: the ledger and the provider disagree");
     let mut data = report.clone();
     data.findings.truncate(MAX_EVENT_FINDINGS);
-    if let Err(e) = webhooks.emit(WebhookEventType::ReconcileFindings, &data).await {
+    // One event per hour of server time, however many nodes check.
+    let hour = report.checked_at_ms.div_euclid(ms(RECONCILE_INTERVAL));
+    let key = format!("reconcile.findings:{hour}");
+    if let Err(e) = webhooks.emit_once(&key, WebhookEventType::ReconcileFindings, &data).await {
         tracing::error!(error = %e, "reconcile: cannot store the reconcile.findings event");
     }
 }

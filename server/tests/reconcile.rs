@@ -229,8 +229,8 @@ async fn reconcile_events(app: &TestApp) -> Vec<serde_json::Value> {
 
 /// The server checks every hour of its clock: a ledger whose capture is not
 /// fee + earnings (and names no provider object) sets the gauge and emits
-/// `reconcile.findings`; once repaired, the next check sets the gauge to 0
-/// and emits nothing.
+/// `reconcile.findings` (again the next hour while it lasts); once
+/// repaired, the next check sets the gauge to 0 and emits nothing.
 async fn the_hourly_check_reports_findings_by_metric_and_webhook(app: TestApp) {
     let pool = app.store.pool();
     for (kind, amount) in [("capture", 1000), ("fee", 200), ("earnings", 700)] {
@@ -265,6 +265,13 @@ async fn the_hourly_check_reports_findings_by_metric_and_webhook(app: TestApp) {
     assert_eq!(kinds, ["ledger_without_provider_object", "capture_split"]);
     assert_eq!(data["findings"][1]["session_id"], "ses_bad_split");
     assert_eq!(gauge(&app, "capture_split").await.as_deref(), Some("1"));
+    // Still wrong an hour later: announced again, once.
+    app.advance(RECONCILE_INTERVAL).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while reconcile_events(&app).await.len() < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "no second reconcile.findings event");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     // Repaired: the next hour's check finds nothing and says so by the gauge only.
     sqlx::query("DELETE FROM ledger WHERE session_id = 'ses_bad_split'").execute(&pool).await.unwrap();
     app.advance(RECONCILE_INTERVAL).await;
@@ -273,7 +280,7 @@ async fn the_hourly_check_reports_findings_by_metric_and_webhook(app: TestApp) {
         assert!(tokio::time::Instant::now() < deadline, "the gauge did not drop to 0");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(reconcile_events(&app).await.len(), 1, "no event when nothing is found");
+    assert_eq!(reconcile_events(&app).await.len(), 2, "no event when nothing is found");
     app.assert_reconciled().await;
 }
 
