@@ -34,21 +34,33 @@ async fn age_by(app: &TestApp, by: Duration) {
     }
 }
 
-/// Runs `parley reconcile --json` against the test's database, as of the
-/// test clock; returns the exit code and the report.
-fn cli(app: &TestApp) -> (i32, ReconcileFindingsData) {
+/// Runs `parley reconcile [extra]` against the test's database, as of the
+/// test clock; returns the exit code and what it printed.
+fn run_cli(app: &TestApp, extra: &[&str]) -> (i32, String) {
     let now = std::time::UNIX_EPOCH + Duration::from_millis(app.clock.now().unix_millis() as u64);
+    let at = humantime::format_rfc3339_millis(now).to_string();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_parley"))
-        .args(["reconcile", "--json", "--as-of", &humantime::format_rfc3339_millis(now).to_string()])
+        .args(["reconcile", "--as-of", &at])
+        .args(extra)
         .env("DATABASE_URL", &app.config.database_url)
         .env("PARLEY_DATA_DIR", &app.config.data_dir)
         .env("PARLEY_LOG", "error")
         .output()
         .expect("parley runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let report = serde_json::from_str(&stdout)
-        .unwrap_or_else(|e| panic!("JSON report ({e}): {stdout}\n{}", String::from_utf8_lossy(&out.stderr)));
-    (out.status.code().expect("exit code"), report)
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.code().is_some_and(|c| c < 2),
+        "the check ran: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().expect("exit code"), stdout)
+}
+
+/// `parley reconcile --json`: the exit code and the report.
+fn cli(app: &TestApp) -> (i32, ReconcileFindingsData) {
+    let (code, stdout) = run_cli(app, &["--json"]);
+    let report = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("JSON report ({e}): {stdout}"));
+    (code, report)
 }
 
 /// A hold placed for a call whose server died while it rang (no session,
@@ -80,6 +92,10 @@ async fn an_orphaned_hold_is_found_by_the_check_and_the_cli(app: TestApp) {
     assert_eq!(code, 1, "findings exit 1: {report:?}");
     assert_eq!(report.findings.iter().map(|f| f.kind).collect::<Vec<_>>(), [ReconcileFindingKind::OrphanHold]);
     assert_eq!(report.findings[0].session_id.as_deref(), Some(orphan.as_str()));
+    let (code, text) = run_cli(&app, &[]);
+    assert_eq!(code, 1);
+    assert!(text.contains("1 finding(s)") && text.contains("orphan_hold"), "{text}");
+    assert!(text.contains(&format!("session={orphan}")) && text.contains("3000 EUR"), "{text}");
     // Back up: the sweep releases the orphan; nothing is left to find.
     let app = app.restart().await;
     let deadline = tokio::time::Instant::now() + WAIT;
@@ -90,6 +106,9 @@ async fn an_orphaned_hold_is_found_by_the_check_and_the_cli(app: TestApp) {
     app.assert_reconciled().await;
     let (code, report) = cli(&app);
     assert_eq!((code, report.total), (0, 0), "{report:?}");
+    let (code, text) = run_cli(&app, &[]);
+    assert_eq!(code, 0);
+    assert!(text.contains("the ledger and the provider agree"), "{text}");
 }
 
 /// Each kind of finding, planted by hand in a stopped server's database,
