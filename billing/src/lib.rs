@@ -4,13 +4,15 @@
 //! Billing never computes durations (ARCHITECTURE.md invariant): it receives
 //! the meter's settlement decision and carries it out exactly once.
 //!
-//! Module map: `promotions` (paid featured placement, charged at once),
+//! Module map: `faults` (crash points for tests of crash windows),
+//! `promotions` (paid featured placement, charged at once),
 //! `provider` (the [`PaymentProvider`] seam), `sandbox` (the
 //! embedded default provider, B8), `service` ([`Billing`]: prices, holds,
 //! outbox, ledger, refunds, payout accounts), `stripe` (the Stripe API
 //! provider over async-stripe), `webhook` (Stripe webhook verification and
 //! parsing, B5).
 
+pub mod faults;
 pub mod promotions;
 pub mod provider;
 pub mod sandbox;
@@ -18,6 +20,7 @@ pub mod service;
 pub mod stripe;
 pub mod webhook;
 
+pub use faults::Faults;
 pub use provider::{
     Account, AccountRequest, CaptureRequest, HoldRequest, Intent, IntentStatus, PaymentProvider, ProviderError, Refund,
     RefundRequest,

@@ -19,8 +19,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use parley_domain::{Clock, Currency, Money, Timestamp};
-use sqlx::{AnyPool, Row};
+use sqlx::{Any, AnyConnection, AnyPool, Row, Transaction};
 
+use crate::faults::Faults;
 use crate::provider::{
     Account, AccountRequest, CaptureRequest, HoldRequest, Intent, IntentStatus, PaymentProvider, ProviderError, Refund,
     RefundRequest,
@@ -34,6 +35,7 @@ pub const HOLD_VALIDITY: Duration = Duration::from_secs(7 * 24 * 3600);
 pub struct SandboxProvider {
     pool: AnyPool,
     clock: Arc<dyn Clock>,
+    faults: Faults,
 }
 
 fn db_err(e: sqlx::Error) -> ProviderError {
@@ -44,54 +46,100 @@ fn rejected(code: &str, message: impl Into<String>) -> ProviderError {
     ProviderError::Rejected { code: code.into(), message: message.into() }
 }
 
+/// An idempotent write, begun: either the stored outcome of an earlier
+/// request with the same key, or an open transaction in which this request
+/// has claimed the key and makes its effect.
+enum Begun {
+    Replay(Result<String, ProviderError>),
+    Fresh(Transaction<'static, Any>),
+}
+
 impl SandboxProvider {
     /// A sandbox over `pool` (migrated by the server), reading `clock`.
     pub fn new(pool: AnyPool, clock: Arc<dyn Clock>) -> Self {
-        SandboxProvider { pool, clock }
+        SandboxProvider { pool, clock, faults: Faults::default() }
     }
 
-    /// Runs `op` once per idempotency key: a replay with the same `request`
-    /// fingerprint returns the stored outcome (an intent id or an error).
-    async fn idempotent<F, Fut>(&self, key: &str, request: String, op: F) -> Result<String, ProviderError>
-    where
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<String, ProviderError>>,
-    {
-        let stored = sqlx::query("SELECT request, response FROM sandbox_idempotency WHERE key = $1")
+    /// The same sandbox with crash points `faults` (tests of crash
+    /// windows: `sandbox.hold`, `sandbox.capture`, `sandbox.cancel`,
+    /// `sandbox.refund`, `sandbox.account`; see [`crate::faults`]).
+    pub fn with_faults(mut self, faults: Faults) -> Self {
+        self.faults = faults;
+        self
+    }
+
+    /// Begins a write under idempotency key `key` (Stripe's semantics): a
+    /// replay with the same `request` fingerprint returns the stored outcome
+    /// (an object id or an error), another fingerprint is refused. A fresh
+    /// key is claimed by the first statement of a transaction, so two
+    /// concurrent requests with one key run one after the other (PostgreSQL
+    /// waits on the unique key, SQLite on its write lock) and the second
+    /// replays the first's outcome: one effect.
+    async fn begin(&self, key: &str, request: &str) -> Result<Begun, ProviderError> {
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let claimed = sqlx::query(
+            "INSERT INTO sandbox_idempotency (key, request, response) VALUES ($1, $2, '') ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(key)
+        .bind(request)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        if claimed.rows_affected() == 1 {
+            return Ok(Begun::Fresh(tx));
+        }
+        drop(tx);
+        let row = sqlx::query("SELECT request, response FROM sandbox_idempotency WHERE key = $1")
             .bind(key)
             .fetch_optional(&self.pool)
             .await
+            .map_err(db_err)?
+            .ok_or_else(|| ProviderError::Transient(format!("idempotency key {key} vanished; retry")))?;
+        let (req, resp): (String, String) = (row.get("request"), row.get("response"));
+        if req != request {
+            return Ok(Begun::Replay(Err(rejected(
+                "idempotency_error",
+                format!("Keys for idempotent requests can only be used with the same parameters ({key})"),
+            ))));
+        }
+        Ok(Begun::Replay(decode(&resp)))
+    }
+
+    /// Ends a write begun by [`Self::begin`]: stores `result` under `key`
+    /// and commits it together with the effect written in `tx`. A transient
+    /// failure is not remembered (the transaction is rolled back, the retry
+    /// runs again). Crash point `point` fires between the effect and the
+    /// record: the transaction is abandoned as a killed process's would be.
+    async fn finish(
+        &self,
+        mut tx: Transaction<'static, Any>,
+        point: &str,
+        key: &str,
+        result: Result<String, ProviderError>,
+    ) -> Result<String, ProviderError> {
+        if matches!(result, Err(ProviderError::Transient(_))) {
+            return result;
+        }
+        if self.faults.fires(point) {
+            drop(tx);
+            return Err(ProviderError::Transient(format!("injected crash at {point}")));
+        }
+        sqlx::query("UPDATE sandbox_idempotency SET response = $2 WHERE key = $1")
+            .bind(key)
+            .bind(encode(&result))
+            .execute(&mut *tx)
+            .await
             .map_err(db_err)?;
-        if let Some(row) = stored {
-            let (req, resp): (String, String) = (row.get("request"), row.get("response"));
-            if req != request {
-                return Err(rejected(
-                    "idempotency_error",
-                    format!("Keys for idempotent requests can only be used with the same parameters ({key})"),
-                ));
-            }
-            return decode(&resp);
-        }
-        let result = op().await;
-        // Transient failures are not remembered: the retry runs again.
-        if !matches!(result, Err(ProviderError::Transient(_))) {
-            sqlx::query("INSERT INTO sandbox_idempotency (key, request, response) VALUES ($1, $2, $3) ON CONFLICT (key) DO NOTHING")
-                .bind(key)
-                .bind(&request)
-                .bind(encode(&result))
-                .execute(&self.pool)
-                .await
-                .map_err(db_err)?;
-        }
+        tx.commit().await.map_err(db_err)?;
         result
     }
 
-    async fn load(&self, id: &str) -> Result<Intent, ProviderError> {
+    async fn load_on(conn: &mut AnyConnection, id: &str) -> Result<Intent, ProviderError> {
         let row = sqlx::query(
             "SELECT id, status, amount_minor, currency, amount_received, created_ms FROM sandbox_intents WHERE id = $1",
         )
         .bind(id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(conn)
         .await
         .map_err(db_err)?
         .ok_or_else(|| rejected("resource_missing", format!("No such payment_intent: '{id}'")))?;
@@ -109,9 +157,14 @@ impl SandboxProvider {
         })
     }
 
+    async fn load(&self, id: &str) -> Result<Intent, ProviderError> {
+        let mut conn = self.pool.acquire().await.map_err(db_err)?;
+        Self::load_on(&mut conn, id).await
+    }
+
     /// Moves intent `id` from one of `from` to `to`; false if it was in none.
     async fn transition(
-        &self,
+        conn: &mut AnyConnection,
         id: &str,
         from: &[IntentStatus],
         to: IntentStatus,
@@ -123,7 +176,7 @@ impl SandboxProvider {
             to.as_str(),
             allowed.join(", ")
         );
-        let done = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).execute(&self.pool).await.map_err(db_err)?;
+        let done = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).execute(conn).await.map_err(db_err)?;
         Ok(done.rows_affected() == 1)
     }
 }
@@ -164,6 +217,151 @@ fn new_id(prefix: &str) -> String {
     format!("{prefix}_sbx{}", uuid::Uuid::new_v4().simple())
 }
 
+/// Runs one idempotent write of `$sandbox` under `$key` with fingerprint
+/// `$fp`: replays a stored outcome, or runs `$effect` (an expression using
+/// the transaction's connection `$conn`) and commits it with its record.
+macro_rules! idempotent {
+    ($sandbox:expr, $point:literal, $key:expr, $fp:expr, |$conn:ident| $effect:expr) => {
+        match $sandbox.begin($key, &$fp).await? {
+            Begun::Replay(outcome) => outcome?,
+            Begun::Fresh(mut tx) => {
+                let result = {
+                    let $conn: &mut AnyConnection = &mut tx;
+                    $effect.await
+                };
+                $sandbox.finish(tx, $point, $key, result).await?
+            }
+        }
+    };
+}
+
+impl SandboxProvider {
+    async fn hold_effect(conn: &mut AnyConnection, req: &HoldRequest, now: Timestamp) -> Result<String, ProviderError> {
+        let status = match req.payment_method.as_str() {
+            "pm_card_visa" | "pm_card_mastercard" => IntentStatus::RequiresCapture,
+            "pm_card_authenticationRequired" => IntentStatus::RequiresAction,
+            "pm_card_chargeDeclined" => {
+                return Err(ProviderError::Declined {
+                    decline_code: "generic_decline".into(),
+                    message: "Your card was declined.".into(),
+                });
+            }
+            "pm_card_chargeDeclinedInsufficientFunds" => {
+                return Err(ProviderError::Declined {
+                    decline_code: "insufficient_funds".into(),
+                    message: "Your card has insufficient funds.".into(),
+                });
+            }
+            other => {
+                return Err(rejected("resource_missing", format!("No such PaymentMethod: '{other}'")));
+            }
+        };
+        let id = new_id("pi");
+        sqlx::query(
+            "INSERT INTO sandbox_intents (id, status, amount_minor, currency, payment_method, destination, created_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&id)
+        .bind(status.as_str())
+        .bind(req.amount.amount_minor)
+        .bind(req.amount.currency.as_str())
+        .bind(&req.payment_method)
+        .bind(req.destination.as_deref())
+        .bind(now.unix_millis())
+        .execute(conn)
+        .await
+        .map_err(db_err)?;
+        Ok(id)
+    }
+
+    async fn capture_effect(
+        conn: &mut AnyConnection,
+        intent_id: &str,
+        req: &CaptureRequest,
+    ) -> Result<String, ProviderError> {
+        let intent = Self::load_on(conn, intent_id).await?;
+        if intent.status != IntentStatus::RequiresCapture {
+            return Err(rejected(
+                "payment_intent_unexpected_state",
+                format!(
+                    "This PaymentIntent could not be captured because it has a status of {}.",
+                    intent.status.as_str()
+                ),
+            ));
+        }
+        if req.amount_to_capture <= 0 || req.amount_to_capture > intent.amount.amount_minor {
+            return Err(rejected("amount_too_large", "amount_to_capture must be between 1 and amount_capturable"));
+        }
+        if let Some(fee) = req.application_fee_amount
+            && !(0..=req.amount_to_capture).contains(&fee)
+        {
+            return Err(rejected("parameter_invalid_integer", "application_fee_amount exceeds the amount captured"));
+        }
+        let set = format!(
+            ", amount_received = {}, fee_minor = {}",
+            req.amount_to_capture,
+            req.application_fee_amount.map_or("NULL".to_owned(), |f| f.to_string())
+        );
+        if !Self::transition(conn, intent_id, &[IntentStatus::RequiresCapture], IntentStatus::Succeeded, &set).await? {
+            return Err(rejected("payment_intent_unexpected_state", "the PaymentIntent changed meanwhile"));
+        }
+        Ok(intent_id.to_owned())
+    }
+
+    async fn release_effect(conn: &mut AnyConnection, intent_id: &str) -> Result<String, ProviderError> {
+        let from = [IntentStatus::RequiresCapture, IntentStatus::RequiresAction, IntentStatus::RequiresPaymentMethod];
+        if !Self::transition(conn, intent_id, &from, IntentStatus::Canceled, "").await? {
+            let intent = Self::load_on(conn, intent_id).await?;
+            return Err(rejected(
+                "payment_intent_unexpected_state",
+                format!("You cannot cancel this PaymentIntent because it has a status of {}.", intent.status.as_str()),
+            ));
+        }
+        Ok(intent_id.to_owned())
+    }
+
+    async fn refund_effect(conn: &mut AnyConnection, req: &RefundRequest) -> Result<String, ProviderError> {
+        let intent = Self::load_on(conn, &req.intent_id).await?;
+        if intent.status != IntentStatus::Succeeded {
+            return Err(rejected("charge_not_captured", "only captured payments can be refunded"));
+        }
+        // One statement checks and books the refund.
+        let done = sqlx::query(
+            "UPDATE sandbox_intents SET amount_refunded = amount_refunded + $2 \
+             WHERE id = $1 AND $2 > 0 AND amount_refunded + $2 <= amount_received",
+        )
+        .bind(&req.intent_id)
+        .bind(req.amount)
+        .execute(conn)
+        .await
+        .map_err(db_err)?;
+        if done.rows_affected() != 1 {
+            return Err(rejected("amount_too_large", "the refund exceeds what is left to refund"));
+        }
+        Ok(new_id("re"))
+    }
+
+    async fn account_effect(
+        conn: &mut AnyConnection,
+        req: &AccountRequest,
+        now: Timestamp,
+    ) -> Result<String, ProviderError> {
+        let id = new_id("acct");
+        sqlx::query("INSERT INTO sandbox_accounts (id, consultant_id, created_ms) VALUES ($1, $2, $3)")
+            .bind(&id)
+            .bind(&req.consultant_id)
+            .bind(now.unix_millis())
+            .execute(conn)
+            .await
+            .map_err(db_err)?;
+        Ok(id)
+    }
+}
+
+/// Every write (hold, capture, cancel, refund, account) makes its effect
+/// and stores its idempotency record in one transaction, so a crash leaves
+/// both or neither (issue 13): a retry after a crash runs the write again
+/// instead of finding the effect without its record.
 #[async_trait]
 impl PaymentProvider for SandboxProvider {
     fn name(&self) -> &'static str {
@@ -178,108 +376,26 @@ impl PaymentProvider for SandboxProvider {
             "hold|{}|{}|{}|{:?}",
             req.amount.amount_minor, req.amount.currency, req.payment_method, req.destination
         );
-        let id = self
-            .idempotent(&req.idempotency_key, fingerprint, || async {
-                let status = match req.payment_method.as_str() {
-                    "pm_card_visa" | "pm_card_mastercard" => IntentStatus::RequiresCapture,
-                    "pm_card_authenticationRequired" => IntentStatus::RequiresAction,
-                    "pm_card_chargeDeclined" => {
-                        return Err(ProviderError::Declined {
-                            decline_code: "generic_decline".into(),
-                            message: "Your card was declined.".into(),
-                        });
-                    }
-                    "pm_card_chargeDeclinedInsufficientFunds" => {
-                        return Err(ProviderError::Declined {
-                            decline_code: "insufficient_funds".into(),
-                            message: "Your card has insufficient funds.".into(),
-                        });
-                    }
-                    other => {
-                        return Err(rejected("resource_missing", format!("No such PaymentMethod: '{other}'")));
-                    }
-                };
-                let id = new_id("pi");
-                sqlx::query(
-                    "INSERT INTO sandbox_intents (id, status, amount_minor, currency, payment_method, destination, created_ms) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                )
-                .bind(&id)
-                .bind(status.as_str())
-                .bind(req.amount.amount_minor)
-                .bind(req.amount.currency.as_str())
-                .bind(&req.payment_method)
-                .bind(req.destination.as_deref())
-                .bind(self.clock.now().unix_millis())
-                .execute(&self.pool)
-                .await
-                .map_err(db_err)?;
-                Ok(id)
-            })
-            .await?;
+        let now = self.clock.now();
+        let id = idempotent!(self, "sandbox.hold", &req.idempotency_key, fingerprint, |conn| Self::hold_effect(
+            conn, req, now
+        ));
         self.load(&id).await
     }
 
     async fn capture(&self, intent_id: &str, req: &CaptureRequest) -> Result<Intent, ProviderError> {
         let fingerprint = format!("capture|{intent_id}|{}|{:?}", req.amount_to_capture, req.application_fee_amount);
-        let id = self
-            .idempotent(&req.idempotency_key, fingerprint, || async {
-                let intent = self.load(intent_id).await?;
-                if intent.status != IntentStatus::RequiresCapture {
-                    return Err(rejected(
-                        "payment_intent_unexpected_state",
-                        format!(
-                            "This PaymentIntent could not be captured because it has a status of {}.",
-                            intent.status.as_str()
-                        ),
-                    ));
-                }
-                if req.amount_to_capture <= 0 || req.amount_to_capture > intent.amount.amount_minor {
-                    return Err(rejected(
-                        "amount_too_large",
-                        "amount_to_capture must be between 1 and amount_capturable",
-                    ));
-                }
-                if let Some(fee) = req.application_fee_amount
-                    && !(0..=req.amount_to_capture).contains(&fee)
-                {
-                    return Err(rejected(
-                        "parameter_invalid_integer",
-                        "application_fee_amount exceeds the amount captured",
-                    ));
-                }
-                let set = format!(
-                    ", amount_received = {}, fee_minor = {}",
-                    req.amount_to_capture,
-                    req.application_fee_amount.map_or("NULL".to_owned(), |f| f.to_string())
-                );
-                if !self.transition(intent_id, &[IntentStatus::RequiresCapture], IntentStatus::Succeeded, &set).await? {
-                    return Err(rejected("payment_intent_unexpected_state", "the PaymentIntent changed meanwhile"));
-                }
-                Ok(intent_id.to_owned())
-            })
-            .await?;
+        let id = idempotent!(self, "sandbox.capture", &req.idempotency_key, fingerprint, |conn| {
+            Self::capture_effect(conn, intent_id, req)
+        });
         self.load(&id).await
     }
 
     async fn release(&self, intent_id: &str, idempotency_key: &str) -> Result<Intent, ProviderError> {
-        let id = self
-            .idempotent(idempotency_key, format!("cancel|{intent_id}"), || async {
-                let from =
-                    [IntentStatus::RequiresCapture, IntentStatus::RequiresAction, IntentStatus::RequiresPaymentMethod];
-                if !self.transition(intent_id, &from, IntentStatus::Canceled, "").await? {
-                    let intent = self.load(intent_id).await?;
-                    return Err(rejected(
-                        "payment_intent_unexpected_state",
-                        format!(
-                            "You cannot cancel this PaymentIntent because it has a status of {}.",
-                            intent.status.as_str()
-                        ),
-                    ));
-                }
-                Ok(intent_id.to_owned())
-            })
-            .await?;
+        let fingerprint = format!("cancel|{intent_id}");
+        let id = idempotent!(self, "sandbox.cancel", idempotency_key, fingerprint, |conn| Self::release_effect(
+            conn, intent_id
+        ));
         self.load(&id).await
     }
 
@@ -290,44 +406,18 @@ impl PaymentProvider for SandboxProvider {
     async fn refund(&self, req: &RefundRequest) -> Result<Refund, ProviderError> {
         let fingerprint = format!("refund|{}|{}", req.intent_id, req.amount);
         let intent = self.load(&req.intent_id).await?;
-        let id = self
-            .idempotent(&req.idempotency_key, fingerprint, || async {
-                if intent.status != IntentStatus::Succeeded {
-                    return Err(rejected("charge_not_captured", "only captured payments can be refunded"));
-                }
-                // One statement checks and books the refund.
-                let done = sqlx::query(
-                    "UPDATE sandbox_intents SET amount_refunded = amount_refunded + $2 \
-                     WHERE id = $1 AND $2 > 0 AND amount_refunded + $2 <= amount_received",
-                )
-                .bind(&req.intent_id)
-                .bind(req.amount)
-                .execute(&self.pool)
-                .await
-                .map_err(db_err)?;
-                if done.rows_affected() != 1 {
-                    return Err(rejected("amount_too_large", "the refund exceeds what is left to refund"));
-                }
-                Ok(new_id("re"))
-            })
-            .await?;
+        let id = idempotent!(self, "sandbox.refund", &req.idempotency_key, fingerprint, |conn| Self::refund_effect(
+            conn, req
+        ));
         Ok(Refund { id, amount: Money::new(req.amount, intent.amount.currency), status: "succeeded".into() })
     }
 
     async fn create_account(&self, req: &AccountRequest) -> Result<Account, ProviderError> {
-        let id = self
-            .idempotent(&req.idempotency_key, format!("account|{}", req.consultant_id), || async {
-                let id = new_id("acct");
-                sqlx::query("INSERT INTO sandbox_accounts (id, consultant_id, created_ms) VALUES ($1, $2, $3)")
-                    .bind(&id)
-                    .bind(&req.consultant_id)
-                    .bind(self.clock.now().unix_millis())
-                    .execute(&self.pool)
-                    .await
-                    .map_err(db_err)?;
-                Ok(id)
-            })
-            .await?;
+        let fingerprint = format!("account|{}", req.consultant_id);
+        let now = self.clock.now();
+        let id = idempotent!(self, "sandbox.account", &req.idempotency_key, fingerprint, |conn| {
+            Self::account_effect(conn, req, now)
+        });
         // Sandbox accounts are ready at once.
         Ok(Account { id, charges_enabled: true, payouts_enabled: true, details_submitted: true })
     }

@@ -14,6 +14,7 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
 use tokio::sync::Notify;
 
+use crate::faults::Faults;
 use crate::provider::{
     AccountRequest, CaptureRequest, HoldRequest, IntentStatus, PaymentProvider, ProviderError, RefundRequest,
 };
@@ -198,6 +199,7 @@ pub struct Billing {
     cfg: BillingConfig,
     wake: Arc<Notify>,
     last_sweep: std::sync::Mutex<Option<Timestamp>>,
+    faults: Faults,
 }
 
 /// Age after which a hold whose call never became a session is released.
@@ -227,7 +229,28 @@ impl Billing {
         cfg: BillingConfig,
         wake: Arc<Notify>,
     ) -> Arc<Self> {
-        Arc::new(Billing { pool, provider, clock, cfg, wake, last_sweep: std::sync::Mutex::new(None) })
+        Self::new_with_faults(pool, provider, clock, cfg, wake, Faults::default())
+    }
+
+    /// Like [`Billing::new`], with crash points `faults` (tests of crash
+    /// windows; [`crate::faults`]). Pass the same [`Faults`] to the sandbox
+    /// provider ([`crate::SandboxProvider::with_faults`]) to arm its points
+    /// through [`Billing::faults`].
+    pub fn new_with_faults(
+        pool: AnyPool,
+        provider: Arc<dyn PaymentProvider>,
+        clock: Arc<dyn Clock>,
+        cfg: BillingConfig,
+        wake: Arc<Notify>,
+        faults: Faults,
+    ) -> Arc<Self> {
+        Arc::new(Billing { pool, provider, clock, cfg, wake, last_sweep: std::sync::Mutex::new(None), faults })
+    }
+
+    /// The crash points of this billing (and of its sandbox provider when
+    /// built with the same [`Faults`]): tests arm them.
+    pub fn faults(&self) -> &Faults {
+        &self.faults
     }
 
     /// The provider in use.
@@ -617,15 +640,19 @@ impl Billing {
                 Ok(_) => {
                     let earnings = Money::new(amount.amount_minor - fee.amount_minor, amount.currency);
                     let r = Some(intent_id.as_str());
-                    self.ledger(session_id, "capture", "capture", amount, &seeker, &consultant, r).await?;
-                    self.ledger(session_id, "fee", "fee", fee, &seeker, &consultant, r).await?;
-                    self.ledger(session_id, "earnings", "earnings", earnings, &seeker, &consultant, r).await?;
+                    // The capture's ledger rows, the hold's status and `done`
+                    // commit together: no reader sees half a settlement.
+                    let mut tx = self.pool.begin().await?;
+                    let entry = Entry { session_id, seeker: &seeker, consultant: &consultant, at: now };
+                    entry.record(&mut tx, "capture", "capture", amount, r).await?;
+                    entry.record(&mut tx, "fee", "fee", fee, r).await?;
+                    entry.record(&mut tx, "earnings", "earnings", earnings, r).await?;
                     let rest = hold.amount_minor - amount.amount_minor;
                     if rest > 0 {
-                        let rest = Money::new(rest, hold.currency);
-                        self.ledger(session_id, "release", "release", rest, &seeker, &consultant, r).await?;
+                        entry.record(&mut tx, "release", "release", Money::new(rest, hold.currency), r).await?;
                     }
-                    self.set_hold_status(session_id, "captured").await?;
+                    self.settled_on(&mut tx, session_id, "captured").await?;
+                    tx.commit().await?;
                     Ok(())
                 }
                 Err(e) => Err(e),
@@ -634,8 +661,11 @@ impl Billing {
             match self.provider.release(&intent_id, &key).await {
                 Ok(_) => {
                     let r = Some(intent_id.as_str());
-                    self.ledger(session_id, "release", "release", hold, &seeker, &consultant, r).await?;
-                    self.set_hold_status(session_id, "released").await?;
+                    let mut tx = self.pool.begin().await?;
+                    let entry = Entry { session_id, seeker: &seeker, consultant: &consultant, at: now };
+                    entry.record(&mut tx, "release", "release", hold, r).await?;
+                    self.settled_on(&mut tx, session_id, "released").await?;
+                    tx.commit().await?;
                     Ok(())
                 }
                 Err(e) => Err(e),
@@ -643,7 +673,6 @@ impl Billing {
         };
         match result {
             Ok(()) => {
-                self.finish(session_id, "done", None).await?;
                 metrics::counter!(SETTLEMENTS, "outcome" => if capture { "captured" } else { "released" }).increment(1);
                 Ok(true)
             }
@@ -683,6 +712,31 @@ impl Billing {
         .bind(error)
         .bind(self.clock.now().unix_millis())
         .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Marks the hold `hold_status` and the settlement `done`, in the
+    /// caller's transaction.
+    async fn settled_on(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        session_id: &SessionId,
+        hold_status: &str,
+    ) -> Result<(), BillingError> {
+        let now = self.clock.now().unix_millis();
+        sqlx::query("UPDATE holds SET status = $2, updated_ms = $3 WHERE session_id = $1")
+            .bind(session_id.as_str())
+            .bind(hold_status)
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+        sqlx::query(
+            "UPDATE settlements SET status = 'done', attempts = attempts + 1, done_ms = $2 WHERE session_id = $1",
+        )
+        .bind(session_id.as_str())
+        .bind(now)
+        .execute(&mut *conn)
         .await?;
         Ok(())
     }
@@ -734,22 +788,9 @@ impl Billing {
         consultant: &UserId,
         provider_ref: Option<&str>,
     ) -> Result<(), BillingError> {
-        sqlx::query(
-            "INSERT INTO ledger (entry_key, session_id, kind, amount_minor, currency, seeker_id, consultant_id, \
-             provider_ref, at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (entry_key) DO NOTHING",
-        )
-        .bind(format!("{key}:{session_id}"))
-        .bind(session_id.as_str())
-        .bind(kind)
-        .bind(amount.amount_minor)
-        .bind(amount.currency.as_str())
-        .bind(seeker.as_str())
-        .bind(consultant.as_str())
-        .bind(provider_ref)
-        .bind(self.clock.now().unix_millis())
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        let mut conn = self.pool.acquire().await?;
+        let entry = Entry { session_id, seeker, consultant, at: self.clock.now() };
+        entry.record(&mut conn, key, kind, amount, provider_ref).await
     }
 
     /// The ledger entries of `session_id`, oldest first.
@@ -992,27 +1033,20 @@ impl Billing {
         // Proportional reversal, rounded down for the consultant.
         let back = i64::try_from(i128::from(amount) * i128::from(earned) / i128::from(captured.amount_minor.max(1)))
             .unwrap_or(0);
-        let at = self.clock.now().unix_millis();
+        let now = self.clock.now();
+        let at = now.unix_millis();
         let mut tx = self.pool.begin().await?;
         let r = Some(refund.id.as_str());
-        let entries = [
-            (format!("refund:{seq}"), "refund", amount),
-            (format!("earnings_reversal:{seq}"), "earnings_reversal", back),
-            (format!("fee_reversal:{seq}"), "fee_reversal", amount - back),
-        ];
-        for (key, kind, minor) in entries {
-            let entry = LedgerEntry {
-                session_id,
-                key: &key,
-                kind,
-                amount: Money::new(minor, cur),
-                seeker: &seeker,
-                consultant: &consultant,
-                provider_ref: r,
-                at_ms: at,
-            };
-            entry.insert(&mut tx).await?;
-        }
+        // The refund and its reversals commit together (reconcile never
+        // sees one without the others), with the reservation's `done`.
+        let entry = Entry { session_id, seeker: &seeker, consultant: &consultant, at: now };
+        entry.record(&mut tx, &format!("refund:{seq}"), "refund", Money::new(amount, cur), r).await?;
+        entry
+            .record(&mut tx, &format!("earnings_reversal:{seq}"), "earnings_reversal", Money::new(back, cur), r)
+            .await?;
+        entry
+            .record(&mut tx, &format!("fee_reversal:{seq}"), "fee_reversal", Money::new(amount - back, cur), r)
+            .await?;
         sqlx::query(
             "UPDATE refunds SET status = 'done', refund_id = $3, updated_ms = $4 WHERE session_id = $1 AND seq = $2",
         )
@@ -1029,8 +1063,13 @@ impl Billing {
     // ----- webhooks (B5) ---------------------------------------------------
 
     /// Applies a verified provider event once (by event id, B5). Returns
-    /// false for an event already processed. If applying fails, the event is
-    /// not marked processed, so the provider's retry applies it.
+    /// false for an event already processed. The event is marked processed
+    /// (`webhook_events`) and its effect written in one transaction, so a
+    /// crash or a failure leaves neither and the provider's retry applies it
+    /// (issue 13). The mark is the transaction's first statement: a second
+    /// delivery of the same event at the same moment waits for the first
+    /// (PostgreSQL on the key, SQLite on its write lock) and is then a
+    /// duplicate, or applies it if the first failed.
     pub async fn handle_webhook(&self, event: &WebhookEvent) -> Result<bool, BillingError> {
         let kind = match &event.kind {
             WebhookKind::Other(t) => t.as_str(),
@@ -1042,62 +1081,66 @@ impl Billing {
             WebhookKind::DisputeCreated { .. } => "charge.dispute.created",
             WebhookKind::AccountUpdated { .. } => "account.updated",
         };
+        let mut tx = self.pool.begin().await?;
         let fresh = sqlx::query(
             "INSERT INTO webhook_events (id, type, received_ms) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING",
         )
         .bind(&event.id)
         .bind(kind)
         .bind(self.clock.now().unix_millis())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
         if fresh.rows_affected() == 0 {
             return Ok(false);
         }
-        if let Err(e) = self.apply_webhook(event).await {
-            let _ = sqlx::query("DELETE FROM webhook_events WHERE id = $1").bind(&event.id).execute(&self.pool).await;
-            return Err(e);
+        self.apply_webhook(&mut tx, event).await?;
+        if self.faults.fires("webhook.apply") {
+            drop(tx);
+            return Err(BillingError::Data("injected crash at webhook.apply".into()));
         }
+        tx.commit().await?;
         Ok(true)
     }
 
-    async fn apply_webhook(&self, event: &WebhookEvent) -> Result<(), BillingError> {
-        let hold_of = |intent: &str| {
-            let intent = intent.to_owned();
-            async move {
-                let row = sqlx::query(
-                    "SELECT session_id, seeker_id, consultant_id, status, currency FROM holds WHERE intent_id = $1",
-                )
-                .bind(&intent)
-                .fetch_optional(&self.pool)
-                .await?;
-                row.map(|r| -> Result<_, BillingError> {
-                    let parse = |k: &str| -> Result<String, BillingError> { Ok(r.try_get::<String, _>(k)?) };
-                    Ok((
-                        SessionId::parse(parse("session_id")?)?,
-                        UserId::parse(parse("seeker_id")?)?,
-                        UserId::parse(parse("consultant_id")?)?,
-                        parse("status")?,
-                        Currency::parse(&parse("currency")?)?,
-                    ))
-                })
-                .transpose()
-            }
-        };
+    async fn apply_webhook(&self, conn: &mut sqlx::AnyConnection, event: &WebhookEvent) -> Result<(), BillingError> {
+        async fn hold_of(
+            conn: &mut sqlx::AnyConnection,
+            intent: &str,
+        ) -> Result<Option<(SessionId, UserId, UserId, String, Currency)>, BillingError> {
+            let row = sqlx::query(
+                "SELECT session_id, seeker_id, consultant_id, status, currency FROM holds WHERE intent_id = $1",
+            )
+            .bind(intent)
+            .fetch_optional(conn)
+            .await?;
+            row.map(|r| -> Result<_, BillingError> {
+                let parse = |k: &str| -> Result<String, BillingError> { Ok(r.try_get::<String, _>(k)?) };
+                Ok((
+                    SessionId::parse(parse("session_id")?)?,
+                    UserId::parse(parse("seeker_id")?)?,
+                    UserId::parse(parse("consultant_id")?)?,
+                    parse("status")?,
+                    Currency::parse(&parse("currency")?)?,
+                ))
+            })
+            .transpose()
+        }
+        let now = self.clock.now();
         match &event.kind {
             WebhookKind::Canceled { intent_id } => {
                 // Canceled by the provider while we still hold it: lapsed (B6).
-                if let Some((sid, ..)) = hold_of(intent_id).await? {
+                if let Some((sid, ..)) = hold_of(conn, intent_id).await? {
                     sqlx::query(
                         "UPDATE holds SET status = 'expired', updated_ms = $2 WHERE session_id = $1 AND status = 'held'",
                     )
                     .bind(sid.as_str())
-                    .bind(self.clock.now().unix_millis())
-                    .execute(&self.pool)
+                    .bind(now.unix_millis())
+                    .execute(&mut *conn)
                     .await?;
                 }
             }
             WebhookKind::Captured { intent_id, .. } => {
-                if let Some((sid, ..)) = hold_of(intent_id).await? {
+                if let Some((sid, ..)) = hold_of(conn, intent_id).await? {
                     tracing::info!(session_id = %sid, intent_id, "provider confirms the capture");
                 }
             }
@@ -1107,7 +1150,7 @@ impl Billing {
             WebhookKind::Refunded { intent_id, amount_refunded } => {
                 // Refunds made outside our API (e.g. the dashboard) enter
                 // the ledger here; ours are there already.
-                if let Some((sid, seeker, consultant, _, currency)) = hold_of(intent_id).await? {
+                if let Some((sid, seeker, consultant, _, currency)) = hold_of(conn, intent_id).await? {
                     // Refunds of ours under way are known too: their ledger
                     // rows are written when the provider has answered.
                     let known: i64 = sqlx::query(
@@ -1117,23 +1160,25 @@ impl Billing {
                          WHERE session_id = $1 AND kind = 'refund'",
                     )
                     .bind(sid.as_str())
-                    .fetch_one(&self.pool)
+                    .fetch_one(&mut *conn)
                     .await?
                     .try_get("n")?;
                     let missing = amount_refunded - known;
                     if missing > 0 {
                         let key = refund_key(*amount_refunded);
                         let amount = Money::new(missing, currency);
-                        self.ledger(&sid, &key, "refund", amount, &seeker, &consultant, Some(intent_id)).await?;
+                        let entry = Entry { session_id: &sid, seeker: &seeker, consultant: &consultant, at: now };
+                        entry.record(conn, &key, "refund", amount, Some(intent_id)).await?;
                     }
                 }
             }
             WebhookKind::DisputeCreated { intent_id, amount, reason } => {
-                if let Some((sid, seeker, consultant, _, currency)) = hold_of(intent_id).await? {
+                if let Some((sid, seeker, consultant, _, currency)) = hold_of(conn, intent_id).await? {
                     tracing::warn!(session_id = %sid, reason, amount, "payment disputed");
                     let key = format!("dispute:{}", event.id);
                     let amount = Money::new(*amount, currency);
-                    self.ledger(&sid, &key, "dispute", amount, &seeker, &consultant, Some(intent_id)).await?;
+                    let entry = Entry { session_id: &sid, seeker: &seeker, consultant: &consultant, at: now };
+                    entry.record(conn, &key, "dispute", amount, Some(intent_id)).await?;
                 }
             }
             WebhookKind::AccountUpdated { account_id, charges_enabled, payouts_enabled, details_submitted } => {
@@ -1145,8 +1190,8 @@ impl Billing {
                 .bind(i64::from(*charges_enabled))
                 .bind(i64::from(*payouts_enabled))
                 .bind(i64::from(*details_submitted))
-                .bind(self.clock.now().unix_millis())
-                .execute(&self.pool)
+                .bind(now.unix_millis())
+                .execute(&mut *conn)
                 .await?;
             }
             WebhookKind::HoldConfirmed { .. } | WebhookKind::Other(_) => {}
@@ -1234,43 +1279,48 @@ impl Billing {
     }
 }
 
-/// The ledger key of a refund that brings the session's refunded total to
-/// `total` minor units: the same for our refund call and Stripe's
-/// `charge.refunded` (which reports the total), so it is recorded once.
-/// One ledger row (B7), written inside the caller's transaction; a second
-/// row with the same key for the session is ignored.
-struct LedgerEntry<'a> {
+/// Whose ledger entries [`Entry::record`] writes, and when.
+struct Entry<'a> {
     session_id: &'a SessionId,
-    key: &'a str,
-    kind: &'a str,
-    amount: Money,
     seeker: &'a UserId,
     consultant: &'a UserId,
-    provider_ref: Option<&'a str>,
-    at_ms: i64,
+    at: Timestamp,
 }
 
-impl LedgerEntry<'_> {
-    async fn insert(&self, conn: &mut sqlx::AnyConnection) -> Result<(), sqlx::Error> {
+impl Entry<'_> {
+    /// Records a money movement once, on `conn` (a transaction's, to commit
+    /// it with what caused it): a second entry with the same `key` for the
+    /// session is ignored.
+    async fn record(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        key: &str,
+        kind: &str,
+        amount: Money,
+        provider_ref: Option<&str>,
+    ) -> Result<(), BillingError> {
         sqlx::query(
             "INSERT INTO ledger (entry_key, session_id, kind, amount_minor, currency, seeker_id, consultant_id, \
              provider_ref, at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (entry_key) DO NOTHING",
         )
-        .bind(format!("{}:{}", self.key, self.session_id))
+        .bind(format!("{key}:{}", self.session_id))
         .bind(self.session_id.as_str())
-        .bind(self.kind)
-        .bind(self.amount.amount_minor)
-        .bind(self.amount.currency.as_str())
+        .bind(kind)
+        .bind(amount.amount_minor)
+        .bind(amount.currency.as_str())
         .bind(self.seeker.as_str())
         .bind(self.consultant.as_str())
-        .bind(self.provider_ref)
-        .bind(self.at_ms)
+        .bind(provider_ref)
+        .bind(self.at.unix_millis())
         .execute(conn)
         .await?;
         Ok(())
     }
 }
 
+/// The ledger key of a refund that brings the session's refunded total to
+/// `total` minor units: the same for our refund call and Stripe's
+/// `charge.refunded` (which reports the total), so it is recorded once.
 fn refund_key(total: i64) -> String {
     format!("refund:upto:{total}")
 }

@@ -86,18 +86,21 @@ impl Application {
         if config.mode == Mode::Dev {
             store.users_seen(&demo_users(), clock.now()).await?;
         }
-        let provider: Arc<dyn PaymentProvider> = match &config.payments {
-            Payments::Sandbox => Arc::new(SandboxProvider::new(store.pool(), clock.clone())),
-            Payments::Stripe { secret_key, api_base, .. } => {
-                let cfg = StripeConfig { secret_key: secret_key.clone(), api_base: api_base.clone() };
-                Arc::new(StripeProvider::new(&cfg).map_err(|e| anyhow::anyhow!("STRIPE_API_BASE: {e}"))?)
-            }
-        };
+        // Crash points, armed only by tests (issue 13): shared by billing and the sandbox.
+        let faults = parley_billing::Faults::default();
+        let provider = payment_provider(&config, &store, clock.clone(), &faults)?;
         let webhook_secret = match &config.payments {
             Payments::Stripe { webhook_secret, .. } => Some(webhook_secret.clone()),
             Payments::Sandbox => None,
         };
-        let billing = Billing::new(store.pool(), provider, clock.clone(), config.billing, store.settlement_signal());
+        let billing = Billing::new_with_faults(
+            store.pool(),
+            provider,
+            clock.clone(),
+            config.billing,
+            store.settlement_signal(),
+            faults,
+        );
         if config.mode == Mode::Dev {
             seed_demo_prices(&billing).await?;
         }
@@ -126,6 +129,13 @@ impl Application {
             stop_outbox.clone().cancelled_owned(),
         );
         tokio::spawn(sweeper);
+        tokio::spawn(crate::reconcile::run(
+            store.pool(),
+            billing.provider().clone(),
+            clock.clone(),
+            webhooks.clone(),
+            stop_outbox.clone().cancelled_owned(),
+        ));
         let signaling = Signaling::new(hub.clone(), auth.clone());
         let scheduler_progress = Arc::new(tokio::sync::watch::Sender::new(i64::MIN));
         let state = AppState {
@@ -294,6 +304,23 @@ impl Application {
 
 /// Demo prices (dev mode): the demo consultant charges a fixed EUR 30.00
 /// unless a price was set through the API.
+/// The payment provider `config` names: the sandbox over `store`'s database
+/// (with crash points `faults`), or Stripe's API.
+pub fn payment_provider(
+    config: &Config,
+    store: &SqlStore,
+    clock: Arc<dyn Clock>,
+    faults: &parley_billing::Faults,
+) -> anyhow::Result<Arc<dyn PaymentProvider>> {
+    Ok(match &config.payments {
+        Payments::Sandbox => Arc::new(SandboxProvider::new(store.pool(), clock).with_faults(faults.clone())),
+        Payments::Stripe { secret_key, api_base, .. } => {
+            let cfg = StripeConfig { secret_key: secret_key.clone(), api_base: api_base.clone() };
+            Arc::new(StripeProvider::new(&cfg).map_err(|e| anyhow::anyhow!("STRIPE_API_BASE: {e}"))?)
+        }
+    })
+}
+
 async fn seed_demo_prices(billing: &Billing) -> anyhow::Result<()> {
     use parley_domain::protocol::rest::{ConsultantPrice, PriceModel};
     let cora = UserId::parse("demo-consultant").expect("valid");

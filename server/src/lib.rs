@@ -14,6 +14,7 @@ pub mod money;
 pub mod openapi;
 pub mod profiles;
 pub mod promotions;
+pub mod reconcile;
 pub mod recording;
 pub mod retention;
 pub mod reviews;

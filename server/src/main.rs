@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use parley_domain::protocol::{Role, UserInfo};
-use parley_domain::{Clock, UserId};
+use parley_domain::{Clock, Timestamp, UserId};
 use parley_server::{Application, Config, app, telemetry};
 use parley_signaling::Authenticator;
 use parley_signaling::clock::SystemClock;
@@ -37,6 +37,19 @@ enum Command {
         #[arg(long, default_value = "0.0.0.0:0")]
         udp: String,
     },
+    /// Compare the ledger with the payment provider (the database and
+    /// provider of the server's configuration) and list what disagrees:
+    /// orphaned holds, ledger rows without a provider object and the
+    /// reverse, state mismatches, bad fee/earnings and refund splits.
+    /// Exit status: 0 nothing found, 1 findings, 2 the check could not run.
+    Reconcile {
+        /// Print the report as JSON (the `reconcile.findings` webhook data).
+        #[arg(long)]
+        json: bool,
+        /// Judge ages as of this RFC 3339 instant (default: now).
+        #[arg(long, value_parser = parse_instant)]
+        as_of: Option<Timestamp>,
+    },
     /// Print a client token signed with the configured JWT secret.
     Token {
         /// User id (the `sub` claim).
@@ -52,6 +65,12 @@ enum Command {
         #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
         ttl: Duration,
     },
+}
+
+fn parse_instant(s: &str) -> Result<Timestamp, String> {
+    let t = humantime::parse_rfc3339_weak(s).map_err(|e| format!("{s:?}: {e} (expected e.g. 2026-12-02T07:00:00Z)"))?;
+    let ms = t.duration_since(std::time::UNIX_EPOCH).map_err(|e| e.to_string())?.as_millis();
+    Ok(Timestamp::from_unix_millis(i64::try_from(ms).map_err(|e| e.to_string())?))
 }
 
 fn parse_role(s: &str) -> Result<Role, String> {
@@ -75,6 +94,9 @@ async fn main() {
             std::process::exit(2);
         }
     };
+    if let Some(Command::Reconcile { json, as_of }) = cli.command {
+        std::process::exit(reconcile(config, json, as_of).await);
+    }
     if let Err(e) = run(cli, config).await {
         eprintln!("parley: {e:#}");
         std::process::exit(1);
@@ -119,12 +141,39 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             run.await?;
             Ok(())
         }
+        Command::Reconcile { .. } => unreachable!("handled in main"),
         Command::Token { sub, role, name, ttl } => {
             let id = UserId::parse(&sub).map_err(|e| anyhow::anyhow!("--sub: {e}"))?;
             let auth = Authenticator::new(&config.resolve_jwt_secret()?);
             let user = UserInfo { name: name.unwrap_or_else(|| sub.clone()), id, role };
             println!("{}", auth.issue(&user, ttl, SystemClock.now()));
             Ok(())
+        }
+    }
+}
+
+/// `parley reconcile`: prints the report; the exit status says what it found.
+async fn reconcile(config: Config, json: bool, as_of: Option<Timestamp>) -> i32 {
+    let checked = async {
+        let store = parley_server::store::SqlStore::connect(&config.database_url).await?;
+        let clock: std::sync::Arc<dyn Clock> = std::sync::Arc::new(SystemClock);
+        let faults = parley_billing::Faults::default();
+        let provider = app::payment_provider(&config, &store, clock.clone(), &faults)?;
+        let now = as_of.unwrap_or_else(|| clock.now());
+        anyhow::Ok(parley_server::reconcile::check(&store.pool(), provider.as_ref(), now).await?)
+    };
+    match checked.await {
+        Ok(report) => {
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+            } else {
+                print!("{}", parley_server::reconcile::render(&report));
+            }
+            i32::from(!report.findings.is_empty())
+        }
+        Err(e) => {
+            eprintln!("parley reconcile: {e:#}");
+            2
         }
     }
 }

@@ -17,6 +17,7 @@ use parley_domain::protocol::rest::{
     ConsultantProfile, ConsultantRating, DirectoryItem, DirectoryPage, FeaturedWindow, MyPromotions, ProfileUpdate,
     PromotionPackage, PromotionPurchaseRequest, PromotionReceipt,
 };
+use parley_domain::protocol::rest::{ReconcileFinding, ReconcileFindingKind, ReconcileFindingsData};
 use parley_domain::protocol::{ChatKind, ErrorCode, Outcome, PresenceStatus, Problem, Role, UserInfo};
 use parley_domain::{Money, SessionId, UserId};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -80,6 +81,7 @@ use utoipa::{Modify, OpenApi};
         ReviewRequest, ReplyRequest, Review, ReviewReply, Reputation, ReviewPage,
         ConsultantMetrics, MonthMetrics, Acceptance, AcceptanceCounts,
         WebhookEventType, SessionStartedData, SessionEndedData, SessionSettledData, ReviewCreatedData,
+        ReconcileFindingsData, ReconcileFinding, ReconcileFindingKind,
         ProfileUpdate, ConsultantProfile, ConsultantRating, DirectoryItem, DirectoryPage, PromotionPackage,
         PromotionPurchaseRequest, PromotionReceipt, FeaturedWindow, MyPromotions,
     )),

@@ -320,6 +320,7 @@ async fn scheduled_session_end_to_end(app: TestApp) {
         Err(SdkError::Server { code, .. }) => assert_eq!(code, ErrorCode::Forbidden, "a seeker cannot see them"),
         other => panic!("a seeker asking for metrics: {other:?}"),
     }
+    app.assert_reconciled().await;
 }
 
 #[tokio::test]
@@ -586,6 +587,7 @@ async fn booking_rivals(app: TestApp, rounds: usize) {
         *outcomes.entry(format!("{:?}/{}", settled.state, settled.hold_status)).or_default() += 1;
     }
     eprintln!("booking rivals, final states: {outcomes:?}");
+    app.assert_reconciled().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -646,6 +648,7 @@ async fn consultant_no_show_releases_the_hold() {
     types.sort();
     let expected = ["booking.confirmed", "booking.no_show", "booking.reminder", "booking.requested"];
     assert_eq!(types, expected, "each step once; one reminder (the room opened within 24 h)");
+    app.assert_reconciled().await;
 }
 
 /// The seeker never joins while the consultant waits: under the default
@@ -684,6 +687,7 @@ async fn seeker_no_show(policy: SeekerNoShow) {
             assert!(payout > 0 && payout < 1500, "the consultant earns the fee less commission: {details:?}");
         }
     }
+    app.assert_reconciled().await;
 }
 
 #[tokio::test]
@@ -747,6 +751,7 @@ async fn an_early_leave_and_a_restart_keep_the_booked_room_until_the_no_show_tim
     let details =
         common::settled(&ApiClient::new(&app.base).unwrap(), &app.token("rae", Role::Consultant), &b.session_id).await;
     assert_eq!(details.ended_at_ms, Some(start + 15 * 60_000), "kept open until the no-show time");
+    app.assert_reconciled().await;
 }
 
 // ----- expiry, decline, cancel, reschedule -------------------------------
@@ -832,6 +837,7 @@ async fn cancel_policy_free_early_fee_late_and_decline() {
     let d = booking(&v);
     assert_eq!((d.state, d.reason.as_deref()), (BookingState::Declined, Some("away")));
     assert_problem(&accept(&app, "cal", &b.id, start).await, StatusCode::CONFLICT, ErrorCode::BookingNotPending);
+    app.assert_reconciled().await;
 }
 
 #[tokio::test]
@@ -855,6 +861,7 @@ async fn reschedule_releases_the_hold_and_waits_for_the_consultant() {
     assert_eq!((r.state, r.hold_status.as_str()), (BookingState::Confirmed, "held"));
     // The old slot is free again.
     assert_eq!(propose(&app, "ray", "rex", &[start]).await.0, StatusCode::CREATED);
+    app.assert_reconciled().await;
 }
 
 // ----- bad input ---------------------------------------------------------------

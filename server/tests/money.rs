@@ -101,6 +101,7 @@ async fn m6_b4_a_session_ended_one_second_before_the_free_window_is_free_and_its
     let receipts = s.api.receipts(&s.seeker_token).await.unwrap();
     assert_eq!(receipts.len(), 1);
     assert_eq!((receipts[0].outcome, receipts[0].charged), (Some(Outcome::Free), eur(0)));
+    app.assert_reconciled().await;
 }
 
 #[tokio::test]
@@ -161,6 +162,7 @@ async fn m1_m6_m8_m10_b4_a_session_reaching_the_free_window_is_charged_with_the_
     assert_eq!((earnings.totals[0].earnings, earnings.totals[0].sessions), (eur(2400), 1));
     let receipts = s.api.receipts(&s.seeker_token).await.unwrap();
     assert_eq!((receipts[0].charged, receipts[0].billable_secs), (eur(3000), Some(725)));
+    app.assert_reconciled().await;
 }
 
 #[tokio::test]
@@ -181,6 +183,7 @@ async fn m2_the_meter_starts_when_the_second_participant_joins() {
     assert_eq!(bill.map(|b| (b.outcome, b.billable_secs)), Some((Outcome::Free, 590)));
     let d = settled(&api, &app.token("sam", Role::Seeker), &session_id).await;
     assert_eq!(d.hold.unwrap().status, "released");
+    app.assert_reconciled().await;
 }
 
 #[tokio::test]
@@ -216,6 +219,7 @@ async fn b2_b8_a_declined_card_never_rings_the_consultant() {
     incoming(&mut c_events).await;
     let receipts = ApiClient::new(&app.base).unwrap().receipts(&app.token("sam", Role::Seeker)).await.unwrap();
     assert_eq!(receipts.len(), 1, "refused holds are no receipts");
+    app.assert_reconciled().await;
 }
 
 #[tokio::test]
@@ -240,6 +244,7 @@ async fn b3_an_unanswered_call_releases_its_hold_once() {
     assert_eq!(ledger.iter().map(|l| l.kind.as_str()).collect::<Vec<_>>(), ["hold", "release"]);
     let receipts = api.receipts(&app.token("sam", Role::Seeker)).await.unwrap();
     assert_eq!((receipts[0].outcome, receipts[0].charged), (Some(Outcome::Free), eur(0)));
+    app.assert_reconciled().await;
 }
 
 #[tokio::test]
@@ -257,6 +262,7 @@ async fn m7_b1_per_minute_charges_started_minutes_beyond_the_free_window() {
     assert_eq!((d.captured, d.fee, d.payout), (Some(eur(398)), Some(eur(79)), Some(eur(319))));
     let release = d.ledger.iter().find(|l| l.kind == "release").map(|l| l.amount);
     assert_eq!(release, Some(eur(11940 - 398)), "the rest of the hold is released");
+    app.assert_reconciled().await;
 }
 
 #[tokio::test]
@@ -282,6 +288,7 @@ async fn m4_m7_a_per_minute_session_is_warned_and_ended_when_its_hold_is_used_up
     let d = settled(&s.api, &s.seeker_token, &s.session_id).await;
     assert_eq!((d.captured, d.end_reason.as_deref()), (Some(eur(200)), Some("hold_used_up")));
     assert_eq!(d.ledger.iter().filter(|l| l.kind == "release").count(), 0, "the whole hold was used");
+    app.assert_reconciled().await;
 }
 
 #[tokio::test]
@@ -301,6 +308,7 @@ async fn m3_m5_an_absence_rejoined_within_grace_is_not_billed() {
     assert_eq!(bill.map(|b| (b.outcome, b.billable_secs)), Some((Outcome::Free, 599)));
     let d = settled(&s.api, &s.seeker_token, &s.session_id).await;
     assert_eq!(d.hold.unwrap().status, "released");
+    app.assert_reconciled().await;
 }
 
 #[tokio::test]
@@ -319,6 +327,7 @@ async fn m3_absent_beyond_grace_ends_the_session_as_of_the_drop() {
     assert_eq!(bill.map(|b| (b.outcome, b.billable_secs)), Some((Outcome::Charged, 700)), "billed to the drop");
     let d = settled(&s.api, &s.consultant_token, &s.session_id).await;
     assert_eq!(d.captured, Some(eur(3000)));
+    app.assert_reconciled().await;
 }
 
 #[tokio::test]
@@ -365,6 +374,7 @@ async fn m4_b7_a_moderator_ends_a_session_and_refunds_part_of_it() {
     assert_eq!(err.code(), Some(ErrorCode::Forbidden));
     let err = s.api.earnings(&app.token("eve", Role::Consultant), &uid("cora")).await.unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::Forbidden));
+    app.assert_reconciled().await;
 }
 
 #[tokio::test]
@@ -380,6 +390,7 @@ async fn b6_an_expired_hold_is_never_captured() {
     assert_eq!(d.settlement_status.as_deref(), Some("failed"));
     assert_eq!(d.hold.map(|h| h.status), Some("expired".to_owned()));
     assert_eq!(d.captured, None, "never captured");
+    app.assert_reconciled().await;
 }
 
 #[tokio::test]
@@ -418,6 +429,7 @@ async fn the_rest_api_refuses_bad_prices_and_wrong_roles() {
     let _online = app.available_consultant("cora").await;
     let list = api.consultants(&seeker).await.unwrap();
     assert_eq!(list.iter().find(|c| c.id.as_str() == "cora").and_then(|c| c.price), Some(price));
+    app.assert_reconciled().await;
 }
 
 #[tokio::test]
@@ -442,6 +454,7 @@ async fn b4_a_consultant_with_a_payout_account_is_the_captures_destination() {
     let destination: Option<String> = row.get("destination");
     assert_eq!(destination.as_deref(), Some(link.account_id.as_str()));
     assert_eq!((row.get::<i64, _>("amount_received"), row.get::<Option<i64>, _>("fee_minor")), (3000, Some(600)));
+    app.assert_reconciled().await;
 }
 
 #[tokio::test]
@@ -456,6 +469,7 @@ async fn the_money_path_works_on_postgres() {
     assert_eq!((d.captured, d.fee, d.payout), (Some(eur(3000)), Some(eur(600)), Some(eur(2400))));
     let refund = s.api.refund(&app.token("mo", Role::Moderator), &s.session_id, None).await.unwrap();
     assert_eq!(refund.amount, eur(3000));
+    app.assert_reconciled().await;
 }
 
 #[tokio::test]
@@ -511,6 +525,7 @@ async fn b3_a_hold_whose_call_never_became_a_session_is_released_after_a_crash()
     }
     let s = app.billing.settlement(&orphan).await.unwrap().unwrap();
     assert_eq!((s.outcome.as_str(), s.status.as_str()), ("unanswered", "done"));
+    app.assert_reconciled().await;
 }
 
 // ----- refunds under concurrency and Idempotency-Key (issue 13) -------------
@@ -566,6 +581,7 @@ async fn concurrent_refunds(app: TestApp) {
         assert_eq!(e.unwrap_err().code(), Some(ErrorCode::RefundExceedsCapture));
     }
     assert_eq!(refunded(&app, &s, &moderator).await, (3000, 3000));
+    app.assert_reconciled().await;
 }
 
 #[tokio::test]
@@ -622,6 +638,7 @@ async fn idempotent_refunds(app: TestApp) {
         assert_eq!(later.1["refund_id"].as_str(), Some(id.as_str()));
     }
     assert_eq!(refunded(&app, &s, &moderator).await, (1700, 1700), "refund-2 refunded once");
+    app.assert_reconciled().await;
 }
 
 #[tokio::test]

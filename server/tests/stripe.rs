@@ -140,6 +140,7 @@ async fn b2_b4_b5_a_charged_call_is_captured_with_the_fee_for_the_consultants_ac
 
     fake.flush_webhooks().await;
     assert!(fake.deliveries().iter().all(|d| d.status == Some(200)), "{:?}", fake.deliveries());
+    app.assert_reconciled().await;
 }
 
 #[tokio::test]
@@ -172,6 +173,7 @@ async fn b3_a_provider_500_then_success_captures_exactly_once_with_one_idempoten
     assert!(captures.iter().all(|r| r.idempotency_key.as_deref() == Some(key.as_str())), "one key: {captures:?}");
     let intent_id = d.hold.and_then(|h| h.intent_id).unwrap();
     assert_eq!(fake.intent(&intent_id).unwrap()["amount_received"].as_i64(), Some(3000));
+    app.assert_reconciled().await;
 }
 
 #[tokio::test]
@@ -188,6 +190,7 @@ async fn b4_a_free_call_cancels_its_payment_intent() {
     let intent_id = d.hold.and_then(|h| h.intent_id).unwrap();
     assert_eq!(fake.intent(&intent_id).unwrap()["status"].as_str(), Some("canceled"));
     assert_eq!(posts(&fake, "/capture").len(), 0);
+    app.assert_reconciled().await;
 }
 
 #[tokio::test]
@@ -211,6 +214,7 @@ async fn b2_a_card_declined_by_stripe_never_rings_the_consultant() {
     // The intent that needed authentication was cancelled, not left held.
     let cancelled = posts(&fake, "/cancel");
     assert_eq!(cancelled.len(), 1);
+    app.assert_reconciled().await;
 }
 
 #[tokio::test]
@@ -226,6 +230,7 @@ async fn b6_a_hold_stripe_lets_lapse_is_never_captured() {
     let d = settled(&c).await;
     assert_eq!((d.outcome, d.settlement_status.as_deref()), (Some(Outcome::Charged), Some("failed")));
     assert_eq!(posts(&fake, "/capture").len(), 0, "never captured");
+    app.assert_reconciled().await;
 }
 
 #[tokio::test]
@@ -278,4 +283,5 @@ async fn b5_a_webhook_with_a_bad_signature_is_refused_and_a_repeated_one_is_proc
     let d = c.api.session(&c.token, &c.session_id).await.unwrap();
     assert_eq!(d.ledger.iter().filter(|l| l.kind == "dispute").count(), 1, "processed once: {:?}", d.ledger);
     assert_eq!(app.billing.webhooks_processed().await.unwrap(), before + 1);
+    app.assert_reconciled().await;
 }

@@ -257,6 +257,7 @@ async fn a_session_is_announced_from_start_to_review(postgres: bool) {
         let (status, attempts, _, last_status) = outbox_until(&app, &id, |r| r.0 != "pending").await;
         assert_eq!((status.as_str(), attempts, last_status), ("delivered", 1, Some(200)), "{id}");
     }
+    app.assert_reconciled().await;
 }
 
 #[tokio::test]
@@ -296,6 +297,7 @@ async fn a_failing_receiver_gets_the_same_event_again_after_each_backoff() {
     assert_eq!((third.event_id.as_str(), third.answered, third.verified), (first.event_id.as_str(), 200, true));
     let row = outbox_until(&app, &first.event_id, |r| r.0 != "pending").await;
     assert_eq!((row.0.as_str(), row.1, row.3), ("delivered", 3, Some(200)));
+    app.assert_reconciled().await;
 }
 
 #[tokio::test]
@@ -306,6 +308,7 @@ async fn a_receiver_with_another_secret_rejects_every_event_and_it_stays_pending
     assert_eq!((d.verified, d.answered), (false, 400), "the signature does not verify with another secret");
     let row = outbox_until(&app, &d.event_id, |r| r.1 == 1).await;
     assert_eq!((row.0.as_str(), row.3), ("pending", Some(400)), "retried later");
+    app.assert_reconciled().await;
 }
 
 #[tokio::test]
@@ -335,6 +338,7 @@ async fn without_a_url_events_are_stored_but_not_sent() {
         assert!(tokio::time::Instant::now() < deadline, "events not stored: {got:?}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    app.assert_reconciled().await;
 }
 
 /// `parley` itself refuses a webhook URL without a secret, naming the key.

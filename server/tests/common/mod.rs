@@ -209,6 +209,22 @@ impl TestApp {
         (status, resp.json().await.unwrap_or(serde_json::Value::Null), replayed)
     }
 
+    /// Reconciles the ledger with the payment provider now (what `parley
+    /// reconcile` and the hourly check run, issue 13) and fails the test
+    /// with the report if anything disagrees: call it at the end of every
+    /// money test.
+    pub async fn assert_reconciled(&self) {
+        let report = self.reconcile().await;
+        assert!(report.findings.is_empty(), "{}", parley_server::reconcile::render(&report));
+    }
+
+    /// The reconciliation report as of the server clock's now.
+    pub async fn reconcile(&self) -> parley_domain::protocol::rest::ReconcileFindingsData {
+        parley_server::reconcile::check(&self.store.pool(), self.billing.provider().as_ref(), self.clock.now())
+            .await
+            .expect("reconcile runs")
+    }
+
     /// Moves the server clock forward and lets timers run.
     pub async fn advance(&self, by: Duration) {
         self.clock.advance(by);

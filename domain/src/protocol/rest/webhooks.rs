@@ -68,6 +68,11 @@ pub enum WebhookEventType {
     /// room would open unless the seeker books again with another card.
     #[serde(rename = "booking.hold_failed")]
     BookingHoldFailed,
+    /// `reconcile.findings`: the hourly reconciliation of the ledger with
+    /// the payment provider found something wrong
+    /// ([`ReconcileFindingsData`]).
+    #[serde(rename = "reconcile.findings")]
+    ReconcileFindings,
 }
 
 impl WebhookEventType {
@@ -86,6 +91,7 @@ impl WebhookEventType {
         WebhookEventType::BookingReminder,
         WebhookEventType::BookingNoShow,
         WebhookEventType::BookingHoldFailed,
+        WebhookEventType::ReconcileFindings,
     ];
 
     /// The wire name, e.g. `session.ended`.
@@ -105,6 +111,7 @@ impl WebhookEventType {
             BookingReminder => "booking.reminder",
             BookingNoShow => "booking.no_show",
             BookingHoldFailed => "booking.hold_failed",
+            ReconcileFindings => "reconcile.findings",
         }
     }
 
@@ -233,4 +240,84 @@ pub struct ReviewCreatedData {
     pub text: String,
     /// When it was written (Unix ms).
     pub created_at_ms: i64,
+}
+
+/// What a reconciliation finding is about (issue 13; `parley reconcile`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ReconcileFindingKind {
+    /// `orphan_hold`: an authorised hold owned by nothing live: its session
+    /// is not open, no booking holds it, no settlement is pending, and it is
+    /// older than any ringing call or the orphan sweep's age.
+    OrphanHold,
+    /// `ledger_without_provider_object`: a ledger row (or hold) whose
+    /// payment intent the provider does not know.
+    LedgerWithoutProviderObject,
+    /// `provider_object_without_ledger`: a payment intent at the provider
+    /// (authorised or captured) that no hold or purchase records.
+    ProviderObjectWithoutLedger,
+    /// `provider_state_mismatch`: the hold's status or the ledger's amounts
+    /// disagree with the provider's intent (e.g. captured there, held here).
+    ProviderStateMismatch,
+    /// `capture_split`: a session whose capture ≠ fee + consultant earnings.
+    CaptureSplit,
+    /// `refund_split`: a session whose refunds ≠ earnings reversals + fee
+    /// reversals.
+    RefundSplit,
+}
+
+impl ReconcileFindingKind {
+    /// Every kind.
+    pub const ALL: &'static [ReconcileFindingKind] = &[
+        ReconcileFindingKind::OrphanHold,
+        ReconcileFindingKind::LedgerWithoutProviderObject,
+        ReconcileFindingKind::ProviderObjectWithoutLedger,
+        ReconcileFindingKind::ProviderStateMismatch,
+        ReconcileFindingKind::CaptureSplit,
+        ReconcileFindingKind::RefundSplit,
+    ];
+
+    /// The wire name, e.g. `orphan_hold`.
+    pub fn as_str(self) -> &'static str {
+        use ReconcileFindingKind::*;
+        match self {
+            OrphanHold => "orphan_hold",
+            LedgerWithoutProviderObject => "ledger_without_provider_object",
+            ProviderObjectWithoutLedger => "provider_object_without_ledger",
+            ProviderStateMismatch => "provider_state_mismatch",
+            CaptureSplit => "capture_split",
+            RefundSplit => "refund_split",
+        }
+    }
+}
+
+/// One thing reconciliation found wrong.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReconcileFinding {
+    /// What is wrong.
+    pub kind: ReconcileFindingKind,
+    /// The session (or promotion purchase, `promo_…`) concerned, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
+    /// The provider's payment intent concerned, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intent_id: Option<String>,
+    /// A sentence for the operator, with the amounts (minor units).
+    pub detail: String,
+}
+
+/// `reconcile.findings` data, and the report of `parley reconcile --json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReconcileFindingsData {
+    /// When the check ran (server time, Unix ms).
+    pub checked_at_ms: i64,
+    /// The payment provider compared with (`sandbox`, `stripe`).
+    pub provider: String,
+    /// How many findings there are in all.
+    pub total: u64,
+    /// The findings, oldest first (in a webhook event at most the first 100).
+    pub findings: Vec<ReconcileFinding>,
 }
