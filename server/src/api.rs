@@ -3,7 +3,6 @@
 //! Errors are RFC 9457 problems ([`Problem`](parley_domain::protocol::Problem)) with a
 //! stable code (see docs/protocol.md, "REST").
 
-use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::routing::{get, post};
@@ -17,6 +16,7 @@ use parley_domain::protocol::{ErrorCode, Outcome, Problem, Role, SessionEndReaso
 use parley_domain::{SessionId, UserId};
 use parley_signaling::Store;
 
+use crate::extract::{Body, Caller};
 use crate::routes::{ApiError, AppState};
 
 /// The routes of this module.
@@ -191,10 +191,9 @@ pub(crate) async fn my_price(
         (status = 403, description = "`wrong_role`: consultants only", body = Problem)))]
 pub(crate) async fn set_price(
     State(s): State<AppState>,
-    headers: HeaderMap,
-    body: Result<Json<serde_json::Value>, JsonRejection>,
+    Caller(me): Caller,
+    Body(body): Body<serde_json::Value>,
 ) -> Result<Json<ConsultantPrice>, ApiError> {
-    let me = user(&s, &headers)?;
     require(&me, Role::Consultant)?;
     let price = crate::profiles::checked_price(&s, body)?;
     s.billing.set_price(&me.id, &price).await?;
@@ -224,12 +223,12 @@ pub(crate) async fn clear_price(
         (status = 502, description = "`payment_provider_error`", body = Problem)))]
 pub(crate) async fn payout_account(
     State(s): State<AppState>,
+    Caller(me): Caller,
     headers: HeaderMap,
-    body: Option<Json<PayoutLinkRequest>>,
+    body: Option<Body<PayoutLinkRequest>>,
 ) -> Result<Json<PayoutLink>, ApiError> {
-    let me = user(&s, &headers)?;
     require(&me, Role::Consultant)?;
-    let body = body.map(|Json(b)| b).unwrap_or_default();
+    let body = body.map(|Body(b)| b).unwrap_or_default();
     let base = headers.get("host").and_then(|h| h.to_str().ok()).map(|h| format!("http://{h}")).unwrap_or_default();
     let refresh = body.refresh_url.unwrap_or_else(|| format!("{base}/?payout=refresh"));
     let ret = body.return_url.unwrap_or_else(|| format!("{base}/?payout=done"));
@@ -279,14 +278,12 @@ pub(crate) async fn receipts(State(s): State<AppState>, headers: HeaderMap) -> R
         (status = 502, description = "`payment_provider_error`", body = Problem)))]
 pub(crate) async fn refund(
     State(s): State<AppState>,
-    headers: HeaderMap,
+    Caller(me): Caller,
     Path(id): Path<String>,
-    body: Result<Json<RefundRequest>, JsonRejection>,
+    Body(req): Body<RefundRequest>,
 ) -> Result<Json<RefundResponse>, ApiError> {
-    let me = user(&s, &headers)?;
     require(&me, Role::Moderator)?;
     let id = session_id(id)?;
-    let Json(req) = body.map_err(|e| ApiError::BadRequest(ErrorCode::InvalidField, e.body_text()))?;
     let (refund_id, amount) = s.billing.refund(&id, req.amount_minor).await?;
     tracing::info!(session_id = %id, moderator = %me.id, %amount, reason = req.reason.as_deref().unwrap_or(""), "refund");
     Ok(Json(RefundResponse { refund_id, amount }))
