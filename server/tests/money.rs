@@ -511,7 +511,7 @@ async fn every_route_answers_problems_and_checks_the_token_before_the_body() {
     };
     let mut walked = 0;
     for (path, ops) in doc["paths"].as_object().unwrap() {
-        let url = format!("{}{}", app.base, path.replace('{', "").replace('}', ""));
+        let url = format!("{}{}", app.base, path.replace(['{', '}'], ""));
         for (method, op) in ops.as_object().unwrap() {
             let method = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
             let r = http
@@ -544,7 +544,8 @@ async fn every_route_answers_problems_and_checks_the_token_before_the_body() {
         req.send()
     };
     let huge = vec![b' '; 2 * 1024 * 1024];
-    let cases: [(&str, &str, Vec<u8>, Option<&str>, (u16, &str)); 6] = [
+    type Case<'a> = (&'a str, &'a str, Vec<u8>, Option<&'a str>, (u16, &'a str));
+    let cases: [Case; 6] = [
         (&payout, "application/json", b"{not json".to_vec(), Some(&consultant), (400, "malformed_json")),
         (&payout, "application/json", br#"{"return_url": 5}"#.to_vec(), Some(&consultant), (400, "invalid_field")),
         (&payout, "text/plain", b"{}".to_vec(), Some(&consultant), (415, "unsupported_media_type")),
