@@ -602,8 +602,8 @@ async fn bad_input_gets_a_coded_error_and_the_connection_and_other_sessions_go_o
         _ => false,
     })
     .await;
-    assert!((40..50).contains(&acks), "{acks} of 100 acked (burst 40)");
-    assert!((1..=2).contains(&notices), "{notices} rate_limited notices for one flood");
+    assert!((40..60).contains(&acks), "{acks} of 100 acked (burst 40, 20/s)");
+    assert!((1..=3).contains(&notices), "{notices} rate_limited notices for one flood (one a second at most)");
 
     // The other session was not disturbed.
     other_seeker
@@ -624,8 +624,10 @@ async fn bad_input_gets_a_coded_error_and_the_connection_and_other_sessions_go_o
 #[tokio::test]
 async fn floods_of_binary_and_large_frames_are_limited_before_any_work() {
     use futures_util::SinkExt;
+    // A slow refill, so a loaded machine reading the flood slowly does not
+    // change the counts much.
     let app = spawn_app_with(|c| {
-        c.signaling.rate_limit_per_sec = 20;
+        c.signaling.rate_limit_per_sec = 2;
         c.signaling.rate_limit_burst = 40;
     })
     .await;
@@ -641,7 +643,7 @@ async fn floods_of_binary_and_large_frames_are_limited_before_any_work() {
     let binary = |m: &ServerMessage| matches!(m, ServerMessage::Error { code: ErrorCode::BinaryNotSupported, .. });
     let (answered, notices) = probe_after_flood(&mut raw, binary).await;
     assert!((burst..burst + 10).contains(&answered), "{answered} of 300 binary frames answered (burst {burst})");
-    assert!((1..=2).contains(&notices), "{notices} rate_limited notices for one flood");
+    assert!((1..=3).contains(&notices), "{notices} rate_limited notices for one flood (one a second at most)");
 
     // 20,000 of them: the connection is closed once its dropped frames pass
     // ten bursts, having answered about one burst.
