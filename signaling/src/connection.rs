@@ -450,6 +450,39 @@ mod tests {
     }
 
     #[test]
+    fn frames_cost_one_unit_per_started_4_kib_up_to_the_burst() {
+        let l = Limiter::new(1, 40);
+        let cost = |len| l.cost(len).get();
+        assert_eq!((cost(0), cost(1), cost(4096), cost(4097), cost(64 * 1024)), (1, 1, 1, 2, 16));
+        assert_eq!(cost(900 * 1024), 40, "a frame larger than the burst costs the burst");
+    }
+
+    #[test]
+    fn drops_get_one_notice_a_second_and_ten_bursts_of_drops_close() {
+        // One unit a second: the bucket does not refill during the test.
+        let mut l = Limiter::new(1, 4);
+        let t0 = Instant::now();
+        for _ in 0..4 {
+            assert_eq!(l.admit(10, t0), Admit::Pass);
+        }
+        assert_eq!(l.admit(10, t0), Admit::Drop { notify: true });
+        assert_eq!(l.admit(10, t0 + Duration::from_millis(500)), Admit::Drop { notify: false });
+        assert_eq!(l.admit(10, t0 + Duration::from_millis(1000)), Admit::Drop { notify: true });
+        // A pause of a second starts a new run; its drops count afresh.
+        let t1 = t0 + Duration::from_millis(2500);
+        let mut dropped = 0;
+        let closed_after = loop {
+            match l.admit(4096, t1) {
+                Admit::Close => break dropped,
+                Admit::Drop { .. } => dropped += 1,
+                Admit::Pass => {} // the bucket refilled a little meanwhile
+            }
+            assert!(dropped <= 40, "never closed");
+        };
+        assert_eq!(closed_after, 40, "ten bursts (4 units each) of drops, then close");
+    }
+
+    #[test]
     fn a_valid_frame_parses() {
         let env = parse(r#"{"id":"1","type":"room.join","session_id":"ses_1"}"#).unwrap();
         assert_eq!(env.id.as_deref(), Some("1"));
