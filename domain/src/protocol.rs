@@ -688,6 +688,20 @@ pub enum ErrorCode {
     TokenExpired,
     /// The connection was replaced by a newer one of the same user.
     Replaced,
+    /// Dev login makes seekers and consultants only: recorders and
+    /// moderators authenticate with a token the operator mints (HTTP 403).
+    RoleNotAllowed,
+    /// Another connection of this recorder is live; a second one is refused
+    /// rather than taking over its assignments (HTTP 409 before the upgrade).
+    RecorderConnected,
+    /// The request body is larger than the server accepts (HTTP 413).
+    PayloadTooLarge,
+    /// The request body is not `application/json` (HTTP 415).
+    UnsupportedMediaType,
+    /// The route exists but not with this HTTP method (HTTP 405).
+    MethodNotAllowed,
+    /// No route at this path (HTTP 404).
+    UnknownRoute,
     /// The server is shutting down or not ready.
     Unavailable,
     /// The server failed; the request may be retried.
@@ -751,6 +765,12 @@ impl ErrorCode {
         ErrorCode::InvalidToken,
         ErrorCode::TokenExpired,
         ErrorCode::Replaced,
+        ErrorCode::RoleNotAllowed,
+        ErrorCode::RecorderConnected,
+        ErrorCode::PayloadTooLarge,
+        ErrorCode::UnsupportedMediaType,
+        ErrorCode::MethodNotAllowed,
+        ErrorCode::UnknownRoute,
         ErrorCode::Unavailable,
         ErrorCode::Internal,
     ];
@@ -823,6 +843,12 @@ impl ErrorCode {
             InvalidToken => "invalid_token",
             TokenExpired => "token_expired",
             Replaced => "replaced",
+            RoleNotAllowed => "role_not_allowed",
+            RecorderConnected => "recorder_connected",
+            PayloadTooLarge => "payload_too_large",
+            UnsupportedMediaType => "unsupported_media_type",
+            MethodNotAllowed => "method_not_allowed",
+            UnknownRoute => "unknown_route",
             Unavailable => "unavailable",
             Internal => "internal",
         }

@@ -126,6 +126,12 @@ export type ErrorCode =
   | "invalid_token"
   | "token_expired"
   | "replaced"
+  | "role_not_allowed"
+  | "recorder_connected"
+  | "payload_too_large"
+  | "unsupported_media_type"
+  | "method_not_allowed"
+  | "unknown_route"
   | "unavailable"
   | "internal";
 
@@ -184,6 +190,12 @@ export declare const ErrorCode: {
   readonly INVALID_TOKEN: "invalid_token";
   readonly TOKEN_EXPIRED: "token_expired";
   readonly REPLACED: "replaced";
+  readonly ROLE_NOT_ALLOWED: "role_not_allowed";
+  readonly RECORDER_CONNECTED: "recorder_connected";
+  readonly PAYLOAD_TOO_LARGE: "payload_too_large";
+  readonly UNSUPPORTED_MEDIA_TYPE: "unsupported_media_type";
+  readonly METHOD_NOT_ALLOWED: "method_not_allowed";
+  readonly UNKNOWN_ROUTE: "unknown_route";
   readonly UNAVAILABLE: "unavailable";
   readonly INTERNAL: "internal";
 };

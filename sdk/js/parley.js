@@ -67,6 +67,12 @@ export const ErrorCode = Object.freeze({
   INVALID_TOKEN: "invalid_token",
   TOKEN_EXPIRED: "token_expired",
   REPLACED: "replaced",
+  ROLE_NOT_ALLOWED: "role_not_allowed",
+  RECORDER_CONNECTED: "recorder_connected",
+  PAYLOAD_TOO_LARGE: "payload_too_large",
+  UNSUPPORTED_MEDIA_TYPE: "unsupported_media_type",
+  METHOD_NOT_ALLOWED: "method_not_allowed",
+  UNKNOWN_ROUTE: "unknown_route",
   UNAVAILABLE: "unavailable",
   INTERNAL: "internal",
 });

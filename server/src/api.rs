@@ -3,7 +3,6 @@
 //! Errors are RFC 9457 problems ([`Problem`](parley_domain::protocol::Problem)) with a
 //! stable code (see docs/protocol.md, "REST").
 
-use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::routing::{get, post};
@@ -17,6 +16,7 @@ use parley_domain::protocol::{ErrorCode, Outcome, Problem, Role, SessionEndReaso
 use parley_domain::{SessionId, UserId};
 use parley_signaling::Store;
 
+use crate::extract::{Body, Caller};
 use crate::routes::{ApiError, AppState};
 
 /// The routes of this module.
@@ -195,10 +195,9 @@ pub(crate) async fn my_price(
         (status = 403, description = "`wrong_role`: consultants only", body = Problem)))]
 pub(crate) async fn set_price(
     State(s): State<AppState>,
-    headers: HeaderMap,
-    body: Result<Json<serde_json::Value>, JsonRejection>,
+    Caller(me): Caller,
+    Body(body): Body<serde_json::Value>,
 ) -> Result<Json<ConsultantPrice>, ApiError> {
-    let me = user(&s, &headers)?;
     require(&me, Role::Consultant)?;
     let price = crate::profiles::checked_price(&s, body)?;
     s.billing.set_price(&me.id, &price).await?;
@@ -228,12 +227,12 @@ pub(crate) async fn clear_price(
         (status = 502, description = "`payment_provider_error`", body = Problem)))]
 pub(crate) async fn payout_account(
     State(s): State<AppState>,
+    Caller(me): Caller,
     headers: HeaderMap,
-    body: Option<Json<PayoutLinkRequest>>,
+    body: Option<Body<PayoutLinkRequest>>,
 ) -> Result<Json<PayoutLink>, ApiError> {
-    let me = user(&s, &headers)?;
     require(&me, Role::Consultant)?;
-    let body = body.map(|Json(b)| b).unwrap_or_default();
+    let body = body.map(|Body(b)| b).unwrap_or_default();
     let base = headers.get("host").and_then(|h| h.to_str().ok()).map(|h| format!("http://{h}")).unwrap_or_default();
     let refresh = body.refresh_url.unwrap_or_else(|| format!("{base}/?payout=refresh"));
     let ret = body.return_url.unwrap_or_else(|| format!("{base}/?payout=done"));
@@ -277,21 +276,20 @@ pub(crate) async fn receipts(State(s): State<AppState>, headers: HeaderMap) -> R
 #[utoipa::path(post, path = "/v1/sessions/{id}/refund", tag = "moderation", security(("bearer" = [])),
     params(("id" = String, Path, description = "session id")), request_body = RefundRequest,
     responses((status = 200, body = RefundResponse), (status = 401, description = "missing, forged or expired token", body = Problem),
-        (status = 400, description = "`invalid_field`: amount outside 1..=left", body = Problem),
+        (status = 400, description = "`invalid_field`: amount below 1", body = Problem),
         (status = 403, description = "`wrong_role`: moderators only", body = Problem),
-        (status = 409, description = "`not_charged`", body = Problem),
+        (status = 409, description = "`not_charged`, `refund_exceeds_capture`, `idempotency_key_in_use`", body = Problem),
+        (status = 422, description = "`idempotency_key_reused`", body = Problem),
         (status = 502, description = "`payment_provider_error`", body = Problem)))]
 pub(crate) async fn refund(
     State(s): State<AppState>,
-    headers: HeaderMap,
+    Caller(me): Caller,
     Path(id): Path<String>,
     key: Option<axum::Extension<crate::idempotency::IdempotencyKey>>,
-    body: Result<Json<RefundRequest>, JsonRejection>,
+    Body(req): Body<RefundRequest>,
 ) -> Result<Json<RefundResponse>, ApiError> {
-    let me = user(&s, &headers)?;
     require(&me, Role::Moderator)?;
     let id = session_id(id)?;
-    let Json(req) = body.map_err(|e| ApiError::BadRequest(ErrorCode::InvalidField, e.body_text()))?;
     // The caller's key, per caller (as the middleware keeps it).
     let key = key.map(|k| format!("{}:{}", me.id, k.0.0));
     let (refund_id, amount) = s.billing.refund(&id, req.amount_minor, key.as_deref()).await?;

@@ -163,6 +163,11 @@ impl Application {
         } else {
             router = router.merge(routes::landing_router());
         }
+        // Every error is a problem (RFC 9457), axum's own plain-text ones
+        // included; bodies over 1 MiB are refused (413).
+        let router = router
+            .layer(axum::extract::DefaultBodyLimit::max(crate::extract::MAX_BODY_BYTES))
+            .layer(axum::middleware::from_fn(crate::extract::problems));
         let listener = listen(config.listen)
             .map_err(|e| anyhow::anyhow!("PARLEY_LISTEN: cannot listen on {}: {e}", config.listen))?;
         let recorder = (config.recorder == RecorderMode::Embedded)

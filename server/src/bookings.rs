@@ -103,7 +103,19 @@ fn caller(s: &AppState, headers: &HeaderMap) -> Result<UserInfo, ApiError> {
 }
 
 fn body<T>(b: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
-    b.map(|Json(t)| t).map_err(|e| bad(ErrorCode::InvalidField, e.body_text()))
+    b.map(|Json(t)| t).map_err(rejected)
+}
+
+/// A body that is not the JSON expected: 400 `invalid_field` (naming the
+/// field), and as every route answers them, 413 `payload_too_large` and 415
+/// `unsupported_media_type`.
+fn rejected(e: JsonRejection) -> ApiError {
+    match e {
+        JsonRejection::JsonDataError(_) | JsonRejection::JsonSyntaxError(_) => {
+            bad(ErrorCode::InvalidField, e.body_text())
+        }
+        other => ApiError::from(other),
+    }
 }
 
 // ----- availability ------------------------------------------------------
@@ -800,7 +812,7 @@ pub(crate) async fn decline(
 /// The optional `{reason}` body of decline and cancel: none, or JSON whose
 /// bad shape is 400 `invalid_field` like every other body.
 fn reason(b: Result<Option<Json<BookingReason>>, JsonRejection>) -> Result<Option<String>, ApiError> {
-    let b = b.map_err(|e| bad(ErrorCode::InvalidField, e.body_text()))?;
+    let b = b.map_err(rejected)?;
     let reason = b.and_then(|Json(b)| b.reason).filter(|r| !r.trim().is_empty());
     if reason.as_ref().is_some_and(|r| r.len() > MAX_REASON) {
         return Err(bad(ErrorCode::InvalidField, format!("reason: at most {MAX_REASON} bytes")));

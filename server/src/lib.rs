@@ -7,6 +7,7 @@ pub mod app;
 pub mod bookings;
 pub mod config;
 pub mod directory;
+pub mod extract;
 pub mod files;
 pub mod idempotency;
 pub mod metrics_api;

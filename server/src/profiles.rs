@@ -9,7 +9,6 @@
 //! follows the row (an FTS5 table kept by triggers on SQLite, a generated
 //! tsvector column on PostgreSQL). A write is one transaction.
 
-use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::routing::get;
@@ -22,6 +21,7 @@ use parley_domain::{Currency, UserId};
 use sqlx::{AnyPool, Row};
 
 use crate::api::require;
+use crate::extract::{Body, Caller};
 use crate::routes::{ApiError, AppState};
 
 /// The most a price may be, in minor units (EUR 10 000.00 per session or
@@ -357,12 +357,10 @@ pub async fn load_profile(s: &AppState, consultant: &UserId) -> Result<Option<Co
         (status = 403, description = "`wrong_role`: consultants only", body = Problem)))]
 pub(crate) async fn set_profile(
     State(s): State<AppState>,
-    headers: HeaderMap,
-    body: Result<Json<ProfileUpdate>, JsonRejection>,
+    Caller(me): Caller,
+    Body(update): Body<ProfileUpdate>,
 ) -> Result<Json<ConsultantProfile>, ApiError> {
-    let me = s.auth.verify_request(&headers, None)?;
     require(&me, Role::Consultant)?;
-    let Json(update) = body.map_err(|e| ApiError::BadRequest(ErrorCode::InvalidField, e.body_text()))?;
     let update = validate(update)?;
     store_profile(&s, &me.id, &update).await.map_err(db)?;
     let profile = load_profile(&s, &me.id).await?;
@@ -411,11 +409,7 @@ pub(crate) async fn profile(
 /// `PARLEY_CURRENCIES` (or not a currency at all) is `unsupported_currency`,
 /// an amount outside 1..=[`MAX_PRICE_MINOR`] is `invalid_price`, any other
 /// bad shape `invalid_field`.
-pub(crate) fn checked_price(
-    s: &AppState,
-    body: Result<Json<serde_json::Value>, JsonRejection>,
-) -> Result<ConsultantPrice, ApiError> {
-    let Json(value) = body.map_err(|e| ApiError::BadRequest(ErrorCode::InvalidField, e.body_text()))?;
+pub(crate) fn checked_price(s: &AppState, value: serde_json::Value) -> Result<ConsultantPrice, ApiError> {
     let accepted = &s.marketplace.currencies;
     let list = || accepted.iter().map(Currency::as_str).collect::<Vec<_>>().join(", ");
     if let Some(c) = value.pointer("/amount/currency").and_then(|c| c.as_str())

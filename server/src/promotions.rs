@@ -5,7 +5,6 @@
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::extract::rejection::JsonRejection;
 use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -16,6 +15,7 @@ use parley_domain::protocol::{ErrorCode, Problem, Role};
 use parley_domain::{Currency, Money};
 
 use crate::api::require;
+use crate::extract::{Body, Caller};
 use crate::routes::{ApiError, AppState};
 
 const DAY: Duration = Duration::from_secs(24 * 3600);
@@ -73,12 +73,10 @@ pub(crate) async fn packages(
         (status = 502, description = "`payment_provider_error`: nothing was charged", body = Problem)))]
 pub(crate) async fn buy(
     State(s): State<AppState>,
-    headers: HeaderMap,
-    body: Result<Json<PromotionPurchaseRequest>, JsonRejection>,
+    Caller(me): Caller,
+    Body(req): Body<PromotionPurchaseRequest>,
 ) -> Result<Json<PromotionReceipt>, ApiError> {
-    let me = s.auth.verify_request(&headers, None)?;
     require(&me, Role::Consultant)?;
-    let Json(req) = body.map_err(|e| ApiError::BadRequest(ErrorCode::InvalidField, e.body_text()))?;
     let Some(package) = s.marketplace.packages.iter().find(|p| p.id == req.package_id) else {
         let ids: Vec<&str> = s.marketplace.packages.iter().map(|p| p.id.as_str()).collect();
         return Err(ApiError::BadRequest(

@@ -9,7 +9,6 @@ use std::path::Path as FsPath;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
@@ -27,6 +26,7 @@ use serde::Deserialize;
 use sqlx::Row;
 
 use crate::api::{require, session_id};
+use crate::extract::{Body, Caller};
 use crate::files::{self, RecordingFiles, RecordingRow};
 use crate::routes::{ApiError, AppState};
 use crate::store::SqlStore;
@@ -269,7 +269,7 @@ async fn files_of(s: &AppState, id: &SessionId) -> Result<Vec<RecordingFile>, Ap
 
 /// `GET /v1/sessions/{id}/recordings` (the consultant; the seeker if
 /// premium): the recording's files with signed links valid 15 minutes.
-#[utoipa::path(get, path = "/v1/sessions/{id}/recordings", tag = "recordings",
+#[utoipa::path(get, path = "/v1/sessions/{id}/recordings", tag = "recordings", security(("bearer" = [])),
     params(("id" = String, Path, description = "session id")),
     responses((status = 200, body = RecordingList),
         (status = 403, description = "`forbidden`, `premium_required`", body = parley_domain::protocol::Problem),
@@ -294,7 +294,7 @@ pub(crate) struct RecapQuery {
 /// `GET /v1/sessions/{id}/recap[?format=markdown]` (the consultant; the
 /// seeker if premium): participants, timeline, billing outcome, talk time,
 /// chat and notes, recordings. JSON by default; Markdown as a download.
-#[utoipa::path(get, path = "/v1/sessions/{id}/recap", tag = "recordings",
+#[utoipa::path(get, path = "/v1/sessions/{id}/recap", tag = "recordings", security(("bearer" = [])),
     params(("id" = String, Path, description = "session id"),
         ("format" = Option<String>, Query, description = "`json` (default) or `markdown`")),
     responses((status = 200, body = Recap),
@@ -305,10 +305,11 @@ pub(crate) async fn recap(
     State(s): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
-    Query(q): Query<RecapQuery>,
+    query: Result<Query<RecapQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let who = identity(&s, &headers)?;
     let id = session_id(id)?;
+    let Query(q) = query.map_err(|e| ApiError::BadRequest(ErrorCode::InvalidField, e.body_text()))?;
     let markdown = match q.format.as_deref() {
         None | Some("json") => false,
         Some("markdown") | Some("md") => true,
@@ -454,19 +455,18 @@ pub fn recap_markdown(r: &Recap) -> String {
 
 /// `PUT /v1/seekers/{id}/premium` (moderator tokens: the operator's
 /// platform): marks a seeker premium or not.
-#[utoipa::path(put, path = "/v1/seekers/{id}/premium", tag = "recordings",
+#[utoipa::path(put, path = "/v1/seekers/{id}/premium", tag = "recordings", security(("bearer" = [])),
     params(("id" = String, Path, description = "seeker id")),
     request_body = PremiumRequest,
     responses((status = 200, body = PremiumRequest),
         (status = 403, description = "`wrong_role`", body = parley_domain::protocol::Problem)))]
 pub(crate) async fn set_premium(
     State(s): State<AppState>,
-    headers: HeaderMap,
+    Caller(me): Caller,
     Path(id): Path<String>,
-    req: Result<Json<PremiumRequest>, JsonRejection>,
+    Body(req): Body<PremiumRequest>,
 ) -> Result<Json<PremiumRequest>, ApiError> {
-    let who = identity(&s, &headers)?;
-    if who.user.role != Role::Moderator {
+    if me.role != Role::Moderator {
         return Err(ApiError::Forbidden(
             ErrorCode::WrongRole,
             "only the operator (moderator tokens) sets premium".into(),
@@ -474,14 +474,13 @@ pub(crate) async fn set_premium(
     }
     let seeker =
         UserId::parse(id).map_err(|e| ApiError::BadRequest(ErrorCode::InvalidField, format!("seeker id: {e}")))?;
-    let Json(req) = req.map_err(|e| ApiError::BadRequest(ErrorCode::InvalidField, e.body_text()))?;
     s.consent.set_premium(&seeker, req.premium, s.clock.now()).await.map_err(db)?;
     Ok(Json(req))
 }
 
 /// `GET /v1/consultants/me/recording` (consultants): whether they allow
 /// recording.
-#[utoipa::path(get, path = "/v1/consultants/me/recording", tag = "recordings",
+#[utoipa::path(get, path = "/v1/consultants/me/recording", tag = "recordings", security(("bearer" = [])),
     responses((status = 200, body = RecordingConsent),
         (status = 403, description = "`wrong_role`", body = parley_domain::protocol::Problem)))]
 pub(crate) async fn my_recording_consent(
@@ -495,19 +494,17 @@ pub(crate) async fn my_recording_consent(
 }
 
 /// `PUT /v1/consultants/me/recording` (consultants): allow recording or not.
-#[utoipa::path(put, path = "/v1/consultants/me/recording", tag = "recordings",
+#[utoipa::path(put, path = "/v1/consultants/me/recording", tag = "recordings", security(("bearer" = [])),
     request_body = RecordingConsent,
     responses((status = 200, body = RecordingConsent),
         (status = 400, description = "`invalid_field`", body = parley_domain::protocol::Problem),
         (status = 403, description = "`wrong_role`", body = parley_domain::protocol::Problem)))]
 pub(crate) async fn set_recording_consent(
     State(s): State<AppState>,
-    headers: HeaderMap,
-    req: Result<Json<RecordingConsent>, JsonRejection>,
+    Caller(me): Caller,
+    Body(req): Body<RecordingConsent>,
 ) -> Result<Json<RecordingConsent>, ApiError> {
-    let who = identity(&s, &headers)?;
-    require(&who.user, Role::Consultant)?;
-    let Json(req) = req.map_err(|e| ApiError::BadRequest(ErrorCode::InvalidField, e.body_text()))?;
-    s.consent.set_recording_allowed(&who.user.id, req.allowed, s.clock.now()).await.map_err(db)?;
+    require(&me, Role::Consultant)?;
+    s.consent.set_recording_allowed(&me.id, req.allowed, s.clock.now()).await.map_err(db)?;
     Ok(Json(req))
 }

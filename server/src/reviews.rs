@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
@@ -23,6 +23,7 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
 
 use crate::api::{require, session_id};
+use crate::extract::{Body, Caller};
 use crate::routes::{ApiError, AppState};
 use crate::webhooks::{NewEvent, insert_event};
 
@@ -126,14 +127,12 @@ async fn review_by_id(pool: &AnyPool, id: &str) -> Result<Option<Review>, ApiErr
         (status = 409, description = "`session_not_completed`: still open; `review_exists`: already reviewed", body = Problem)))]
 pub(crate) async fn create_review(
     State(s): State<AppState>,
-    headers: HeaderMap,
+    Caller(me): Caller,
     Path(id): Path<String>,
-    body: Result<Json<ReviewRequest>, JsonRejection>,
+    Body(req): Body<ReviewRequest>,
 ) -> Result<(StatusCode, Json<Review>), ApiError> {
-    let me = s.auth.verify_request(&headers, None)?;
     require(&me, Role::Seeker)?;
     let id = session_id(id)?;
-    let Json(req) = body.map_err(|e| invalid(e.body_text()))?;
     if !(1..=5).contains(&req.stars) {
         return Err(invalid(format!("stars: {} is not 1-5", req.stars)));
     }
@@ -218,13 +217,11 @@ async fn store_review(pool: &AnyPool, review: &Review, now: Timestamp) -> Result
         (status = 409, description = "`review_exists`: already replied", body = Problem)))]
 pub(crate) async fn reply(
     State(s): State<AppState>,
-    headers: HeaderMap,
+    Caller(me): Caller,
     Path(id): Path<String>,
-    body: Result<Json<ReplyRequest>, JsonRejection>,
+    Body(req): Body<ReplyRequest>,
 ) -> Result<Json<Review>, ApiError> {
-    let me = s.auth.verify_request(&headers, None)?;
     require(&me, Role::Consultant)?;
-    let Json(req) = body.map_err(|e| invalid(e.body_text()))?;
     check_text(&req.text, false)?;
     let pool = s.store.pool();
     let Some(review) = review_by_id(&pool, &id).await? else {

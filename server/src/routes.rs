@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
@@ -16,6 +15,7 @@ use parley_domain::protocol::{ErrorCode, PresenceStatus, Problem, Role, UserInfo
 use parley_domain::{Clock, UserId};
 use parley_signaling::{Authenticator, Hub, Store};
 
+use crate::extract::Body;
 use crate::store::SqlStore;
 
 /// How long a dev-login token lives.
@@ -71,6 +71,10 @@ pub enum ApiError {
     /// 409 with a code.
     #[error("{1}")]
     Conflict(ErrorCode, String),
+    /// Any other status with a code (413 `payload_too_large`, 415
+    /// `unsupported_media_type`, …).
+    #[error("{2}")]
+    Status(StatusCode, ErrorCode, String),
     /// 502: the payment provider refused or failed.
     #[error("payment provider: {0}")]
     Provider(String),
@@ -87,6 +91,7 @@ impl IntoResponse for ApiError {
             ApiError::Forbidden(code, _) => (StatusCode::FORBIDDEN, *code),
             ApiError::NotFound(code, _) => (StatusCode::NOT_FOUND, *code),
             ApiError::Conflict(code, _) => (StatusCode::CONFLICT, *code),
+            ApiError::Status(status, code, _) => (*status, *code),
             ApiError::Provider(_) => (StatusCode::BAD_GATEWAY, ErrorCode::PaymentProviderError),
             ApiError::Internal(e) => {
                 tracing::error!(error = %e, "request failed");
@@ -228,19 +233,16 @@ pub(crate) async fn consultants(
 /// Dev mode only: a token for a demo (or new) user, without a password.
 #[utoipa::path(post, path = "/v1/dev/login", tag = "dev", request_body = DevLoginRequest,
     responses((status = 200, body = DevLoginResponse),
-        (status = 400, description = "`malformed_json`, `invalid_field`, `missing_field`", body = Problem)))]
+        (status = 400, description = "`malformed_json`, `invalid_field`, `missing_field`", body = Problem),
+        (status = 403, description = "`role_not_allowed`: a recorder or moderator (their tokens come from the operator)", body = Problem)))]
 pub(crate) async fn dev_login(
     State(s): State<AppState>,
-    req: Result<Json<DevLoginRequest>, JsonRejection>,
+    Body(req): Body<DevLoginRequest>,
 ) -> Result<Json<DevLoginResponse>, ApiError> {
-    let Json(req) = req.map_err(|e| ApiError::BadRequest(ErrorCode::MalformedJson, e.body_text()))?;
     let id = UserId::parse(req.user_id)
         .map_err(|e| ApiError::BadRequest(ErrorCode::InvalidField, format!("user_id: {e}")))?;
-    if req.role == Some(Role::Moderator) {
-        return Err(ApiError::BadRequest(
-            ErrorCode::InvalidField,
-            "role: dev login creates seekers and consultants; use `parley token --role moderator`".into(),
-        ));
+    if let Some(role) = req.role.filter(|r| !dev_login_role(*r)) {
+        return Err(role_not_allowed(role));
     }
     let user = match (s.store.user(&id).await?, req.name, req.role) {
         (Some(u), _, _) => u,
@@ -256,6 +258,32 @@ pub(crate) async fn dev_login(
             ));
         }
     };
+    // A known recorder or moderator (the embedded recorder, or anyone who
+    // connected with an operator's token) is not handed out either.
+    if !dev_login_role(user.role) {
+        return Err(role_not_allowed(user.role));
+    }
     let token = s.auth.issue(&user, DEV_TOKEN_TTL, s.clock.now());
     Ok(Json(DevLoginResponse { token, user }))
+}
+
+/// The roles dev login mints: seekers and consultants. A recorder receives
+/// every recorded session's media and a moderator refunds money, so their
+/// tokens come only from the operator (`parley token`, `parley recorder`,
+/// the embedded recorder), signed with the server's secret.
+fn dev_login_role(role: Role) -> bool {
+    matches!(role, Role::Seeker | Role::Consultant)
+}
+
+/// 403 `role_not_allowed` for a dev login as `role`.
+fn role_not_allowed(role: Role) -> ApiError {
+    ApiError::Forbidden(
+        ErrorCode::RoleNotAllowed,
+        format!(
+            "dev login makes seekers and consultants only; a {} authenticates with a token the operator mints \
+             (`parley token --role {}`)",
+            role.as_str(),
+            role.as_str()
+        ),
+    )
 }

@@ -13,6 +13,7 @@ use parley_domain::protocol::{
 use parley_domain::{SessionId, UserId};
 use parley_sdk::{Event, Events, SdkError, SignalingClient};
 use parley_signaling::Store;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 fn uid(s: &str) -> UserId {
     UserId::parse(s).unwrap()
@@ -25,6 +26,59 @@ fn candidate(n: u32) -> IceCandidate {
         sdp_m_line_index: Some(0),
         username_fragment: None,
     }
+}
+
+/// After a flood on `raw`: sends ping probes (every 500 ms, as the limit may
+/// drop one) until one is acked, and counts what came first: the messages
+/// `flood` recognises as the flood's replies, and id-less `rate_limited`
+/// notices. Anything else fails the test.
+async fn probe_after_flood(raw: &mut common::Raw, flood: impl Fn(&ServerMessage) -> bool) -> (usize, usize) {
+    let (mut replies, mut notices) = (0, 0);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    for probe in 0.. {
+        assert!(tokio::time::Instant::now() < deadline, "no probe acked within {WAIT:?}");
+        raw.send(format!(r#"{{"type":"ping","id":"probe{probe}"}}"#)).await;
+        while let Some(env) = raw.recv_within(Duration::from_millis(500)).await {
+            match env.msg {
+                ServerMessage::Ack { id, .. } if id.starts_with("probe") => return (replies, notices),
+                ServerMessage::Error { id: None, code: ErrorCode::RateLimited, .. } => notices += 1,
+                m if flood(&m) => replies += 1,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+    unreachable!()
+}
+
+/// Sends `n` copies of `frame` on `raw`'s connection from a task (stopping
+/// at the first failure: the server may close it) while this reads it
+/// until the server closes it: the close code (`None` if the connection
+/// was reset before the close frame could be read) and the messages that
+/// came first.
+async fn flood_until_closed(raw: common::Raw, frame: WsMessage, n: usize) -> (Option<u16>, Vec<ServerMessage>) {
+    use futures_util::{SinkExt, StreamExt};
+    let (mut tx, mut rx) = raw.ws.split();
+    let sender = tokio::spawn(async move {
+        for i in 0..n {
+            if tx.feed(frame.clone()).await.is_err() || (i % 64 == 63 && tx.flush().await.is_err()) {
+                return;
+            }
+        }
+        let _ = tx.flush().await;
+    });
+    let mut got = Vec::new();
+    let code = loop {
+        match tokio::time::timeout(WAIT, rx.next()).await.expect("closed in time") {
+            Some(Ok(WsMessage::Text(t))) => {
+                got.push(serde_json::from_str::<parley_domain::protocol::ServerEnvelope>(&t).unwrap().msg)
+            }
+            Some(Ok(WsMessage::Close(frame))) => break frame.map(|f| u16::from(f.code)),
+            Some(Ok(_)) => {}
+            Some(Err(_)) | None => break None,
+        }
+    };
+    sender.await.unwrap();
+    (code, got)
 }
 
 /// Asserts nothing but (optionally) pings arrived: the timer under test has
@@ -537,45 +591,19 @@ async fn bad_input_gets_a_coded_error_and_the_connection_and_other_sessions_go_o
     let (id, code, _) = raw.recv_error().await;
     assert_eq!((id, code), (None, ErrorCode::MissingField));
 
-    // A flood of requests: past the burst each is dropped, but every one
-    // still gets exactly one reply (ack, or rate_limited with its id).
-    tokio::time::sleep(Duration::from_millis(1500)).await; // refill
+    // A flood of requests: past the burst each is dropped unread and
+    // unanswered; one id-less rate_limited notice says so (not one each).
+    tokio::time::sleep(Duration::from_millis(2100)).await; // refill, and a new notice window
     for i in 0..100 {
         raw.send(format!(r#"{{"type":"ping","id":"f{i}"}}"#)).await;
     }
-    let mut replies = std::collections::HashMap::new();
-    while replies.len() < 100 {
-        match raw.recv().await.msg {
-            ServerMessage::Ack { id, .. } => assert!(replies.insert(id, "ack").is_none()),
-            ServerMessage::Error { id: Some(id), code: ErrorCode::RateLimited, .. } => {
-                assert!(replies.insert(id, "rate_limited").is_none())
-            }
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-    let limited = replies.values().filter(|r| **r == "rate_limited").count();
-    assert!((50..100).contains(&limited), "{limited} of 100 rate limited (burst 40)");
-
-    // A flood without ids is not echoed: one rate_limited error at most per second.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    for _ in 0..100 {
-        raw.send(format!(r#"{{"type":"room.leave","session_id":"{other_session}"}}"#)).await;
-    }
-    raw.send(r#"{"type":"ping","id":"last"}"#).await;
-    let (mut not_in_room, mut rate_limited) = (0, 0);
-    loop {
-        match raw.recv().await.msg {
-            ServerMessage::Error { id: None, code: ErrorCode::NotInRoom, .. } => not_in_room += 1,
-            ServerMessage::Error { id: None, code: ErrorCode::RateLimited, .. } => rate_limited += 1,
-            ServerMessage::Error { id: Some(id), code: ErrorCode::RateLimited, .. } if id == "last" => break,
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-    assert_eq!(rate_limited, 1);
-    assert!((30..=40).contains(&not_in_room), "{not_in_room} processed within the burst");
-    // After a pause the connection works again.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    raw.assert_alive("a7").await;
+    let (acks, notices) = probe_after_flood(&mut raw, |m| match m {
+        ServerMessage::Ack { id, .. } => id.starts_with('f'),
+        _ => false,
+    })
+    .await;
+    assert!((40..60).contains(&acks), "{acks} of 100 acked (burst 40, 20/s)");
+    assert!((1..=3).contains(&notices), "{notices} rate_limited notices for one flood (one a second at most)");
 
     // The other session was not disturbed.
     other_seeker
@@ -587,6 +615,58 @@ async fn bad_input_gets_a_coded_error_and_the_connection_and_other_sessions_go_o
         .unwrap();
     other_consultant.end_session(&other_session).await.unwrap();
     other_s.wait_for(WAIT, |m| matches!(m, ServerMessage::SessionEnded { .. }).then_some(())).await.unwrap();
+}
+
+/// Issue 13 §7: every frame (text or binary, any size, valid or not) is
+/// charged to the connection's rate limit before any work, large ones by
+/// their size; a flood gets one `rate_limited` notice, not a reply per
+/// frame, and a connection that keeps flooding is closed (4002).
+#[tokio::test]
+async fn floods_of_binary_and_large_frames_are_limited_before_any_work() {
+    use futures_util::SinkExt;
+    // A slow refill, so a loaded machine reading the flood slowly does not
+    // change the counts much.
+    let app = spawn_app_with(|c| {
+        c.signaling.rate_limit_per_sec = 2;
+        c.signaling.rate_limit_burst = 40;
+    })
+    .await;
+    let burst = 40;
+
+    // 300 one-byte binary frames: a burst's worth is answered, the rest is
+    // dropped unread with one notice, and the connection goes on.
+    let mut raw = app.raw("mallory", Role::Seeker).await;
+    for _ in 0..300 {
+        raw.ws.feed(WsMessage::Binary(vec![0].into())).await.unwrap();
+    }
+    raw.ws.flush().await.unwrap();
+    let binary = |m: &ServerMessage| matches!(m, ServerMessage::Error { code: ErrorCode::BinaryNotSupported, .. });
+    let (answered, notices) = probe_after_flood(&mut raw, binary).await;
+    assert!((burst..burst + 10).contains(&answered), "{answered} of 300 binary frames answered (burst {burst})");
+    assert!((1..=3).contains(&notices), "{notices} rate_limited notices for one flood (one a second at most)");
+
+    // 20,000 of them: the connection is closed once its dropped frames pass
+    // ten bursts, having answered about one burst.
+    let raw = app.raw("trudy", Role::Seeker).await;
+    let (code, got) = flood_until_closed(raw, WsMessage::Binary(vec![0].into()), 20_000).await;
+    assert!(matches!(code, Some(parley_signaling::CLOSE_RATE_LIMITED) | None), "closed with {code:?}");
+    let answered = got.iter().filter(|m| binary(m)).count();
+    assert!(answered < burst + 10, "{answered} of 20000 binary frames answered");
+    assert!(got.iter().all(|m| binary(m) || matches!(m, ServerMessage::Error { code: ErrorCode::RateLimited, .. })));
+
+    // Large frames count by size: a 900 KiB frame costs a whole burst, so
+    // of 30 only the first is read (and refused as too large).
+    let raw = app.raw("oscar", Role::Seeker).await;
+    let big = WsMessage::Text(format!(r#"{{"type":"ping","id":"big","pad":"{}"}}"#, "x".repeat(900 * 1024)).into());
+    let (code, got) = flood_until_closed(raw, big, 30).await;
+    assert!(matches!(code, Some(parley_signaling::CLOSE_RATE_LIMITED) | None), "closed with {code:?}");
+    let too_large =
+        got.iter().filter(|m| matches!(m, ServerMessage::Error { code: ErrorCode::FrameTooLarge, .. })).count();
+    assert!(too_large <= 2, "{too_large} of 30 large frames were read");
+
+    // Other clients are not affected.
+    let mut raw = app.raw("sue", Role::Seeker).await;
+    raw.assert_alive("fine").await;
 }
 
 #[tokio::test]
@@ -666,6 +746,53 @@ async fn dev_login_exists_only_in_dev_mode() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 404);
+}
+
+/// Issue 13 §6: dev login mints seekers and consultants only. A recorder
+/// (which receives recorded sessions' media) or a moderator (who refunds)
+/// gets 403 `role_not_allowed`, whether asked for as a new user's role or
+/// by the id of an existing one; their tokens come from the operator.
+async fn dev_login_mints_seekers_and_consultants_only(app: &common::TestApp) {
+    let http = reqwest::Client::new();
+    let login = |body: serde_json::Value| http.post(format!("{}/v1/dev/login", app.base)).json(&body).send();
+    let refused = |r: reqwest::Response| async move {
+        assert_eq!(r.status(), 403);
+        assert_eq!(r.headers()["content-type"], "application/problem+json");
+        let problem: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(problem["code"], "role_not_allowed", "{problem}");
+    };
+    for role in ["recorder", "moderator"] {
+        let id = format!("new-{role}");
+        refused(login(serde_json::json!({"user_id": id, "name": "Eve", "role": role})).await.unwrap()).await;
+        assert!(app.store.user(&uid(&id)).await.unwrap().is_none(), "no {role} was created");
+    }
+    // The embedded recorder's id, once it connected with its operator token.
+    let (_recorder, _events) = app.client("parley-recorder", Role::Recorder).await;
+    tokio::time::timeout(WAIT, async {
+        while app.store.user(&uid("parley-recorder")).await.unwrap().is_none() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the recorder is stored");
+    refused(login(serde_json::json!({"user_id": "parley-recorder"})).await.unwrap()).await;
+    refused(login(serde_json::json!({"user_id": "parley-recorder", "name": "R", "role": "seeker"})).await.unwrap())
+        .await;
+    // Seekers and consultants still log in.
+    let r = login(serde_json::json!({"user_id": "new-consultant", "name": "Nia", "role": "consultant"})).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["user"]["role"], "consultant");
+}
+
+#[tokio::test]
+async fn dev_login_mints_seekers_and_consultants_only_on_sqlite() {
+    dev_login_mints_seekers_and_consultants_only(&spawn_app().await).await;
+}
+
+#[tokio::test]
+async fn dev_login_mints_seekers_and_consultants_only_on_postgres() {
+    dev_login_mints_seekers_and_consultants_only(&common::spawn_app_on_postgres().await).await;
 }
 
 #[tokio::test]

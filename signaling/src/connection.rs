@@ -2,6 +2,12 @@
 //! parses and dispatches requests to the [`Hub`], and writes what the link
 //! queues. Malformed input is answered with an `error` and the connection
 //! goes on (DESIGN.md §3).
+//!
+//! Every frame a client sends (text, binary, ping or pong; valid or not)
+//! passes the connection's rate limiter before any other work: a frame
+//! over the limit is dropped unread and unanswered, except for one
+//! `rate_limited` notice per second, and a connection that keeps sending
+//! over the limit is closed (docs/protocol.md §8.8).
 
 use std::borrow::Cow;
 use std::num::NonZeroU32;
@@ -18,7 +24,7 @@ use parley_domain::protocol::{AckResult, ClientEnvelope, ClientMessage, ErrorCod
 use tokio::sync::Notify;
 
 use crate::error::SignalError;
-use crate::hub::{CLOSE_GOING_AWAY, Hub};
+use crate::hub::{CLOSE_GOING_AWAY, CLOSE_RECORDER_CONNECTED, Hub, Refusal};
 use crate::link::{Link, Take};
 use crate::metrics;
 
@@ -32,6 +38,20 @@ pub const CLOSE_TOO_BIG: u16 = 1009;
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Close code for a connection silent for three ping intervals.
 pub const CLOSE_IDLE: u16 = 4001;
+/// Close code for a connection that kept sending over its rate limit: its
+/// dropped frames cost more than [`ABUSE_BURSTS`] bursts in one run of
+/// drops (docs/protocol.md §8.8).
+pub const CLOSE_RATE_LIMITED: u16 = 4002;
+/// A frame costs one unit of the rate limit per started this many bytes
+/// (at least one unit, at most the burst), so large frames count by size.
+pub const RATE_LIMIT_UNIT_BYTES: usize = 4096;
+/// How many bursts' worth of frames a connection may have dropped in one
+/// run of drops (drops less than [`DROP_RUN_GAP`] apart) before it is closed
+/// with [`CLOSE_RATE_LIMITED`].
+pub const ABUSE_BURSTS: u32 = 10;
+/// Drops further apart than this start a new run; it is also the least
+/// time between two `rate_limited` notices.
+const DROP_RUN_GAP: Duration = Duration::from_secs(1);
 
 /// How a connection ended, as far as its user's state is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,9 +77,8 @@ struct Conn {
     /// Woken by the link when it has messages for this connection.
     wake: Arc<Notify>,
     sink: SplitSink<WebSocket, Message>,
-    limiter: Option<DefaultDirectRateLimiter>,
-    /// When the last id-less `rate_limited` error was sent.
-    rate_limited_at: Option<Instant>,
+    /// `None` for recorders (see [`serve`]).
+    limiter: Option<Limiter>,
     /// No message has been processed yet (`resume` is allowed).
     first: bool,
 }
@@ -69,10 +88,16 @@ pub(crate) async fn serve(socket: WebSocket, hub: Arc<Hub>, identity: Identity) 
     let conn_id = hub.next_id();
     let wake = Arc::new(Notify::new());
     let (mut sink, mut stream) = socket.split();
-    let Some(link) = hub.connect(identity.user, identity.premium, conn_id, wake.clone()) else {
-        let close = CloseFrame { code: CLOSE_GOING_AWAY, reason: "server shutting down".into() };
-        let _ = sink.send(Message::Close(Some(close))).await;
-        return;
+    let link = match hub.connect(identity.user, identity.premium, conn_id, wake.clone()) {
+        Ok(link) => link,
+        Err(refusal) => {
+            let (code, reason) = match refusal {
+                Refusal::ShuttingDown => (CLOSE_GOING_AWAY, "server shutting down"),
+                Refusal::RecorderConnected => (CLOSE_RECORDER_CONNECTED, "another connection of this recorder is live"),
+            };
+            let _ = sink.send(Message::Close(Some(CloseFrame { code, reason: reason.into() }))).await;
+            return;
+        }
     };
     metrics::connection_opened();
     // A recorder carries the signals of every session it records on its
@@ -81,27 +106,18 @@ pub(crate) async fn serve(socket: WebSocket, hub: Arc<Hub>, identity: Identity) 
     // trusted services (their tokens come from the operator) and are not
     // limited.
     let limiter = (link.user.role != parley_domain::protocol::Role::Recorder)
-        .then(|| limiter(hub.cfg.rate_limit_per_sec, hub.cfg.rate_limit_burst));
+        .then(|| Limiter::new(hub.cfg.rate_limit_per_sec, hub.cfg.rate_limit_burst));
     let ping_every = hub.cfg.ping_interval;
-    let mut conn = Conn { hub, conn_id, link, wake, sink, limiter, rate_limited_at: None, first: true };
+    let mut conn = Conn { hub, conn_id, link, wake, sink, limiter, first: true };
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
     let mut last_heard = Instant::now();
 
     let departure = loop {
         tokio::select! {
             frame = stream.next() => {
-                match frame {
-                    Some(Ok(Message::Text(text))) => {
-                        last_heard = Instant::now();
-                        conn.on_text(&text).await;
-                    }
-                    Some(Ok(Message::Binary(_))) => {
-                        last_heard = Instant::now();
-                        let e = SignalError::new(ErrorCode::BinaryNotSupported, "binary frames are not part of the protocol; send JSON text");
-                        send_error(&conn.link, None, e);
-                    }
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => last_heard = Instant::now(),
+                let frame = match frame {
                     Some(Ok(Message::Close(_))) => break Departure::Closed,
+                    Some(Ok(frame)) => frame,
                     None => break Departure::Dropped,
                     Some(Err(e)) => {
                         tracing::debug!(error = %e, "websocket read failed");
@@ -110,6 +126,35 @@ pub(crate) async fn serve(socket: WebSocket, hub: Arc<Hub>, identity: Identity) 
                         }
                         break Departure::Dropped;
                     }
+                };
+                last_heard = Instant::now();
+                // The limiter first: nothing else is done for a frame over it.
+                if let Some(limiter) = &mut conn.limiter {
+                    match limiter.admit(frame_len(&frame), last_heard) {
+                        Admit::Pass => {}
+                        Admit::Drop { notify } => {
+                            metrics::frame_dropped();
+                            if notify {
+                                let message = limiter.notice(&conn.hub.cfg);
+                                send_error(&conn.link, None, SignalError::new(ErrorCode::RateLimited, message));
+                            }
+                            continue;
+                        }
+                        Admit::Close => {
+                            metrics::error(ErrorCode::RateLimited);
+                            tracing::info!(user = %conn.link.user.id, "closing a connection that kept sending over its rate limit");
+                            conn.close(CLOSE_RATE_LIMITED, "over the rate limit for too long").await;
+                            break Departure::Dropped;
+                        }
+                    }
+                }
+                match frame {
+                    Message::Text(text) => conn.on_text(&text).await,
+                    Message::Binary(_) => {
+                        let e = SignalError::new(ErrorCode::BinaryNotSupported, "binary frames are not part of the protocol; send JSON text");
+                        send_error(&conn.link, None, e);
+                    }
+                    Message::Ping(_) | Message::Pong(_) | Message::Close(_) => {}
                 }
             }
             _ = conn.wake.notified() => {
@@ -141,10 +186,6 @@ impl Conn {
             send_error(&self.link, None, SignalError::new(ErrorCode::FrameTooLarge, message));
             return;
         }
-        if self.limiter.as_ref().is_some_and(|l| l.check().is_err()) {
-            self.rate_limited(text);
-            return;
-        }
         let envelope = match parse(text) {
             Ok(env) => env,
             Err((id, e)) => return send_error(&self.link, id, e),
@@ -168,30 +209,6 @@ impl Conn {
             }
             Err(e) => send_error(&self.link, id, e),
         }
-    }
-
-    /// A message over the rate limit is dropped. One with an `id` is
-    /// answered (every request gets exactly one reply); id-less ones get
-    /// one error per second at most, so a flood is not echoed.
-    fn rate_limited(&mut self, text: &str) {
-        let id = serde_json::from_str::<IdOnly>(text)
-            .ok()
-            .and_then(|m| m.id)
-            .filter(|id| id.len() <= MAX_REQUEST_ID)
-            .map(Cow::into_owned);
-        let now = Instant::now();
-        if id.is_none() && self.rate_limited_at.is_some_and(|at| now.duration_since(at) < Duration::from_secs(1)) {
-            return;
-        }
-        if id.is_none() {
-            self.rate_limited_at = Some(now);
-        }
-        let cfg = &self.hub.cfg;
-        let message = format!(
-            "more than {} messages per second (burst {}); this message was dropped",
-            cfg.rate_limit_per_sec, cfg.rate_limit_burst
-        );
-        send_error(&self.link, id, SignalError::new(ErrorCode::RateLimited, message));
     }
 
     /// `resume`: take over the dropped link named by the token.
@@ -263,14 +280,93 @@ fn needs_id(msg: &ClientMessage) -> bool {
     )
 }
 
-/// A connection's rate limiter. All share one clock: building a clock per
-/// connection calibrates it with `cpuid` each time, which cost 13% of the
-/// server's CPU while accepting connections (perf, parley-load signal).
-fn limiter(per_sec: u32, burst: u32) -> DefaultDirectRateLimiter {
-    static CLOCK: LazyLock<QuantaClock> = LazyLock::new(QuantaClock::default);
-    let per_sec = NonZeroU32::new(per_sec.max(1)).expect("max(1)");
-    let burst = NonZeroU32::new(burst.max(1)).expect("max(1)");
-    RateLimiter::direct_with_clock(Quota::per_second(per_sec).allow_burst(burst), CLOCK.clone())
+/// What the limiter decided about one frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Admit {
+    /// Within the limit: process the frame.
+    Pass,
+    /// Over the limit: drop it unread; `notify` when this drop is the one
+    /// (at most one per [`DROP_RUN_GAP`]) answered with `rate_limited`.
+    Drop { notify: bool },
+    /// Over the limit for too long: close the connection.
+    Close,
+}
+
+/// A connection's rate limit (docs/protocol.md §8.8): a token bucket of
+/// `per_sec` units per second with a burst of `burst`, where a frame costs
+/// one unit per started [`RATE_LIMIT_UNIT_BYTES`], plus the bookkeeping of
+/// dropped frames (notices, closing after sustained abuse).
+struct Limiter {
+    bucket: DefaultDirectRateLimiter,
+    burst: NonZeroU32,
+    /// When the last `rate_limited` notice was sent.
+    noticed_at: Option<Instant>,
+    /// The last drop of the current run of drops.
+    last_drop: Option<Instant>,
+    /// Units dropped in the current run.
+    dropped: u64,
+}
+
+impl Limiter {
+    /// All limiters share one clock: building a clock per connection
+    /// calibrates it with `cpuid` each time, which cost 13% of the server's
+    /// CPU while accepting connections (perf, parley-load signal).
+    fn new(per_sec: u32, burst: u32) -> Limiter {
+        static CLOCK: LazyLock<QuantaClock> = LazyLock::new(QuantaClock::default);
+        let per_sec = NonZeroU32::new(per_sec.max(1)).expect("max(1)");
+        let burst = NonZeroU32::new(burst.max(1)).expect("max(1)");
+        let bucket = RateLimiter::direct_with_clock(Quota::per_second(per_sec).allow_burst(burst), CLOCK.clone());
+        Limiter { bucket, burst, noticed_at: None, last_drop: None, dropped: 0 }
+    }
+
+    /// What a frame of `len` bytes costs: one unit per started
+    /// [`RATE_LIMIT_UNIT_BYTES`], at least one, at most the burst (so any
+    /// frame can pass a full bucket).
+    fn cost(&self, len: usize) -> NonZeroU32 {
+        let units = u32::try_from(len.div_ceil(RATE_LIMIT_UNIT_BYTES)).unwrap_or(u32::MAX);
+        NonZeroU32::new(units.clamp(1, self.burst.get())).expect("clamped to at least 1")
+    }
+
+    /// Charges a frame of `len` bytes received at `now`.
+    fn admit(&mut self, len: usize, now: Instant) -> Admit {
+        let cost = self.cost(len);
+        if matches!(self.bucket.check_n(cost), Ok(Ok(()))) {
+            return Admit::Pass;
+        }
+        if self.last_drop.is_none_or(|at| now.duration_since(at) >= DROP_RUN_GAP) {
+            self.dropped = 0;
+        }
+        self.last_drop = Some(now);
+        self.dropped += u64::from(cost.get());
+        if self.dropped > u64::from(ABUSE_BURSTS) * u64::from(self.burst.get()) {
+            return Admit::Close;
+        }
+        let notify = self.noticed_at.is_none_or(|at| now.duration_since(at) >= DROP_RUN_GAP);
+        if notify {
+            self.noticed_at = Some(now);
+        }
+        Admit::Drop { notify }
+    }
+
+    /// The text of the `rate_limited` notice.
+    fn notice(&self, cfg: &crate::config::SignalingConfig) -> String {
+        format!(
+            "more than {} messages per second (burst {}; a message costs one per started {} KiB); \
+             messages were dropped unread and get no other answer for a second",
+            cfg.rate_limit_per_sec,
+            cfg.rate_limit_burst,
+            RATE_LIMIT_UNIT_BYTES / 1024
+        )
+    }
+}
+
+/// A frame's payload size, bytes.
+fn frame_len(frame: &Message) -> usize {
+    match frame {
+        Message::Text(t) => t.len(),
+        Message::Binary(b) | Message::Ping(b) | Message::Pong(b) => b.len(),
+        Message::Close(_) => 0,
+    }
 }
 
 fn send_error(link: &Link, id: Option<String>, e: SignalError) {
@@ -351,6 +447,39 @@ mod tests {
         assert_eq!(code(r#"{"type":"ping","id":5}"#), (None, ErrorCode::InvalidField));
         let long = format!(r#"{{"type":"ping","id":"{}"}}"#, "x".repeat(65));
         assert_eq!(code(&long), (None, ErrorCode::InvalidField));
+    }
+
+    #[test]
+    fn frames_cost_one_unit_per_started_4_kib_up_to_the_burst() {
+        let l = Limiter::new(1, 40);
+        let cost = |len| l.cost(len).get();
+        assert_eq!((cost(0), cost(1), cost(4096), cost(4097), cost(64 * 1024)), (1, 1, 1, 2, 16));
+        assert_eq!(cost(900 * 1024), 40, "a frame larger than the burst costs the burst");
+    }
+
+    #[test]
+    fn drops_get_one_notice_a_second_and_ten_bursts_of_drops_close() {
+        // One unit a second: the bucket does not refill during the test.
+        let mut l = Limiter::new(1, 4);
+        let t0 = Instant::now();
+        for _ in 0..4 {
+            assert_eq!(l.admit(10, t0), Admit::Pass);
+        }
+        assert_eq!(l.admit(10, t0), Admit::Drop { notify: true });
+        assert_eq!(l.admit(10, t0 + Duration::from_millis(500)), Admit::Drop { notify: false });
+        assert_eq!(l.admit(10, t0 + Duration::from_millis(1000)), Admit::Drop { notify: true });
+        // A pause of a second starts a new run; its drops count afresh.
+        let t1 = t0 + Duration::from_millis(2500);
+        let mut dropped = 0;
+        let closed_after = loop {
+            match l.admit(4096, t1) {
+                Admit::Close => break dropped,
+                Admit::Drop { .. } => dropped += 1,
+                Admit::Pass => {} // the bucket refilled a little meanwhile
+            }
+            assert!(dropped <= 40, "never closed");
+        };
+        assert_eq!(closed_after, 40, "ten bursts (4 units each) of drops, then close");
     }
 
     #[test]

@@ -33,6 +33,20 @@ pub const CLOSE_GOING_AWAY: u16 = 1001;
 /// Longest `call.decline` reason relayed, bytes.
 const MAX_DECLINE_REASON: usize = 200;
 
+/// Why [`Hub::connect`] refused a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// The server is shutting down (close 1001).
+    ShuttingDown,
+    /// Another connection of this recorder is live (close
+    /// [`CLOSE_RECORDER_CONNECTED`]).
+    RecorderConnected,
+}
+
+/// Close code for a recorder connection refused because another connection
+/// of the same recorder is live (`recorder_connected`).
+pub const CLOSE_RECORDER_CONNECTED: u16 = 4003;
+
 /// The signaling hub of one node. Cheap to share (`Arc<Hub>`).
 pub struct Hub {
     pub(crate) cfg: SignalingConfig,
@@ -255,21 +269,34 @@ impl Hub {
 
     // ----- connections -------------------------------------------------
 
+    /// Whether a recorder with this id has a live connection on this node
+    /// (a second one is refused: [`Refusal::RecorderConnected`]).
+    pub fn recorder_connected(&self, id: &UserId) -> bool {
+        let st = self.lock();
+        st.users.get(id).is_some_and(|u| u.info.role == Role::Recorder && u.connected)
+    }
+
     /// Registers a new connection of `user` woken through `wake`; returns its
-    /// fresh link, or `None` when shutting down. A previous link of the user
-    /// is replaced (and stays resumable for the grace period).
+    /// fresh link. A previous link of the user is replaced (and stays
+    /// resumable for the grace period), except a recorder's live one: a
+    /// second connection of a recorder is refused and never takes over the
+    /// first one's assignments (docs/protocol.md §8.14).
     pub(crate) fn connect(
         self: &Arc<Self>,
         user: UserInfo,
         premium: bool,
         conn_id: u64,
         wake: Arc<Notify>,
-    ) -> Option<Arc<Link>> {
+    ) -> Result<Arc<Link>, Refusal> {
         let link = Arc::new(Link::new(user.clone(), premium, self.new_token(), self.cfg.replay_buffer));
         link.attach(conn_id, wake, None).expect("attaching without replay cannot fail");
         let mut st = self.lock();
         if st.shutting_down {
-            return None;
+            return Err(Refusal::ShuttingDown);
+        }
+        if user.role == Role::Recorder && st.users.get(&user.id).is_some_and(|u| u.connected) {
+            metrics::error(ErrorCode::RecorderConnected);
+            return Err(Refusal::RecorderConnected);
         }
         let now = self.clock.now();
         let mut effects = Effects::default();
@@ -331,7 +358,7 @@ impl Hub {
             let _ = self.seen.send(user);
         }
         self.spawn_effects(effects);
-        Some(link)
+        Ok(link)
     }
 
     /// The connection `conn_id` of `link` has closed. If `link` is the

@@ -25,18 +25,21 @@ pub mod turn;
 
 use std::sync::Arc;
 
+use axum::extract::rejection::QueryRejection;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::{Query, State, WebSocketUpgrade};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use parley_domain::protocol::{ErrorBody, ErrorCode, Role};
+use parley_domain::protocol::{ErrorCode, Problem, Role};
 use serde::Deserialize;
 
 pub use auth::{AuthError, Authenticator, Claims, Identity};
 pub use config::SignalingConfig;
+pub use connection::{ABUSE_BURSTS, CLOSE_IDLE, CLOSE_RATE_LIMITED, CLOSE_TOO_BIG, RATE_LIMIT_UNIT_BYTES};
 pub use error::SignalError;
-pub use hub::{CLOSE_GOING_AWAY, Hub};
+pub use hub::{CLOSE_GOING_AWAY, CLOSE_RECORDER_CONNECTED, Hub};
 pub use store::{CallGate, GateRefusal, NoHooks, OpenGate, SessionHooks, Store, StoreError};
 
 /// Largest WebSocket message read at all, bytes. Frames between
@@ -67,9 +70,11 @@ impl Signaling {
         &self.hub
     }
 
-    /// `GET /v1/signal`: the WebSocket endpoint. A missing, expired or
-    /// forged token is refused with 401 and a JSON [`ErrorBody`] before the
-    /// upgrade; 503 while shutting down.
+    /// `GET /v1/signal`: the WebSocket endpoint. Refused before the upgrade
+    /// with an RFC 9457 problem ([`Problem`], `application/problem+json`):
+    /// 401 for a missing, expired or forged token; 403 `wrong_role` for a
+    /// moderator; 409 `recorder_connected` for a second connection of a
+    /// recorder whose first one is live; 503 while shutting down.
     pub fn router(&self) -> Router {
         Router::new().route("/v1/signal", get(upgrade)).with_state(self.clone())
     }
@@ -78,26 +83,29 @@ impl Signaling {
 async fn upgrade(
     State(sig): State<Signaling>,
     headers: HeaderMap,
-    Query(q): Query<SignalQuery>,
-    ws: WebSocketUpgrade,
+    query: Result<Query<SignalQuery>, QueryRejection>,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    let identity = match sig.auth.verify_request_identity(&headers, q.access_token.as_deref()) {
+    // The token first; then what else the request got wrong.
+    let access_token = query.as_ref().ok().and_then(|Query(q)| q.access_token.as_deref());
+    let identity = match sig.auth.verify_request_identity(&headers, access_token) {
         Ok(identity) => identity,
-        Err(e) => {
-            metrics::error(e.code());
-            let body = ErrorBody { code: e.code(), message: e.to_string() };
-            return (StatusCode::UNAUTHORIZED, Json(body)).into_response();
-        }
+        Err(e) => return refuse(StatusCode::UNAUTHORIZED, e.code(), e.to_string()),
+    };
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(e) => return refuse(e.status(), ErrorCode::InvalidField, e.body_text()),
     };
     if identity.user.role == Role::Moderator {
-        metrics::error(ErrorCode::WrongRole);
-        let body =
-            ErrorBody { code: ErrorCode::WrongRole, message: "moderators use the REST API, not signaling".into() };
-        return (StatusCode::FORBIDDEN, Json(body)).into_response();
+        return refuse(StatusCode::FORBIDDEN, ErrorCode::WrongRole, "moderators use the REST API, not signaling");
+    }
+    if identity.user.role == Role::Recorder && sig.hub.recorder_connected(&identity.user.id) {
+        // Checked again, atomically, when the connection registers.
+        let message = format!("recorder {} already has a live connection; retry once it is gone", identity.user.id);
+        return refuse(StatusCode::CONFLICT, ErrorCode::RecorderConnected, message);
     }
     if sig.hub.is_shutting_down() {
-        let body = ErrorBody { code: ErrorCode::Unavailable, message: "the server is shutting down".into() };
-        return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+        return refuse(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable, "the server is shutting down");
     }
     let hub = sig.hub.clone();
     let tracker = hub.connections.clone();
@@ -106,4 +114,16 @@ async fn upgrade(
         .max_message_size(WS_MAX_MESSAGE_BYTES)
         .max_frame_size(WS_MAX_MESSAGE_BYTES)
         .on_upgrade(move |socket| tracker.track_future(connection::serve(socket, hub, identity)))
+}
+
+/// A refused upgrade: an RFC 9457 problem with a stable `code` (its
+/// `message` keeps clients that read [`parley_domain::protocol::ErrorBody`]
+/// working).
+fn refuse(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Response {
+    metrics::error(code);
+    let mut response = (status, Json(Problem::new(code, status.as_u16(), message))).into_response();
+    response
+        .headers_mut()
+        .insert(axum::http::header::CONTENT_TYPE, axum::http::HeaderValue::from_static("application/problem+json"));
+    response
 }

@@ -14,6 +14,8 @@ pub const MESSAGES_RECEIVED: &str = "parley_signal_messages_received_total";
 pub const MESSAGES_SENT: &str = "parley_signal_messages_sent_total";
 /// Errors sent, by `code` (counter).
 pub const ERRORS: &str = "parley_signal_errors_total";
+/// Client frames dropped unread by the rate limit (counter).
+pub const FRAMES_DROPPED: &str = "parley_signal_frames_dropped_total";
 /// Instant calls by `outcome`: `accepted`, `hold_refused` or a
 /// [`parley_domain::protocol::CallEndReason`] (counter).
 pub const CALLS: &str = "parley_calls_total";
@@ -37,6 +39,10 @@ pub(crate) fn sent(n: u64) {
 
 pub(crate) fn error(code: ErrorCode) {
     counter!(ERRORS, "code" => code.as_str()).increment(1);
+}
+
+pub(crate) fn frame_dropped() {
+    counter!(FRAMES_DROPPED).increment(1);
 }
 
 pub(crate) fn call(outcome: &'static str) {

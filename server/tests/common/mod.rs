@@ -281,14 +281,37 @@ impl Raw {
         }
     }
 
-    /// Sends a ping request and expects its ack: proof the connection works.
-    pub async fn assert_alive(&mut self, id: &str) {
-        self.send(format!(r#"{{"type":"ping","id":"{id}"}}"#)).await;
+    /// The next server message within `wait` (skipping pings), or `None`.
+    pub async fn recv_within(&mut self, wait: Duration) -> Option<ServerEnvelope> {
+        let deadline = tokio::time::Instant::now() + wait;
         loop {
-            match self.recv().await.msg {
-                ServerMessage::Ack { id: got, .. } if got == id => return,
-                ServerMessage::Error { code: ErrorCode::RateLimited, .. } => {}
-                other => panic!("expected the ping's ack, got {other:?}"),
+            let msg = tokio::time::timeout_at(deadline, self.ws.next()).await.ok()?;
+            match msg.expect("open").expect("ok") {
+                Message::Text(t) => {
+                    let env: ServerEnvelope = serde_json::from_str(&t).expect("server JSON");
+                    self.last_seq = env.seq;
+                    return Some(env);
+                }
+                Message::Close(f) => panic!("closed: {f:?}"),
+                _ => {}
+            }
+        }
+    }
+
+    /// Sends ping requests until one is acked: proof the connection works.
+    /// A ping the rate limit dropped gets no answer (docs/protocol.md §8.8),
+    /// so another is sent after 500 ms without one, for up to [`WAIT`].
+    pub async fn assert_alive(&mut self, id: &str) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        for attempt in 0.. {
+            assert!(tokio::time::Instant::now() < deadline, "no ping acked within {WAIT:?}");
+            self.send(format!(r#"{{"type":"ping","id":"{id}.{attempt}"}}"#)).await;
+            while let Some(env) = self.recv_within(Duration::from_millis(500)).await {
+                match env.msg {
+                    ServerMessage::Ack { id: got, .. } if got.starts_with(&format!("{id}.")) => return,
+                    ServerMessage::Error { id: None, code: ErrorCode::RateLimited, .. } => {}
+                    other => panic!("expected the ping's ack, got {other:?}"),
+                }
             }
         }
     }
