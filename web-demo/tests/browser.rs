@@ -1,9 +1,13 @@
-//! Browser tests of the web demo (issue 5): a real `parley` in-process
-//! (SQLite in a temp dir, the system clock, a free window `F` of 8 s) serves
-//! `web-demo/` and `sdk/js/`; two headless chromium processes, each with its
-//! own empty profile, are the seeker and the consultant. The tests find
-//! elements only through the DOM contract in `web-demo/README.md` and read
-//! media flow through `window.parleyDemo.inboundBytes()`.
+//! Browser tests of the web app (issues 5 and 15): a real `parley`
+//! in-process (SQLite in a temp dir, a free window `F` of 8 s, and a manual
+//! server clock that starts at a fixed instant, [`START_MS`], and moves only
+//! when a test says so) serves `web-demo/` and `sdk/js/`; two headless
+//! chromium processes, each with its own empty profile, are the seeker and
+//! the consultant. The tests find elements only through the DOM contract in
+//! `web-demo/README.md` and read media flow through
+//! `window.parleyDemo.inboundBytes()`. They wait on conditions in the page,
+//! never on the wall clock: the meter and the booking scheduler run on the
+//! manual clock.
 //!
 //! Needs Debian's chromium (`PARLEY_CHROMIUM`, default `/usr/bin/chromium`):
 //! `./scripts/test.sh` installs it. A missing browser fails the tests.
@@ -24,8 +28,9 @@ use chromiumoxide::cdp::js_protocol::runtime::{EventConsoleApiCalled, EventExcep
 use chromiumoxide::handler::viewport::Viewport;
 use chromiumoxide::page::ScreenshotParams;
 use futures_util::StreamExt;
-use parley_domain::UserId;
+use parley_domain::{SessionId, Timestamp, UserId};
 use parley_server::{Application, Config};
+use parley_signaling::clock::ManualClock;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -35,8 +40,12 @@ const WAIT: Duration = Duration::from_secs(20);
 const FREE_WINDOW: Duration = Duration::from_secs(8);
 /// `meter.free_window_ending` comes this long before `F`.
 const WARN_BEFORE: Duration = Duration::from_secs(4);
-/// How long the charged call lasts at least (both in the call).
+/// How far the server clock is moved in a call to go past `F`.
 const PAST_FREE_WINDOW: Duration = Duration::from_secs(9);
+/// The server clock's start: Monday 2030-01-07 08:00 UTC (a fixed instant,
+/// never the wall clock; late enough that the dev tokens it signs have not
+/// expired by the system clock that verifies them).
+const START_MS: i64 = 1_894_003_200_000;
 
 const SEEKER: &str = "bt-seeker";
 const SEEKER_NAME: &str = "Sam Browser";
@@ -57,6 +66,7 @@ static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 struct Server {
     base: String,
     billing: Arc<parley_billing::Billing>,
+    clock: Arc<ManualClock>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
     _dir: tempfile::TempDir,
@@ -84,15 +94,34 @@ impl Server {
         config.log = format!("{},chromiumoxide=off", config.log);
         parley_server::telemetry::init_tracing(&config.log);
         let _ = rustls::crypto::ring::default_provider().install_default();
-        // The system clock: the browsers live in real time.
-        let app = Application::build(config).await.expect("server builds");
+        let clock = Arc::new(ManualClock::new(Timestamp::from_unix_millis(START_MS)));
+        let app = Application::build_with_clock(config, clock.clone()).await.expect("server builds");
         let base = format!("http://{}", app.local_addr());
         let billing = app.billing();
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(app.run_until(async move {
             let _ = rx.await;
         }));
-        Server { base, billing, shutdown: Some(tx), task: Some(task), _dir: dir }
+        Server { base, billing, clock, shutdown: Some(tx), task: Some(task), _dir: dir }
+    }
+
+    /// Moves the server clock forward (the meter, ring timeouts and the
+    /// booking scheduler follow it).
+    fn advance(&self, by: Duration) {
+        self.clock.advance(by);
+    }
+
+    /// The server clock now, Unix ms.
+    fn now_ms(&self) -> i64 {
+        use parley_domain::Clock;
+        self.clock.now().unix_millis()
+    }
+
+    /// The amount of the payment hold placed for `session`, in minor units.
+    async fn hold_minor(&self, session: &str) -> i64 {
+        let id = SessionId::parse(session).expect("a session id");
+        let hold = self.billing.hold(&id).await.expect("hold lookup");
+        hold.unwrap_or_else(|| panic!("no hold was placed for {session}")).amount.amount_minor
     }
 
     /// Waits until the consultant's price is stored (the price form saved it).
@@ -425,14 +454,27 @@ fn visible_js(selector: &str) -> String {
 }
 
 fn call_now() -> String {
-    format!(r#"[data-consultant-id="{CONSULTANT}"] button.call-now"#)
+    format!(r#"#consultants [data-consultant-id="{CONSULTANT}"] button.call-now"#)
 }
 
 // ---------------------------------------------------------------------------
 // The journeys
 
-/// A server, a consultant who charges EUR 30.00 per session and is
-/// available, and a seeker who sees them available.
+/// What the consultant types into the price form.
+struct PriceForm {
+    /// In major units, as a person types it ("30", "1.50").
+    amount: &'static str,
+    model: &'static str,
+    /// What must be stored, in minor units.
+    minor: i64,
+}
+
+const FIXED_30: PriceForm = PriceForm { amount: "30", model: "fixed", minor: 3000 };
+const PER_MINUTE_150: PriceForm = PriceForm { amount: "1.50", model: "per_minute", minor: 150 };
+
+/// A server, a consultant with a published profile (a tax adviser in
+/// Paris), a price and presence `available`, and a seeker who found them
+/// by keyword in the directory.
 struct Scene {
     server: Server,
     seeker: Tab,
@@ -441,6 +483,10 @@ struct Scene {
 
 impl Scene {
     async fn start(screenshots: bool) -> Scene {
+        Self::start_with(screenshots, FIXED_30).await
+    }
+
+    async fn start_with(screenshots: bool, price: PriceForm) -> Scene {
         let server = Server::start().await;
         let (seeker, consultant) = tokio::join!(Tab::launch("seeker"), Tab::launch("consultant"));
         let home = format!("{}/", server.base);
@@ -448,18 +494,24 @@ impl Scene {
 
         consultant.wait_visible("#login-form").await;
         consultant.sign_in(CONSULTANT, CONSULTANT_NAME, "consultant").await;
-        consultant.fill("#price-amount", "3000").await;
-        consultant.fill("#price-model", "fixed").await;
+        consultant.publish_profile().await;
+        consultant.fill("#price-amount", price.amount).await;
+        consultant.fill("#price-model", price.model).await;
         consultant.click("#price-save").await;
-        server.wait_price(CONSULTANT, 3000).await;
+        server.wait_price(CONSULTANT, price.minor).await;
         consultant.click("#availability-toggle").await;
         consultant.wait_visible(r#"#availability-toggle[aria-pressed="true"]"#).await;
+        if screenshots {
+            consultant.screenshot("10-consultant-desk").await;
+        }
 
         seeker.wait_visible("#login-form").await;
         if screenshots {
             seeker.screenshot("01-sign-in").await;
         }
         seeker.sign_in(SEEKER, SEEKER_NAME, "seeker").await;
+        // Keyword search over the directory: "tax" is in the headline and tags, not the name.
+        seeker.fill("#consultant-search", "taxes").await;
         seeker
             .wait_visible(&format!(r#"#consultants [data-consultant-id="{CONSULTANT}"][data-presence="available"]"#))
             .await;
@@ -481,13 +533,10 @@ impl Scene {
         }
     }
 
-    /// The consultant accepts; both are in `#call-view` with media flowing
-    /// both ways and the free-window countdown shown. Returns when both
-    /// were first in the call.
-    async fn accept_and_talk(&self) -> Instant {
-        self.consultant.click("#accept-call").await;
+    /// Both sides are in `#call-view` with media flowing both ways and the
+    /// free-window countdown shown.
+    async fn talk(&self) {
         tokio::join!(self.seeker.wait_visible("#call-view"), self.consultant.wait_visible("#call-view"));
-        let in_call = Instant::now();
         tokio::join!(self.seeker.wait_media_flowing(), self.consultant.wait_media_flowing());
         tokio::join!(self.seeker.wait_visible("#meter-countdown"), self.consultant.wait_visible("#meter-countdown"));
         // The countdown starts from the server's free window (the `room.join`
@@ -497,7 +546,18 @@ impl Scene {
             let left = left.as_f64().unwrap_or(f64::MAX);
             assert!(left <= FREE_WINDOW.as_secs_f64(), "countdown shows {left} s of a {FREE_WINDOW:?} free window");
         }
-        in_call
+    }
+
+    /// The consultant accepts the ringing call; both talk.
+    async fn accept_and_talk(&self) {
+        self.consultant.click("#accept-call").await;
+        self.talk().await;
+    }
+
+    /// Moves the server clock past `F`: both see the billing indicator.
+    async fn past_the_free_window(&self) {
+        self.server.advance(PAST_FREE_WINDOW);
+        tokio::join!(self.seeker.wait_visible("#meter-billing"), self.consultant.wait_visible("#meter-billing"));
     }
 
     async fn finish(self) {
@@ -506,39 +566,72 @@ impl Scene {
     }
 }
 
-/// An instant call with real media, hung up before `F`: free.
+impl Tab {
+    /// The consultant publishes a profile through the editor and waits
+    /// until the desk says it is live in the directory.
+    async fn publish_profile(&self) {
+        self.fill("#profile-display-name", CONSULTANT_NAME).await;
+        self.fill("#profile-headline-input", "Tax advice for freelancers").await;
+        self.fill("#profile-bio-input", "Ten years of VAT returns for people who work for themselves.").await;
+        self.fill("#profile-tags-input", "Tax, VAT, freelancing").await;
+        self.fill("#profile-languages-input", "en, fr").await;
+        self.fill("#profile-time-zone", "Europe/Paris").await;
+        self.click("#profile-save").await;
+        self.wait_visible(r#"#profile-live[data-live="true"]"#).await;
+    }
+
+    /// The seeker leaves a review on `#summary` and finds it on the
+    /// consultant's profile page.
+    async fn review_and_find_it(&self, text: &str) {
+        self.fill("#review-stars", "4").await;
+        self.fill("#review-text", text).await;
+        self.click("#review-submit").await;
+        self.wait_visible("#review-thanks").await;
+        self.click("#review-profile").await;
+        self.wait_visible(&format!(r#"#profile-view[data-consultant-id="{CONSULTANT}"]"#)).await;
+        let sel = js_str("#profile-reviews .review");
+        let want = js_str(text);
+        self.wait_until(
+            "the review on the profile (#profile-reviews)",
+            &format!(
+                "[...document.querySelectorAll({sel})].some((r) => r.textContent.includes({want}) && r.textContent.includes('★★★★☆'))"
+            ),
+        )
+        .await;
+        let rating = self.text("#profile-rating").await;
+        assert!(rating.contains("4.0") && rating.contains("1 review"), "{}: #profile-rating is {rating:?}", self.who);
+    }
+}
+
+/// An instant call with real media, hung up before `F`: free; the seeker's
+/// review is posted and shows on the consultant's profile.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn instant_call_hung_up_within_the_free_window_is_free() {
+async fn instant_call_hung_up_within_the_free_window_is_free_and_the_review_is_posted() {
     let _serial = SERIAL.lock().await;
     let scene = Scene::start(true).await;
     scene.call("pm_card_visa", true).await;
-    let in_call = scene.accept_and_talk().await;
+    scene.accept_and_talk().await;
     scene.seeker.screenshot("04-in-call").await;
-    let talked = in_call.elapsed();
-    assert!(
-        talked < FREE_WINDOW - Duration::from_secs(1),
-        "setting up media took {talked:?}: too close to the free window of {FREE_WINDOW:?} to hang up within it"
-    );
+    // The server clock has not moved: the call is within the free window.
     scene.seeker.click("#hangup").await;
     scene.seeker.wait_visible(r#"#summary[data-outcome="free"]"#).await;
     scene.consultant.wait_visible(r#"#summary[data-outcome="free"]"#).await;
     scene.seeker.screenshot("05-summary-free").await;
+    scene.seeker.review_and_find_it("Clear and kind, from a browser.").await;
+    scene.seeker.screenshot("09-profile-with-review").await;
     scene.finish().await;
 }
 
 /// The same call kept past `F`: the billing indicator shows, the bill is
-/// the fixed EUR 30.00.
+/// the fixed EUR 30.00; the ringing screen stated the hold that was placed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn instant_call_past_the_free_window_is_charged() {
+async fn instant_call_past_the_free_window_is_charged_the_fixed_hold_shown() {
     let _serial = SERIAL.lock().await;
     let scene = Scene::start(false).await;
     scene.call("pm_card_visa", false).await;
-    let in_call = scene.accept_and_talk().await;
-    tokio::join!(scene.seeker.wait_visible("#meter-billing"), scene.consultant.wait_visible("#meter-billing"));
-    if let Some(left) = PAST_FREE_WINDOW.checked_sub(in_call.elapsed()) {
-        tokio::time::sleep(left).await;
-    }
-    assert!(scene.seeker.is_visible("#meter-billing").await, "seeker: #meter-billing went away during the call");
+    scene.seeker.assert_hold_shown(&scene.server, 3000, "30.00").await;
+    scene.accept_and_talk().await;
+    scene.past_the_free_window().await;
     scene.seeker.screenshot("04-in-call-billing").await;
     scene.seeker.click("#hangup").await;
     scene.seeker.wait_visible(r#"#summary[data-outcome="charged"]"#).await;
@@ -546,6 +639,63 @@ async fn instant_call_past_the_free_window_is_charged() {
     let amount = scene.seeker.text("#summary-amount").await;
     assert!(amount.contains("30.00"), "seeker: #summary-amount is {amount:?}, expected EUR 30.00");
     scene.seeker.screenshot("06-summary-charged").await;
+    scene.finish().await;
+}
+
+/// A per-minute consultant who typed "1.50" charges EUR 1.50 a minute
+/// (150 minor units, not 1); the ringing screen states the hold placed:
+/// the rate × the instant-call maximum of 60 minutes, EUR 90.00.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_per_minute_call_states_the_hold_that_was_placed() {
+    let _serial = SERIAL.lock().await;
+    let scene = Scene::start_with(false, PER_MINUTE_150).await;
+    let price =
+        scene.seeker.text(&format!(r#"#consultants [data-consultant-id="{CONSULTANT}"] .consultant-price"#)).await;
+    assert!(price.contains("1.50") && price.contains("minute"), "seeker: the listed price is {price:?}");
+    scene.call("pm_card_visa", false).await;
+    scene.seeker.assert_hold_shown(&scene.server, 9000, "90.00").await;
+    scene.seeker.screenshot("03-outgoing-call-per-minute").await;
+    scene.seeker.click("#cancel-call").await;
+    scene.consultant.wait_hidden("#incoming-call").await;
+    scene.finish().await;
+}
+
+impl Tab {
+    /// The ringing screen states the hold the server placed for its session.
+    async fn assert_hold_shown(&self, server: &Server, minor: i64, major: &str) {
+        self.wait_visible("#outgoing-detail[data-hold-minor]").await;
+        let session = self.eval("document.querySelector('#outgoing-call').dataset.sessionId").await;
+        let session = session.as_str().expect("#outgoing-call has data-session-id").to_owned();
+        let placed = server.hold_minor(&session).await;
+        assert_eq!(placed, minor, "the server placed a hold of {placed}");
+        let shown = self.eval("Number(document.querySelector('#outgoing-detail').dataset.holdMinor)").await;
+        assert_eq!(shown.as_i64(), Some(placed), "{}: the ringing screen states a hold of {shown}", self.who);
+        let text = self.text("#outgoing-detail").await;
+        assert!(text.contains(major), "{}: #outgoing-detail says {text:?}, not {major}", self.who);
+        assert!(
+            text.contains("free window"),
+            "{}: #outgoing-detail does not explain the free window: {text:?}",
+            self.who
+        );
+    }
+}
+
+/// A reload in the middle of a call rejoins the open session: media flows
+/// again and hanging up ends it with a bill.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_mid_call_rejoins_the_open_session() {
+    let _serial = SERIAL.lock().await;
+    let scene = Scene::start(false).await;
+    scene.call("pm_card_visa", false).await;
+    scene.accept_and_talk().await;
+    let session = scene.seeker.eval("document.querySelector('#call-view').dataset.sessionId").await;
+    scene.seeker.page.reload().await.expect("reload");
+    scene.seeker.wait_visible(&format!(r#"#call-view[data-session-id={session}]"#)).await;
+    scene.seeker.wait_media_flowing().await;
+    scene.consultant.wait_media_flowing().await;
+    scene.seeker.click("#hangup").await;
+    scene.seeker.wait_visible(r#"#summary[data-outcome="free"]"#).await;
+    scene.consultant.wait_visible(r#"#summary[data-outcome="free"]"#).await;
     scene.finish().await;
 }
 
@@ -601,6 +751,84 @@ async fn a_declined_card_never_rings_the_consultant() {
     scene.finish().await;
 }
 
+/// The scheduled journey: the consultant opens a weekly calendar; the
+/// seeker finds them by keyword, opens the profile, proposes three slots
+/// (a fourth cannot be picked) after reading price, hold timing and the
+/// cancellation policy; the consultant accepts the second; when the server
+/// clock reaches the room opening both get Join, talk past `F`, and the
+/// seeker is charged the booked price.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_booked_session_from_the_profile_to_the_bill() {
+    let _serial = SERIAL.lock().await;
+    let scene = Scene::start(false).await;
+    let (seeker, consultant, server) = (&scene.seeker, &scene.consultant, &scene.server);
+
+    // The consultant's week: Monday to Friday, 09:00-17:00 Paris time.
+    for day in ["mon", "tue", "wed", "thu", "fri"] {
+        consultant.click(&format!("#avail-{day}-on")).await;
+    }
+    consultant.click("#week-save").await;
+    consultant
+        .wait_until(
+            "availability saved",
+            "document.querySelector('#status').textContent.includes('Availability saved')",
+        )
+        .await;
+
+    // The seeker's profile page.
+    seeker.click(&format!(r#"#consultants [data-consultant-id="{CONSULTANT}"] .open-profile"#)).await;
+    seeker.wait_visible("#profile-view").await;
+    let headline = seeker.text("#profile-headline").await;
+    assert_eq!(headline, "Tax advice for freelancers");
+    seeker.wait_until("four free slots", "document.querySelectorAll('#profile-slots input').length >= 4").await;
+    let zones = seeker.text("#book-zones").await;
+    assert!(zones.contains("Europe/Paris"), "seeker: #book-zones is {zones:?}: the consultant's zone is not shown");
+    for n in 1..=3 {
+        seeker.click(&format!("#profile-slots .slot:nth-child({n}) input")).await;
+    }
+    let fourth_disabled = seeker.eval("document.querySelectorAll('#profile-slots input')[3].disabled").await;
+    assert_eq!(fourth_disabled, serde_json::Value::Bool(true), "seeker: a fourth slot can be picked");
+    let summary = seeker.text("#book-summary").await;
+    for words in ["30.00", "hold", "24 hours"] {
+        assert!(summary.contains(words), "seeker: #book-summary does not mention {words:?}: {summary:?}");
+    }
+    seeker.screenshot("11-profile-booking").await;
+    seeker.click("#book-submit").await;
+    seeker.wait_visible(r#"#my-bookings .booking[data-state="pending"]"#).await;
+
+    // The consultant accepts the second proposed time.
+    let pending = r#"#consultant-bookings .booking[data-state="pending"]"#;
+    consultant.wait_visible(pending).await;
+    let second = consultant.eval(&format!("document.querySelector('{pending} .booking-slot').options[1].value")).await;
+    let second = second.as_str().expect("a second proposed time").to_owned();
+    consultant.fill(&format!("{pending} .booking-slot"), &second).await;
+    consultant.click(&format!("{pending} .booking-accept")).await;
+    let confirmed = format!(r#".booking[data-state="confirmed"][data-start-ms="{second}"]"#);
+    consultant.wait_visible(&format!("#consultant-bookings {confirmed}")).await;
+    seeker.wait_visible(&format!("#my-bookings {confirmed}")).await;
+    seeker.wait_visible(&format!("#my-bookings {confirmed} .booking-wait")).await;
+    assert!(!seeker.is_visible("#my-bookings .booking-join").await, "seeker: Join shows before the room opens");
+    seeker.screenshot("12-my-sessions").await;
+
+    // The server clock reaches the room opening (10 minutes before the start).
+    let opens =
+        seeker.eval(&format!("Number(document.querySelector('#my-bookings {confirmed}').dataset.opensAtMs)")).await;
+    let opens = opens.as_i64().expect("data-opens-at-ms");
+    let wait = u64::try_from(opens - server.now_ms()).expect("the room opens later");
+    server.advance(Duration::from_millis(wait));
+    let join = r#".booking[data-state="held"] .booking-join"#;
+    let (seeker_join, consultant_join) = (format!("#my-bookings {join}"), format!("#consultant-bookings {join}"));
+    tokio::join!(seeker.click(&seeker_join), consultant.click(&consultant_join));
+    scene.talk().await;
+    scene.past_the_free_window().await;
+    seeker.click("#hangup").await;
+    seeker.wait_visible(r#"#summary[data-outcome="charged"]"#).await;
+    consultant.wait_visible(r#"#summary[data-outcome="charged"]"#).await;
+    let amount = seeker.text("#summary-amount").await;
+    assert!(amount.contains("30.00"), "seeker: #summary-amount is {amount:?}, expected EUR 30.00");
+    scene.finish().await;
+}
+
 /// The SDK's directory and booking methods, used from the demo page: a
 /// consultant publishes a profile with a distinctive tag, availability and a
 /// price; a seeker finds them by the tag, lists their slots and proposes
@@ -616,7 +844,8 @@ async fn the_sdk_finds_a_consultant_in_the_directory_and_books_a_slot() {
     let js = BOOKING_JOURNEY_JS
         .replace("__CONSULTANT__", "bt-booked-consultant")
         .replace("__SEEKER__", "bt-booking-seeker")
-        .replace("__TAG__", "Browser-Booking-Tag");
+        .replace("__TAG__", "Browser-Booking-Tag")
+        .replace("__NOW__", &server.now_ms().to_string());
     let out = tab.eval(&js).await;
     let console = tab.console_tail();
     assert_eq!(out["error"], serde_json::Value::Null, "the journey threw: {out}\nconsole:\n  {console}");
@@ -652,7 +881,7 @@ async fn the_sdk_finds_a_consultant_in_the_directory_and_books_a_slot() {
 }
 
 /// The journey of the test above, run in the page; placeholders
-/// `__CONSULTANT__`, `__SEEKER__` and `__TAG__`. Resolves with the values to
+/// `__CONSULTANT__`, `__SEEKER__`, `__TAG__` and `__NOW__` (the server clock, Unix ms). Resolves with the values to
 /// check (`error` if something threw).
 const BOOKING_JOURNEY_JS: &str = r#"(async () => {
   const { ParleyApi, ParleyError, ErrorCode } = await import(new URL("/sdk/js/parley.js", location.href).href);
@@ -682,7 +911,7 @@ const BOOKING_JOURNEY_JS: &str = r#"(async () => {
     out.directory_without_the_tag = everyone.items.some((i) => i.id === "__CONSULTANT__");
 
     // Two days ahead: well inside the booking horizon, never near the room opening.
-    const from = Date.now() + 2 * 24 * 3600 * 1000;
+    const from = __NOW__ + 2 * 24 * 3600 * 1000;
     const slots = await api.slots(s.token, "__CONSULTANT__", { from_ms: from, to_ms: from + 24 * 3600 * 1000, length_min: 60 });
     out.slots_length_min = slots.length_min;
     out.slots_time_zone = slots.time_zone;
@@ -708,7 +937,7 @@ const BOOKING_JOURNEY_JS: &str = r#"(async () => {
 
     try {
       await api.proposeBooking(s.token, {
-        consultant_id: "__CONSULTANT__", slots: [Date.now() - 3600000], length_min: 60, payment_method: "pm_card_visa",
+        consultant_id: "__CONSULTANT__", slots: [__NOW__ - 3600000], length_min: 60, payment_method: "pm_card_visa",
       });
       out.past = "resolved";
     } catch (err) {
