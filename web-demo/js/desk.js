@@ -439,7 +439,8 @@ function renderChart(months) {
   const max = Math.max(1, ...shown.map((m) => m.sessions));
   const bw = 48;
   const height = 160;
-  const svg = svgEl("svg", { viewBox: `0 0 ${shown.length * bw + 10} ${height + 40}`, class: "chart-svg" });
+  // Room for twelve months, so that one month is one narrow bar, not a wall.
+  const svg = svgEl("svg", { viewBox: `0 0 ${12 * bw + 10} ${height + 40}`, class: "chart-svg" });
   shown.forEach((m, i) => {
     const bh = Math.round((m.sessions / max) * height);
     const x = 10 + i * bw;

@@ -829,6 +829,138 @@ async fn a_booked_session_from_the_profile_to_the_bill() {
     scene.finish().await;
 }
 
+/// The consultant's journey on top of an instant call: payouts set up
+/// through the onboarding link and its return page; a charged call; the
+/// earnings net of commission; the seeker's review answered from the desk
+/// and the reply visible on the profile; the metrics chart; a promotion
+/// bought with its receipt, after which the consultant is featured and
+/// first in the seeker's search although another consultant matches better.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_consultant_journey_from_payouts_to_featured_first() {
+    let _serial = SERIAL.lock().await;
+    let scene = Scene::start(false).await;
+    let (seeker, consultant) = (&scene.seeker, &scene.consultant);
+
+    // Payout onboarding: the sandbox link comes straight back to the desk.
+    consultant.wait_visible(r#"#payout-status[data-ready="false"]"#).await;
+    consultant.click("#payout-setup").await;
+    consultant.wait_visible(r#"#payout-status[data-ready="true"]"#).await;
+    let url = consultant.eval("location.search").await;
+    assert_eq!(url, serde_json::json!(""), "consultant: the return page keeps its query in the address bar");
+
+    // A consultant whose profile matches "taxes" better (name, headline and tags).
+    let other = seeker.eval(OTHER_CONSULTANT_JS).await;
+    assert_eq!(other, serde_json::json!("ok"), "creating the other consultant: {other}");
+    seeker.fill("#consultant-search", "tax").await;
+    seeker.wait_until(
+        "the better match listed first",
+        r#"document.querySelector('#consultants [data-consultant-id]')?.dataset.consultantId === 'bt-other-consultant'"#,
+    ).await;
+
+    // A charged call (the consultant availability toggle survived the payout round trip).
+    consultant.wait_visible(r#"#availability-toggle[aria-pressed="true"]"#).await;
+    scene.call("pm_card_visa", false).await;
+    scene.accept_and_talk().await;
+    scene.past_the_free_window().await;
+    consultant.click("#hangup").await;
+    seeker.wait_visible(r#"#summary[data-outcome="charged"]"#).await;
+    consultant.wait_visible(r#"#summary[data-outcome="charged"]"#).await;
+    seeker.review_and_find_it("Sorted my VAT in one call.").await;
+
+    consultant.click("#summary-close").await;
+    consultant.wait_visible("#consultant-home").await;
+    // Earnings: EUR 30.00 less the platform's commission (20 % by default).
+    consultant
+        .wait_until(
+            "earnings of one session",
+            "document.querySelector('#earnings-count').textContent.includes('1 paid session')",
+        )
+        .await;
+    let total = consultant.text("#earnings-total").await;
+    assert!(total.contains("24.00"), "consultant: #earnings-total is {total:?}, expected EUR 24.00 (30.00 less 20 %)");
+
+    // The review, answered from the desk; the reply shows on the profile.
+    let review = "#my-reviews .review";
+    consultant.wait_visible(&format!("{review} .reply-text")).await;
+    consultant.fill(&format!("{review} .reply-text"), "Glad it helped, Sam.").await;
+    consultant.click(&format!("{review} .reply-submit")).await;
+    consultant.wait_visible(&format!("{review} .review-reply")).await;
+
+    // The metrics chart: one month with one session.
+    consultant.wait_visible(r#"#metrics-chart[data-months="1"] svg rect"#).await;
+    let facts = consultant.text("#metrics-facts").await;
+    assert!(facts.contains("Sessions1"), "consultant: #metrics-facts is {facts:?}");
+    consultant.screenshot("13-consultant-metrics").await;
+
+    // A promotion: paid at once, with its receipt and window.
+    consultant.click(r#"#promo-packages button.promo-buy[data-package-id="featured_7d"]"#).await;
+    consultant.wait_visible(r#"#promo-current[data-featured="true"]"#).await;
+    consultant.wait_visible("#promo-receipts .promo-receipt").await;
+    let receipt = consultant.text("#promo-receipts .promo-receipt").await;
+    assert!(receipt.contains("19.00"), "consultant: the promotion receipt is {receipt:?}");
+
+    // The seeker: the consultant featured and first, and the reply on the profile.
+    seeker.click("#profile-back").await;
+    let first = format!(
+        r#"(() => {{ const e = document.querySelector('#consultants [data-consultant-id]');
+            return !!e && e.dataset.consultantId === '{CONSULTANT}' && e.dataset.featured === 'true' && !!e.querySelector('.featured-badge'); }})()"#
+    );
+    seeker.wait_until("the featured consultant first and marked", &first).await;
+    seeker.screenshot("14-featured-first").await;
+    seeker.click(&format!(r#"#consultants [data-consultant-id="{CONSULTANT}"] .open-profile"#)).await;
+    seeker
+        .wait_until(
+            "the consultant's reply under the review",
+            "[...document.querySelectorAll('#profile-reviews .review-reply')].some((r) => r.textContent.includes('Glad it helped, Sam.'))",
+        )
+        .await;
+    scene.finish().await;
+}
+
+/// Creates (through the SDK, in the seeker's page) a consultant whose
+/// profile matches "tax" better than the scene's; resolves "ok".
+const OTHER_CONSULTANT_JS: &str = r#"(async () => {
+  const { ParleyApi } = await import(new URL("/sdk/js/parley.js", location.href).href);
+  const api = new ParleyApi();
+  const c = await api.devLogin("bt-other-consultant", "Tex Taxman", "consultant");
+  await api.setProfile(c.token, {
+    display_name: "Tex Tax", headline: "Tax, tax returns and tax audits", bio: "Tax.", tags: ["tax", "taxes", "tax-audit"],
+    languages: ["en"], time_zone: "UTC", session_minutes: [30],
+  });
+  return "ok";
+})()"#;
+
+/// At phone width (390 px) the seeker's home is usable: the search box
+/// takes the width, nothing scrolls sideways. A "can't reach Parley" banner
+/// goes away once a request succeeds again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn phone_width_and_the_network_banner_clears_when_parley_is_back() {
+    use chromiumoxide::cdp::browser_protocol::emulation::SetDeviceMetricsOverrideParams;
+    let _serial = SERIAL.lock().await;
+    let scene = Scene::start(false).await;
+    let seeker = &scene.seeker;
+    seeker.page.execute(SetDeviceMetricsOverrideParams::new(390, 844, 2.0, true)).await.expect("phone viewport");
+    seeker.wait_until("the phone layout", "window.innerWidth === 390").await;
+    let width = seeker.eval("document.querySelector('#consultant-search').getBoundingClientRect().width").await;
+    assert!(width.as_f64().is_some_and(|w| w >= 300.0), "seeker: the search box is {width} px wide at 390 px");
+    let overflow = seeker.eval("document.documentElement.scrollWidth").await;
+    assert!(overflow.as_f64().is_some_and(|w| w <= 390.0), "seeker: the page is {overflow} px wide at 390 px");
+    seeker.screenshot("15-phone-home").await;
+
+    // The network goes away for the page's requests, and comes back.
+    seeker
+        .eval(
+            "(() => { const real = window.fetch; window.__offline = true;
+               window.fetch = (...a) => window.__offline ? Promise.reject(new TypeError('Failed to fetch')) : real(...a);
+               return true; })()",
+        )
+        .await;
+    seeker.wait_visible(r#"#error-banner[data-code="network"]"#).await;
+    seeker.eval("(() => { window.__offline = false; return true; })()").await;
+    seeker.wait_hidden("#error-banner").await;
+    scene.finish().await;
+}
+
 /// The SDK's directory and booking methods, used from the demo page: a
 /// consultant publishes a profile with a distinctive tag, availability and a
 /// price; a seeker finds them by the tag, lists their slots and proposes
