@@ -156,7 +156,9 @@ function wireClient(client) {
   client.on("meter.hold_ending", (m) => {
     onMeter(m);
     if (state.session && m.session_id === state.session.id) {
-      setStatus(`The payment hold runs out in ${duration(m.ends_at_billable_secs - m.billable_secs)}; the call will end then.`, { sticky: true });
+      const warning = $("#hold-warning");
+      warning.textContent = `The payment hold runs out in ${duration(m.ends_at_billable_secs - m.billable_secs)}: the call ends then.`;
+      warning.hidden = false;
     }
   });
   client.on("error", (m) => console.warn("parley: server error", m.code, m.message));
@@ -463,6 +465,7 @@ async function placeCall(consultant) {
     if (consultant.price) {
       const hold = await placedHold(ringing.session_id);
       if (state.outgoing && state.outgoing.sessionId === ringing.session_id) {
+        state.outgoing.hold = hold;
         detail.textContent = holdDetail(consultant.price, hold);
         if (hold) detail.dataset.holdMinor = String(hold.amount_minor);
       }
@@ -488,7 +491,9 @@ async function enterSession(sessionId, { callId = null, peer = null } = {}) {
   if (state.session && state.session.id === sessionId && !state.session.ended) return show("call-view", { focus: false });
   if (state.outgoing && state.outgoing.sessionId === sessionId) peer = state.outgoing.consultant;
   if (state.incoming && state.incoming.sessionId === sessionId) peer = state.incoming.seeker;
-  sessionStorage.setItem(SESSION_KEY, JSON.stringify({ id: sessionId, callId, peer, user: state.user.id }));
+  const saved = readOpenSession();
+  const hold = state.outgoing?.sessionId === sessionId ? (state.outgoing.hold ?? null) : saved?.id === sessionId ? saved.hold : null;
+  sessionStorage.setItem(SESSION_KEY, JSON.stringify({ id: sessionId, callId, peer, hold, user: state.user.id }));
   clearRinging();
   endCallLocally();
   state.session = {
@@ -503,7 +508,13 @@ async function enterSession(sessionId, { callId = null, peer = null } = {}) {
     ended: false,
     timer: null,
     mediaState: "new",
+    // The price and hold of this session, when known (the seeker's view).
+    price: state.user.role === "seeker" ? (peer?.price ?? null) : state.price,
+    hold,
   };
+  $("#free-window-choice").hidden = true;
+  $("#hold-warning").hidden = true;
+  $("#recording-indicator").hidden = !state.client.recorderOf(sessionId);
   const view = $("#call-view");
   view.dataset.sessionId = sessionId;
   $("#call-peer-name").textContent = peer?.name || "your consultant";
@@ -554,6 +565,10 @@ async function enterSession(sessionId, { callId = null, peer = null } = {}) {
     const video = $("#remote-video");
     if (video.srcObject !== s) video.srcObject = s;
     video.play?.().catch(() => {});
+  });
+  call.on("recording", (ev) => {
+    $("#recording-indicator").hidden = !ev.active;
+    setStatus(ev.active ? "This call is being recorded." : "Recording stopped.");
   });
   call.on("connectionstatechange", (s) => {
     if (!state.session) return;
@@ -630,11 +645,40 @@ function onMeter(m, { freeWindow, billing } = {}) {
   s.lastMeterSecs = m.billable_secs;
   if (billing) {
     s.billing = true;
+    $("#free-window-choice").hidden = true;
     setStatus("The free window is over: this call is now billed.");
   } else if (freeWindow) {
     setStatus(`${duration(freeWindow - m.billable_secs)} of free time left.`);
+    offerChoice(freeWindow - m.billable_secs);
   }
   renderMeter();
+}
+
+/** What the session costs past the free window, in words (the seeker's view). */
+function costWords(s) {
+  const p = s.price;
+  if (!p) return "This call is free: nothing is charged either way.";
+  if (p.model === "fixed") return `If you continue past the free window, ${formatMoney(p.amount)} is charged.`;
+  const cap = s.hold ? `, at most ${formatMoney(s.hold)}` : "";
+  return `If you continue past the free window, you pay ${formatMoney(p.amount)} per started minute${cap}.`;
+}
+
+/** `F` − 60 s: the seeker chooses to continue (and be charged) or end now, free. */
+function offerChoice(secsLeft) {
+  const s = state.session;
+  if (!s || s.billing) return;
+  const box = $("#free-window-choice");
+  $("#choice-title").textContent = `Your free time ends in ${duration(secsLeft)}`;
+  if (state.user.role === "seeker") {
+    $("#choice-text").textContent = `${costWords(s)} End now and nothing is charged.`;
+    $("#choice-end").hidden = $("#choice-continue").hidden = false;
+  } else {
+    $("#choice-text").textContent = "The seeker is asked whether to continue past the free window.";
+    $("#choice-end").hidden = true;
+    $("#choice-continue").hidden = true;
+  }
+  box.hidden = false;
+  if (state.user.role === "seeker") $("#choice-continue").focus();
 }
 
 function renderMeter() {
@@ -650,6 +694,16 @@ function renderMeter() {
   const billable = $("#meter-billable");
   billable.dataset.seconds = String(s.lastMeterSecs);
   $("#meter-billable-text").textContent = clock(s.billable);
+  // Per minute: the running amount once billing started (started minutes beyond F, at most the hold).
+  const amount = $("#meter-amount");
+  const p = s.price;
+  if (s.billing && p && p.model === "per_minute") {
+    let minor = p.amount.amount_minor * Math.ceil(Math.max(0, s.billable - s.freeWindow) / 60);
+    if (s.hold) minor = Math.min(minor, s.hold.amount_minor);
+    amount.dataset.minor = String(minor);
+    $("#meter-amount-text").textContent = formatMoney({ amount_minor: minor, currency: p.amount.currency });
+    amount.hidden = false;
+  } else amount.hidden = true;
 }
 
 function applyToggles() {
@@ -838,6 +892,12 @@ function init() {
   $("#mute-toggle").addEventListener("click", (e) => toggle(e.currentTarget));
   $("#camera-toggle").addEventListener("click", (e) => toggle(e.currentTarget));
   $("#hangup").addEventListener("click", hangUp);
+  $("#choice-end").addEventListener("click", hangUp);
+  $("#choice-continue").addEventListener("click", () => {
+    $("#free-window-choice").hidden = true;
+    setStatus("You're continuing: billing starts when the free time is over.");
+    $("#hangup").focus();
+  });
   $("#review-form").addEventListener("submit", submitReview);
   $("#review-profile").addEventListener("click", () => {
     const id = state.lastSession?.peer?.id;

@@ -612,8 +612,15 @@ async fn instant_call_hung_up_within_the_free_window_is_free_and_the_review_is_p
     scene.call("pm_card_visa", true).await;
     scene.accept_and_talk().await;
     scene.seeker.screenshot("04-in-call").await;
-    // The server clock has not moved: the call is within the free window.
-    scene.seeker.click("#hangup").await;
+    // `F` − 4 s: the seeker is asked, and ends the call now, free.
+    scene.server.advance(FREE_WINDOW - WARN_BEFORE + Duration::from_secs(1));
+    scene.seeker.wait_visible("#free-window-choice").await;
+    scene.consultant.wait_visible("#free-window-choice").await;
+    assert!(!scene.consultant.is_visible("#choice-end").await, "consultant: offered the seeker's choice");
+    let words = scene.seeker.text("#choice-text").await;
+    assert!(words.contains("30.00"), "seeker: the choice does not state the charge: {words:?}");
+    scene.seeker.screenshot("04-free-window-choice").await;
+    scene.seeker.click("#choice-end").await;
     scene.seeker.wait_visible(r#"#summary[data-outcome="free"]"#).await;
     scene.consultant.wait_visible(r#"#summary[data-outcome="free"]"#).await;
     scene.seeker.screenshot("05-summary-free").await;
@@ -631,6 +638,9 @@ async fn instant_call_past_the_free_window_is_charged_the_fixed_hold_shown() {
     scene.call("pm_card_visa", false).await;
     scene.seeker.assert_hold_shown(&scene.server, 3000, "30.00").await;
     scene.accept_and_talk().await;
+    scene.server.advance(FREE_WINDOW - WARN_BEFORE + Duration::from_secs(1));
+    scene.seeker.click("#choice-continue").await;
+    scene.seeker.wait_hidden("#free-window-choice").await;
     scene.past_the_free_window().await;
     scene.seeker.screenshot("04-in-call-billing").await;
     scene.seeker.click("#hangup").await;
@@ -655,8 +665,20 @@ async fn a_per_minute_call_states_the_hold_that_was_placed() {
     scene.call("pm_card_visa", false).await;
     scene.seeker.assert_hold_shown(&scene.server, 9000, "90.00").await;
     scene.seeker.screenshot("03-outgoing-call-per-minute").await;
-    scene.seeker.click("#cancel-call").await;
-    scene.consultant.wait_hidden("#incoming-call").await;
+    // Past `F`, the running amount: a started minute costs EUR 1.50.
+    scene.accept_and_talk().await;
+    scene.past_the_free_window().await;
+    scene
+        .seeker
+        .wait_until(
+            "#meter-amount stating one started minute (EUR 1.50)",
+            "(() => { const e = document.querySelector('#meter-amount'); return e.checkVisibility() && e.dataset.minor === '150'; })()",
+        )
+        .await;
+    scene.seeker.click("#hangup").await;
+    scene.seeker.wait_visible(r#"#summary[data-outcome="charged"]"#).await;
+    let amount = scene.seeker.text("#summary-amount").await;
+    assert!(amount.contains("1.50"), "seeker: #summary-amount is {amount:?}, expected one started minute, EUR 1.50");
     scene.finish().await;
 }
 
