@@ -10,6 +10,7 @@ import { $, show, setStatus, showError, clearError, showErr, setAvatar, currentS
 import { formatMoney, priceText, clock, duration, dateTime } from "./format.js";
 import { initDirectory, refreshDirectory, startDirectoryPolling, stopDirectoryPolling, nameOfConsultant, openProfile } from "./directory.js";
 import { refreshBookings, onReminder, rememberName } from "./bookings.js";
+import { showRecap } from "./recap.js";
 import { initDesk, loadDesk, refreshEarnings, refreshAfterSession, refreshDeskExtras } from "./desk.js";
 
 /** Assumed free window until the server tells us (the `room.join` ack). */
@@ -446,7 +447,7 @@ async function placeCall(consultant) {
   buttons.forEach((b) => (b.disabled = true));
   try {
     await prepareMedia();
-    const ringing = await state.client.call(consultant.id, pm);
+    const ringing = await state.client.call(consultant.id, pm, { record: $("#record-request").checked });
     state.outgoing = {
       callId: ringing.call_id,
       sessionId: ringing.session_id,
@@ -821,6 +822,8 @@ function showSummary(m) {
   $("#review-form").reset();
   state.session = null;
   show("summary");
+  $("#recap").hidden = true;
+  if (s) showRecap(s.id);
   if (isSeeker) refreshReceipts();
   else {
     refreshAfterSession();

@@ -361,6 +361,7 @@ async function submitBooking(ev) {
         length_min: Number($("#book-length").value),
         purpose: $("#book-purpose").value,
         payment_method: $("#payment-method").value,
+        record: $("#record-request").checked,
       });
       const price = booking.price ? ` Price: ${priceText(booking.price)}.` : "";
       setStatus(`Booking requested: ${p.display_name} will pick one of your times.${price}`);

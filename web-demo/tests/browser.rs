@@ -67,6 +67,7 @@ struct Server {
     base: String,
     billing: Arc<parley_billing::Billing>,
     clock: Arc<ManualClock>,
+    auth: Arc<parley_signaling::Authenticator>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
     _dir: tempfile::TempDir,
@@ -85,8 +86,14 @@ fn web_dirs() -> (PathBuf, PathBuf) {
 
 impl Server {
     async fn start() -> Server {
+        Self::start_with(|_| {}).await
+    }
+
+    /// A server whose test configuration `configure` changes first.
+    async fn start_with(configure: impl FnOnce(&mut Config)) -> Server {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = Config::for_tests(dir.path());
+        configure(&mut config);
         config.meter.free_window = FREE_WINDOW;
         config.meter.warn_before = WARN_BEFORE;
         (config.web_dir, config.sdk_js_dir) = web_dirs();
@@ -98,11 +105,12 @@ impl Server {
         let app = Application::build_with_clock(config, clock.clone()).await.expect("server builds");
         let base = format!("http://{}", app.local_addr());
         let billing = app.billing();
+        let auth = app.auth();
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(app.run_until(async move {
             let _ = rx.await;
         }));
-        Server { base, billing, clock, shutdown: Some(tx), task: Some(task), _dir: dir }
+        Server { base, billing, clock, auth, shutdown: Some(tx), task: Some(task), _dir: dir }
     }
 
     /// Moves the server clock forward (the meter, ring timeouts and the
@@ -115,6 +123,14 @@ impl Server {
     fn now_ms(&self) -> i64 {
         use parley_domain::Clock;
         self.clock.now().unix_millis()
+    }
+
+    /// A moderator token (the operator's platform), valid for an hour of server time.
+    fn moderator_token(&self) -> String {
+        use parley_domain::protocol::{Role, UserInfo};
+        let operator =
+            UserInfo { id: UserId::parse("bt-operator").expect("id"), name: "Operator".into(), role: Role::Moderator };
+        self.auth.issue(&operator, Duration::from_secs(3600), Timestamp::from_unix_millis(self.now_ms()))
     }
 
     /// The amount of the payment hold placed for `session`, in minor units.
@@ -487,7 +503,10 @@ impl Scene {
     }
 
     async fn start_with(screenshots: bool, price: PriceForm) -> Scene {
-        let server = Server::start().await;
+        Self::start_on(Server::start().await, screenshots, price).await
+    }
+
+    async fn start_on(server: Server, screenshots: bool, price: PriceForm) -> Scene {
         let (seeker, consultant) = tokio::join!(Tab::launch("seeker"), Tab::launch("consultant"));
         let home = format!("{}/", server.base);
         tokio::join!(seeker.open(&home), consultant.open(&home));
@@ -936,6 +955,65 @@ async fn the_consultant_journey_from_payouts_to_featured_first() {
             "[...document.querySelectorAll('#profile-reviews .review-reply')].some((r) => r.textContent.includes('Glad it helped, Sam.'))",
         )
         .await;
+    scene.finish().await;
+}
+
+/// Premium: the consultant allows recording, the operator makes the
+/// seeker premium, the seeker asks for recording when calling; both see
+/// that the call is recorded; afterwards the recap lists the recordings,
+/// an Ogg Opus track plays in the page and downloads through its signed link.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_premium_recorded_call_has_a_recap_whose_recording_plays_and_downloads() {
+    let _serial = SERIAL.lock().await;
+    let server = Server::start_with(|c| c.recorder = parley_server::config::RecorderMode::Embedded).await;
+    let scene = Scene::start_on(server, false, FIXED_30).await;
+    let (seeker, consultant) = (&scene.seeker, &scene.consultant);
+    consultant.click("#recording-consent").await;
+    consultant
+        .wait_until("consent saved", "document.querySelector('#status').textContent.includes('may now ask')")
+        .await;
+    let premium = seeker
+        .eval(&format!(
+            r#"(async () => {{ const {{ ParleyApi }} = await import(new URL("/sdk/js/parley.js", location.href).href);
+                 await new ParleyApi().setPremium({}, {}, true); return "ok"; }})()"#,
+            js_str(&scene.server.moderator_token()),
+            js_str(SEEKER)
+        ))
+        .await;
+    assert_eq!(premium, serde_json::json!("ok"), "making the seeker premium: {premium}");
+    seeker.click("#record-request").await;
+    scene.call("pm_card_visa", false).await;
+    scene.accept_and_talk().await;
+    tokio::join!(seeker.wait_visible("#recording-indicator"), consultant.wait_visible("#recording-indicator"));
+    // Both send to the recorder (SDK internals: the recorder's connection is up and carries media).
+    let uplink = "(async () => { const r = window.parleyDemo.call && window.parleyDemo.call.recorder;
+        if (!r || r.pc.connectionState !== 'connected') return false;
+        let sent = 0; (await r.pc.getStats()).forEach((s) => { if (s.type === 'outbound-rtp' && s.kind === 'audio') sent += s.packetsSent; });
+        return sent > 100; })()";
+    tokio::join!(
+        seeker.wait_until("audio sent to the recorder", uplink),
+        consultant.wait_until("audio sent to the recorder", uplink)
+    );
+    seeker.click("#hangup").await;
+    seeker.wait_visible(r#"#summary[data-outcome="free"]"#).await;
+    seeker.wait_visible("#recap-recordings .recording[data-kind=\"audio\"] audio").await;
+    seeker.screenshot("16-recap").await;
+    // Played in the page: time moves on in the first audio track.
+    seeker.eval("(() => { const a = document.querySelector('#recap-recordings audio'); a.muted = true; a.play(); return true; })()").await;
+    seeker
+        .wait_until("the recording playing", "document.querySelector('#recap-recordings audio').currentTime > 0")
+        .await;
+    // Downloaded through its signed link.
+    let download = seeker
+        .eval(
+            "(async () => { const a = document.querySelector('#recap-recordings .recording[data-kind=\"audio\"] .recording-download');
+               const r = await fetch(a.href, { cache: 'no-store' }); const b = await r.arrayBuffer();
+               return { status: r.status, type: r.headers.get('content-type'), bytes: b.byteLength, ogg: new TextDecoder().decode(b.slice(0, 4)) }; })()",
+        )
+        .await;
+    assert_eq!(download["status"], 200, "{download}");
+    assert_eq!(download["ogg"], "OggS", "{download}");
+    assert!(download["bytes"].as_u64().is_some_and(|n| n > 100), "{download}");
     scene.finish().await;
 }
 
