@@ -8,8 +8,8 @@ import { SignalingClient, Call, ParleyError, ErrorCode, ClientErrorCode } from "
 import { api, state, hooks, serverNow, syncClock } from "./state.js";
 import { $, show, setStatus, showError, clearError, showErr, setAvatar, currentScreen, busy } from "./ui.js";
 import { formatMoney, priceText, clock, duration, dateTime } from "./format.js";
-import { initDirectory, refreshDirectory, startDirectoryPolling, stopDirectoryPolling, nameOfConsultant, openProfile } from "./directory.js";
-import { refreshBookings, onReminder, rememberName } from "./bookings.js";
+import { initDirectory, refreshDirectory, startDirectoryPolling, stopDirectoryPolling, openProfile } from "./directory.js";
+import { refreshBookings, onReminder, rememberName, nameOf } from "./bookings.js";
 import { showRecap } from "./recap.js";
 import { initDesk, loadDesk, refreshEarnings, refreshAfterSession, refreshDeskExtras } from "./desk.js";
 
@@ -387,9 +387,11 @@ async function refreshReceipts() {
   try {
     const [receipts, { bookings }] = await Promise.all([api.receipts(state.token), api.bookings(state.token)]);
     const booked = new Set(bookings.map((b) => b.session_id));
+    const shown = receipts.slice(0, 8);
+    const names = await Promise.all(shown.map((r) => nameOf(r.consultant_id, true)));
     const list = $("#receipts");
     list.replaceChildren(
-      ...receipts.slice(0, 8).map((r) => {
+      ...shown.map((r, i) => {
         const li = document.createElement("li");
         li.dataset.sessionId = r.session_id;
         const what = booked.has(r.session_id) ? "Booked session" : "Call";
@@ -400,7 +402,7 @@ async function refreshReceipts() {
         else if (booked.has(r.session_id)) outcome = `${formatMoney(r.hold)} on hold for the session`;
         else outcome = `Being settled — ${formatMoney(r.hold)} on hold`;
         const a = document.createElement("span");
-        a.textContent = `${what} with ${nameOfConsultant(r.consultant_id)} · ${outcome}`;
+        a.textContent = `${what} with ${names[i]} · ${outcome}`;
         const b = document.createElement("span");
         b.className = "muted";
         b.textContent = dateTime(r.at_ms) + (r.billable_secs ? ` · ${duration(r.billable_secs)} talked` : "");
@@ -867,7 +869,7 @@ window.parleyDemo = {
   inboundBytes: async () => (state.call ? state.call.inboundBytes() : 0),
 };
 
-Object.assign(hooks, { placeCall, enterSession: (id, opts) => enterSession(id, opts), home, openProfile });
+Object.assign(hooks, { placeCall, enterSession: (id, opts) => enterSession(id, opts), home, openProfile: (id, opts) => openProfile(id, opts) });
 
 function init() {
   $("#login-form").addEventListener("submit", (ev) => {

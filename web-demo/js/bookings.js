@@ -12,7 +12,7 @@ const LATE_CANCEL_MS = 24 * 3600e3;
 const names = new Map();
 
 /** A display name for a user id: consultants from their profile; others as their id. */
-async function nameOf(id, isConsultant) {
+export async function nameOf(id, isConsultant) {
   if (names.has(id)) return names.get(id);
   let name = id;
   if (isConsultant) {
@@ -162,6 +162,15 @@ function bookingItem(b, name, isSeeker, now) {
       select,
       h("button", { type: "button", class: "btn btn-success booking-accept", onclick: (ev) => accept(b, Number(select.value), ev.currentTarget) }, "Accept"),
       h("button", { type: "button", class: "btn btn-ghost booking-decline", onclick: (ev) => decline(b, ev.currentTarget) }, "Decline"),
+    );
+  }
+  if (isSeeker && (b.state === "pending" || (b.state === "confirmed" && b.start_ms - now > LATE_CANCEL_MS))) {
+    actions.push(
+      h(
+        "button",
+        { type: "button", class: "btn btn-ghost booking-reschedule", onclick: () => hooks.openProfile(b.consultant_id, { reschedule: b }) },
+        "Propose new times…",
+      ),
     );
   }
   if (b.state === "pending" || b.state === "confirmed") {

@@ -181,28 +181,38 @@ export function stopDirectoryPolling() {
   dir.timer = null;
 }
 
-/** A consultant's name from the directory, else their id. */
-export function nameOfConsultant(id) {
-  return dir.items.find((c) => c.id === id)?.display_name || profile.names.get(id) || id;
-}
 
 // ---------------------------------------------------------------------------
 // Profile page and booking
 
 const profile = {
   current: null,
+  /** The booking whose times are being changed, or null. */
+  reschedule: null,
   slots: [],
   names: new Map(),
 };
 
-/** Opens the profile page of `consultantId`. */
-export async function openProfile(consultantId) {
+/**
+ * Opens the profile page of `consultantId`; with `reschedule` (a booking of theirs), the booking form proposes new
+ * times for it instead of a new booking.
+ */
+export async function openProfile(consultantId, { reschedule = null } = {}) {
   clearError();
   try {
     const [p, reviews] = await Promise.all([api.profile(state.token, consultantId), api.reviews(state.token, consultantId)]);
     profile.current = p;
+    profile.reschedule = reschedule;
     profile.names.set(p.consultant_id, p.display_name);
     renderProfile(p, reviews);
+    const form = $("#book-form");
+    form.dataset.mode = reschedule ? "reschedule" : "book";
+    $("#book-title").textContent = reschedule ? "Propose new times" : "Book a session";
+    if (reschedule) {
+      $("#book-length").value = String(reschedule.length_min);
+      $("#book-purpose").value = reschedule.purpose;
+    }
+    $("#book-length").disabled = $("#book-purpose").disabled = !!reschedule;
     show("profile-view");
     await loadSlots();
   } catch (err) {
@@ -318,7 +328,8 @@ function onSlotPick() {
   const picked = pickedSlots();
   for (const i of $("#profile-slots").querySelectorAll("input")) i.disabled = !i.checked && picked.length >= MAX_SLOTS;
   $("#book-submit").disabled = picked.length === 0;
-  $("#book-submit").textContent = picked.length > 1 ? `Request booking (${picked.length} times)` : "Request booking";
+  const verb = profile.reschedule ? "Propose new times" : "Request booking";
+  $("#book-submit").textContent = picked.length > 1 ? `${verb} (${picked.length} times)` : verb;
   const p = profile.current;
   if (!p) return;
   const length = Number($("#book-length").value);
@@ -353,6 +364,21 @@ async function submitBooking(ev) {
   const p = profile.current;
   const slots = pickedSlots();
   if (!p || !slots.length) return;
+  if (profile.reschedule) {
+    await busy($("#book-submit"), async () => {
+      try {
+        await api.rescheduleBooking(state.token, profile.reschedule.id, slots);
+        setStatus(`New times proposed: ${p.display_name} will pick one of them.`);
+        profile.reschedule = null;
+        hooks.home();
+        refreshBookings();
+      } catch (err) {
+        showErr(err, { consultantName: p.display_name });
+        if (err.code === "slot_taken" || err.code === "slot_unavailable" || err.code === "slot_in_past") loadSlots();
+      }
+    });
+    return;
+  }
   await busy($("#book-submit"), async () => {
     try {
       const booking = await api.proposeBooking(state.token, {

@@ -837,9 +837,27 @@ async fn a_booked_session_from_the_profile_to_the_bill() {
     seeker.click("#book-submit").await;
     seeker.wait_visible(r#"#my-bookings .booking[data-state="pending"]"#).await;
 
+    // The seeker changes their mind: two other times instead.
+    seeker.click(r#"#my-bookings .booking[data-state="pending"] .booking-reschedule"#).await;
+    seeker.wait_visible(r#"#book-form[data-mode="reschedule"]"#).await;
+    seeker.wait_until("free slots to pick", "document.querySelectorAll('#profile-slots input').length >= 5").await;
+    for n in 4..=5 {
+        seeker.click(&format!("#profile-slots .slot:nth-child({n}) input")).await;
+    }
+    seeker.click("#book-submit").await;
+    seeker
+        .wait_until("the new proposal", "document.querySelector('#status').textContent.includes('New times proposed')")
+        .await;
+
     // The consultant accepts the second proposed time.
     let pending = r#"#consultant-bookings .booking[data-state="pending"]"#;
     consultant.wait_visible(pending).await;
+    consultant
+        .wait_until(
+            "the rescheduled booking offering the two new times",
+            &format!("document.querySelector('{pending} .booking-slot')?.options.length === 2"),
+        )
+        .await;
     let second = consultant.eval(&format!("document.querySelector('{pending} .booking-slot').options[1].value")).await;
     let second = second.as_str().expect("a second proposed time").to_owned();
     consultant.fill(&format!("{pending} .booking-slot"), &second).await;
