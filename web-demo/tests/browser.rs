@@ -113,6 +113,25 @@ impl Server {
         Server { base, billing, clock, auth, shutdown: Some(tx), task: Some(task), _dir: dir }
     }
 
+    /// A server on a fresh PostgreSQL database of the server named by
+    /// `TEST_DATABASE_URL` (`./scripts/test.sh` sets it). Missing → the test
+    /// fails, never a silent skip.
+    async fn start_on_postgres() -> Server {
+        use sqlx::Connection;
+        let base = std::env::var("TEST_DATABASE_URL")
+            .expect("TEST_DATABASE_URL is not set: run the tests with ./scripts/test.sh, which starts PostgreSQL");
+        let mut admin = sqlx::PgConnection::connect(&base).await.expect("TEST_DATABASE_URL is reachable");
+        let name = format!("parley_web_{}", uuid::Uuid::new_v4().simple());
+        // `name` is made above from a UUID: safe to splice.
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut admin)
+            .await
+            .expect("create the test database");
+        let (prefix, _) = base.rsplit_once('/').expect("TEST_DATABASE_URL has a database path");
+        let url = format!("{prefix}/{name}");
+        Self::start_with(|c| c.database_url = url).await
+    }
+
     /// Moves the server clock forward (the meter, ring timeouts and the
     /// booking scheduler follow it).
     fn advance(&self, by: Duration) {
@@ -801,7 +820,18 @@ async fn a_declined_card_never_rings_the_consultant() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_booked_session_from_the_profile_to_the_bill() {
     let _serial = SERIAL.lock().await;
-    let scene = Scene::start(false).await;
+    booked_journey(Server::start().await).await;
+}
+
+/// The booked journey on PostgreSQL (its full-text search and scheduling queries).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_booked_session_from_the_profile_to_the_bill_on_postgres() {
+    let _serial = SERIAL.lock().await;
+    booked_journey(Server::start_on_postgres().await).await;
+}
+
+async fn booked_journey(server: Server) {
+    let scene = Scene::start_on(server, false, FIXED_30).await;
     let (seeker, consultant, server) = (&scene.seeker, &scene.consultant, &scene.server);
 
     // The consultant's week: Monday to Friday, 09:00-17:00 Paris time.
@@ -897,7 +927,18 @@ async fn a_booked_session_from_the_profile_to_the_bill() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_consultant_journey_from_payouts_to_featured_first() {
     let _serial = SERIAL.lock().await;
-    let scene = Scene::start(false).await;
+    consultant_journey(Server::start().await).await;
+}
+
+/// The consultant's journey on PostgreSQL (ranking, promotions, metrics).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_consultant_journey_from_payouts_to_featured_first_on_postgres() {
+    let _serial = SERIAL.lock().await;
+    consultant_journey(Server::start_on_postgres().await).await;
+}
+
+async fn consultant_journey(server: Server) {
+    let scene = Scene::start_on(server, false, FIXED_30).await;
     let (seeker, consultant) = (&scene.seeker, &scene.consultant);
 
     // Payout onboarding: the sandbox link comes straight back to the desk.
