@@ -237,6 +237,8 @@ async function loadAvailability() {
   desk.availability = a;
   weekRows();
   $("#week-zone").textContent = a?.time_zone ?? desk.profile?.time_zone ?? viewerZone();
+  exceptions = (a?.exceptions ?? []).map((x) => ({ date: x.date, windows: x.windows }));
+  renderExceptions();
   if (!a) return;
   for (const [d] of WEEKDAYS) {
     const rule = a.weekly.find((r) => r.weekday === d);
@@ -246,6 +248,57 @@ async function loadAvailability() {
       $(`#avail-${d}-end`).value = rule.end === "24:00" ? "23:59" : rule.end;
     }
   }
+}
+
+/** The date exceptions being edited: `{date, windows: [{start, end}]}` (no windows: closed that day). */
+let exceptions = [];
+
+function renderExceptions() {
+  $("#exception-rows").replaceChildren(
+    ...exceptions
+      .slice()
+      .sort((a, b) => a.date.localeCompare(b.date))
+      .map((x) =>
+        h(
+          "li",
+          { class: "exception", dataset: { date: x.date } },
+          h("span", {}, `${x.date}: ${x.windows.length ? x.windows.map((w) => `${w.start}–${w.end}`).join(", ") : "closed"}`),
+          h(
+            "button",
+            {
+              type: "button",
+              class: "btn btn-ghost btn-small exception-remove",
+              "aria-label": `Remove the exception of ${x.date}`,
+              onclick: () => {
+                exceptions = exceptions.filter((e) => e.date !== x.date);
+                renderExceptions();
+              },
+            },
+            "Remove",
+          ),
+        ),
+      ),
+  );
+}
+
+function addException() {
+  const date = $("#exception-date").value;
+  if (!date) {
+    showError(ErrorCode.INVALID_FIELD, "Pick the date of the exception.");
+    $("#exception-date").focus();
+    return;
+  }
+  const start = $("#exception-start").value;
+  const end = $("#exception-end").value;
+  if ((start || end) && !(start && end && start < end)) {
+    showError(ErrorCode.INVALID_FIELD, "Give both times, the first before the second, or leave both blank for a day off.");
+    $("#exception-start").focus();
+    return;
+  }
+  clearError();
+  exceptions = exceptions.filter((e) => e.date !== date).concat([{ date, windows: start ? [{ start, end }] : [] }]);
+  renderExceptions();
+  setStatus(`Exception for ${date} added: save your availability to publish it.`);
 }
 
 async function saveAvailability(ev) {
@@ -264,7 +317,7 @@ async function saveAvailability(ev) {
         time_zone: zone,
         session_lengths_min: lengths,
         weekly,
-        exceptions: desk.availability?.exceptions ?? [],
+        exceptions,
       });
       $("#week-zone").textContent = zone;
       clearError();
@@ -318,6 +371,7 @@ export function initDesk() {
   $("#profile-form").addEventListener("input", renderPreview);
   $("#week-form").addEventListener("submit", saveAvailability);
   $("#payout-setup").addEventListener("click", setUpPayouts);
+  $("#exception-add").addEventListener("click", addException);
   try {
     const zones = Intl.supportedValuesOf("timeZone");
     $("#time-zones").replaceChildren(...zones.map((z) => h("option", { value: z })));

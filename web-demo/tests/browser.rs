@@ -811,10 +811,11 @@ async fn a_declined_card_never_rings_the_consultant() {
     scene.finish().await;
 }
 
-/// The scheduled journey: the consultant opens a weekly calendar; the
-/// seeker finds them by keyword, opens the profile, proposes three slots
-/// (a fourth cannot be picked) after reading price, hold timing and the
-/// cancellation policy; the consultant accepts the second; when the server
+/// The scheduled journey: the consultant opens a weekly calendar with a
+/// day off; the seeker finds them by keyword, opens the profile (no slots
+/// on the day off), proposes three slots (a fourth cannot be picked) after
+/// reading price, hold timing and the cancellation policy, then two other
+/// times instead; the consultant accepts the second; when the server
 /// clock reaches the room opening both get Join, talk past `F`, and the
 /// seeker is charged the booked price.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -838,6 +839,10 @@ async fn booked_journey(server: Server) {
     for day in ["mon", "tue", "wed", "thu", "fri"] {
         consultant.click(&format!("#avail-{day}-on")).await;
     }
+    // Tuesday 8 January off (a date exception).
+    consultant.fill("#exception-date", "2030-01-08").await;
+    consultant.click("#exception-add").await;
+    consultant.wait_visible(r#"#exception-rows .exception[data-date="2030-01-08"]"#).await;
     consultant.click("#week-save").await;
     consultant
         .wait_until(
@@ -852,6 +857,14 @@ async fn booked_journey(server: Server) {
     let headline = seeker.text("#profile-headline").await;
     assert_eq!(headline, "Tax advice for freelancers");
     seeker.wait_until("four free slots", "document.querySelectorAll('#profile-slots input').length >= 4").await;
+    let days = seeker
+        .eval("[...document.querySelectorAll('#profile-slots .slot-day-title')].map((e) => e.textContent).join(' | ')")
+        .await;
+    let days = days.as_str().unwrap_or_default().to_owned();
+    assert!(
+        days.contains("January 7") && days.contains("January 9") && !days.contains("January 8"),
+        "seeker: slot days {days:?}: Tuesday 8 January is off"
+    );
     let zones = seeker.text("#book-zones").await;
     assert!(zones.contains("Europe/Paris"), "seeker: #book-zones is {zones:?}: the consultant's zone is not shown");
     for n in 1..=3 {
