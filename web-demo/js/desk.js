@@ -20,6 +20,10 @@ const desk = { profile: null, availability: null };
 
 /** Loads everything the desk shows. */
 export async function loadDesk() {
+  for (const form of ["#profile-form", "#price-form", "#week-form"]) {
+    delete $(form).dataset.dirty;
+    delete $(form).dataset.loaded;
+  }
   await Promise.all([loadPrice(), loadProfile(), loadConsent(), refreshEarnings(), loadPromotions(), loadMetrics(), loadMyReviews()]);
   await loadAvailability();
 }
@@ -30,6 +34,8 @@ export async function loadDesk() {
 async function loadPrice() {
   try {
     state.price = await api.myPrice(state.token);
+    $("#price-form").dataset.loaded = "true";
+    if ($("#price-form").dataset.dirty) return; // the consultant is already typing
     renderPrice(state.price);
   } catch (err) {
     showErr(err);
@@ -142,6 +148,13 @@ async function loadProfile() {
     if (err.code !== ErrorCode.UNKNOWN_CONSULTANT) showErr(err);
   }
   desk.profile = p;
+  $("#profile-form").dataset.loaded = "true";
+  renderPayout();
+  // Never overwrite what the consultant started typing while this loaded.
+  if ($("#profile-form").dataset.dirty) {
+    renderLive();
+    return;
+  }
   $("#profile-display-name").value = p?.display_name ?? state.user.name;
   $("#profile-headline-input").value = p?.headline ?? "";
   $("#profile-bio-input").value = p?.bio ?? "";
@@ -235,6 +248,8 @@ async function loadAvailability() {
     console.warn("availability", err);
   }
   desk.availability = a;
+  $("#week-form").dataset.loaded = "true";
+  if ($("#week-form").dataset.dirty) return; // the consultant is already editing
   weekRows();
   $("#week-zone").textContent = a?.time_zone ?? desk.profile?.time_zone ?? viewerZone();
   exceptions = (a?.exceptions ?? []).map((x) => ({ date: x.date, windows: x.windows }));
@@ -364,11 +379,16 @@ export function refreshEarningsSoon() {
 }
 
 export function initDesk() {
+  weekRows();
   $("#price-form").addEventListener("submit", savePrice);
   $("#price-currency").addEventListener("change", () => renderPrice(state.price));
   $("#recording-consent").addEventListener("change", saveConsent);
   $("#profile-form").addEventListener("submit", saveProfile);
   $("#profile-form").addEventListener("input", renderPreview);
+  for (const form of ["#profile-form", "#price-form", "#week-form"]) {
+    $(form).addEventListener("input", (ev) => (ev.currentTarget.dataset.dirty = "true"));
+    $(form).addEventListener("change", (ev) => (ev.currentTarget.dataset.dirty = "true"));
+  }
   $("#week-form").addEventListener("submit", saveAvailability);
   $("#payout-setup").addEventListener("click", setUpPayouts);
   $("#exception-add").addEventListener("click", addException);

@@ -533,6 +533,7 @@ impl Scene {
         consultant.wait_visible("#login-form").await;
         consultant.sign_in(CONSULTANT, CONSULTANT_NAME, "consultant").await;
         consultant.publish_profile().await;
+        consultant.wait_visible(r#"#price-form[data-loaded="true"]"#).await;
         consultant.fill("#price-amount", price.amount).await;
         consultant.fill("#price-model", price.model).await;
         consultant.click("#price-save").await;
@@ -608,6 +609,7 @@ impl Tab {
     /// The consultant publishes a profile through the editor and waits
     /// until the desk says it is live in the directory.
     async fn publish_profile(&self) {
+        self.wait_visible(r#"#profile-form[data-loaded="true"]"#).await;
         self.fill("#profile-display-name", CONSULTANT_NAME).await;
         self.fill("#profile-headline-input", "Tax advice for freelancers").await;
         self.fill("#profile-bio-input", "Ten years of VAT returns for people who work for themselves.").await;
@@ -910,6 +912,12 @@ async fn booked_journey(server: Server) {
     seeker.wait_visible(&format!("#my-bookings {confirmed}")).await;
     seeker.wait_visible(&format!("#my-bookings {confirmed} .booking-wait")).await;
     assert!(!seeker.is_visible("#my-bookings .booking-join").await, "seeker: Join shows before the room opens");
+    // Cancelling now would be late (the start is within 24 hours): the fee is stated first.
+    seeker.click(&format!("#my-bookings {confirmed} .booking-cancel")).await;
+    seeker.wait_visible(&format!("#my-bookings {confirmed} .booking-fee")).await;
+    let fee = seeker.text(&format!("#my-bookings {confirmed} .booking-fee")).await;
+    assert!(fee.contains("late") && fee.contains("30.00"), "seeker: the late-cancellation words are {fee:?}");
+    seeker.click(&format!("#my-bookings {confirmed} .booking-cancel-keep")).await;
     seeker.screenshot("12-my-sessions").await;
 
     // The server clock reaches the room opening (10 minutes before the start).
