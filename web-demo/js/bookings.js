@@ -54,6 +54,9 @@ const STATE_WORDS = {
 };
 
 let refreshing = null;
+/** Choices being made survive a redraw: the time picked to accept, the cancellations being confirmed. */
+const chosenStart = new Map();
+const confirming = new Set();
 
 /** Re-reads the bookings and redraws the list of the signed-in side. */
 export function refreshBookings() {
@@ -154,9 +157,10 @@ function bookingItem(b, name, isSeeker, now) {
   if (!isSeeker && b.state === "pending") {
     const select = h(
       "select",
-      { class: "booking-slot", "aria-label": "Time to accept" },
+      { class: "booking-slot", "aria-label": "Time to accept", onchange: (ev) => chosenStart.set(b.id, ev.currentTarget.value) },
       b.proposed.filter((ms) => ms > now).map((ms) => h("option", { value: String(ms) }, dateTime(ms))),
     );
+    if (chosenStart.has(b.id)) select.value = chosenStart.get(b.id);
     actions.push(
       h("label", { class: "visually-hidden" }, "Time to accept"),
       select,
@@ -182,10 +186,21 @@ function bookingItem(b, name, isSeeker, now) {
         : "Cancelling never costs the seeker anything.";
     const confirmRow = h(
       "div",
-      { class: "booking-confirm", hidden: true },
+      { class: "booking-confirm", hidden: !confirming.has(b.id) },
       h("p", { class: "booking-fee" }, feeNote),
       h("button", { type: "button", class: "btn btn-danger booking-cancel-confirm", onclick: (ev) => cancel(b, ev.currentTarget) }, "Yes, cancel"),
-      h("button", { type: "button", class: "btn btn-ghost booking-cancel-keep", onclick: () => (confirmRow.hidden = true) }, "Keep it"),
+      h(
+        "button",
+        {
+          type: "button",
+          class: "btn btn-ghost booking-cancel-keep",
+          onclick: () => {
+            confirming.delete(b.id);
+            confirmRow.hidden = true;
+          },
+        },
+        "Keep it",
+      ),
     );
     actions.push(
       h(
@@ -194,6 +209,7 @@ function bookingItem(b, name, isSeeker, now) {
           type: "button",
           class: "btn btn-ghost booking-cancel",
           onclick: () => {
+            confirming.add(b.id);
             confirmRow.hidden = false;
             confirmRow.querySelector(".booking-cancel-confirm").focus();
           },

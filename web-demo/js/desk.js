@@ -529,9 +529,15 @@ function renderChart(months) {
   box.setAttribute("aria-label", `Sessions per month: ${shown.map((m) => `${m.month} ${m.sessions}`).join(", ")}`);
 }
 
+let reviewsKey = "";
+
 async function loadMyReviews() {
   try {
     const page = await api.reviews(state.token, state.user.id);
+    // Redraw only on a change: a reply being typed must survive the poll.
+    const key = JSON.stringify(page.reviews);
+    if (key === reviewsKey && $("#my-reviews").childElementCount) return;
+    reviewsKey = key;
     $("#my-reviews").replaceChildren(...page.reviews.map(reviewItem));
     $("#my-reviews-empty").hidden = page.reviews.length > 0;
   } catch (err) {

@@ -53,7 +53,17 @@ const CONSULTANT: &str = "bt-consultant";
 const CONSULTANT_NAME: &str = "Cora Browser";
 
 /// Screenshots also copied to `docs/screenshots/` on request.
-const DOC_SCREENSHOTS: &[&str] = &["02-consultants", "04-in-call", "06-summary-charged", "07-declined-card"];
+const DOC_SCREENSHOTS: &[&str] = &[
+    "02-consultants",
+    "04-in-call",
+    "04-free-window-choice",
+    "06-summary-charged",
+    "07-declined-card",
+    "11-profile-booking",
+    "12-my-sessions",
+    "13-consultant-metrics",
+    "16-recap",
+];
 
 /// Two chromium processes per test on 2 cores: one test at a time (an
 /// async lock: each test has its own runtime, and a failed test must not
