@@ -162,7 +162,6 @@ function bookingItem(b, name, isSeeker, now) {
     );
     if (chosenStart.has(b.id)) select.value = chosenStart.get(b.id);
     actions.push(
-      h("label", { class: "visually-hidden" }, "Time to accept"),
       select,
       h("button", { type: "button", class: "btn btn-success booking-accept", onclick: (ev) => accept(b, Number(select.value), ev.currentTarget) }, "Accept"),
       h("button", { type: "button", class: "btn btn-ghost booking-decline", onclick: (ev) => decline(b, ev.currentTarget) }, "Decline"),

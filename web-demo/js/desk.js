@@ -66,7 +66,10 @@ async function savePrice(ev) {
   }
   const purposes = [];
   for (const purpose of ["mentorship", "interview"]) {
-    const raw = $(`#price-${purpose}`).value.trim();
+    const input = $(`#price-${purpose}`);
+    // The server has no way to read a purpose price back: leave it alone unless this field was edited.
+    if (!input.dataset.touched) continue;
+    const raw = input.value.trim();
     if (!raw) {
       purposes.push([purpose, null]);
       continue;
@@ -85,6 +88,7 @@ async function savePrice(ev) {
       for (const [purpose, m] of purposes) {
         if (m) await api.setPurposePrice(state.token, purpose, { model, amount: m });
         else await api.deletePurposePrice(state.token, purpose);
+        delete $(`#price-${purpose}`).dataset.touched;
       }
       state.price = price;
       renderPrice(price);
@@ -382,6 +386,9 @@ export function initDesk() {
   weekRows();
   $("#price-form").addEventListener("submit", savePrice);
   $("#price-currency").addEventListener("change", () => renderPrice(state.price));
+  for (const purpose of ["mentorship", "interview"]) {
+    $(`#price-${purpose}`).addEventListener("input", (ev) => (ev.currentTarget.dataset.touched = "true"));
+  }
   $("#recording-consent").addEventListener("change", saveConsent);
   $("#profile-form").addEventListener("submit", saveProfile);
   $("#profile-form").addEventListener("input", renderPreview);

@@ -826,10 +826,11 @@ async fn a_declined_card_never_rings_the_consultant() {
 /// The scheduled journey: the consultant opens a weekly calendar with a
 /// day off; the seeker finds them by keyword, opens the profile (no slots
 /// on the day off), proposes three slots (a fourth cannot be picked) after
-/// reading price, hold timing and the cancellation policy, then two other
-/// times instead; the consultant accepts the second; when the server
-/// clock reaches the room opening both get Join, talk past `F`, and the
-/// seeker is charged the booked price.
+/// reading price, hold timing and the cancellation policy, for mentorship
+/// (priced EUR 45.00 by the consultant), then two other times instead; the
+/// consultant accepts the second; when the server clock reaches the room
+/// opening both get Join, talk past `F`, and the seeker is charged the
+/// mentorship price.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_booked_session_from_the_profile_to_the_bill() {
     let _serial = SERIAL.lock().await;
@@ -851,6 +852,13 @@ async fn booked_journey(server: Server) {
     for day in ["mon", "tue", "wed", "thu", "fri"] {
         consultant.click(&format!("#avail-{day}-on")).await;
     }
+    // Mentorship costs EUR 45.00 (a price per purpose, in major units).
+    consultant.fill("#price-mentorship", "45").await;
+    consultant.click("#price-save").await;
+    consultant
+        .wait_until("prices saved", "document.querySelector('#status').textContent.includes('Price saved')")
+        .await;
+
     // Tuesday 8 January off (a date exception).
     consultant.fill("#exception-date", "2030-01-08").await;
     consultant.click("#exception-add").await;
@@ -889,6 +897,7 @@ async fn booked_journey(server: Server) {
         assert!(summary.contains(words), "seeker: #book-summary does not mention {words:?}: {summary:?}");
     }
     seeker.screenshot("11-profile-booking").await;
+    seeker.fill("#book-purpose", "mentorship").await;
     seeker.click("#book-submit").await;
     seeker.wait_visible(r#"#my-bookings .booking[data-state="pending"]"#).await;
 
@@ -926,7 +935,7 @@ async fn booked_journey(server: Server) {
     seeker.click(&format!("#my-bookings {confirmed} .booking-cancel")).await;
     seeker.wait_visible(&format!("#my-bookings {confirmed} .booking-fee")).await;
     let fee = seeker.text(&format!("#my-bookings {confirmed} .booking-fee")).await;
-    assert!(fee.contains("late") && fee.contains("30.00"), "seeker: the late-cancellation words are {fee:?}");
+    assert!(fee.contains("late") && fee.contains("45.00"), "seeker: the late-cancellation words are {fee:?}");
     seeker.click(&format!("#my-bookings {confirmed} .booking-cancel-keep")).await;
     seeker.screenshot("12-my-sessions").await;
 
@@ -945,7 +954,10 @@ async fn booked_journey(server: Server) {
     seeker.wait_visible(r#"#summary[data-outcome="charged"]"#).await;
     consultant.wait_visible(r#"#summary[data-outcome="charged"]"#).await;
     let amount = seeker.text("#summary-amount").await;
-    assert!(amount.contains("30.00"), "seeker: #summary-amount is {amount:?}, expected EUR 30.00");
+    assert!(
+        amount.contains("45.00"),
+        "seeker: #summary-amount is {amount:?}, expected the mentorship price, EUR 45.00"
+    );
     scene.finish().await;
 }
 
