@@ -396,7 +396,8 @@ async function refreshReceipts() {
         li.dataset.sessionId = r.session_id;
         const what = booked.has(r.session_id) ? "Booked session" : "Call";
         let outcome;
-        if (r.outcome === "charged") outcome = `Charged ${formatMoney(r.charged)}`;
+        if (r.outcome === "charged")
+          outcome = r.charged.amount_minor > 0 ? `Charged ${formatMoney(r.charged)}` : "Charged — the payment is being settled";
         else if (r.outcome === "free" && r.billable_secs === 0) outcome = "Not answered or not started — hold released, nothing charged";
         else if (r.outcome === "free") outcome = `Free (within the free window) — hold of ${formatMoney(r.hold)} released`;
         else if (booked.has(r.session_id)) outcome = `${formatMoney(r.hold)} on hold for the session`;
@@ -406,7 +407,14 @@ async function refreshReceipts() {
         const b = document.createElement("span");
         b.className = "muted";
         b.textContent = dateTime(r.at_ms) + (r.billable_secs ? ` · ${duration(r.billable_secs)} talked` : "");
+        const open = document.createElement("button");
+        open.type = "button";
+        open.className = "btn btn-ghost btn-small receipt-open";
+        open.textContent = r.outcome ? "Bill, recap, review" : "Details";
+        open.setAttribute("aria-label", `${what} with ${names[i]}: bill, recap and review`);
+        open.addEventListener("click", () => openPastSession(r.session_id, { id: r.consultant_id, name: names[i] }));
         li.append(a, b);
+        if (r.billable_secs || r.outcome === "charged") li.append(open);
         return li;
       }),
     );
@@ -771,7 +779,9 @@ const END_REASONS = {
 async function showSummaryFromServer(sessionId) {
   try {
     const d = await api.session(state.token, sessionId);
-    const charge = d.captured || { amount_minor: 0, currency: d.hold?.amount?.currency || "EUR" };
+    const zero = { amount_minor: 0, currency: d.hold?.amount?.currency || "EUR" };
+    // A charge not captured yet is still being settled: no amount to state.
+    const charge = d.captured || (d.outcome === "charged" ? null : zero);
     showSummary({
       reason: d.end_reason,
       bill: d.outcome ? { outcome: d.outcome, charge, billable_secs: d.billable_secs } : null,
@@ -781,11 +791,17 @@ async function showSummaryFromServer(sessionId) {
   }
 }
 
+/** A past session from the receipts: its bill, recap and (if not given yet) the review form. */
+async function openPastSession(sessionId, peer) {
+  state.lastSession = { id: sessionId, peer };
+  await showSummaryFromServer(sessionId);
+}
+
 function showSummary(m) {
   const s = state.session;
-  const peerName = s?.peer?.name || "the other participant";
   sessionStorage.removeItem(SESSION_KEY);
   state.lastSession = s ? { id: s.id, peer: s.peer } : state.lastSession;
+  const peerName = state.lastSession?.peer?.name || "the other participant";
   endCallLocally();
   stopLocalMedia();
   setStatus("");
@@ -793,7 +809,7 @@ function showSummary(m) {
   const bill = m.bill;
   const summary = $("#summary");
   summary.dataset.outcome = bill ? bill.outcome : "unknown";
-  if (s) summary.dataset.sessionId = s.id;
+  if (state.lastSession) summary.dataset.sessionId = state.lastSession.id;
   const isSeeker = state.user?.role === "seeker";
   let reason = END_REASONS[m.reason] ?? "";
   if (m.reason === "hangup" && m.ended_by) {
@@ -802,14 +818,15 @@ function showSummary(m) {
   $("#summary-reason").textContent = reason;
   if (bill) {
     $("#summary-outcome").textContent = bill.outcome === "charged" ? "Charged" : "Free";
-    $("#summary-amount").textContent = formatMoney(bill.charge);
+    const charged = bill.charge ? formatMoney(bill.charge) : "being settled";
+    $("#summary-amount").textContent = charged;
     $("#summary-billable").textContent = duration(bill.billable_secs);
     $("#summary-billable").dataset.seconds = String(bill.billable_secs);
     $("#summary-note").textContent =
       bill.outcome === "charged"
         ? isSeeker
-          ? `The call went past the free window, so ${formatMoney(bill.charge)} is charged to your card.`
-          : `The call went past the free window: the seeker pays ${formatMoney(bill.charge)}; your share shows in your earnings.`
+          ? `The call went past the free window, so it is charged to your card (${charged}).`
+          : `The call went past the free window: the seeker pays (${charged}); your share shows in your earnings.`
         : isSeeker
           ? "The call stayed within the free window: nothing is charged and your card hold is released."
           : "The call stayed within the free window, so it was free for the seeker.";
@@ -825,7 +842,7 @@ function showSummary(m) {
   state.session = null;
   show("summary");
   $("#recap").hidden = true;
-  if (s) showRecap(s.id);
+  if (state.lastSession) showRecap(state.lastSession.id);
   if (isSeeker) refreshReceipts();
   else {
     refreshAfterSession();

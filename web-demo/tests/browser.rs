@@ -729,6 +729,23 @@ async fn a_per_minute_call_states_the_hold_that_was_placed() {
     scene.seeker.wait_visible(r#"#summary[data-outcome="charged"]"#).await;
     let amount = scene.seeker.text("#summary-amount").await;
     assert!(amount.contains("1.50"), "seeker: #summary-amount is {amount:?}, expected one started minute, EUR 1.50");
+    // Later, from the recent calls: named, charged, and the bill opens again.
+    let session = scene.seeker.eval("document.querySelector('#summary').dataset.sessionId").await;
+    let session = session.as_str().expect("#summary has data-session-id").to_owned();
+    scene.seeker.click("#summary-close").await;
+    let receipt = format!(r#"#receipts li[data-session-id="{session}"]"#);
+    scene
+        .seeker
+        .wait_until(
+            "the receipt charged with the consultant's name",
+            &format!(
+                "(() => {{ const e = document.querySelector({}); return !!e && e.textContent.includes('Cora Browser') && e.textContent.includes('Charged €1.50'); }})()",
+                js_str(&receipt)
+            ),
+        )
+        .await;
+    scene.seeker.click(&format!("{receipt} .receipt-open")).await;
+    scene.seeker.wait_visible(&format!(r#"#summary[data-session-id="{session}"][data-outcome="charged"]"#)).await;
     scene.finish().await;
 }
 
