@@ -978,7 +978,9 @@ async fn booked_journey(server: Server) {
     scene.finish().await;
 }
 
-/// The consultant's journey on top of an instant call: payouts set up
+/// The consultant's journey on top of an instant call (and the seeker's
+/// directory filters: language, available now, price sort and range):
+/// payouts set up
 /// through the onboarding link and its return page; a charged call; the
 /// earnings net of commission; the seeker's review answered from the desk
 /// and the reply visible on the profile; the metrics chart; a promotion
@@ -1012,6 +1014,21 @@ async fn consultant_journey(server: Server) {
     let other = seeker.eval(OTHER_CONSULTANT_JS).await;
     assert_eq!(other, serde_json::json!("ok"), "creating the other consultant: {other}");
     seeker.fill("#consultant-search", "tax").await;
+    // Filters: French speakers; available now; cheapest first (no price counts as 0).
+    let ids = "[...document.querySelectorAll('#consultants [data-consultant-id]')].map((e) => e.dataset.consultantId).join(',')";
+    let listed = |want: &str| format!("{ids} === {}", js_str(want));
+    seeker.fill("#filter-language", "fr").await;
+    seeker.wait_until("only French speakers", &listed(CONSULTANT)).await;
+    seeker.fill("#filter-language", "").await;
+    seeker.click("#filter-available").await;
+    seeker.wait_until("only consultants available now", &listed(CONSULTANT)).await;
+    seeker.click("#filter-available").await;
+    seeker.fill("#filter-sort", "price").await;
+    seeker.wait_until("cheapest first", &listed(&format!("bt-other-consultant,{CONSULTANT}"))).await;
+    seeker.fill("#filter-max-price", "10").await;
+    seeker.wait_until("at most EUR 10", &listed("bt-other-consultant")).await;
+    seeker.fill("#filter-max-price", "").await;
+    seeker.fill("#filter-sort", "").await;
     seeker.wait_until(
         "the better match listed first",
         r#"document.querySelector('#consultants [data-consultant-id]')?.dataset.consultantId === 'bt-other-consultant'"#,
