@@ -382,13 +382,25 @@ function stopLocalMedia() {
 // ---------------------------------------------------------------------------
 // Seeker: calling, receipts
 
+let receiptsKey = "";
+let receiptsSeq = 0;
+
 async function refreshReceipts() {
   if (!state.token || state.user?.role !== "seeker") return;
+  const seq = ++receiptsSeq;
   try {
     const [receipts, { bookings }] = await Promise.all([api.receipts(state.token), api.bookings(state.token)]);
     const booked = new Set(bookings.map((b) => b.session_id));
     const shown = receipts.slice(0, 8);
+    // Redraw only on a change (a button must not be replaced under the pointer).
+    const key = JSON.stringify([shown, [...booked]]);
     const names = await Promise.all(shown.map((r) => nameOf(r.consultant_id, true)));
+    if (seq !== receiptsSeq) return; // a newer refresh is under way
+    // A charge is captured in the background: look again while one is being settled.
+    const settling = shown.some((r) => r.outcome === "charged" && r.charged.amount_minor === 0);
+    if (settling && currentScreen() === "seeker-home") setTimeout(refreshReceipts, 1500);
+    if (key === receiptsKey && $("#receipts").childElementCount) return;
+    receiptsKey = key;
     const list = $("#receipts");
     list.replaceChildren(
       ...shown.map((r, i) => {

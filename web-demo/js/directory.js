@@ -137,6 +137,8 @@ function renderDirectory() {
   list.setAttribute("aria-busy", "false");
   if (focusKey) list.querySelector(`[data-consultant-id="${CSS.escape(focusKey[0])}"] [class="${focusKey[1]}"]`)?.focus();
   $("#consultants-empty").hidden = dir.items.length > 0;
+  const n = dir.items.length;
+  $("#directory-count").textContent = n ? `${n}${dir.next ? "+" : ""} consultant${n === 1 && !dir.next ? "" : "s"} found.` : "";
   $("#directory-more").hidden = !dir.next;
   for (const c of dir.items) for (const t of c.tags) dir.tagsSeen.add(t);
   renderCategories();
