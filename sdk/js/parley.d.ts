@@ -1232,5 +1232,11 @@ export declare class Call extends Emitter<CallEventMap> {
   close(): void;
 }
 
-/** "EUR 30.00" from `{amount_minor: 3000, currency: "EUR"}`. */
-export declare function formatMoney(money: Money): string;
+/** Minor-unit digits of an ISO 4217 currency (2 for EUR, 0 for JPY), from `Intl`. */
+export declare function currencyDigits(currency: string): number;
+/** Money for people, by `Intl.NumberFormat` in `locale` (default: the browser's): "€30.00" in en-US. */
+export declare function formatMoney(money: Money, locale?: string): string;
+/** The amount in major units for a form field: 3000 EUR → "30.00". */
+export declare function majorUnits(money: Money): string;
+/** Money from an amount typed in major units ("30", "30,50"); null if it is not one. */
+export declare function moneyFromMajor(text: string, currency: string): Money | null;

@@ -1259,21 +1259,59 @@ export class RecorderLink {
   }
 }
 
+/** The number of minor-unit digits of an ISO 4217 currency (2 for EUR, 0 for JPY, 3 for KWD), from `Intl`. */
+export function currencyDigits(currency) {
+  try {
+    return new Intl.NumberFormat("en", { style: "currency", currency }).resolvedOptions().maximumFractionDigits;
+  } catch {
+    return 2;
+  }
+}
+
 /**
- * Formats money as "EUR 30.00" (the currency code, then the amount in major
- * units with the currency's usual decimals).
+ * Formats money for people with `Intl.NumberFormat` in `locale` (default: the
+ * browser's), e.g. "€30.00" in en-US, "30,00 €" in de-DE. Integer minor units
+ * are never passed through floating point rounding beyond the currency's digits.
  */
-export function formatMoney(money) {
+export function formatMoney(money, locale) {
   if (!money) return "";
-  const zeroDecimal = new Set(["BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX", "VND", "VUV", "XAF", "XOF", "XPF"]);
-  const threeDecimal = new Set(["BHD", "JOD", "KWD", "OMR", "TND"]);
-  const digits = zeroDecimal.has(money.currency) ? 0 : threeDecimal.has(money.currency) ? 3 : 2;
+  const digits = currencyDigits(money.currency);
+  const major = Math.trunc(money.amount_minor) / 10 ** digits;
+  try {
+    return new Intl.NumberFormat(locale, {
+      style: "currency",
+      currency: money.currency,
+      minimumFractionDigits: digits,
+      maximumFractionDigits: digits,
+    }).format(major);
+  } catch {
+    return `${money.currency} ${major.toFixed(digits)}`;
+  }
+}
+
+/** The amount in major units as a plain decimal string for a form field: 3000 EUR → "30.00", 500 JPY → "500". */
+export function majorUnits(money) {
+  if (!money) return "";
+  const digits = currencyDigits(money.currency);
   const minor = Math.trunc(money.amount_minor);
   const sign = minor < 0 ? "-" : "";
   const abs = Math.abs(minor);
-  if (digits === 0) return `${money.currency} ${sign}${abs}`;
-  const div = 10 ** digits;
-  const major = Math.floor(abs / div);
-  const frac = String(abs % div).padStart(digits, "0");
-  return `${money.currency} ${sign}${major}.${frac}`;
+  if (digits === 0) return `${sign}${abs}`;
+  return `${sign}${Math.floor(abs / 10 ** digits)}.${String(abs % 10 ** digits).padStart(digits, "0")}`;
+}
+
+/**
+ * Money from an amount typed in major units ("30", "30.5", "30,50", "1 200.00") in `currency`: `{amount_minor,
+ * currency}`, or null when the text is not a non-negative amount with at most the currency's decimals.
+ */
+export function moneyFromMajor(text, currency) {
+  const clean = String(text ?? "").trim().replace(/[\s\u00a0\u202f']/g, "");
+  const m = /^(\d+)(?:[.,](\d*))?$/.exec(clean);
+  if (!m) return null;
+  const digits = currencyDigits(currency);
+  const frac = m[2] || "";
+  if (frac.length > digits) return null;
+  const minor = Number(m[1]) * 10 ** digits + Number(frac.padEnd(digits, "0") || 0);
+  if (!Number.isSafeInteger(minor)) return null;
+  return { amount_minor: minor, currency };
 }

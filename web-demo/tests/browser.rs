@@ -1,9 +1,13 @@
-//! Browser tests of the web demo (issue 5): a real `parley` in-process
-//! (SQLite in a temp dir, the system clock, a free window `F` of 8 s) serves
-//! `web-demo/` and `sdk/js/`; two headless chromium processes, each with its
-//! own empty profile, are the seeker and the consultant. The tests find
-//! elements only through the DOM contract in `web-demo/README.md` and read
-//! media flow through `window.parleyDemo.inboundBytes()`.
+//! Browser tests of the web app (issues 5 and 15): a real `parley`
+//! in-process (SQLite in a temp dir, a free window `F` of 8 s, and a manual
+//! server clock that starts at a fixed instant, [`START_MS`], and moves only
+//! when a test says so) serves `web-demo/` and `sdk/js/`; two headless
+//! chromium processes, each with its own empty profile, are the seeker and
+//! the consultant. The tests find elements only through the DOM contract in
+//! `web-demo/README.md` and read media flow through
+//! `window.parleyDemo.inboundBytes()`. They wait on conditions in the page,
+//! never on the wall clock: the meter and the booking scheduler run on the
+//! manual clock.
 //!
 //! Needs Debian's chromium (`PARLEY_CHROMIUM`, default `/usr/bin/chromium`):
 //! `./scripts/test.sh` installs it. A missing browser fails the tests.
@@ -24,8 +28,9 @@ use chromiumoxide::cdp::js_protocol::runtime::{EventConsoleApiCalled, EventExcep
 use chromiumoxide::handler::viewport::Viewport;
 use chromiumoxide::page::ScreenshotParams;
 use futures_util::StreamExt;
-use parley_domain::UserId;
+use parley_domain::{SessionId, Timestamp, UserId};
 use parley_server::{Application, Config};
+use parley_signaling::clock::ManualClock;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -35,8 +40,12 @@ const WAIT: Duration = Duration::from_secs(20);
 const FREE_WINDOW: Duration = Duration::from_secs(8);
 /// `meter.free_window_ending` comes this long before `F`.
 const WARN_BEFORE: Duration = Duration::from_secs(4);
-/// How long the charged call lasts at least (both in the call).
+/// How far the server clock is moved in a call to go past `F`.
 const PAST_FREE_WINDOW: Duration = Duration::from_secs(9);
+/// The server clock's start: Monday 2030-01-07 08:00 UTC (a fixed instant,
+/// never the wall clock; late enough that the dev tokens it signs have not
+/// expired by the system clock that verifies them).
+const START_MS: i64 = 1_894_003_200_000;
 
 const SEEKER: &str = "bt-seeker";
 const SEEKER_NAME: &str = "Sam Browser";
@@ -44,7 +53,17 @@ const CONSULTANT: &str = "bt-consultant";
 const CONSULTANT_NAME: &str = "Cora Browser";
 
 /// Screenshots also copied to `docs/screenshots/` on request.
-const DOC_SCREENSHOTS: &[&str] = &["02-consultants", "04-in-call", "06-summary-charged", "07-declined-card"];
+const DOC_SCREENSHOTS: &[&str] = &[
+    "02-consultants",
+    "04-in-call",
+    "04-free-window-choice",
+    "06-summary-charged",
+    "07-declined-card",
+    "11-profile-booking",
+    "12-my-sessions",
+    "13-consultant-metrics",
+    "16-recap",
+];
 
 /// Two chromium processes per test on 2 cores: one test at a time (an
 /// async lock: each test has its own runtime, and a failed test must not
@@ -57,6 +76,8 @@ static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 struct Server {
     base: String,
     billing: Arc<parley_billing::Billing>,
+    clock: Arc<ManualClock>,
+    auth: Arc<parley_signaling::Authenticator>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
     _dir: tempfile::TempDir,
@@ -75,8 +96,14 @@ fn web_dirs() -> (PathBuf, PathBuf) {
 
 impl Server {
     async fn start() -> Server {
+        Self::start_with(|_| {}).await
+    }
+
+    /// A server whose test configuration `configure` changes first.
+    async fn start_with(configure: impl FnOnce(&mut Config)) -> Server {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = Config::for_tests(dir.path());
+        configure(&mut config);
         config.meter.free_window = FREE_WINDOW;
         config.meter.warn_before = WARN_BEFORE;
         (config.web_dir, config.sdk_js_dir) = web_dirs();
@@ -84,15 +111,62 @@ impl Server {
         config.log = format!("{},chromiumoxide=off", config.log);
         parley_server::telemetry::init_tracing(&config.log);
         let _ = rustls::crypto::ring::default_provider().install_default();
-        // The system clock: the browsers live in real time.
-        let app = Application::build(config).await.expect("server builds");
+        let clock = Arc::new(ManualClock::new(Timestamp::from_unix_millis(START_MS)));
+        let app = Application::build_with_clock(config, clock.clone()).await.expect("server builds");
         let base = format!("http://{}", app.local_addr());
         let billing = app.billing();
+        let auth = app.auth();
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(app.run_until(async move {
             let _ = rx.await;
         }));
-        Server { base, billing, shutdown: Some(tx), task: Some(task), _dir: dir }
+        Server { base, billing, clock, auth, shutdown: Some(tx), task: Some(task), _dir: dir }
+    }
+
+    /// A server on a fresh PostgreSQL database of the server named by
+    /// `TEST_DATABASE_URL` (`./scripts/test.sh` sets it). Missing → the test
+    /// fails, never a silent skip.
+    async fn start_on_postgres() -> Server {
+        use sqlx::Connection;
+        let base = std::env::var("TEST_DATABASE_URL")
+            .expect("TEST_DATABASE_URL is not set: run the tests with ./scripts/test.sh, which starts PostgreSQL");
+        let mut admin = sqlx::PgConnection::connect(&base).await.expect("TEST_DATABASE_URL is reachable");
+        let name = format!("parley_web_{}", uuid::Uuid::new_v4().simple());
+        // `name` is made above from a UUID: safe to splice.
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut admin)
+            .await
+            .expect("create the test database");
+        let (prefix, _) = base.rsplit_once('/').expect("TEST_DATABASE_URL has a database path");
+        let url = format!("{prefix}/{name}");
+        Self::start_with(|c| c.database_url = url).await
+    }
+
+    /// Moves the server clock forward (the meter, ring timeouts and the
+    /// booking scheduler follow it).
+    fn advance(&self, by: Duration) {
+        self.clock.advance(by);
+    }
+
+    /// The server clock now, Unix ms.
+    fn now_ms(&self) -> i64 {
+        use parley_domain::Clock;
+        self.clock.now().unix_millis()
+    }
+
+    /// A moderator token (the operator's platform), valid for an hour of server time.
+    fn moderator_token(&self) -> String {
+        use parley_domain::protocol::{Role, UserInfo};
+        let operator =
+            UserInfo { id: UserId::parse("bt-operator").expect("id"), name: "Operator".into(), role: Role::Moderator };
+        self.auth.issue(&operator, Duration::from_secs(3600), Timestamp::from_unix_millis(self.now_ms()))
+    }
+
+    /// The amount of the payment hold placed for `session`, in minor units.
+    async fn hold_minor(&self, session: &str) -> i64 {
+        let id = SessionId::parse(session).expect("a session id");
+        let hold = self.billing.hold(&id).await.expect("hold lookup");
+        hold.unwrap_or_else(|| panic!("no hold was placed for {session}")).amount.amount_minor
     }
 
     /// Waits until the consultant's price is stored (the price form saved it).
@@ -425,14 +499,27 @@ fn visible_js(selector: &str) -> String {
 }
 
 fn call_now() -> String {
-    format!(r#"[data-consultant-id="{CONSULTANT}"] button.call-now"#)
+    format!(r#"#consultants [data-consultant-id="{CONSULTANT}"] button.call-now"#)
 }
 
 // ---------------------------------------------------------------------------
 // The journeys
 
-/// A server, a consultant who charges EUR 30.00 per session and is
-/// available, and a seeker who sees them available.
+/// What the consultant types into the price form.
+struct PriceForm {
+    /// In major units, as a person types it ("30", "1.50").
+    amount: &'static str,
+    model: &'static str,
+    /// What must be stored, in minor units.
+    minor: i64,
+}
+
+const FIXED_30: PriceForm = PriceForm { amount: "30", model: "fixed", minor: 3000 };
+const PER_MINUTE_150: PriceForm = PriceForm { amount: "1.50", model: "per_minute", minor: 150 };
+
+/// A server, a consultant with a published profile (a tax adviser in
+/// Paris), a price and presence `available`, and a seeker who found them
+/// by keyword in the directory.
 struct Scene {
     server: Server,
     seeker: Tab,
@@ -441,25 +528,39 @@ struct Scene {
 
 impl Scene {
     async fn start(screenshots: bool) -> Scene {
-        let server = Server::start().await;
+        Self::start_with(screenshots, FIXED_30).await
+    }
+
+    async fn start_with(screenshots: bool, price: PriceForm) -> Scene {
+        Self::start_on(Server::start().await, screenshots, price).await
+    }
+
+    async fn start_on(server: Server, screenshots: bool, price: PriceForm) -> Scene {
         let (seeker, consultant) = tokio::join!(Tab::launch("seeker"), Tab::launch("consultant"));
         let home = format!("{}/", server.base);
         tokio::join!(seeker.open(&home), consultant.open(&home));
 
         consultant.wait_visible("#login-form").await;
         consultant.sign_in(CONSULTANT, CONSULTANT_NAME, "consultant").await;
-        consultant.fill("#price-amount", "3000").await;
-        consultant.fill("#price-model", "fixed").await;
+        consultant.publish_profile().await;
+        consultant.wait_visible(r#"#price-form[data-loaded="true"]"#).await;
+        consultant.fill("#price-amount", price.amount).await;
+        consultant.fill("#price-model", price.model).await;
         consultant.click("#price-save").await;
-        server.wait_price(CONSULTANT, 3000).await;
+        server.wait_price(CONSULTANT, price.minor).await;
         consultant.click("#availability-toggle").await;
         consultant.wait_visible(r#"#availability-toggle[aria-pressed="true"]"#).await;
+        if screenshots {
+            consultant.screenshot("10-consultant-desk").await;
+        }
 
         seeker.wait_visible("#login-form").await;
         if screenshots {
             seeker.screenshot("01-sign-in").await;
         }
         seeker.sign_in(SEEKER, SEEKER_NAME, "seeker").await;
+        // Keyword search over the directory: "tax" is in the headline and tags, not the name.
+        seeker.fill("#consultant-search", "taxes").await;
         seeker
             .wait_visible(&format!(r#"#consultants [data-consultant-id="{CONSULTANT}"][data-presence="available"]"#))
             .await;
@@ -481,13 +582,10 @@ impl Scene {
         }
     }
 
-    /// The consultant accepts; both are in `#call-view` with media flowing
-    /// both ways and the free-window countdown shown. Returns when both
-    /// were first in the call.
-    async fn accept_and_talk(&self) -> Instant {
-        self.consultant.click("#accept-call").await;
+    /// Both sides are in `#call-view` with media flowing both ways and the
+    /// free-window countdown shown.
+    async fn talk(&self) {
         tokio::join!(self.seeker.wait_visible("#call-view"), self.consultant.wait_visible("#call-view"));
-        let in_call = Instant::now();
         tokio::join!(self.seeker.wait_media_flowing(), self.consultant.wait_media_flowing());
         tokio::join!(self.seeker.wait_visible("#meter-countdown"), self.consultant.wait_visible("#meter-countdown"));
         // The countdown starts from the server's free window (the `room.join`
@@ -497,7 +595,18 @@ impl Scene {
             let left = left.as_f64().unwrap_or(f64::MAX);
             assert!(left <= FREE_WINDOW.as_secs_f64(), "countdown shows {left} s of a {FREE_WINDOW:?} free window");
         }
-        in_call
+    }
+
+    /// The consultant accepts the ringing call; both talk.
+    async fn accept_and_talk(&self) {
+        self.consultant.click("#accept-call").await;
+        self.talk().await;
+    }
+
+    /// Moves the server clock past `F`: both see the billing indicator.
+    async fn past_the_free_window(&self) {
+        self.server.advance(PAST_FREE_WINDOW);
+        tokio::join!(self.seeker.wait_visible("#meter-billing"), self.consultant.wait_visible("#meter-billing"));
     }
 
     async fn finish(self) {
@@ -506,39 +615,83 @@ impl Scene {
     }
 }
 
-/// An instant call with real media, hung up before `F`: free.
+impl Tab {
+    /// The consultant publishes a profile through the editor and waits
+    /// until the desk says it is live in the directory.
+    async fn publish_profile(&self) {
+        self.wait_visible(r#"#profile-form[data-loaded="true"]"#).await;
+        self.fill("#profile-display-name", CONSULTANT_NAME).await;
+        self.fill("#profile-headline-input", "Tax advice for freelancers").await;
+        self.fill("#profile-bio-input", "Ten years of VAT returns for people who work for themselves.").await;
+        self.fill("#profile-tags-input", "Tax, VAT, freelancing").await;
+        self.fill("#profile-languages-input", "en, fr").await;
+        self.fill("#profile-time-zone", "Europe/Paris").await;
+        self.click("#profile-save").await;
+        self.wait_visible(r#"#profile-live[data-live="true"]"#).await;
+    }
+
+    /// The seeker leaves a review on `#summary` and finds it on the
+    /// consultant's profile page.
+    async fn review_and_find_it(&self, text: &str) {
+        self.fill("#review-stars", "4").await;
+        self.fill("#review-text", text).await;
+        self.click("#review-submit").await;
+        self.wait_visible("#review-thanks").await;
+        self.click("#review-profile").await;
+        self.wait_visible(&format!(r#"#profile-view[data-consultant-id="{CONSULTANT}"]"#)).await;
+        let sel = js_str("#profile-reviews .review");
+        let want = js_str(text);
+        self.wait_until(
+            "the review on the profile (#profile-reviews)",
+            &format!(
+                "[...document.querySelectorAll({sel})].some((r) => r.textContent.includes({want}) && r.textContent.includes('★★★★☆'))"
+            ),
+        )
+        .await;
+        let rating = self.text("#profile-rating").await;
+        assert!(rating.contains("4.0") && rating.contains("1 review"), "{}: #profile-rating is {rating:?}", self.who);
+    }
+}
+
+/// An instant call with real media, hung up before `F`: free; the seeker's
+/// review is posted and shows on the consultant's profile.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn instant_call_hung_up_within_the_free_window_is_free() {
+async fn instant_call_hung_up_within_the_free_window_is_free_and_the_review_is_posted() {
     let _serial = SERIAL.lock().await;
     let scene = Scene::start(true).await;
     scene.call("pm_card_visa", true).await;
-    let in_call = scene.accept_and_talk().await;
+    scene.accept_and_talk().await;
     scene.seeker.screenshot("04-in-call").await;
-    let talked = in_call.elapsed();
-    assert!(
-        talked < FREE_WINDOW - Duration::from_secs(1),
-        "setting up media took {talked:?}: too close to the free window of {FREE_WINDOW:?} to hang up within it"
-    );
-    scene.seeker.click("#hangup").await;
+    // `F` − 4 s: the seeker is asked, and ends the call now, free.
+    scene.server.advance(FREE_WINDOW - WARN_BEFORE + Duration::from_secs(1));
+    scene.seeker.wait_visible("#free-window-choice").await;
+    scene.consultant.wait_visible("#free-window-choice").await;
+    assert!(!scene.consultant.is_visible("#choice-end").await, "consultant: offered the seeker's choice");
+    let words = scene.seeker.text("#choice-text").await;
+    assert!(words.contains("30.00"), "seeker: the choice does not state the charge: {words:?}");
+    scene.seeker.screenshot("04-free-window-choice").await;
+    scene.seeker.click("#choice-end").await;
     scene.seeker.wait_visible(r#"#summary[data-outcome="free"]"#).await;
     scene.consultant.wait_visible(r#"#summary[data-outcome="free"]"#).await;
     scene.seeker.screenshot("05-summary-free").await;
+    scene.seeker.review_and_find_it("Clear and kind, from a browser.").await;
+    scene.seeker.screenshot("09-profile-with-review").await;
     scene.finish().await;
 }
 
 /// The same call kept past `F`: the billing indicator shows, the bill is
-/// the fixed EUR 30.00.
+/// the fixed EUR 30.00; the ringing screen stated the hold that was placed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn instant_call_past_the_free_window_is_charged() {
+async fn instant_call_past_the_free_window_is_charged_the_fixed_hold_shown() {
     let _serial = SERIAL.lock().await;
     let scene = Scene::start(false).await;
     scene.call("pm_card_visa", false).await;
-    let in_call = scene.accept_and_talk().await;
-    tokio::join!(scene.seeker.wait_visible("#meter-billing"), scene.consultant.wait_visible("#meter-billing"));
-    if let Some(left) = PAST_FREE_WINDOW.checked_sub(in_call.elapsed()) {
-        tokio::time::sleep(left).await;
-    }
-    assert!(scene.seeker.is_visible("#meter-billing").await, "seeker: #meter-billing went away during the call");
+    scene.seeker.assert_hold_shown(&scene.server, 3000, "30.00").await;
+    scene.accept_and_talk().await;
+    scene.server.advance(FREE_WINDOW - WARN_BEFORE + Duration::from_secs(1));
+    scene.seeker.click("#choice-continue").await;
+    scene.seeker.wait_hidden("#free-window-choice").await;
+    scene.past_the_free_window().await;
     scene.seeker.screenshot("04-in-call-billing").await;
     scene.seeker.click("#hangup").await;
     scene.seeker.wait_visible(r#"#summary[data-outcome="charged"]"#).await;
@@ -546,6 +699,92 @@ async fn instant_call_past_the_free_window_is_charged() {
     let amount = scene.seeker.text("#summary-amount").await;
     assert!(amount.contains("30.00"), "seeker: #summary-amount is {amount:?}, expected EUR 30.00");
     scene.seeker.screenshot("06-summary-charged").await;
+    scene.finish().await;
+}
+
+/// A per-minute consultant who typed "1.50" charges EUR 1.50 a minute
+/// (150 minor units, not 1); the ringing screen states the hold placed:
+/// the rate × the instant-call maximum of 60 minutes, EUR 90.00.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_per_minute_call_states_the_hold_that_was_placed() {
+    let _serial = SERIAL.lock().await;
+    let scene = Scene::start_with(false, PER_MINUTE_150).await;
+    let price =
+        scene.seeker.text(&format!(r#"#consultants [data-consultant-id="{CONSULTANT}"] .consultant-price"#)).await;
+    assert!(price.contains("1.50") && price.contains("minute"), "seeker: the listed price is {price:?}");
+    scene.call("pm_card_visa", false).await;
+    scene.seeker.assert_hold_shown(&scene.server, 9000, "90.00").await;
+    scene.seeker.screenshot("03-outgoing-call-per-minute").await;
+    // Past `F`, the running amount: a started minute costs EUR 1.50.
+    scene.accept_and_talk().await;
+    scene.past_the_free_window().await;
+    scene
+        .seeker
+        .wait_until(
+            "#meter-amount stating one started minute (EUR 1.50)",
+            "(() => { const e = document.querySelector('#meter-amount'); return e.checkVisibility() && e.dataset.minor === '150'; })()",
+        )
+        .await;
+    scene.seeker.click("#hangup").await;
+    scene.seeker.wait_visible(r#"#summary[data-outcome="charged"]"#).await;
+    let amount = scene.seeker.text("#summary-amount").await;
+    assert!(amount.contains("1.50"), "seeker: #summary-amount is {amount:?}, expected one started minute, EUR 1.50");
+    // Later, from the recent calls: named, charged, and the bill opens again.
+    let session = scene.seeker.eval("document.querySelector('#summary').dataset.sessionId").await;
+    let session = session.as_str().expect("#summary has data-session-id").to_owned();
+    scene.seeker.click("#summary-close").await;
+    let receipt = format!(r#"#receipts li[data-session-id="{session}"]"#);
+    scene
+        .seeker
+        .wait_until(
+            "the receipt charged with the consultant's name",
+            &format!(
+                "(() => {{ const e = document.querySelector({}); return !!e && e.textContent.includes('Cora Browser') && e.textContent.includes('Charged €1.50'); }})()",
+                js_str(&receipt)
+            ),
+        )
+        .await;
+    scene.seeker.click(&format!("{receipt} .receipt-open")).await;
+    scene.seeker.wait_visible(&format!(r#"#summary[data-session-id="{session}"][data-outcome="charged"]"#)).await;
+    scene.finish().await;
+}
+
+impl Tab {
+    /// The ringing screen states the hold the server placed for its session.
+    async fn assert_hold_shown(&self, server: &Server, minor: i64, major: &str) {
+        self.wait_visible("#outgoing-detail[data-hold-minor]").await;
+        let session = self.eval("document.querySelector('#outgoing-call').dataset.sessionId").await;
+        let session = session.as_str().expect("#outgoing-call has data-session-id").to_owned();
+        let placed = server.hold_minor(&session).await;
+        assert_eq!(placed, minor, "the server placed a hold of {placed}");
+        let shown = self.eval("Number(document.querySelector('#outgoing-detail').dataset.holdMinor)").await;
+        assert_eq!(shown.as_i64(), Some(placed), "{}: the ringing screen states a hold of {shown}", self.who);
+        let text = self.text("#outgoing-detail").await;
+        assert!(text.contains(major), "{}: #outgoing-detail says {text:?}, not {major}", self.who);
+        assert!(
+            text.contains("free window"),
+            "{}: #outgoing-detail does not explain the free window: {text:?}",
+            self.who
+        );
+    }
+}
+
+/// A reload in the middle of a call rejoins the open session: media flows
+/// again and hanging up ends it with a bill.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_mid_call_rejoins_the_open_session() {
+    let _serial = SERIAL.lock().await;
+    let scene = Scene::start(false).await;
+    scene.call("pm_card_visa", false).await;
+    scene.accept_and_talk().await;
+    let session = scene.seeker.eval("document.querySelector('#call-view').dataset.sessionId").await;
+    scene.seeker.page.reload().await.expect("reload");
+    scene.seeker.wait_visible(&format!(r#"#call-view[data-session-id={session}]"#)).await;
+    scene.seeker.wait_media_flowing().await;
+    scene.consultant.wait_media_flowing().await;
+    scene.seeker.click("#hangup").await;
+    scene.seeker.wait_visible(r#"#summary[data-outcome="free"]"#).await;
+    scene.consultant.wait_visible(r#"#summary[data-outcome="free"]"#).await;
     scene.finish().await;
 }
 
@@ -601,6 +840,363 @@ async fn a_declined_card_never_rings_the_consultant() {
     scene.finish().await;
 }
 
+/// The scheduled journey: the consultant opens a weekly calendar with a
+/// day off; the seeker finds them by keyword, opens the profile (no slots
+/// on the day off), proposes three slots (a fourth cannot be picked) after
+/// reading price, hold timing and the cancellation policy, for mentorship
+/// (priced EUR 45.00 by the consultant), then two other times instead; the
+/// consultant accepts the second; when the server clock reaches the room
+/// opening both get Join, talk past `F`, and the seeker is charged the
+/// mentorship price.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_booked_session_from_the_profile_to_the_bill() {
+    let _serial = SERIAL.lock().await;
+    booked_journey(Server::start().await).await;
+}
+
+/// The booked journey on PostgreSQL (its full-text search and scheduling queries).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_booked_session_from_the_profile_to_the_bill_on_postgres() {
+    let _serial = SERIAL.lock().await;
+    booked_journey(Server::start_on_postgres().await).await;
+}
+
+async fn booked_journey(server: Server) {
+    let scene = Scene::start_on(server, false, FIXED_30).await;
+    let (seeker, consultant, server) = (&scene.seeker, &scene.consultant, &scene.server);
+
+    // The consultant's week: Monday to Friday, 09:00-17:00 Paris time.
+    for day in ["mon", "tue", "wed", "thu", "fri"] {
+        consultant.click(&format!("#avail-{day}-on")).await;
+    }
+    // Mentorship costs EUR 45.00 (a price per purpose, in major units).
+    consultant.fill("#price-mentorship", "45").await;
+    consultant.click("#price-save").await;
+    consultant
+        .wait_until("prices saved", "document.querySelector('#status').textContent.includes('Price saved')")
+        .await;
+
+    // Tuesday 8 January off (a date exception).
+    consultant.fill("#exception-date", "2030-01-08").await;
+    consultant.click("#exception-add").await;
+    consultant.wait_visible(r#"#exception-rows .exception[data-date="2030-01-08"]"#).await;
+    consultant.click("#week-save").await;
+    consultant
+        .wait_until(
+            "availability saved",
+            "document.querySelector('#status').textContent.includes('Availability saved')",
+        )
+        .await;
+
+    // The seeker's profile page.
+    seeker.click(&format!(r#"#consultants [data-consultant-id="{CONSULTANT}"] .open-profile"#)).await;
+    seeker.wait_visible("#profile-view").await;
+    let headline = seeker.text("#profile-headline").await;
+    assert_eq!(headline, "Tax advice for freelancers");
+    seeker.wait_until("four free slots", "document.querySelectorAll('#profile-slots input').length >= 4").await;
+    let days = seeker
+        .eval("[...document.querySelectorAll('#profile-slots .slot-day-title')].map((e) => e.textContent).join(' | ')")
+        .await;
+    let days = days.as_str().unwrap_or_default().to_owned();
+    assert!(
+        days.contains("January 7") && days.contains("January 9") && !days.contains("January 8"),
+        "seeker: slot days {days:?}: Tuesday 8 January is off"
+    );
+    let zones = seeker.text("#book-zones").await;
+    assert!(zones.contains("Europe/Paris"), "seeker: #book-zones is {zones:?}: the consultant's zone is not shown");
+    for n in 1..=3 {
+        seeker.click(&format!("#profile-slots .slot:nth-child({n}) input")).await;
+    }
+    let fourth_disabled = seeker.eval("document.querySelectorAll('#profile-slots input')[3].disabled").await;
+    assert_eq!(fourth_disabled, serde_json::Value::Bool(true), "seeker: a fourth slot can be picked");
+    let summary = seeker.text("#book-summary").await;
+    for words in ["30.00", "hold", "24 hours"] {
+        assert!(summary.contains(words), "seeker: #book-summary does not mention {words:?}: {summary:?}");
+    }
+    seeker.screenshot("11-profile-booking").await;
+    seeker.fill("#book-purpose", "mentorship").await;
+    seeker.click("#book-submit").await;
+    seeker.wait_visible(r#"#my-bookings .booking[data-state="pending"]"#).await;
+
+    // The seeker changes their mind: two other times instead.
+    seeker.click(r#"#my-bookings .booking[data-state="pending"] .booking-reschedule"#).await;
+    seeker.wait_visible(r#"#book-form[data-mode="reschedule"]"#).await;
+    seeker.wait_until("free slots to pick", "document.querySelectorAll('#profile-slots input').length >= 5").await;
+    for n in 4..=5 {
+        seeker.click(&format!("#profile-slots .slot:nth-child({n}) input")).await;
+    }
+    seeker.click("#book-submit").await;
+    seeker
+        .wait_until("the new proposal", "document.querySelector('#status').textContent.includes('New times proposed')")
+        .await;
+
+    // The consultant accepts the second proposed time.
+    let pending = r#"#consultant-bookings .booking[data-state="pending"]"#;
+    consultant.wait_visible(pending).await;
+    consultant
+        .wait_until(
+            "the rescheduled booking offering the two new times",
+            &format!("document.querySelector('{pending} .booking-slot')?.options.length === 2"),
+        )
+        .await;
+    let second = consultant.eval(&format!("document.querySelector('{pending} .booking-slot').options[1].value")).await;
+    let second = second.as_str().expect("a second proposed time").to_owned();
+    consultant.fill(&format!("{pending} .booking-slot"), &second).await;
+    consultant.click(&format!("{pending} .booking-accept")).await;
+    let confirmed = format!(r#".booking[data-state="confirmed"][data-start-ms="{second}"]"#);
+    consultant.wait_visible(&format!("#consultant-bookings {confirmed}")).await;
+    seeker.wait_visible(&format!("#my-bookings {confirmed}")).await;
+    seeker.wait_visible(&format!("#my-bookings {confirmed} .booking-wait")).await;
+    assert!(!seeker.is_visible("#my-bookings .booking-join").await, "seeker: Join shows before the room opens");
+    // Cancelling now would be late (the start is within 24 hours): the fee is stated first.
+    seeker.click(&format!("#my-bookings {confirmed} .booking-cancel")).await;
+    seeker.wait_visible(&format!("#my-bookings {confirmed} .booking-fee")).await;
+    let fee = seeker.text(&format!("#my-bookings {confirmed} .booking-fee")).await;
+    assert!(fee.contains("late") && fee.contains("45.00"), "seeker: the late-cancellation words are {fee:?}");
+    seeker.click(&format!("#my-bookings {confirmed} .booking-cancel-keep")).await;
+    seeker.screenshot("12-my-sessions").await;
+
+    // The server clock reaches the room opening (10 minutes before the start).
+    let opens =
+        seeker.eval(&format!("Number(document.querySelector('#my-bookings {confirmed}').dataset.opensAtMs)")).await;
+    let opens = opens.as_i64().expect("data-opens-at-ms");
+    let wait = u64::try_from(opens - server.now_ms()).expect("the room opens later");
+    server.advance(Duration::from_millis(wait));
+    let join = r#".booking[data-state="held"] .booking-join"#;
+    let (seeker_join, consultant_join) = (format!("#my-bookings {join}"), format!("#consultant-bookings {join}"));
+    tokio::join!(seeker.click(&seeker_join), consultant.click(&consultant_join));
+    scene.talk().await;
+    scene.past_the_free_window().await;
+    seeker.click("#hangup").await;
+    seeker.wait_visible(r#"#summary[data-outcome="charged"]"#).await;
+    consultant.wait_visible(r#"#summary[data-outcome="charged"]"#).await;
+    let amount = seeker.text("#summary-amount").await;
+    assert!(
+        amount.contains("45.00"),
+        "seeker: #summary-amount is {amount:?}, expected the mentorship price, EUR 45.00"
+    );
+    scene.finish().await;
+}
+
+/// The consultant's journey on top of an instant call (and the seeker's
+/// directory filters: language, available now, price sort and range):
+/// payouts set up
+/// through the onboarding link and its return page; a charged call; the
+/// earnings net of commission; the seeker's review answered from the desk
+/// and the reply visible on the profile; the metrics chart; a promotion
+/// bought with its receipt, after which the consultant is featured and
+/// first in the seeker's search although another consultant matches better.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_consultant_journey_from_payouts_to_featured_first() {
+    let _serial = SERIAL.lock().await;
+    consultant_journey(Server::start().await).await;
+}
+
+/// The consultant's journey on PostgreSQL (ranking, promotions, metrics).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_consultant_journey_from_payouts_to_featured_first_on_postgres() {
+    let _serial = SERIAL.lock().await;
+    consultant_journey(Server::start_on_postgres().await).await;
+}
+
+async fn consultant_journey(server: Server) {
+    let scene = Scene::start_on(server, false, FIXED_30).await;
+    let (seeker, consultant) = (&scene.seeker, &scene.consultant);
+
+    // Payout onboarding: the sandbox link comes straight back to the desk.
+    consultant.wait_visible(r#"#payout-status[data-ready="false"]"#).await;
+    consultant.click("#payout-setup").await;
+    consultant.wait_visible(r#"#payout-status[data-ready="true"]"#).await;
+    let url = consultant.eval("location.search").await;
+    assert_eq!(url, serde_json::json!(""), "consultant: the return page keeps its query in the address bar");
+
+    // A consultant whose profile matches "taxes" better (name, headline and tags).
+    let other = seeker.eval(OTHER_CONSULTANT_JS).await;
+    assert_eq!(other, serde_json::json!("ok"), "creating the other consultant: {other}");
+    seeker.fill("#consultant-search", "tax").await;
+    // Filters: French speakers; available now; cheapest first (no price counts as 0).
+    let ids = "[...document.querySelectorAll('#consultants [data-consultant-id]')].map((e) => e.dataset.consultantId).join(',')";
+    let listed = |want: &str| format!("{ids} === {}", js_str(want));
+    seeker.fill("#filter-language", "fr").await;
+    seeker.wait_until("only French speakers", &listed(CONSULTANT)).await;
+    seeker.fill("#filter-language", "").await;
+    seeker.click("#filter-available").await;
+    seeker.wait_until("only consultants available now", &listed(CONSULTANT)).await;
+    seeker.click("#filter-available").await;
+    seeker.fill("#filter-sort", "price").await;
+    seeker.wait_until("cheapest first", &listed(&format!("bt-other-consultant,{CONSULTANT}"))).await;
+    seeker.fill("#filter-max-price", "10").await;
+    seeker.wait_until("at most EUR 10", &listed("bt-other-consultant")).await;
+    seeker.fill("#filter-max-price", "").await;
+    seeker.fill("#filter-sort", "").await;
+    seeker.wait_until(
+        "the better match listed first",
+        r#"document.querySelector('#consultants [data-consultant-id]')?.dataset.consultantId === 'bt-other-consultant'"#,
+    ).await;
+
+    // A charged call (the consultant availability toggle survived the payout round trip).
+    consultant.wait_visible(r#"#availability-toggle[aria-pressed="true"]"#).await;
+    scene.call("pm_card_visa", false).await;
+    scene.accept_and_talk().await;
+    scene.past_the_free_window().await;
+    consultant.click("#hangup").await;
+    seeker.wait_visible(r#"#summary[data-outcome="charged"]"#).await;
+    consultant.wait_visible(r#"#summary[data-outcome="charged"]"#).await;
+    seeker.review_and_find_it("Sorted my VAT in one call.").await;
+
+    consultant.click("#summary-close").await;
+    consultant.wait_visible("#consultant-home").await;
+    // Earnings: EUR 30.00 less the platform's commission (20 % by default).
+    consultant
+        .wait_until(
+            "earnings of one session",
+            "document.querySelector('#earnings-count').textContent.includes('1 paid session')",
+        )
+        .await;
+    let total = consultant.text("#earnings-total").await;
+    assert!(total.contains("24.00"), "consultant: #earnings-total is {total:?}, expected EUR 24.00 (30.00 less 20 %)");
+
+    // The review, answered from the desk; the reply shows on the profile.
+    let review = "#my-reviews .review";
+    consultant.wait_visible(&format!("{review} .reply-text")).await;
+    consultant.fill(&format!("{review} .reply-text"), "Glad it helped, Sam.").await;
+    consultant.click(&format!("{review} .reply-submit")).await;
+    consultant.wait_visible(&format!("{review} .review-reply")).await;
+
+    // The metrics chart: one month with one session.
+    consultant.wait_visible(r#"#metrics-chart[data-months="1"] svg rect"#).await;
+    let facts = consultant.text("#metrics-facts").await;
+    assert!(facts.contains("Sessions1"), "consultant: #metrics-facts is {facts:?}");
+    consultant.screenshot("13-consultant-metrics").await;
+
+    // A promotion: paid at once, with its receipt and window.
+    consultant.click(r#"#promo-packages button.promo-buy[data-package-id="featured_7d"]"#).await;
+    consultant.wait_visible(r#"#promo-current[data-featured="true"]"#).await;
+    consultant.wait_visible("#promo-receipts .promo-receipt").await;
+    let receipt = consultant.text("#promo-receipts .promo-receipt").await;
+    assert!(receipt.contains("19.00"), "consultant: the promotion receipt is {receipt:?}");
+
+    // The seeker: the consultant featured and first, and the reply on the profile.
+    seeker.click("#profile-back").await;
+    let first = format!(
+        r#"(() => {{ const e = document.querySelector('#consultants [data-consultant-id]');
+            return !!e && e.dataset.consultantId === '{CONSULTANT}' && e.dataset.featured === 'true' && !!e.querySelector('.featured-badge'); }})()"#
+    );
+    seeker.wait_until("the featured consultant first and marked", &first).await;
+    seeker.screenshot("14-featured-first").await;
+    seeker.click(&format!(r#"#consultants [data-consultant-id="{CONSULTANT}"] .open-profile"#)).await;
+    seeker
+        .wait_until(
+            "the consultant's reply under the review",
+            "[...document.querySelectorAll('#profile-reviews .review-reply')].some((r) => r.textContent.includes('Glad it helped, Sam.'))",
+        )
+        .await;
+    scene.finish().await;
+}
+
+/// Premium: the consultant allows recording, the operator makes the
+/// seeker premium, the seeker asks for recording when calling; both see
+/// that the call is recorded; afterwards the recap lists the recordings,
+/// an Ogg Opus track plays in the page and downloads through its signed link.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_premium_recorded_call_has_a_recap_whose_recording_plays_and_downloads() {
+    let _serial = SERIAL.lock().await;
+    let server = Server::start_with(|c| c.recorder = parley_server::config::RecorderMode::Embedded).await;
+    let scene = Scene::start_on(server, false, FIXED_30).await;
+    let (seeker, consultant) = (&scene.seeker, &scene.consultant);
+    consultant.click("#recording-consent").await;
+    consultant
+        .wait_until("consent saved", "document.querySelector('#status').textContent.includes('may now ask')")
+        .await;
+    let premium = seeker
+        .eval(&format!(
+            r#"(async () => {{ const {{ ParleyApi }} = await import(new URL("/sdk/js/parley.js", location.href).href);
+                 await new ParleyApi().setPremium({}, {}, true); return "ok"; }})()"#,
+            js_str(&scene.server.moderator_token()),
+            js_str(SEEKER)
+        ))
+        .await;
+    assert_eq!(premium, serde_json::json!("ok"), "making the seeker premium: {premium}");
+    seeker.click("#record-request").await;
+    scene.call("pm_card_visa", false).await;
+    scene.accept_and_talk().await;
+    tokio::join!(seeker.wait_visible("#recording-indicator"), consultant.wait_visible("#recording-indicator"));
+    // Both send to the recorder (SDK internals: the recorder's connection is up and carries media).
+    let uplink = "(async () => { const r = window.parleyDemo.call && window.parleyDemo.call.recorder;
+        if (!r || r.pc.connectionState !== 'connected') return false;
+        let sent = 0; (await r.pc.getStats()).forEach((s) => { if (s.type === 'outbound-rtp' && s.kind === 'audio') sent += s.packetsSent; });
+        return sent > 100; })()";
+    tokio::join!(
+        seeker.wait_until("audio sent to the recorder", uplink),
+        consultant.wait_until("audio sent to the recorder", uplink)
+    );
+    seeker.click("#hangup").await;
+    seeker.wait_visible(r#"#summary[data-outcome="free"]"#).await;
+    seeker.wait_visible("#recap-recordings .recording[data-kind=\"audio\"] audio").await;
+    seeker.screenshot("16-recap").await;
+    // Played in the page: time moves on in the first audio track.
+    seeker.eval("(() => { const a = document.querySelector('#recap-recordings audio'); a.muted = true; a.play(); return true; })()").await;
+    seeker
+        .wait_until("the recording playing", "document.querySelector('#recap-recordings audio').currentTime > 0")
+        .await;
+    // Downloaded through its signed link.
+    let download = seeker
+        .eval(
+            "(async () => { const a = document.querySelector('#recap-recordings .recording[data-kind=\"audio\"] .recording-download');
+               const r = await fetch(a.href, { cache: 'no-store' }); const b = await r.arrayBuffer();
+               return { status: r.status, type: r.headers.get('content-type'), bytes: b.byteLength, ogg: new TextDecoder().decode(b.slice(0, 4)) }; })()",
+        )
+        .await;
+    assert_eq!(download["status"], 200, "{download}");
+    assert_eq!(download["ogg"], "OggS", "{download}");
+    assert!(download["bytes"].as_u64().is_some_and(|n| n > 100), "{download}");
+    scene.finish().await;
+}
+
+/// Creates (through the SDK, in the seeker's page) a consultant whose
+/// profile matches "tax" better than the scene's; resolves "ok".
+const OTHER_CONSULTANT_JS: &str = r#"(async () => {
+  const { ParleyApi } = await import(new URL("/sdk/js/parley.js", location.href).href);
+  const api = new ParleyApi();
+  const c = await api.devLogin("bt-other-consultant", "Tex Taxman", "consultant");
+  await api.setProfile(c.token, {
+    display_name: "Tex Tax", headline: "Tax, tax returns and tax audits", bio: "Tax.", tags: ["tax", "taxes", "tax-audit"],
+    languages: ["en"], time_zone: "UTC", session_minutes: [30],
+  });
+  return "ok";
+})()"#;
+
+/// At phone width (390 px) the seeker's home is usable: the search box
+/// takes the width, nothing scrolls sideways. A "can't reach Parley" banner
+/// goes away once a request succeeds again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn phone_width_and_the_network_banner_clears_when_parley_is_back() {
+    use chromiumoxide::cdp::browser_protocol::emulation::SetDeviceMetricsOverrideParams;
+    let _serial = SERIAL.lock().await;
+    let scene = Scene::start(false).await;
+    let seeker = &scene.seeker;
+    seeker.page.execute(SetDeviceMetricsOverrideParams::new(390, 844, 2.0, true)).await.expect("phone viewport");
+    seeker.wait_until("the phone layout", "window.innerWidth === 390").await;
+    let width = seeker.eval("document.querySelector('#consultant-search').getBoundingClientRect().width").await;
+    assert!(width.as_f64().is_some_and(|w| w >= 300.0), "seeker: the search box is {width} px wide at 390 px");
+    let overflow = seeker.eval("document.documentElement.scrollWidth").await;
+    assert!(overflow.as_f64().is_some_and(|w| w <= 390.0), "seeker: the page is {overflow} px wide at 390 px");
+    seeker.screenshot("15-phone-home").await;
+
+    // The network goes away for the page's requests, and comes back.
+    seeker
+        .eval(
+            "(() => { const real = window.fetch; window.__offline = true;
+               window.fetch = (...a) => window.__offline ? Promise.reject(new TypeError('Failed to fetch')) : real(...a);
+               return true; })()",
+        )
+        .await;
+    seeker.wait_visible(r#"#error-banner[data-code="network"]"#).await;
+    seeker.eval("(() => { window.__offline = false; return true; })()").await;
+    seeker.wait_hidden("#error-banner").await;
+    scene.finish().await;
+}
+
 /// The SDK's directory and booking methods, used from the demo page: a
 /// consultant publishes a profile with a distinctive tag, availability and a
 /// price; a seeker finds them by the tag, lists their slots and proposes
@@ -616,7 +1212,8 @@ async fn the_sdk_finds_a_consultant_in_the_directory_and_books_a_slot() {
     let js = BOOKING_JOURNEY_JS
         .replace("__CONSULTANT__", "bt-booked-consultant")
         .replace("__SEEKER__", "bt-booking-seeker")
-        .replace("__TAG__", "Browser-Booking-Tag");
+        .replace("__TAG__", "Browser-Booking-Tag")
+        .replace("__NOW__", &server.now_ms().to_string());
     let out = tab.eval(&js).await;
     let console = tab.console_tail();
     assert_eq!(out["error"], serde_json::Value::Null, "the journey threw: {out}\nconsole:\n  {console}");
@@ -652,7 +1249,7 @@ async fn the_sdk_finds_a_consultant_in_the_directory_and_books_a_slot() {
 }
 
 /// The journey of the test above, run in the page; placeholders
-/// `__CONSULTANT__`, `__SEEKER__` and `__TAG__`. Resolves with the values to
+/// `__CONSULTANT__`, `__SEEKER__`, `__TAG__` and `__NOW__` (the server clock, Unix ms). Resolves with the values to
 /// check (`error` if something threw).
 const BOOKING_JOURNEY_JS: &str = r#"(async () => {
   const { ParleyApi, ParleyError, ErrorCode } = await import(new URL("/sdk/js/parley.js", location.href).href);
@@ -682,7 +1279,7 @@ const BOOKING_JOURNEY_JS: &str = r#"(async () => {
     out.directory_without_the_tag = everyone.items.some((i) => i.id === "__CONSULTANT__");
 
     // Two days ahead: well inside the booking horizon, never near the room opening.
-    const from = Date.now() + 2 * 24 * 3600 * 1000;
+    const from = __NOW__ + 2 * 24 * 3600 * 1000;
     const slots = await api.slots(s.token, "__CONSULTANT__", { from_ms: from, to_ms: from + 24 * 3600 * 1000, length_min: 60 });
     out.slots_length_min = slots.length_min;
     out.slots_time_zone = slots.time_zone;
@@ -708,7 +1305,7 @@ const BOOKING_JOURNEY_JS: &str = r#"(async () => {
 
     try {
       await api.proposeBooking(s.token, {
-        consultant_id: "__CONSULTANT__", slots: [Date.now() - 3600000], length_min: 60, payment_method: "pm_card_visa",
+        consultant_id: "__CONSULTANT__", slots: [__NOW__ - 3600000], length_min: 60, payment_method: "pm_card_visa",
       });
       out.past = "resolved";
     } catch (err) {

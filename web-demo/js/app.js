@@ -1,23 +1,25 @@
-// Parley web demo: the seeker and consultant journeys over the JavaScript SDK.
-// DOM contract: web-demo/README.md (the browser tests rely on those ids).
+// Parley web app: the entry module. Sign-in, the signaling client, instant
+// calls, the in-call view and the summary with the review. The other screens
+// are modules of their own: directory.js (seeker: search, profile, booking),
+// bookings.js (both: My sessions), desk.js (consultant: profile, prices,
+// availability, earnings). DOM contract: web-demo/README.md.
 
-import { ParleyApi, SignalingClient, Call, ParleyError, ErrorCode, formatMoney } from "/sdk/js/parley.js";
+import { SignalingClient, Call, ParleyError, ErrorCode, ClientErrorCode } from "/sdk/js/parley.js";
+import { api, state, hooks, serverNow, syncClock } from "./state.js";
+import { $, show, setStatus, showError, clearError, showErr, setAvatar, currentScreen, busy } from "./ui.js";
+import { formatMoney, priceText, clock, duration, dateTime } from "./format.js";
+import { initDirectory, refreshDirectory, startDirectoryPolling, stopDirectoryPolling, openProfile } from "./directory.js";
+import { refreshBookings, onReminder, rememberName, nameOf } from "./bookings.js";
+import { showRecap } from "./recap.js";
+import { initDesk, loadDesk, refreshEarnings, refreshAfterSession, refreshDeskExtras } from "./desk.js";
 
-const $ = (sel) => document.querySelector(sel);
-const api = new ParleyApi();
-
-/** Assumed free window until the server tells us (meter.free_window_ending). */
+/** Assumed free window until the server tells us (the `room.join` ack). */
 const DEFAULT_FREE_WINDOW_SECS = 600;
-const CONSULTANT_POLL_MS = 4000;
+/** sessionStorage keys: the sign-in, and the session being talked in (a reload rejoins it). */
+const LOGIN_KEY = "parley.login";
+const SESSION_KEY = "parley.session";
 
-const state = {
-  token: null,
-  user: null,
-  client: null,
-  consultants: [],
-  consultantTimer: null,
-  clockOffsetMs: 0, // server time − local time
-  price: null,
+Object.assign(state, {
   // Seeker ringing: {callId, sessionId, consultant, deadline}
   outgoing: null,
   // Consultant ringing: {callId, sessionId, seeker, deadline}
@@ -27,165 +29,25 @@ const state = {
   session: null,
   localStream: null,
   call: null,
-  screen: "login",
-};
-
-// ---------------------------------------------------------------------------
-// Screens
-
-const SCREENS = ["login-view", "seeker-home", "consultant-home", "outgoing-call", "incoming-call", "call-view", "summary"];
-
-function show(screenId, { focus = true } = {}) {
-  state.screen = screenId;
-  for (const id of SCREENS) document.getElementById(id).hidden = id !== screenId;
-  if (focus) {
-    const target =
-      document.getElementById(screenId).querySelector("[data-autofocus]") ||
-      document.getElementById(screenId).querySelector("h1");
-    if (target) {
-      if (!target.hasAttribute("tabindex")) target.setAttribute("tabindex", "-1");
-      target.focus({ preventScroll: false });
-    }
-  }
-}
+  // The session the summary is about: {id, peer}
+  lastSession: null,
+  // Consultant desk poll
+  deskTimer: null,
+});
 
 function home() {
   if (!state.user) return show("login-view");
   if (state.user.role === "consultant") {
     show("consultant-home");
     refreshEarnings();
+    refreshBookings();
   } else {
     show("seeker-home");
-    refreshConsultants();
+    refreshDirectory({ keep: true });
+    refreshBookings();
     refreshReceipts();
   }
 }
-
-// ---------------------------------------------------------------------------
-// Messages
-
-let statusTimer = null;
-function setStatus(text, { sticky = false } = {}) {
-  const el = $("#status");
-  clearTimeout(statusTimer);
-  el.textContent = text;
-  el.classList.toggle("visible", !!text);
-  if (text && !sticky) statusTimer = setTimeout(() => setStatus(""), 5000);
-}
-
-function showError(code, text) {
-  const banner = $("#error-banner");
-  banner.dataset.code = code || "error";
-  $("#error-text").textContent = text;
-  banner.hidden = false;
-}
-
-function clearError(code) {
-  const banner = $("#error-banner");
-  if (code && banner.dataset.code !== code) return;
-  banner.hidden = true;
-  delete banner.dataset.code;
-}
-
-function nameOfConsultant(id) {
-  return state.consultants.find((c) => c.id === id)?.name || id;
-}
-
-/** Plain words for an error from the server or the SDK. */
-function explain(err, context = {}) {
-  const who = context.consultantName || "The consultant";
-  const code = err instanceof ParleyError ? err.code : "network";
-  const message = err && err.message ? err.message : "";
-  switch (code) {
-    case ErrorCode.PAYMENT_DECLINED:
-      if (/try again/i.test(message)) return "We couldn't reach the payment service — nothing was charged. Please try again.";
-      if (/No such PaymentMethod/i.test(message)) return "That card isn't known to the payment service — nothing was charged. Try another card.";
-      return "Your card was declined — nothing was charged. Try another card.";
-    case ErrorCode.PAYMENT_ACTION_REQUIRED:
-      return "Your bank wants to confirm this card (3-D Secure), which this demo can't do — nothing was charged. Try another card.";
-    case ErrorCode.CONSULTANT_UNAVAILABLE:
-      return `${who} isn't available right now — they're offline or in another call. Try again in a few minutes.`;
-    case ErrorCode.ALREADY_IN_CALL:
-      return "You already have a call in progress. Finish it before starting another.";
-    case ErrorCode.UNKNOWN_CONSULTANT:
-      return "That consultant doesn't exist any more.";
-    case ErrorCode.MISSING_FIELD:
-      if (/payment_method/.test(message)) return "Choose a card to pay with: this consultant charges for calls.";
-      return `Something was missing from the request: ${message}`;
-    case ErrorCode.INVALID_FIELD:
-      return `That doesn't look right: ${message}`;
-    case ErrorCode.CALL_NOT_RINGING:
-      return "This call isn't ringing any more.";
-    case ErrorCode.SESSION_ENDED:
-      return "This call has already ended.";
-    case ErrorCode.UNAVAILABLE:
-      return "Parley is restarting. Try again in a moment.";
-    case ErrorCode.RATE_LIMITED:
-      return "Too many requests at once. Wait a second and try again.";
-    case ErrorCode.MISSING_TOKEN:
-    case ErrorCode.INVALID_TOKEN:
-    case ErrorCode.TOKEN_EXPIRED:
-      return "Your sign-in has expired. Please sign in again.";
-    case ErrorCode.WRONG_ROLE:
-    case ErrorCode.FORBIDDEN:
-      return "Your account can't do that.";
-    case "network":
-      return "We can't reach Parley. Check your connection and try again.";
-    case "timeout":
-      return "Parley took too long to answer. Please try again.";
-    case "closed":
-      return "The connection to Parley was lost.";
-    default:
-      return "Something went wrong on our side. Please try again.";
-  }
-}
-
-function showErr(err, context) {
-  console.warn("parley demo:", err);
-  showError(err instanceof ParleyError ? err.code : "network", explain(err, context));
-}
-
-// ---------------------------------------------------------------------------
-// Formatting
-
-function clock(secs) {
-  secs = Math.max(0, Math.floor(secs));
-  const m = Math.floor(secs / 60);
-  const s = String(secs % 60).padStart(2, "0");
-  return `${m}:${s}`;
-}
-
-function duration(secs) {
-  secs = Math.max(0, Math.floor(secs));
-  const m = Math.floor(secs / 60);
-  const s = secs % 60;
-  if (m === 0) return `${s} s`;
-  return s ? `${m} min ${s} s` : `${m} min`;
-}
-
-function priceText(price) {
-  if (!price) return "Free";
-  const amount = formatMoney(price.amount);
-  return price.model === "per_minute" ? `${amount} / min after free window` : `${amount} per session`;
-}
-
-function initials(name) {
-  return (name || "?")
-    .split(/\s+/)
-    .filter(Boolean)
-    .slice(0, 2)
-    .map((w) => w[0].toUpperCase())
-    .join("");
-}
-
-function setAvatar(el, name) {
-  el.textContent = initials(name);
-  let hash = 0;
-  for (const ch of name || "") hash = (hash * 31 + ch.charCodeAt(0)) >>> 0;
-  el.style.setProperty("--avatar-hue", String(hash % 360));
-}
-
-const PRESENCE_WORDS = { available: "Available now", busy: "In a call", offline: "Offline" };
 
 // ---------------------------------------------------------------------------
 // Sign in and out
@@ -197,9 +59,10 @@ async function signIn(userId, name, role) {
   submit.textContent = "Signing in…";
   try {
     const login = await api.devLogin(userId, name, role);
+    sessionStorage.setItem(LOGIN_KEY, JSON.stringify({ token: login.token, user: login.user }));
     await startSession(login.token, login.user);
-    sessionStorage.setItem("parley.login", JSON.stringify({ token: login.token, user: login.user }));
   } catch (err) {
+    sessionStorage.removeItem(LOGIN_KEY);
     if (err instanceof ParleyError && err.code === ErrorCode.MISSING_FIELD) {
       showError(err.code, "That user id is new: enter a display name and choose a role to create the account.");
       $("#login-name").focus();
@@ -225,25 +88,49 @@ async function startSession(token, user) {
   $("#account").hidden = false;
   $("#account-name").textContent = state.user.name;
   $("#account-role").textContent = state.user.role === "consultant" ? "Consultant" : "Seeker";
-  syncClock(client);
+  await syncClock();
   if (state.user.role === "consultant") {
     renderPresence(client.presence || "offline");
-    loadPrice();
+    loadDesk();
+    clearInterval(state.deskTimer);
+    state.deskTimer = setInterval(() => {
+      if (document.hidden || currentScreen() !== "consultant-home") return;
+      refreshBookings();
+      refreshDeskExtras();
+    }, 4000);
   } else {
-    startConsultantPolling();
+    startDirectoryPolling();
+  }
+  // A reload (or a restored phone tab) in the middle of a session: back into its room.
+  const open = readOpenSession();
+  if (open) {
+    setStatus("Rejoining your call…");
+    enterSession(open.id, { peer: open.peer, callId: open.callId });
+    return;
   }
   home();
 }
 
+function readOpenSession() {
+  try {
+    const saved = JSON.parse(sessionStorage.getItem(SESSION_KEY) || "null");
+    return saved && saved.user === state.user.id ? saved : null;
+  } catch {
+    return null;
+  }
+}
+
 function signOut() {
-  stopConsultantPolling();
+  stopDirectoryPolling();
+  clearInterval(state.deskTimer);
   endCallLocally();
   if (state.client) state.client.close();
   state.client = null;
   state.token = null;
   state.user = null;
   state.outgoing = state.incoming = null;
-  sessionStorage.removeItem("parley.login");
+  sessionStorage.removeItem(LOGIN_KEY);
+  sessionStorage.removeItem(SESSION_KEY);
   delete document.body.dataset.role;
   delete document.body.dataset.user;
   $("#account").hidden = true;
@@ -252,26 +139,14 @@ function signOut() {
   show("login-view");
 }
 
-async function syncClock(client) {
-  try {
-    const t0 = Date.now();
-    const pong = await client.ping();
-    const t1 = Date.now();
-    state.clockOffsetMs = pong.server_time_ms - (t0 + t1) / 2;
-  } catch {
-    state.clockOffsetMs = 0;
-  }
-}
-
-const serverNow = () => Date.now() + state.clockOffsetMs;
-
 // ---------------------------------------------------------------------------
 // Signaling events
 
 function wireClient(client) {
   client.on("presence.updated", (m) => renderPresence(m.status));
   client.on("call.incoming", onIncoming);
-  client.on("call.accepted", (m) => enterSession(m.session_id, m.call_id));
+  client.on("call.accepted", (m) => enterSession(m.session_id, { callId: m.call_id }));
+  client.on("booking.reminder", onReminder);
   client.on("call.ended", onCallEnded);
   client.on("participant.joined", (m) => onPeerPresence(m.session_id, true, m.user));
   client.on("participant.left", (m) => onPeerPresence(m.session_id, false, null, m));
@@ -282,7 +157,9 @@ function wireClient(client) {
   client.on("meter.hold_ending", (m) => {
     onMeter(m);
     if (state.session && m.session_id === state.session.id) {
-      setStatus(`The payment hold runs out in ${duration(m.ends_at_billable_secs - m.billable_secs)}; the call will end then.`, { sticky: true });
+      const warning = $("#hold-warning");
+      warning.textContent = `The payment hold runs out in ${duration(m.ends_at_billable_secs - m.billable_secs)}: the call ends then.`;
+      warning.hidden = false;
     }
   });
   client.on("error", (m) => console.warn("parley: server error", m.code, m.message));
@@ -293,10 +170,12 @@ function wireClient(client) {
   });
   client.on("resumed", () => {
     clearError("connection_lost");
+    clearError(ClientErrorCode.NETWORK);
     setStatus("Connection restored.");
   });
   client.on("resume_failed", async () => {
     clearError("connection_lost");
+    clearError(ClientErrorCode.NETWORK);
     setStatus("Connection restored.");
     if (state.user?.role === "consultant") renderPresence(client.presence || "offline");
     // Our missed messages are gone: rejoin the room of an open session.
@@ -330,7 +209,7 @@ function wireClient(client) {
 }
 
 // ---------------------------------------------------------------------------
-// Consultant: availability, price, incoming calls, earnings
+// Consultant: availability toggle, incoming calls
 
 function renderPresence(status) {
   const btn = $("#availability-toggle");
@@ -358,87 +237,8 @@ async function toggleAvailability() {
   }
 }
 
-async function loadPrice() {
-  try {
-    const price = await api.myPrice(state.token);
-    state.price = price;
-    renderPrice(price);
-  } catch (err) {
-    showErr(err);
-  }
-}
-
-function renderPrice(price) {
-  if (price) {
-    $("#price-amount").value = String(price.amount.amount_minor);
-    $("#price-model").value = price.model;
-    $("#price-currency").value = price.amount.currency;
-    $("#price-current").textContent = `Now: ${priceText(price)}.`;
-  } else {
-    $("#price-current").textContent = "You have no price: your calls are free.";
-  }
-}
-
-async function savePrice(ev) {
-  ev.preventDefault();
-  const amount = Number.parseInt($("#price-amount").value, 10);
-  if (!Number.isFinite(amount) || amount <= 0) {
-    showError(ErrorCode.INVALID_FIELD, "Enter a price above zero, in cents (3000 is 30.00).");
-    $("#price-amount").focus();
-    return;
-  }
-  const btn = $("#price-save");
-  btn.disabled = true;
-  try {
-    const price = await api.setPrice(state.token, {
-      model: $("#price-model").value,
-      amount: { amount_minor: amount, currency: $("#price-currency").value },
-    });
-    state.price = price;
-    renderPrice(price);
-    clearError();
-    setStatus(`Price saved: ${priceText(price)}.`);
-  } catch (err) {
-    showErr(err);
-  } finally {
-    btn.disabled = false;
-  }
-}
-
-async function refreshEarnings() {
-  if (!state.user || state.user.role !== "consultant") return;
-  try {
-    const e = await api.earnings(state.token, state.user.id);
-    const totals = e.totals || [];
-    const currency = state.price?.amount?.currency || "EUR";
-    $("#earnings-total").textContent = totals.length
-      ? totals.map((t) => formatMoney(t.earnings)).join(" · ")
-      : formatMoney({ amount_minor: 0, currency });
-    const count = totals.reduce((n, t) => n + t.sessions, 0);
-    $("#earnings-count").textContent = count === 1 ? "From 1 paid call." : `From ${count} paid calls.`;
-    const list = $("#earnings-sessions");
-    list.replaceChildren(
-      ...(e.sessions || []).slice(0, 5).map((s) => {
-        const li = document.createElement("li");
-        const when = new Date(s.at_ms).toLocaleString();
-        li.innerHTML = `<span></span><span class="muted"></span>`;
-        li.children[0].textContent = `${formatMoney(s.earnings)} earned`;
-        li.children[1].textContent = `${when} · ${formatMoney(s.captured)} paid, ${formatMoney(s.fee)} commission`;
-        return li;
-      }),
-    );
-    return e;
-  } catch (err) {
-    console.warn("earnings", err);
-  }
-}
-
-/** After a session: the capture is carried out in the background, so look a few times. */
-function refreshEarningsSoon() {
-  for (const delay of [300, 1500, 4000, 8000]) setTimeout(refreshEarnings, delay);
-}
-
 function onIncoming(m) {
+  rememberName(m.seeker.id, m.seeker.name);
   state.incoming = { callId: m.call_id, sessionId: m.session_id, seeker: m.seeker, deadline: m.ring_deadline_ms };
   $("#incoming-name").textContent = m.seeker.name;
   setAvatar($("#incoming-avatar"), m.seeker.name);
@@ -478,126 +278,7 @@ async function declineCall() {
 }
 
 // ---------------------------------------------------------------------------
-// Seeker: consultants, calling
-
-function startConsultantPolling() {
-  stopConsultantPolling();
-  state.consultantTimer = setInterval(() => {
-    if (state.screen === "seeker-home" && !document.hidden) refreshConsultants();
-  }, CONSULTANT_POLL_MS);
-}
-
-function stopConsultantPolling() {
-  clearInterval(state.consultantTimer);
-  state.consultantTimer = null;
-}
-
-async function refreshConsultants() {
-  if (!state.token || state.user?.role !== "seeker") return;
-  try {
-    state.consultants = await api.consultants(state.token);
-    renderConsultants();
-  } catch (err) {
-    showErr(err);
-  }
-}
-
-function renderConsultants() {
-  const list = $("#consultants");
-  const query = $("#consultant-search").value.trim().toLowerCase();
-  const existing = new Map([...list.children].map((li) => [li.dataset.consultantId, li]));
-  const items = [];
-  for (const c of state.consultants) {
-    let li = existing.get(c.id);
-    if (!li) {
-      li = document.createElement("li");
-      li.className = "consultant card";
-      li.dataset.consultantId = c.id;
-      li.innerHTML = `
-        <div class="avatar" aria-hidden="true"></div>
-        <div class="consultant-main">
-          <h2 class="consultant-name"></h2>
-          <p class="consultant-presence"><span class="dot"></span><span class="presence-text"></span></p>
-          <p class="consultant-price"></p>
-        </div>
-        <button type="button" class="btn btn-primary call-now">Call now</button>`;
-      li.querySelector(".call-now").addEventListener("click", () => placeCall(li.dataset.consultantId));
-    }
-    li.dataset.presence = c.presence;
-    li.dataset.name = c.name.toLowerCase();
-    setAvatar(li.querySelector(".avatar"), c.name);
-    li.querySelector(".consultant-name").textContent = c.name;
-    li.querySelector(".dot").dataset.presence = c.presence;
-    li.querySelector(".presence-text").textContent = PRESENCE_WORDS[c.presence] || c.presence;
-    li.querySelector(".consultant-price").textContent = priceText(c.price);
-    const btn = li.querySelector(".call-now");
-    btn.disabled = c.presence !== "available";
-    btn.setAttribute("aria-label", `Call ${c.name} now`);
-    btn.textContent = c.presence === "available" ? "Call now" : c.presence === "busy" ? "In a call" : "Offline";
-    li.hidden = !!query && !c.name.toLowerCase().includes(query);
-    items.push(li);
-  }
-  list.replaceChildren(...items);
-  list.setAttribute("aria-busy", "false");
-  $("#consultants-empty").hidden = items.some((li) => !li.hidden);
-  if (!state.consultants.length) $("#consultants-empty").textContent = "No consultants yet.";
-  else $("#consultants-empty").textContent = "No consultants match your search.";
-}
-
-async function refreshReceipts() {
-  if (!state.token || state.user?.role !== "seeker") return;
-  try {
-    const receipts = await api.receipts(state.token);
-    const list = $("#receipts");
-    list.replaceChildren(
-      ...receipts.slice(0, 5).map((r) => {
-        const li = document.createElement("li");
-        li.innerHTML = `<span></span><span class="muted"></span>`;
-        const outcome =
-          r.outcome === "charged" ? `Charged ${formatMoney(r.charged)}` : r.outcome === "free" ? "Free — hold released" : "Being settled";
-        li.children[0].textContent = `${nameOfConsultant(r.consultant_id)} · ${outcome}`;
-        li.children[1].textContent =
-          new Date(r.at_ms).toLocaleString() + (r.billable_secs != null ? ` · ${duration(r.billable_secs)}` : "");
-        return li;
-      }),
-    );
-    $("#receipts-empty").hidden = receipts.length > 0;
-  } catch (err) {
-    console.warn("receipts", err);
-  }
-}
-
-async function placeCall(consultantId) {
-  const consultant = state.consultants.find((c) => c.id === consultantId) || { id: consultantId, name: consultantId };
-  clearError();
-  const pm = $("#payment-method").value;
-  const buttons = document.querySelectorAll(".call-now");
-  buttons.forEach((b) => (b.disabled = true));
-  try {
-    await prepareMedia();
-    const ringing = await state.client.call(consultantId, pm);
-    state.outgoing = {
-      callId: ringing.call_id,
-      sessionId: ringing.session_id,
-      consultant,
-      deadline: ringing.ring_deadline_ms,
-    };
-    $("#outgoing-name").textContent = consultant.name;
-    setAvatar($("#outgoing-avatar"), consultant.name);
-    $("#outgoing-detail").textContent = consultant.price
-      ? `${formatMoney(consultant.price.amount)} is on hold on your card. Nothing is charged unless the call goes past the free window.`
-      : "This consultant's calls are free.";
-    show("outgoing-call", { focus: false });
-    $("#cancel-call").focus();
-    startRingTimer($("#outgoing-timer"), ringing.ring_deadline_ms, "Ringing");
-  } catch (err) {
-    stopLocalMedia();
-    showErr(err, { consultantName: consultant.name });
-    refreshConsultants();
-  } finally {
-    renderConsultants();
-  }
-}
+// Ringing
 
 async function cancelCall() {
   if (!state.outgoing) return;
@@ -699,12 +380,143 @@ function stopLocalMedia() {
 }
 
 // ---------------------------------------------------------------------------
+// Seeker: calling, receipts
+
+let receiptsKey = "";
+let receiptsSeq = 0;
+
+async function refreshReceipts() {
+  if (!state.token || state.user?.role !== "seeker") return;
+  const seq = ++receiptsSeq;
+  try {
+    const [receipts, { bookings }] = await Promise.all([api.receipts(state.token), api.bookings(state.token)]);
+    const booked = new Set(bookings.map((b) => b.session_id));
+    const shown = receipts.slice(0, 8);
+    // Redraw only on a change (a button must not be replaced under the pointer).
+    const key = JSON.stringify([shown, [...booked]]);
+    const names = await Promise.all(shown.map((r) => nameOf(r.consultant_id, true)));
+    if (seq !== receiptsSeq) return; // a newer refresh is under way
+    // A charge is captured in the background: look again while one is being settled.
+    const settling = shown.some((r) => r.outcome === "charged" && r.charged.amount_minor === 0);
+    if (settling && currentScreen() === "seeker-home") setTimeout(refreshReceipts, 1500);
+    if (key === receiptsKey && $("#receipts").childElementCount) return;
+    receiptsKey = key;
+    const list = $("#receipts");
+    list.replaceChildren(
+      ...shown.map((r, i) => {
+        const li = document.createElement("li");
+        li.dataset.sessionId = r.session_id;
+        const what = booked.has(r.session_id) ? "Booked session" : "Call";
+        let outcome;
+        if (r.outcome === "charged")
+          outcome = r.charged.amount_minor > 0 ? `Charged ${formatMoney(r.charged)}` : "Charged — the payment is being settled";
+        else if (r.outcome === "free" && r.billable_secs === 0) outcome = "Not answered or not started — hold released, nothing charged";
+        else if (r.outcome === "free") outcome = `Free (within the free window) — hold of ${formatMoney(r.hold)} released`;
+        else if (booked.has(r.session_id)) outcome = `${formatMoney(r.hold)} on hold for the session`;
+        else outcome = `Being settled — ${formatMoney(r.hold)} on hold`;
+        const a = document.createElement("span");
+        a.textContent = `${what} with ${names[i]} · ${outcome}`;
+        const b = document.createElement("span");
+        b.className = "muted";
+        b.textContent = dateTime(r.at_ms) + (r.billable_secs ? ` · ${duration(r.billable_secs)} talked` : "");
+        const open = document.createElement("button");
+        open.type = "button";
+        open.className = "btn btn-ghost btn-small receipt-open";
+        open.textContent = r.outcome ? "Bill, recap, review" : "Details";
+        open.setAttribute("aria-label", `${what} with ${names[i]}: bill, recap and review`);
+        open.addEventListener("click", () => openPastSession(r.session_id, { id: r.consultant_id, name: names[i] }));
+        li.append(a, b);
+        if (r.billable_secs || r.outcome === "charged") li.append(open);
+        return li;
+      }),
+    );
+    $("#receipts-empty").hidden = receipts.length > 0;
+  } catch (err) {
+    console.warn("receipts", err);
+  }
+}
+
+/** The hold placed for `sessionId`, read back from the seeker's receipts (the server's figure, never a guess). */
+async function placedHold(sessionId) {
+  for (let i = 0; i < 5; i++) {
+    try {
+      const r = (await api.receipts(state.token)).find((x) => x.session_id === sessionId);
+      if (r) return r.hold;
+    } catch (err) {
+      console.warn("receipts", err);
+    }
+    await new Promise((res) => setTimeout(res, 200 * (i + 1)));
+  }
+  return null;
+}
+
+/** The words of the ringing screen about money: the hold placed and the free window. */
+function holdDetail(price, hold) {
+  if (!price) return "This consultant's calls are free: no card hold.";
+  const free = "Nothing is charged if you hang up within the free window: the hold is then released in full.";
+  if (!hold) return `A hold is on your card. ${free}`;
+  const held = formatMoney(hold);
+  if (price.model === "fixed")
+    return `${held} is on hold on your card. ${free} Past it, the session costs ${held}.`;
+  const minutes = Math.round(hold.amount_minor / price.amount.amount_minor);
+  return `${held} is on hold on your card (${formatMoney(price.amount)} a minute × ${minutes} minutes, the longest a call may last). ${free} Past it you pay ${formatMoney(price.amount)} per started minute, at most ${held}.`;
+}
+
+async function placeCall(consultant) {
+  clearError();
+  const pm = $("#payment-method").value;
+  const buttons = document.querySelectorAll(".call-now");
+  buttons.forEach((b) => (b.disabled = true));
+  try {
+    await prepareMedia();
+    const ringing = await state.client.call(consultant.id, pm, { record: $("#record-request").checked });
+    state.outgoing = {
+      callId: ringing.call_id,
+      sessionId: ringing.session_id,
+      consultant,
+      deadline: ringing.ring_deadline_ms,
+    };
+    $("#outgoing-name").textContent = consultant.name;
+    setAvatar($("#outgoing-avatar"), consultant.name);
+    $("#outgoing-call").dataset.sessionId = ringing.session_id;
+    const detail = $("#outgoing-detail");
+    detail.textContent = consultant.price ? "Placing the hold on your card…" : holdDetail(null);
+    delete detail.dataset.holdMinor;
+    show("outgoing-call", { focus: false });
+    $("#cancel-call").focus();
+    startRingTimer($("#outgoing-timer"), ringing.ring_deadline_ms, "Ringing");
+    if (consultant.price) {
+      const hold = await placedHold(ringing.session_id);
+      if (state.outgoing && state.outgoing.sessionId === ringing.session_id) {
+        state.outgoing.hold = hold;
+        detail.textContent = holdDetail(consultant.price, hold);
+        if (hold) detail.dataset.holdMinor = String(hold.amount_minor);
+      }
+    }
+  } catch (err) {
+    stopLocalMedia();
+    showErr(err, { consultantName: consultant.name });
+    refreshDirectory({ keep: true });
+  } finally {
+    buttons.forEach((b) => (b.disabled = false));
+    if (currentScreen() === "seeker-home") refreshDirectory({ keep: true });
+  }
+}
+
+// ---------------------------------------------------------------------------
 // In call
 
-async function enterSession(sessionId, callId) {
-  let peer = null;
+/**
+ * Enters the room of `sessionId`: an accepted instant call, a booked session
+ * whose room is open, or the open session of this tab after a reload.
+ */
+async function enterSession(sessionId, { callId = null, peer = null } = {}) {
+  if (state.session && state.session.id === sessionId && !state.session.ended) return show("call-view", { focus: false });
   if (state.outgoing && state.outgoing.sessionId === sessionId) peer = state.outgoing.consultant;
   if (state.incoming && state.incoming.sessionId === sessionId) peer = state.incoming.seeker;
+  const saved = readOpenSession();
+  const hold = state.outgoing?.sessionId === sessionId ? (state.outgoing.hold ?? null) : saved?.id === sessionId ? saved.hold : null;
+  sessionStorage.setItem(SESSION_KEY, JSON.stringify({ id: sessionId, callId, peer, hold, user: state.user.id }));
   clearRinging();
   endCallLocally();
   state.session = {
@@ -719,7 +531,13 @@ async function enterSession(sessionId, callId) {
     ended: false,
     timer: null,
     mediaState: "new",
+    // The price and hold of this session, when known (the seeker's view).
+    price: state.user.role === "seeker" ? (peer?.price ?? null) : state.price,
+    hold,
   };
+  $("#free-window-choice").hidden = true;
+  $("#hold-warning").hidden = true;
+  $("#recording-indicator").hidden = !state.client.recorderOf(sessionId);
   const view = $("#call-view");
   view.dataset.sessionId = sessionId;
   $("#call-peer-name").textContent = peer?.name || "your consultant";
@@ -744,8 +562,19 @@ async function enterSession(sessionId, callId) {
   try {
     room = await state.client.join(sessionId);
   } catch (err) {
+    if (err.code === ErrorCode.SESSION_ENDED || err.code === ErrorCode.UNKNOWN_SESSION || err.code === ErrorCode.FORBIDDEN) {
+      sessionStorage.removeItem(SESSION_KEY);
+      if (state.session?.id === sessionId) showSummaryFromServer(sessionId);
+      return;
+    }
     showErr(err);
-    if (err.code === ErrorCode.SESSION_ENDED) showSummary({ reason: "abandoned", bill: null });
+    if (err.code === ErrorCode.ROOM_NOT_OPEN) {
+      endCallLocally();
+      state.session = null;
+      sessionStorage.removeItem(SESSION_KEY);
+      stopLocalMedia();
+      home();
+    }
     return;
   }
   if (!state.session || state.session.id !== sessionId || state.session.ended) return;
@@ -759,6 +588,10 @@ async function enterSession(sessionId, callId) {
     const video = $("#remote-video");
     if (video.srcObject !== s) video.srcObject = s;
     video.play?.().catch(() => {});
+  });
+  call.on("recording", (ev) => {
+    $("#recording-indicator").hidden = !ev.active;
+    setStatus(ev.active ? "This call is being recorded." : "Recording stopped.");
   });
   call.on("connectionstatechange", (s) => {
     if (!state.session) return;
@@ -835,11 +668,40 @@ function onMeter(m, { freeWindow, billing } = {}) {
   s.lastMeterSecs = m.billable_secs;
   if (billing) {
     s.billing = true;
+    $("#free-window-choice").hidden = true;
     setStatus("The free window is over: this call is now billed.");
   } else if (freeWindow) {
     setStatus(`${duration(freeWindow - m.billable_secs)} of free time left.`);
+    offerChoice(freeWindow - m.billable_secs);
   }
   renderMeter();
+}
+
+/** What the session costs past the free window, in words (the seeker's view). */
+function costWords(s) {
+  const p = s.price;
+  if (!p) return "This call is free: nothing is charged either way.";
+  if (p.model === "fixed") return `If you continue past the free window, ${formatMoney(p.amount)} is charged.`;
+  const cap = s.hold ? `, at most ${formatMoney(s.hold)}` : "";
+  return `If you continue past the free window, you pay ${formatMoney(p.amount)} per started minute${cap}.`;
+}
+
+/** `F` − 60 s: the seeker chooses to continue (and be charged) or end now, free. */
+function offerChoice(secsLeft) {
+  const s = state.session;
+  if (!s || s.billing) return;
+  const box = $("#free-window-choice");
+  $("#choice-title").textContent = `Your free time ends in ${duration(secsLeft)}`;
+  if (state.user.role === "seeker") {
+    $("#choice-text").textContent = `${costWords(s)} End now and nothing is charged.`;
+    $("#choice-end").hidden = $("#choice-continue").hidden = false;
+  } else {
+    $("#choice-text").textContent = "The seeker is asked whether to continue past the free window.";
+    $("#choice-end").hidden = true;
+    $("#choice-continue").hidden = true;
+  }
+  box.hidden = false;
+  if (state.user.role === "seeker") $("#choice-continue").focus();
 }
 
 function renderMeter() {
@@ -855,6 +717,16 @@ function renderMeter() {
   const billable = $("#meter-billable");
   billable.dataset.seconds = String(s.lastMeterSecs);
   $("#meter-billable-text").textContent = clock(s.billable);
+  // Per minute: the running amount once billing started (started minutes beyond F, at most the hold).
+  const amount = $("#meter-amount");
+  const p = s.price;
+  if (s.billing && p && p.model === "per_minute") {
+    let minor = p.amount.amount_minor * Math.ceil(Math.max(0, s.billable - s.freeWindow) / 60);
+    if (s.hold) minor = Math.min(minor, s.hold.amount_minor);
+    amount.dataset.minor = String(minor);
+    $("#meter-amount-text").textContent = formatMoney({ amount_minor: minor, currency: p.amount.currency });
+    amount.hidden = false;
+  } else amount.hidden = true;
 }
 
 function applyToggles() {
@@ -915,9 +787,33 @@ const END_REASONS = {
   moderator: "A moderator ended the call.",
 };
 
+/** After a reload the `session.ended` of a session may be gone: the bill from `GET /v1/sessions/{id}`. */
+async function showSummaryFromServer(sessionId) {
+  try {
+    const d = await api.session(state.token, sessionId);
+    const zero = { amount_minor: 0, currency: d.hold?.amount?.currency || "EUR" };
+    // A charge not captured yet is still being settled: no amount to state.
+    const charge = d.captured || (d.outcome === "charged" ? null : zero);
+    showSummary({
+      reason: d.end_reason,
+      bill: d.outcome ? { outcome: d.outcome, charge, billable_secs: d.billable_secs } : null,
+    });
+  } catch {
+    showSummary({ reason: "abandoned", bill: null });
+  }
+}
+
+/** A past session from the receipts: its bill, recap and (if not given yet) the review form. */
+async function openPastSession(sessionId, peer) {
+  state.lastSession = { id: sessionId, peer };
+  await showSummaryFromServer(sessionId);
+}
+
 function showSummary(m) {
   const s = state.session;
-  const peerName = s?.peer?.name || "the other participant";
+  sessionStorage.removeItem(SESSION_KEY);
+  state.lastSession = s ? { id: s.id, peer: s.peer } : state.lastSession;
+  const peerName = state.lastSession?.peer?.name || "the other participant";
   endCallLocally();
   stopLocalMedia();
   setStatus("");
@@ -925,7 +821,7 @@ function showSummary(m) {
   const bill = m.bill;
   const summary = $("#summary");
   summary.dataset.outcome = bill ? bill.outcome : "unknown";
-  if (s) summary.dataset.sessionId = s.id;
+  if (state.lastSession) summary.dataset.sessionId = state.lastSession.id;
   const isSeeker = state.user?.role === "seeker";
   let reason = END_REASONS[m.reason] ?? "";
   if (m.reason === "hangup" && m.ended_by) {
@@ -934,14 +830,15 @@ function showSummary(m) {
   $("#summary-reason").textContent = reason;
   if (bill) {
     $("#summary-outcome").textContent = bill.outcome === "charged" ? "Charged" : "Free";
-    $("#summary-amount").textContent = formatMoney(bill.charge);
+    const charged = bill.charge ? formatMoney(bill.charge) : "being settled";
+    $("#summary-amount").textContent = charged;
     $("#summary-billable").textContent = duration(bill.billable_secs);
     $("#summary-billable").dataset.seconds = String(bill.billable_secs);
     $("#summary-note").textContent =
       bill.outcome === "charged"
         ? isSeeker
-          ? `The call went past the free window, so ${formatMoney(bill.charge)} is charged to your card.`
-          : `The call went past the free window: the seeker pays ${formatMoney(bill.charge)}; your share shows in your earnings.`
+          ? `The call went past the free window, so it is charged to your card (${charged}).`
+          : `The call went past the free window: the seeker pays (${charged}); your share shows in your earnings.`
         : isSeeker
           ? "The call stayed within the free window: nothing is charged and your card hold is released."
           : "The call stayed within the free window, so it was free for the seeker.";
@@ -956,17 +853,39 @@ function showSummary(m) {
   $("#review-form").reset();
   state.session = null;
   show("summary");
+  $("#recap").hidden = true;
+  if (state.lastSession) showRecap(state.lastSession.id);
   if (isSeeker) refreshReceipts();
-  else refreshEarningsSoon();
+  else {
+    refreshAfterSession();
+    refreshBookings();
+  }
 }
 
-function submitReview(ev) {
+/** Posts the review (`POST /v1/sessions/{id}/review`); it then shows on the consultant's profile. */
+async function submitReview(ev) {
   ev.preventDefault();
-  // No reviews API yet: thank the seeker; the review is not stored.
-  $("#review-form").hidden = true;
-  $("#review-thanks").hidden = false;
-  $("#review-thanks").textContent = `Thanks for your ${$("#review-stars").value}-star review!`;
-  $("#summary-close").focus();
+  const last = state.lastSession;
+  if (!last) return;
+  const stars = Number($("#review-stars").value);
+  const text = $("#review-text").value.trim();
+  await busy($("#review-submit"), async () => {
+    try {
+      await api.review(state.token, last.id, stars, text || undefined);
+    } catch (err) {
+      if (err.code !== ErrorCode.REVIEW_EXISTS) {
+        showErr(err);
+        return;
+      }
+    }
+    clearError();
+    $("#review-form").hidden = true;
+    $("#review-thanks").hidden = false;
+    const name = last.peer?.name || "the consultant";
+    $("#review-thanks-text").textContent = `Thanks! Your ${stars}-star review is now on ${name}'s profile.`;
+    $("#review-profile").hidden = !last.peer?.id;
+    $("#review-profile").focus();
+  });
 }
 
 // ---------------------------------------------------------------------------
@@ -978,6 +897,8 @@ window.parleyDemo = {
   /** Total inbound-rtp bytesReceived of the current peer connection (0 if none). */
   inboundBytes: async () => (state.call ? state.call.inboundBytes() : 0),
 };
+
+Object.assign(hooks, { placeCall, enterSession: (id, opts) => enterSession(id, opts), home, openProfile: (id, opts) => openProfile(id, opts) });
 
 function init() {
   $("#login-form").addEventListener("submit", (ev) => {
@@ -999,15 +920,23 @@ function init() {
   $("#sign-out").addEventListener("click", signOut);
   $("#error-dismiss").addEventListener("click", () => clearError());
   $("#availability-toggle").addEventListener("click", toggleAvailability);
-  $("#price-form").addEventListener("submit", savePrice);
   $("#accept-call").addEventListener("click", acceptCall);
   $("#decline-call").addEventListener("click", declineCall);
-  $("#consultant-search").addEventListener("input", renderConsultants);
   $("#cancel-call").addEventListener("click", cancelCall);
   $("#mute-toggle").addEventListener("click", (e) => toggle(e.currentTarget));
   $("#camera-toggle").addEventListener("click", (e) => toggle(e.currentTarget));
   $("#hangup").addEventListener("click", hangUp);
+  $("#choice-end").addEventListener("click", hangUp);
+  $("#choice-continue").addEventListener("click", () => {
+    $("#free-window-choice").hidden = true;
+    setStatus("You're continuing: billing starts when the free time is over.");
+    $("#hangup").focus();
+  });
   $("#review-form").addEventListener("submit", submitReview);
+  $("#review-profile").addEventListener("click", () => {
+    const id = state.lastSession?.peer?.id;
+    if (id) openProfile(id);
+  });
   $("#summary-close").addEventListener("click", () => {
     clearError();
     home();
@@ -1015,22 +944,27 @@ function init() {
   document.addEventListener("keydown", (ev) => {
     if (ev.key === "Escape" && !$("#error-banner").hidden) clearError();
   });
+  window.addEventListener("online", () => clearError(ClientErrorCode.NETWORK));
+  initDirectory();
+  initDesk();
 
   const params = new URLSearchParams(location.search);
   if (params.get("payout") === "done") setStatus("Your payout account is set up.");
+  if (params.get("payout") === "refresh") setStatus("The payout link expired: open it again from your desk.");
+  if (params.has("payout")) history.replaceState(null, "", location.pathname);
 
-  const saved = sessionStorage.getItem("parley.login");
+  const saved = sessionStorage.getItem(LOGIN_KEY);
   if (saved) {
     try {
       const { token, user } = JSON.parse(saved);
       startSession(token, user).catch((err) => {
-        sessionStorage.removeItem("parley.login");
+        sessionStorage.removeItem(LOGIN_KEY);
         showErr(err);
         show("login-view");
       });
       return;
     } catch {
-      sessionStorage.removeItem("parley.login");
+      sessionStorage.removeItem(LOGIN_KEY);
     }
   }
   show("login-view", { focus: false });
