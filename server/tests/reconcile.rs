@@ -39,7 +39,13 @@ async fn age_by(app: &TestApp, by: Duration) {
 fn run_cli(app: &TestApp, extra: &[&str]) -> (i32, String) {
     let now = std::time::UNIX_EPOCH + Duration::from_millis(app.clock.now().unix_millis() as u64);
     let at = humantime::format_rfc3339_millis(now).to_string();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_parley"))
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_parley"));
+    // Only the settings below: the test command's own PARLEY_* variables
+    // (PARLEY_CHROMIUM for the browser tests) are no server settings.
+    for (name, _) in std::env::vars().filter(|(n, _)| n.starts_with("PARLEY_")) {
+        cmd.env_remove(name);
+    }
+    let out = cmd
         .args(["reconcile", "--as-of", &at])
         .args(extra)
         .env("DATABASE_URL", &app.config.database_url)
