@@ -431,26 +431,10 @@ impl Billing {
     /// The call of `session_id` ended unanswered: its hold (if any) is to
     /// be released, through the outbox.
     pub async fn call_unanswered(&self, session_id: &SessionId, reason: &str) -> Result<(), BillingError> {
-        let Some(currency) = sqlx::query("SELECT currency FROM holds WHERE session_id = $1 AND status = 'held'")
-            .bind(session_id.as_str())
-            .fetch_optional(&self.pool)
-            .await?
-            .map(|r| r.get::<String, _>("currency"))
-        else {
-            return Ok(());
-        };
-        let currency = Currency::parse(&currency)?;
-        sqlx::query(
-            "INSERT INTO settlements (session_id, outcome, reason, billable_secs, amount_minor, currency, decided_ms, next_attempt_ms) \
-             VALUES ($1, 'unanswered', $2, 0, 0, $3, $4, $4) ON CONFLICT (session_id) DO NOTHING",
-        )
-        .bind(session_id.as_str())
-        .bind(reason)
-        .bind(currency.as_str())
-        .bind(self.clock.now().unix_millis())
-        .execute(&self.pool)
-        .await?;
-        self.wake();
+        let mut conn = self.pool.acquire().await?;
+        if insert_release(&mut conn, session_id, reason, self.clock.now()).await? {
+            self.wake();
+        }
         Ok(())
     }
 

@@ -105,15 +105,8 @@ async fn an_unanswered_call_releases_its_hold_exactly_once() {
     let (id, _) = incoming(&mut c_events).await;
     consultant.accept(&id).await.unwrap();
 
-    let expected = vec![(declined, CallEndReason::Declined), (timed_out, CallEndReason::Timeout)];
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let released = loop {
-        let released = cards.released.lock().unwrap().clone();
-        if released.len() >= expected.len() || tokio::time::Instant::now() >= deadline {
-            break released;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    };
-    assert_eq!(released, expected);
+    common::until("both releases", || async { cards.released.lock().unwrap().len() >= 2 }).await;
+    let released = cards.released.lock().unwrap().clone();
+    assert_eq!(released, vec![(declined, CallEndReason::Declined), (timed_out, CallEndReason::Timeout)]);
     assert!(!released.iter().any(|(c, _)| *c == accepted));
 }

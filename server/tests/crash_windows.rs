@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TestApp, WAIT, spawn_app, spawn_app_on_postgres};
+use common::{TestApp, spawn_app, spawn_app_on_postgres, until};
 use parley_billing::webhook::{WebhookEvent, WebhookKind};
 use parley_billing::{CaptureRequest, HoldRequest, IntentStatus, insert_settlement};
 use parley_domain::protocol::rest::{ConsultantPrice, PriceModel};
@@ -44,15 +44,6 @@ async fn sandbox_intent(app: &TestApp, intent: &str) -> (String, i64) {
 
 async fn count(app: &TestApp, sql: &str, arg: &str) -> i64 {
     sqlx::query(sqlx::AssertSqlSafe(sql.to_owned())).bind(arg).fetch_one(&app.store.pool()).await.unwrap().get("n")
-}
-
-/// Polls `done` until it holds, for up to [`WAIT`].
-async fn until<F: Future<Output = bool>>(what: &str, mut done: impl FnMut() -> F) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !done().await {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// B3 + issue 13: the sandbox captures and records the idempotency key

@@ -767,15 +767,7 @@ async fn checkpoint_ms(app: &TestApp, session: &SessionId) -> Option<i64> {
 async fn shutdown_checkpoints_live_sessions(mut app: TestApp) {
     let s = session_with(&app, PriceModel::Fixed, 3000).await;
     app.advance(SECS(610)).await;
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while checkpoint_ms(&app, &s.session_id).await != Some(610_000) {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the 610 s checkpoint: {:?}",
-            checkpoint_ms(&app, &s.session_id).await
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    common::until("the 610 s checkpoint", || async { checkpoint_ms(&app, &s.session_id).await == Some(610_000) }).await;
     app.advance(SECS(7)).await;
     app.stop().await;
     assert_eq!(checkpoint_ms(&app, &s.session_id).await, Some(617_000), "0 s lost to the stop");

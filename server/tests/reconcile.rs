@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TestApp, WAIT, spawn_app, spawn_app_on_postgres};
+use common::{TestApp, spawn_app, spawn_app_on_postgres};
 use parley_domain::protocol::rest::{ConsultantPrice, PriceModel, ReconcileFindingKind, ReconcileFindingsData};
 use parley_domain::{Clock, Currency, Money, SessionId, UserId};
 use parley_server::reconcile::{ORPHAN_HOLD_AGE, RECONCILE_INTERVAL};
@@ -104,11 +104,10 @@ async fn an_orphaned_hold_is_found_by_the_check_and_the_cli(app: TestApp) {
     assert!(text.contains(&format!("session={orphan}")) && text.contains("3000 EUR"), "{text}");
     // Back up: the sweep releases the orphan; nothing is left to find.
     let app = app.restart().await;
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while app.billing.hold(&orphan).await.unwrap().unwrap().status != "released" {
-        assert!(tokio::time::Instant::now() < deadline, "the orphaned hold was not released");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    common::until("the sweep releases the orphaned hold", || async {
+        app.billing.hold(&orphan).await.unwrap().unwrap().status == "released"
+    })
+    .await;
     app.assert_reconciled().await;
     let (code, report) = cli(&app);
     assert_eq!((code, report.total), (0, 0), "{report:?}");
@@ -274,15 +273,9 @@ async fn the_hourly_check_reports_findings_by_metric_and_webhook(app: TestApp) {
     app.advance(RECONCILE_INTERVAL - Duration::from_secs(1)).await;
     assert!(reconcile_events(&app).await.is_empty(), "not checked before the hour");
     app.advance(Duration::from_secs(1)).await;
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let events = loop {
-        let events = reconcile_events(&app).await;
-        if !events.is_empty() {
-            break events;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "no reconcile.findings event after the hour");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    common::until("a reconcile.findings event after the hour", || async { !reconcile_events(&app).await.is_empty() })
+        .await;
+    let events = reconcile_events(&app).await;
     assert_eq!(events.len(), 1);
     let data = &events[0]["data"];
     assert_eq!((data["total"].as_u64(), data["provider"].as_str()), (Some(2), Some("sandbox")), "{data}");
@@ -292,19 +285,12 @@ async fn the_hourly_check_reports_findings_by_metric_and_webhook(app: TestApp) {
     assert_eq!(gauge(&app, "capture_split").await.as_deref(), Some("1"));
     // Still wrong an hour later: announced again, once.
     app.advance(RECONCILE_INTERVAL).await;
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while reconcile_events(&app).await.len() < 2 {
-        assert!(tokio::time::Instant::now() < deadline, "no second reconcile.findings event");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    common::until("a second reconcile.findings event", || async { reconcile_events(&app).await.len() >= 2 }).await;
     // Repaired: the next hour's check finds nothing and says so by the gauge only.
     sqlx::query("DELETE FROM ledger WHERE session_id = 'ses_bad_split'").execute(&pool).await.unwrap();
     app.advance(RECONCILE_INTERVAL).await;
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while gauge(&app, "capture_split").await.as_deref() != Some("0") {
-        assert!(tokio::time::Instant::now() < deadline, "the gauge did not drop to 0");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    common::until("the gauge drops to 0", || async { gauge(&app, "capture_split").await.as_deref() == Some("0") })
+        .await;
     assert_eq!(reconcile_events(&app).await.len(), 2, "no event when nothing is found");
     app.assert_reconciled().await;
 }

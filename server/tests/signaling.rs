@@ -591,13 +591,14 @@ async fn bad_input_gets_a_coded_error_and_the_connection_and_other_sessions_go_o
     let (id, code, _) = raw.recv_error().await;
     assert_eq!((id, code), (None, ErrorCode::MissingField));
 
-    // A flood of requests: past the burst each is dropped unread and
-    // unanswered; one id-less rate_limited notice says so (not one each).
-    tokio::time::sleep(Duration::from_millis(2100)).await; // refill, and a new notice window
+    // A flood of requests (on a fresh connection: a full bucket and no
+    // notice yet): past the burst each is dropped unread and unanswered;
+    // one id-less rate_limited notice says so (not one each).
+    let mut flooder = app.raw("flo", Role::Seeker).await;
     for i in 0..100 {
-        raw.send(format!(r#"{{"type":"ping","id":"f{i}"}}"#)).await;
+        flooder.send(format!(r#"{{"type":"ping","id":"f{i}"}}"#)).await;
     }
-    let (acks, notices) = probe_after_flood(&mut raw, |m| match m {
+    let (acks, notices) = probe_after_flood(&mut flooder, |m| match m {
         ServerMessage::Ack { id, .. } => id.starts_with('f'),
         _ => false,
     })

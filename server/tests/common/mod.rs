@@ -34,6 +34,16 @@ pub fn test_clock() -> Arc<ManualClock> {
 /// How long a test waits for something that should happen promptly.
 pub const WAIT: Duration = Duration::from_secs(10);
 
+/// Polls `done` until it holds, for up to [`WAIT`]; fails the test with
+/// `what` otherwise.
+pub async fn until<F: std::future::Future<Output = bool>>(what: &str, mut done: impl FnMut() -> F) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !done().await {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// A running server.
 pub struct TestApp {
     pub base: String,
