@@ -256,13 +256,10 @@ async fn a_second_recorder_connection_is_refused_and_takes_nothing_over() {
     assert_eq!(r.status(), 200);
     let (recorder, mut r_events) = app.client("rec-1", Role::Recorder).await;
     let rec_id = UserId::parse("rec-1").unwrap();
-    tokio::time::timeout(WAIT, async {
-        while parley_signaling::Store::user(&app.store, &rec_id).await.unwrap().is_none() {
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
+    common::until("the recorder is stored", || async {
+        parley_signaling::Store::user(&app.store, &rec_id).await.unwrap().is_some()
     })
-    .await
-    .expect("the recorder is stored");
+    .await;
 
     // A stranger cannot get the recorder's token from dev login...
     let r = http

@@ -769,13 +769,10 @@ async fn dev_login_mints_seekers_and_consultants_only(app: &common::TestApp) {
     }
     // The embedded recorder's id, once it connected with its operator token.
     let (_recorder, _events) = app.client("parley-recorder", Role::Recorder).await;
-    tokio::time::timeout(WAIT, async {
-        while app.store.user(&uid("parley-recorder")).await.unwrap().is_none() {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+    common::until("the recorder is stored", || async {
+        app.store.user(&uid("parley-recorder")).await.unwrap().is_some()
     })
-    .await
-    .expect("the recorder is stored");
+    .await;
     refused(login(serde_json::json!({"user_id": "parley-recorder"})).await.unwrap()).await;
     refused(login(serde_json::json!({"user_id": "parley-recorder", "name": "R", "role": "seeker"})).await.unwrap())
         .await;
