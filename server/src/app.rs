@@ -18,10 +18,13 @@ use tokio::net::{TcpListener, TcpSocket};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, Mode, Payments, RecorderMode};
-use crate::files::RecordingFiles;
-use crate::money::{BillingGate, HubSink, MeterHooks, meter_config};
-use crate::routes::{self, AppState};
+use crate::kernel::{AppState, Marketplace};
+use crate::routes;
+use crate::sessions::gate::{BillingGate, HubSink, MeterHooks, meter_config};
 use crate::store::SqlStore;
+use crate::store::consent::Consent;
+use crate::store::files::RecordingFiles;
+use crate::store::outbox::Outbox;
 use crate::telemetry;
 use crate::webhooks::Webhooks;
 
@@ -44,7 +47,7 @@ pub struct Application {
     billing: Arc<Billing>,
     meters: Arc<Meters>,
     files: Arc<RecordingFiles>,
-    webhooks: Arc<Webhooks>,
+    webhooks: Arc<Outbox>,
     stop_outbox: CancellationToken,
     /// The embedded recorder, started by `run_until`.
     recorder: Option<RecorderSetup>,
@@ -108,7 +111,7 @@ impl Application {
         meters.observe_lateness(|late| {
             metrics::histogram!("parley_meter_deadline_lateness_seconds").record(late.as_secs_f64());
         });
-        let consent = crate::recording::Consent::new(store.clone());
+        let consent = Consent::new(store.clone());
         let gate = gate.unwrap_or_else(|| {
             Arc::new(BillingGate { billing: billing.clone(), meters: meters.clone(), consent: consent.clone() })
         });
@@ -118,10 +121,11 @@ impl Application {
         recover_sessions(&config, &store, &billing, &meters, &hub).await?;
         let stop_outbox = CancellationToken::new();
         tokio::spawn(billing.clone().run_outbox(stop_outbox.clone().cancelled_owned()));
-        let webhooks = Webhooks::new(store.pool(), clock.clone(), &config.webhooks, store.webhook_signal())?;
-        tokio::spawn(webhooks.clone().run(stop_outbox.clone().cancelled_owned()));
+        let delivery = Webhooks::new(store.pool(), clock.clone(), &config.webhooks, store.webhook_signal())?;
+        tokio::spawn(delivery.run(stop_outbox.clone().cancelled_owned()));
+        let webhooks = Outbox::new(store.pool(), clock.clone(), store.webhook_signal());
         let days = config.recordings.retention_days;
-        let sweeper = crate::retention::run(
+        let sweeper = crate::recordings::retention::run(
             store.clone(),
             files.clone(),
             clock.clone(),
@@ -129,7 +133,7 @@ impl Application {
             stop_outbox.clone().cancelled_owned(),
         );
         tokio::spawn(sweeper);
-        tokio::spawn(crate::reconcile::run(
+        tokio::spawn(crate::sessions::reconcile::run(
             store.pool(),
             billing.provider().clone(),
             clock.clone(),
@@ -149,14 +153,17 @@ impl Application {
             webhook_secret,
             files: files.clone(),
             consent,
-            bookings_wake: Arc::new(tokio::sync::Notify::new()),
+            bookings_wake: store.booking_signal(),
             scheduler_progress: scheduler_progress.clone(),
             late_cancel_fee_percent: config.late_cancel_fee_percent,
             seeker_no_show: config.seeker_no_show,
             webhooks: webhooks.clone(),
-            marketplace: Arc::new(crate::profiles::Marketplace::from_config(&config)),
+            marketplace: Arc::new(Marketplace {
+                currencies: config.currencies.clone(),
+                packages: crate::profiles::promotions::default_packages(),
+            }),
         };
-        tokio::spawn(crate::bookings::run(state.clone(), stop_outbox.clone().cancelled_owned()));
+        tokio::spawn(crate::bookings::worker::run(state.clone(), stop_outbox.clone().cancelled_owned()));
         let mut router = routes::router(state.clone()).merge(signaling.router());
         if config.mode == Mode::Dev {
             router = router.merge(routes::dev_router(state, &config.web_dir, &config.sdk_js_dir));
@@ -166,8 +173,8 @@ impl Application {
         // Every error is a problem (RFC 9457), axum's own plain-text ones
         // included; bodies over 1 MiB are refused (413).
         let router = router
-            .layer(axum::extract::DefaultBodyLimit::max(crate::extract::MAX_BODY_BYTES))
-            .layer(axum::middleware::from_fn(crate::extract::problems));
+            .layer(axum::extract::DefaultBodyLimit::max(crate::kernel::extract::MAX_BODY_BYTES))
+            .layer(axum::middleware::from_fn(crate::kernel::extract::problems));
         let listener = listen(config.listen)
             .map_err(|e| anyhow::anyhow!("PARLEY_LISTEN: cannot listen on {}: {e}", config.listen))?;
         let recorder = (config.recorder == RecorderMode::Embedded)
@@ -193,9 +200,9 @@ impl Application {
         self.billing.clone()
     }
 
-    /// Outgoing webhooks: [`Webhooks::emit`] stores an event for the
+    /// Outgoing webhooks: [`Outbox::emit`] stores an event for the
     /// operator's platform.
-    pub fn webhooks(&self) -> Arc<Webhooks> {
+    pub fn webhooks(&self) -> Arc<Outbox> {
         self.webhooks.clone()
     }
 
@@ -204,6 +211,13 @@ impl Application {
     /// instead of sleeping).
     pub fn scheduler_progress(&self) -> tokio::sync::watch::Receiver<i64> {
         self.scheduler_progress.subscribe()
+    }
+
+    /// Wakes the booking scheduler for a pass at the clock's current time
+    /// (tests that moved a manual clock wake it, then wait on
+    /// [`Application::scheduler_progress`]).
+    pub fn wake_scheduler(&self) {
+        self.store.booking_signal().notify_one();
     }
 
     /// The session meters.
@@ -278,7 +292,7 @@ impl Application {
     }
 
     /// Starts the embedded recorder: a `recorder` client of this server's
-    /// own signaling endpoint, storing through [`ServerSink`](crate::recording::ServerSink).
+    /// own signaling endpoint, storing through [`ServerSink`](crate::recordings::ServerSink).
     fn spawn_recorder(&self, setup: &RecorderSetup, stop: CancellationToken) -> tokio::task::JoinHandle<()> {
         let addr = self.local_addr();
         let auth = self.auth.clone();
@@ -298,7 +312,7 @@ impl Application {
             udp_addrs: vec![format!("{ip}:0")],
             reconnect_delay: Duration::from_secs(1),
         };
-        let sink = Arc::new(crate::recording::ServerSink {
+        let sink = Arc::new(crate::recordings::ServerSink {
             store: self.store.clone(),
             files: self.files.clone(),
             clock: setup.clock.clone(),
@@ -362,9 +376,9 @@ async fn recover_sessions(
         };
         // A booked session keeps its no-show time (DESIGN.md §3).
         let booked = match record.scheduled {
-            true => crate::bookings::no_show_time(&store.pool(), &record.session_id).await?.map(|at| {
+            true => crate::bookings::sql::no_show_time(&store.pool(), &record.session_id).await?.map(|at| {
                 let (policy, percent) = (config.seeker_no_show, config.late_cancel_fee_percent);
-                crate::bookings::booked_session(at, pricing.as_ref(), policy, percent)
+                crate::bookings::rules::booked_session(at, pricing.as_ref(), policy, percent)
             }),
             false => None,
         };

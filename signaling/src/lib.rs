@@ -19,7 +19,6 @@ mod error;
 mod hub;
 mod link;
 pub mod metrics;
-pub mod schedule;
 pub mod store;
 pub mod turn;
 

@@ -5,6 +5,7 @@
 //! - [`Caller`]: the bearer token's user (401 problem otherwise). Put it
 //!   first among a handler's arguments: axum runs extractors in order, and
 //!   the body extractor always runs last.
+//! - [`CallerIdentity`]: the same, with the token's claims (premium).
 //! - [`Body`]: a JSON body whose rejection is a problem (400
 //!   `malformed_json` / `invalid_field`, 413 `payload_too_large`, 415
 //!   `unsupported_media_type`); `Option<Body<T>>` for an optional one.
@@ -23,7 +24,10 @@ use axum::response::Response;
 use parley_domain::protocol::{ErrorCode, UserInfo};
 use serde::de::DeserializeOwned;
 
-use crate::routes::{ApiError, AppState, problem};
+use parley_signaling::Identity;
+
+use super::error::{ApiError, problem};
+use super::state::AppState;
 
 /// Largest request body accepted, bytes (1 MiB); a larger one is answered
 /// 413 `payload_too_large` (after the token is checked).
@@ -39,6 +43,20 @@ impl FromRequestParts<AppState> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, s: &AppState) -> Result<Self, ApiError> {
         Ok(Caller(s.auth.verify_request(&parts.headers, None)?))
+    }
+}
+
+/// The caller named by the bearer token with the token's claims (the
+/// premium claim), for the routes that read them. The same check as
+/// [`Caller`], with the same rejections.
+#[derive(Debug, Clone)]
+pub struct CallerIdentity(pub Identity);
+
+impl FromRequestParts<AppState> for CallerIdentity {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, s: &AppState) -> Result<Self, ApiError> {
+        Ok(CallerIdentity(s.auth.verify_request_identity(&parts.headers, None)?))
     }
 }
 

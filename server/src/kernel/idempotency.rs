@@ -28,7 +28,8 @@ use parley_domain::protocol::ErrorCode;
 use sha2::{Digest, Sha256};
 use sqlx::Row;
 
-use crate::routes::{AppState, problem};
+use super::error::{ApiError, problem};
+use super::state::AppState;
 
 /// The request header (Stripe's name).
 pub const HEADER: &str = "idempotency-key";
@@ -82,7 +83,7 @@ pub async fn layer(State(s): State<AppState>, req: Request, next: Next) -> Respo
         Ok(Claim::Fresh) => {}
         Ok(Claim::Replay(response)) => return response,
         Ok(Claim::Refused(response)) => return response,
-        Err(e) => return crate::routes::ApiError::Internal(format!("idempotency keys: {e}")).into_response(),
+        Err(e) => return ApiError::Internal(format!("idempotency keys: {e}")).into_response(),
     }
     let mut req = Request::from_parts(parts, Body::from(bytes));
     req.extensions_mut().insert(IdempotencyKey(key.clone()));
@@ -99,7 +100,7 @@ pub async fn layer(State(s): State<AppState>, req: Request, next: Next) -> Respo
     });
     match task.await {
         Ok(response) => response,
-        Err(e) => crate::routes::ApiError::Internal(format!("request task: {e}")).into_response(),
+        Err(e) => ApiError::Internal(format!("request task: {e}")).into_response(),
     }
 }
 

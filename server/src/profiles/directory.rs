@@ -28,8 +28,9 @@ use parley_domain::{Currency, Money, UserId};
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
-use crate::profiles::{json_list, language_code, rating};
-use crate::routes::{ApiError, AppState};
+use super::http::json_list;
+use super::rules::{language_code, rating};
+use crate::kernel::{ApiError, AppState};
 use crate::store::Backend;
 
 /// Items per page unless `limit` says otherwise.
@@ -133,7 +134,7 @@ fn parse(s: &AppState, q: &HashMap<String, String>) -> Result<(Params, Sort), Ap
         }
     }
     if let Some(t) = get("tag") {
-        p.tag = Some(crate::profiles::tag(t).map_err(|why| invalid("tag", why))?);
+        p.tag = Some(super::rules::tag(t).map_err(|why| invalid("tag", why))?);
     }
     if let Some(l) = get("language") {
         p.language = Some(
@@ -264,10 +265,9 @@ fn score_sql() -> String {
         (status = 400, description = "`invalid_field` (naming the parameter), `missing_field` (a price range without currency), `unsupported_currency`", body = Problem)))]
 pub(crate) async fn directory(
     State(s): State<AppState>,
-    headers: HeaderMap,
+    Caller(_): Caller,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Json<DirectoryPage>, ApiError> {
-    s.auth.verify_request(&headers, None)?;
     let Query(query) = query.map_err(|e| invalid("query", e.body_text()))?;
     let (p, sort) = parse(&s, &query)?;
     let cursor = p.cursor.as_deref().map(|c| Cursor::decode(c, sort)).transpose()?;

@@ -14,9 +14,7 @@ use parley_domain::protocol::rest::{MyPromotions, PromotionPackage, PromotionPur
 use parley_domain::protocol::{ErrorCode, Problem, Role};
 use parley_domain::{Currency, Money};
 
-use crate::api::require;
-use crate::extract::{Body, Caller};
-use crate::routes::{ApiError, AppState};
+use crate::kernel::{ApiError, AppState, Body, Caller, require};
 
 const DAY: Duration = Duration::from_secs(24 * 3600);
 
@@ -42,7 +40,7 @@ pub fn default_packages() -> Vec<PromotionPackage> {
 
 /// The routes of this module.
 pub fn router(state: AppState) -> Router {
-    let idempotent = axum::middleware::from_fn_with_state(state.clone(), crate::idempotency::layer);
+    let idempotent = axum::middleware::from_fn_with_state(state.clone(), crate::kernel::idempotency::layer);
     Router::new()
         .route("/v1/promotions/packages", get(packages))
         .route("/v1/consultants/me/promotions", post(buy).layer(idempotent).get(my_promotions))
@@ -56,9 +54,8 @@ pub fn router(state: AppState) -> Router {
         (status = 401, description = "missing, forged or expired token", body = Problem)))]
 pub(crate) async fn packages(
     State(s): State<AppState>,
-    headers: HeaderMap,
+    Caller(_): Caller,
 ) -> Result<Json<Vec<PromotionPackage>>, ApiError> {
-    s.auth.verify_request(&headers, None)?;
     Ok(Json(s.marketplace.packages.clone()))
 }
 
@@ -88,7 +85,7 @@ pub(crate) async fn buy(
     if pm.is_empty() {
         return Err(ApiError::BadRequest(ErrorCode::MissingField, "payment_method: name a payment method".into()));
     }
-    if !crate::profiles::has_profile(&s.store.pool(), &me.id).await.map_err(|e| ApiError::Internal(e.to_string()))? {
+    if !super::http::has_profile(&s.store.pool(), &me.id).await.map_err(|e| ApiError::Internal(e.to_string()))? {
         return Err(ApiError::BadRequest(
             ErrorCode::MissingField,
             "profile: the directory lists consultants with a profile; PUT /v1/consultants/me/profile first".into(),
@@ -111,9 +108,8 @@ pub(crate) async fn buy(
         (status = 403, description = "`wrong_role`: consultants only", body = Problem)))]
 pub(crate) async fn my_promotions(
     State(s): State<AppState>,
-    headers: HeaderMap,
+    Caller(me): Caller,
 ) -> Result<Json<MyPromotions>, ApiError> {
-    let me = s.auth.verify_request(&headers, None)?;
     require(&me, Role::Consultant)?;
     Ok(Json(s.billing.promotions(&me.id).await?))
 }

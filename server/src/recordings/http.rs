@@ -1,14 +1,10 @@
-//! Recording (DESIGN.md §6) as the server sees it: consent (premium
-//! seekers, consultants who allow it), the in-process recorder's sink
-//! (upload to storage, register the files), and the REST API: recordings
-//! with signed links, the recap as JSON or Markdown, premium and consent
-//! settings.
+//! The recordings REST API (DESIGN.md §6): recordings with signed links,
+//! the recap as JSON or Markdown, premium and consent settings. Consent
+//! itself is [`crate::store::consent`]; the files are
+//! [`crate::store::files`].
 
 use std::fmt::Write as _;
-use std::path::Path as FsPath;
-use std::sync::Arc;
 
-use async_trait::async_trait;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
@@ -20,193 +16,31 @@ use parley_domain::protocol::rest::{
 use parley_domain::protocol::{ChatKind, ErrorCode, Role, UserInfo};
 use parley_domain::{Clock, SessionId, Timestamp, UserId};
 use parley_recorder::media::Manifest;
-use parley_recorder::service::RecordingSink;
 use parley_signaling::{Identity, Store};
 use serde::Deserialize;
 use sqlx::Row;
 
-use crate::api::{require, session_id};
-use crate::extract::{Body, Caller};
-use crate::files::{self, RecordingFiles, RecordingRow};
-use crate::routes::{ApiError, AppState};
-use crate::store::SqlStore;
+use crate::kernel::{ApiError, AppState, Body, Caller, CallerIdentity, require, session_id};
+use crate::sessions::details::details;
+use crate::store::files;
 
-/// Who may record: premium seekers (operator API or token claim) and
-/// consultants who allow it. Backed by the database.
-#[derive(Clone)]
-pub struct Consent {
-    store: SqlStore,
+/// The stored manifest of a session's recording, if any.
+async fn manifest(s: &AppState, session_id: &SessionId) -> Result<Option<Manifest>, ApiError> {
+    let row = sqlx::query("SELECT manifest FROM recording_manifests WHERE session_id = $1")
+        .bind(session_id.as_str())
+        .fetch_optional(&s.store.pool())
+        .await
+        .map_err(db)?;
+    let Some(row) = row else { return Ok(None) };
+    let json: String = row.try_get("manifest").map_err(db)?;
+    serde_json::from_str(&json).map(Some).map_err(|e| ApiError::Internal(format!("manifest: {e}")))
 }
 
 fn db(e: sqlx::Error) -> ApiError {
     ApiError::Internal(e.to_string())
 }
 
-impl Consent {
-    /// Consent over `store`'s database.
-    pub fn new(store: SqlStore) -> Consent {
-        Consent { store }
-    }
-
-    /// Whether the operator marked `seeker` premium.
-    pub async fn is_premium(&self, seeker: &UserId) -> Result<bool, sqlx::Error> {
-        let row = sqlx::query("SELECT premium FROM premium_seekers WHERE seeker_id = $1")
-            .bind(seeker.as_str())
-            .fetch_optional(&self.store.pool())
-            .await?;
-        Ok(match row {
-            Some(row) => row.try_get::<i64, _>("premium")? != 0,
-            None => false,
-        })
-    }
-
-    /// Marks `seeker` premium or not, at `now`.
-    pub async fn set_premium(&self, seeker: &UserId, premium: bool, now: Timestamp) -> Result<(), sqlx::Error> {
-        sqlx::query(
-            "INSERT INTO premium_seekers (seeker_id, premium, updated_ms) VALUES ($1, $2, $3) \
-             ON CONFLICT (seeker_id) DO UPDATE SET premium = excluded.premium, updated_ms = excluded.updated_ms",
-        )
-        .bind(seeker.as_str())
-        .bind(i64::from(premium))
-        .bind(now.unix_millis())
-        .execute(&self.store.pool())
-        .await?;
-        Ok(())
-    }
-
-    /// Whether `consultant` allows recording (default: no).
-    pub async fn recording_allowed(&self, consultant: &UserId) -> Result<bool, sqlx::Error> {
-        let row = sqlx::query("SELECT allowed FROM recording_consents WHERE consultant_id = $1")
-            .bind(consultant.as_str())
-            .fetch_optional(&self.store.pool())
-            .await?;
-        Ok(match row {
-            Some(row) => row.try_get::<i64, _>("allowed")? != 0,
-            None => false,
-        })
-    }
-
-    /// Sets whether `consultant` allows recording, at `now`.
-    pub async fn set_recording_allowed(
-        &self,
-        consultant: &UserId,
-        allowed: bool,
-        now: Timestamp,
-    ) -> Result<(), sqlx::Error> {
-        sqlx::query(
-            "INSERT INTO recording_consents (consultant_id, allowed, updated_ms) VALUES ($1, $2, $3) \
-             ON CONFLICT (consultant_id) DO UPDATE SET allowed = excluded.allowed, updated_ms = excluded.updated_ms",
-        )
-        .bind(consultant.as_str())
-        .bind(i64::from(allowed))
-        .bind(now.unix_millis())
-        .execute(&self.store.pool())
-        .await?;
-        Ok(())
-    }
-
-    /// Checks a recording request of `seeker` (whose token says
-    /// `token_premium`) to call `consultant`: `Err` with
-    /// `premium_required` or `recording_not_allowed`.
-    pub async fn check_request(
-        &self,
-        seeker: &UserId,
-        token_premium: bool,
-        consultant: &UserId,
-    ) -> Result<(), (ErrorCode, String)> {
-        let internal = |e: sqlx::Error| (ErrorCode::Internal, e.to_string());
-        if !(token_premium || self.is_premium(seeker).await.map_err(internal)?) {
-            return Err((ErrorCode::PremiumRequired, "recording is for premium seekers".into()));
-        }
-        if !self.recording_allowed(consultant).await.map_err(internal)? {
-            return Err((ErrorCode::RecordingNotAllowed, "this consultant does not allow recording".into()));
-        }
-        Ok(())
-    }
-
-    /// The stored manifest of a session's recording, if any.
-    pub async fn manifest(&self, session_id: &SessionId) -> Result<Option<Manifest>, ApiError> {
-        let row = sqlx::query("SELECT manifest FROM recording_manifests WHERE session_id = $1")
-            .bind(session_id.as_str())
-            .fetch_optional(&self.store.pool())
-            .await
-            .map_err(db)?;
-        let Some(row) = row else { return Ok(None) };
-        let json: String = row.try_get("manifest").map_err(db)?;
-        serde_json::from_str(&json).map(Some).map_err(|e| ApiError::Internal(format!("manifest: {e}")))
-    }
-}
-
-/// Where the in-process (or `parley recorder`) recorder hands finished
-/// recordings: each file is uploaded to the recordings store under
-/// `sessions/<session>/<file>`, registered in `recordings`, and the
-/// manifest kept for the recap.
-pub struct ServerSink {
-    /// The database.
-    pub store: SqlStore,
-    /// The recordings' storage.
-    pub files: Arc<RecordingFiles>,
-    /// The server clock (retention counts from the stored time).
-    pub clock: Arc<dyn Clock>,
-}
-
-#[async_trait]
-impl RecordingSink for ServerSink {
-    async fn finished(&self, session_id: &SessionId, dir: &FsPath, manifest: &Manifest) -> Result<(), String> {
-        let now = self.clock.now().unix_millis();
-        let mut rows = Vec::new();
-        for track in &manifest.tracks {
-            let key = format!("sessions/{session_id}/{}/{}", manifest.started_at_ms, track.file);
-            let bytes = self.files.upload(&key, &dir.join(&track.file)).await.map_err(|e| e.to_string())?;
-            let content_type = if track.codec == "opus" { "audio/ogg" } else { "video/x-ivf" };
-            rows.push(RecordingRow {
-                id: files::new_recording_id(),
-                session_id: session_id.to_string(),
-                participant_id: Some(track.participant_id.clone()),
-                kind: track.kind.clone(),
-                codec: track.codec.clone(),
-                content_type: content_type.into(),
-                object_key: key,
-                bytes: i64::try_from(bytes).unwrap_or(i64::MAX),
-                duration_ms: i64::try_from(track.duration_ms).unwrap_or(i64::MAX),
-                created_ms: now,
-                deleted_ms: None,
-            });
-        }
-        let key = format!("sessions/{session_id}/{}/manifest.json", manifest.started_at_ms);
-        let bytes = self.files.upload(&key, &dir.join("manifest.json")).await.map_err(|e| e.to_string())?;
-        rows.push(RecordingRow {
-            id: files::new_recording_id(),
-            session_id: session_id.to_string(),
-            participant_id: None,
-            kind: "manifest".into(),
-            codec: "json".into(),
-            content_type: "application/json".into(),
-            object_key: key,
-            bytes: i64::try_from(bytes).unwrap_or(i64::MAX),
-            duration_ms: 0,
-            created_ms: now,
-            deleted_ms: None,
-        });
-        for row in &rows {
-            files::insert_recording(&self.store, row).await.map_err(|e| e.to_string())?;
-        }
-        let json = serde_json::to_string(manifest).map_err(|e| e.to_string())?;
-        sqlx::query(
-            "INSERT INTO recording_manifests (session_id, manifest, created_ms) VALUES ($1, $2, $3) \
-             ON CONFLICT (session_id) DO UPDATE SET manifest = excluded.manifest",
-        )
-        .bind(session_id.as_str())
-        .bind(json)
-        .bind(now)
-        .execute(&self.store.pool())
-        .await
-        .map_err(|e| e.to_string())?;
-        Ok(())
-    }
-}
-
-/// The routes of this module.
+/// The routes of the recordings area (besides the signed downloads).
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/sessions/{id}/recordings", get(recordings))
@@ -214,10 +48,6 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/seekers/{id}/premium", put(set_premium))
         .route("/v1/consultants/me/recording", get(my_recording_consent).put(set_recording_consent))
         .with_state(state)
-}
-
-fn identity(s: &AppState, headers: &HeaderMap) -> Result<Identity, ApiError> {
-    Ok(s.auth.verify_request_identity(headers, None)?)
 }
 
 /// Recordings and recaps are for the session's consultant and its seeker
@@ -276,10 +106,9 @@ async fn files_of(s: &AppState, id: &SessionId) -> Result<Vec<RecordingFile>, Ap
         (status = 404, description = "`unknown_session`", body = parley_domain::protocol::Problem)))]
 pub(crate) async fn recordings(
     State(s): State<AppState>,
-    headers: HeaderMap,
+    CallerIdentity(who): CallerIdentity,
     Path(id): Path<String>,
 ) -> Result<Json<RecordingList>, ApiError> {
-    let who = identity(&s, &headers)?;
     let id = session_id(id)?;
     may_read(&s, &who, &id).await?;
     let recordings = files_of(&s, &id).await?;
@@ -303,11 +132,10 @@ pub(crate) struct RecapQuery {
         (status = 404, description = "`unknown_session`", body = parley_domain::protocol::Problem)))]
 pub(crate) async fn recap(
     State(s): State<AppState>,
-    headers: HeaderMap,
+    CallerIdentity(who): CallerIdentity,
     Path(id): Path<String>,
     query: Result<Query<RecapQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let who = identity(&s, &headers)?;
     let id = session_id(id)?;
     let Query(q) = query.map_err(|e| ApiError::BadRequest(ErrorCode::InvalidField, e.body_text()))?;
     let markdown = match q.format.as_deref() {
@@ -321,7 +149,7 @@ pub(crate) async fn recap(
         }
     };
     let (seeker, consultant) = may_read(&s, &who, &id).await?;
-    let Json(mut session) = crate::api::session(State(s.clone()), headers, Path(id.to_string())).await?;
+    let mut session = details(&s, &who.user, &id).await?;
     let mut participants = Vec::new();
     for uid in [&seeker, &consultant] {
         let user = s.store.user(uid).await?;
@@ -344,7 +172,7 @@ pub(crate) async fn recap(
         if kind == ChatKind::Note { notes.push(line) } else { chat.push(line) }
     }
     session.timeline.retain(|t| t.kind != "chat" && t.kind != "note");
-    let manifest = s.consent.manifest(&id).await?;
+    let manifest = manifest(&s, &id).await?;
     let talk_time = manifest.as_ref().map(talk_time).unwrap_or_default();
     let recordings = files_of(&s, &id).await?;
     let recap = Recap {
@@ -485,9 +313,8 @@ pub(crate) async fn set_premium(
         (status = 403, description = "`wrong_role`", body = parley_domain::protocol::Problem)))]
 pub(crate) async fn my_recording_consent(
     State(s): State<AppState>,
-    headers: HeaderMap,
+    CallerIdentity(who): CallerIdentity,
 ) -> Result<Json<RecordingConsent>, ApiError> {
-    let who = identity(&s, &headers)?;
     require(&who.user, Role::Consultant)?;
     let allowed = s.consent.recording_allowed(&who.user.id).await.map_err(db)?;
     Ok(Json(RecordingConsent { allowed }))

@@ -5,13 +5,15 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use parley_domain::{Clock, Timestamp};
 use sqlx::Row;
 
-use crate::files::{FilesError, RecordingFiles};
+use crate::kernel::worker::{self, Job};
 use crate::store::SqlStore;
+use crate::store::files::{FilesError, RecordingFiles};
 
 /// Counter of files deleted by retention (a missing file counts too).
 pub const RECORDINGS_DELETED: &str = "parley_recordings_deleted_total";
@@ -86,6 +88,37 @@ pub async fn sweep(
     Ok(report)
 }
 
+/// Retention as a deadline-driven [`Job`]: its first step only schedules
+/// the first sweep ([`FIRST_SWEEP_AFTER`] after start); each sweep then
+/// schedules the next one [`SWEEP_INTERVAL`] later.
+pub struct Retention {
+    store: SqlStore,
+    files: Arc<RecordingFiles>,
+    days: u32,
+    started: AtomicBool,
+}
+
+impl Retention {
+    /// Retention of files older than `days` days.
+    pub fn new(store: SqlStore, files: Arc<RecordingFiles>, days: u32) -> Retention {
+        Retention { store, files, days, started: AtomicBool::new(false) }
+    }
+}
+
+impl Job for Retention {
+    async fn step(&self, now: Timestamp) -> Option<Timestamp> {
+        if !self.started.swap(true, Ordering::Relaxed) {
+            return Some(now.plus(FIRST_SWEEP_AFTER));
+        }
+        match sweep(&self.store, &self.files, now, self.days).await {
+            Ok(r) if r == SweepReport::default() => {}
+            Ok(r) => tracing::info!(deleted = r.deleted, missing = r.missing, failed = r.failed, "retention sweep"),
+            Err(e) => tracing::error!(error = %e, "retention sweep failed"),
+        }
+        Some(now.plus(SWEEP_INTERVAL))
+    }
+}
+
 /// Sweeps with `days` on `clock`, [`FIRST_SWEEP_AFTER`] after start and
 /// then every [`SWEEP_INTERVAL`], until `shutdown` resolves.
 pub async fn run(
@@ -93,21 +126,9 @@ pub async fn run(
     files: Arc<RecordingFiles>,
     clock: Arc<dyn Clock>,
     days: u32,
-    shutdown: impl Future<Output = ()>,
+    shutdown: impl Future<Output = ()> + Send,
 ) {
-    tokio::pin!(shutdown);
-    let mut next = clock.now().plus(FIRST_SWEEP_AFTER);
-    loop {
-        tokio::select! {
-            () = &mut shutdown => return,
-            () = clock.sleep_until(next) => {}
-        }
-        let now = clock.now();
-        match sweep(&store, &files, now, days).await {
-            Ok(r) if r == SweepReport::default() => {}
-            Ok(r) => tracing::info!(deleted = r.deleted, missing = r.missing, failed = r.failed, "retention sweep"),
-            Err(e) => tracing::error!(error = %e, "retention sweep failed"),
-        }
-        next = now.plus(SWEEP_INTERVAL);
-    }
+    // Nothing adds work to retention but the clock: its wake is never notified.
+    let wake = Arc::new(tokio::sync::Notify::new());
+    worker::run(Retention::new(store, files, days), clock, wake, shutdown).await;
 }

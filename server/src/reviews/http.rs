@@ -22,10 +22,8 @@ use serde::Deserialize;
 use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
 
-use crate::api::{require, session_id};
-use crate::extract::{Body, Caller};
-use crate::routes::{ApiError, AppState};
-use crate::webhooks::{NewEvent, insert_event};
+use crate::kernel::{ApiError, AppState, Body, Caller, require, session_id};
+use crate::store::outbox::{NewEvent, insert_event};
 
 /// The routes of this module.
 pub fn router(state: AppState) -> Router {
@@ -274,11 +272,10 @@ fn decode_cursor(cursor: &str) -> Option<(i64, String)> {
         (status = 404, description = "`unknown_consultant`", body = Problem)))]
 pub(crate) async fn consultant_reviews(
     State(s): State<AppState>,
-    headers: HeaderMap,
+    Caller(_): Caller,
     Path(id): Path<String>,
     query: Result<Query<PageQuery>, QueryRejection>,
 ) -> Result<Json<ReviewPage>, ApiError> {
-    s.auth.verify_request(&headers, None)?;
     let id = UserId::parse(id).map_err(|e| invalid(format!("id: {e}")))?;
     let Query(q) = query.map_err(|e| invalid(e.body_text()))?;
     let limit = q.limit.unwrap_or(DEFAULT_REVIEW_PAGE);

@@ -20,7 +20,7 @@ use parley_signaling::Store;
 use serde::Deserialize;
 use sqlx::{AnyPool, Row};
 
-use crate::routes::{ApiError, AppState};
+use crate::kernel::{ApiError, AppState};
 
 /// The routes of this module.
 pub fn router(state: AppState) -> Router {
@@ -81,11 +81,10 @@ fn money_list(sums: &BTreeMap<String, i64>) -> anyhow::Result<Vec<Money>> {
         (status = 404, description = "`unknown_consultant` (moderators asking about an unknown id)", body = Problem)))]
 pub(crate) async fn consultant_metrics(
     State(s): State<AppState>,
-    headers: HeaderMap,
+    Caller(me): Caller,
     Path(id): Path<String>,
     query: Result<Query<PeriodQuery>, QueryRejection>,
 ) -> Result<Json<ConsultantMetrics>, ApiError> {
-    let me = s.auth.verify_request(&headers, None)?;
     let invalid = |m: String| ApiError::BadRequest(ErrorCode::InvalidField, m);
     let id = UserId::parse(id).map_err(|e| invalid(format!("id: {e}")))?;
     let Query(q) = query.map_err(|e| invalid(e.body_text()))?;

@@ -90,7 +90,7 @@ pub struct BillingGate {
     pub meters: Arc<Meters>,
     /// Recording consent, checked before the hold for calls asking to be
     /// recorded (DESIGN.md §6).
-    pub consent: crate::recording::Consent,
+    pub consent: crate::store::consent::Consent,
 }
 
 #[async_trait]

@@ -16,12 +16,12 @@ use parley_domain::protocol::{ErrorCode, Outcome, Problem, Role, SessionEndReaso
 use parley_domain::{SessionId, UserId};
 use parley_signaling::Store;
 
-use crate::extract::{Body, Caller};
-use crate::routes::{ApiError, AppState};
+use super::details::details;
+use crate::kernel::{ApiError, AppState, Body, Caller, require, session_id};
 
 /// The routes of this module.
 pub fn router(state: AppState) -> Router {
-    let idempotent = || axum::middleware::from_fn_with_state(state.clone(), crate::idempotency::layer);
+    let idempotent = || axum::middleware::from_fn_with_state(state.clone(), crate::kernel::idempotency::layer);
     Router::new()
         .route("/v1/sessions/{id}", get(session))
         .route("/v1/sessions/{id}/refund", post(refund).layer(idempotent()))
@@ -88,22 +88,6 @@ impl From<BillingError> for ApiError {
     }
 }
 
-fn user(s: &AppState, headers: &HeaderMap) -> Result<UserInfo, ApiError> {
-    Ok(s.auth.verify_request(headers, None)?)
-}
-
-pub(crate) fn require(user: &UserInfo, role: Role) -> Result<(), ApiError> {
-    if user.role == role {
-        Ok(())
-    } else {
-        Err(ApiError::Forbidden(ErrorCode::WrongRole, format!("only {}s can do this", role.as_str())))
-    }
-}
-
-pub(crate) fn session_id(raw: String) -> Result<SessionId, ApiError> {
-    SessionId::parse(raw).map_err(|e| ApiError::BadRequest(ErrorCode::InvalidField, format!("session id: {e}")))
-}
-
 /// `GET /v1/sessions/{id}` (its participants and moderators): state,
 /// billable seconds, outcome, hold, capture, fee, payout, refunds, ledger
 /// and timeline.
@@ -114,62 +98,11 @@ pub(crate) fn session_id(raw: String) -> Result<SessionId, ApiError> {
         (status = 404, description = "`unknown_session`", body = Problem)))]
 pub(crate) async fn session(
     State(s): State<AppState>,
-    headers: HeaderMap,
+    Caller(me): Caller,
     Path(id): Path<String>,
 ) -> Result<Json<SessionDetails>, ApiError> {
-    let me = user(&s, &headers)?;
     let id = session_id(id)?;
-    let Some(stored) = s.store.session(&id).await? else {
-        return Err(ApiError::NotFound(ErrorCode::UnknownSession, format!("no session {id}")));
-    };
-    let r = &stored.record;
-    if me.role != Role::Moderator && me.id != r.seeker_id && me.id != r.consultant_id {
-        return Err(ApiError::Forbidden(ErrorCode::Forbidden, format!("you are not a participant of session {id}")));
-    }
-    let settlement = s.billing.settlement(&id).await?;
-    let ledger = s.billing.session_ledger(&id).await?;
-    let sum = |kind: &str| {
-        let mut items = ledger.iter().filter(|l| l.kind == kind).map(|l| l.amount);
-        let first = items.next()?;
-        items.try_fold(first, |a, b| a.checked_add(b).ok())
-    };
-    let billable_secs = match &settlement {
-        Some(st) => st.billable_secs,
-        None => s.meters.status(&id, s.clock.now()).map_or(0, |m| m.billable_secs),
-    };
-    let mut timeline: Vec<TimelineItem> = s
-        .store
-        .session_timeline(&id)
-        .await?
-        .into_iter()
-        .map(|t| TimelineItem { at_ms: t.at.unix_millis(), kind: t.kind, user_id: t.user_id, detail: t.detail })
-        .collect();
-    timeline.extend(s.store.meter_timeline(&id).await?);
-    timeline.sort_by_key(|t| t.at_ms);
-    let payout = match (sum("earnings"), sum("earnings_reversal")) {
-        (Some(e), Some(back)) => Some(parley_domain::Money::new(e.amount_minor - back.amount_minor, e.currency)),
-        (e, _) => e,
-    };
-    Ok(Json(SessionDetails {
-        session_id: r.session_id.clone(),
-        call_id: r.call_id.clone(),
-        seeker_id: r.seeker_id.clone(),
-        consultant_id: r.consultant_id.clone(),
-        state: if stored.ended_at.is_some() { "ended" } else { "open" }.into(),
-        opened_at_ms: r.opened_at.unix_millis(),
-        ended_at_ms: stored.ended_at.map(|t| t.unix_millis()),
-        end_reason: stored.end_reason.clone(),
-        billable_secs,
-        outcome: settlement.as_ref().map(|st| if st.outcome == "charged" { Outcome::Charged } else { Outcome::Free }),
-        settlement_status: settlement.as_ref().map(|st| st.status.clone()),
-        hold: s.billing.hold(&id).await?,
-        captured: sum("capture"),
-        fee: sum("fee"),
-        payout,
-        refunded: sum("refund"),
-        ledger,
-        timeline,
-    }))
+    Ok(Json(details(&s, &me, &id).await?))
 }
 
 /// `GET /v1/consultants/me/price` (consultants): their price, `null` when
@@ -179,9 +112,8 @@ pub(crate) async fn session(
         (status = 403, description = "`wrong_role`: consultants only", body = Problem)))]
 pub(crate) async fn my_price(
     State(s): State<AppState>,
-    headers: HeaderMap,
+    Caller(me): Caller,
 ) -> Result<Json<Option<ConsultantPrice>>, ApiError> {
-    let me = user(&s, &headers)?;
     require(&me, Role::Consultant)?;
     Ok(Json(s.billing.price(&me.id).await?))
 }
@@ -199,7 +131,7 @@ pub(crate) async fn set_price(
     Body(body): Body<serde_json::Value>,
 ) -> Result<Json<ConsultantPrice>, ApiError> {
     require(&me, Role::Consultant)?;
-    let price = crate::profiles::checked_price(&s, body)?;
+    let price = super::rules::checked_price(&s, body)?;
     s.billing.set_price(&me.id, &price).await?;
     Ok(Json(price))
 }
@@ -210,9 +142,8 @@ pub(crate) async fn set_price(
         (status = 403, description = "`wrong_role`: consultants only", body = Problem)))]
 pub(crate) async fn clear_price(
     State(s): State<AppState>,
-    headers: HeaderMap,
+    Caller(me): Caller,
 ) -> Result<Json<Option<ConsultantPrice>>, ApiError> {
-    let me = user(&s, &headers)?;
     require(&me, Role::Consultant)?;
     s.billing.clear_price(&me.id).await?;
     Ok(Json(None))
@@ -247,10 +178,9 @@ pub(crate) async fn payout_account(
         (status = 403, description = "`forbidden`: another consultant's", body = Problem)))]
 pub(crate) async fn earnings(
     State(s): State<AppState>,
-    headers: HeaderMap,
+    Caller(me): Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Earnings>, ApiError> {
-    let me = user(&s, &headers)?;
     let id = UserId::parse(id).map_err(|e| ApiError::BadRequest(ErrorCode::InvalidField, format!("id: {e}")))?;
     if me.role != Role::Moderator && me.id != id {
         return Err(ApiError::Forbidden(
@@ -265,8 +195,7 @@ pub(crate) async fn earnings(
 #[utoipa::path(get, path = "/v1/seekers/me/receipts", tag = "seekers", security(("bearer" = [])),
     responses((status = 200, body = Vec<Receipt>), (status = 401, description = "missing, forged or expired token", body = Problem),
         (status = 403, description = "`wrong_role`: seekers only", body = Problem)))]
-pub(crate) async fn receipts(State(s): State<AppState>, headers: HeaderMap) -> Result<Json<Vec<Receipt>>, ApiError> {
-    let me = user(&s, &headers)?;
+pub(crate) async fn receipts(State(s): State<AppState>, Caller(me): Caller) -> Result<Json<Vec<Receipt>>, ApiError> {
     require(&me, Role::Seeker)?;
     Ok(Json(s.billing.receipts(&me.id).await?))
 }
@@ -285,7 +214,7 @@ pub(crate) async fn refund(
     State(s): State<AppState>,
     Caller(me): Caller,
     Path(id): Path<String>,
-    key: Option<axum::Extension<crate::idempotency::IdempotencyKey>>,
+    key: Option<axum::Extension<crate::kernel::idempotency::IdempotencyKey>>,
     Body(req): Body<RefundRequest>,
 ) -> Result<Json<RefundResponse>, ApiError> {
     require(&me, Role::Moderator)?;
@@ -306,10 +235,9 @@ pub(crate) async fn refund(
         (status = 409, description = "`session_ended`: not open", body = Problem)))]
 pub(crate) async fn end_session(
     State(s): State<AppState>,
-    headers: HeaderMap,
+    Caller(me): Caller,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let me = user(&s, &headers)?;
     require(&me, Role::Moderator)?;
     let id = session_id(id)?;
     if !s.hub.end_session_for(&id, SessionEndReason::Moderator).await {

@@ -34,6 +34,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use parley_billing::{IntentStatus, PaymentProvider, ProviderError};
@@ -41,7 +42,8 @@ use parley_domain::protocol::rest::{ReconcileFinding, ReconcileFindingKind, Reco
 use parley_domain::{Clock, Timestamp};
 use sqlx::{AnyPool, Row};
 
-use crate::webhooks::Webhooks;
+use crate::kernel::worker::{self, Job};
+use crate::store::outbox::Outbox;
 
 /// Gauge of the last check's findings, by `kind` (every kind is set, 0
 /// when none).
@@ -406,7 +408,7 @@ pub fn counts(report: &ReconcileFindingsData) -> BTreeMap<ReconcileFindingKind, 
 /// event (at most [`MAX_EVENT_FINDINGS`] findings, `total` counts all), at
 /// most one per clock hour (every node of a cluster checks; the first
 /// node's event of the hour is the one sent).
-pub async fn publish(report: &ReconcileFindingsData, webhooks: &Webhooks) {
+pub async fn publish(report: &ReconcileFindingsData, webhooks: &Outbox) {
     for (kind, n) in counts(report) {
         metrics::gauge!(FINDINGS, "kind" => kind.as_str()).set(n as f64);
     }
@@ -424,27 +426,38 @@ pub async fn publish(report: &ReconcileFindingsData, webhooks: &Webhooks) {
     }
 }
 
-/// Checks every [`RECONCILE_INTERVAL`] on `clock` (the first one interval
-/// after start) until `shutdown` resolves, publishing each result.
+/// The hourly reconciliation as a deadline-driven [`Job`]: the first
+/// check runs [`RECONCILE_INTERVAL`] after start, then one every interval;
+/// its findings are published ([`publish`]).
+pub struct Reconcile {
+    pool: AnyPool,
+    provider: Arc<dyn PaymentProvider>,
+    webhooks: Arc<Outbox>,
+    started: AtomicBool,
+}
+
+impl Job for Reconcile {
+    async fn step(&self, now: Timestamp) -> Option<Timestamp> {
+        if self.started.swap(true, Ordering::Relaxed) {
+            match check(&self.pool, self.provider.as_ref(), now).await {
+                Ok(report) => publish(&report, &self.webhooks).await,
+                Err(e) => tracing::error!(error = %e, "reconcile check failed"),
+            }
+        }
+        Some(now.plus(RECONCILE_INTERVAL))
+    }
+}
+
+/// Checks on `clock` every [`RECONCILE_INTERVAL`] (the first one an
+/// interval after start) until `shutdown` resolves.
 pub async fn run(
     pool: AnyPool,
     provider: Arc<dyn PaymentProvider>,
     clock: Arc<dyn Clock>,
-    webhooks: Arc<Webhooks>,
-    shutdown: impl Future<Output = ()>,
+    webhooks: Arc<Outbox>,
+    shutdown: impl Future<Output = ()> + Send,
 ) {
-    tokio::pin!(shutdown);
-    let mut next = clock.now().plus(RECONCILE_INTERVAL);
-    loop {
-        tokio::select! {
-            () = &mut shutdown => return,
-            () = clock.sleep_until(next) => {}
-        }
-        let now = clock.now();
-        match check(&pool, provider.as_ref(), now).await {
-            Ok(report) => publish(&report, &webhooks).await,
-            Err(e) => tracing::error!(error = %e, "reconcile check failed"),
-        }
-        next = now.plus(RECONCILE_INTERVAL);
-    }
+    let job = Reconcile { pool, provider, webhooks, started: AtomicBool::new(false) };
+    // Nothing adds work to reconciliation but the clock: its wake is never notified.
+    worker::run(job, clock, Arc::new(tokio::sync::Notify::new()), shutdown).await;
 }

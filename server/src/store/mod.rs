@@ -2,6 +2,14 @@
 //! PostgreSQL, through sqlx's `Any` driver. The SQL is the same text for
 //! both (`$N` placeholders work on SQLite too); only the migrations differ
 //! (`migrations/sqlite`, `migrations/postgres`).
+//!
+//! Besides the store proper: [`files`] (recording files and their rows),
+//! [`consent`] (who may record) and [`outbox`] (webhook events), which
+//! several areas share. The store imports no area.
+
+pub mod consent;
+pub mod files;
+pub mod outbox;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -25,6 +33,11 @@ use tokio::sync::{Notify, mpsc, oneshot};
 /// Rows per multi-row statement (at most 7 bound values each: well within
 /// SQLite's and PostgreSQL's limits on bound parameters).
 const ROWS_PER_STATEMENT: usize = 500;
+
+/// A booked session's room opens this long before its start (DESIGN.md
+/// §3, docs/rules.md A5): the store answers [`Store::scheduled`] with it,
+/// and the booking scheduler opens rooms by it.
+pub const ROOM_OPENS_BEFORE: Duration = Duration::from_secs(10 * 60);
 
 /// Which database a URL names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +74,7 @@ pub struct SqlStore {
     writes: mpsc::UnboundedSender<Job>,
     settled: Arc<Notify>,
     webhooks: Arc<Notify>,
+    bookings: Arc<Notify>,
 }
 
 /// Writes committed together at most.
@@ -131,8 +145,10 @@ impl SqlStore {
         let (writes, jobs) = mpsc::unbounded_channel();
         let settled = Arc::new(Notify::new());
         let webhooks = Arc::new(Notify::new());
-        tokio::spawn(write_batches(pool.clone(), jobs, settled.clone(), webhooks.clone()));
-        Ok(SqlStore { pool, backend, writes, settled, webhooks })
+        let bookings = Arc::new(Notify::new());
+        let signals = Signals { settled: settled.clone(), webhooks: webhooks.clone(), bookings: bookings.clone() };
+        tokio::spawn(write_batches(pool.clone(), jobs, signals));
+        Ok(SqlStore { pool, backend, writes, settled, webhooks, bookings })
     }
 
     /// The pool, for billing (same database).
@@ -150,6 +166,13 @@ impl SqlStore {
     /// started or ended): the webhook worker waits on it.
     pub fn webhook_signal(&self) -> Arc<Notify> {
         self.webhooks.clone()
+    }
+
+    /// Notified after a commit that stored a session's end: the booking
+    /// scheduler waits on it (it announces booked sessions that ended
+    /// `no_show`), as well as on booking commands.
+    pub fn booking_signal(&self) -> Arc<Notify> {
+        self.bookings.clone()
     }
 
     /// The stored meter notices of a session (M8), as timeline items.
@@ -360,7 +383,7 @@ impl Store for SqlStore {
         Ok(Some(parley_signaling::store::ScheduledSession {
             seeker_id: parse_id(row.try_get("seeker_id").map_err(store_err)?)?,
             consultant_id: parse_id(row.try_get("consultant_id").map_err(store_err)?)?,
-            opens_at: Timestamp::from_unix_millis(start - crate::bookings::ROOM_OPENS_BEFORE.as_millis() as i64),
+            opens_at: Timestamp::from_unix_millis(start - ROOM_OPENS_BEFORE.as_millis() as i64),
         }))
     }
 
@@ -389,12 +412,7 @@ impl Store for SqlStore {
 /// The writer task: commits every queued write in one transaction, then
 /// answers each. If the batch fails, each write is retried in its own
 /// transaction so one bad write does not fail the others.
-async fn write_batches(
-    pool: AnyPool,
-    mut jobs: mpsc::UnboundedReceiver<Job>,
-    settled: Arc<Notify>,
-    webhooks: Arc<Notify>,
-) {
+async fn write_batches(pool: AnyPool, mut jobs: mpsc::UnboundedReceiver<Job>, signals: Signals) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let writes: Vec<&Write> = batch.iter().map(|job| &job.write).collect();
@@ -404,6 +422,7 @@ async fn write_batches(
         let announces = writes
             .iter()
             .any(|w| matches!(w, Write::CreateSession(_) | Write::SessionEvent(_, SessionEvent::Ended { .. }, _)));
+        let ends = writes.iter().any(|w| matches!(w, Write::SessionEvent(_, SessionEvent::Ended { .. }, _)));
         let committed = write(&pool, &writes).await;
         if let Err(e) = &committed {
             tracing::warn!(error = %e, writes = batch.len(), "batch write failed; retrying its writes one by one");
@@ -416,12 +435,25 @@ async fn write_batches(
             let _ = job.done.send(result);
         }
         if settles {
-            settled.notify_one();
+            signals.settled.notify_one();
         }
         if announces {
-            webhooks.notify_one();
+            signals.webhooks.notify_one();
+        }
+        if ends {
+            signals.bookings.notify_one();
         }
     }
+}
+
+/// Who the writer wakes after a commit.
+struct Signals {
+    /// Billing's settlement outbox (a settlement decision was stored).
+    settled: Arc<Notify>,
+    /// The webhook worker (session events were stored).
+    webhooks: Arc<Notify>,
+    /// The booking scheduler (a session ended).
+    bookings: Arc<Notify>,
 }
 
 /// Commits `writes` in one transaction with one multi-row statement per
@@ -549,7 +581,7 @@ async fn write(pool: &AnyPool, writes: &[&Write]) -> Result<(), sqlx::Error> {
         .filter(|(_, e, _)| matches!(e, SessionEvent::Ended { .. }))
         .map(|(id, e, at)| (*id, *e, *at))
         .collect();
-    crate::webhooks::session_events(&mut tx, &sessions, &ended).await?;
+    outbox::session_events(&mut tx, &sessions, &ended).await?;
     // The settlement decision, in the same transaction as the session's end
     // (DESIGN.md B3): a second decision for a session is ignored.
     for (id, bill, reason, at) in settlements {

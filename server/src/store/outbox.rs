@@ -1,0 +1,202 @@
+//! The webhook outbox (`webhook_outbox`, docs/protocol.md §14): events for
+//! the operator's platform are rows, written in the same transaction as the
+//! fact they announce where that is possible (session start and end in the
+//! store's writer, a review with its insert), so nothing is announced that
+//! is not stored and nothing stored is lost on a crash. The webhook worker
+//! (the webhooks area) delivers them; areas only store them here.
+
+use std::sync::Arc;
+
+use parley_domain::protocol::rest::{
+    EVENT_ID_PREFIX, SessionEndedData, SessionStartedData, WebhookEvent, WebhookEventType,
+};
+use parley_domain::{Clock, SessionId, Timestamp, UserId};
+use parley_signaling::store::{SessionEvent, SessionRecord};
+use serde::Serialize;
+use sqlx::{AnyConnection, AnyPool, Row};
+use tokio::sync::Notify;
+
+/// A webhook failure that is not the receiver's.
+#[derive(Debug, thiserror::Error)]
+pub enum OutboxError {
+    /// The database failed.
+    #[error("webhook outbox: {0}")]
+    Db(#[from] sqlx::Error),
+    /// The payload did not serialise.
+    #[error("webhook payload: {0}")]
+    Json(#[from] serde_json::Error),
+    /// A stored value did not parse.
+    #[error("webhook data: {0}")]
+    Data(String),
+}
+
+/// A new event id: `evt_` + UUIDv7 (time-ordered), 36 characters.
+pub fn new_event_id() -> String {
+    format!("{EVENT_ID_PREFIX}{}", uuid::Uuid::now_v7().simple())
+}
+
+/// An event ready to be stored: its id and the exact body every delivery
+/// attempt sends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewEvent {
+    /// `evt_…`.
+    pub id: String,
+    /// Its type.
+    pub event_type: WebhookEventType,
+    /// `{"id","type","created_ms","data"}`.
+    pub body: String,
+    /// When it happened.
+    pub created: Timestamp,
+    /// At most one event is stored per key (e.g. `session.ended:<session>`).
+    pub dedupe_key: Option<String>,
+}
+
+impl NewEvent {
+    /// A new event of `event_type` with `data`, created at `at`.
+    pub fn new(
+        event_type: WebhookEventType,
+        data: &impl Serialize,
+        at: Timestamp,
+        dedupe_key: Option<String>,
+    ) -> Result<NewEvent, serde_json::Error> {
+        let id = new_event_id();
+        let body =
+            serde_json::to_string(&WebhookEvent { id: id.clone(), event_type, created_ms: at.unix_millis(), data })?;
+        Ok(NewEvent { id, event_type, body, created: at, dedupe_key })
+    }
+}
+
+/// Stores `event` inside the caller's transaction (so it is committed with
+/// the fact it announces); false if an event with its dedupe key exists.
+/// Call [`Outbox::wake`] after the commit.
+pub async fn insert_event(conn: &mut AnyConnection, event: &NewEvent) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "INSERT INTO webhook_outbox (id, type, body, dedupe_key, created_ms, next_attempt_ms) \
+         VALUES ($1, $2, $3, $4, $5, $5) ON CONFLICT DO NOTHING",
+    )
+    .bind(&event.id)
+    .bind(event.event_type.as_str())
+    .bind(&event.body)
+    .bind(event.dedupe_key.as_deref())
+    .bind(event.created.unix_millis())
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// The store writer's part (inside its transaction): `session.started` for
+/// each session stored, `session.ended` for each end (once per session).
+/// Returns whether any event was stored.
+pub(crate) async fn session_events(
+    conn: &mut AnyConnection,
+    started: &[&SessionRecord],
+    ended: &[(&SessionId, &SessionEvent, Timestamp)],
+) -> Result<bool, sqlx::Error> {
+    let encode = |e: serde_json::Error| sqlx::Error::Encode(Box::new(e));
+    let mut any = false;
+    for s in started {
+        let data = SessionStartedData {
+            session_id: s.session_id.clone(),
+            call_id: s.call_id.clone(),
+            seeker_id: s.seeker_id.clone(),
+            consultant_id: s.consultant_id.clone(),
+            opened_at_ms: s.opened_at.unix_millis(),
+            recording: s.recording,
+        };
+        let key = format!("session.started:{}", s.session_id);
+        let event = NewEvent::new(WebhookEventType::SessionStarted, &data, s.opened_at, Some(key)).map_err(encode)?;
+        any |= insert_event(conn, &event).await?;
+    }
+    for (id, event, at) in ended {
+        let SessionEvent::Ended { reason, by, bill } = event else { continue };
+        let row = sqlx::query("SELECT call_id, seeker_id, consultant_id, opened_ms FROM sessions WHERE id = $1")
+            .bind(id.as_str())
+            .fetch_optional(&mut *conn)
+            .await?;
+        let Some(row) = row else {
+            tracing::warn!(session_id = %id, "session.ended for a session not stored; no webhook");
+            continue;
+        };
+        let parse = |col: &str| -> Result<String, sqlx::Error> { row.try_get::<String, _>(col) };
+        let bad = |e: parley_domain::IdError| sqlx::Error::Decode(Box::new(e));
+        let data = SessionEndedData {
+            session_id: (*id).clone(),
+            call_id: parley_domain::CallId::parse(parse("call_id")?).map_err(bad)?,
+            seeker_id: UserId::parse(parse("seeker_id")?).map_err(bad)?,
+            consultant_id: UserId::parse(parse("consultant_id")?).map_err(bad)?,
+            opened_at_ms: row.try_get("opened_ms")?,
+            ended_at_ms: at.unix_millis(),
+            reason: *reason,
+            ended_by: by.clone(),
+            bill: *bill,
+        };
+        let key = format!("session.ended:{id}");
+        let event = NewEvent::new(WebhookEventType::SessionEnded, &data, *at, Some(key)).map_err(encode)?;
+        any |= insert_event(conn, &event).await?;
+    }
+    Ok(any)
+}
+
+/// Stores events and wakes the delivery worker. Share as `Arc<Outbox>`.
+pub struct Outbox {
+    pool: AnyPool,
+    clock: Arc<dyn Clock>,
+    wake: Arc<Notify>,
+}
+
+impl Outbox {
+    /// The outbox over `pool` (migrated by the store); `wake` is the
+    /// delivery worker's signal (the store's
+    /// [`webhook_signal`](super::SqlStore::webhook_signal)).
+    pub fn new(pool: AnyPool, clock: Arc<dyn Clock>, wake: Arc<Notify>) -> Arc<Outbox> {
+        Arc::new(Outbox { pool, clock, wake })
+    }
+
+    /// Stores an event of `event_type` with `data`, created now, and wakes
+    /// the worker. Returns its id.
+    pub async fn emit(&self, event_type: WebhookEventType, data: &impl Serialize) -> Result<String, OutboxError> {
+        let event = NewEvent::new(event_type, data, self.clock.now(), None)?;
+        let mut conn = self.pool.acquire().await?;
+        insert_event(&mut conn, &event).await?;
+        self.wake();
+        Ok(event.id)
+    }
+
+    /// Like [`Outbox::emit`], but at most once per `dedupe_key` (e.g.
+    /// `booking.reminder:<booking>`): `None` if that key was used before.
+    pub async fn emit_once(
+        &self,
+        dedupe_key: &str,
+        event_type: WebhookEventType,
+        data: &impl Serialize,
+    ) -> Result<Option<String>, OutboxError> {
+        let event = NewEvent::new(event_type, data, self.clock.now(), Some(dedupe_key.to_owned()))?;
+        let mut conn = self.pool.acquire().await?;
+        let stored = insert_event(&mut conn, &event).await?;
+        self.wake();
+        Ok(stored.then_some(event.id))
+    }
+
+    /// Wakes the worker: an event was stored.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_event_body_is_the_envelope_with_its_id() {
+        let at = Timestamp::from_unix_millis(1_700_000_000_123);
+        let e = NewEvent::new(WebhookEventType::ReviewCreated, &serde_json::json!({"stars": 5}), at, None).unwrap();
+        assert!(e.id.starts_with("evt_") && e.id.len() == 36, "{}", e.id);
+        let v: serde_json::Value = serde_json::from_str(&e.body).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"id": e.id, "type": "review.created", "created_ms": 1_700_000_000_123_i64, "data": {"stars": 5}})
+        );
+        assert_ne!(new_event_id(), new_event_id());
+    }
+}
