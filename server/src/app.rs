@@ -217,7 +217,7 @@ impl Application {
     /// (tests that moved a manual clock wake it, then wait on
     /// [`Application::scheduler_progress`]).
     pub fn wake_scheduler(&self) {
-        self.store.booking_signal().notify_one();
+        self.store.booking_signal().wake();
     }
 
     /// The session meters.

@@ -7,11 +7,14 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use parley_domain::protocol::rest::{Availability, ConsultantPrice, PriceModel, Purpose, SlotList};
 use parley_domain::protocol::{ErrorCode, Role};
-use parley_domain::{Money, Timestamp, UserId};
+use std::time::Duration;
+
+use parley_domain::{Currency, Money, UserId};
+use parley_signaling::Store;
 use serde::Deserialize;
 use sqlx::Row;
 
-use super::rules::{BOOKING_HORIZON, MAX_SLOT_RANGE, ms};
+use super::rules::{MAX_SLOT_RANGE, ms};
 use super::schedule::Schedule;
 use super::sql::db;
 use crate::kernel::{ApiError, AppState, Body, Caller, require};
@@ -147,7 +150,7 @@ pub(crate) struct SlotsQuery {
         (status = 404, description = "`unknown_consultant`", body = parley_domain::protocol::Problem)))]
 pub(crate) async fn slots(
     State(s): State<AppState>,
-    Caller(me): Caller,
+    Caller(_me): Caller,
     Path(id): Path<String>,
     q: Result<Query<SlotsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<SlotList>, ApiError> {

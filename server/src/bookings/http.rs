@@ -7,17 +7,18 @@ use axum::http::StatusCode;
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use parley_domain::protocol::rest::{
-    AcceptBooking, Booking, BookingList, BookingReason, BookingRequest, BookingState, ConsultantPrice, PriceModel,
-    RescheduleBooking, WebhookEventType,
+    AcceptBooking, Booking, BookingList, BookingReason, BookingRequest, BookingState, RescheduleBooking,
+    WebhookEventType,
 };
-use parley_domain::protocol::{ErrorCode, Role};
-use parley_domain::{CallId, Money, SessionId, UserId};
+use parley_domain::protocol::{ErrorCode, Role, SessionBill};
+use parley_domain::{CallId, SessionId, UserId};
 
 use super::availability::{self, bad, busy, consultant, price_for, schedule_of};
 use super::rules::{
     BOOKING_HORIZON, MAX_REASON, RESPOND_WITHIN, free_to_cancel, hold_due_ms, late_fee, ms, not_pending,
 };
 use super::sql::{COLUMNS, db, emit, held_amount, load, locked_mine, mine, read};
+use super::worker::place_due_hold;
 use crate::kernel::{ApiError, AppState, Body, Caller, CallerIdentity, require};
 
 /// The routes of the bookings area (availability, prices per purpose,
@@ -161,7 +162,7 @@ pub(crate) async fn propose(
     .map_err(db)?;
     let booking = load(&mut conn, &id).await?.expect("just written").booking;
     emit(&s, WebhookEventType::BookingRequested, &booking).await;
-    s.bookings_wake.notify_one();
+    s.bookings_wake.wake();
     Ok((StatusCode::CREATED, Json(booking)))
 }
 
@@ -257,7 +258,7 @@ pub(crate) async fn accept(
     let mut conn = s.store.pool().acquire().await.map_err(db)?;
     let booking = load(&mut conn, &id).await?.expect("exists").booking;
     emit(&s, WebhookEventType::BookingConfirmed, &booking).await;
-    s.bookings_wake.notify_one();
+    s.bookings_wake.wake();
     Ok(Json(booking))
 }
 
@@ -451,6 +452,6 @@ pub(crate) async fn reschedule(
     s.billing.wake();
     let booking = mine(&s, &me, &id).await?.booking;
     emit(&s, WebhookEventType::BookingRescheduled, &booking).await;
-    s.bookings_wake.notify_one();
+    s.bookings_wake.wake();
     Ok(Json(booking))
 }

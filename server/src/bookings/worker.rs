@@ -26,7 +26,7 @@ const PLACING_LEASE: Duration = Duration::from_secs(60);
 /// Places the hold of confirmed booking `id` if it is due and not placed.
 /// A refusal flags the booking (`hold_status` `failed`, `hold_error`); the
 /// room will not open for it.
-async fn place_due_hold(s: &AppState, id: &str) {
+pub(crate) async fn place_due_hold(s: &AppState, id: &str) {
     if let Err(e) = try_place_due_hold(s, id).await {
         tracing::error!(booking_id = id, error = %e, "placing a booking's hold failed");
     }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use metrics_exporter_prometheus::PrometheusHandle;
 use parley_domain::Clock;
 use parley_domain::Currency;
+use parley_domain::clock::Wake;
 use parley_domain::protocol::rest::PromotionPackage;
 use parley_signaling::{Authenticator, Hub};
 
@@ -32,7 +33,7 @@ pub struct AppState {
     /// Recording consent (premium seekers, consultants who allow it).
     pub(crate) consent: Consent,
     /// Wakes the booking scheduler (a booking changed).
-    pub(crate) bookings_wake: Arc<tokio::sync::Notify>,
+    pub(crate) bookings_wake: Wake,
     /// The server time (Unix ms) of the booking scheduler's last finished
     /// pass.
     pub(crate) scheduler_progress: Arc<tokio::sync::watch::Sender<i64>>,

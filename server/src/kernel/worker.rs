@@ -1,15 +1,17 @@
 //! The one shape of every background loop of the server (the booking
 //! scheduler, the webhook worker, retention, reconciliation): a [`Job`]
 //! whose [`step`](Job::step) does what is due at `now` and returns the next
-//! instant something falls due; [`run`] sleeps until then on the injected
-//! [`Clock`] (tests advance a manual clock and the work happens, with no
-//! real sleep) or until it is woken because work was added.
+//! instant something falls due; [`run`] runs it with the domain's
+//! [`run_worker`], which sleeps until then on the injected [`Clock`] (tests
+//! advance a manual clock and the work happens, with no real sleep) or
+//! until it is woken because work was added.
 
 use std::future::Future;
 use std::sync::Arc;
 
+pub use parley_domain::clock::Wake;
+use parley_domain::clock::run_worker;
 use parley_domain::{Clock, Timestamp};
-use tokio::sync::Notify;
 
 /// A background job driven by deadlines on the server clock.
 pub trait Job: Send + Sync {
@@ -26,28 +28,18 @@ pub trait Job: Send + Sync {
     }
 }
 
-/// Runs `job` until `shutdown` resolves: a step at once, then one each time
-/// the deadline it returned passes on `clock` or `wake` is notified (a
-/// notification during a step is kept: the next wait returns at once).
-pub async fn run<J: Job>(job: J, clock: Arc<dyn Clock>, wake: Arc<Notify>, shutdown: impl Future<Output = ()>) {
-    tokio::pin!(shutdown);
-    loop {
-        let now = clock.now();
+/// Runs `job` until `shutdown` resolves, with [`run_worker`]: a step at
+/// once, then one each time the deadline it returned passes on `clock` or
+/// `wake` is woken (a wake during a step is kept: the next wait returns at
+/// once).
+pub async fn run<J: Job>(job: J, clock: Arc<dyn Clock>, wake: Wake, shutdown: impl Future<Output = ()>) {
+    let job = &job;
+    run_worker(clock, wake, shutdown, |now| async move {
         let next = job.step(now).await;
         job.stepped(now);
-        let deadline = async {
-            match next {
-                Some(at) => clock.sleep_until(at).await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            biased;
-            () = &mut shutdown => return,
-            () = wake.notified() => {}
-            () = deadline => {}
-        }
-    }
+        next
+    })
+    .await;
 }
 
 /// The earlier of two optional deadlines.
@@ -63,7 +55,7 @@ mod tests {
     use std::sync::Mutex;
     use std::time::Duration;
 
-    use parley_signaling::clock::ManualClock;
+    use parley_domain::clock::ManualClock;
 
     use super::*;
 
@@ -90,7 +82,7 @@ mod tests {
     #[tokio::test]
     async fn a_job_runs_when_its_deadline_passes_on_the_clock_or_when_woken() {
         let clock = Arc::new(ManualClock::new(Timestamp::from_unix_millis(0)));
-        let wake = Arc::new(Notify::new());
+        let wake = Wake::new();
         let runs = Arc::new(Mutex::new(Vec::new()));
         let stop = tokio_util::sync::CancellationToken::new();
         let task =
@@ -103,7 +95,7 @@ mod tests {
         assert_eq!(*runs.lock().unwrap(), [0], "not due before its deadline");
         clock.advance(Duration::from_secs(1));
         runs_reach(&runs, 2).await;
-        wake.notify_one();
+        wake.wake();
         runs_reach(&runs, 3).await;
         assert_eq!(*runs.lock().unwrap(), [0, 10_000, 10_000]);
         stop.cancel();

@@ -17,7 +17,7 @@ use crate::kernel::{ApiError, AppState, Caller};
         (status = 401, description = "missing, forged or expired token", body = Problem)))]
 pub(crate) async fn consultants(
     State(s): State<AppState>,
-    Caller(_): Caller,
+    Caller(_caller): Caller,
 ) -> Result<Json<Vec<ConsultantSummary>>, ApiError> {
     let mut users = s.store.users_with_role(Role::Consultant).await?;
     for online in s.hub.online_consultants() {

@@ -16,7 +16,6 @@ use std::collections::HashMap;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::http::HeaderMap;
 use axum::routing::get;
 use axum::{Json, Router};
 use base64::Engine;
@@ -30,7 +29,7 @@ use sqlx::Row;
 
 use super::http::json_list;
 use super::rules::{language_code, rating};
-use crate::kernel::{ApiError, AppState};
+use crate::kernel::{ApiError, AppState, Caller};
 use crate::store::Backend;
 
 /// Items per page unless `limit` says otherwise.
@@ -265,7 +264,7 @@ fn score_sql() -> String {
         (status = 400, description = "`invalid_field` (naming the parameter), `missing_field` (a price range without currency), `unsupported_currency`", body = Problem)))]
 pub(crate) async fn directory(
     State(s): State<AppState>,
-    Caller(_): Caller,
+    Caller(_caller): Caller,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Json<DirectoryPage>, ApiError> {
     let Query(query) = query.map_err(|e| invalid("query", e.body_text()))?;

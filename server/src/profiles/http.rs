@@ -10,14 +10,11 @@
 //! tsvector column on PostgreSQL). A write is one transaction.
 
 use axum::extract::{Path, State};
-use axum::http::HeaderMap;
 use axum::routing::get;
 use axum::{Json, Router};
-use parley_domain::protocol::rest::{
-    ConsultantPrice, ConsultantProfile, ConsultantRating, ProfileUpdate, PromotionPackage,
-};
+use parley_domain::UserId;
+use parley_domain::protocol::rest::{ConsultantProfile, ConsultantRating, ProfileUpdate};
 use parley_domain::protocol::{ErrorCode, PresenceStatus, Problem, Role};
-use parley_domain::{Currency, UserId};
 use sqlx::{AnyPool, Row};
 
 use super::rules::{rating, validate};
@@ -224,7 +221,7 @@ pub(crate) async fn my_profile(
         (status = 404, description = "`unknown_consultant`: no profile", body = Problem)))]
 pub(crate) async fn profile(
     State(s): State<AppState>,
-    Caller(_): Caller,
+    Caller(_caller): Caller,
     Path(id): Path<String>,
 ) -> Result<Json<ConsultantProfile>, ApiError> {
     let id = UserId::parse(id).map_err(|e| invalid("id", e))?;

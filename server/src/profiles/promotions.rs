@@ -5,7 +5,6 @@
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use parley_billing::BillingError;
@@ -54,7 +53,7 @@ pub fn router(state: AppState) -> Router {
         (status = 401, description = "missing, forged or expired token", body = Problem)))]
 pub(crate) async fn packages(
     State(s): State<AppState>,
-    Caller(_): Caller,
+    Caller(_caller): Caller,
 ) -> Result<Json<Vec<PromotionPackage>>, ApiError> {
     Ok(Json(s.marketplace.packages.clone()))
 }

@@ -2,11 +2,10 @@
 //! directory"), pure: field limits and normalisation (language codes,
 //! tags) and the rating shown from reviews.
 
-use parley_domain::Currency;
 use parley_domain::protocol::ErrorCode;
-use parley_domain::protocol::rest::{ConsultantPrice, ConsultantRating, ProfileUpdate};
+use parley_domain::protocol::rest::{ConsultantRating, ProfileUpdate};
 
-use crate::kernel::{ApiError, AppState};
+use crate::kernel::ApiError;
 
 /// Longest display name, bytes.
 pub const MAX_DISPLAY_NAME: usize = 100;

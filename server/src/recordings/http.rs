@@ -6,7 +6,7 @@
 use std::fmt::Write as _;
 
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, header};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use axum::{Json, Router};
@@ -14,7 +14,7 @@ use parley_domain::protocol::rest::{
     ChatLine, PremiumRequest, Recap, RecordingConsent, RecordingFile, RecordingList, SessionDetails, TalkTime,
 };
 use parley_domain::protocol::{ChatKind, ErrorCode, Role, UserInfo};
-use parley_domain::{Clock, SessionId, Timestamp, UserId};
+use parley_domain::{SessionId, UserId};
 use parley_recorder::media::Manifest;
 use parley_signaling::{Identity, Store};
 use serde::Deserialize;

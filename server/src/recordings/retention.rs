@@ -129,6 +129,6 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send,
 ) {
     // Nothing adds work to retention but the clock: its wake is never notified.
-    let wake = Arc::new(tokio::sync::Notify::new());
+    let wake = worker::Wake::new();
     worker::run(Retention::new(store, files, days), clock, wake, shutdown).await;
 }

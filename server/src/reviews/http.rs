@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use parley_domain::protocol::rest::{
@@ -272,7 +272,7 @@ fn decode_cursor(cursor: &str) -> Option<(i64, String)> {
         (status = 404, description = "`unknown_consultant`", body = Problem)))]
 pub(crate) async fn consultant_reviews(
     State(s): State<AppState>,
-    Caller(_): Caller,
+    Caller(_caller): Caller,
     Path(id): Path<String>,
     query: Result<Query<PageQuery>, QueryRejection>,
 ) -> Result<Json<ReviewPage>, ApiError> {

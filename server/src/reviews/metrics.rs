@@ -10,7 +10,6 @@ use chrono::Datelike;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::HeaderMap;
 use axum::routing::get;
 use axum::{Json, Router};
 use parley_domain::protocol::rest::{Acceptance, AcceptanceCounts, ConsultantMetrics, MonthMetrics, Reputation};
@@ -20,7 +19,7 @@ use parley_signaling::Store;
 use serde::Deserialize;
 use sqlx::{AnyPool, Row};
 
-use crate::kernel::{ApiError, AppState};
+use crate::kernel::{ApiError, AppState, Caller};
 
 /// The routes of this module.
 pub fn router(state: AppState) -> Router {

@@ -8,13 +8,11 @@ use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use parley_billing::{BillingError, webhook};
+use parley_domain::UserId;
 use parley_domain::protocol::rest::{
     ConsultantPrice, Earnings, PayoutLink, PayoutLinkRequest, Receipt, RefundRequest, RefundResponse, SessionDetails,
-    TimelineItem,
 };
-use parley_domain::protocol::{ErrorCode, Outcome, Problem, Role, SessionEndReason, UserInfo};
-use parley_domain::{SessionId, UserId};
-use parley_signaling::Store;
+use parley_domain::protocol::{ErrorCode, Problem, Role, SessionEndReason};
 
 use super::details::details;
 use crate::kernel::{ApiError, AppState, Body, Caller, require, session_id};

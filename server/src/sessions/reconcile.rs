@@ -459,5 +459,5 @@ pub async fn run(
 ) {
     let job = Reconcile { pool, provider, webhooks, started: AtomicBool::new(false) };
     // Nothing adds work to reconciliation but the clock: its wake is never notified.
-    worker::run(job, clock, Arc::new(tokio::sync::Notify::new()), shutdown).await;
+    worker::run(job, clock, worker::Wake::new(), shutdown).await;
 }

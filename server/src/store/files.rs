@@ -8,22 +8,13 @@
 //! presigned URL): whoever holds the link may download until it expires.
 //! Only the recordings API hands links out, to those allowed to see them.
 
-use std::ops::RangeInclusive;
 use std::path::Path as FsPath;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
-use axum::body::Body;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use hmac::{Hmac, Mac};
 use object_store::path::Path as ObjectPath;
-use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, WriteMultipart};
-use parley_domain::protocol::{ErrorCode, Problem};
+use object_store::{ObjectStore, ObjectStoreExt, WriteMultipart};
 use parley_domain::{SessionId, Timestamp};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;

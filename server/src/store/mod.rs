@@ -25,6 +25,7 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 use std::sync::Arc;
 
+use parley_domain::clock::Wake;
 use parley_domain::protocol::rest::TimelineItem;
 use parley_domain::protocol::{SessionBill, SessionEndReason};
 use parley_metering::{MeterEvent, MeterStore, MeterStoreError, Snapshot};
@@ -73,8 +74,8 @@ pub struct SqlStore {
     backend: Backend,
     writes: mpsc::UnboundedSender<Job>,
     settled: Arc<Notify>,
-    webhooks: Arc<Notify>,
-    bookings: Arc<Notify>,
+    webhooks: Wake,
+    bookings: Wake,
 }
 
 /// Writes committed together at most.
@@ -144,8 +145,8 @@ impl SqlStore {
         }
         let (writes, jobs) = mpsc::unbounded_channel();
         let settled = Arc::new(Notify::new());
-        let webhooks = Arc::new(Notify::new());
-        let bookings = Arc::new(Notify::new());
+        let webhooks = Wake::new();
+        let bookings = Wake::new();
         let signals = Signals { settled: settled.clone(), webhooks: webhooks.clone(), bookings: bookings.clone() };
         tokio::spawn(write_batches(pool.clone(), jobs, signals));
         Ok(SqlStore { pool, backend, writes, settled, webhooks, bookings })
@@ -164,14 +165,14 @@ impl SqlStore {
 
     /// Notified after a commit that stored webhook events (a session
     /// started or ended): the webhook worker waits on it.
-    pub fn webhook_signal(&self) -> Arc<Notify> {
+    pub fn webhook_signal(&self) -> Wake {
         self.webhooks.clone()
     }
 
     /// Notified after a commit that stored a session's end: the booking
     /// scheduler waits on it (it announces booked sessions that ended
     /// `no_show`), as well as on booking commands.
-    pub fn booking_signal(&self) -> Arc<Notify> {
+    pub fn booking_signal(&self) -> Wake {
         self.bookings.clone()
     }
 
@@ -438,10 +439,10 @@ async fn write_batches(pool: AnyPool, mut jobs: mpsc::UnboundedReceiver<Job>, si
             signals.settled.notify_one();
         }
         if announces {
-            signals.webhooks.notify_one();
+            signals.webhooks.wake();
         }
         if ends {
-            signals.bookings.notify_one();
+            signals.bookings.wake();
         }
     }
 }
@@ -451,9 +452,9 @@ struct Signals {
     /// Billing's settlement outbox (a settlement decision was stored).
     settled: Arc<Notify>,
     /// The webhook worker (session events were stored).
-    webhooks: Arc<Notify>,
+    webhooks: Wake,
     /// The booking scheduler (a session ended).
-    bookings: Arc<Notify>,
+    bookings: Wake,
 }
 
 /// Commits `writes` in one transaction with one multi-row statement per

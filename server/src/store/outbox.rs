@@ -7,6 +7,7 @@
 
 use std::sync::Arc;
 
+use parley_domain::clock::Wake;
 use parley_domain::protocol::rest::{
     EVENT_ID_PREFIX, SessionEndedData, SessionStartedData, WebhookEvent, WebhookEventType,
 };
@@ -14,7 +15,6 @@ use parley_domain::{Clock, SessionId, Timestamp, UserId};
 use parley_signaling::store::{SessionEvent, SessionRecord};
 use serde::Serialize;
 use sqlx::{AnyConnection, AnyPool, Row};
-use tokio::sync::Notify;
 
 /// A webhook failure that is not the receiver's.
 #[derive(Debug, thiserror::Error)]
@@ -141,14 +141,14 @@ pub(crate) async fn session_events(
 pub struct Outbox {
     pool: AnyPool,
     clock: Arc<dyn Clock>,
-    wake: Arc<Notify>,
+    wake: Wake,
 }
 
 impl Outbox {
     /// The outbox over `pool` (migrated by the store); `wake` is the
     /// delivery worker's signal (the store's
     /// [`webhook_signal`](super::SqlStore::webhook_signal)).
-    pub fn new(pool: AnyPool, clock: Arc<dyn Clock>, wake: Arc<Notify>) -> Arc<Outbox> {
+    pub fn new(pool: AnyPool, clock: Arc<dyn Clock>, wake: Wake) -> Arc<Outbox> {
         Arc::new(Outbox { pool, clock, wake })
     }
 
@@ -179,7 +179,7 @@ impl Outbox {
 
     /// Wakes the worker: an event was stored.
     pub fn wake(&self) {
-        self.wake.notify_one();
+        self.wake.wake();
     }
 }
 

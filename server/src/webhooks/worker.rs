@@ -15,6 +15,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use parley_domain::clock::Wake;
 use parley_domain::protocol::Outcome;
 use parley_domain::protocol::rest::{EVENT_ID_HEADER, SIGNATURE_HEADER, SessionSettledData, WebhookEventType};
 use parley_domain::{Clock, Currency, Money, SessionId, Timestamp, UserId};
@@ -83,7 +84,7 @@ pub struct Webhooks {
     clock: Arc<dyn Clock>,
     target: Option<Target>,
     client: reqwest::Client,
-    wake: Arc<Notify>,
+    wake: Wake,
     /// Notified by a pass that saw settlements in flight.
     settling: Notify,
 }
@@ -105,7 +106,7 @@ impl Webhooks {
         pool: AnyPool,
         clock: Arc<dyn Clock>,
         config: &WebhookConfig,
-        wake: Arc<Notify>,
+        wake: Wake,
     ) -> anyhow::Result<Arc<Webhooks>> {
         let target = match (&config.url, &config.secret) {
             (Some(url), Some(secret)) => Some(Target { url: url.clone(), secret: secret.clone() }),
@@ -148,7 +149,7 @@ impl Webhooks {
         loop {
             self.settling.notified().await;
             tokio::time::sleep(SETTLEMENT_WATCH).await;
-            self.wake.notify_one();
+            self.wake.wake();
         }
     }
 
@@ -246,7 +247,7 @@ impl Webhooks {
             tx.commit().await?;
         }
         if stored {
-            self.wake.notify_one();
+            self.wake.wake();
         }
         Ok(())
     }

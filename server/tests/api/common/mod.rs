@@ -187,9 +187,11 @@ impl TestApp {
     }
 
     /// Waits until the booking scheduler has finished a pass at the
-    /// server's current time: whatever it does by now is done.
+    /// server's current time: whatever it does by now is done. The
+    /// scheduler sleeps until its next deadline, so it is woken for the pass.
     pub async fn scheduler_caught_up(&self) {
         let now = self.clock.now().unix_millis();
+        self.store.booking_signal().wake();
         let mut progress = self.scheduler.clone();
         tokio::time::timeout(WAIT, progress.wait_for(|at| *at >= now))
             .await
