@@ -173,12 +173,12 @@ impl Webhooks {
         earliest(next, Some(now.plus(RESCAN_EVERY)))
     }
 
-    /// Whether billing has settlements not finished yet (`pending`) of
-    /// sessions that ended: their `session.settled` is still to come.
+    /// Whether settlements are not announced yet: billing is still
+    /// carrying them out (`pending`), or finished them after this pass
+    /// looked. Their `session.settled` is still to come.
     async fn settlements_in_flight(&self) -> Result<bool, OutboxError> {
-        let row = sqlx::query("SELECT COUNT(*) AS n FROM settlements WHERE announced = 0 AND status = 'pending'")
-            .fetch_one(&self.pool)
-            .await?;
+        let row =
+            sqlx::query("SELECT COUNT(*) AS n FROM settlements WHERE announced = 0").fetch_one(&self.pool).await?;
         Ok(row.try_get::<i64, _>("n")? > 0)
     }
 
