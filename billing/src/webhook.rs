@@ -13,6 +13,7 @@
 //! by [`WebhookEvent::id`]; that bookkeeping is the caller's.
 
 use hmac::{Hmac, Mac};
+use parley_domain::protocol::ErrorCode;
 use serde_json::Value;
 use sha2::Sha256;
 
@@ -46,6 +47,20 @@ pub enum WebhookError {
     /// missing or of the wrong type).
     #[error("malformed webhook payload: {0}")]
     MalformedPayload(String),
+}
+
+impl WebhookError {
+    /// The stable code the webhook is refused with (HTTP 400, DESIGN.md B5):
+    /// `missing_signature`, `bad_signature`, `timestamp_out_of_tolerance`,
+    /// `malformed_payload`.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            WebhookError::MissingSignature => ErrorCode::MissingSignature,
+            WebhookError::BadSignature(_) => ErrorCode::BadSignature,
+            WebhookError::TimestampOutOfTolerance { .. } => ErrorCode::TimestampOutOfTolerance,
+            WebhookError::MalformedPayload(_) => ErrorCode::MalformedPayload,
+        }
+    }
 }
 
 impl WebhookError {
