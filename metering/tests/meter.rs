@@ -4,8 +4,11 @@
 
 use std::time::Duration;
 
+use parley_domain::protocol::{Outcome as WireOutcome, SessionBill, SessionEndReason};
 use parley_domain::{Currency, Money, Timestamp};
-use parley_metering::{EndReason, Input, Meter, MeterConfig, Outcome, Output, Party, Price, Settlement, Snapshot};
+use parley_metering::{
+    EndReason, Input, Meter, MeterConfig, MeterEnd, Outcome, Output, Party, Price, Settlement, Snapshot,
+};
 use proptest::prelude::*;
 
 const T0: i64 = 1_800_000_000_000;
@@ -222,6 +225,45 @@ fn m4_the_booked_length_ends_the_session_counting_only_billable_time() {
         (s.reason, s.ended_at, s.billable_ms, s.amount),
         (EndReason::LengthReached, at(1810.0), 1_800_000, eur(9000))
     );
+}
+
+#[test]
+fn m4_a_limit_ends_the_session_with_its_bill_in_the_same_output() {
+    // Each end the meter decides itself comes out as one output that carries
+    // the reason, the time and the bill together: nothing to look up later.
+    let per_minute_hold = per_minute(100, 1000);
+    let length = MeterConfig::new(Price::Fixed { amount: eur(9000) }, Some(Duration::from_secs(1800)));
+    let cases = [
+        (per_minute_hold, both_join(), SessionEndReason::HoldUsedUp, at(1200.0), at(1200.0), 1200, eur(1000)),
+        (length, both_join(), SessionEndReason::LengthReached, at(1800.0), at(1800.0), 1800, eur(9000)),
+        // The consultant never came: decided when G ran out, as of the open.
+        (
+            fixed(5000),
+            vec![(0.0, Input::Join(Party::Seeker))],
+            SessionEndReason::Abandoned,
+            at(30.0),
+            at(0.0),
+            0,
+            eur(0),
+        ),
+    ];
+    for (cfg, script, reason, decided_at, ended_at, secs, charge) in cases {
+        let mut m = Meter::new(cfg, at(0.0));
+        let log = drive(&mut m, &script, 10_000.0);
+        let (i, end) = log
+            .iter()
+            .enumerate()
+            .find_map(|(i, (_, o))| match o {
+                Output::Ended(s) => Some((i, s.end())),
+                _ => None,
+            })
+            .expect("the meter ended the session");
+        assert_eq!(i, log.len() - 1, "the end is the last output: {log:?}");
+        assert_eq!(log[i].0, decided_at, "{reason:?}: emitted when decided");
+        let outcome = if charge.amount_minor > 0 { WireOutcome::Charged } else { WireOutcome::Free };
+        assert_eq!(end, MeterEnd { reason, at: ended_at, bill: SessionBill { outcome, billable_secs: secs, charge } });
+        assert_eq!(m.settlement().map(Settlement::end), Some(end), "the meter keeps the same decision");
+    }
 }
 
 #[test]
