@@ -1,13 +1,19 @@
 //! The session meter against DESIGN.md §4 (M2–M9): table tests of each
 //! rule, and property tests over random interleavings checked against an
-//! independent model of when both participants were present.
+//! independent model of when both participants were present; and its
+//! driver against a sink and a store (an end the meter decides leaves it
+//! once, with its bill).
 
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use parley_domain::protocol::{Outcome as WireOutcome, SessionBill, SessionEndReason};
-use parley_domain::{Currency, Money, Timestamp};
+use async_trait::async_trait;
+use parley_domain::clock::ManualClock;
+use parley_domain::protocol::{Outcome as WireOutcome, Role, ServerMessage, SessionBill, SessionEndReason};
+use parley_domain::{Clock, Currency, Money, SessionId, Timestamp};
 use parley_metering::{
-    EndReason, Input, Meter, MeterConfig, MeterEnd, Outcome, Output, Party, Price, Settlement, Snapshot,
+    EndReason, Input, Meter, MeterConfig, MeterEnd, MeterEvent, MeterSettings, MeterSink, MeterStore,
+    MeterStoreError, Meters, Outcome, Output, Party, Price, Settlement, Snapshot,
 };
 use proptest::prelude::*;
 
@@ -435,6 +441,137 @@ proptest! {
         prop_assert!(s.amount.amount_minor >= 0);
         if s.outcome == Outcome::Free {
             prop_assert_eq!(s.amount.amount_minor, 0);
+        }
+    }
+}
+
+// ----- the driver: an end the meter decides leaves it once, with its bill -----
+
+/// What the room does with a meter-decided end.
+#[derive(Clone, Copy, Debug)]
+enum Room {
+    /// Open: it ends the session with the bill it is given.
+    Open,
+    /// Gone (the session is not open on this node).
+    Gone,
+    /// A hang-up ended it first: signaling took the bill through `ending`.
+    HungUpFirst,
+}
+
+#[derive(Default)]
+struct Recorded {
+    ends: Vec<(SessionId, MeterEnd)>,
+    hangup_bills: Vec<Option<SessionBill>>,
+    orphans: Vec<(SessionId, SessionBill, SessionEndReason, Timestamp)>,
+}
+
+struct Fake {
+    room: Room,
+    meters: Mutex<Weak<Meters>>,
+    clock: Arc<ManualClock>,
+    seen: Mutex<Recorded>,
+}
+
+impl Fake {
+    fn seen(&self) -> std::sync::MutexGuard<'_, Recorded> {
+        self.seen.lock().unwrap()
+    }
+}
+
+struct Sink(Arc<Fake>);
+struct Store(Arc<Fake>);
+
+#[async_trait]
+impl MeterSink for Sink {
+    fn send(&self, _: &SessionId, _: ServerMessage) {}
+
+    async fn end(&self, session_id: &SessionId, end: &MeterEnd) -> bool {
+        let f = &self.0;
+        f.seen().ends.push((session_id.clone(), *end));
+        let told = match f.room {
+            Room::Open => true,
+            Room::Gone => false,
+            Room::HungUpFirst => {
+                let meters = f.meters.lock().unwrap().upgrade().expect("meters");
+                let bill = meters.ending(session_id, SessionEndReason::Hangup, Some(Role::Seeker), f.clock.now());
+                f.seen().hangup_bills.push(bill);
+                false
+            }
+        };
+        told
+    }
+}
+
+#[async_trait]
+impl MeterStore for Store {
+    async fn meter_event(&self, _: &SessionId, _: &MeterEvent, _: Timestamp) -> Result<(), MeterStoreError> {
+        Ok(())
+    }
+
+    async fn orphan_settlement(
+        &self,
+        session_id: &SessionId,
+        bill: &SessionBill,
+        reason: SessionEndReason,
+        at: Timestamp,
+    ) -> Result<(), MeterStoreError> {
+        self.0.seen().orphans.push((session_id.clone(), *bill, reason, at));
+        Ok(())
+    }
+}
+
+/// Waits (bounded) until `done` holds, yielding to the driver's tasks.
+async fn until(what: &str, done: impl Fn() -> bool) {
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while !done() {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("timed out waiting for {what}"));
+}
+
+#[tokio::test]
+async fn m4_the_meter_ends_a_session_once_with_its_bill_and_nobody_asks_it_again() {
+    let eur = Currency::parse("EUR").unwrap();
+    for room in [Room::Open, Room::Gone, Room::HungUpFirst] {
+        let clock = Arc::new(ManualClock::new(Timestamp::from_unix_millis(T0)));
+        let fake = Arc::new(Fake {
+            room,
+            meters: Mutex::new(Weak::new()),
+            clock: clock.clone(),
+            seen: Mutex::default(),
+        });
+        let settings = MeterSettings { free_window: Duration::from_secs(60), ..MeterSettings::default() };
+        let meters =
+            Meters::new(settings, eur, clock.clone() as Arc<dyn Clock>, Arc::new(Store(fake.clone())));
+        meters.set_sink(Arc::new(Sink(fake.clone())));
+        *fake.meters.lock().unwrap() = Arc::downgrade(&meters);
+
+        // A fixed price of 5.00 EUR, booked for 2 minutes of billable time.
+        let sid = SessionId::parse("ses_meter_end").unwrap();
+        let cfg = settings.config(Price::Fixed { amount: Money::new(500, eur) }, Some(Duration::from_secs(120)));
+        meters.expect(&sid, cfg);
+        let t0 = clock.now();
+        meters.opened(&sid, t0);
+        meters.joined(&sid, Role::Seeker, t0);
+        meters.joined(&sid, Role::Consultant, t0);
+        clock.advance(Duration::from_secs(120));
+        until("the driver is done with the session", || meters.driver_tasks() == 0).await;
+
+        let bill = SessionBill { outcome: WireOutcome::Charged, billable_secs: 120, charge: Money::new(500, eur) };
+        let end = MeterEnd { reason: SessionEndReason::LengthReached, at: t0.plus(Duration::from_secs(120)), bill };
+        let seen = fake.seen();
+        assert_eq!(seen.ends, vec![(sid.clone(), end)], "{room:?}: one end, with its bill");
+        assert_eq!(meters.live_sessions(), 0, "{room:?}: no longer metered");
+        assert_eq!(meters.ending(&sid, SessionEndReason::Hangup, None, clock.now()), None, "{room:?}: nothing left to ask");
+        match room {
+            Room::Open => assert!(seen.orphans.is_empty(), "the room stored the end with its bill"),
+            Room::Gone => assert_eq!(seen.orphans, vec![(sid.clone(), bill, end.reason, end.at)], "stored by the driver"),
+            Room::HungUpFirst => {
+                assert_eq!(seen.hangup_bills, vec![Some(bill)], "the racing hang-up gets the same bill");
+                assert!(seen.orphans.is_empty(), "stored once, by the hang-up");
+            }
         }
     }
 }

@@ -20,6 +20,7 @@ use std::sync::Arc;
 use parley_domain::protocol::rest::TimelineItem;
 use parley_domain::protocol::{SessionBill, SessionEndReason};
 use parley_metering::{MeterEvent, MeterStore, MeterStoreError, Snapshot};
+use parley_domain::clock::Wake;
 use tokio::sync::{Notify, mpsc, oneshot};
 
 /// Rows per multi-row statement (at most 7 bound values each: well within
@@ -59,7 +60,7 @@ pub struct SqlStore {
     pool: AnyPool,
     backend: Backend,
     writes: mpsc::UnboundedSender<Job>,
-    settled: Arc<Notify>,
+    settled: Wake,
     webhooks: Arc<Notify>,
 }
 
@@ -129,7 +130,7 @@ impl SqlStore {
             Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&pool).await?,
         }
         let (writes, jobs) = mpsc::unbounded_channel();
-        let settled = Arc::new(Notify::new());
+        let settled = Wake::new();
         let webhooks = Arc::new(Notify::new());
         tokio::spawn(write_batches(pool.clone(), jobs, settled.clone(), webhooks.clone()));
         Ok(SqlStore { pool, backend, writes, settled, webhooks })
@@ -140,9 +141,9 @@ impl SqlStore {
         self.pool.clone()
     }
 
-    /// Notified after a commit that stored a settlement decision: the
+    /// Woken after a commit that stored a settlement decision: the
     /// outbox worker waits on it.
-    pub fn settlement_signal(&self) -> Arc<Notify> {
+    pub fn settlement_signal(&self) -> Wake {
         self.settled.clone()
     }
 
@@ -392,7 +393,7 @@ impl Store for SqlStore {
 async fn write_batches(
     pool: AnyPool,
     mut jobs: mpsc::UnboundedReceiver<Job>,
-    settled: Arc<Notify>,
+    settled: Wake,
     webhooks: Arc<Notify>,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
@@ -416,7 +417,7 @@ async fn write_batches(
             let _ = job.done.send(result);
         }
         if settles {
-            settled.notify_one();
+            settled.wake();
         }
         if announces {
             webhooks.notify_one();
