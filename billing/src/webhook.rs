@@ -50,29 +50,15 @@ pub enum WebhookError {
 }
 
 impl WebhookError {
-    /// The stable code the webhook is refused with (HTTP 400, DESIGN.md B5):
-    /// `missing_signature`, `bad_signature`, `timestamp_out_of_tolerance`,
-    /// `malformed_payload`.
+    /// The stable code for responses and logs (the API answers 400 with
+    /// it, DESIGN.md B5): `missing_signature`, `bad_signature`,
+    /// `timestamp_out_of_tolerance` or `malformed_payload`.
     pub fn code(&self) -> ErrorCode {
         match self {
             WebhookError::MissingSignature => ErrorCode::MissingSignature,
             WebhookError::BadSignature(_) => ErrorCode::BadSignature,
             WebhookError::TimestampOutOfTolerance { .. } => ErrorCode::TimestampOutOfTolerance,
             WebhookError::MalformedPayload(_) => ErrorCode::MalformedPayload,
-        }
-    }
-}
-
-impl WebhookError {
-    /// A stable machine-readable code for responses and logs:
-    /// `missing_signature`, `bad_signature`, `timestamp_out_of_tolerance` or
-    /// `malformed_payload`.
-    pub fn code(&self) -> &'static str {
-        match self {
-            WebhookError::MissingSignature => "missing_signature",
-            WebhookError::BadSignature(_) => "bad_signature",
-            WebhookError::TimestampOutOfTolerance { .. } => "timestamp_out_of_tolerance",
-            WebhookError::MalformedPayload(_) => "malformed_payload",
         }
     }
 }

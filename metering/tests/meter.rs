@@ -12,8 +12,8 @@ use parley_domain::clock::ManualClock;
 use parley_domain::protocol::{Outcome as WireOutcome, Role, ServerMessage, SessionBill, SessionEndReason};
 use parley_domain::{Clock, Currency, Money, SessionId, Timestamp};
 use parley_metering::{
-    EndReason, Input, Meter, MeterConfig, MeterEnd, MeterEvent, MeterSettings, MeterSink, MeterStore,
-    MeterStoreError, Meters, Outcome, Output, Party, Price, Settlement, Snapshot,
+    EndReason, Input, Meter, MeterConfig, MeterEnd, MeterEvent, MeterSettings, MeterSink, MeterStore, MeterStoreError,
+    Meters, Outcome, Output, Party, Price, Settlement, Snapshot,
 };
 use proptest::prelude::*;
 
@@ -536,15 +536,10 @@ async fn m4_the_meter_ends_a_session_once_with_its_bill_and_nobody_asks_it_again
     let eur = Currency::parse("EUR").unwrap();
     for room in [Room::Open, Room::Gone, Room::HungUpFirst] {
         let clock = Arc::new(ManualClock::new(Timestamp::from_unix_millis(T0)));
-        let fake = Arc::new(Fake {
-            room,
-            meters: Mutex::new(Weak::new()),
-            clock: clock.clone(),
-            seen: Mutex::default(),
-        });
+        let fake =
+            Arc::new(Fake { room, meters: Mutex::new(Weak::new()), clock: clock.clone(), seen: Mutex::default() });
         let settings = MeterSettings { free_window: Duration::from_secs(60), ..MeterSettings::default() };
-        let meters =
-            Meters::new(settings, eur, clock.clone() as Arc<dyn Clock>, Arc::new(Store(fake.clone())));
+        let meters = Meters::new(settings, eur, clock.clone() as Arc<dyn Clock>, Arc::new(Store(fake.clone())));
         meters.set_sink(Arc::new(Sink(fake.clone())));
         *fake.meters.lock().unwrap() = Arc::downgrade(&meters);
 
@@ -564,10 +559,16 @@ async fn m4_the_meter_ends_a_session_once_with_its_bill_and_nobody_asks_it_again
         let seen = fake.seen();
         assert_eq!(seen.ends, vec![(sid.clone(), end)], "{room:?}: one end, with its bill");
         assert_eq!(meters.live_sessions(), 0, "{room:?}: no longer metered");
-        assert_eq!(meters.ending(&sid, SessionEndReason::Hangup, None, clock.now()), None, "{room:?}: nothing left to ask");
+        assert_eq!(
+            meters.ending(&sid, SessionEndReason::Hangup, None, clock.now()),
+            None,
+            "{room:?}: nothing left to ask"
+        );
         match room {
             Room::Open => assert!(seen.orphans.is_empty(), "the room stored the end with its bill"),
-            Room::Gone => assert_eq!(seen.orphans, vec![(sid.clone(), bill, end.reason, end.at)], "stored by the driver"),
+            Room::Gone => {
+                assert_eq!(seen.orphans, vec![(sid.clone(), bill, end.reason, end.at)], "stored by the driver")
+            }
             Room::HungUpFirst => {
                 assert_eq!(seen.hangup_bills, vec![Some(bill)], "the racing hang-up gets the same bill");
                 assert!(seen.orphans.is_empty(), "stored once, by the hang-up");

@@ -17,10 +17,10 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 use std::sync::Arc;
 
+use parley_domain::clock::Wake;
 use parley_domain::protocol::rest::TimelineItem;
 use parley_domain::protocol::{SessionBill, SessionEndReason};
 use parley_metering::{MeterEvent, MeterStore, MeterStoreError, Snapshot};
-use parley_domain::clock::Wake;
 use tokio::sync::{Notify, mpsc, oneshot};
 
 /// Rows per multi-row statement (at most 7 bound values each: well within
@@ -390,12 +390,7 @@ impl Store for SqlStore {
 /// The writer task: commits every queued write in one transaction, then
 /// answers each. If the batch fails, each write is retried in its own
 /// transaction so one bad write does not fail the others.
-async fn write_batches(
-    pool: AnyPool,
-    mut jobs: mpsc::UnboundedReceiver<Job>,
-    settled: Wake,
-    webhooks: Arc<Notify>,
-) {
+async fn write_batches(pool: AnyPool, mut jobs: mpsc::UnboundedReceiver<Job>, settled: Wake, webhooks: Arc<Notify>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let writes: Vec<&Write> = batch.iter().map(|job| &job.write).collect();
