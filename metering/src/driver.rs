@@ -531,10 +531,11 @@ impl Meters {
         };
         // `ending` takes the meter when signaling ended the session first.
         let taken = self.lock().meters.remove(session_id).is_none();
-        if !told && !taken {
-            if let Err(e) = self.store.orphan_settlement(session_id, &end.bill, end.reason, end.at).await {
-                tracing::error!(%session_id, error = %e, "failed to store settlement");
-            }
+        if !told
+            && !taken
+            && let Err(e) = self.store.orphan_settlement(session_id, &end.bill, end.reason, end.at).await
+        {
+            tracing::error!(%session_id, error = %e, "failed to store settlement");
         }
     }
 }

@@ -488,7 +488,8 @@ impl MeterSink for Sink {
     async fn end(&self, session_id: &SessionId, end: &MeterEnd) -> bool {
         let f = &self.0;
         f.seen().ends.push((session_id.clone(), *end));
-        let told = match f.room {
+        // Whether the room was open and stored the end with this bill.
+        match f.room {
             Room::Open => true,
             Room::Gone => false,
             Room::HungUpFirst => {
@@ -497,8 +498,7 @@ impl MeterSink for Sink {
                 f.seen().hangup_bills.push(bill);
                 false
             }
-        };
-        told
+        }
     }
 }
 
