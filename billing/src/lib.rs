@@ -7,10 +7,16 @@
 //! Module map: `faults` (crash points for tests of crash windows),
 //! `promotions` (paid featured placement, charged at once),
 //! `provider` (the [`PaymentProvider`] seam), `sandbox` (the
-//! embedded default provider, B8), `service` ([`Billing`]: prices, holds,
-//! outbox, ledger, refunds, payout accounts), `stripe` (the Stripe API
-//! provider over async-stripe), `webhook` (Stripe webhook verification and
-//! parsing, B5).
+//! embedded default provider, B8), `service` ([`Billing`], one file per
+//! concern: `prices`, `holds`, `outbox` (the settlement outbox and its
+//! deadline-driven worker), `ledger`, `refunds`, `webhooks`, `payouts`),
+//! `stripe` (the Stripe API provider over async-stripe), `webhook` (Stripe
+//! webhook verification and parsing, B5).
+//!
+//! Errors: [`BillingError`] is the boundary's one error type; refusals
+//! carry their stable [`parley_domain::protocol::ErrorCode`] (and
+//! [`HoldRefusal::code`], [`webhook::WebhookError::code`] theirs), so an API
+//! maps them to problems without reading messages.
 
 pub mod faults;
 pub mod promotions;

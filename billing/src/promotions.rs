@@ -1,6 +1,6 @@
 //! Promotions: a consultant pays for featured placement in the directory
 //! (issue 4). The money side lives here; the catalogue and the routes are the
-//! server's (`server/src/promotions.rs`).
+//! server's (`server/src/profiles/promotions.rs`).
 //!
 //! A purchase is charged at once, Stripe-style: a PaymentIntent is confirmed
 //! with manual capture (idempotency key `promo:<purchase id>`) and captured in
@@ -24,6 +24,7 @@
 
 use std::time::Duration;
 
+use parley_domain::protocol::ErrorCode;
 use parley_domain::protocol::rest::{FeaturedWindow, MyPromotions, PromotionPackage, PromotionReceipt};
 use parley_domain::{Currency, Money, Timestamp, UserId};
 use sqlx::Row;
@@ -31,11 +32,6 @@ use sqlx::any::AnyRow;
 
 use crate::provider::{CaptureRequest, HoldRequest, IntentStatus, ProviderError};
 use crate::service::{Billing, BillingError};
-
-/// The stable code of a declined card (`BillingError::Refused`).
-pub const PAYMENT_DECLINED: &str = "payment_declined";
-/// The stable code of a card that needs 3-D Secure (`BillingError::Refused`).
-pub const PAYMENT_ACTION_REQUIRED: &str = "payment_action_required";
 
 fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
@@ -58,8 +54,8 @@ fn receipt(r: &AnyRow) -> Result<PromotionReceipt, BillingError> {
 impl Billing {
     /// Charges `consultant` for `package` on `payment_method` and, once the
     /// payment is captured, extends their featured placement by the
-    /// package's duration. Errors: `Refused(PAYMENT_DECLINED)` (declined or
-    /// unknown card), `Refused(PAYMENT_ACTION_REQUIRED)` (3-D Secure
+    /// package's duration. Errors: `Refused(PaymentDeclined)` (declined or
+    /// unknown card), `Refused(PaymentActionRequired)` (3-D Secure
     /// needed), `Provider` (the provider failed; nothing was charged, or
     /// the hold was released). No window is bought on any error.
     pub async fn buy_promotion(
@@ -106,7 +102,7 @@ impl Billing {
                 let _ = self.provider.release(&i.id, &format!("promo:{id}:release")).await;
                 self.purchase_failed(&id, "requires_action", Some(&i.id), "the card needs 3-D Secure").await?;
                 return Err(BillingError::Refused(
-                    PAYMENT_ACTION_REQUIRED,
+                    ErrorCode::PaymentActionRequired,
                     "your card needs authentication (3-D Secure) before it can be charged; \
                      confirm it with your bank or use another card"
                         .into(),
@@ -181,7 +177,7 @@ impl Billing {
     async fn refused(&self, id: &str, intent: Option<&str>, e: ProviderError) -> BillingError {
         let (status, err) = match &e {
             ProviderError::Declined { message, .. } | ProviderError::Rejected { message, .. } => {
-                ("declined", BillingError::Refused(PAYMENT_DECLINED, message.clone()))
+                ("declined", BillingError::Refused(ErrorCode::PaymentDeclined, message.clone()))
             }
             ProviderError::Transient(_) => ("failed", BillingError::Provider(e.clone())),
         };

@@ -13,6 +13,7 @@
 //! by [`WebhookEvent::id`]; that bookkeeping is the caller's.
 
 use hmac::{Hmac, Mac};
+use parley_domain::protocol::ErrorCode;
 use serde_json::Value;
 use sha2::Sha256;
 
@@ -49,15 +50,15 @@ pub enum WebhookError {
 }
 
 impl WebhookError {
-    /// A stable machine-readable code for responses and logs:
-    /// `missing_signature`, `bad_signature`, `timestamp_out_of_tolerance` or
-    /// `malformed_payload`.
-    pub fn code(&self) -> &'static str {
+    /// The stable code for responses and logs (the API answers 400 with
+    /// it, DESIGN.md B5): `missing_signature`, `bad_signature`,
+    /// `timestamp_out_of_tolerance` or `malformed_payload`.
+    pub fn code(&self) -> ErrorCode {
         match self {
-            WebhookError::MissingSignature => "missing_signature",
-            WebhookError::BadSignature(_) => "bad_signature",
-            WebhookError::TimestampOutOfTolerance { .. } => "timestamp_out_of_tolerance",
-            WebhookError::MalformedPayload(_) => "malformed_payload",
+            WebhookError::MissingSignature => ErrorCode::MissingSignature,
+            WebhookError::BadSignature(_) => ErrorCode::BadSignature,
+            WebhookError::TimestampOutOfTolerance { .. } => ErrorCode::TimestampOutOfTolerance,
+            WebhookError::MalformedPayload(_) => ErrorCode::MalformedPayload,
         }
     }
 }

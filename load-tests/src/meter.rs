@@ -31,7 +31,7 @@ use async_trait::async_trait;
 use parley_domain::clock::SystemClock;
 use parley_domain::protocol::{Role, ServerMessage, SessionBill, SessionEndReason};
 use parley_domain::{Clock, Currency, Money, SessionId, Timestamp};
-use parley_metering::{MeterEvent, MeterSettings, MeterSink, MeterStore, MeterStoreError, Meters, Price};
+use parley_metering::{MeterEnd, MeterEvent, MeterSettings, MeterSink, MeterStore, MeterStoreError, Meters, Price};
 use parley_server::store::SqlStore;
 use serde::Serialize;
 use tokio::time::Instant;
@@ -398,13 +398,14 @@ impl MeterSink for CountingSink {
         bump(&mut lock(&self.by_type), msg.type_name());
     }
 
-    async fn end(&self, _session_id: &SessionId, reason: SessionEndReason) {
+    async fn end(&self, _session_id: &SessionId, end: &MeterEnd) -> bool {
         // No hub here: the session is "not open", so the driver stores the
         // settlement itself.
-        match reason {
+        match end.reason {
             SessionEndReason::Hangup => self.hangup_echoes.fetch_add(1, Ordering::Relaxed),
             _ => self.ended.fetch_add(1, Ordering::Relaxed),
         };
+        false
     }
 }
 

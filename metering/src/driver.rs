@@ -5,9 +5,13 @@
 //!
 //! Inputs arrive synchronously ([`Meters::opened`], [`Meters::joined`], …)
 //! under the caller's lock, so they reach each meter in the order they
-//! happened; the per-session task does the IO. The settlement is returned
+//! happened; the per-session task does the IO. When signaling ends a
+//! session (a hang-up, a no-show, a moderator), the settlement is returned
 //! synchronously by [`Meters::ending`] so signaling can store it with the
-//! session's end and put it in `session.ended`.
+//! session's end and put it in `session.ended`. When the meter ends it
+//! itself (a limit, an absence it timed), the end goes out with its bill
+//! ([`MeterEnd`]) through [`MeterSink::end`]: signaling stores that bill and
+//! never asks the meter again.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
@@ -21,7 +25,7 @@ use parley_domain::{Clock, Money, SessionId, Timestamp};
 use tokio::sync::mpsc;
 use tokio_util::task::TaskTracker;
 
-use crate::{EndReason, Input, Meter, MeterConfig, Outcome, Output, Party, Price, Settlement, Snapshot};
+use crate::{Input, Meter, MeterConfig, MeterEnd, Output, Party, Price, Settlement, Snapshot};
 
 /// A failure of the meter's event store.
 #[derive(Debug, thiserror::Error)]
@@ -90,10 +94,14 @@ pub trait MeterStore: Send + Sync + 'static {
 pub trait MeterSink: Send + Sync + 'static {
     /// Sends `msg` to both participants of `session_id`, if it is open.
     fn send(&self, session_id: &SessionId, msg: ServerMessage);
-    /// Ends `session_id` for `reason` the way a hang-up would (signaling
-    /// calls [`Meters::ending`] and stores the bill); nothing if the session
-    /// is not open there (the driver then stores the bill itself).
-    async fn end(&self, session_id: &SessionId, reason: SessionEndReason);
+    /// The meter ended `session_id` itself (a limit reached, an absence
+    /// longer than `G`): ends it with `end` — its reason and the bill to
+    /// store with it and send in `session.ended` (DESIGN.md M4, B3) — without
+    /// asking the meter again. Returns whether the session was open there
+    /// and is now ended with this bill; `false` (not open there, e.g. its
+    /// room is gone, or a hang-up ended it first) and the driver stores the
+    /// bill itself unless signaling took it through [`Meters::ending`].
+    async fn end(&self, session_id: &SessionId, end: &MeterEnd) -> bool;
 }
 
 /// Deployment-wide meter settings (from `PARLEY_FREE_WINDOW_SECS`,
@@ -195,29 +203,6 @@ fn party(role: Role) -> Option<Party> {
         Role::Seeker => Some(Party::Seeker),
         Role::Consultant => Some(Party::Consultant),
         Role::Moderator | Role::Recorder => None,
-    }
-}
-
-/// The wire form of a meter's end reason.
-pub fn end_reason(reason: EndReason) -> SessionEndReason {
-    match reason {
-        EndReason::Hangup(_) => SessionEndReason::Hangup,
-        EndReason::Abandoned(_) => SessionEndReason::Abandoned,
-        EndReason::LengthReached => SessionEndReason::LengthReached,
-        EndReason::HoldUsedUp => SessionEndReason::HoldUsedUp,
-        EndReason::Moderator => SessionEndReason::Moderator,
-    }
-}
-
-/// The wire form of a settlement.
-pub fn bill(s: &Settlement) -> SessionBill {
-    SessionBill {
-        outcome: match s.outcome {
-            Outcome::Free => WireOutcome::Free,
-            Outcome::Charged => WireOutcome::Charged,
-        },
-        billable_secs: s.billable_secs(),
-        charge: s.amount,
     }
 }
 
@@ -396,7 +381,9 @@ impl Meters {
             // A participant never came: nobody was both present, so the
             // meter ends free (the hold is released).
             SessionEndReason::Moderator | SessionEndReason::NoShow => Input::Moderate,
-            // Decided by the meter itself; it has ended already.
+            // Only the meter decides these, and it hands them to signaling
+            // with their bill (`MeterSink::end`), so they do not come back
+            // here; if one does, the meter's state as of `at` decides.
             SessionEndReason::LengthReached | SessionEndReason::HoldUsedUp => Input::Timeout,
         };
         let mut out = entry.meter.handle(input, at);
@@ -414,7 +401,7 @@ impl Meters {
         });
         match fee {
             Some(fee) => Some(SessionBill { outcome: WireOutcome::Charged, billable_secs: 0, charge: fee }),
-            None => entry.meter.settlement().map(bill),
+            None => entry.meter.settlement().map(Settlement::bill),
         }
     }
 
@@ -511,7 +498,7 @@ impl Meters {
                     // ending it already, through `ending`.
                     let decided_here = self.lock().meters.contains_key(session_id);
                     if decided_here {
-                        self.meter_ended(session_id, &settlement).await;
+                        self.meter_ended(session_id, &settlement.end()).await;
                     }
                     continue;
                 }
@@ -533,20 +520,22 @@ impl Meters {
     }
 
     /// The meter ended the session itself (a limit, or abandonment it timed):
-    /// have signaling end it, which stores the bill via [`Meters::ending`].
-    async fn meter_ended(&self, session_id: &SessionId, settlement: &Settlement) {
-        let reason = end_reason(settlement.reason);
-        if let Some(sink) = self.sink.get() {
-            sink.end(session_id, reason).await;
-        }
-        // Signaling ending the session took the meter (`ending`) and stored
-        // the decision; if it had no such room, store the decision here.
-        let still_here = self.lock().meters.remove(session_id).is_some();
-        if still_here {
-            let b = bill(settlement);
-            if let Err(e) = self.store.orphan_settlement(session_id, &b, reason, settlement.ended_at).await {
-                tracing::error!(%session_id, error = %e, "failed to store settlement");
-            }
+    /// signaling ends it with `end`, the reason and its bill together. The
+    /// meter stays registered until then, so a hang-up racing the end gets
+    /// the same bill from [`Meters::ending`]; if neither stored it (no room
+    /// open here), the driver stores the decision itself.
+    async fn meter_ended(&self, session_id: &SessionId, end: &MeterEnd) {
+        let told = match self.sink.get() {
+            Some(sink) => sink.end(session_id, end).await,
+            None => false,
+        };
+        // `ending` takes the meter when signaling ended the session first.
+        let taken = self.lock().meters.remove(session_id).is_none();
+        if !told
+            && !taken
+            && let Err(e) = self.store.orphan_settlement(session_id, &end.bill, end.reason, end.at).await
+        {
+            tracing::error!(%session_id, error = %e, "failed to store settlement");
         }
     }
 }

@@ -6,7 +6,9 @@
 //! call takes `now`, and [`Meter::next_deadline`] says when the driver must
 //! call [`Meter::handle`] with [`Input::Timeout`] next — the str0m style.
 //! Outputs are facts for the driver to store, tell the participants, and
-//! (for [`Output::Ended`]) hand to billing as the settlement decision.
+//! (for [`Output::Ended`]) hand to billing as the settlement decision: the
+//! end's reason and time come out together with its bill
+//! ([`Settlement::end`]), so nobody asks the meter for the bill again.
 //!
 //! Time is counted in milliseconds of server time (M1); billable time only
 //! runs while both participants are present (M2, M5), so a late timer or a
@@ -14,11 +16,26 @@
 
 use std::time::Duration;
 
+use parley_domain::protocol::{Outcome as WireOutcome, SessionBill, SessionEndReason};
 use parley_domain::{Money, Timestamp};
 
 pub mod driver;
 
 pub use driver::{BookedSession, MeterEvent, MeterSettings, MeterSink, MeterStore, MeterStoreError, Meters};
+
+/// A session's end as the meter decided it, in wire terms: why, when, and
+/// its bill — what signaling stores with the end and sends in
+/// `session.ended`, and billing settles (DESIGN.md M4, M5–M7, B3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MeterEnd {
+    /// Why it ended.
+    pub reason: SessionEndReason,
+    /// When it ended (server time; for an abandoned session, the drop).
+    pub at: Timestamp,
+    /// What it costs: outcome, billable seconds (rounded down), amount in
+    /// minor units.
+    pub bill: SessionBill,
+}
 
 /// Who is in the session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -142,6 +159,19 @@ pub enum EndReason {
     Moderator,
 }
 
+impl EndReason {
+    /// The wire form (`session.ended.reason`).
+    pub fn wire(self) -> SessionEndReason {
+        match self {
+            EndReason::Hangup(_) => SessionEndReason::Hangup,
+            EndReason::Abandoned(_) => SessionEndReason::Abandoned,
+            EndReason::LengthReached => SessionEndReason::LengthReached,
+            EndReason::HoldUsedUp => SessionEndReason::HoldUsedUp,
+            EndReason::Moderator => SessionEndReason::Moderator,
+        }
+    }
+}
+
 /// The free-window outcome (M6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -170,6 +200,23 @@ impl Settlement {
     /// Billable time in whole seconds (rounded down: the seeker's favour).
     pub fn billable_secs(&self) -> u64 {
         self.billable_ms / 1000
+    }
+
+    /// The bill in wire terms (`session.ended`, the settlement row).
+    pub fn bill(&self) -> SessionBill {
+        SessionBill {
+            outcome: match self.outcome {
+                Outcome::Free => WireOutcome::Free,
+                Outcome::Charged => WireOutcome::Charged,
+            },
+            billable_secs: self.billable_secs(),
+            charge: self.amount,
+        }
+    }
+
+    /// The end decision with its bill, in wire terms.
+    pub fn end(&self) -> MeterEnd {
+        MeterEnd { reason: self.reason.wire(), at: self.ended_at, bill: self.bill() }
     }
 }
 
@@ -218,7 +265,9 @@ pub enum Output {
     },
     /// Store this (M9), every `checkpoint_interval` while live.
     Checkpoint(Snapshot),
-    /// The session is over; settle it. Emitted exactly once.
+    /// The session is over; settle it. Emitted exactly once, carrying the
+    /// end decision (reason, time) together with its bill
+    /// ([`Settlement::end`]).
     Ended(Settlement),
 }
 

@@ -1,11 +1,20 @@
 //! The session meter against DESIGN.md §4 (M2–M9): table tests of each
 //! rule, and property tests over random interleavings checked against an
-//! independent model of when both participants were present.
+//! independent model of when both participants were present; and its
+//! driver against a sink and a store (an end the meter decides leaves it
+//! once, with its bill).
 
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use parley_domain::{Currency, Money, Timestamp};
-use parley_metering::{EndReason, Input, Meter, MeterConfig, Outcome, Output, Party, Price, Settlement, Snapshot};
+use async_trait::async_trait;
+use parley_domain::clock::ManualClock;
+use parley_domain::protocol::{Outcome as WireOutcome, Role, ServerMessage, SessionBill, SessionEndReason};
+use parley_domain::{Clock, Currency, Money, SessionId, Timestamp};
+use parley_metering::{
+    EndReason, Input, Meter, MeterConfig, MeterEnd, MeterEvent, MeterSettings, MeterSink, MeterStore, MeterStoreError,
+    Meters, Outcome, Output, Party, Price, Settlement, Snapshot,
+};
 use proptest::prelude::*;
 
 const T0: i64 = 1_800_000_000_000;
@@ -225,6 +234,45 @@ fn m4_the_booked_length_ends_the_session_counting_only_billable_time() {
 }
 
 #[test]
+fn m4_a_limit_ends_the_session_with_its_bill_in_the_same_output() {
+    // Each end the meter decides itself comes out as one output that carries
+    // the reason, the time and the bill together: nothing to look up later.
+    let per_minute_hold = per_minute(100, 1000);
+    let length = MeterConfig::new(Price::Fixed { amount: eur(9000) }, Some(Duration::from_secs(1800)));
+    let cases = [
+        (per_minute_hold, both_join(), SessionEndReason::HoldUsedUp, at(1200.0), at(1200.0), 1200, eur(1000)),
+        (length, both_join(), SessionEndReason::LengthReached, at(1800.0), at(1800.0), 1800, eur(9000)),
+        // The consultant never came: decided when G ran out, as of the open.
+        (
+            fixed(5000),
+            vec![(0.0, Input::Join(Party::Seeker))],
+            SessionEndReason::Abandoned,
+            at(30.0),
+            at(0.0),
+            0,
+            eur(0),
+        ),
+    ];
+    for (cfg, script, reason, decided_at, ended_at, secs, charge) in cases {
+        let mut m = Meter::new(cfg, at(0.0));
+        let log = drive(&mut m, &script, 10_000.0);
+        let (i, end) = log
+            .iter()
+            .enumerate()
+            .find_map(|(i, (_, o))| match o {
+                Output::Ended(s) => Some((i, s.end())),
+                _ => None,
+            })
+            .expect("the meter ended the session");
+        assert_eq!(i, log.len() - 1, "the end is the last output: {log:?}");
+        assert_eq!(log[i].0, decided_at, "{reason:?}: emitted when decided");
+        let outcome = if charge.amount_minor > 0 { WireOutcome::Charged } else { WireOutcome::Free };
+        assert_eq!(end, MeterEnd { reason, at: ended_at, bill: SessionBill { outcome, billable_secs: secs, charge } });
+        assert_eq!(m.settlement().map(Settlement::end), Some(end), "the meter keeps the same decision");
+    }
+}
+
+#[test]
 fn m8_ticks_every_30_seconds_and_m9_checkpoints_every_10_while_live() {
     let mut m = Meter::new(fixed(5000), at(0.0));
     let mut script = both_join();
@@ -393,6 +441,138 @@ proptest! {
         prop_assert!(s.amount.amount_minor >= 0);
         if s.outcome == Outcome::Free {
             prop_assert_eq!(s.amount.amount_minor, 0);
+        }
+    }
+}
+
+// ----- the driver: an end the meter decides leaves it once, with its bill -----
+
+/// What the room does with a meter-decided end.
+#[derive(Clone, Copy, Debug)]
+enum Room {
+    /// Open: it ends the session with the bill it is given.
+    Open,
+    /// Gone (the session is not open on this node).
+    Gone,
+    /// A hang-up ended it first: signaling took the bill through `ending`.
+    HungUpFirst,
+}
+
+#[derive(Default)]
+struct Recorded {
+    ends: Vec<(SessionId, MeterEnd)>,
+    hangup_bills: Vec<Option<SessionBill>>,
+    orphans: Vec<(SessionId, SessionBill, SessionEndReason, Timestamp)>,
+}
+
+struct Fake {
+    room: Room,
+    meters: Mutex<Weak<Meters>>,
+    clock: Arc<ManualClock>,
+    seen: Mutex<Recorded>,
+}
+
+impl Fake {
+    fn seen(&self) -> std::sync::MutexGuard<'_, Recorded> {
+        self.seen.lock().unwrap()
+    }
+}
+
+struct Sink(Arc<Fake>);
+struct Store(Arc<Fake>);
+
+#[async_trait]
+impl MeterSink for Sink {
+    fn send(&self, _: &SessionId, _: ServerMessage) {}
+
+    async fn end(&self, session_id: &SessionId, end: &MeterEnd) -> bool {
+        let f = &self.0;
+        f.seen().ends.push((session_id.clone(), *end));
+        // Whether the room was open and stored the end with this bill.
+        match f.room {
+            Room::Open => true,
+            Room::Gone => false,
+            Room::HungUpFirst => {
+                let meters = f.meters.lock().unwrap().upgrade().expect("meters");
+                let bill = meters.ending(session_id, SessionEndReason::Hangup, Some(Role::Seeker), f.clock.now());
+                f.seen().hangup_bills.push(bill);
+                false
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl MeterStore for Store {
+    async fn meter_event(&self, _: &SessionId, _: &MeterEvent, _: Timestamp) -> Result<(), MeterStoreError> {
+        Ok(())
+    }
+
+    async fn orphan_settlement(
+        &self,
+        session_id: &SessionId,
+        bill: &SessionBill,
+        reason: SessionEndReason,
+        at: Timestamp,
+    ) -> Result<(), MeterStoreError> {
+        self.0.seen().orphans.push((session_id.clone(), *bill, reason, at));
+        Ok(())
+    }
+}
+
+/// Waits (bounded) until `done` holds, yielding to the driver's tasks.
+async fn until(what: &str, done: impl Fn() -> bool) {
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while !done() {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("timed out waiting for {what}"));
+}
+
+#[tokio::test]
+async fn m4_the_meter_ends_a_session_once_with_its_bill_and_nobody_asks_it_again() {
+    let eur = Currency::parse("EUR").unwrap();
+    for room in [Room::Open, Room::Gone, Room::HungUpFirst] {
+        let clock = Arc::new(ManualClock::new(Timestamp::from_unix_millis(T0)));
+        let fake =
+            Arc::new(Fake { room, meters: Mutex::new(Weak::new()), clock: clock.clone(), seen: Mutex::default() });
+        let settings = MeterSettings { free_window: Duration::from_secs(60), ..MeterSettings::default() };
+        let meters = Meters::new(settings, eur, clock.clone() as Arc<dyn Clock>, Arc::new(Store(fake.clone())));
+        meters.set_sink(Arc::new(Sink(fake.clone())));
+        *fake.meters.lock().unwrap() = Arc::downgrade(&meters);
+
+        // A fixed price of 5.00 EUR, booked for 2 minutes of billable time.
+        let sid = SessionId::parse("ses_meter_end").unwrap();
+        let cfg = settings.config(Price::Fixed { amount: Money::new(500, eur) }, Some(Duration::from_secs(120)));
+        meters.expect(&sid, cfg);
+        let t0 = clock.now();
+        meters.opened(&sid, t0);
+        meters.joined(&sid, Role::Seeker, t0);
+        meters.joined(&sid, Role::Consultant, t0);
+        clock.advance(Duration::from_secs(120));
+        until("the driver is done with the session", || meters.driver_tasks() == 0).await;
+
+        let bill = SessionBill { outcome: WireOutcome::Charged, billable_secs: 120, charge: Money::new(500, eur) };
+        let end = MeterEnd { reason: SessionEndReason::LengthReached, at: t0.plus(Duration::from_secs(120)), bill };
+        let seen = fake.seen();
+        assert_eq!(seen.ends, vec![(sid.clone(), end)], "{room:?}: one end, with its bill");
+        assert_eq!(meters.live_sessions(), 0, "{room:?}: no longer metered");
+        assert_eq!(
+            meters.ending(&sid, SessionEndReason::Hangup, None, clock.now()),
+            None,
+            "{room:?}: nothing left to ask"
+        );
+        match room {
+            Room::Open => assert!(seen.orphans.is_empty(), "the room stored the end with its bill"),
+            Room::Gone => {
+                assert_eq!(seen.orphans, vec![(sid.clone(), bill, end.reason, end.at)], "stored by the driver")
+            }
+            Room::HungUpFirst => {
+                assert_eq!(seen.hangup_bills, vec![Some(bill)], "the racing hang-up gets the same bill");
+                assert!(seen.orphans.is_empty(), "stored once, by the hang-up");
+            }
         }
     }
 }

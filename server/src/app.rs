@@ -120,6 +120,8 @@ impl Application {
         meters.set_sink(Arc::new(HubSink(Arc::downgrade(&hub))));
         recover_sessions(&config, &store, &billing, &meters, &hub).await?;
         let stop_outbox = CancellationToken::new();
+        // The webhook worker announces finished settlements (`session.settled`).
+        billing.on_settled(store.webhook_signal());
         tokio::spawn(billing.clone().run_outbox(stop_outbox.clone().cancelled_owned()));
         let delivery = Webhooks::new(store.pool(), clock.clone(), &config.webhooks, store.webhook_signal())?;
         tokio::spawn(delivery.run(stop_outbox.clone().cancelled_owned()));

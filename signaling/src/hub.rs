@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use parley_domain::protocol::{
     AckResult, CallEndReason, ChatKind, ClientMessage, ErrorCode, IceCandidate, LeaveReason, MAX_CANDIDATE_BYTES,
     MAX_CHAT_BYTES, MAX_SDP_BYTES, MediaState, PROTOCOL_VERSION, PresenceStatus, RecordingStopReason, Role,
-    ServerMessage, SessionEndReason, UserInfo,
+    ServerMessage, SessionBill, SessionEndReason, UserInfo,
 };
 use parley_domain::{CallId, Clock, SessionId, Timestamp, UserId};
 use tokio::sync::{Notify, mpsc};
@@ -1398,11 +1398,28 @@ impl Hub {
         by: Option<UserId>,
         effects: &mut Effects,
     ) {
+        self.end_session_billed(st, session_id, reason, by, None, effects);
+    }
+
+    /// [`Hub::end_session`] with the bill the meter decided together with
+    /// the end (`decided`); `None`: the hooks decide it ([`SessionHooks::ending`]).
+    fn end_session_billed(
+        &self,
+        st: &mut State,
+        session_id: &SessionId,
+        reason: SessionEndReason,
+        by: Option<UserId>,
+        decided: Option<SessionBill>,
+        effects: &mut Effects,
+    ) {
         let Some(room) = st.rooms.remove(session_id) else {
             return;
         };
         let by_role = by.as_ref().and_then(|id| room.index_of(id)).map(|i| room.members[i].user.role);
-        let bill = self.hooks.ending(session_id, reason, by_role, self.clock.now());
+        let bill = match decided {
+            Some(bill) => Some(bill),
+            None => self.hooks.ending(session_id, reason, by_role, self.clock.now()),
+        };
         let ended = ServerMessage::SessionEnded { session_id: session_id.clone(), reason, ended_by: by.clone(), bill };
         if let Some((_, recorder)) = &room.recorder {
             let stopped = RecordingStopReason::SessionEnded;
@@ -1455,6 +1472,28 @@ impl Hub {
             let mut st = self.lock();
             let open = st.rooms.contains_key(session_id);
             self.end_session(&mut st, session_id, reason, None, &mut effects);
+            open
+        };
+        self.run_effects(effects).await;
+        open
+    }
+
+    /// Ends the open session `session_id` for `reason` with `bill`, which
+    /// the meter decided together with the end (a limit it reached, an
+    /// absence it timed): stored, then both participants get
+    /// `session.ended`; the meter is not asked again. Returns false if it
+    /// was not open here.
+    pub async fn end_metered_session(
+        &self,
+        session_id: &SessionId,
+        reason: SessionEndReason,
+        bill: SessionBill,
+    ) -> bool {
+        let mut effects = Effects::default();
+        let open = {
+            let mut st = self.lock();
+            let open = st.rooms.contains_key(session_id);
+            self.end_session_billed(&mut st, session_id, reason, None, Some(bill), &mut effects);
             open
         };
         self.run_effects(effects).await;

@@ -7,8 +7,6 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use parley_billing::BillingError;
-use parley_billing::promotions::{PAYMENT_ACTION_REQUIRED, PAYMENT_DECLINED};
 use parley_domain::protocol::rest::{MyPromotions, PromotionPackage, PromotionPurchaseRequest, PromotionReceipt};
 use parley_domain::protocol::{ErrorCode, Problem, Role};
 use parley_domain::{Currency, Money};
@@ -90,14 +88,7 @@ pub(crate) async fn buy(
             "profile: the directory lists consultants with a profile; PUT /v1/consultants/me/profile first".into(),
         ));
     }
-    match s.billing.buy_promotion(&me.id, package, pm).await {
-        Ok(receipt) => Ok(Json(receipt)),
-        Err(BillingError::Refused(PAYMENT_DECLINED, m)) => Err(ApiError::BadRequest(ErrorCode::PaymentDeclined, m)),
-        Err(BillingError::Refused(PAYMENT_ACTION_REQUIRED, m)) => {
-            Err(ApiError::BadRequest(ErrorCode::PaymentActionRequired, m))
-        }
-        Err(e) => Err(e.into()),
-    }
+    Ok(Json(s.billing.buy_promotion(&me.id, package, pm).await?))
 }
 
 /// `GET /v1/consultants/me/promotions` (consultants): their paid

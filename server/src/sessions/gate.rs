@@ -1,19 +1,18 @@
 //! Where signaling, the meter and billing meet (DESIGN.md §1: they never
 //! import each other). Signaling reports room events through
 //! [`MeterHooks`] and asks [`BillingGate`] for the hold before ringing; the
-//! meter sends notices and ends sessions through [`HubSink`].
+//! meter sends notices and ends sessions (with their bill) through
+//! [`HubSink`].
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use parley_billing::{Billing, Held, HoldRefusal};
+use parley_billing::{Billing, Held};
 use parley_domain::protocol::rest::PriceModel;
-use parley_domain::protocol::{
-    CallEndReason, ErrorCode, MeterStatus, Role, ServerMessage, SessionBill, SessionEndReason,
-};
+use parley_domain::protocol::{CallEndReason, MeterStatus, Role, ServerMessage, SessionBill, SessionEndReason};
 use parley_domain::{SessionId, Timestamp};
-use parley_metering::{MeterConfig, MeterSettings, MeterSink, Meters, Price};
+use parley_metering::{MeterConfig, MeterEnd, MeterSettings, MeterSink, Meters, Price};
 use parley_signaling::store::{CallRecord, SessionHooks, SessionRecord};
 use parley_signaling::{CallGate, GateRefusal, Hub};
 
@@ -60,9 +59,10 @@ impl MeterSink for HubSink {
         }
     }
 
-    async fn end(&self, session_id: &SessionId, reason: SessionEndReason) {
-        if let Some(hub) = self.0.upgrade() {
-            hub.end_session_for(session_id, reason).await;
+    async fn end(&self, session_id: &SessionId, end: &MeterEnd) -> bool {
+        match self.0.upgrade() {
+            Some(hub) => hub.end_metered_session(session_id, end.reason, end.bill).await,
+            None => false,
         }
     }
 }
@@ -114,11 +114,7 @@ impl CallGate for BillingGate {
                 Ok(())
             }
             Err(refusal) => {
-                let code = match refusal {
-                    HoldRefusal::MissingPaymentMethod(_) => ErrorCode::MissingField,
-                    HoldRefusal::ActionRequired(_) => ErrorCode::PaymentActionRequired,
-                    HoldRefusal::Declined(_) | HoldRefusal::Failed(_) => ErrorCode::PaymentDeclined,
-                };
+                let code = refusal.code();
                 tracing::info!(call_id = %call.call_id, code = code.as_str(), reason = %refusal, "hold refused");
                 Err(GateRefusal { code, message: refusal.to_string() })
             }

@@ -54,15 +54,7 @@ pub(crate) async fn stripe_webhook(
     };
     let signature = headers.get("stripe-signature").and_then(|v| v.to_str().ok()).unwrap_or("");
     let now = s.clock.now().unix_secs();
-    let refused = |e: webhook::WebhookError| {
-        let code = match e {
-            webhook::WebhookError::MissingSignature => ErrorCode::MissingSignature,
-            webhook::WebhookError::BadSignature(_) => ErrorCode::BadSignature,
-            webhook::WebhookError::TimestampOutOfTolerance { .. } => ErrorCode::TimestampOutOfTolerance,
-            webhook::WebhookError::MalformedPayload(_) => ErrorCode::MalformedPayload,
-        };
-        ApiError::BadRequest(code, e.to_string())
-    };
+    let refused = |e: webhook::WebhookError| ApiError::BadRequest(e.code(), e.to_string());
     webhook::verify(&body, signature, secret, now, webhook::DEFAULT_TOLERANCE_SECS).map_err(refused)?;
     let event = webhook::parse(&body).map_err(refused)?;
     let processed = s.billing.handle_webhook(&event).await?;
@@ -72,14 +64,13 @@ pub(crate) async fn stripe_webhook(
     Ok(Json(serde_json::json!({ "received": true, "duplicate": !processed })))
 }
 
+/// A billing error as a problem: the code it carries, 400 for a refused
+/// request, 409 for a state that does not allow it, 502 for the provider.
 impl From<BillingError> for ApiError {
     fn from(e: BillingError) -> Self {
         match e {
-            BillingError::Refused("not_charged", m) => ApiError::Conflict(ErrorCode::NotCharged, m),
-            BillingError::Refused("refund_exceeds_capture", m) => {
-                ApiError::Conflict(ErrorCode::RefundExceedsCapture, m)
-            }
-            BillingError::Refused(_, m) => ApiError::BadRequest(ErrorCode::InvalidField, m),
+            BillingError::Refused(code, m) => ApiError::BadRequest(code, m),
+            BillingError::Conflict(code, m) => ApiError::Conflict(code, m),
             BillingError::Provider(p) => ApiError::Provider(p.to_string()),
             other => ApiError::Internal(other.to_string()),
         }

@@ -23,13 +23,12 @@ use parley_signaling::store::{
 use parley_signaling::{Store, StoreError};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
-use std::sync::Arc;
 
 use parley_domain::clock::Wake;
 use parley_domain::protocol::rest::TimelineItem;
 use parley_domain::protocol::{SessionBill, SessionEndReason};
 use parley_metering::{MeterEvent, MeterStore, MeterStoreError, Snapshot};
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 
 /// Rows per multi-row statement (at most 7 bound values each: well within
 /// SQLite's and PostgreSQL's limits on bound parameters).
@@ -73,7 +72,7 @@ pub struct SqlStore {
     pool: AnyPool,
     backend: Backend,
     writes: mpsc::UnboundedSender<Job>,
-    settled: Arc<Notify>,
+    settled: Wake,
     webhooks: Wake,
     bookings: Wake,
 }
@@ -144,7 +143,7 @@ impl SqlStore {
             Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&pool).await?,
         }
         let (writes, jobs) = mpsc::unbounded_channel();
-        let settled = Arc::new(Notify::new());
+        let settled = Wake::new();
         let webhooks = Wake::new();
         let bookings = Wake::new();
         let signals = Signals { settled: settled.clone(), webhooks: webhooks.clone(), bookings: bookings.clone() };
@@ -157,9 +156,9 @@ impl SqlStore {
         self.pool.clone()
     }
 
-    /// Notified after a commit that stored a settlement decision: the
+    /// Woken after a commit that stored a settlement decision: the
     /// outbox worker waits on it.
-    pub fn settlement_signal(&self) -> Arc<Notify> {
+    pub fn settlement_signal(&self) -> Wake {
         self.settled.clone()
     }
 
@@ -436,7 +435,7 @@ async fn write_batches(pool: AnyPool, mut jobs: mpsc::UnboundedReceiver<Job>, si
             let _ = job.done.send(result);
         }
         if settles {
-            signals.settled.notify_one();
+            signals.settled.wake();
         }
         if announces {
             signals.webhooks.wake();
@@ -450,7 +449,7 @@ async fn write_batches(pool: AnyPool, mut jobs: mpsc::UnboundedReceiver<Job>, si
 /// Who the writer wakes after a commit.
 struct Signals {
     /// Billing's settlement outbox (a settlement decision was stored).
-    settled: Arc<Notify>,
+    settled: Wake,
     /// The webhook worker (session events were stored).
     webhooks: Wake,
     /// The booking scheduler (a session ended).

@@ -20,7 +20,6 @@ use parley_domain::protocol::Outcome;
 use parley_domain::protocol::rest::{EVENT_ID_HEADER, SIGNATURE_HEADER, SessionSettledData, WebhookEventType};
 use parley_domain::{Clock, Currency, Money, SessionId, Timestamp, UserId};
 use sqlx::{AnyPool, Row};
-use tokio::sync::Notify;
 
 use crate::config::WebhookConfig;
 use crate::kernel::worker::{self, Job, earliest};
@@ -47,9 +46,6 @@ const LEASE: Duration = Duration::from_secs(60);
 /// The longest the worker waits without a pass (server clock): events
 /// other nodes stored are delivered within this.
 pub const RESCAN_EVERY: Duration = Duration::from_secs(60);
-/// While billing has settlements in flight, how soon the worker looks for
-/// finished ones again (real time: billing finishes them on its own).
-const SETTLEMENT_WATCH: Duration = Duration::from_millis(250);
 /// Events per pass.
 const BATCH: i64 = 100;
 
@@ -85,8 +81,6 @@ pub struct Webhooks {
     target: Option<Target>,
     client: reqwest::Client,
     wake: Wake,
-    /// Notified by a pass that saw settlements in flight.
-    settling: Notify,
 }
 
 /// [`Webhooks`] as the kernel's [`Job`].
@@ -122,7 +116,7 @@ impl Webhooks {
         if target.is_none() {
             tracing::info!("PARLEY_WEBHOOK_URL is not set: webhook events are stored but not delivered");
         }
-        Ok(Arc::new(Webhooks { pool, clock, target, client, wake, settling: Notify::new() }))
+        Ok(Arc::new(Webhooks { pool, clock, target, client, wake }))
     }
 
     /// Whether events are delivered (a URL is configured).
@@ -131,37 +125,19 @@ impl Webhooks {
     }
 
     /// The worker until `shutdown` resolves: a deadline-driven [`Job`]
-    /// woken by the outbox (an event was stored), by the server clock
+    /// woken by the outbox (an event was stored) and by billing (settlements
+    /// finished, to announce), by the server clock
     /// reaching the next retry, and at the latest [`RESCAN_EVERY`] later
     /// (events other nodes stored).
     pub async fn run(self: Arc<Self>, shutdown: impl Future<Output = ()> + Send) {
-        let watch = tokio::spawn(self.clone().watch_settlements());
         let (clock, wake) = (self.clock.clone(), self.wake.clone());
         worker::run(Worker(self), clock, wake, shutdown).await;
-        watch.abort();
-    }
-
-    /// Billing finishes settlements without telling this module (it does
-    /// not know it), so while a pass saw settlements in flight, the worker
-    /// looks again [`SETTLEMENT_WATCH`] later; with none in flight, nothing
-    /// runs here.
-    async fn watch_settlements(self: Arc<Self>) {
-        loop {
-            self.settling.notified().await;
-            tokio::time::sleep(SETTLEMENT_WATCH).await;
-            self.wake.wake();
-        }
     }
 
     /// One step of the worker at `now`: a pass, then the next deadline.
     async fn step(&self, now: Timestamp) -> Option<Timestamp> {
         if let Err(e) = self.pass().await {
             tracing::error!(error = %e, "webhook outbox pass failed");
-        }
-        match self.settlements_in_flight().await {
-            Ok(true) => self.settling.notify_one(),
-            Ok(false) => {}
-            Err(e) => tracing::warn!(error = %e, "webhook outbox: cannot read the settlements in flight"),
         }
         let next = match self.next_due().await {
             Ok(next) => next,
@@ -171,15 +147,6 @@ impl Webhooks {
             }
         };
         earliest(next, Some(now.plus(RESCAN_EVERY)))
-    }
-
-    /// Whether settlements are not announced yet: billing is still
-    /// carrying them out (`pending`), or finished them after this pass
-    /// looked. Their `session.settled` is still to come.
-    async fn settlements_in_flight(&self) -> Result<bool, OutboxError> {
-        let row =
-            sqlx::query("SELECT COUNT(*) AS n FROM settlements WHERE announced = 0").fetch_one(&self.pool).await?;
-        Ok(row.try_get::<i64, _>("n")? > 0)
     }
 
     /// One pass: stores `session.settled` for settlements finished since

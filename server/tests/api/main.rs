@@ -10,6 +10,7 @@ mod directory;
 mod fake_stripe;
 mod files;
 mod money;
+mod outbox;
 mod reconcile;
 mod recording;
 mod recording_rejoin;

@@ -1,0 +1,70 @@
+//! The settlement outbox's worker (DESIGN.md B3): it sleeps on the server
+//! clock until its next deadline (a retry's backoff, at the latest one sweep
+//! interval) and is woken when a settlement is stored, so in these tests
+//! work happens when the test clock moves, never by waiting. Each test runs
+//! on SQLite and on PostgreSQL.
+
+use std::time::Duration;
+
+use crate::common::{TestApp, spawn_app, spawn_app_on_postgres, until};
+use parley_billing::insert_settlement;
+use parley_domain::protocol::rest::{ConsultantPrice, PriceModel};
+use parley_domain::protocol::{Outcome, SessionBill};
+use parley_domain::{Clock, Currency, Money, SessionId, UserId};
+
+fn eur(minor: i64) -> Money {
+    Money::new(minor, Currency::parse("EUR").unwrap())
+}
+
+fn uid(s: &str) -> UserId {
+    UserId::parse(s).unwrap()
+}
+
+/// A settlement whose first attempt fails transiently is retried when the
+/// server clock reaches its backoff (1 s): the worker's next deadline is
+/// that retry; once it is done, nothing is due before the next sweep.
+async fn b3_the_outbox_sleeps_until_a_retry_is_due_and_runs_it_then(app: TestApp) {
+    let sid = SessionId::parse("ses_outbox_retry").unwrap();
+    let price = ConsultantPrice { model: PriceModel::Fixed, amount: eur(3000) };
+    app.billing.set_price(&uid("cora"), &price).await.unwrap();
+    let hold = app.billing.place_hold(&sid, "call_outbox", &uid("sam"), &uid("cora"), Some("pm_card_visa")).await;
+    assert!(hold.unwrap().is_some(), "hold placed");
+    // The first capture fails transiently (a crash before its record).
+    app.billing.faults().arm("sandbox.capture");
+    let bill = SessionBill { outcome: Outcome::Charged, billable_secs: 600, charge: eur(3000) };
+    let failed_at = app.clock.now();
+    let mut conn = app.store.pool().acquire().await.unwrap();
+    insert_settlement(&mut conn, &sid, &bill, "hangup", failed_at).await.unwrap();
+    drop(conn);
+    app.billing.wake();
+    until("the failed attempt", || async { app.billing.settlement(&sid).await.unwrap().unwrap().attempts >= 1 }).await;
+    assert_eq!(app.billing.settlement(&sid).await.unwrap().unwrap().status, "pending");
+    let retry_at = failed_at.plus(Duration::from_secs(1));
+    assert_eq!(app.billing.next_outbox_deadline(failed_at).await.unwrap(), retry_at, "sleeps until the retry");
+    // Just before the backoff, the retry is not due yet.
+    app.advance(Duration::from_millis(999)).await;
+    let now = app.clock.now();
+    assert_eq!(app.billing.next_outbox_deadline(now).await.unwrap(), retry_at, "still due at the backoff");
+    // The clock reaches it: the sleeping worker runs the retry.
+    app.advance(Duration::from_millis(1)).await;
+    until("the retried settlement", || async { app.billing.settlement(&sid).await.unwrap().unwrap().status == "done" })
+        .await;
+    assert_eq!(app.billing.settlement(&sid).await.unwrap().unwrap().attempts, 2);
+    let now = app.clock.now();
+    assert_eq!(
+        app.billing.next_outbox_deadline(now).await.unwrap(),
+        now.plus(Duration::from_secs(60)),
+        "nothing due: the next look is one sweep interval away"
+    );
+    app.assert_reconciled().await;
+}
+
+#[tokio::test]
+async fn b3_the_outbox_sleeps_until_a_retry_is_due_and_runs_it_then_on_sqlite() {
+    b3_the_outbox_sleeps_until_a_retry_is_due_and_runs_it_then(spawn_app().await).await;
+}
+
+#[tokio::test]
+async fn b3_the_outbox_sleeps_until_a_retry_is_due_and_runs_it_then_on_postgres() {
+    b3_the_outbox_sleeps_until_a_retry_is_due_and_runs_it_then(spawn_app_on_postgres().await).await;
+}
