@@ -28,11 +28,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use parley_domain::clock::SystemClock;
 use parley_domain::protocol::{Role, ServerMessage, SessionBill, SessionEndReason};
 use parley_domain::{Clock, Currency, Money, SessionId, Timestamp};
 use parley_metering::{MeterEvent, MeterSettings, MeterSink, MeterStore, MeterStoreError, Meters, Price};
 use parley_server::store::SqlStore;
-use parley_signaling::clock::SystemClock;
 use serde::Serialize;
 use tokio::time::Instant;
 

@@ -28,9 +28,9 @@ use chromiumoxide::cdp::js_protocol::runtime::{EventConsoleApiCalled, EventExcep
 use chromiumoxide::handler::viewport::Viewport;
 use chromiumoxide::page::ScreenshotParams;
 use futures_util::StreamExt;
+use parley_domain::clock::ManualClock;
 use parley_domain::{SessionId, Timestamp, UserId};
 use parley_server::{Application, Config};
-use parley_signaling::clock::ManualClock;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
