@@ -41,8 +41,9 @@ use crate::config::SignalingConfig;
 use crate::error::SignalError;
 use crate::store::{CallRecord, CallState, SessionEvent, SessionHooks, SessionRecord};
 
-pub(crate) use calls::{CallRequest, RingRefused, unknown_consultant};
-pub(crate) use rooms::not_in_room;
+#[cfg(test)]
+pub(crate) use calls::RingRefused;
+pub(crate) use calls::{CallRequest, unknown_consultant};
 
 /// How the core names one client's resumable link: a handle the driver can
 /// deliver to. Equality is identity (the same link, not an equal one).
@@ -86,13 +87,6 @@ pub(crate) enum Action<L> {
     /// Release the payment hold of a call that ended unanswered
     /// (`CallGate::call_unanswered`), after the store writes.
     Release { call: CallRecord, reason: CallEndReason },
-}
-
-impl<L> Action<L> {
-    /// Whether the driver does it at once, under the core's lock.
-    pub fn is_immediate(&self) -> bool {
-        matches!(self, Action::Send { .. } | Action::Close { .. } | Action::Seen(_))
-    }
 }
 
 /// Why a request was refused: an answer, or a question only the store can

@@ -233,9 +233,13 @@ impl<L: LinkRef> HubCore<L> {
         let by_role = by.as_ref().and_then(|id| room.index_of(id)).map(|i| room.members[i].user.role);
         let bill = self.hooks.ending(session_id, reason, by_role, self.now);
         let ended = ServerMessage::SessionEnded { session_id: session_id.clone(), reason, ended_by: by.clone(), bill };
-        if let Some((_, recorder)) = &room.recorder {
-            let stopped = RecordingStopReason::SessionEnded;
+        // Stored first (the recording's stop, then the end), then told.
+        let stopped = RecordingStopReason::SessionEnded;
+        if room.recorder.is_some() {
             self.store_event(session_id, SessionEvent::RecordingStopped(stopped));
+        }
+        self.store_event(session_id, SessionEvent::Ended { reason, by: by.clone(), bill });
+        if let Some((_, recorder)) = &room.recorder {
             let msg = ServerMessage::RecordingStopped { session_id: session_id.clone(), reason: stopped };
             for m in &room.members {
                 self.tell_user(&m.user.id, msg.clone());
@@ -245,7 +249,6 @@ impl<L: LinkRef> HubCore<L> {
             // Assigned but not joined yet: it stops trying.
             self.tell_user(assigned, ended.clone());
         }
-        self.store_event(session_id, SessionEvent::Ended { reason, by, bill });
         for m in &room.members {
             if let Some(u) = self.users.get_mut(&m.user.id)
                 && u.session.as_ref() == Some(session_id)

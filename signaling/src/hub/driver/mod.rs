@@ -13,12 +13,13 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
+use parley_domain::clock::{Wake, run_worker};
 use parley_domain::protocol::{
-    AckResult, CallEndReason, ChatKind, ClientMessage, ErrorCode, IceCandidate, MAX_CANDIDATE_BYTES, MAX_CHAT_BYTES,
-    MAX_SDP_BYTES, MediaState, PresenceStatus, Role, ServerMessage, SessionEndReason, UserInfo,
+    AckResult, CallEndReason, ClientMessage, ErrorCode, IceCandidate, MAX_CANDIDATE_BYTES, MAX_SDP_BYTES,
+    PresenceStatus, Role, ServerMessage, UserInfo,
 };
 use parley_domain::{CallId, Clock, SessionId, Timestamp, UserId};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::task::TaskTracker;
 
 use super::core::{Action, Denied, HubCore, Output, Refusal};
@@ -28,7 +29,7 @@ use crate::connection::Departure;
 use crate::error::SignalError;
 use crate::link::Link;
 use crate::metrics;
-use crate::store::{CallGate, CallState, SessionEvent, SessionHooks, SessionRecord, Store, StoreError};
+use crate::store::{CallGate, CallState, SessionHooks, Store, StoreError};
 
 use super::core::{CallRequest, unknown_consultant};
 
@@ -52,7 +53,9 @@ pub struct Hub {
     delivery: Local,
     core: Mutex<Locked>,
     /// Wakes the timer task when the core's next deadline moves earlier.
-    timer: Arc<Notify>,
+    timer: Wake,
+    /// Stops the timer task when the hub is dropped.
+    stop_timer: Mutex<Option<oneshot::Sender<()>>>,
     ids: AtomicU64,
     seen: mpsc::UnboundedSender<UserInfo>,
     pub(crate) connections: TaskTracker,
@@ -72,8 +75,9 @@ struct Batch(Vec<Output<LocalLink>>);
 
 impl Drop for Hub {
     fn drop(&mut self) {
-        // Lets the timer task see the hub is gone.
-        self.timer.notify_one();
+        if let Some(stop) = self.stop_timer.get_mut().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = stop.send(());
+        }
     }
 }
 
@@ -90,6 +94,7 @@ impl Hub {
     ) -> Arc<Hub> {
         let (seen, seen_rx) = mpsc::unbounded_channel();
         let core = HubCore::new(cfg.clone(), hooks);
+        let (stop_timer, stopped) = oneshot::channel();
         let hub = Arc::new(Hub {
             cfg,
             clock,
@@ -97,13 +102,14 @@ impl Hub {
             gate,
             delivery: Local,
             core: Mutex::new(Locked { core, armed: None }),
-            timer: Arc::new(Notify::new()),
+            timer: Wake::new(),
+            stop_timer: Mutex::new(Some(stop_timer)),
             ids: AtomicU64::new(1),
             seen,
             connections: TaskTracker::new(),
         });
         tokio::spawn(record_seen_users(seen_rx, hub.store.clone(), hub.clock.clone()));
-        tokio::spawn(run_timers(Arc::downgrade(&hub)));
+        tokio::spawn(run_timers(Arc::downgrade(&hub), hub.clock.clone(), hub.timer.clone(), stopped));
         hub
     }
 
@@ -134,7 +140,7 @@ impl Hub {
             && locked.armed.is_none_or(|armed| next < armed)
         {
             locked.armed = Some(next);
-            self.timer.notify_one();
+            self.timer.wake();
         }
         batch
     }
@@ -188,6 +194,14 @@ impl Hub {
         tokio::spawn(async move {
             let _ = hub.run(batch).await;
         });
+    }
+
+    /// Stores a call's transition now; a failure is logged (the caller's
+    /// answer does not depend on it).
+    async fn persist_call(&self, call_id: &CallId, state: CallState) {
+        if let Err(e) = self.store.call_transition(call_id, state, self.clock.now()).await {
+            tracing::error!(%call_id, state = state.as_str(), error = %e, "failed to store call transition");
+        }
     }
 
     /// Runs `batch` for a request: a failed write answers `internal` (the
@@ -583,36 +597,26 @@ async fn record_seen_users(mut rx: mpsc::UnboundedReceiver<UserInfo>, store: Arc
 /// The timer task: sleeps on the hub's clock until the core's next
 /// deadline (woken early when an input moves it earlier), then hands the
 /// core the time. Ends when the hub is dropped.
-async fn run_timers(hub: Weak<Hub>) {
-    loop {
-        let (deadline, wake, clock) = {
-            let Some(hub) = hub.upgrade() else { return };
-            let mut locked = hub.lock();
-            let deadline = locked.core.next_deadline();
-            locked.armed = deadline;
-            (deadline, hub.timer.clone(), hub.clock.clone())
-        };
-        match deadline {
-            Some(at) => {
-                tokio::select! {
-                    () = clock.sleep_until(at) => {}
-                    () = wake.notified() => continue,
-                }
-            }
-            None => {
-                wake.notified().await;
-                continue;
-            }
+async fn run_timers(hub: Weak<Hub>, clock: Arc<dyn Clock>, wake: Wake, stopped: oneshot::Receiver<()>) {
+    let stopped = async {
+        let _ = stopped.await;
+    };
+    run_worker(clock, wake, stopped, |_| {
+        let hub = hub.upgrade();
+        async move {
+            let hub = hub?;
+            let batch = {
+                let mut locked = hub.lock();
+                let now = hub.clock.now();
+                locked.core.handle_timeout(now);
+                locked.armed = locked.core.next_deadline();
+                hub.apply(&mut locked)
+            };
+            hub.spawn(batch);
+            hub.lock().armed
         }
-        let Some(hub) = hub.upgrade() else { return };
-        let batch = {
-            let mut locked = hub.lock();
-            let now = hub.clock.now();
-            locked.core.handle_timeout(now);
-            hub.apply(&mut locked)
-        };
-        hub.spawn(batch);
-    }
+    })
+    .await;
 }
 
 fn check_sdp(sdp: &str) -> Result<(), SignalError> {
