@@ -24,7 +24,7 @@ use parley_domain::protocol::{AckResult, ClientEnvelope, ClientMessage, ErrorCod
 use tokio::sync::Notify;
 
 use crate::error::SignalError;
-use crate::hub::{CLOSE_GOING_AWAY, CLOSE_RECORDER_CONNECTED, Hub, Refusal};
+use crate::hub::{CLOSE_GOING_AWAY, CLOSE_RECORDER_CONNECTED, Hub, LocalLink, Refusal};
 use crate::link::{Link, Take};
 use crate::metrics;
 
@@ -73,7 +73,7 @@ enum Flow {
 struct Conn {
     hub: Arc<Hub>,
     conn_id: u64,
-    link: Arc<Link>,
+    link: LocalLink,
     /// Woken by the link when it has messages for this connection.
     wake: Arc<Notify>,
     sink: SplitSink<WebSocket, Message>,

@@ -7,7 +7,9 @@
 //! Entry point: [`Signaling::router`]. The crate knows nothing of billing or
 //! databases: `server` plugs in a [`Store`] and a [`CallGate`].
 //!
-//! Module map: `hub` (state and transitions), `connection` (one
+//! Module map: `hub` (`hub::core`: the pure state machine that decides;
+//! `hub::driver`: the [`Hub`] that does its IO; `hub::delivery`: how
+//! messages reach links), `connection` (one
 //! WebSocket), `link` (resumable per-client state), `auth` (JWT), `turn`
 //! (ICE servers), `store` (the traits the server implements).
 

@@ -1,0 +1,114 @@
+//! The driver against a store that fails: nothing a client is told about an
+//! end is missing from the store.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use parley_domain::protocol::{ClientMessage, ErrorCode, Role, UserInfo};
+use parley_domain::{CallId, Clock, SessionId, Sleep, Timestamp, UserId};
+use tokio::sync::Notify;
+
+use super::Hub;
+use crate::config::SignalingConfig;
+use crate::store::{
+    CallRecord, CallState, NoHooks, OpenGate, SessionEvent, SessionRecord, Store, StoreError, StoredCall,
+    StoredSession, TimelineEntry,
+};
+
+/// A clock that stands still (no timer of these tests is due).
+struct Still(Timestamp);
+
+impl Clock for Still {
+    fn now(&self) -> Timestamp {
+        self.0
+    }
+
+    fn sleep_until(&self, _deadline: Timestamp) -> Sleep {
+        Box::pin(std::future::pending())
+    }
+}
+
+/// A store that takes everything but, if `fail_ends`, a session's end.
+struct Flaky {
+    fail_ends: bool,
+}
+
+#[async_trait]
+impl Store for Flaky {
+    async fn users_seen(&self, _: &[UserInfo], _: Timestamp) -> Result<(), StoreError> {
+        Ok(())
+    }
+    async fn user(&self, _: &UserId) -> Result<Option<UserInfo>, StoreError> {
+        Ok(None)
+    }
+    async fn users_with_role(&self, _: Role) -> Result<Vec<UserInfo>, StoreError> {
+        Ok(Vec::new())
+    }
+    async fn create_call(&self, _: &CallRecord) -> Result<(), StoreError> {
+        Ok(())
+    }
+    async fn call_transition(&self, _: &CallId, _: CallState, _: Timestamp) -> Result<(), StoreError> {
+        Ok(())
+    }
+    async fn call(&self, _: &CallId) -> Result<Option<StoredCall>, StoreError> {
+        Ok(None)
+    }
+    async fn create_session(&self, _: &SessionRecord) -> Result<(), StoreError> {
+        Ok(())
+    }
+    async fn session_event(&self, _: &SessionId, event: &SessionEvent, _: Timestamp) -> Result<(), StoreError> {
+        match event {
+            SessionEvent::Ended { .. } if self.fail_ends => Err(StoreError("disk full".into())),
+            _ => Ok(()),
+        }
+    }
+    async fn session(&self, _: &SessionId) -> Result<Option<StoredSession>, StoreError> {
+        Ok(None)
+    }
+    async fn session_timeline(&self, _: &SessionId) -> Result<Vec<TimelineEntry>, StoreError> {
+        Ok(Vec::new())
+    }
+}
+
+/// A hang-up on a hub whose store does (or does not) take the end: the
+/// caller's answer and every message its link got afterwards.
+async fn hang_up(fail_ends: bool) -> (Result<(), ErrorCode>, Vec<String>) {
+    let now = Timestamp::from_unix_millis(1_767_225_600_000);
+    let store = Arc::new(Flaky { fail_ends });
+    let hub = Hub::new(SignalingConfig::default(), Arc::new(Still(now)), store, Arc::new(OpenGate), Arc::new(NoHooks));
+    let user = |id: &str, role| UserInfo { id: UserId::parse(id).unwrap(), name: id.into(), role };
+    let (seeker, consultant) = (user("sam", Role::Seeker), user("cora", Role::Consultant));
+    let session_id = SessionId::parse("ses_flaky").unwrap();
+    let record = SessionRecord {
+        session_id: session_id.clone(),
+        call_id: CallId::parse("call_flaky").unwrap(),
+        seeker_id: seeker.id.clone(),
+        consultant_id: consultant.id.clone(),
+        opened_at: now,
+        recording: false,
+        scheduled: false,
+    };
+    hub.restore_session(record, seeker.clone(), consultant, None);
+    let link = hub.connect(seeker, false, 1, Arc::new(Notify::new())).expect("admitted");
+    let mut seen = Vec::new();
+    link.take(1, &mut seen, usize::MAX);
+    let mut id = Some("end".to_owned());
+    let answer = hub.handle(&link, &mut id, ClientMessage::SessionEnd { session_id }).await;
+    seen.clear();
+    link.take(1, &mut seen, usize::MAX);
+    (answer.map(|_| ()).map_err(|e| e.code), seen.iter().map(|t| t.as_str().to_owned()).collect())
+}
+
+#[tokio::test]
+async fn a_stored_end_is_told() {
+    let (answer, seen) = hang_up(false).await;
+    assert_eq!(answer, Ok(()));
+    assert!(seen.iter().any(|m| m.contains(r#""type":"session.ended""#)), "{seen:?}");
+}
+
+#[tokio::test]
+async fn an_end_the_store_did_not_take_is_not_told_and_the_caller_gets_internal() {
+    let (answer, seen) = hang_up(true).await;
+    assert_eq!(answer, Err(ErrorCode::Internal));
+    assert!(seen.iter().all(|m| !m.contains("session.ended")), "{seen:?}");
+}
