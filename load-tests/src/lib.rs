@@ -27,8 +27,6 @@
 //!
 //! See `load-tests/README.md` for how to run it and what the figures mean.
 
-#![warn(missing_docs)]
-
 pub mod call;
 pub mod clock;
 pub mod limits;

@@ -4,11 +4,11 @@
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use parley_domain::clock::SystemClock;
 use parley_domain::protocol::{Role, UserInfo};
 use parley_domain::{Clock, Timestamp, UserId};
 use parley_server::{Application, Config, app, telemetry};
 use parley_signaling::Authenticator;
-use parley_signaling::clock::SystemClock;
 
 /// Parley: the realtime server for paid expert calls.
 #[derive(Parser)]

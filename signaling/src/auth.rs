@@ -93,7 +93,7 @@ impl std::fmt::Debug for Authenticator {
 impl Authenticator {
     /// An authenticator for HS256 tokens signed with `secret`.
     pub fn new(secret: &[u8]) -> Self {
-        Self::with_clock(secret, std::sync::Arc::new(crate::clock::SystemClock))
+        Self::with_clock(secret, std::sync::Arc::new(parley_domain::clock::SystemClock))
     }
 
     /// An authenticator for HS256 tokens signed with `secret` whose `exp`
@@ -192,7 +192,7 @@ mod tests {
 
     fn now() -> Timestamp {
         use parley_domain::Clock;
-        crate::clock::SystemClock.now()
+        parley_domain::clock::SystemClock.now()
     }
 
     #[test]

@@ -12,7 +12,6 @@
 //! (ICE servers), `store` (the traits the server implements).
 
 pub mod auth;
-pub mod clock;
 mod config;
 mod connection;
 mod error;

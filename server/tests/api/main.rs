@@ -1,0 +1,23 @@
+//! One test binary for Parley's server through its public surfaces (REST, the signaling socket, the CLI), one module per area.
+//! Each module was a test file of its own; one binary links once.
+
+mod bookings;
+mod call_gate;
+mod common;
+mod crash_windows;
+mod directory;
+#[path = "../../../billing/tests/billing/fake_stripe/mod.rs"]
+mod fake_stripe;
+mod files;
+mod money;
+mod reconcile;
+mod recording;
+mod recording_rejoin;
+mod recording_signaling;
+mod restart;
+mod reviews;
+mod signaling;
+mod store;
+mod stripe;
+mod webhooks;
+mod webrtc_call;

@@ -1,0 +1,189 @@
+//! The SQL store on both backends: SQLite (a temp file) and PostgreSQL (a
+//! fresh database on `TEST_DATABASE_URL`), with the same script.
+
+use crate::common;
+
+use parley_domain::protocol::{CallEndReason, MediaState, Role, SessionEndReason, UserInfo};
+use parley_domain::{CallId, SessionId, Timestamp, UserId};
+use parley_server::store::{Backend, SqlStore};
+use parley_signaling::Store;
+use parley_signaling::store::{CallRecord, CallState, SessionEvent, SessionRecord};
+
+fn id<T: std::str::FromStr>(s: &str) -> T
+where
+    T::Err: std::fmt::Debug,
+{
+    s.parse().unwrap()
+}
+
+fn t(ms: i64) -> Timestamp {
+    Timestamp::from_unix_millis(ms)
+}
+
+async fn exercise(store: &SqlStore) {
+    // Users: inserted, then updated in place.
+    let sam = common::user("sam", Role::Seeker);
+    let cora = common::user("cora", Role::Consultant);
+    store.users_seen(&[sam.clone(), cora.clone()], t(1_000)).await.unwrap();
+    assert_eq!(store.user(&id("sam")).await.unwrap(), Some(sam.clone()));
+    assert_eq!(store.user(&id("nobody")).await.unwrap(), None);
+    let renamed = UserInfo { name: "Cora C.".into(), ..cora.clone() };
+    store.users_seen(std::slice::from_ref(&renamed), t(2_000)).await.unwrap();
+    assert_eq!(store.users_with_role(Role::Consultant).await.unwrap(), vec![renamed]);
+    // A large batch (several multi-row statements), with a user twice: the
+    // later entry wins.
+    let mut many: Vec<UserInfo> = (0..250).map(|i| common::user(&format!("u{i}"), Role::Seeker)).collect();
+    many.push(UserInfo { name: "u7 renamed".into(), ..common::user("u7", Role::Seeker) });
+    store.users_seen(&many, t(3_000)).await.unwrap();
+    assert_eq!(store.users_with_role(Role::Seeker).await.unwrap().len(), 251);
+    assert_eq!(store.user(&id("u7")).await.unwrap().unwrap().name, "u7 renamed");
+    assert_eq!(store.user(&id("u249")).await.unwrap().unwrap().name, "u249 name");
+
+    // A call and its transitions.
+    let call = CallRecord {
+        call_id: id::<CallId>("call_1"),
+        session_id: id::<SessionId>("ses_1"),
+        seeker_id: id::<UserId>("sam"),
+        consultant_id: id::<UserId>("cora"),
+        created_at: t(10_000),
+        recording: false,
+        seeker_premium: false,
+    };
+    store.create_call(&call).await.unwrap();
+    assert_eq!(store.call(&call.call_id).await.unwrap().unwrap().state, "requested");
+    store.call_transition(&call.call_id, CallState::Ringing, t(10_100)).await.unwrap();
+    store.call_transition(&call.call_id, CallState::Accepted, t(12_000)).await.unwrap();
+    let stored = store.call(&call.call_id).await.unwrap().unwrap();
+    assert_eq!((stored.state.as_str(), stored.record), ("accepted", call.clone()));
+    assert!(store.call(&id("call_nope")).await.unwrap().is_none());
+    assert_eq!(CallState::Ended(CallEndReason::Timeout).as_str(), "timeout");
+
+    // A session, its timeline, and its end.
+    let session = SessionRecord {
+        session_id: call.session_id.clone(),
+        call_id: call.call_id.clone(),
+        seeker_id: call.seeker_id.clone(),
+        consultant_id: call.consultant_id.clone(),
+        opened_at: t(12_000),
+        recording: true,
+        scheduled: false,
+    };
+    store.create_session(&session).await.unwrap();
+    let open = store.session(&session.session_id).await.unwrap().unwrap();
+    assert_eq!((open.record, open.ended_at), (session.clone(), None));
+    let events = [
+        (SessionEvent::Joined(id("sam")), 12_100),
+        (SessionEvent::Joined(id("cora")), 12_200),
+        (SessionEvent::Media(id("sam"), MediaState::Connected), 12_400),
+        (SessionEvent::Dropped(id("cora")), 20_000),
+        (SessionEvent::Joined(id("cora")), 21_000),
+        (SessionEvent::Ended { reason: SessionEndReason::Hangup, by: Some(id("sam")), bill: None }, 700_000),
+    ];
+    for (e, at) in &events {
+        store.session_event(&session.session_id, e, t(*at)).await.unwrap();
+    }
+    // A second end does not move the recorded end.
+    store
+        .session_event(
+            &session.session_id,
+            &SessionEvent::Ended { reason: SessionEndReason::Abandoned, by: None, bill: None },
+            t(800_000),
+        )
+        .await
+        .unwrap();
+    let ended = store.session(&session.session_id).await.unwrap().unwrap();
+    assert_eq!((ended.ended_at, ended.end_reason.as_deref()), (Some(t(700_000)), Some("hangup")));
+    let timeline = store.session_timeline(&session.session_id).await.unwrap();
+    let shown: Vec<(i64, &str, Option<&str>, Option<&str>)> = timeline
+        .iter()
+        .map(|e| (e.at.unix_millis(), e.kind.as_str(), e.user_id.as_ref().map(UserId::as_str), e.detail.as_deref()))
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            (12_100, "joined", Some("sam"), None),
+            (12_200, "joined", Some("cora"), None),
+            (12_400, "media_state", Some("sam"), Some("connected")),
+            (20_000, "dropped", Some("cora"), None),
+            (21_000, "joined", Some("cora"), None),
+            (700_000, "ended", Some("sam"), Some("hangup")),
+            (800_000, "ended", None, Some("abandoned")),
+        ]
+    );
+    assert!(store.session(&id("ses_nope")).await.unwrap().is_none());
+    store.ping().await.unwrap();
+}
+
+/// Many concurrent writes share commits; one that fails (a duplicate call)
+/// fails alone and every other write lands.
+async fn a_failing_write_fails_alone(store: &SqlStore) {
+    let call = |n: usize| CallRecord {
+        call_id: id::<CallId>(&format!("call_b{n}")),
+        session_id: id::<SessionId>(&format!("ses_b{n}")),
+        seeker_id: id::<UserId>("sam"),
+        consultant_id: id::<UserId>("cora"),
+        created_at: t(1_000),
+        recording: false,
+        seeker_premium: false,
+    };
+    store.create_call(&call(0)).await.unwrap();
+    let mut writes = tokio::task::JoinSet::new();
+    for n in 1..=40 {
+        let store = store.clone();
+        writes.spawn(async move { (n, store.create_call(&call(n)).await) });
+    }
+    let duplicate = {
+        let store = store.clone();
+        tokio::spawn(async move { store.create_call(&call(0)).await })
+    };
+    while let Some(joined) = writes.join_next().await {
+        let (n, result) = joined.unwrap();
+        assert!(result.is_ok(), "write {n}: {result:?}");
+    }
+    assert!(duplicate.await.unwrap().is_err(), "a second call with the same id is refused");
+    for n in 0..=40 {
+        assert_eq!(store.call(&call(n).call_id).await.unwrap().unwrap().state, "requested", "call {n}");
+    }
+}
+
+/// The same script on each backend.
+async fn whole_script(url: &str, backend: Backend) {
+    let store = SqlStore::connect(url).await.unwrap();
+    assert_eq!(store.backend(), backend);
+    exercise(&store).await;
+    a_failing_write_fails_alone(&store).await;
+    // Migrations are idempotent: reconnecting to the same database works.
+    SqlStore::connect(url).await.unwrap();
+}
+
+#[tokio::test]
+async fn the_store_works_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    whole_script(&format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display()), Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn the_store_works_on_postgres() {
+    whole_script(&common::fresh_postgres_url().await, Backend::Postgres).await;
+}
+
+#[tokio::test]
+async fn a_call_flows_end_to_end_on_postgres() {
+    let app = common::spawn_app_on_postgres().await;
+    let (consultant, mut c_events) = app.available_consultant("cora").await;
+    let (seeker, _s_events) = app.client("sam", Role::Seeker).await;
+    let ringing = seeker.call(&id("cora"), None).await.unwrap();
+    let call_id = c_events
+        .wait_for(common::WAIT, |m| match m {
+            parley_domain::protocol::ServerMessage::CallIncoming { call_id, .. } => Some(call_id.clone()),
+            _ => None,
+        })
+        .await
+        .unwrap();
+    consultant.accept(&call_id).await.unwrap();
+    seeker.join(&ringing.session_id).await.unwrap();
+    consultant.end_session(&ringing.session_id).await.unwrap();
+    let s = app.store.session(&ringing.session_id).await.unwrap().unwrap();
+    assert_eq!(s.end_reason.as_deref(), Some("hangup"));
+    assert_eq!(common::timeline_kinds(&app.store, &ringing.session_id).await, ["joined", "ended"]);
+}
