@@ -31,11 +31,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail, ensure};
-use bytes::Bytes;
 use parley_domain::protocol::rest::RecordingList;
 use parley_domain::protocol::{Role, ServerMessage, SessionEndReason};
 use parley_domain::{SessionId, UserId};
-use parley_sdk::call::{Call, CallConfig, Signal, VIDEO_FRAME_DURATION, VP8_GREY_KEY_FRAME};
+use parley_sdk::call::{Call, CallConfig, Signal};
 use parley_sdk::session::signal_message;
 use parley_sdk::{ApiClient, Event, Events, SignalingClient};
 use serde::{Deserialize, Serialize};

@@ -46,7 +46,7 @@ pub struct CallRecord {
     pub warnings: Vec<String>,
     /// The step under way, named in `error`.
     #[serde(skip)]
-    stage: &'static str,
+    pub(crate) stage: &'static str,
 }
 
 impl CallRecord {

@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use parley_sdk::call::{VIDEO_FRAME_DURATION, VP8_GREY_KEY_FRAME};
-use serde::Serialize;
 
 /// A process is taken as saturated at this % of the cores it may use.
 pub const SATURATED_PERCENT: f64 = 90.0;

@@ -80,7 +80,7 @@ pub struct SessionRecord {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
     #[serde(skip)]
-    stage: &'static str,
+    pub(crate) stage: &'static str,
 }
 
 impl SessionRecord {

@@ -1,3 +1,5 @@
+use parley_sdk::call::VP8_GREY_KEY_FRAME;
+
 use super::*;
 
 fn opts(sessions: usize, video: bool) -> RecordOptions {

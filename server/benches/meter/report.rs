@@ -197,7 +197,3 @@ impl MeterReport {
 fn counts_line(counts: &Counts) -> String {
     counts.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
 }
-
-fn counts_line(counts: &Counts) -> String {
-    counts.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
-}

@@ -1,0 +1,51 @@
+//! `parley-load call` (the load generator's call scenario, an external
+//! client) against a real server with a 4 s free window (issue 3): a 2 s
+//! call ends free and its hold is released; a 6 s call is charged EUR 30.00
+//! with the 20 % fee. Real WebRTC calls on loopback; the server runs on the
+//! system clock here, because the generator's calls last real seconds.
+
+use std::time::Duration;
+
+use parley_load::call::{self, CallOptions};
+use parley_load::target;
+use parley_server::{Application, Config};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_call_is_free_and_a_long_one_is_charged_with_the_fee() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::for_tests(dir.path());
+    config.meter.free_window = Duration::from_secs(4);
+    config.meter.warn_before = Duration::from_secs(2);
+    let secret_file = dir.path().join("jwt-secret");
+    std::fs::write(&secret_file, config.jwt_secret.clone().unwrap()).unwrap();
+    let app = Application::build(config).await.unwrap();
+    let base = format!("http://{}", app.local_addr());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until(async move {
+        let _ = stopped.await;
+    }));
+
+    let mut seen = Vec::new();
+    for secs in [2, 6] {
+        let report = call::run(CallOptions {
+            target: target::parse(&base).unwrap(),
+            calls: 1,
+            duration: Duration::from_secs(secs),
+            jwt_secret_file: Some(secret_file.clone()),
+            price_minor: 3000,
+        })
+        .await
+        .unwrap();
+        for line in report.summary_lines() {
+            println!("{line}");
+        }
+        let c = &report.per_call[0];
+        assert!(c.error.is_none(), "{secs} s call failed: {:?}", c.error);
+        seen.push((c.outcome, c.captured_minor, c.fee_minor, c.billable_seconds.unwrap_or(0) >= secs));
+    }
+    assert_eq!(seen[0], (Some("free"), Some(0), Some(0), true), "2 s: free, hold released");
+    assert_eq!(seen[1], (Some("charged"), Some(3000), Some(600), true), "6 s: charged with the fee");
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+}
