@@ -46,7 +46,7 @@ ensure_redis() {
   redis_up || { echo "Redis did not start" >&2; exit 1; }
 }
 
-# The browser tests (web-demo/tests/browser.rs) drive Debian's chromium
+# The browser tests (web-demo/tests/browser/) drive Debian's chromium
 # headless; test tools' own browser downloads do not work here.
 ensure_chromium() {
   [ -x /usr/bin/chromium ] || apt_install chromium
