@@ -46,7 +46,7 @@ ensure_redis() {
   redis_up || { echo "Redis did not start" >&2; exit 1; }
 }
 
-# The browser tests (web-demo/tests/browser.rs) drive Debian's chromium
+# The browser tests (web-demo/tests/browser/) drive Debian's chromium
 # headless; test tools' own browser downloads do not work here.
 ensure_chromium() {
   [ -x /usr/bin/chromium ] || apt_install chromium
@@ -69,5 +69,12 @@ for stale in $(psql_admin -c "SELECT datname FROM pg_database WHERE datname LIKE
   psql_admin -c "DROP DATABASE IF EXISTS \"$stale\" WITH (FORCE)" >/dev/null
 done
 
+# Plain `cargo test`, not `cargo nextest run`: measured on this 2-core
+# machine, nextest ran the server's test binary no faster (48.6 s for 116
+# of its 141 tests vs 51-53 s for all 141 under libtest), and its process
+# per test changes how the in-process fixtures behave (the browser tests'
+# one-at-a-time lock, process-wide metrics, harness-less bench checks and
+# doctests would each need their own arrangement). One test binary per
+# crate is where the time went.
 say "cargo test (PostgreSQL at $TEST_DATABASE_URL, Redis at $TEST_REDIS_URL, chromium at $PARLEY_CHROMIUM)"
 cargo test --workspace --all-targets "$@"

@@ -1,6 +1,8 @@
 //! `parley-load`: the load generator for Parley.
 //!
-//! Four scenarios, each a subcommand of the `parley-load` binary:
+//! Three scenarios, each a subcommand of the `parley-load` binary, each an
+//! external client of running Parley processes (it depends on the protocol
+//! types and the SDK only):
 //!
 //! * [`call`]: real instant calls through the signaling server with the
 //!   Rust SDK — webrtc-rs peer connections on loopback, Opus audio both ways
@@ -13,20 +15,21 @@
 //!   seekers, consultants who allow recording, send-only uplinks to the
 //!   recorder — measuring the recorder's CPU per session and checking what
 //!   it stored.
-//! * [`meter`]: the session meter in-process — many live sessions on one
-//!   `Meters` driver with the system clock and a real SQL store: deadline
-//!   lateness, store writes, CPU and memory per live session.
 //!
 //! Each prints a readable summary and, as the last line of stdout, one JSON
 //! object ([`report`]). The tool only talks to loopback addresses
 //! ([`target`]) and every loop it runs is bounded in count and time.
+//!
+//! The meter's in-process capacity run (many live sessions on one `Meters`
+//! driver with the real SQL store) is a benchmark beside the code it
+//! measures: `cargo bench -p parley-server --bench meter`; it reuses
+//! [`stats`], [`procfs`] and [`report`] from here.
 //!
 //! See `load-tests/README.md` for how to run it and what the figures mean.
 
 pub mod call;
 pub mod clock;
 pub mod limits;
-pub mod meter;
 pub mod procfs;
 pub mod record;
 pub mod report;

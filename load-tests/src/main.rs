@@ -6,8 +6,6 @@
 //!                    [--jwt-secret-file PATH] [--connect-concurrency 256]
 //! parley-load record [--url URL] [--sessions 10] [--duration 20s] [--video] [--video-kbps 500]
 //!                    [--recorder-pid PID] [--server-pid PID] --jwt-secret-file PATH
-//! parley-load meter  [--sessions 10000] [--secs 60] [--checkpoint-secs 10] [--tick-secs 30]
-//!                    [--ramp-secs S] [--database-url URL]
 //! ```
 //!
 //! Readable figures go to stdout, followed by one JSON object as the last
@@ -21,7 +19,6 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use parley_load::call::{self, CallOptions};
-use parley_load::meter::{self, MeterOptions};
 use parley_load::record::{self, RecordOptions};
 use parley_load::signal::{self, SignalOptions};
 use parley_load::{report, target};
@@ -51,10 +48,6 @@ enum Command {
     /// who allow recording, send-only uplinks to the recorder; the
     /// recorder's CPU per session and what it stored.
     Record(RecordArgs),
-    /// The session meter in-process: many live sessions on one driver with
-    /// the system clock and a real SQL store (no server needed): deadline
-    /// lateness, store writes, CPU, memory per live session.
-    Meter(MeterArgs),
 }
 
 #[derive(Debug, Args)]
@@ -154,50 +147,6 @@ struct RecordArgs {
     max_loss_percent: f64,
 }
 
-#[derive(Debug, Args)]
-struct MeterArgs {
-    /// Concurrent live sessions.
-    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
-    sessions: u32,
-    /// Length of the run, seconds: sessions open over the ramp, stay live,
-    /// then all hang up.
-    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
-    secs: u64,
-    /// Checkpoint interval, seconds (DESIGN.md M9; the server's is 10).
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=3600))]
-    checkpoint_secs: Option<u64>,
-    /// `meter.tick` interval, seconds (DESIGN.md M8; the server's is 30).
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=3600))]
-    tick_secs: Option<u64>,
-    /// Over how many seconds the sessions open, evenly. Default: one
-    /// checkpoint interval, at most half the run.
-    #[arg(long, value_parser = clap::value_parser!(u64).range(0..=3600))]
-    ramp_secs: Option<u64>,
-    /// `sqlite:` or `postgres://` URL on this machine. Default: a fresh
-    /// SQLite file in a temp dir, removed afterwards.
-    #[arg(long)]
-    database_url: Option<String>,
-}
-
-impl MeterArgs {
-    fn options(&self) -> MeterOptions {
-        let duration = Duration::from_secs(self.secs);
-        let mut opts = MeterOptions::new(self.sessions as usize, duration);
-        if let Some(secs) = self.checkpoint_secs {
-            opts.settings.checkpoint_interval = Duration::from_secs(secs);
-        }
-        if let Some(secs) = self.tick_secs {
-            opts.settings.tick_interval = Duration::from_secs(secs);
-        }
-        opts.ramp = match self.ramp_secs {
-            Some(secs) => Duration::from_secs(secs),
-            None => meter::default_ramp(&opts.settings, duration),
-        };
-        opts.database_url.clone_from(&self.database_url);
-        opts
-    }
-}
-
 fn parse_duration(s: &str) -> Result<Duration, String> {
     let d = humantime::parse_duration(s).map_err(|e| format!("{s:?}: {e} (e.g. 5s, 500ms, 2m)"))?;
     if d > MAX_DURATION {
@@ -281,14 +230,6 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 max_loss_percent: args.max_loss_percent,
             })
             .await?;
-            for line in report.summary_lines() {
-                println!("{line}");
-            }
-            report::print_json_line(&report);
-            Ok(report.ok())
-        }
-        Command::Meter(args) => {
-            let report = meter::run(args.options()).await?;
             for line in report.summary_lines() {
                 println!("{line}");
             }
@@ -388,34 +329,5 @@ mod tests {
             let argv = ["parley-load", "record"].iter().chain(bad.iter()).copied().collect::<Vec<_>>();
             assert!(Cli::try_parse_from(&argv).is_err(), "{bad:?} accepted");
         }
-    }
-
-    #[test]
-    fn meter_defaults_are_the_servers() {
-        let cli = Cli::try_parse_from(["parley-load", "meter"]).unwrap();
-        let Command::Meter(args) = cli.command else { panic!() };
-        let opts = args.options();
-        assert_eq!((opts.sessions, opts.duration), (10_000, Duration::from_secs(60)));
-        assert_eq!(opts.settings, parley_metering::MeterSettings::default());
-        assert_eq!(opts.ramp, Duration::from_secs(10));
-        let cli = Cli::try_parse_from([
-            "parley-load",
-            "meter",
-            "--sessions",
-            "50",
-            "--secs",
-            "4",
-            "--checkpoint-secs",
-            "1",
-            "--tick-secs",
-            "2",
-        ])
-        .unwrap();
-        let Command::Meter(args) = cli.command else { panic!() };
-        let opts = args.options();
-        assert_eq!(opts.settings.checkpoint_interval, Duration::from_secs(1));
-        assert_eq!(opts.settings.tick_interval, Duration::from_secs(2));
-        assert_eq!(opts.ramp, Duration::from_secs(1));
-        assert!(Cli::try_parse_from(["parley-load", "meter", "--sessions", "0"]).is_err());
     }
 }

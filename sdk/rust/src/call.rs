@@ -101,10 +101,12 @@
 //! # }
 //! ```
 
+mod config;
 mod feedback;
 mod handler;
 mod media;
 mod negotiator;
+mod peer;
 
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -135,8 +137,10 @@ use webrtc::peer_connection::{
     Registry, SettingEngineBuilder, register_default_interceptors,
 };
 
+pub use self::config::{CallConfig, CallError, MediaKind, RemoteRtp, Signal};
 use self::handler::Handler;
 use self::negotiator::{Command, Negotiator};
+use self::peer::{build_peer_connection, media_state_of, new_track, opus_codec, vp8_codec};
 
 /// The label of the call's data channel. The offerer creates it (in-band,
 /// DCEP); the answerer picks it up. Data channels with other labels are
@@ -164,157 +168,8 @@ pub const VP8_GREY_KEY_FRAME: [u8; 36] = [
 /// The RTP header extension carrying the audio level (RFC 6464).
 pub const AUDIO_LEVEL_URI: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
 
-/// The RTP payload type offered for VP8 (the value browsers use too).
-const VP8_PAYLOAD_TYPE: u8 = 96;
-
-/// The kind of a received RTP packet's track.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum MediaKind {
-    /// Audio (Opus).
-    Audio,
-    /// Video (VP8).
-    Video,
-}
-
-/// One RTP packet received from the remote peer (see [`CallConfig::rtp_sink`]).
-#[derive(Debug, Clone)]
-pub struct RemoteRtp {
-    /// The track's kind.
-    pub kind: MediaKind,
-    /// The track's codec, e.g. `audio/opus`, `video/VP8`.
-    pub mime_type: String,
-    /// The packet, header extensions included.
-    pub packet: rtc::rtp::Packet,
-    /// When it was handed out (monotonic).
-    pub arrival: Instant,
-}
-
-/// The RTP payload type offered for Opus (the value browsers use too). The
-/// payload type actually used is the one negotiated.
-const OPUS_PAYLOAD_TYPE: u8 = 111;
-
 /// How long [`Call::close`] waits for the call's tasks to finish.
 const TASK_STOP_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// A signal exchanged with the remote peer through the signaling server.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Signal {
-    /// An SDP offer.
-    Offer(String),
-    /// An SDP answer.
-    Answer(String),
-    /// A trickled ICE candidate.
-    Candidate(IceCandidate),
-}
-
-/// How to set up a [`Call`].
-#[derive(Debug, Clone)]
-pub struct CallConfig {
-    /// STUN/TURN servers (from the server's room join). Empty: host
-    /// candidates only.
-    pub ice_servers: Vec<IceServer>,
-    /// `true`: this side makes the first offer (the seeker). `false`: it
-    /// answers (the consultant). For renegotiation (perfect negotiation) the
-    /// answerer is the polite peer.
-    pub offerer: bool,
-    /// Send an Opus audio track, one frame every [`AUDIO_FRAME_DURATION`],
-    /// once connected. The audio transceiver is negotiated as send-receive
-    /// either way, so the call always receives audio.
-    pub send_audio: bool,
-    /// Local UDP addresses to bind, e.g. `"127.0.0.1:0"` (loopback only, for
-    /// tests and load tests) or `"0.0.0.0:0"` (every interface, for real
-    /// calls). Must not be empty.
-    pub udp_addrs: Vec<String>,
-    /// Time without traffic on the selected candidate pair after which the
-    /// connection is reported [`MediaState::Disconnected`] (default 5 s).
-    pub ice_disconnected_timeout: Duration,
-    /// Time after disconnection after which the connection is reported
-    /// [`MediaState::Failed`] (default 25 s).
-    pub ice_failed_timeout: Duration,
-    /// Interval of ICE keep-alives on an idle connection (default 2 s).
-    pub ice_keepalive_interval: Duration,
-    /// Resolve remote `.local` (mDNS) host candidates, as browsers send them
-    /// (default `true`). This binds an mDNS socket per call; load tests on
-    /// loopback may turn it off.
-    pub resolve_mdns_candidates: bool,
-    /// The encoded Opus frame sent every 20 ms (default
-    /// [`OPUS_SILENCE_FRAME`]). Can be changed later with
-    /// [`Call::set_audio_payload`].
-    pub audio_payload: Bytes,
-    /// The RFC 6464 level (0–127, −dBov) sent with frames other than the
-    /// silence frame, with the voice flag set (default 30).
-    pub speech_audio_level: u8,
-    /// Send a VP8 video track, [`CallConfig::video_payload`] every
-    /// [`VIDEO_FRAME_DURATION`], once connected (default `false`).
-    pub send_video: bool,
-    /// The encoded VP8 frame sent (default [`VP8_GREY_KEY_FRAME`]).
-    pub video_payload: Bytes,
-    /// The offerer opens the [`DATA_CHANNEL_LABEL`] data channel (default
-    /// `true`).
-    pub data_channel: bool,
-    /// Send nothing: offer receive-only audio and video transceivers (the
-    /// recorder). Overrides `send_audio` and `send_video`.
-    pub receive_only: bool,
-    /// Where every received RTP packet is copied, if set.
-    pub rtp_sink: Option<mpsc::UnboundedSender<RemoteRtp>>,
-}
-
-impl Default for CallConfig {
-    /// Offerer, sending audio, loopback only, no ICE servers, webrtc's default
-    /// ICE timeouts (5 s disconnected, 25 s failed, 2 s keep-alive).
-    fn default() -> Self {
-        Self {
-            ice_servers: Vec::new(),
-            offerer: true,
-            send_audio: true,
-            udp_addrs: vec!["127.0.0.1:0".to_owned()],
-            ice_disconnected_timeout: Duration::from_secs(5),
-            ice_failed_timeout: Duration::from_secs(25),
-            ice_keepalive_interval: Duration::from_secs(2),
-            resolve_mdns_candidates: true,
-            audio_payload: Bytes::from_static(&OPUS_SILENCE_FRAME),
-            speech_audio_level: 30,
-            send_video: false,
-            video_payload: Bytes::from_static(&VP8_GREY_KEY_FRAME),
-            data_channel: true,
-            receive_only: false,
-            rtp_sink: None,
-        }
-    }
-}
-
-/// Why a [`Call`] operation failed.
-#[derive(Debug, thiserror::Error)]
-pub enum CallError {
-    /// The WebRTC stack reported an error (bind failure, bad SDP, …).
-    #[error("webrtc error: {0}")]
-    WebRtc(String),
-    /// The configuration cannot work.
-    #[error("invalid call configuration: {0}")]
-    Config(&'static str),
-    /// Nothing happened within the given time; names what was awaited.
-    #[error("timed out waiting for {0}")]
-    Timeout(&'static str),
-    /// The peer connection failed (ICE found no working path, or lost it for
-    /// longer than [`CallConfig::ice_failed_timeout`]).
-    #[error("peer connection failed")]
-    Failed,
-    /// The call has been closed.
-    #[error("call is closed")]
-    Closed,
-    /// The data channel is not open (yet, or any more).
-    #[error("data channel is not open")]
-    DataChannelNotOpen,
-    /// The operation is not possible in the current negotiation state.
-    #[error("invalid negotiation state: {0}")]
-    InvalidState(&'static str),
-}
-
-impl From<webrtc::error::Error> for CallError {
-    fn from(err: webrtc::error::Error) -> Self {
-        CallError::WebRtc(err.to_string())
-    }
-}
 
 /// The data channel as [`Call`] sees it.
 #[derive(Clone)]
@@ -751,121 +606,4 @@ impl Drop for Call {
             ),
         }
     }
-}
-
-/// Maps webrtc's connection state to ours.
-fn media_state_of(state: RTCPeerConnectionState) -> MediaState {
-    match state {
-        RTCPeerConnectionState::Connecting => MediaState::Connecting,
-        RTCPeerConnectionState::Connected => MediaState::Connected,
-        RTCPeerConnectionState::Disconnected => MediaState::Disconnected,
-        RTCPeerConnectionState::Failed => MediaState::Failed,
-        RTCPeerConnectionState::Closed => MediaState::Closed,
-        _ => MediaState::New,
-    }
-}
-
-/// The Opus codec as offered and as set on the local track.
-fn opus_codec() -> RTCRtpCodec {
-    RTCRtpCodec {
-        mime_type: MIME_TYPE_OPUS.to_owned(),
-        clock_rate: 48_000,
-        channels: 2,
-        sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
-        rtcp_feedback: vec![],
-    }
-}
-
-/// VP8 as offered and as set on the local video track.
-fn vp8_codec() -> RTCRtpCodec {
-    RTCRtpCodec {
-        mime_type: MIME_TYPE_VP8.to_owned(),
-        clock_rate: 90_000,
-        channels: 0,
-        sdp_fmtp_line: String::new(),
-        rtcp_feedback: vec![],
-    }
-}
-
-/// Builds the peer connection: Opus with the audio-level extension, VP8,
-/// webrtc's default interceptors (NACK, RTCP reports, TWCC) plus the key
-/// frame request counter, the configured
-/// ICE servers, timeouts and sockets.
-async fn build_peer_connection(
-    config: &CallConfig,
-    handler: Arc<Handler>,
-    key_frame_requests: Arc<AtomicU64>,
-) -> Result<Arc<dyn PeerConnection>, CallError> {
-    let mut media_engine = MediaEngine::default();
-    media_engine.register_codec(
-        RTCRtpCodecParameters { rtp_codec: opus_codec(), payload_type: OPUS_PAYLOAD_TYPE },
-        RtpCodecKind::Audio,
-    )?;
-    media_engine.register_codec(
-        RTCRtpCodecParameters { rtp_codec: vp8_codec(), payload_type: VP8_PAYLOAD_TYPE },
-        RtpCodecKind::Video,
-    )?;
-    media_engine.register_header_extension(
-        RTCRtpHeaderExtensionCapability { uri: AUDIO_LEVEL_URI.to_owned() },
-        RtpCodecKind::Audio,
-        None,
-    )?;
-    let registry = register_default_interceptors(Registry::new(), &mut media_engine)?
-        .with(feedback::SLOT.into(), feedback::KeyFrameRequestCounter::new(key_frame_requests));
-
-    let setting_engine = SettingEngineBuilder::new()
-        .with_ice_timeouts(
-            Some(config.ice_disconnected_timeout),
-            Some(config.ice_failed_timeout),
-            Some(config.ice_keepalive_interval),
-        )
-        .with_multicast_dns_mode(if config.resolve_mdns_candidates {
-            MulticastDnsMode::QueryOnly
-        } else {
-            MulticastDnsMode::Disabled
-        })
-        .build();
-
-    let configuration = RTCConfigurationBuilder::new()
-        .with_ice_servers(
-            config
-                .ice_servers
-                .iter()
-                .map(|server| RTCIceServer {
-                    urls: server.urls.clone(),
-                    username: server.username.clone().unwrap_or_default(),
-                    credential: server.credential.clone().unwrap_or_default(),
-                })
-                .collect(),
-        )
-        .build();
-
-    let pc = PeerConnectionBuilder::new()
-        .with_configuration(configuration)
-        .with_media_engine(media_engine)
-        .with_interceptor_registry(registry)
-        .with_setting_engine(setting_engine)
-        .with_handler(handler)
-        .with_udp_addrs(config.udp_addrs.clone())
-        .build()
-        .await?;
-    Ok(Arc::new(pc))
-}
-
-/// A local track of `kind` sending `codec`, with a random SSRC.
-fn new_track(kind: RtpCodecKind, codec: RTCRtpCodec) -> Result<Arc<TrackLocalStaticSample>, CallError> {
-    let ssrc = std::collections::hash_map::RandomState::new().hash_one(Instant::now()) as u32;
-    let id = if kind == RtpCodecKind::Audio { "parley-audio" } else { "parley-video" };
-    let track = MediaStreamTrack::new(
-        "parley".to_owned(),
-        id.to_owned(),
-        id.to_owned(),
-        kind,
-        vec![RTCRtpEncodingParameters {
-            rtp_coding_parameters: RTCRtpCodingParameters { ssrc: Some(ssrc), ..Default::default() },
-            codec,
-            ..Default::default()
-        }],
-    );
-    Ok(Arc::new(TrackLocalStaticSample::new(Instant::now(), track)?))
 }

@@ -1,6 +1,8 @@
-//! `parley-load call` against a real server with a 4 s free window (issue
-//! 3): a 2 s call ends free and its hold is released; a 6 s call is charged
-//! EUR 30.00 with the 20 % fee. Real WebRTC calls on loopback, real clock.
+//! `parley-load call` (the load generator's call scenario, an external
+//! client) against a real server with a 4 s free window (issue 3): a 2 s
+//! call ends free and its hold is released; a 6 s call is charged EUR 30.00
+//! with the 20 % fee. Real WebRTC calls on loopback; the server runs on the
+//! system clock here, because the generator's calls last real seconds.
 
 use std::time::Duration;
 

@@ -1,4 +1,4 @@
-//! `parley-load meter`: many live sessions on one in-process meter driver.
+//! The meter scenario: many live sessions on one in-process meter driver.
 //!
 //! Runs the server's own [`Meters`] (one driver task per session) with the
 //! system clock and a real [`SqlStore`] (SQLite in a temp dir, or the
@@ -31,14 +31,14 @@ use async_trait::async_trait;
 use parley_domain::clock::SystemClock;
 use parley_domain::protocol::{Role, ServerMessage, SessionBill, SessionEndReason};
 use parley_domain::{Clock, Currency, Money, SessionId, Timestamp};
+use parley_load::report::{Counts, bump};
+use parley_load::stats::{self, Latencies};
+use parley_load::{procfs, run_id};
 use parley_metering::{MeterEnd, MeterEvent, MeterSettings, MeterSink, MeterStore, MeterStoreError, Meters, Price};
 use parley_server::store::SqlStore;
-use serde::Serialize;
 use tokio::time::Instant;
 
-use crate::report::{Counts, bump, opt};
-use crate::stats::{self, Latencies};
-use crate::{procfs, run_id};
+use crate::report::MeterReport;
 
 /// The lateness the meter should stay within at the 99th percentile, ms.
 pub const LATENESS_TARGET_P99_MS: f64 = 50.0;
@@ -102,7 +102,7 @@ pub fn check_database_url(url: &str) -> anyhow::Result<&'static str> {
         host.is_empty()
             || host.starts_with('/')
             || host.eq_ignore_ascii_case("localhost")
-            || host.parse().is_ok_and(crate::target::is_loopback)
+            || host.parse().is_ok_and(parley_load::target::is_loopback)
     };
     let query_hosts: Vec<String> =
         parsed.query_pairs().filter(|(k, _)| k == "host" || k == "hostaddr").map(|(_, v)| v.into_owned()).collect();
@@ -113,198 +113,6 @@ pub fn check_database_url(url: &str) -> anyhow::Result<&'static str> {
         );
     }
     Ok("postgres")
-}
-
-/// The result of a `meter` run; serialised as the last line of stdout.
-/// Rates are per second of the steady phase (every session live);
-/// latencies are milliseconds (`null` without samples).
-#[derive(Debug, Clone, Serialize)]
-pub struct MeterReport {
-    /// Sessions asked for.
-    pub sessions: usize,
-    /// `--secs`: the run's length asked for, seconds.
-    pub secs: f64,
-    /// Checkpoint interval, seconds.
-    pub checkpoint_secs: f64,
-    /// `meter.tick` interval, seconds.
-    pub tick_secs: f64,
-    /// Ramp length, seconds.
-    pub ramp_secs: f64,
-    /// `sqlite (temp dir)`, `sqlite` or `postgres`.
-    pub database: String,
-    /// Sessions opened (and joined by both participants).
-    pub opened: u64,
-    /// Wall time from the first open to the last hang-up, seconds.
-    pub duration_secs: f64,
-    /// Wall time with every session live (ramp done → hang-ups), seconds.
-    pub steady_secs: f64,
-    /// This process's CPU in the steady phase, percent of one core.
-    pub cpu_percent: Option<f64>,
-    /// This process's CPU over the whole run (ramp, steady, end), percent of one core.
-    pub cpu_percent_total: Option<f64>,
-    /// `MeterStore` calls (one stored row each; many share a transaction)
-    /// per second of the steady phase.
-    pub db_writes_per_sec: f64,
-    /// `MeterStore` calls over the whole run.
-    pub db_writes: u64,
-    /// Checkpoints stored over the whole run.
-    pub checkpoints: u64,
-    /// Checkpoints due over the whole run: Σ ⌊live time / interval⌋. A few
-    /// more or fewer than `checkpoints` is a race with the hang-up.
-    pub checkpoints_expected: u64,
-    /// `MeterStore` calls that failed.
-    pub db_errors: u64,
-    /// Latency of one checkpoint or notice write (`meter_event`: writer
-    /// queue + group commit), median, ms.
-    pub db_write_ms_p50: Option<f64>,
-    /// The same, 99th percentile, ms.
-    pub db_write_ms_p99: Option<f64>,
-    /// The same, slowest, ms.
-    pub db_write_ms_max: Option<f64>,
-    /// Latency of one settlement write (`orphan_settlement`, all at the
-    /// end), 99th percentile, ms.
-    pub settlement_write_ms_p99: Option<f64>,
-    /// Deadlines the drivers handled (lateness samples).
-    pub deadlines: u64,
-    /// Deadline lateness (clock now − deadline, 1 ms resolution), median, ms.
-    pub lateness_ms_p50: Option<f64>,
-    /// The same, 90th percentile, ms.
-    pub lateness_ms_p90: Option<f64>,
-    /// The same, 99th percentile, ms (target: ≤ 50).
-    pub lateness_ms_p99: Option<f64>,
-    /// The same, largest, ms.
-    pub lateness_ms_max: Option<f64>,
-    /// `lateness_ms_p99 ≤ 50` (null without samples). Reported, not a failure.
-    pub lateness_within_target: Option<bool>,
-    /// VmRSS before the first session opened, KiB.
-    pub rss_kib_before: Option<u64>,
-    /// VmRSS with every session live (end of the ramp), KiB.
-    pub rss_kib_live: Option<u64>,
-    /// VmRSS just before the hang-ups, KiB.
-    pub rss_kib_end: Option<u64>,
-    /// (`rss_kib_live` − `rss_kib_before`) / `opened`, KiB per live session.
-    pub rss_kib_per_session: Option<f64>,
-    /// Meter notices sent to the sink per second of the steady phase.
-    pub notices_per_sec: f64,
-    /// Meter notices over the whole run, by message type.
-    pub notices: Counts,
-    /// Sessions whose `ending` returned a settlement.
-    pub settlements: u64,
-    /// Sessions whose `ending` returned none (should be 0).
-    pub settlements_missing: u64,
-    /// Sessions the meter ended by itself (a limit or abandonment: the
-    /// driver asked the sink to end them for a reason other than a
-    /// hang-up; should be 0).
-    pub meter_ended: u64,
-    /// `MeterSink::end` calls for a hang-up: a hang-up's end echoed back to
-    /// signaling by the driver (should be 0; see the README).
-    pub hangup_echoes: u64,
-    /// `MeterStore::orphan_settlement` calls (part of `db_writes`).
-    pub settlement_writes: u64,
-    /// Largest |true both-present time − billed time| over the settlements,
-    /// ms (billed seconds are rounded down, so below 1000: DESIGN.md M10).
-    pub billing_error_ms_max: Option<i64>,
-    /// Sessions still metered after the hang-ups (should be 0).
-    pub left_live: usize,
-    /// Store calls still in flight when the run gave up waiting (should be 0).
-    pub left_in_flight: i64,
-}
-
-impl MeterReport {
-    /// Whether every session opened, was checkpointed without store errors,
-    /// and settled within M10's ±1 s. Lateness is reported, not judged.
-    pub fn ok(&self) -> bool {
-        self.opened == self.sessions as u64
-            && self.settlements == self.opened
-            && self.db_errors == 0
-            && self.meter_ended == 0
-            && self.left_live == 0
-            && self.left_in_flight == 0
-            && self.billing_error_ms_max.is_none_or(|e| e < 1000)
-    }
-
-    /// The readable summary lines.
-    pub fn summary_lines(&self) -> Vec<String> {
-        let notices: u64 = self.notices.values().sum();
-        let mut out = vec![
-            format!(
-                "meter: {} sessions for {} s (ramp {} s), checkpoints every {} s, ticks every {} s, {}",
-                self.sessions, self.secs, self.ramp_secs, self.checkpoint_secs, self.tick_secs, self.database
-            ),
-            format!(
-                "run       {} opened; {:.3} s in all, {:.3} s with all live",
-                self.opened, self.duration_secs, self.steady_secs
-            ),
-            format!(
-                "cpu       {} % of one core while all live ({} % over the whole run)",
-                opt(self.cpu_percent),
-                opt(self.cpu_percent_total)
-            ),
-            format!(
-                "lateness  n={} p50={} p90={} p99={} max={} ms (target p99 <= {LATENESS_TARGET_P99_MS} ms: {})",
-                self.deadlines,
-                opt(self.lateness_ms_p50),
-                opt(self.lateness_ms_p90),
-                opt(self.lateness_ms_p99),
-                opt(self.lateness_ms_max),
-                match self.lateness_within_target {
-                    Some(true) => "met",
-                    Some(false) => "MISSED",
-                    None => "-",
-                }
-            ),
-            format!(
-                "store     {:.1} writes/s while all live; {} writes ({} checkpoints, {} due), {} errors; \
-                 write p50={} p99={} max={} ms",
-                self.db_writes_per_sec,
-                self.db_writes,
-                self.checkpoints,
-                self.checkpoints_expected,
-                self.db_errors,
-                opt(self.db_write_ms_p50),
-                opt(self.db_write_ms_p99),
-                opt(self.db_write_ms_max)
-            ),
-            format!(
-                "notices   {:.1}/s while all live; {notices} in all ({})",
-                self.notices_per_sec,
-                counts_line(&self.notices)
-            ),
-        ];
-        match (self.rss_kib_before, self.rss_kib_live) {
-            (Some(before), Some(live)) => out.push(format!(
-                "memory    RSS {before} KiB -> {live} KiB with all live ({} KiB at the end): {} KiB per live session",
-                self.rss_kib_end.map_or_else(|| "-".to_owned(), |k| k.to_string()),
-                opt(self.rss_kib_per_session)
-            )),
-            _ => out.push("memory    RSS not readable (/proc/self/status)".to_owned()),
-        }
-        out.push(format!(
-            "settled   {} of {} ({} missing, {} ended by the meter); billing error max {} ms",
-            self.settlements,
-            self.opened,
-            self.settlements_missing,
-            self.meter_ended,
-            self.billing_error_ms_max.map_or_else(|| "-".to_owned(), |e| e.to_string())
-        ));
-        out.push(format!(
-            "echoes    {} hang-ups echoed to the sink by the driver, {} settlements stored by it (p99 {} ms)",
-            self.hangup_echoes,
-            self.settlement_writes,
-            opt(self.settlement_write_ms_p99)
-        ));
-        if self.left_live > 0 || self.left_in_flight > 0 {
-            out.push(format!(
-                "leftover  {} sessions still metered, {} store calls in flight",
-                self.left_live, self.left_in_flight
-            ));
-        }
-        out
-    }
-}
-
-fn counts_line(counts: &Counts) -> String {
-    counts.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
 }
 
 /// A [`MeterStore`] that counts and times the calls it passes on.
@@ -427,7 +235,7 @@ fn per_sec(count: u64, secs: f64) -> f64 {
 }
 
 /// When session `i` of `n` opens, `ramp` spreading them evenly.
-fn start_offset(i: usize, n: usize, ramp: Duration) -> Duration {
+pub fn start_offset(i: usize, n: usize, ramp: Duration) -> Duration {
     if n == 0 { Duration::ZERO } else { ramp.mul_f64(i as f64 / n as f64) }
 }
 
@@ -479,11 +287,7 @@ pub async fn run(opts: MeterOptions) -> anyhow::Result<MeterReport> {
     // ----- ramp -----------------------------------------------------------
     let rss_before = procfs::own_rss_kib();
     let cpu_start = procfs::own_cpu_secs();
-    eprintln!(
-        "parley-load: meter: opening {} sessions over {:.3} s ({database})",
-        opts.sessions,
-        opts.ramp.as_secs_f64()
-    );
+    eprintln!("meter: opening {} sessions over {:.3} s ({database})", opts.sessions, opts.ramp.as_secs_f64());
     let started = Instant::now();
     let end_at = started + opts.duration;
     let mut next = 0;
@@ -509,7 +313,7 @@ pub async fn run(opts: MeterOptions) -> anyhow::Result<MeterReport> {
     let cpu_steady = procfs::own_cpu_secs();
     let (writes_steady, notices_steady) = (store.writes.load(Ordering::Relaxed), sink.sent.load(Ordering::Relaxed));
     eprintln!(
-        "parley-load: meter: {} sessions live after {:.3} s; steady until {:.3} s",
+        "meter: {} sessions live after {:.3} s; steady until {:.3} s",
         meters.live_sessions(),
         started.elapsed().as_secs_f64(),
         opts.duration.as_secs_f64()
@@ -523,7 +327,7 @@ pub async fn run(opts: MeterOptions) -> anyhow::Result<MeterReport> {
     let (writes_end, notices_end) = (store.writes.load(Ordering::Relaxed), sink.sent.load(Ordering::Relaxed));
 
     // ----- end ------------------------------------------------------------
-    eprintln!("parley-load: meter: hanging up {opened} sessions");
+    eprintln!("meter: hanging up {opened} sessions");
     let checkpoint_ms = opts.settings.checkpoint_interval.as_millis().max(1) as u64;
     let (mut settlements, mut missing, mut checkpoints_expected) = (0u64, 0u64, 0u64);
     let mut billing_error_ms_max: Option<i64> = None;
@@ -608,131 +412,4 @@ pub async fn run(opts: MeterOptions) -> anyhow::Result<MeterReport> {
     sql.pool().close().await;
     drop(temp_dir);
     Ok(report)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn report() -> MeterReport {
-        MeterReport {
-            sessions: 10_000,
-            secs: 60.0,
-            checkpoint_secs: 10.0,
-            tick_secs: 30.0,
-            ramp_secs: 10.0,
-            database: "sqlite (temp dir)".into(),
-            opened: 10_000,
-            duration_secs: 60.2,
-            steady_secs: 50.0,
-            cpu_percent: Some(12.5),
-            cpu_percent_total: Some(14.0),
-            db_writes_per_sec: 1000.0,
-            db_writes: 55_000,
-            checkpoints: 55_000,
-            checkpoints_expected: 55_000,
-            db_errors: 0,
-            db_write_ms_p50: Some(2.0),
-            db_write_ms_p99: Some(9.0),
-            db_write_ms_max: Some(20.0),
-            settlement_write_ms_p99: Some(150.0),
-            deadlines: 70_000,
-            lateness_ms_p50: Some(1.0),
-            lateness_ms_p90: Some(1.0),
-            lateness_ms_p99: Some(2.0),
-            lateness_ms_max: Some(30.0),
-            lateness_within_target: Some(true),
-            rss_kib_before: Some(20_000),
-            rss_kib_live: Some(40_000),
-            rss_kib_end: Some(41_000),
-            rss_kib_per_session: Some(2.0),
-            notices_per_sec: 333.3,
-            notices: Counts::from([("meter.tick".to_owned(), 20_000)]),
-            settlements: 10_000,
-            settlements_missing: 0,
-            meter_ended: 0,
-            hangup_echoes: 10_000,
-            settlement_writes: 10_000,
-            billing_error_ms_max: Some(999),
-            left_live: 0,
-            left_in_flight: 0,
-        }
-    }
-
-    #[test]
-    fn the_json_line_has_the_documented_fields() {
-        let line = crate::report::json_line(&report());
-        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
-        for key in [
-            "sessions",
-            "duration_secs",
-            "cpu_percent",
-            "db_writes_per_sec",
-            "lateness_ms_p50",
-            "lateness_ms_p99",
-            "lateness_ms_max",
-            "rss_kib_per_session",
-            "notices_per_sec",
-            "settlements",
-        ] {
-            assert!(v.get(key).is_some(), "missing {key}: {line}");
-        }
-        assert_eq!(v["notices"]["meter.tick"], 20_000);
-    }
-
-    #[test]
-    fn missing_settlements_and_store_errors_fail_the_run_but_lateness_does_not() {
-        let mut r = report();
-        assert!(r.ok());
-        r.lateness_within_target = Some(false);
-        assert!(r.ok());
-        r.settlements = 9_999;
-        assert!(!r.ok());
-        let mut r = report();
-        r.db_errors = 1;
-        assert!(!r.ok());
-        let mut r = report();
-        r.billing_error_ms_max = Some(1_000);
-        assert!(!r.ok());
-    }
-
-    #[test]
-    fn the_summary_names_every_figure() {
-        let text = report().summary_lines().join("\n");
-        for word in ["cpu", "lateness", "store", "notices", "memory", "settled", "meter.tick=20000"] {
-            assert!(text.contains(word), "{word}: {text}");
-        }
-    }
-
-    #[test]
-    fn only_local_databases_are_accepted() {
-        assert_eq!(check_database_url("sqlite:///tmp/x.db?mode=rwc").unwrap(), "sqlite");
-        for ok in [
-            "postgres://parley:pw@127.0.0.1:5432/parley",
-            "postgresql://localhost/parley",
-            "postgres://[::1]:5432/parley",
-            "postgres:///parley?host=/var/run/postgresql",
-        ] {
-            assert_eq!(check_database_url(ok).unwrap(), "postgres", "{ok}");
-        }
-        for bad in [
-            "postgres://db.example.com/parley",
-            "postgres://10.0.0.5/parley",
-            "postgres://localhost/parley?host=db.example.com",
-            "mysql://127.0.0.1/parley",
-        ] {
-            assert!(check_database_url(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn sessions_start_evenly_over_the_ramp() {
-        let ramp = Duration::from_secs(10);
-        assert_eq!(start_offset(0, 4, ramp), Duration::ZERO);
-        assert_eq!(start_offset(2, 4, ramp), Duration::from_secs(5));
-        assert!(start_offset(3, 4, ramp) < ramp);
-        let settings = MeterSettings::default();
-        assert_eq!(default_ramp(&settings, Duration::from_secs(60)), Duration::from_secs(10));
-        assert_eq!(default_ramp(&settings, Duration::from_secs(4)), Duration::from_secs(2));
-    }
 }

@@ -1,0 +1,310 @@
+//! One seeker/consultant pair: set-up (presence, call, room, SDP and
+//! trickled candidates), the relay ping-pong, and the hang-up.
+
+use super::*;
+
+/// The session a pair set up, with both sides.
+struct Call {
+    seeker: Peer,
+    consultant: Peer,
+    session_id: SessionId,
+    seeker_ice: IceCredentials,
+    consultant_ice: IceCredentials,
+    rng: Rng,
+}
+
+/// One pair, start to end: set-up (reported on `setup_tx`), the relay phase
+/// once `go` is given, hang-up and close.
+pub(super) async fn pair(
+    i: u64,
+    ctx: Arc<PairCtx>,
+    seeker: String,
+    consultant: String,
+    setup_tx: mpsc::UnboundedSender<bool>,
+) -> PairResult {
+    let mut result = PairResult::default();
+    let mut stage = "connect";
+    // A little longer than the steps' own deadline, so that they name what timed out.
+    let set_up =
+        tokio::time::timeout(SETUP_TIMEOUT + Duration::from_secs(2), set_up(i, &ctx, &seeker, &consultant, &mut stage))
+            .await;
+    let mut call = match set_up {
+        Ok(Ok(call)) => call,
+        Ok(Err(e)) => {
+            bump(&mut result.client_errors, &format!("setup_{}", stage.replace([' ', '/', '.'], "_")));
+            result.failure = Some((stage.to_owned(), format!("{e:#}")));
+            let _ = setup_tx.send(false);
+            return result;
+        }
+        Err(_) => {
+            bump(&mut result.client_errors, &format!("setup_{}_timeout", stage.replace([' ', '/', '.'], "_")));
+            result.failure = Some((stage.to_owned(), format!("timed out after {SETUP_TIMEOUT:?}")));
+            let _ = setup_tx.send(false);
+            return result;
+        }
+    };
+    result.set_up = true;
+    let _ = setup_tx.send(true);
+
+    // Phase 3: wait for the common start, then ping-pong.
+    let mut go = ctx.go.clone();
+    let go_at = match tokio::time::timeout_at(ctx.deadline, go.wait_for(Option::is_some)).await {
+        Ok(Ok(at)) => *at,
+        _ => None,
+    };
+    let Some(go_at) = go_at else {
+        bump(&mut result.client_errors, "relay_never_started");
+        return finish(call, result).await;
+    };
+    let relay_until = go_at + ctx.relay;
+    let window = ctx.relay_window.max(1) as u64;
+    let mut seq = 1_000;
+    while Instant::now() < relay_until {
+        seq += window;
+        match hop(&mut call, true, seq, &ctx).await {
+            Hop::Done => result.hops += window,
+            Hop::Lost => {
+                result.lost += 1;
+                continue;
+            }
+            Hop::Broken(e) => {
+                bump(&mut result.client_errors, "relay_connection_lost");
+                result.relay_error = Some(e);
+                break;
+            }
+        }
+        match hop(&mut call, false, seq, &ctx).await {
+            Hop::Done => result.hops += window,
+            Hop::Lost => result.lost += 1,
+            Hop::Broken(e) => {
+                bump(&mut result.client_errors, "relay_connection_lost");
+                result.relay_error = Some(e);
+                break;
+            }
+        }
+    }
+    result.relay_finished = Some(Instant::now());
+    finish(call, result).await
+}
+
+/// Sets up one pair: connect, presence, call, accept, join, offer/answer,
+/// candidates. `stage` names the step under way.
+async fn set_up(
+    i: u64,
+    ctx: &PairCtx,
+    seeker_token: &str,
+    consultant_token: &str,
+    stage: &mut &'static str,
+) -> anyhow::Result<Call> {
+    let deadline = Instant::now() + SETUP_TIMEOUT;
+    let open = |token: &str| {
+        let (url, token, stop) = (ctx.ws_url.clone(), token.to_owned(), ctx.stop.clone());
+        async move { Peer::open(&url, &token, CONNECT_TIMEOUT, stop, ctx.deadline).await }
+    };
+    *stage = "connect";
+    let mut consultant = open(consultant_token).await?;
+    let mut seeker = open(seeker_token).await?;
+
+    *stage = "presence";
+    consultant.send(Some("presence"), ClientMessage::PresenceSet { status: PresenceStatus::Available }).await?;
+    consultant.ack("presence", deadline, "presence.set ack").await?;
+
+    *stage = "call.request";
+    let t0 = now_ns();
+    let request = ClientMessage::CallRequest {
+        consultant_id: consultant.user.id.clone(),
+        payment_method: Some(crate::PAYMENT_METHOD.to_owned()),
+        record: false,
+    };
+    seeker.send(Some("call"), request).await?;
+    let seeker_id = seeker.user.id.clone();
+    let incoming = consultant
+        .recv_until(deadline, "call.incoming", None, |m| match &m.msg {
+            ServerMessage::CallIncoming { call_id, session_id, seeker, .. } if seeker.id == seeker_id => {
+                Some((call_id.clone(), session_id.clone()))
+            }
+            _ => None,
+        })
+        .await;
+    let (call_id, session_id) = match incoming {
+        Ok(x) => x,
+        Err(e) => match seeker.pending_error("call") {
+            Some(refusal) => anyhow::bail!("call.request refused: {refusal}"),
+            None => return Err(e),
+        },
+    };
+
+    *stage = "call.accept";
+    consultant.send(Some("accept"), ClientMessage::CallAccept { call_id }).await?;
+    consultant.send(Some("join"), ClientMessage::RoomJoin { session_id: session_id.clone() }).await?;
+    consultant.ack("accept", deadline, "call.accept ack").await?;
+    *stage = "consultant room.join";
+    match consultant.ack("join", deadline, "room.join ack").await? {
+        Some(AckResult::Room { offerer: false, .. }) => {}
+        other => anyhow::bail!("consultant room.join answered with {other:?}"),
+    }
+
+    *stage = "seeker room.join";
+    let (mut acked, mut accepted) = (false, false);
+    seeker
+        .recv_until(deadline, "call.request ack and call.accepted", Some("call"), |m| {
+            match &m.msg {
+                ServerMessage::Ack { id, .. } if id == "call" => acked = true,
+                ServerMessage::CallAccepted { session_id: s, .. } if *s == session_id => accepted = true,
+                _ => {}
+            }
+            (acked && accepted).then_some(())
+        })
+        .await?;
+    seeker.send(Some("join"), ClientMessage::RoomJoin { session_id: session_id.clone() }).await?;
+    match seeker.ack("join", deadline, "room.join ack").await? {
+        Some(AckResult::Room { offerer: true, participants, .. }) if !participants.is_empty() => {}
+        other => anyhow::bail!("seeker room.join answered with {other:?}"),
+    }
+
+    *stage = "sdp";
+    let mut rng = Rng::new(i.wrapping_mul(0x9E37_79B9) ^ now_ns());
+    let seeker_ice = IceCredentials::new(&mut rng);
+    let consultant_ice = IceCredentials::new(&mut rng);
+    let offer = sdp::description(Kind::Offer, &mut rng, &seeker_ice, now_ns());
+    seeker.send(None, ClientMessage::SdpOffer { session_id: session_id.clone(), sdp: offer, to: None }).await?;
+    let latency = consultant
+        .recv_until(deadline, "sdp.offer", None, |m| match &m.msg {
+            ServerMessage::SdpOffer { sdp, .. } => sdp::sdp_ts(sdp).map(|ts| since(ts, m.at_ns)),
+            _ => None,
+        })
+        .await?;
+    record(&ctx.shared.sdp_relay, latency);
+    let answer = sdp::description(Kind::Answer, &mut rng, &consultant_ice, now_ns());
+    consultant.send(None, ClientMessage::SdpAnswer { session_id: session_id.clone(), sdp: answer, to: None }).await?;
+    let (latency, at_ns) = seeker
+        .recv_until(deadline, "sdp.answer", None, |m| match &m.msg {
+            ServerMessage::SdpAnswer { sdp, .. } => sdp::sdp_ts(sdp).map(|ts| (since(ts, m.at_ns), m.at_ns)),
+            _ => None,
+        })
+        .await?;
+    record(&ctx.shared.sdp_relay, latency);
+    record(&ctx.shared.setup, since(t0, at_ns));
+
+    let mut call = Call { seeker, consultant, session_id, seeker_ice, consultant_ice, rng };
+    *stage = "candidates paced";
+    for seq in 0..CANDIDATES_PER_ROUND {
+        let (s, c) = call.candidates(seq);
+        call.seeker.send(None, s).await?;
+        call.consultant.send(None, c).await?;
+        tokio::time::sleep(PACE).await;
+    }
+    call.collect_candidates(deadline, &ctx.shared.paced_relay).await?;
+    *stage = "candidates burst";
+    for seq in CANDIDATES_PER_ROUND..2 * CANDIDATES_PER_ROUND {
+        let (s, c) = call.candidates(seq);
+        call.seeker.feed(s).await?;
+        call.consultant.feed(c).await?;
+    }
+    call.seeker.flush().await?;
+    call.consultant.flush().await?;
+    call.collect_candidates(deadline, &ctx.shared.burst_relay).await?;
+    Ok(call)
+}
+
+impl Call {
+    /// Candidate `seq` of each side, stamped now.
+    fn candidates(&mut self, seq: u64) -> (ClientMessage, ClientMessage) {
+        let s = sdp::candidate(&mut self.rng, &self.seeker_ice, seq, now_ns());
+        let c = sdp::candidate(&mut self.rng, &self.consultant_ice, seq, now_ns());
+        (
+            ClientMessage::IceCandidate { session_id: self.session_id.clone(), candidate: s, to: None },
+            ClientMessage::IceCandidate { session_id: self.session_id.clone(), candidate: c, to: None },
+        )
+    }
+
+    /// Receives one round of candidates on each side, recording latencies.
+    async fn collect_candidates(&mut self, deadline: Instant, into: &Mutex<Latencies>) -> anyhow::Result<()> {
+        for peer in [&mut self.consultant, &mut self.seeker] {
+            for _ in 0..CANDIDATES_PER_ROUND {
+                let latency = peer.recv_until(deadline, "ice.candidate", None, candidate_latency).await?;
+                record(into, latency);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The relay latency of a relayed candidate.
+fn candidate_latency(m: &Incoming) -> Option<Duration> {
+    match &m.msg {
+        ServerMessage::IceCandidate { candidate, .. } => {
+            sdp::candidate_ts(&candidate.candidate).map(|ts| since(ts, m.at_ns))
+        }
+        _ => None,
+    }
+}
+
+enum Hop {
+    Done,
+    Lost,
+    Broken(String),
+}
+
+/// One relay hop: the relay window's candidates, numbered up to `last`,
+/// sent back to back from the seeker to the consultant (`forward`) or back,
+/// all received within [`HOP_TIMEOUT`].
+async fn hop(call: &mut Call, forward: bool, last: u64, ctx: &PairCtx) -> Hop {
+    let window = ctx.relay_window.max(1) as u64;
+    let first = last + 1 - window;
+    let (from, to) =
+        if forward { (&mut call.seeker, &mut call.consultant) } else { (&mut call.consultant, &mut call.seeker) };
+    let ice = if forward { &call.seeker_ice } else { &call.consultant_ice };
+    for seq in first..=last {
+        let candidate = sdp::candidate(&mut call.rng, ice, seq, now_ns());
+        let msg = ClientMessage::IceCandidate { session_id: call.session_id.clone(), candidate, to: None };
+        if let Err(e) = from.send(None, msg).await {
+            return Hop::Broken(format!("{e:#}"));
+        }
+    }
+    let until = Instant::now() + HOP_TIMEOUT;
+    let mut missing = window;
+    loop {
+        match to.recv(until).await {
+            Recv::Msg(m) => {
+                if let ServerMessage::IceCandidate { candidate, .. } = &m.msg
+                    && sdp::candidate_seq(&candidate.candidate).is_some_and(|s| (first..=last).contains(&s))
+                    && let Some(latency) = candidate_latency(&m)
+                {
+                    record(&ctx.shared.relay, latency);
+                    missing -= 1;
+                    if missing == 0 {
+                        return Hop::Done;
+                    }
+                }
+            }
+            Recv::Timeout => return Hop::Lost,
+            Recv::Closed => return Hop::Broken(format!("{}: connection closed", to.user.id)),
+        }
+    }
+}
+
+/// Hangs up (the seeker ends the session; both should see
+/// `session.ended`), closes both connections and collects their counts.
+async fn finish(mut call: Call, mut result: PairResult) -> PairResult {
+    let until = Instant::now() + TEARDOWN_TIMEOUT;
+    let session_id = call.session_id.clone();
+    let ended = |m: &Incoming| match &m.msg {
+        ServerMessage::SessionEnded { session_id: s, .. } if *s == session_id => Some(()),
+        _ => None,
+    };
+    let hung_up = async {
+        call.seeker.send(Some("end"), ClientMessage::SessionEnd { session_id: session_id.clone() }).await?;
+        call.seeker.recv_until(until, "session.ended", Some("end"), ended).await?;
+        call.consultant.recv_until(until, "session.ended", None, ended).await
+    }
+    .await;
+    if hung_up.is_err() {
+        bump(&mut result.client_errors, "teardown");
+    }
+    for peer in [call.seeker, call.consultant] {
+        let end = peer.close(Duration::from_secs(1)).await;
+        add_counts(&mut result.errors, &end.errors);
+    }
+    result
+}

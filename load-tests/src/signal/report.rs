@@ -1,0 +1,184 @@
+//! What a `signal` run measured: [`SignalReport`] (readable lines and the
+//! JSON line) and the distributions behind it ([`SignalStats`]).
+
+use super::*;
+
+/// The result of a `signal` run; serialised as the last line of stdout.
+/// Latencies are in milliseconds (microsecond precision); `null` when there
+/// were no samples.
+#[derive(Debug, Clone, Serialize)]
+pub struct SignalReport {
+    /// Idle connections asked for.
+    pub clients: usize,
+    /// Pairs asked for.
+    pub pairs: usize,
+    /// Relay messages in flight per pair in the relay phase.
+    pub relay_window: usize,
+    /// Pair set-ups started per second (null: all at once).
+    pub call_rate: Option<f64>,
+    /// How tokens were obtained.
+    pub token_source: String,
+    /// Idle connections that opened (hello received).
+    pub idle_connected: u64,
+    /// Idle connections that failed to open.
+    pub idle_failed: u64,
+    /// Idle connections the server closed before the end of the run.
+    pub idle_dropped: u64,
+    /// Wall time of the idle phase, seconds.
+    pub accept_secs: f64,
+    /// Idle connections opened per second of the idle phase.
+    pub accept_rate_per_sec: f64,
+    /// Server VmRSS before the idle phase, KiB.
+    pub server_rss_kib_before: Option<u64>,
+    /// Server VmRSS with every idle connection open, KiB.
+    pub server_rss_kib_after: Option<u64>,
+    /// (after − before) / idle connections opened, KiB.
+    pub rss_kib_per_idle_connection: Option<f64>,
+    /// The same for this process (the client side).
+    pub client_rss_kib_per_idle_connection: Option<f64>,
+    /// Pairs that completed set-up.
+    pub pairs_set_up: u64,
+    /// Pairs that failed set-up.
+    pub pairs_failed: u64,
+    /// Call set-up (`call.request` sent → answer received), median.
+    pub setup_ms_p50: Option<f64>,
+    /// Call set-up, 99th percentile.
+    pub setup_ms_p99: Option<f64>,
+    /// Call set-up, slowest.
+    pub setup_ms_max: Option<f64>,
+    /// Relayed messages measured during set-up (SDP and candidates).
+    pub setup_relay_messages: u64,
+    /// Relay latency during set-up, median.
+    pub setup_relay_ms_p50: Option<f64>,
+    /// Relay latency during set-up, 99th percentile.
+    pub setup_relay_ms_p99: Option<f64>,
+    /// Relay latency of the offers and answers, median.
+    pub sdp_relay_ms_p50: Option<f64>,
+    /// Relay latency of the offers and answers, 99th percentile.
+    pub sdp_relay_ms_p99: Option<f64>,
+    /// Relay latency of the paced candidates (one per 10 ms), median.
+    pub candidate_paced_relay_ms_p50: Option<f64>,
+    /// Relay latency of the paced candidates, 99th percentile.
+    pub candidate_paced_relay_ms_p99: Option<f64>,
+    /// Relay latency of the candidates sent all at once, median.
+    pub candidate_burst_relay_ms_p50: Option<f64>,
+    /// Relay latency of the candidates sent all at once, 99th percentile.
+    pub candidate_burst_relay_ms_p99: Option<f64>,
+    /// Wall time of the relay phase, seconds.
+    pub relay_secs: f64,
+    /// Relay hops completed in the relay phase.
+    pub relay_hops: u64,
+    /// Relay hops not answered within 2 s (dropped, e.g. rate-limited).
+    pub relay_lost: u64,
+    /// `relay_hops / relay_secs`.
+    pub relay_throughput_msgs_per_sec: f64,
+    /// Server CPU during the relay phase, percent of one core (with
+    /// `--server-pid`). Near 100 with a one-core server: the server is the
+    /// bottleneck.
+    pub server_cpu_percent_relay: Option<f64>,
+    /// Server CPU while the idle connections were opened, percent of one
+    /// core (near 100: the accept rate is the server's limit).
+    pub server_cpu_percent_accept: Option<f64>,
+    /// This process's CPU while opening the idle connections, percent of one core.
+    pub client_cpu_percent_accept: Option<f64>,
+    /// This process's CPU during the relay phase, percent of one core. Near
+    /// 100 × its cores: the load generator is the bottleneck.
+    pub client_cpu_percent_relay: Option<f64>,
+    /// Relay latency in the relay phase, median.
+    pub relay_ms_p50: Option<f64>,
+    /// Relay latency, 90th percentile.
+    pub relay_ms_p90: Option<f64>,
+    /// Relay latency, 99th percentile.
+    pub relay_ms_p99: Option<f64>,
+    /// Relay latency, slowest.
+    pub relay_ms_max: Option<f64>,
+    /// `error` messages received from the server, by code.
+    pub errors: Counts,
+    /// Client-side failures by kind (connect, set-up stage, teardown …).
+    pub client_errors: Counts,
+    /// The first few failure messages.
+    pub failures: Vec<String>,
+}
+
+impl SignalReport {
+    /// Whether every idle connection opened and every pair was set up.
+    pub fn ok(&self) -> bool {
+        self.pairs_failed == 0 && self.idle_failed == 0
+    }
+
+    /// The readable summary lines.
+    pub fn summary_lines(&self, stats: &SignalStats) -> Vec<String> {
+        let mut out = vec![
+            format!("signal: {} idle clients, {} pairs, tokens {}", self.clients, self.pairs, self.token_source),
+            format!(
+                "idle      {} open, {} failed, {} dropped by the server; {:.0} connections/s ({:.3} s)",
+                self.idle_connected, self.idle_failed, self.idle_dropped, self.accept_rate_per_sec, self.accept_secs
+            ),
+        ];
+        match (self.server_rss_kib_before, self.server_rss_kib_after) {
+            (Some(before), Some(after)) => out.push(format!(
+                "memory    server RSS {before} KiB -> {after} KiB: {} KiB per idle connection (client: {} KiB)",
+                opt(self.rss_kib_per_idle_connection),
+                opt(self.client_rss_kib_per_idle_connection)
+            )),
+            _ => out.push("memory    server RSS not measured (pass --server-pid)".to_owned()),
+        }
+        out.push(format!("pairs     {} set up, {} failed", self.pairs_set_up, self.pairs_failed));
+        out.push(format!("setup     {}", stats::line(stats.setup.summary())));
+        out.push("relay of set-up messages:".to_owned());
+        out.push(format!("  sdp     {}", stats::line(stats.sdp_relay.summary())));
+        out.push(format!("  paced   {}", stats::line(stats.paced_relay.summary())));
+        out.push(format!("  burst   {}", stats::line(stats.burst_relay.summary())));
+        out.push(format!("  all     {}", stats::line(stats.setup_relay().summary())));
+        out.push(format!(
+            "relay     {}  | {} hops in {:.3} s = {:.0} msg/s, {} lost",
+            stats::line(stats.relay.summary()),
+            self.relay_hops,
+            self.relay_secs,
+            self.relay_throughput_msgs_per_sec,
+            self.relay_lost
+        ));
+        if let (Some(server), Some(client)) = (self.server_cpu_percent_relay, self.client_cpu_percent_relay) {
+            out.push(format!("cpu       during relay: server {server:.0} %, parley-load {client:.0} % of one core"));
+        }
+        if !self.errors.is_empty() {
+            out.push(format!("errors    {}", counts_line(&self.errors)));
+        }
+        if !self.client_errors.is_empty() {
+            out.push(format!("failures  {}", counts_line(&self.client_errors)));
+        }
+        for f in &self.failures {
+            out.push(format!("  {f}"));
+        }
+        out
+    }
+}
+
+fn counts_line(counts: &Counts) -> String {
+    counts.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
+}
+
+/// The distributions of a run, for the readable summary.
+#[derive(Debug, Default)]
+pub struct SignalStats {
+    /// Call set-up times.
+    pub setup: Latencies,
+    /// Relay latency of offers and answers.
+    pub sdp_relay: Latencies,
+    /// Relay latency of paced candidates.
+    pub paced_relay: Latencies,
+    /// Relay latency of candidates sent at once.
+    pub burst_relay: Latencies,
+    /// Relay latency of the relay phase.
+    pub relay: Latencies,
+}
+
+impl SignalStats {
+    /// Relay latency of every set-up message.
+    pub fn setup_relay(&self) -> Latencies {
+        let mut all = self.sdp_relay.clone();
+        all.merge(&self.paced_relay);
+        all.merge(&self.burst_relay);
+        all
+    }
+}

@@ -1,0 +1,95 @@
+use super::*;
+
+fn report() -> SignalReport {
+    SignalReport {
+        clients: 2000,
+        pairs: 100,
+        relay_window: 1,
+        call_rate: None,
+        token_source: "minted with data/jwt-secret".into(),
+        idle_connected: 2000,
+        idle_failed: 0,
+        idle_dropped: 0,
+        accept_secs: 0.5,
+        accept_rate_per_sec: 4000.0,
+        server_rss_kib_before: Some(10_000),
+        server_rss_kib_after: Some(30_000),
+        rss_kib_per_idle_connection: Some(10.0),
+        client_rss_kib_per_idle_connection: Some(12.5),
+        pairs_set_up: 100,
+        pairs_failed: 0,
+        setup_ms_p50: Some(3.2),
+        setup_ms_p99: Some(9.1),
+        setup_ms_max: Some(9.5),
+        setup_relay_messages: 4200,
+        setup_relay_ms_p50: Some(0.2),
+        setup_relay_ms_p99: Some(1.0),
+        sdp_relay_ms_p50: Some(0.3),
+        sdp_relay_ms_p99: Some(0.9),
+        candidate_paced_relay_ms_p50: Some(0.2),
+        candidate_paced_relay_ms_p99: Some(0.8),
+        candidate_burst_relay_ms_p50: Some(0.4),
+        candidate_burst_relay_ms_p99: Some(1.0),
+        relay_secs: 10.001,
+        relay_hops: 200_000,
+        relay_lost: 0,
+        relay_throughput_msgs_per_sec: 19_998.0,
+        server_cpu_percent_relay: Some(99.0),
+        server_cpu_percent_accept: Some(90.0),
+        client_cpu_percent_accept: Some(60.0),
+        client_cpu_percent_relay: Some(80.0),
+        relay_ms_p50: Some(0.3),
+        relay_ms_p90: Some(0.5),
+        relay_ms_p99: Some(0.9),
+        relay_ms_max: Some(4.0),
+        errors: Counts::from([("rate_limited".to_owned(), 2)]),
+        client_errors: Counts::new(),
+        failures: vec![],
+    }
+}
+
+#[test]
+fn the_json_line_has_the_documented_fields() {
+    let line = crate::report::json_line(&report());
+    assert!(!line.contains('\n'));
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    for key in [
+        "clients",
+        "pairs",
+        "accept_rate_per_sec",
+        "rss_kib_per_idle_connection",
+        "relay_ms_p50",
+        "relay_ms_p99",
+        "setup_ms_p50",
+        "setup_ms_p99",
+        "relay_throughput_msgs_per_sec",
+        "errors",
+    ] {
+        assert!(v.get(key).is_some(), "missing {key}: {line}");
+    }
+    assert_eq!(v["errors"]["rate_limited"], 2);
+    let mut without_pid = report();
+    without_pid.rss_kib_per_idle_connection = None;
+    let v: serde_json::Value = serde_json::from_str(&crate::report::json_line(&without_pid)).unwrap();
+    assert!(v["rss_kib_per_idle_connection"].is_null());
+}
+
+#[test]
+fn failures_make_the_run_fail() {
+    let mut r = report();
+    assert!(r.ok());
+    r.pairs_failed = 1;
+    assert!(!r.ok());
+    let mut r = report();
+    r.idle_failed = 3;
+    assert!(!r.ok());
+}
+
+#[test]
+fn the_summary_names_every_phase() {
+    let lines = report().summary_lines(&SignalStats::default());
+    let text = lines.join("\n");
+    for word in ["idle", "memory", "pairs", "setup", "relay", "errors    rate_limited=2"] {
+        assert!(text.contains(word), "{word}: {text}");
+    }
+}

@@ -1,0 +1,141 @@
+//! Payment holds: declined cards, unanswered calls, expiry, crashes, and
+//! where captures go (B2–B8).
+
+use super::*;
+
+#[tokio::test]
+async fn b2_b8_a_declined_card_never_rings_the_consultant() {
+    let app = spawn_app().await;
+    priced(&app, "cora", PriceModel::Fixed, 3000).await;
+    let (_consultant, mut c_events) = app.available_consultant("cora").await;
+    let (seeker, _s_events) = app.client("sam", Role::Seeker).await;
+    let cases = [
+        ("pm_card_chargeDeclined", ErrorCode::PaymentDeclined, "declined"),
+        ("pm_card_authenticationRequired", ErrorCode::PaymentActionRequired, "authentication"),
+        ("pm_card_unknown", ErrorCode::PaymentDeclined, "No such PaymentMethod"),
+    ];
+    for (pm, code, words) in cases {
+        match seeker.call(&uid("cora"), Some(pm)).await {
+            Err(SdkError::Server { code: got, message }) => {
+                assert_eq!(got, code, "{pm}: {message}");
+                assert!(message.contains(words), "{pm}: readable reason: {message}");
+            }
+            other => panic!("{pm}: expected a refusal, got {other:?}"),
+        }
+    }
+    match seeker.call(&uid("cora"), None).await {
+        Err(SdkError::Server { code, message }) => {
+            assert_eq!(code, ErrorCode::MissingField);
+            assert!(message.contains("payment_method") && message.contains("30"), "{message}");
+        }
+        other => panic!("expected missing_field, got {other:?}"),
+    }
+    // The consultant heard nothing and is still available for a funded call.
+    assert!(c_events.try_recv().is_none(), "the consultant was disturbed");
+    seeker.call(&uid("cora"), Some("pm_card_visa")).await.expect("a good card rings");
+    incoming(&mut c_events).await;
+    let receipts = ApiClient::new(&app.base).unwrap().receipts(&app.token("sam", Role::Seeker)).await.unwrap();
+    assert_eq!(receipts.len(), 1, "refused holds are no receipts");
+    app.assert_reconciled().await;
+}
+
+#[tokio::test]
+async fn b3_an_unanswered_call_releases_its_hold_once() {
+    let app = spawn_app().await;
+    let (api, _) = priced(&app, "cora", PriceModel::Fixed, 3000).await;
+    let (consultant, mut c_events) = app.available_consultant("cora").await;
+    let (seeker, _s_events) = app.client("sam", Role::Seeker).await;
+    seeker.call(&uid("cora"), Some("pm_card_visa")).await.unwrap();
+    let (call_id, session_id) = incoming(&mut c_events).await;
+    consultant.decline(&call_id, Some("busy")).await.unwrap();
+    let billing = app.billing.clone();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while billing.settlement(&session_id).await.unwrap().is_none_or(|s| s.status != "done") {
+        assert!(tokio::time::Instant::now() < deadline, "release not carried out");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let settlement = billing.settlement(&session_id).await.unwrap().unwrap();
+    assert_eq!((settlement.outcome.as_str(), settlement.attempts), ("unanswered", 1));
+    assert_eq!(billing.hold(&session_id).await.unwrap().unwrap().status, "released");
+    let ledger = billing.session_ledger(&session_id).await.unwrap();
+    assert_eq!(ledger.iter().map(|l| l.kind.as_str()).collect::<Vec<_>>(), ["hold", "release"]);
+    let receipts = api.receipts(&app.token("sam", Role::Seeker)).await.unwrap();
+    assert_eq!((receipts[0].outcome, receipts[0].charged), (Some(Outcome::Free), eur(0)));
+    app.assert_reconciled().await;
+}
+
+#[tokio::test]
+async fn b6_an_expired_hold_is_never_captured() {
+    // A deployment allowing sessions longer than a card authorisation lasts.
+    let app = spawn_app_with(|c| c.billing.instant_max_minutes = 8 * 24 * 60).await;
+    let mut s = session_with(&app, PriceModel::Fixed, 3000).await;
+    app.advance(SECS(7 * 24 * 3600 + 1)).await; // the 7-day hold has lapsed
+    s.seeker.end_session(&s.session_id).await.unwrap();
+    let (_, bill) = ended(&mut s.s_events).await;
+    assert_eq!(bill.map(|b| b.outcome), Some(Outcome::Charged));
+    let d = settled(&s.api, &s.seeker_token, &s.session_id).await;
+    assert_eq!(d.settlement_status.as_deref(), Some("failed"));
+    assert_eq!(d.hold.map(|h| h.status), Some("expired".to_owned()));
+    assert_eq!(d.captured, None, "never captured");
+    app.assert_reconciled().await;
+}
+
+#[tokio::test]
+async fn b4_a_consultant_with_a_payout_account_is_the_captures_destination() {
+    let app = spawn_app().await;
+    let (api, token) = priced(&app, "cora", PriceModel::Fixed, 3000).await;
+    let link = api.payout_link(&token).await.unwrap();
+    let mut s = session_with(&app, PriceModel::Fixed, 3000).await;
+    app.advance(SECS(600)).await;
+    s.seeker.end_session(&s.session_id).await.unwrap();
+    ended(&mut s.s_events).await;
+    let d = settled(&s.api, &s.seeker_token, &s.session_id).await;
+    assert_eq!((d.captured, d.fee), (Some(eur(3000)), Some(eur(600))));
+    // The sandbox's PaymentIntent was destined for the consultant's account
+    // and captured with the platform's fee (B4).
+    let intent_id = d.hold.and_then(|h| h.intent_id).expect("intent");
+    let row = sqlx::query("SELECT destination, amount_received, fee_minor FROM sandbox_intents WHERE id = $1")
+        .bind(&intent_id)
+        .fetch_one(&app.store.pool())
+        .await
+        .unwrap();
+    let destination: Option<String> = row.get("destination");
+    assert_eq!(destination.as_deref(), Some(link.account_id.as_str()));
+    assert_eq!((row.get::<i64, _>("amount_received"), row.get::<Option<i64>, _>("fee_minor")), (3000, Some(600)));
+    app.assert_reconciled().await;
+}
+
+#[tokio::test]
+async fn the_money_path_works_on_postgres() {
+    let app = spawn_app_on_postgres().await;
+    let mut s = session_with(&app, PriceModel::Fixed, 3000).await;
+    app.advance(SECS(600)).await;
+    s.seeker.end_session(&s.session_id).await.unwrap();
+    let bill = SessionBill { outcome: Outcome::Charged, billable_secs: 600, charge: eur(3000) };
+    assert_eq!(ended(&mut s.s_events).await.1, Some(bill), "charged at exactly F (M6)");
+    let d = settled(&s.api, &s.seeker_token, &s.session_id).await;
+    assert_eq!((d.captured, d.fee, d.payout), (Some(eur(3000)), Some(eur(600)), Some(eur(2400))));
+    let refund = s.api.refund(&app.token("mo", Role::Moderator), &s.session_id, None).await.unwrap();
+    assert_eq!(refund.amount, eur(3000));
+    app.assert_reconciled().await;
+}
+
+#[tokio::test]
+async fn b3_a_hold_whose_call_never_became_a_session_is_released_after_a_crash() {
+    let app = spawn_app().await;
+    priced(&app, "cora", PriceModel::Fixed, 3000).await;
+    // A hold placed by a server that died while the call rang: no session,
+    // no release.
+    let orphan = SessionId::parse("ses_orphan").unwrap();
+    let held = app.billing.place_hold(&orphan, "call_orphan", &uid("sam"), &uid("cora"), Some("pm_card_visa")).await;
+    assert!(held.unwrap().is_some());
+    app.advance(SECS(301)).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while app.billing.hold(&orphan).await.unwrap().unwrap().status != "released" {
+        assert!(tokio::time::Instant::now() < deadline, "the orphaned hold was not released");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let s = app.billing.settlement(&orphan).await.unwrap().unwrap();
+    assert_eq!((s.outcome.as_str(), s.status.as_str()), ("unanswered", "done"));
+    app.assert_reconciled().await;
+}
