@@ -719,6 +719,11 @@ async fn health_readiness_metrics_and_the_consultant_list() {
     assert_eq!(list[0].id.as_str(), "cora", "available consultants first: {list:?}");
     assert_eq!(list[0].presence, PresenceStatus::Available);
     assert!(list.iter().any(|c| c.id.as_str() == "demo-consultant" && c.presence == PresenceStatus::Offline));
+    // An error of this test's own, so the error counter exists whatever
+    // ran before in this process.
+    let mut raw = app.raw("erin", Role::Seeker).await;
+    raw.send(r#"{"id":"x","type":"no.such.type"}"#).await;
+    raw.recv_until(|m| matches!(m, ServerMessage::Error { .. }).then_some(())).await;
     let metrics = get("/metrics").await.unwrap().text().await.unwrap();
     for name in ["parley_signal_connections", "parley_signal_messages_received_total", "parley_signal_errors_total"] {
         assert!(metrics.contains(name), "{name} missing from /metrics:\n{metrics}");
