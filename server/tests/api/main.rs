@@ -19,6 +19,7 @@ mod recording_signaling;
 mod restart;
 mod reviews;
 mod signaling;
+mod signaling_edge;
 mod store;
 mod stripe;
 mod webhooks;
