@@ -234,7 +234,7 @@ impl Meters {
     }
 
     /// Calls `observe` with how late each meter deadline was handled (server
-    /// clock now − deadline): for `/metrics` and `parley-load meter`. Set once.
+    /// clock now − deadline): for `/metrics` and the meter bench (`server/benches/meter`). Set once.
     pub fn observe_lateness(&self, observe: impl Fn(Duration) + Send + Sync + 'static) {
         let _ = self.lateness.set(Box::new(observe));
     }
