@@ -7,26 +7,27 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::serve::ListenerExt;
-use parley_billing::stripe::{StripeConfig, StripeProvider};
-use parley_billing::{Billing, PaymentProvider, SandboxProvider};
+use parley_billing::stripe::{StripeConfig, StripeConfigError, StripeProvider};
+use parley_billing::{Billing, BillingError, PaymentProvider, SandboxProvider};
 use parley_domain::clock::SystemClock;
 use parley_domain::protocol::{Role, UserInfo};
 use parley_domain::{Clock, UserId};
 use parley_metering::Meters;
-use parley_signaling::{Authenticator, CallGate, Hub, Signaling, Store};
+use parley_signaling::{Authenticator, CallGate, Hub, Signaling, Store, StoreError};
 use tokio::net::{TcpListener, TcpSocket};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, Mode, Payments, RecorderMode};
+use crate::config::{Config, Mode, Payments, RecorderMode, SecretError};
 use crate::kernel::{AppState, Marketplace};
 use crate::routes;
 use crate::sessions::gate::{BillingGate, HubSink, MeterHooks, meter_config};
-use crate::store::SqlStore;
 use crate::store::consent::Consent;
+use crate::store::files::FilesError;
 use crate::store::files::RecordingFiles;
 use crate::store::outbox::Outbox;
+use crate::store::{ConnectError, SqlStore};
 use crate::telemetry;
-use crate::webhooks::Webhooks;
+use crate::webhooks::{Webhooks, WebhooksError};
 
 /// How long shutdown waits for clients to close their WebSockets.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -35,6 +36,76 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 pub fn demo_users() -> Vec<UserInfo> {
     let user = |id: &str, name: &str, role| UserInfo { id: UserId::parse(id).expect("valid"), name: name.into(), role };
     vec![user("demo-seeker", "Sam Seeker", Role::Seeker), user("demo-consultant", "Cora Consultant", Role::Consultant)]
+}
+
+/// Why the server could not be built ([`Application::build`]) or stopped
+/// serving ([`Application::run_until`]). Each variant names the setting at
+/// fault, or what was being done; the underlying error is its
+/// [`source`](std::error::Error::source).
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The data directory (SQLite's home) could not be created.
+    #[error("PARLEY_DATA_DIR: cannot create {}", path.display())]
+    DataDir {
+        /// The directory.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The database could not be connected to or migrated (`DATABASE_URL`).
+    #[error(transparent)]
+    Database(#[from] ConnectError),
+    /// No JWT secret is configured and the dev one could not be kept.
+    #[error("PARLEY_JWT_SECRET")]
+    JwtSecret(#[source] SecretError),
+    /// The recording store or its link secret is unusable
+    /// (`PARLEY_RECORDING_STORE`, `PARLEY_RECORDING_URL_SECRET`).
+    #[error(transparent)]
+    RecordingFiles(#[from] FilesError),
+    /// The Stripe provider could not be configured.
+    #[error("STRIPE_API_BASE")]
+    Stripe(#[source] StripeConfigError),
+    /// The webhook worker could not be built (`PARLEY_WEBHOOK_URL`,
+    /// `PARLEY_WEBHOOK_SECRET`).
+    #[error(transparent)]
+    Webhooks(#[from] WebhooksError),
+    /// Dev mode: the demo users could not be stored.
+    #[error("cannot seed the demo users")]
+    DemoUsers(#[source] StoreError),
+    /// Dev mode: the demo consultant's price could not be read or stored.
+    #[error("cannot seed the demo prices")]
+    DemoPrices(#[source] BillingError),
+    /// The open sessions could not be recovered (DESIGN.md M9).
+    #[error("cannot recover the open sessions")]
+    Recovery(#[source] RecoveryError),
+    /// The listen address could not be bound.
+    #[error("PARLEY_LISTEN: cannot listen on {addr}")]
+    Listen {
+        /// The configured address.
+        addr: SocketAddr,
+        /// Why (e.g. in use, or a privileged port).
+        #[source]
+        source: std::io::Error,
+    },
+    /// Serving failed (accepting connections).
+    #[error("serving failed")]
+    Serve(#[source] std::io::Error),
+}
+
+/// Why an open session could not be recovered at startup: reading it
+/// from the store, from billing or from the bookings failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RecoveryError {
+    /// The store failed (sessions, participants).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Billing failed (the session's held price).
+    #[error(transparent)]
+    Billing(#[from] BillingError),
+    /// The bookings query failed (the no-show time).
+    #[error("booking of the session")]
+    Booking(#[from] sqlx::Error),
 }
 
 /// A built, bound server, ready to run.
@@ -62,12 +133,20 @@ struct RecorderSetup {
 
 impl Application {
     /// Builds the server with the system clock.
-    pub async fn build(config: Config) -> anyhow::Result<Application> {
+    ///
+    /// # Errors
+    ///
+    /// [`StartError`] as [`Application::build_with`].
+    pub async fn build(config: Config) -> Result<Application, StartError> {
         Self::build_with_clock(config, Arc::new(SystemClock)).await
     }
 
     /// Builds the server with `clock` (tests pass a manual clock).
-    pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Application> {
+    ///
+    /// # Errors
+    ///
+    /// [`StartError`] as [`Application::build_with`].
+    pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<Application, StartError> {
         Self::build_with(config, clock, None).await
     }
 
@@ -75,19 +154,28 @@ impl Application {
     /// than billing's (tests of the seam): connects and migrates the
     /// database, seeds demo users in dev mode, recovers open sessions
     /// (DESIGN.md M9), starts the settlement outbox, binds `config.listen`.
+    ///
+    /// # Errors
+    ///
+    /// [`StartError`], naming the setting at fault: the data directory,
+    /// database, a secret, the recording store, Stripe or webhook settings
+    /// are unusable, the listen address cannot be bound, or seeding (dev)
+    /// or recovering open sessions fails.
     pub async fn build_with(
         config: Config,
         clock: Arc<dyn Clock>,
         gate: Option<Arc<dyn CallGate>>,
-    ) -> anyhow::Result<Application> {
+    ) -> Result<Application, StartError> {
         if config.database_url.starts_with("sqlite:") {
-            std::fs::create_dir_all(&config.data_dir)?;
+            std::fs::create_dir_all(&config.data_dir)
+                .map_err(|source| StartError::DataDir { path: config.data_dir.clone(), source })?;
         }
         let store = SqlStore::connect(&config.database_url).await?;
-        let auth = Arc::new(Authenticator::with_clock(&config.resolve_jwt_secret()?, clock.clone()));
+        let jwt_secret = config.resolve_jwt_secret().map_err(StartError::JwtSecret)?;
+        let auth = Arc::new(Authenticator::with_clock(&jwt_secret, clock.clone()));
         let files = Arc::new(RecordingFiles::from_config(&config)?);
         if config.mode == Mode::Dev {
-            store.users_seen(&demo_users(), clock.now()).await?;
+            store.users_seen(&demo_users(), clock.now()).await.map_err(StartError::DemoUsers)?;
         }
         // Crash points, armed only by tests (issue 13): shared by billing and the sandbox.
         let faults = parley_billing::Faults::default();
@@ -105,7 +193,7 @@ impl Application {
             faults,
         );
         if config.mode == Mode::Dev {
-            seed_demo_prices(&billing).await?;
+            seed_demo_prices(&billing).await.map_err(StartError::DemoPrices)?;
         }
         let meters = Meters::new(config.meter, config.currency, clock.clone(), Arc::new(store.clone()));
         meters.observe_lateness(|late| {
@@ -118,7 +206,7 @@ impl Application {
         let hooks = Arc::new(MeterHooks(meters.clone()));
         let hub = Hub::new(config.signaling.clone(), clock.clone(), Arc::new(store.clone()), gate, hooks);
         meters.set_sink(Arc::new(HubSink(Arc::downgrade(&hub))));
-        recover_sessions(&config, &store, &billing, &meters, &hub).await?;
+        recover_sessions(&config, &store, &billing, &meters, &hub).await.map_err(StartError::Recovery)?;
         let stop_outbox = CancellationToken::new();
         // The webhook worker announces finished settlements (`session.settled`).
         billing.on_settled(store.webhook_signal());
@@ -177,8 +265,7 @@ impl Application {
         let router = router
             .layer(axum::extract::DefaultBodyLimit::max(crate::kernel::extract::MAX_BODY_BYTES))
             .layer(axum::middleware::from_fn(crate::kernel::extract::problems));
-        let listener = listen(config.listen)
-            .map_err(|e| anyhow::anyhow!("PARLEY_LISTEN: cannot listen on {}: {e}", config.listen))?;
+        let listener = listen(config.listen).map_err(|source| StartError::Listen { addr: config.listen, source })?;
         let recorder = (config.recorder == RecorderMode::Embedded)
             .then(|| RecorderSetup { work_dir: config.data_dir.join("recorder"), clock: clock.clone() });
         Ok(Application {
@@ -255,7 +342,11 @@ impl Application {
     /// Serves until `shutdown` resolves, then shuts down gracefully: clients
     /// get `server.shutdown` and a 1001 close, in-flight requests finish,
     /// and WebSockets get up to 5 s to close.
-    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    ///
+    /// # Errors
+    ///
+    /// [`StartError::Serve`] if serving fails.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), StartError> {
         let hub = self.hub.clone();
         let stop_recorder = CancellationToken::new();
         let recorder = self.recorder.as_ref().map(|r| self.spawn_recorder(r, stop_recorder.clone()));
@@ -274,7 +365,7 @@ impl Application {
                 tracing::warn!(error = %e, "cannot set TCP_NODELAY");
             }
         });
-        axum::serve(listener, self.router).with_graceful_shutdown(signal).await?;
+        axum::serve(listener, self.router).with_graceful_shutdown(signal).await.map_err(StartError::Serve)?;
         // Nothing metered is lost to a deploy: each live session's time up
         // to now is checkpointed (a restart resumes from it).
         let drained = self.meters.drain().await;
@@ -327,22 +418,26 @@ impl Application {
 /// unless a price was set through the API.
 /// The payment provider `config` names: the sandbox over `store`'s database
 /// (with crash points `faults`), or Stripe's API.
+///
+/// # Errors
+///
+/// [`StartError::Stripe`] if the Stripe settings are unusable.
 pub fn payment_provider(
     config: &Config,
     store: &SqlStore,
     clock: Arc<dyn Clock>,
     faults: &parley_billing::Faults,
-) -> anyhow::Result<Arc<dyn PaymentProvider>> {
+) -> Result<Arc<dyn PaymentProvider>, StartError> {
     Ok(match &config.payments {
         Payments::Sandbox => Arc::new(SandboxProvider::new(store.pool(), clock).with_faults(faults.clone())),
         Payments::Stripe { secret_key, api_base, .. } => {
             let cfg = StripeConfig { secret_key: secret_key.clone(), api_base: api_base.clone() };
-            Arc::new(StripeProvider::new(&cfg).map_err(|e| anyhow::anyhow!("STRIPE_API_BASE: {e}"))?)
+            Arc::new(StripeProvider::new(&cfg).map_err(StartError::Stripe)?)
         }
     })
 }
 
-async fn seed_demo_prices(billing: &Billing) -> anyhow::Result<()> {
+async fn seed_demo_prices(billing: &Billing) -> Result<(), BillingError> {
     use parley_domain::protocol::rest::{ConsultantPrice, PriceModel};
     let cora = UserId::parse("demo-consultant").expect("valid");
     if billing.price(&cora).await?.is_none() {
@@ -362,7 +457,7 @@ async fn recover_sessions(
     billing: &Billing,
     meters: &Arc<Meters>,
     hub: &Arc<Hub>,
-) -> anyhow::Result<()> {
+) -> Result<(), RecoveryError> {
     let open = store.open_sessions().await?;
     for (record, snapshot) in open {
         let (Some(seeker), Some(consultant)) =

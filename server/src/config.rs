@@ -260,6 +260,20 @@ pub enum Payments {
 #[error("configuration: {0}")]
 pub struct ConfigError(pub String);
 
+/// A development secret (none configured) that could not be kept in the
+/// data directory: neither read from its file nor generated into it.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot keep the development {what} secret in {}", path.display())]
+pub struct SecretError {
+    /// Which secret (`JWT`, `recording URL`).
+    pub what: &'static str,
+    /// The file (or the data directory) that could not be written.
+    pub path: PathBuf,
+    /// Why.
+    #[source]
+    pub source: std::io::Error,
+}
+
 fn list(s: &str) -> Vec<String> {
     s.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
 }
@@ -443,7 +457,11 @@ impl Config {
 
     /// The JWT secret: the configured one, or (dev) the one kept in
     /// `<data_dir>/jwt-secret`, generated on first use.
-    pub fn resolve_jwt_secret(&self) -> anyhow::Result<Vec<u8>> {
+    ///
+    /// # Errors
+    ///
+    /// [`SecretError`] if the dev secret file can be neither read nor written.
+    pub fn resolve_jwt_secret(&self) -> Result<Vec<u8>, SecretError> {
         match &self.jwt_secret {
             Some(s) => Ok(s.as_bytes().to_vec()),
             None => self.dev_secret("jwt-secret", "JWT"),
@@ -453,7 +471,11 @@ impl Config {
     /// The key of recording download links: the configured one, or (dev)
     /// the one kept in `<data_dir>/recording-url-secret`, generated on
     /// first use.
-    pub fn resolve_recording_url_secret(&self) -> anyhow::Result<Vec<u8>> {
+    ///
+    /// # Errors
+    ///
+    /// [`SecretError`] if the dev secret file can be neither read nor written.
+    pub fn resolve_recording_url_secret(&self) -> Result<Vec<u8>, SecretError> {
         match &self.recordings.url_secret {
             Some(s) => Ok(s.as_bytes().to_vec()),
             None => self.dev_secret("recording-url-secret", "recording URL"),
@@ -462,14 +484,18 @@ impl Config {
 
     /// The secret kept in `<data_dir>/<file>`, generated (32 random bytes,
     /// hex) on first use.
-    fn dev_secret(&self, file: &str, what: &str) -> anyhow::Result<Vec<u8>> {
+    fn dev_secret(&self, file: &str, what: &'static str) -> Result<Vec<u8>, SecretError> {
         let path = self.data_dir.join(file);
         if let Ok(s) = std::fs::read_to_string(&path) {
             return Ok(s.trim().as_bytes().to_vec());
         }
-        std::fs::create_dir_all(&self.data_dir)?;
+        std::fs::create_dir_all(&self.data_dir).map_err(|source| SecretError {
+            what,
+            path: self.data_dir.clone(),
+            source,
+        })?;
         let secret = hex::encode(rand::random::<[u8; 32]>());
-        std::fs::write(&path, &secret)?;
+        std::fs::write(&path, &secret).map_err(|source| SecretError { what, path: path.clone(), source })?;
         tracing::info!(path = %path.display(), "generated a development {what} secret");
         Ok(secret.into_bytes())
     }

@@ -114,7 +114,7 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             }
             let app = Application::build(config).await?;
             tracing::info!(addr = %app.local_addr(), "parley listening; open http://{}/", app.local_addr());
-            app.run_until(app::shutdown_signal()).await
+            Ok(app.run_until(app::shutdown_signal()).await?)
         }
         Command::Recorder { server, id, udp } => {
             telemetry::init_tracing(&config.log);

@@ -15,7 +15,7 @@ impl RecordingFiles {
         let rec = &config.recordings;
         let secret = config
             .resolve_recording_url_secret()
-            .map_err(|e| FilesError::Config(format!("PARLEY_RECORDING_URL_SECRET: {e}")))?;
+            .map_err(|e| FilesError::Config(format!("PARLEY_RECORDING_URL_SECRET: {e}: {}", e.source)))?;
         let store: Arc<dyn ObjectStore> = match &rec.store {
             RecordingStore::Local(dir) => {
                 std::fs::create_dir_all(dir).map_err(|e| {

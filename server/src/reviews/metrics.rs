@@ -59,10 +59,28 @@ struct Tally {
     earnings: BTreeMap<String, i64>,
 }
 
-fn money_list(sums: &BTreeMap<String, i64>) -> anyhow::Result<Vec<Money>> {
+/// Why the metrics could not be computed: the database failed, or holds
+/// something it should not. Either is a 500 `internal` ([`ApiError::Internal`]).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum MetricsError {
+    /// A query failed, or a row lacked a column of the expected type.
+    #[error(transparent)]
+    Query(#[from] sqlx::Error),
+    /// A stored currency code that does not parse.
+    #[error("stored currency: {0}")]
+    Currency(#[from] parley_domain::MoneyError),
+}
+
+impl From<MetricsError> for ApiError {
+    fn from(e: MetricsError) -> Self {
+        ApiError::Internal(e.to_string())
+    }
+}
+
+fn money_list(sums: &BTreeMap<String, i64>) -> Result<Vec<Money>, MetricsError> {
     sums.iter()
         .map(|(c, minor)| {
-            let c = Currency::parse(c).map_err(|e| anyhow::anyhow!("stored currency: {e}"))?;
+            let c = Currency::parse(c)?;
             Ok(Money::new(*minor, c))
         })
         .collect()
@@ -103,12 +121,12 @@ pub(crate) async fn consultant_metrics(
         return Err(ApiError::NotFound(ErrorCode::UnknownConsultant, format!("no consultant {id}")));
     }
     let (from, to) = (q.from.unwrap_or(0), q.to.unwrap_or(i64::MAX));
-    let metrics = compute(&s.store.pool(), &id, from, to).await.map_err(|e| ApiError::Internal(format!("{e:#}")))?;
+    let metrics = compute(&s.store.pool(), &id, from, to).await?;
     Ok(Json(ConsultantMetrics { from_ms: q.from, to_ms: q.to, ..metrics }))
 }
 
 /// The metrics of `consultant` over `[from, to)`.
-async fn compute(pool: &AnyPool, consultant: &UserId, from: i64, to: i64) -> anyhow::Result<ConsultantMetrics> {
+async fn compute(pool: &AnyPool, consultant: &UserId, from: i64, to: i64) -> Result<ConsultantMetrics, MetricsError> {
     let mut months: BTreeMap<(i32, u32), Tally> = BTreeMap::new();
     let sessions = sqlx::query(
         "SELECT s.opened_ms, st.billable_secs FROM sessions s LEFT JOIN settlements st ON st.session_id = s.id \
@@ -189,7 +207,8 @@ async fn compute(pool: &AnyPool, consultant: &UserId, from: i64, to: i64) -> any
     .bind(to)
     .fetch_one(pool)
     .await?;
-    let count = |col: &str| -> anyhow::Result<u64> { Ok(u64::try_from(booked.try_get::<i64, _>(col)?).unwrap_or(0)) };
+    let count =
+        |col: &str| -> Result<u64, sqlx::Error> { Ok(u64::try_from(booked.try_get::<i64, _>(col)?).unwrap_or(0)) };
     let bookings = AcceptanceCounts::new(count("accepted")?, count("declined")?, count("expired")?);
     let instant_calls = AcceptanceCounts::new(accepted, declined, timed_out);
 

@@ -98,6 +98,24 @@ struct Job {
     done: oneshot::Sender<Result<(), StoreError>>,
 }
 
+/// Why [`SqlStore::connect`] failed. Each variant names `DATABASE_URL`,
+/// the setting at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The URL names neither SQLite (`sqlite:`) nor PostgreSQL (`postgres://`).
+    #[error("DATABASE_URL: expected sqlite: or postgres:// URL")]
+    UnsupportedUrl,
+    /// The URL does not parse as connect options for its database.
+    #[error("DATABASE_URL: invalid URL")]
+    Url(#[source] sqlx::Error),
+    /// The database could not be opened or reached.
+    #[error("DATABASE_URL: cannot connect to the database")]
+    Connect(#[source] sqlx::Error),
+    /// A migration failed (the schema is left as the failed one found it).
+    #[error("DATABASE_URL: cannot migrate the database")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
 fn store_err(e: sqlx::Error) -> StoreError {
     StoreError(e.to_string())
 }
@@ -107,36 +125,38 @@ impl SqlStore {
     ///
     /// SQLite gets WAL journaling, `synchronous=NORMAL` and a 5 s busy
     /// timeout; its file is created if missing.
-    pub async fn connect(url: &str) -> anyhow::Result<SqlStore> {
+    ///
+    /// # Errors
+    ///
+    /// [`ConnectError`]: `url` is not a SQLite or PostgreSQL URL, the
+    /// database cannot be reached, or a migration fails.
+    pub async fn connect(url: &str) -> Result<SqlStore, ConnectError> {
         sqlx::any::install_default_drivers();
-        let backend =
-            Backend::of(url).ok_or_else(|| anyhow::anyhow!("DATABASE_URL: expected sqlite: or postgres:// URL"))?;
-        let options = sqlx::any::AnyConnectOptions::from_str(url)?;
+        let backend = Backend::of(url).ok_or(ConnectError::UnsupportedUrl)?;
+        let options = sqlx::any::AnyConnectOptions::from_str(url).map_err(ConnectError::Url)?;
         let pool = match backend {
-            Backend::Sqlite => {
-                AnyPoolOptions::new()
-                    .max_connections(4)
-                    .after_connect(|conn, _meta| {
-                        Box::pin(async move {
-                            sqlx::raw_sql(
-                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                                 PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;",
-                            )
-                            .execute(conn)
-                            .await?;
-                            Ok(())
-                        })
+            Backend::Sqlite => AnyPoolOptions::new()
+                .max_connections(4)
+                .after_connect(|conn, _meta| {
+                    Box::pin(async move {
+                        sqlx::raw_sql(
+                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                             PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;",
+                        )
+                        .execute(conn)
+                        .await?;
+                        Ok(())
                     })
-                    .connect_with(options)
-                    .await?
-            }
-            Backend::Postgres => {
-                AnyPoolOptions::new()
-                    .max_connections(16)
-                    .acquire_timeout(Duration::from_secs(5))
-                    .connect_with(options)
-                    .await?
-            }
+                })
+                .connect_with(options)
+                .await
+                .map_err(ConnectError::Connect)?,
+            Backend::Postgres => AnyPoolOptions::new()
+                .max_connections(16)
+                .acquire_timeout(Duration::from_secs(5))
+                .connect_with(options)
+                .await
+                .map_err(ConnectError::Connect)?,
         };
         match backend {
             Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&pool).await?,

@@ -4,4 +4,6 @@
 
 pub mod worker;
 
-pub use worker::{DELIVERIES, MAX_ATTEMPTS, REQUEST_TIMEOUT, RETRY_BASE, RETRY_MAX, Webhooks, backoff, sign};
+pub use worker::{
+    DELIVERIES, MAX_ATTEMPTS, REQUEST_TIMEOUT, RETRY_BASE, RETRY_MAX, Webhooks, WebhooksError, backoff, sign,
+};

@@ -83,6 +83,17 @@ pub struct Webhooks {
     wake: Wake,
 }
 
+/// Why the webhook worker cannot be built ([`Webhooks::new`]).
+#[derive(Debug, thiserror::Error)]
+pub enum WebhooksError {
+    /// A URL is configured without a secret to sign the deliveries with.
+    #[error("PARLEY_WEBHOOK_SECRET: is required when PARLEY_WEBHOOK_URL is set")]
+    MissingSecret,
+    /// The HTTP client could not be built (e.g. no TLS backend).
+    #[error("PARLEY_WEBHOOK_URL: cannot build the HTTP client")]
+    Client(#[source] reqwest::Error),
+}
+
 /// [`Webhooks`] as the kernel's [`Job`].
 struct Worker(Arc<Webhooks>);
 
@@ -96,15 +107,20 @@ impl Webhooks {
     /// The worker over `pool`'s outbox (migrated by the store), delivering
     /// to `config.url` if set. It wakes when `wake` is notified (the store
     /// after committing session events, the [`Outbox`] after storing one).
+    ///
+    /// # Errors
+    ///
+    /// [`WebhooksError`] if a URL is set without a secret, or the HTTP
+    /// client cannot be built.
     pub fn new(
         pool: AnyPool,
         clock: Arc<dyn Clock>,
         config: &WebhookConfig,
         wake: Wake,
-    ) -> anyhow::Result<Arc<Webhooks>> {
+    ) -> Result<Arc<Webhooks>, WebhooksError> {
         let target = match (&config.url, &config.secret) {
             (Some(url), Some(secret)) => Some(Target { url: url.clone(), secret: secret.clone() }),
-            (Some(_), None) => anyhow::bail!("PARLEY_WEBHOOK_SECRET: is required when PARLEY_WEBHOOK_URL is set"),
+            (Some(_), None) => return Err(WebhooksError::MissingSecret),
             (None, _) => None,
         };
         let client = reqwest::Client::builder()
@@ -112,7 +128,7 @@ impl Webhooks {
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("parley-webhooks/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| anyhow::anyhow!("PARLEY_WEBHOOK_URL: cannot build the HTTP client: {e}"))?;
+            .map_err(WebhooksError::Client)?;
         if target.is_none() {
             tracing::info!("PARLEY_WEBHOOK_URL is not set: webhook events are stored but not delivered");
         }

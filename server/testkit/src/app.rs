@@ -62,7 +62,7 @@ pub struct TestApp {
     /// The configuration it runs with.
     pub config: Config,
     shutdown: Option<oneshot::Sender<()>>,
-    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    server: Option<tokio::task::JoinHandle<Result<(), parley_server::app::StartError>>>,
     _dir: Arc<tempfile::TempDir>,
 }
 
