@@ -7,9 +7,12 @@
 //! [`consent`] (who may record) and [`outbox`] (webhook events), which
 //! several areas share. The store imports no area.
 
+mod backend;
 pub mod consent;
 pub mod files;
 pub mod outbox;
+
+pub use backend::{Backend, ConnectError};
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -38,28 +41,6 @@ const ROWS_PER_STATEMENT: usize = 500;
 /// §3, docs/rules.md A5): the store answers [`Store::scheduled`] with it,
 /// and the booking scheduler opens rooms by it.
 pub const ROOM_OPENS_BEFORE: Duration = Duration::from_secs(10 * 60);
-
-/// Which database a URL names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    /// `sqlite:` URLs.
-    Sqlite,
-    /// `postgres:` / `postgresql:` URLs.
-    Postgres,
-}
-
-impl Backend {
-    /// The backend of `url`, or `None` for an unsupported scheme.
-    pub fn of(url: &str) -> Option<Backend> {
-        if url.starts_with("sqlite:") {
-            Some(Backend::Sqlite)
-        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Some(Backend::Postgres)
-        } else {
-            None
-        }
-    }
-}
 
 /// Persistence of users, calls and sessions on SQLite or PostgreSQL.
 ///
@@ -96,24 +77,6 @@ enum Write {
 struct Job {
     write: Write,
     done: oneshot::Sender<Result<(), StoreError>>,
-}
-
-/// Why [`SqlStore::connect`] failed. Each variant names `DATABASE_URL`,
-/// the setting at fault.
-#[derive(Debug, thiserror::Error)]
-pub enum ConnectError {
-    /// The URL names neither SQLite (`sqlite:`) nor PostgreSQL (`postgres://`).
-    #[error("DATABASE_URL: expected sqlite: or postgres:// URL")]
-    UnsupportedUrl,
-    /// The URL does not parse as connect options for its database.
-    #[error("DATABASE_URL: invalid URL")]
-    Url(#[source] sqlx::Error),
-    /// The database could not be opened or reached.
-    #[error("DATABASE_URL: cannot connect to the database")]
-    Connect(#[source] sqlx::Error),
-    /// A migration failed (the schema is left as the failed one found it).
-    #[error("DATABASE_URL: cannot migrate the database")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
 }
 
 fn store_err(e: sqlx::Error) -> StoreError {
