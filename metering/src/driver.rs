@@ -29,8 +29,41 @@ use crate::{Input, Meter, MeterConfig, MeterEnd, Output, Party, Price, Settlemen
 
 /// A failure of the meter's event store.
 #[derive(Debug, thiserror::Error)]
-#[error("meter store: {0}")]
-pub struct MeterStoreError(pub String);
+pub enum MeterStoreError {
+    /// The write could not be stored (the database failed); it may be retried.
+    #[error("meter store: {0}")]
+    Failed(String),
+    /// The session is metered under a newer owner epoch than the write's:
+    /// another node (or a restarted process) took the session over, and this
+    /// meter must stop (issue 16 fencing). Never retried.
+    #[error("the session is owned under epoch {current}, not {mine}")]
+    Fenced {
+        /// The epoch the write was made under.
+        mine: OwnerEpoch,
+        /// The session's current epoch in the store.
+        current: OwnerEpoch,
+    },
+}
+
+/// The fencing token of a live session's meter: which owner, in order, may
+/// write the session's meter events, checkpoints and settlement. The node
+/// that opens a session meters it under [`OwnerEpoch::FIRST`]; each takeover
+/// (recovery after a restart, a node taking over a lost node's session)
+/// raises it by one in the store, which from then on refuses writes under
+/// an older epoch (Kleppmann's fencing tokens; issue 16).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct OwnerEpoch(pub u64);
+
+impl OwnerEpoch {
+    /// The epoch of the node that opened the session.
+    pub const FIRST: OwnerEpoch = OwnerEpoch(1);
+}
+
+impl std::fmt::Display for OwnerEpoch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
 
 /// A meter event worth keeping, stored before the participants hear of it
 /// (DESIGN.md M9).
@@ -70,19 +103,24 @@ impl MeterEvent {
 /// The meter's event store (implemented by `server` on SQLite/PostgreSQL).
 #[async_trait]
 pub trait MeterStore: Send + Sync + 'static {
-    /// Stores `event` of `session_id` at server time `at`. A checkpoint
-    /// replaces the session's previous one.
+    /// Stores `event` of `session_id` at server time `at`, made by the
+    /// session's owner under `epoch`. A checkpoint replaces the session's
+    /// previous one. [`MeterStoreError::Fenced`] when `epoch` is not the
+    /// session's current owner epoch.
     async fn meter_event(
         &self,
         session_id: &SessionId,
+        epoch: OwnerEpoch,
         event: &MeterEvent,
         at: Timestamp,
     ) -> Result<(), MeterStoreError>;
     /// Stores the settlement decision of a session whose end signaling did
-    /// not record (its room was gone). Idempotent per session.
+    /// not record (its room was gone). Idempotent per session. Fenced by
+    /// `epoch` as [`MeterStore::meter_event`] is.
     async fn orphan_settlement(
         &self,
         session_id: &SessionId,
+        epoch: OwnerEpoch,
         bill: &SessionBill,
         reason: SessionEndReason,
         at: Timestamp,
@@ -157,6 +195,8 @@ type Batch = Vec<Output>;
 
 struct Entry {
     meter: Meter,
+    /// The epoch this node meters the session under (its writes carry it).
+    epoch: OwnerEpoch,
     tx: mpsc::UnboundedSender<Batch>,
     /// What a seeker who does not come pays (a booked session under the
     /// `charge` no-show policy); `None`: a no-show is free.
@@ -307,16 +347,18 @@ impl Meters {
             Some(b) => (Meter::scheduled(cfg, b.join_by.max(at)), b.no_show_fee),
             None => (Meter::new(cfg, at), None),
         };
-        self.start(&mut st, session_id.clone(), meter, no_show_fee);
+        self.start(&mut st, session_id.clone(), meter, OwnerEpoch::FIRST, no_show_fee);
     }
 
-    /// A session recovered after a restart from its last checkpoint (M9):
-    /// both participants have `G` from now to come back — or, for a booked
+    /// A session recovered after a restart from its last checkpoint (M9),
+    /// taken over under `epoch` (the store's new owner epoch for it): both
+    /// participants have `G` from now to come back — or, for a booked
     /// session whose no-show time is still ahead (`booked`), from that time,
     /// as when its room first opened.
     pub fn recovered(
         self: &Arc<Self>,
         session_id: &SessionId,
+        epoch: OwnerEpoch,
         cfg: MeterConfig,
         snapshot: Snapshot,
         booked: Option<BookedSession>,
@@ -326,12 +368,19 @@ impl Meters {
         let absent_from = booked.map_or(now, |b| b.join_by);
         let mut st = self.lock();
         let meter = Meter::recover(cfg, snapshot, absent_from);
-        self.start(&mut st, session_id.clone(), meter, booked.and_then(|b| b.no_show_fee));
+        self.start(&mut st, session_id.clone(), meter, epoch, booked.and_then(|b| b.no_show_fee));
     }
 
-    fn start(self: &Arc<Self>, st: &mut State, session_id: SessionId, meter: Meter, no_show_fee: Option<Money>) {
+    fn start(
+        self: &Arc<Self>,
+        st: &mut State,
+        session_id: SessionId,
+        meter: Meter,
+        epoch: OwnerEpoch,
+        no_show_fee: Option<Money>,
+    ) {
         let (tx, rx) = mpsc::unbounded_channel();
-        st.meters.insert(session_id.clone(), Entry { meter, tx, no_show_fee });
+        st.meters.insert(session_id.clone(), Entry { meter, epoch, tx, no_show_fee });
         self.tasks.spawn(Arc::clone(self).drive(session_id, rx));
     }
 
@@ -413,22 +462,22 @@ impl Meters {
     /// stored; a failed write is logged and counted out.
     pub async fn drain(&self) -> usize {
         let at = self.clock.now();
-        let snapshots: Vec<(SessionId, Snapshot)> = {
+        let snapshots: Vec<(SessionId, OwnerEpoch, Snapshot)> = {
             let mut st = self.lock();
             st.meters
                 .iter_mut()
                 .map(|(id, e)| {
                     // Notices that fell due go out as usual, through the task.
                     let _ = e.tx.send(e.meter.handle(Input::Timeout, at));
-                    (id.clone(), e.meter.snapshot())
+                    (id.clone(), e.epoch, e.meter.snapshot())
                 })
                 .collect()
         };
         let mut stored = 0;
-        for (id, snapshot) in snapshots {
-            match self.store.meter_event(&id, &MeterEvent::Checkpoint(snapshot), at).await {
+        for (id, epoch, snapshot) in snapshots {
+            match self.store.meter_event(&id, epoch, &MeterEvent::Checkpoint(snapshot), at).await {
                 Ok(()) => stored += 1,
-                Err(e) => tracing::error!(session_id = %id, error = %e, "failed to store the shutdown checkpoint"),
+                Err(e) => self.write_failed(&id, "checkpoint", &e),
             }
         }
         stored
@@ -503,13 +552,32 @@ impl Meters {
                     continue;
                 }
             };
-            if let Err(e) = self.store.meter_event(session_id, &event, now).await {
-                tracing::error!(%session_id, kind = event.kind(), error = %e, "failed to store meter event");
+            let Some(epoch) = self.epoch(session_id) else { continue };
+            if let Err(e) = self.store.meter_event(session_id, epoch, &event, now).await {
+                self.write_failed(session_id, event.kind(), &e);
                 continue;
             }
             if let Some(msg) = msg {
                 self.send(session_id, msg);
             }
+        }
+    }
+
+    /// The epoch this node meters `session_id` under, while it does.
+    fn epoch(&self, session_id: &SessionId) -> Option<OwnerEpoch> {
+        self.lock().meters.get(session_id).map(|e| e.epoch)
+    }
+
+    /// Logs a failed write; a fenced one means another owner took the
+    /// session over, so this node stops metering it (its successor meters
+    /// and settles it; issue 16).
+    fn write_failed(&self, session_id: &SessionId, what: &str, e: &MeterStoreError) {
+        match e {
+            MeterStoreError::Fenced { mine, current } => {
+                tracing::warn!(%session_id, %mine, %current, what, "session taken over by a newer owner; no longer metered here");
+                self.lock().meters.remove(session_id);
+            }
+            MeterStoreError::Failed(_) => tracing::error!(%session_id, what, error = %e, "failed to store meter write"),
         }
     }
 
@@ -530,12 +598,12 @@ impl Meters {
             None => false,
         };
         // `ending` takes the meter when signaling ended the session first.
-        let taken = self.lock().meters.remove(session_id).is_none();
+        let taken = self.lock().meters.remove(session_id);
         if !told
-            && !taken
-            && let Err(e) = self.store.orphan_settlement(session_id, &end.bill, end.reason, end.at).await
+            && let Some(entry) = taken
+            && let Err(e) = self.store.orphan_settlement(session_id, entry.epoch, &end.bill, end.reason, end.at).await
         {
-            tracing::error!(%session_id, error = %e, "failed to store settlement");
+            self.write_failed(session_id, "settlement", &e);
         }
     }
 }

@@ -12,7 +12,7 @@ use parley_domain::clock::ManualClock;
 use parley_domain::protocol::{Outcome as WireOutcome, Role, ServerMessage, SessionBill, SessionEndReason};
 use parley_domain::{Clock, Currency, Money, SessionId, Timestamp};
 use parley_metering::{
-    EndReason, Input, Meter, MeterConfig, MeterEnd, MeterEvent, MeterSettings, MeterSink, MeterStore, MeterStoreError,
+    EndReason, Input, Meter, MeterConfig, MeterEnd, MeterEvent, MeterSettings, MeterSink, MeterStore, MeterStoreError, OwnerEpoch,
     Meters, Outcome, Output, Party, Price, Settlement, Snapshot,
 };
 use proptest::prelude::*;
@@ -504,13 +504,20 @@ impl MeterSink for Sink {
 
 #[async_trait]
 impl MeterStore for Store {
-    async fn meter_event(&self, _: &SessionId, _: &MeterEvent, _: Timestamp) -> Result<(), MeterStoreError> {
+    async fn meter_event(
+        &self,
+        _: &SessionId,
+        _: OwnerEpoch,
+        _: &MeterEvent,
+        _: Timestamp,
+    ) -> Result<(), MeterStoreError> {
         Ok(())
     }
 
     async fn orphan_settlement(
         &self,
         session_id: &SessionId,
+        _: OwnerEpoch,
         bill: &SessionBill,
         reason: SessionEndReason,
         at: Timestamp,

@@ -479,8 +479,13 @@ async fn recover_sessions(
             }),
             false => None,
         };
-        tracing::info!(session_id = %record.session_id, billable_ms = snapshot.billable_ms, "recovering open session");
-        meters.recovered(&record.session_id, cfg, snapshot, booked);
+        // Taking the session over fences off the meter of any earlier
+        // owner of it (a process that has not quite stopped; issue 16).
+        let Some(epoch) = store.claim_session(&record.session_id).await? else {
+            continue; // ended meanwhile
+        };
+        tracing::info!(session_id = %record.session_id, billable_ms = snapshot.billable_ms, %epoch, "recovering open session");
+        meters.recovered(&record.session_id, epoch, cfg, snapshot, booked);
         hub.restore_session(record, seeker, consultant, booked.map(|b| b.join_by));
     }
     Ok(())

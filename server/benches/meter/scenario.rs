@@ -34,7 +34,7 @@ use parley_domain::{Clock, Currency, Money, SessionId, Timestamp};
 use parley_load::report::{Counts, bump};
 use parley_load::stats::{self, Latencies};
 use parley_load::{procfs, run_id};
-use parley_metering::{MeterEnd, MeterEvent, MeterSettings, MeterSink, MeterStore, MeterStoreError, Meters, Price};
+use parley_metering::{MeterEnd, MeterEvent, MeterSettings, MeterSink, MeterStore, MeterStoreError, Meters, OwnerEpoch, Price};
 use parley_server::store::SqlStore;
 use tokio::time::Instant;
 
@@ -167,24 +167,26 @@ impl MeterStore for CountingStore {
     async fn meter_event(
         &self,
         session_id: &SessionId,
+        epoch: OwnerEpoch,
         event: &MeterEvent,
         at: Timestamp,
     ) -> Result<(), MeterStoreError> {
         if matches!(event, MeterEvent::Checkpoint(_)) {
             self.checkpoints.fetch_add(1, Ordering::Relaxed);
         }
-        self.counted(&self.latency, self.inner.meter_event(session_id, event, at)).await
+        self.counted(&self.latency, self.inner.meter_event(session_id, epoch, event, at)).await
     }
 
     async fn orphan_settlement(
         &self,
         session_id: &SessionId,
+        epoch: OwnerEpoch,
         bill: &SessionBill,
         reason: SessionEndReason,
         at: Timestamp,
     ) -> Result<(), MeterStoreError> {
         self.settlements.fetch_add(1, Ordering::Relaxed);
-        self.counted(&self.settlement_latency, self.inner.orphan_settlement(session_id, bill, reason, at)).await
+        self.counted(&self.settlement_latency, self.inner.orphan_settlement(session_id, epoch, bill, reason, at)).await
     }
 }
 

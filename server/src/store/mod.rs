@@ -11,6 +11,7 @@ mod backend;
 pub mod consent;
 pub mod files;
 pub mod outbox;
+mod writer;
 
 pub use backend::{Backend, ConnectError};
 
@@ -30,12 +31,10 @@ use sqlx::{AnyPool, Row};
 use parley_domain::clock::Wake;
 use parley_domain::protocol::rest::TimelineItem;
 use parley_domain::protocol::{SessionBill, SessionEndReason};
-use parley_metering::{MeterEvent, MeterStore, MeterStoreError, Snapshot};
+use parley_metering::{MeterEvent, MeterStore, MeterStoreError, OwnerEpoch, Snapshot};
+use writer::{Job, Refused, Signals, Write, write_batches};
 use tokio::sync::{mpsc, oneshot};
 
-/// Rows per multi-row statement (at most 7 bound values each: well within
-/// SQLite's and PostgreSQL's limits on bound parameters).
-const ROWS_PER_STATEMENT: usize = 500;
 
 /// A booked session's room opens this long before its start (DESIGN.md
 /// §3, docs/rules.md A5): the store answers [`Store::scheduled`] with it,
@@ -56,27 +55,6 @@ pub struct SqlStore {
     settled: Wake,
     webhooks: Wake,
     bookings: Wake,
-}
-
-/// Writes committed together at most.
-const MAX_BATCH: usize = 256;
-
-/// One write, as the writer task applies it.
-#[derive(Debug)]
-enum Write {
-    UsersSeen(Vec<UserInfo>, Timestamp),
-    CreateCall(CallRecord),
-    CallTransition(CallId, CallState, Timestamp),
-    CreateSession(SessionRecord),
-    SessionEvent(SessionId, SessionEvent, Timestamp),
-    MeterEvent(SessionId, MeterEvent, Timestamp),
-    Settlement(SessionId, SessionBill, SessionEndReason, Timestamp),
-}
-
-#[derive(Debug)]
-struct Job {
-    write: Write,
-    done: oneshot::Sender<Result<(), StoreError>>,
 }
 
 fn store_err(e: sqlx::Error) -> StoreError {
@@ -223,9 +201,37 @@ impl SqlStore {
 
     /// Queues `write` for the writer task and waits until it is committed.
     async fn submit(&self, write: Write) -> Result<(), StoreError> {
+        self.submit_fenced(write).await.map_err(|refused| match refused {
+            Refused::Failed(e) => e,
+            Refused::Fenced { mine, current } => StoreError(format!("fenced: epoch {mine}, current {current}")),
+        })
+    }
+
+    /// Queues `write` and waits for its outcome, telling a fenced write
+    /// (issue 16) from a failed one.
+    async fn submit_fenced(&self, write: Write) -> Result<(), Refused> {
+        let stopped = || Refused::Failed(StoreError("the database writer has stopped".into()));
         let (done, committed) = oneshot::channel();
-        self.writes.send(Job { write, done }).map_err(|_| StoreError("the database writer has stopped".into()))?;
-        committed.await.map_err(|_| StoreError("the database writer has stopped".into()))?
+        self.writes.send(Job { write, done }).map_err(|_| stopped())?;
+        committed.await.map_err(|_| stopped())?
+    }
+
+    /// Takes an open session over (issue 16): raises its owner epoch by one
+    /// and returns the new epoch, under which the caller meters it from now
+    /// on. From this commit on the store refuses the meter writes of every
+    /// earlier owner ([`MeterStoreError::Fenced`]), so a paused or
+    /// partitioned former owner cannot write over its successor. `None`
+    /// when the session is unknown or has ended.
+    pub async fn claim_session(&self, session_id: &SessionId) -> Result<Option<OwnerEpoch>, StoreError> {
+        let epoch: Option<i64> = sqlx::query_scalar(
+            "UPDATE sessions SET owner_epoch = owner_epoch + 1 WHERE id = $1 AND ended_ms IS NULL \
+             RETURNING owner_epoch",
+        )
+        .bind(session_id.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(store_err)?;
+        Ok(epoch.map(|e| OwnerEpoch(u64::try_from(e).unwrap_or(0))))
     }
 
     /// Whether the database answers (`/readyz`).
@@ -392,276 +398,33 @@ impl Store for SqlStore {
     }
 }
 
-/// The writer task: commits every queued write in one transaction, then
-/// answers each. If the batch fails, each write is retried in its own
-/// transaction so one bad write does not fail the others.
-async fn write_batches(pool: AnyPool, mut jobs: mpsc::UnboundedReceiver<Job>, signals: Signals) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let writes: Vec<&Write> = batch.iter().map(|job| &job.write).collect();
-        let settles = writes.iter().any(|w| {
-            matches!(w, Write::Settlement(..) | Write::SessionEvent(_, SessionEvent::Ended { bill: Some(_), .. }, _))
-        });
-        let announces = writes
-            .iter()
-            .any(|w| matches!(w, Write::CreateSession(_) | Write::SessionEvent(_, SessionEvent::Ended { .. }, _)));
-        let ends = writes.iter().any(|w| matches!(w, Write::SessionEvent(_, SessionEvent::Ended { .. }, _)));
-        let committed = write(&pool, &writes).await;
-        if let Err(e) = &committed {
-            tracing::warn!(error = %e, writes = batch.len(), "batch write failed; retrying its writes one by one");
-        }
-        for job in batch.drain(..) {
-            let result = match &committed {
-                Ok(()) => Ok(()),
-                Err(_) => write(&pool, &[&job.write]).await.map_err(store_err),
-            };
-            let _ = job.done.send(result);
-        }
-        if settles {
-            signals.settled.wake();
-        }
-        if announces {
-            signals.webhooks.wake();
-        }
-        if ends {
-            signals.bookings.wake();
-        }
-    }
-}
-
-/// Who the writer wakes after a commit.
-struct Signals {
-    /// Billing's settlement outbox (a settlement decision was stored).
-    settled: Wake,
-    /// The webhook worker (session events were stored).
-    webhooks: Wake,
-    /// The booking scheduler (a session ended).
-    bookings: Wake,
-}
-
-/// Commits `writes` in one transaction with one multi-row statement per
-/// table, in dependency order (a call before its events, a session before
-/// its end). Triggers (migrations/*/0002) keep `calls.state` and
-/// `sessions.ended_*` in step, row by row in order.
-async fn write(pool: &AnyPool, writes: &[&Write]) -> Result<(), sqlx::Error> {
-    let mut users: Vec<(&UserInfo, Timestamp)> = Vec::new();
-    let (mut calls, mut transitions, mut sessions, mut events) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let (mut meter_events, mut checkpoints, mut settlements) = (Vec::new(), Vec::new(), Vec::new());
-    for w in writes {
-        match w {
-            Write::MeterEvent(id, MeterEvent::Checkpoint(s), at) => checkpoints.push((id, *s, *at)),
-            Write::MeterEvent(id, event, at) => meter_events.push((id, event, *at)),
-            Write::Settlement(id, bill, reason, at) => settlements.push((id, *bill, *reason, *at)),
-
-            Write::UsersSeen(us, at) => users.extend(us.iter().map(|u| (u, *at))),
-            Write::CreateCall(c) => calls.push(c),
-            Write::CallTransition(id, state, at) => transitions.push((id, *state, *at)),
-            Write::CreateSession(s) => sessions.push(s),
-            Write::SessionEvent(id, event, at) => {
-                if let SessionEvent::Ended { reason, bill: Some(bill), .. } = event {
-                    settlements.push((id, *bill, *reason, *at));
-                }
-                events.push((id, event, *at));
-            }
-        }
-    }
-    // A row may be upserted once per statement (PostgreSQL): the last wins.
-    let mut seen = std::collections::HashSet::with_capacity(users.len());
-    users.reverse();
-    users.retain(|(u, _)| seen.insert(&u.id));
-
-    let mut tx = pool.begin().await?;
-    for chunk in users.chunks(ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "INSERT INTO users (id, name, role, first_seen_ms, last_seen_ms) VALUES {} \
-             ON CONFLICT (id) DO UPDATE SET name = excluded.name, role = excluded.role, \
-             last_seen_ms = excluded.last_seen_ms",
-            placeholders(chunk.len(), &[0, 1, 2, 3, 3], 4)
-        );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for (u, at) in chunk {
-            q = q.bind(u.id.as_str()).bind(&u.name).bind(u.role.as_str()).bind(at.unix_millis());
-        }
-        q.execute(&mut *tx).await?;
-    }
-    for chunk in calls.chunks(ROWS_PER_STATEMENT) {
-        // The `calls_first_event` trigger records each `requested` event.
-        let sql = format!(
-            "INSERT INTO calls (id, session_id, seeker_id, consultant_id, state, created_ms, updated_ms) VALUES {}",
-            placeholders(chunk.len(), &[0, 1, 2, 3, 4, 5, 5], 6)
-        );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for c in chunk {
-            q = q
-                .bind(c.call_id.as_str())
-                .bind(c.session_id.as_str())
-                .bind(c.seeker_id.as_str())
-                .bind(c.consultant_id.as_str())
-                .bind(CallState::Requested.as_str())
-                .bind(c.created_at.unix_millis());
-        }
-        q.execute(&mut *tx).await?;
-    }
-    for chunk in transitions.chunks(ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "INSERT INTO call_events (call_id, state, at_ms) VALUES {}",
-            placeholders(chunk.len(), &[0, 1, 2], 3)
-        );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for (id, state, at) in chunk {
-            q = q.bind(id.as_str()).bind(state.as_str()).bind(at.unix_millis());
-        }
-        q.execute(&mut *tx).await?;
-    }
-    for chunk in sessions.chunks(ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "INSERT INTO sessions (id, call_id, kind, seeker_id, consultant_id, opened_ms, recording) VALUES {}",
-            placeholders(chunk.len(), &[0, 1, 2, 3, 4, 5, 6], 7)
-        );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for s in chunk {
-            q = q
-                .bind(s.session_id.as_str())
-                .bind(s.call_id.as_str())
-                .bind(if s.scheduled { "scheduled" } else { "instant" })
-                .bind(s.seeker_id.as_str())
-                .bind(s.consultant_id.as_str())
-                .bind(s.opened_at.unix_millis())
-                .bind(i64::from(s.recording));
-        }
-        q.execute(&mut *tx).await?;
-    }
-    for chunk in events.chunks(ROWS_PER_STATEMENT) {
-        // For `ended`, the `session_events_end` trigger marks the session
-        // ended (the first end wins).
-        let sql = format!(
-            "INSERT INTO session_events (session_id, kind, user_id, detail, at_ms) VALUES {}",
-            placeholders(chunk.len(), &[0, 1, 2, 3, 4], 5)
-        );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for (id, event, at) in chunk {
-            let (user, detail): (Option<&UserId>, Option<&str>) = match event {
-                SessionEvent::Joined(u) | SessionEvent::Left(u) | SessionEvent::Dropped(u) => (Some(u), None),
-                SessionEvent::Media(u, state) => (Some(u), Some(state.as_str())),
-                SessionEvent::Chat(u, _, text) => (Some(u), Some(text.as_str())),
-                SessionEvent::RecordingStarted(u) => (Some(u), None),
-                SessionEvent::RecordingStopped(reason) => (None, Some(reason.as_str())),
-                SessionEvent::Ended { reason, by, .. } => (by.as_ref(), Some(reason.as_str())),
-            };
-            q = q
-                .bind(id.as_str())
-                .bind(event.kind())
-                .bind(user.map(UserId::as_str))
-                .bind(detail)
-                .bind(at.unix_millis());
-        }
-        q.execute(&mut *tx).await?;
-    }
-    // Webhook events (session.started / session.ended) with the facts they
-    // announce (docs/protocol.md §14).
-    let ended: Vec<_> = events
-        .iter()
-        .filter(|(_, e, _)| matches!(e, SessionEvent::Ended { .. }))
-        .map(|(id, e, at)| (*id, *e, *at))
-        .collect();
-    outbox::session_events(&mut tx, &sessions, &ended).await?;
-    // The settlement decision, in the same transaction as the session's end
-    // (DESIGN.md B3): a second decision for a session is ignored.
-    for (id, bill, reason, at) in settlements {
-        parley_billing::insert_settlement(&mut tx, id, &bill, reason.as_str(), at).await?;
-    }
-    for chunk in meter_events.chunks(ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "INSERT INTO meter_events (session_id, kind, billable_secs, at_ms) VALUES {}",
-            placeholders(chunk.len(), &[0, 1, 2, 3], 4)
-        );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for (id, event, at) in chunk {
-            let secs = match event {
-                MeterEvent::FreeWindowEnding { billable_secs }
-                | MeterEvent::BillingStarted { billable_secs }
-                | MeterEvent::HoldEnding { billable_secs } => *billable_secs,
-                MeterEvent::Checkpoint(s) => s.billable_ms / 1000,
-            };
-            q = q
-                .bind(id.as_str())
-                .bind(event.kind())
-                .bind(i64::try_from(secs).unwrap_or(i64::MAX))
-                .bind(at.unix_millis());
-        }
-        q.execute(&mut *tx).await?;
-    }
-    // Checkpoints (M9): one row per session, the latest wins; billable time
-    // only grows, so a late write of an older checkpoint (a driver task
-    // behind the shutdown drain) never takes time back.
-    let mut seen = std::collections::HashSet::with_capacity(checkpoints.len());
-    checkpoints.reverse();
-    checkpoints.retain(|(id, _, _)| seen.insert(*id));
-    for chunk in checkpoints.chunks(ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "INSERT INTO meter_checkpoints (session_id, billable_ms, warned, billing_started, hold_warned, at_ms) \
-             VALUES {} ON CONFLICT (session_id) DO UPDATE SET billable_ms = excluded.billable_ms, \
-             warned = excluded.warned, billing_started = excluded.billing_started, \
-             hold_warned = excluded.hold_warned, at_ms = excluded.at_ms \
-             WHERE meter_checkpoints.billable_ms <= excluded.billable_ms",
-            placeholders(chunk.len(), &[0, 1, 2, 3, 4, 5], 6)
-        );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for (id, s, at) in chunk {
-            q = q
-                .bind(id.as_str())
-                .bind(i64::try_from(s.billable_ms).unwrap_or(i64::MAX))
-                .bind(i64::from(s.warned))
-                .bind(i64::from(s.billing_started))
-                .bind(i64::from(s.hold_warned))
-                .bind(at.unix_millis());
-        }
-        q.execute(&mut *tx).await?;
-    }
-    tx.commit().await
-}
-
 #[async_trait]
 impl MeterStore for SqlStore {
     async fn meter_event(
         &self,
         session_id: &SessionId,
+        epoch: OwnerEpoch,
         event: &MeterEvent,
         at: Timestamp,
     ) -> Result<(), MeterStoreError> {
-        self.submit(Write::MeterEvent(session_id.clone(), *event, at)).await.map_err(|e| MeterStoreError(e.0))
+        self.submit_fenced(Write::MeterEvent(session_id.clone(), epoch, *event, at)).await.map_err(meter_error)
     }
 
     async fn orphan_settlement(
         &self,
         session_id: &SessionId,
+        epoch: OwnerEpoch,
         bill: &SessionBill,
         reason: SessionEndReason,
         at: Timestamp,
     ) -> Result<(), MeterStoreError> {
-        self.submit(Write::Settlement(session_id.clone(), *bill, reason, at)).await.map_err(|e| MeterStoreError(e.0))
+        self.submit_fenced(Write::Settlement(session_id.clone(), epoch, *bill, reason, at)).await.map_err(meter_error)
     }
 }
 
-/// `rows` groups of numbered placeholders for a multi-row `VALUES`: row `r`
-/// binds `per_row` values and its columns use them in the order `columns`
-/// gives (a value may serve two columns). Only these numbers are spliced
-/// into SQL; every value is bound.
-fn placeholders(rows: usize, columns: &[usize], per_row: usize) -> String {
-    let row = |r: usize| {
-        let cols: Vec<String> = columns.iter().map(|c| format!("${}", r * per_row + c + 1)).collect();
-        format!("({})", cols.join(", "))
-    };
-    (0..rows).map(row).collect::<Vec<_>>().join(", ")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn placeholders_number_each_rows_values() {
-        assert_eq!(placeholders(2, &[0, 1, 1], 2), "($1, $2, $2), ($3, $4, $4)");
-        assert_eq!(placeholders(1, &[0], 1), "($1)");
+fn meter_error(refused: Refused) -> MeterStoreError {
+    match refused {
+        Refused::Failed(e) => MeterStoreError::Failed(e.0),
+        Refused::Fenced { mine, current } => MeterStoreError::Fenced { mine, current },
     }
 }

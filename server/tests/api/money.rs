@@ -13,6 +13,7 @@ use parley_domain::{Currency, Money, SessionId, UserId};
 use parley_sdk::{ApiClient, Events, SdkError, SignalingClient};
 use sqlx::Row;
 
+mod fencing;
 mod holds;
 mod meter;
 mod refunds;

@@ -1,0 +1,379 @@
+//! The store's writer task: every write of users, calls, sessions and
+//! meters goes through one task that commits whatever has queued up in one
+//! transaction (group commit) and only then answers each writer.
+//!
+//! Meter writes are fenced (issue 16): each carries the owner epoch it was
+//! made under, and the transaction first locks the rows of the sessions it
+//! writes for and reads their current epoch; a write whose epoch is not the
+//! current one is refused ([`Refused::Fenced`]) and the rest of the batch is
+//! stored. A takeover raises the epoch with a plain `UPDATE` of the same
+//! row, so it is ordered before or after a whole batch, never inside one.
+
+use std::collections::{HashMap, HashSet};
+
+use parley_domain::clock::Wake;
+use parley_domain::protocol::{SessionBill, SessionEndReason, UserInfo};
+use parley_domain::{CallId, SessionId, Timestamp, UserId};
+use parley_metering::{MeterEvent, OwnerEpoch};
+use parley_signaling::StoreError;
+use parley_signaling::store::{CallRecord, CallState, SessionEvent, SessionRecord};
+use sqlx::{AnyPool, Row};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{outbox, store_err};
+
+/// Rows per multi-row statement (at most 7 bound values each: well within
+/// SQLite's and PostgreSQL's limits on bound parameters).
+const ROWS_PER_STATEMENT: usize = 500;
+
+/// Writes committed together at most.
+const MAX_BATCH: usize = 256;
+
+/// One write, as the writer task applies it.
+#[derive(Debug)]
+pub(super) enum Write {
+    UsersSeen(Vec<UserInfo>, Timestamp),
+    CreateCall(CallRecord),
+    CallTransition(CallId, CallState, Timestamp),
+    CreateSession(SessionRecord),
+    SessionEvent(SessionId, SessionEvent, Timestamp),
+    /// A meter event or checkpoint, made under the epoch.
+    MeterEvent(SessionId, OwnerEpoch, MeterEvent, Timestamp),
+    /// A settlement decision the meter stores itself, made under the epoch.
+    Settlement(SessionId, OwnerEpoch, SessionBill, SessionEndReason, Timestamp),
+}
+
+impl Write {
+    /// The session and epoch a fenced write is made under.
+    fn fence(&self) -> Option<(&SessionId, OwnerEpoch)> {
+        match self {
+            Write::MeterEvent(id, epoch, ..) | Write::Settlement(id, epoch, ..) => Some((id, *epoch)),
+            _ => None,
+        }
+    }
+}
+
+/// Why a write was not stored.
+#[derive(Debug)]
+pub(super) enum Refused {
+    /// The database failed.
+    Failed(StoreError),
+    /// The session is owned under another epoch (fencing, issue 16).
+    Fenced { mine: OwnerEpoch, current: OwnerEpoch },
+}
+
+/// A queued write and who waits for its outcome.
+#[derive(Debug)]
+pub(super) struct Job {
+    pub(super) write: Write,
+    pub(super) done: oneshot::Sender<Result<(), Refused>>,
+}
+
+/// The writer task: commits every queued write in one transaction, then
+/// answers each. If the batch fails, each write is retried in its own
+/// transaction so one bad write does not fail the others.
+pub(super) async fn write_batches(pool: AnyPool, mut jobs: mpsc::UnboundedReceiver<Job>, signals: Signals) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let writes: Vec<&Write> = batch.iter().map(|job| &job.write).collect();
+        let settles = writes.iter().any(|w| {
+            matches!(w, Write::Settlement(..) | Write::SessionEvent(_, SessionEvent::Ended { bill: Some(_), .. }, _))
+        });
+        let announces = writes
+            .iter()
+            .any(|w| matches!(w, Write::CreateSession(_) | Write::SessionEvent(_, SessionEvent::Ended { .. }, _)));
+        let ends = writes.iter().any(|w| matches!(w, Write::SessionEvent(_, SessionEvent::Ended { .. }, _)));
+        let committed = write(&pool, &writes).await;
+        if let Err(e) = &committed {
+            tracing::warn!(error = %e, writes = batch.len(), "batch write failed; retrying its writes one by one");
+        }
+        for (i, job) in batch.drain(..).enumerate() {
+            let fenced = match &committed {
+                Ok(fenced) => Ok(fenced.get(&i).copied()),
+                Err(_) => write(&pool, &[&job.write]).await.map(|fenced| fenced.get(&0).copied()),
+            };
+            let result = match fenced {
+                Ok(None) => Ok(()),
+                Ok(Some(current)) => {
+                    let mine = job.write.fence().map_or(current, |(_, e)| e);
+                    Err(Refused::Fenced { mine, current })
+                }
+                Err(e) => Err(Refused::Failed(store_err(e))),
+            };
+            let _ = job.done.send(result);
+        }
+        if settles {
+            signals.settled.wake();
+        }
+        if announces {
+            signals.webhooks.wake();
+        }
+        if ends {
+            signals.bookings.wake();
+        }
+    }
+}
+
+/// Who the writer wakes after a commit.
+pub(super) struct Signals {
+    /// Billing's settlement outbox (a settlement decision was stored).
+    pub(super) settled: Wake,
+    /// The webhook worker (session events were stored).
+    pub(super) webhooks: Wake,
+    /// The booking scheduler (a session ended).
+    pub(super) bookings: Wake,
+}
+
+/// Commits `writes` in one transaction with one multi-row statement per
+/// table, in dependency order (a call before its events, a session before
+/// its end). Triggers (migrations/*/0002) keep `calls.state` and
+/// `sessions.ended_*` in step, row by row in order. Returns the fenced
+/// writes that were refused (index in `writes` → the session's current
+/// epoch); the others are committed.
+async fn write(pool: &AnyPool, writes: &[&Write]) -> Result<HashMap<usize, OwnerEpoch>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let fenced = check_fences(&mut tx, writes).await?;
+    let mut users: Vec<(&UserInfo, Timestamp)> = Vec::new();
+    let (mut calls, mut transitions, mut sessions, mut events) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut meter_events, mut checkpoints, mut settlements) = (Vec::new(), Vec::new(), Vec::new());
+    for (i, w) in writes.iter().enumerate() {
+        if fenced.contains_key(&i) {
+            continue;
+        }
+        match w {
+            Write::MeterEvent(id, _, MeterEvent::Checkpoint(s), at) => checkpoints.push((id, *s, *at)),
+            Write::MeterEvent(id, _, event, at) => meter_events.push((id, event, *at)),
+            Write::Settlement(id, _, bill, reason, at) => settlements.push((id, *bill, *reason, *at)),
+
+            Write::UsersSeen(us, at) => users.extend(us.iter().map(|u| (u, *at))),
+            Write::CreateCall(c) => calls.push(c),
+            Write::CallTransition(id, state, at) => transitions.push((id, *state, *at)),
+            Write::CreateSession(s) => sessions.push(s),
+            Write::SessionEvent(id, event, at) => {
+                if let SessionEvent::Ended { reason, bill: Some(bill), .. } = event {
+                    settlements.push((id, *bill, *reason, *at));
+                }
+                events.push((id, event, *at));
+            }
+        }
+    }
+    // A row may be upserted once per statement (PostgreSQL): the last wins.
+    let mut seen = HashSet::with_capacity(users.len());
+    users.reverse();
+    users.retain(|(u, _)| seen.insert(&u.id));
+
+    for chunk in users.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO users (id, name, role, first_seen_ms, last_seen_ms) VALUES {} \
+             ON CONFLICT (id) DO UPDATE SET name = excluded.name, role = excluded.role, \
+             last_seen_ms = excluded.last_seen_ms",
+            placeholders(chunk.len(), &[0, 1, 2, 3, 3], 4)
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (u, at) in chunk {
+            q = q.bind(u.id.as_str()).bind(&u.name).bind(u.role.as_str()).bind(at.unix_millis());
+        }
+        q.execute(&mut *tx).await?;
+    }
+    for chunk in calls.chunks(ROWS_PER_STATEMENT) {
+        // The `calls_first_event` trigger records each `requested` event.
+        let sql = format!(
+            "INSERT INTO calls (id, session_id, seeker_id, consultant_id, state, created_ms, updated_ms) VALUES {}",
+            placeholders(chunk.len(), &[0, 1, 2, 3, 4, 5, 5], 6)
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for c in chunk {
+            q = q
+                .bind(c.call_id.as_str())
+                .bind(c.session_id.as_str())
+                .bind(c.seeker_id.as_str())
+                .bind(c.consultant_id.as_str())
+                .bind(CallState::Requested.as_str())
+                .bind(c.created_at.unix_millis());
+        }
+        q.execute(&mut *tx).await?;
+    }
+    for chunk in transitions.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO call_events (call_id, state, at_ms) VALUES {}",
+            placeholders(chunk.len(), &[0, 1, 2], 3)
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (id, state, at) in chunk {
+            q = q.bind(id.as_str()).bind(state.as_str()).bind(at.unix_millis());
+        }
+        q.execute(&mut *tx).await?;
+    }
+    for chunk in sessions.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO sessions (id, call_id, kind, seeker_id, consultant_id, opened_ms, recording) VALUES {}",
+            placeholders(chunk.len(), &[0, 1, 2, 3, 4, 5, 6], 7)
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for s in chunk {
+            q = q
+                .bind(s.session_id.as_str())
+                .bind(s.call_id.as_str())
+                .bind(if s.scheduled { "scheduled" } else { "instant" })
+                .bind(s.seeker_id.as_str())
+                .bind(s.consultant_id.as_str())
+                .bind(s.opened_at.unix_millis())
+                .bind(i64::from(s.recording));
+        }
+        q.execute(&mut *tx).await?;
+    }
+    for chunk in events.chunks(ROWS_PER_STATEMENT) {
+        // For `ended`, the `session_events_end` trigger marks the session
+        // ended (the first end wins).
+        let sql = format!(
+            "INSERT INTO session_events (session_id, kind, user_id, detail, at_ms) VALUES {}",
+            placeholders(chunk.len(), &[0, 1, 2, 3, 4], 5)
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (id, event, at) in chunk {
+            let (user, detail): (Option<&UserId>, Option<&str>) = match event {
+                SessionEvent::Joined(u) | SessionEvent::Left(u) | SessionEvent::Dropped(u) => (Some(u), None),
+                SessionEvent::Media(u, state) => (Some(u), Some(state.as_str())),
+                SessionEvent::Chat(u, _, text) => (Some(u), Some(text.as_str())),
+                SessionEvent::RecordingStarted(u) => (Some(u), None),
+                SessionEvent::RecordingStopped(reason) => (None, Some(reason.as_str())),
+                SessionEvent::Ended { reason, by, .. } => (by.as_ref(), Some(reason.as_str())),
+            };
+            q = q
+                .bind(id.as_str())
+                .bind(event.kind())
+                .bind(user.map(UserId::as_str))
+                .bind(detail)
+                .bind(at.unix_millis());
+        }
+        q.execute(&mut *tx).await?;
+    }
+    // Webhook events (session.started / session.ended) with the facts they
+    // announce (docs/protocol.md §14).
+    let ended: Vec<_> = events
+        .iter()
+        .filter(|(_, e, _)| matches!(e, SessionEvent::Ended { .. }))
+        .map(|(id, e, at)| (*id, *e, *at))
+        .collect();
+    outbox::session_events(&mut tx, &sessions, &ended).await?;
+    // The settlement decision, in the same transaction as the session's end
+    // (DESIGN.md B3): a second decision for a session is ignored.
+    for (id, bill, reason, at) in settlements {
+        parley_billing::insert_settlement(&mut tx, id, &bill, reason.as_str(), at).await?;
+    }
+    for chunk in meter_events.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO meter_events (session_id, kind, billable_secs, at_ms) VALUES {}",
+            placeholders(chunk.len(), &[0, 1, 2, 3], 4)
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (id, event, at) in chunk {
+            let secs = match event {
+                MeterEvent::FreeWindowEnding { billable_secs }
+                | MeterEvent::BillingStarted { billable_secs }
+                | MeterEvent::HoldEnding { billable_secs } => *billable_secs,
+                MeterEvent::Checkpoint(s) => s.billable_ms / 1000,
+            };
+            q = q
+                .bind(id.as_str())
+                .bind(event.kind())
+                .bind(i64::try_from(secs).unwrap_or(i64::MAX))
+                .bind(at.unix_millis());
+        }
+        q.execute(&mut *tx).await?;
+    }
+    // Checkpoints (M9): one row per session, the latest wins; billable time
+    // only grows, so a late write of an older checkpoint (a driver task
+    // behind the shutdown drain) never takes time back.
+    let mut seen = HashSet::with_capacity(checkpoints.len());
+    checkpoints.reverse();
+    checkpoints.retain(|(id, _, _)| seen.insert(*id));
+    for chunk in checkpoints.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO meter_checkpoints (session_id, billable_ms, warned, billing_started, hold_warned, at_ms) \
+             VALUES {} ON CONFLICT (session_id) DO UPDATE SET billable_ms = excluded.billable_ms, \
+             warned = excluded.warned, billing_started = excluded.billing_started, \
+             hold_warned = excluded.hold_warned, at_ms = excluded.at_ms \
+             WHERE meter_checkpoints.billable_ms <= excluded.billable_ms",
+            placeholders(chunk.len(), &[0, 1, 2, 3, 4, 5], 6)
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (id, s, at) in chunk {
+            q = q
+                .bind(id.as_str())
+                .bind(i64::try_from(s.billable_ms).unwrap_or(i64::MAX))
+                .bind(i64::from(s.warned))
+                .bind(i64::from(s.billing_started))
+                .bind(i64::from(s.hold_warned))
+                .bind(at.unix_millis());
+        }
+        q.execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    Ok(fenced)
+}
+
+/// Locks the rows of the sessions `writes` has fenced writes for (a no-op
+/// `UPDATE`: row locks on PostgreSQL, the write lock on SQLite, so a
+/// takeover's epoch bump waits for this transaction) and returns the
+/// fenced writes whose epoch is not their session's current one. A session
+/// with no row is not fenced.
+async fn check_fences(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    writes: &[&Write],
+) -> Result<HashMap<usize, OwnerEpoch>, sqlx::Error> {
+    let mut ids: Vec<&str> = writes.iter().filter_map(|w| w.fence()).map(|(id, _)| id.as_str()).collect();
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    let mut current: HashMap<String, OwnerEpoch> = HashMap::with_capacity(ids.len());
+    for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+        let list: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "UPDATE sessions SET owner_epoch = owner_epoch WHERE id IN ({}) RETURNING id, owner_epoch",
+            list.join(", ")
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for id in chunk {
+            q = q.bind(*id);
+        }
+        for row in q.fetch_all(&mut **tx).await? {
+            let epoch: i64 = row.try_get("owner_epoch")?;
+            current.insert(row.try_get("id")?, OwnerEpoch(u64::try_from(epoch).unwrap_or(0)));
+        }
+    }
+    Ok(writes
+        .iter()
+        .enumerate()
+        .filter_map(|(i, w)| {
+            let (id, mine) = w.fence()?;
+            let now = *current.get(id.as_str())?;
+            (now != mine).then_some((i, now))
+        })
+        .collect())
+}
+
+/// `rows` groups of numbered placeholders for a multi-row `VALUES`: row `r`
+/// binds `per_row` values and its columns use them in the order `columns`
+/// gives (a value may serve two columns). Only these numbers are spliced
+/// into SQL; every value is bound.
+pub(super) fn placeholders(rows: usize, columns: &[usize], per_row: usize) -> String {
+    let row = |r: usize| {
+        let cols: Vec<String> = columns.iter().map(|c| format!("${}", r * per_row + c + 1)).collect();
+        format!("({})", cols.join(", "))
+    };
+    (0..rows).map(row).collect::<Vec<_>>().join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_number_each_rows_values() {
+        assert_eq!(placeholders(2, &[0, 1, 1], 2), "($1, $2, $2), ($3, $4, $4)");
+        assert_eq!(placeholders(1, &[0], 1), "($1)");
+    }
+}
