@@ -319,6 +319,18 @@ impl Meters {
         self.lock().meters.len()
     }
 
+    /// The sessions metered here (their leases are this node's to keep).
+    pub fn sessions(&self) -> Vec<SessionId> {
+        self.lock().meters.keys().cloned().collect()
+    }
+
+    /// Stops metering `session_id` without settling it: another node owns
+    /// it now and meters and settles it (issue 16). Returns whether it was
+    /// metered here.
+    pub fn relinquish(&self, session_id: &SessionId) -> bool {
+        self.lock().meters.remove(session_id).is_some()
+    }
+
     /// Registers the price of a session about to open (its hold is placed).
     pub fn expect(&self, session_id: &SessionId, cfg: MeterConfig) {
         self.lock().pending.insert(session_id.clone(), cfg);

@@ -21,7 +21,9 @@ use parley_domain::{Money, Timestamp};
 
 pub mod driver;
 
-pub use driver::{BookedSession, MeterEvent, MeterSettings, MeterSink, MeterStore, MeterStoreError, Meters, OwnerEpoch};
+pub use driver::{
+    BookedSession, MeterEvent, MeterSettings, MeterSink, MeterStore, MeterStoreError, Meters, OwnerEpoch,
+};
 
 /// A session's end as the meter decided it, in wire terms: why, when, and
 /// its bill — what signaling stores with the end and sends in

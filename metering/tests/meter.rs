@@ -12,8 +12,8 @@ use parley_domain::clock::ManualClock;
 use parley_domain::protocol::{Outcome as WireOutcome, Role, ServerMessage, SessionBill, SessionEndReason};
 use parley_domain::{Clock, Currency, Money, SessionId, Timestamp};
 use parley_metering::{
-    EndReason, Input, Meter, MeterConfig, MeterEnd, MeterEvent, MeterSettings, MeterSink, MeterStore, MeterStoreError, OwnerEpoch,
-    Meters, Outcome, Output, Party, Price, Settlement, Snapshot,
+    EndReason, Input, Meter, MeterConfig, MeterEnd, MeterEvent, MeterSettings, MeterSink, MeterStore, MeterStoreError,
+    Meters, Outcome, Output, OwnerEpoch, Party, Price, Settlement, Snapshot,
 };
 use proptest::prelude::*;
 

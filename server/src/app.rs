@@ -17,7 +17,8 @@ use parley_signaling::{Authenticator, CallGate, Hub, Signaling, Store, StoreErro
 use tokio::net::{TcpListener, TcpSocket};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, Mode, Payments, RecorderMode, SecretError};
+use crate::cluster::{Leases, LocalLeases, RedisLeases};
+use crate::config::{ClusterConfig, Config, Mode, Payments, RecorderMode, SecretError};
 use crate::kernel::{AppState, Marketplace};
 use crate::routes;
 use crate::sessions::gate::{BillingGate, HubSink, MeterHooks, meter_config};
@@ -56,6 +57,9 @@ pub enum StartError {
     /// The database could not be connected to or migrated (`DATABASE_URL`).
     #[error(transparent)]
     Database(#[from] ConnectError),
+    /// The cluster's Redis could not be connected to (`REDIS_URL`).
+    #[error("REDIS_URL: cannot connect to Redis")]
+    Redis(#[source] redis::RedisError),
     /// No JWT secret is configured and the dev one could not be kept.
     #[error("PARLEY_JWT_SECRET")]
     JwtSecret(#[source] SecretError),
@@ -123,6 +127,9 @@ pub struct Application {
     /// The embedded recorder, started by `run_until`.
     recorder: Option<RecorderSetup>,
     scheduler_progress: Arc<tokio::sync::watch::Sender<i64>>,
+    /// Stops the lease keeper, which then gives this node's leases up.
+    stop_leases: CancellationToken,
+    lease_keeper: tokio::task::JoinHandle<()>,
 }
 
 /// What the embedded recorder needs besides the application's parts.
@@ -203,10 +210,21 @@ impl Application {
         let gate = gate.unwrap_or_else(|| {
             Arc::new(BillingGate { billing: billing.clone(), meters: meters.clone(), consent: consent.clone() })
         });
+        let (leases, redis) = cluster_leases(&config.cluster).await?;
         let hooks = Arc::new(MeterHooks(meters.clone()));
         let hub = Hub::new(config.signaling.clone(), clock.clone(), Arc::new(store.clone()), gate, hooks);
         meters.set_sink(Arc::new(HubSink(Arc::downgrade(&hub))));
-        recover_sessions(&config, &store, &billing, &meters, &hub).await.map_err(StartError::Recovery)?;
+        let lease_ttl = config.cluster.lease_ttl;
+        recover_sessions(&config, &store, &billing, &meters, &hub, leases.as_ref())
+            .await
+            .map_err(StartError::Recovery)?;
+        let stop_leases = CancellationToken::new();
+        let lease_keeper = tokio::spawn(crate::cluster::keep_leases(
+            leases,
+            meters.clone(),
+            lease_ttl,
+            stop_leases.clone().cancelled_owned(),
+        ));
         let stop_outbox = CancellationToken::new();
         // The webhook worker announces finished settlements (`session.settled`).
         billing.on_settled(store.webhook_signal());
@@ -248,6 +266,7 @@ impl Application {
             late_cancel_fee_percent: config.late_cancel_fee_percent,
             seeker_no_show: config.seeker_no_show,
             webhooks: webhooks.clone(),
+            redis,
             marketplace: Arc::new(Marketplace {
                 currencies: config.currencies.clone(),
                 packages: crate::profiles::promotions::default_packages(),
@@ -281,6 +300,8 @@ impl Application {
             stop_outbox,
             recorder,
             scheduler_progress,
+            stop_leases,
+            lease_keeper,
         })
     }
 
@@ -370,6 +391,9 @@ impl Application {
         // to now is checkpointed (a restart resumes from it).
         let drained = self.meters.drain().await;
         tracing::info!(sessions = drained, "live sessions checkpointed");
+        // Then their leases go, so another node may take them over at once.
+        self.stop_leases.cancel();
+        let _ = self.lease_keeper.await;
         if tokio::time::timeout(SHUTDOWN_GRACE, hub.connections_closed()).await.is_err() {
             tracing::warn!("some WebSockets did not close within {SHUTDOWN_GRACE:?}");
         }
@@ -448,18 +472,49 @@ async fn seed_demo_prices(billing: &Billing) -> Result<(), BillingError> {
     Ok(())
 }
 
-/// Re-opens the sessions the database says are open (DESIGN.md M9): each
-/// is metered again from its last checkpoint, and both participants get `G`
-/// to join its room again.
+/// This node's session leases: in the cluster's Redis when `REDIS_URL` is
+/// set (also the connection `/readyz` pings), else its own.
+async fn cluster_leases(
+    cluster: &ClusterConfig,
+) -> Result<(Arc<dyn Leases>, Option<redis::aio::ConnectionManager>), StartError> {
+    let Some(url) = &cluster.redis_url else {
+        return Ok((Arc::new(LocalLeases::new(cluster.node_id.clone())), None));
+    };
+    let client = redis::Client::open(url.as_str()).map_err(StartError::Redis)?;
+    // Reconnects with backoff by itself after Redis restarts or a network
+    // cut; a command meanwhile fails at once rather than hanging.
+    let manager = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(2)))
+        .set_response_timeout(Some(Duration::from_secs(2)))
+        .set_max_delay(Duration::from_secs(2));
+    let redis = client.get_connection_manager_with_config(manager).await.map_err(StartError::Redis)?;
+    let leases = RedisLeases::new(redis.clone(), cluster.redis_prefix.clone(), cluster.node_id.clone());
+    Ok((Arc::new(leases), Some(redis)))
+}
+
+/// Re-opens the sessions the database says are open (DESIGN.md M9) and
+/// that no other node meters (their lease is free or this node's): each
+/// is taken over (a new owner epoch fences off any former owner), metered
+/// again from its last checkpoint, and both participants get `G` to join
+/// its room again.
 async fn recover_sessions(
     config: &Config,
     store: &SqlStore,
     billing: &Billing,
     meters: &Arc<Meters>,
     hub: &Arc<Hub>,
+    leases: &dyn Leases,
 ) -> Result<(), RecoveryError> {
     let open = store.open_sessions().await?;
     for (record, snapshot) in open {
+        match leases.acquire(&record.session_id, config.cluster.lease_ttl).await {
+            Ok(true) => {}
+            Ok(false) => continue, // another node meters it
+            Err(e) => {
+                tracing::warn!(session_id = %record.session_id, error = %e, "cannot take the session's lease; left to the others");
+                continue;
+            }
+        }
         let (Some(seeker), Some(consultant)) =
             (store.user(&record.seeker_id).await?, store.user(&record.consultant_id).await?)
         else {

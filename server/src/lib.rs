@@ -7,11 +7,13 @@
 //! imports no area), one folder per area — [`sessions`] (sessions and
 //! money), [`bookings`], [`profiles`] (profiles and directory),
 //! [`reviews`] (reviews and metrics), [`recordings`] (recordings and
-//! files), [`webhooks`] — and the wiring that imports them all:
+//! files), [`webhooks`], [`cluster`] (what nodes agree on: session
+//! leases) — and the wiring that imports them all:
 //! [`routes`], [`app`], [`openapi`].
 
 pub mod app;
 pub mod bookings;
+pub mod cluster;
 pub mod config;
 pub mod kernel;
 pub mod openapi;

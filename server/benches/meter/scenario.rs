@@ -34,7 +34,9 @@ use parley_domain::{Clock, Currency, Money, SessionId, Timestamp};
 use parley_load::report::{Counts, bump};
 use parley_load::stats::{self, Latencies};
 use parley_load::{procfs, run_id};
-use parley_metering::{MeterEnd, MeterEvent, MeterSettings, MeterSink, MeterStore, MeterStoreError, Meters, OwnerEpoch, Price};
+use parley_metering::{
+    MeterEnd, MeterEvent, MeterSettings, MeterSink, MeterStore, MeterStoreError, Meters, OwnerEpoch, Price,
+};
 use parley_server::store::SqlStore;
 use tokio::time::Instant;
 

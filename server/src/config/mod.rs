@@ -68,6 +68,9 @@ struct Raw {
     seeker_no_show: SeekerNoShow,
     webhook_url: Option<String>,
     webhook_secret: Option<String>,
+    redis_url: Option<String>,
+    node_id: Option<String>,
+    lease_ttl_ms: u64,
 }
 
 impl Default for Raw {
@@ -109,6 +112,9 @@ impl Default for Raw {
             seeker_no_show: SeekerNoShow::Release,
             webhook_url: None,
             webhook_secret: None,
+            redis_url: None,
+            node_id: None,
+            lease_ttl_ms: 3000,
         }
     }
 }
@@ -167,6 +173,26 @@ pub struct Config {
     pub seeker_no_show: SeekerNoShow,
     /// Outgoing webhooks to the operator's platform (docs/protocol.md §14).
     pub webhooks: WebhookConfig,
+    /// Several nodes as one service (issue 16).
+    pub cluster: ClusterConfig,
+}
+
+/// How this node works with the others of its cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterConfig {
+    /// `redis://` or `rediss://` URL of the cluster's Redis (`REDIS_URL`);
+    /// `None`: the node is alone (in-process leases). Requires a PostgreSQL
+    /// `DATABASE_URL`: the nodes share the database.
+    pub redis_url: Option<String>,
+    /// This node's id in the cluster (`PARLEY_NODE_ID`; default a random
+    /// `node-<hex>` per process). Two live nodes must not share one.
+    pub node_id: String,
+    /// How long a session's lease outlives its node's last renewal
+    /// (`PARLEY_LEASE_TTL_MS`, 300–60,000, default 3,000): the longest a
+    /// lost node's sessions wait for another node. Renewed every third of it.
+    pub lease_ttl: Duration,
+    /// Prefix of this cluster's Redis keys (`parley`; tests use their own).
+    pub redis_prefix: String,
 }
 
 /// Where outgoing webhooks go (`PARLEY_WEBHOOK_URL`) and their signing
@@ -289,14 +315,20 @@ impl Config {
         let figment = Figment::from(Serialized::defaults(Raw::default()))
             .merge(Toml::file(&file))
             .merge(Env::prefixed("PARLEY_").ignore(&["CONFIG"]))
-            .merge(Env::raw().only(&["DATABASE_URL", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "STRIPE_API_BASE"]));
+            .merge(Env::raw().only(&[
+                "DATABASE_URL",
+                "REDIS_URL",
+                "STRIPE_SECRET_KEY",
+                "STRIPE_WEBHOOK_SECRET",
+                "STRIPE_API_BASE",
+            ]));
         Self::from_figment(figment)
     }
 
     fn from_figment(figment: Figment) -> Result<Config, ConfigError> {
         let raw: Raw = figment.extract().map_err(|e| {
             let key = e.path.join(".");
-            let env_name = if key == "database_url" || key.starts_with("stripe_") {
+            let env_name = if key == "database_url" || key == "redis_url" || key.starts_with("stripe_") {
                 key.to_uppercase()
             } else {
                 format!("PARLEY_{}", key.to_uppercase())
@@ -388,6 +420,27 @@ impl Config {
         }
         let recordings = recordings?;
         let webhooks = webhooks?;
+        if let Some(url) = &raw.redis_url {
+            if !url.starts_with("redis://") && !url.starts_with("rediss://") {
+                return bad("REDIS_URL", "expected a redis:// or rediss:// URL");
+            }
+            if !database_url.starts_with("postgres") {
+                return bad("REDIS_URL", "needs a PostgreSQL DATABASE_URL: the nodes of a cluster share the database");
+            }
+        }
+        if !(300..=60_000).contains(&raw.lease_ttl_ms) {
+            return bad("PARLEY_LEASE_TTL_MS", "must be between 300 and 60000");
+        }
+        let cluster = ClusterConfig {
+            redis_url: raw.redis_url,
+            node_id: match raw.node_id {
+                Some(id) if id.trim().is_empty() => return bad("PARLEY_NODE_ID", "must not be empty"),
+                Some(id) => id,
+                None => format!("node-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]),
+            },
+            lease_ttl: Duration::from_millis(raw.lease_ttl_ms),
+            redis_prefix: "parley".into(),
+        };
         let turn_urls = list(&raw.turn_urls);
         if !turn_urls.is_empty() && raw.turn_secret.is_none() {
             return bad("PARLEY_TURN_SECRET", "is required when PARLEY_TURN_URLS is set");
@@ -436,6 +489,7 @@ impl Config {
             late_cancel_fee_percent: raw.late_cancel_fee_percent,
             seeker_no_show: raw.seeker_no_show,
             webhooks,
+            cluster,
         })
     }
 

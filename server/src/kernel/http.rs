@@ -77,15 +77,22 @@ async fn landing() -> Html<&'static str> {
     Html(include_str!("../landing.html"))
 }
 
-/// 200 when the database answers and the server is not shutting down; 503 otherwise.
+/// 200 when the database (and, in a cluster, Redis) answers and the server
+/// is not shutting down; 503 otherwise, saying which.
 async fn readyz(State(s): State<AppState>) -> Response {
     if s.hub.is_shutting_down() {
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response();
     }
-    match s.store.ping().await {
-        Ok(()) => "ready".into_response(),
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("database: {e}")).into_response(),
+    if let Err(e) = s.store.ping().await {
+        return (StatusCode::SERVICE_UNAVAILABLE, format!("database: {e}")).into_response();
     }
+    if let Some(redis) = &s.redis {
+        let mut redis = redis.clone();
+        if let Err(e) = redis::cmd("PING").query_async::<String>(&mut redis).await {
+            return (StatusCode::SERVICE_UNAVAILABLE, format!("redis: {e}")).into_response();
+        }
+    }
+    "ready".into_response()
 }
 
 async fn metrics(State(s): State<AppState>) -> Response {

@@ -44,6 +44,8 @@ pub struct AppState {
     /// Outgoing webhooks (the outbox): events stored here are delivered by
     /// the webhook worker.
     pub(crate) webhooks: Arc<Outbox>,
+    /// The cluster's Redis (`REDIS_URL`), pinged by `/readyz`.
+    pub(crate) redis: Option<redis::aio::ConnectionManager>,
     /// Accepted pricing currencies and promotion packages.
     pub(crate) marketplace: Arc<Marketplace>,
 }

@@ -32,9 +32,8 @@ use parley_domain::clock::Wake;
 use parley_domain::protocol::rest::TimelineItem;
 use parley_domain::protocol::{SessionBill, SessionEndReason};
 use parley_metering::{MeterEvent, MeterStore, MeterStoreError, OwnerEpoch, Snapshot};
-use writer::{Job, Refused, Signals, Write, write_batches};
 use tokio::sync::{mpsc, oneshot};
-
+use writer::{Job, Refused, Signals, Write, write_batches};
 
 /// A booked session's room opens this long before its start (DESIGN.md
 /// §3, docs/rules.md A5): the store answers [`Store::scheduled`] with it,

@@ -3,6 +3,7 @@
 
 mod bookings;
 mod call_gate;
+mod cluster;
 mod common;
 mod crash_windows;
 mod directory;

@@ -47,17 +47,12 @@ async fn a_takeover_fences_off_the_former_owner(app: TestApp) {
     assert_eq!(taken, Some(OwnerEpoch(2)));
 
     let stale = app.store.meter_event(&s.session_id, OwnerEpoch::FIRST, &checkpoint(900), at).await;
-    assert!(
-        matches!(stale, Err(MeterStoreError::Fenced { mine: OwnerEpoch(1), current: OwnerEpoch(2) })),
-        "{stale:?}"
-    );
+    assert!(matches!(stale, Err(MeterStoreError::Fenced { mine: OwnerEpoch(1), current: OwnerEpoch(2) })), "{stale:?}");
     assert_eq!(stored_checkpoint_secs(&app, &s.session_id).await, Some(100), "the stale write moved nothing");
 
     let bill = SessionBill { outcome: Outcome::Charged, billable_secs: 900, charge: eur(3000) };
-    let stale = app
-        .store
-        .orphan_settlement(&s.session_id, OwnerEpoch::FIRST, &bill, SessionEndReason::Abandoned, at)
-        .await;
+    let stale =
+        app.store.orphan_settlement(&s.session_id, OwnerEpoch::FIRST, &bill, SessionEndReason::Abandoned, at).await;
     assert!(matches!(stale, Err(MeterStoreError::Fenced { .. })), "{stale:?}");
     assert_eq!(settlements(&app, &s.session_id).await, 0, "no settlement from the stale owner");
 
@@ -168,4 +163,49 @@ async fn a_restart_takes_open_sessions_over_on_sqlite() {
 #[tokio::test]
 async fn a_restart_takes_open_sessions_over_on_postgres() {
     a_restart_takes_open_sessions_over(spawn_app_on_postgres().await).await;
+}
+
+/// Two nodes of a cluster (one PostgreSQL, one Redis) start at once after
+/// the node that metered a session stopped: the session's lease lets only
+/// one of them take it over (one new epoch, not two), and it is settled once.
+#[tokio::test]
+async fn nodes_starting_together_take_each_open_session_over_once() {
+    let url = common::fresh_postgres_url().await;
+    let prefix = crate::cluster::fresh_prefix();
+    let clustered = |c: &mut parley_server::Config| {
+        c.database_url = url.clone();
+        c.cluster.redis_url = Some(crate::cluster::redis_url());
+        c.cluster.redis_prefix = prefix.clone();
+    };
+    let clock = common::test_clock();
+    let mut first = common::spawn_app_with_clock(clock.clone(), clustered).await;
+    let s = session_with(&first, PriceModel::Fixed, 3000).await;
+    first.advance(SECS(610)).await;
+    common::until("the 610 s checkpoint", || async {
+        stored_checkpoint_secs(&first, &s.session_id).await == Some(610)
+    })
+    .await;
+    first.stop().await; // checkpoints, then gives its leases up
+    let session_id = s.session_id.clone();
+    drop(s);
+
+    let (a, b) = tokio::join!(
+        common::spawn_app_with_clock(clock.clone(), clustered),
+        common::spawn_app_with_clock(clock.clone(), clustered)
+    );
+    let epoch: i64 = sqlx::query_scalar("SELECT owner_epoch FROM sessions WHERE id = $1")
+        .bind(session_id.as_str())
+        .fetch_one(&a.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(epoch, 2, "one of the two nodes took the session over, once");
+    // Nobody comes back: its owner ends it after the grace period and it
+    // is settled once.
+    a.advance(SECS(30)).await;
+    let moderator = a.token("mo", Role::Moderator);
+    let d = settled(&ApiClient::new(&a.base).unwrap(), &moderator, &session_id).await;
+    assert_eq!((d.outcome, d.billable_secs), (Some(Outcome::Charged), 610));
+    assert_eq!(settlements(&a, &session_id).await, 1);
+    drop(b);
+    a.assert_reconciled().await;
 }
