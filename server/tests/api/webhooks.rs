@@ -371,3 +371,60 @@ fn a_webhook_url_without_a_secret_stops_the_server_naming_the_key() {
     let e = refused_config(&[("PARLEY_WEBHOOK_URL", "platform.example"), ("PARLEY_WEBHOOK_SECRET", SECRET)]);
     assert!(e.contains("PARLEY_WEBHOOK_URL"), "{e}");
 }
+
+/// Two nodes on one PostgreSQL database (issue 16) with one clock: sessions
+/// end on either node; both nodes' settlement outboxes and webhook workers
+/// scan the shared tables (each is woken by its own commits and rescans
+/// every minute of server time). Every session is captured once and every
+/// event reaches the operator once, at its first attempt.
+#[tokio::test]
+async fn two_nodes_on_one_database_settle_and_announce_each_session_once() {
+    let clock = common::test_clock();
+    let mut receiver = Receiver::start(SECRET, clock.clone(), 0).await;
+    let url = fresh_postgres_url().await;
+    let node = || {
+        let dir = Arc::new(tempfile::tempdir().unwrap());
+        let mut config = Config::for_tests(dir.path());
+        config.database_url = url.clone();
+        config.webhooks = WebhookConfig { url: Some(receiver.url.clone()), secret: Some(SECRET.into()) };
+        spawn_with_config(config, dir, clock.clone())
+    };
+    let nodes = [node().await, node().await];
+    let mut sessions = Vec::new();
+    for round in 0..4 {
+        let app = &nodes[round % 2];
+        let (seeker, mut s_events, _c, _ce, session_id) = open_priced_session(app, Some(3000)).await;
+        // The clock moves only between deliveries (a signature is valid
+        // for 5 minutes of it).
+        receiver.next("session.started").await;
+        app.advance(SECS(610)).await;
+        seeker.end_session(&session_id).await.unwrap();
+        wait_ended(&mut s_events).await;
+        receiver.next("session.ended").await;
+        let d = receiver.next("session.settled").await;
+        assert_eq!(
+            (d.body["data"]["session_id"].as_str(), d.body["data"]["status"].as_str()),
+            (Some(session_id.as_str()), Some("done"))
+        );
+        sessions.push(session_id);
+        // Every node rescans: both workers see every row.
+        app.advance(SECS(61)).await;
+    }
+    let pool = nodes[0].store.pool();
+    for session_id in &sessions {
+        let captures: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM ledger WHERE session_id = $1 AND kind = 'capture'")
+                .bind(session_id.as_str())
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        assert_eq!(captures, 1, "{session_id} captured once");
+    }
+    let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM webhook_outbox").fetch_all(&pool).await.unwrap();
+    assert_eq!(ids.len(), sessions.len() * 3, "started, ended, settled per session");
+    for id in &ids {
+        let (status, attempts, _, last_status) = outbox_until(&nodes[0], id, |r| r.0 != "pending").await;
+        assert_eq!((status.as_str(), attempts, last_status), ("delivered", 1, Some(200)), "{id}");
+    }
+    nodes[0].assert_reconciled().await;
+}
