@@ -1203,6 +1203,7 @@ impl ServerMessage {
         "recording.stopped",
         "recording.assigned",
         "booking.reminder",
+        "booking.updated",
         "session.ended",
         "meter.free_window_ending",
         "meter.billing_started",
