@@ -284,7 +284,7 @@ export function holdWords(price) {
 export function policyWords() {
   const p = state.policy;
   if (!p) return "";
-  return `The first ${minutesText(p.free_window_secs)} of every call are free: a minute before they end you choose to continue (and pay) or end it free. A call lasts at most ${p.instant_max_minutes} minutes.`;
+  return `The first ${minutesText(p.free_window_secs)} of every call are free: ${minutesText(p.free_window_warning_secs)} before they end you choose to continue (and pay) or end it free. A call lasts at most ${p.instant_max_minutes} minutes.`;
 }
 
 /** The cancellation terms of a booking, in words (GET /v1/policy). */
