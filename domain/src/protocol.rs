@@ -686,6 +686,14 @@ pub enum ErrorCode {
     InvalidToken,
     /// The token has expired (HTTP 401).
     TokenExpired,
+    /// The WebSocket ticket is not one the server issued (HTTP 401 before
+    /// the upgrade).
+    UnknownTicket,
+    /// The WebSocket ticket was already used: each opens one connection
+    /// (HTTP 401 before the upgrade).
+    TicketUsed,
+    /// The WebSocket ticket's 30 s have passed (HTTP 401 before the upgrade).
+    TicketExpired,
     /// The connection was replaced by a newer one of the same user.
     Replaced,
     /// Dev login makes seekers and consultants only: recorders and
@@ -764,6 +772,9 @@ impl ErrorCode {
         ErrorCode::MissingToken,
         ErrorCode::InvalidToken,
         ErrorCode::TokenExpired,
+        ErrorCode::UnknownTicket,
+        ErrorCode::TicketUsed,
+        ErrorCode::TicketExpired,
         ErrorCode::Replaced,
         ErrorCode::RoleNotAllowed,
         ErrorCode::RecorderConnected,
@@ -842,6 +853,9 @@ impl ErrorCode {
             MissingToken => "missing_token",
             InvalidToken => "invalid_token",
             TokenExpired => "token_expired",
+            UnknownTicket => "unknown_ticket",
+            TicketUsed => "ticket_used",
+            TicketExpired => "ticket_expired",
             Replaced => "replaced",
             RoleNotAllowed => "role_not_allowed",
             RecorderConnected => "recorder_connected",
@@ -1094,6 +1108,15 @@ pub enum ServerMessage {
         /// When the room opens, Unix ms; joins before it get `room_not_open`.
         opens_at_ms: i64,
     },
+    /// A booking the user is party to changed (proposed, accepted,
+    /// declined, cancelled, rescheduled, expired, its hold placed or
+    /// failed, its room opened, a no-show): the booking as
+    /// `GET /v1/bookings/{id}` shows it now, to both sides.
+    #[serde(rename = "booking.updated")]
+    BookingUpdated {
+        /// The booking.
+        booking: Box<rest::Booking>,
+    },
     /// The session ended; leave the room and close the peer connection.
     #[serde(rename = "session.ended")]
     SessionEnded {
@@ -1180,6 +1203,7 @@ impl ServerMessage {
         "recording.stopped",
         "recording.assigned",
         "booking.reminder",
+        "booking.updated",
         "session.ended",
         "meter.free_window_ending",
         "meter.billing_started",
@@ -1208,6 +1232,7 @@ impl ServerMessage {
             ServerMessage::RecordingStopped { .. } => "recording.stopped",
             ServerMessage::RecordingAssigned { .. } => "recording.assigned",
             ServerMessage::BookingReminder { .. } => "booking.reminder",
+            ServerMessage::BookingUpdated { .. } => "booking.updated",
             ServerMessage::SessionEnded { .. } => "session.ended",
             ServerMessage::MeterFreeWindowEnding { .. } => "meter.free_window_ending",
             ServerMessage::MeterBillingStarted { .. } => "meter.billing_started",
@@ -1328,6 +1353,31 @@ mod tests {
                 session_id: sid.clone(),
                 start_ms: 1_000_000,
                 opens_at_ms: 400_000,
+            },
+            ServerMessage::BookingUpdated {
+                booking: Box::new(rest::Booking {
+                    id: "bkg_1".into(),
+                    session_id: sid.clone(),
+                    seeker_id: user.id.clone(),
+                    consultant_id: user.id.clone(),
+                    seeker_name: "S".into(),
+                    consultant_name: "C".into(),
+                    purpose: rest::Purpose::Consultation,
+                    length_min: 30,
+                    proposed: vec![1_000_000],
+                    state: rest::BookingState::Pending,
+                    start_ms: None,
+                    opens_at_ms: None,
+                    respond_by_ms: 900_000,
+                    price: None,
+                    hold_status: "none".into(),
+                    hold_error: None,
+                    record: false,
+                    reason: None,
+                    cancelled_by: None,
+                    cancellation_fee: None,
+                    created_ms: 1,
+                }),
             },
             ServerMessage::SessionEnded {
                 session_id: sid.clone(),

@@ -125,6 +125,9 @@ export type ErrorCode =
   | "missing_token"
   | "invalid_token"
   | "token_expired"
+  | "unknown_ticket"
+  | "ticket_used"
+  | "ticket_expired"
   | "replaced"
   | "role_not_allowed"
   | "recorder_connected"
@@ -189,6 +192,9 @@ export declare const ErrorCode: {
   readonly MISSING_TOKEN: "missing_token";
   readonly INVALID_TOKEN: "invalid_token";
   readonly TOKEN_EXPIRED: "token_expired";
+  readonly UNKNOWN_TICKET: "unknown_ticket";
+  readonly TICKET_USED: "ticket_used";
+  readonly TICKET_EXPIRED: "ticket_expired";
   readonly REPLACED: "replaced";
   readonly ROLE_NOT_ALLOWED: "role_not_allowed";
   readonly RECORDER_CONNECTED: "recorder_connected";
@@ -485,6 +491,11 @@ export interface BookingReminderMessage extends Sequenced {
   /** Unix ms; `room.join` before it gets `room_not_open`. */
   opens_at_ms: number;
 }
+/** A booking the user is party to changed: the booking as stored now, to both sides (replaces polling). */
+export interface BookingUpdatedMessage extends Sequenced {
+  type: "booking.updated";
+  booking: Booking;
+}
 export interface SessionEndedMessage extends Sequenced {
   type: "session.ended";
   session_id: SessionId;
@@ -538,6 +549,7 @@ export type ServerMessage =
   | RecordingStoppedMessage
   | RecordingAssignedMessage
   | BookingReminderMessage
+  | BookingUpdatedMessage
   | SessionEndedMessage
   | MeterFreeWindowEndingMessage
   | MeterBillingStartedMessage
@@ -744,12 +756,40 @@ export interface ConsultantProfile {
   updated_at_ms: number;
   /** Absent: calls to them are free. */
   price?: ConsultantPrice;
+  /** What a booked mentorship session and an interview cost; absent: free. */
+  purpose_prices: PurposePrices;
   recording_allowed: boolean;
   payout_ready: boolean;
   rating: ConsultantRating;
   /** While promoted: when the featured placement ends, Unix ms. */
   featured_until_ms?: number;
   presence: PresenceStatus;
+}
+export interface PurposePrices {
+  /** Its own price, else the consultation price. */
+  mentorship?: ConsultantPrice;
+  /** Its own price, else free. */
+  interview?: ConsultantPrice;
+}
+/** `GET /v1/policy`: the terms calls and bookings run under. Durations in seconds. */
+export interface Policy {
+  free_window_secs: number;
+  free_window_warning_secs: number;
+  instant_max_minutes: number;
+  grace_secs: number;
+  free_cancel_before_secs: number;
+  late_cancel_fee_percent: number;
+  hold_at_confirmation_within_secs: number;
+  hold_before_secs: number;
+  room_opens_before_secs: number;
+  no_show_after_secs: number;
+  respond_within_secs: number;
+}
+/** `POST /v1/ws-tickets`: opens `/v1/signal?ticket=` once, within 30 s. */
+export interface WsTicket {
+  ticket: string;
+  /** Unix ms, server time. */
+  expires_at_ms: number;
 }
 export type DirectorySort = "relevance" | "rating" | "price";
 /** `GET /v1/directory` query parameters, all optional. */
@@ -893,6 +933,9 @@ export interface Booking {
   session_id: SessionId;
   seeker_id: UserId;
   consultant_id: UserId;
+  seeker_name: string;
+  /** The profile's display name, else the name they connected with, else the id. */
+  consultant_name: string;
   purpose: Purpose;
   length_min: number;
   /** Proposed starts, sorted, Unix ms. */
@@ -1079,6 +1122,10 @@ export declare class ParleyApi {
   reviews(token: string, consultantId: UserId, query?: ReviewsQuery): Promise<ReviewPage>;
   /** That consultant, or a moderator. */
   metrics(token: string, consultantId: UserId, period?: MetricsPeriod): Promise<ConsultantMetrics>;
+  /** Any role. */
+  policy(token: string): Promise<Policy>;
+  /** Seekers, consultants, recorders: a one-time WebSocket ticket. */
+  wsTicket(token: string): Promise<WsTicket>;
 }
 
 /** Events the SDK adds to the server's messages. */
@@ -1122,7 +1169,8 @@ declare class Emitter<M> {
 }
 
 /**
- * One WebSocket to `/v1/signal` (token as `?access_token=`). Requests resolve
+ * One WebSocket to `/v1/signal`, opened with a one-time ticket the token buys
+ * (`POST /v1/ws-tickets`; the token never goes in a URL). Requests resolve
  * with their ack's `result` (null when there is none) or reject with
  * ParleyError. After a drop the client reconnects and sends `resume` within
  * `resumeWindowSecs`; frames sent meanwhile are queued.

@@ -66,6 +66,9 @@ export const ErrorCode = Object.freeze({
   MISSING_TOKEN: "missing_token",
   INVALID_TOKEN: "invalid_token",
   TOKEN_EXPIRED: "token_expired",
+  UNKNOWN_TICKET: "unknown_ticket",
+  TICKET_USED: "ticket_used",
+  TICKET_EXPIRED: "ticket_expired",
   REPLACED: "replaced",
   ROLE_NOT_ALLOWED: "role_not_allowed",
   RECORDER_CONNECTED: "recorder_connected",
@@ -125,6 +128,8 @@ export const SERVER_MESSAGE_TYPES = Object.freeze([
   "recording.started",
   "recording.stopped",
   "recording.assigned",
+  "booking.reminder",
+  "booking.updated",
   "session.ended",
   "meter.free_window_ending",
   "meter.billing_started",
@@ -456,6 +461,16 @@ export class ParleyApi {
     });
   }
 
+  /** `GET /v1/policy`: the free window, the instant-call maximum, the late-cancellation fee and booking timings (any role). */
+  policy(token) {
+    return this.request("GET", "/v1/policy", { token });
+  }
+
+  /** `POST /v1/ws-tickets`: a one-time ticket for `/v1/signal?ticket=` (one connection, 30 s). */
+  wsTicket(token) {
+    return this.request("POST", "/v1/ws-tickets", { token });
+  }
+
   /** `POST /v1/sessions/{id}/review`: 1–5 stars and an optional text (the session's seeker, once, after it ended). */
   review(token, sessionId, stars, text) {
     const body = { stars };
@@ -488,13 +503,28 @@ export class ParleyApi {
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** Opens a WebSocket and waits for `hello`. Resolves `{ws, hello, seq, early}`. */
-function openSocket(url, token, timeoutMs = REQUEST_TIMEOUT_MS) {
+/** The REST base URL of a signaling URL (`ws(s)://host/v1/signal` → `http(s)://host`). */
+function httpBaseOf(wsUrl) {
+  return wsUrl.replace(/^ws/, "http").replace(/\/v1\/signal.*$/, "");
+}
+
+/**
+ * Opens a WebSocket and waits for `hello`. Resolves `{ws, hello, seq}`.
+ * The token never goes in the URL (URLs end up in logs): it buys a one-time
+ * ticket (`POST /v1/ws-tickets`, with the Authorization header) that opens
+ * this one connection (docs/protocol.md §2.1).
+ */
+async function openSocket(url, token, timeoutMs = REQUEST_TIMEOUT_MS) {
+  const { ticket } = await new ParleyApi(httpBaseOf(url)).wsTicket(token);
+  return openWithTicket(url, ticket, timeoutMs);
+}
+
+function openWithTicket(url, ticket, timeoutMs) {
   return new Promise((resolve, reject) => {
     const sep = url.includes("?") ? "&" : "?";
     let ws;
     try {
-      ws = new WebSocket(`${url}${sep}access_token=${encodeURIComponent(token)}`);
+      ws = new WebSocket(`${url}${sep}ticket=${encodeURIComponent(ticket)}`);
     } catch (err) {
       reject(new ParleyError(ClientErrorCode.NETWORK, String(err.message || err)));
       return;
@@ -550,7 +580,7 @@ export class SignalingClient extends Emitter {
   /**
    * Connects and waits for `hello`.
    * @param {string} wsUrl e.g. "ws://127.0.0.1:8080/v1/signal"
-   * @param {string} token a bearer JWT (sent as `?access_token=`)
+   * @param {string} token a bearer JWT (it buys a one-time ticket for each connection; never put in the URL)
    */
   static async connect(wsUrl, token, options = {}) {
     let opened;
@@ -836,8 +866,7 @@ export class SignalingClient extends Emitter {
 /** Why a WebSocket upgrade was refused: the same token against REST (§2.1). */
 async function explainRefusal(wsUrl, token) {
   try {
-    const httpBase = wsUrl.replace(/^ws/, "http").replace(/\/v1\/signal.*$/, "");
-    await new ParleyApi(httpBase).consultants(token);
+    await new ParleyApi(httpBaseOf(wsUrl)).consultants(token);
     return null;
   } catch (err) {
     return err instanceof ParleyError && err.status ? err : null;

@@ -248,7 +248,8 @@ impl Application {
             webhooks.clone(),
             stop_outbox.clone().cancelled_owned(),
         ));
-        let signaling = Signaling::new(hub.clone(), auth.clone());
+        let tickets = Arc::new(crate::kernel::tickets::SqlTickets::new(store.pool(), clock.clone()));
+        let signaling = Signaling::new(hub.clone(), auth.clone()).with_tickets(tickets);
         let scheduler_progress = Arc::new(tokio::sync::watch::Sender::new(i64::MIN));
         let state = AppState {
             store: store.clone(),

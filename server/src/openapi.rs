@@ -17,6 +17,7 @@ use parley_domain::protocol::rest::{
     ConsultantProfile, ConsultantRating, DirectoryItem, DirectoryPage, FeaturedWindow, MyPromotions, ProfileUpdate,
     PromotionPackage, PromotionPurchaseRequest, PromotionReceipt,
 };
+use parley_domain::protocol::rest::{Policy, PurposePrices, WsTicket};
 use parley_domain::protocol::rest::{ReconcileFinding, ReconcileFindingKind, ReconcileFindingsData};
 use parley_domain::protocol::{ChatKind, ErrorCode, Outcome, PresenceStatus, Problem, Role, UserInfo};
 use parley_domain::{Money, SessionId, UserId};
@@ -31,6 +32,8 @@ use utoipa::{Modify, OpenApi};
     paths(
         crate::profiles::consultants::consultants,
         crate::kernel::http::dev_login,
+        crate::kernel::tickets::issue,
+        crate::bookings::availability::policy,
         crate::sessions::http::session,
         crate::sessions::http::my_price,
         crate::sessions::http::set_price,
@@ -83,7 +86,7 @@ use utoipa::{Modify, OpenApi};
         WebhookEventType, SessionStartedData, SessionEndedData, SessionSettledData, ReviewCreatedData,
         ReconcileFindingsData, ReconcileFinding, ReconcileFindingKind,
         ProfileUpdate, ConsultantProfile, ConsultantRating, DirectoryItem, DirectoryPage, PromotionPackage,
-        PromotionPurchaseRequest, PromotionReceipt, FeaturedWindow, MyPromotions,
+        PromotionPurchaseRequest, PromotionReceipt, FeaturedWindow, MyPromotions, Policy, PurposePrices, WsTicket,
     )),
     modifiers(&Bearer),
 )]

@@ -8,6 +8,7 @@
 
 use std::time::Duration;
 
+use async_trait::async_trait;
 use axum::http::HeaderMap;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -51,8 +52,9 @@ pub struct Identity {
 /// Why a token was refused (HTTP 401 before the WebSocket upgrade).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
-    /// No `Authorization: Bearer …` header and no `access_token` query parameter.
-    #[error("no bearer token: send `Authorization: Bearer <jwt>` or `?access_token=<jwt>`")]
+    /// No `Authorization: Bearer …` header (and, on the WebSocket, no
+    /// `ticket` query parameter).
+    #[error("no bearer token: send `Authorization: Bearer <jwt>` (browsers: a `?ticket=` from POST /v1/ws-tickets)")]
     Missing,
     /// The token's `exp` has passed.
     #[error("the token has expired")]
@@ -60,6 +62,18 @@ pub enum AuthError {
     /// Bad signature, bad encoding or bad claims.
     #[error("invalid token: {0}")]
     Invalid(String),
+    /// A WebSocket ticket the server never issued.
+    #[error("unknown ticket: get one from POST /v1/ws-tickets")]
+    UnknownTicket,
+    /// A WebSocket ticket that already opened a connection.
+    #[error("the ticket was already used: each opens one connection; get a new one")]
+    TicketUsed,
+    /// A WebSocket ticket past its expiry.
+    #[error("the ticket has expired: get a new one just before connecting")]
+    TicketExpired,
+    /// The ticket store failed (HTTP 500 `internal`).
+    #[error("tickets: {0}")]
+    TicketStore(String),
 }
 
 impl AuthError {
@@ -69,8 +83,24 @@ impl AuthError {
             AuthError::Missing => ErrorCode::MissingToken,
             AuthError::Expired => ErrorCode::TokenExpired,
             AuthError::Invalid(_) => ErrorCode::InvalidToken,
+            AuthError::UnknownTicket => ErrorCode::UnknownTicket,
+            AuthError::TicketUsed => ErrorCode::TicketUsed,
+            AuthError::TicketExpired => ErrorCode::TicketExpired,
+            AuthError::TicketStore(_) => ErrorCode::Internal,
         }
     }
+}
+
+/// Redeems one-time WebSocket tickets (`POST /v1/ws-tickets` issues them;
+/// `/v1/signal?ticket=…` spends one). The server keeps them in its database
+/// so that any node sharing it accepts a ticket another node issued.
+#[async_trait]
+pub trait Tickets: Send + Sync {
+    /// Spends `ticket` once, on the server's clock: the identity it was
+    /// issued for. Errors: [`AuthError::UnknownTicket`],
+    /// [`AuthError::TicketUsed`], [`AuthError::TicketExpired`],
+    /// [`AuthError::TicketStore`].
+    async fn redeem(&self, ticket: &str) -> Result<Identity, AuthError>;
 }
 
 /// Signs and verifies tokens with the operator's shared secret. `exp` is
@@ -158,28 +188,28 @@ impl Authenticator {
         Ok(Identity { user: UserInfo { id, name: claims.name, role: claims.role }, premium: claims.premium })
     }
 
-    /// Verifies the bearer token of an HTTP request: the `Authorization:
-    /// Bearer` header, or else the `access_token` query parameter (browsers
-    /// cannot set headers on a WebSocket).
-    pub fn verify_request(&self, headers: &HeaderMap, access_token: Option<&str>) -> Result<UserInfo, AuthError> {
-        self.verify_request_identity(headers, access_token).map(|i| i.user)
+    /// Verifies the bearer token of an HTTP request (`Authorization:
+    /// Bearer`, or `bearer`). Tokens are never read from URLs, which
+    /// browsers and proxies log.
+    pub fn verify_request(&self, headers: &HeaderMap) -> Result<UserInfo, AuthError> {
+        self.verify_request_identity(headers).map(|i| i.user)
     }
 
     /// [`Authenticator::verify_request`], returning the [`Identity`].
-    pub fn verify_request_identity(
-        &self,
-        headers: &HeaderMap,
-        access_token: Option<&str>,
-    ) -> Result<Identity, AuthError> {
-        let header = headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")));
-        match header.or(access_token) {
+    pub fn verify_request_identity(&self, headers: &HeaderMap) -> Result<Identity, AuthError> {
+        match bearer(headers) {
             Some(token) if !token.trim().is_empty() => self.verify_identity(token.trim()),
             _ => Err(AuthError::Missing),
         }
     }
+}
+
+/// The `Authorization: Bearer` token of a request, if any.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
 }
 
 #[cfg(test)]
@@ -232,13 +262,14 @@ mod tests {
     }
 
     #[test]
-    fn header_wins_over_query_and_missing_is_reported() {
+    fn the_header_carries_the_token_and_missing_is_reported() {
         let auth = Authenticator::new(b"secret");
         let token = auth.issue(&user(), Duration::from_secs(60), now());
         let mut headers = HeaderMap::new();
-        assert_eq!(auth.verify_request(&headers, None), Err(AuthError::Missing));
-        assert_eq!(auth.verify_request(&headers, Some(&token)), Ok(user()));
-        headers.insert("authorization", format!("Bearer {token}").parse().unwrap());
-        assert_eq!(auth.verify_request(&headers, Some("garbage")), Ok(user()));
+        assert_eq!(auth.verify_request(&headers), Err(AuthError::Missing));
+        headers.insert("authorization", "Bearer  ".parse().unwrap());
+        assert_eq!(auth.verify_request(&headers), Err(AuthError::Missing));
+        headers.insert("authorization", format!("bearer {token}").parse().unwrap());
+        assert_eq!(auth.verify_request(&headers), Ok(user()));
     }
 }

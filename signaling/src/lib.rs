@@ -35,7 +35,7 @@ use axum::{Json, Router};
 use parley_domain::protocol::{ErrorCode, Problem, Role};
 use serde::Deserialize;
 
-pub use auth::{AuthError, Authenticator, Claims, Identity};
+pub use auth::{AuthError, Authenticator, Claims, Identity, Tickets};
 pub use config::SignalingConfig;
 pub use connection::{ABUSE_BURSTS, CLOSE_IDLE, CLOSE_RATE_LIMITED, CLOSE_TOO_BIG, RATE_LIMIT_UNIT_BYTES};
 pub use error::SignalError;
@@ -52,17 +52,27 @@ pub const WS_MAX_MESSAGE_BYTES: usize = 1024 * 1024;
 pub struct Signaling {
     hub: Arc<Hub>,
     auth: Arc<Authenticator>,
+    tickets: Option<Arc<dyn Tickets>>,
 }
 
 #[derive(Deserialize)]
 struct SignalQuery {
-    access_token: Option<String>,
+    /// A one-time ticket (`POST /v1/ws-tickets`), for browsers, which
+    /// cannot set headers on a WebSocket.
+    ticket: Option<String>,
 }
 
 impl Signaling {
     /// Signaling over `hub`, admitting tokens `auth` verifies.
     pub fn new(hub: Arc<Hub>, auth: Arc<Authenticator>) -> Self {
-        Signaling { hub, auth }
+        Signaling { hub, auth, tickets: None }
+    }
+
+    /// Accepts one-time tickets (`?ticket=`) that `tickets` redeems, besides
+    /// the `Authorization` header.
+    pub fn with_tickets(mut self, tickets: Arc<dyn Tickets>) -> Self {
+        self.tickets = Some(tickets);
+        self
     }
 
     /// The hub (presence queries, shutdown).
@@ -70,9 +80,11 @@ impl Signaling {
         &self.hub
     }
 
-    /// `GET /v1/signal`: the WebSocket endpoint. Refused before the upgrade
-    /// with an RFC 9457 problem ([`Problem`], `application/problem+json`):
-    /// 401 for a missing, expired or forged token; 403 `wrong_role` for a
+    /// `GET /v1/signal`: the WebSocket endpoint, authenticated by the
+    /// `Authorization: Bearer` header or a one-time `?ticket=` (the header
+    /// wins). Refused before the upgrade with an RFC 9457 problem
+    /// ([`Problem`], `application/problem+json`): 401 for a missing,
+    /// expired or forged token, or an unknown, used or expired ticket; 403 `wrong_role` for a
     /// moderator; 409 `recorder_connected` for a second connection of a
     /// recorder whose first one is live; 503 while shutting down.
     pub fn router(&self) -> Router {
@@ -86,10 +98,19 @@ async fn upgrade(
     query: Result<Query<SignalQuery>, QueryRejection>,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    // The token first; then what else the request got wrong.
-    let access_token = query.as_ref().ok().and_then(|Query(q)| q.access_token.as_deref());
-    let identity = match sig.auth.verify_request_identity(&headers, access_token) {
+    // The token (or ticket) first; then what else the request got wrong.
+    let ticket = query.as_ref().ok().and_then(|Query(q)| q.ticket.as_deref()).filter(|t| !t.is_empty());
+    let header = auth::bearer(&headers).filter(|t| !t.trim().is_empty());
+    let verified = match (header, ticket, &sig.tickets) {
+        (None, Some(ticket), Some(tickets)) => tickets.redeem(ticket).await,
+        _ => sig.auth.verify_request_identity(&headers),
+    };
+    let identity = match verified {
         Ok(identity) => identity,
+        Err(e @ AuthError::TicketStore(_)) => {
+            tracing::error!(error = %e, "ticket store failed");
+            return refuse(StatusCode::INTERNAL_SERVER_ERROR, e.code(), "the ticket could not be checked");
+        }
         Err(e) => return refuse(StatusCode::UNAUTHORIZED, e.code(), e.to_string()),
     };
     let ws = match ws {

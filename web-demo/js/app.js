@@ -5,16 +5,23 @@
 // availability, earnings). DOM contract: web-demo/README.md.
 
 import { SignalingClient, Call, ParleyError, ErrorCode, ClientErrorCode } from "/sdk/js/parley.js";
-import { api, state, hooks, serverNow, syncClock } from "./state.js";
+import { api, state, hooks, serverNow, syncClock, loadPolicy } from "./state.js";
 import { $, show, setStatus, showError, clearError, showErr, setAvatar, currentScreen, busy } from "./ui.js";
 import { formatMoney, priceText, clock, duration, dateTime } from "./format.js";
 import { initDirectory, refreshDirectory, startDirectoryPolling, stopDirectoryPolling, openProfile } from "./directory.js";
-import { refreshBookings, onReminder, rememberName, nameOf } from "./bookings.js";
+import { refreshBookings, onReminder, onBookingUpdated, forgetBookings, rememberName, nameOf } from "./bookings.js";
 import { showRecap } from "./recap.js";
 import { initDesk, loadDesk, refreshEarnings, refreshAfterSession, refreshDeskExtras } from "./desk.js";
 
-/** Assumed free window until the server tells us (the `room.join` ack). */
+/** Assumed free window if the server's terms could not be read (the `room.join` ack corrects it). */
 const DEFAULT_FREE_WINDOW_SECS = 600;
+/**
+ * Bookings come pushed (`booking.updated`); this slow re-read is only a
+ * fallback (and moves "starts in …" texts along).
+ */
+const BOOKINGS_FALLBACK_MS = 60000;
+/** The consultant desk's reviews and numbers are re-read this often while it shows. */
+const DESK_EXTRAS_MS = 15000;
 /** sessionStorage keys: the sign-in, and the session being talked in (a reload rejoins it). */
 const LOGIN_KEY = "parley.login";
 const SESSION_KEY = "parley.session";
@@ -31,8 +38,10 @@ Object.assign(state, {
   call: null,
   // The session the summary is about: {id, peer}
   lastSession: null,
-  // Consultant desk poll
+  // Consultant desk poll (reviews, numbers)
   deskTimer: null,
+  // The slow fallback re-read of the bookings
+  bookingsTimer: null,
 });
 
 function home() {
@@ -88,16 +97,19 @@ async function startSession(token, user) {
   $("#account").hidden = false;
   $("#account-name").textContent = state.user.name;
   $("#account-role").textContent = state.user.role === "consultant" ? "Consultant" : "Seeker";
-  await syncClock();
+  await Promise.all([syncClock(), loadPolicy()]);
+  clearInterval(state.bookingsTimer);
+  state.bookingsTimer = setInterval(() => {
+    if (!document.hidden) refreshBookings();
+  }, BOOKINGS_FALLBACK_MS);
   if (state.user.role === "consultant") {
     renderPresence(client.presence || "offline");
     loadDesk();
     clearInterval(state.deskTimer);
     state.deskTimer = setInterval(() => {
       if (document.hidden || currentScreen() !== "consultant-home") return;
-      refreshBookings();
       refreshDeskExtras();
-    }, 4000);
+    }, DESK_EXTRAS_MS);
   } else {
     startDirectoryPolling();
   }
@@ -123,6 +135,8 @@ function readOpenSession() {
 function signOut() {
   stopDirectoryPolling();
   clearInterval(state.deskTimer);
+  clearInterval(state.bookingsTimer);
+  forgetBookings();
   endCallLocally();
   if (state.client) state.client.close();
   state.client = null;
@@ -147,6 +161,7 @@ function wireClient(client) {
   client.on("call.incoming", onIncoming);
   client.on("call.accepted", (m) => enterSession(m.session_id, { callId: m.call_id }));
   client.on("booking.reminder", onReminder);
+  client.on("booking.updated", onBookingUpdated);
   client.on("call.ended", onCallEnded);
   client.on("participant.joined", (m) => onPeerPresence(m.session_id, true, m.user));
   client.on("participant.left", (m) => onPeerPresence(m.session_id, false, null, m));
@@ -172,11 +187,14 @@ function wireClient(client) {
     clearError("connection_lost");
     clearError(ClientErrorCode.NETWORK);
     setStatus("Connection restored.");
+    refreshBookings();
   });
   client.on("resume_failed", async () => {
     clearError("connection_lost");
     clearError(ClientErrorCode.NETWORK);
     setStatus("Connection restored.");
+    // Pushes sent while we were away are lost: read the bookings again.
+    refreshBookings();
     if (state.user?.role === "consultant") renderPresence(client.presence || "offline");
     // Our missed messages are gone: rejoin the room of an open session.
     if (state.session && !state.session.ended) {
@@ -524,7 +542,7 @@ async function enterSession(sessionId, { callId = null, peer = null } = {}) {
     callId,
     peer,
     peerPresent: false,
-    freeWindow: DEFAULT_FREE_WINDOW_SECS,
+    freeWindow: state.policy?.free_window_secs ?? DEFAULT_FREE_WINDOW_SECS,
     billable: 0, // local estimate, re-synced by meter events
     lastMeterSecs: 0,
     billing: false,

@@ -1,13 +1,16 @@
-// Scheduled sessions for both sides (GET /v1/bookings): pending requests,
-// upcoming sessions, past ones; cancel (with the late fee stated), accept
-// one proposed time or decline (consultants), Join once the room is open.
+// Scheduled sessions for both sides: pending requests, upcoming sessions,
+// past ones; cancel (with the late fee stated), propose new times (either
+// side), accept one proposed time or decline (consultants), Join once the
+// room is open. The list is read once (GET /v1/bookings) after connecting
+// and kept up to date from the server's `booking.updated` pushes; a slow
+// refresh and every reconnection read it again (pushes missed while away).
 
 import { api, state, hooks, serverNow, syncClock } from "./state.js";
 import { $, h, showErr, setStatus, busy, clearError } from "./ui.js";
 import { formatMoney, priceText, dateTime, relative, bookingHold } from "./format.js";
 
-/** Cancelling closer than this to the start costs the seeker a fee (docs/protocol.md §13.30). */
-const LATE_CANCEL_MS = 24 * 3600e3;
+/** Cancelling closer than this to the start costs the seeker a fee (GET /v1/policy; docs/protocol.md §13.30). */
+const lateCancelMs = () => (state.policy ? state.policy.free_cancel_before_secs * 1000 : 24 * 3600e3);
 
 const names = new Map();
 
@@ -53,6 +56,9 @@ const STATE_WORDS = {
   cancelled: "Cancelled",
 };
 
+/** The bookings shown, by id (newest first when listed, as the API lists them). */
+const known = new Map();
+
 let refreshing = null;
 /** Choices being made survive a redraw: the time picked to accept, the cancellations being confirmed. */
 const chosenStart = new Map();
@@ -66,7 +72,9 @@ export function refreshBookings() {
     try {
       await syncClock();
       const { bookings } = await api.bookings(state.token);
-      await render(bookings);
+      known.clear();
+      for (const b of bookings) known.set(b.id, b);
+      await render(listed());
     } catch (err) {
       console.warn("bookings", err);
     } finally {
@@ -74,6 +82,49 @@ export function refreshBookings() {
     }
   })();
   return refreshing;
+}
+
+/** Forgets the bookings of the user who signed out. */
+export function forgetBookings() {
+  known.clear();
+  lastKey = "";
+}
+
+function listed() {
+  return [...known.values()].sort((a, b) => b.created_ms - a.created_ms || (a.id < b.id ? 1 : -1));
+}
+
+/** What happened, in words, for a change the other side made. */
+function changeWords(b, before) {
+  const isSeeker = state.user.role === "seeker";
+  const other = isSeeker ? b.consultant_name : b.seeker_name;
+  if (before && before.state === b.state && before.session_id === b.session_id) return null;
+  switch (b.state) {
+    case "pending":
+      if (before && before.session_id !== b.session_id) return `New times proposed for your session with ${other}.`;
+      return isSeeker ? null : `New booking request from ${other}.`;
+    case "confirmed":
+      return isSeeker ? `${other} accepted: your session is on ${dateTime(b.start_ms)}.` : null;
+    case "declined":
+      return isSeeker ? `${other} declined your booking${b.reason ? `: “${b.reason}”` : "."}` : null;
+    case "cancelled":
+      return b.cancelled_by && b.cancelled_by !== state.user.id ? `${other} cancelled the session on ${dateTime(b.start_ms ?? b.proposed[0])}.` : null;
+    case "expired":
+      return `The booking with ${other} expired without an answer.`;
+    default:
+      return null;
+  }
+}
+
+/** `booking.updated`: one booking changed; redraw from what is known (no request). */
+export async function onBookingUpdated(m) {
+  if (!state.user) return;
+  const b = m.booking;
+  const before = known.get(b.id);
+  known.set(b.id, b);
+  const words = changeWords(b, before);
+  if (words) setStatus(words);
+  await render(listed());
 }
 
 let lastKey = "";
@@ -86,9 +137,7 @@ async function render(bookings) {
   const key = `${state.user.id}|${Math.floor(now / 60000)}|${JSON.stringify(bookings)}`;
   if (key === lastKey && root.childElementCount) return;
   lastKey = key;
-  const other = await Promise.all(
-    bookings.map((b) => (isSeeker ? nameOf(b.consultant_id, true) : nameOf(b.seeker_id, false))),
-  );
+  const other = bookings.map((b) => (isSeeker ? b.consultant_name : b.seeker_name) || (isSeeker ? b.consultant_id : b.seeker_id));
   // Keep focus where it was across the redraw.
   const focused = document.activeElement;
   const focusKey = root.contains(focused) ? [focused.closest("[data-booking-id]")?.dataset.bookingId, focused.className] : null;
@@ -167,7 +216,7 @@ function bookingItem(b, name, isSeeker, now) {
       h("button", { type: "button", class: "btn btn-ghost booking-decline", onclick: (ev) => decline(b, ev.currentTarget) }, "Decline"),
     );
   }
-  if (isSeeker && (b.state === "pending" || (b.state === "confirmed" && b.start_ms - now > LATE_CANCEL_MS))) {
+  if (b.state === "pending" || (b.state === "confirmed" && b.start_ms - now > lateCancelMs())) {
     actions.push(
       h(
         "button",
@@ -177,9 +226,13 @@ function bookingItem(b, name, isSeeker, now) {
     );
   }
   if (b.state === "pending" || b.state === "confirmed") {
-    const late = isSeeker && b.state === "confirmed" && b.start_ms - now < LATE_CANCEL_MS && b.price;
+    const late = isSeeker && b.state === "confirmed" && b.start_ms - now < lateCancelMs() && b.price;
+    const hold = b.price ? bookingHold(b.price, b.length_min) : null;
+    const percent = state.policy?.late_cancel_fee_percent;
     const feeNote = late
-      ? `Cancelling now is late (less than 24 hours before): a fee of part of the ${formatMoney(bookingHold(b.price, b.length_min))} hold is charged.`
+      ? percent != null
+        ? `Cancelling now is late (less than ${Math.round(lateCancelMs() / 3600e3)} hours before): a fee of ${percent}% of the ${formatMoney(hold)} hold, ${formatMoney({ amount_minor: Math.floor((hold.amount_minor * percent) / 100), currency: hold.currency })}, is charged.`
+        : `Cancelling now is late (less than 24 hours before): a fee of part of the ${formatMoney(hold)} hold is charged.`
       : isSeeker
         ? "Cancelling now is free."
         : "Cancelling never costs the seeker anything.";
@@ -230,42 +283,44 @@ function bookingItem(b, name, isSeeker, now) {
   );
 }
 
-async function accept(b, startMs, button) {
+/** Shows a booking an action of ours returned (the push that follows changes nothing). */
+async function applyBooking(b) {
+  known.set(b.id, b);
+  await render(listed());
+}
+
+/** Runs one booking action; on success shows the booking it returned, on failure re-reads the list. */
+async function act(button, run, done) {
   await busy(button, async () => {
     try {
-      await api.acceptBooking(state.token, b.id, startMs);
+      const out = await run();
       clearError();
-      setStatus(`Booking confirmed for ${dateTime(startMs)}.`);
+      done(out);
+      await applyBooking(out);
     } catch (err) {
       showErr(err);
+      await refreshBookings();
     }
-    await refreshBookings();
   });
 }
 
-async function decline(b, button) {
-  await busy(button, async () => {
-    try {
-      await api.declineBooking(state.token, b.id);
-      setStatus("Booking declined.");
-    } catch (err) {
-      showErr(err);
-    }
-    await refreshBookings();
-  });
+function accept(b, startMs, button) {
+  return act(button, () => api.acceptBooking(state.token, b.id, startMs), () => setStatus(`Booking confirmed for ${dateTime(startMs)}.`));
 }
 
-async function cancel(b, button) {
-  await busy(button, async () => {
-    try {
-      const out = await api.cancelBooking(state.token, b.id);
+function decline(b, button) {
+  return act(button, () => api.declineBooking(state.token, b.id), () => setStatus("Booking declined."));
+}
+
+function cancel(b, button) {
+  return act(
+    button,
+    () => api.cancelBooking(state.token, b.id),
+    (out) => {
       const fee = out.cancellation_fee && out.cancellation_fee.amount_minor > 0 ? ` A late-cancellation fee of ${formatMoney(out.cancellation_fee)} was charged.` : "";
       setStatus(`Booking cancelled.${fee}`);
-    } catch (err) {
-      showErr(err);
-    }
-    await refreshBookings();
-  });
+    },
+  );
 }
 
 /** `booking.reminder`: the start is near, or the room just opened. */

@@ -14,6 +14,7 @@ import {
   timeOfDay,
   viewerZone,
   bookingHold,
+  minutesText,
 } from "./format.js";
 import { refreshBookings } from "./bookings.js";
 
@@ -171,10 +172,9 @@ export function startDirectoryPolling() {
   stopDirectoryPolling();
   dir.timer = setInterval(() => {
     if (document.hidden) return;
-    if (currentScreen() === "seeker-home") {
-      refreshDirectory({ keep: true });
-      refreshBookings();
-    }
+    // Presence changes are not pushed to seekers: the directory is re-read.
+    // Bookings are pushed (booking.updated), not polled.
+    if (currentScreen() === "seeker-home") refreshDirectory({ keep: true });
   }, POLL_MS);
 }
 
@@ -215,6 +215,7 @@ export async function openProfile(consultantId, { reschedule = null } = {}) {
       $("#book-purpose").value = reschedule.purpose;
     }
     $("#book-length").disabled = $("#book-purpose").disabled = !!reschedule;
+    $("#profile-back").textContent = state.user.role === "seeker" ? "← Back to the directory" : "← Back to your desk";
     show("profile-view");
     await loadSlots();
   } catch (err) {
@@ -232,16 +233,22 @@ function renderProfile(p, reviews) {
   $("#profile-presence").textContent = PRESENCE_WORDS[p.presence] || p.presence;
   $("#profile-featured").hidden = !p.featured_until_ms;
   $("#profile-price").textContent = priceText(p.price);
+  const purposes = p.purpose_prices || {};
+  $("#profile-price-mentorship").textContent = priceText(purposes.mentorship);
+  $("#profile-price-interview").textContent = priceText(purposes.interview);
   $("#profile-rating").textContent = ratingText(reviews.reputation || p.rating);
   $("#profile-languages").textContent = p.languages.length ? languagesText(p.languages) : "—";
   $("#profile-zone").textContent = p.time_zone;
   $("#profile-tags").replaceChildren(...p.tags.map((t) => h("li", { class: "chip" }, t)));
   $("#profile-bio").textContent = p.bio;
+  // A consultant sees their own profile only to propose new times: no call button.
+  $("#profile-call-row").hidden = $("#profile-hold").hidden = state.user.role !== "seeker";
   const call = $("#profile-call");
   call.disabled = p.presence !== "available";
   call.textContent = p.presence === "available" ? `Call ${p.display_name} now` : `${p.display_name} is ${PRESENCE_WORDS[p.presence].toLowerCase()}`;
   call.onclick = () => hooks.placeCall({ id: p.consultant_id, name: p.display_name, price: p.price });
   $("#profile-hold").textContent = holdWords(p.price);
+  $("#profile-policy").textContent = policyWords();
   const list = $("#profile-reviews");
   list.replaceChildren(
     ...reviews.reviews.map((r) =>
@@ -260,12 +267,32 @@ function renderProfile(p, reviews) {
   lengths.replaceChildren(...p.session_minutes.map((m) => h("option", { value: String(m) }, `${m} minutes`)));
 }
 
-/** What an instant call holds, in words (the exact amount shows once the hold is placed). */
+/** What an instant call holds, in words, from the server's terms (GET /v1/policy). */
 export function holdWords(price) {
   if (!price) return "Calls with this consultant are free: no card hold.";
+  const policy = state.policy;
+  const free = policy ? `the free ${minutesText(policy.free_window_secs)}` : "the free window";
   if (price.model === "fixed")
-    return `Calling holds ${formatMoney(price.amount)} on your card. You pay it only if the call goes past the free window; hang up within it and the hold is released in full.`;
-  return `Calling holds ${formatMoney(price.amount)} × the longest a call may last on your card (you'll see the exact amount while it rings). Past the free window you pay ${formatMoney(price.amount)} per started minute, at most the hold; within it, nothing.`;
+    return `Calling holds ${formatMoney(price.amount)} on your card. You pay it only if the call goes past ${free}; hang up within it and the hold is released in full.`;
+  if (!policy)
+    return `Calling holds ${formatMoney(price.amount)} × the longest a call may last on your card. Past the free window you pay ${formatMoney(price.amount)} per started minute, at most the hold; within it, nothing.`;
+  const hold = bookingHold(price, policy.instant_max_minutes);
+  return `Calling holds ${formatMoney(hold)} on your card (${formatMoney(price.amount)} × ${policy.instant_max_minutes} minutes, the longest a call may last). Past ${free} you pay ${formatMoney(price.amount)} per started minute, at most the hold; within it, nothing.`;
+}
+
+/** The terms of every call, in words (GET /v1/policy). */
+export function policyWords() {
+  const p = state.policy;
+  if (!p) return "";
+  return `The first ${minutesText(p.free_window_secs)} of every call are free: ${minutesText(p.free_window_warning_secs)} before they end you choose to continue (and pay) or end it free. A call lasts at most ${p.instant_max_minutes} minutes.`;
+}
+
+/** The cancellation terms of a booking, in words (GET /v1/policy). */
+export function cancelWords() {
+  const p = state.policy;
+  if (!p) return "Cancelling more than 24 hours before the start is free; later, a late-cancellation fee of part of the hold is charged.";
+  const before = p.free_cancel_before_secs % 3600 ? minutesText(p.free_cancel_before_secs) : `${p.free_cancel_before_secs / 3600} hours`;
+  return `Cancelling or rescheduling more than ${before} before the start is free. Later, cancelling costs a late-cancellation fee of ${p.late_cancel_fee_percent}% of the hold.`;
 }
 
 async function loadSlots() {
@@ -337,25 +364,26 @@ function onSlotPick() {
   const length = Number($("#book-length").value);
   const purpose = $("#book-purpose").value;
   const lines = [];
-  if (purpose === "consultation") {
-    const hold = bookingHold(p.price, length);
+  const price = purpose === "consultation" ? p.price : (p.purpose_prices || {})[purpose];
+  {
+    const hold = bookingHold(price, length);
     lines.push(
-      p.price
-        ? p.price.model === "fixed"
-          ? `Price: ${formatMoney(p.price.amount)} for the session.`
-          : `Price: ${formatMoney(p.price.amount)} a minute past the free window, at most ${formatMoney(hold)} (${length} minutes).`
+      price
+        ? price.model === "fixed"
+          ? `Price: ${formatMoney(price.amount)} for the session.`
+          : `Price: ${formatMoney(price.amount)} a minute past the free window, at most ${formatMoney(hold)} (${length} minutes).`
         : "Price: free.",
     );
+    const pol = state.policy;
+    const atOnce = pol ? Math.round(pol.hold_at_confirmation_within_secs / 86400) : 6;
+    const before = pol ? Math.round(pol.hold_before_secs / 3600) : 24;
+    const free = pol ? `the free ${minutesText(pol.free_window_secs)}` : "the free window";
     if (hold)
       lines.push(
-        `When ${p.display_name} accepts, we hold ${formatMoney(hold)} on your card — at once if the session is within 6 days, otherwise 24 hours before it. You pay only if the session goes past the free window.`,
+        `When ${p.display_name} accepts, we hold ${formatMoney(hold)} on your card — at once if the session is within ${atOnce} days, otherwise ${before} hours before it. You pay only if the session goes past ${free}.`,
       );
-  } else {
-    lines.push(`The ${purpose} price is ${p.display_name}'s own; your booking shows it as soon as you send the request.`);
   }
-  lines.push(
-    "Cancelling more than 24 hours before the start is free. Later, a late-cancellation fee of part of the hold is charged (the booking states it).",
-  );
+  lines.push(cancelWords());
   if (picked.length)
     lines.push(`${p.display_name} picks one of: ${picked.map((ms) => dateTime(ms)).join("; ")}. They have until the first of these to answer.`);
   $("#book-summary").replaceChildren(...lines.map((l) => h("p", {}, l)));
@@ -370,7 +398,11 @@ async function submitBooking(ev) {
     await busy($("#book-submit"), async () => {
       try {
         await api.rescheduleBooking(state.token, profile.reschedule.id, slots);
-        setStatus(`New times proposed: ${p.display_name} will pick one of them.`);
+        setStatus(
+          state.user.role === "seeker"
+            ? `New times proposed: ${p.display_name} will pick one of them.`
+            : `New times proposed to ${profile.reschedule.seeker_name}: the booking is pending again.`,
+        );
         profile.reschedule = null;
         hooks.home();
         refreshBookings();

@@ -37,6 +37,13 @@ export function bookingHold(price, lengthMin) {
   return { amount_minor: price.amount.amount_minor * lengthMin, currency: price.amount.currency };
 }
 
+/** Minutes in words: "10 minutes", "1 minute", "90 seconds". */
+export function minutesText(secs) {
+  if (secs % 60) return `${secs} seconds`;
+  const m = secs / 60;
+  return m === 1 ? "1 minute" : `${m} minutes`;
+}
+
 /** Date and time in `zone` (default the viewer's): "Mon, 7 Jan, 09:00". */
 export function dateTime(ms, zone) {
   return new Intl.DateTimeFormat(undefined, {

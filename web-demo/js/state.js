@@ -25,6 +25,8 @@ export const state = {
   clockOffsetMs: 0,
   /** The consultant's own price (consultants). */
   price: null,
+  /** The server's terms (GET /v1/policy): free window, instant-call maximum, late-cancellation fee. */
+  policy: null,
   screen: "login-view",
 };
 
@@ -42,6 +44,16 @@ export async function syncClock() {
   } catch {
     /* keep the last offset */
   }
+}
+
+/** Reads the server's terms once per sign-in (GET /v1/policy). */
+export async function loadPolicy() {
+  try {
+    state.policy = await api.policy(state.token);
+  } catch (err) {
+    console.warn("policy", err);
+  }
+  return state.policy;
 }
 
 /** Functions one screen calls on another (set by app.js; avoids import cycles). */

@@ -5,7 +5,9 @@
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use parley_domain::protocol::rest::{Availability, ConsultantPrice, PriceModel, Purpose, SlotList};
+use parley_domain::protocol::rest::{
+    Availability, ConsultantPrice, Policy, PriceModel, Purpose, PurposePrices, SlotList,
+};
 use parley_domain::protocol::{ErrorCode, Role};
 use std::time::Duration;
 
@@ -21,6 +23,42 @@ use crate::kernel::{ApiError, AppState, Body, Caller, require};
 
 pub(crate) fn bad(code: ErrorCode, message: impl Into<String>) -> ApiError {
     ApiError::BadRequest(code, message.into())
+}
+
+/// `GET /v1/policy` (any authenticated user): the terms calls and bookings
+/// run under, to show before a call — the free window (M6), the instant-call
+/// maximum (M7), the late-cancellation terms and the booking timings
+/// (docs/rules.md A-series).
+#[utoipa::path(get, path = "/v1/policy", tag = "bookings", security(("bearer" = [])),
+    responses((status = 200, body = Policy),
+        (status = 401, description = "missing, forged or expired token", body = parley_domain::protocol::Problem)))]
+pub(crate) async fn policy(State(s): State<AppState>, Caller(_me): Caller) -> Json<Policy> {
+    use super::rules::{
+        FREE_CANCEL_BEFORE, HOLD_AT_CONFIRMATION_WITHIN, HOLD_BEFORE, NO_SHOW_AFTER, RESPOND_WITHIN, ROOM_OPENS_BEFORE,
+    };
+    let meter = s.meters.settings();
+    Json(Policy {
+        free_window_secs: meter.free_window.as_secs(),
+        free_window_warning_secs: meter.warn_before.as_secs(),
+        instant_max_minutes: s.billing.config().instant_max_minutes,
+        grace_secs: meter.grace.as_secs(),
+        free_cancel_before_secs: FREE_CANCEL_BEFORE.as_secs(),
+        late_cancel_fee_percent: s.late_cancel_fee_percent,
+        hold_at_confirmation_within_secs: HOLD_AT_CONFIRMATION_WITHIN.as_secs(),
+        hold_before_secs: HOLD_BEFORE.as_secs(),
+        room_opens_before_secs: ROOM_OPENS_BEFORE.as_secs(),
+        no_show_after_secs: NO_SHOW_AFTER.as_secs(),
+        respond_within_secs: RESPOND_WITHIN.as_secs(),
+    })
+}
+
+/// What a mentorship session and an interview cost with `consultant`
+/// ([`price_for`] of each).
+pub async fn purpose_prices(s: &AppState, consultant: &UserId) -> Result<PurposePrices, ApiError> {
+    Ok(PurposePrices {
+        mentorship: price_for(s, consultant, Purpose::Mentorship).await?,
+        interview: price_for(s, consultant, Purpose::Interview).await?,
+    })
 }
 
 /// The stored availability of `consultant`, if any.

@@ -35,6 +35,7 @@ pub fn router(state: AppState) -> Router {
             put(availability::set_purpose_price).delete(availability::clear_purpose_price),
         )
         .route("/v1/consultants/{id}/slots", get(availability::slots))
+        .route("/v1/policy", get(availability::policy))
         .route("/v1/bookings", post(propose).layer(idempotent).get(list))
         .route("/v1/bookings/{id}", get(one))
         .route("/v1/bookings/{id}/accept", post(accept))

@@ -5,7 +5,7 @@
 use parley_domain::protocol::rest::{
     Availability, Booking, BookingPrice, BookingState, PriceModel, Purpose, WebhookEventType,
 };
-use parley_domain::protocol::{ErrorCode, Role, UserInfo};
+use parley_domain::protocol::{ErrorCode, Role, ServerMessage, UserInfo};
 use parley_domain::{CallId, Currency, Money, SessionId, Timestamp, UserId};
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -22,7 +22,8 @@ pub(crate) fn db(e: sqlx::Error) -> ApiError {
 pub(crate) const COLUMNS: &str = "id, session_id, call_id, seeker_id, consultant_id, purpose, length_min, proposed, state, \
     start_ms, end_ms, respond_by_ms, price_model, price_minor, currency, payment_method, record, seeker_name, \
     seeker_premium, hold_status, hold_due_ms, hold_error, reminders_sent, reason, cancelled_by, fee_minor, created_ms, \
-    updated_ms";
+    updated_ms, COALESCE((SELECT p.display_name FROM profiles p WHERE p.consultant_id = bookings.consultant_id), \
+    (SELECT u.name FROM users u WHERE u.id = bookings.consultant_id), bookings.consultant_id) AS consultant_name";
 
 /// A stored booking and what only the server needs of it.
 pub(crate) struct StoredBooking {
@@ -63,6 +64,8 @@ pub(crate) fn read(r: &AnyRow) -> Result<StoredBooking, ApiError> {
             session_id: SessionId::parse(id("session_id")?).map_err(|x| internal(x.to_string()))?,
             seeker_id: UserId::parse(id("seeker_id")?).map_err(|x| internal(x.to_string()))?,
             consultant_id: UserId::parse(id("consultant_id")?).map_err(|x| internal(x.to_string()))?,
+            seeker_name: id("seeker_name")?,
+            consultant_name: id("consultant_name")?,
             purpose: Purpose::parse(&purpose).ok_or_else(|| internal(format!("purpose {purpose}")))?,
             length_min: u32::try_from(length).unwrap_or(0),
             proposed: serde_json::from_str(&proposed).map_err(|x| internal(x.to_string()))?,
@@ -202,6 +205,30 @@ pub(crate) async fn emit_tagged(s: &AppState, kind: WebhookEventType, booking: &
     let key = format!("{}:{}:{}:{tag}", kind.as_str(), booking.id, booking.session_id);
     if let Err(e) = s.webhooks.emit_once(&key, kind, booking).await {
         tracing::error!(event = kind.as_str(), booking_id = %booking.id, error = %e, "failed to store a booking webhook");
+    }
+    push(s, &booking.id).await;
+}
+
+/// Tells both sides of booking `id` what it is now (`booking.updated`,
+/// docs/protocol.md §7.22), on their live connections to this node. Read
+/// afresh, so a push never shows an older state than the store's. Best
+/// effort: a client that was away reads `GET /v1/bookings` when it
+/// reconnects.
+pub(crate) async fn push(s: &AppState, id: &str) {
+    let loaded = match s.store.pool().acquire().await {
+        Ok(mut conn) => load(&mut conn, id).await,
+        Err(e) => Err(db(e)),
+    };
+    match loaded {
+        Ok(Some(row)) => {
+            let b = row.booking;
+            let (seeker, consultant) = (b.seeker_id.clone(), b.consultant_id.clone());
+            let msg = ServerMessage::BookingUpdated { booking: Box::new(b) };
+            s.hub.notify_user(&seeker, &msg);
+            s.hub.notify_user(&consultant, &msg);
+        }
+        Ok(None) => {}
+        Err(e) => tracing::error!(booking_id = id, error = %e, "failed to read a booking to push it"),
     }
 }
 

@@ -14,7 +14,7 @@ use parley_signaling::store::SessionRecord;
 use sqlx::Row;
 
 use super::rules::{NO_SHOW_AFTER, REMINDER_BEFORE, ROOM_OPENS_BEFORE, booked_session, ms};
-use super::sql::{COLUMNS, StoredBooking, db, due, emit, emit_tagged, load, locked, read};
+use super::sql::{COLUMNS, StoredBooking, db, due, emit, emit_tagged, load, locked, push, read};
 use crate::kernel::worker::{self, Job, earliest};
 use crate::kernel::{ApiError, AppState};
 
@@ -110,6 +110,9 @@ async fn try_place_due_hold(s: &AppState, id: &str) -> Result<(), ApiError> {
     }
     tx.commit().await.map_err(db)?;
     s.billing.wake();
+    if current && status == "held" {
+        push(s, id).await;
+    }
     if let Some(error) = error {
         tracing::info!(booking_id = id, %error, "a booking's hold was refused: the booking is flagged");
         let mut conn = s.store.pool().acquire().await.map_err(db)?;
@@ -328,10 +331,9 @@ async fn open_room(s: &AppState, row: StoredBooking) -> Result<(), ApiError> {
 /// `booking.no_show` for booked sessions that ended `no_show`, once each
 /// (a conditional update claims the announcement).
 async fn announce_no_shows(s: &AppState) -> Result<(), ApiError> {
-    let cols: String = COLUMNS.split(", ").map(|c| format!("b.{}", c.trim())).collect::<Vec<_>>().join(", ");
     let sql = format!(
-        "SELECT {cols} FROM bookings b JOIN sessions x ON x.id = b.session_id \
-         WHERE b.state = 'held' AND b.no_show_announced = 0 AND x.end_reason = 'no_show' LIMIT 100"
+        "SELECT {COLUMNS} FROM bookings WHERE state = 'held' AND no_show_announced = 0 \
+         AND session_id IN (SELECT x.id FROM sessions x WHERE x.end_reason = 'no_show') LIMIT 100"
     );
     let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(&s.store.pool()).await.map_err(db)?;
     for r in &rows {

@@ -42,7 +42,7 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, s: &AppState) -> Result<Self, ApiError> {
-        Ok(Caller(s.auth.verify_request(&parts.headers, None)?))
+        Ok(Caller(s.auth.verify_request(&parts.headers)?))
     }
 }
 
@@ -56,7 +56,7 @@ impl FromRequestParts<AppState> for CallerIdentity {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, s: &AppState) -> Result<Self, ApiError> {
-        Ok(CallerIdentity(s.auth.verify_request_identity(&parts.headers, None)?))
+        Ok(CallerIdentity(s.auth.verify_request_identity(&parts.headers)?))
     }
 }
 

@@ -28,6 +28,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/problems/{code}", get(problem_type))
+        .route("/v1/ws-tickets", post(super::tickets::issue))
         .with_state(state)
 }
 

@@ -63,7 +63,7 @@ pub async fn layer(State(s): State<AppState>, req: Request, next: Next) -> Respo
         }
     };
     // Authentication comes first: without a user there is nothing to key.
-    let Ok(user) = s.auth.verify_request(req.headers(), None) else { return next.run(req).await };
+    let Ok(user) = s.auth.verify_request(req.headers()) else { return next.run(req).await };
     let (parts, body) = req.into_parts();
     let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY).await else {
         return problem(

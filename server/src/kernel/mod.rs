@@ -10,6 +10,7 @@ pub mod guard;
 pub mod http;
 pub mod idempotency;
 pub mod state;
+pub mod tickets;
 pub mod worker;
 
 pub use error::{ApiError, problem};

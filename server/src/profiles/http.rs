@@ -167,6 +167,7 @@ pub async fn load_profile(s: &AppState, consultant: &UserId) -> Result<Option<Co
         session_minutes: json_list(&text("session_minutes")?)?,
         updated_at_ms: row.try_get("updated_ms").map_err(db)?,
         price: s.billing.price(consultant).await?,
+        purpose_prices: crate::bookings::availability::purpose_prices(s, consultant).await?,
         recording_allowed: s.consent.recording_allowed(consultant).await.map_err(db)?,
         payout_ready: s.billing.payout_account(consultant).await?.is_some_and(|(_, ready)| ready),
         rating: rating_of(&pool, consultant).await.map_err(db)?,

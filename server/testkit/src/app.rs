@@ -163,8 +163,11 @@ impl TestApp {
 
     /// A raw WebSocket client (for malformed input).
     pub async fn raw(&self, id: &str, role: Role) -> Raw {
-        let url = format!("{}?access_token={}", self.ws_url, self.token(id, role));
-        let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("raw connect");
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut request = self.ws_url.as_str().into_client_request().expect("a WebSocket URL");
+        let bearer = format!("Bearer {}", self.token(id, role)).parse().expect("a header value");
+        request.headers_mut().insert("authorization", bearer);
+        let (ws, _) = tokio_tungstenite::connect_async(request).await.expect("raw connect");
         let mut raw = Raw { ws, resume_token: String::new(), last_seq: 0 };
         let hello = raw.recv().await;
         match hello.msg {

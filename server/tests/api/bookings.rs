@@ -25,6 +25,7 @@ mod bad_input;
 mod end_to_end;
 mod no_shows;
 mod policies;
+mod pushed;
 mod races;
 
 const HOUR: i64 = 3_600_000;

@@ -1,6 +1,6 @@
 //! Session leases in a real Redis (issue 16): at most one node meters a
 //! live session; a lapsed lease is taken over; nodes starting together
-//! recover each open session once. docs/rules.md C5.
+//! recover each open session once. docs/rules.md C6.
 
 use std::sync::Arc;
 use std::time::Duration;

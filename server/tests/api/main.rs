@@ -25,3 +25,4 @@ mod store;
 mod stripe;
 mod webhooks;
 mod webrtc_call;
+mod ws_tickets;

@@ -35,6 +35,7 @@ use parley_testkit::TestApp;
 use tokio::task::JoinHandle;
 
 mod booked;
+mod booking_changes;
 mod consultant;
 mod instant_calls;
 mod page;

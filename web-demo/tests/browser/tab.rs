@@ -280,6 +280,8 @@ pub(crate) const WS_LOG_JS: &str = "(() => {
   window.WebSocket = class extends Native {
     constructor(...args) {
       super(...args);
+      // Every socket URL the page opens, for the tests that check no token is in one.
+      (window.parleySocketUrls ||= []).push(String(args[0]));
       this.addEventListener('message', (ev) => console.debug('ws <', brief(ev.data)));
     }
     send(data) { console.debug('ws >', brief(data)); return super.send(data); }

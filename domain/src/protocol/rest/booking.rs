@@ -238,6 +238,13 @@ pub struct Booking {
     pub seeker_id: UserId,
     /// The consultant.
     pub consultant_id: UserId,
+    /// The seeker's display name (from their token when they proposed).
+    #[serde(default)]
+    pub seeker_name: String,
+    /// The consultant's display name (their profile's, else the name they
+    /// last connected with, else their id).
+    #[serde(default)]
+    pub consultant_name: String,
     /// What it is for.
     pub purpose: Purpose,
     /// The length, minutes.

@@ -88,6 +88,10 @@ pub struct ConsultantProfile {
     /// Their price (`PUT /v1/consultants/me/price`); absent: free.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub price: Option<ConsultantPrice>,
+    /// What a mentorship session and an interview cost with them
+    /// (DESIGN.md M7: a purpose without its own price falls back).
+    #[serde(default)]
+    pub purpose_prices: PurposePrices,
     /// Whether they allow recording (`PUT /v1/consultants/me/recording`).
     pub recording_allowed: bool,
     /// Whether their payout account can receive transfers (onboarding
@@ -101,6 +105,72 @@ pub struct ConsultantProfile {
     pub featured_until_ms: Option<i64>,
     /// Presence now.
     pub presence: PresenceStatus,
+}
+
+/// The price of each booking purpose besides consultations, as a seeker
+/// pays it (`PUT /v1/consultants/me/prices/{purpose}` sets one): a
+/// mentorship session costs its own price or else the consultation price;
+/// an interview its own price or nothing. Absent: free.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PurposePrices {
+    /// A mentorship session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mentorship: Option<ConsultantPrice>,
+    /// An interview.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interview: Option<ConsultantPrice>,
+}
+
+/// `GET /v1/policy`: the terms every call and booking runs under, to show
+/// before a call (DESIGN.md §4, rules M6, M7 and the booking policies of
+/// docs/rules.md). Durations in seconds; the fee in percent of the hold.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Policy {
+    /// The free window `F`: a session whose billable time stays below it
+    /// costs nothing (M6).
+    pub free_window_secs: u64,
+    /// How long before `F` both sides are asked to continue or end
+    /// (`meter.free_window_ending`).
+    pub free_window_warning_secs: u64,
+    /// The longest billable time of an instant call; a per-minute hold is
+    /// the rate × this many minutes (M7).
+    pub instant_max_minutes: u32,
+    /// How long a participant may be away before the session ends (`G`).
+    pub grace_secs: u64,
+    /// A seeker who cancels a confirmed booking this close to its start
+    /// or closer pays the late-cancellation fee; earlier it is free.
+    pub free_cancel_before_secs: u64,
+    /// The late-cancellation fee, percent of the hold (rounded down).
+    pub late_cancel_fee_percent: u32,
+    /// A booking confirmed at most this long before its start has its hold
+    /// placed at once; a later one [`Policy::hold_before_secs`] before the
+    /// start.
+    pub hold_at_confirmation_within_secs: u64,
+    /// A booking's hold is placed this long before its start (see above).
+    pub hold_before_secs: u64,
+    /// The room of a booked session opens this long before its start.
+    pub room_opens_before_secs: u64,
+    /// A booked session nobody joins ends as a no-show this long after its
+    /// start.
+    pub no_show_after_secs: u64,
+    /// A consultant has this long to answer a proposed booking (or until
+    /// its first proposed start, if sooner).
+    pub respond_within_secs: u64,
+}
+
+/// `POST /v1/ws-tickets`: a one-time ticket for opening the signaling
+/// WebSocket (`/v1/signal?ticket=…`) without putting the access token in
+/// a URL. Single use, valid [`WsTicket::expires_at_ms`] (30 s of server
+/// time after it was issued).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct WsTicket {
+    /// The ticket: 43 URL-safe characters (256 random bits).
+    pub ticket: String,
+    /// Until when it opens a connection, Unix ms (server time).
+    pub expires_at_ms: i64,
 }
 
 /// One consultant in `GET /v1/directory`.

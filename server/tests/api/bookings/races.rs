@@ -199,3 +199,65 @@ async fn booking_rivals_on_sqlite() {
 async fn booking_rivals_on_postgres() {
     booking_rivals(spawn_app_on_postgres().await, 16).await;
 }
+
+/// A confirmed booking (its hold placed) moved by its consultant while its
+/// seeker moves it too and, every other round, cancels it: many rounds,
+/// each ending in one consistent state with its holds (the held hold is
+/// released once whichever change wins; a later acceptance holds again).
+async fn consultant_reschedule_rivals(app: TestApp, rounds: usize) {
+    consultant(&app, "cri", "UTC").await;
+    let s_token = app.token("csa", Role::Seeker);
+    let c_token = app.token("cri", Role::Consultant);
+    let mut outcomes = std::collections::BTreeMap::<String, usize>::new();
+    for round in 0..rounds {
+        let slots = free_slots(&app, &s_token, "cri", 2 * DAY, 3).await;
+        let b = booking(&propose(&app, "csa", "cri", &slots[..1]).await.1);
+        assert_eq!(accept(&app, "cri", &b.id, slots[0]).await.0, StatusCode::OK, "round {round}");
+        let [cancel, reschedule] = ["cancel", "reschedule"].map(|w| format!("/v1/bookings/{}/{w}", b.id));
+        let (by_consultant, by_seeker, cancelled) = tokio::join!(
+            call(&app, &c_token, Method::POST, &reschedule, Some(json!({"slots": [slots[1]]}))),
+            call(&app, &s_token, Method::POST, &reschedule, Some(json!({"slots": [slots[2]]}))),
+            maybe(round % 2 == 0, call(&app, &s_token, Method::POST, &cancel, None)),
+        );
+        for got in [&by_consultant, &by_seeker, &cancelled] {
+            let fine = [StatusCode::OK, StatusCode::CONFLICT, StatusCode::BAD_REQUEST];
+            assert!(fine.contains(&got.0), "round {round}: every rival gets an answer: {got:?}");
+        }
+        // Moving a booking the other side just moved is allowed (it is
+        // pending); only a cancel that came first refuses it.
+        assert!(
+            by_consultant.0 == StatusCode::OK || cancelled.0 == StatusCode::OK,
+            "round {round}: the consultant's reschedule was refused without a cancel: {by_consultant:?}"
+        );
+        let now = booking(&call(&app, &s_token, Method::GET, &format!("/v1/bookings/{}", b.id), None).await.1);
+        match now.state {
+            BookingState::Pending => {
+                assert!(now.proposed == vec![slots[1]] || now.proposed == vec![slots[2]], "round {round}: {now:?}");
+                accept(&app, "cri", &b.id, now.proposed[0]).await;
+            }
+            BookingState::Cancelled => assert_eq!(cancelled.0, StatusCode::OK, "round {round}"),
+            other => panic!("round {round}: {other:?}"),
+        }
+        let deadline = tokio::time::Instant::now() + WAIT;
+        let settled = loop {
+            match booking_holds_consistent(&app, &s_token, &b.id).await {
+                Ok(b) => break b,
+                Err(e) if tokio::time::Instant::now() >= deadline => panic!("round {round}: {e}"),
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        };
+        *outcomes.entry(format!("{:?}/{}", settled.state, settled.hold_status)).or_default() += 1;
+    }
+    eprintln!("consultant reschedule rivals, final states: {outcomes:?}");
+    app.assert_reconciled().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn consultant_reschedule_rivals_on_sqlite() {
+    consultant_reschedule_rivals(spawn_app().await, 12).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn consultant_reschedule_rivals_on_postgres() {
+    consultant_reschedule_rivals(spawn_app_on_postgres().await, 12).await;
+}

@@ -2,7 +2,7 @@
 //! session over raises its owner epoch in the store, and from then on the
 //! store refuses the meter writes of every earlier owner — a paused or
 //! partitioned former owner cannot move the session's billable time or
-//! store its own settlement. docs/rules.md C5.
+//! store its own settlement. docs/rules.md C6.
 
 use parley_domain::Clock;
 use parley_metering::{MeterEvent, MeterStore, MeterStoreError, OwnerEpoch, Snapshot};
