@@ -247,6 +247,8 @@ impl Application {
             scheduler_progress: scheduler_progress.clone(),
             late_cancel_fee_percent: config.late_cancel_fee_percent,
             seeker_no_show: config.seeker_no_show,
+            dispute_window_days: config.dispute_window_days,
+            disputes_wake: parley_domain::clock::Wake::new(),
             webhooks: webhooks.clone(),
             marketplace: Arc::new(Marketplace {
                 currencies: config.currencies.clone(),
@@ -254,6 +256,7 @@ impl Application {
             }),
         };
         tokio::spawn(crate::bookings::worker::run(state.clone(), stop_outbox.clone().cancelled_owned()));
+        tokio::spawn(crate::disputes::worker::run(state.clone(), stop_outbox.clone().cancelled_owned()));
         let mut router = routes::router(state.clone()).merge(signaling.router());
         if config.mode == Mode::Dev {
             router = router.merge(routes::dev_router(state, &config.web_dir, &config.sdk_js_dir));

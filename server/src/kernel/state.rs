@@ -44,6 +44,10 @@ pub struct AppState {
     /// Outgoing webhooks (the outbox): events stored here are delivered by
     /// the webhook worker.
     pub(crate) webhooks: Arc<Outbox>,
+    /// `PARLEY_DISPUTE_WINDOW_DAYS` (D1).
+    pub(crate) dispute_window_days: u32,
+    /// Wakes the chargeback worker (a provider dispute event was applied).
+    pub(crate) disputes_wake: Wake,
     /// Accepted pricing currencies and promotion packages.
     pub(crate) marketplace: Arc<Marketplace>,
 }
