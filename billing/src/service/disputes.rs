@@ -220,12 +220,14 @@ impl Billing {
     }
 
     /// Chargebacks with work left: the operator not yet told of their
-    /// opening or closing, or evidence not yet submitted; oldest first.
+    /// opening or closing, or evidence not yet submitted nor refused by
+    /// the provider; oldest first.
     pub async fn chargebacks_pending(&self) -> Result<Vec<ChargebackRow>, BillingError> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM chargebacks c JOIN holds h ON h.session_id = c.session_id \
              WHERE c.opened_notified = 0 OR (c.outcome IS NOT NULL AND c.closed_notified = 0) \
-             OR (c.evidence_submitted_ms IS NULL AND c.outcome IS NULL) ORDER BY c.created_ms, c.id"
+             OR (c.evidence_submitted_ms IS NULL AND c.evidence_error IS NULL AND c.outcome IS NULL) \
+             ORDER BY c.created_ms, c.id"
         )))
         .fetch_all(&self.pool)
         .await?;

@@ -368,3 +368,33 @@ async fn the_dispute_window_is_configurable() {
     let (s, e) = open(&app, &cs[0], &cs[0].seeker, Role::Seeker).await;
     assert_eq!((s, e["code"].as_str()), (409, Some("dispute_window_closed")), "{e}");
 }
+
+/// D3 with C3: a decision retried with its `Idempotency-Key` replays the
+/// first answer and refunds nothing more; the same key with another body
+/// is refused.
+async fn idempotent_decision(app: TestApp) {
+    let cs = sessions(&app, "i", 1, 650).await;
+    let (_, d) = open(&app, &cs[0], &cs[0].seeker, Role::Seeker).await;
+    let path = format!("/v1/disputes/{}/decision", d["id"].as_str().unwrap());
+    let moderator = app.token("mo", Role::Moderator);
+    let body = json!({"decision": "partial_refund", "amount_minor": 500, "note": "Half an hour short."});
+    let first = app.post_keyed(&moderator, &path, "decide-1", &body).await;
+    assert_eq!((first.0, first.2), (200, false), "{first:?}");
+    let again = app.post_keyed(&moderator, &path, "decide-1", &body).await;
+    assert_eq!((again.0, again.2), (200, true), "a replay: {again:?}");
+    assert_eq!(again.1["refund_id"], first.1["refund_id"]);
+    let other = app.post_keyed(&moderator, &path, "decide-1", &json!({"decision": "uphold", "note": "x"})).await;
+    assert_eq!((other.0, other.1["code"].as_str()), (422, Some("idempotency_key_reused")), "{other:?}");
+    assert_eq!(provider_refunded(&app, &cs[0].session_id).await, 500, "refunded once");
+    app.assert_reconciled().await;
+}
+
+#[tokio::test]
+async fn idempotent_decision_on_sqlite() {
+    idempotent_decision(spawn_app().await).await;
+}
+
+#[tokio::test]
+async fn idempotent_decision_on_postgres() {
+    idempotent_decision(spawn_app_on_postgres().await).await;
+}
