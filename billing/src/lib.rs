@@ -9,7 +9,8 @@
 //! `provider` (the [`PaymentProvider`] seam), `sandbox` (the
 //! embedded default provider, B8), `service` ([`Billing`], one file per
 //! concern: `prices`, `holds`, `outbox` (the settlement outbox and its
-//! deadline-driven worker), `ledger`, `refunds`, `webhooks`, `payouts`),
+//! deadline-driven worker), `ledger`, `refunds`, `disputes` (card chargebacks), `webhooks`,
+//! `payouts`),
 //! `stripe` (the Stripe API provider over async-stripe), `webhook` (Stripe
 //! webhook verification and parsing, B5).
 //!
@@ -28,11 +29,11 @@ pub mod webhook;
 
 pub use faults::Faults;
 pub use provider::{
-    Account, AccountRequest, CaptureRequest, HoldRequest, Intent, IntentStatus, PaymentProvider, ProviderError, Refund,
-    RefundRequest,
+    Account, AccountRequest, CaptureRequest, DisputeEvidence, DisputeState, HoldRequest, Intent, IntentStatus,
+    PaymentProvider, ProviderError, Refund, RefundRequest,
 };
 pub use sandbox::SandboxProvider;
 pub use service::{
-    Billing, BillingConfig, BillingError, Held, HoldFor, HoldRefusal, StoredSettlement, insert_release,
-    insert_settlement,
+    Billing, BillingConfig, BillingError, ChargebackRecovery, ChargebackRow, Held, HoldFor, HoldRefusal,
+    StoredSettlement, insert_release, insert_settlement,
 };

@@ -130,6 +130,47 @@ pub struct Refund {
     pub status: String,
 }
 
+/// Evidence answering a card dispute (a chargeback), sent as Stripe's
+/// `evidence[...]` text fields with `submit=true`
+/// (<https://docs.stripe.com/api/disputes/update>). The combined text is
+/// at most [`MAX_EVIDENCE_CHARS`] characters, as Stripe allows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DisputeEvidence {
+    /// The provider's dispute (`du_…`, `dp_…`).
+    pub dispute_id: String,
+    /// `evidence[uncategorized_text]`: the evidence bundle as Markdown.
+    pub uncategorized_text: String,
+    /// `evidence[service_date]`: the session's date, `YYYY-MM-DD` (UTC).
+    pub service_date: String,
+    /// `evidence[product_description]`: what was sold.
+    pub product_description: String,
+    /// `evidence[access_activity_log]`: the session's timeline (joins,
+    /// drops, media states, the meter's decision).
+    pub access_activity_log: String,
+    /// `evidence[customer_communication]`: as Stripe takes it, the id of a
+    /// file uploaded with `purpose=dispute_evidence`; `None` sends nothing
+    /// (Parley puts the session's chat into the uncategorized text).
+    pub customer_communication: Option<String>,
+    /// `evidence[service_documentation]`: a file id as above, or `None`.
+    pub service_documentation: Option<String>,
+    /// The `Idempotency-Key` header (`evidence:<dispute>`).
+    pub idempotency_key: String,
+}
+
+/// The longest combined evidence text Stripe accepts, in characters.
+pub const MAX_EVIDENCE_CHARS: usize = 150_000;
+
+/// A card dispute as the provider reports it after evidence was submitted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DisputeState {
+    /// `du_…`.
+    pub id: String,
+    /// `needs_response`, `under_review`, `won`, `lost`…
+    pub status: String,
+    /// `evidence_details.submission_count`.
+    pub submission_count: u64,
+}
+
 /// A consultant's payout account: a Stripe Connect Express account.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccountRequest {
@@ -215,6 +256,11 @@ pub trait PaymentProvider: Send + Sync + 'static {
 
     /// Refunds (part of) a captured intent.
     async fn refund(&self, req: &RefundRequest) -> Result<Refund, ProviderError>;
+
+    /// Submits `evidence` for a card dispute (`POST /v1/disputes/{id}` with
+    /// `evidence[...]` and `submit=true`). A retry with the same idempotency
+    /// key is the same submission.
+    async fn submit_dispute_evidence(&self, evidence: &DisputeEvidence) -> Result<DisputeState, ProviderError>;
 
     /// Creates a Connect Express account for a consultant's payouts.
     async fn create_account(&self, req: &AccountRequest) -> Result<Account, ProviderError>;

@@ -23,8 +23,8 @@ use sqlx::{Any, AnyConnection, AnyPool, Row, Transaction};
 
 use crate::faults::Faults;
 use crate::provider::{
-    Account, AccountRequest, CaptureRequest, HoldRequest, Intent, IntentStatus, PaymentProvider, ProviderError, Refund,
-    RefundRequest,
+    Account, AccountRequest, CaptureRequest, DisputeEvidence, DisputeState, HoldRequest, Intent, IntentStatus,
+    MAX_EVIDENCE_CHARS, PaymentProvider, ProviderError, Refund, RefundRequest,
 };
 
 /// Card authorisations lapse after 7 days (DESIGN.md B6).
@@ -410,6 +410,20 @@ impl PaymentProvider for SandboxProvider {
             conn, req
         ));
         Ok(Refund { id, amount: Money::new(req.amount, intent.amount.currency), status: "succeeded".into() })
+    }
+
+    /// The sandbox has no card network: the evidence is accepted (once per
+    /// idempotency key) and the dispute is `under_review`.
+    async fn submit_dispute_evidence(&self, evidence: &DisputeEvidence) -> Result<DisputeState, ProviderError> {
+        if evidence.uncategorized_text.chars().count() > MAX_EVIDENCE_CHARS {
+            return Err(rejected("parameter_invalid_string", "evidence exceeds 150000 characters"));
+        }
+        let fingerprint = format!("evidence|{}|{}", evidence.dispute_id, evidence.uncategorized_text.len());
+        let id = idempotent!(self, "sandbox.evidence", &evidence.idempotency_key, fingerprint, |conn| async {
+            let _ = conn;
+            Ok::<String, ProviderError>(evidence.dispute_id.clone())
+        });
+        Ok(DisputeState { id, status: "under_review".into(), submission_count: 1 })
     }
 
     async fn create_account(&self, req: &AccountRequest) -> Result<Account, ProviderError> {

@@ -24,6 +24,7 @@ use stripe_connect::account::{
     CreateAccountCapabilitiesTransfers, CreateAccountType,
 };
 use stripe_connect::account_link::{CreateAccountLink, CreateAccountLinkType};
+use stripe_core::dispute::{UpdateDispute, UpdateDisputeEvidence};
 use stripe_core::payment_intent::{
     CancelPaymentIntent, CapturePaymentIntent, CreatePaymentIntent, CreatePaymentIntentTransferData,
     RetrievePaymentIntent,
@@ -32,8 +33,8 @@ use stripe_core::refund::CreateRefund;
 use stripe_shared::{PaymentIntent, PaymentIntentAllowedPaymentMethodTypes, PaymentIntentCaptureMethod};
 
 use crate::provider::{
-    Account, AccountRequest, CaptureRequest, HoldRequest, Intent, IntentStatus, PaymentProvider, ProviderError, Refund,
-    RefundRequest,
+    Account, AccountRequest, CaptureRequest, DisputeEvidence, DisputeState, HoldRequest, Intent, IntentStatus,
+    PaymentProvider, ProviderError, Refund, RefundRequest,
 };
 
 /// Stripe's API base URL, the default of [`StripeConfig::api_base`].
@@ -245,6 +246,31 @@ impl PaymentProvider for StripeProvider {
             id: re.id.as_str().to_owned(),
             amount: Money::new(re.amount, currency),
             status: re.status.unwrap_or_else(|| "pending".to_owned()),
+        })
+    }
+
+    /// `POST /v1/disputes/{id}` with `evidence[...]` and `submit=true`
+    /// (<https://docs.stripe.com/api/disputes/update>).
+    async fn submit_dispute_evidence(&self, ev: &DisputeEvidence) -> Result<DisputeState, ProviderError> {
+        let mut evidence = UpdateDisputeEvidence::new();
+        evidence.uncategorized_text = Some(ev.uncategorized_text.clone());
+        evidence.service_date = Some(ev.service_date.clone());
+        evidence.product_description = Some(ev.product_description.clone());
+        evidence.access_activity_log = Some(ev.access_activity_log.clone());
+        evidence.customer_communication = ev.customer_communication.clone();
+        evidence.service_documentation = ev.service_documentation.clone();
+        let dispute = UpdateDispute::new(ev.dispute_id.as_str())
+            .evidence(evidence)
+            .submit(true)
+            .customize()
+            .request_strategy(idempotent(&ev.idempotency_key)?)
+            .send(&self.client)
+            .await
+            .map_err(map_error)?;
+        Ok(DisputeState {
+            id: dispute.id.as_str().to_owned(),
+            status: dispute.status.as_str().to_owned(),
+            submission_count: dispute.evidence_details.submission_count,
         })
     }
 

@@ -205,14 +205,25 @@ pub enum WebhookKind {
         /// this refund's amount.
         amount_refunded: i64,
     },
-    /// `charge.dispute.created`: the seeker disputed the payment.
-    DisputeCreated {
+    /// `charge.dispute.created`, `charge.dispute.updated`,
+    /// `charge.dispute.closed`: a card dispute (chargeback) of a payment
+    /// (<https://docs.stripe.com/api/disputes/object>).
+    Dispute {
+        /// Which of the three events.
+        change: DisputeChange,
+        /// The dispute's `id` (`du_…`, `dp_…`).
+        dispute_id: String,
         /// The dispute's `payment_intent`.
         intent_id: String,
-        /// The disputed `amount`.
+        /// The disputed `amount` (minor units).
         amount: i64,
         /// Stripe's `reason`, e.g. `fraudulent`.
         reason: String,
+        /// Stripe's `status`: `needs_response`, `under_review`, `won`,
+        /// `lost`, `warning_…`.
+        status: String,
+        /// `evidence_details.due_by` (Unix seconds), if any.
+        due_by: Option<i64>,
     },
     /// `account.updated`: a consultant's connected account changed.
     AccountUpdated {
@@ -257,6 +268,18 @@ fn id_field(obj: &Value, key: &str) -> Result<String, WebhookError> {
     }
 }
 
+/// Which `charge.dispute.*` event a [`WebhookKind::Dispute`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DisputeChange {
+    /// `charge.dispute.created`.
+    Created,
+    /// `charge.dispute.updated`.
+    Updated,
+    /// `charge.dispute.closed`: `status` is `won` or `lost` (or
+    /// `warning_closed`).
+    Closed,
+}
+
 /// Parses a (verified) Stripe event, reading only the fields needed, so
 /// unrelated or new fields do not matter.
 ///
@@ -291,10 +314,18 @@ pub fn parse(payload: &[u8]) -> Result<WebhookEvent, WebhookError> {
             intent_id: id_field(obj, "payment_intent")?,
             amount_refunded: int_field(obj, "amount_refunded")?,
         },
-        "charge.dispute.created" => WebhookKind::DisputeCreated {
+        "charge.dispute.created" | "charge.dispute.updated" | "charge.dispute.closed" => WebhookKind::Dispute {
+            change: match kind_name.as_str() {
+                "charge.dispute.created" => DisputeChange::Created,
+                "charge.dispute.updated" => DisputeChange::Updated,
+                _ => DisputeChange::Closed,
+            },
+            dispute_id: str_field(obj, "id")?,
             intent_id: id_field(obj, "payment_intent")?,
             amount: int_field(obj, "amount")?,
             reason: obj.get("reason").and_then(Value::as_str).unwrap_or_default().to_owned(),
+            status: obj.get("status").and_then(Value::as_str).unwrap_or_default().to_owned(),
+            due_by: obj.get("evidence_details").and_then(|d| d.get("due_by")).and_then(Value::as_i64),
         },
         "account.updated" => WebhookKind::AccountUpdated {
             account_id: str_field(obj, "id")?,

@@ -680,6 +680,16 @@ pub enum ErrorCode {
     UnknownReview,
     /// No such promotion package.
     UnknownPackage,
+    /// No such dispute, or not yours to see.
+    UnknownDispute,
+    /// The session already has a dispute (one per session, D1).
+    DisputeExists,
+    /// The dispute window (`PARLEY_DISPUTE_WINDOW_DAYS` after the end) has passed (D1).
+    DisputeWindowClosed,
+    /// The dispute was already answered (the other side answers once, D2).
+    DisputeAnswered,
+    /// The dispute is decided, or a moderator's decision is being carried out (D3).
+    DisputeDecided,
     /// No bearer token (HTTP 401).
     MissingToken,
     /// The token's signature or claims are invalid (HTTP 401).
@@ -769,6 +779,11 @@ impl ErrorCode {
         ErrorCode::SessionNotCompleted,
         ErrorCode::UnknownReview,
         ErrorCode::UnknownPackage,
+        ErrorCode::UnknownDispute,
+        ErrorCode::DisputeExists,
+        ErrorCode::DisputeWindowClosed,
+        ErrorCode::DisputeAnswered,
+        ErrorCode::DisputeDecided,
         ErrorCode::MissingToken,
         ErrorCode::InvalidToken,
         ErrorCode::TokenExpired,
@@ -850,6 +865,11 @@ impl ErrorCode {
             SessionNotCompleted => "session_not_completed",
             UnknownReview => "unknown_review",
             UnknownPackage => "unknown_package",
+            UnknownDispute => "unknown_dispute",
+            DisputeExists => "dispute_exists",
+            DisputeWindowClosed => "dispute_window_closed",
+            DisputeAnswered => "dispute_answered",
+            DisputeDecided => "dispute_decided",
             MissingToken => "missing_token",
             InvalidToken => "invalid_token",
             TokenExpired => "token_expired",
@@ -1117,6 +1137,18 @@ pub enum ServerMessage {
         /// The booking.
         booking: Box<rest::Booking>,
     },
+    /// A dispute of one of your sessions changed (D4): opened, answered or
+    /// decided. Fetch it with `GET /v1/disputes/{id}`. Sent when connected;
+    /// the operator's platform always gets the `dispute.*` webhook.
+    #[serde(rename = "dispute.updated")]
+    DisputeUpdated {
+        /// The dispute (`dsp_…`).
+        dispute_id: String,
+        /// The disputed session.
+        session_id: SessionId,
+        /// `open`, `answered` or `decided`.
+        status: String,
+    },
     /// The session ended; leave the room and close the peer connection.
     #[serde(rename = "session.ended")]
     SessionEnded {
@@ -1204,6 +1236,7 @@ impl ServerMessage {
         "recording.assigned",
         "booking.reminder",
         "booking.updated",
+        "dispute.updated",
         "session.ended",
         "meter.free_window_ending",
         "meter.billing_started",
@@ -1233,6 +1266,7 @@ impl ServerMessage {
             ServerMessage::RecordingAssigned { .. } => "recording.assigned",
             ServerMessage::BookingReminder { .. } => "booking.reminder",
             ServerMessage::BookingUpdated { .. } => "booking.updated",
+            ServerMessage::DisputeUpdated { .. } => "dispute.updated",
             ServerMessage::SessionEnded { .. } => "session.ended",
             ServerMessage::MeterFreeWindowEnding { .. } => "meter.free_window_ending",
             ServerMessage::MeterBillingStarted { .. } => "meter.billing_started",
@@ -1378,6 +1412,11 @@ mod tests {
                     cancellation_fee: None,
                     created_ms: 1,
                 }),
+            },
+            ServerMessage::DisputeUpdated {
+                dispute_id: "dsp_1".into(),
+                session_id: sid.clone(),
+                status: "open".into(),
             },
             ServerMessage::SessionEnded {
                 session_id: sid.clone(),
@@ -1815,10 +1854,12 @@ pub mod rest {
     // Issue 4's shapes, one file per area (domain/src/protocol/rest/).
     mod booking;
     mod directory;
+    mod disputes;
     mod reviews;
     mod webhooks;
     pub use booking::*;
     pub use directory::*;
+    pub use disputes::*;
     pub use reviews::*;
     pub use webhooks::*;
 }

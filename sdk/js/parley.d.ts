@@ -122,6 +122,11 @@ export type ErrorCode =
   | "session_not_completed"
   | "unknown_review"
   | "unknown_package"
+  | "unknown_dispute"
+  | "dispute_exists"
+  | "dispute_window_closed"
+  | "dispute_answered"
+  | "dispute_decided"
   | "missing_token"
   | "invalid_token"
   | "token_expired"
@@ -189,6 +194,11 @@ export declare const ErrorCode: {
   readonly SESSION_NOT_COMPLETED: "session_not_completed";
   readonly UNKNOWN_REVIEW: "unknown_review";
   readonly UNKNOWN_PACKAGE: "unknown_package";
+  readonly UNKNOWN_DISPUTE: "unknown_dispute";
+  readonly DISPUTE_EXISTS: "dispute_exists";
+  readonly DISPUTE_WINDOW_CLOSED: "dispute_window_closed";
+  readonly DISPUTE_ANSWERED: "dispute_answered";
+  readonly DISPUTE_DECIDED: "dispute_decided";
   readonly MISSING_TOKEN: "missing_token";
   readonly INVALID_TOKEN: "invalid_token";
   readonly TOKEN_EXPIRED: "token_expired";
@@ -496,6 +506,13 @@ export interface BookingUpdatedMessage extends Sequenced {
   type: "booking.updated";
   booking: Booking;
 }
+/** A dispute of one of your sessions was opened, answered or decided: `GET /v1/disputes/{id}`. */
+export interface DisputeUpdatedMessage extends Sequenced {
+  type: "dispute.updated";
+  dispute_id: string;
+  session_id: SessionId;
+  status: "open" | "answered" | "decided";
+}
 export interface SessionEndedMessage extends Sequenced {
   type: "session.ended";
   session_id: SessionId;
@@ -550,6 +567,7 @@ export type ServerMessage =
   | RecordingAssignedMessage
   | BookingReminderMessage
   | BookingUpdatedMessage
+  | DisputeUpdatedMessage
   | SessionEndedMessage
   | MeterFreeWindowEndingMessage
   | MeterBillingStartedMessage

@@ -266,6 +266,8 @@ impl Application {
             scheduler_progress: scheduler_progress.clone(),
             late_cancel_fee_percent: config.late_cancel_fee_percent,
             seeker_no_show: config.seeker_no_show,
+            dispute_window_days: config.dispute_window_days,
+            disputes_wake: parley_domain::clock::Wake::new(),
             webhooks: webhooks.clone(),
             redis,
             marketplace: Arc::new(Marketplace {
@@ -274,6 +276,7 @@ impl Application {
             }),
         };
         tokio::spawn(crate::bookings::worker::run(state.clone(), stop_outbox.clone().cancelled_owned()));
+        tokio::spawn(crate::disputes::worker::run(state.clone(), stop_outbox.clone().cancelled_owned()));
         let mut router = routes::router(state.clone()).merge(signaling.router());
         if config.mode == Mode::Dev {
             router = router.merge(routes::dev_router(state, &config.web_dir, &config.sdk_js_dir));

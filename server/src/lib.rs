@@ -15,6 +15,7 @@ pub mod app;
 pub mod bookings;
 pub mod cluster;
 pub mod config;
+pub mod disputes;
 pub mod kernel;
 pub mod openapi;
 pub mod profiles;

@@ -14,6 +14,10 @@ use parley_domain::protocol::rest::{
     ReviewPage, ReviewReply, ReviewRequest, SessionEndedData, SessionSettledData, SessionStartedData, WebhookEventType,
 };
 use parley_domain::protocol::rest::{
+    AnswerDisputeRequest, Chargeback, DecideDisputeRequest, Dispute, DisputeBundle, DisputeDecision, DisputeReason,
+    DisputeStatus, OpenDisputeRequest, PartyHistory,
+};
+use parley_domain::protocol::rest::{
     ConsultantProfile, ConsultantRating, DirectoryItem, DirectoryPage, FeaturedWindow, MyPromotions, ProfileUpdate,
     PromotionPackage, PromotionPurchaseRequest, PromotionReceipt,
 };
@@ -73,6 +77,12 @@ use utoipa::{Modify, OpenApi};
         crate::profiles::promotions::packages,
         crate::profiles::promotions::buy,
         crate::profiles::promotions::my_promotions,
+        crate::disputes::http::open,
+        crate::disputes::http::answer,
+        crate::disputes::http::decide,
+        crate::disputes::http::list,
+        crate::disputes::http::show,
+        crate::disputes::http::show_markdown,
     ),
     components(schemas(
         ConsultantPrice, ConsultantSummary, DevLoginRequest, DevLoginResponse, Earnings, EarningsItem, EarningsTotal,
@@ -87,6 +97,9 @@ use utoipa::{Modify, OpenApi};
         ReconcileFindingsData, ReconcileFinding, ReconcileFindingKind,
         ProfileUpdate, ConsultantProfile, ConsultantRating, DirectoryItem, DirectoryPage, PromotionPackage,
         PromotionPurchaseRequest, PromotionReceipt, FeaturedWindow, MyPromotions, Policy, PurposePrices, WsTicket,
+        PromotionPurchaseRequest, PromotionReceipt, FeaturedWindow, MyPromotions,
+        OpenDisputeRequest, AnswerDisputeRequest, DecideDisputeRequest, Dispute, DisputeBundle, DisputeDecision,
+        DisputeReason, DisputeStatus, PartyHistory, Chargeback,
     )),
     modifiers(&Bearer),
 )]

@@ -16,6 +16,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::bookings::router(state.clone()))
         .merge(crate::reviews::router(state.clone()))
         .merge(crate::profiles::router(state.clone()))
+        .merge(crate::disputes::router(state.clone()))
         .merge(crate::sessions::router(state))
 }
 

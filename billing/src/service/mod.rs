@@ -4,7 +4,8 @@
 //!
 //! One file per concern: `prices` (M7), `holds` (B2), `outbox` (the
 //! settlement outbox and its worker, B3, B4, B6), `ledger` (B7),
-//! `refunds`, `webhooks` (B5), `payouts` (Stripe Connect accounts).
+//! `refunds`, `disputes` (card chargebacks, D5, D6), `webhooks` (B5),
+//! `payouts` (Stripe Connect accounts).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +20,7 @@ use sqlx::{AnyPool, Row};
 use crate::faults::Faults;
 use crate::provider::{PaymentProvider, ProviderError};
 
+mod disputes;
 mod holds;
 mod ledger;
 mod outbox;
@@ -27,6 +29,7 @@ mod prices;
 mod refunds;
 mod webhooks;
 
+pub use disputes::{ChargebackRecovery, ChargebackRow};
 pub use holds::{Held, HoldFor, HoldRefusal, insert_release};
 pub use outbox::{StoredSettlement, insert_settlement};
 
@@ -43,6 +46,8 @@ pub struct BillingConfig {
     pub retry_base: Duration,
     /// Longest retry delay.
     pub retry_max: Duration,
+    /// Who bears a lost card chargeback (`PARLEY_CHARGEBACK_RECOVERY`, D6).
+    pub chargeback_recovery: ChargebackRecovery,
 }
 
 impl Default for BillingConfig {
@@ -52,6 +57,7 @@ impl Default for BillingConfig {
             instant_max_minutes: 60,
             retry_base: Duration::from_secs(1),
             retry_max: Duration::from_secs(300),
+            chargeback_recovery: ChargebackRecovery::Consultant,
         }
     }
 }

@@ -3,9 +3,10 @@
 use parley_domain::{Currency, Money, SessionId, UserId};
 use sqlx::Row;
 
+use super::disputes::{DisputeEvent, Parties};
 use super::ledger::{Entry, refund_key};
 use super::{Billing, BillingError};
-use crate::webhook::{WebhookEvent, WebhookKind};
+use crate::webhook::{DisputeChange, WebhookEvent, WebhookKind};
 
 impl Billing {
     /// Applies a verified provider event once (by event id, B5). Returns
@@ -24,7 +25,9 @@ impl Billing {
             WebhookKind::Canceled { .. } => "payment_intent.canceled",
             WebhookKind::PaymentFailed { .. } => "payment_intent.payment_failed",
             WebhookKind::Refunded { .. } => "charge.refunded",
-            WebhookKind::DisputeCreated { .. } => "charge.dispute.created",
+            WebhookKind::Dispute { change: DisputeChange::Created, .. } => "charge.dispute.created",
+            WebhookKind::Dispute { change: DisputeChange::Updated, .. } => "charge.dispute.updated",
+            WebhookKind::Dispute { change: DisputeChange::Closed, .. } => "charge.dispute.closed",
             WebhookKind::AccountUpdated { .. } => "account.updated",
         };
         let mut tx = self.pool.begin().await?;
@@ -118,13 +121,21 @@ impl Billing {
                     }
                 }
             }
-            WebhookKind::DisputeCreated { intent_id, amount, reason } => {
-                if let Some((sid, seeker, consultant, _, currency)) = hold_of(conn, intent_id).await? {
-                    tracing::warn!(session_id = %sid, reason, amount, "payment disputed");
-                    let key = format!("dispute:{}", event.id);
-                    let amount = Money::new(*amount, currency);
-                    let entry = Entry { session_id: &sid, seeker: &seeker, consultant: &consultant, at: now };
-                    entry.record(conn, &key, "dispute", amount, Some(intent_id)).await?;
+            WebhookKind::Dispute { change, dispute_id, intent_id, amount, reason, status, due_by } => {
+                if let Some((session_id, seeker, consultant, _, currency)) = hold_of(conn, intent_id).await? {
+                    let parties = Parties { session_id, seeker, consultant, currency };
+                    let ev = DisputeEvent {
+                        change: *change,
+                        dispute_id,
+                        intent_id,
+                        amount: *amount,
+                        reason,
+                        status,
+                        due_by: *due_by,
+                    };
+                    self.apply_dispute(conn, &parties, &ev).await?;
+                } else {
+                    tracing::warn!(dispute_id, intent_id, "card dispute of a payment Parley does not know");
                 }
             }
             WebhookKind::AccountUpdated { account_id, charges_enabled, payouts_enabled, details_submitted } => {

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use crate::fake_stripe::FakeStripe;
 use parley_billing::stripe::{StripeConfig, StripeProvider};
-use parley_billing::{AccountRequest, CaptureRequest, IntentStatus, PaymentProvider, ProviderError, RefundRequest};
+use parley_billing::{
+    AccountRequest, CaptureRequest, DisputeEvidence, IntentStatus, PaymentProvider, ProviderError, RefundRequest,
+};
 
 fn capture(amount: i64, fee: Option<i64>, key: &str) -> CaptureRequest {
     CaptureRequest { amount_to_capture: amount, application_fee_amount: fee, idempotency_key: key.into() }
@@ -315,4 +317,54 @@ async fn refund_of_a_capture_up_to_what_remains() {
     assert!(matches!(err, ProviderError::Rejected { ref code, .. } if code == "amount_too_large"), "{err:?}");
     let rest = RefundRequest { amount: 3000, idempotency_key: "r:3".into(), ..first };
     assert_eq!(p.refund(&rest).await.unwrap().amount, eur(3000));
+}
+
+fn evidence(dispute: &str, key: &str) -> DisputeEvidence {
+    DisputeEvidence {
+        dispute_id: dispute.into(),
+        uncategorized_text: "# Evidence\n\nThe session ran 25 minutes.".into(),
+        service_date: "2026-11-02".into(),
+        product_description: "A video consultation".into(),
+        access_activity_log: "2026-11-02 12:00:00 UTC joined sam".into(),
+        customer_communication: None,
+        service_documentation: None,
+        idempotency_key: key.into(),
+    }
+}
+
+/// D5: evidence goes to `POST /v1/disputes/{id}` as Stripe's text fields
+/// with `submit=true`; a retry with the same key is the same submission;
+/// once under review nothing more is accepted; a file field takes a file
+/// id only, as on Stripe.
+#[tokio::test]
+async fn dispute_evidence_is_submitted_once_with_stripes_fields() {
+    let fake = FakeStripe::start().await;
+    let p = provider(&fake);
+    let held = p.place_hold(&hold("pm_card_visa", "hold:1", None)).await.unwrap();
+    p.capture(&held.id, &capture(4000, None, "settle:1")).await.unwrap();
+    let dp = fake.open_dispute(&held.id, "fraudulent").unwrap();
+
+    let mut bad = evidence(&dp, "evidence:bad");
+    bad.customer_communication = Some("the chat, as text".into());
+    match p.submit_dispute_evidence(&bad).await {
+        Err(ProviderError::Rejected { code, .. }) => assert_eq!(code, "resource_missing"),
+        other => panic!("a text in a file field: {other:?}"),
+    }
+
+    let state = p.submit_dispute_evidence(&evidence(&dp, &format!("evidence:{dp}"))).await.unwrap();
+    assert_eq!((state.id.as_str(), state.status.as_str(), state.submission_count), (dp.as_str(), "under_review", 1));
+    let again = p.submit_dispute_evidence(&evidence(&dp, &format!("evidence:{dp}"))).await.unwrap();
+    assert_eq!(again, state, "the same key replays the first answer");
+    let stored = fake.dispute(&dp).unwrap();
+    assert_eq!(stored["evidence_details"]["submission_count"], 1);
+    assert_eq!(stored["evidence"]["service_date"], "2026-11-02");
+    assert_eq!(stored["evidence"]["uncategorized_text"], "# Evidence\n\nThe session ran 25 minutes.");
+    let post = fake.requests().into_iter().rfind(|r| r.path == format!("/v1/disputes/{dp}")).unwrap();
+    assert_eq!(form_value(&post.form, "submit"), Some("true"));
+    assert_eq!(form_value(&post.form, "evidence[access_activity_log]"), Some("2026-11-02 12:00:00 UTC joined sam"));
+
+    match p.submit_dispute_evidence(&evidence(&dp, "evidence:other")).await {
+        Err(ProviderError::Rejected { code, .. }) => assert_eq!(code, "dispute_already_submitted"),
+        other => panic!("a second submission: {other:?}"),
+    }
 }

@@ -11,7 +11,9 @@ use crate::fake_stripe::FakeStripe;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use parley_billing::webhook::{DEFAULT_TOLERANCE_SECS, WebhookError, WebhookEvent, WebhookKind, parse, sign, verify};
+use parley_billing::webhook::{
+    DEFAULT_TOLERANCE_SECS, DisputeChange, WebhookError, WebhookEvent, WebhookKind, parse, sign, verify,
+};
 use parley_billing::{AccountRequest, CaptureRequest, PaymentProvider, RefundRequest};
 use serde_json::json;
 
@@ -176,6 +178,12 @@ async fn the_fakes_signed_events_verify_and_parse_into_each_kind() {
         .find(|e| e["type"] == "payment_intent.payment_failed")
         .map(|e| e["data"]["object"]["id"].as_str().unwrap().to_owned())
         .unwrap();
+    let dispute = fake
+        .events()
+        .iter()
+        .find(|e| e["type"] == "charge.dispute.created")
+        .map(|e| e["data"]["object"].clone())
+        .unwrap();
     assert_eq!(
         kinds,
         vec![
@@ -188,7 +196,15 @@ async fn the_fakes_signed_events_verify_and_parse_into_each_kind() {
             WebhookKind::HoldConfirmed { intent_id: held.id.clone(), amount_capturable: 6000 },
             WebhookKind::Captured { intent_id: held.id.clone(), amount_received: 4000 },
             WebhookKind::Refunded { intent_id: held.id.clone(), amount_refunded: 1000 },
-            WebhookKind::DisputeCreated { intent_id: held.id.clone(), amount: 4000, reason: "fraudulent".into() },
+            WebhookKind::Dispute {
+                change: DisputeChange::Created,
+                dispute_id: dispute["id"].as_str().unwrap().to_owned(),
+                intent_id: held.id.clone(),
+                amount: 4000,
+                reason: "fraudulent".into(),
+                status: "needs_response".into(),
+                due_by: dispute["evidence_details"]["due_by"].as_i64(),
+            },
             WebhookKind::HoldConfirmed { intent_id: released.id.clone(), amount_capturable: 6000 },
             WebhookKind::Canceled { intent_id: released.id.clone() },
             WebhookKind::PaymentFailed { intent_id: declined_id, message: "Your card was declined.".into() },

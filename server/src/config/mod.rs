@@ -66,6 +66,8 @@ struct Raw {
     recorder: RecorderMode,
     late_cancel_fee_percent: u32,
     seeker_no_show: SeekerNoShow,
+    dispute_window_days: u32,
+    chargeback_recovery: parley_billing::ChargebackRecovery,
     webhook_url: Option<String>,
     webhook_secret: Option<String>,
     redis_url: Option<String>,
@@ -110,6 +112,8 @@ impl Default for Raw {
             recorder: RecorderMode::Embedded,
             late_cancel_fee_percent: 50,
             seeker_no_show: SeekerNoShow::Release,
+            dispute_window_days: 14,
+            chargeback_recovery: parley_billing::ChargebackRecovery::Consultant,
             webhook_url: None,
             webhook_secret: None,
             redis_url: None,
@@ -171,6 +175,9 @@ pub struct Config {
     /// What a booked seeker who does not come costs them
     /// (`PARLEY_SEEKER_NO_SHOW`, default `release`; issue 4 policy).
     pub seeker_no_show: SeekerNoShow,
+    /// How many days after a session's end a participant may dispute it
+    /// (`PARLEY_DISPUTE_WINDOW_DAYS`, default 14, at least 1; D1).
+    pub dispute_window_days: u32,
     /// Outgoing webhooks to the operator's platform (docs/protocol.md §14).
     pub webhooks: WebhookConfig,
     /// Several nodes as one service (issue 16).
@@ -361,6 +368,9 @@ impl Config {
         if raw.instant_max_minutes == 0 {
             return bad("PARLEY_INSTANT_MAX_MINUTES", "must be at least 1");
         }
+        if raw.dispute_window_days == 0 {
+            return bad("PARLEY_DISPUTE_WINDOW_DAYS", "must be at least 1");
+        }
         if raw.late_cancel_fee_percent > 100 {
             return bad("PARLEY_LATE_CANCEL_FEE_PERCENT", "must be 0 to 100");
         }
@@ -404,6 +414,7 @@ impl Config {
         let billing = BillingConfig {
             commission_bps: raw.commission_bps,
             instant_max_minutes: raw.instant_max_minutes,
+            chargeback_recovery: raw.chargeback_recovery,
             ..BillingConfig::default()
         };
         let database_url = match raw.database_url {
@@ -488,6 +499,7 @@ impl Config {
             recordings,
             late_cancel_fee_percent: raw.late_cancel_fee_percent,
             seeker_no_show: raw.seeker_no_show,
+            dispute_window_days: raw.dispute_window_days,
             webhooks,
             cluster,
         })

@@ -149,3 +149,16 @@ fn lists_and_prod_are_parsed() {
     assert_eq!(c.signaling.ice.stun_urls, vec!["stun:a:3478", "stun:b:3478"]);
     assert_eq!(c.database_url, "postgres://localhost/parley");
 }
+
+#[test]
+fn the_dispute_window_and_the_chargeback_policy_are_settings() {
+    use parley_billing::ChargebackRecovery;
+    let c = load(&[]).unwrap();
+    assert_eq!((c.dispute_window_days, c.billing.chargeback_recovery), (14, ChargebackRecovery::Consultant));
+    let c = load(&[("dispute_window_days", "30"), ("chargeback_recovery", "\"platform\"")]).unwrap();
+    assert_eq!((c.dispute_window_days, c.billing.chargeback_recovery), (30, ChargebackRecovery::Platform));
+    let e = load(&[("dispute_window_days", "0")]).unwrap_err().to_string();
+    assert!(e.contains("PARLEY_DISPUTE_WINDOW_DAYS"), "{e}");
+    let e = load(&[("chargeback_recovery", "\"seeker\"")]).unwrap_err().to_string();
+    assert!(e.contains("PARLEY_CHARGEBACK_RECOVERY"), "{e}");
+}

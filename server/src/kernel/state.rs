@@ -46,6 +46,10 @@ pub struct AppState {
     pub(crate) webhooks: Arc<Outbox>,
     /// The cluster's Redis (`REDIS_URL`), pinged by `/readyz`.
     pub(crate) redis: Option<redis::aio::ConnectionManager>,
+    /// `PARLEY_DISPUTE_WINDOW_DAYS` (D1).
+    pub(crate) dispute_window_days: u32,
+    /// Wakes the chargeback worker (a provider dispute event was applied).
+    pub(crate) disputes_wake: Wake,
     /// Accepted pricing currencies and promotion packages.
     pub(crate) marketplace: Arc<Marketplace>,
 }

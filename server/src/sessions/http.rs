@@ -60,6 +60,8 @@ pub(crate) async fn stripe_webhook(
     let processed = s.billing.handle_webhook(&event).await?;
     if processed {
         s.billing.wake();
+        // A card dispute may need its evidence and notices (D5).
+        s.disputes_wake.wake();
     }
     Ok(Json(serde_json::json!({ "received": true, "duplicate": !processed })))
 }

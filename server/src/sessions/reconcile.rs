@@ -26,7 +26,8 @@
 //!   `amount_refunded` differs from the ledger's refunds. Sessions whose
 //!   settlement is pending are in flight and not judged.
 //! - `capture_split` / `refund_split`: per session and currency, capture ≠
-//!   fee + earnings, or refunds ≠ earnings reversals + fee reversals (B7).
+//!   fee + earnings, or refunds + lost chargebacks ≠ earnings reversals +
+//!   fee reversals (B7, D6).
 //!
 //! Provider lookups are limited to objects touched in the last
 //! [`LOOKBACK`]; the ledger's own sums are checked over all of it.
@@ -298,9 +299,11 @@ pub async fn check(
             );
             found.push(finding(CaptureSplit, Some(sid), None, detail));
         }
-        if s.refund != s.reversal {
-            let detail =
-                format!("refunded {} {} but reversed {} (earnings + fee reversals)", s.refund, s.currency, s.reversal);
+        if s.refund + s.chargeback != s.reversal {
+            let detail = format!(
+                "refunded {} and lost {} in chargebacks ({}) but reversed {} (earnings + fee reversals)",
+                s.refund, s.chargeback, s.currency, s.reversal
+            );
             found.push(finding(RefundSplit, Some(sid), None, detail));
         }
     }
@@ -321,6 +324,8 @@ struct Sums {
     fee: i64,
     earnings: i64,
     refund: i64,
+    /// Lost card disputes (D6): reversed like refunds.
+    chargeback: i64,
     reversal: i64,
 }
 
@@ -331,8 +336,9 @@ async fn ledger_sums(pool: &AnyPool) -> Result<BTreeMap<String, Sums>, sqlx::Err
          CAST(SUM(CASE WHEN kind = 'fee' THEN amount_minor ELSE 0 END) AS BIGINT) AS fee, \
          CAST(SUM(CASE WHEN kind = 'earnings' THEN amount_minor ELSE 0 END) AS BIGINT) AS earnings, \
          CAST(SUM(CASE WHEN kind = 'refund' THEN amount_minor ELSE 0 END) AS BIGINT) AS refund, \
+         CAST(SUM(CASE WHEN kind = 'chargeback' THEN amount_minor ELSE 0 END) AS BIGINT) AS chargeback, \
          CAST(SUM(CASE WHEN kind IN ('earnings_reversal', 'fee_reversal') THEN amount_minor ELSE 0 END) AS BIGINT) AS reversal \
-         FROM ledger WHERE kind IN ('capture', 'fee', 'earnings', 'refund', 'earnings_reversal', 'fee_reversal') \
+         FROM ledger WHERE kind IN ('capture', 'fee', 'earnings', 'refund', 'chargeback', 'earnings_reversal', 'fee_reversal') \
          GROUP BY session_id",
     )
     .fetch_all(pool)
@@ -347,6 +353,7 @@ async fn ledger_sums(pool: &AnyPool) -> Result<BTreeMap<String, Sums>, sqlx::Err
                     fee: r.try_get("fee")?,
                     earnings: r.try_get("earnings")?,
                     refund: r.try_get("refund")?,
+                    chargeback: r.try_get("chargeback")?,
                     reversal: r.try_get("reversal")?,
                 },
             ))

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use crate::common::{TestApp, spawn_app, spawn_app_on_postgres, until};
-use parley_billing::webhook::{WebhookEvent, WebhookKind};
+use parley_billing::webhook::{DisputeChange, WebhookEvent, WebhookKind};
 use parley_billing::{CaptureRequest, HoldRequest, IntentStatus, insert_settlement};
 use parley_domain::protocol::rest::{ConsultantPrice, PriceModel};
 use parley_domain::protocol::{Outcome, SessionBill};
@@ -197,7 +197,15 @@ async fn concurrent_deliveries_of_one_event_apply_it_once(app: TestApp) {
         let event = WebhookEvent {
             id: format!("evt_race_{round}"),
             created: app.clock.now().unix_millis() / 1000,
-            kind: WebhookKind::DisputeCreated { intent_id: intent.clone(), amount: 100, reason: "fraudulent".into() },
+            kind: WebhookKind::Dispute {
+                change: DisputeChange::Created,
+                dispute_id: format!("du_race_{round}"),
+                intent_id: intent.clone(),
+                amount: 100,
+                reason: "fraudulent".into(),
+                status: "needs_response".into(),
+                due_by: None,
+            },
         };
         let results = futures_util::future::join_all((0..8).map(|_| app.billing.handle_webhook(&event))).await;
         let applied = results.into_iter().map(|r| r.expect("no delivery fails")).filter(|a| *a).count();

@@ -4,9 +4,11 @@
 mod bookings;
 mod call_gate;
 mod cluster;
+mod chargebacks;
 mod common;
 mod crash_windows;
 mod directory;
+mod disputes;
 #[path = "../../../billing/tests/billing/fake_stripe/mod.rs"]
 mod fake_stripe;
 mod files;

@@ -272,6 +272,11 @@ pub(super) async fn handle(
             None => no_such("account", id, None),
         },
         ("POST", ["v1", "account_links"]) => create_account_link(&mut st, &f),
+        ("GET", ["v1", "disputes", id]) => match st.disputes.get(*id) {
+            Some(d) => Outcome::ok(d.clone()),
+            None => no_such("dispute", id, None),
+        },
+        ("POST", ["v1", "disputes", id]) => super::disputes::update_dispute(&mut st, id, &f),
         _ => refused(
             404,
             None,

@@ -42,6 +42,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 
+mod disputes;
 mod http;
 mod resources;
 mod webhooks;
@@ -95,6 +96,8 @@ struct Inner {
     /// Per intent: amount refunded so far.
     refunded: HashMap<String, i64>,
     accounts: HashMap<String, Value>,
+    /// Disputes (`dp_…`) by id.
+    disputes: HashMap<String, Value>,
     idempotency: HashMap<String, Saved>,
     requests: Vec<RecordedRequest>,
     fail_next: Option<(usize, u16)>,
@@ -272,21 +275,43 @@ impl FakeStripe {
     /// Simulates the seeker disputing a captured intent's charge; sends
     /// `charge.dispute.created` with a Dispute object.
     pub fn create_dispute(&self, intent_id: &str, reason: &str) -> bool {
+        self.open_dispute(intent_id, reason).is_some()
+    }
+
+    /// Like [`FakeStripe::create_dispute`], returning the dispute's id.
+    pub fn open_dispute(&self, intent_id: &str, reason: &str) -> Option<String> {
         let mut st = self.shared.lock();
-        let Some(pi) = st.intents.get(intent_id).cloned() else { return false };
+        let pi = st.intents.get(intent_id).cloned()?;
         if pi["status"] != "succeeded" {
-            return false;
+            return None;
         }
         let id = st.new_id("dp");
         let now = st.now();
-        let dispute = json!({
-            "id": id, "object": "dispute", "amount": pi["amount_received"], "currency": pi["currency"],
-            "charge": pi["latest_charge"], "payment_intent": intent_id, "reason": reason,
-            "status": "needs_response", "created": now, "livemode": false, "metadata": {},
-            "is_charge_refundable": false, "balance_transactions": [],
-            "evidence_details": {"due_by": now + 7 * 86_400, "has_evidence": false, "past_due": false, "submission_count": 0},
-        });
+        let dispute = disputes::new_dispute(&id, &pi, reason, now);
+        st.disputes.insert(id.clone(), dispute.clone());
         let ev = st.event("charge.dispute.created", dispute, None);
+        drop(st);
+        let _ = self.shared.hooks.send(Hook::Event(ev));
+        Some(id)
+    }
+
+    /// The dispute `id` as stored (evidence included).
+    pub fn dispute(&self, id: &str) -> Option<Value> {
+        self.shared.lock().disputes.get(id).cloned()
+    }
+
+    /// Simulates the card network's verdict: the dispute becomes `won` or
+    /// `lost`; sends `charge.dispute.closed`. False if it is unknown or
+    /// closed already.
+    pub fn close_dispute(&self, id: &str, won: bool) -> bool {
+        let mut st = self.shared.lock();
+        let Some(d) = st.disputes.get_mut(id) else { return false };
+        if matches!(d["status"].as_str(), Some("won" | "lost")) {
+            return false;
+        }
+        d["status"] = json!(if won { "won" } else { "lost" });
+        let obj = d.clone();
+        let ev = st.event("charge.dispute.closed", obj, None);
         drop(st);
         let _ = self.shared.hooks.send(Hook::Event(ev));
         true

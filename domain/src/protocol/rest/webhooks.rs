@@ -73,6 +73,26 @@ pub enum WebhookEventType {
     /// ([`ReconcileFindingsData`]).
     #[serde(rename = "reconcile.findings")]
     ReconcileFindings,
+    /// `dispute.opened`: a participant disputed a session (D1); data is the
+    /// [`Dispute`](super::Dispute).
+    #[serde(rename = "dispute.opened")]
+    DisputeOpened,
+    /// `dispute.answered`: the other side answered (D2); data is the
+    /// [`Dispute`](super::Dispute).
+    #[serde(rename = "dispute.answered")]
+    DisputeAnswered,
+    /// `dispute.decided`: a moderator decided (D3); data is the
+    /// [`Dispute`](super::Dispute).
+    #[serde(rename = "dispute.decided")]
+    DisputeDecided,
+    /// `chargeback.opened`: the seeker's card issuer disputed a session's
+    /// payment (D5); data is the [`Chargeback`](super::Chargeback).
+    #[serde(rename = "chargeback.opened")]
+    ChargebackOpened,
+    /// `chargeback.closed`: a card dispute was won or lost (D6); data is
+    /// the [`Chargeback`](super::Chargeback).
+    #[serde(rename = "chargeback.closed")]
+    ChargebackClosed,
 }
 
 impl WebhookEventType {
@@ -92,6 +112,11 @@ impl WebhookEventType {
         WebhookEventType::BookingNoShow,
         WebhookEventType::BookingHoldFailed,
         WebhookEventType::ReconcileFindings,
+        WebhookEventType::DisputeOpened,
+        WebhookEventType::DisputeAnswered,
+        WebhookEventType::DisputeDecided,
+        WebhookEventType::ChargebackOpened,
+        WebhookEventType::ChargebackClosed,
     ];
 
     /// The wire name, e.g. `session.ended`.
@@ -112,6 +137,11 @@ impl WebhookEventType {
             BookingNoShow => "booking.no_show",
             BookingHoldFailed => "booking.hold_failed",
             ReconcileFindings => "reconcile.findings",
+            DisputeOpened => "dispute.opened",
+            DisputeAnswered => "dispute.answered",
+            DisputeDecided => "dispute.decided",
+            ChargebackOpened => "chargeback.opened",
+            ChargebackClosed => "chargeback.closed",
         }
     }
 
