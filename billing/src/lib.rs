@@ -28,11 +28,11 @@ pub mod webhook;
 
 pub use faults::Faults;
 pub use provider::{
-    Account, AccountRequest, CaptureRequest, HoldRequest, Intent, IntentStatus, PaymentProvider, ProviderError, Refund,
-    RefundRequest,
+    Account, AccountRequest, CaptureRequest, ChargeRequest, Charged, HoldRequest, Intent, IntentStatus,
+    PaymentProvider, ProviderError, Refund, RefundRequest, Transfer, TransferRequest,
 };
 pub use sandbox::SandboxProvider;
 pub use service::{
-    Billing, BillingConfig, BillingError, Held, HoldFor, HoldRefusal, StoredSettlement, insert_release,
-    insert_settlement,
+    Billing, BillingConfig, BillingError, Decision, Held, HoldFor, HoldRefusal, NewEngagement, StoredSettlement, Terms,
+    insert_release, insert_settlement,
 };

@@ -680,6 +680,14 @@ pub enum ErrorCode {
     UnknownReview,
     /// No such promotion package.
     UnknownPackage,
+    /// No such engagement or milestone, or not yours (E1–E8).
+    UnknownEngagement,
+    /// The engagement or milestone is not in a state that allows the
+    /// request (e.g. approving a refunded milestone, cancelling twice, a
+    /// package with no session left).
+    EngagementState,
+    /// The consultant has no payout account ready for transfers (E1).
+    PayoutAccountRequired,
     /// No bearer token (HTTP 401).
     MissingToken,
     /// The token's signature or claims are invalid (HTTP 401).
@@ -761,6 +769,9 @@ impl ErrorCode {
         ErrorCode::SessionNotCompleted,
         ErrorCode::UnknownReview,
         ErrorCode::UnknownPackage,
+        ErrorCode::UnknownEngagement,
+        ErrorCode::EngagementState,
+        ErrorCode::PayoutAccountRequired,
         ErrorCode::MissingToken,
         ErrorCode::InvalidToken,
         ErrorCode::TokenExpired,
@@ -839,6 +850,9 @@ impl ErrorCode {
             SessionNotCompleted => "session_not_completed",
             UnknownReview => "unknown_review",
             UnknownPackage => "unknown_package",
+            UnknownEngagement => "unknown_engagement",
+            EngagementState => "engagement_state",
+            PayoutAccountRequired => "payout_account_required",
             MissingToken => "missing_token",
             InvalidToken => "invalid_token",
             TokenExpired => "token_expired",
@@ -1765,10 +1779,12 @@ pub mod rest {
     // Issue 4's shapes, one file per area (domain/src/protocol/rest/).
     mod booking;
     mod directory;
+    mod engagements;
     mod reviews;
     mod webhooks;
     pub use booking::*;
     pub use directory::*;
+    pub use engagements::*;
     pub use reviews::*;
     pub use webhooks::*;
 }

@@ -122,6 +122,9 @@ export type ErrorCode =
   | "session_not_completed"
   | "unknown_review"
   | "unknown_package"
+  | "unknown_engagement"
+  | "engagement_state"
+  | "payout_account_required"
   | "missing_token"
   | "invalid_token"
   | "token_expired"
@@ -186,6 +189,9 @@ export declare const ErrorCode: {
   readonly SESSION_NOT_COMPLETED: "session_not_completed";
   readonly UNKNOWN_REVIEW: "unknown_review";
   readonly UNKNOWN_PACKAGE: "unknown_package";
+  readonly UNKNOWN_ENGAGEMENT: "unknown_engagement";
+  readonly ENGAGEMENT_STATE: "engagement_state";
+  readonly PAYOUT_ACCOUNT_REQUIRED: "payout_account_required";
   readonly MISSING_TOKEN: "missing_token";
   readonly INVALID_TOKEN: "invalid_token";
   readonly TOKEN_EXPIRED: "token_expired";

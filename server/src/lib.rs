@@ -13,6 +13,7 @@
 pub mod app;
 pub mod bookings;
 pub mod config;
+pub mod engagements;
 pub mod kernel;
 pub mod openapi;
 pub mod profiles;

@@ -17,6 +17,10 @@ use parley_domain::protocol::rest::{
     ConsultantProfile, ConsultantRating, DirectoryItem, DirectoryPage, FeaturedWindow, MyPromotions, ProfileUpdate,
     PromotionPackage, PromotionPurchaseRequest, PromotionReceipt,
 };
+use parley_domain::protocol::rest::{
+    CreateEngagement, DisputeMilestone, Engagement, Milestone, MilestoneTerms, PackageTerms, ResolveMilestone,
+    SubmitMilestone,
+};
 use parley_domain::protocol::rest::{ReconcileFinding, ReconcileFindingKind, ReconcileFindingsData};
 use parley_domain::protocol::{ChatKind, ErrorCode, Outcome, PresenceStatus, Problem, Role, UserInfo};
 use parley_domain::{Money, SessionId, UserId};
@@ -58,6 +62,14 @@ use utoipa::{Modify, OpenApi};
         crate::bookings::http::accept,
         crate::bookings::http::decline,
         crate::bookings::http::cancel,
+        crate::engagements::http::create,
+        crate::engagements::http::list,
+        crate::engagements::http::one,
+        crate::engagements::http::cancel,
+        crate::engagements::http::submit,
+        crate::engagements::http::approve,
+        crate::engagements::http::dispute,
+        crate::engagements::http::resolve,
         crate::bookings::http::reschedule,
         crate::reviews::http::create_review,
         crate::reviews::http::reply,
@@ -77,6 +89,8 @@ use utoipa::{Modify, OpenApi};
         TimelineItem, PremiumRequest, RecordingConsent, RecordingFile, RecordingList, TalkTime, ChatLine, Recap,
         Availability, WeeklyRule, DateException, TimeWindow, Weekday, Slot, SlotList, Purpose, BookingRequest,
         AcceptBooking, RescheduleBooking, BookingReason, BookingState, Booking, BookingPrice, BookingList,
+        CreateEngagement, PackageTerms, MilestoneTerms, Engagement, Milestone, SubmitMilestone, DisputeMilestone,
+        ResolveMilestone,
         ChatKind, Problem, ErrorCode, Outcome, PresenceStatus, Role, UserInfo, Money, SessionId, UserId,
         ReviewRequest, ReplyRequest, Review, ReviewReply, Reputation, ReviewPage,
         ConsultantMetrics, MonthMetrics, Acceptance, AcceptanceCounts,

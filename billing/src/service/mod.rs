@@ -19,6 +19,7 @@ use sqlx::{AnyPool, Row};
 use crate::faults::Faults;
 use crate::provider::{PaymentProvider, ProviderError};
 
+mod escrow;
 mod holds;
 mod ledger;
 mod outbox;
@@ -27,6 +28,7 @@ mod prices;
 mod refunds;
 mod webhooks;
 
+pub use escrow::{Decision, NewEngagement, Terms};
 pub use holds::{Held, HoldFor, HoldRefusal, insert_release};
 pub use outbox::{StoredSettlement, insert_settlement};
 
@@ -43,6 +45,13 @@ pub struct BillingConfig {
     pub retry_base: Duration,
     /// Longest retry delay.
     pub retry_max: Duration,
+    /// How long a submitted milestone waits for the seeker before it is
+    /// released on its own (`PARLEY_ESCROW_AUTO_RELEASE_DAYS`, default 7; E4).
+    pub escrow_auto_release: Duration,
+    /// The share of what is still in escrow a seeker who cancels an
+    /// engagement pays (`PARLEY_ESCROW_CANCEL_FEE_PERCENT`, 0–100, default
+    /// 5; E6). Kept by the platform.
+    pub escrow_cancel_fee_percent: u32,
 }
 
 impl Default for BillingConfig {
@@ -52,6 +61,8 @@ impl Default for BillingConfig {
             instant_max_minutes: 60,
             retry_base: Duration::from_secs(1),
             retry_max: Duration::from_secs(300),
+            escrow_auto_release: Duration::from_secs(7 * 24 * 3600),
+            escrow_cancel_fee_percent: 5,
         }
     }
 }

@@ -6,6 +6,7 @@ mod call_gate;
 mod common;
 mod crash_windows;
 mod directory;
+mod escrow;
 #[path = "../../../billing/tests/billing/fake_stripe/mod.rs"]
 mod fake_stripe;
 mod files;
