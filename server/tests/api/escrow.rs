@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::common::{TestApp, spawn_app, spawn_app_on_postgres, until};
 use parley_domain::Clock;
-use parley_domain::protocol::rest::Engagement;
+use parley_domain::protocol::rest::{Engagement, ReconcileFindingKind};
 use parley_domain::protocol::{ErrorCode, Role};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -313,4 +313,24 @@ async fn e6_cancelling_refunds_what_is_unreleased_once_less_the_fee() {
     assert_problem(&post(&app, &seeker, &path, json!({})).await, StatusCode::CONFLICT, ErrorCode::EngagementState);
     assert_eq!(provider_view(&app, &e.id).await.1, 5_700, "refunded once");
     app.assert_reconciled().await;
+}
+
+/// E8: reconciliation finds an engagement whose ledger does not add up
+/// (a release the ledger lost) and names it.
+#[tokio::test]
+async fn e8_reconcile_finds_escrow_that_does_not_add_up() {
+    let app = spawn_app().await;
+    ready_consultant(&app, "cal").await;
+    let seeker = app.token("sia", Role::Seeker);
+    let e = fund(&app, "sia", "cal", &[1_000, 2_000]).await;
+    post(&app, &seeker, &format!("/v1/milestones/{}/approve", e.milestones[0].id), json!({})).await;
+    app.assert_reconciled().await;
+    sqlx::query("DELETE FROM ledger WHERE session_id = $1 AND kind = 'escrow_release'")
+        .bind(&e.id)
+        .execute(&app.store.pool())
+        .await
+        .unwrap();
+    let report = app.reconcile().await;
+    let found: Vec<_> = report.findings.iter().map(|f| (f.kind, f.session_id.as_deref())).collect();
+    assert_eq!(found, [(ReconcileFindingKind::EscrowBalance, Some(e.id.as_str())); 2], "{report:?}");
 }
