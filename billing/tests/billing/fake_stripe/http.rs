@@ -272,6 +272,9 @@ pub(super) async fn handle(
             None => no_such("account", id, None),
         },
         ("POST", ["v1", "account_links"]) => create_account_link(&mut st, &f),
+        ("POST", ["v1", "transfers"]) => super::transfers::create_transfer(&mut st, &f),
+        ("GET", ["v1", "transfers", id]) => super::transfers::retrieve_transfer(&st, id),
+        ("POST", ["v1", "transfers", id, "reversals"]) => super::transfers::create_reversal(&mut st, id, &f),
         _ => refused(
             404,
             None,

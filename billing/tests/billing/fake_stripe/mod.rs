@@ -18,7 +18,8 @@
 //!   `amount_capturable`, `application_fee_amount` only with
 //!   `transfer_data` and at most the capture; cancel before success),
 //!   refunds of captured intents up to what remains, Connect accounts and
-//!   account links;
+//!   account links; transfers out of a charge's balance and their reversals
+//!   (`transfers.rs`);
 //! - signed webhooks (`Stripe-Signature`) after each state change, delivered
 //!   in order by one background task to [`FakeStripe::set_webhook_target`].
 //!
@@ -44,6 +45,7 @@ use tokio::sync::{mpsc, oneshot};
 
 mod http;
 mod resources;
+mod transfers;
 mod webhooks;
 
 use http::handle;
@@ -95,6 +97,8 @@ struct Inner {
     /// Per intent: amount refunded so far.
     refunded: HashMap<String, i64>,
     accounts: HashMap<String, Value>,
+    /// Connect transfers by id (escrow payouts).
+    transfers: HashMap<String, Value>,
     idempotency: HashMap<String, Saved>,
     requests: Vec<RecordedRequest>,
     fail_next: Option<(usize, u16)>,
