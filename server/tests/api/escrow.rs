@@ -68,7 +68,8 @@ async fn fund(app: &TestApp, seeker: &str, consultant: &str, amounts: &[i64]) ->
 }
 
 /// What the sandbox provider did with engagement `id`'s charge: received,
-/// refunded, and the transfers out of it (amounts, oldest first).
+/// refunded, and the transfers out of it (amounts, smallest first: they
+/// may be made in the same millisecond of the manual clock).
 async fn provider_view(app: &TestApp, id: &str) -> (i64, i64, Vec<i64>) {
     let pool = app.store.pool();
     let row: (i64, i64, String) = sqlx::query_as(
@@ -80,7 +81,7 @@ async fn provider_view(app: &TestApp, id: &str) -> (i64, i64, Vec<i64>) {
     .await
     .unwrap();
     let transfers: Vec<i64> = sqlx::query_scalar(
-        "SELECT amount_minor FROM sandbox_transfers WHERE source_transaction = $1 ORDER BY created_ms, id",
+        "SELECT amount_minor FROM sandbox_transfers WHERE source_transaction = $1 ORDER BY amount_minor",
     )
     .bind(&row.2)
     .fetch_all(&pool)
@@ -139,7 +140,15 @@ async fn e1_e3_milestones_funded_then_approved_pay_the_consultant_less_commissio
     }
     assert_problem(&post(&app, &cal, "/v1/engagements", json!({})).await, StatusCode::FORBIDDEN, ErrorCode::WrongRole);
 
-    let e = fund(&app, "sia", "cal", &[10_000, 5_000]).await;
+    // Funding retried with its Idempotency-Key is replayed: one engagement, one charge.
+    let body = json!({"consultant_id": "cal", "title": "A website", "payment_method": "pm_card_visa",
+        "milestones": [{"description": "part 1", "amount": {"amount_minor": 10_000, "currency": "EUR"}},
+                       {"description": "part 2", "amount": {"amount_minor": 5_000, "currency": "EUR"}}]});
+    let first = app.post_keyed(&seeker, "/v1/engagements", "fund-1", &body).await;
+    let retry = app.post_keyed(&seeker, "/v1/engagements", "fund-1", &body).await;
+    assert_eq!((first.0, retry.0, retry.2), (200, 200, true), "{}", first.1);
+    assert_eq!(first.1["id"], retry.1["id"]);
+    let e: Engagement = serde_json::from_value(first.1).unwrap();
     assert_eq!((e.state.as_str(), e.kind.as_str()), ("active", "milestones"));
     assert_eq!((e.funded.amount_minor, e.escrowed.amount_minor), (15_000, 15_000));
     assert_eq!(provider_view(&app, &e.id).await, (15_000, 0, vec![]), "charged at once, nothing transferred");
@@ -189,7 +198,7 @@ async fn e1_e3_milestones_funded_then_approved_pay_the_consultant_less_commissio
     assert_eq!(e.milestones[1].release_due_ms, Some(app.clock.now().unix_millis() + 7 * 24 * 3_600_000));
     let e = engagement(&post(&app, &seeker, &format!("/v1/milestones/{m2}/approve"), json!({})).await);
     assert_eq!((e.state.as_str(), e.escrowed.amount_minor), ("completed", 0));
-    assert_eq!(provider_view(&app, &e.id).await, (15_000, 0, vec![8_000, 4_000]));
+    assert_eq!(provider_view(&app, &e.id).await, (15_000, 0, vec![4_000, 8_000]));
     // Nothing left to cancel; the consultant's list has it.
     assert_problem(
         &post(&app, &seeker, &format!("/v1/engagements/{}/cancel", e.id), json!({})).await,
@@ -197,7 +206,12 @@ async fn e1_e3_milestones_funded_then_approved_pay_the_consultant_less_commissio
         ErrorCode::EngagementState,
     );
     let (status, list) = call(&app, &cal, Method::GET, "/v1/engagements", None).await;
-    assert_eq!((status, list[0]["id"].as_str()), (StatusCode::OK, Some(e.id.as_str())));
+    assert_eq!(status, StatusCode::OK, "{list}");
+    let states: Vec<(&str, &str)> =
+        list.as_array().unwrap().iter().map(|x| (x["id"].as_str().unwrap(), x["state"].as_str().unwrap())).collect();
+    assert!(states.contains(&(e.id.as_str(), "completed")), "{states:?}");
+    assert!(states.iter().any(|(_, s)| *s == "failed"), "the declined funding is kept as failed: {states:?}");
+    assert_eq!(states.len(), 2, "one engagement per keyed request: {states:?}");
     app.assert_reconciled().await;
 }
 

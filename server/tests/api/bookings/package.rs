@@ -80,13 +80,16 @@ async fn e2_e6_a_package_of_three_sessions_one_free_two_charged_then_cancelled()
         .fetch_one(&app.store.pool())
         .await
         .unwrap();
-    let transfers: Vec<i64> =
-        sqlx::query_scalar("SELECT amount_minor FROM sandbox_transfers WHERE source_transaction = $1")
+    let transfers = || async {
+        sqlx::query_scalar::<_, i64>("SELECT amount_minor FROM sandbox_transfers WHERE source_transaction = $1")
             .bind(&charge)
             .fetch_all(&app.store.pool())
             .await
-            .unwrap();
-    assert_eq!(transfers, [4_000, 4_000], "each less the 20 % commission");
+            .unwrap()
+    };
+    // The outbox settles a session, then asks for its transfer.
+    common::until("both charged sessions are transferred", || async { transfers().await.len() == 2 }).await;
+    assert_eq!(transfers().await, [4_000, 4_000], "each less the 20 % commission");
 
     // Cancelling refunds the session left (less the seeker's 5 % fee), once.
     let cancel = format!("/v1/engagements/{id}/cancel");

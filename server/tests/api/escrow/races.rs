@@ -76,3 +76,46 @@ async fn double_approve_on_sqlite() {
 async fn double_approve_on_postgres() {
     double_approve(spawn_app_on_postgres().await).await;
 }
+
+/// Two cancels of one engagement at once, and two moderators resolving one
+/// dispute at once: one wins, the other gets 409 `engagement_state`; the
+/// money moves once.
+async fn rival_cancels_and_resolutions(app: TestApp) {
+    let cal = ready_consultant(&app, "cal").await;
+    let seeker = app.token("sia", Role::Seeker);
+    let (mo1, mo2) = (app.token("mo1", Role::Moderator), app.token("mo2", Role::Moderator));
+    for round in 0..ROUNDS {
+        let e = fund(&app, "sia", "cal", &[1_000, 3_000]).await;
+        let m = e.milestones[1].id.clone();
+        post(&app, &cal, &format!("/v1/milestones/{m}/dispute"), json!({"reason": "late"})).await;
+        let path = format!("/v1/milestones/{m}/resolve");
+        let (a, b) = tokio::join!(
+            post(&app, &mo1, &path, json!({"release_minor": 1_000, "note": "a third"})),
+            post(&app, &mo2, &path, json!({"release_minor": 2_000, "note": "two thirds"}))
+        );
+        let mut codes = [a.0, b.0];
+        codes.sort();
+        assert_eq!(codes, [StatusCode::OK, StatusCode::CONFLICT], "round {round}: {} {}", a.1, b.1);
+        let released = if a.0 == StatusCode::OK { 1_000 } else { 2_000 };
+        let cancel = format!("/v1/engagements/{}/cancel", e.id);
+        let (c1, c2) = tokio::join!(post(&app, &seeker, &cancel, json!({})), post(&app, &cal, &cancel, json!({})));
+        let mut codes = [c1.0, c2.0];
+        codes.sort();
+        assert_eq!(codes, [StatusCode::OK, StatusCode::CONFLICT], "round {round}: {} {}", c1.1, c2.1);
+        // The seeker's cancel costs them 5 % of the open 1 000; the consultant's nothing.
+        let cancel_refund = if c1.0 == StatusCode::OK { 950 } else { 1_000 };
+        let expected = (4_000, (3_000 - released) + cancel_refund, vec![released * 8 / 10]);
+        assert_eq!(provider_view(&app, &e.id).await, expected, "round {round}: each movement once");
+    }
+    app.assert_reconciled().await;
+}
+
+#[tokio::test]
+async fn rival_cancels_and_resolutions_on_sqlite() {
+    rival_cancels_and_resolutions(spawn_app().await).await;
+}
+
+#[tokio::test]
+async fn rival_cancels_and_resolutions_on_postgres() {
+    rival_cancels_and_resolutions(spawn_app_on_postgres().await).await;
+}
