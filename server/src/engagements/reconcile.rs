@@ -2,7 +2,7 @@
 //! funded engagement with no movement in flight, the ledger's
 //! `escrow_fund` − (`escrow_release` + `escrow_refund` + `escrow_fee`) must
 //! equal what its milestones (open, submitted, disputed) or its package
-//! (sessions not charged, while active) still hold, its funding must equal
+//! (its amount less its sessions' draws, unless cancelled) still hold, its funding must equal
 //! its amount, and no movement may have been refused. With the sandbox
 //! provider, the charge's received and refunded amounts and the transfers
 //! out of it (net of reversals) must equal the ledger's.
@@ -24,15 +24,14 @@ fn finding(engagement: &str, intent: Option<&str>, detail: String) -> ReconcileF
 pub async fn check(pool: &AnyPool, sandbox: bool) -> Result<Vec<ReconcileFinding>, sqlx::Error> {
     let rows = sqlx::query(
         "SELECT e.id, e.state, e.kind, e.amount_minor, e.currency, e.intent_id, e.charge_id, \
-         COALESCE(e.sessions, 0) AS sessions, COALESCE(e.session_price_minor, 0) AS price, \
          (SELECT CAST(COALESCE(SUM(l.amount_minor), 0) AS BIGINT) FROM ledger l WHERE l.session_id = e.id AND l.kind = 'escrow_fund') AS funded, \
          (SELECT CAST(COALESCE(SUM(l.amount_minor), 0) AS BIGINT) FROM ledger l WHERE l.session_id = e.id AND l.kind = 'escrow_release') AS released, \
          (SELECT CAST(COALESCE(SUM(l.amount_minor), 0) AS BIGINT) FROM ledger l WHERE l.session_id = e.id AND l.kind = 'escrow_refund') AS refunded, \
          (SELECT CAST(COALESCE(SUM(l.amount_minor), 0) AS BIGINT) FROM ledger l WHERE l.session_id = e.id AND l.kind = 'escrow_fee') AS fees, \
          (SELECT CAST(COALESCE(SUM(m.amount_minor), 0) AS BIGINT) FROM milestones m WHERE m.engagement_id = e.id \
           AND m.state IN ('open', 'submitted', 'disputed')) AS unsettled, \
-         (SELECT CAST(COUNT(*) AS BIGINT) FROM escrow_moves x WHERE x.engagement_id = e.id AND x.session_id IS NOT NULL \
-          AND x.status = 'done') AS drawn, \
+         (SELECT CAST(COALESCE(SUM(x.amount_minor), 0) AS BIGINT) FROM escrow_moves x WHERE x.engagement_id = e.id \
+          AND x.session_id IS NOT NULL AND x.status = 'done') AS drawn, \
          (SELECT CAST(COUNT(*) AS BIGINT) FROM escrow_moves x WHERE x.engagement_id = e.id AND x.status = 'pending') AS pending, \
          (SELECT CAST(COUNT(*) AS BIGINT) FROM escrow_moves x WHERE x.engagement_id = e.id AND x.status = 'failed') AS refused \
          FROM engagements e WHERE e.state NOT IN ('funding', 'failed') ORDER BY e.created_ms, e.id",
@@ -68,10 +67,11 @@ pub async fn check(pool: &AnyPool, sandbox: bool) -> Result<Vec<ReconcileFinding
         let state: String = r.try_get("state")?;
         let holds = if r.try_get::<String, _>("kind")? == "milestones" {
             r.try_get::<i64, _>("unsettled")?
-        } else if state == "active" {
-            (r.try_get::<i64, _>("sessions")? - r.try_get::<i64, _>("drawn")?) * r.try_get::<i64, _>("price")?
-        } else {
+        } else if state == "cancelled" {
             0
+        } else {
+            // An active or completed package holds what its draws left.
+            amount - r.try_get::<i64, _>("drawn")?
         };
         let escrowed = funded - released - refunded - fees;
         if escrowed != holds {

@@ -24,6 +24,9 @@ use sqlx::any::AnyRow;
 use super::{Billing, BillingError, money};
 use crate::provider::{ChargeRequest, IntentStatus, ProviderError, RefundRequest, TransferRequest};
 
+mod milestones;
+mod moves;
+
 /// What an engagement buys (E1).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Terms {
@@ -391,164 +394,6 @@ impl Billing {
         Ok(row.try_get("engagement_id")?)
     }
 
-    /// Applies `decision` to `milestone` under its engagement's lock (E3–E5,
-    /// E7), then carries out the movements it reserved. Returns whether it
-    /// changed anything (an auto-release not yet due, or an approval of a
-    /// milestone already released, changes nothing).
-    ///
-    /// Errors: `Conflict(UnknownEngagement)`; `Conflict(EngagementState)`
-    /// when the milestone or engagement is not in a state that allows it;
-    /// `Refused(InvalidField)` for a split outside 0..=amount; `Provider`
-    /// if a movement failed (the decision stands; the movement is retried
-    /// by the escrow worker under the same key).
-    pub async fn decide_milestone(&self, milestone: &str, decision: &Decision) -> Result<bool, BillingError> {
-        let engagement = self.milestone_engagement(milestone).await?;
-        let now = self.clock.now().unix_millis();
-        let mut tx = self.pool.begin().await?;
-        let eng = lock(&mut tx, &engagement, now).await?.ok_or_else(|| unknown(&engagement))?;
-        let m = sqlx::query("SELECT state, amount_minor, release_due_ms FROM milestones WHERE id = $1")
-            .bind(milestone)
-            .fetch_one(&mut *tx)
-            .await?;
-        let state: String = m.try_get("state")?;
-        let currency = Currency::parse(&eng.try_get::<String, _>("currency")?)?;
-        let amount = Money::new(m.try_get("amount_minor")?, currency);
-        let eng_state: String = eng.try_get("state")?;
-        if eng_state != "active" && !matches!(decision, Decision::Approve) {
-            return Err(conflict(format!("engagement {engagement} is {eng_state}")));
-        }
-        let bad = |what: &str| conflict(format!("milestone {milestone} is {state}: cannot {what}"));
-        let mut moves = Vec::new();
-        match decision {
-            Decision::Submit { note, links } => {
-                if state != "open" {
-                    return Err(bad("submit it"));
-                }
-                let due = Timestamp::from_unix_millis(now).plus(self.config().escrow_auto_release).unix_millis();
-                let links = serde_json::to_string(links).map_err(|e| BillingError::Data(e.to_string()))?;
-                sqlx::query(
-                    "UPDATE milestones SET state = 'submitted', note = $2, links = $3, submitted_ms = $4, \
-                     release_due_ms = $5, updated_ms = $4 WHERE id = $1",
-                )
-                .bind(milestone)
-                .bind(note)
-                .bind(links)
-                .bind(now)
-                .bind(due)
-                .execute(&mut *tx)
-                .await?;
-            }
-            Decision::Approve | Decision::AutoRelease => {
-                let auto = matches!(decision, Decision::AutoRelease);
-                let due: Option<i64> = m.try_get("release_due_ms")?;
-                if auto && !(state == "submitted" && due.is_some_and(|d| d <= now)) {
-                    return Ok(false);
-                }
-                if state == "released" {
-                    // Approved already: carry out what may be pending.
-                    drop(tx);
-                    self.carry_moves(&engagement).await?;
-                    return Ok(false);
-                }
-                if eng_state != "active" {
-                    return Err(conflict(format!("engagement {engagement} is {eng_state}")));
-                }
-                if state != "open" && state != "submitted" {
-                    return Err(bad("release it"));
-                }
-                self.settle_milestone(&mut tx, milestone, "released", amount, amount.amount_minor, None, now).await?;
-                moves.push(());
-            }
-            Decision::Dispute { reason, by } => {
-                if state != "open" && state != "submitted" {
-                    return Err(bad("dispute it"));
-                }
-                sqlx::query(
-                    "UPDATE milestones SET state = 'disputed', dispute_reason = $2, disputed_by = $3, \
-                     release_due_ms = NULL, updated_ms = $4 WHERE id = $1",
-                )
-                .bind(milestone)
-                .bind(reason)
-                .bind(by.as_str())
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-            }
-            Decision::Resolve { release_minor, note, by } => {
-                if state != "disputed" {
-                    return Err(bad("resolve it"));
-                }
-                if !(0..=amount.amount_minor).contains(release_minor) {
-                    return Err(BillingError::Refused(
-                        ErrorCode::InvalidField,
-                        format!("release_minor: 0 to {} (the milestone's amount)", amount.amount_minor),
-                    ));
-                }
-                let to = match *release_minor {
-                    r if r == amount.amount_minor => "released",
-                    0 => "refunded",
-                    _ => "split",
-                };
-                let resolution = Some((note.as_str(), by));
-                self.settle_milestone(&mut tx, milestone, to, amount, *release_minor, resolution, now).await?;
-                moves.push(());
-            }
-        }
-        complete_if_done(&mut tx, &engagement, now).await?;
-        tx.commit().await?;
-        if !moves.is_empty() {
-            self.carry_moves(&engagement).await?;
-        }
-        Ok(true)
-    }
-
-    /// In the deciding transaction: milestone `id` (of `amount`) ends
-    /// `state`, `release_minor` of it reserved as a transfer
-    /// (`release:<id>`, less the commission) and the rest as a refund
-    /// (`refund:<id>`).
-    #[allow(clippy::too_many_arguments)]
-    async fn settle_milestone(
-        &self,
-        tx: &mut sqlx::AnyConnection,
-        id: &str,
-        state: &str,
-        amount: Money,
-        release_minor: i64,
-        resolution: Option<(&str, &UserId)>,
-        now: i64,
-    ) -> Result<(), BillingError> {
-        let refund_minor = amount.amount_minor - release_minor;
-        sqlx::query(
-            "UPDATE milestones SET state = $2, released_minor = $3, refunded_minor = $4, release_due_ms = NULL, \
-             resolution_note = $5, resolved_by = $6, updated_ms = $7 WHERE id = $1",
-        )
-        .bind(id)
-        .bind(state)
-        .bind(release_minor)
-        .bind(refund_minor)
-        .bind(resolution.map(|(n, _)| n))
-        .bind(resolution.map(|(_, by)| by.as_str()))
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        let engagement = self.milestone_engagement_on(tx, id).await?;
-        if release_minor > 0 {
-            let gross = Money::new(release_minor, amount.currency);
-            let fee = gross.basis_points(self.config().commission_bps)?;
-            reserve(tx, &format!("release:{id}"), &engagement, "transfer", gross, fee.amount_minor, None, now).await?;
-        }
-        if refund_minor > 0 {
-            let gross = Money::new(refund_minor, amount.currency);
-            reserve(tx, &format!("refund:{id}"), &engagement, "refund", gross, 0, None, now).await?;
-        }
-        Ok(())
-    }
-
-    async fn milestone_engagement_on(&self, conn: &mut sqlx::AnyConnection, id: &str) -> Result<String, BillingError> {
-        let row = sqlx::query("SELECT engagement_id FROM milestones WHERE id = $1").bind(id).fetch_one(conn).await?;
-        Ok(row.try_get("engagement_id")?)
-    }
-
     /// Cancels engagement `id` (E6): what is still in escrow — its open and
     /// submitted milestones, or its package's sessions not charged — is
     /// refunded once (`cancel:<engagement>`), less `fee_percent` of it kept
@@ -589,9 +434,16 @@ impl Billing {
             .await?;
             row.try_get::<i64, _>("open_minor")?
         } else {
-            let sessions: i64 = eng.try_get::<Option<i64>, _>("sessions")?.unwrap_or(0);
-            let price: i64 = eng.try_get::<Option<i64>, _>("session_price_minor")?.unwrap_or(0);
-            (sessions - self.sessions_drawn(&mut tx, id).await?).max(0) * price
+            // What the package's draws left (a draw may be less than a
+            // session's price, e.g. a no-show fee).
+            let row = sqlx::query(
+                "SELECT CAST(COALESCE(SUM(amount_minor), 0) AS BIGINT) AS out FROM escrow_moves \
+                 WHERE engagement_id = $1 AND status <> 'failed'",
+            )
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?;
+            (eng.try_get::<i64, _>("amount_minor")? - row.try_get::<i64, _>("out")?).max(0)
         };
         let fee = unreleased * i64::from(fee_percent.min(100)) / 100;
         sqlx::query(
@@ -696,156 +548,4 @@ impl Billing {
         }
         Ok(true)
     }
-
-    /// Carries out the pending movements of engagement `id`, oldest first.
-    /// The first failure is returned after the others were tried.
-    pub async fn carry_moves(&self, id: &str) -> Result<(), BillingError> {
-        let keys = sqlx::query(
-            "SELECT key FROM escrow_moves WHERE engagement_id = $1 AND status = 'pending' ORDER BY created_ms, key",
-        )
-        .bind(id)
-        .fetch_all(&self.pool)
-        .await?;
-        let mut first = Ok(());
-        for k in keys {
-            let key: String = k.try_get("key")?;
-            if let Err(e) = self.carry_move(&key).await
-                && first.is_ok()
-            {
-                first = Err(e);
-            }
-        }
-        first
-    }
-
-    /// Asks the provider for one pending movement (its key is the
-    /// idempotency key) and records the answer with its ledger rows:
-    /// `escrow_release` (to the consultant) or `escrow_refund` (to the
-    /// seeker), and `escrow_fee` (kept by the platform).
-    async fn carry_move(&self, key: &str) -> Result<(), BillingError> {
-        let m = sqlx::query(
-            "SELECT m.engagement_id, m.kind, m.amount_minor, m.fee_minor, m.currency, m.status, e.seeker_id, \
-             e.consultant_id, e.intent_id, e.charge_id, e.destination FROM escrow_moves m \
-             JOIN engagements e ON e.id = m.engagement_id WHERE m.key = $1",
-        )
-        .bind(key)
-        .fetch_one(&self.pool)
-        .await?;
-        if m.try_get::<String, _>("status")? != "pending" {
-            return Ok(());
-        }
-        let engagement: String = m.try_get("engagement_id")?;
-        let kind: String = m.try_get("kind")?;
-        let gross = money(&m, "amount_minor", "currency")?;
-        let fee = Money::new(m.try_get("fee_minor")?, gross.currency);
-        let net = Money::new(gross.amount_minor - fee.amount_minor, gross.currency);
-        let intent: Option<String> = m.try_get("intent_id")?;
-        let charge: Option<String> = m.try_get("charge_id")?;
-        let (seeker, consultant): (String, String) = (m.try_get("seeker_id")?, m.try_get("consultant_id")?);
-        let asked = if net.amount_minor <= 0 {
-            Ok(None)
-        } else if kind == "transfer" {
-            let req = TransferRequest {
-                amount: net,
-                destination: m.try_get("destination")?,
-                source_transaction: charge.unwrap_or_default(),
-                group: engagement.clone(),
-                idempotency_key: key.to_owned(),
-            };
-            self.provider.transfer(&req).await.map(|t| Some(t.id))
-        } else {
-            let req = RefundRequest {
-                intent_id: intent.unwrap_or_default(),
-                amount: net.amount_minor,
-                reverse_transfer: false,
-                idempotency_key: key.to_owned(),
-            };
-            self.provider.refund(&req).await.map(|r| Some(r.id))
-        };
-        let now = self.clock.now().unix_millis();
-        let provider_ref = match asked {
-            Ok(r) => r,
-            Err(e) => {
-                let status = if e.is_transient() { "pending" } else { "failed" };
-                if status == "failed" {
-                    tracing::error!(key, error = %e, "an escrow movement was refused by the provider; needs attention");
-                }
-                sqlx::query("UPDATE escrow_moves SET status = $2, error = $3, updated_ms = $4 WHERE key = $1 AND status = 'pending'")
-                    .bind(key)
-                    .bind(status)
-                    .bind(e.to_string())
-                    .bind(now)
-                    .execute(&self.pool)
-                    .await?;
-                return Err(e.into());
-            }
-        };
-        let mut tx = self.pool.begin().await?;
-        let done = sqlx::query(
-            "UPDATE escrow_moves SET status = 'done', provider_ref = $2, error = NULL, updated_ms = $3 \
-             WHERE key = $1 AND status = 'pending'",
-        )
-        .bind(key)
-        .bind(provider_ref.as_deref())
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() == 1 {
-            let r = provider_ref.as_deref();
-            let to = if kind == "transfer" { "escrow_release" } else { "escrow_refund" };
-            entry(&mut tx, &engagement, key, to, net, &seeker, &consultant, r, now).await?;
-            entry(&mut tx, &engagement, key, "escrow_fee", fee, &seeker, &consultant, r, now).await?;
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-
-    /// One pass of the escrow worker at `now` (E4): releases every
-    /// submitted milestone whose auto-release time has passed, and retries
-    /// movements still pending a minute after they were last tried.
-    /// Returns when the next pass is due: the earliest auto-release or
-    /// retry, at the latest a minute after `now`.
-    pub async fn escrow_pass(&self, now: Timestamp) -> Result<Timestamp, BillingError> {
-        let at = now.unix_millis();
-        let due = sqlx::query(
-            "SELECT id FROM milestones WHERE state = 'submitted' AND release_due_ms <= $1 ORDER BY release_due_ms, id LIMIT 100",
-        )
-        .bind(at)
-        .fetch_all(&self.pool)
-        .await?;
-        for row in due {
-            let id: String = row.try_get("id")?;
-            if let Err(e) = self.decide_milestone(&id, &Decision::AutoRelease).await {
-                tracing::warn!(milestone = id, error = %e, "auto-release failed; will retry");
-            }
-        }
-        let retry = sqlx::query(
-            "SELECT DISTINCT engagement_id FROM escrow_moves WHERE status = 'pending' AND updated_ms <= $1",
-        )
-        .bind(at - RETRY_MS)
-        .fetch_all(&self.pool)
-        .await?;
-        for row in retry {
-            let id: String = row.try_get("engagement_id")?;
-            if let Err(e) = self.carry_moves(&id).await {
-                tracing::warn!(engagement = id, error = %e, "an escrow movement failed again; will retry");
-            }
-        }
-        let next = sqlx::query(
-            "SELECT MIN(t) AS t FROM (SELECT MIN(release_due_ms) AS t FROM milestones WHERE state = 'submitted' \
-             UNION ALL SELECT MIN(updated_ms) + $1 AS t FROM escrow_moves WHERE status = 'pending') x",
-        )
-        .bind(RETRY_MS)
-        .fetch_one(&self.pool)
-        .await?;
-        let next: Option<i64> = next.try_get("t")?;
-        let latest = at + RETRY_MS;
-        // A due time already past is one whose release failed: try again a
-        // second later rather than at once.
-        Ok(Timestamp::from_unix_millis(next.map_or(latest, |t| t.min(latest)).max(at + 1000)))
-    }
 }
-
-/// How long a pending movement waits before the worker tries it again, and
-/// the longest the worker sleeps (server time, ms).
-const RETRY_MS: i64 = 60_000;
