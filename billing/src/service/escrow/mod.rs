@@ -398,7 +398,8 @@ impl Billing {
     /// submitted milestones, or its package's sessions not charged — is
     /// refunded once (`cancel:<engagement>`), less `fee_percent` of it kept
     /// as the cancellation fee. Refused (`Conflict(EngagementState)`) unless
-    /// the engagement is active with no milestone disputed.
+    /// the engagement is active with no milestone disputed and no package
+    /// session booked and still to come.
     pub async fn cancel_engagement(&self, id: &str, by: &UserId, fee_percent: u32) -> Result<(), BillingError> {
         let now = self.clock.now().unix_millis();
         let mut tx = self.pool.begin().await?;
@@ -434,6 +435,20 @@ impl Billing {
             .await?;
             row.try_get::<i64, _>("open_minor")?
         } else {
+            // A booked session still to come would run unpaid.
+            let booked = sqlx::query(
+                "SELECT CAST(COUNT(*) AS BIGINT) AS n FROM bookings b WHERE b.engagement_id = $1 \
+                 AND b.state IN ('pending', 'confirmed', 'held') \
+                 AND NOT EXISTS (SELECT 1 FROM settlements s WHERE s.session_id = b.session_id)",
+            )
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?;
+            if booked.try_get::<i64, _>("n")? > 0 {
+                return Err(conflict(format!(
+                    "engagement {id} has a booked session to come: cancel the booking first"
+                )));
+            }
             // What the package's draws left (a draw may be less than a
             // session's price, e.g. a no-show fee).
             let row = sqlx::query(

@@ -91,8 +91,30 @@ async fn e2_e6_a_package_of_three_sessions_one_free_two_charged_then_cancelled()
     common::until("both charged sessions are transferred", || async { transfers().await.len() == 2 }).await;
     assert_eq!(transfers().await, [4_000, 4_000], "each less the 20 % commission");
 
-    // Cancelling refunds the session left (less the seeker's 5 % fee), once.
+    // While its last session is booked, the package cannot be cancelled.
+    let start = slot_after(&app, &seeker, "pia", DAY + HOUR).await;
+    let last = json!({"consultant_id": "pia", "slots": [start], "length_min": 60, "engagement_id": id});
+    let (status, v) = call(&app, &seeker, Method::POST, "/v1/bookings", Some(last.clone())).await;
+    assert_eq!(status, StatusCode::CREATED, "{v}");
+    let booked = booking(&v);
+    let mut again = last;
+    again["slots"] = json!([start + DAY]);
+    assert_problem(
+        &call(&app, &seeker, Method::POST, "/v1/bookings", Some(again)).await,
+        StatusCode::CONFLICT,
+        ErrorCode::EngagementState,
+    );
     let cancel = format!("/v1/engagements/{id}/cancel");
+    assert_problem(
+        &call(&app, &seeker, Method::POST, &cancel, Some(json!({}))).await,
+        StatusCode::CONFLICT,
+        ErrorCode::EngagementState,
+    );
+    let (status, v) =
+        call(&app, &seeker, Method::POST, &format!("/v1/bookings/{}/cancel", booked.id), Some(json!({}))).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+
+    // Cancelling refunds the session left (less the seeker's 5 % fee), once.
     let (status, v) = call(&app, &seeker, Method::POST, &cancel, Some(json!({}))).await;
     assert_eq!(status, StatusCode::OK, "{v}");
     assert_eq!((v["state"].as_str(), v["refunded"]["amount_minor"].as_i64()), (Some("cancelled"), Some(4_750)));
