@@ -29,11 +29,11 @@ pub mod webhook;
 
 pub use faults::Faults;
 pub use provider::{
-    Account, AccountRequest, CaptureRequest, DisputeEvidence, DisputeState, HoldRequest, Intent, IntentStatus,
-    PaymentProvider, ProviderError, Refund, RefundRequest,
+    Account, AccountRequest, CaptureRequest, ChargeRequest, Charged, DisputeEvidence, DisputeState, HoldRequest, Intent,
+    IntentStatus, PaymentProvider, ProviderError, Refund, RefundRequest, Transfer, TransferRequest,
 };
 pub use sandbox::SandboxProvider;
 pub use service::{
-    Billing, BillingConfig, BillingError, ChargebackRecovery, ChargebackRow, Held, HoldFor, HoldRefusal,
-    StoredSettlement, insert_release, insert_settlement,
+    Billing, BillingConfig, BillingError, ChargebackRecovery, ChargebackRow, Decision, Held, HoldFor, HoldRefusal,
+    NewEngagement, StoredSettlement, Terms, insert_release, insert_settlement,
 };

@@ -197,6 +197,62 @@ pub struct Account {
     pub details_submitted: bool,
 }
 
+/// A charge into the platform's balance: a PaymentIntent with automatic
+/// capture, confirmed at creation, with no `transfer_data` (escrow funding,
+/// rule E1). Money leaves it later by [`TransferRequest`]s and refunds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChargeRequest {
+    /// Amount charged at once.
+    pub amount: Money,
+    /// The seeker's payment method (`pm_…`).
+    pub payment_method: String,
+    /// Shown on the PaymentIntent (`description`).
+    pub description: String,
+    /// Stored as `metadata[...]` (e.g. `engagement_id`).
+    pub metadata: Vec<(String, String)>,
+    /// The `Idempotency-Key` header (`fund:<engagement>`).
+    pub idempotency_key: String,
+}
+
+/// A charge as made: the intent (`succeeded` when paid, `requires_action`
+/// when the card needs authentication) and its charge (`ch_…`), the
+/// `source_transaction` of the transfers paid out of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Charged {
+    /// The PaymentIntent.
+    pub intent: Intent,
+    /// Its latest charge (`ch_…`); `None` if nothing was charged.
+    pub charge_id: Option<String>,
+}
+
+/// A Connect transfer from the platform's balance to a connected account
+/// (<https://docs.stripe.com/api/transfers/create>): tied to the charge
+/// that funded it, so it never exceeds what that charge brought in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransferRequest {
+    /// Amount sent to the account (minor units, at least 1).
+    pub amount: Money,
+    /// The connected account (`acct_…`).
+    pub destination: String,
+    /// `source_transaction`: the funding charge (`ch_…`).
+    pub source_transaction: String,
+    /// `transfer_group` and `metadata[engagement_id]`.
+    pub group: String,
+    /// The `Idempotency-Key` header (`release:<milestone>`, `draw:<session>`).
+    pub idempotency_key: String,
+}
+
+/// A transfer as created.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transfer {
+    /// `tr_…`.
+    pub id: String,
+    /// Amount transferred.
+    pub amount: Money,
+    /// `amount_reversed`.
+    pub amount_reversed: i64,
+}
+
 /// Why a provider call failed, sorted by what the caller must do.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProviderError {
@@ -261,6 +317,25 @@ pub trait PaymentProvider: Send + Sync + 'static {
     /// `evidence[...]` and `submit=true`). A retry with the same idempotency
     /// key is the same submission.
     async fn submit_dispute_evidence(&self, evidence: &DisputeEvidence) -> Result<DisputeState, ProviderError>;
+    /// Charges at once into the platform's balance (automatic capture, no
+    /// destination; escrow funding, E1). A decline is
+    /// [`ProviderError::Declined`].
+    async fn charge(&self, req: &ChargeRequest) -> Result<Charged, ProviderError>;
+
+    /// Transfers from the platform's balance to a connected account, out of
+    /// `source_transaction` (E3). Refused (`balance_insufficient`) when the
+    /// charge has not that much left (received − refunded − transferred).
+    async fn transfer(&self, req: &TransferRequest) -> Result<Transfer, ProviderError>;
+
+    /// Reverses (part of) a transfer back to the platform's balance
+    /// (<https://docs.stripe.com/api/transfer_reversals/create>); at most
+    /// what is not reversed yet.
+    async fn reverse_transfer(
+        &self,
+        transfer_id: &str,
+        amount: i64,
+        idempotency_key: &str,
+    ) -> Result<Transfer, ProviderError>;
 
     /// Creates a Connect Express account for a consultant's payouts.
     async fn create_account(&self, req: &AccountRequest) -> Result<Account, ProviderError>;

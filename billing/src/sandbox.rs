@@ -23,8 +23,8 @@ use sqlx::{Any, AnyConnection, AnyPool, Row, Transaction};
 
 use crate::faults::Faults;
 use crate::provider::{
-    Account, AccountRequest, CaptureRequest, DisputeEvidence, DisputeState, HoldRequest, Intent, IntentStatus,
-    MAX_EVIDENCE_CHARS, PaymentProvider, ProviderError, Refund, RefundRequest,
+    Account, AccountRequest, CaptureRequest, ChargeRequest, Charged, DisputeEvidence, DisputeState, HoldRequest, Intent,
+    IntentStatus, MAX_EVIDENCE_CHARS, PaymentProvider, ProviderError, Refund, RefundRequest, Transfer, TransferRequest,
 };
 
 /// Card authorisations lapse after 7 days (DESIGN.md B6).
@@ -213,6 +213,16 @@ fn decode(stored: &str) -> Result<String, ProviderError> {
     }
 }
 
+/// The charge of sandbox intent `pi_…`: `ch_…` with the same suffix.
+pub fn intent_charge(intent_id: &str) -> String {
+    format!("ch_{}", intent_id.strip_prefix("pi_").unwrap_or(intent_id))
+}
+
+/// The intent of sandbox charge `ch_…`.
+fn charge_intent(charge_id: &str) -> Option<String> {
+    charge_id.strip_prefix("ch_").map(|rest| format!("pi_{rest}"))
+}
+
 fn new_id(prefix: &str) -> String {
     format!("{prefix}_sbx{}", uuid::Uuid::new_v4().simple())
 }
@@ -341,6 +351,127 @@ impl SandboxProvider {
         Ok(new_id("re"))
     }
 
+    async fn charge_effect(
+        conn: &mut AnyConnection,
+        req: &ChargeRequest,
+        now: Timestamp,
+    ) -> Result<String, ProviderError> {
+        let hold = HoldRequest {
+            amount: req.amount,
+            payment_method: req.payment_method.clone(),
+            destination: None,
+            description: req.description.clone(),
+            metadata: req.metadata.clone(),
+            idempotency_key: req.idempotency_key.clone(),
+        };
+        let id = Self::hold_effect(conn, &hold, now).await?;
+        // Automatic capture: an authorised card is charged in full at once.
+        let set = format!(", amount_received = {}", req.amount.amount_minor);
+        Self::transition(conn, &id, &[IntentStatus::RequiresCapture], IntentStatus::Succeeded, &set).await?;
+        Ok(id)
+    }
+
+    /// What charge `source` (`ch_…` of intent `pi_…`) has left to transfer:
+    /// received − refunded − transferred (net of reversals).
+    async fn source_left(conn: &mut AnyConnection, source: &str) -> Result<(i64, String), ProviderError> {
+        let intent_id =
+            charge_intent(source).ok_or_else(|| rejected("resource_missing", format!("No such charge: '{source}'")))?;
+        let intent = Self::load_on(conn, &intent_id).await?;
+        if intent.status != IntentStatus::Succeeded {
+            return Err(rejected("resource_missing", format!("No such charge: '{source}'")));
+        }
+        let row = sqlx::query(
+            "SELECT i.amount_received - i.amount_refunded - \
+             (SELECT CAST(COALESCE(SUM(t.amount_minor - t.reversed_minor), 0) AS BIGINT) FROM sandbox_transfers t \
+              WHERE t.source_transaction = $2) AS left_minor FROM sandbox_intents i WHERE i.id = $1",
+        )
+        .bind(&intent_id)
+        .bind(source)
+        .fetch_one(conn)
+        .await
+        .map_err(db_err)?;
+        Ok((row.get("left_minor"), intent.amount.currency.as_str().to_owned()))
+    }
+
+    async fn transfer_effect(
+        conn: &mut AnyConnection,
+        req: &TransferRequest,
+        now: Timestamp,
+    ) -> Result<String, ProviderError> {
+        if req.amount.amount_minor <= 0 {
+            return Err(rejected("parameter_invalid_integer", "amount must be a positive integer"));
+        }
+        let known = sqlx::query("SELECT id FROM sandbox_accounts WHERE id = $1")
+            .bind(&req.destination)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(db_err)?;
+        if known.is_none() {
+            return Err(rejected("resource_missing", format!("No such destination: '{}'", req.destination)));
+        }
+        let (left, currency) = Self::source_left(conn, &req.source_transaction).await?;
+        if currency != req.amount.currency.as_str() {
+            return Err(rejected("parameter_invalid", "the transfer's currency differs from its source charge's"));
+        }
+        if req.amount.amount_minor > left {
+            return Err(rejected(
+                "balance_insufficient",
+                format!("Insufficient funds: the source charge has {left} left, the transfer asks {}", req.amount),
+            ));
+        }
+        let id = new_id("tr");
+        sqlx::query(
+            "INSERT INTO sandbox_transfers (id, source_transaction, destination, amount_minor, currency, created_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&id)
+        .bind(&req.source_transaction)
+        .bind(&req.destination)
+        .bind(req.amount.amount_minor)
+        .bind(req.amount.currency.as_str())
+        .bind(now.unix_millis())
+        .execute(conn)
+        .await
+        .map_err(db_err)?;
+        Ok(id)
+    }
+
+    async fn reversal_effect(
+        conn: &mut AnyConnection,
+        transfer_id: &str,
+        amount: i64,
+    ) -> Result<String, ProviderError> {
+        let done = sqlx::query(
+            "UPDATE sandbox_transfers SET reversed_minor = reversed_minor + $2 \
+             WHERE id = $1 AND $2 > 0 AND reversed_minor + $2 <= amount_minor",
+        )
+        .bind(transfer_id)
+        .bind(amount)
+        .execute(conn)
+        .await
+        .map_err(db_err)?;
+        if done.rows_affected() != 1 {
+            return Err(rejected("amount_too_large", "the reversal exceeds what is left of the transfer"));
+        }
+        Ok(transfer_id.to_owned())
+    }
+
+    async fn load_transfer(&self, id: &str) -> Result<Transfer, ProviderError> {
+        let row = sqlx::query("SELECT amount_minor, currency, reversed_minor FROM sandbox_transfers WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?
+            .ok_or_else(|| rejected("resource_missing", format!("No such transfer: '{id}'")))?;
+        let currency = Currency::parse(&row.get::<String, _>("currency"))
+            .map_err(|e| ProviderError::Transient(format!("bad stored currency: {e}")))?;
+        Ok(Transfer {
+            id: id.to_owned(),
+            amount: Money::new(row.get("amount_minor"), currency),
+            amount_reversed: row.get("reversed_minor"),
+        })
+    }
+
     async fn account_effect(
         conn: &mut AnyConnection,
         req: &AccountRequest,
@@ -424,6 +555,45 @@ impl PaymentProvider for SandboxProvider {
             Ok::<String, ProviderError>(evidence.dispute_id.clone())
         });
         Ok(DisputeState { id, status: "under_review".into(), submission_count: 1 })
+    }
+
+    async fn charge(&self, req: &ChargeRequest) -> Result<Charged, ProviderError> {
+        if req.amount.amount_minor <= 0 {
+            return Err(rejected("parameter_invalid_integer", "amount must be a positive integer"));
+        }
+        let fingerprint = format!("charge|{}|{}|{}", req.amount.amount_minor, req.amount.currency, req.payment_method);
+        let now = self.clock.now();
+        let id = idempotent!(self, "sandbox.charge", &req.idempotency_key, fingerprint, |conn| {
+            Self::charge_effect(conn, req, now)
+        });
+        let intent = self.load(&id).await?;
+        let charge_id = (intent.status == IntentStatus::Succeeded).then(|| intent_charge(&id));
+        Ok(Charged { intent, charge_id })
+    }
+
+    async fn transfer(&self, req: &TransferRequest) -> Result<Transfer, ProviderError> {
+        let fingerprint = format!(
+            "transfer|{}|{}|{}|{}",
+            req.amount.amount_minor, req.amount.currency, req.destination, req.source_transaction
+        );
+        let now = self.clock.now();
+        let id = idempotent!(self, "sandbox.transfer", &req.idempotency_key, fingerprint, |conn| {
+            Self::transfer_effect(conn, req, now)
+        });
+        self.load_transfer(&id).await
+    }
+
+    async fn reverse_transfer(
+        &self,
+        transfer_id: &str,
+        amount: i64,
+        idempotency_key: &str,
+    ) -> Result<Transfer, ProviderError> {
+        let fingerprint = format!("reversal|{transfer_id}|{amount}");
+        let id = idempotent!(self, "sandbox.reversal", idempotency_key, fingerprint, |conn| {
+            Self::reversal_effect(conn, transfer_id, amount)
+        });
+        self.load_transfer(&id).await
     }
 
     async fn create_account(&self, req: &AccountRequest) -> Result<Account, ProviderError> {

@@ -24,6 +24,8 @@ use stripe_connect::account::{
     CreateAccountCapabilitiesTransfers, CreateAccountType,
 };
 use stripe_connect::account_link::{CreateAccountLink, CreateAccountLinkType};
+use stripe_connect::transfer::{CreateTransfer, RetrieveTransfer};
+use stripe_connect::transfer_reversal::CreateIdTransferReversal;
 use stripe_core::dispute::{UpdateDispute, UpdateDisputeEvidence};
 use stripe_core::payment_intent::{
     CancelPaymentIntent, CapturePaymentIntent, CreatePaymentIntent, CreatePaymentIntentTransferData,
@@ -33,8 +35,8 @@ use stripe_core::refund::CreateRefund;
 use stripe_shared::{PaymentIntent, PaymentIntentAllowedPaymentMethodTypes, PaymentIntentCaptureMethod};
 
 use crate::provider::{
-    Account, AccountRequest, CaptureRequest, DisputeEvidence, DisputeState, HoldRequest, Intent, IntentStatus,
-    PaymentProvider, ProviderError, Refund, RefundRequest,
+    Account, AccountRequest, CaptureRequest, ChargeRequest, Charged, DisputeEvidence, DisputeState, HoldRequest, Intent,
+    IntentStatus, PaymentProvider, ProviderError, Refund, RefundRequest, Transfer, TransferRequest,
 };
 
 /// Stripe's API base URL, the default of [`StripeConfig::api_base`].
@@ -159,6 +161,22 @@ fn to_intent(pi: &PaymentIntent) -> Result<Intent, ProviderError> {
     })
 }
 
+/// Stripe's lower-case currency code of `c`.
+fn stripe_currency(c: Currency) -> stripe_types::Currency {
+    c.as_str().to_ascii_lowercase().parse().unwrap_or_else(|e| match e {})
+}
+
+fn to_transfer(tr: &stripe_shared::Transfer) -> Result<Transfer, ProviderError> {
+    let currency = Currency::parse(&tr.currency.to_string().to_ascii_uppercase()).map_err(|e| {
+        ProviderError::Rejected { code: "unexpected_response".to_owned(), message: format!("transfer currency: {e}") }
+    })?;
+    Ok(Transfer {
+        id: tr.id.as_str().to_owned(),
+        amount: Money::new(tr.amount, currency),
+        amount_reversed: tr.amount_reversed,
+    })
+}
+
 #[async_trait]
 impl PaymentProvider for StripeProvider {
     fn name(&self) -> &'static str {
@@ -272,6 +290,66 @@ impl PaymentProvider for StripeProvider {
             status: dispute.status.as_str().to_owned(),
             submission_count: dispute.evidence_details.submission_count,
         })
+    }
+
+    /// `POST /v1/payment_intents` with `capture_method=automatic`,
+    /// `confirm=true` and no `transfer_data`: the money lands in the
+    /// platform's balance (escrow funding, E1;
+    /// <https://docs.stripe.com/connect/separate-charges-and-transfers>).
+    async fn charge(&self, req: &ChargeRequest) -> Result<Charged, ProviderError> {
+        let currency = stripe_currency(req.amount.currency);
+        let metadata: HashMap<String, String> = req.metadata.iter().cloned().collect();
+        let pi = CreatePaymentIntent::new(req.amount.amount_minor, currency)
+            .capture_method(PaymentIntentCaptureMethod::Automatic)
+            .confirm(true)
+            .payment_method(req.payment_method.clone())
+            .allowed_payment_method_types(vec![PaymentIntentAllowedPaymentMethodTypes::Card])
+            .description(req.description.clone())
+            .metadata(metadata)
+            .customize()
+            .request_strategy(idempotent(&req.idempotency_key)?)
+            .send(&self.client)
+            .await
+            .map_err(map_error)?;
+        let charge_id = pi.latest_charge.as_ref().map(|c| c.id().as_str().to_owned());
+        Ok(Charged { intent: to_intent(&pi)?, charge_id })
+    }
+
+    /// `POST /v1/transfers` with `source_transaction` and `transfer_group`
+    /// (<https://docs.stripe.com/api/transfers/create>).
+    async fn transfer(&self, req: &TransferRequest) -> Result<Transfer, ProviderError> {
+        let metadata = HashMap::from([("engagement_id".to_owned(), req.group.clone())]);
+        let tr = CreateTransfer::new(stripe_currency(req.amount.currency), req.destination.clone())
+            .amount(req.amount.amount_minor)
+            .source_transaction(req.source_transaction.clone())
+            .transfer_group(req.group.clone())
+            .metadata(metadata)
+            .customize()
+            .request_strategy(idempotent(&req.idempotency_key)?)
+            .send(&self.client)
+            .await
+            .map_err(map_error)?;
+        to_transfer(&tr)
+    }
+
+    /// `POST /v1/transfers/{id}/reversals`
+    /// (<https://docs.stripe.com/api/transfer_reversals/create>), then the
+    /// transfer as it stands.
+    async fn reverse_transfer(
+        &self,
+        transfer_id: &str,
+        amount: i64,
+        idempotency_key: &str,
+    ) -> Result<Transfer, ProviderError> {
+        CreateIdTransferReversal::new(transfer_id)
+            .amount(amount)
+            .customize()
+            .request_strategy(idempotent(idempotency_key)?)
+            .send(&self.client)
+            .await
+            .map_err(map_error)?;
+        let tr = RetrieveTransfer::new(transfer_id).send(&self.client).await.map_err(map_error)?;
+        to_transfer(&tr)
     }
 
     /// `POST /v1/accounts` with `type=express` and the `card_payments` and

@@ -690,6 +690,14 @@ pub enum ErrorCode {
     DisputeAnswered,
     /// The dispute is decided, or a moderator's decision is being carried out (D3).
     DisputeDecided,
+    /// No such engagement or milestone, or not yours (E1–E8).
+    UnknownEngagement,
+    /// The engagement or milestone is not in a state that allows the
+    /// request (e.g. approving a refunded milestone, cancelling twice, a
+    /// package with no session left).
+    EngagementState,
+    /// The consultant has no payout account ready for transfers (E1).
+    PayoutAccountRequired,
     /// No bearer token (HTTP 401).
     MissingToken,
     /// The token's signature or claims are invalid (HTTP 401).
@@ -784,6 +792,9 @@ impl ErrorCode {
         ErrorCode::DisputeWindowClosed,
         ErrorCode::DisputeAnswered,
         ErrorCode::DisputeDecided,
+        ErrorCode::UnknownEngagement,
+        ErrorCode::EngagementState,
+        ErrorCode::PayoutAccountRequired,
         ErrorCode::MissingToken,
         ErrorCode::InvalidToken,
         ErrorCode::TokenExpired,
@@ -870,6 +881,9 @@ impl ErrorCode {
             DisputeWindowClosed => "dispute_window_closed",
             DisputeAnswered => "dispute_answered",
             DisputeDecided => "dispute_decided",
+            UnknownEngagement => "unknown_engagement",
+            EngagementState => "engagement_state",
+            PayoutAccountRequired => "payout_account_required",
             MissingToken => "missing_token",
             InvalidToken => "invalid_token",
             TokenExpired => "token_expired",
@@ -1855,11 +1869,13 @@ pub mod rest {
     mod booking;
     mod directory;
     mod disputes;
+    mod engagements;
     mod reviews;
     mod webhooks;
     pub use booking::*;
     pub use directory::*;
     pub use disputes::*;
+    pub use engagements::*;
     pub use reviews::*;
     pub use webhooks::*;
 }

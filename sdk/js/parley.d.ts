@@ -127,6 +127,9 @@ export type ErrorCode =
   | "dispute_window_closed"
   | "dispute_answered"
   | "dispute_decided"
+  | "unknown_engagement"
+  | "engagement_state"
+  | "payout_account_required"
   | "missing_token"
   | "invalid_token"
   | "token_expired"
@@ -199,6 +202,9 @@ export declare const ErrorCode: {
   readonly DISPUTE_WINDOW_CLOSED: "dispute_window_closed";
   readonly DISPUTE_ANSWERED: "dispute_answered";
   readonly DISPUTE_DECIDED: "dispute_decided";
+  readonly UNKNOWN_ENGAGEMENT: "unknown_engagement";
+  readonly ENGAGEMENT_STATE: "engagement_state";
+  readonly PAYOUT_ACCOUNT_REQUIRED: "payout_account_required";
   readonly MISSING_TOKEN: "missing_token";
   readonly INVALID_TOKEN: "invalid_token";
   readonly TOKEN_EXPIRED: "token_expired";

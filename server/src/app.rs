@@ -251,6 +251,7 @@ impl Application {
         let tickets = Arc::new(crate::kernel::tickets::SqlTickets::new(store.pool(), clock.clone()));
         let signaling = Signaling::new(hub.clone(), auth.clone()).with_tickets(tickets);
         let scheduler_progress = Arc::new(tokio::sync::watch::Sender::new(i64::MIN));
+        let escrow_wake = parley_domain::clock::Wake::default();
         let state = AppState {
             store: store.clone(),
             hub: hub.clone(),
@@ -263,6 +264,7 @@ impl Application {
             files: files.clone(),
             consent,
             bookings_wake: store.booking_signal(),
+            escrow_wake: escrow_wake.clone(),
             scheduler_progress: scheduler_progress.clone(),
             late_cancel_fee_percent: config.late_cancel_fee_percent,
             seeker_no_show: config.seeker_no_show,
@@ -277,6 +279,12 @@ impl Application {
         };
         tokio::spawn(crate::bookings::worker::run(state.clone(), stop_outbox.clone().cancelled_owned()));
         tokio::spawn(crate::disputes::worker::run(state.clone(), stop_outbox.clone().cancelled_owned()));
+        tokio::spawn(crate::kernel::worker::run(
+            crate::engagements::worker::EscrowWorker(billing.clone()),
+            clock.clone(),
+            escrow_wake,
+            stop_outbox.clone().cancelled_owned(),
+        ));
         let mut router = routes::router(state.clone()).merge(signaling.router());
         if config.mode == Mode::Dev {
             router = router.merge(routes::dev_router(state, &config.web_dir, &config.sdk_js_dir));

@@ -16,6 +16,7 @@ pub mod bookings;
 pub mod cluster;
 pub mod config;
 pub mod disputes;
+pub mod engagements;
 pub mod kernel;
 pub mod openapi;
 pub mod profiles;

@@ -22,6 +22,10 @@ use parley_domain::protocol::rest::{
     PromotionPackage, PromotionPurchaseRequest, PromotionReceipt,
 };
 use parley_domain::protocol::rest::{Policy, PurposePrices, WsTicket};
+use parley_domain::protocol::rest::{
+    CreateEngagement, DisputeMilestone, Engagement, Milestone, MilestoneTerms, PackageTerms, ResolveMilestone,
+    SubmitMilestone,
+};
 use parley_domain::protocol::rest::{ReconcileFinding, ReconcileFindingKind, ReconcileFindingsData};
 use parley_domain::protocol::{ChatKind, ErrorCode, Outcome, PresenceStatus, Problem, Role, UserInfo};
 use parley_domain::{Money, SessionId, UserId};
@@ -65,6 +69,14 @@ use utoipa::{Modify, OpenApi};
         crate::bookings::http::accept,
         crate::bookings::http::decline,
         crate::bookings::http::cancel,
+        crate::engagements::http::create,
+        crate::engagements::http::list,
+        crate::engagements::http::one,
+        crate::engagements::http::cancel,
+        crate::engagements::http::submit,
+        crate::engagements::http::approve,
+        crate::engagements::http::dispute,
+        crate::engagements::http::resolve,
         crate::bookings::http::reschedule,
         crate::reviews::http::create_review,
         crate::reviews::http::reply,
@@ -90,6 +102,8 @@ use utoipa::{Modify, OpenApi};
         TimelineItem, PremiumRequest, RecordingConsent, RecordingFile, RecordingList, TalkTime, ChatLine, Recap,
         Availability, WeeklyRule, DateException, TimeWindow, Weekday, Slot, SlotList, Purpose, BookingRequest,
         AcceptBooking, RescheduleBooking, BookingReason, BookingState, Booking, BookingPrice, BookingList,
+        CreateEngagement, PackageTerms, MilestoneTerms, Engagement, Milestone, SubmitMilestone, DisputeMilestone,
+        ResolveMilestone,
         ChatKind, Problem, ErrorCode, Outcome, PresenceStatus, Role, UserInfo, Money, SessionId, UserId,
         ReviewRequest, ReplyRequest, Review, ReviewReply, Reputation, ReviewPage,
         ConsultantMetrics, MonthMetrics, Acceptance, AcceptanceCounts,

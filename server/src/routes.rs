@@ -14,6 +14,7 @@ pub fn router(state: AppState) -> Router {
         .merge(http::router(state.clone()))
         .merge(crate::recordings::router(state.clone()))
         .merge(crate::bookings::router(state.clone()))
+        .merge(crate::engagements::router(state.clone()))
         .merge(crate::reviews::router(state.clone()))
         .merge(crate::profiles::router(state.clone()))
         .merge(crate::disputes::router(state.clone()))

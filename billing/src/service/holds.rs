@@ -219,6 +219,43 @@ impl Billing {
         }
     }
 
+    /// Records the "hold" of a package session (E2): no card is
+    /// authorised; the session is priced at the package's `price` for
+    /// `minutes`, and its settlement draws from engagement escrow instead
+    /// of capturing (status `escrow`, provider `escrow`, no intent). A
+    /// second call for the session changes nothing.
+    pub async fn place_escrow_hold(
+        &self,
+        what: &HoldFor<'_>,
+        price: Money,
+        minutes: u32,
+    ) -> Result<Held, BillingError> {
+        let HoldFor { session_id, call_id, seeker, consultant, opens_at } = *what;
+        let now = self.clock.now().unix_millis();
+        sqlx::query(
+            "INSERT INTO holds (session_id, call_id, seeker_id, consultant_id, provider, intent_id, status, amount_minor, \
+             currency, price_model, price_minor, max_billable_secs, destination, expires_ms, error, created_ms, updated_ms, \
+             opens_ms) VALUES ($1, $2, $3, $4, 'escrow', NULL, 'escrow', $5, $6, 'fixed', $5, $7, NULL, NULL, NULL, $8, $8, $9) \
+             ON CONFLICT (session_id) DO NOTHING",
+        )
+        .bind(session_id.as_str())
+        .bind(call_id)
+        .bind(seeker.as_str())
+        .bind(consultant.as_str())
+        .bind(price.amount_minor)
+        .bind(price.currency.as_str())
+        .bind(i64::from(minutes) * 60)
+        .bind(now)
+        .bind(opens_at.map(Timestamp::unix_millis))
+        .execute(&self.pool)
+        .await?;
+        Ok(Held {
+            price: ConsultantPrice { model: PriceModel::Fixed, amount: price },
+            hold: price,
+            max_minutes: minutes,
+        })
+    }
+
     /// The call of `session_id` ended unanswered: its hold (if any) is to
     /// be released, through the outbox.
     pub async fn call_unanswered(&self, session_id: &SessionId, reason: &str) -> Result<(), BillingError> {
@@ -233,7 +270,7 @@ impl Billing {
     pub async fn session_pricing(&self, session_id: &SessionId) -> Result<Option<Held>, BillingError> {
         let row = sqlx::query(
             "SELECT price_model, price_minor, amount_minor, currency, max_billable_secs FROM holds \
-             WHERE session_id = $1 AND status = 'held'",
+             WHERE session_id = $1 AND status IN ('held', 'escrow')",
         )
         .bind(session_id.as_str())
         .fetch_optional(&self.pool)

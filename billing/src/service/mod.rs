@@ -21,6 +21,7 @@ use crate::faults::Faults;
 use crate::provider::{PaymentProvider, ProviderError};
 
 mod disputes;
+mod escrow;
 mod holds;
 mod ledger;
 mod outbox;
@@ -30,6 +31,7 @@ mod refunds;
 mod webhooks;
 
 pub use disputes::{ChargebackRecovery, ChargebackRow};
+pub use escrow::{Decision, NewEngagement, Terms};
 pub use holds::{Held, HoldFor, HoldRefusal, insert_release};
 pub use outbox::{StoredSettlement, insert_settlement};
 
@@ -48,6 +50,13 @@ pub struct BillingConfig {
     pub retry_max: Duration,
     /// Who bears a lost card chargeback (`PARLEY_CHARGEBACK_RECOVERY`, D6).
     pub chargeback_recovery: ChargebackRecovery,
+    /// How long a submitted milestone waits for the seeker before it is
+    /// released on its own (`PARLEY_ESCROW_AUTO_RELEASE_DAYS`, default 7; E4).
+    pub escrow_auto_release: Duration,
+    /// The share of what is still in escrow a seeker who cancels an
+    /// engagement pays (`PARLEY_ESCROW_CANCEL_FEE_PERCENT`, 0–100, default
+    /// 5; E6). Kept by the platform.
+    pub escrow_cancel_fee_percent: u32,
 }
 
 impl Default for BillingConfig {
@@ -58,6 +67,8 @@ impl Default for BillingConfig {
             retry_base: Duration::from_secs(1),
             retry_max: Duration::from_secs(300),
             chargeback_recovery: ChargebackRecovery::Consultant,
+            escrow_auto_release: Duration::from_secs(7 * 24 * 3600),
+            escrow_cancel_fee_percent: 5,
         }
     }
 }

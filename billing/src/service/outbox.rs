@@ -233,6 +233,11 @@ impl Billing {
             self.finish(session_id, "failed", Some("the hold expired before capture (DESIGN.md B6)")).await?;
             return Ok(true);
         }
+        if hold_status.as_deref() == Some("escrow") {
+            // A package session: paid from its engagement, not a hold (E2).
+            let outcome: String = s.try_get("outcome")?;
+            return self.settle_from_escrow(session_id, &outcome, s.try_get("amount_minor")?).await;
+        }
         let (Some("held"), Some(intent_id)) = (hold_status.as_deref(), intent_id) else {
             // No hold in place (a free consultant, or already settled).
             self.finish(session_id, "done", None).await?;

@@ -4,5 +4,6 @@
 mod common;
 mod fake_stripe;
 mod fake_stripe_checks;
+mod stripe_escrow;
 mod stripe_provider;
 mod webhook;

@@ -21,8 +21,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 /// The rule series of docs/rules.md: metering, billing, appointments,
-/// recording, reviews, promotions, concurrency, disputes.
-const SERIES: [char; 8] = ['M', 'B', 'A', 'R', 'V', 'P', 'C', 'D'];
+/// recording, reviews, promotions, concurrency, disputes, escrow.
+const SERIES: [char; 9] = ['M', 'B', 'A', 'R', 'V', 'P', 'C', 'D', 'E'];
 
 /// File extensions searched for citations.
 const SCANNED: [&str; 5] = ["rs", "md", "sql", "toml", "ts"];

@@ -121,9 +121,18 @@ pub(crate) async fn propose(
             .await
             .map_err(|(code, m)| ApiError::Forbidden(code, m))?;
     }
-    let price = price_for(&s, &consultant, req.purpose).await?;
-    let pm = req.payment_method.filter(|p| !p.trim().is_empty());
-    if price.is_some() && pm.is_none() {
+    let (price, pm) = match &req.engagement_id {
+        // A package session draws from its escrow: no card, no hold (E2).
+        Some(eng) => {
+            let pool = s.store.pool();
+            (
+                Some(crate::engagements::sql::package_booking(&pool, eng, &me.id, &consultant, req.length_min).await?),
+                None,
+            )
+        }
+        None => (price_for(&s, &consultant, req.purpose).await?, req.payment_method.filter(|p| !p.trim().is_empty())),
+    };
+    if price.is_some() && pm.is_none() && req.engagement_id.is_none() {
         return Err(bad(
             ErrorCode::MissingField,
             "payment_method: this session has a price; give a payment method for its hold",
@@ -137,8 +146,8 @@ pub(crate) async fn propose(
     sqlx::query(
         "INSERT INTO bookings (id, session_id, call_id, seeker_id, consultant_id, purpose, length_min, proposed, state, \
          respond_by_ms, price_model, price_minor, currency, payment_method, record, seeker_name, seeker_premium, \
-         hold_status, created_ms, updated_ms) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $18)",
+         hold_status, created_ms, updated_ms, engagement_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $18, $19)",
     )
     .bind(&id)
     .bind(session_id.as_str())
@@ -158,6 +167,7 @@ pub(crate) async fn propose(
     .bind(i64::from(identity.premium))
     .bind(if price.is_some() { "scheduled" } else { "none" })
     .bind(now)
+    .bind(req.engagement_id.as_deref())
     .execute(&mut *conn)
     .await
     .map_err(db)?;

@@ -22,7 +22,7 @@ pub(crate) fn db(e: sqlx::Error) -> ApiError {
 pub(crate) const COLUMNS: &str = "id, session_id, call_id, seeker_id, consultant_id, purpose, length_min, proposed, state, \
     start_ms, end_ms, respond_by_ms, price_model, price_minor, currency, payment_method, record, seeker_name, \
     seeker_premium, hold_status, hold_due_ms, hold_error, reminders_sent, reason, cancelled_by, fee_minor, created_ms, \
-    updated_ms, COALESCE((SELECT p.display_name FROM profiles p WHERE p.consultant_id = bookings.consultant_id), \
+    updated_ms, engagement_id, COALESCE((SELECT p.display_name FROM profiles p WHERE p.consultant_id = bookings.consultant_id), \
     (SELECT u.name FROM users u WHERE u.id = bookings.consultant_id), bookings.consultant_id) AS consultant_name";
 
 /// A stored booking and what only the server needs of it.
@@ -34,6 +34,8 @@ pub(crate) struct StoredBooking {
     pub(crate) hold_due_ms: Option<i64>,
     /// When the row last changed (Unix ms): the `placing` claim's lease.
     pub(crate) updated_ms: i64,
+    /// The package engagement the session draws from instead of a hold (E2).
+    pub(crate) engagement_id: Option<String>,
 }
 
 pub(crate) fn read(r: &AnyRow) -> Result<StoredBooking, ApiError> {
@@ -90,6 +92,7 @@ pub(crate) fn read(r: &AnyRow) -> Result<StoredBooking, ApiError> {
         seeker_name: id("seeker_name")?,
         hold_due_ms: r.try_get("hold_due_ms").map_err(e)?,
         updated_ms: r.try_get("updated_ms").map_err(e)?,
+        engagement_id: r.try_get("engagement_id").map_err(e)?,
     })
 }
 

@@ -58,8 +58,19 @@ async fn try_place_due_hold(s: &AppState, id: &str) -> Result<(), ApiError> {
     let session = b.session_id.clone();
     // A placer that died after the provider answered left its hold recorded.
     let placed: Result<(), String> = match s.billing.hold(&session).await? {
-        Some(h) if h.status == "held" => Ok(()),
+        Some(h) if h.status == "held" || h.status == "escrow" => Ok(()),
         Some(h) => Err(format!("the hold is {}", h.status)),
+        None if row.engagement_id.is_some() => {
+            // A package session: priced from its escrow, no card (E2).
+            let what = parley_billing::HoldFor {
+                session_id: &session,
+                call_id: row.call_id.as_str(),
+                seeker: &b.seeker_id,
+                consultant: &b.consultant_id,
+                opens_at: b.opens_at_ms.map(Timestamp::from_unix_millis),
+            };
+            s.billing.place_escrow_hold(&what, price.amount, b.length_min).await.map(|_| ()).map_err(|e| e.to_string())
+        }
         None => {
             let price = ConsultantPrice { model: price.model, amount: price.amount };
             s.billing

@@ -65,6 +65,8 @@ struct Raw {
     recording_retention_days: u32,
     recorder: RecorderMode,
     late_cancel_fee_percent: u32,
+    escrow_auto_release_days: u32,
+    escrow_cancel_fee_percent: u32,
     seeker_no_show: SeekerNoShow,
     dispute_window_days: u32,
     chargeback_recovery: parley_billing::ChargebackRecovery,
@@ -111,6 +113,8 @@ impl Default for Raw {
             recording_retention_days: 30,
             recorder: RecorderMode::Embedded,
             late_cancel_fee_percent: 50,
+            escrow_auto_release_days: 7,
+            escrow_cancel_fee_percent: BillingConfig::default().escrow_cancel_fee_percent,
             seeker_no_show: SeekerNoShow::Release,
             dispute_window_days: 14,
             chargeback_recovery: parley_billing::ChargebackRecovery::Consultant,
@@ -145,7 +149,10 @@ pub struct Config {
     /// 600) and grace (`PARLEY_GRACE_SECS`, default 30), DESIGN.md §4.
     pub meter: MeterSettings,
     /// Commission (`PARLEY_COMMISSION_BPS`, default 2000) and instant-call
-    /// maximum (`PARLEY_INSTANT_MAX_MINUTES`, default 60), DESIGN.md §5.
+    /// maximum (`PARLEY_INSTANT_MAX_MINUTES`, default 60), DESIGN.md §5;
+    /// escrow auto-release (`PARLEY_ESCROW_AUTO_RELEASE_DAYS`, default 7)
+    /// and cancellation fee (`PARLEY_ESCROW_CANCEL_FEE_PERCENT`, default 5),
+    /// E4, E6.
     pub billing: BillingConfig,
     /// Currency of unpriced (free) sessions (`PARLEY_CURRENCY`, default EUR).
     pub currency: Currency,
@@ -374,6 +381,12 @@ impl Config {
         if raw.late_cancel_fee_percent > 100 {
             return bad("PARLEY_LATE_CANCEL_FEE_PERCENT", "must be 0 to 100");
         }
+        if raw.escrow_cancel_fee_percent > 100 {
+            return bad("PARLEY_ESCROW_CANCEL_FEE_PERCENT", "must be 0 to 100");
+        }
+        if raw.escrow_auto_release_days == 0 {
+            return bad("PARLEY_ESCROW_AUTO_RELEASE_DAYS", "must be at least 1");
+        }
         let Ok(currency) = Currency::parse(&raw.currency) else {
             return bad("PARLEY_CURRENCY", "expected an ISO 4217 code such as EUR");
         };
@@ -415,6 +428,8 @@ impl Config {
             commission_bps: raw.commission_bps,
             instant_max_minutes: raw.instant_max_minutes,
             chargeback_recovery: raw.chargeback_recovery,
+            escrow_auto_release: Duration::from_secs(u64::from(raw.escrow_auto_release_days) * 24 * 3600),
+            escrow_cancel_fee_percent: raw.escrow_cancel_fee_percent,
             ..BillingConfig::default()
         };
         let database_url = match raw.database_url {

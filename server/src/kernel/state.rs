@@ -34,6 +34,8 @@ pub struct AppState {
     pub(crate) consent: Consent,
     /// Wakes the booking scheduler (a booking changed).
     pub(crate) bookings_wake: Wake,
+    /// Wakes the escrow worker (a milestone was submitted).
+    pub(crate) escrow_wake: Wake,
     /// The server time (Unix ms) of the booking scheduler's last finished
     /// pass.
     pub(crate) scheduler_progress: Arc<tokio::sync::watch::Sender<i64>>,

@@ -133,6 +133,7 @@ pub async fn check(
     // Ledger rows of sessions without a payment intent.
     let rows = sqlx::query(
         "SELECT l.session_id, MIN(l.kind) AS kind, COUNT(*) AS n FROM ledger l WHERE l.kind <> 'promotion' \
+         AND l.kind NOT LIKE 'escrow%' \
          AND NOT EXISTS (SELECT 1 FROM holds h WHERE h.session_id = l.session_id AND h.intent_id IS NOT NULL) \
          GROUP BY l.session_id ORDER BY MIN(l.id)",
     )
@@ -251,6 +252,7 @@ pub async fn check(
              WHERE i.status <> 'canceled' AND i.created_ms < $1 \
              AND NOT EXISTS (SELECT 1 FROM holds h WHERE h.intent_id = i.id) \
              AND NOT EXISTS (SELECT 1 FROM promotion_purchases p WHERE p.intent_id = i.id) \
+             AND NOT EXISTS (SELECT 1 FROM engagements e WHERE e.intent_id = i.id) \
              ORDER BY i.created_ms, i.id",
         )
         .bind(now_ms - ms(INTENT_GRACE))
@@ -285,6 +287,9 @@ pub async fn check(
             }
         }
     }
+
+    // Escrow (E8).
+    found.extend(crate::engagements::reconcile::check(pool, provider.name() == "sandbox").await?);
 
     // The ledger's own sums (B7).
     for (sid, s) in &sums {

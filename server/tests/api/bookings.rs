@@ -24,6 +24,7 @@ use serde_json::{Value, json};
 mod bad_input;
 mod end_to_end;
 mod no_shows;
+mod package;
 mod policies;
 mod pushed;
 mod races;

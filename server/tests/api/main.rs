@@ -9,6 +9,7 @@ mod common;
 mod crash_windows;
 mod directory;
 mod disputes;
+mod escrow;
 #[path = "../../../billing/tests/billing/fake_stripe/mod.rs"]
 mod fake_stripe;
 mod files;

@@ -277,6 +277,9 @@ pub(super) async fn handle(
             None => no_such("dispute", id, None),
         },
         ("POST", ["v1", "disputes", id]) => super::disputes::update_dispute(&mut st, id, &f),
+        ("POST", ["v1", "transfers"]) => super::transfers::create_transfer(&mut st, &f),
+        ("GET", ["v1", "transfers", id]) => super::transfers::retrieve_transfer(&st, id),
+        ("POST", ["v1", "transfers", id, "reversals"]) => super::transfers::create_reversal(&mut st, id, &f),
         _ => refused(
             404,
             None,

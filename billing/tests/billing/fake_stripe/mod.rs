@@ -18,7 +18,8 @@
 //!   `amount_capturable`, `application_fee_amount` only with
 //!   `transfer_data` and at most the capture; cancel before success),
 //!   refunds of captured intents up to what remains, Connect accounts and
-//!   account links;
+//!   account links; transfers out of a charge's balance and their reversals
+//!   (`transfers.rs`);
 //! - signed webhooks (`Stripe-Signature`) after each state change, delivered
 //!   in order by one background task to [`FakeStripe::set_webhook_target`].
 //!
@@ -45,6 +46,7 @@ use tokio::sync::{mpsc, oneshot};
 mod disputes;
 mod http;
 mod resources;
+mod transfers;
 mod webhooks;
 
 use http::handle;
@@ -98,6 +100,8 @@ struct Inner {
     accounts: HashMap<String, Value>,
     /// Disputes (`dp_…`) by id.
     disputes: HashMap<String, Value>,
+    /// Connect transfers by id (escrow payouts).
+    transfers: HashMap<String, Value>,
     idempotency: HashMap<String, Saved>,
     requests: Vec<RecordedRequest>,
     fail_next: Option<(usize, u16)>,

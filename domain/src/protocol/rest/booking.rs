@@ -158,6 +158,11 @@ pub struct BookingRequest {
     /// allow it; DESIGN.md §6).
     #[serde(default)]
     pub record: bool,
+    /// A package engagement (`eng_…`) the session draws from instead of a
+    /// hold (E2): the seeker's, active, with a session left; the length is
+    /// the package's and no payment method is needed.
+    #[serde(default)]
+    pub engagement_id: Option<String>,
 }
 
 /// `POST /v1/bookings/{id}/accept` (the consultant): which proposed slot.

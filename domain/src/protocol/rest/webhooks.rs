@@ -295,6 +295,11 @@ pub enum ReconcileFindingKind {
     /// `refund_split`: a session whose refunds ≠ earnings reversals + fee
     /// reversals.
     RefundSplit,
+    /// `escrow_balance`: an engagement whose escrow does not add up (E8):
+    /// funded − released − refunded − fees kept ≠ what its milestones or
+    /// package still hold, a movement the provider refused, or the
+    /// provider's charge, refunds or transfers ≠ the ledger's.
+    EscrowBalance,
 }
 
 impl ReconcileFindingKind {
@@ -306,6 +311,7 @@ impl ReconcileFindingKind {
         ReconcileFindingKind::ProviderStateMismatch,
         ReconcileFindingKind::CaptureSplit,
         ReconcileFindingKind::RefundSplit,
+        ReconcileFindingKind::EscrowBalance,
     ];
 
     /// The wire name, e.g. `orphan_hold`.
@@ -318,6 +324,7 @@ impl ReconcileFindingKind {
             ProviderStateMismatch => "provider_state_mismatch",
             CaptureSplit => "capture_split",
             RefundSplit => "refund_split",
+            EscrowBalance => "escrow_balance",
         }
     }
 }

@@ -50,6 +50,7 @@ async fn scheduled_session_end_to_end(app: TestApp) {
         purpose: Purpose::Consultation,
         payment_method: Some("pm_card_visa".into()),
         record: false,
+        engagement_id: None,
     };
     let b = api.book(&s_token, &request).await.expect("booked");
     assert_eq!((b.state, b.proposed.clone()), (BookingState::Pending, vec![start, other]), "slots sorted");
