@@ -16,6 +16,7 @@ mod reconcile;
 mod recording;
 mod recording_rejoin;
 mod recording_signaling;
+mod rejoin;
 mod restart;
 mod reviews;
 mod signaling;
