@@ -533,7 +533,11 @@ impl Call {
     /// fresh TURN credentials from a rejoin, a resume or `ice.servers`.
     /// The current connection is untouched; the next ICE gathering (an ICE
     /// restart, [`Call::restart_ice`]) uses them. An empty list keeps the
-    /// current servers (W3C).
+    /// current servers (W3C). webrtc-rs 0.21 applies them at the next
+    /// gathering: new allocations use them, and it re-signs a live TURN
+    /// allocation with the new credential by a Refresh, which coturn
+    /// refuses (441: an allocation belongs to the username that made it),
+    /// so after expiry a fresh relay needs a new call ([`Call::start`]).
     ///
     /// # Errors
     ///

@@ -57,6 +57,8 @@ pub struct SessionCall {
     /// Rejoined while the other participant was away: offer (ICE restart)
     /// when they join.
     offer_when_peer_joins: AtomicBool,
+    /// Offers received from the other participant so far.
+    offers_received: std::sync::atomic::AtomicU64,
 }
 
 /// The send-only connection to the recorder, if recording is on.
@@ -219,6 +221,7 @@ impl SessionCall {
             client: client.clone(),
             offerer,
             offer_when_peer_joins: AtomicBool::new(false),
+            offers_received: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -231,12 +234,29 @@ impl SessionCall {
     ///   once the consultant is present (now, or on their
     ///   `participant.joined`, which is not consumed).
     /// * [`Event::Resumed`] (not consumed): switch to its fresh ICE servers.
+    /// * A renegotiation offer from the other participant (any offer on the
+    ///   seeker's side, any after the first on the consultant's), when the
+    ///   call uses TURN: fetch fresh ICE servers (`ice.servers`) first, so
+    ///   the answer's relayed candidates are allocated with valid
+    ///   credentials even hours into the session.
     ///
     /// Awaited in the event loop, so the servers are in place before the
     /// next relayed offer is handled.
     pub async fn handle_event(&self, event: &Event) -> bool {
         match event {
             Event::Server(msg) => {
+                if let ServerMessage::SdpOffer { session_id, from, .. } = msg
+                    && *session_id == self.session_id
+                    && self.uplink.lock().recorder.as_ref() != Some(from)
+                {
+                    let before = self.offers_received.fetch_add(1, Ordering::AcqRel);
+                    if (self.offerer || before > 0) && self.uses_turn() {
+                        match self.client.ice_servers().await {
+                            Ok(servers) => self.use_ice_servers(&servers).await,
+                            Err(err) => warn!(%err, "cannot fetch fresh ICE servers before answering"),
+                        }
+                    }
+                }
                 if let ServerMessage::ParticipantJoined { session_id, .. } = msg
                     && *session_id == self.session_id
                     && self.offerer
@@ -263,6 +283,11 @@ impl SessionCall {
             }
             _ => false,
         }
+    }
+
+    /// Whether the call's ICE servers include one with credentials (TURN).
+    fn uses_turn(&self) -> bool {
+        self.uplink.config.lock().unwrap_or_else(|e| e.into_inner()).ice_servers.iter().any(|s| s.credential.is_some())
     }
 
     /// Switches the call (and the next recorder uplink) to `servers`, if any.

@@ -23,5 +23,6 @@ mod signaling;
 mod signaling_edge;
 mod store;
 mod stripe;
+mod turn;
 mod webhooks;
 mod webrtc_call;
