@@ -79,7 +79,7 @@ async fn clients_rejoin_by_themselves_after_a_restart(app: TestApp) {
     s_call.call.wait_connected(Duration::from_secs(20)).await.expect("seeker connected");
     c_call.call.wait_connected(Duration::from_secs(20)).await.expect("consultant connected");
     audio_flows(&c_call, 10).await;
-    assert_eq!(seeker.joined_rooms(), [session_id.clone()]);
+    assert_eq!(seeker.joined_rooms(), std::slice::from_ref(&session_id));
 
     // 605 s metered, then the server restarts (same database, clock and
     // address): every resume state is gone with the old process.
