@@ -53,9 +53,18 @@ ensure_chromium() {
   [ -x /usr/bin/chromium ] || { echo "chromium did not install" >&2; exit 1; }
 }
 
+# The TURN tests (server/tests/api/turn.rs) run Debian's coturn under
+# libfaketime, at the test clock's time.
+ensure_coturn() {
+  command -v turnserver >/dev/null && ls /usr/lib/*/faketime/libfaketimeMT.so.1 >/dev/null 2>&1 && return 0
+  apt_install coturn faketime
+  command -v turnserver >/dev/null || { echo "coturn did not install" >&2; exit 1; }
+}
+
 ensure_postgres
 ensure_redis
 ensure_chromium
+ensure_coturn
 export PARLEY_CHROMIUM="${PARLEY_CHROMIUM:-/usr/bin/chromium}"
 
 # The database named by TEST_DATABASE_URL must exist; stale per-test

@@ -29,8 +29,8 @@ pub mod webhook;
 
 pub use faults::Faults;
 pub use provider::{
-    Account, AccountRequest, CaptureRequest, ChargeRequest, Charged, DisputeEvidence, DisputeState, HoldRequest, Intent,
-    IntentStatus, PaymentProvider, ProviderError, Refund, RefundRequest, Transfer, TransferRequest,
+    Account, AccountRequest, CaptureRequest, ChargeRequest, Charged, DisputeEvidence, DisputeState, HoldRequest,
+    Intent, IntentStatus, PaymentProvider, ProviderError, Refund, RefundRequest, Transfer, TransferRequest,
 };
 pub use sandbox::SandboxProvider;
 pub use service::{

@@ -23,8 +23,9 @@ use sqlx::{Any, AnyConnection, AnyPool, Row, Transaction};
 
 use crate::faults::Faults;
 use crate::provider::{
-    Account, AccountRequest, CaptureRequest, ChargeRequest, Charged, DisputeEvidence, DisputeState, HoldRequest, Intent,
-    IntentStatus, MAX_EVIDENCE_CHARS, PaymentProvider, ProviderError, Refund, RefundRequest, Transfer, TransferRequest,
+    Account, AccountRequest, CaptureRequest, ChargeRequest, Charged, DisputeEvidence, DisputeState, HoldRequest,
+    Intent, IntentStatus, MAX_EVIDENCE_CHARS, PaymentProvider, ProviderError, Refund, RefundRequest, Transfer,
+    TransferRequest,
 };
 
 /// Card authorisations lapse after 7 days (DESIGN.md B6).

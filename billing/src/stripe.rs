@@ -35,8 +35,8 @@ use stripe_core::refund::CreateRefund;
 use stripe_shared::{PaymentIntent, PaymentIntentAllowedPaymentMethodTypes, PaymentIntentCaptureMethod};
 
 use crate::provider::{
-    Account, AccountRequest, CaptureRequest, ChargeRequest, Charged, DisputeEvidence, DisputeState, HoldRequest, Intent,
-    IntentStatus, PaymentProvider, ProviderError, Refund, RefundRequest, Transfer, TransferRequest,
+    Account, AccountRequest, CaptureRequest, ChargeRequest, Charged, DisputeEvidence, DisputeState, HoldRequest,
+    Intent, IntentStatus, PaymentProvider, ProviderError, Refund, RefundRequest, Transfer, TransferRequest,
 };
 
 /// Stripe's API base URL, the default of [`StripeConfig::api_base`].

@@ -320,6 +320,11 @@ pub enum ClientMessage {
     /// Application-level ping; answered by `ack` with [`AckResult::Pong`].
     #[serde(rename = "ping")]
     Ping,
+    /// Fresh STUN/TURN servers for this user (TURN credentials valid for
+    /// `PARLEY_TURN_TTL_SECS` from now), e.g. before an ICE restart late in
+    /// a session. Answered by `ack` with [`AckResult::IceServers`]; needs an `id`.
+    #[serde(rename = "ice.servers")]
+    IceServers,
 }
 
 impl ClientMessage {
@@ -340,6 +345,7 @@ impl ClientMessage {
         "session.end",
         "resume",
         "ping",
+        "ice.servers",
     ];
 
     /// The message's wire `type`.
@@ -360,6 +366,7 @@ impl ClientMessage {
             ClientMessage::SessionEnd { .. } => "session.end",
             ClientMessage::Resume { .. } => "resume",
             ClientMessage::Ping => "ping",
+            ClientMessage::IceServers => "ice.servers",
         }
     }
 }
@@ -398,6 +405,17 @@ pub enum AckResult {
     Resumed {
         /// How many missed messages were replayed before this ack.
         replayed: u64,
+        /// Fresh STUN/TURN servers (TURN credentials valid from now), so an
+        /// ICE restart after the resume does not use expired ones. Empty
+        /// (and absent on the wire) when the server has none configured.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        ice_servers: Vec<IceServer>,
+    },
+    /// `ice.servers`: fresh STUN/TURN servers.
+    IceServers {
+        /// STUN/TURN servers for the peer connection (may be empty), TURN
+        /// credentials valid for the configured TTL from now.
+        ice_servers: Vec<IceServer>,
     },
     /// `ping`.
     Pong {
@@ -1340,6 +1358,7 @@ mod tests {
             ClientMessage::SessionEnd { session_id },
             ClientMessage::Resume { resume_token: String::new(), last_seq: 0 },
             ClientMessage::Ping,
+            ClientMessage::IceServers,
         ];
         let names: Vec<_> = all.iter().map(ClientMessage::type_name).collect();
         assert_eq!(names, ClientMessage::TYPES);

@@ -153,7 +153,9 @@ struct PumpEnd {
 }
 
 /// Feeds relayed signals to `call` until the session ends, the client
-/// closes, or `until`.
+/// closes, or `until`. After a failed resume (a restarted server) the
+/// client rejoins the room by itself and the call renegotiates
+/// ([`SessionCall::handle_event`]); both are noted in the report.
 async fn pump(mut events: Events, call: Arc<SessionCall>, until: Instant) -> PumpEnd {
     let mut end = PumpEnd::default();
     loop {
@@ -163,10 +165,11 @@ async fn pump(mut events: Events, call: Arc<SessionCall>, until: Instant) -> Pum
                 return end;
             }
             Ok(None) => return end,
-            Ok(Some(Event::Server(msg))) => {
-                if call.handle(&msg) {
+            Ok(Some(event @ Event::Server(_))) => {
+                if call.handle_event(&event).await {
                     continue;
                 }
+                let Event::Server(msg) = event else { continue };
                 match msg {
                     ServerMessage::SessionEnded { session_id, reason, bill, .. }
                         if session_id == *call.session_id() =>
@@ -187,7 +190,14 @@ async fn pump(mut events: Events, call: Arc<SessionCall>, until: Instant) -> Pum
             }
             Ok(Some(Event::Reconnecting)) => end.notes.push("signaling connection dropped; reconnecting".into()),
             Ok(Some(Event::ResumeFailed { reason })) => end.notes.push(format!("resume failed: {reason}")),
-            Ok(Some(Event::Resumed { .. })) => {}
+            Ok(Some(event @ Event::Resumed { .. })) => {
+                call.handle_event(&event).await;
+            }
+            Ok(Some(event @ Event::Rejoined { .. })) => {
+                end.notes.push("resume impossible; rejoined the session".into());
+                call.handle_event(&event).await;
+            }
+            Ok(Some(Event::RejoinFailed { error, .. })) => end.notes.push(format!("could not rejoin: {error}")),
         }
     }
 }

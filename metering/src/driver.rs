@@ -469,19 +469,22 @@ impl Meters {
     /// Graceful shutdown (M9, issue 13): brings every live session's meter
     /// up to now (the server clock) and stores a checkpoint of each, so a restart resumes
     /// each session from this instant and no metered time is lost (the
-    /// periodic checkpoints alone lose up to one interval). The meters keep
-    /// running until the process ends. Returns how many checkpoints were
+    /// periodic checkpoints alone lose up to one interval). Then the meters
+    /// stop (their tasks end once the due notices are out): the sessions
+    /// belong to the next process from their checkpoint, and a stopped
+    /// server that went on timing them (an absence running out) would
+    /// settle them behind its back. Returns how many checkpoints were
     /// stored; a failed write is logged and counted out.
     pub async fn drain(&self) -> usize {
         let at = self.clock.now();
         let snapshots: Vec<(SessionId, OwnerEpoch, Snapshot)> = {
             let mut st = self.lock();
             st.meters
-                .iter_mut()
-                .map(|(id, e)| {
+                .drain()
+                .map(|(id, mut e)| {
                     // Notices that fell due go out as usual, through the task.
                     let _ = e.tx.send(e.meter.handle(Input::Timeout, at));
-                    (id.clone(), e.epoch, e.meter.snapshot())
+                    (id, e.epoch, e.meter.snapshot())
                 })
                 .collect()
         };

@@ -111,6 +111,8 @@ pub async fn run(config: RecorderConfig, sink: Arc<dyn RecordingSink>, shutdown:
                 }
             }
         };
+        // This loop reconnects and rejoins on its own terms.
+        client.set_auto_rejoin(false);
         info!(user = %client.user().id, "recorder connected");
         loop {
             let event = tokio::select! {

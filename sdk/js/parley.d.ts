@@ -327,6 +327,10 @@ export interface ResumeMessage extends Envelope {
 export interface PingMessage extends Envelope {
   type: "ping";
 }
+/** Fresh STUN/TURN servers (TURN credentials valid for the server's TTL from now). */
+export interface IceServersMessage extends Envelope {
+  type: "ice.servers";
+}
 
 export type ClientMessage =
   | PresenceSetMessage
@@ -343,7 +347,8 @@ export type ClientMessage =
   | ChatSendMessage
   | SessionEndMessage
   | ResumeMessage
-  | PingMessage;
+  | PingMessage
+  | IceServersMessage;
 
 export type ClientMessageType = ClientMessage["type"];
 export declare const CLIENT_MESSAGE_TYPES: readonly ClientMessageType[];
@@ -381,12 +386,18 @@ export interface MeterStatus {
 export interface ResumedResult {
   kind: "resumed";
   replayed: number;
+  /** Fresh STUN/TURN servers (absent when the server has none). */
+  ice_servers?: IceServer[];
+}
+export interface IceServersResult {
+  kind: "ice_servers";
+  ice_servers: IceServer[];
 }
 export interface PongResult {
   kind: "pong";
   server_time_ms: number;
 }
-export type AckResult = CallResult | RoomResult | ResumedResult | PongResult;
+export type AckResult = CallResult | RoomResult | ResumedResult | IceServersResult | PongResult;
 
 // ---------------------------------------------------------------------------
 // Server → client messages (docs/protocol.md §7; ServerMessage::TYPES)
@@ -1159,6 +1170,19 @@ export interface ReconnectingEvent {
 export interface ResumedEvent {
   type: "resumed";
   replayed: number;
+  /** Fresh STUN/TURN servers from the resume's ack (may be empty). */
+  ice_servers: IceServer[];
+}
+/** After a refused resume the client joined this room again by itself. */
+export interface RejoinedEvent {
+  type: "rejoined";
+  room: RoomResult;
+}
+/** After a refused resume, rejoining this room failed (e.g. `session_ended`); it is forgotten. */
+export interface RejoinFailedEvent {
+  type: "rejoin_failed";
+  session_id: SessionId;
+  error: ParleyError;
 }
 export interface ResumeFailedEvent {
   type: "resume_failed";
@@ -1179,8 +1203,10 @@ export interface SignalingEventMap extends ServerEventMap {
   reconnecting: ReconnectingEvent;
   resumed: ResumedEvent;
   resume_failed: ResumeFailedEvent;
+  rejoined: RejoinedEvent;
+  rejoin_failed: RejoinFailedEvent;
   closed: ClosedEvent;
-  "*": ServerMessage | ReconnectingEvent | ResumedEvent | ResumeFailedEvent | ClosedEvent;
+  "*": ServerMessage | ReconnectingEvent | ResumedEvent | ResumeFailedEvent | RejoinedEvent | RejoinFailedEvent | ClosedEvent;
 }
 
 declare class Emitter<M> {
@@ -1200,7 +1226,12 @@ declare class Emitter<M> {
  * `resumeWindowSecs`; frames sent meanwhile are queued.
  */
 export declare class SignalingClient extends Emitter<SignalingEventMap> {
-  static connect(wsUrl: string, token: string, options?: { timeoutMs?: number; requestTimeoutMs?: number }): Promise<SignalingClient>;
+  /** `autoRejoin: false`: do not rejoin rooms after a refused resume (default true). */
+  static connect(wsUrl: string, token: string, options?: { timeoutMs?: number; requestTimeoutMs?: number; autoRejoin?: boolean }): Promise<SignalingClient>;
+  /** The rooms rejoined after a refused resume: joined, not left or ended. */
+  readonly joinedRooms: SessionId[];
+  /** `ice.servers`: fresh STUN/TURN servers. */
+  iceServers(): Promise<IceServer[]>;
   readonly url: string;
   readonly hello: HelloMessage;
   readonly user: UserInfo;

@@ -116,6 +116,7 @@ export const CLIENT_MESSAGE_TYPES = Object.freeze([
   "session.end",
   "resume",
   "ping",
+  "ice.servers",
 ]);
 
 /** Every server → client message type (`ServerMessage::TYPES`). */
@@ -581,8 +582,15 @@ function openWithTicket(url, ticket, timeoutMs) {
  * Events: every server message type ("call.incoming", "meter.tick",
  * "chat.message", "recording.started", …, also "ack" and "error" that answer
  * no pending request), plus the SDK's own:
- * "reconnecting", "resumed" `{replayed}`, "resume_failed" `{reason, hello}`,
- * "closed" `{reason, code}`. "*" receives all of them.
+ * "reconnecting", "resumed" `{replayed, ice_servers}`, "resume_failed" `{reason, hello}`,
+ * "rejoined" `{room}`, "rejoin_failed" `{session_id, error}`, "closed" `{reason, code}`.
+ * "*" receives all of them.
+ *
+ * Rejoin: the client remembers the rooms it joined (not left or ended). When a
+ * `resume` is refused (the server restarted), it joins them again by itself
+ * (`room.join`, docs/protocol.md 8.13) and emits "rejoined" with the fresh room
+ * (fresh ICE servers) or "rejoin_failed"; a `Call` of that session restores its
+ * negotiation. `options.autoRejoin: false` turns this off.
  */
 export class SignalingClient extends Emitter {
   /**
@@ -618,6 +626,8 @@ export class SignalingClient extends Emitter {
     this._queue = []; // frames sent while reconnecting
     this._ws = null;
     this._recorders = new Map(); // session id → the recorder's id while recording
+    this._rooms = new Set(); // rooms joined and not left or ended: rejoined after a refused resume
+    this.autoRejoin = options.autoRejoin !== false;
   }
 
   /** The recorder's user id while `sessionId` is being recorded (from `recording.started`), else undefined. */
@@ -652,6 +662,7 @@ export class SignalingClient extends Emitter {
     if (env.type === "presence.updated") this.presence = env.status;
     if (env.type === "recording.started") this._recorders.set(env.session_id, env.recorder_id);
     if (env.type === "recording.stopped" || env.type === "session.ended") this._recorders.delete(env.session_id);
+    if (env.type === "session.ended") this._rooms.delete(env.session_id);
     if ((env.type === "ack" || env.type === "error") && env.id != null && this._pending.has(env.id)) {
       const pending = this._pending.get(env.id);
       this._pending.delete(env.id);
@@ -717,7 +728,8 @@ export class SignalingClient extends Emitter {
           this._attach(ws);
           this.state = "open";
           this._flush();
-          this._emit("resumed", { type: "resumed", replayed: env.result?.replayed ?? 0 });
+          const iceServers = env.result?.ice_servers || [];
+          this._emit("resumed", { type: "resumed", replayed: env.result?.replayed ?? 0, ice_servers: iceServers });
           resolve(true);
         } else if (env.type === "error" && env.id === id) {
           // A fresh start: new sequence and resume token; requests in flight are lost.
@@ -730,6 +742,7 @@ export class SignalingClient extends Emitter {
           this.state = "open";
           this._flush();
           this._emit("resume_failed", { type: "resume_failed", reason: env.message, code: env.code, hello });
+          this._rejoinRooms();
           resolve(true);
         } else {
           this._dispatch(ev.data); // a replayed message
@@ -837,19 +850,65 @@ export class SignalingClient extends Emitter {
     return this.request({ type: "call.cancel", call_id: callId });
   }
 
-  /** `room.join`. Resolves `{kind:"room", session_id, participants, ice_servers, offerer}`. */
+  /**
+   * `room.join`. Resolves `{kind:"room", session_id, participants, ice_servers, offerer}`.
+   * The room is remembered and rejoined after a refused `resume`.
+   */
   join(sessionId) {
-    return this.request({ type: "room.join", session_id: sessionId });
+    return this._remembered(this.request({ type: "room.join", session_id: sessionId }));
   }
 
   /** `room.leave` (the session goes on; rejoin within the grace period). */
   leave(sessionId) {
-    return this.request({ type: "room.leave", session_id: sessionId });
+    return this._forgotten(sessionId, this.request({ type: "room.leave", session_id: sessionId }));
   }
 
   /** `session.end`: hang up for both. `session.ended` (with the bill) arrives before this resolves. */
   endSession(sessionId) {
-    return this.request({ type: "session.end", session_id: sessionId });
+    return this._forgotten(sessionId, this.request({ type: "session.end", session_id: sessionId }));
+  }
+
+  /**
+   * `ice.servers`: resolves fresh STUN/TURN servers (TURN credentials valid for the server's TTL
+   * from now). Ask before an ICE restart late in a session.
+   */
+  async iceServers() {
+    const result = await this.request({ type: "ice.servers" });
+    return (result && result.ice_servers) || [];
+  }
+
+  /** The rooms this client rejoins after a refused `resume`. */
+  get joinedRooms() {
+    return [...this._rooms];
+  }
+
+  _remembered(joined) {
+    return joined.then((room) => {
+      if (room && room.session_id) this._rooms.add(room.session_id);
+      return room;
+    });
+  }
+
+  _forgotten(sessionId, request) {
+    return request.then((result) => {
+      this._rooms.delete(sessionId);
+      return result;
+    });
+  }
+
+  /** After a refused `resume`: `room.join` every remembered room again, reporting each. */
+  _rejoinRooms() {
+    if (!this.autoRejoin) return;
+    for (const sessionId of this._rooms) {
+      this.request({ type: "room.join", session_id: sessionId }).then(
+        (room) => this._emit("rejoined", { type: "rejoined", room }),
+        (error) => {
+          if (error && error.code === ClientErrorCode.CLOSED) return; // dropped again: the next resume decides
+          this._rooms.delete(sessionId);
+          this._emit("rejoin_failed", { type: "rejoin_failed", session_id: sessionId, error });
+        },
+      );
+    }
   }
 
   /** `media.state`: report the peer connection state (stored in the session timeline). */
@@ -1005,6 +1064,7 @@ export class Call extends Emitter {
         this._closeRecorder();
         this._emit("recording", { active: false, reason: m.reason });
       }),
+      ...this._rejoinListeners(client),
     ];
 
     if (options.localStream) this.addStream(options.localStream);
@@ -1051,11 +1111,52 @@ export class Call extends Emitter {
     this._offer();
   }
 
-  /** Restarts ICE: a new offer with fresh credentials (perfect negotiation resolves collisions). */
+  /**
+   * Restarts ICE: a new offer with fresh credentials (perfect negotiation resolves collisions).
+   * With TURN servers, fresh ones are fetched first (`ice.servers`): the room's may have expired.
+   */
   restartIce() {
     if (this.closed) return;
-    this.pc.restartIce(); // fires negotiationneeded
-    if (this._mayOffer()) this._offer();
+    const restart = () => {
+      if (this.closed) return;
+      this.pc.restartIce(); // fires negotiationneeded
+      if (this._mayOffer()) this._offer();
+    };
+    if (!this._usesTurn()) return restart();
+    this.client
+      .iceServers()
+      .then((servers) => this._useIceServers(servers))
+      .catch(() => {}) // keep the servers we have
+      .then(restart);
+  }
+
+  /** The client's "rejoined" (this session) and "resumed" events: fresh ICE servers, renegotiation. */
+  _rejoinListeners(client) {
+    return [
+      client.on("rejoined", ({ room }) => {
+        if (this.closed || !room || room.session_id !== this.sessionId) return;
+        this._useIceServers(room.ice_servers);
+        this.rejoined(room);
+      }),
+      client.on("resumed", ({ ice_servers }) => {
+        if (!this.closed) this._useIceServers(ice_servers);
+      }),
+    ];
+  }
+
+  _usesTurn() {
+    return (this._pcConfig.iceServers || []).some((s) => s.credential);
+  }
+
+  /** Switches to `servers` (fresh TURN credentials) for the next ICE gathering. */
+  _useIceServers(servers) {
+    if (!servers || !servers.length) return;
+    this._pcConfig = { ...this._pcConfig, iceServers: servers };
+    try {
+      this.pc.setConfiguration(this._pcConfig);
+    } catch (err) {
+      this._emit("error", err);
+    }
   }
 
   /**

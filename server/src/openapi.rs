@@ -21,11 +21,11 @@ use parley_domain::protocol::rest::{
     ConsultantProfile, ConsultantRating, DirectoryItem, DirectoryPage, FeaturedWindow, MyPromotions, ProfileUpdate,
     PromotionPackage, PromotionPurchaseRequest, PromotionReceipt,
 };
-use parley_domain::protocol::rest::{Policy, PurposePrices, WsTicket};
 use parley_domain::protocol::rest::{
     CreateEngagement, DisputeMilestone, Engagement, Milestone, MilestoneTerms, PackageTerms, ResolveMilestone,
     SubmitMilestone,
 };
+use parley_domain::protocol::rest::{Policy, PurposePrices, WsTicket};
 use parley_domain::protocol::rest::{ReconcileFinding, ReconcileFindingKind, ReconcileFindingsData};
 use parley_domain::protocol::{ChatKind, ErrorCode, Outcome, PresenceStatus, Problem, Role, UserInfo};
 use parley_domain::{Money, SessionId, UserId};

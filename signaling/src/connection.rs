@@ -225,10 +225,11 @@ impl Conn {
             let _ = self.sink.feed(Message::Text(text)).await;
         }
         match self.hub.resume(&self.link, self.conn_id, self.wake.clone(), token, last_seq) {
-            Ok((old, replayed)) => {
+            Ok((old, replayed, ice_servers)) => {
                 self.link = old;
                 if let Some(id) = id {
-                    self.link.send(&ServerMessage::Ack { id, result: Some(AckResult::Resumed { replayed }) });
+                    let result = AckResult::Resumed { replayed, ice_servers };
+                    self.link.send(&ServerMessage::Ack { id, result: Some(result) });
                 }
             }
             Err(e) => send_error(&self.link, id, e),
@@ -277,6 +278,7 @@ fn needs_id(msg: &ClientMessage) -> bool {
             | ClientMessage::RoomJoin { .. }
             | ClientMessage::Resume { .. }
             | ClientMessage::Ping
+            | ClientMessage::IceServers
     )
 }
 

@@ -196,24 +196,26 @@ function wireClient(client) {
     // Pushes sent while we were away are lost: read the bookings again.
     refreshBookings();
     if (state.user?.role === "consultant") renderPresence(client.presence || "offline");
-    // Our missed messages are gone: rejoin the room of an open session.
-    if (state.session && !state.session.ended) {
-      try {
-        const room = await client.join(state.session.id);
-        state.session.peerPresent = room.participants.length > 0;
-        applyRoomMeter(room);
-        renderPeer();
-        if (state.call) state.call.rejoined(room);
-      } catch (err) {
-        if (err.code === ErrorCode.SESSION_ENDED || err.code === ErrorCode.UNKNOWN_SESSION) {
-          showSummary({ reason: "abandoned", bill: null });
-        } else showErr(err);
-      }
-    } else if (state.outgoing || state.incoming) {
+    // Our missed messages are gone: the SDK rejoins the room of an open
+    // session by itself ("rejoined" / "rejoin_failed" below).
+    if (!(state.session && !state.session.ended) && (state.outgoing || state.incoming)) {
       // The ringing call may have ended while we were away.
       clearRinging();
       home();
     }
+  });
+  client.on("rejoined", ({ room }) => {
+    if (!state.session || state.session.ended || room.session_id !== state.session.id) return;
+    // The call (state.call) takes the fresh ICE servers and renegotiates by itself.
+    state.session.peerPresent = room.participants.length > 0;
+    applyRoomMeter(room);
+    renderPeer();
+  });
+  client.on("rejoin_failed", ({ session_id, error }) => {
+    if (!state.session || state.session.ended || session_id !== state.session.id) return;
+    if (error.code === ErrorCode.SESSION_ENDED || error.code === ErrorCode.UNKNOWN_SESSION) {
+      showSummary({ reason: "abandoned", bill: null });
+    } else showErr(error);
   });
   client.on("closed", (ev) => {
     if (!state.client || state.client !== client) return;

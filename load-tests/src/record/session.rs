@@ -82,6 +82,14 @@ async fn pump(
                 continue;
             }
             Event::Resumed { .. } => continue,
+            Event::Rejoined { .. } => {
+                end.notes.push("rejoined the room after a failed resume".into());
+                continue;
+            }
+            Event::RejoinFailed { error, .. } => {
+                end.notes.push(format!("could not rejoin the room: {error}"));
+                continue;
+            }
         };
         match msg {
             ServerMessage::RecordingStarted { session_id: s, recorder_id } if s == session_id => {

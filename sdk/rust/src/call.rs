@@ -133,14 +133,14 @@ use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::media_stream::track_local::static_sample::TrackLocalStaticSample;
 use webrtc::media_stream::track_remote::TrackRemote;
 use webrtc::peer_connection::{
-    MediaEngine, PeerConnection, PeerConnectionBuilder, RTCConfigurationBuilder, RTCIceServer, RTCPeerConnectionState,
-    Registry, SettingEngineBuilder, register_default_interceptors,
+    MediaEngine, PeerConnection, PeerConnectionBuilder, RTCConfiguration, RTCConfigurationBuilder, RTCIceServer,
+    RTCIceTransportPolicy, RTCPeerConnectionState, Registry, SettingEngineBuilder, register_default_interceptors,
 };
 
 pub use self::config::{CallConfig, CallError, MediaKind, RemoteRtp, Signal};
 use self::handler::Handler;
 use self::negotiator::{Command, Negotiator};
-use self::peer::{build_peer_connection, media_state_of, new_track, opus_codec, vp8_codec};
+use self::peer::{build_peer_connection, media_state_of, new_track, opus_codec, rtc_configuration, vp8_codec};
 
 /// The label of the call's data channel. The offerer creates it (in-band,
 /// DCEP); the answerer picks it up. Data channels with other labels are
@@ -217,6 +217,8 @@ struct Shared {
     remote_video: StdMutex<Vec<Arc<dyn TrackRemote>>>,
     /// Key frame requests (PLI, FIR) received, counted by an interceptor.
     key_frame_requests: Arc<AtomicU64>,
+    /// [`CallConfig::relay_only`], kept for [`Call::set_ice_servers`].
+    relay_only: bool,
 }
 
 impl Shared {
@@ -314,6 +316,7 @@ impl Call {
             rtp_sink: config.rtp_sink.clone(),
             remote_video: StdMutex::new(Vec::new()),
             key_frame_requests: Arc::new(AtomicU64::new(0)),
+            relay_only: config.relay_only,
         });
 
         let (events_tx, events_rx) = mpsc::unbounded_channel();
@@ -524,6 +527,28 @@ impl Call {
     /// Starts at [`MediaState::New`]; [`MediaState::Closed`] is final.
     pub fn media_state(&self) -> watch::Receiver<MediaState> {
         self.shared.media_state.subscribe()
+    }
+
+    /// Replaces the STUN/TURN servers (W3C `setConfiguration`), e.g. with
+    /// fresh TURN credentials from a rejoin, a resume or `ice.servers`.
+    /// The current connection is untouched; the next ICE gathering (an ICE
+    /// restart, [`Call::restart_ice`]) uses them. An empty list keeps the
+    /// current servers (W3C). webrtc-rs 0.21 applies them at the next
+    /// gathering: new allocations use them, and it re-signs a live TURN
+    /// allocation with the new credential by a Refresh, which coturn
+    /// refuses (441: an allocation belongs to the username that made it),
+    /// so after expiry a fresh relay needs a new call ([`Call::start`]).
+    ///
+    /// # Errors
+    ///
+    /// [`CallError::Closed`] if the call is closed; [`CallError::WebRtc`]
+    /// if the stack refuses a server (e.g. a `turn:` URL without credentials).
+    pub async fn set_ice_servers(&self, servers: &[IceServer]) -> Result<(), CallError> {
+        if self.shared.closed.load(Ordering::Acquire) {
+            return Err(CallError::Closed);
+        }
+        self.pc.set_configuration(rtc_configuration(servers, self.shared.relay_only)).await?;
+        Ok(())
     }
 
     /// Restarts ICE: creates an offer with fresh ICE credentials and sends

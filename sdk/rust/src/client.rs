@@ -2,6 +2,13 @@
 //! answered by `ack` or `error`, an event stream, and automatic `resume`
 //! when the connection drops.
 //!
+//! When a resume is impossible (the server restarted, or the grace period
+//! is over), the client rejoins by itself every session room it had joined
+//! and not left (`room.join` again, docs/protocol.md 8.13) and reports each
+//! as [`Event::Rejoined`] with the fresh room (ICE servers with fresh TURN
+//! credentials, `offerer`, who is present), so a [`crate::session::SessionCall`]
+//! restores its negotiation ([`crate::session::SessionCall::handle_event`]).
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), parley_sdk::SdkError> {
 //! use parley_sdk::{SignalingClient, Event};
@@ -15,7 +22,7 @@
 //! # Ok(()) }
 //! ```
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -55,12 +62,35 @@ pub enum Event {
     Resumed {
         /// How many missed messages were replayed.
         replayed: u64,
+        /// Fresh STUN/TURN servers from the resume's ack (empty if the
+        /// server has none): use them for the next ICE restart.
+        ice_servers: Vec<IceServer>,
     },
     /// Reconnected, but the old state was gone (grace period over, or the
-    /// server restarted): rejoin rooms and set presence again.
+    /// server restarted). The client rejoins the rooms it was in by itself
+    /// ([`Event::Rejoined`] / [`Event::RejoinFailed`] follow, one per
+    /// room); presence (`presence.set`) is the application's to set again.
     ResumeFailed {
         /// The server's explanation.
         reason: String,
+    },
+    /// After a failed resume, the client joined a room it was in again by
+    /// itself (`room.join`): the session goes on, metered again once both
+    /// are back. The old relayed signals are lost: the seeker makes a new
+    /// offer (with an ICE restart) once the other participant is present
+    /// (docs/protocol.md 8.3, 8.13); [`crate::session::SessionCall::handle_event`]
+    /// does that and switches to the room's fresh ICE servers.
+    Rejoined {
+        /// The room as the new `room.join` answered it.
+        room: RoomInfo,
+    },
+    /// After a failed resume, rejoining a room failed (e.g. `session_ended`:
+    /// the session ended while the client was away). The room is forgotten.
+    RejoinFailed {
+        /// The session.
+        session_id: SessionId,
+        /// The server's error.
+        error: SdkError,
     },
     /// The connection is closed for good (closed by you, replaced by a
     /// newer connection, or reconnecting gave up).
@@ -105,6 +135,16 @@ struct Shared {
     pending: Mutex<HashMap<String, Reply>>,
     next_id: AtomicU64,
     user: UserInfo,
+    /// The rooms joined and not left or ended: rejoined after a failed resume.
+    rooms: Mutex<BTreeSet<SessionId>>,
+    /// Whether to rejoin them ([`SignalingClient::set_auto_rejoin`]).
+    auto_rejoin: std::sync::atomic::AtomicBool,
+}
+
+impl Shared {
+    fn rooms(&self) -> std::sync::MutexGuard<'_, BTreeSet<SessionId>> {
+        self.rooms.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 /// A connected signaling client. Cheap to clone; all clones share the
@@ -147,7 +187,7 @@ impl Events {
                             return Ok(t);
                         }
                     }
-                    Some(Event::Closed { reason }) | Some(Event::ResumeFailed { reason }) => {
+                    Some(Event::Closed { reason }) => {
                         return Err(SdkError::Closed(reason));
                     }
                     Some(_) => {}
@@ -176,7 +216,13 @@ impl SignalingClient {
     pub async fn connect(url: &str, token: &str) -> Result<(SignalingClient, Events), SdkError> {
         let mut ws = open(url, token).await?;
         let (user, resume) = read_hello(&mut ws).await?;
-        let shared = Arc::new(Shared { pending: Mutex::new(HashMap::new()), next_id: AtomicU64::new(1), user });
+        let shared = Arc::new(Shared {
+            pending: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+            user,
+            rooms: Mutex::new(BTreeSet::new()),
+            auto_rejoin: std::sync::atomic::AtomicBool::new(true),
+        });
         let (commands, commands_rx) = mpsc::unbounded_channel();
         let (events_tx, rx) = mpsc::unbounded_channel();
         let driver = Driver {
@@ -186,6 +232,7 @@ impl SignalingClient {
             events: events_tx,
             commands: commands_rx,
             resume,
+            rejoins: HashMap::new(),
         };
         tokio::spawn(driver.run(ws));
         Ok((SignalingClient { shared, commands }, Events { rx }))
@@ -280,19 +327,44 @@ impl SignalingClient {
         self.request(ClientMessage::CallCancel { call_id: call_id.clone() }).await.map(drop)
     }
 
-    /// Joins a session's room.
+    /// Joins a session's room. The client remembers it and rejoins it by
+    /// itself after a failed resume ([`Event::Rejoined`]) until it is left,
+    /// ended, or refused.
     pub async fn join(&self, session_id: &SessionId) -> Result<RoomInfo, SdkError> {
-        match self.request(ClientMessage::RoomJoin { session_id: session_id.clone() }).await? {
-            Some(AckResult::Room { session_id, participants, ice_servers, offerer, meter }) => {
-                Ok(RoomInfo { session_id, participants, ice_servers, offerer, meter })
-            }
-            other => Err(SdkError::Protocol(format!("room.join answered with {other:?}"))),
-        }
+        let result = self.request(ClientMessage::RoomJoin { session_id: session_id.clone() }).await?;
+        let room = room_info(result)?;
+        self.shared.rooms().insert(room.session_id.clone());
+        Ok(room)
     }
 
     /// Leaves a session's room (the session goes on; rejoin within the grace period).
     pub async fn leave(&self, session_id: &SessionId) -> Result<(), SdkError> {
-        self.request(ClientMessage::RoomLeave { session_id: session_id.clone() }).await.map(drop)
+        self.request(ClientMessage::RoomLeave { session_id: session_id.clone() }).await?;
+        self.shared.rooms().remove(session_id);
+        Ok(())
+    }
+
+    /// Fresh STUN/TURN servers (`ice.servers`): TURN credentials valid for
+    /// the server's TTL from now. Ask before an ICE restart late in a
+    /// session, when those of the `room.join` may have expired.
+    pub async fn ice_servers(&self) -> Result<Vec<IceServer>, SdkError> {
+        match self.request(ClientMessage::IceServers).await? {
+            Some(AckResult::IceServers { ice_servers }) => Ok(ice_servers),
+            other => Err(SdkError::Protocol(format!("ice.servers answered with {other:?}"))),
+        }
+    }
+
+    /// Whether the client rejoins its rooms by itself after a failed resume
+    /// (default `true`). A program that reconnects on its own terms (the
+    /// recorder) turns it off.
+    pub fn set_auto_rejoin(&self, on: bool) {
+        self.shared.auto_rejoin.store(on, Ordering::Relaxed);
+    }
+
+    /// The rooms this client would rejoin after a failed resume: joined,
+    /// and not left, ended or refused since.
+    pub fn joined_rooms(&self) -> Vec<SessionId> {
+        self.shared.rooms().iter().cloned().collect()
     }
 
     /// Sends a chat line or note to the session (stored for the recap).
@@ -303,7 +375,19 @@ impl SignalingClient {
 
     /// Hangs up: ends the session for both.
     pub async fn end_session(&self, session_id: &SessionId) -> Result<(), SdkError> {
-        self.request(ClientMessage::SessionEnd { session_id: session_id.clone() }).await.map(drop)
+        self.request(ClientMessage::SessionEnd { session_id: session_id.clone() }).await?;
+        self.shared.rooms().remove(session_id);
+        Ok(())
+    }
+}
+
+/// A `room.join` ack's result as a [`RoomInfo`].
+fn room_info(result: Option<AckResult>) -> Result<RoomInfo, SdkError> {
+    match result {
+        Some(AckResult::Room { session_id, participants, ice_servers, offerer, meter }) => {
+            Ok(RoomInfo { session_id, participants, ice_servers, offerer, meter })
+        }
+        other => Err(SdkError::Protocol(format!("room.join answered with {other:?}"))),
     }
 }
 
@@ -359,6 +443,9 @@ struct Driver {
     events: mpsc::UnboundedSender<Event>,
     commands: mpsc::UnboundedReceiver<Command>,
     resume: Resume,
+    /// The `room.join`s sent by the client itself after a failed resume:
+    /// request id → session.
+    rejoins: HashMap<String, SessionId>,
 }
 
 enum Ended {
@@ -430,6 +517,14 @@ impl Driver {
             }
         };
         self.resume.last_seq = env.seq;
+        if let ServerMessage::SessionEnded { session_id, .. } = &env.msg {
+            self.shared.rooms().remove(session_id);
+        }
+        if let ServerMessage::Ack { id, .. } | ServerMessage::Error { id: Some(id), .. } = &env.msg
+            && let Some(session_id) = self.rejoins.remove(id)
+        {
+            return self.rejoined(session_id, env.msg);
+        }
         let reply = match &env.msg {
             ServerMessage::Ack { id, .. } | ServerMessage::Error { id: Some(id), .. } => {
                 self.shared.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(id)
@@ -449,8 +544,46 @@ impl Driver {
         }
     }
 
+    /// The answer to a `room.join` the client sent by itself: reported, in
+    /// order with the messages around it.
+    fn rejoined(&mut self, session_id: SessionId, msg: ServerMessage) {
+        let event = match msg {
+            ServerMessage::Ack { result, .. } => match room_info(result) {
+                Ok(room) => Event::Rejoined { room },
+                Err(error) => Event::RejoinFailed { session_id, error },
+            },
+            ServerMessage::Error { code, message, .. } => {
+                Event::RejoinFailed { session_id, error: SdkError::Server { code, message } }
+            }
+            _ => return,
+        };
+        if let Event::RejoinFailed { session_id, .. } = &event {
+            self.shared.rooms().remove(session_id);
+        }
+        let _ = self.events.send(event);
+    }
+
+    /// After a failed resume: `room.join` again every room the client was
+    /// in (docs/protocol.md 8.13), on the fresh connection `ws`.
+    async fn rejoin(&mut self, ws: &mut Ws) -> Result<(), tungstenite::Error> {
+        if !self.shared.auto_rejoin.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let rooms: Vec<SessionId> = self.shared.rooms().iter().cloned().collect();
+        for session_id in rooms {
+            let id = format!("rejoin{}", self.shared.next_id.fetch_add(1, Ordering::Relaxed));
+            let env = ClientEnvelope {
+                id: Some(id.clone()),
+                msg: ClientMessage::RoomJoin { session_id: session_id.clone() },
+            };
+            ws.send(Message::Text(serde_json::to_string(&env).expect("serialises").into())).await?;
+            self.rejoins.insert(id, session_id);
+        }
+        Ok(())
+    }
+
     /// Reconnects with backoff for up to the server's resume window and
-    /// resumes.
+    /// resumes; if the resume is refused, rejoins the rooms the client was in.
     async fn reconnect(&mut self) -> Option<Ws> {
         let deadline = tokio::time::Instant::now() + self.resume.window;
         let mut backoff = Duration::from_millis(100);
@@ -473,15 +606,21 @@ impl Driver {
                 let Message::Text(text) = msg else { continue };
                 let Ok(env) = serde_json::from_str::<ServerEnvelope>(&text) else { continue };
                 match env.msg {
-                    ServerMessage::Ack { ref id, result: Some(AckResult::Resumed { replayed }) } if id == "resume" => {
+                    ServerMessage::Ack { ref id, result: Some(AckResult::Resumed { replayed, ref ice_servers }) }
+                        if id == "resume" =>
+                    {
                         self.resume.last_seq = env.seq;
-                        let _ = self.events.send(Event::Resumed { replayed });
+                        let _ = self.events.send(Event::Resumed { replayed, ice_servers: ice_servers.clone() });
                         return Some(ws);
                     }
                     ServerMessage::Error { id: Some(ref id), ref message, .. } if id == "resume" => {
                         self.resume = Resume { last_seq: env.seq, ..fresh };
                         self.fail_pending("the connection was lost");
+                        self.rejoins.clear();
                         let _ = self.events.send(Event::ResumeFailed { reason: message.clone() });
+                        if self.rejoin(&mut ws).await.is_err() {
+                            break; // this connection died too: try another
+                        }
                         return Some(ws);
                     }
                     _ => self.dispatch(&text),

@@ -17,7 +17,21 @@
 //! its signals go to the recorder (`to`). A new offer from the recorder (it
 //! reconnects after a drop) replaces the uplink; `recording.stopped` closes
 //! it. The main call is never touched by any of this.
+//!
+//! # Rejoin and fresh TURN credentials
+//!
+//! Feed the client's other events to [`SessionCall::handle_event`] too.
+//! After a failed resume the [`SignalingClient`] rejoins the room by itself
+//! ([`Event::Rejoined`]): the call switches to the room's fresh ICE servers
+//! and, on the seeker's side, makes a new offer with an ICE restart as soon
+//! as the consultant is present (at once if the rejoin found them there,
+//! else on their `participant.joined`) — docs/protocol.md 8.3 and 8.13. A
+//! resume's fresh ICE servers ([`Event::Resumed`]) are applied too.
+//! [`SessionCall::restart_ice`] asks the server for fresh servers
+//! (`ice.servers`) before it restarts ICE, so TURN credentials older than
+//! their TTL are never reused.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use parley_domain::protocol::{ClientMessage, ServerMessage};
@@ -27,7 +41,7 @@ use tokio::task::JoinHandle;
 use tracing::warn;
 
 use crate::call::{Call, CallConfig, Signal};
-use crate::{RoomInfo, SdkError, SignalingClient};
+use crate::{Event, RoomInfo, SdkError, SignalingClient};
 
 /// A WebRTC call in a session room.
 pub struct SessionCall {
@@ -37,14 +51,23 @@ pub struct SessionCall {
     inbound: mpsc::UnboundedSender<Signal>,
     tasks: [JoinHandle<()>; 2],
     uplink: Arc<Uplink>,
+    client: SignalingClient,
+    /// This side makes the offers (the seeker).
+    offerer: bool,
+    /// Rejoined while the other participant was away: offer (ICE restart)
+    /// when they join.
+    offer_when_peer_joins: AtomicBool,
+    /// Offers received from the other participant so far.
+    offers_received: std::sync::atomic::AtomicU64,
 }
 
 /// The send-only connection to the recorder, if recording is on.
 struct Uplink {
     client: SignalingClient,
     session_id: SessionId,
-    /// The main call's configuration, the base of the uplink's.
-    config: CallConfig,
+    /// The main call's configuration, the base of the uplink's (its ICE
+    /// servers follow the freshest ones received).
+    config: Mutex<CallConfig>,
     state: Mutex<UplinkState>,
 }
 
@@ -99,7 +122,7 @@ impl Uplink {
             receive_only: false,
             rtp_sink: None,
             audio_payload,
-            ..self.config.clone()
+            ..self.config.lock().unwrap_or_else(|e| e.into_inner()).clone()
         };
         let uplink = Arc::clone(self);
         tokio::spawn(async move {
@@ -182,13 +205,127 @@ impl SessionCall {
                 }
             })
         };
+        let offerer = config.offerer;
         let uplink = Arc::new(Uplink {
             client: client.clone(),
             session_id: session_id.clone(),
-            config,
+            config: Mutex::new(config),
             state: Mutex::new(UplinkState::default()),
         });
-        Ok(SessionCall { call, session_id, inbound: in_tx, tasks: [signals, reports], uplink })
+        Ok(SessionCall {
+            call,
+            session_id,
+            inbound: in_tx,
+            tasks: [signals, reports],
+            uplink,
+            client: client.clone(),
+            offerer,
+            offer_when_peer_joins: AtomicBool::new(false),
+            offers_received: std::sync::atomic::AtomicU64::new(0),
+        })
+    }
+
+    /// Feeds any client event to the call: server messages as
+    /// [`SessionCall::handle`] does (the return value says whether one was
+    /// consumed), plus what keeps the call alive across reconnects:
+    ///
+    /// * [`Event::Rejoined`] for this session (consumed): switch to the
+    ///   room's fresh ICE servers; the seeker restarts ICE with a new offer
+    ///   once the consultant is present (now, or on their
+    ///   `participant.joined`, which is not consumed).
+    /// * [`Event::Resumed`] (not consumed): switch to its fresh ICE servers.
+    /// * A renegotiation offer from the other participant (any offer on the
+    ///   seeker's side, any after the first on the consultant's), when the
+    ///   call uses TURN: fetch fresh ICE servers (`ice.servers`) first, so
+    ///   the answer's relayed candidates are allocated with valid
+    ///   credentials even hours into the session.
+    ///
+    /// Awaited in the event loop, so the servers are in place before the
+    /// next relayed offer is handled.
+    pub async fn handle_event(&self, event: &Event) -> bool {
+        match event {
+            Event::Server(msg) => {
+                if let ServerMessage::SdpOffer { session_id, from, .. } = msg
+                    && *session_id == self.session_id
+                    && self.uplink.lock().recorder.as_ref() != Some(from)
+                {
+                    let before = self.offers_received.fetch_add(1, Ordering::AcqRel);
+                    if (self.offerer || before > 0) && self.uses_turn() {
+                        match self.client.ice_servers().await {
+                            Ok(servers) => self.use_ice_servers(&servers).await,
+                            Err(err) => warn!(%err, "cannot fetch fresh ICE servers before answering"),
+                        }
+                    }
+                }
+                if let ServerMessage::ParticipantJoined { session_id, .. } = msg
+                    && *session_id == self.session_id
+                    && self.offerer
+                    && self.offer_when_peer_joins.swap(false, Ordering::AcqRel)
+                {
+                    self.renegotiate().await;
+                }
+                self.handle(msg)
+            }
+            Event::Rejoined { room } if room.session_id == self.session_id => {
+                self.use_ice_servers(&room.ice_servers).await;
+                if self.offerer {
+                    if room.participants.is_empty() {
+                        self.offer_when_peer_joins.store(true, Ordering::Release);
+                    } else {
+                        self.renegotiate().await;
+                    }
+                }
+                true
+            }
+            Event::Resumed { ice_servers, .. } => {
+                self.use_ice_servers(ice_servers).await;
+                false
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether the call's ICE servers include one with credentials (TURN).
+    fn uses_turn(&self) -> bool {
+        self.uplink.config.lock().unwrap_or_else(|e| e.into_inner()).ice_servers.iter().any(|s| s.credential.is_some())
+    }
+
+    /// Switches the call (and the next recorder uplink) to `servers`, if any.
+    async fn use_ice_servers(&self, servers: &[parley_domain::protocol::IceServer]) {
+        if servers.is_empty() {
+            return;
+        }
+        self.uplink.config.lock().unwrap_or_else(|e| e.into_inner()).ice_servers = servers.to_vec();
+        if let Err(err) = self.call.set_ice_servers(servers).await {
+            warn!(%err, "cannot switch to the fresh ICE servers");
+        }
+    }
+
+    /// The seeker's new offer after a rejoin: an ICE restart (anything
+    /// relayed before is lost, and the paths may have changed).
+    async fn renegotiate(&self) {
+        if let Err(err) = self.call.restart_ice().await {
+            warn!(%err, "cannot restart ICE after the rejoin");
+        }
+    }
+
+    /// Restarts ICE with fresh STUN/TURN servers: asks the server for them
+    /// (`ice.servers`), switches the call to them, then sends the restart
+    /// offer ([`Call::restart_ice`]). Use it instead of
+    /// [`Call::restart_ice`] when the connection failed late in a session,
+    /// when the TURN credentials of the `room.join` may have expired.
+    ///
+    /// # Errors
+    ///
+    /// The `ice.servers` request's ([`SdkError`]), or the restart's
+    /// ([`SdkError::Call`]).
+    pub async fn restart_ice(&self) -> Result<(), SdkError> {
+        let servers = self.client.ice_servers().await?;
+        if !servers.is_empty() {
+            self.uplink.config.lock().unwrap_or_else(|e| e.into_inner()).ice_servers = servers.clone();
+            self.call.set_ice_servers(&servers).await.map_err(|e| SdkError::Call(e.to_string()))?;
+        }
+        self.call.restart_ice().await.map_err(|e| SdkError::Call(e.to_string()))
     }
 
     /// Feeds a server message to the call: returns `true` if it was for

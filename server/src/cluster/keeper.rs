@@ -14,8 +14,9 @@ use super::Leases;
 /// taken: the taker meters and settles it; issue 16). A Redis error is
 /// logged and retried at the next beat; while Redis is away nobody can
 /// take a lease, and a lease that lapsed meanwhile is taken back if nobody
-/// else did. When `stop` resolves, gives every lease up (after the
-/// shutdown's checkpoints) so another node can take the sessions over at once.
+/// else did. When `stop` resolves (after the shutdown's checkpoints, which
+/// also stop the meters), gives up every lease it held at its last renewal,
+/// so another node can take the sessions over at once.
 pub async fn keep_leases(
     leases: Arc<dyn Leases>,
     meters: Arc<Meters>,
@@ -25,12 +26,13 @@ pub async fn keep_leases(
     let mut beat = tokio::time::interval(ttl / 3);
     beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(stop);
+    let mut held = Vec::new();
     loop {
         tokio::select! {
             _ = beat.tick() => {}
             () = &mut stop => break,
         }
-        let held = meters.sessions();
+        held = meters.sessions();
         match leases.renew(&held, ttl).await {
             Ok(lost) => {
                 for session in lost {
@@ -41,7 +43,10 @@ pub async fn keep_leases(
             Err(e) => tracing::warn!(error = %e, sessions = held.len(), "cannot renew session leases"),
         }
     }
-    for session in meters.sessions() {
+    held.extend(meters.sessions());
+    held.sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
+    held.dedup();
+    for session in held {
         if let Err(e) = leases.release(&session).await {
             tracing::warn!(session_id = %session, error = %e, "cannot release the session lease; it lapses");
         }

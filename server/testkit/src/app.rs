@@ -188,10 +188,13 @@ impl TestApp {
     }
 
     /// Stops the server gracefully and starts it again on the same data
-    /// dir, configuration and clock (open sessions are restored, M9).
+    /// dir, configuration, clock and address (open sessions are restored,
+    /// M9): clients that reconnect by themselves find the new process.
     pub async fn restart(mut self) -> TestApp {
         self.stop().await;
-        spawn_with_config(self.config.clone(), self._dir.clone(), self.clock.clone()).await
+        let mut config = self.config.clone();
+        config.listen = self.base.trim_start_matches("http://").parse().expect("the server's address");
+        spawn_with_config(config, self._dir.clone(), self.clock.clone()).await
     }
 
     /// Waits until the booking scheduler has finished a pass at the

@@ -3,8 +3,8 @@
 
 mod bookings;
 mod call_gate;
-mod cluster;
 mod chargebacks;
+mod cluster;
 mod common;
 mod crash_windows;
 mod directory;
@@ -20,12 +20,14 @@ mod reconcile;
 mod recording;
 mod recording_rejoin;
 mod recording_signaling;
+mod rejoin;
 mod restart;
 mod reviews;
 mod signaling;
 mod signaling_edge;
 mod store;
 mod stripe;
+mod turn;
 mod webhooks;
 mod webrtc_call;
 mod ws_tickets;

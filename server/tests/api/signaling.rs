@@ -363,7 +363,7 @@ async fn a_dropped_client_resumes_and_gets_what_it_missed() {
     assert!(matches!(replayed.msg, ServerMessage::SdpOffer { ref sdp, .. } if sdp == "v=0 missed"), "{replayed:?}");
     let ack = raw.recv().await;
     assert!(
-        matches!(ack.msg, ServerMessage::Ack { ref id, result: Some(parley_domain::protocol::AckResult::Resumed { replayed: 1 }) } if id == "r"),
+        matches!(ack.msg, ServerMessage::Ack { ref id, result: Some(parley_domain::protocol::AckResult::Resumed { replayed: 1, .. }) } if id == "r"),
         "{ack:?}"
     );
     s_events
@@ -455,7 +455,7 @@ async fn the_sdk_resumes_by_itself_after_a_network_drop() {
     let replayed = tokio::time::timeout(WAIT, async {
         loop {
             match s_events.recv().await.expect("events") {
-                Event::Resumed { replayed } => return replayed,
+                Event::Resumed { replayed, .. } => return replayed,
                 Event::Server(ServerMessage::SdpOffer { sdp, .. }) => saw.push(sdp),
                 Event::Reconnecting | Event::Server(_) => {}
                 other => panic!("unexpected {other:?}"),

@@ -87,6 +87,9 @@ pub struct CallConfig {
     pub receive_only: bool,
     /// Where every received RTP packet is copied, if set.
     pub rtp_sink: Option<mpsc::UnboundedSender<RemoteRtp>>,
+    /// Use relayed (TURN) candidates only (W3C `iceTransportPolicy:
+    /// "relay"`; default `false`): for privacy, and to check a TURN server.
+    pub relay_only: bool,
 }
 
 impl Default for CallConfig {
@@ -109,6 +112,7 @@ impl Default for CallConfig {
             data_channel: true,
             receive_only: false,
             rtp_sink: None,
+            relay_only: false,
         }
     }
 }

@@ -83,22 +83,8 @@ pub(super) async fn build_peer_connection(
         })
         .build();
 
-    let configuration = RTCConfigurationBuilder::new()
-        .with_ice_servers(
-            config
-                .ice_servers
-                .iter()
-                .map(|server| RTCIceServer {
-                    urls: server.urls.clone(),
-                    username: server.username.clone().unwrap_or_default(),
-                    credential: server.credential.clone().unwrap_or_default(),
-                })
-                .collect(),
-        )
-        .build();
-
     let pc = PeerConnectionBuilder::new()
-        .with_configuration(configuration)
+        .with_configuration(rtc_configuration(&config.ice_servers, config.relay_only))
         .with_media_engine(media_engine)
         .with_interceptor_registry(registry)
         .with_setting_engine(setting_engine)
@@ -107,6 +93,22 @@ pub(super) async fn build_peer_connection(
         .build()
         .await?;
     Ok(Arc::new(pc))
+}
+
+/// The peer connection's configuration: `ice_servers`, and relayed
+/// candidates only if `relay_only`. The same builder defaults every time,
+/// so [`PeerConnection::set_configuration`] accepts it later.
+pub(super) fn rtc_configuration(ice_servers: &[IceServer], relay_only: bool) -> RTCConfiguration {
+    let servers = ice_servers
+        .iter()
+        .map(|server| RTCIceServer {
+            urls: server.urls.clone(),
+            username: server.username.clone().unwrap_or_default(),
+            credential: server.credential.clone().unwrap_or_default(),
+        })
+        .collect();
+    let policy = if relay_only { RTCIceTransportPolicy::Relay } else { RTCIceTransportPolicy::All };
+    RTCConfigurationBuilder::new().with_ice_servers(servers).with_ice_transport_policy(policy).build()
 }
 
 /// A local track of `kind` sending `codec`, with a random SSRC.

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use parley_domain::clock::{Wake, run_worker};
 use parley_domain::protocol::{
-    AckResult, CallEndReason, ClientMessage, ErrorCode, IceCandidate, MAX_CANDIDATE_BYTES, MAX_SDP_BYTES,
+    AckResult, CallEndReason, ClientMessage, ErrorCode, IceCandidate, IceServer, MAX_CANDIDATE_BYTES, MAX_SDP_BYTES,
     PresenceStatus, Role, ServerMessage, UserInfo,
 };
 use parley_domain::{CallId, Clock, SessionId, Timestamp, UserId};
@@ -281,6 +281,8 @@ impl Hub {
     /// Takes over the dropped link whose token is `resume_token`: the
     /// connection (woken through `wake`) writes that link's messages from
     /// `last_seq + 1` on. `provisional` is the link the connection started with.
+    /// Returns the link, how many messages it replays, and fresh ICE
+    /// servers for the resume's ack (TURN credentials valid from now).
     pub(crate) fn resume(
         self: &Arc<Self>,
         provisional: &LocalLink,
@@ -288,7 +290,7 @@ impl Hub {
         wake: Arc<Notify>,
         resume_token: &str,
         last_seq: u64,
-    ) -> Result<(LocalLink, u64), SignalError> {
+    ) -> Result<(LocalLink, u64, Vec<IceServer>), SignalError> {
         let user = &provisional.0.user.id;
         let (old, replayed, batch) = {
             let mut locked = self.lock();
@@ -308,7 +310,7 @@ impl Hub {
             (old, replayed, self.apply(&mut locked))
         };
         self.spawn(batch);
-        Ok((old, replayed))
+        Ok((old, replayed, self.cfg.ice.ice_servers(user, self.clock.now())))
     }
 
     // ----- requests --------------------------------------------------------
@@ -326,6 +328,10 @@ impl Hub {
         link.0.mark_used();
         match msg {
             ClientMessage::Ping => Ok(Some(AckResult::Pong { server_time_ms: self.clock.now().unix_millis() })),
+            ClientMessage::IceServers => {
+                let ice_servers = self.cfg.ice.ice_servers(&link.0.user.id, self.clock.now());
+                Ok(Some(AckResult::IceServers { ice_servers }))
+            }
             ClientMessage::PresenceSet { status } => self.presence_set(link, status).await.map(|()| None),
             ClientMessage::CallRequest { consultant_id, payment_method, record } => {
                 self.call_request(link, consultant_id, payment_method, record).await.map(Some)
