@@ -10,12 +10,11 @@ use parley_domain::protocol::rest::{
     Chargeback, ChatLine, Dispute, DisputeBundle, PartyHistory, RecordingFile, SessionDetails,
 };
 use parley_domain::protocol::{ChatKind, Outcome, Role, UserInfo};
-use parley_domain::{Money, UserId};
+use parley_domain::Money;
 
 use super::sql;
 use crate::kernel::{ApiError, AppState};
 use crate::sessions::details::details;
-use crate::store::files;
 
 /// A chargeback row as the API shows it.
 pub fn chargeback(c: &ChargebackRow) -> Chargeback {
@@ -43,7 +42,7 @@ pub async fn assemble(s: &AppState, me: &UserInfo, dispute: Dispute) -> Result<D
         _ if me.id == dispute.consultant_id => true,
         _ => s.consent.is_premium(&me.id).await.map_err(|e| ApiError::Internal(e.to_string()))?,
     };
-    let recordings = if may_download { recordings(s, &sid).await? } else { Vec::new() };
+    let recordings = if may_download { crate::recordings::http::files_of(s, &sid).await? } else { Vec::new() };
     let pool = s.store.pool();
     let history = vec![
         sql::history(&pool, &dispute.seeker_id, "seeker").await?,
@@ -68,33 +67,6 @@ pub fn split_chat(session: &mut SessionDetails) -> (Vec<ChatLine>, Vec<ChatLine>
     }
     session.timeline.retain(|t| t.kind != "chat" && t.kind != "note");
     (chat, notes)
-}
-
-/// The session's recording files (made only with both consents, R1), with
-/// fresh signed links.
-async fn recordings(s: &AppState, sid: &parley_domain::SessionId) -> Result<Vec<RecordingFile>, ApiError> {
-    let rows = files::recordings_of(&s.store, sid).await.map_err(|e| ApiError::Internal(e.to_string()))?;
-    let now = s.clock.now();
-    let mut out = Vec::new();
-    for r in rows.into_iter().filter(|r| r.deleted_ms.is_none()) {
-        let link = s.files.signed_url(&r.id, now);
-        out.push(RecordingFile {
-            participant_id: r
-                .participant_id
-                .map(UserId::parse)
-                .transpose()
-                .map_err(|e| ApiError::Internal(e.to_string()))?,
-            id: r.id,
-            kind: r.kind,
-            codec: r.codec,
-            content_type: r.content_type,
-            bytes: u64::try_from(r.bytes).unwrap_or(0),
-            duration_ms: u64::try_from(r.duration_ms).unwrap_or(0),
-            url: link.url,
-            url_expires_at_ms: link.expires_at_ms,
-        });
-    }
-    Ok(out)
 }
 
 fn amount(m: Option<Money>) -> String {

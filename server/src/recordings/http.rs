@@ -70,8 +70,9 @@ async fn may_read(s: &AppState, who: &Identity, id: &SessionId) -> Result<(UserI
     }
 }
 
-/// The session's stored files with fresh signed links.
-async fn files_of(s: &AppState, id: &SessionId) -> Result<Vec<RecordingFile>, ApiError> {
+/// The session's stored files (not deleted) with fresh signed links, each
+/// valid `PARLEY_RECORDING_URL_TTL_SECS` of server time (R2).
+pub(crate) async fn files_of(s: &AppState, id: &SessionId) -> Result<Vec<RecordingFile>, ApiError> {
     let rows = files::recordings_of(&s.store, id).await.map_err(|e| ApiError::Internal(e.to_string()))?;
     let now = s.clock.now();
     rows.into_iter()
