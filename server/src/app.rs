@@ -17,8 +17,10 @@ use parley_signaling::{Authenticator, CallGate, Hub, Signaling, Store, StoreErro
 use tokio::net::{TcpListener, TcpSocket};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, Mode, Payments, RecorderMode, SecretError};
+use crate::config::{Config, Media, Mode, Payments, RecorderMode, SecretError};
 use crate::kernel::{AppState, Marketplace};
+use crate::media::livekit::Livekit;
+use crate::media::{MediaHooks, MediaSink};
 use crate::routes;
 use crate::sessions::gate::{BillingGate, HubSink, MeterHooks, meter_config};
 use crate::store::consent::Consent;
@@ -195,6 +197,7 @@ impl Application {
         if config.mode == Mode::Dev {
             seed_demo_prices(&billing).await.map_err(StartError::DemoPrices)?;
         }
+        let stop_outbox_early = CancellationToken::new();
         let meters = Meters::new(config.meter, config.currency, clock.clone(), Arc::new(store.clone()));
         meters.observe_lateness(|late| {
             metrics::histogram!("parley_meter_deadline_lateness_seconds").record(late.as_secs_f64());
@@ -203,11 +206,26 @@ impl Application {
         let gate = gate.unwrap_or_else(|| {
             Arc::new(BillingGate { billing: billing.clone(), meters: meters.clone(), consent: consent.clone() })
         });
-        let hooks = Arc::new(MeterHooks(meters.clone()));
+        let livekit = match &config.media {
+            Media::P2p => None,
+            Media::Livekit(lk) => {
+                // Tokens last as long as the longest session: the free
+                // window, the instant-call maximum and one grace period.
+                let length = config.meter.free_window
+                    + Duration::from_secs(u64::from(config.billing.instant_max_minutes) * 60)
+                    + config.meter.grace;
+                Some(Livekit::new(lk.clone(), meters.clone(), clock.clone(), store.clone(), config.meter.grace, length))
+            }
+        };
+        let hooks = Arc::new(MediaHooks { meter: MeterHooks(meters.clone()), livekit: livekit.clone() });
         let hub = Hub::new(config.signaling.clone(), clock.clone(), Arc::new(store.clone()), gate, hooks);
-        meters.set_sink(Arc::new(HubSink(Arc::downgrade(&hub))));
+        meters.set_sink(Arc::new(MediaSink { hub: HubSink(Arc::downgrade(&hub)), livekit: livekit.clone() }));
+        if let Some(lk) = &livekit {
+            hub.set_join_extras(lk.clone());
+            tokio::spawn(crate::media::worker::run_poll(lk.clone(), stop_outbox_early.clone().cancelled_owned()));
+        }
         recover_sessions(&config, &store, &billing, &meters, &hub).await.map_err(StartError::Recovery)?;
-        let stop_outbox = CancellationToken::new();
+        let stop_outbox = stop_outbox_early;
         // The webhook worker announces finished settlements (`session.settled`).
         billing.on_settled(store.webhook_signal());
         tokio::spawn(billing.clone().run_outbox(stop_outbox.clone().cancelled_owned()));
@@ -255,6 +273,9 @@ impl Application {
         };
         tokio::spawn(crate::bookings::worker::run(state.clone(), stop_outbox.clone().cancelled_owned()));
         let mut router = routes::router(state.clone()).merge(signaling.router());
+        if let Some(lk) = &livekit {
+            router = router.merge(crate::media::http::router(lk.clone()));
+        }
         if config.mode == Mode::Dev {
             router = router.merge(routes::dev_router(state, &config.web_dir, &config.sdk_js_dir));
         } else {
@@ -266,7 +287,8 @@ impl Application {
             .layer(axum::extract::DefaultBodyLimit::max(crate::kernel::extract::MAX_BODY_BYTES))
             .layer(axum::middleware::from_fn(crate::kernel::extract::problems));
         let listener = listen(config.listen).map_err(|source| StartError::Listen { addr: config.listen, source })?;
-        let recorder = (config.recorder == RecorderMode::Embedded)
+        // With LiveKit, its egress records; the embedded recorder is peer to peer.
+        let recorder = (config.recorder == RecorderMode::Embedded && config.media == Media::P2p)
             .then(|| RecorderSetup { work_dir: config.data_dir.join("recorder"), clock: clock.clone() });
         Ok(Application {
             listener,

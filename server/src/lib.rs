@@ -14,6 +14,7 @@ pub mod app;
 pub mod bookings;
 pub mod config;
 pub mod kernel;
+pub mod media;
 pub mod openapi;
 pub mod profiles;
 pub mod recordings;

@@ -68,6 +68,11 @@ struct Raw {
     seeker_no_show: SeekerNoShow,
     webhook_url: Option<String>,
     webhook_secret: Option<String>,
+    media: String,
+    livekit_url: Option<String>,
+    livekit_api_key: Option<String>,
+    livekit_api_secret: Option<String>,
+    livekit_poll_secs: u64,
 }
 
 impl Default for Raw {
@@ -109,6 +114,11 @@ impl Default for Raw {
             seeker_no_show: SeekerNoShow::Release,
             webhook_url: None,
             webhook_secret: None,
+            media: "p2p".into(),
+            livekit_url: None,
+            livekit_api_key: None,
+            livekit_api_secret: None,
+            livekit_poll_secs: 30,
         }
     }
 }
@@ -167,6 +177,9 @@ pub struct Config {
     pub seeker_no_show: SeekerNoShow,
     /// Outgoing webhooks to the operator's platform (docs/protocol.md §14).
     pub webhooks: WebhookConfig,
+    /// Where sessions' media runs: peer to peer or LiveKit (`PARLEY_MEDIA`,
+    /// `LIVEKIT_URL`, `LIVEKIT_API_KEY`, `LIVEKIT_API_SECRET`).
+    pub media: Media,
 }
 
 /// Where outgoing webhooks go (`PARLEY_WEBHOOK_URL`) and their signing
@@ -289,18 +302,27 @@ impl Config {
         let figment = Figment::from(Serialized::defaults(Raw::default()))
             .merge(Toml::file(&file))
             .merge(Env::prefixed("PARLEY_").ignore(&["CONFIG"]))
-            .merge(Env::raw().only(&["DATABASE_URL", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "STRIPE_API_BASE"]));
+            .merge(Env::raw().only(&[
+                "DATABASE_URL",
+                "STRIPE_SECRET_KEY",
+                "STRIPE_WEBHOOK_SECRET",
+                "STRIPE_API_BASE",
+                "LIVEKIT_URL",
+                "LIVEKIT_API_KEY",
+                "LIVEKIT_API_SECRET",
+            ]));
         Self::from_figment(figment)
     }
 
     fn from_figment(figment: Figment) -> Result<Config, ConfigError> {
         let raw: Raw = figment.extract().map_err(|e| {
             let key = e.path.join(".");
-            let env_name = if key == "database_url" || key.starts_with("stripe_") {
-                key.to_uppercase()
-            } else {
-                format!("PARLEY_{}", key.to_uppercase())
-            };
+            let env_name =
+                if key == "database_url" || key.starts_with("stripe_") || RAW_LIVEKIT_KEYS.contains(&key.as_str()) {
+                    key.to_uppercase()
+                } else {
+                    format!("PARLEY_{}", key.to_uppercase())
+                };
             ConfigError(format!("{env_name} (`{key}` in parley.toml): {}", e.kind))
         })?;
         Self::validate(raw)
@@ -349,6 +371,7 @@ impl Config {
         // Checked here (before `raw` is taken apart), reported after the JWT secret.
         let recordings = recording_config(&raw);
         let webhooks = webhook_config(&raw);
+        let media = media_config(&raw)?;
         let payments = match raw.payment_provider.as_str() {
             "sandbox" => Payments::Sandbox,
             "stripe" => {
@@ -436,6 +459,7 @@ impl Config {
             late_cancel_fee_percent: raw.late_cancel_fee_percent,
             seeker_no_show: raw.seeker_no_show,
             webhooks,
+            media,
         })
     }
 
@@ -503,6 +527,73 @@ impl Config {
 
 /// The webhook settings of `raw`, validated: a URL needs a secret of at
 /// least 32 bytes.
+/// The LiveKit settings read from the environment as is (no `PARLEY_`).
+const RAW_LIVEKIT_KEYS: [&str; 3] = ["livekit_url", "livekit_api_key", "livekit_api_secret"];
+
+/// Where sessions' media runs (`PARLEY_MEDIA`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Media {
+    /// `p2p`, the default: media flows peer to peer; the signaling room's
+    /// joins and drops feed the meter.
+    P2p,
+    /// `livekit`: each session's media runs in a LiveKit room; LiveKit's
+    /// webhooks (and a poll of its participants) feed the meter.
+    Livekit(LivekitConfig),
+}
+
+/// A LiveKit server (self-hosted or Cloud) and its API key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LivekitConfig {
+    /// `LIVEKIT_URL`: the server's URL as clients use it (`wss://…` or
+    /// `ws://…`; `https://`/`http://` accepted too). The Twirp API is called
+    /// on the same host over HTTP(S).
+    pub url: String,
+    /// `LIVEKIT_API_KEY`: signs API calls and access tokens, and names the
+    /// key webhooks are signed with.
+    pub api_key: String,
+    /// `LIVEKIT_API_SECRET` (at least 32 bytes, as LiveKit requires).
+    pub api_secret: String,
+    /// `PARLEY_LIVEKIT_POLL_SECS` (default 30): how often the participants
+    /// of open LiveKit sessions are listed, to catch a lost
+    /// `participant_left` webhook. Server time.
+    pub poll_interval: Duration,
+}
+
+fn media_config(raw: &Raw) -> Result<Media, ConfigError> {
+    let bad = |key: &str, why: &str| Err(ConfigError(format!("{key}: {why}")));
+    match raw.media.as_str() {
+        "p2p" => return Ok(Media::P2p),
+        "livekit" => {}
+        _ => return bad("PARLEY_MEDIA", "expected `p2p` or `livekit`"),
+    }
+    let url = raw.livekit_url.as_deref().map(str::trim).unwrap_or_default();
+    if url.is_empty() {
+        return bad("LIVEKIT_URL", "is required when PARLEY_MEDIA=livekit");
+    }
+    let scheme_ok = ["ws://", "wss://", "http://", "https://"].iter().any(|s| url.starts_with(s));
+    if !scheme_ok || url.parse::<axum::http::Uri>().map_or(true, |u| u.host().is_none()) {
+        return bad("LIVEKIT_URL", "expected a ws://, wss://, http:// or https:// URL with a host");
+    }
+    let Some(api_key) = raw.livekit_api_key.as_deref().map(str::trim).filter(|k| !k.is_empty()) else {
+        return bad("LIVEKIT_API_KEY", "is required when PARLEY_MEDIA=livekit");
+    };
+    let Some(api_secret) = raw.livekit_api_secret.as_deref().filter(|k| !k.is_empty()) else {
+        return bad("LIVEKIT_API_SECRET", "is required when PARLEY_MEDIA=livekit");
+    };
+    if api_secret.len() < 32 {
+        return bad("LIVEKIT_API_SECRET", "must be at least 32 bytes (LiveKit refuses shorter secrets)");
+    }
+    if raw.livekit_poll_secs == 0 {
+        return bad("PARLEY_LIVEKIT_POLL_SECS", "must be at least 1");
+    }
+    Ok(Media::Livekit(LivekitConfig {
+        url: url.to_owned(),
+        api_key: api_key.to_owned(),
+        api_secret: api_secret.to_owned(),
+        poll_interval: Duration::from_secs(raw.livekit_poll_secs),
+    }))
+}
+
 fn webhook_config(raw: &Raw) -> Result<WebhookConfig, ConfigError> {
     let bad = |key: &str, why: &str| Err(ConfigError(format!("{key}: {why}")));
     let url = raw.webhook_url.as_deref().map(str::trim).filter(|u| !u.is_empty());
