@@ -224,7 +224,9 @@ impl Application {
             hub.set_join_extras(lk.clone());
             tokio::spawn(crate::media::worker::run_poll(lk.clone(), stop_outbox_early.clone().cancelled_owned()));
         }
-        recover_sessions(&config, &store, &billing, &meters, &hub).await.map_err(StartError::Recovery)?;
+        recover_sessions(&config, &store, &billing, &meters, &hub, livekit.as_ref())
+            .await
+            .map_err(StartError::Recovery)?;
         let stop_outbox = stop_outbox_early;
         // The webhook worker announces finished settlements (`session.settled`).
         billing.on_settled(store.webhook_signal());
@@ -472,13 +474,15 @@ async fn seed_demo_prices(billing: &Billing) -> Result<(), BillingError> {
 
 /// Re-opens the sessions the database says are open (DESIGN.md M9): each
 /// is metered again from its last checkpoint, and both participants get `G`
-/// to join its room again.
+/// to join its room again (with LiveKit: its room's participants are listed
+/// at once, LK1).
 async fn recover_sessions(
     config: &Config,
     store: &SqlStore,
     billing: &Billing,
     meters: &Arc<Meters>,
     hub: &Arc<Hub>,
+    livekit: Option<&Arc<Livekit>>,
 ) -> Result<(), RecoveryError> {
     let open = store.open_sessions().await?;
     for (record, snapshot) in open {
@@ -503,6 +507,9 @@ async fn recover_sessions(
         };
         tracing::info!(session_id = %record.session_id, billable_ms = snapshot.billable_ms, "recovering open session");
         meters.recovered(&record.session_id, cfg, snapshot, booked);
+        if let Some(lk) = livekit {
+            lk.restored(&record);
+        }
         hub.restore_session(record, seeker, consultant, booked.map(|b| b.join_by));
     }
     Ok(())

@@ -32,6 +32,8 @@ pub(crate) struct Open {
     pub(crate) state: RoomState,
     /// Both consented to recording: its tracks are egressed.
     pub(crate) recording: bool,
+    /// When its participants are next listed (server clock).
+    next_poll: Timestamp,
 }
 
 /// The LiveKit media backend of one server.
@@ -100,9 +102,10 @@ impl Livekit {
         self.open.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The open LiveKit sessions (the poll's work).
-    pub fn open_sessions(&self) -> Vec<SessionId> {
-        self.lock().keys().cloned().collect()
+    /// The open LiveKit sessions whose participants are due to be listed
+    /// at `now`.
+    fn due(&self, now: Timestamp) -> Vec<SessionId> {
+        self.lock().iter().filter(|(_, o)| o.next_poll <= now).map(|(id, _)| id.clone()).collect()
     }
 
     /// The session opened at `at`: its room is created
@@ -110,7 +113,8 @@ impl Livekit {
     /// participants, kept `G` once empty), in the background.
     pub fn opened(self: &Arc<Self>, session: &SessionRecord, at: Timestamp) {
         let state = RoomState::new(session.seeker_id.clone(), session.consultant_id.clone(), at);
-        self.lock().insert(session.session_id.clone(), Open { state, recording: session.recording });
+        let next_poll = at.plus(self.cfg.poll_interval);
+        self.lock().insert(session.session_id.clone(), Open { state, recording: session.recording, next_poll });
         self.poll.wake();
         let me = self.clone();
         let name = room_name(&session.session_id);
@@ -126,6 +130,17 @@ impl Livekit {
                 tracing::error!(room = %name, error = %e, "LiveKit CreateRoom failed");
             }
         });
+    }
+
+    /// A session recovered at start-up (M9): its room is created if LiveKit
+    /// dropped it, and its participants are listed at once (LK1), since
+    /// the webhooks sent while the server was down are not retried forever.
+    pub fn restored(self: &Arc<Self>, session: &SessionRecord) {
+        let now = self.clock.now();
+        self.opened(session, now);
+        if let Some(open) = self.lock().get_mut(&session.session_id) {
+            open.next_poll = now;
+        }
     }
 
     /// The session ended: its participants are removed (their tokens
@@ -206,10 +221,14 @@ impl Livekit {
         Some(changes)
     }
 
-    /// Lists the participants of each open session's room and applies what
-    /// a lost webhook left out (LK1). Returns when to poll next.
+    /// Lists the participants of each open session's room due at `now`
+    /// (every poll interval from its opening) and applies what a lost
+    /// webhook left out (LK1). Returns when the next one is due.
     pub async fn poll_once(&self, now: Timestamp) -> Option<Timestamp> {
-        for session_id in self.open_sessions() {
+        for session_id in self.due(now) {
+            if let Some(open) = self.lock().get_mut(&session_id) {
+                open.next_poll = now.plus(self.cfg.poll_interval);
+            }
             let asked = self.clock.now();
             let listed = match self.rooms.list_participants(&room_name(&session_id)).await {
                 Ok(list) => list.iter().map(listed).collect::<Vec<_>>(),
@@ -220,7 +239,7 @@ impl Livekit {
             };
             self.with_room(&session_id, |room, now| room.state.polled(&listed, asked, now));
         }
-        if self.lock().is_empty() { None } else { Some(now.plus(self.cfg.poll_interval)) }
+        self.lock().values().map(|o| o.next_poll).min()
     }
 }
 

@@ -120,7 +120,7 @@ impl RoomState {
         let i = self.index(&p.identity)?;
         let me = &mut self.presence[i];
         me.left.insert(p.sid.clone());
-        if !me.current.as_ref().is_some_and(|(sid, _)| *sid == p.sid) {
+        if me.current.as_ref().is_none_or(|(sid, _)| *sid != p.sid) {
             return None;
         }
         me.current = None;

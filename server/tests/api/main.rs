@@ -9,6 +9,7 @@ mod directory;
 #[path = "../../../billing/tests/billing/fake_stripe/mod.rs"]
 mod fake_stripe;
 mod files;
+mod livekit;
 mod load_call;
 mod money;
 mod outbox;

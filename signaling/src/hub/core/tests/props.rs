@@ -203,10 +203,10 @@ impl Sim {
                 if let (Some(l), Some(s)) = (self.live_link(u), Self::pick(&self.sessions, k)) {
                     if users[u].role == Role::Recorder {
                         if self.core.recorder_join_check(&users[u].id, &s.session_id) == Ok(true) {
-                            let _ = self.core.recorder_join(&l, &users[u], &s.session_id, Some("j".into()), None, now);
+                            let _ = self.core.recorder_join(&l, &users[u], &s.session_id, Some("j".into()), now);
                         }
                     } else if self.core.join_check(&users[u].id, &s.session_id).is_ok() {
-                        let _ = self.core.join(&l, &users[u], &s.session_id, Some("j".into()), now);
+                        let _ = self.core.join(&l, &users[u], &s.session_id, Some("j".into()), None, now);
                     }
                 }
             }
