@@ -475,7 +475,7 @@ async fn seed_demo_prices(billing: &Billing) -> Result<(), BillingError> {
 /// Re-opens the sessions the database says are open (DESIGN.md M9): each
 /// is metered again from its last checkpoint, and both participants get `G`
 /// to join its room again (with LiveKit: its room's participants are listed
-/// at once, LK1).
+/// at once, L1).
 async fn recover_sessions(
     config: &Config,
     store: &SqlStore,

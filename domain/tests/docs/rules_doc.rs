@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 
 /// The rule series of docs/rules.md: metering, billing, appointments,
 /// recording, reviews, promotions, concurrency.
-const SERIES: [char; 7] = ['M', 'B', 'A', 'R', 'V', 'P', 'C'];
+const SERIES: [char; 8] = ['M', 'B', 'A', 'R', 'V', 'P', 'C', 'L'];
 
 /// File extensions searched for citations.
 const SCANNED: [&str; 5] = ["rs", "md", "sql", "toml", "ts"];

@@ -1,5 +1,5 @@
 -- LiveKit as a media backend (issue 18): every LiveKit webhook applied,
--- by its event id, so a repeated delivery is applied once (docs/rules.md LK2).
+-- by its event id, so a repeated delivery is applied once (docs/rules.md L2).
 CREATE TABLE livekit_events (
     id            TEXT PRIMARY KEY,       -- LiveKit's WebhookEvent.id ("EV_…")
     event         TEXT NOT NULL,          -- participant_joined, participant_left, room_finished, …

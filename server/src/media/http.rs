@@ -1,9 +1,9 @@
 //! `POST /v1/webhooks/livekit`: LiveKit's webhooks, verified with
 //! `livekit-api`'s `WebhookReceiver` (an `Authorization` JWT signed with
 //! the API secret, carrying the body's SHA-256), applied once per event id
-//! (LK2) and in LiveKit's order to the session's meter (LK1, LK3); a
+//! (L2) and in LiveKit's order to the session's meter (L1, L3); a
 //! consented session's published tracks are egressed and the egress
-//! results registered as its recordings (LK4).
+//! results registered as its recordings (L4).
 
 use std::sync::Arc;
 
@@ -97,7 +97,7 @@ async fn apply(lk: &Arc<Livekit>, event: &proto::WebhookEvent) -> Result<(), Api
     Ok(())
 }
 
-/// LK4: a published track of a consented session is egressed to
+/// L4: a published track of a consented session is egressed to
 /// `sessions/<session>/<identity>-<kind>-<track>.<ext>` in the egress
 /// service's storage (the same bucket as `PARLEY_RECORDING_STORE`).
 fn start_egress(lk: &Arc<Livekit>, session_id: &SessionId, event: &proto::WebhookEvent) {
@@ -127,7 +127,7 @@ fn kind_of(track: &proto::TrackInfo) -> (&'static str, &'static str) {
     }
 }
 
-/// LK4: a finished egress's files become the session's recordings (the
+/// L4: a finished egress's files become the session's recordings (the
 /// file named as [`start_egress`] named it; other egresses are ignored).
 async fn register_egress(lk: &Livekit, info: &proto::EgressInfo) -> Result<(), ApiError> {
     if info.status != proto::EgressStatus::EgressComplete as i32 {

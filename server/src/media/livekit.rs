@@ -133,7 +133,7 @@ impl Livekit {
     }
 
     /// A session recovered at start-up (M9): its room is created if LiveKit
-    /// dropped it, and its participants are listed at once (LK1), since
+    /// dropped it, and its participants are listed at once (L1), since
     /// the webhooks sent while the server was down are not retried forever.
     pub fn restored(self: &Arc<Self>, session: &SessionRecord) {
         let now = self.clock.now();
@@ -223,7 +223,7 @@ impl Livekit {
 
     /// Lists the participants of each open session's room due at `now`
     /// (every poll interval from its opening) and applies what a lost
-    /// webhook left out (LK1). Returns when the next one is due.
+    /// webhook left out (L1). Returns when the next one is due.
     pub async fn poll_once(&self, now: Timestamp) -> Option<Timestamp> {
         for session_id in self.due(now) {
             if let Some(open) = self.lock().get_mut(&session_id) {

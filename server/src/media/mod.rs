@@ -34,7 +34,7 @@ use crate::sessions::gate::{HubSink, MeterHooks};
 /// The hub's [`SessionHooks`], by media backend: the meter's hooks, plus
 /// (LiveKit) the room's life cycle. With LiveKit, the signaling room's
 /// joins and drops are not media presence and are not metered; LiveKit's
-/// own participant events are (rule LK1).
+/// own participant events are (rule L1).
 pub struct MediaHooks {
     /// The meter.
     pub meter: MeterHooks,

@@ -1,17 +1,17 @@
-//! What LiveKit's participant events mean for the meter (rules LK1–LK3),
+//! What LiveKit's participant events mean for the meter (rules L1–L3),
 //! with no IO: one [`RoomState`] per open LiveKit session turns webhooks
 //! (repeated, late, out of order) and polls of the room's participants into
 //! the joins and drops the meter gets from the signaling room with peer to
 //! peer.
 //!
-//! - LK1: a participant is present from LiveKit's `participant_joined` of
+//! - L1: a participant is present from LiveKit's `participant_joined` of
 //!   a connection (its `sid`) until that connection's `participant_left`,
 //!   the room's `room_finished`, or a poll that no longer lists it.
-//! - LK2: events are applied once (by event id, stored) and in LiveKit's
+//! - L2: events are applied once (by event id, stored) and in LiveKit's
 //!   order: a connection that left never becomes present again (a late
 //!   `participant_joined`), and a `participant_left` of an older
 //!   connection does not drop a newer one.
-//! - LK3: times are LiveKit's (`joined_at_ms`, the event's `created_at`),
+//! - L3: times are LiveKit's (`joined_at_ms`, the event's `created_at`),
 //!   clamped to the server clock: never before the session opened or the
 //!   last event fed, never after now, so a late webhook never bills time
 //!   that was not metered as both present.
@@ -39,7 +39,7 @@ pub struct Change {
     pub role: Role,
     /// Joined (`true`) or absent (`false`).
     pub joined: bool,
-    /// When, on the server clock (LK3).
+    /// When, on the server clock (L3).
     pub at: Timestamp,
 }
 
@@ -85,7 +85,7 @@ impl RoomState {
         self.members.iter().position(|(id, _)| id.as_str() == identity)
     }
 
-    /// LK3: LiveKit's `at_ms` on the server clock.
+    /// L3: LiveKit's `at_ms` on the server clock.
     fn at(&mut self, at_ms: i64, now: Timestamp) -> Timestamp {
         let floor = self.last_fed.max(self.opened_at);
         let at = Timestamp::from_unix_millis(at_ms).max(floor).min(now.max(floor));
@@ -93,7 +93,7 @@ impl RoomState {
         at
     }
 
-    /// `participant_joined` of `p` (LK1, LK2). `None`: nothing changes for
+    /// `participant_joined` of `p` (L1, L2). `None`: nothing changes for
     /// the meter (a stranger, a repeat, a late join of a connection that
     /// left or of an older one).
     pub fn joined(&mut self, p: &Listed, event_ms: i64, now: Timestamp) -> Option<Change> {
@@ -115,7 +115,7 @@ impl RoomState {
         Some(Change { role, joined: true, at: self.at(joined_ms, now) })
     }
 
-    /// `participant_left` of `p` at `event_ms` (LK1, LK2).
+    /// `participant_left` of `p` at `event_ms` (L1, L2).
     pub fn left(&mut self, p: &Listed, event_ms: i64, now: Timestamp) -> Option<Change> {
         let i = self.index(&p.identity)?;
         let me = &mut self.presence[i];

@@ -1,5 +1,5 @@
 //! The LiveKit webhook events applied (table `livekit_events`, migration
-//! 0015): the de-duplication of rule LK2.
+//! 0015): the de-duplication of rule L2.
 
 use parley_domain::Timestamp;
 

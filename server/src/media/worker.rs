@@ -1,4 +1,4 @@
-//! The participant poll (LK1): every `PARLEY_LIVEKIT_POLL_SECS` of server
+//! The participant poll (L1): every `PARLEY_LIVEKIT_POLL_SECS` of server
 //! time while LiveKit sessions are open, `ListParticipants` of each room,
 //! so a lost `participant_left` cannot keep a session billing.
 

@@ -1,4 +1,4 @@
-//! LiveKit as the media backend (issue 18, docs/rules.md LK1–LK4) against
+//! LiveKit as the media backend (issue 18, docs/rules.md L1–L4) against
 //! a local fake of LiveKit's Twirp API ([`fake`]), with the real
 //! `livekit-api` client code path: rooms and tokens, the meter fed by
 //! signed webhooks (repeated, late, out of order) and by the participant
@@ -168,11 +168,11 @@ async fn webhooks_bill_as_peer_to_peer(postgres: bool) {
     let app = lk_app(&fake, postgres).await;
     let mut s = open(&app, false).await;
     let t0 = app.clock.now().unix_millis();
-    // In the signaling room but not in LiveKit's: not billed (LK1).
+    // In the signaling room but not in LiveKit's: not billed (L1).
     app.advance(SECS(20)).await;
     media_join(&app, &fake, &s.sid, "sam", "PA_s1", "EV_1").await;
     media_join(&app, &fake, &s.sid, "cora", "PA_c1", "EV_2").await;
-    // LiveKit retries: the same events again change nothing (LK2).
+    // LiveKit retries: the same events again change nothing (L2).
     let mut again = event("EV_1", "participant_joined", s.sid.as_str(), (t0 + 20_000) / 1000);
     again.participant = Some(FakeLivekit::participant("sam", "PA_s1", t0 + 20_000));
     let (status, body) = deliver(&app.base, &again).await;
