@@ -422,3 +422,62 @@ async fn lk4_egress_of_a_consented_session_becomes_its_recordings_and_recap_on_s
 async fn lk4_egress_of_a_consented_session_becomes_its_recordings_and_recap_on_postgres() {
     egress_becomes_recordings(true).await;
 }
+
+/// Delivers `e` `n` times at once; returns how many were first deliveries.
+async fn deliver_concurrently(base: &str, e: &proto::WebhookEvent, n: usize) -> usize {
+    let answers = futures_util::future::join_all((0..n).map(|_| deliver(base, e))).await;
+    assert!(answers.iter().all(|(status, _)| *status == 200), "{answers:?}");
+    answers.iter().filter(|(_, body)| body["duplicate"].as_bool() == Some(false)).count()
+}
+
+async fn concurrent_deliveries_apply_once(postgres: bool) {
+    let fake = FakeLivekit::start().await;
+    let app = lk_app(&fake, postgres).await;
+    let mut s = open(&app, false).await;
+    media_join(&app, &fake, &s.sid, "cora", "PA_c1", "EV_c").await;
+    let t0 = app.clock.now().unix_millis();
+    let mut join = event("EV_j0", "participant_joined", s.sid.as_str(), t0 / 1000);
+    join.participant = Some(FakeLivekit::participant("sam", "PA_s0", t0));
+    assert_eq!(deliver_concurrently(&app.base, &join, 6).await, 1);
+    // Ten rounds: 2 s together, then sam's connection drops for 1 s and
+    // comes back as a new one; each event is delivered six times at once.
+    for round in 0..10 {
+        app.advance(SECS(2)).await;
+        let (joined_ms, now) = (join.participant.as_ref().unwrap().joined_at_ms, app.clock.now().unix_millis());
+        let conn = format!("PA_s{round}");
+        let left = left_event(&s.sid, "sam", &conn, joined_ms, now, &format!("EV_l{round}"));
+        assert_eq!(deliver_concurrently(&app.base, &left, 6).await, 1, "round {round}: one leave applied");
+        app.advance(SECS(1)).await;
+        let now = app.clock.now().unix_millis();
+        join = event(&format!("EV_j{}", round + 1), "participant_joined", s.sid.as_str(), now / 1000);
+        join.participant = Some(FakeLivekit::participant("sam", &format!("PA_s{}", round + 1), now));
+        assert_eq!(deliver_concurrently(&app.base, &join, 6).await, 1, "round {round}: one join applied");
+    }
+    app.advance(SECS(5)).await;
+    // The hang-up races sam's last leave: either way 25 s together.
+    let now = app.clock.now().unix_millis();
+    let left = left_event(&s.sid, "sam", "PA_s10", join.participant.as_ref().unwrap().joined_at_ms, now, "EV_last");
+    let (hung_up, applied) = tokio::join!(s.seeker.end_session(&s.sid), deliver_concurrently(&app.base, &left, 4));
+    hung_up.unwrap();
+    assert!(applied <= 1);
+    let bill = SessionBill { outcome: Outcome::Free, billable_secs: 25, charge: eur(0) };
+    assert_eq!(ended(&mut s.s_events).await, (SessionEndReason::Hangup, Some(bill)));
+    let room = s.sid.as_str().to_owned();
+    until("the room is deleted", || async { fake.state.lock().unwrap().deleted.contains(&room) }).await;
+    let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM livekit_events WHERE room = $1")
+        .bind(s.sid.as_str())
+        .fetch_one(&app.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(stored, 22 + applied as i64, "each event id stored once");
+}
+
+#[tokio::test]
+async fn lk2_concurrent_deliveries_of_one_event_apply_once_on_sqlite() {
+    concurrent_deliveries_apply_once(false).await;
+}
+
+#[tokio::test]
+async fn lk2_concurrent_deliveries_of_one_event_apply_once_on_postgres() {
+    concurrent_deliveries_apply_once(true).await;
+}
