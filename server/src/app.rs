@@ -275,9 +275,10 @@ impl Application {
         };
         tokio::spawn(crate::bookings::worker::run(state.clone(), stop_outbox.clone().cancelled_owned()));
         let mut router = routes::router(state.clone()).merge(signaling.router());
-        if let Some(lk) = &livekit {
-            router = router.merge(crate::media::http::router(lk.clone()));
-        }
+        router = router.merge(match &livekit {
+            Some(lk) => crate::media::http::router(lk.clone()),
+            None => crate::media::http::absent_router(),
+        });
         if config.mode == Mode::Dev {
             router = router.merge(routes::dev_router(state, &config.web_dir, &config.sdk_js_dir));
         } else {

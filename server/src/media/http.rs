@@ -27,6 +27,15 @@ pub fn router(livekit: Arc<Livekit>) -> Router {
     Router::new().route("/v1/webhooks/livekit", post(livekit_webhook)).with_state(livekit)
 }
 
+/// The route with peer-to-peer media: 404 `unknown_type` ("this server
+/// does not use LiveKit"), as the Stripe webhook without Stripe.
+pub fn absent_router() -> Router {
+    let absent = || async {
+        ApiError::NotFound(ErrorCode::UnknownType, "this server does not use LiveKit (PARLEY_MEDIA=p2p)".into())
+    };
+    Router::new().route("/v1/webhooks/livekit", post(absent))
+}
+
 /// `POST /v1/webhooks/livekit` (docs/protocol.md, "LiveKit webhooks"):
 /// 200 `{"received": true, "duplicate": bool}`; 401 `bad_signature` for a
 /// missing, forged, expired or altered one (the JWT or the body's hash);
@@ -37,7 +46,8 @@ pub fn router(livekit: Arc<Livekit>) -> Router {
     request_body(content = String, description = "LiveKit's WebhookEvent, JSON", content_type = "application/webhook+json"),
     responses((status = 200, description = "`{\"received\": true, \"duplicate\": bool}`"),
         (status = 400, description = "`malformed_payload`", body = Problem),
-        (status = 401, description = "`bad_signature`", body = Problem)))]
+        (status = 401, description = "`bad_signature`", body = Problem),
+        (status = 404, description = "`unknown_type`: the server does not use LiveKit", body = Problem)))]
 pub(crate) async fn livekit_webhook(
     State(lk): State<Arc<Livekit>>,
     headers: HeaderMap,

@@ -481,3 +481,11 @@ async fn lk2_concurrent_deliveries_of_one_event_apply_once_on_sqlite() {
 async fn lk2_concurrent_deliveries_of_one_event_apply_once_on_postgres() {
     concurrent_deliveries_apply_once(true).await;
 }
+
+#[tokio::test]
+async fn lk_a_peer_to_peer_server_has_no_livekit_webhook() {
+    let app = crate::common::spawn_app().await;
+    let e = event("EV_1", "room_finished", "ses_0192900ca27b70c6a6a3a4506513270e", 0);
+    let (status, problem) = deliver(&app.base, &e).await;
+    assert_eq!((status, problem["code"].as_str()), (404, Some("unknown_type")));
+}
