@@ -20,7 +20,7 @@ use parley_domain::protocol::{ErrorCode, Problem};
 use super::livekit::{Livekit, listed, room_name};
 use super::sql;
 use crate::kernel::ApiError;
-use crate::store::files::{RecordingRow, insert_recording, new_recording_id};
+use crate::store::files::{RecordingRow, insert_recording, new_recording_id, recordings_of};
 
 /// The route of the LiveKit webhook (only with `PARLEY_MEDIA=livekit`).
 pub fn router(livekit: Arc<Livekit>) -> Router {
@@ -147,7 +147,13 @@ async fn register_egress(lk: &Livekit, info: &proto::EgressInfo) -> Result<(), A
     let Ok(session_id) = SessionId::parse(info.room_name.clone()) else { return Ok(()) };
     let prefix = format!("sessions/{session_id}/");
     let now = lk.clock.now().unix_millis();
+    let known =
+        recordings_of(&lk.store, &session_id).await.map_err(|e| ApiError::Internal(format!("recordings: {e}")))?;
     for file in &info.file_results {
+        // Another event about the same egress: registered already.
+        if known.iter().any(|r| r.object_key == file.filename) {
+            continue;
+        }
         let Some(name) = file.filename.strip_prefix(&prefix) else { continue };
         let Some((stem, ext)) = name.rsplit_once('.') else { continue };
         let mut parts = stem.rsplitn(3, '-');
