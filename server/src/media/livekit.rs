@@ -112,8 +112,13 @@ impl Livekit {
     /// (`RoomService.CreateRoom`, named after the session, at most its two
     /// participants, kept `G` once empty), in the background.
     pub fn opened(self: &Arc<Self>, session: &SessionRecord, at: Timestamp) {
+        self.open_room(session, at, at.plus(self.cfg.poll_interval));
+    }
+
+    /// Keeps `session` as open (present: nobody yet), polled first at
+    /// `next_poll`, and creates its room.
+    fn open_room(self: &Arc<Self>, session: &SessionRecord, at: Timestamp, next_poll: Timestamp) {
         let state = RoomState::new(session.seeker_id.clone(), session.consultant_id.clone(), at);
-        let next_poll = at.plus(self.cfg.poll_interval);
         self.lock().insert(session.session_id.clone(), Open { state, recording: session.recording, next_poll });
         self.poll.wake();
         let me = self.clone();
@@ -137,10 +142,7 @@ impl Livekit {
     /// the webhooks sent while the server was down are not retried forever.
     pub fn restored(self: &Arc<Self>, session: &SessionRecord) {
         let now = self.clock.now();
-        self.opened(session, now);
-        if let Some(open) = self.lock().get_mut(&session.session_id) {
-            open.next_poll = now;
-        }
+        self.open_room(session, now, now);
     }
 
     /// The session ended: its participants are removed (their tokens

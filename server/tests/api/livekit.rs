@@ -492,3 +492,42 @@ async fn lk_a_peer_to_peer_server_has_no_livekit_webhook() {
     let (status, problem) = deliver(&app.base, &e).await;
     assert_eq!((status, problem["code"].as_str()), (404, Some("unknown_type")));
 }
+
+#[tokio::test]
+async fn lk1_after_a_restart_the_rooms_participants_are_listed_at_once() {
+    let fake = FakeLivekit::start().await;
+    let app = lk_app(&fake, false).await;
+    let s = open(&app, false).await;
+    let room = s.sid.as_str().to_owned();
+    until("the room is created", || async { fake.state.lock().unwrap().rooms.contains_key(&room) }).await;
+    media_join(&app, &fake, &s.sid, "sam", "PA_s1", "EV_1").await;
+    media_join(&app, &fake, &s.sid, "cora", "PA_c1", "EV_2").await;
+    let lists = fake.state.lock().unwrap().lists;
+    app.advance(SECS(50)).await;
+    until("a poll before the restart", || async { fake.state.lock().unwrap().lists > lists }).await;
+    let seeker_token = app.token("sam", Role::Seeker);
+    drop(s);
+    let lists = fake.state.lock().unwrap().lists;
+    // Both stay in LiveKit's room while Parley restarts (checkpoint at +50).
+    let app = app.restart().await;
+    until("the participants are listed at once", || async { fake.state.lock().unwrap().lists > lists }).await;
+    // The clients come back to the signaling room too (its own grace, M9).
+    let (sam, _s_events) = app.client("sam", Role::Seeker).await;
+    let (cora, _c_events) = app.client("cora", Role::Consultant).await;
+    sam.join(&s_sid(&room)).await.unwrap();
+    cora.join(&s_sid(&room)).await.unwrap();
+    let lists = fake.state.lock().unwrap().lists;
+    fake.disconnect(&room, "PA_s1");
+    app.advance(SECS(30)).await;
+    until("the next poll", || async { fake.state.lock().unwrap().lists > lists }).await;
+    app.advance(SECS(30)).await;
+    // Present through the restart until the poll missed sam at +80 (not
+    // abandoned as of the restart at +50).
+    let api = ApiClient::new(&app.base).unwrap();
+    let d = settled(&api, &seeker_token, &s_sid(&room)).await;
+    assert_eq!((d.outcome, d.billable_secs), (Some(Outcome::Free), 80));
+}
+
+fn s_sid(room: &str) -> SessionId {
+    SessionId::parse(room).unwrap()
+}
