@@ -130,6 +130,26 @@ pub struct IceCandidate {
     pub username_fragment: Option<String>,
 }
 
+/// Where a participant's media goes when the session's media does not run
+/// peer to peer: the `media` field of the `room.join` ack
+/// ([`AckResult::Room`]). Absent for peer-to-peer sessions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "backend", rename_all = "snake_case")]
+pub enum MediaJoin {
+    /// A LiveKit SFU: connect to `url` with `token` (LiveKit's client
+    /// SDKs: `room.connect(url, token)`) instead of negotiating peer to
+    /// peer. The token admits exactly this session's room (named after the
+    /// session id) and this user's identity (the user id), until the end of
+    /// the session's longest possible length.
+    Livekit {
+        /// The LiveKit server's WebSocket URL (`wss://…`).
+        url: String,
+        /// A LiveKit access token (HS256 JWT signed with the operator's
+        /// API secret).
+        token: String,
+    },
+}
+
 /// A STUN or TURN server, in the W3C `RTCIceServer` shape. TURN entries carry
 /// time-limited credentials (TURN REST API: username `expiry:user`, password
 /// base64 HMAC-SHA1 of the username).
@@ -400,6 +420,11 @@ pub enum AckResult {
         /// billable time so far (DESIGN.md M8). Absent if not metered.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         meter: Option<MeterStatus>,
+        /// The media server to connect to when the session's media does not
+        /// run peer to peer (a LiveKit URL and token); absent for peer to
+        /// peer.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        media: Option<MediaJoin>,
     },
     /// `resume`: the old connection's state is yours.
     Resumed {

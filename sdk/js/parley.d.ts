@@ -373,6 +373,16 @@ export interface RoomResult {
   offerer: boolean;
   /** The session's meter as of the join; absent if not metered, and for the recorder. */
   meter?: MeterStatus;
+  /** Where the media runs when not peer to peer (`PARLEY_MEDIA=livekit`); absent for peer to peer. */
+  media?: MediaJoin;
+}
+/** A LiveKit server and an access token for exactly this session's room and user. */
+export interface MediaJoin {
+  backend: "livekit";
+  /** The LiveKit server (`wss://…`). */
+  url: string;
+  /** A LiveKit access token (HS256 JWT). */
+  token: string;
 }
 /** A session's meter as a participant joins (DESIGN.md M8). */
 export interface MeterStatus {
@@ -1332,6 +1342,37 @@ export declare class Call extends Emitter<CallEventMap> {
   rejoined(room: RoomResult): void;
   /** Sum of `bytesReceived` over `inbound-rtp` stats. */
   inboundBytes(): Promise<number>;
+  close(): void;
+  /**
+   * The call of a joined room, whichever backend carries its media: a `Call`
+   * (peer to peer) or, when `room.media.backend == "livekit"`, a connected
+   * `LiveKitCall` (the vendored `livekit-client`, loaded on demand).
+   */
+  static forRoom(
+    client: SignalingClient,
+    room: RoomResult,
+    options?: { localStream?: MediaStream; rtcConfig?: RTCConfiguration; connectTimeoutMs?: number; livekitModule?: string },
+  ): Promise<Call | LiveKitCall>;
+}
+
+/** The vendored `livekit-client` version. */
+export declare const LIVEKIT_CLIENT_VERSION: string;
+
+/** A session's call through a LiveKit SFU; the same events as `Call`. */
+export declare class LiveKitCall extends Emitter<CallEventMap> {
+  constructor(client: SignalingClient, room: RoomResult, lk: unknown, options?: { localStream?: MediaStream });
+  readonly client: SignalingClient;
+  readonly sessionId: SessionId;
+  readonly media: MediaJoin;
+  /** The `livekit-client` Room. */
+  readonly room: unknown;
+  readonly remoteStream: MediaStream;
+  readonly localStream: MediaStream | null;
+  readonly closed: boolean;
+  readonly connectionState: "new" | "connecting" | "connected" | "reconnecting" | "disconnected" | "failed";
+  connect(): Promise<void>;
+  addStream(stream: MediaStream): Promise<void>;
+  rejoined(): void;
   close(): void;
 }
 

@@ -1337,6 +1337,130 @@ function candidateInit(candidate) {
   return out;
 }
 
+/** The vendored `livekit-client` (sdk/js/vendor/livekit-client/). */
+export const LIVEKIT_CLIENT_VERSION = "2.23.0";
+
+/**
+ * Starts the call of a joined room, whichever backend carries its media:
+ * peer to peer (a {@link Call}) or, when the `room.join` ack says
+ * `media.backend == "livekit"`, a {@link LiveKitCall} connected to the
+ * LiveKit server with the ack's token. Both have the same API: `on(...)`
+ * with "track", "remotestream", "connectionstatechange", "error";
+ * `addStream`, `connectionState`, `rejoined`, `close`.
+ *
+ * @param {SignalingClient} client
+ * @param {object} room the `room.join` result
+ * @param {{localStream?: MediaStream, rtcConfig?: RTCConfiguration, connectTimeoutMs?: number, livekitModule?: string}} [options]
+ *   `livekitModule`: another URL of the `livekit-client` ES module (default: the vendored one next to this file)
+ * @returns {Promise<Call | LiveKitCall>}
+ */
+Call.forRoom = async function forRoom(client, room, options = {}) {
+  const media = room && room.media;
+  if (!media || media.backend !== "livekit") return new Call(client, room, options);
+  const url = options.livekitModule || new URL("./vendor/livekit-client/livekit-client.esm.mjs", import.meta.url).href;
+  const lk = await import(url);
+  const call = new LiveKitCall(client, room, lk, options);
+  await call.connect();
+  return call;
+};
+
+/**
+ * A session's call through a LiveKit SFU (`PARLEY_MEDIA=livekit`): connects
+ * with the `room.join` ack's `media.url` and `media.token`, publishes the
+ * local stream's tracks, and gathers the other participant's tracks into
+ * `remoteStream`. No SDP or ICE goes through Parley's signaling; the
+ * connection state is still reported as `media.state` (M11). Recording is
+ * LiveKit's egress (no recorder connection). Same events as {@link Call}.
+ */
+export class LiveKitCall extends Emitter {
+  /**
+   * @param {SignalingClient} client
+   * @param {object} room the `room.join` result, with `media: {backend: "livekit", url, token}`
+   * @param {object} lk the `livekit-client` module
+   * @param {{localStream?: MediaStream}} [options]
+   */
+  constructor(client, room, lk, options = {}) {
+    super();
+    this.client = client;
+    this.sessionId = room.session_id;
+    this.media = room.media;
+    this.closed = false;
+    this.remoteStream = new MediaStream();
+    this.localStream = options.localStream || null;
+    this._lk = lk;
+    this._state = "new";
+    this._lastReported = null;
+    this.room = new lk.Room();
+    const E = lk.RoomEvent;
+    this.room.on(E.TrackSubscribed, (track) => {
+      const t = track.mediaStreamTrack;
+      if (t && !this.remoteStream.getTracks().includes(t)) this.remoteStream.addTrack(t);
+      this._emit("track", { track: t, streams: [this.remoteStream] });
+      this._emit("remotestream", this.remoteStream);
+    });
+    this.room.on(E.TrackUnsubscribed, (track) => {
+      const t = track.mediaStreamTrack;
+      if (t) this.remoteStream.removeTrack(t);
+    });
+    this.room.on(E.ConnectionStateChanged, (s) => this._report(s === "signalReconnecting" ? "reconnecting" : s));
+    this.room.on(E.Disconnected, () => this._report("disconnected"));
+  }
+
+  /** Connects to the LiveKit room and publishes the local stream, if any. */
+  async connect() {
+    try {
+      await this.room.connect(this.media.url, this.media.token);
+    } catch (err) {
+      this._report("failed");
+      this._emit("error", err);
+      throw err;
+    }
+    if (this.localStream) await this.addStream(this.localStream);
+  }
+
+  /** The connection state: `new`, `connecting`, `connected`, `reconnecting`, `disconnected`, `failed`. */
+  get connectionState() {
+    return this._state;
+  }
+
+  /** Publishes every track of `stream` (before or during the call). */
+  async addStream(stream) {
+    this.localStream = stream;
+    if (this._state !== "connected") return;
+    const published = new Set(
+      [...this.room.localParticipant.trackPublications.values()].map((p) => p.track && p.track.mediaStreamTrack),
+    );
+    for (const track of stream.getTracks()) {
+      if (!published.has(track)) await this.room.localParticipant.publishTrack(track);
+    }
+  }
+
+  /** Nothing to renegotiate: LiveKit reconnects on its own. */
+  rejoined() {}
+
+  /** Leaves the LiveKit room. Idempotent. */
+  close() {
+    if (this.closed) return;
+    this.closed = true;
+    this.room.disconnect();
+  }
+
+  _report(state) {
+    this._state = state;
+    if (this.closed) return;
+    this._emit("connectionstatechange", state);
+    const wire = { connected: "connected", reconnecting: "disconnected", disconnected: "disconnected", failed: "failed", connecting: "connecting" }[state];
+    if (wire && wire !== this._lastReported) {
+      this._lastReported = wire;
+      try {
+        this.client.send({ type: "media.state", session_id: this.sessionId, state: wire });
+      } catch (err) {
+        this._emit("error", err);
+      }
+    }
+  }
+}
+
 /**
  * The send-only peer connection a participant keeps with the recorder while
  * the session is recorded (docs/protocol.md §8.14): it answers the

@@ -18,8 +18,10 @@ use tokio::net::{TcpListener, TcpSocket};
 use tokio_util::sync::CancellationToken;
 
 use crate::cluster::{Leases, LocalLeases, RedisLeases};
-use crate::config::{ClusterConfig, Config, Mode, Payments, RecorderMode, SecretError};
+use crate::config::{ClusterConfig, Config, Media, Mode, Payments, RecorderMode, SecretError};
 use crate::kernel::{AppState, Marketplace};
+use crate::media::livekit::Livekit;
+use crate::media::{MediaHooks, MediaSink};
 use crate::routes;
 use crate::sessions::gate::{BillingGate, HubSink, MeterHooks, meter_config};
 use crate::store::consent::Consent;
@@ -202,6 +204,7 @@ impl Application {
         if config.mode == Mode::Dev {
             seed_demo_prices(&billing).await.map_err(StartError::DemoPrices)?;
         }
+        let stop_outbox_early = CancellationToken::new();
         let meters = Meters::new(config.meter, config.currency, clock.clone(), Arc::new(store.clone()));
         meters.observe_lateness(|late| {
             metrics::histogram!("parley_meter_deadline_lateness_seconds").record(late.as_secs_f64());
@@ -211,11 +214,26 @@ impl Application {
             Arc::new(BillingGate { billing: billing.clone(), meters: meters.clone(), consent: consent.clone() })
         });
         let (leases, redis) = cluster_leases(&config.cluster).await?;
-        let hooks = Arc::new(MeterHooks(meters.clone()));
+        let livekit = match &config.media {
+            Media::P2p => None,
+            Media::Livekit(lk) => {
+                // Tokens last as long as the longest session: the free
+                // window, the instant-call maximum and one grace period.
+                let length = config.meter.free_window
+                    + Duration::from_secs(u64::from(config.billing.instant_max_minutes) * 60)
+                    + config.meter.grace;
+                Some(Livekit::new(lk.clone(), meters.clone(), clock.clone(), store.clone(), config.meter.grace, length))
+            }
+        };
+        let hooks = Arc::new(MediaHooks { meter: MeterHooks(meters.clone()), livekit: livekit.clone() });
         let hub = Hub::new(config.signaling.clone(), clock.clone(), Arc::new(store.clone()), gate, hooks);
-        meters.set_sink(Arc::new(HubSink(Arc::downgrade(&hub))));
+        meters.set_sink(Arc::new(MediaSink { hub: HubSink(Arc::downgrade(&hub)), livekit: livekit.clone() }));
+        if let Some(lk) = &livekit {
+            hub.set_join_extras(lk.clone());
+            tokio::spawn(crate::media::worker::run_poll(lk.clone(), stop_outbox_early.clone().cancelled_owned()));
+        }
         let lease_ttl = config.cluster.lease_ttl;
-        recover_sessions(&config, &store, &billing, &meters, &hub, leases.as_ref())
+        recover_sessions(&config, &store, &billing, &meters, &hub, livekit.as_ref(), leases.as_ref())
             .await
             .map_err(StartError::Recovery)?;
         let stop_leases = CancellationToken::new();
@@ -225,7 +243,7 @@ impl Application {
             lease_ttl,
             stop_leases.clone().cancelled_owned(),
         ));
-        let stop_outbox = CancellationToken::new();
+        let stop_outbox = stop_outbox_early;
         // The webhook worker announces finished settlements (`session.settled`).
         billing.on_settled(store.webhook_signal());
         tokio::spawn(billing.clone().run_outbox(stop_outbox.clone().cancelled_owned()));
@@ -286,6 +304,10 @@ impl Application {
             stop_outbox.clone().cancelled_owned(),
         ));
         let mut router = routes::router(state.clone()).merge(signaling.router());
+        router = router.merge(match &livekit {
+            Some(lk) => crate::media::http::router(lk.clone()),
+            None => crate::media::http::absent_router(),
+        });
         if config.mode == Mode::Dev {
             router = router.merge(routes::dev_router(state, &config.web_dir, &config.sdk_js_dir));
         } else {
@@ -297,7 +319,8 @@ impl Application {
             .layer(axum::extract::DefaultBodyLimit::max(crate::kernel::extract::MAX_BODY_BYTES))
             .layer(axum::middleware::from_fn(crate::kernel::extract::problems));
         let listener = listen(config.listen).map_err(|source| StartError::Listen { addr: config.listen, source })?;
-        let recorder = (config.recorder == RecorderMode::Embedded)
+        // With LiveKit, its egress records; the embedded recorder is peer to peer.
+        let recorder = (config.recorder == RecorderMode::Embedded && config.media == Media::P2p)
             .then(|| RecorderSetup { work_dir: config.data_dir.join("recorder"), clock: clock.clone() });
         Ok(Application {
             listener,
@@ -508,13 +531,15 @@ async fn cluster_leases(
 /// that no other node meters (their lease is free or this node's): each
 /// is taken over (a new owner epoch fences off any former owner), metered
 /// again from its last checkpoint, and both participants get `G` to join
-/// its room again.
+/// its room again (with LiveKit: its room's participants are listed
+/// at once, L1).
 async fn recover_sessions(
     config: &Config,
     store: &SqlStore,
     billing: &Billing,
     meters: &Arc<Meters>,
     hub: &Arc<Hub>,
+    livekit: Option<&Arc<Livekit>>,
     leases: &dyn Leases,
 ) -> Result<(), RecoveryError> {
     let open = store.open_sessions().await?;
@@ -553,6 +578,9 @@ async fn recover_sessions(
         };
         tracing::info!(session_id = %record.session_id, billable_ms = snapshot.billable_ms, %epoch, "recovering open session");
         meters.recovered(&record.session_id, epoch, cfg, snapshot, booked);
+        if let Some(lk) = livekit {
+            lk.restored(&record);
+        }
         hub.restore_session(record, seeker, consultant, booked.map(|b| b.join_by));
     }
     Ok(())

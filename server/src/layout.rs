@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// The folders of `server/src` that are areas.
-const AREAS: [&str; 7] = ["sessions", "bookings", "profiles", "reviews", "recordings", "webhooks", "disputes"];
+const AREAS: [&str; 8] = ["sessions", "bookings", "profiles", "reviews", "recordings", "webhooks", "disputes", "media"];
 
 /// The longest a source file may be, lines.
 const MAX_LINES: usize = 700;

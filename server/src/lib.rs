@@ -18,6 +18,7 @@ pub mod config;
 pub mod disputes;
 pub mod engagements;
 pub mod kernel;
+pub mod media;
 pub mod openapi;
 pub mod profiles;
 pub mod recordings;

@@ -52,6 +52,7 @@ use utoipa::{Modify, OpenApi};
         crate::sessions::http::refund,
         crate::sessions::http::end_session,
         crate::sessions::http::stripe_webhook,
+        crate::media::http::livekit_webhook,
         crate::recordings::download::download,
         crate::recordings::http::recordings,
         crate::recordings::http::recap,

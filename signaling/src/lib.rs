@@ -40,7 +40,7 @@ pub use config::SignalingConfig;
 pub use connection::{ABUSE_BURSTS, CLOSE_IDLE, CLOSE_RATE_LIMITED, CLOSE_TOO_BIG, RATE_LIMIT_UNIT_BYTES};
 pub use error::SignalError;
 pub use hub::{CLOSE_GOING_AWAY, CLOSE_RECORDER_CONNECTED, Hub};
-pub use store::{CallGate, GateRefusal, NoHooks, OpenGate, SessionHooks, Store, StoreError};
+pub use store::{CallGate, GateRefusal, JoinExtras, NoHooks, OpenGate, SessionHooks, Store, StoreError};
 
 /// Largest WebSocket message read at all, bytes. Frames between
 /// [`parley_domain::protocol::MAX_FRAME_BYTES`] and this are answered with

@@ -4,7 +4,7 @@
 
 use async_trait::async_trait;
 use parley_domain::protocol::{
-    CallEndReason, ChatKind, ErrorCode, MediaState, MeterStatus, RecordingStopReason, Role, SessionBill,
+    CallEndReason, ChatKind, ErrorCode, MediaJoin, MediaState, MeterStatus, RecordingStopReason, Role, SessionBill,
     SessionEndReason, UserInfo,
 };
 use parley_domain::{CallId, SessionId, Timestamp, UserId};
@@ -271,6 +271,16 @@ pub trait SessionHooks: Send + Sync + 'static {
         by: Option<Role>,
         at: Timestamp,
     ) -> Option<SessionBill>;
+}
+
+/// What the server adds to a participant's `room.join` ack beyond the
+/// peer-to-peer fields: where their media goes when it does not run peer to
+/// peer (a LiveKit URL and token). Asked by the hub's driver, outside its
+/// lock, once per join; `None` means peer to peer.
+pub trait JoinExtras: Send + Sync + 'static {
+    /// The media fields of `user`'s `room.join` ack for `session_id`
+    /// (`user` is one of the session's two participants).
+    fn media(&self, session_id: &SessionId, user: &UserInfo) -> Option<MediaJoin>;
 }
 
 /// [`SessionHooks`] that meter nothing: sessions end without a bill.

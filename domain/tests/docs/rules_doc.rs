@@ -21,8 +21,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 /// The rule series of docs/rules.md: metering, billing, appointments,
-/// recording, reviews, promotions, concurrency, disputes, escrow.
-const SERIES: [char; 9] = ['M', 'B', 'A', 'R', 'V', 'P', 'C', 'D', 'E'];
+/// recording, reviews, promotions, concurrency, disputes, escrow, LiveKit.
+const SERIES: [char; 10] = ['M', 'B', 'A', 'R', 'V', 'P', 'C', 'D', 'E', 'L'];
 
 /// File extensions searched for citations.
 const SCANNED: [&str; 5] = ["rs", "md", "sql", "toml", "ts"];

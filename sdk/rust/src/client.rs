@@ -29,8 +29,8 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use parley_domain::protocol::{
-    AckResult, ChatKind, ClientEnvelope, ClientMessage, IceServer, MeterStatus, PresenceStatus, ServerEnvelope,
-    ServerMessage, UserInfo,
+    AckResult, ChatKind, ClientEnvelope, ClientMessage, IceServer, MediaJoin, MeterStatus, PresenceStatus,
+    ServerEnvelope, ServerMessage, UserInfo,
 };
 use parley_domain::{CallId, SessionId, UserId};
 use tokio::net::TcpStream;
@@ -113,6 +113,10 @@ pub struct RoomInfo {
     pub offerer: bool,
     /// The session's meter as of the join (free window, billable so far).
     pub meter: Option<MeterStatus>,
+    /// Where the media goes when not peer to peer (a LiveKit URL and
+    /// token). This SDK calls peer to peer only: a session with `Some` here
+    /// is joined through a LiveKit client instead (see the README).
+    pub media: Option<MediaJoin>,
 }
 
 /// A call just requested: the consultant is ringing.
@@ -384,8 +388,8 @@ impl SignalingClient {
 /// A `room.join` ack's result as a [`RoomInfo`].
 fn room_info(result: Option<AckResult>) -> Result<RoomInfo, SdkError> {
     match result {
-        Some(AckResult::Room { session_id, participants, ice_servers, offerer, meter }) => {
-            Ok(RoomInfo { session_id, participants, ice_servers, offerer, meter })
+        Some(AckResult::Room { session_id, participants, ice_servers, offerer, meter, media }) => {
+            Ok(RoomInfo { session_id, participants, ice_servers, offerer, meter, media })
         }
         other => Err(SdkError::Protocol(format!("room.join answered with {other:?}"))),
     }

@@ -168,12 +168,21 @@ pub fn signal_message(session_id: SessionId, signal: Signal, to: Option<UserId>)
 
 impl SessionCall {
     /// Starts a call in `room` (whose `offerer` and `ice_servers` override
-    /// those in `config`).
+    /// those in `config`). Peer to peer only: a room whose media runs on
+    /// LiveKit (`room.media` set) is refused with [`SdkError::Call`].
     pub async fn start(
         client: &SignalingClient,
         room: &RoomInfo,
         mut config: CallConfig,
     ) -> Result<SessionCall, SdkError> {
+        if room.media.is_some() {
+            // The session's media runs on a LiveKit SFU: the `livekit` crate
+            // needs a prebuilt libwebrtc, so this SDK calls peer to peer only.
+            return Err(SdkError::Call(
+                "this session's media runs on LiveKit: join it with a LiveKit client (url and token in RoomInfo::media)"
+                    .into(),
+            ));
+        }
         config.offerer = room.offerer;
         config.ice_servers = room.ice_servers.clone();
         let (out_tx, mut out_rx) = mpsc::unbounded_channel();

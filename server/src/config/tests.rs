@@ -162,3 +162,50 @@ fn the_dispute_window_and_the_chargeback_policy_are_settings() {
     let e = load(&[("chargeback_recovery", "\"seeker\"")]).unwrap_err().to_string();
     assert!(e.contains("PARLEY_CHARGEBACK_RECOVERY"), "{e}");
 }
+
+#[test]
+fn the_media_backend_is_p2p_or_a_validated_livekit() {
+    assert_eq!(load(&[]).unwrap().media, Media::P2p);
+    let secret = format!("\"{}\"", "k".repeat(32));
+    let lk = |extra: &[(&'static str, &str)]| {
+        let mut pairs = vec![("media", "\"livekit\"")];
+        pairs.extend_from_slice(extra);
+        load(&pairs)
+    };
+    let c = lk(&[
+        ("livekit_url", "\"wss://lk.example\""),
+        ("livekit_api_key", "\"APIkey\""),
+        ("livekit_api_secret", &secret),
+    ])
+    .unwrap();
+    let Media::Livekit(cfg) = c.media else { panic!("livekit expected") };
+    assert_eq!((cfg.url.as_str(), cfg.api_key.as_str()), ("wss://lk.example", "APIkey"));
+    assert_eq!(cfg.poll_interval, Duration::from_secs(30));
+    let named = |r: Result<Config, ConfigError>, key: &str| {
+        let e = r.unwrap_err().to_string();
+        assert!(e.contains(key), "{key} not named in {e}");
+    };
+    named(load(&[("media", "\"sfu\"")]), "PARLEY_MEDIA");
+    named(lk(&[]), "LIVEKIT_URL");
+    named(lk(&[("livekit_url", "\"lk.example\"")]), "LIVEKIT_URL");
+    named(lk(&[("livekit_url", "\"wss://lk.example\"")]), "LIVEKIT_API_KEY");
+    named(lk(&[("livekit_url", "\"wss://lk.example\""), ("livekit_api_key", "\"k\"")]), "LIVEKIT_API_SECRET");
+    named(
+        lk(&[
+            ("livekit_url", "\"wss://lk.example\""),
+            ("livekit_api_key", "\"k\""),
+            ("livekit_api_secret", "\"short\""),
+        ]),
+        "LIVEKIT_API_SECRET",
+    );
+    named(
+        lk(&[
+            ("livekit_url", "\"wss://lk.example\""),
+            ("livekit_api_key", "\"k\""),
+            ("livekit_api_secret", &secret),
+            ("livekit_poll_secs", "0"),
+        ]),
+        "PARLEY_LIVEKIT_POLL_SECS",
+    );
+    named(load(&[("livekit_url", "3")]), "LIVEKIT_URL");
+}

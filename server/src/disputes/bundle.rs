@@ -6,11 +6,11 @@
 use std::fmt::Write as _;
 
 use parley_billing::ChargebackRow;
+use parley_domain::Money;
 use parley_domain::protocol::rest::{
     Chargeback, ChatLine, Dispute, DisputeBundle, PartyHistory, RecordingFile, SessionDetails,
 };
 use parley_domain::protocol::{ChatKind, Outcome, Role, UserInfo};
-use parley_domain::Money;
 
 use super::sql;
 use crate::kernel::{ApiError, AppState};

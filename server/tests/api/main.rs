@@ -13,6 +13,7 @@ mod escrow;
 #[path = "../../../billing/tests/billing/fake_stripe/mod.rs"]
 mod fake_stripe;
 mod files;
+mod livekit;
 mod load_call;
 mod money;
 mod outbox;

@@ -64,6 +64,7 @@ impl<L: LinkRef> HubCore<L> {
                 ice_servers: self.cfg.ice.ice_servers(&user.id, now),
                 offerer: true,
                 meter: None,
+                media: None,
             };
             self.push(Action::Send { to: link.clone(), msg: ServerMessage::Ack { id, result: Some(result) } });
         }

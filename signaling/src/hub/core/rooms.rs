@@ -2,8 +2,8 @@
 //! SDP and ICE, chat and media-state checks, and the end of a session.
 
 use parley_domain::protocol::{
-    AckResult, ErrorCode, LeaveReason, RecordingStopReason, Role, ServerMessage, SessionBill, SessionEndReason,
-    UserInfo,
+    AckResult, ErrorCode, LeaveReason, MediaJoin, RecordingStopReason, Role, ServerMessage, SessionBill,
+    SessionEndReason, UserInfo,
 };
 use parley_domain::{SessionId, Timestamp, UserId};
 
@@ -35,6 +35,8 @@ impl<L: LinkRef> HubCore<L> {
     /// join is stored): the peer and the recorder get `participant.joined`
     /// and the link its ack (for request `id`), in one step, so the ack's
     /// participants are never overtaken by a join they do not reflect.
+    /// `media`: where the participant's media goes if not peer to peer
+    /// (the driver asks the server's [`crate::JoinExtras`]), put in the ack.
     /// `Err(NoRoom)`: the session ended while the join was stored.
     pub fn join(
         &mut self,
@@ -42,6 +44,7 @@ impl<L: LinkRef> HubCore<L> {
         user: &UserInfo,
         session_id: &SessionId,
         id: Option<String>,
+        media: Option<MediaJoin>,
         now: Timestamp,
     ) -> Result<(), Denied> {
         self.now = now;
@@ -69,6 +72,7 @@ impl<L: LinkRef> HubCore<L> {
                 ice_servers: self.cfg.ice.ice_servers(&user.id, now),
                 offerer: user.role == Role::Seeker,
                 meter: self.hooks.status(session_id, now),
+                media,
             };
             self.push(Action::Send { to: link.clone(), msg: ServerMessage::Ack { id, result: Some(result) } });
         }

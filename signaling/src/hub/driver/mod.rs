@@ -11,7 +11,7 @@
 //! SDP and ICE is a lookup under the lock and a send outside it, as before.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 
 use parley_domain::clock::{Wake, run_worker};
 use parley_domain::protocol::{
@@ -29,7 +29,7 @@ use crate::connection::Departure;
 use crate::error::SignalError;
 use crate::link::Link;
 use crate::metrics;
-use crate::store::{CallGate, CallState, SessionHooks, Store, StoreError};
+use crate::store::{CallGate, CallState, JoinExtras, SessionHooks, Store, StoreError};
 
 use super::core::{CallRequest, unknown_consultant};
 
@@ -58,6 +58,8 @@ pub struct Hub {
     stop_timer: Mutex<Option<oneshot::Sender<()>>>,
     ids: AtomicU64,
     seen: mpsc::UnboundedSender<UserInfo>,
+    /// What the server adds to `room.join` acks (the media backend), if set.
+    extras: OnceLock<Arc<dyn JoinExtras>>,
     pub(crate) connections: TaskTracker,
 }
 
@@ -106,11 +108,23 @@ impl Hub {
             stop_timer: Mutex::new(Some(stop_timer)),
             ids: AtomicU64::new(1),
             seen,
+            extras: OnceLock::new(),
             connections: TaskTracker::new(),
         });
         tokio::spawn(record_seen_users(seen_rx, hub.store.clone(), hub.clock.clone()));
         tokio::spawn(run_timers(Arc::downgrade(&hub), hub.clock.clone(), hub.timer.clone(), stopped));
         hub
+    }
+
+    /// Sets what the server adds to every participant's `room.join` ack
+    /// (the media backend's URL and token); once, before clients connect.
+    /// Later calls are ignored.
+    pub fn set_join_extras(&self, extras: Arc<dyn JoinExtras>) {
+        let _ = self.extras.set(extras);
+    }
+
+    pub(crate) fn join_extras(&self) -> Option<&Arc<dyn JoinExtras>> {
+        self.extras.get()
     }
 
     fn lock(&self) -> MutexGuard<'_, Locked> {

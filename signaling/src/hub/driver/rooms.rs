@@ -40,10 +40,11 @@ impl Hub {
             return Err(self.room_denied(denied, &session_id, &user.id).await);
         }
         self.persist_session(&session_id, SessionEvent::Joined(user.id.clone()), self.clock.now()).await;
+        let media = self.join_extras().and_then(|x| x.media(&session_id, user));
         let joined = {
             let mut locked = self.lock();
             let now = self.clock.now();
-            let joined = locked.core.join(link, user, &session_id, id.take(), now);
+            let joined = locked.core.join(link, user, &session_id, id.take(), media.clone(), now);
             let batch = self.apply(&mut locked);
             debug_assert!(batch.0.is_empty(), "a join writes nothing more");
             joined

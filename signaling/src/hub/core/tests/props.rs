@@ -206,7 +206,7 @@ impl Sim {
                             let _ = self.core.recorder_join(&l, &users[u], &s.session_id, Some("j".into()), now);
                         }
                     } else if self.core.join_check(&users[u].id, &s.session_id).is_ok() {
-                        let _ = self.core.join(&l, &users[u], &s.session_id, Some("j".into()), now);
+                        let _ = self.core.join(&l, &users[u], &s.session_id, Some("j".into()), None, now);
                     }
                 }
             }

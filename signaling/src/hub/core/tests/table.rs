@@ -49,7 +49,7 @@ fn accepted() -> (Fixture, SessionRecord) {
 fn joined() -> (Fixture, SessionRecord) {
     let (mut f, session) = accepted();
     for i in [0, 2] {
-        f.core.join(&f.links[i], &f.users[i].clone(), &session.session_id, None, at(0)).expect("open");
+        f.core.join(&f.links[i], &f.users[i].clone(), &session.session_id, None, None, at(0)).expect("open");
     }
     drain(&mut f.core);
     (f, session)
@@ -212,7 +212,7 @@ fn a_booked_room_ends_as_no_show_of_whoever_did_not_come() {
     };
     let no_show_at = at(25 * 60_000);
     assert!(f.core.open_scheduled(record.clone(), f.users[0].clone(), f.users[2].clone(), no_show_at, at(0)));
-    f.core.join(&f.links[0], &f.users[0].clone(), &record.session_id, None, at(1_000)).unwrap();
+    f.core.join(&f.links[0], &f.users[0].clone(), &record.session_id, None, None, at(1_000)).unwrap();
     // Leaving early does not end it: `G` runs from the no-show time.
     f.core.room_leave(&f.links[0], &f.users[0].clone(), &record.session_id, at(2_000)).unwrap();
     drain(&mut f.core);
