@@ -42,7 +42,7 @@ pub async fn assemble(s: &AppState, me: &UserInfo, dispute: Dispute) -> Result<D
         _ if me.id == dispute.consultant_id => true,
         _ => s.consent.is_premium(&me.id).await.map_err(|e| ApiError::Internal(e.to_string()))?,
     };
-    let recordings = if may_download { crate::recordings::http::files_of(s, &sid).await? } else { Vec::new() };
+    let recordings = if may_download { crate::recordings::files_of(s, &sid).await? } else { Vec::new() };
     let pool = s.store.pool();
     let history = vec![
         sql::history(&pool, &dispute.seeker_id, "seeker").await?,

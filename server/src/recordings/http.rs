@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use axum::{Json, Router};
 use parley_domain::protocol::rest::{
-    ChatLine, PremiumRequest, Recap, RecordingConsent, RecordingFile, RecordingList, SessionDetails, TalkTime,
+    ChatLine, PremiumRequest, Recap, RecordingConsent, RecordingList, SessionDetails, TalkTime,
 };
 use parley_domain::protocol::{ChatKind, ErrorCode, Role, UserInfo};
 use parley_domain::{SessionId, UserId};
@@ -22,7 +22,6 @@ use sqlx::Row;
 
 use crate::kernel::{ApiError, AppState, Body, Caller, CallerIdentity, require, session_id};
 use crate::sessions::details::details;
-use crate::store::files;
 
 /// The stored manifest of a session's recording, if any.
 async fn manifest(s: &AppState, session_id: &SessionId) -> Result<Option<Manifest>, ApiError> {
@@ -70,34 +69,6 @@ async fn may_read(s: &AppState, who: &Identity, id: &SessionId) -> Result<(UserI
     }
 }
 
-/// The session's stored files (not deleted) with fresh signed links, each
-/// valid `PARLEY_RECORDING_URL_TTL_SECS` of server time (R2).
-pub(crate) async fn files_of(s: &AppState, id: &SessionId) -> Result<Vec<RecordingFile>, ApiError> {
-    let rows = files::recordings_of(&s.store, id).await.map_err(|e| ApiError::Internal(e.to_string()))?;
-    let now = s.clock.now();
-    rows.into_iter()
-        .filter(|r| r.deleted_ms.is_none())
-        .map(|r| {
-            let link = s.files.signed_url(&r.id, now);
-            Ok(RecordingFile {
-                participant_id: r
-                    .participant_id
-                    .map(UserId::parse)
-                    .transpose()
-                    .map_err(|e| ApiError::Internal(e.to_string()))?,
-                id: r.id,
-                kind: r.kind,
-                codec: r.codec,
-                content_type: r.content_type,
-                bytes: u64::try_from(r.bytes).unwrap_or(0),
-                duration_ms: u64::try_from(r.duration_ms).unwrap_or(0),
-                url: link.url,
-                url_expires_at_ms: link.expires_at_ms,
-            })
-        })
-        .collect()
-}
-
 /// `GET /v1/sessions/{id}/recordings` (the consultant; the seeker if
 /// premium): the recording's files with signed links valid 15 minutes.
 #[utoipa::path(get, path = "/v1/sessions/{id}/recordings", tag = "recordings", security(("bearer" = [])),
@@ -112,7 +83,7 @@ pub(crate) async fn recordings(
 ) -> Result<Json<RecordingList>, ApiError> {
     let id = session_id(id)?;
     may_read(&s, &who, &id).await?;
-    let recordings = files_of(&s, &id).await?;
+    let recordings = super::files_of(&s, &id).await?;
     Ok(Json(RecordingList { session_id: id, recordings }))
 }
 
@@ -175,7 +146,7 @@ pub(crate) async fn recap(
     session.timeline.retain(|t| t.kind != "chat" && t.kind != "note");
     let manifest = manifest(&s, &id).await?;
     let talk_time = manifest.as_ref().map(talk_time).unwrap_or_default();
-    let recordings = files_of(&s, &id).await?;
+    let recordings = super::files_of(&s, &id).await?;
     let recap = Recap {
         recorded: manifest.is_some() || !recordings.is_empty(),
         session,
