@@ -121,7 +121,10 @@ pub async fn load(conn: &mut AnyConnection, id: &str) -> Result<Option<Engagemen
     };
     let used = u32::try_from(sessions.len()).unwrap_or(u32::MAX);
     let left = match (&package, state.as_str()) {
-        (Some(p), "active") => p.sessions.saturating_sub(used),
+        (Some(p), "active") => {
+            let taken = u32::try_from(booked(conn, id).await?).unwrap_or(u32::MAX).max(used);
+            p.sessions.saturating_sub(taken)
+        }
         _ => 0,
     };
     Ok(Some(Engagement {
@@ -160,6 +163,19 @@ pub async fn of_user(pool: &AnyPool, user: &UserId) -> Result<Vec<String>, ApiEr
     rows.iter().map(|r| r.try_get("id").map_err(db)).collect()
 }
 
+/// The SQL counting the bookings of package `e.id` that take a session
+/// (E2): pending, confirmed or held, and not ended free.
+const BOOKED: &str = "SELECT CAST(COUNT(*) AS BIGINT) FROM bookings b WHERE b.engagement_id = e.id \
+    AND b.state IN ('pending', 'confirmed', 'held') \
+    AND NOT EXISTS (SELECT 1 FROM settlements s WHERE s.session_id = b.session_id \
+    AND (s.outcome <> 'charged' OR s.amount_minor <= 0))";
+
+/// How many of package `id`'s sessions its bookings take ([`BOOKED`]).
+async fn booked(conn: &mut AnyConnection, id: &str) -> Result<i64, ApiError> {
+    let sql = format!("SELECT ({BOOKED}) AS n FROM engagements e WHERE e.id = $1");
+    sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(id).fetch_one(&mut *conn).await.map_err(db)
+}
+
 /// What a package booking needs of engagement `id`: its consultant, its
 /// session length and price, and how many sessions are still free to book,
 /// if it is `seeker`'s active package. Read on `conn` after taking the
@@ -175,21 +191,18 @@ async fn bookable_package(
     id: &str,
     seeker: &UserId,
 ) -> Result<Option<(UserId, u32, Money, i64)>, ApiError> {
-    let row = sqlx::query(
+    let sql = format!(
         "SELECT e.consultant_id, e.session_minutes, e.session_price_minor, e.currency, e.sessions, \
          (SELECT CAST(COUNT(*) AS BIGINT) FROM escrow_moves m WHERE m.engagement_id = e.id AND m.session_id IS NOT NULL \
-          AND m.status <> 'failed') AS drawn, \
-         (SELECT CAST(COUNT(*) AS BIGINT) FROM bookings b WHERE b.engagement_id = e.id \
-          AND b.state IN ('pending', 'confirmed', 'held') \
-          AND NOT EXISTS (SELECT 1 FROM settlements s WHERE s.session_id = b.session_id \
-          AND (s.outcome <> 'charged' OR s.amount_minor <= 0))) AS booked \
-         FROM engagements e WHERE e.id = $1 AND e.seeker_id = $2 AND e.kind = 'package' AND e.state = 'active'",
-    )
-    .bind(id)
-    .bind(seeker.as_str())
-    .fetch_optional(&mut *conn)
-    .await
-    .map_err(db)?;
+          AND m.status <> 'failed') AS drawn, ({BOOKED}) AS booked \
+         FROM engagements e WHERE e.id = $1 AND e.seeker_id = $2 AND e.kind = 'package' AND e.state = 'active'"
+    );
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .bind(seeker.as_str())
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db)?;
     let Some(r) = row else { return Ok(None) };
     let currency = Currency::parse(&r.try_get::<String, _>("currency").map_err(db)?).map_err(data)?;
     let consultant = UserId::parse(r.try_get::<String, _>("consultant_id").map_err(db)?).map_err(data)?;

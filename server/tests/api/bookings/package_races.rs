@@ -27,6 +27,13 @@ async fn book(app: &TestApp, token: &str, consultant: &str, engagement: &str, st
     call(app, token, Method::POST, "/v1/bookings", Some(body)).await
 }
 
+/// The package's `sessions_left` as the API shows it.
+async fn sessions_left(app: &TestApp, token: &str, engagement: &str) -> Option<u64> {
+    let (status, v) = call(app, token, Method::GET, &format!("/v1/engagements/{engagement}"), None).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    v["sessions_left"].as_u64()
+}
+
 /// The package's bookings that hold a session (pending, confirmed, held).
 async fn live_bookings(app: &TestApp, engagement: &str) -> i64 {
     sqlx::query_scalar(
@@ -65,11 +72,13 @@ async fn package_overbooking(app: TestApp) {
             assert_problem(&(*status, v.clone()), StatusCode::CONFLICT, ErrorCode::EngagementState);
         }
         assert_eq!(live_bookings(&app, &id).await, N as i64, "round {round}");
+        assert_eq!(sessions_left(&app, &seeker, &id).await, Some(0), "round {round}");
         // Declining one gives its session back: one more booking, no more.
         let pia = app.token("pia", Role::Consultant);
         let first = booking(created[0]);
         let (status, v) = call(&app, &pia, Method::POST, &format!("/v1/bookings/{}/decline", first.id), None).await;
         assert_eq!(status, StatusCode::OK, "round {round}: {v}");
+        assert_eq!(sessions_left(&app, &seeker, &id).await, Some(1), "round {round}: the session is given back");
         let (status, v) = book(&app, &seeker, "pia", &id, start).await;
         assert_eq!(status, StatusCode::CREATED, "round {round}: the declined session is bookable again: {v}");
         assert_problem(&book(&app, &seeker, "pia", &id, start).await, StatusCode::CONFLICT, ErrorCode::EngagementState);
