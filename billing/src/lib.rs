@@ -34,6 +34,7 @@ pub use provider::{
 };
 pub use sandbox::SandboxProvider;
 pub use service::{
-    Billing, BillingConfig, BillingError, ChargebackRecovery, ChargebackRow, Decision, Held, HoldFor, HoldRefusal,
-    NewEngagement, StoredSettlement, Terms, insert_release, insert_settlement,
+    Billing, BillingConfig, BillingError, ChargebackRecovery, ChargebackRow, Decision, EscrowChange, EscrowEvents,
+    Held, HoldFor, HoldRefusal, NewEngagement, StoredSettlement, Terms, insert_release, insert_settlement,
+    lock_engagement,
 };

@@ -250,6 +250,8 @@ impl Application {
         let delivery = Webhooks::new(store.pool(), clock.clone(), &config.webhooks, store.webhook_signal())?;
         tokio::spawn(delivery.run(stop_outbox.clone().cancelled_owned()));
         let webhooks = Outbox::new(store.pool(), clock.clone(), store.webhook_signal());
+        // Escrow's changes store their webhooks in their own transactions (E9).
+        billing.on_escrow_change(crate::engagements::events::EscrowWebhooks::new(clock.clone(), webhooks.clone()));
         let days = config.recordings.retention_days;
         let sweeper = crate::recordings::retention::run(
             store.clone(),

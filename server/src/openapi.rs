@@ -2,6 +2,7 @@
 //! handlers' annotations and `domain::protocol::rest` (the signaling
 //! WebSocket is described in docs/protocol.md).
 
+use parley_domain::protocol::rest::EngagementEventData;
 use parley_domain::protocol::rest::{
     AcceptBooking, Availability, Booking, BookingList, BookingPrice, BookingReason, BookingRequest, BookingState,
     ChatLine, ConsultantPrice, ConsultantSummary, DateException, DevLoginRequest, DevLoginResponse, Earnings,
@@ -108,7 +109,7 @@ use utoipa::{Modify, OpenApi};
         ChatKind, Problem, ErrorCode, Outcome, PresenceStatus, Role, UserInfo, Money, SessionId, UserId,
         ReviewRequest, ReplyRequest, Review, ReviewReply, Reputation, ReviewPage,
         ConsultantMetrics, MonthMetrics, Acceptance, AcceptanceCounts,
-        WebhookEventType, SessionStartedData, SessionEndedData, SessionSettledData, ReviewCreatedData,
+        WebhookEventType, SessionStartedData, SessionEndedData, SessionSettledData, ReviewCreatedData, EngagementEventData,
         ReconcileFindingsData, ReconcileFinding, ReconcileFindingKind,
         ProfileUpdate, ConsultantProfile, ConsultantRating, DirectoryItem, DirectoryPage, PromotionPackage,
         PromotionPurchaseRequest, PromotionReceipt, FeaturedWindow, MyPromotions, Policy, PurposePrices, WsTicket,

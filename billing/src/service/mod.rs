@@ -31,7 +31,7 @@ mod refunds;
 mod webhooks;
 
 pub use disputes::{ChargebackRecovery, ChargebackRow};
-pub use escrow::{Decision, NewEngagement, Terms};
+pub use escrow::{Decision, EscrowChange, EscrowEvents, NewEngagement, Terms, lock_engagement};
 pub use holds::{Held, HoldFor, HoldRefusal, insert_release};
 pub use outbox::{StoredSettlement, insert_settlement};
 
@@ -131,6 +131,8 @@ pub struct Billing {
     wake: Wake,
     /// Woken when the outbox finishes settlements ([`Billing::on_settled`]).
     settled: std::sync::OnceLock<Wake>,
+    /// Where escrow's changes are announced ([`Billing::on_escrow_change`]).
+    escrow_events: std::sync::OnceLock<Arc<dyn EscrowEvents>>,
     last_sweep: std::sync::Mutex<Option<Timestamp>>,
     faults: Faults,
 }
@@ -184,6 +186,7 @@ impl Billing {
             cfg,
             wake,
             settled: std::sync::OnceLock::new(),
+            escrow_events: std::sync::OnceLock::new(),
             last_sweep: std::sync::Mutex::new(None),
             faults,
         })

@@ -63,9 +63,20 @@ pub async fn purpose_prices(s: &AppState, consultant: &UserId) -> Result<Purpose
 
 /// The stored availability of `consultant`, if any.
 pub async fn availability_of(s: &AppState, consultant: &UserId) -> Result<Option<Availability>, ApiError> {
+    let mut conn = s.store.pool().acquire().await.map_err(db)?;
+    availability_on(&mut conn, consultant).await
+}
+
+/// [`availability_of`] read on `conn`: a caller that holds a connection (or
+/// a transaction) takes no second one from the pool, so many such callers
+/// at once cannot starve it.
+pub(crate) async fn availability_on(
+    conn: &mut sqlx::AnyConnection,
+    consultant: &UserId,
+) -> Result<Option<Availability>, ApiError> {
     let row = sqlx::query("SELECT rules FROM availability WHERE consultant_id = $1")
         .bind(consultant.as_str())
-        .fetch_optional(&s.store.pool())
+        .fetch_optional(&mut *conn)
         .await
         .map_err(db)?;
     row.map(|r| {
@@ -136,7 +147,13 @@ pub(crate) async fn set_availability(
 }
 
 pub(crate) async fn schedule_of(s: &AppState, consultant: &UserId) -> Result<Schedule, ApiError> {
-    let Some(a) = availability_of(s, consultant).await? else {
+    let mut conn = s.store.pool().acquire().await.map_err(db)?;
+    schedule_on(&mut conn, consultant).await
+}
+
+/// [`schedule_of`] read on `conn` (see [`availability_on`]).
+pub(crate) async fn schedule_on(conn: &mut sqlx::AnyConnection, consultant: &UserId) -> Result<Schedule, ApiError> {
+    let Some(a) = availability_on(conn, consultant).await? else {
         return Err(bad(ErrorCode::SlotUnavailable, format!("{consultant} has not published any availability")));
     };
     Schedule::new(&a).map_err(|e| ApiError::Internal(format!("stored availability: {e}")))

@@ -13,7 +13,7 @@ use parley_domain::protocol::rest::{
 use parley_domain::protocol::{ErrorCode, Role, SessionBill};
 use parley_domain::{CallId, SessionId, UserId};
 
-use super::availability::{self, bad, busy, consultant, price_for, schedule_of};
+use super::availability::{self, bad, busy, consultant, price_for, schedule_on};
 use super::rules::{
     BOOKING_HORIZON, MAX_REASON, RESPOND_WITHIN, free_to_cancel, hold_due_ms, late_fee, ms, not_pending,
 };
@@ -65,7 +65,7 @@ pub(crate) async fn check_slots(
     if sorted.len() != slots.len() {
         return Err(bad(ErrorCode::InvalidField, "slots: the same start is proposed twice"));
     }
-    let schedule = schedule_of(s, consultant).await?;
+    let schedule = schedule_on(conn, consultant).await?;
     if !schedule.offers_length(length_min) {
         return Err(bad(
             ErrorCode::SlotUnavailable,
@@ -98,13 +98,15 @@ pub(crate) async fn check_slots(
 /// 201 with the pending [`Booking`]. 400 `slot_in_past`,
 /// `slot_unavailable`, `invalid_field`, `missing_field` (a priced session
 /// without `payment_method`); 403 `wrong_role`, `premium_required`,
-/// `recording_not_allowed`; 404 `unknown_consultant`; 409 `slot_taken`.
+/// `recording_not_allowed`; 404 `unknown_consultant`, `unknown_engagement`;
+/// 409 `slot_taken`, `engagement_state` (a package with no session left to
+/// book, decided under the engagement's lock, E2).
 #[utoipa::path(post, path = "/v1/bookings", tag = "bookings", security(("bearer" = [])), request_body = BookingRequest,
     responses((status = 201, body = Booking),
         (status = 400, description = "`slot_in_past`, `slot_unavailable`, `invalid_field`, `missing_field`", body = parley_domain::protocol::Problem),
         (status = 403, description = "`wrong_role`, `premium_required`, `recording_not_allowed`", body = parley_domain::protocol::Problem),
-        (status = 404, description = "`unknown_consultant`", body = parley_domain::protocol::Problem),
-        (status = 409, description = "`slot_taken`", body = parley_domain::protocol::Problem)))]
+        (status = 404, description = "`unknown_consultant`, `unknown_engagement`", body = parley_domain::protocol::Problem),
+        (status = 409, description = "`slot_taken`, `engagement_state` (no package session left)", body = parley_domain::protocol::Problem)))]
 pub(crate) async fn propose(
     State(s): State<AppState>,
     CallerIdentity(identity): CallerIdentity,
@@ -115,30 +117,34 @@ pub(crate) async fn propose(
     let consultant = consultant(&s, req.consultant_id.to_string()).await?;
     let mut conn = s.store.pool().acquire().await.map_err(db)?;
     let slots = check_slots(&s, &mut conn, &consultant, &req.slots, req.length_min, None).await?;
+    drop(conn);
     if req.record {
         s.consent
             .check_request(&me.id, identity.premium, &consultant)
             .await
             .map_err(|(code, m)| ApiError::Forbidden(code, m))?;
     }
+    let now = s.clock.now().unix_millis();
     let (price, pm) = match &req.engagement_id {
-        // A package session draws from its escrow: no card, no hold (E2).
-        Some(eng) => {
-            let pool = s.store.pool();
-            (
-                Some(crate::engagements::sql::package_booking(&pool, eng, &me.id, &consultant, req.length_min).await?),
-                None,
-            )
-        }
+        Some(_) => (None, None),
         None => (price_for(&s, &consultant, req.purpose).await?, req.payment_method.filter(|p| !p.trim().is_empty())),
     };
-    if price.is_some() && pm.is_none() && req.engagement_id.is_none() {
+    if price.is_some() && pm.is_none() {
         return Err(bad(
             ErrorCode::MissingField,
             "payment_method: this session has a price; give a payment method for its hold",
         ));
     }
-    let now = s.clock.now().unix_millis();
+    let mut tx = s.store.pool().begin().await.map_err(db)?;
+    let price = match &req.engagement_id {
+        // A package session draws from its escrow: no card, no hold (E2).
+        // Whether a session is left is decided under the engagement's
+        // lock, which this transaction holds until the booking is stored.
+        Some(eng) => Some(
+            crate::engagements::sql::package_booking(&mut tx, now, eng, &me.id, &consultant, req.length_min).await?,
+        ),
+        None => price,
+    };
     let id = format!("bkg_{}", uuid::Uuid::now_v7().simple());
     let session_id = new_session_id();
     let call_id = CallId::parse(format!("call_{}", uuid::Uuid::now_v7().simple())).expect("valid id");
@@ -168,10 +174,11 @@ pub(crate) async fn propose(
     .bind(if price.is_some() { "scheduled" } else { "none" })
     .bind(now)
     .bind(req.engagement_id.as_deref())
-    .execute(&mut *conn)
+    .execute(&mut *tx)
     .await
     .map_err(db)?;
-    let booking = load(&mut conn, &id).await?.expect("just written").booking;
+    let booking = load(&mut tx, &id).await?.expect("just written").booking;
+    tx.commit().await.map_err(db)?;
     emit(&s, WebhookEventType::BookingRequested, &booking).await;
     s.bookings_wake.wake();
     Ok((StatusCode::CREATED, Json(booking)))

@@ -46,7 +46,8 @@ fn parse<T: serde::de::DeserializeOwned>(raw: serde_json::Value) -> Result<T, Ap
 /// Engagement `id` if `me` is a party or a moderator; 404 otherwise (a
 /// stranger learns nothing of it).
 async fn visible(s: &AppState, me: &UserInfo, id: &str) -> Result<Engagement, ApiError> {
-    let e = sql::load(&s.store.pool(), id).await?.ok_or_else(|| sql::unknown(id))?;
+    let mut conn = s.store.pool().acquire().await.map_err(|e| ApiError::Internal(e.to_string()))?;
+    let e = sql::load(&mut conn, id).await?.ok_or_else(|| sql::unknown(id))?;
     if me.role == Role::Moderator || me.id == e.seeker_id || me.id == e.consultant_id {
         Ok(e)
     } else {

@@ -1,4 +1,4 @@
-//! Escrow (docs/rules.md E1–E8, issue 19): engagements between a seeker
+//! Escrow (docs/rules.md E1–E9, issue 19): engagements between a seeker
 //! and a consultant funded up front — a package of booked sessions or a
 //! list of milestones — charged at once into the platform's balance and
 //! paid out to the consultant by Connect transfers as the work is done,
@@ -10,6 +10,7 @@
 //! ([`http`]) and runs the auto-release worker ([`worker`]). Package
 //! sessions are booked through the bookings area with an `engagement_id`.
 
+pub mod events;
 pub mod http;
 pub mod reconcile;
 pub mod rules;

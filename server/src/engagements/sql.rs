@@ -6,7 +6,7 @@ use parley_domain::protocol::ErrorCode;
 use parley_domain::protocol::rest::{Engagement, Milestone, PackageTerms};
 use parley_domain::{Currency, Money, SessionId, UserId};
 use sqlx::any::AnyRow;
-use sqlx::{AnyPool, Row};
+use sqlx::{AnyConnection, AnyPool, Row};
 
 use crate::kernel::ApiError;
 
@@ -66,12 +66,13 @@ fn milestone(r: &AnyRow, currency: Currency) -> Result<Milestone, ApiError> {
     })
 }
 
-/// Engagement `id` as the API shows it, if it exists. Released, refunded
-/// and escrowed amounts are the movements reserved so far (pending or
-/// done; a refused one counts as nothing).
-pub async fn load(pool: &AnyPool, id: &str) -> Result<Option<Engagement>, ApiError> {
+/// Engagement `id` as the API shows it, if it exists, read on `conn` (a
+/// transaction sees its own changes: the escrow webhooks, E9). Released,
+/// refunded and escrowed amounts are the movements reserved so far
+/// (pending or done; a refused one counts as nothing).
+pub async fn load(conn: &mut AnyConnection, id: &str) -> Result<Option<Engagement>, ApiError> {
     let Some(e) =
-        sqlx::query("SELECT * FROM engagements WHERE id = $1").bind(id).fetch_optional(pool).await.map_err(db)?
+        sqlx::query("SELECT * FROM engagements WHERE id = $1").bind(id).fetch_optional(&mut *conn).await.map_err(db)?
     else {
         return Ok(None);
     };
@@ -79,7 +80,7 @@ pub async fn load(pool: &AnyPool, id: &str) -> Result<Option<Engagement>, ApiErr
     let m = |v: i64| Money::new(v, currency);
     let rows = sqlx::query("SELECT * FROM milestones WHERE engagement_id = $1 ORDER BY seq")
         .bind(id)
-        .fetch_all(pool)
+        .fetch_all(&mut *conn)
         .await
         .map_err(db)?;
     let milestones = rows.iter().map(|r| milestone(r, currency)).collect::<Result<Vec<_>, _>>()?;
@@ -88,7 +89,7 @@ pub async fn load(pool: &AnyPool, id: &str) -> Result<Option<Engagement>, ApiErr
          AND status <> 'failed' ORDER BY created_ms, key",
     )
     .bind(id)
-    .fetch_all(pool)
+    .fetch_all(&mut *conn)
     .await
     .map_err(db)?;
     let (mut released, mut refunded, mut fees) = (0_i64, 0_i64, 0_i64);
@@ -120,7 +121,10 @@ pub async fn load(pool: &AnyPool, id: &str) -> Result<Option<Engagement>, ApiErr
     };
     let used = u32::try_from(sessions.len()).unwrap_or(u32::MAX);
     let left = match (&package, state.as_str()) {
-        (Some(p), "active") => p.sessions.saturating_sub(used),
+        (Some(p), "active") => {
+            let taken = u32::try_from(booked(conn, id).await?).unwrap_or(u32::MAX).max(used);
+            p.sessions.saturating_sub(taken)
+        }
         _ => 0,
     };
     Ok(Some(Engagement {
@@ -159,53 +163,78 @@ pub async fn of_user(pool: &AnyPool, user: &UserId) -> Result<Vec<String>, ApiEr
     rows.iter().map(|r| r.try_get("id").map_err(db)).collect()
 }
 
+/// The SQL counting the bookings of package `e.id` that take a session
+/// (E2): pending, confirmed or held, and not ended free.
+const BOOKED: &str = "SELECT CAST(COUNT(*) AS BIGINT) FROM bookings b WHERE b.engagement_id = e.id \
+    AND b.state IN ('pending', 'confirmed', 'held') \
+    AND NOT EXISTS (SELECT 1 FROM settlements s WHERE s.session_id = b.session_id \
+    AND (s.outcome <> 'charged' OR s.amount_minor <= 0))";
+
+/// How many of package `id`'s sessions its bookings take ([`BOOKED`]).
+async fn booked(conn: &mut AnyConnection, id: &str) -> Result<i64, ApiError> {
+    let sql = format!("SELECT ({BOOKED}) AS n FROM engagements e WHERE e.id = $1");
+    sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(id).fetch_one(&mut *conn).await.map_err(db)
+}
+
 /// What a package booking needs of engagement `id`: its consultant, its
-/// session length and price, and how many sessions are still free to book
-/// (sessions − charged − booked and not yet settled), if it is `seeker`'s
-/// active package.
-pub async fn bookable_package(
-    pool: &AnyPool,
+/// session length and price, and how many sessions are still free to book,
+/// if it is `seeker`'s active package. Read on `conn` after taking the
+/// engagement's row lock ([`parley_billing::lock_engagement`]), so rival
+/// bookings of one package count one after the other (E2).
+///
+/// A session is taken by a booking that is pending, confirmed or held and
+/// whose session did not end free (a cancelled, declined or expired
+/// booking gives its session back), and by a draw of the escrow; free =
+/// sessions − the larger of the two counts.
+async fn bookable_package(
+    conn: &mut AnyConnection,
     id: &str,
     seeker: &UserId,
 ) -> Result<Option<(UserId, u32, Money, i64)>, ApiError> {
-    let row = sqlx::query(
+    let sql = format!(
         "SELECT e.consultant_id, e.session_minutes, e.session_price_minor, e.currency, e.sessions, \
          (SELECT CAST(COUNT(*) AS BIGINT) FROM escrow_moves m WHERE m.engagement_id = e.id AND m.session_id IS NOT NULL \
-          AND m.status <> 'failed') AS drawn, \
-         (SELECT CAST(COUNT(*) AS BIGINT) FROM bookings b WHERE b.engagement_id = e.id \
-          AND b.state IN ('pending', 'confirmed', 'held') \
-          AND NOT EXISTS (SELECT 1 FROM settlements s WHERE s.session_id = b.session_id)) AS booked \
-         FROM engagements e WHERE e.id = $1 AND e.seeker_id = $2 AND e.kind = 'package' AND e.state = 'active'",
-    )
-    .bind(id)
-    .bind(seeker.as_str())
-    .fetch_optional(pool)
-    .await
-    .map_err(db)?;
+          AND m.status <> 'failed') AS drawn, ({BOOKED}) AS booked \
+         FROM engagements e WHERE e.id = $1 AND e.seeker_id = $2 AND e.kind = 'package' AND e.state = 'active'"
+    );
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .bind(seeker.as_str())
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db)?;
     let Some(r) = row else { return Ok(None) };
     let currency = Currency::parse(&r.try_get::<String, _>("currency").map_err(db)?).map_err(data)?;
     let consultant = UserId::parse(r.try_get::<String, _>("consultant_id").map_err(db)?).map_err(data)?;
     let minutes = u32::try_from(r.try_get::<Option<i64>, _>("session_minutes").map_err(db)?.unwrap_or(0)).unwrap_or(0);
     let price = Money::new(r.try_get::<Option<i64>, _>("session_price_minor").map_err(db)?.unwrap_or(0), currency);
     let sessions = r.try_get::<Option<i64>, _>("sessions").map_err(db)?.unwrap_or(0);
-    let free = sessions - r.try_get::<i64, _>("drawn").map_err(db)? - r.try_get::<i64, _>("booked").map_err(db)?;
-    Ok(Some((consultant, minutes, price, free)))
+    let taken = r.try_get::<i64, _>("drawn").map_err(db)?.max(r.try_get::<i64, _>("booked").map_err(db)?);
+    Ok(Some((consultant, minutes, price, sessions - taken)))
 }
 
 /// The price of a session booked on package `engagement` (E2) by
 /// `seeker` with `consultant` for `length_min`: the package's session
-/// price, fixed. 404 `unknown_engagement` (not the seeker's active
-/// package), 400 `invalid_field` (another consultant or length), 409
-/// `engagement_state` (every session charged or booked).
+/// price, fixed. Run inside the booking's transaction `tx` before anything
+/// else (its first statement takes the engagement's row lock, held until
+/// the booking is inserted and committed): so N+2 rival bookings of a
+/// package with N sessions left get exactly N through. 404
+/// `unknown_engagement` (not the seeker's active package), 400
+/// `invalid_field` (another consultant or length), 409 `engagement_state`
+/// (every session charged or booked).
 pub async fn package_booking(
-    pool: &AnyPool,
+    tx: &mut AnyConnection,
+    now_ms: i64,
     engagement: &str,
     seeker: &UserId,
     consultant: &UserId,
     length_min: u32,
 ) -> Result<parley_domain::protocol::rest::ConsultantPrice, ApiError> {
+    if !parley_billing::lock_engagement(tx, engagement, now_ms).await.map_err(ApiError::from)? {
+        return Err(unknown(engagement));
+    }
     let (of, minutes, price, free) =
-        bookable_package(pool, engagement, seeker).await?.ok_or_else(|| unknown(engagement))?;
+        bookable_package(tx, engagement, seeker).await?.ok_or_else(|| unknown(engagement))?;
     if &of != consultant {
         return Err(ApiError::BadRequest(ErrorCode::InvalidField, format!("engagement_id: a package with {of}")));
     }

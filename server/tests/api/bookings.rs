@@ -25,6 +25,7 @@ mod bad_input;
 mod end_to_end;
 mod no_shows;
 mod package;
+mod package_races;
 mod policies;
 mod pushed;
 mod races;

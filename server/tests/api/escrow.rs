@@ -14,6 +14,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 mod races;
+mod webhooks;
 
 const DAY: Duration = Duration::from_secs(24 * 3600);
 

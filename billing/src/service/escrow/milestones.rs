@@ -32,7 +32,7 @@ impl Billing {
         }
         let bad = |what: &str| conflict(format!("milestone {milestone} is {state}: cannot {what}"));
         let mut moves = Vec::new();
-        match decision {
+        let change = match decision {
             Decision::Submit { note, links } => {
                 if state != "open" {
                     return Err(bad("submit it"));
@@ -50,6 +50,7 @@ impl Billing {
                 .bind(due)
                 .execute(&mut *tx)
                 .await?;
+                EscrowChange::Submitted
             }
             Decision::Approve | Decision::AutoRelease => {
                 let auto = matches!(decision, Decision::AutoRelease);
@@ -71,6 +72,7 @@ impl Billing {
                 }
                 self.settle_milestone(&mut tx, milestone, "released", amount, amount.amount_minor, None, now).await?;
                 moves.push(());
+                EscrowChange::Released { auto }
             }
             Decision::Dispute { reason, by } => {
                 if state != "open" && state != "submitted" {
@@ -86,6 +88,7 @@ impl Billing {
                 .bind(now)
                 .execute(&mut *tx)
                 .await?;
+                EscrowChange::Disputed
             }
             Decision::Resolve { release_minor, note, by } => {
                 if state != "disputed" {
@@ -105,10 +108,13 @@ impl Billing {
                 let resolution = Some((note.as_str(), by));
                 self.settle_milestone(&mut tx, milestone, to, amount, *release_minor, resolution, now).await?;
                 moves.push(());
+                EscrowChange::Resolved
             }
-        }
+        };
         complete_if_done(&mut tx, &engagement, now).await?;
+        self.announce(&mut tx, &engagement, Some(milestone), change).await?;
         tx.commit().await?;
+        self.announced();
         if !moves.is_empty() {
             self.carry_moves(&engagement).await?;
         }

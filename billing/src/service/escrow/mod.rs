@@ -24,8 +24,11 @@ use sqlx::any::AnyRow;
 use super::{Billing, BillingError, money};
 use crate::provider::{ChargeRequest, IntentStatus, ProviderError, RefundRequest, TransferRequest};
 
+mod events;
 mod milestones;
 mod moves;
+
+pub use events::{EscrowChange, EscrowEvents};
 
 /// What an engagement buys (E1).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -142,6 +145,14 @@ async fn lock(conn: &mut sqlx::AnyConnection, id: &str, now: i64) -> Result<Opti
         return Ok(None);
     }
     Ok(Some(sqlx::query("SELECT * FROM engagements WHERE id = $1").bind(id).fetch_one(&mut *conn).await?))
+}
+
+/// Takes engagement `id`'s row lock for `conn`'s transaction (its first
+/// statement must be this one: it writes the row), as every escrow
+/// decision does (E7); a package booking counts the sessions left under it
+/// (E2). False if there is no such engagement.
+pub async fn lock_engagement(conn: &mut sqlx::AnyConnection, id: &str, now_ms: i64) -> Result<bool, BillingError> {
+    Ok(lock(conn, id, now_ms).await?.is_some())
 }
 
 /// Reserves a movement out of escrow (`pending`) in the deciding
@@ -355,8 +366,12 @@ impl Billing {
                         (row.try_get("seeker_id")?, row.try_get("consultant_id")?);
                     let r = Some(c.intent.id.as_str());
                     entry(&mut tx, id, id, "escrow_fund", amount, &seeker, &consultant, r, now).await?;
+                    self.announce(&mut tx, id, None, EscrowChange::Funded).await?;
                 }
                 tx.commit().await?;
+                if done.rows_affected() == 1 {
+                    self.announced();
+                }
                 Ok(())
             }
             Ok(c) => {
@@ -475,7 +490,9 @@ impl Billing {
             let gross = Money::new(unreleased, currency);
             reserve(&mut tx, &format!("cancel:{id}"), id, "refund", gross, fee, None, now).await?;
         }
+        self.announce(&mut tx, id, None, EscrowChange::Cancelled).await?;
         tx.commit().await?;
+        self.announced();
         self.carry_moves(id).await
     }
 

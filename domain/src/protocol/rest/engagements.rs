@@ -117,7 +117,8 @@ pub struct Engagement {
     pub package: Option<PackageTerms>,
     /// Package sessions charged so far (a free session does not count, E2).
     pub sessions_used: u32,
-    /// Package sessions left to book.
+    /// Package sessions left to book: neither charged nor taken by a pending,
+    /// confirmed or held booking (0 unless active, E2).
     pub sessions_left: u32,
     /// The milestones, in order.
     pub milestones: Vec<Milestone>,

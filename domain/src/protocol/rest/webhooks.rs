@@ -93,6 +93,31 @@ pub enum WebhookEventType {
     /// the [`Chargeback`](super::Chargeback).
     #[serde(rename = "chargeback.closed")]
     ChargebackClosed,
+    /// `engagement.funded`: an engagement's charge succeeded, its money is
+    /// in escrow (E1, E9); data is [`EngagementEventData`].
+    #[serde(rename = "engagement.funded")]
+    EngagementFunded,
+    /// `engagement.cancelled`: an engagement was cancelled and what it
+    /// still held is refunded (E6, E9); data is [`EngagementEventData`].
+    #[serde(rename = "engagement.cancelled")]
+    EngagementCancelled,
+    /// `milestone.submitted`: the consultant submitted a milestone (E3, E9);
+    /// data is [`EngagementEventData`].
+    #[serde(rename = "milestone.submitted")]
+    MilestoneSubmitted,
+    /// `milestone.released`: a milestone was approved, or released on its
+    /// own (`auto`), to the consultant (E3, E4, E9); data is
+    /// [`EngagementEventData`].
+    #[serde(rename = "milestone.released")]
+    MilestoneReleased,
+    /// `milestone.disputed`: a party disputed a milestone (E5, E9); data is
+    /// [`EngagementEventData`].
+    #[serde(rename = "milestone.disputed")]
+    MilestoneDisputed,
+    /// `milestone.resolved`: a moderator resolved a disputed milestone (E5,
+    /// E9); data is [`EngagementEventData`].
+    #[serde(rename = "milestone.resolved")]
+    MilestoneResolved,
 }
 
 impl WebhookEventType {
@@ -117,6 +142,12 @@ impl WebhookEventType {
         WebhookEventType::DisputeDecided,
         WebhookEventType::ChargebackOpened,
         WebhookEventType::ChargebackClosed,
+        WebhookEventType::EngagementFunded,
+        WebhookEventType::EngagementCancelled,
+        WebhookEventType::MilestoneSubmitted,
+        WebhookEventType::MilestoneReleased,
+        WebhookEventType::MilestoneDisputed,
+        WebhookEventType::MilestoneResolved,
     ];
 
     /// The wire name, e.g. `session.ended`.
@@ -142,6 +173,12 @@ impl WebhookEventType {
             DisputeDecided => "dispute.decided",
             ChargebackOpened => "chargeback.opened",
             ChargebackClosed => "chargeback.closed",
+            EngagementFunded => "engagement.funded",
+            EngagementCancelled => "engagement.cancelled",
+            MilestoneSubmitted => "milestone.submitted",
+            MilestoneReleased => "milestone.released",
+            MilestoneDisputed => "milestone.disputed",
+            MilestoneResolved => "milestone.resolved",
         }
     }
 
@@ -164,6 +201,23 @@ pub struct WebhookEvent<T> {
     pub created_ms: i64,
     /// The payload of this type.
     pub data: T,
+}
+
+/// The data of the escrow events (`engagement.*`, `milestone.*`, E9): the
+/// engagement as `GET /v1/engagements/{id}` shows it right after the
+/// change, and the milestone concerned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct EngagementEventData {
+    /// The milestone (`ms_…`) of a `milestone.*` event; absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub milestone_id: Option<String>,
+    /// `milestone.released` only: true when released on its own, nobody
+    /// having answered in time (E4); false when the seeker approved it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto: Option<bool>,
+    /// The engagement after the change.
+    pub engagement: super::Engagement,
 }
 
 /// `session.started` data: the call was accepted and the session stored.
