@@ -372,6 +372,18 @@ fn a_webhook_url_without_a_secret_stops_the_server_naming_the_key() {
     assert!(e.contains("PARLEY_WEBHOOK_URL"), "{e}");
 }
 
+/// Waits until no webhook event of `app`'s database is pending.
+async fn all_delivered(app: &TestApp) {
+    common::until("every event delivered", || async {
+        let pending: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM webhook_outbox WHERE status = 'pending'")
+            .fetch_one(&app.store.pool())
+            .await
+            .unwrap();
+        pending == 0
+    })
+    .await;
+}
+
 /// Two nodes on one PostgreSQL database (issue 16) with one clock: sessions
 /// end on either node; both nodes' settlement outboxes and webhook workers
 /// scan the shared tables (each is woken by its own commits and rescans
@@ -394,9 +406,10 @@ async fn two_nodes_on_one_database_settle_and_announce_each_session_once() {
     for round in 0..4 {
         let app = &nodes[round % 2];
         let (seeker, mut s_events, _c, _ce, session_id) = open_priced_session(app, Some(3000)).await;
-        // The clock moves only between deliveries (a signature is valid
-        // for 5 minutes of it).
+        // The clock moves only once deliveries are done and recorded (a
+        // signature is valid for 5 minutes of it, and a claim expires).
         receiver.next("session.started").await;
+        all_delivered(app).await;
         app.advance(SECS(610)).await;
         seeker.end_session(&session_id).await.unwrap();
         wait_ended(&mut s_events).await;
@@ -407,6 +420,7 @@ async fn two_nodes_on_one_database_settle_and_announce_each_session_once() {
             (Some(session_id.as_str()), Some("done"))
         );
         sessions.push(session_id);
+        all_delivered(app).await;
         // Every node rescans: both workers see every row.
         app.advance(SECS(61)).await;
     }
