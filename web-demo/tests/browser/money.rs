@@ -2,6 +2,13 @@
 //! (milestones funded up front, submitted, approved and released).
 
 use super::*;
+use chromiumoxide::cdp::browser_protocol::emulation::SetDeviceMetricsOverrideParams;
+
+/// Nothing scrolls sideways on a 390 px wide phone.
+async fn assert_fits_390(tab: &Tab) {
+    let width = tab.eval("document.documentElement.scrollWidth").await;
+    assert!(width.as_f64().is_some_and(|w| w <= 390.0), "{}: the page is {width} px wide at 390 px", tab.who);
+}
 
 /// The dispute journey (rules D1–D4): a charged call; the seeker disputes
 /// it from recent calls (a reason from the list and a text); the
@@ -103,6 +110,9 @@ async fn milestones_funded_submitted_approved_and_released_on_both_sides() {
     consultant.click("#payout-setup").await;
     consultant.wait_visible(r#"#payout-status[data-ready="true"]"#).await;
 
+    // The seeker is on a phone (390 px wide) from here on.
+    seeker.page.execute(SetDeviceMetricsOverrideParams::new(390, 844, 2.0, true)).await.expect("phone viewport");
+    seeker.wait_until("the phone layout", "window.innerWidth === 390").await;
     seeker.click(&format!(r#"#consultants [data-consultant-id="{CONSULTANT}"] .open-profile"#)).await;
     seeker.wait_visible("#engage-form").await;
     seeker.fill("#engage-kind", "milestones").await;
@@ -117,6 +127,7 @@ async fn milestones_funded_submitted_approved_and_released_on_both_sides() {
         total.contains("1,000.50") && total.contains("Charged now") && total.contains("escrow"),
         "seeker: #engage-total is {total:?}"
     );
+    assert_fits_390(seeker).await;
     seeker.screenshot("19-escrow-form").await;
     seeker.click("#engage-submit").await;
     seeker.wait_until("funded", "document.querySelector('#status').textContent.includes('into escrow')").await;
@@ -145,6 +156,7 @@ async fn milestones_funded_submitted_approved_and_released_on_both_sides() {
     seeker.wait_visible(&format!(r#"{funded} .milestone:nth-child(1)[data-state="released"]"#)).await;
     seeker.wait_visible(&format!(r#"{funded} .engagement-released[data-minor="40000"]"#)).await;
     seeker.wait_visible(&format!(r#"{funded} .engagement-escrowed[data-minor="60050"]"#)).await;
+    assert_fits_390(seeker).await;
     seeker.screenshot("20-escrow-released").await;
 
     // The consultant sees it released too.
