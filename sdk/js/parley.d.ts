@@ -1102,6 +1102,116 @@ export interface ConsultantMetrics {
 // The SDK
 
 /** The REST API. Failures reject with ParleyError {code, message, status}. */
+/** A reason a session may be disputed for (docs/protocol.md §13.38). */
+export type DisputeReason = "consultant_absent" | "session_cut_short" | "quality" | "not_as_described" | "other";
+export declare const DISPUTE_REASONS: readonly DisputeReason[];
+/** A fresh `Idempotency-Key` (a random UUID). */
+export declare function newIdempotencyKey(): string;
+
+/** A dispute of a charged session (docs/protocol.md §13.38). */
+export interface Dispute {
+  id: string;
+  session_id: SessionId;
+  seeker_id: UserId;
+  consultant_id: UserId;
+  opened_by: UserId;
+  reason: DisputeReason;
+  text: string;
+  opened_at_ms: number;
+  status: "open" | "answered" | "deciding" | "decided";
+  answer?: string;
+  answered_at_ms?: number;
+  decision?: "uphold" | "partial_refund" | "full_refund";
+  /** What the decision refunded to the seeker. */
+  refunded?: Money;
+  refund_id?: string;
+  note?: string;
+  decided_by?: UserId;
+  decided_at_ms?: number;
+}
+
+/** `GET /v1/disputes/{id}`: the dispute and its evidence. */
+export interface DisputeBundle {
+  dispute: Dispute;
+  session: SessionDetails;
+  chat: unknown[];
+  notes: unknown[];
+  recordings: unknown[];
+  history: unknown;
+  chargebacks: unknown[];
+}
+
+/** A moderator's decision: `amount_minor` (≥ 1) only for `partial_refund`; `note` 1–4000 characters. */
+export interface DisputeDecision {
+  decision: "uphold" | "partial_refund" | "full_refund";
+  amount_minor?: number;
+  note: string;
+}
+
+/** Options of the requests that send an `Idempotency-Key` (a fresh one unless given). */
+export interface IdempotentOptions {
+  idempotencyKey?: string;
+}
+
+/** A package of booked sessions: `price` is per session. */
+export interface PackageTerms {
+  sessions: number;
+  minutes: number;
+  price: Money;
+}
+
+export interface MilestoneTerms {
+  description: string;
+  amount: Money;
+}
+
+/** `POST /v1/engagements`: either `package` or `milestones`. */
+export interface CreateEngagement {
+  consultant_id: UserId;
+  title: string;
+  payment_method: string;
+  package?: PackageTerms;
+  milestones?: MilestoneTerms[];
+}
+
+export interface Milestone {
+  id: string;
+  seq: number;
+  description: string;
+  amount: Money;
+  state: "open" | "submitted" | "disputed" | "released" | "refunded" | "split";
+  note?: string | null;
+  links?: string[];
+  release_due_ms?: number | null;
+  dispute_reason?: string | null;
+  released?: Money;
+  refunded?: Money;
+  resolution_note?: string | null;
+}
+
+/** Work funded up front, held in escrow (docs/protocol.md §13.39). Gross amounts include the commission. */
+export interface Engagement {
+  id: string;
+  seeker_id: UserId;
+  consultant_id: UserId;
+  kind: "package" | "milestones";
+  state: "funding" | "active" | "failed" | "cancelled" | "completed";
+  title: string;
+  funded: Money;
+  released: Money;
+  refunded: Money;
+  escrowed: Money;
+  package: PackageTerms | null;
+  sessions_used: number;
+  sessions_left: number;
+  sessions: SessionId[];
+  milestones: Milestone[];
+  cancel_fee: Money | null;
+  intent_id: string | null;
+  error: string | null;
+  created_at_ms: number;
+}
+
 export declare class ParleyApi {
   /** @param baseUrl e.g. "http://127.0.0.1:8080"; default: the page's origin. */
   constructor(baseUrl?: string);
@@ -1171,6 +1281,34 @@ export declare class ParleyApi {
   policy(token: string): Promise<Policy>;
   /** Seekers, consultants, recorders: a one-time WebSocket ticket. */
   wsTicket(token: string): Promise<WsTicket>;
+
+  /** The session's seeker or consultant: disputes an ended, charged session. */
+  openDispute(token: string, sessionId: SessionId, reason: DisputeReason, text: string): Promise<Dispute>;
+  /** Moderators: every dispute; others: those of their sessions. Newest first. */
+  disputes(token: string): Promise<Dispute[]>;
+  /** Its parties and moderators. */
+  dispute(token: string, disputeId: string): Promise<DisputeBundle>;
+  /** The bundle as one Markdown page. */
+  disputeBundleMarkdown(token: string, disputeId: string): Promise<string>;
+  /** The side that did not open it, once. */
+  answerDispute(token: string, disputeId: string, text: string): Promise<Dispute>;
+  /** Moderators; sends an Idempotency-Key. */
+  decideDispute(token: string, disputeId: string, decision: DisputeDecision, options?: IdempotentOptions): Promise<Dispute>;
+  /** Seekers: funds a package or milestones (charged at once, held in escrow); sends an Idempotency-Key. */
+  createEngagement(token: string, request: CreateEngagement, options?: IdempotentOptions): Promise<Engagement>;
+  /** Yours, newest first. */
+  engagements(token: string): Promise<Engagement[]>;
+  engagement(token: string, engagementId: string): Promise<Engagement>;
+  /** Either party or a moderator: refunds what is unreleased, once; sends an Idempotency-Key. */
+  cancelEngagement(token: string, engagementId: string, reason?: string | null, options?: IdempotentOptions): Promise<Engagement>;
+  /** Its consultant. */
+  submitMilestone(token: string, milestoneId: string, note: string, links?: string[]): Promise<Engagement>;
+  /** Its seeker: released to the consultant; sends an Idempotency-Key. */
+  approveMilestone(token: string, milestoneId: string, options?: IdempotentOptions): Promise<Engagement>;
+  /** Either party. */
+  disputeMilestone(token: string, milestoneId: string, reason: string): Promise<Engagement>;
+  /** Moderators: `releaseMinor` released, the rest refunded; sends an Idempotency-Key. */
+  resolveMilestone(token: string, milestoneId: string, releaseMinor: number, note: string, options?: IdempotentOptions): Promise<Engagement>;
 }
 
 /** Events the SDK adds to the server's messages. */

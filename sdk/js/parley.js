@@ -226,6 +226,21 @@ function queryString(params) {
   return s ? `?${s}` : "";
 }
 
+/** The reasons a session may be disputed for (docs/protocol.md §13.38). */
+export const DISPUTE_REASONS = Object.freeze([
+  "consultant_absent",
+  "session_cut_short",
+  "quality",
+  "not_as_described",
+  "other",
+]);
+
+/** A fresh `Idempotency-Key` (a random UUID). */
+export function newIdempotencyKey() {
+  if (globalThis.crypto?.randomUUID) return globalThis.crypto.randomUUID();
+  return `k-${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}${Math.random().toString(36).slice(2)}`;
+}
+
 /** The REST API (docs/protocol.md §13). Bearer tokens go in the Authorization header. */
 export class ParleyApi {
   /** @param {string} [baseUrl] e.g. "http://127.0.0.1:8080"; default: this page's origin. */
@@ -239,10 +254,14 @@ export class ParleyApi {
     return base.replace(/^http/, "ws") + "/v1/signal";
   }
 
-  /** `text: true` resolves with the body as text instead of JSON (errors are still JSON). */
-  async request(method, path, { token, body, text: asText = false } = {}) {
+  /**
+   * `text: true` resolves with the body as text instead of JSON (errors are still JSON). `idempotencyKey` is sent as
+   * the `Idempotency-Key` header (docs/protocol.md §13: a retry with the same key does the work once).
+   */
+  async request(method, path, { token, body, text: asText = false, idempotencyKey } = {}) {
     const headers = {};
     if (token) headers.authorization = `Bearer ${token}`;
+    if (idempotencyKey) headers["idempotency-key"] = idempotencyKey;
     if (body !== undefined) headers["content-type"] = "application/json";
     let res;
     try {
@@ -503,6 +522,112 @@ export class ParleyApi {
   metrics(token, consultantId, period = {}) {
     return this.request("GET", `/v1/consultants/${encodeURIComponent(consultantId)}/metrics${queryString(period)}`, {
       token,
+    });
+  }
+
+  // Disputes (docs/protocol.md §13.38, rules D1–D4)
+
+  /**
+   * `POST /v1/sessions/{id}/disputes` with `{reason, text}`: disputes an ended, charged session (its seeker or
+   * consultant). `reason`: one of {@link DISPUTE_REASONS}; `text` 1–4000 characters.
+   */
+  openDispute(token, sessionId, reason, text) {
+    return this.request("POST", `/v1/sessions/${encodeURIComponent(sessionId)}/disputes`, {
+      token,
+      body: { reason, text },
+    });
+  }
+
+  /** `GET /v1/disputes`: an array: moderators get every dispute, others those of their sessions; newest first, at most 200. */
+  disputes(token) {
+    return this.request("GET", "/v1/disputes", { token });
+  }
+
+  /** `GET /v1/disputes/{id}`: the evidence bundle `{dispute, session, chat, notes, recordings, history, chargebacks}`. */
+  dispute(token, disputeId) {
+    return this.request("GET", `/v1/disputes/${encodeURIComponent(disputeId)}`, { token });
+  }
+
+  /** `GET /v1/disputes/{id}/bundle.md`: the evidence bundle as one Markdown page (text). */
+  disputeBundleMarkdown(token, disputeId) {
+    return this.request("GET", `/v1/disputes/${encodeURIComponent(disputeId)}/bundle.md`, { token, text: true });
+  }
+
+  /** `POST /v1/disputes/{id}/answer` with `{text}`: the other side answers, once. */
+  answerDispute(token, disputeId, text) {
+    return this.request("POST", `/v1/disputes/${encodeURIComponent(disputeId)}/answer`, { token, body: { text } });
+  }
+
+  /**
+   * `POST /v1/disputes/{id}/decision` (moderators) with `{decision, amount_minor?, note}`: `uphold`, `partial_refund`
+   * (`amount_minor` ≥ 1, minor units of the charge's currency) or `full_refund`. Sends an `Idempotency-Key` (a fresh
+   * one unless `idempotencyKey` is given: pass the same one to retry).
+   */
+  decideDispute(token, disputeId, decision, { idempotencyKey = newIdempotencyKey() } = {}) {
+    return this.request("POST", `/v1/disputes/${encodeURIComponent(disputeId)}/decision`, {
+      token,
+      body: decision,
+      idempotencyKey,
+    });
+  }
+
+  // Escrow: engagements, packages and milestones (docs/protocol.md §13.39, rules E1–E8)
+
+  /**
+   * `POST /v1/engagements` (seekers): funds a package (`package: {sessions, minutes, price}`, price per session) or
+   * milestones (`milestones: [{description, amount}]`) with `{consultant_id, title, payment_method}`; the total is
+   * charged at once and held in escrow. Sends an `Idempotency-Key` (fresh unless given).
+   */
+  createEngagement(token, request, { idempotencyKey = newIdempotencyKey() } = {}) {
+    return this.request("POST", "/v1/engagements", { token, body: request, idempotencyKey });
+  }
+
+  /** `GET /v1/engagements`: an array of yours (as seeker or consultant), newest first, at most 100. */
+  engagements(token) {
+    return this.request("GET", "/v1/engagements", { token });
+  }
+
+  /** `GET /v1/engagements/{id}` (its parties and moderators). */
+  engagement(token, engagementId) {
+    return this.request("GET", `/v1/engagements/${encodeURIComponent(engagementId)}`, { token });
+  }
+
+  /** `POST /v1/engagements/{id}/cancel` with an optional reason: refunds what is unreleased, once (less a fee when the seeker cancels). */
+  cancelEngagement(token, engagementId, reason, { idempotencyKey = newIdempotencyKey() } = {}) {
+    return this.request("POST", `/v1/engagements/${encodeURIComponent(engagementId)}/cancel`, {
+      token,
+      body: reason == null ? {} : { reason },
+      idempotencyKey,
+    });
+  }
+
+  /** `POST /v1/milestones/{id}/submit` with `{note, links?}` (its consultant): submitted, released on its own later. */
+  submitMilestone(token, milestoneId, note, links = []) {
+    return this.request("POST", `/v1/milestones/${encodeURIComponent(milestoneId)}/submit`, {
+      token,
+      body: { note, links },
+    });
+  }
+
+  /** `POST /v1/milestones/{id}/approve` (its seeker): released to the consultant, less the commission. */
+  approveMilestone(token, milestoneId, { idempotencyKey = newIdempotencyKey() } = {}) {
+    return this.request("POST", `/v1/milestones/${encodeURIComponent(milestoneId)}/approve`, { token, idempotencyKey });
+  }
+
+  /** `POST /v1/milestones/{id}/dispute` with `{reason}` (either party): waits for a moderator. */
+  disputeMilestone(token, milestoneId, reason) {
+    return this.request("POST", `/v1/milestones/${encodeURIComponent(milestoneId)}/dispute`, {
+      token,
+      body: { reason },
+    });
+  }
+
+  /** `POST /v1/milestones/{id}/resolve` with `{release_minor, note}` (moderators): that much released, the rest refunded. */
+  resolveMilestone(token, milestoneId, releaseMinor, note, { idempotencyKey = newIdempotencyKey() } = {}) {
+    return this.request("POST", `/v1/milestones/${encodeURIComponent(milestoneId)}/resolve`, {
+      token,
+      body: { release_minor: releaseMinor, note },
+      idempotencyKey,
     });
   }
 }

@@ -2,16 +2,21 @@
 // calls, the in-call view and the summary with the review. The other screens
 // are modules of their own: directory.js (seeker: search, profile, booking),
 // bookings.js (both: My sessions), desk.js (consultant: profile, prices,
-// availability, earnings). DOM contract: web-demo/README.md.
+// availability, earnings), disputes.js (both: disputes), escrow.js (packages
+// and milestones), moderator.js (the moderator's disputes). DOM contract:
+// web-demo/README.md.
 
 import { SignalingClient, Call, ParleyError, ErrorCode, ClientErrorCode } from "/sdk/js/parley.js";
 import { api, state, hooks, serverNow, syncClock, loadPolicy } from "./state.js";
-import { $, show, setStatus, showError, clearError, showErr, setAvatar, currentScreen, busy } from "./ui.js";
+import { $, h, show, setStatus, showError, clearError, showErr, setAvatar, currentScreen, busy } from "./ui.js";
 import { formatMoney, priceText, clock, duration, dateTime } from "./format.js";
 import { initDirectory, refreshDirectory, startDirectoryPolling, stopDirectoryPolling, openProfile } from "./directory.js";
 import { refreshBookings, onReminder, onBookingUpdated, forgetBookings, rememberName, nameOf } from "./bookings.js";
 import { showRecap } from "./recap.js";
 import { initDesk, loadDesk, refreshEarnings, refreshAfterSession, refreshDeskExtras } from "./desk.js";
+import { initDisputes, refreshDisputes, forgetDisputes, disputedSessions, disputeButton } from "./disputes.js";
+import { initEscrow, refreshEngagements, startEngagementPolling, stopEngagementPolling } from "./escrow.js";
+import { initModerator, refreshModerator } from "./moderator.js";
 
 /** Assumed free window if the server's terms could not be read (the `room.join` ack corrects it). */
 const DEFAULT_FREE_WINDOW_SECS = 600;
@@ -46,6 +51,11 @@ Object.assign(state, {
 
 function home() {
   if (!state.user) return show("login-view");
+  if (state.user.role === "moderator") {
+    show("moderator-home");
+    refreshModerator();
+    return;
+  }
   if (state.user.role === "consultant") {
     show("consultant-home");
     refreshEarnings();
@@ -56,6 +66,8 @@ function home() {
     refreshBookings();
     refreshReceipts();
   }
+  refreshDisputes();
+  refreshEngagements();
 }
 
 // ---------------------------------------------------------------------------
@@ -113,6 +125,7 @@ async function startSession(token, user) {
   } else {
     startDirectoryPolling();
   }
+  startEngagementPolling();
   // A reload (or a restored phone tab) in the middle of a session: back into its room.
   const open = readOpenSession();
   if (open) {
@@ -134,6 +147,9 @@ function readOpenSession() {
 
 function signOut() {
   stopDirectoryPolling();
+  stopEngagementPolling();
+  forgetDisputes();
+  $("#moderator-dispute").hidden = true;
   clearInterval(state.deskTimer);
   clearInterval(state.bookingsTimer);
   forgetBookings();
@@ -162,6 +178,7 @@ function wireClient(client) {
   client.on("call.accepted", (m) => enterSession(m.session_id, { callId: m.call_id }));
   client.on("booking.reminder", onReminder);
   client.on("booking.updated", onBookingUpdated);
+  client.on("dispute.updated", () => refreshDisputes());
   client.on("call.ended", onCallEnded);
   client.on("participant.joined", (m) => onPeerPresence(m.session_id, true, m.user));
   client.on("participant.left", (m) => onPeerPresence(m.session_id, false, null, m));
@@ -412,8 +429,9 @@ async function refreshReceipts() {
     const [receipts, { bookings }] = await Promise.all([api.receipts(state.token), api.bookings(state.token)]);
     const booked = new Set(bookings.map((b) => b.session_id));
     const shown = receipts.slice(0, 8);
+    const disputed = disputedSessions();
     // Redraw only on a change (a button must not be replaced under the pointer).
-    const key = JSON.stringify([shown, [...booked]]);
+    const key = JSON.stringify([shown, [...booked], [...disputed]]);
     const names = await Promise.all(shown.map((r) => nameOf(r.consultant_id, true)));
     if (seq !== receiptsSeq) return; // a newer refresh is under way
     // A charge is captured in the background: look again while one is being settled.
@@ -446,7 +464,14 @@ async function refreshReceipts() {
         open.setAttribute("aria-label", `${what} with ${names[i]}: bill, recap and review`);
         open.addEventListener("click", () => openPastSession(r.session_id, { id: r.consultant_id, name: names[i] }));
         li.append(a, b);
+        if (r.refunded && r.refunded.amount_minor > 0) {
+          li.append(h("span", { class: "receipt-refunded", dataset: { minor: String(r.refunded.amount_minor) } }, `Refunded ${formatMoney(r.refunded)}`));
+        }
         if (r.billable_secs || r.outcome === "charged") li.append(open);
+        // A charged session may be disputed, once (D1).
+        if (r.outcome === "charged" && r.charged.amount_minor > 0 && !disputed.has(r.session_id)) {
+          li.append(disputeButton(r.session_id, `the ${what.toLowerCase()} with ${names[i]} on ${dateTime(r.at_ms)}`));
+        }
         return li;
       }),
     );
@@ -601,7 +626,18 @@ async function enterSession(sessionId, { callId = null, peer = null } = {}) {
   if (!peer && room.participants[0]) state.session.peer = room.participants[0];
   state.session.peerPresent = room.participants.length > 0;
   applyRoomMeter(room);
-  const call = new Call(state.client, room, { localStream: stream || undefined });
+  // Peer to peer, or through LiveKit when the server's ack says so (media.backend).
+  let call;
+  try {
+    call = await Call.forRoom(state.client, room, { localStream: stream || undefined });
+  } catch (err) {
+    showErr(err);
+    return;
+  }
+  if (!state.session || state.session.id !== sessionId || state.session.ended) {
+    call.close();
+    return;
+  }
   state.call = call;
   window.parleyDemo.call = call;
   call.on("remotestream", (s) => {
@@ -915,7 +951,7 @@ window.parleyDemo = {
   call: null,
   state,
   /** Total inbound-rtp bytesReceived of the current peer connection (0 if none). */
-  inboundBytes: async () => (state.call ? state.call.inboundBytes() : 0),
+  inboundBytes: async () => (state.call?.inboundBytes ? state.call.inboundBytes() : 0),
 };
 
 Object.assign(hooks, { placeCall, enterSession: (id, opts) => enterSession(id, opts), home, openProfile: (id, opts) => openProfile(id, opts) });
@@ -967,6 +1003,12 @@ function init() {
   window.addEventListener("online", () => clearError(ClientErrorCode.NETWORK));
   initDirectory();
   initDesk();
+  initDisputes(() => {
+    if (state.user?.role === "seeker") refreshReceipts();
+    else if (state.user?.role === "consultant") refreshEarnings();
+  });
+  initEscrow();
+  initModerator();
 
   const params = new URLSearchParams(location.search);
   if (params.get("payout") === "done") setStatus("Your payout account is set up.");

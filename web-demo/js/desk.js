@@ -5,6 +5,7 @@ import { ErrorCode, majorUnits, moneyFromMajor } from "/sdk/js/parley.js";
 import { api, state } from "./state.js";
 import { $, h, showError, showErr, setStatus, setAvatar, busy, clearError } from "./ui.js";
 import { formatMoney, priceText, dateTime, languagesText, ratingText, viewerZone } from "./format.js";
+import { disputedSessions, disputeButton } from "./disputes.js";
 
 const WEEKDAYS = [
   ["mon", "Monday"],
@@ -361,6 +362,7 @@ export async function refreshEarnings() {
       : formatMoney({ amount_minor: 0, currency });
     const count = totals.reduce((n, t) => n + t.sessions, 0);
     $("#earnings-count").textContent = count === 1 ? "From 1 paid session." : `From ${count} paid sessions.`;
+    const disputed = disputedSessions();
     $("#earnings-sessions").replaceChildren(
       ...(e.sessions || []).slice(0, 10).map((s) =>
         h(
@@ -368,6 +370,7 @@ export async function refreshEarnings() {
           { dataset: { sessionId: s.session_id } },
           h("span", {}, `${formatMoney(s.earnings)} earned`),
           h("span", { class: "muted" }, `${dateTime(s.at_ms)} · ${formatMoney(s.captured)} paid, ${formatMoney(s.fee)} commission`),
+          s.captured.amount_minor > 0 && !disputed.has(s.session_id) ? disputeButton(s.session_id, `the session of ${dateTime(s.at_ms)}`) : null,
         ),
       ),
     );

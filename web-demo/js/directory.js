@@ -17,6 +17,7 @@ import {
   minutesText,
 } from "./format.js";
 import { refreshBookings } from "./bookings.js";
+import { showEngageForm } from "./escrow.js";
 
 const POLL_MS = 4000;
 const PAGE = 20;
@@ -249,6 +250,7 @@ function renderProfile(p, reviews) {
   call.onclick = () => hooks.placeCall({ id: p.consultant_id, name: p.display_name, price: p.price });
   $("#profile-hold").textContent = holdWords(p.price);
   $("#profile-policy").textContent = policyWords();
+  showEngageForm(p);
   const list = $("#profile-reviews");
   list.replaceChildren(
     ...reviews.reviews.map((r) =>

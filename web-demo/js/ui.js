@@ -27,6 +27,7 @@ export const SCREENS = [
   "seeker-home",
   "profile-view",
   "consultant-home",
+  "moderator-home",
   "outgoing-call",
   "incoming-call",
   "call-view",

@@ -38,6 +38,7 @@ mod booked;
 mod booking_changes;
 mod consultant;
 mod instant_calls;
+mod money;
 mod page;
 mod recap;
 mod scene;
