@@ -1897,7 +1897,8 @@ pub mod rest {
         pub session: SessionDetails,
         /// The seeker and the consultant.
         pub participants: Vec<UserInfo>,
-        /// Whether the session was recorded.
+        /// Whether the session was recorded (the recorder started; its
+        /// files may still be being stored right after the end).
         pub recorded: bool,
         /// Talk time per participant (recorded sessions only).
         pub talk_time: Vec<TalkTime>,

@@ -147,8 +147,11 @@ pub(crate) async fn recap(
     let manifest = manifest(&s, &id).await?;
     let talk_time = manifest.as_ref().map(talk_time).unwrap_or_default();
     let recordings = super::files_of(&s, &id).await?;
+    // Recorded once the recorder started, even while its files are still
+    // being stored after the end (a client then waits for `recordings`).
+    let started = session.timeline.iter().any(|t| t.kind == "recording_started");
     let recap = Recap {
-        recorded: manifest.is_some() || !recordings.is_empty(),
+        recorded: started || manifest.is_some() || !recordings.is_empty(),
         session,
         participants,
         talk_time,
