@@ -36,8 +36,9 @@ ensure_postgres() {
 
 redis_up() { redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null | grep -q PONG; }
 ensure_redis() {
-  redis_up && return 0
+  # The cluster tests also start and kill a redis-server of their own.
   command -v redis-server >/dev/null || apt_install redis-server
+  redis_up && return 0
   say "starting Redis"
   as_root mkdir -p /var/lib/redis /var/log/redis
   as_root redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
