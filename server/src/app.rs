@@ -16,6 +16,7 @@ use parley_metering::Meters;
 use parley_signaling::{Authenticator, CallGate, Hub, Signaling, Store, StoreError};
 use tokio::net::{TcpListener, TcpSocket};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::cluster::{Leases, LocalLeases, RedisLeases};
 use crate::config::{ClusterConfig, Config, Media, Mode, Payments, RecorderMode, SecretError};
@@ -131,6 +132,9 @@ pub struct Application {
     scheduler_progress: Arc<tokio::sync::watch::Sender<i64>>,
     /// Stops the lease keeper, which then gives this node's leases up.
     stop_leases: CancellationToken,
+    /// The background workers (outboxes, scheduler, sweeps), stopped by
+    /// `stop_outbox` and waited for before `run_until` returns.
+    workers: TaskTracker,
     lease_keeper: tokio::task::JoinHandle<()>,
 }
 
@@ -205,6 +209,8 @@ impl Application {
             seed_demo_prices(&billing).await.map_err(StartError::DemoPrices)?;
         }
         let stop_outbox_early = CancellationToken::new();
+        // Every background worker, so the stop can wait for them to finish.
+        let workers = TaskTracker::new();
         let meters = Meters::new(config.meter, config.currency, clock.clone(), Arc::new(store.clone()));
         meters.observe_lateness(|late| {
             metrics::histogram!("parley_meter_deadline_lateness_seconds").record(late.as_secs_f64());
@@ -230,7 +236,7 @@ impl Application {
         meters.set_sink(Arc::new(MediaSink { hub: HubSink(Arc::downgrade(&hub)), livekit: livekit.clone() }));
         if let Some(lk) = &livekit {
             hub.set_join_extras(lk.clone());
-            tokio::spawn(crate::media::worker::run_poll(lk.clone(), stop_outbox_early.clone().cancelled_owned()));
+            workers.spawn(crate::media::worker::run_poll(lk.clone(), stop_outbox_early.clone().cancelled_owned()));
         }
         let lease_ttl = config.cluster.lease_ttl;
         recover_sessions(&config, &store, &billing, &meters, &hub, livekit.as_ref(), leases.as_ref())
@@ -246,9 +252,9 @@ impl Application {
         let stop_outbox = stop_outbox_early;
         // The webhook worker announces finished settlements (`session.settled`).
         billing.on_settled(store.webhook_signal());
-        tokio::spawn(billing.clone().run_outbox(stop_outbox.clone().cancelled_owned()));
+        workers.spawn(billing.clone().run_outbox(stop_outbox.clone().cancelled_owned()));
         let delivery = Webhooks::new(store.pool(), clock.clone(), &config.webhooks, store.webhook_signal())?;
-        tokio::spawn(delivery.run(stop_outbox.clone().cancelled_owned()));
+        workers.spawn(delivery.run(stop_outbox.clone().cancelled_owned()));
         let webhooks = Outbox::new(store.pool(), clock.clone(), store.webhook_signal());
         // Escrow's changes store their webhooks in their own transactions (E9).
         billing.on_escrow_change(crate::engagements::events::EscrowWebhooks::new(clock.clone(), webhooks.clone()));
@@ -260,8 +266,8 @@ impl Application {
             days,
             stop_outbox.clone().cancelled_owned(),
         );
-        tokio::spawn(sweeper);
-        tokio::spawn(crate::sessions::reconcile::run(
+        workers.spawn(sweeper);
+        workers.spawn(crate::sessions::reconcile::run(
             store.pool(),
             billing.provider().clone(),
             clock.clone(),
@@ -297,9 +303,9 @@ impl Application {
                 packages: crate::profiles::promotions::default_packages(),
             }),
         };
-        tokio::spawn(crate::bookings::worker::run(state.clone(), stop_outbox.clone().cancelled_owned()));
-        tokio::spawn(crate::disputes::worker::run(state.clone(), stop_outbox.clone().cancelled_owned()));
-        tokio::spawn(crate::kernel::worker::run(
+        workers.spawn(crate::bookings::worker::run(state.clone(), stop_outbox.clone().cancelled_owned()));
+        workers.spawn(crate::disputes::worker::run(state.clone(), stop_outbox.clone().cancelled_owned()));
+        workers.spawn(crate::kernel::worker::run(
             crate::engagements::worker::EscrowWorker(billing.clone()),
             clock.clone(),
             escrow_wake,
@@ -339,6 +345,7 @@ impl Application {
             scheduler_progress,
             stop_leases,
             lease_keeper,
+            workers,
         })
     }
 
@@ -442,6 +449,13 @@ impl Application {
             tracing::warn!("the recorder did not finish within 30 s");
         }
         self.stop_outbox.cancel();
+        // Nothing of this server runs on after it stopped: a worker's pass
+        // in progress finishes first (a restarted or other node takes over
+        // from what it stored).
+        self.workers.close();
+        if tokio::time::timeout(Duration::from_secs(10), self.workers.wait()).await.is_err() {
+            tracing::warn!("some background workers did not stop within 10 s");
+        }
         Ok(())
     }
 
