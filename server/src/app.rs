@@ -18,13 +18,14 @@ use tokio::net::{TcpListener, TcpSocket};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::cluster::{Leases, LocalLeases, RedisLeases};
+use crate::cluster::{Election, HubLease, Leases, LocalLeases, RedisBus, RedisLeases};
 use crate::config::{ClusterConfig, Config, Media, Mode, Payments, RecorderMode, SecretError};
 use crate::kernel::{AppState, Marketplace};
 use crate::media::livekit::Livekit;
 use crate::media::{MediaHooks, MediaSink};
+use crate::recovery::Recovery;
 use crate::routes;
-use crate::sessions::gate::{BillingGate, HubSink, MeterHooks, meter_config};
+use crate::sessions::gate::{BillingGate, HubSink, MeterHooks};
 use crate::store::consent::Consent;
 use crate::store::files::FilesError;
 use crate::store::files::RecordingFiles;
@@ -136,6 +137,10 @@ pub struct Application {
     /// `stop_outbox` and waited for before `run_until` returns.
     workers: TaskTracker,
     lease_keeper: tokio::task::JoinHandle<()>,
+    /// Stops this node's part of the hub election (which then gives the
+    /// hub lease up if it holds it).
+    stop_election: CancellationToken,
+    election: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// What the embedded recorder needs besides the application's parts.
@@ -239,9 +244,39 @@ impl Application {
             workers.spawn(crate::media::worker::run_poll(lk.clone(), stop_outbox_early.clone().cancelled_owned()));
         }
         let lease_ttl = config.cluster.lease_ttl;
-        recover_sessions(&config, &store, &billing, &meters, &hub, livekit.as_ref(), leases.as_ref())
-            .await
-            .map_err(StartError::Recovery)?;
+        let recovery = Recovery::new(
+            &config,
+            store.clone(),
+            billing.clone(),
+            meters.clone(),
+            hub.clone(),
+            livekit.clone(),
+            leases.clone(),
+        );
+        let stop_election = CancellationToken::new();
+        let election = match &redis {
+            // Alone: this node is the hub node; it re-opens every open session now.
+            None => {
+                let left = recovery.run(None).await.map_err(StartError::Recovery)?;
+                debug_assert!(left.is_empty(), "a lone node holds every lease");
+                None
+            }
+            // In a cluster: the elected hub node re-opens them (cluster::hub_node).
+            Some(redis) => {
+                let (prefix, node) = (&config.cluster.redis_prefix, &config.cluster.node_id);
+                let bus = RedisBus::start(redis.clone(), prefix.clone(), node.clone());
+                hub.join_cluster(bus.clone());
+                let reader = redis_manager(&config.cluster).await?;
+                let (hub, stop) = (Arc::downgrade(&hub), stop_election.clone());
+                tokio::spawn(async move { bus.read(reader, hub, stop).await });
+                let lease = HubLease::new(redis.clone(), prefix, node.clone());
+                // The first beat before serving: this node knows the hub
+                // node (or is it, its sessions re-opened) when `build` returns.
+                let mut election = Election::new(lease, recovery, lease_ttl);
+                election.beat().await;
+                Some(tokio::spawn(election.run(stop_election.clone())))
+            }
+        };
         let stop_leases = CancellationToken::new();
         let lease_keeper = tokio::spawn(crate::cluster::keep_leases(
             leases,
@@ -345,6 +380,8 @@ impl Application {
             scheduler_progress,
             stop_leases,
             lease_keeper,
+            stop_election,
+            election,
             workers,
         })
     }
@@ -435,9 +472,14 @@ impl Application {
         // to now is checkpointed (a restart resumes from it).
         let drained = self.meters.drain().await;
         tracing::info!(sessions = drained, "live sessions checkpointed");
-        // Then their leases go, so another node may take them over at once.
+        // Then their leases go, so another node may take them over at once,
+        // and the hub lease, so another node becomes the hub node at once.
         self.stop_leases.cancel();
         let _ = self.lease_keeper.await;
+        self.stop_election.cancel();
+        if let Some(election) = self.election {
+            let _ = election.await;
+        }
         if tokio::time::timeout(SHUTDOWN_GRACE, hub.connections_closed()).await.is_err() {
             tracing::warn!("some WebSockets did not close within {SHUTDOWN_GRACE:?}");
         }
@@ -528,78 +570,25 @@ async fn seed_demo_prices(billing: &Billing) -> Result<(), BillingError> {
 async fn cluster_leases(
     cluster: &ClusterConfig,
 ) -> Result<(Arc<dyn Leases>, Option<redis::aio::ConnectionManager>), StartError> {
-    let Some(url) = &cluster.redis_url else {
+    if cluster.redis_url.is_none() {
         return Ok((Arc::new(LocalLeases::new(cluster.node_id.clone())), None));
-    };
-    let client = redis::Client::open(url.as_str()).map_err(StartError::Redis)?;
-    // Reconnects with backoff by itself after Redis restarts or a network
-    // cut; a command meanwhile fails at once rather than hanging.
-    let manager = redis::aio::ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(Duration::from_secs(2)))
-        .set_response_timeout(Some(Duration::from_secs(2)))
-        .set_max_delay(Duration::from_secs(2));
-    let redis = client.get_connection_manager_with_config(manager).await.map_err(StartError::Redis)?;
+    }
+    let redis = redis_manager(cluster).await?;
     let leases = RedisLeases::new(redis.clone(), cluster.redis_prefix.clone(), cluster.node_id.clone());
     Ok((Arc::new(leases), Some(redis)))
 }
 
-/// Re-opens the sessions the database says are open (DESIGN.md M9) and
-/// that no other node meters (their lease is free or this node's): each
-/// is taken over (a new owner epoch fences off any former owner), metered
-/// again from its last checkpoint, and both participants get `G` to join
-/// its room again (with LiveKit: its room's participants are listed
-/// at once, L1).
-async fn recover_sessions(
-    config: &Config,
-    store: &SqlStore,
-    billing: &Billing,
-    meters: &Arc<Meters>,
-    hub: &Arc<Hub>,
-    livekit: Option<&Arc<Livekit>>,
-    leases: &dyn Leases,
-) -> Result<(), RecoveryError> {
-    let open = store.open_sessions().await?;
-    for (record, snapshot) in open {
-        match leases.acquire(&record.session_id, config.cluster.lease_ttl).await {
-            Ok(true) => {}
-            Ok(false) => continue, // another node meters it
-            Err(e) => {
-                tracing::warn!(session_id = %record.session_id, error = %e, "cannot take the session's lease; left to the others");
-                continue;
-            }
-        }
-        let (Some(seeker), Some(consultant)) =
-            (store.user(&record.seeker_id).await?, store.user(&record.consultant_id).await?)
-        else {
-            tracing::error!(session_id = %record.session_id, "open session with unknown participants; not recovered");
-            continue;
-        };
-        let pricing = billing.session_pricing(&record.session_id).await?;
-        let cfg = match &pricing {
-            Some(held) => meter_config(meters.settings(), held),
-            None => meters.unpriced(),
-        };
-        // A booked session keeps its no-show time (DESIGN.md §3).
-        let booked = match record.scheduled {
-            true => crate::bookings::sql::no_show_time(&store.pool(), &record.session_id).await?.map(|at| {
-                let (policy, percent) = (config.seeker_no_show, config.late_cancel_fee_percent);
-                crate::bookings::rules::booked_session(at, pricing.as_ref(), policy, percent)
-            }),
-            false => None,
-        };
-        // Taking the session over fences off the meter of any earlier
-        // owner of it (a process that has not quite stopped; issue 16).
-        let Some(epoch) = store.claim_session(&record.session_id).await? else {
-            continue; // ended meanwhile
-        };
-        tracing::info!(session_id = %record.session_id, billable_ms = snapshot.billable_ms, %epoch, "recovering open session");
-        meters.recovered(&record.session_id, epoch, cfg, snapshot, booked);
-        if let Some(lk) = livekit {
-            lk.restored(&record);
-        }
-        hub.restore_session(record, seeker, consultant, booked.map(|b| b.join_by));
-    }
-    Ok(())
+/// A connection to the cluster's Redis (`REDIS_URL`, which must be set).
+/// It reconnects with backoff by itself after Redis restarts or a network
+/// cut; a command meanwhile fails at once rather than hanging.
+async fn redis_manager(cluster: &ClusterConfig) -> Result<redis::aio::ConnectionManager, StartError> {
+    let url = cluster.redis_url.as_deref().unwrap_or_default();
+    let client = redis::Client::open(url).map_err(StartError::Redis)?;
+    let manager = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(2)))
+        .set_response_timeout(Some(Duration::from_secs(2)))
+        .set_max_delay(Duration::from_secs(2));
+    client.get_connection_manager_with_config(manager).await.map_err(StartError::Redis)
 }
 
 /// Connections the kernel may hold waiting for `accept` (capped by

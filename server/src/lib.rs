@@ -22,6 +22,7 @@ pub mod media;
 pub mod openapi;
 pub mod profiles;
 pub mod recordings;
+pub mod recovery;
 pub mod reviews;
 pub mod routes;
 pub mod sessions;

@@ -64,27 +64,73 @@ pub(crate) enum Departure {
 }
 
 /// What the write side decided.
-enum Flow {
+pub(crate) enum Flow {
     Continue,
     Stop,
 }
 
-/// One connection's state besides the read half.
-struct Conn {
-    hub: Arc<Hub>,
-    conn_id: u64,
-    link: LocalLink,
+/// One connection's state besides the read half: what the hub needs to
+/// serve a client, wherever its socket is ([`Out`]).
+pub(crate) struct Conn {
+    pub(crate) hub: Arc<Hub>,
+    pub(crate) conn_id: u64,
+    pub(crate) link: LocalLink,
     /// Woken by the link when it has messages for this connection.
-    wake: Arc<Notify>,
-    sink: SplitSink<WebSocket, Message>,
-    /// `None` for recorders (see [`serve`]).
+    pub(crate) wake: Arc<Notify>,
+    pub(crate) out: Out,
+    /// `None` for recorders (see [`serve`]) and for sockets of another
+    /// node (their node limits them).
     limiter: Option<Limiter>,
     /// No message has been processed yet (`resume` is allowed).
     first: bool,
 }
 
-/// Serves one authenticated WebSocket until it closes.
+/// Where a connection's messages are written: its WebSocket on this node,
+/// or the node holding the socket (the cluster's bus, `crate::cluster`).
+pub(crate) enum Out {
+    /// The client's socket is here.
+    Socket(SplitSink<WebSocket, Message>),
+    /// The client's socket is on another node.
+    Remote(crate::cluster::RemoteOut),
+}
+
+impl Out {
+    async fn feed(&mut self, text: axum::extract::ws::Utf8Bytes) -> Result<(), axum::Error> {
+        match self {
+            Out::Socket(sink) => sink.feed(Message::Text(text)).await,
+            Out::Remote(remote) => {
+                remote.feed(text);
+                Ok(())
+            }
+        }
+    }
+
+    async fn flush(&mut self) -> Result<(), axum::Error> {
+        match self {
+            Out::Socket(sink) => sink.flush().await,
+            Out::Remote(remote) => {
+                remote.flush();
+                Ok(())
+            }
+        }
+    }
+
+    async fn close(&mut self, code: u16, reason: &'static str) {
+        match self {
+            Out::Socket(sink) => {
+                let _ = sink.send(Message::Close(Some(CloseFrame { code, reason: reason.into() }))).await;
+            }
+            Out::Remote(remote) => remote.close(code, reason),
+        }
+    }
+}
+
+/// Serves one authenticated WebSocket until it closes: here, when this
+/// node runs the hub, else through the node that does (`crate::cluster`).
 pub(crate) async fn serve(socket: WebSocket, hub: Arc<Hub>, identity: Identity) {
+    if let Some(cluster) = hub.remote_hub() {
+        return crate::cluster::edge::serve(socket, hub, cluster, identity).await;
+    }
     let conn_id = hub.next_id();
     let wake = Arc::new(Notify::new());
     let (mut sink, mut stream) = socket.split();
@@ -108,7 +154,7 @@ pub(crate) async fn serve(socket: WebSocket, hub: Arc<Hub>, identity: Identity) 
     let limiter = (link.user.role != parley_domain::protocol::Role::Recorder)
         .then(|| Limiter::new(hub.cfg.rate_limit_per_sec, hub.cfg.rate_limit_burst));
     let ping_every = hub.cfg.ping_interval;
-    let mut conn = Conn { hub, conn_id, link, wake, sink, limiter, first: true };
+    let mut conn = Conn { hub, conn_id, link, wake, out: Out::Socket(sink), limiter, first: true };
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
     let mut last_heard = Instant::now();
 
@@ -168,7 +214,9 @@ pub(crate) async fn serve(socket: WebSocket, hub: Arc<Hub>, identity: Identity) 
                     conn.close(CLOSE_IDLE, "no traffic for three ping intervals").await;
                     break Departure::Dropped;
                 }
-                if conn.sink.send(Message::Ping(Default::default())).await.is_err() {
+                if let Out::Socket(sink) = &mut conn.out
+                    && sink.send(Message::Ping(Default::default())).await.is_err()
+                {
                     break Departure::Dropped;
                 }
             }
@@ -179,8 +227,13 @@ pub(crate) async fn serve(socket: WebSocket, hub: Arc<Hub>, identity: Identity) 
 }
 
 impl Conn {
+    /// A connection of `link` whose socket is on another node.
+    pub(crate) fn remote(hub: Arc<Hub>, conn_id: u64, link: LocalLink, wake: Arc<Notify>, out: Out) -> Conn {
+        Conn { hub, conn_id, link, wake, out, limiter: None, first: true }
+    }
+
     /// Handles one text frame: limits, parsing, dispatch, reply.
-    async fn on_text(&mut self, text: &str) {
+    pub(crate) async fn on_text(&mut self, text: &str) {
         if text.len() > MAX_FRAME_BYTES {
             let message = format!("frame is {} bytes; at most {MAX_FRAME_BYTES} allowed", text.len());
             send_error(&self.link, None, SignalError::new(ErrorCode::FrameTooLarge, message));
@@ -222,7 +275,7 @@ impl Conn {
         let mut pending = Vec::new();
         self.link.take(self.conn_id, &mut pending, usize::MAX);
         for text in pending {
-            let _ = self.sink.feed(Message::Text(text)).await;
+            let _ = self.out.feed(text).await;
         }
         match self.hub.resume(&self.link, self.conn_id, self.wake.clone(), token, last_seq) {
             Ok((old, replayed, ice_servers)) => {
@@ -240,15 +293,15 @@ impl Conn {
     /// link wakes it again for more), flushes, and closes when told to. A
     /// client that does not read for [`WRITE_TIMEOUT`] is dropped: its
     /// messages stay in the link for `resume`.
-    async fn write(&mut self) -> Flow {
+    pub(crate) async fn write(&mut self) -> Flow {
         let mut batch = Vec::new();
         let what = self.link.take(self.conn_id, &mut batch, WRITE_BATCH);
         metrics::sent(batch.len() as u64);
         let written = tokio::time::timeout(WRITE_TIMEOUT, async {
             for text in batch {
-                self.sink.feed(Message::Text(text)).await?;
+                self.out.feed(text).await?;
             }
-            self.sink.flush().await
+            self.out.flush().await
         })
         .await;
         if !matches!(written, Ok(Ok(()))) {
@@ -265,7 +318,7 @@ impl Conn {
     }
 
     async fn close(&mut self, code: u16, reason: &'static str) {
-        let _ = self.sink.send(Message::Close(Some(CloseFrame { code, reason: reason.into() }))).await;
+        self.out.close(code, reason).await;
     }
 }
 
@@ -284,7 +337,7 @@ fn needs_id(msg: &ClientMessage) -> bool {
 
 /// What the limiter decided about one frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Admit {
+pub(crate) enum Admit {
     /// Within the limit: process the frame.
     Pass,
     /// Over the limit: drop it unread; `notify` when this drop is the one
@@ -298,7 +351,7 @@ enum Admit {
 /// `per_sec` units per second with a burst of `burst`, where a frame costs
 /// one unit per started [`RATE_LIMIT_UNIT_BYTES`], plus the bookkeeping of
 /// dropped frames (notices, closing after sustained abuse).
-struct Limiter {
+pub(crate) struct Limiter {
     bucket: DefaultDirectRateLimiter,
     burst: NonZeroU32,
     /// When the last `rate_limited` notice was sent.
@@ -313,7 +366,7 @@ impl Limiter {
     /// All limiters share one clock: building a clock per connection
     /// calibrates it with `cpuid` each time, which cost 13% of the server's
     /// CPU while accepting connections (perf, parley-load signal).
-    fn new(per_sec: u32, burst: u32) -> Limiter {
+    pub(crate) fn new(per_sec: u32, burst: u32) -> Limiter {
         static CLOCK: LazyLock<QuantaClock> = LazyLock::new(QuantaClock::default);
         let per_sec = NonZeroU32::new(per_sec.max(1)).expect("max(1)");
         let burst = NonZeroU32::new(burst.max(1)).expect("max(1)");
@@ -330,7 +383,7 @@ impl Limiter {
     }
 
     /// Charges a frame of `len` bytes received at `now`.
-    fn admit(&mut self, len: usize, now: Instant) -> Admit {
+    pub(crate) fn admit(&mut self, len: usize, now: Instant) -> Admit {
         let cost = self.cost(len);
         if matches!(self.bucket.check_n(cost), Ok(Ok(()))) {
             return Admit::Pass;
@@ -351,7 +404,7 @@ impl Limiter {
     }
 
     /// The text of the `rate_limited` notice.
-    fn notice(&self, cfg: &crate::config::SignalingConfig) -> String {
+    pub(crate) fn notice(&self, cfg: &crate::config::SignalingConfig) -> String {
         format!(
             "more than {} messages per second (burst {}; a message costs one per started {} KiB); \
              messages were dropped unread and get no other answer for a second",
@@ -363,7 +416,7 @@ impl Limiter {
 }
 
 /// A frame's payload size, bytes.
-fn frame_len(frame: &Message) -> usize {
+pub(crate) fn frame_len(frame: &Message) -> usize {
     match frame {
         Message::Text(t) => t.len(),
         Message::Binary(b) | Message::Ping(b) | Message::Pong(b) => b.len(),
@@ -371,7 +424,7 @@ fn frame_len(frame: &Message) -> usize {
     }
 }
 
-fn send_error(link: &Link, id: Option<String>, e: SignalError) {
+pub(crate) fn send_error(link: &Link, id: Option<String>, e: SignalError) {
     metrics::error(e.code);
     link.send(&ServerMessage::Error { id, code: e.code, message: e.message });
 }

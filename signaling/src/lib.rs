@@ -14,6 +14,7 @@
 //! (ICE servers), `store` (the traits the server implements).
 
 pub mod auth;
+mod cluster;
 mod config;
 mod connection;
 mod error;
@@ -36,6 +37,7 @@ use parley_domain::protocol::{ErrorCode, Problem, Role};
 use serde::Deserialize;
 
 pub use auth::{AuthError, Authenticator, Claims, Identity, Tickets};
+pub use cluster::{Bus, HubChange};
 pub use config::SignalingConfig;
 pub use connection::{ABUSE_BURSTS, CLOSE_IDLE, CLOSE_RATE_LIMITED, CLOSE_TOO_BIG, RATE_LIMIT_UNIT_BYTES};
 pub use error::SignalError;
@@ -120,7 +122,10 @@ async fn upgrade(
     if identity.user.role == Role::Moderator {
         return refuse(StatusCode::FORBIDDEN, ErrorCode::WrongRole, "moderators use the REST API, not signaling");
     }
-    if identity.user.role == Role::Recorder && sig.hub.recorder_connected(&identity.user.id) {
+    if sig.hub.hub_unknown() {
+        return refuse(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable, "no hub node is elected yet; retry");
+    }
+    if identity.user.role == Role::Recorder && sig.hub.is_hub_node() && sig.hub.recorder_connected(&identity.user.id) {
         // Checked again, atomically, when the connection registers.
         let message = format!("recorder {} already has a live connection; retry once it is gone", identity.user.id);
         return refuse(StatusCode::CONFLICT, ErrorCode::RecorderConnected, message);

@@ -93,6 +93,9 @@ async fn readyz(State(s): State<AppState>) -> Response {
             return (StatusCode::SERVICE_UNAVAILABLE, format!("redis: {e}")).into_response();
         }
     }
+    if s.hub.hub_unknown() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "no hub node elected yet").into_response();
+    }
     "ready".into_response()
 }
 

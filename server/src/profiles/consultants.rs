@@ -20,13 +20,13 @@ pub(crate) async fn consultants(
     Caller(_caller): Caller,
 ) -> Result<Json<Vec<ConsultantSummary>>, ApiError> {
     let mut users = s.store.users_with_role(Role::Consultant).await?;
-    for online in s.hub.online_consultants() {
+    for online in s.hub.online_consultants().await {
         if !users.iter().any(|u| u.id == online.id) {
             users.push(online);
         }
     }
     let ids: Vec<UserId> = users.iter().map(|u| u.id.clone()).collect();
-    let presence = s.hub.presence_of(&ids);
+    let presence = s.hub.presence_of(&ids).await;
     let mut list: Vec<ConsultantSummary> = Vec::with_capacity(users.len());
     for (u, presence) in users.into_iter().zip(presence) {
         let price = s.billing.price(&u.id).await?;

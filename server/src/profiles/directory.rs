@@ -273,8 +273,8 @@ pub(crate) async fn directory(
     let limit = p.limit.unwrap_or(DEFAULT_LIMIT);
 
     let available: Vec<UserId> = if p.available_now {
-        let online: Vec<UserId> = s.hub.online_consultants().into_iter().map(|u| u.id).collect();
-        let presence = s.hub.presence_of(&online);
+        let online: Vec<UserId> = s.hub.online_consultants().await.into_iter().map(|u| u.id).collect();
+        let presence = s.hub.presence_of(&online).await;
         let ids: Vec<UserId> = online
             .into_iter()
             .zip(presence)
@@ -412,7 +412,7 @@ pub(crate) async fn directory(
         });
     }
     let ids: Vec<UserId> = items.iter().map(|i| i.id.clone()).collect();
-    for (item, presence) in items.iter_mut().zip(s.hub.presence_of(&ids)) {
+    for (item, presence) in items.iter_mut().zip(s.hub.presence_of(&ids).await) {
         item.presence = presence;
     }
     let next_cursor = if more { last.map(|c| c.encode()) } else { None };

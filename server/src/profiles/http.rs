@@ -172,7 +172,7 @@ pub async fn load_profile(s: &AppState, consultant: &UserId) -> Result<Option<Co
         payout_ready: s.billing.payout_account(consultant).await?.is_some_and(|(_, ready)| ready),
         rating: rating_of(&pool, consultant).await.map_err(db)?,
         featured_until_ms: s.billing.featured_until(consultant).await?.map(|t| t.unix_millis()),
-        presence: s.hub.presence_of(std::slice::from_ref(consultant)).pop().unwrap_or(PresenceStatus::Offline),
+        presence: s.hub.presence_of(std::slice::from_ref(consultant)).await.pop().unwrap_or(PresenceStatus::Offline),
     }))
 }
 

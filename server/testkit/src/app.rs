@@ -64,6 +64,32 @@ pub struct TestApp {
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<Result<(), parley_server::app::StartError>>>,
     _dir: Arc<tempfile::TempDir>,
+    /// The node's own runtime ([`spawn_node`]): shutting it down kills the
+    /// node like `kill -9`.
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// A server with exactly `config` on a runtime of its own (one worker
+/// thread), so that [`TestApp::kill`] can end every task of it at once —
+/// its sockets, meters, leases and workers — as `kill -9` would, while the
+/// test and the other nodes run on.
+pub async fn spawn_node(config: Config, dir: Arc<tempfile::TempDir>, clock: Arc<ManualClock>) -> TestApp {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("a runtime for the node");
+    let mut app = runtime.spawn(spawn_full(config, dir, clock, None)).await.expect("the node starts");
+    app.runtime = Some(runtime);
+    app
 }
 
 /// A server on SQLite in a fresh temp dir, with default settings.
@@ -130,6 +156,7 @@ async fn spawn_full(
         shutdown: Some(tx),
         server: Some(server),
         _dir: dir,
+        runtime: None,
     }
 }
 
@@ -175,6 +202,17 @@ impl TestApp {
             other => panic!("first message is hello: {other:?}"),
         }
         raw
+    }
+
+    /// Kills a node started with [`spawn_node`] without any goodbye: its
+    /// tasks stop where they are and its sockets close (no WebSocket close
+    /// frame, no checkpoint, no lease given up).
+    pub fn kill(&mut self) {
+        let runtime = self.runtime.take().expect("kill: a node started with spawn_node");
+        runtime.shutdown_background();
+        // The graceful stop is never asked for (the sender stays): a
+        // killed node is not waited for.
+        self.server.take();
     }
 
     /// Shuts the server down gracefully and waits for it.

@@ -19,7 +19,7 @@ pub mod raw;
 pub mod session;
 
 pub use crate::app::{
-    TEST_EPOCH_MS, TestApp, WAIT, spawn_app, spawn_app_with, spawn_app_with_clock, spawn_app_with_gate,
+    TEST_EPOCH_MS, TestApp, WAIT, spawn_app, spawn_app_with, spawn_app_with_clock, spawn_app_with_gate, spawn_node,
     spawn_with_config, test_clock, until, user,
 };
 pub use crate::postgres::{fresh_postgres_url, spawn_app_on_postgres};

@@ -18,9 +18,17 @@ pub struct Proxy {
 impl Proxy {
     /// A proxy in front of `app`, listening on a loopback port.
     pub async fn start(app: &TestApp) -> Proxy {
+        Proxy::balance(&[app]).await
+    }
+
+    /// A load balancer in front of `apps` (the nodes of a cluster): each
+    /// new connection goes to the next node in turn that accepts it (a
+    /// killed node is skipped), without stickiness.
+    pub async fn balance(apps: &[&TestApp]) -> Proxy {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let upstream = app.base.trim_start_matches("http://").to_owned();
+        let upstreams: Vec<String> = apps.iter().map(|a| a.base.trim_start_matches("http://").to_owned()).collect();
+        let mut turn = 0usize;
         let (cut, _) = tokio::sync::watch::channel(0u64);
         let cuts = cut.clone();
         let refusing = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -30,7 +38,15 @@ impl Proxy {
                 if refuse.load(std::sync::atomic::Ordering::SeqCst) {
                     continue; // dropped at once: the network is down
                 }
-                let mut server = TcpStream::connect(&upstream).await.unwrap();
+                let mut server = None;
+                for _ in 0..upstreams.len() {
+                    turn = (turn + 1) % upstreams.len();
+                    if let Ok(s) = TcpStream::connect(&upstreams[turn]).await {
+                        server = Some(s);
+                        break;
+                    }
+                }
+                let Some(mut server) = server else { continue };
                 let mut cut_rx = cuts.subscribe();
                 tokio::spawn(async move {
                     tokio::select! {

@@ -60,11 +60,15 @@ pub struct Hub {
     seen: mpsc::UnboundedSender<UserInfo>,
     /// What the server adds to `room.join` acks (the media backend), if set.
     extras: OnceLock<Arc<dyn JoinExtras>>,
+    /// The meter's hooks, for a core started afresh (`reset_core`).
+    hooks: Arc<dyn SessionHooks>,
+    /// Set when this node is one of a cluster (`crate::cluster`).
+    pub(crate) cluster: OnceLock<Arc<crate::cluster::Cluster>>,
     pub(crate) connections: TaskTracker,
 }
 
-struct Locked {
-    core: HubCore<LocalLink>,
+pub(crate) struct Locked {
+    pub(crate) core: HubCore<LocalLink>,
     /// The deadline the timer task sleeps until.
     armed: Option<Timestamp>,
 }
@@ -95,7 +99,7 @@ impl Hub {
         hooks: Arc<dyn SessionHooks>,
     ) -> Arc<Hub> {
         let (seen, seen_rx) = mpsc::unbounded_channel();
-        let core = HubCore::new(cfg.clone(), hooks);
+        let core = HubCore::new(cfg.clone(), hooks.clone());
         let (stop_timer, stopped) = oneshot::channel();
         let hub = Arc::new(Hub {
             cfg,
@@ -109,6 +113,8 @@ impl Hub {
             ids: AtomicU64::new(1),
             seen,
             extras: OnceLock::new(),
+            hooks,
+            cluster: OnceLock::new(),
             connections: TaskTracker::new(),
         });
         tokio::spawn(record_seen_users(seen_rx, hub.store.clone(), hub.clock.clone()));
@@ -127,7 +133,7 @@ impl Hub {
         self.extras.get()
     }
 
-    fn lock(&self) -> MutexGuard<'_, Locked> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Locked> {
         self.core.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -226,14 +232,18 @@ impl Hub {
 
     // ----- queries ---------------------------------------------------------
 
-    /// The presence of each consultant in `ids` (offline when unknown here).
-    pub fn presence_of(&self, ids: &[UserId]) -> Vec<PresenceStatus> {
-        self.lock().core.presence_of(ids)
-    }
-
-    /// Consultants with a link on this node (connected or within grace).
-    pub fn online_consultants(&self) -> Vec<UserInfo> {
-        self.lock().core.online_consultants()
+    /// Starts the core afresh when this node stops being the cluster's hub
+    /// node: every client of it is sent `server.shutdown` and closed
+    /// (1001); rooms, rings and links are forgotten (the new hub node
+    /// re-opens the sessions from the store).
+    pub(crate) fn reset_core(&self) {
+        let mut locked = self.lock();
+        let now = self.clock.now();
+        locked.core.farewell(CLOSE_GOING_AWAY, now);
+        let batch = self.apply(&mut locked);
+        debug_assert!(batch.0.is_empty(), "a farewell writes nothing");
+        locked.core = HubCore::new(self.cfg.clone(), self.hooks.clone());
+        locked.armed = None;
     }
 
     /// Whether the hub has begun shutting down.

@@ -197,7 +197,7 @@ impl Hub {
     /// Ends the open session `session_id` for `reason` (a limit the meter
     /// reached, a moderator): stored, then both participants get
     /// `session.ended`. Returns false if it was not open here.
-    pub async fn end_session_for(&self, session_id: &SessionId, reason: SessionEndReason) -> bool {
+    pub(crate) async fn end_session_here(&self, session_id: &SessionId, reason: SessionEndReason) -> bool {
         let (open, batch) = {
             let mut locked = self.lock();
             let now = self.clock.now();
@@ -230,8 +230,8 @@ impl Hub {
         open && stored
     }
 
-    /// Sends `msg` to `user` if connected here (booking reminders).
-    pub fn notify_user(&self, user: &UserId, msg: &ServerMessage) {
+    /// Sends `msg` to `user` if connected to this core (booking reminders).
+    pub(crate) fn notify_user_here(&self, user: &UserId, msg: &ServerMessage) {
         let mut locked = self.lock();
         let now = self.clock.now();
         locked.core.notify_user(user, msg.clone(), now);
@@ -245,7 +245,7 @@ impl Hub {
     /// `no_show_at` (start + 15 min) is a no-show: the session ends with
     /// `no_show`, `ended_by` the participant who did not come (`None` if
     /// neither came). Returns `Ok(false)` if it was open already.
-    pub async fn open_scheduled(
+    pub(crate) async fn open_scheduled_here(
         self: &Arc<Self>,
         record: SessionRecord,
         seeker: UserInfo,
@@ -300,6 +300,9 @@ impl Hub {
         };
         // Ringing calls' ends are stored and sent while clients still listen.
         let _ = self.run(batch).await;
+        // Sockets whose hub is another node reconnect elsewhere and resume
+        // there (their links live on the hub node).
+        self.close_edges(CLOSE_GOING_AWAY, "this node is draining; reconnect");
         {
             let mut locked = self.lock();
             let now = self.clock.now();

@@ -1,0 +1,251 @@
+//! Several nodes, one hub (issue 16, docs/rules.md C7): three `parley`
+//! nodes on one PostgreSQL and one Redis, each on a runtime of its own so a
+//! test can kill one like `kill -9`. Node 0 starts first and is the hub
+//! node; clients connect to the others (or through a balancer over all).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use parley_domain::clock::ManualClock;
+
+use crate::common::{
+    Proxy, TestApp, WAIT, next_matching, pump, settled, spawn_node, test_clock, timeline_kinds, until,
+};
+use parley_domain::protocol::rest::{ConsultantPrice, PriceModel};
+use parley_domain::protocol::{ChatKind, Outcome, PresenceStatus, Role, ServerMessage, SessionEndReason};
+use parley_domain::{Currency, Money, SessionId, UserId};
+use parley_sdk::call::CallConfig;
+use parley_sdk::session::SessionCall;
+use parley_sdk::{ApiClient, Event, Events, SignalingClient};
+
+const SECS: fn(u64) -> Duration = Duration::from_secs;
+
+/// `n` nodes of one cluster on a fresh database and Redis prefix, sharing
+/// `clock`; node 0 is the hub node (it took the free hub lease first).
+async fn cluster(n: usize, clock: Arc<ManualClock>) -> Vec<TestApp> {
+    let url = crate::common::fresh_postgres_url().await;
+    let prefix = crate::cluster::fresh_prefix();
+    let mut nodes = Vec::new();
+    for i in 0..n {
+        let dir = Arc::new(tempfile::tempdir().unwrap());
+        let mut config = parley_server::Config::for_tests(dir.path());
+        config.database_url = url.clone();
+        config.cluster.redis_url = Some(crate::cluster::redis_url());
+        config.cluster.redis_prefix = prefix.clone();
+        config.cluster.node_id = format!("node-{i}");
+        // Takeover within a second of real time (Redis expires leases).
+        config.cluster.lease_ttl = Duration::from_millis(900);
+        nodes.push(spawn_node(config, dir, clock.clone()).await);
+    }
+    assert_eq!(hub_node(&nodes[0]).await.as_deref(), Some("node-0"));
+    nodes
+}
+
+/// Who holds the hub lease, as Redis says.
+async fn hub_node(app: &TestApp) -> Option<String> {
+    let client = redis::Client::open(crate::cluster::redis_url()).unwrap();
+    let mut redis = client.get_multiplexed_async_connection().await.unwrap();
+    let key = format!("{}:hub", app.config.cluster.redis_prefix);
+    redis::cmd("GET").arg(key).query_async(&mut redis).await.unwrap()
+}
+
+async fn presence_on(app: &TestApp, who: &str) -> PresenceStatus {
+    let list: serde_json::Value = reqwest::Client::new()
+        .get(format!("{}/v1/consultants", app.base))
+        .bearer_auth(app.token("sam", Role::Seeker))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let me = list.as_array().unwrap().iter().find(|c| c["id"] == who);
+    me.map_or(PresenceStatus::Offline, |c| serde_json::from_value(c["presence"].clone()).unwrap())
+}
+
+async fn price(app: &TestApp, consultant: &str, minor: i64) {
+    let api = ApiClient::new(&app.base).unwrap();
+    let amount = Money::new(minor, Currency::parse("EUR").unwrap());
+    let price = ConsultantPrice { model: PriceModel::Fixed, amount };
+    api.set_price(&app.token(consultant, Role::Consultant), &price).await.unwrap();
+}
+
+/// The first event `pick` picks, within [`WAIT`].
+async fn event<T>(events: &mut Events, mut pick: impl FnMut(&Event) -> Option<T>) -> T {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            let e = events.recv().await.expect("the client is open");
+            if let Some(t) = pick(&e) {
+                return t;
+            }
+        }
+    })
+    .await
+    .expect("the event within WAIT")
+}
+
+async fn settlements(app: &TestApp, session: &SessionId) -> i64 {
+    sqlx::query_scalar("SELECT COUNT(*) FROM settlements WHERE session_id = $1")
+        .bind(session.as_str())
+        .fetch_one(&app.store.pool())
+        .await
+        .unwrap()
+}
+
+/// A consultant on node 1 and a seeker on node 2 (neither on the hub
+/// node): presence is the same on every node; the call rings across
+/// nodes; their SDP and ICE relay through the hub node in order and a real
+/// webrtc-rs peer connection carries a data channel and audio; the hang-up
+/// is settled once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_across_nodes_over_a_real_peer_connection() {
+    let nodes = cluster(3, test_clock()).await;
+    let (consultant, c_events) = nodes[1].available_consultant("cora").await;
+    for node in &nodes {
+        assert_eq!(presence_on(node, "cora").await, PresenceStatus::Available, "on {}", node.base);
+    }
+    let (seeker, s_events) = nodes[2].client("sam", Role::Seeker).await;
+    let (c_call_tx, mut c_rest) = pump(c_events);
+    let (s_call_tx, mut s_rest) = pump(s_events);
+    let ringing = seeker.call(&UserId::parse("cora").unwrap(), Some("pm_card_visa")).await.unwrap();
+    let incoming = next_matching(&mut c_rest, |m| matches!(m, ServerMessage::CallIncoming { .. })).await;
+    let ServerMessage::CallIncoming { call_id, session_id, .. } = incoming else { unreachable!() };
+    assert_eq!(session_id, ringing.session_id);
+    consultant.accept(&call_id).await.unwrap();
+    for node in &nodes {
+        assert_eq!(presence_on(node, "cora").await, PresenceStatus::Busy, "on {}", node.base);
+    }
+
+    let config = CallConfig { resolve_mdns_candidates: false, ..CallConfig::default() };
+    let c_room = consultant.join(&session_id).await.unwrap();
+    let c_call = Arc::new(SessionCall::start(&consultant, &c_room, config.clone()).await.unwrap());
+    let _ = c_call_tx.send(c_call.clone());
+    let s_room = seeker.join(&session_id).await.unwrap();
+    assert!(s_room.offerer);
+    let s_call = Arc::new(SessionCall::start(&seeker, &s_room, config).await.unwrap());
+    let _ = s_call_tx.send(s_call.clone());
+    s_call.call.wait_connected(SECS(20)).await.expect("seeker connected");
+    c_call.call.wait_connected(SECS(20)).await.expect("consultant connected");
+    s_call.call.wait_data_channel_open(SECS(20)).await.unwrap();
+    c_call.call.wait_data_channel_open(SECS(20)).await.unwrap();
+    s_call.call.send_data(b"across nodes").await.unwrap();
+    let got = tokio::time::timeout(WAIT, c_call.call.recv_data()).await.unwrap().unwrap();
+    assert_eq!(&got[..], b"across nodes");
+    until("audio both ways", || async {
+        s_call.call.audio_packets_received() >= 10 && c_call.call.audio_packets_received() >= 10
+    })
+    .await;
+
+    seeker.end_session(&session_id).await.unwrap();
+    for rest in [&mut s_rest, &mut c_rest] {
+        let ended = next_matching(rest, |m| matches!(m, ServerMessage::SessionEnded { .. })).await;
+        assert!(matches!(ended, ServerMessage::SessionEnded { reason: SessionEndReason::Hangup, .. }));
+    }
+    s_call.close().await.unwrap();
+    c_call.close().await.unwrap();
+    let moderator = nodes[1].token("mo", Role::Moderator);
+    let d = settled(&ApiClient::new(&nodes[1].base).unwrap(), &moderator, &session_id).await;
+    assert_eq!(d.outcome, Some(Outcome::Free), "under the free window");
+    assert_eq!(settlements(&nodes[0], &session_id).await, 1);
+}
+
+/// A seeker's connection drops while the consultant writes to them; the
+/// seeker's next connection (through a balancer, to another node) resumes
+/// the link, which lives on the hub node, and gets what it missed in
+/// order with the same sequence numbers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_resumes_on_another_node_with_what_it_missed() {
+    let nodes = cluster(3, test_clock()).await;
+    let balancer = Proxy::balance(&[&nodes[1], &nodes[2]]).await;
+    let (consultant, mut c_events) = nodes[1].available_consultant("cora").await;
+    let token = nodes[1].token("sam", Role::Seeker);
+    let (seeker, mut s_events) = SignalingClient::connect(&balancer.ws_url, &token).await.unwrap();
+    seeker.call(&UserId::parse("cora").unwrap(), None).await.unwrap();
+    let (call_id, session_id) = crate::common::incoming(&mut c_events).await;
+    consultant.accept(&call_id).await.unwrap();
+    seeker.join(&session_id).await.unwrap();
+    consultant.join(&session_id).await.unwrap();
+
+    balancer.set_refusing(true);
+    balancer.cut();
+    event(&mut s_events, |e| matches!(e, Event::Reconnecting).then_some(())).await;
+    for i in 0..5 {
+        consultant.chat(&session_id, &format!("note {i}"), ChatKind::Chat).await.unwrap();
+    }
+    balancer.set_refusing(false);
+    // Replayed messages come before the resume's ack.
+    let (mut got, mut replayed) = (Vec::new(), None);
+    while got.len() < 5 || replayed.is_none() {
+        match event(&mut s_events, |e| Some(e.clone())).await {
+            Event::Server(ServerMessage::ChatMessage { text, .. }) => got.push(text),
+            Event::Resumed { replayed: n, .. } => replayed = Some(n),
+            Event::ResumeFailed { reason } => panic!("resume refused: {reason}"),
+            _ => {}
+        }
+    }
+    assert!(replayed >= Some(5), "the five notes (at least) were replayed: {replayed:?}");
+    assert_eq!(got, (0..5).map(|i| format!("note {i}")).collect::<Vec<_>>(), "in order");
+    // Still one session on the hub: the resumed seeker hangs up.
+    seeker.end_session(&session_id).await.unwrap();
+    c_events.wait_for(WAIT, |m| matches!(m, ServerMessage::SessionEnded { .. }).then_some(())).await.unwrap();
+}
+
+/// The hub node is killed (no goodbye: its sockets drop, its leases lapse)
+/// 620 s into a priced session: another node takes the hub lease within a
+/// lease TTL, re-opens the session from its last checkpoint under a new
+/// owner epoch; both clients (behind a balancer) come back by themselves
+/// (resume refused → rejoin); the session goes on, is billed without
+/// losing the checkpointed time and is settled once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hub_node_killed_mid_session_costs_no_call() {
+    let clock = test_clock();
+    let mut nodes = cluster(3, clock.clone()).await;
+    price(&nodes[1], "cora", 3000).await;
+    let balancer = Proxy::balance(&[&nodes[0], &nodes[1], &nodes[2]]).await;
+    let connect = |id: &'static str, role| {
+        let token = nodes[1].token(id, role);
+        let url = balancer.ws_url.clone();
+        async move { SignalingClient::connect(&url, &token).await.unwrap() }
+    };
+    let (consultant, mut c_events) = connect("cora", Role::Consultant).await;
+    consultant.set_available(true).await.unwrap();
+    let (seeker, mut s_events) = connect("sam", Role::Seeker).await;
+    seeker.call(&UserId::parse("cora").unwrap(), Some("pm_card_visa")).await.unwrap();
+    let (call_id, session_id) = crate::common::incoming(&mut c_events).await;
+    consultant.accept(&call_id).await.unwrap();
+    seeker.join(&session_id).await.unwrap();
+    consultant.join(&session_id).await.unwrap();
+    clock.advance(SECS(620));
+    let checkpoint = || async {
+        sqlx::query_scalar::<_, i64>("SELECT billable_ms FROM meter_checkpoints WHERE session_id = $1")
+            .bind(session_id.as_str())
+            .fetch_optional(&nodes[1].store.pool())
+            .await
+            .unwrap()
+    };
+    until("the 620 s checkpoint", || async { checkpoint().await == Some(620_000) }).await;
+
+    nodes[0].kill();
+    until("another node runs the hub", || async { hub_node(&nodes[1]).await.is_some_and(|n| n != "node-0") }).await;
+    for events in [&mut s_events, &mut c_events] {
+        event(events, |e| matches!(e, Event::ResumeFailed { .. }).then_some(())).await;
+    }
+    until("both rejoined the session on the new hub node", || async {
+        let kinds = timeline_kinds(&nodes[1].store, &session_id).await;
+        kinds.iter().filter(|k| *k == "joined").count() >= 4
+    })
+    .await;
+    let epoch: i64 = sqlx::query_scalar("SELECT owner_epoch FROM sessions WHERE id = $1")
+        .bind(session_id.as_str())
+        .fetch_one(&nodes[1].store.pool())
+        .await
+        .unwrap();
+    assert_eq!(epoch, 2, "taken over once");
+    clock.advance(SECS(60));
+    seeker.end_session(&session_id).await.unwrap();
+    let moderator = nodes[1].token("mo", Role::Moderator);
+    let d = settled(&ApiClient::new(&nodes[2].base).unwrap(), &moderator, &session_id).await;
+    assert_eq!((d.outcome, d.billable_secs), (Some(Outcome::Charged), 680), "nothing checkpointed was lost");
+    assert_eq!(settlements(&nodes[1], &session_id).await, 1);
+    nodes[1].assert_reconciled().await;
+}
