@@ -55,20 +55,32 @@ node_port() { echo $((8080 + $1)); }
 # The pid in $STATE/$1.pid if that process is alive and is the one started
 # here (its command line contains $2); a zombie counts as dead.
 live_pid() {
-  local file=$STATE/$1.pid pid stat
+  local pid
+  pid=$(started_pid "$1") || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$2" || return 1
+  echo "$pid"
+}
+# The pid in $STATE/$1.pid if that process is alive, whatever it runs (just
+# started, it may not have exec'd its program yet).
+started_pid() {
+  local file=$STATE/$1.pid pid
   [ -s "$file" ] || return 1
   pid=$(<"$file")
   [[ $pid =~ ^[0-9]+$ ]] || return 1
-  stat=$(cat "/proc/$pid/stat" 2>/dev/null) || return 1
-  stat=${stat##*) }
-  [ "${stat%% *}" != Z ] || return 1
-  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$2" || return 1
+  ! gone "$pid" || return 1
   echo "$pid"
 }
 node_pid() { live_pid "node$1" " serve"; }
 haproxy_pid() { live_pid haproxy "$STATE/haproxy.cfg"; }
-gone() { [ ! -d "/proc/$1" ] || [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" = Z ]; }
+gone() {
+  local stat
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 0
+  stat=${stat##*) }
+  [ "${stat%% *}" = Z ]
+}
 
+# The lines of log $1 since its last "starting" line, at most 30.
+last_run() { awk '/^==> .* starting$/ { n = 0 } { line[++n] = $0 } END { for (i = (n > 30 ? n - 29 : 1); i <= n; i++) print line[i] }' "$1"; }
 port_taken() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 http_code() { curl -s -o /dev/null -m 2 -w '%{http_code}' "$1" || true; }
 
@@ -141,8 +153,8 @@ wait_node_ready() {
   local n=$1 port pid
   port=$(node_port "$n")
   for _ in $(seq 120); do
-    pid=$(node_pid "$n") || {
-      tail -n 20 "$STATE/node$n.log" >&2
+    pid=$(started_pid "node$n") || {
+      last_run "$STATE/node$n.log" >&2
       die "node$n exited during start-up (log above: $STATE/node$n.log)"
     }
     [ "$(http_code "http://127.0.0.1:$port/readyz")" = 200 ] && return 0
@@ -216,7 +228,7 @@ launch_haproxy() {
   echo $! >"$STATE/haproxy.pid"
   say "HAProxy starting on 127.0.0.1:$PORT (pid $!, stats http://127.0.0.1:$STATS_PORT/)"
   for _ in $(seq 40); do
-    haproxy_pid >/dev/null || { tail -n 20 "$STATE/haproxy.log" >&2; die "HAProxy exited (log above)"; }
+    started_pid haproxy >/dev/null || { last_run "$STATE/haproxy.log" >&2; die "HAProxy exited (log above)"; }
     [ "$(http_code "http://127.0.0.1:$PORT/readyz")" = 200 ] && return 0
     sleep 0.5
   done
