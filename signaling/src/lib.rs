@@ -9,7 +9,8 @@
 //!
 //! Module map: `hub` (`hub::core`: the pure state machine that decides;
 //! `hub::driver`: the [`Hub`] that does its IO; `hub::delivery`: how
-//! messages reach links), `connection` (one
+//! messages reach links), `cluster` (several nodes, one hub: the [`Bus`]
+//! seam, edges forwarding sockets to the hub node), `connection` (one
 //! WebSocket), `link` (resumable per-client state), `auth` (JWT), `turn`
 //! (ICE servers), `store` (the traits the server implements).
 
