@@ -64,7 +64,7 @@ impl CallState {
 }
 
 /// A session as first stored, when its call is accepted.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SessionRecord {
     /// The session.
     pub session_id: SessionId,

@@ -16,6 +16,7 @@ use parley_signaling::{Hub, HubChange};
 use redis::aio::ConnectionManager;
 use tokio_util::sync::CancellationToken;
 
+use super::lease::RELEASE;
 use crate::recovery::Recovery;
 
 /// Take the lease if free, extend it if ours; answer the holder.
@@ -26,13 +27,6 @@ if holder == false or holder == ARGV[1] then
   return ARGV[1]
 end
 return holder";
-
-/// Delete the lease only if ours.
-const RELEASE: &str = r"
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0";
 
 /// The hub lease of one node.
 #[derive(Clone)]

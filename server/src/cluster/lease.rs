@@ -107,8 +107,8 @@ for i, key in ipairs(KEYS) do
 end
 return lost";
 
-/// Delete the lease only if ours.
-const RELEASE: &str = r"
+/// Delete the lease only if ours (also the hub lease's, `hub_node`).
+pub(crate) const RELEASE: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('DEL', KEYS[1])
 end

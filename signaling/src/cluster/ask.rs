@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use parley_domain::protocol::{PresenceStatus, ServerMessage, SessionEndReason, UserInfo};
-use parley_domain::{CallId, SessionId, Timestamp, UserId};
+use parley_domain::{SessionId, Timestamp, UserId};
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
@@ -26,7 +26,7 @@ pub(crate) enum Ask {
     OnlineConsultants,
     NotifyUser { user: UserId, msg: Box<ServerMessage> },
     EndSession { session_id: SessionId, reason: SessionEndReason },
-    OpenScheduled { record: Record, seeker: UserInfo, consultant: UserInfo, no_show_at: Timestamp },
+    OpenScheduled { record: SessionRecord, seeker: UserInfo, consultant: UserInfo, no_show_at: Timestamp },
 }
 
 /// The hub core's answer.
@@ -38,46 +38,6 @@ pub(crate) enum Answer {
     Ended { open: bool },
     Opened { opened: Result<bool, String> },
     Done,
-}
-
-/// A [`SessionRecord`] on the wire.
-#[derive(Debug, Serialize, Deserialize)]
-pub(crate) struct Record {
-    session_id: SessionId,
-    call_id: CallId,
-    seeker_id: UserId,
-    consultant_id: UserId,
-    opened_at: Timestamp,
-    recording: bool,
-    scheduled: bool,
-}
-
-impl From<SessionRecord> for Record {
-    fn from(r: SessionRecord) -> Record {
-        Record {
-            session_id: r.session_id,
-            call_id: r.call_id,
-            seeker_id: r.seeker_id,
-            consultant_id: r.consultant_id,
-            opened_at: r.opened_at,
-            recording: r.recording,
-            scheduled: r.scheduled,
-        }
-    }
-}
-
-impl From<Record> for SessionRecord {
-    fn from(r: Record) -> SessionRecord {
-        SessionRecord {
-            session_id: r.session_id,
-            call_id: r.call_id,
-            seeker_id: r.seeker_id,
-            consultant_id: r.consultant_id,
-            opened_at: r.opened_at,
-            recording: r.recording,
-            scheduled: r.scheduled,
-        }
-    }
 }
 
 impl Hub {
@@ -94,7 +54,7 @@ impl Hub {
                 Answer::Ended { open: self.end_session_here(&session_id, reason).await }
             }
             Ask::OpenScheduled { record, seeker, consultant, no_show_at } => {
-                let opened = self.open_scheduled_here(record.into(), seeker, consultant, no_show_at).await;
+                let opened = self.open_scheduled_here(record, seeker, consultant, no_show_at).await;
                 Answer::Opened { opened: opened.map_err(|e| e.0) }
             }
         }
@@ -196,7 +156,7 @@ impl Hub {
         if self.remote_hub().is_none() {
             return self.open_scheduled_here(record, seeker, consultant, no_show_at).await;
         }
-        let ask = Ask::OpenScheduled { record: record.into(), seeker, consultant, no_show_at };
+        let ask = Ask::OpenScheduled { record, seeker, consultant, no_show_at };
         match self.ask(ask).await {
             Some(Answer::Opened { opened }) => opened.map_err(StoreError),
             _ => Err(StoreError("the hub node did not answer".into())),
