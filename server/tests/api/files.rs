@@ -6,7 +6,7 @@ use crate::common;
 
 use std::time::Duration;
 
-use crate::common::{TestApp, spawn_app, spawn_app_on_postgres};
+use crate::common::{TestApp, spawn_app, spawn_app_with};
 use parley_domain::protocol::{ErrorBody, ErrorCode};
 use parley_domain::{Clock, SessionId, Timestamp};
 use parley_server::files::{self, RecordingRow, new_recording_id};
@@ -192,7 +192,15 @@ async fn signed_links_download_with_ranges_and_expire() {
 
 #[tokio::test]
 async fn signed_links_download_on_postgres() {
-    let app = spawn_app_on_postgres().await;
+    // The server's own hourly sweep keeps 100 years here: `downloads_work`
+    // moves the clock past its first sweep, which would otherwise race the
+    // 30-day sweep `retention_works` runs itself for the old file.
+    let url = common::fresh_postgres_url().await;
+    let app = spawn_app_with(|c| {
+        c.database_url = url;
+        c.recordings.retention_days = 36_500;
+    })
+    .await;
     downloads_work(&app).await;
     retention_works(&app).await;
 }
