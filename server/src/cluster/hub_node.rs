@@ -6,6 +6,8 @@
 //! sessions first (their rooms and meters, from the last checkpoints), then
 //! serves; a node that loses it (another holds it, or it could not extend
 //! it for a whole `ttl`) forgets its rooms and links and stops metering.
+//! An edge that cannot read the lease for a whole `ttl` forgets the hub
+//! node too: Redis is away, and nothing it forwards would arrive.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -102,9 +104,12 @@ impl Election {
             }
             Err(e) => {
                 tracing::warn!(error = %e, node = %self.lease.node, "cannot hold or read the hub lease");
-                // Whoever holds it keeps it until it lapses; a hub node that
-                // could not extend it for a whole TTL must assume it lapsed.
-                if !(hub.is_hub_node() && self.extended.elapsed() >= self.ttl) {
+                // Whoever holds it keeps it until it lapses. A node that
+                // could not read it for a whole TTL must assume it lapsed:
+                // a hub node steps down (its meters checkpoint and stop),
+                // an edge closes what it forwarded, and both refuse new
+                // sockets until a hub node is known again.
+                if self.extended.elapsed() < self.ttl {
                     return;
                 }
                 None

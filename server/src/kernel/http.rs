@@ -79,7 +79,8 @@ async fn landing() -> Html<&'static str> {
 }
 
 /// 200 when the database (and, in a cluster, Redis) answers and the server
-/// is not shutting down; 503 otherwise, saying which.
+/// is not shutting down; 503 otherwise, saying which. The body is `ready`,
+/// or in a cluster `ready; hub node <node id>` (docs/rules.md C7).
 async fn readyz(State(s): State<AppState>) -> Response {
     if s.hub.is_shutting_down() {
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response();
@@ -96,7 +97,10 @@ async fn readyz(State(s): State<AppState>) -> Response {
     if s.hub.hub_unknown() {
         return (StatusCode::SERVICE_UNAVAILABLE, "no hub node elected yet").into_response();
     }
-    "ready".into_response()
+    match s.hub.hub_node() {
+        Some(node) => format!("ready; hub node {node}").into_response(),
+        None => "ready".into_response(),
+    }
 }
 
 async fn metrics(State(s): State<AppState>) -> Response {

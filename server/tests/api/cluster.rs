@@ -81,13 +81,13 @@ async fn a_lapsed_lease_is_taken_over_by_another_node() {
 
 /// A Redis server of the test's own (Debian's `redis-server`, which the
 /// README's test command installs), on a free port, keeping nothing on disk.
-struct OwnRedis {
+pub(crate) struct OwnRedis {
     port: u16,
     child: std::process::Child,
 }
 
 impl OwnRedis {
-    async fn start_on(port: u16) -> OwnRedis {
+    pub(crate) async fn start_on(port: u16) -> OwnRedis {
         let child = std::process::Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .stdout(std::process::Stdio::null())
@@ -103,11 +103,11 @@ impl OwnRedis {
         OwnRedis { port, child }
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
-    fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -119,7 +119,7 @@ impl Drop for OwnRedis {
     }
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
@@ -143,13 +143,15 @@ async fn readyz_follows_redis_going_away_and_coming_back() {
         c.cluster.redis_prefix = fresh_prefix();
     })
     .await;
-    assert_eq!(readyz(&app).await, (200, "ready".into()));
+    // Alone, it is the hub node itself.
+    let ready = (200, format!("ready; hub node {}", app.config.cluster.node_id));
+    assert_eq!(readyz(&app).await, ready);
     own.kill();
     crate::common::until("not ready without Redis", || async { readyz(&app).await.0 == 503 }).await;
     let (_, why) = readyz(&app).await;
     assert!(why.contains("redis"), "says why: {why}");
     let _back = OwnRedis::start_on(port).await;
-    crate::common::until("ready again", || async { readyz(&app).await == (200, "ready".into()) }).await;
+    crate::common::until("ready again", || async { readyz(&app).await == ready }).await;
 }
 
 /// A node whose `REDIS_URL` answers nothing does not start, and says which

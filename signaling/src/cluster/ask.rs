@@ -33,11 +33,22 @@ pub(crate) enum Ask {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "k", rename_all = "snake_case")]
 pub(crate) enum Answer {
-    Presence { statuses: Vec<PresenceStatus> },
-    Users { users: Vec<UserInfo> },
-    Ended { open: bool },
-    Opened { opened: Result<bool, String> },
+    Presence {
+        statuses: Vec<PresenceStatus>,
+    },
+    Users {
+        users: Vec<UserInfo>,
+    },
+    Ended {
+        open: bool,
+    },
+    Opened {
+        opened: Result<bool, String>,
+    },
     Done,
+    /// The asked node is not the hub node (any more): ask again once the
+    /// hub node is known.
+    NotHub,
 }
 
 impl Hub {
@@ -61,7 +72,8 @@ impl Hub {
     }
 
     /// Asks the hub core, here or on the hub node. `None`: no hub node is
-    /// elected, or it did not answer within [`ANSWER_TIMEOUT`].
+    /// elected, it did not answer within [`ANSWER_TIMEOUT`], or the node
+    /// asked no longer runs the hub.
     pub(crate) async fn ask(self: &Arc<Self>, ask: Ask) -> Option<Answer> {
         let Some(cluster) = self.remote_hub() else { return Some(self.answer(ask).await) };
         let req = cluster.next_ask.fetch_add(1, Ordering::Relaxed);
@@ -73,10 +85,14 @@ impl Hub {
             false => None,
         };
         lock(&cluster.asks).remove(&req);
-        if answer.is_none() {
-            tracing::warn!(hub = ?cluster.hub_node(), "the hub node did not answer");
+        match answer {
+            None => tracing::warn!(hub = ?cluster.hub_node(), "the hub node did not answer"),
+            Some(Answer::NotHub) => {
+                tracing::warn!(hub = ?cluster.hub_node(), "asked a node that no longer runs the hub")
+            }
+            Some(_) => return answer,
         }
-        answer
+        None
     }
 
     /// Tells the hub core without waiting for an answer.

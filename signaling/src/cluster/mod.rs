@@ -27,6 +27,8 @@
 pub(crate) mod ask;
 pub(crate) mod edge;
 pub(crate) mod remote;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
@@ -38,7 +40,10 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::connection::Departure;
-use crate::hub::Hub;
+use crate::hub::{CLOSE_GOING_AWAY, Hub};
+
+/// The close reason of a socket whose hub node changed.
+const HUB_MOVED: &str = "the hub moved; reconnect";
 
 /// Carries payloads between the nodes of a cluster.
 ///
@@ -227,6 +232,12 @@ impl Hub {
         self.cluster.get().filter(|c| !c.is_hub()).cloned()
     }
 
+    /// The node that runs the hub core now, in a cluster (`None`: a
+    /// single node, or none is elected).
+    pub fn hub_node(&self) -> Option<String> {
+        self.cluster.get().and_then(|c| c.hub_node())
+    }
+
     /// Whether this node is in a cluster with no hub node elected now.
     pub fn hub_unknown(&self) -> bool {
         self.cluster.get().is_some_and(|c| c.hub_node().is_none())
@@ -245,7 +256,7 @@ impl Hub {
             return HubChange::Same;
         }
         tracing::info!(node = %me, from = ?before, to = ?node, "the hub node changed");
-        self.close_edges(crate::hub::CLOSE_GOING_AWAY, "the hub moved; reconnect");
+        self.close_edges(CLOSE_GOING_AWAY, HUB_MOVED);
         if before.as_deref() == Some(me.as_str()) {
             self.reset_core();
             lock(&cluster.remotes).clear();
@@ -276,6 +287,15 @@ impl Hub {
             }
         };
         match wire {
+            // An edge that has not yet learnt that this node lost the hub
+            // role: serving its connection on a core that no longer runs
+            // anything would strand the client, so it is closed at once and
+            // reconnects once its node knows the hub node (docs/rules.md C7).
+            Wire::Open { from, conn, .. } if !cluster.is_hub() => {
+                cluster
+                    .bus
+                    .send(&from, Wire::Close { conn, code: CLOSE_GOING_AWAY, reason: HUB_MOVED.into() }.encode());
+            }
             Wire::Open { from, conn, user, premium } => {
                 let (tx, rx) = mpsc::unbounded_channel();
                 lock(&cluster.remotes).insert((from.clone(), conn), tx);
@@ -300,6 +320,14 @@ impl Hub {
             Wire::Close { conn, code, reason } => {
                 if let Some(queue) = lock(&cluster.edges).remove(&conn) {
                     let _ = queue.send(Down::Close(code, reason));
+                }
+            }
+            // Not the hub node (any more): the core here holds nothing, so
+            // its answer would be wrong (a consultant offline, a session not
+            // open) or, for a booked session's opening, harmful.
+            Wire::Ask { from, req, .. } if !cluster.is_hub() => {
+                if req != 0 {
+                    cluster.bus.send(&from, Wire::Answer { req, answer: ask::Answer::NotHub }.encode());
                 }
             }
             Wire::Ask { from, req, ask } => {
@@ -327,11 +355,9 @@ impl Hub {
             }
             // Not served here (the hub moved, or it was closed): the edge
             // closes it.
-            None => cluster.bus.send(
-                &from,
-                Wire::Close { conn, code: crate::hub::CLOSE_GOING_AWAY, reason: "the hub moved; reconnect".into() }
-                    .encode(),
-            ),
+            None => {
+                cluster.bus.send(&from, Wire::Close { conn, code: CLOSE_GOING_AWAY, reason: HUB_MOVED.into() }.encode())
+            }
         }
     }
 }

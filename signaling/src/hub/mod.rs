@@ -5,7 +5,7 @@
 
 mod core;
 mod delivery;
-mod driver;
+pub(crate) mod driver;
 
 pub(crate) use self::core::Refusal;
 pub(crate) use delivery::LocalLink;

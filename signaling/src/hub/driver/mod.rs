@@ -35,7 +35,7 @@ use super::core::{CallRequest, unknown_consultant};
 
 mod rooms;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 /// Close code sent to clients when the server shuts down (RFC 6455 "going away").
 pub const CLOSE_GOING_AWAY: u16 = 1001;

@@ -16,7 +16,7 @@ use crate::store::{
 };
 
 /// A clock that stands still (no timer of these tests is due).
-struct Still(Timestamp);
+pub(crate) struct Still(pub(crate) Timestamp);
 
 impl Clock for Still {
     fn now(&self) -> Timestamp {
@@ -29,8 +29,8 @@ impl Clock for Still {
 }
 
 /// A store that takes everything but, if `fail_ends`, a session's end.
-struct Flaky {
-    fail_ends: bool,
+pub(crate) struct Flaky {
+    pub(crate) fail_ends: bool,
 }
 
 #[async_trait]
