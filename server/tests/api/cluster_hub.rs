@@ -22,7 +22,12 @@ const SECS: fn(u64) -> Duration = Duration::from_secs;
 
 /// `n` nodes of one cluster on a fresh database and Redis prefix, sharing
 /// `clock`; node 0 is the hub node (it took the free hub lease first).
-async fn cluster(n: usize, clock: Arc<ManualClock>) -> Vec<TestApp> {
+pub(crate) async fn cluster(n: usize, clock: Arc<ManualClock>) -> Vec<TestApp> {
+    cluster_on(n, clock, crate::cluster::redis_url()).await
+}
+
+/// [`cluster`] on the Redis at `redis_url`.
+pub(crate) async fn cluster_on(n: usize, clock: Arc<ManualClock>, redis_url: String) -> Vec<TestApp> {
     let url = crate::common::fresh_postgres_url().await;
     let prefix = crate::cluster::fresh_prefix();
     let mut nodes = Vec::new();
@@ -30,7 +35,7 @@ async fn cluster(n: usize, clock: Arc<ManualClock>) -> Vec<TestApp> {
         let dir = Arc::new(tempfile::tempdir().unwrap());
         let mut config = parley_server::Config::for_tests(dir.path());
         config.database_url = url.clone();
-        config.cluster.redis_url = Some(crate::cluster::redis_url());
+        config.cluster.redis_url = Some(redis_url.clone());
         config.cluster.redis_prefix = prefix.clone();
         config.cluster.node_id = format!("node-{i}");
         // Takeover within a second of real time (Redis expires leases).
@@ -42,8 +47,8 @@ async fn cluster(n: usize, clock: Arc<ManualClock>) -> Vec<TestApp> {
 }
 
 /// Who holds the hub lease, as Redis says.
-async fn hub_node(app: &TestApp) -> Option<String> {
-    let client = redis::Client::open(crate::cluster::redis_url()).unwrap();
+pub(crate) async fn hub_node(app: &TestApp) -> Option<String> {
+    let client = redis::Client::open(app.config.cluster.redis_url.clone().unwrap()).unwrap();
     let mut redis = client.get_multiplexed_async_connection().await.unwrap();
     let key = format!("{}:hub", app.config.cluster.redis_prefix);
     redis::cmd("GET").arg(key).query_async(&mut redis).await.unwrap()
@@ -63,7 +68,7 @@ async fn presence_on(app: &TestApp, who: &str) -> PresenceStatus {
     me.map_or(PresenceStatus::Offline, |c| serde_json::from_value(c["presence"].clone()).unwrap())
 }
 
-async fn price(app: &TestApp, consultant: &str, minor: i64) {
+pub(crate) async fn price(app: &TestApp, consultant: &str, minor: i64) {
     let api = ApiClient::new(&app.base).unwrap();
     let amount = Money::new(minor, Currency::parse("EUR").unwrap());
     let price = ConsultantPrice { model: PriceModel::Fixed, amount };
@@ -71,7 +76,7 @@ async fn price(app: &TestApp, consultant: &str, minor: i64) {
 }
 
 /// The first event `pick` picks, within [`WAIT`].
-async fn event<T>(events: &mut Events, mut pick: impl FnMut(&Event) -> Option<T>) -> T {
+pub(crate) async fn event<T>(events: &mut Events, mut pick: impl FnMut(&Event) -> Option<T>) -> T {
     tokio::time::timeout(WAIT, async {
         loop {
             let e = events.recv().await.expect("the client is open");
@@ -84,7 +89,7 @@ async fn event<T>(events: &mut Events, mut pick: impl FnMut(&Event) -> Option<T>
     .expect("the event within WAIT")
 }
 
-async fn settlements(app: &TestApp, session: &SessionId) -> i64 {
+pub(crate) async fn settlements(app: &TestApp, session: &SessionId) -> i64 {
     sqlx::query_scalar("SELECT COUNT(*) FROM settlements WHERE session_id = $1")
         .bind(session.as_str())
         .fetch_one(&app.store.pool())
@@ -202,50 +207,82 @@ async fn the_hub_node_killed_mid_session_costs_no_call() {
     let mut nodes = cluster(3, clock.clone()).await;
     price(&nodes[1], "cora", 3000).await;
     let balancer = Proxy::balance(&[&nodes[0], &nodes[1], &nodes[2]]).await;
-    let connect = |id: &'static str, role| {
-        let token = nodes[1].token(id, role);
-        let url = balancer.ws_url.clone();
-        async move { SignalingClient::connect(&url, &token).await.unwrap() }
-    };
-    let (consultant, mut c_events) = connect("cora", Role::Consultant).await;
-    consultant.set_available(true).await.unwrap();
-    let (seeker, mut s_events) = connect("sam", Role::Seeker).await;
-    seeker.call(&UserId::parse("cora").unwrap(), Some("pm_card_visa")).await.unwrap();
-    let (call_id, session_id) = crate::common::incoming(&mut c_events).await;
-    consultant.accept(&call_id).await.unwrap();
-    seeker.join(&session_id).await.unwrap();
-    consultant.join(&session_id).await.unwrap();
+    let mut live = Live::start(&nodes[1], &balancer).await;
     clock.advance(SECS(620));
-    let checkpoint = || async {
-        sqlx::query_scalar::<_, i64>("SELECT billable_ms FROM meter_checkpoints WHERE session_id = $1")
-            .bind(session_id.as_str())
-            .fetch_optional(&nodes[1].store.pool())
-            .await
-            .unwrap()
-    };
-    until("the 620 s checkpoint", || async { checkpoint().await == Some(620_000) }).await;
+    until("the 620 s checkpoint", || async { live.checkpoint(&nodes[1]).await == Some(620_000) }).await;
 
     nodes[0].kill();
     until("another node runs the hub", || async { hub_node(&nodes[1]).await.is_some_and(|n| n != "node-0") }).await;
-    for events in [&mut s_events, &mut c_events] {
-        event(events, |e| matches!(e, Event::ResumeFailed { .. }).then_some(())).await;
-    }
-    until("both rejoined the session on the new hub node", || async {
-        let kinds = timeline_kinds(&nodes[1].store, &session_id).await;
-        kinds.iter().filter(|k| *k == "joined").count() >= 4
-    })
-    .await;
-    let epoch: i64 = sqlx::query_scalar("SELECT owner_epoch FROM sessions WHERE id = $1")
-        .bind(session_id.as_str())
-        .fetch_one(&nodes[1].store.pool())
-        .await
-        .unwrap();
-    assert_eq!(epoch, 2, "taken over once");
+    live.rejoined(&nodes[1], 1).await;
+    assert_eq!(live.epoch(&nodes[1]).await, 2, "taken over once");
     clock.advance(SECS(60));
-    seeker.end_session(&session_id).await.unwrap();
+    let (seeker, session_id) = (&live.seeker, &live.session_id);
+    seeker.end_session(session_id).await.unwrap();
     let moderator = nodes[1].token("mo", Role::Moderator);
-    let d = settled(&ApiClient::new(&nodes[2].base).unwrap(), &moderator, &session_id).await;
+    let d = settled(&ApiClient::new(&nodes[2].base).unwrap(), &moderator, session_id).await;
     assert_eq!((d.outcome, d.billable_secs), (Some(Outcome::Charged), 680), "nothing checkpointed was lost");
-    assert_eq!(settlements(&nodes[1], &session_id).await, 1);
+    assert_eq!(settlements(&nodes[1], session_id).await, 1);
     nodes[1].assert_reconciled().await;
+}
+
+/// A priced session (cora at 30 EUR, sam with a card) whose two clients
+/// connect through `balancer` and have joined its room; `app` mints tokens.
+pub(crate) struct Live {
+    pub(crate) seeker: SignalingClient,
+    pub(crate) s_events: Events,
+    pub(crate) consultant: SignalingClient,
+    pub(crate) c_events: Events,
+    pub(crate) session_id: SessionId,
+}
+
+impl Live {
+    pub(crate) async fn start(app: &TestApp, balancer: &Proxy) -> Live {
+        let connect = |id: &'static str, role| {
+            let token = app.token(id, role);
+            let url = balancer.ws_url.clone();
+            async move { SignalingClient::connect(&url, &token).await.unwrap() }
+        };
+        let (consultant, mut c_events) = connect("cora", Role::Consultant).await;
+        consultant.set_available(true).await.unwrap();
+        let (seeker, s_events) = connect("sam", Role::Seeker).await;
+        seeker.call(&UserId::parse("cora").unwrap(), Some("pm_card_visa")).await.unwrap();
+        let (call_id, session_id) = crate::common::incoming(&mut c_events).await;
+        consultant.accept(&call_id).await.unwrap();
+        seeker.join(&session_id).await.unwrap();
+        consultant.join(&session_id).await.unwrap();
+        Live { seeker, s_events, consultant, c_events, session_id }
+    }
+
+    /// The session's last meter checkpoint, billable ms.
+    pub(crate) async fn checkpoint(&self, app: &TestApp) -> Option<i64> {
+        sqlx::query_scalar::<_, i64>("SELECT billable_ms FROM meter_checkpoints WHERE session_id = $1")
+            .bind(self.session_id.as_str())
+            .fetch_optional(&app.store.pool())
+            .await
+            .unwrap()
+    }
+
+    /// The session's owner epoch: 1 when opened, +1 per takeover (C6).
+    pub(crate) async fn epoch(&self, app: &TestApp) -> i64 {
+        sqlx::query_scalar("SELECT owner_epoch FROM sessions WHERE id = $1")
+            .bind(self.session_id.as_str())
+            .fetch_one(&app.store.pool())
+            .await
+            .unwrap()
+    }
+
+    /// Both clients were refused their resume (their links died with the
+    /// hub node) and rejoined by themselves: the session's timeline has
+    /// `2 * times` joins after the first two.
+    pub(crate) async fn rejoined(&mut self, app: &TestApp, times: usize) {
+        for events in [&mut self.s_events, &mut self.c_events] {
+            event(events, |e| matches!(e, Event::ResumeFailed { .. }).then_some(())).await;
+        }
+        let session_id = &self.session_id;
+        until("both rejoined the session on the new hub node", || async {
+            let kinds = timeline_kinds(&app.store, session_id).await;
+            kinds.iter().filter(|k| *k == "joined").count() >= 2 + 2 * times
+        })
+        .await;
+    }
 }

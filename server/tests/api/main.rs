@@ -5,6 +5,7 @@ mod bookings;
 mod call_gate;
 mod chargebacks;
 mod cluster;
+mod cluster_faults;
 mod cluster_hub;
 mod common;
 mod crash_windows;
