@@ -10,7 +10,11 @@
 #   down        stop HAProxy and the nodes (PostgreSQL and Redis stay up)
 #   status      each node's /readyz, and whether HAProxy sends it traffic
 #   kill N      kill -9 node N (HAProxy takes it out within ~2 s)
+#   kill-hub    kill -9 the hub node (the holder of the Redis lease parley:hub)
+#   hub         print the hub node's name (node1, ...)
 #   start N     start node N (again)
+#   start-all   start every node that is not running; wait until each is
+#               ready and, if HAProxy runs, until it sends each traffic
 #   drain N     SIGTERM node N: it refuses new work, checkpoints its
 #               sessions' meters, releases their leases and exits
 #   logs N      node N's log, followed on a terminal (`logs haproxy`: HAProxy's)
@@ -21,9 +25,12 @@
 #   PARLEY_CLUSTER_DIR         pids, logs, data dirs, secrets and haproxy.cfg
 #                              (default .cluster in the repository)
 #   PARLEY_CLUSTER_PORT        the balancer, on 127.0.0.1 (default 8080);
-#                              node N listens on 127.0.0.1:808N
+#                              node N listens on the port N above it (8081, ...)
 #   PARLEY_CLUSTER_STATS_PORT  HAProxy's stats page (default 8404)
 #   PARLEY_CLUSTER_NODES       how many nodes (default 3, at most 9)
+#   PARLEY_CLUSTER_REDIS_PORT  the Redis on 127.0.0.1 the nodes share (default
+#                              6379, started when missing; another port must
+#                              already be served)
 # Other PARLEY_* variables (PARLEY_LOG, PARLEY_FREE_WINDOW_SECS, ...) reach
 # every node as they are.
 set -euo pipefail
@@ -41,16 +48,20 @@ if [ -n "${PARLEY_CLUSTER_DIR:-}" ]; then STATE=$(abs "$PARLEY_CLUSTER_DIR"); el
 PORT=${PARLEY_CLUSTER_PORT:-8080}
 STATS_PORT=${PARLEY_CLUSTER_STATS_PORT:-8404}
 NODES=${PARLEY_CLUSTER_NODES:-3}
+REDIS_PORT=${PARLEY_CLUSTER_REDIS_PORT:-6379}
 DB_URL=postgres://postgres@127.0.0.1:5432/parley_cluster
-REDIS=redis://127.0.0.1:6379
+REDIS=redis://127.0.0.1:$REDIS_PORT
+# The nodes' Redis keys start with the server's prefix (not configurable).
+HUB_KEY=parley:hub
 
 die() { printf 'cluster.sh: %s\n' "$*" >&2; exit 1; }
 usage() { sed -n '/^# Usage:/,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 
 [[ $NODES =~ ^[1-9]$ ]] || die "PARLEY_CLUSTER_NODES=$NODES: expected 1 to 9"
-[[ $PORT =~ ^[0-9]+$ && $STATS_PORT =~ ^[0-9]+$ ]] || die "PARLEY_CLUSTER_PORT / PARLEY_CLUSTER_STATS_PORT: expected port numbers"
+[[ $PORT =~ ^[0-9]+$ && $STATS_PORT =~ ^[0-9]+$ && $REDIS_PORT =~ ^[0-9]+$ ]] ||
+  die "PARLEY_CLUSTER_PORT / PARLEY_CLUSTER_STATS_PORT / PARLEY_CLUSTER_REDIS_PORT: expected port numbers"
 
-node_port() { echo $((8080 + $1)); }
+node_port() { echo $((PORT + $1)); }
 
 # The pid in $STATE/$1.pid if that process is alive and is the one started
 # here (its command line contains $2); a zombie counts as dead.
@@ -98,7 +109,12 @@ ensure_binary() {
 
 ensure_services() {
   ensure_postgres
-  ensure_redis
+  if [ "$REDIS_PORT" = 6379 ]; then
+    ensure_redis
+  else
+    redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG ||
+      die "no Redis answers on 127.0.0.1:$REDIS_PORT (PARLEY_CLUSTER_REDIS_PORT): start it first"
+  fi
   local admin=${DB_URL%/*}/postgres db=${DB_URL##*/}
   if [ "$(psql "$admin" -qAt -c "SELECT 1 FROM pg_database WHERE datname = '$db'")" != 1 ]; then
     say "creating database $db"
@@ -134,7 +150,8 @@ launch_node() {
   printf '\n==> %s: node%s starting\n' "$(date -u +%FT%TZ)" "$n" >>"$STATE/node$n.log"
   (
     # The server refuses unknown PARLEY_* variables: drop this script's own.
-    unset PARLEY_BIN PARLEY_CLUSTER_DIR PARLEY_CLUSTER_PORT PARLEY_CLUSTER_STATS_PORT PARLEY_CLUSTER_NODES
+    unset PARLEY_BIN PARLEY_CLUSTER_DIR PARLEY_CLUSTER_PORT PARLEY_CLUSTER_STATS_PORT PARLEY_CLUSTER_NODES \
+      PARLEY_CLUSTER_REDIS_PORT
     export PARLEY_LISTEN=127.0.0.1:$port PARLEY_NODE_ID=node$n PARLEY_DATA_DIR=$STATE/node$n
     export DATABASE_URL=$DB_URL REDIS_URL=$REDIS
     # Tokens and recording links signed by one node work on every other;
@@ -326,6 +343,54 @@ cmd_start() {
   say "node$n ready; HAProxy marks it UP after two good checks (~2 s)"
 }
 
+# The number N of the hub node (the holder of $HUB_KEY, "nodeN").
+hub_node() {
+  local holder
+  holder=$(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" --raw GET "$HUB_KEY" 2>/dev/null) ||
+    die "cannot ask Redis on 127.0.0.1:$REDIS_PORT for $HUB_KEY"
+  [ -n "$holder" ] || die "no node holds the hub lease ($HUB_KEY is not set): none is the hub node yet"
+  [[ $holder =~ ^node([1-9])$ ]] && [ "${BASH_REMATCH[1]}" -le "$NODES" ] ||
+    die "the hub lease is held by \`$holder\`, not one of this script's nodes (node1 to node$NODES)"
+  echo "${BASH_REMATCH[1]}"
+}
+
+cmd_hub() {
+  local n
+  n=$(hub_node)
+  echo "node$n"
+}
+
+cmd_kill_hub() {
+  local n
+  n=$(hub_node)
+  cmd_kill "$n"
+}
+
+cmd_start_all() {
+  local n started=()
+  ensure_binary
+  prepare_state
+  for n in $(seq "$NODES"); do
+    node_pid "$n" >/dev/null && continue
+    launch_node "$n"
+    started+=("$n")
+  done
+  for n in "${started[@]+"${started[@]}"}"; do wait_node_ready "$n"; done
+  haproxy_pid >/dev/null || { say "every node is running (HAProxy is not: \`$0 up\` starts it)"; return 0; }
+  # HAProxy sends a node traffic after two good checks, 1 s apart.
+  local csv down
+  for _ in $(seq 40); do
+    csv=$(curl -s -m 2 "http://127.0.0.1:$STATS_PORT/;csv" 2>/dev/null || true)
+    down=0
+    for n in $(seq "$NODES"); do
+      [[ $(haproxy_view "$csv" "$n") == UP* ]] || down=1
+    done
+    [ "$down" = 0 ] && { say "every node is running and UP in HAProxy"; return 0; }
+    sleep 0.5
+  done
+  die "a node is still not UP in HAProxy after 20 s: $0 status"
+}
+
 cmd_drain() {
   local n=$1 pid
   pid=$(node_pid "$n") || die "node$n is not running"
@@ -361,6 +426,9 @@ case ${1:-up} in
   status) cmd_status ;;
   kill) need_node_number "${2:-}"; cmd_kill "$2" ;;
   start) need_node_number "${2:-}"; cmd_start "$2" ;;
+  start-all) cmd_start_all ;;
+  kill-hub) cmd_kill_hub ;;
+  hub) cmd_hub ;;
   drain) need_node_number "${2:-}"; cmd_drain "$2" ;;
   logs) [ -n "${2:-}" ] || die "logs needs a node number or \`haproxy\`"; cmd_logs "$2" ;;
   *) usage >&2; exit 2 ;;

@@ -1,6 +1,6 @@
 //! `parley-load`: the load generator for Parley.
 //!
-//! Three scenarios, each a subcommand of the `parley-load` binary, each an
+//! Four scenarios, each a subcommand of the `parley-load` binary, each an
 //! external client of running Parley processes (it depends on the protocol
 //! types and the SDK only):
 //!
@@ -15,6 +15,9 @@
 //!   seekers, consultants who allow recording, send-only uplinks to the
 //!   recorder — measuring the recorder's CPU per session and checking what
 //!   it stored.
+//! * [`failover`]: live calls through a cluster's balancer while a node is
+//!   killed and restarted, again and again — how long until both
+//!   participants are back in the room, and the billable seconds lost.
 //!
 //! Each prints a readable summary and, as the last line of stdout, one JSON
 //! object ([`report`]). The tool only talks to loopback addresses
@@ -29,6 +32,7 @@
 
 pub mod call;
 pub mod clock;
+pub mod failover;
 pub mod limits;
 pub mod procfs;
 pub mod record;

@@ -6,6 +6,8 @@
 //!                    [--jwt-secret-file PATH] [--connect-concurrency 256]
 //! parley-load record [--url URL] [--sessions 10] [--duration 20s] [--video] [--video-kbps 500]
 //!                    [--recorder-pid PID] [--server-pid PID] --jwt-secret-file PATH
+//! parley-load failover --url URL --jwt-secret-file PATH --kill CMD --restart CMD [--trials 20] [--calls 1]
+//!                    [--hold 12s] [--hold-jitter 10s] [--trial-timeout 45s] [--ready-timeout 2m]
 //! ```
 //!
 //! Readable figures go to stdout, followed by one JSON object as the last
@@ -19,6 +21,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use parley_load::call::{self, CallOptions};
+use parley_load::failover::{self, FailoverOptions};
 use parley_load::record::{self, RecordOptions};
 use parley_load::signal::{self, SignalOptions};
 use parley_load::{report, target};
@@ -48,6 +51,10 @@ enum Command {
     /// who allow recording, send-only uplinks to the recorder; the
     /// recorder's CPU per session and what it stored.
     Record(RecordArgs),
+    /// Live calls through a cluster's balancer while a node is killed and
+    /// restarted, trial after trial: the time until both participants are
+    /// back in the room, and the billable seconds lost.
+    Failover(FailoverArgs),
 }
 
 #[derive(Debug, Args)]
@@ -147,6 +154,60 @@ struct RecordArgs {
     max_loss_percent: f64,
 }
 
+#[derive(Debug, Args)]
+struct FailoverArgs {
+    /// The service's base URL (the cluster's balancer); must be a loopback address.
+    #[arg(long, default_value = DEFAULT_URL)]
+    url: String,
+    /// The cluster's JWT secret (`.cluster/jwt-secret`): the users' tokens
+    /// and the moderator's who reads the sessions at the end.
+    #[arg(long)]
+    jwt_secret_file: PathBuf,
+    /// The kill, run with `sh -c` in the current directory at each trial
+    /// (e.g. `scripts/cluster.sh kill-hub`); must exit 0.
+    #[arg(long, value_parser = parse_command)]
+    kill: String,
+    /// Brings the cluster back after each trial, run with `sh -c` (e.g.
+    /// `scripts/cluster.sh start-all`); must exit 0. The next trial waits
+    /// for `/readyz` 200 at --url too.
+    #[arg(long, value_parser = parse_command)]
+    restart: String,
+    /// Kills (each followed by a restart).
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    trials: u16,
+    /// Concurrent calls, each between a fresh seeker and consultant.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=200))]
+    calls: u16,
+    /// How long both participants stay in the room before each kill, at least.
+    #[arg(long, default_value = "12s", value_parser = parse_duration)]
+    hold: Duration,
+    /// Up to this much more hold, at random, so that kills fall anywhere in
+    /// the meter's 10 s checkpoint cycle (`0s`: none).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    hold_jitter: Duration,
+    /// How long every call may take to be back in its room after a kill.
+    #[arg(long, default_value = "45s", value_parser = parse_window)]
+    trial_timeout: Duration,
+    /// How long the cluster may take to be ready after the restart command.
+    #[arg(long, default_value = "2m", value_parser = parse_window)]
+    ready_timeout: Duration,
+    /// How long the kill and restart commands may each run.
+    #[arg(long, default_value = "2m", value_parser = parse_window)]
+    command_timeout: Duration,
+    /// Each consultant's fixed price, EUR cents (a hold is placed with
+    /// `pm_card_visa`); 0: free calls.
+    #[arg(long, default_value_t = 3000, value_parser = clap::value_parser!(i64).range(0..=10_000_000))]
+    price_minor: i64,
+}
+
+/// A shell command: not empty.
+fn parse_command(s: &str) -> Result<String, String> {
+    if s.trim().is_empty() {
+        return Err("an empty command".into());
+    }
+    Ok(s.to_owned())
+}
+
 fn parse_duration(s: &str) -> Result<Duration, String> {
     let d = humantime::parse_duration(s).map_err(|e| format!("{s:?}: {e} (e.g. 5s, 500ms, 2m)"))?;
     if d > MAX_DURATION {
@@ -236,6 +297,30 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             report::print_json_line(&report);
             Ok(report.ok())
         }
+        Command::Failover(args) => {
+            let target = target::parse(&args.url)?;
+            target.check_resolution().await?;
+            let report = failover::run(FailoverOptions {
+                target,
+                calls: usize::from(args.calls),
+                trials: usize::from(args.trials),
+                kill: args.kill,
+                restart: args.restart,
+                hold: args.hold,
+                hold_jitter: args.hold_jitter,
+                trial_timeout: args.trial_timeout,
+                ready_timeout: args.ready_timeout,
+                command_timeout: args.command_timeout,
+                jwt_secret_file: args.jwt_secret_file,
+                price_minor: args.price_minor,
+            })
+            .await?;
+            for line in report.summary_lines() {
+                println!("{line}");
+            }
+            report::print_json_line(&report);
+            Ok(report.ok())
+        }
     }
 }
 
@@ -288,6 +373,27 @@ mod tests {
         assert_eq!((args.relay_secs, args.connect_concurrency, args.server_pid), (10, 256, None));
         assert!(Cli::try_parse_from(["parley-load", "call", "--duration", "2h"]).is_err());
         assert!(Cli::try_parse_from(["parley-load", "call", "--calls", "0"]).is_err());
+    }
+
+    #[test]
+    fn failover_arguments_are_validated() {
+        let base = ["parley-load", "failover", "--jwt-secret-file", "s", "--kill", "k", "--restart", "r"];
+        let cli = Cli::try_parse_from(base).unwrap();
+        let Command::Failover(args) = cli.command else { panic!() };
+        assert_eq!((args.trials, args.calls, args.hold, args.price_minor), (20, 1, Duration::from_secs(12), 3000));
+        assert_eq!((args.kill.as_str(), args.restart.as_str()), ("k", "r"));
+        assert!(Cli::try_parse_from(&base[..6]).is_err(), "--restart is required");
+        assert!(parse_command(" ").is_err());
+        for bad in [
+            &["--trials", "0"][..],
+            &["--calls", "0"],
+            &["--trial-timeout", "10ms"],
+            &["--hold", "2h"],
+            &["--price-minor", "-1"],
+        ] {
+            let argv = base.iter().chain(bad.iter()).copied().collect::<Vec<_>>();
+            assert!(Cli::try_parse_from(&argv).is_err(), "{bad:?} accepted");
+        }
     }
 
     #[test]
