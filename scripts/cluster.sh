@@ -10,7 +10,7 @@
 #   down        stop HAProxy and the nodes (PostgreSQL and Redis stay up)
 #   status      each node's /readyz, and whether HAProxy sends it traffic
 #   kill N      kill -9 node N (HAProxy takes it out within ~2 s)
-#   kill-hub    kill -9 the hub node (the holder of the Redis lease parley:hub)
+#   kill-hub    kill -9 the hub node (the holder of the Redis lease <PARLEY_REDIS_PREFIX or parley>:hub)
 #   hub         print the hub node's name (node1, ...)
 #   start N     start node N (again)
 #   start-all   start every node that is not running; wait until each is
@@ -51,8 +51,8 @@ NODES=${PARLEY_CLUSTER_NODES:-3}
 REDIS_PORT=${PARLEY_CLUSTER_REDIS_PORT:-6379}
 DB_URL=postgres://postgres@127.0.0.1:5432/parley_cluster
 REDIS=redis://127.0.0.1:$REDIS_PORT
-# The nodes' Redis keys start with the server's prefix (not configurable).
-HUB_KEY=parley:hub
+# The nodes' Redis keys start with PARLEY_REDIS_PREFIX (the server's default: parley).
+HUB_KEY=${PARLEY_REDIS_PREFIX:-parley}:hub
 
 die() { printf 'cluster.sh: %s\n' "$*" >&2; exit 1; }
 usage() { sed -n '/^# Usage:/,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }

@@ -10,8 +10,9 @@
 //! per node pipelines its appends in the order they were queued, so what a
 //! node sends another arrives in order (docs/rules.md C7).
 
+use std::collections::HashMap;
 use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use parley_signaling::{Bus, Hub};
 use redis::aio::ConnectionManager;
@@ -23,6 +24,8 @@ use tokio_util::sync::CancellationToken;
 const MAX_LEN: u64 = 200_000;
 /// A stream nobody appends to goes away after this (a node that left).
 const IDLE_EXPIRY_MS: u64 = 3_600_000;
+/// How often a writer pushes back the expiry of a stream it appends to.
+const EXPIRY_REFRESH: Duration = Duration::from_secs(300);
 /// Entries read at most per `XREAD`.
 const READ_COUNT: u64 = 1024;
 /// How long one `XREAD` blocks (below the connection's response timeout).
@@ -118,24 +121,35 @@ impl Bus for RedisBus {
 }
 
 /// The writer task: appends what was queued, a pipeline per batch, in order.
-/// A batch Redis refused is logged and dropped (at most once: the hub node
-/// is re-elected or kept, and clients resume or rejoin).
+/// A stream's expiry is pushed back at most every [`EXPIRY_REFRESH`] (not
+/// with every batch: at low load that would be one more command per
+/// message). A batch Redis refused is logged and dropped (at most once: the
+/// hub node is re-elected or kept, and clients resume or rejoin); its
+/// streams' expiries are refreshed with the next batch (Redis may have
+/// restarted empty).
 async fn write(mut redis: ConnectionManager, mut rx: mpsc::UnboundedReceiver<(String, Vec<u8>)>) {
     let mut batch = Vec::with_capacity(512);
+    let mut refreshed: HashMap<String, Instant> = HashMap::new();
     while rx.recv_many(&mut batch, 512).await > 0 {
+        let now = Instant::now();
         let mut pipe = redis::pipe();
         let mut keys: Vec<&str> = Vec::new();
         for (key, payload) in &batch {
             pipe.cmd("XADD").arg(key).arg("MAXLEN").arg("~").arg(MAX_LEN).arg("*").arg("p").arg(payload).ignore();
-            if !keys.contains(&key.as_str()) {
+            let due = refreshed.get(key).is_none_or(|at| now.duration_since(*at) >= EXPIRY_REFRESH);
+            if due && !keys.contains(&key.as_str()) {
                 keys.push(key);
             }
         }
-        for key in keys {
+        for key in &keys {
             pipe.cmd("PEXPIRE").arg(key).arg(IDLE_EXPIRY_MS).ignore();
         }
-        if let Err(e) = pipe.query_async::<()>(&mut redis).await {
-            tracing::warn!(error = %e, messages = batch.len(), "cannot send on the bus; messages dropped");
+        match pipe.query_async::<()>(&mut redis).await {
+            Ok(()) => refreshed.extend(keys.into_iter().map(|k| (k.to_owned(), now))),
+            Err(e) => {
+                tracing::warn!(error = %e, messages = batch.len(), "cannot send on the bus; messages dropped");
+                refreshed.clear();
+            }
         }
         batch.clear();
     }

@@ -80,6 +80,7 @@ struct Raw {
     redis_url: Option<String>,
     node_id: Option<String>,
     lease_ttl_ms: u64,
+    redis_prefix: String,
     media: String,
     livekit_url: Option<String>,
     livekit_api_key: Option<String>,
@@ -133,6 +134,7 @@ impl Default for Raw {
             redis_url: None,
             node_id: None,
             lease_ttl_ms: 3000,
+            redis_prefix: "parley".into(),
             media: "p2p".into(),
             livekit_url: None,
             livekit_api_key: None,
@@ -223,7 +225,9 @@ pub struct ClusterConfig {
     /// (`PARLEY_LEASE_TTL_MS`, 300–60,000, default 3,000): the longest a
     /// lost node's sessions wait for another node. Renewed every third of it.
     pub lease_ttl: Duration,
-    /// Prefix of this cluster's Redis keys (`parley`; tests use their own).
+    /// Prefix of this cluster's Redis keys (`PARLEY_REDIS_PREFIX`, default
+    /// `parley`; 1–64 of `A-Z a-z 0-9 - _ . :`): clusters sharing one Redis
+    /// need different ones, or they would share one hub lease and one bus.
     pub redis_prefix: String,
 }
 
@@ -483,6 +487,10 @@ impl Config {
         if !(300..=60_000).contains(&raw.lease_ttl_ms) {
             return bad("PARLEY_LEASE_TTL_MS", "must be between 300 and 60000");
         }
+        let prefix_ok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':');
+        if raw.redis_prefix.is_empty() || raw.redis_prefix.len() > 64 || !raw.redis_prefix.chars().all(prefix_ok) {
+            return bad("PARLEY_REDIS_PREFIX", "1 to 64 of A-Z a-z 0-9 - _ . :");
+        }
         let cluster = ClusterConfig {
             redis_url: raw.redis_url,
             node_id: match raw.node_id {
@@ -491,7 +499,7 @@ impl Config {
                 None => format!("node-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]),
             },
             lease_ttl: Duration::from_millis(raw.lease_ttl_ms),
-            redis_prefix: "parley".into(),
+            redis_prefix: raw.redis_prefix,
         };
         let turn_urls = list(&raw.turn_urls);
         if !turn_urls.is_empty() && raw.turn_secret.is_none() {

@@ -111,6 +111,12 @@ fn a_bad_value_names_its_key() {
     assert!(e.contains("STRIPE_WEBHOOK_SECRET"), "{e}");
     let e = load(&[("currency", "\"euro\"")]).unwrap_err().to_string();
     assert!(e.contains("PARLEY_CURRENCY"), "{e}");
+    for prefix in ["\"\"", "\"two words\"", &format!("\"{}\"", "p".repeat(65))] {
+        let e = load(&[("redis_prefix", prefix)]).unwrap_err().to_string();
+        assert!(e.contains("PARLEY_REDIS_PREFIX"), "{prefix}: {e}");
+    }
+    assert_eq!(load(&[("redis_prefix", "\"staging:eu-1\"")]).unwrap().cluster.redis_prefix, "staging:eu-1");
+    assert_eq!(load(&[]).unwrap().cluster.redis_prefix, "parley");
     let e = load(&[("recording_retention_days", "0")]).unwrap_err().to_string();
     assert!(e.contains("PARLEY_RECORDING_RETENTION_DAYS"), "{e}");
     let e = load(&[("recording_url_ttl_secs", "0")]).unwrap_err().to_string();
