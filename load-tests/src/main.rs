@@ -238,8 +238,7 @@ fn parse_percent(s: &str) -> Result<f64, String> {
 async fn run(cli: Cli) -> anyhow::Result<bool> {
     match cli.command {
         Command::Call(args) => {
-            let target = target::parse(&args.url)?;
-            target.check_resolution().await?;
+            let target = checked_target(&args.url).await?;
             let report = call::run(CallOptions {
                 target,
                 calls: usize::from(args.calls),
@@ -248,15 +247,10 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 price_minor: args.price_minor,
             })
             .await?;
-            for line in report.summary_lines() {
-                println!("{line}");
-            }
-            report::print_json_line(&report);
-            Ok(report.ok())
+            Ok(finish(report.summary_lines(), &report, report.ok()))
         }
         Command::Signal(args) => {
-            let target = target::parse(&args.url)?;
-            target.check_resolution().await?;
+            let target = checked_target(&args.url).await?;
             let (report, stats) = signal::run(SignalOptions {
                 target,
                 clients: args.clients as usize,
@@ -269,15 +263,10 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 connect_concurrency: args.connect_concurrency as usize,
             })
             .await?;
-            for line in report.summary_lines(&stats) {
-                println!("{line}");
-            }
-            report::print_json_line(&report);
-            Ok(report.ok())
+            Ok(finish(report.summary_lines(&stats), &report, report.ok()))
         }
         Command::Record(args) => {
-            let target = target::parse(&args.url)?;
-            target.check_resolution().await?;
+            let target = checked_target(&args.url).await?;
             let report = record::run(RecordOptions {
                 target,
                 sessions: usize::from(args.sessions),
@@ -291,15 +280,10 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 max_loss_percent: args.max_loss_percent,
             })
             .await?;
-            for line in report.summary_lines() {
-                println!("{line}");
-            }
-            report::print_json_line(&report);
-            Ok(report.ok())
+            Ok(finish(report.summary_lines(), &report, report.ok()))
         }
         Command::Failover(args) => {
-            let target = target::parse(&args.url)?;
-            target.check_resolution().await?;
+            let target = checked_target(&args.url).await?;
             let report = failover::run(FailoverOptions {
                 target,
                 calls: usize::from(args.calls),
@@ -315,13 +299,26 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 price_minor: args.price_minor,
             })
             .await?;
-            for line in report.summary_lines() {
-                println!("{line}");
-            }
-            report::print_json_line(&report);
-            Ok(report.ok())
+            Ok(finish(report.summary_lines(), &report, report.ok()))
         }
     }
+}
+
+/// The loopback target `url` names, checked before any traffic is sent.
+async fn checked_target(url: &str) -> anyhow::Result<target::Target> {
+    let target = target::parse(url)?;
+    target.check_resolution().await?;
+    Ok(target)
+}
+
+/// Prints a run's readable `lines`, then `report` as the last line of
+/// stdout (one JSON object); returns `ok`.
+fn finish(lines: Vec<String>, report: &impl serde::Serialize, ok: bool) -> bool {
+    for line in lines {
+        println!("{line}");
+    }
+    report::print_json_line(report);
+    ok
 }
 
 fn main() -> ExitCode {
