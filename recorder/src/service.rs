@@ -24,11 +24,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
-use parley_domain::protocol::{ServerMessage, UserInfo};
+use parley_domain::protocol::{ErrorCode, ServerMessage, UserInfo};
 use parley_domain::{SessionId, UserId};
 use parley_sdk::call::{AUDIO_LEVEL_URI, Call, CallConfig, MediaKind, RemoteRtp, Signal};
 use parley_sdk::session::signal_message;
-use parley_sdk::{Event, SignalingClient};
+use parley_sdk::{Event, SdkError, SignalingClient};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -95,16 +95,32 @@ pub struct RecorderConfig {
 
 /// Runs the recorder until `shutdown`: connects, records what it is
 /// assigned, reconnects when the connection is lost. Sessions being
-/// recorded at shutdown are finished and handed to `sink`.
+/// recorded at shutdown are finished and handed to `sink`. While another
+/// connection of the same recorder is live (`recorder_connected`: in a
+/// cluster, another node's embedded recorder), it stands by, retrying
+/// every `reconnect_delay` quietly, and takes over once that one is gone.
 pub async fn run(config: RecorderConfig, sink: Arc<dyn RecordingSink>, shutdown: CancellationToken) {
     let mut sessions: HashMap<SessionId, mpsc::UnboundedSender<ServerMessage>> = HashMap::new();
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<SessionId>();
     let tasks = tokio_util::task::TaskTracker::new();
+    // Another connection of this recorder is live (in a cluster, every
+    // node's embedded recorder is the same recorder, and the hub admits
+    // one): this one stands by and connects once that one is gone.
+    let mut standing_by = false;
     'connect: while !shutdown.is_cancelled() {
         let (client, mut events) = match SignalingClient::connect(&config.signal_url, &(config.token)()).await {
             Ok(c) => c,
             Err(err) => {
-                warn!(%err, "recorder cannot connect; retrying");
+                match &err {
+                    SdkError::Server { code: ErrorCode::RecorderConnected, .. } if standing_by => {
+                        debug!(%err, "recorder standing by")
+                    }
+                    SdkError::Server { code: ErrorCode::RecorderConnected, .. } => {
+                        standing_by = true;
+                        info!("another connection of this recorder is live; standing by until it is gone");
+                    }
+                    _ => warn!(%err, "recorder cannot connect; retrying"),
+                }
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
                     _ = tokio::time::sleep(config.reconnect_delay) => continue,
@@ -113,6 +129,7 @@ pub async fn run(config: RecorderConfig, sink: Arc<dyn RecordingSink>, shutdown:
         };
         // This loop reconnects and rejoins on its own terms.
         client.set_auto_rejoin(false);
+        standing_by = false;
         info!(user = %client.user().id, "recorder connected");
         loop {
             let event = tokio::select! {
