@@ -51,6 +51,11 @@
 //! - After an ICE restart webrtc-rs keeps its host candidates and reports
 //!   none again; browsers drop the old generation's, so the candidates in
 //!   the new local description are re-sent (component 1 only).
+//! - Given new TURN credentials, an ICE restart re-signs the live TURN
+//!   allocations with them, which TURN servers refuse (441, RFC 8656 §5):
+//!   the peer connection is built to rebind its sockets at every restart
+//!   (`with_discard_local_candidates_during_ice_restart`), so a restart
+//!   makes new allocations instead.
 //! - `add_ice_candidate` before a remote description fails and the
 //!   candidate is lost: remote candidates are buffered here, keyed by ufrag.
 //! - There is no `signaling_state()` getter and its event arrives late: one
@@ -533,11 +538,11 @@ impl Call {
     /// fresh TURN credentials from a rejoin, a resume or `ice.servers`.
     /// The current connection is untouched; the next ICE gathering (an ICE
     /// restart, [`Call::restart_ice`]) uses them. An empty list keeps the
-    /// current servers (W3C). webrtc-rs 0.21 applies them at the next
-    /// gathering: new allocations use them, and it re-signs a live TURN
-    /// allocation with the new credential by a Refresh, which coturn
-    /// refuses (441: an allocation belongs to the username that made it),
-    /// so after expiry a fresh relay needs a new call ([`Call::start`]).
+    /// current servers (W3C). An ICE restart binds new local sockets, so
+    /// a TURN server gets a new allocation made with these credentials
+    /// (an allocation belongs to the username that made it, RFC 8656 §5:
+    /// re-signing the old one would be refused with 441); the previous
+    /// generation's allocations are released.
     ///
     /// # Errors
     ///

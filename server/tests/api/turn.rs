@@ -199,6 +199,62 @@ async fn i16_turn_credentials_from_parley_work_in_coturn_expire_and_are_fresh_af
     let _ = (a.close().await, b.close().await, s_call.close().await, c_call.close().await);
 }
 
+/// A relayed call past its TURN credentials' TTL restarts ICE
+/// (`SessionCall::restart_ice`, what an app does when the connection
+/// fails late in a session): both sides fetch fresh credentials, gather on
+/// new sockets and get new allocations made with them — coturn never sees
+/// the old allocation re-signed under a new username (441, RFC 8656 §5) —
+/// and the data channel carries messages over the new relay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn i16_an_ice_restart_past_the_ttl_relays_through_new_allocations_with_fresh_credentials() {
+    let clock = test_clock();
+    let coturn = Coturn::start(&clock);
+    coturn.ready().await;
+    let app = spawn_app_with_clock(clock.clone(), |c| {
+        c.signaling.ice = IceConfig {
+            stun_urls: Vec::new(),
+            turn_urls: vec![format!("turn:127.0.0.1:{}?transport=udp", coturn.port)],
+            turn_secret: Some(SECRET.into()),
+            turn_ttl: TTL,
+        };
+    })
+    .await;
+    let (s_call, c_call, joined) = session_through(&app).await;
+    for call in [&s_call.call, &c_call.call] {
+        call.wait_connected(Duration::from_secs(20)).await.expect("connected through coturn");
+        call.wait_data_channel_open(Duration::from_secs(20)).await.expect("data channel open");
+    }
+    let first_user = joined.iter().find_map(|s| s.username.clone()).unwrap();
+
+    // Past the TTL on both clocks, the seeker restarts ICE.
+    app.advance(TTL + Duration::from_secs(60)).await;
+    coturn.follow(&clock);
+    let fresh_expiry = clock.now().unix_secs() + TTL.as_secs() as i64;
+    assert!(!first_user.starts_with(&format!("{fresh_expiry}:")), "the credentials are renewed");
+    s_call.restart_ice().await.expect("restart offer sent");
+
+    // Both sides allocate anew with their fresh usernames (TURN REST:
+    // `<expiry>:<user>`; the clock has not moved since).
+    let allocated = |user: &str| {
+        let user = format!("{fresh_expiry}:{user}");
+        coturn.log().lines().any(|l| l.contains(&user) && l.contains("ALLOCATE processed, success"))
+    };
+    until("both sides allocate with fresh credentials", || async { allocated("sam") && allocated("cora") }).await;
+    let log = coturn.log();
+    assert!(!log.contains("error 441"), "no allocation re-signed under another username:\n{log}");
+
+    // The old sockets are gone: what the data channel carries now goes
+    // through the new allocations.
+    for (from, to) in [(&s_call.call, &c_call.call), (&c_call.call, &s_call.call)] {
+        let sent = format!("after the restart from {}", if std::ptr::eq(from, &s_call.call) { "sam" } else { "cora" });
+        from.send_data(sent.as_bytes()).await.expect("sent");
+        let got = tokio::time::timeout(Duration::from_secs(20), to.recv_data()).await.expect("delivered in time");
+        assert_eq!(got.as_deref(), Some(sent.as_bytes()));
+    }
+    assert_eq!(*s_call.call.media_state().borrow(), MediaState::Connected);
+    let _ = (s_call.close().await, c_call.close().await);
+}
+
 /// What `ice.servers` answers now (asked by another user: a second
 /// connection of sam's would replace the call's).
 async fn s_call_client_servers(app: &TestApp) -> Vec<IceServer> {

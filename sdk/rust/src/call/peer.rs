@@ -47,7 +47,7 @@ pub(super) fn vp8_codec() -> RTCRtpCodec {
 /// Builds the peer connection: Opus with the audio-level extension, VP8,
 /// webrtc's default interceptors (NACK, RTCP reports, TWCC) plus the key
 /// frame request counter, the configured
-/// ICE servers, timeouts and sockets.
+/// ICE servers, timeouts and sockets (replaced at every ICE restart).
 pub(super) async fn build_peer_connection(
     config: &CallConfig,
     handler: Arc<Handler>,
@@ -81,6 +81,13 @@ pub(super) async fn build_peer_connection(
         } else {
             MulticastDnsMode::Disabled
         })
+        // An ICE restart binds new local sockets and gathers anew, so a TURN
+        // server gets a new allocation signed with the current credentials
+        // (`Call::set_ice_servers`). Without it webrtc-rs re-signs the live
+        // allocation with the new username, which RFC 8656 §5 forbids (a
+        // TURN server answers 441) — and a session past the credentials'
+        // TTL could not relay again.
+        .with_discard_local_candidates_during_ice_restart(true)
         .build();
 
     let pc = PeerConnectionBuilder::new()
