@@ -18,7 +18,7 @@ use tokio::net::{TcpListener, TcpSocket};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::cluster::{Election, HubLease, Leases, LocalLeases, RedisBus, RedisLeases};
+use crate::cluster::{Election, HubLease, Leases, LocalLeases, RedisBus, RedisJournal, RedisLeases};
 use crate::config::{ClusterConfig, Config, Media, Mode, Payments, RecorderMode, SecretError};
 use crate::kernel::{AppState, Marketplace};
 use crate::media::livekit::Livekit;
@@ -266,6 +266,8 @@ impl Application {
                 let (prefix, node) = (&config.cluster.redis_prefix, &config.cluster.node_id);
                 let bus = RedisBus::start(redis.clone(), prefix.clone(), node.clone());
                 hub.join_cluster(bus.clone());
+                let capacity = config.signaling.replay_buffer;
+                hub.set_link_journal(Arc::new(RedisJournal::start(redis.clone(), prefix.clone(), capacity)));
                 let reader = redis_manager(&config.cluster).await?;
                 let (hub, stop) = (Arc::downgrade(&hub), stop_election.clone());
                 tokio::spawn(async move { bus.read(reader, hub, stop).await });

@@ -277,7 +277,7 @@ impl Conn {
         for text in pending {
             let _ = self.out.feed(text).await;
         }
-        match self.hub.resume(&self.link, self.conn_id, self.wake.clone(), token, last_seq) {
+        match self.hub.resume(&self.link, self.conn_id, self.wake.clone(), token, last_seq).await {
             Ok((old, replayed, ice_servers)) => {
                 self.link = old;
                 if let Some(id) = id {

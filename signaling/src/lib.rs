@@ -11,8 +11,9 @@
 //! `hub::driver`: the [`Hub`] that does its IO; `hub::delivery`: how
 //! messages reach links), `cluster` (several nodes, one hub: the [`Bus`]
 //! seam, edges forwarding sockets to the hub node), `connection` (one
-//! WebSocket), `link` (resumable per-client state), `auth` (JWT), `turn`
-//! (ICE servers), `store` (the traits the server implements).
+//! WebSocket), `link` (resumable per-client state), `journal` (links
+//! copied outside the hub node, in a cluster), `auth` (JWT), `turn` (ICE
+//! servers), `store` (the traits the server implements).
 
 pub mod auth;
 mod cluster;
@@ -20,6 +21,7 @@ mod config;
 mod connection;
 mod error;
 mod hub;
+pub mod journal;
 mod link;
 pub mod metrics;
 pub mod store;
@@ -43,6 +45,7 @@ pub use config::SignalingConfig;
 pub use connection::{ABUSE_BURSTS, CLOSE_IDLE, CLOSE_RATE_LIMITED, CLOSE_TOO_BIG, RATE_LIMIT_UNIT_BYTES};
 pub use error::SignalError;
 pub use hub::{CLOSE_GOING_AWAY, CLOSE_RECORDER_CONNECTED, Hub};
+pub use journal::{JournalError, JournaledLink, LinkJournal};
 pub use store::{CallGate, GateRefusal, JoinExtras, NoHooks, OpenGate, SessionHooks, Store, StoreError};
 
 /// Largest WebSocket message read at all, bytes. Frames between

@@ -16,6 +16,8 @@ use axum::extract::ws::Utf8Bytes;
 use parley_domain::protocol::{ServerMessage, UserInfo};
 use tokio::sync::Notify;
 
+use crate::journal::{JournaledLink, LinkJournal};
+
 /// Close code for a connection replaced by a newer one of the same user.
 pub const CLOSE_REPLACED: u16 = 4000;
 /// Close code for a client too slow to read its messages (RFC 6455 policy violation).
@@ -42,6 +44,8 @@ pub(crate) struct Link {
     /// Whether a client message was processed on it (else it holds nothing
     /// worth resuming but its `hello`).
     used: AtomicBool,
+    /// Where every numbered message is copied, in a cluster.
+    journal: Option<Arc<dyn LinkJournal>>,
     inner: Mutex<Inner>,
 }
 
@@ -80,12 +84,21 @@ pub(crate) struct ReplayGap {
 }
 
 impl Link {
-    pub fn new(user: UserInfo, premium: bool, resume_token: String, capacity: usize) -> Self {
+    /// A new link whose messages start at `seq` 1, keeping the newest
+    /// `capacity` for replay, copied to `journal` if given.
+    pub fn new(
+        user: UserInfo,
+        premium: bool,
+        resume_token: String,
+        capacity: usize,
+        journal: Option<Arc<dyn LinkJournal>>,
+    ) -> Self {
         Link {
             user,
             premium,
             resume_token,
             used: AtomicBool::new(false),
+            journal,
             inner: Mutex::new(Inner {
                 next_seq: 1,
                 buffer: VecDeque::with_capacity(0),
@@ -94,6 +107,33 @@ impl Link {
                 farewell: None,
             }),
         }
+    }
+
+    /// The link a former hub node journaled under `resume_token`, for a
+    /// client whose last message was `last_seq`: its messages after
+    /// `last_seq` are buffered for replay and numbering goes on after the
+    /// newest the client or the journal knows (a client ahead of the
+    /// journal got messages it did not record: nothing to replay).
+    pub fn restored(
+        journaled: JournaledLink,
+        resume_token: String,
+        last_seq: u64,
+        capacity: usize,
+        journal: Option<Arc<dyn LinkJournal>>,
+    ) -> Self {
+        let capacity = capacity.max(1);
+        let newest = journaled.messages.last().map_or(0, |(seq, _)| *seq);
+        let link = Link::new(journaled.user, journaled.premium, resume_token, capacity, journal);
+        link.used.store(true, Ordering::Relaxed);
+        {
+            let mut inner = link.lock();
+            inner.next_seq = newest.max(last_seq) + 1;
+            if last_seq < newest {
+                let skip = journaled.messages.len().saturating_sub(capacity);
+                inner.buffer = journaled.messages.into_iter().skip(skip).map(|(seq, t)| (seq, t.into())).collect();
+            }
+        }
+        link
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -134,6 +174,9 @@ impl Link {
             }
         };
         inner.next_seq += 1;
+        if let Some(journal) = &self.journal {
+            journal.appended(&self.resume_token, seq, &text);
+        }
         if inner.buffer.len() == inner.capacity {
             inner.buffer.pop_front();
         }
@@ -247,7 +290,7 @@ mod tests {
 
     fn link(capacity: usize) -> Link {
         let user = UserInfo { id: UserId::parse("u").unwrap(), name: "U".into(), role: Role::Seeker };
-        Link::new(user, false, "tok".into(), capacity)
+        Link::new(user, false, "tok".into(), capacity, None)
     }
 
     fn msg() -> ServerMessage {
@@ -315,6 +358,50 @@ mod tests {
         // What is still buffered can be resumed.
         assert_eq!(l.attach(2, Arc::new(Notify::new()), Some(1)), Ok(2));
         assert_eq!(seqs(&take(&l, 2, 64).1), [2, 3]);
+    }
+
+    /// What a hub node journaled of `l` (every message it still buffers).
+    fn journaled(l: &Link) -> JournaledLink {
+        let messages = l.lock().buffer.iter().map(|(seq, t)| (*seq, t.to_string())).collect();
+        JournaledLink { user: l.user.clone(), premium: false, available: false, messages }
+    }
+
+    #[test]
+    fn a_restored_link_replays_what_the_client_missed_and_numbers_on() {
+        let old = link(8);
+        for _ in 0..5 {
+            old.send(&msg());
+        }
+        // The client had seq 3: 4 and 5 are replayed, the next is 6.
+        let l = Link::restored(journaled(&old), "tok".into(), 3, 8, None);
+        assert_eq!(l.attach(1, Arc::new(Notify::new()), Some(3)), Ok(2));
+        assert_eq!(take(&l, 1, 64).1, journaled(&old).messages[3..].iter().map(|m| m.1.clone()).collect::<Vec<_>>());
+        l.send(&msg());
+        assert_eq!(seqs(&take(&l, 1, 64).1), [6]);
+        assert!(l.is_used(), "a restored link is worth resuming again");
+    }
+
+    #[test]
+    fn a_client_ahead_of_the_journal_gets_nothing_twice_and_no_number_again() {
+        let old = link(8);
+        for _ in 0..3 {
+            old.send(&msg());
+        }
+        // The client got 4 and 5, which the journal never recorded.
+        let l = Link::restored(journaled(&old), "tok".into(), 5, 8, None);
+        assert_eq!(l.attach(1, Arc::new(Notify::new()), Some(5)), Ok(0));
+        l.send(&msg());
+        assert_eq!(seqs(&take(&l, 1, 64).1), [6]);
+    }
+
+    #[test]
+    fn a_client_whose_missed_messages_left_the_journal_cannot_resume() {
+        let old = link(2);
+        for _ in 0..5 {
+            old.send(&msg());
+        }
+        let l = Link::restored(journaled(&old), "tok".into(), 1, 2, None);
+        assert_eq!(l.attach(1, Arc::new(Notify::new()), Some(1)), Err(ReplayGap { oldest_buffered: 4 }));
     }
 
     #[test]

@@ -5,8 +5,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use parley_domain::SessionId;
-use parley_server::cluster::{Leases, RedisLeases};
+use parley_domain::protocol::{Role, UserInfo};
+use parley_domain::{SessionId, UserId};
+use parley_server::cluster::{Leases, RedisJournal, RedisLeases};
+use parley_signaling::LinkJournal;
 
 /// `TEST_REDIS_URL` (the README's test command sets it and starts Redis).
 /// Missing → the test fails: never a silent skip.
@@ -27,6 +29,47 @@ async fn nodes(prefix: &str, n: usize) -> Vec<Arc<RedisLeases>> {
 }
 
 const TTL: Duration = Duration::from_secs(30);
+
+/// What a hub node journals of a link comes back whole from Redis for the
+/// next one — the user, the consultant's presence choice, the newest
+/// messages in `seq` order (about the replay buffer's length) — under a
+/// key that is not the token, with an expiry; another token finds nothing.
+#[tokio::test]
+async fn the_link_journal_gives_the_next_hub_node_what_the_last_one_wrote() {
+    let prefix = fresh_prefix();
+    let client = redis::Client::open(redis_url()).expect("redis URL");
+    let redis = client.get_connection_manager().await.expect("TEST_REDIS_URL is reachable");
+    let writer = RedisJournal::start(redis.clone(), prefix.clone(), 8);
+    let cora = UserInfo { id: UserId::parse("cora").unwrap(), name: "Cora".into(), role: Role::Consultant };
+    writer.opened("tok-cora", &cora, true);
+    for seq in 1..=300u64 {
+        writer.appended("tok-cora", seq, &format!(r#"{{"seq":{seq},"type":"presence.updated","status":"busy"}}"#));
+    }
+    writer.presence("tok-cora", true);
+
+    // Another node's journal on the same Redis reads it back.
+    let reader = RedisJournal::start(redis.clone(), prefix.clone(), 8);
+    crate::common::until("the journal is written", || async {
+        let found = reader.load("tok-cora").await.unwrap();
+        found.is_some_and(|l| l.available && l.messages.last().is_some_and(|m| m.0 == 300))
+    })
+    .await;
+    let link = reader.load("tok-cora").await.unwrap().unwrap();
+    assert_eq!((link.user, link.premium), (cora, true));
+    let seqs: Vec<u64> = link.messages.iter().map(|m| m.0).collect();
+    assert_eq!(seqs, (293..=300).collect::<Vec<_>>(), "the newest 8, in order");
+    assert_eq!(link.messages[7].1, r#"{"seq":300,"type":"presence.updated","status":"busy"}"#);
+    assert!(reader.load("tok-sam").await.unwrap().is_none(), "another token finds nothing");
+
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{prefix}:*")).query_async(&mut conn).await.unwrap();
+    assert_eq!(keys.len(), 2, "a hash and a stream: {keys:?}");
+    for key in keys {
+        assert!(!key.contains("tok-cora"), "the token is not a key: {key}");
+        let ttl: i64 = redis::cmd("PTTL").arg(&key).query_async(&mut conn).await.unwrap();
+        assert!(ttl > 0, "{key} expires");
+    }
+}
 
 #[tokio::test]
 async fn racing_nodes_get_one_lease_per_session() {

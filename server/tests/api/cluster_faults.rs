@@ -36,8 +36,9 @@ async fn ends_billed(nodes: &[&TestApp], live: &Live, billable_secs: u64) {
 /// SIGTERM on the hub node 655 s into a priced session: it checkpoints the
 /// meter as of now, gives up the session's lease and then the hub lease;
 /// another node takes the hub at its next beat and the session over from
-/// that checkpoint. Both clients come back by themselves and the seeker
-/// is billed every second: 655 + 60, none lost to the hand-over.
+/// that checkpoint. Both clients come back by themselves and resume their
+/// links (the journal) there; the seeker is billed every second: 655 + 60,
+/// none lost to the hand-over.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_hub_node_drained_hands_its_sessions_over_with_no_second_lost() {
     let clock = test_clock();
@@ -50,7 +51,7 @@ async fn the_hub_node_drained_hands_its_sessions_over_with_no_second_lost() {
     clock.advance(SECS(655));
     nodes[0].stop().await;
     until("another node runs the hub", || async { hub_node(&nodes[1]).await.is_some_and(|n| n != "node-0") }).await;
-    live.rejoined(&nodes[1], 1).await;
+    live.resumed(&nodes[1], 1).await;
     assert_eq!(live.epoch(&nodes[1]).await, 2, "handed over once");
     clock.advance(SECS(60));
     ends_billed(&[&nodes[1], &nodes[2]], &live, 715).await;
@@ -94,8 +95,9 @@ async fn an_edge_drained_sends_its_clients_elsewhere_to_resume() {
 /// hub lease: the hub node steps down (its meter checkpoints and stops),
 /// the edge forgets the hub node, both close their clients' sockets and
 /// `/readyz` says not ready. Once Redis is back, a node takes the hub
-/// lease, re-opens the session from its checkpoint; the clients rejoin by
-/// themselves; the seeker loses no billed second and is settled once.
+/// lease, re-opens the session from its checkpoint; the clients' links
+/// went with Redis's memory, so they rejoin by themselves; the seeker
+/// loses no billed second and is settled once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_restarted_mid_call_costs_no_call() {
     let clock = test_clock();
@@ -131,7 +133,7 @@ async fn redis_restarted_mid_call_costs_no_call() {
 /// The hub node is killed three times over four nodes: each time the
 /// survivors race for the lapsed hub lease, exactly one wins, every
 /// survivor names it, and it takes the session over exactly once (its
-/// owner epoch goes up by one); the clients rejoin each time, no billed
+/// owner epoch goes up by one); the clients resume each time, no billed
 /// second is lost and the session is settled once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn survivors_racing_for_the_hub_lease_elect_one_each_time() {
@@ -155,7 +157,7 @@ async fn survivors_racing_for_the_hub_lease_elect_one_each_time() {
             let ready = (200, format!("ready; hub node {hub}"));
             until("every survivor names the one hub node", || async { readyz(&nodes[i]).await == ready }).await;
         }
-        live.rejoined(first, round).await;
+        live.resumed(first, round).await;
         assert_eq!(live.epoch(first).await, 1 + round as i64, "round {round}: taken over exactly once");
     }
     clock.advance(SECS(60));

@@ -195,12 +195,88 @@ async fn a_client_resumes_on_another_node_with_what_it_missed() {
     c_events.wait_for(WAIT, |m| matches!(m, ServerMessage::SessionEnded { .. }).then_some(())).await.unwrap();
 }
 
+/// The hub node dies while the seeker's socket is down and the consultant
+/// has sent five notes: the seeker comes back through a live node and
+/// resumes its link from the journal the dead hub node kept in Redis — the
+/// five notes arrive once, in order — and both are back in the room
+/// without a rejoin (the numbering: `link::tests`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_the_hub_node_dies_a_client_resumes_on_the_next_with_what_it_missed() {
+    let mut nodes = cluster(3, test_clock()).await;
+    assert_eq!(hub_node(&nodes[1]).await.as_deref(), Some("node-0"));
+    let balancer = Proxy::balance(&[&nodes[1], &nodes[2]]).await;
+    let (consultant, mut c_events) = nodes[1].available_consultant("cora").await;
+    let token = nodes[1].token("sam", Role::Seeker);
+    let (seeker, mut s_events) = SignalingClient::connect(&balancer.ws_url, &token).await.unwrap();
+    seeker.call(&UserId::parse("cora").unwrap(), None).await.unwrap();
+    let (call_id, session_id) = crate::common::incoming(&mut c_events).await;
+    consultant.accept(&call_id).await.unwrap();
+    seeker.join(&session_id).await.unwrap();
+    consultant.join(&session_id).await.unwrap();
+
+    balancer.set_refusing(true);
+    balancer.cut();
+    event(&mut s_events, |e| matches!(e, Event::Reconnecting).then_some(())).await;
+    for i in 0..5 {
+        consultant.chat(&session_id, &format!("note {i}"), ChatKind::Chat).await.unwrap();
+    }
+    nodes[0].kill();
+    until("another node runs the hub", || async { hub_node(&nodes[1]).await.is_some_and(|n| n != "node-0") }).await;
+    balancer.set_refusing(false);
+
+    let (mut got, mut replayed) = (Vec::new(), None);
+    while got.len() < 5 || replayed.is_none() {
+        match event(&mut s_events, |e| Some(e.clone())).await {
+            Event::Server(ServerMessage::ChatMessage { text, .. }) => got.push(text),
+            Event::Resumed { replayed: n, .. } => replayed = Some(n),
+            Event::ResumeFailed { reason } => panic!("resume refused: {reason}"),
+            Event::Rejoined { .. } => panic!("rejoined instead of resuming"),
+            _ => {}
+        }
+    }
+    assert!(replayed >= Some(5), "the five notes (at least) were replayed: {replayed:?}");
+    assert_eq!(got, (0..5).map(|i| format!("note {i}")).collect::<Vec<_>>(), "once each, in order");
+    // The consultant, on the surviving node 1, resumed too; both are back
+    // in the room: the seeker's hang-up reaches the consultant.
+    event(&mut c_events, |e| match e {
+        Event::Resumed { .. } => Some(()),
+        Event::ResumeFailed { reason } => panic!("the consultant's resume refused: {reason}"),
+        _ => None,
+    })
+    .await;
+    seeker.end_session(&session_id).await.unwrap();
+    c_events.wait_for(WAIT, |m| matches!(m, ServerMessage::SessionEnded { .. }).then_some(())).await.unwrap();
+}
+
+/// A consultant who said `available` is still ringable after the hub node
+/// died: their link resumes on the next hub node with their presence
+/// choice, and a seeker on another node rings them there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_available_consultant_stays_ringable_after_the_hub_node_dies() {
+    let mut nodes = cluster(3, test_clock()).await;
+    assert_eq!(hub_node(&nodes[1]).await.as_deref(), Some("node-0"));
+    let (_consultant, mut c_events) = nodes[1].available_consultant("cora").await;
+    until("cora is available", || async { presence_on(&nodes[2], "cora").await == PresenceStatus::Available }).await;
+
+    nodes[0].kill();
+    event(&mut c_events, |e| match e {
+        Event::Resumed { .. } => Some(()),
+        Event::ResumeFailed { reason } => panic!("resume refused: {reason}"),
+        _ => None,
+    })
+    .await;
+    assert_eq!(presence_on(&nodes[2], "cora").await, PresenceStatus::Available, "still available");
+    let (seeker, _s_events) = nodes[2].client("sam", Role::Seeker).await;
+    seeker.call(&UserId::parse("cora").unwrap(), None).await.unwrap();
+    crate::common::incoming(&mut c_events).await;
+}
+
 /// The hub node is killed (no goodbye: its sockets drop, its leases lapse)
 /// 620 s into a priced session: another node takes the hub lease within a
 /// lease TTL, re-opens the session from its last checkpoint under a new
 /// owner epoch; both clients (behind a balancer) come back by themselves
-/// (resume refused → rejoin); the session goes on, is billed without
-/// losing the checkpointed time and is settled once.
+/// and resume their links from the journal; the session goes on, is
+/// billed without losing the checkpointed time and is settled once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_hub_node_killed_mid_session_costs_no_call() {
     let clock = test_clock();
@@ -213,7 +289,7 @@ async fn the_hub_node_killed_mid_session_costs_no_call() {
 
     nodes[0].kill();
     until("another node runs the hub", || async { hub_node(&nodes[1]).await.is_some_and(|n| n != "node-0") }).await;
-    live.rejoined(&nodes[1], 1).await;
+    live.resumed(&nodes[1], 1).await;
     assert_eq!(live.epoch(&nodes[1]).await, 2, "taken over once");
     clock.advance(SECS(60));
     let (seeker, session_id) = (&live.seeker, &live.session_id);
@@ -271,15 +347,34 @@ impl Live {
             .unwrap()
     }
 
-    /// Both clients were refused their resume (their links died with the
-    /// hub node) and rejoined by themselves: the session's timeline has
+    /// Both clients were refused their resume (their links were lost with
+    /// Redis) and rejoined by themselves: the session's timeline has
     /// `2 * times` joins after the first two.
     pub(crate) async fn rejoined(&mut self, app: &TestApp, times: usize) {
         for events in [&mut self.s_events, &mut self.c_events] {
             event(events, |e| matches!(e, Event::ResumeFailed { .. }).then_some(())).await;
         }
+        self.joined(app, times).await;
+    }
+
+    /// Both clients resumed their links on the new hub node (from the
+    /// links' journal: no rejoin) and are back in the room: the session's
+    /// timeline has `2 * times` joins after the first two.
+    pub(crate) async fn resumed(&mut self, app: &TestApp, times: usize) {
+        for events in [&mut self.s_events, &mut self.c_events] {
+            event(events, |e| match e {
+                Event::Resumed { .. } => Some(()),
+                Event::ResumeFailed { reason } => panic!("resume refused: {reason}"),
+                _ => None,
+            })
+            .await;
+        }
+        self.joined(app, times).await;
+    }
+
+    async fn joined(&self, app: &TestApp, times: usize) {
         let session_id = &self.session_id;
-        until("both rejoined the session on the new hub node", || async {
+        until("both back in the session on the new hub node", || async {
             let kinds = timeline_kinds(&app.store, session_id).await;
             kinds.iter().filter(|k| *k == "joined").count() >= 2 + 2 * times
         })

@@ -163,6 +163,48 @@ impl<L: LinkRef> HubCore<L> {
         }
     }
 
+    /// Takes over `link`, a link of `user` a former hub node journaled
+    /// (issue 16): it becomes their link that dropped — resumable for the
+    /// grace period like one that dropped here ([`HubCore::resume_target`],
+    /// then [`HubCore::resumed`]) — and, if their open session was re-opened
+    /// here, the room's member that dropped, so the resume brings them back
+    /// into the room. `available`: a consultant's `presence.set` choice.
+    /// Nothing if the user already has a resumable link here.
+    pub fn adopt(&mut self, user: &UserInfo, link: L, available: bool, now: Timestamp) {
+        self.now = now;
+        let restored = match self.restored.remove(&user.id) {
+            Some(sid) if self.rooms.contains_key(&sid) => Some(sid),
+            _ => None,
+        };
+        let entry = self.users.entry(user.id.clone()).or_insert_with(|| UserState {
+            info: user.clone(),
+            link: None,
+            connected: false,
+            previous: None,
+            wants_available: false,
+            call: None,
+            session: None,
+            reported: PresenceStatus::Offline,
+        });
+        if entry.previous.is_some() {
+            return;
+        }
+        if entry.session.is_none() {
+            entry.session = restored;
+        }
+        entry.previous = Some(link.clone());
+        entry.wants_available = available && user.role == Role::Consultant;
+        if let Some(sid) = entry.session.clone()
+            && let Some(room) = self.rooms.get_mut(&sid)
+            && let Some(i) = room.index_of(&user.id)
+            && room.members[i].attendance != Attendance::Present
+        {
+            room.members[i].link = Some(link.clone());
+            room.members[i].attendance = Attendance::Dropped;
+        }
+        self.arm(now.plus(self.cfg.grace), Timer::ExpireLink { user: user.id.clone(), link });
+    }
+
     /// A connection took over `user`'s link found by
     /// [`HubCore::resume_target`]: it is their current link again, their
     /// presence is corrected, and a room they dropped out of sees them back.

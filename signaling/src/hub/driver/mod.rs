@@ -15,24 +15,24 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 
 use parley_domain::clock::{Wake, run_worker};
 use parley_domain::protocol::{
-    AckResult, CallEndReason, ClientMessage, ErrorCode, IceCandidate, IceServer, MAX_CANDIDATE_BYTES, MAX_SDP_BYTES,
+    AckResult, CallEndReason, ClientMessage, ErrorCode, IceCandidate, MAX_CANDIDATE_BYTES, MAX_SDP_BYTES,
     PresenceStatus, Role, ServerMessage, UserInfo,
 };
 use parley_domain::{CallId, Clock, SessionId, Timestamp, UserId};
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::task::TaskTracker;
 
-use super::core::{Action, Denied, HubCore, Output, Refusal};
+use super::core::{Action, Denied, HubCore, Output};
 use super::delivery::{Delivery, Local, LocalLink};
 use crate::config::SignalingConfig;
-use crate::connection::Departure;
 use crate::error::SignalError;
-use crate::link::Link;
+use crate::journal::LinkJournal;
 use crate::metrics;
 use crate::store::{CallGate, CallState, JoinExtras, SessionHooks, Store, StoreError};
 
 use super::core::{CallRequest, unknown_consultant};
 
+mod links;
 mod rooms;
 #[cfg(test)]
 pub(crate) mod tests;
@@ -64,6 +64,8 @@ pub struct Hub {
     hooks: Arc<dyn SessionHooks>,
     /// Set when this node is one of a cluster (`crate::cluster`).
     pub(crate) cluster: OnceLock<Arc<crate::cluster::Cluster>>,
+    /// Where links are copied for the next hub node, in a cluster.
+    journal: OnceLock<Arc<dyn LinkJournal>>,
     pub(crate) connections: TaskTracker,
 }
 
@@ -115,6 +117,7 @@ impl Hub {
             extras: OnceLock::new(),
             hooks,
             cluster: OnceLock::new(),
+            journal: OnceLock::new(),
             connections: TaskTracker::new(),
         });
         tokio::spawn(record_seen_users(seen_rx, hub.store.clone(), hub.clock.clone()));
@@ -257,86 +260,6 @@ impl Hub {
         self.lock().core.recorder_connected(id)
     }
 
-    // ----- connections -----------------------------------------------------
-
-    /// Registers a new connection of `user` woken through `wake`; returns its
-    /// fresh link (see `HubCore::connect`).
-    pub(crate) fn connect(
-        self: &Arc<Self>,
-        user: UserInfo,
-        premium: bool,
-        conn_id: u64,
-        wake: Arc<Notify>,
-    ) -> Result<LocalLink, Refusal> {
-        let token = uuid::Uuid::new_v4().simple().to_string();
-        let link = LocalLink(Arc::new(Link::new(user.clone(), premium, token, self.cfg.replay_buffer)));
-        link.0.attach(conn_id, wake, None).expect("attaching without replay cannot fail");
-        let batch = {
-            let mut locked = self.lock();
-            let now = self.clock.now();
-            if let Err(refusal) = locked.core.connect(user, link.clone(), now) {
-                if refusal == Refusal::RecorderConnected {
-                    metrics::error(ErrorCode::RecorderConnected);
-                }
-                return Err(refusal);
-            }
-            self.apply(&mut locked)
-        };
-        self.spawn(batch);
-        Ok(link)
-    }
-
-    /// The connection `conn_id` of `link` has closed (see
-    /// `HubCore::disconnect`); nothing if a resume took the link over.
-    pub(crate) fn disconnect(self: &Arc<Self>, link: &LocalLink, conn_id: u64, departure: Departure) {
-        link.0.detach(conn_id);
-        if link.0.is_attached() {
-            return;
-        }
-        let batch = {
-            let mut locked = self.lock();
-            let now = self.clock.now();
-            locked.core.disconnect(&link.0.user.id, link, departure, now);
-            self.apply(&mut locked)
-        };
-        self.spawn(batch);
-    }
-
-    /// Takes over the dropped link whose token is `resume_token`: the
-    /// connection (woken through `wake`) writes that link's messages from
-    /// `last_seq + 1` on. `provisional` is the link the connection started with.
-    /// Returns the link, how many messages it replays, and fresh ICE
-    /// servers for the resume's ack (TURN credentials valid from now).
-    pub(crate) fn resume(
-        self: &Arc<Self>,
-        provisional: &LocalLink,
-        conn_id: u64,
-        wake: Arc<Notify>,
-        resume_token: &str,
-        last_seq: u64,
-    ) -> Result<(LocalLink, u64, Vec<IceServer>), SignalError> {
-        let user = &provisional.0.user.id;
-        let (old, replayed, batch) = {
-            let mut locked = self.lock();
-            let old = locked.core.resume_target(user, resume_token)?;
-            let replayed = old.0.attach(conn_id, wake, Some(last_seq)).map_err(|gap| {
-                SignalError::new(
-                    ErrorCode::ResumeFailed,
-                    format!(
-                        "messages after seq {last_seq} are no longer buffered (oldest kept: {}): start afresh",
-                        gap.oldest_buffered
-                    ),
-                )
-            })?;
-            provisional.0.detach(conn_id);
-            let now = self.clock.now();
-            locked.core.resumed(user, now);
-            (old, replayed, self.apply(&mut locked))
-        };
-        self.spawn(batch);
-        Ok((old, replayed, self.cfg.ice.ice_servers(user, self.clock.now())))
-    }
-
     // ----- requests --------------------------------------------------------
 
     /// Handles one client request from `link` (everything but `resume`,
@@ -411,6 +334,9 @@ impl Hub {
             let mut locked = self.lock();
             let now = self.clock.now();
             locked.core.presence_set(&link.0.user, status, now)?;
+            if let Some(journal) = self.journal_for(link.0.user.role) {
+                journal.presence(&link.0.resume_token, status == PresenceStatus::Available);
+            }
             self.apply(&mut locked)
         };
         // Stored and told before the ack.

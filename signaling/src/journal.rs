@@ -1,0 +1,61 @@
+//! The links' journal (issue 16; docs/rules.md C7): in a cluster, the hub
+//! node copies every seeker's and consultant's link — who it belongs to,
+//! the consultant's presence choice and each numbered message — to a
+//! store the next hub node can read (the server's is Redis). When the hub
+//! node dies or is drained, a client's `resume` on the new hub node finds
+//! its link there ([`LinkJournal::load`]) and resumes it: it gets what it
+//! missed with the same sequence numbers, is back in its session's room,
+//! and nothing has to be rejoined or renegotiated.
+//!
+//! Writes are queued, never awaited, in the order the link made them (the
+//! link calls [`LinkJournal::appended`] under its own lock), so the
+//! messages of the last instant before a crash may be missing: a resume
+//! whose `last_seq` is past what the journal holds continues after it, and
+//! one whose missed messages left the journal is refused (`resume_failed`;
+//! the SDKs rejoin).
+
+use async_trait::async_trait;
+use parley_domain::protocol::UserInfo;
+
+/// A link as a former hub node journaled it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JournaledLink {
+    /// Whose link it is.
+    pub user: UserInfo,
+    /// The token's `premium` claim.
+    pub premium: bool,
+    /// Consultants: whether they asked to be rung (`presence.set available`).
+    pub available: bool,
+    /// The newest messages, `(seq, text)` in ascending `seq`, each `text`
+    /// the JSON object as the client receives it (`{"seq":N,…}`).
+    pub messages: Vec<(u64, String)>,
+}
+
+/// Why the journal could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("the link journal cannot be read: {0}")]
+pub struct JournalError(pub String);
+
+/// Where a cluster's hub node keeps its links' resumable state; the
+/// server's implementation is in Redis. Links are named by their resume
+/// token (a secret: implementations key by its hash).
+#[async_trait]
+pub trait LinkJournal: std::fmt::Debug + Send + Sync + 'static {
+    /// A link of `user` opened with resume token `token`; before any of its
+    /// messages.
+    fn opened(&self, token: &str, user: &UserInfo, premium: bool);
+
+    /// The link numbered `text` (`seq`); queued in the order called.
+    fn appended(&self, token: &str, seq: u64, text: &str);
+
+    /// A consultant's `presence.set`: whether they want to be rung.
+    fn presence(&self, token: &str, available: bool);
+
+    /// The link whose resume token is `token`, if it is journaled.
+    ///
+    /// # Errors
+    ///
+    /// [`JournalError`] when the journal cannot be read (the resume is then
+    /// refused and the client rejoins).
+    async fn load(&self, token: &str) -> Result<Option<JournaledLink>, JournalError>;
+}
