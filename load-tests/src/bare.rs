@@ -27,13 +27,12 @@
 //!
 //! How it relays: one task per connection reads and handles its frames (a
 //! relayed message is parsed into the typed protocol, as any server that
-//! checks what it forwards does, and re-serialised with `from` set); each
-//! connection's writer task owns the socket's write half and drains an
-//! unbounded mpsc queue, writing everything queued with one flush. The only
-//! shared state is one map of users, calls and sessions behind a mutex, held
-//! for a map lookup and a channel send on the relay path, never across an
-//! `await`. Sockets have `TCP_NODELAY` and the listen backlog is 4096, as in
-//! Parley.
+//! checks what it forwards does, and queued for the other participant with
+//! `from` set) and, in between, drains the connection's own unbounded mpsc
+//! queue, writing everything queued with one flush. The only shared state
+//! is one map of users, calls and sessions behind a mutex, held for a map
+//! lookup and a channel send on the relay path, never across an `await`.
+//! Sockets have `TCP_NODELAY` and the listen backlog is 4096, as in Parley.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};

@@ -1,9 +1,8 @@
-//! One WebSocket connection: this task reads and handles the client's
-//! frames; a writer task of its own drains the connection's queue.
+//! One WebSocket connection, one task: it reads and handles the client's
+//! frames and writes what is queued for the connection.
 
 use std::sync::Arc;
 
-use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
 use parley_domain::protocol::{
     AckResult, ClientEnvelope, ClientMessage, ErrorCode, ServerEnvelope, ServerMessage, UserInfo,
@@ -19,52 +18,54 @@ use super::state::{Refused, Tx, unix_ms};
 /// Messages written before a flush, at most.
 const MAX_BATCH: usize = 64;
 
-/// Serves `user`'s connection until it closes, then forgets it.
-pub(super) async fn serve(ws: WebSocketStream<TcpStream>, user: UserInfo, shared: Arc<Shared>) {
-    let (sink, mut stream) = ws.split();
-    let (tx, rx) = mpsc::unbounded_channel();
+/// Serves `user`'s connection until it closes, then forgets it: reads and
+/// handles the client's frames and, in between, writes what other
+/// connections queued for it.
+pub(super) async fn serve(mut ws: WebSocketStream<TcpStream>, user: UserInfo, shared: Arc<Shared>) {
+    let (tx, mut rx) = mpsc::unbounded_channel();
     let conn = shared.state().connect(&user, tx.clone());
-    let writer = tokio::spawn(write_loop(sink, rx));
-    while let Some(frame) = stream.next().await {
-        match frame {
-            Ok(Message::Text(text)) => handle(&shared, &user, &tx, &text),
-            Ok(Message::Binary(_)) => {
-                let message = "binary frames are not part of the protocol".to_owned();
-                let _ = tx.send(ServerMessage::Error { id: None, code: ErrorCode::BinaryNotSupported, message });
+    let mut seq = 0;
+    loop {
+        tokio::select! {
+            frame = ws.next() => match frame {
+                Some(Ok(Message::Text(text))) => handle(&shared, &user, &tx, &text),
+                Some(Ok(Message::Binary(_))) => {
+                    let message = "binary frames are not part of the protocol".to_owned();
+                    let _ = tx.send(ServerMessage::Error { id: None, code: ErrorCode::BinaryNotSupported, message });
+                }
+                // tungstenite answers pings itself; after a close frame the
+                // next read sends the reply and ends the stream.
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => break,
+            },
+            Some(first) = rx.recv() => {
+                if write(&mut ws, &mut rx, first, &mut seq).await.is_err() {
+                    break;
+                }
             }
-            // tungstenite answers pings itself; after a close frame the
-            // next read sends the reply and ends the stream.
-            Ok(_) => {}
-            Err(_) => break,
         }
     }
     shared.state().disconnect(&user.id, conn);
-    writer.abort();
 }
 
-/// Writes what is queued for the connection: each message with the next
-/// `seq`, everything already queued (up to [`MAX_BATCH`]) before one flush.
-async fn write_loop(
-    mut sink: SplitSink<WebSocketStream<TcpStream>, Message>,
-    mut rx: mpsc::UnboundedReceiver<ServerMessage>,
-) {
-    let mut seq = 0;
-    while let Some(first) = rx.recv().await {
-        let mut next = Some(first);
-        let mut written = 0;
-        while let Some(msg) = next {
-            seq += 1;
-            let text = serde_json::to_string(&ServerEnvelope { seq, msg }).expect("server messages serialise");
-            if sink.feed(Message::Text(text.into())).await.is_err() {
-                return;
-            }
-            written += 1;
-            next = if written < MAX_BATCH { rx.try_recv().ok() } else { None };
-        }
-        if sink.flush().await.is_err() {
-            return;
-        }
+/// Writes `first` and whatever else is queued (up to [`MAX_BATCH`]), each
+/// with the connection's next `seq`, then flushes once.
+async fn write(
+    ws: &mut WebSocketStream<TcpStream>,
+    rx: &mut mpsc::UnboundedReceiver<ServerMessage>,
+    first: ServerMessage,
+    seq: &mut u64,
+) -> Result<(), tokio_tungstenite::tungstenite::Error> {
+    let mut next = Some(first);
+    let mut written = 0;
+    while let Some(msg) = next {
+        *seq += 1;
+        let text = serde_json::to_string(&ServerEnvelope { seq: *seq, msg }).expect("server messages serialise");
+        ws.feed(Message::Text(text.into())).await?;
+        written += 1;
+        next = if written < MAX_BATCH { rx.try_recv().ok() } else { None };
     }
+    ws.flush().await
 }
 
 /// Handles one text frame: a relay, a request (answered with `ack` when it
