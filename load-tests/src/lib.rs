@@ -23,6 +23,10 @@
 //! object ([`report`]). The tool only talks to loopback addresses
 //! ([`target`]) and every loop it runs is bounded in count and time.
 //!
+//! Beside them, [`bare`]: a bare tokio-tungstenite relay that speaks just
+//! enough of the protocol for `signal` to run unchanged against it (the
+//! `bare-relay` binary), the floor Parley's figures are set against.
+//!
 //! The meter's in-process capacity run (many live sessions on one `Meters`
 //! driver with the real SQL store) is a benchmark beside the code it
 //! measures: `cargo bench -p parley-server --bench meter`; it reuses
@@ -30,6 +34,7 @@
 //!
 //! See `load-tests/README.md` for how to run it and what the figures mean.
 
+pub mod bare;
 pub mod call;
 pub mod clock;
 pub mod failover;

@@ -1,0 +1,199 @@
+#!/usr/bin/env bash
+# Parley beside a bare relay (issue 17): the same `parley-load signal`
+# scenarios against `parley serve` and against `bare-relay` (a bare
+# tokio-tungstenite relay, src/bare.rs), RUNS fresh servers each, the server
+# pinned to SERVER_CORE and the generator to GENERATOR_CORE. On each fresh
+# server, in this order:
+#
+#   burst   PAIRS pairs set up at once (presence, call, accept, joins, offer,
+#           answer, 20 candidates each way), no relay phase
+#   relay   PAIRS pairs set up, then RELAY_SECS of ping-pong, RELAY_WINDOW
+#           messages in flight per pair (1: one at a time)
+#   paced   PAIRS pairs set up at RATE calls/s (--call-rate), no relay phase
+#
+# then the server's peak RSS (VmHWM) over the three. Server CPU per relayed
+# message is the server's utime+stime over the relay phase (parley-load reads
+# /proc/<pid>/stat with --server-pid) divided by the messages relayed in it.
+# Prints one JSON line per scenario and run (stderr, and $OUT/runs.jsonl),
+# then a markdown table of medians with the Parley / bare ratio.
+#
+#   load-tests/bare-bench.sh
+#
+# Builds nothing: build first (cargo build --release -p parley-server -p parley-load).
+#
+# Environment:
+#   BIN=target/release            where `parley`, `parley-load` and `bare-relay` are
+#   RUNS=3                        fresh servers per kind (medians are printed)
+#   PAIRS=1000                    pairs per scenario
+#   RELAY_SECS=10 RELAY_WINDOW=1  the relay scenario's --relay-secs / --relay-window
+#   RATE=200                      the paced scenario's --call-rate
+#   PARLEY_PORT=18180 BARE_PORT=18280
+#                                 run r listens on PORT + r (no TIME_WAIT left from
+#                                 the run before on the same port)
+#   SERVER_CORE=0 GENERATOR_CORE=1
+#   RATE_LIMIT=1000000            Parley's per-connection message limit (per s and
+#                                 burst); every other Parley setting is its default
+#   OUT=<temp dir>                each run's output and server logs
+#
+# Exit status: 0 when every pair of every run set up (and relayed), 1
+# otherwise, 2 when it could not start.
+set -euo pipefail
+export LC_ALL=C
+
+caller=$PWD
+cd "$(dirname "$0")/.."
+abs() { case $1 in /*) printf '%s\n' "$1" ;; *) printf '%s\n' "$caller/$1" ;; esac; }
+
+BIN=$(abs "${BIN:-${CARGO_TARGET_DIR:-target}/release}")
+RUNS=${RUNS:-3}
+PAIRS=${PAIRS:-1000}
+RELAY_SECS=${RELAY_SECS:-10}
+RELAY_WINDOW=${RELAY_WINDOW:-1}
+RATE=${RATE:-200}
+PARLEY_PORT=${PARLEY_PORT:-18180}
+BARE_PORT=${BARE_PORT:-18280}
+SERVER_CORE=${SERVER_CORE:-0}
+GENERATOR_CORE=${GENERATOR_CORE:-1}
+RATE_LIMIT=${RATE_LIMIT:-1000000}
+OUT=$(abs "${OUT:-$(mktemp -d -t parley-bare-bench.XXXXXX)}")
+mkdir -p "$OUT"
+
+die() { printf 'bare-bench.sh: %s\n' "$*" >&2; exit 2; }
+for v in RUNS PAIRS RELAY_SECS RELAY_WINDOW RATE PARLEY_PORT BARE_PORT SERVER_CORE GENERATOR_CORE RATE_LIMIT; do
+    [[ ${!v} =~ ^[0-9]+$ ]] || die "$v=${!v}: expected a whole number"
+done
+[ "$RUNS" -ge 1 ] && [ "$PAIRS" -ge 1 ] && [ "$RELAY_SECS" -ge 1 ] && [ "$RATE" -ge 1 ] ||
+    die "RUNS, PAIRS, RELAY_SECS and RATE must be at least 1"
+for b in parley parley-load bare-relay; do
+    [ -x "$BIN/$b" ] || die "no $BIN/$b: cargo build --release -p parley-server -p parley-load (or set BIN)"
+done
+for c in jq curl taskset; do command -v "$c" >/dev/null || die "$c is needed"; done
+
+# Open files: every connection is a descriptor in the server and in the
+# generator (both inherit this shell's limit).
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+need=$((2 * PAIRS + 64))
+[ "$(ulimit -n)" = unlimited ] || [ "$(ulimit -n)" -ge "$need" ] ||
+    die "the open-file limit is $(ulimit -n) (hard $(ulimit -Hn)) but $PAIRS pairs need about $need: raise it or lower PAIRS"
+
+up() { [ "$(curl -s -o /dev/null -m 2 -w '%{http_code}' "http://127.0.0.1:$1/readyz" || true)" = 200 ]; }
+for r in $(seq "$RUNS"); do
+    for port in $((PARLEY_PORT + r)) $((BARE_PORT + r)); do
+        ! up "$port" || die "something already answers on 127.0.0.1:$port"
+    done
+done
+
+SERVER_PID=
+cleanup() {
+    if [ -n "$SERVER_PID" ]; then
+        kill "$SERVER_PID" 2>/dev/null || true
+        wait "$SERVER_PID" 2>/dev/null || true
+    fi
+}
+trap cleanup EXIT
+
+head -c 48 /dev/urandom | base64 | tr -d '\n' >"$OUT/bare-jwt-secret"
+echo "# $PAIRS pairs; relay ${RELAY_SECS} s, window $RELAY_WINDOW; paced $RATE calls/s; $RUNS runs; server core $SERVER_CORE, generator core $GENERATOR_CORE; out $OUT" >&2
+echo "# load average before: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+
+status=0
+# scenario SERVER RUN NAME PORT SECRET ARGS...: one parley-load signal run; one JSON line in runs.jsonl.
+scenario() {
+    local server=$1 r=$2 name=$3 port=$4 secret=$5 base rc line
+    shift 5
+    base="$OUT/$server-$r-$name"
+    set +e
+    taskset -c "$GENERATOR_CORE" "$BIN/parley-load" signal --url "http://127.0.0.1:$port" --clients 0 \
+        --pairs "$PAIRS" --server-pid "$SERVER_PID" --jwt-secret-file "$secret" "$@" >"$base.out" 2>"$base.err"
+    rc=$?
+    set -e
+    [ $rc -eq 0 ] || status=1
+    line=$(tail -n1 "$base.out")
+    if ! jq -e . >/dev/null 2>&1 <<<"$line"; then
+        echo "$server $name run $r: no report (exit $rc); see $base.err" >&2
+        status=1
+        return 0
+    fi
+    jq -c --arg server "$server" --arg name "$name" --argjson run "$r" \
+        '{$server, $name, $run, pairs_set_up, pairs_failed, setup_ms_p50, setup_ms_p99,
+          msg_ms_p50: .setup_relay_ms_p50, msg_ms_p99: .setup_relay_ms_p99, relay_ms_p50, relay_ms_p99,
+          relay_msgs_per_sec: .relay_throughput_msgs_per_sec, relay_lost,
+          server_cpu_percent_relay, client_cpu_percent_relay,
+          cpu_us_per_msg: (if .server_cpu_percent_relay == null or .relay_throughput_msgs_per_sec == 0 then null
+                           else (.server_cpu_percent_relay * 10000 / .relay_throughput_msgs_per_sec * 100 | round / 100) end),
+          errors, client_errors}' <<<"$line" | tee -a "$OUT/runs.jsonl" >&2
+}
+
+# serve SERVER RUN: a fresh server, the three scenarios, its peak RSS.
+serve() {
+    local server=$1 r=$2 port secret data
+    if [ "$server" = parley ]; then
+        port=$((PARLEY_PORT + r))
+        data="$OUT/parley-data-$r"
+        rm -rf "$data" && mkdir -p "$data"
+        secret="$data/jwt-secret"
+        env PARLEY_DATA_DIR="$data" PARLEY_LISTEN="127.0.0.1:$port" \
+            PARLEY_RATE_LIMIT_PER_SEC="$RATE_LIMIT" PARLEY_RATE_LIMIT_BURST="$RATE_LIMIT" \
+            taskset -c "$SERVER_CORE" "$BIN/parley" serve >"$OUT/parley-$r.log" 2>&1 &
+    else
+        port=$((BARE_PORT + r))
+        secret="$OUT/bare-jwt-secret"
+        taskset -c "$SERVER_CORE" "$BIN/bare-relay" --addr "127.0.0.1:$port" --jwt-secret-file "$secret" \
+            >"$OUT/bare-$r.log" 2>&1 &
+    fi
+    SERVER_PID=$!
+    for _ in $(seq 100); do up "$port" && [ -s "$secret" ] && break; sleep 0.1; done
+    up "$port" || die "$server did not start on 127.0.0.1:$port (see $OUT/$server-$r.log)"
+    scenario "$server" "$r" burst "$port" "$secret" --relay-secs 0
+    scenario "$server" "$r" relay "$port" "$secret" --relay-secs "$RELAY_SECS" --relay-window "$RELAY_WINDOW"
+    scenario "$server" "$r" paced "$port" "$secret" --relay-secs 0 --call-rate "$RATE"
+    local hwm
+    hwm=$(awk '/^VmHWM:/ { print $2 }' "/proc/$SERVER_PID/status")
+    jq -nc --arg server "$server" --argjson run "$r" --argjson kib "$hwm" \
+        '{$server, name: "server", $run, rss_peak_mib: ($kib / 1024 * 10 | round / 10)}' | tee -a "$OUT/runs.jsonl" >&2
+    kill "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+    SERVER_PID=
+}
+
+for r in $(seq "$RUNS"); do
+    serve parley "$r"
+    serve bare "$r"
+done
+echo "# load average after: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+
+echo
+echo "$PAIRS pairs, medians of $RUNS fresh servers each; server on core $SERVER_CORE, parley-load on core $GENERATOR_CORE"
+echo
+jq -s -r --arg pairs "$PAIRS" --arg rate "$RATE" --arg window "$RELAY_WINDOW" '
+    def median: map(select(. != null)) | sort | if length == 0 then null
+        elif length % 2 == 1 then .[length / 2 | floor] else (.[length / 2 - 1] + .[length / 2]) / 2 end;
+    def show: if . == null then "-" elif . >= 1000 then (round | tostring) elif . >= 10 then (. * 10 | round / 10 | tostring)
+        else (. * 100 | round / 100 | tostring) end;
+    def med($server; $name; $field): map(select(.server == $server and .name == $name) | .[$field]) | median;
+    def total($server; $field): map(select(.server == $server) | .[$field] // 0) | add;
+    . as $all |
+    [["relayed msg/s (ping-pong, \($pairs) pairs, \($window) in flight per pair)", "relay", "relay_msgs_per_sec"],
+     ["relay latency p50 (ms)", "relay", "relay_ms_p50"],
+     ["relay latency p99 (ms)", "relay", "relay_ms_p99"],
+     ["server CPU per relayed message (µs)", "relay", "cpu_us_per_msg"],
+     ["server CPU during the relay (% of its core)", "relay", "server_cpu_percent_relay"],
+     ["parley-load CPU during the relay (% of its core)", "relay", "client_cpu_percent_relay"],
+     ["burst, \($pairs) calls at once: set-up p50 (ms)", "burst", "setup_ms_p50"],
+     ["burst: set-up p99 (ms)", "burst", "setup_ms_p99"],
+     ["burst: message p50 (ms)", "burst", "msg_ms_p50"],
+     ["burst: message p99 (ms)", "burst", "msg_ms_p99"],
+     ["paced, \($rate) calls/s: set-up p50 (ms)", "paced", "setup_ms_p50"],
+     ["paced: set-up p99 (ms)", "paced", "setup_ms_p99"],
+     ["paced: message p50 (ms)", "paced", "msg_ms_p50"],
+     ["paced: message p99 (ms)", "paced", "msg_ms_p99"],
+     ["server RSS peak over the three scenarios (MiB)", "server", "rss_peak_mib"]] as $rows |
+    "| figure | bare relay | Parley | Parley / bare |",
+    "|---|---:|---:|---:|",
+    ($rows[] | . as [$what, $name, $field] |
+        ($all | med("bare"; $name; $field)) as $b | ($all | med("parley"; $name; $field)) as $p |
+        "| \($what) | \($b | show) | \($p | show) | " +
+        (if $b == null or $p == null or $b == 0 then "-" else ($p / $b * 100 | round / 100 | tostring) end) + " |"),
+    "| pairs failed / relay hops lost (all runs) | \($all | total("bare"; "pairs_failed")) / \($all | total("bare"; "relay_lost")) | \($all | total("parley"; "pairs_failed")) / \($all | total("parley"; "relay_lost")) | |"
+' "$OUT/runs.jsonl"
+exit $status
