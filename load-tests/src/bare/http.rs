@@ -32,20 +32,25 @@ pub(super) struct Head {
 }
 
 impl Head {
-    /// Parses a request head (without the blank line that ends it);
-    /// `None` if it is not `METHOD TARGET HTTP/1.x` and `Name: value` lines.
+    /// Parses a request head (with or without the blank line that ends
+    /// it) with `httparse`; `None` if it is not an HTTP/1.x request head.
     pub(super) fn parse(bytes: &[u8]) -> Option<Head> {
-        let text = std::str::from_utf8(bytes).ok()?;
-        let mut lines = text.split("\r\n");
-        let mut request = lines.next()?.split(' ');
-        let (method, target, version) = (request.next()?, request.next()?, request.next()?);
-        if request.next().is_some() || !version.starts_with("HTTP/1.") || method.is_empty() {
-            return None;
+        let mut end = bytes.to_vec();
+        if !end.ends_with(b"\r\n\r\n") {
+            end.extend_from_slice(b"\r\n\r\n");
         }
-        let headers = lines
-            .map(|l| l.split_once(':').map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned())))
+        let mut headers = [httparse::EMPTY_HEADER; 64];
+        let mut request = httparse::Request::new(&mut headers);
+        match request.parse(&end) {
+            Ok(httparse::Status::Complete(_)) => {}
+            _ => return None,
+        }
+        let headers = request
+            .headers
+            .iter()
+            .map(|h| Some((h.name.to_ascii_lowercase(), std::str::from_utf8(h.value).ok()?.trim().to_owned())))
             .collect::<Option<Vec<_>>>()?;
-        Some(Head { method: method.to_owned(), target: target.to_owned(), headers })
+        Some(Head { method: request.method?.to_owned(), target: request.path?.to_owned(), headers })
     }
 
     /// The path, without the query.
