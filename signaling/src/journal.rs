@@ -7,6 +7,10 @@
 //! missed with the same sequence numbers, is back in its session's room,
 //! and nothing has to be rejoined or renegotiated.
 //!
+//! Only a link another hub core wrote is taken over: one this core wrote
+//! and then forgot (expired after the grace period, or replaced) stays
+//! gone, and one its client closed on purpose is deleted.
+//!
 //! Writes are queued, never awaited, in the order the link made them (the
 //! link calls [`LinkJournal::appended`] under its own lock), so the
 //! messages of the last instant before a crash may be missing: a resume
@@ -22,6 +26,8 @@ use parley_domain::protocol::UserInfo;
 pub struct JournaledLink {
     /// Whose link it is.
     pub user: UserInfo,
+    /// The hub core that wrote it last ([`LinkJournal::opened`]'s `term`).
+    pub term: String,
     /// The token's `premium` claim.
     pub premium: bool,
     /// Consultants: whether they asked to be rung (`presence.set available`).
@@ -41,15 +47,18 @@ pub struct JournalError(pub String);
 /// token (a secret: implementations key by its hash).
 #[async_trait]
 pub trait LinkJournal: std::fmt::Debug + Send + Sync + 'static {
-    /// A link of `user` opened with resume token `token`; before any of its
-    /// messages.
-    fn opened(&self, token: &str, user: &UserInfo, premium: bool);
+    /// A link of `user` opened with resume token `token` by the hub core
+    /// named `term` (or taken over by it); before any of its messages.
+    fn opened(&self, token: &str, user: &UserInfo, premium: bool, term: &str);
 
     /// The link numbered `text` (`seq`); queued in the order called.
     fn appended(&self, token: &str, seq: u64, text: &str);
 
     /// A consultant's `presence.set`: whether they want to be rung.
     fn presence(&self, token: &str, available: bool);
+
+    /// The client closed the link on purpose: it can never be resumed.
+    fn closed(&self, token: &str);
 
     /// The link whose resume token is `token`, if it is journaled.
     ///

@@ -363,7 +363,7 @@ mod tests {
     /// What a hub node journaled of `l` (every message it still buffers).
     fn journaled(l: &Link) -> JournaledLink {
         let messages = l.lock().buffer.iter().map(|(seq, t)| (*seq, t.to_string())).collect();
-        JournaledLink { user: l.user.clone(), premium: false, available: false, messages }
+        JournaledLink { user: l.user.clone(), term: "core-1".into(), premium: false, available: false, messages }
     }
 
     #[test]

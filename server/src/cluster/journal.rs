@@ -5,7 +5,8 @@
 //! Per link, keyed by the SHA-256 of its resume token (the token itself is
 //! a secret and never stored):
 //! - `<prefix>:link:<hash>`, a hash: `user` (the `UserInfo` as JSON),
-//!   `premium` and `available` (`0`/`1`);
+//!   `premium` and `available` (`0`/`1`), `term` (the hub core that wrote
+//!   it last);
 //! - `<prefix>:replay:<hash>`, a stream of the numbered messages (fields
 //!   `s` = seq, `m` = the message as sent), trimmed to about the replay
 //!   buffer's length (`MAXLEN ~`).
@@ -34,12 +35,13 @@ const EXPIRY_REFRESH: Duration = Duration::from_secs(300);
 /// Operations the writer pipelines at most per round trip.
 const BATCH: usize = 512;
 
-/// One queued write.
+/// One queued write (a link closed on purpose is deleted).
 #[derive(Debug)]
 enum Op {
-    Opened { hash: String, user: String, premium: bool },
+    Opened { hash: String, user: String, premium: bool, term: String },
     Appended { hash: String, seq: u64, text: String },
     Presence { hash: String, available: bool },
+    Closed { hash: String },
 }
 
 /// The journal of one node's links, in the Redis behind a connection.
@@ -84,9 +86,9 @@ impl RedisJournal {
 
 #[async_trait]
 impl LinkJournal for RedisJournal {
-    fn opened(&self, token: &str, user: &UserInfo, premium: bool) {
+    fn opened(&self, token: &str, user: &UserInfo, premium: bool, term: &str) {
         let user = serde_json::to_string(user).expect("a user serialises");
-        let _ = self.queue.send(Op::Opened { hash: hash(token), user, premium });
+        let _ = self.queue.send(Op::Opened { hash: hash(token), user, premium, term: term.to_owned() });
     }
 
     fn appended(&self, token: &str, seq: u64, text: &str) {
@@ -95,6 +97,10 @@ impl LinkJournal for RedisJournal {
 
     fn presence(&self, token: &str, available: bool) {
         let _ = self.queue.send(Op::Presence { hash: hash(token), available });
+    }
+
+    fn closed(&self, token: &str) {
+        let _ = self.queue.send(Op::Closed { hash: hash(token) });
     }
 
     async fn load(&self, token: &str) -> Result<Option<JournaledLink>, JournalError> {
@@ -125,6 +131,7 @@ impl LinkJournal for RedisJournal {
         }
         Ok(Some(JournaledLink {
             user,
+            term: fields.get("term").cloned().unwrap_or_default(),
             premium: fields.get("premium").is_some_and(|v| v == "1"),
             available: fields.get("available").is_some_and(|v| v == "1"),
             messages,
@@ -148,10 +155,11 @@ async fn write(mut redis: ConnectionManager, prefix: String, capacity: usize, mu
         let mut due: Vec<String> = Vec::new();
         for op in &batch {
             let key = match op {
-                Op::Opened { hash, user, premium } => {
+                Op::Opened { hash, user, premium, term } => {
                     let premium = if *premium { "1" } else { "0" };
                     let key = link_key(&prefix, hash);
-                    pipe.cmd("HSET").arg(&key).arg("user").arg(user).arg("premium").arg(premium).ignore();
+                    pipe.cmd("HSET").arg(&key).arg("user").arg(user).arg("premium").arg(premium).arg("term").arg(term);
+                    pipe.ignore();
                     pipe.cmd("HSETNX").arg(&key).arg("available").arg("0").ignore();
                     key
                 }
@@ -175,6 +183,10 @@ async fn write(mut redis: ConnectionManager, prefix: String, capacity: usize, mu
                     let key = link_key(&prefix, hash);
                     pipe.cmd("HSET").arg(&key).arg("available").arg(available).ignore();
                     key
+                }
+                Op::Closed { hash } => {
+                    pipe.cmd("DEL").arg(link_key(&prefix, hash)).arg(replay_key(&prefix, hash)).ignore();
+                    continue;
                 }
             };
             if !refreshed.contains_key(&key) && !due.contains(&key) {

@@ -33,7 +33,8 @@ const TTL: Duration = Duration::from_secs(30);
 /// What a hub node journals of a link comes back whole from Redis for the
 /// next one — the user, the consultant's presence choice, the newest
 /// messages in `seq` order (about the replay buffer's length) — under a
-/// key that is not the token, with an expiry; another token finds nothing.
+/// key that is not the token, with an expiry; another token finds nothing,
+/// and a link closed on purpose is deleted.
 #[tokio::test]
 async fn the_link_journal_gives_the_next_hub_node_what_the_last_one_wrote() {
     let prefix = fresh_prefix();
@@ -41,7 +42,7 @@ async fn the_link_journal_gives_the_next_hub_node_what_the_last_one_wrote() {
     let redis = client.get_connection_manager().await.expect("TEST_REDIS_URL is reachable");
     let writer = RedisJournal::start(redis.clone(), prefix.clone(), 8);
     let cora = UserInfo { id: UserId::parse("cora").unwrap(), name: "Cora".into(), role: Role::Consultant };
-    writer.opened("tok-cora", &cora, true);
+    writer.opened("tok-cora", &cora, true, "core-1");
     for seq in 1..=300u64 {
         writer.appended("tok-cora", seq, &format!(r#"{{"seq":{seq},"type":"presence.updated","status":"busy"}}"#));
     }
@@ -55,7 +56,7 @@ async fn the_link_journal_gives_the_next_hub_node_what_the_last_one_wrote() {
     })
     .await;
     let link = reader.load("tok-cora").await.unwrap().unwrap();
-    assert_eq!((link.user, link.premium), (cora, true));
+    assert_eq!((link.user, link.premium, link.term.as_str()), (cora, true, "core-1"));
     let seqs: Vec<u64> = link.messages.iter().map(|m| m.0).collect();
     assert_eq!(seqs, (293..=300).collect::<Vec<_>>(), "the newest 8, in order");
     assert_eq!(link.messages[7].1, r#"{"seq":300,"type":"presence.updated","status":"busy"}"#);
@@ -69,6 +70,13 @@ async fn the_link_journal_gives_the_next_hub_node_what_the_last_one_wrote() {
         let ttl: i64 = redis::cmd("PTTL").arg(&key).query_async(&mut conn).await.unwrap();
         assert!(ttl > 0, "{key} expires");
     }
+
+    // Closed on purpose: gone.
+    writer.closed("tok-cora");
+    crate::common::until("the closed link is deleted", || async { reader.load("tok-cora").await.unwrap().is_none() })
+        .await;
+    let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{prefix}:*")).query_async(&mut conn).await.unwrap();
+    assert!(keys.is_empty(), "nothing left: {keys:?}");
 }
 
 #[tokio::test]

@@ -42,13 +42,13 @@ impl Hub {
     ) -> Result<LocalLink, Refusal> {
         let token = uuid::Uuid::new_v4().simple().to_string();
         let journal = self.journal_for(user.role);
-        if let Some(journal) = &journal {
-            journal.opened(&token, &user, premium);
-        }
         let link = LocalLink(Arc::new(Link::new(user.clone(), premium, token, self.cfg.replay_buffer, journal)));
         link.0.attach(conn_id, wake, None).expect("attaching without replay cannot fail");
         let batch = {
             let mut locked = self.lock();
+            if let Some(journal) = self.journal_for(user.role) {
+                journal.opened(&link.0.resume_token, &user, premium, &locked.term);
+            }
             let now = self.clock.now();
             if let Err(refusal) = locked.core.connect(user, link.clone(), now) {
                 if refusal == Refusal::RecorderConnected {
@@ -68,6 +68,11 @@ impl Hub {
         link.0.detach(conn_id);
         if link.0.is_attached() {
             return;
+        }
+        if departure == Departure::Closed
+            && let Some(journal) = self.journal_for(link.0.user.role)
+        {
+            journal.closed(&link.0.resume_token);
         }
         let batch = {
             let mut locked = self.lock();
@@ -107,11 +112,18 @@ impl Hub {
                 return Err(refused);
             }
         };
-        let available = journaled.available;
-        let link = Link::restored(journaled, resume_token.to_owned(), last_seq, self.cfg.replay_buffer, Some(journal));
-        tracing::info!(user = %user.id, "resuming a link of the former hub node");
+        let (available, link_term) = (journaled.available, journaled.term.clone());
+        let link =
+            Link::restored(journaled, resume_token.to_owned(), last_seq, self.cfg.replay_buffer, Some(journal.clone()));
         let batch = {
             let mut locked = self.lock();
+            // This core wrote it: it forgot the link on purpose (its grace
+            // period ran out, or a newer connection replaced it).
+            if link_term == locked.term {
+                return Err(refused);
+            }
+            tracing::info!(user = %user.id, "resuming a link of the former hub node");
+            journal.opened(resume_token, user, link.premium, &locked.term);
             let now = self.clock.now();
             locked.core.adopt(user, LocalLink(Arc::new(link)), available, now);
             self.apply(&mut locked)

@@ -73,6 +73,14 @@ pub(crate) struct Locked {
     pub(crate) core: HubCore<LocalLink>,
     /// The deadline the timer task sleeps until.
     armed: Option<Timestamp>,
+    /// This core's name in the links' journal (new with every core): a
+    /// journaled link this core wrote is this core's to resume or refuse.
+    pub(crate) term: String,
+}
+
+/// A fresh name for a core in the links' journal.
+fn new_term() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
 }
 
 /// What one input left to do after the lock is released: store writes,
@@ -109,7 +117,7 @@ impl Hub {
             store,
             gate,
             delivery: Local,
-            core: Mutex::new(Locked { core, armed: None }),
+            core: Mutex::new(Locked { core, armed: None, term: new_term() }),
             timer: Wake::new(),
             stop_timer: Mutex::new(Some(stop_timer)),
             ids: AtomicU64::new(1),
@@ -247,6 +255,7 @@ impl Hub {
         debug_assert!(batch.0.is_empty(), "a farewell writes nothing");
         locked.core = HubCore::new(self.cfg.clone(), self.hooks.clone());
         locked.armed = None;
+        locked.term = new_term();
     }
 
     /// Whether the hub has begun shutting down.

@@ -1,5 +1,6 @@
-//! The driver against a store that fails: nothing a client is told about an
-//! end is missing from the store.
+//! The driver against a store that fails (nothing a client is told about an
+//! end is missing from the store) and against a links' journal (what a new
+//! hub core takes over, what it does not).
 
 use std::sync::Arc;
 
@@ -10,6 +11,7 @@ use tokio::sync::Notify;
 
 use super::Hub;
 use crate::config::SignalingConfig;
+use crate::journal::{JournalError, JournaledLink, LinkJournal};
 use crate::store::{
     CallRecord, CallState, NoHooks, OpenGate, SessionEvent, SessionRecord, Store, StoreError, StoredCall,
     StoredSession, TimelineEntry,
@@ -111,4 +113,100 @@ async fn an_end_the_store_did_not_take_is_not_told_and_the_caller_gets_internal(
     let (answer, seen) = hang_up(true).await;
     assert_eq!(answer, Err(ErrorCode::Internal));
     assert!(seen.iter().all(|m| !m.contains("session.ended")), "{seen:?}");
+}
+
+/// A links' journal in memory that, like a crashed hub node's Redis, keeps
+/// what it was told (a closed link too, unless `forget_closed`).
+#[derive(Debug, Default)]
+struct MemoryJournal {
+    links: std::sync::Mutex<std::collections::HashMap<String, JournaledLink>>,
+    forget_closed: bool,
+}
+
+#[async_trait]
+impl LinkJournal for MemoryJournal {
+    fn opened(&self, token: &str, user: &UserInfo, premium: bool, term: &str) {
+        let mut links = self.links.lock().unwrap();
+        let link = links.entry(token.to_owned()).or_insert_with(|| JournaledLink {
+            user: user.clone(),
+            term: String::new(),
+            premium,
+            available: false,
+            messages: Vec::new(),
+        });
+        link.term = term.to_owned();
+    }
+    fn appended(&self, token: &str, seq: u64, text: &str) {
+        if let Some(link) = self.links.lock().unwrap().get_mut(token) {
+            link.messages.push((seq, text.to_owned()));
+        }
+    }
+    fn presence(&self, token: &str, available: bool) {
+        if let Some(link) = self.links.lock().unwrap().get_mut(token) {
+            link.available = available;
+        }
+    }
+    fn closed(&self, token: &str) {
+        if self.forget_closed {
+            self.links.lock().unwrap().remove(token);
+        }
+    }
+    async fn load(&self, token: &str) -> Result<Option<JournaledLink>, JournalError> {
+        Ok(self.links.lock().unwrap().get(token).cloned())
+    }
+}
+
+fn journaled_hub(journal: Arc<MemoryJournal>) -> Arc<Hub> {
+    let now = Timestamp::from_unix_millis(1_767_225_600_000);
+    let store = Arc::new(Flaky { fail_ends: false });
+    let hub = Hub::new(SignalingConfig::default(), Arc::new(Still(now)), store, Arc::new(OpenGate), Arc::new(NoHooks));
+    hub.set_link_journal(journal);
+    hub
+}
+
+fn sam() -> UserInfo {
+    UserInfo { id: UserId::parse("sam").unwrap(), name: "Sam".into(), role: Role::Seeker }
+}
+
+/// A new hub core (the next hub node) resumes a link another core
+/// journaled: it replays what the client had not read, same numbers.
+#[tokio::test]
+async fn a_new_hub_core_resumes_a_link_from_the_journal() {
+    let journal = Arc::new(MemoryJournal::default());
+    let hub = journaled_hub(journal.clone());
+    let old = hub.connect(sam(), false, 1, Arc::new(Notify::new())).expect("admitted");
+    let token = old.0.resume_token.clone();
+    hub.reset_core();
+
+    let provisional = hub.connect(sam(), false, 2, Arc::new(Notify::new())).expect("admitted");
+    let (link, replayed, _) = hub.resume(&provisional, 2, Arc::new(Notify::new()), &token, 0).await.expect("resumed");
+    // The old core's hello and its farewell (`server.shutdown`), unread.
+    assert_eq!((link.0.resume_token.as_str(), replayed), (token.as_str(), 2));
+    let mut seen = Vec::new();
+    link.take(2, &mut seen, usize::MAX);
+    assert!(seen[0].as_str().starts_with(r#"{"seq":1,"type":"hello""#), "{seen:?}");
+    assert!(seen[1].as_str().starts_with(r#"{"seq":2,"type":"server.shutdown""#), "{seen:?}");
+}
+
+/// The core that wrote a link and forgot it (here: its client closed it;
+/// the journal kept it anyway) does not take it back from the journal.
+#[tokio::test]
+async fn a_link_its_own_core_forgot_is_not_taken_back_from_the_journal() {
+    let journal = Arc::new(MemoryJournal::default());
+    let hub = journaled_hub(journal.clone());
+    let old = hub.connect(sam(), false, 1, Arc::new(Notify::new())).expect("admitted");
+    let token = old.0.resume_token.clone();
+    hub.disconnect(&old, 1, crate::connection::Departure::Closed);
+    assert!(journal.load(&token).await.unwrap().is_some(), "still in the journal");
+
+    let provisional = hub.connect(sam(), false, 2, Arc::new(Notify::new())).expect("admitted");
+    let refused = hub.resume(&provisional, 2, Arc::new(Notify::new()), &token, 0).await.map(|_| ());
+    assert_eq!(refused.map_err(|e| e.code), Err(ErrorCode::ResumeFailed));
+
+    // And a link closed on purpose leaves the journal.
+    let forgetting = Arc::new(MemoryJournal { forget_closed: true, ..MemoryJournal::default() });
+    let hub = journaled_hub(forgetting.clone());
+    let link = hub.connect(sam(), false, 1, Arc::new(Notify::new())).expect("admitted");
+    hub.disconnect(&link, 1, crate::connection::Departure::Closed);
+    assert!(forgetting.load(&link.0.resume_token).await.unwrap().is_none());
 }
