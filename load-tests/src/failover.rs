@@ -9,10 +9,11 @@
 //!    random part of `hold_jitter` (so the kills land anywhere in the
 //!    meter's 10 s checkpoint cycle);
 //! 2. the `kill` command runs (`sh -c`, e.g. `scripts/cluster.sh kill-hub`);
-//! 3. the clients reconnect by themselves: when `resume` is refused (the hub
-//!    node died with their links) the SDK rejoins the room
-//!    ([`Event::ResumeFailed`], then [`Event::Rejoined`]); a resume that
-//!    works ([`Event::Resumed`]) counts too. The **failover time** of a
+//! 3. the clients reconnect by themselves and resume ([`Event::Resumed`]:
+//!    the new hub node takes their links over from the journal the dead one
+//!    kept in Redis); when `resume` is refused (e.g. Redis lost the journal)
+//!    the SDK rejoins the room ([`Event::ResumeFailed`], then
+//!    [`Event::Rejoined`]). The **failover time** of a
 //!    call runs from the kill command's start until both participants are
 //!    back and one of them sees the other present: the session is metered
 //!    again (both present, rule M5);
@@ -23,9 +24,10 @@
 //! (`GET /v1/sessions/{id}`): its billable seconds against the wall-clock
 //! time both participants were in the room (as the clients saw it) give the
 //! **billable seconds lost** to the failovers (the meter loses what it had
-//! not checkpointed: rule M9, at most 10 s per failover). Each trial's share
-//! comes from the rejoined room's meter (`room.join` ack): the billable
-//! seconds the new hub node restored.
+//! not checkpointed: rule M9, at most 10 s per failover). A trial whose
+//! calls rejoined also gets its own share, from the rejoined room's meter
+//! (`room.join` ack: the billable seconds the new hub node restored); a
+//! resume carries no meter, so then only the run's total is known.
 //!
 //! Every step is bounded: commands by `command_timeout`, a trial's wait by
 //! `trial_timeout`, readiness by `ready_timeout`; a run always ends.
