@@ -58,8 +58,10 @@ impl Recovery {
         }
     }
 
-    /// Re-opens the sessions the database says are open (`only`: those of
-    /// them in the set) that no other node meters (their lease is free or
+    /// Ends the calls the former hub core was still ringing (`only` unset:
+    /// at a start or a takeover; [`Hub::end_lost_calls`]), then re-opens
+    /// the sessions the database says are open (`only`: those of them in
+    /// the set) that no other node meters (their lease is free or
     /// this node's) and this node does not meter yet: each is taken over
     /// (a new owner epoch fences off any former owner), metered again from
     /// its last checkpoint, and both participants get `G` to join its room
@@ -71,6 +73,10 @@ impl Recovery {
     ///
     /// [`RecoveryError`] when the store, billing or the bookings fail.
     pub async fn run(&self, only: Option<&HashSet<SessionId>>) -> Result<Vec<SessionId>, RecoveryError> {
+        if only.is_none() {
+            // What the former core was ringing ended with it.
+            self.hub.end_lost_calls().await?;
+        }
         let open = self.store.open_sessions().await?;
         let metered: HashSet<SessionId> = self.meters.sessions().into_iter().collect();
         let mut left = Vec::new();

@@ -178,6 +178,9 @@ pub trait Store: Send + Sync + 'static {
     async fn call_transition(&self, call_id: &CallId, state: CallState, at: Timestamp) -> Result<(), StoreError>;
     /// A call by id.
     async fn call(&self, call_id: &CallId) -> Result<Option<StoredCall>, StoreError>;
+    /// Calls still `requested` or `ringing`: at a hub core's start, those
+    /// its predecessor (a killed process, a lost hub node) was running.
+    async fn live_calls(&self) -> Result<Vec<StoredCall>, StoreError>;
     /// Stores a newly opened session.
     async fn create_session(&self, session: &SessionRecord) -> Result<(), StoreError>;
     /// Appends `event` at `at` to the session's timeline (and, for `Ended`,

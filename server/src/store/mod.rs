@@ -261,6 +261,23 @@ where
     s.parse().map_err(|e: T::Err| StoreError(format!("bad stored id {s:?}: {e}")))
 }
 
+/// A `calls` row (`id, session_id, seeker_id, consultant_id, state, created_ms`).
+fn stored_call(row: &AnyRow) -> Result<StoredCall, StoreError> {
+    Ok(StoredCall {
+        record: CallRecord {
+            call_id: parse_id(row.try_get("id").map_err(store_err)?)?,
+            session_id: parse_id(row.try_get("session_id").map_err(store_err)?)?,
+            seeker_id: parse_id(row.try_get("seeker_id").map_err(store_err)?)?,
+            consultant_id: parse_id(row.try_get("consultant_id").map_err(store_err)?)?,
+            created_at: Timestamp::from_unix_millis(row.try_get("created_ms").map_err(store_err)?),
+            // Not stored with the call: the session says whether it is recorded.
+            recording: false,
+            seeker_premium: false,
+        },
+        state: row.try_get("state").map_err(store_err)?,
+    })
+}
+
 #[async_trait]
 impl Store for SqlStore {
     async fn users_seen(&self, users: &[UserInfo], at: Timestamp) -> Result<(), StoreError> {
@@ -300,20 +317,18 @@ impl Store for SqlStore {
                 .fetch_optional(&self.pool)
                 .await
                 .map_err(store_err)?;
-        let Some(row) = row else { return Ok(None) };
-        Ok(Some(StoredCall {
-            record: CallRecord {
-                call_id: parse_id(row.try_get("id").map_err(store_err)?)?,
-                session_id: parse_id(row.try_get("session_id").map_err(store_err)?)?,
-                seeker_id: parse_id(row.try_get("seeker_id").map_err(store_err)?)?,
-                consultant_id: parse_id(row.try_get("consultant_id").map_err(store_err)?)?,
-                created_at: Timestamp::from_unix_millis(row.try_get("created_ms").map_err(store_err)?),
-                // Not stored with the call: the session says whether it is recorded.
-                recording: false,
-                seeker_premium: false,
-            },
-            state: row.try_get("state").map_err(store_err)?,
-        }))
+        row.as_ref().map(stored_call).transpose()
+    }
+
+    async fn live_calls(&self) -> Result<Vec<StoredCall>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, session_id, seeker_id, consultant_id, state, created_ms FROM calls \
+             WHERE state IN ('requested', 'ringing') ORDER BY created_ms, id",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(store_err)?;
+        rows.iter().map(stored_call).collect()
     }
 
     async fn create_session(&self, session: &SessionRecord) -> Result<(), StoreError> {

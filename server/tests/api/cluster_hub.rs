@@ -12,7 +12,9 @@ use crate::common::{
     Proxy, TestApp, WAIT, next_matching, pump, settled, spawn_node, test_clock, timeline_kinds, until,
 };
 use parley_domain::protocol::rest::{ConsultantPrice, PriceModel};
-use parley_domain::protocol::{ChatKind, Outcome, PresenceStatus, Role, ServerMessage, SessionEndReason};
+use parley_domain::protocol::{
+    CallEndReason, ChatKind, Outcome, PresenceStatus, Role, ServerMessage, SessionEndReason,
+};
 use parley_domain::{Currency, Money, SessionId, UserId};
 use parley_sdk::call::CallConfig;
 use parley_sdk::session::SessionCall;
@@ -269,6 +271,38 @@ async fn an_available_consultant_stays_ringable_after_the_hub_node_dies() {
     let (seeker, _s_events) = nodes[2].client("sam", Role::Seeker).await;
     seeker.call(&UserId::parse("cora").unwrap(), None).await.unwrap();
     crate::common::incoming(&mut c_events).await;
+}
+
+/// A call still ringing when the hub node dies ends with it: the new hub
+/// node stores it as ended (`server_shutdown`) and releases its hold at
+/// once, and both parties, resuming there, are told `call.ended` instead
+/// of waiting for an answer that cannot come.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_ringing_when_the_hub_node_dies_ends_and_its_hold_is_released() {
+    let mut nodes = cluster(3, test_clock()).await;
+    assert_eq!(hub_node(&nodes[1]).await.as_deref(), Some("node-0"));
+    price(&nodes[1], "cora", 3000).await;
+    let (_consultant, mut c_events) = nodes[1].available_consultant("cora").await;
+    let (seeker, mut s_events) = nodes[2].client("sam", Role::Seeker).await;
+    seeker.call(&UserId::parse("cora").unwrap(), Some("pm_card_visa")).await.unwrap();
+    let (call_id, session_id) = crate::common::incoming(&mut c_events).await;
+    assert_eq!(nodes[1].billing.hold(&session_id).await.unwrap().unwrap().status, "held");
+
+    nodes[0].kill();
+    for events in [&mut s_events, &mut c_events] {
+        let ended = event(events, |e| match e {
+            Event::Server(ServerMessage::CallEnded { call_id, reason, .. }) => Some((call_id.clone(), *reason)),
+            Event::ResumeFailed { reason } => panic!("resume refused: {reason}"),
+            _ => None,
+        })
+        .await;
+        assert_eq!(ended, (call_id.clone(), CallEndReason::ServerShutdown));
+    }
+    until("the hold is released", || async {
+        nodes[1].billing.hold(&session_id).await.unwrap().unwrap().status == "released"
+    })
+    .await;
+    nodes[1].assert_reconciled().await;
 }
 
 /// The hub node is killed (no goodbye: its sockets drop, its leases lapse)

@@ -51,8 +51,12 @@ async fn exercise(store: &SqlStore) {
     };
     store.create_call(&call).await.unwrap();
     assert_eq!(store.call(&call.call_id).await.unwrap().unwrap().state, "requested");
+    let live = |calls: Vec<parley_signaling::store::StoredCall>| calls.into_iter().map(|c| c.state).collect::<Vec<_>>();
+    assert_eq!(live(store.live_calls().await.unwrap()), ["requested"], "requested is live");
     store.call_transition(&call.call_id, CallState::Ringing, t(10_100)).await.unwrap();
+    assert_eq!(live(store.live_calls().await.unwrap()), ["ringing"], "ringing is live");
     store.call_transition(&call.call_id, CallState::Accepted, t(12_000)).await.unwrap();
+    assert!(store.live_calls().await.unwrap().is_empty(), "an accepted call is not");
     let stored = store.call(&call.call_id).await.unwrap().unwrap();
     assert_eq!((stored.state.as_str(), stored.record), ("accepted", call.clone()));
     assert!(store.call(&id("call_nope")).await.unwrap().is_none());

@@ -4,7 +4,7 @@
 use parley_domain::protocol::{
     CallEndReason, ErrorCode, LeaveReason, PROTOCOL_VERSION, PresenceStatus, Role, ServerMessage, UserInfo,
 };
-use parley_domain::{Timestamp, UserId};
+use parley_domain::{CallId, Timestamp, UserId};
 
 use super::{Action, Attendance, HubCore, LinkRef, Refusal, Timer, UserState, err, is_link};
 use crate::connection::Departure;
@@ -81,7 +81,11 @@ impl<L: LinkRef> HubCore<L> {
             ping_interval_secs: self.cfg.ping_interval.as_secs(),
             presence,
         };
-        self.push(Action::Send { to: link, msg: hello });
+        self.push(Action::Send { to: link.clone(), msg: hello });
+        for call_id in self.lost.remove(&user.id).unwrap_or_default() {
+            let msg = ServerMessage::CallEnded { call_id, reason: CallEndReason::ServerShutdown, message: None };
+            self.push(Action::Send { to: link.clone(), msg });
+        }
         if user.role == Role::Recorder {
             self.assign_recorders();
         }
@@ -160,6 +164,17 @@ impl<L: LinkRef> HubCore<L> {
             _ => {
                 Err(err(ErrorCode::ResumeFailed, "unknown or expired resume token: start afresh and rejoin your rooms"))
             }
+        }
+    }
+
+    /// A call the former hub core was running (a killed process, a lost hub
+    /// node) ended with it — stored as ended (`server_shutdown`), its hold
+    /// released: its seeker and consultant are told `call.ended` at their
+    /// next connection here (before a `resume`, so a resumed link does not
+    /// wait for it forever).
+    pub fn lost_call(&mut self, call_id: &CallId, seeker: &UserId, consultant: &UserId) {
+        for user in [seeker, consultant] {
+            self.lost.entry(user.clone()).or_default().push(call_id.clone());
         }
     }
 

@@ -254,6 +254,9 @@ pub(crate) struct HubCore<L> {
     rooms: HashMap<SessionId, Room<L>>,
     /// Sessions restored after a restart, by participant, until they connect.
     restored: HashMap<UserId, SessionId>,
+    /// Calls the former core was running, ended with it: told to each of
+    /// their parties at their next connection here.
+    lost: HashMap<UserId, Vec<CallId>>,
     shutting_down: bool,
     /// Pending timers by deadline (then by order of arming). A timer whose
     /// subject has moved on does nothing when it fires.
@@ -275,6 +278,7 @@ impl<L: LinkRef> HubCore<L> {
             calls: HashMap::new(),
             rooms: HashMap::new(),
             restored: HashMap::new(),
+            lost: HashMap::new(),
             shutting_down: false,
             timers: BTreeMap::new(),
             timer_seq: 0,

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use parley_domain::protocol::{
-    ChatKind, ErrorCode, MediaState, Role, ServerMessage, SessionBill, SessionEndReason, UserInfo,
+    CallEndReason, ChatKind, ErrorCode, MediaState, Role, ServerMessage, SessionBill, SessionEndReason, UserInfo,
 };
 use parley_domain::{SessionId, Timestamp, UserId};
 
@@ -13,7 +13,7 @@ use super::{CLOSE_GOING_AWAY, Hub};
 use crate::error::SignalError;
 use crate::hub::core::Denied;
 use crate::hub::delivery::{Delivery, LocalLink};
-use crate::store::{SessionEvent, SessionRecord, StoreError};
+use crate::store::{CallState, SessionEvent, SessionRecord, StoreError};
 
 impl Hub {
     async fn persist_session(&self, session_id: &SessionId, event: SessionEvent, at: Timestamp) {
@@ -263,6 +263,31 @@ impl Hub {
         drop(locked);
         debug_assert!(batch.0.is_empty());
         Ok(opened)
+    }
+
+    /// Ends the calls the store says were still requested or ringing when
+    /// the former hub core was lost (a killed process, a lost hub node):
+    /// each is stored as ended (`server_shutdown`), its hold released, and
+    /// its seeker and consultant are told `call.ended` at their next
+    /// connection. Call before clients are served; returns how many.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] when the store cannot list or end them (retried at
+    /// the next start or takeover).
+    pub async fn end_lost_calls(&self) -> Result<usize, StoreError> {
+        let calls = self.store.live_calls().await?;
+        let reason = CallEndReason::ServerShutdown;
+        for call in &calls {
+            let record = &call.record;
+            self.store.call_transition(&record.call_id, CallState::Ended(reason), self.clock.now()).await?;
+            self.lock().core.lost_call(&record.call_id, &record.seeker_id, &record.consultant_id);
+            self.gate.call_unanswered(record, reason).await;
+        }
+        if !calls.is_empty() {
+            tracing::info!(calls = calls.len(), "ended the calls the former hub core was running");
+        }
+        Ok(calls.len())
     }
 
     /// Reopens, after a restart, a session the store says is open (DESIGN.md

@@ -55,6 +55,9 @@ impl Store for Flaky {
     async fn call(&self, _: &CallId) -> Result<Option<StoredCall>, StoreError> {
         Ok(None)
     }
+    async fn live_calls(&self) -> Result<Vec<StoredCall>, StoreError> {
+        Ok(Vec::new())
+    }
     async fn create_session(&self, _: &SessionRecord) -> Result<(), StoreError> {
         Ok(())
     }
