@@ -156,16 +156,20 @@ async fn a_call_across_nodes_over_a_real_peer_connection() {
     assert_eq!(settlements(&nodes[0], &session_id).await, 1);
 }
 
-/// A seeker's connection drops while the consultant writes to them; the
-/// seeker's next connection (through a balancer, to another node) resumes
-/// the link, which lives on the hub node, and gets what it missed in
-/// order with the same sequence numbers.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_client_resumes_on_another_node_with_what_it_missed() {
-    let nodes = cluster(3, test_clock()).await;
-    let balancer = Proxy::balance(&[&nodes[1], &nodes[2]]).await;
-    let (consultant, mut c_events) = nodes[1].available_consultant("cora").await;
-    let token = nodes[1].token("sam", Role::Seeker);
+/// cora on `node` and sam through `balancer` in a free session; then sam's
+/// connection is cut (the balancer refuses new ones until told) and cora
+/// sends five chat notes (`note 0` … `note 4`) while sam is away.
+struct Away {
+    consultant: SignalingClient,
+    c_events: Events,
+    seeker: SignalingClient,
+    s_events: Events,
+    session_id: SessionId,
+}
+
+async fn away_while_notes_are_sent(node: &TestApp, balancer: &Proxy) -> Away {
+    let (consultant, mut c_events) = node.available_consultant("cora").await;
+    let token = node.token("sam", Role::Seeker);
     let (seeker, mut s_events) = SignalingClient::connect(&balancer.ws_url, &token).await.unwrap();
     seeker.call(&UserId::parse("cora").unwrap(), None).await.unwrap();
     let (call_id, session_id) = crate::common::incoming(&mut c_events).await;
@@ -179,6 +183,19 @@ async fn a_client_resumes_on_another_node_with_what_it_missed() {
     for i in 0..5 {
         consultant.chat(&session_id, &format!("note {i}"), ChatKind::Chat).await.unwrap();
     }
+    Away { consultant, c_events, seeker, s_events, session_id }
+}
+
+/// A seeker's connection drops while the consultant writes to them; the
+/// seeker's next connection (through a balancer, to another node) resumes
+/// the link, which lives on the hub node, and gets what it missed in
+/// order with the same sequence numbers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_resumes_on_another_node_with_what_it_missed() {
+    let nodes = cluster(3, test_clock()).await;
+    let balancer = Proxy::balance(&[&nodes[1], &nodes[2]]).await;
+    let Away { consultant: _consultant, mut c_events, seeker, mut s_events, session_id } =
+        away_while_notes_are_sent(&nodes[1], &balancer).await;
     balancer.set_refusing(false);
     // Replayed messages come before the resume's ack.
     let (mut got, mut replayed) = (Vec::new(), None);
@@ -207,21 +224,8 @@ async fn after_the_hub_node_dies_a_client_resumes_on_the_next_with_what_it_misse
     let mut nodes = cluster(3, test_clock()).await;
     assert_eq!(hub_node(&nodes[1]).await.as_deref(), Some("node-0"));
     let balancer = Proxy::balance(&[&nodes[1], &nodes[2]]).await;
-    let (consultant, mut c_events) = nodes[1].available_consultant("cora").await;
-    let token = nodes[1].token("sam", Role::Seeker);
-    let (seeker, mut s_events) = SignalingClient::connect(&balancer.ws_url, &token).await.unwrap();
-    seeker.call(&UserId::parse("cora").unwrap(), None).await.unwrap();
-    let (call_id, session_id) = crate::common::incoming(&mut c_events).await;
-    consultant.accept(&call_id).await.unwrap();
-    seeker.join(&session_id).await.unwrap();
-    consultant.join(&session_id).await.unwrap();
-
-    balancer.set_refusing(true);
-    balancer.cut();
-    event(&mut s_events, |e| matches!(e, Event::Reconnecting).then_some(())).await;
-    for i in 0..5 {
-        consultant.chat(&session_id, &format!("note {i}"), ChatKind::Chat).await.unwrap();
-    }
+    let Away { consultant: _consultant, mut c_events, seeker, mut s_events, session_id } =
+        away_while_notes_are_sent(&nodes[1], &balancer).await;
     nodes[0].kill();
     until("another node runs the hub", || async { hub_node(&nodes[1]).await.is_some_and(|n| n != "node-0") }).await;
     balancer.set_refusing(false);

@@ -145,8 +145,9 @@ async fn session_through(app: &TestApp) -> (Arc<SessionCall>, Arc<SessionCall>, 
     (s_call, c_call, s_room.ice_servers)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn i16_turn_credentials_from_parley_work_in_coturn_expire_and_are_fresh_after_the_ttl() {
+/// A coturn and a server whose ICE servers name it (TURN only, REST
+/// credentials valid for [`TTL`]), on one manual clock.
+async fn with_coturn() -> (Arc<ManualClock>, Coturn, TestApp) {
     let clock = test_clock();
     let coturn = Coturn::start(&clock);
     coturn.ready().await;
@@ -159,6 +160,12 @@ async fn i16_turn_credentials_from_parley_work_in_coturn_expire_and_are_fresh_af
         };
     })
     .await;
+    (clock, coturn, app)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn i16_turn_credentials_from_parley_work_in_coturn_expire_and_are_fresh_after_the_ttl() {
+    let (clock, coturn, app) = with_coturn().await;
 
     // Parley's credentials are accepted: a relay-only call connects.
     let (s_call, c_call, joined) = session_through(&app).await;
@@ -207,18 +214,7 @@ async fn i16_turn_credentials_from_parley_work_in_coturn_expire_and_are_fresh_af
 /// and the data channel carries messages over the new relay.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn i16_an_ice_restart_past_the_ttl_relays_through_new_allocations_with_fresh_credentials() {
-    let clock = test_clock();
-    let coturn = Coturn::start(&clock);
-    coturn.ready().await;
-    let app = spawn_app_with_clock(clock.clone(), |c| {
-        c.signaling.ice = IceConfig {
-            stun_urls: Vec::new(),
-            turn_urls: vec![format!("turn:127.0.0.1:{}?transport=udp", coturn.port)],
-            turn_secret: Some(SECRET.into()),
-            turn_ttl: TTL,
-        };
-    })
-    .await;
+    let (clock, coturn, app) = with_coturn().await;
     let (s_call, c_call, joined) = session_through(&app).await;
     for call in [&s_call.call, &c_call.call] {
         call.wait_connected(Duration::from_secs(20)).await.expect("connected through coturn");

@@ -27,20 +27,7 @@ impl<L: LinkRef> HubCore<L> {
             return Err(Refusal::RecorderConnected);
         }
         let fresh = !self.users.contains_key(&user.id);
-        let restored = match self.restored.remove(&user.id) {
-            Some(sid) if self.rooms.contains_key(&sid) => Some(sid),
-            _ => None,
-        };
-        let entry = self.users.entry(user.id.clone()).or_insert_with(|| UserState {
-            info: user.clone(),
-            link: None,
-            connected: false,
-            previous: None,
-            wants_available: false,
-            call: None,
-            session: restored,
-            reported: PresenceStatus::Offline,
-        });
+        let entry = self.user_state(&user);
         entry.info = user.clone();
         let old = entry.link.replace(link.clone());
         let was_connected = std::mem::replace(&mut entry.connected, true);
@@ -93,6 +80,25 @@ impl<L: LinkRef> HubCore<L> {
             self.push(Action::Seen(user));
         }
         Ok(())
+    }
+
+    /// The state of `user`, created if new: in the session restored for
+    /// them after a restart or a takeover, if any.
+    fn user_state(&mut self, user: &UserInfo) -> &mut UserState<L> {
+        let restored = match self.restored.remove(&user.id) {
+            Some(sid) if self.rooms.contains_key(&sid) => Some(sid),
+            _ => None,
+        };
+        self.users.entry(user.id.clone()).or_insert_with(|| UserState {
+            info: user.clone(),
+            link: None,
+            connected: false,
+            previous: None,
+            wants_available: false,
+            call: None,
+            session: restored,
+            reported: PresenceStatus::Offline,
+        })
     }
 
     /// `link` of `user` has no connection any more. If it is the user's
@@ -187,25 +193,9 @@ impl<L: LinkRef> HubCore<L> {
     /// Nothing if the user already has a resumable link here.
     pub fn adopt(&mut self, user: &UserInfo, link: L, available: bool, now: Timestamp) {
         self.now = now;
-        let restored = match self.restored.remove(&user.id) {
-            Some(sid) if self.rooms.contains_key(&sid) => Some(sid),
-            _ => None,
-        };
-        let entry = self.users.entry(user.id.clone()).or_insert_with(|| UserState {
-            info: user.clone(),
-            link: None,
-            connected: false,
-            previous: None,
-            wants_available: false,
-            call: None,
-            session: None,
-            reported: PresenceStatus::Offline,
-        });
+        let entry = self.user_state(user);
         if entry.previous.is_some() {
             return;
-        }
-        if entry.session.is_none() {
-            entry.session = restored;
         }
         entry.previous = Some(link.clone());
         entry.wants_available = available && user.role == Role::Consultant;
