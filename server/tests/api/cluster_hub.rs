@@ -186,6 +186,23 @@ async fn away_while_notes_are_sent(node: &TestApp, balancer: &Proxy) -> Away {
     Away { consultant, c_events, seeker, s_events, session_id }
 }
 
+/// sam resumed (no rejoin) and got the five notes once each, in order
+/// (replayed messages come before the resume's ack).
+async fn resumed_with_the_notes(s_events: &mut Events) {
+    let (mut got, mut replayed) = (Vec::new(), None);
+    while got.len() < 5 || replayed.is_none() {
+        match event(s_events, |e| Some(e.clone())).await {
+            Event::Server(ServerMessage::ChatMessage { text, .. }) => got.push(text),
+            Event::Resumed { replayed: n, .. } => replayed = Some(n),
+            Event::ResumeFailed { reason } => panic!("resume refused: {reason}"),
+            Event::Rejoined { .. } => panic!("rejoined instead of resuming"),
+            _ => {}
+        }
+    }
+    assert!(replayed >= Some(5), "the five notes (at least) were replayed: {replayed:?}");
+    assert_eq!(got, (0..5).map(|i| format!("note {i}")).collect::<Vec<_>>(), "once each, in order");
+}
+
 /// A seeker's connection drops while the consultant writes to them; the
 /// seeker's next connection (through a balancer, to another node) resumes
 /// the link, which lives on the hub node, and gets what it missed in
@@ -197,18 +214,7 @@ async fn a_client_resumes_on_another_node_with_what_it_missed() {
     let Away { consultant: _consultant, mut c_events, seeker, mut s_events, session_id } =
         away_while_notes_are_sent(&nodes[1], &balancer).await;
     balancer.set_refusing(false);
-    // Replayed messages come before the resume's ack.
-    let (mut got, mut replayed) = (Vec::new(), None);
-    while got.len() < 5 || replayed.is_none() {
-        match event(&mut s_events, |e| Some(e.clone())).await {
-            Event::Server(ServerMessage::ChatMessage { text, .. }) => got.push(text),
-            Event::Resumed { replayed: n, .. } => replayed = Some(n),
-            Event::ResumeFailed { reason } => panic!("resume refused: {reason}"),
-            _ => {}
-        }
-    }
-    assert!(replayed >= Some(5), "the five notes (at least) were replayed: {replayed:?}");
-    assert_eq!(got, (0..5).map(|i| format!("note {i}")).collect::<Vec<_>>(), "in order");
+    resumed_with_the_notes(&mut s_events).await;
     // Still one session on the hub: the resumed seeker hangs up.
     seeker.end_session(&session_id).await.unwrap();
     c_events.wait_for(WAIT, |m| matches!(m, ServerMessage::SessionEnded { .. }).then_some(())).await.unwrap();
@@ -230,18 +236,7 @@ async fn after_the_hub_node_dies_a_client_resumes_on_the_next_with_what_it_misse
     until("another node runs the hub", || async { hub_node(&nodes[1]).await.is_some_and(|n| n != "node-0") }).await;
     balancer.set_refusing(false);
 
-    let (mut got, mut replayed) = (Vec::new(), None);
-    while got.len() < 5 || replayed.is_none() {
-        match event(&mut s_events, |e| Some(e.clone())).await {
-            Event::Server(ServerMessage::ChatMessage { text, .. }) => got.push(text),
-            Event::Resumed { replayed: n, .. } => replayed = Some(n),
-            Event::ResumeFailed { reason } => panic!("resume refused: {reason}"),
-            Event::Rejoined { .. } => panic!("rejoined instead of resuming"),
-            _ => {}
-        }
-    }
-    assert!(replayed >= Some(5), "the five notes (at least) were replayed: {replayed:?}");
-    assert_eq!(got, (0..5).map(|i| format!("note {i}")).collect::<Vec<_>>(), "once each, in order");
+    resumed_with_the_notes(&mut s_events).await;
     // The consultant, on the surviving node 1, resumed too; both are back
     // in the room: the seeker's hang-up reaches the consultant.
     event(&mut c_events, |e| match e {
