@@ -29,6 +29,7 @@ mod package_races;
 mod policies;
 mod pushed;
 mod races;
+mod two_nodes;
 
 const HOUR: i64 = 3_600_000;
 const DAY: i64 = 24 * HOUR;
