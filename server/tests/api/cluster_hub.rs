@@ -249,6 +249,51 @@ async fn after_the_hub_node_dies_a_client_resumes_on_the_next_with_what_it_misse
     c_events.wait_for(WAIT, |m| matches!(m, ServerMessage::SessionEnded { .. }).then_some(())).await.unwrap();
 }
 
+/// The hub node dies while its lease on a session is still held (here:
+/// for 30 s more): the new hub node cannot re-open that session at once,
+/// and both clients resume their links before it can. When the lease is
+/// free and the session is re-opened, both are put back in its room —
+/// they resumed, so they will not join it again — and it is metered as
+/// before: nobody is left absent until the grace period ends it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_who_resumed_before_their_session_was_reopened_are_put_back_in_its_room() {
+    let clock = test_clock();
+    let mut nodes = cluster(3, clock.clone()).await;
+    price(&nodes[1], "cora", 3000).await;
+    let balancer = Proxy::balance(&[&nodes[1], &nodes[2]]).await;
+    let mut live = Live::start(&nodes[1], &balancer).await;
+    clock.advance(SECS(620));
+    until("the 620 s checkpoint", || async { live.checkpoint(&nodes[1]).await == Some(620_000) }).await;
+
+    let config = &nodes[1].config.cluster;
+    let client = redis::Client::open(config.redis_url.clone().unwrap()).unwrap();
+    let mut redis = client.get_multiplexed_async_connection().await.unwrap();
+    let lease = format!("{}:lease:session:{}", config.redis_prefix, live.session_id.as_str());
+    nodes[0].kill();
+    let _: () =
+        redis::cmd("SET").arg(&lease).arg("node-0").arg("PX").arg(30_000).query_async(&mut redis).await.unwrap();
+    until("another node runs the hub", || async { hub_node(&nodes[1]).await.is_some_and(|n| n != "node-0") }).await;
+    for events in [&mut live.s_events, &mut live.c_events] {
+        event(events, |e| match e {
+            Event::Resumed { .. } => Some(()),
+            Event::ResumeFailed { reason } => panic!("resume refused: {reason}"),
+            _ => None,
+        })
+        .await;
+    }
+    assert_eq!(live.epoch(&nodes[1]).await, 1, "not taken over yet: the dead node's lease holds");
+
+    let _: () = redis::cmd("DEL").arg(&lease).query_async(&mut redis).await.unwrap();
+    until("taken over once the lease is free", || async { live.epoch(&nodes[1]).await == 2 }).await;
+    live.joined(&nodes[1], 1).await;
+    clock.advance(SECS(60));
+    live.seeker.end_session(&live.session_id).await.unwrap();
+    let moderator = nodes[1].token("mo", Role::Moderator);
+    let d = settled(&ApiClient::new(&nodes[2].base).unwrap(), &moderator, &live.session_id).await;
+    assert_eq!((d.outcome, d.billable_secs), (Some(Outcome::Charged), 680), "both present again, metered");
+    assert_eq!(settlements(&nodes[1], &live.session_id).await, 1);
+}
+
 /// A consultant who said `available` is still ringable after the hub node
 /// died: their link resumes on the next hub node with their presence
 /// choice, and a seeker on another node rings them there.

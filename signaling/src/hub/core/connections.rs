@@ -4,7 +4,7 @@
 use parley_domain::protocol::{
     CallEndReason, ErrorCode, LeaveReason, PROTOCOL_VERSION, PresenceStatus, Role, ServerMessage, UserInfo,
 };
-use parley_domain::{CallId, Timestamp, UserId};
+use parley_domain::{CallId, SessionId, Timestamp, UserId};
 
 use super::{Action, Attendance, HubCore, LinkRef, Refusal, Timer, UserState, err, is_link};
 use crate::connection::Departure;
@@ -199,13 +199,21 @@ impl<L: LinkRef> HubCore<L> {
         }
         entry.previous = Some(link.clone());
         entry.wants_available = available && user.role == Role::Consultant;
-        if let Some(sid) = entry.session.clone()
-            && let Some(room) = self.rooms.get_mut(&sid)
-            && let Some(i) = room.index_of(&user.id)
-            && room.members[i].attendance != Attendance::Present
-        {
-            room.members[i].link = Some(link.clone());
-            room.members[i].attendance = Attendance::Dropped;
+        match entry.session.clone() {
+            Some(sid) => {
+                if let Some(room) = self.rooms.get_mut(&sid)
+                    && let Some(i) = room.index_of(&user.id)
+                    && room.members[i].attendance != Attendance::Present
+                {
+                    room.members[i].link = Some(link.clone());
+                    room.members[i].attendance = Attendance::Dropped;
+                }
+            }
+            // Their session may not be re-opened yet (its former owner
+            // still holds its lease): they are put in its room when it is.
+            None => {
+                self.adopted_without_room.insert(user.id.clone());
+            }
         }
         self.arm(now.plus(self.cfg.grace), Timer::ExpireLink { user: user.id.clone(), link });
     }
@@ -223,28 +231,54 @@ impl<L: LinkRef> HubCore<L> {
         let session = entry.session.clone();
         // Presence reported while away (e.g. `offline`) is corrected.
         self.report_presence(user_id);
-        if let Some(sid) = session
-            && let Some(room) = self.rooms.get_mut(&sid)
-            && let Some(i) = room.index_of(user_id)
-            && is_link(&room.members[i].link, &old)
-            && room.members[i].attendance == Attendance::Dropped
-        {
-            room.members[i].attendance = Attendance::Present;
-            room.members[i].epoch += 1;
-            let user = room.members[i].user.clone();
-            let peer = room.members[1 - i].user.id.clone();
-            let recorder = room.recorder.as_ref().map(|(_, l)| l.clone());
-            self.hooks.joined(&sid, user.role, now);
-            self.store_event(&sid, SessionEvent::Joined(user_id.clone()));
-            // Stored, then told.
-            let joined = ServerMessage::ParticipantJoined { session_id: sid, user };
-            if let Some(recorder) = recorder {
-                self.push(Action::Tell { to: recorder, msg: joined.clone() });
-            }
-            self.tell_user(&peer, joined);
+        if let Some(sid) = session {
+            self.back_in_room(&sid, user_id, &old, now);
         }
         if role == Role::Recorder {
             self.assign_recorders();
+        }
+    }
+
+    /// `user_id`, whose `link` dropped out of the room of `sid`, is present
+    /// again: stored, then told to the peer and the recorder.
+    fn back_in_room(&mut self, sid: &SessionId, user_id: &UserId, link: &L, now: Timestamp) {
+        let Some(room) = self.rooms.get_mut(sid) else { return };
+        let Some(i) = room.index_of(user_id) else { return };
+        if !(is_link(&room.members[i].link, link) && room.members[i].attendance == Attendance::Dropped) {
+            return;
+        }
+        room.members[i].attendance = Attendance::Present;
+        room.members[i].epoch += 1;
+        let user = room.members[i].user.clone();
+        let peer = room.members[1 - i].user.id.clone();
+        let recorder = room.recorder.as_ref().map(|(_, l)| l.clone());
+        self.hooks.joined(sid, user.role, now);
+        self.store_event(sid, SessionEvent::Joined(user_id.clone()));
+        // Stored, then told.
+        let joined = ServerMessage::ParticipantJoined { session_id: sid.clone(), user };
+        if let Some(recorder) = recorder {
+            self.push(Action::Tell { to: recorder, msg: joined.clone() });
+        }
+        self.tell_user(&peer, joined);
+    }
+
+    /// The session `sid` was re-opened here after `user_id` resumed a
+    /// journaled link (its former owner still held its lease then): they
+    /// are back in its room as if they had resumed into it, since their
+    /// client, having resumed, will not join it again.
+    pub(super) fn resumed_before_the_room(&mut self, sid: &SessionId, user_id: &UserId, now: Timestamp) {
+        if !self.adopted_without_room.remove(user_id) {
+            return;
+        }
+        let Some(entry) = self.users.get(user_id) else { return };
+        let Some(link) = entry.link.clone().filter(|_| entry.connected) else { return };
+        if let Some(room) = self.rooms.get_mut(sid)
+            && let Some(i) = room.index_of(user_id)
+            && room.members[i].attendance == Attendance::NotJoined
+        {
+            room.members[i].link = Some(link.clone());
+            room.members[i].attendance = Attendance::Dropped;
+            self.back_in_room(sid, user_id, &link, now);
         }
     }
 

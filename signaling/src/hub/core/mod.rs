@@ -29,7 +29,7 @@ mod scheduled;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use parley_domain::protocol::{
@@ -257,6 +257,9 @@ pub(crate) struct HubCore<L> {
     /// Calls the former core was running, ended with it: told to each of
     /// their parties at their next connection here.
     lost: HashMap<UserId, Vec<CallId>>,
+    /// Users who resumed a journaled link before any session of theirs was
+    /// re-opened here ([`HubCore::adopt`]).
+    adopted_without_room: HashSet<UserId>,
     shutting_down: bool,
     /// Pending timers by deadline (then by order of arming). A timer whose
     /// subject has moved on does nothing when it fires.
@@ -279,6 +282,7 @@ impl<L: LinkRef> HubCore<L> {
             rooms: HashMap::new(),
             restored: HashMap::new(),
             lost: HashMap::new(),
+            adopted_without_room: HashSet::new(),
             shutting_down: false,
             timers: BTreeMap::new(),
             timer_seq: 0,

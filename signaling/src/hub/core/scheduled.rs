@@ -41,8 +41,9 @@ impl<L: LinkRef> HubCore<L> {
     }
 
     /// Reopens, after a restart, a session the store says is open (DESIGN.md
-    /// M9): neither participant is present; each has `G` from now to join
-    /// again, or the session ends as abandoned. A booked session whose
+    /// M9): neither participant is present (but one who already resumed a
+    /// journaled link here, [`HubCore::adopt`]); each has `G` from now to
+    /// join again, or the session ends as abandoned. A booked session whose
     /// `no_show_at` is still ahead is restored as its room first opened.
     pub fn restore_session(
         &mut self,
@@ -60,6 +61,7 @@ impl<L: LinkRef> HubCore<L> {
         }
         attach_session(&mut self.users, &mut self.restored, [&seeker.id, &consultant.id], &session_id);
         let recording = record.recording;
+        let (seeker_id, consultant_id) = (seeker.id.clone(), consultant.id.clone());
         let mut room = Room::new(record, seeker, consultant);
         room.no_show_at = no_show_at;
         self.rooms.insert(session_id.clone(), room);
@@ -67,12 +69,15 @@ impl<L: LinkRef> HubCore<L> {
             self.assign_recorders();
         }
         match no_show_at {
-            Some(at) => self.arm(at, Timer::NoShow { session: session_id }),
+            Some(at) => self.arm(at, Timer::NoShow { session: session_id.clone() }),
             None => {
                 for i in 0..2 {
                     self.arm(now.plus(self.cfg.grace), Timer::Absence { session: session_id.clone(), i, epoch: 0 });
                 }
             }
+        }
+        for id in [&seeker_id, &consultant_id] {
+            self.resumed_before_the_room(&session_id, id, now);
         }
     }
 

@@ -294,7 +294,10 @@ impl Hub {
     /// M9): neither participant is present; each has `G` from now to join
     /// its room again, or the session ends as abandoned. A booked session
     /// whose no-show time `no_show_at` is still ahead is restored as its
-    /// room first opened: whoever has not joined by then is a no-show.
+    /// room first opened: whoever has not joined by then is a no-show. A
+    /// participant who already resumed a journaled link here (a cluster's
+    /// takeover that had to wait for the session's lease) is put back in
+    /// the room at once (stored, then told).
     pub fn restore_session(
         self: &Arc<Self>,
         record: SessionRecord,
@@ -302,12 +305,13 @@ impl Hub {
         consultant: UserInfo,
         no_show_at: Option<Timestamp>,
     ) {
-        let mut locked = self.lock();
-        let now = self.clock.now();
-        locked.core.restore_session(record, seeker, consultant, no_show_at, now);
-        let batch = self.apply(&mut locked);
-        drop(locked);
-        debug_assert!(batch.0.is_empty());
+        let batch = {
+            let mut locked = self.lock();
+            let now = self.clock.now();
+            locked.core.restore_session(record, seeker, consultant, no_show_at, now);
+            self.apply(&mut locked)
+        };
+        self.spawn(batch);
     }
 
     // ----- shutdown --------------------------------------------------------
