@@ -18,7 +18,10 @@
 //! one whose missed messages left the journal is refused (`resume_failed`;
 //! the SDKs rejoin).
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
+use axum::extract::ws::Utf8Bytes;
 use parley_domain::protocol::UserInfo;
 
 /// A link as a former hub node journaled it.
@@ -43,22 +46,26 @@ pub struct JournaledLink {
 pub struct JournalError(pub String);
 
 /// Where a cluster's hub node keeps its links' resumable state; the
-/// server's implementation is in Redis. Links are named by their resume
-/// token (a secret: implementations key by its hash).
+/// server's implementation is in Redis. A link is named by a key derived
+/// from its resume token ([`LinkJournal::key`], once per link: the token is
+/// a secret, so implementations hash it).
 #[async_trait]
 pub trait LinkJournal: std::fmt::Debug + Send + Sync + 'static {
-    /// A link of `user` opened with resume token `token` by the hub core
+    /// The key the link whose resume token is `token` is journaled under.
+    fn key(&self, token: &str) -> Arc<str>;
+
+    /// A link of `user` (journaled under `key`) opened by the hub core
     /// named `term` (or taken over by it); before any of its messages.
-    fn opened(&self, token: &str, user: &UserInfo, premium: bool, term: &str);
+    fn opened(&self, key: &Arc<str>, user: &UserInfo, premium: bool, term: &str);
 
     /// The link numbered `text` (`seq`); queued in the order called.
-    fn appended(&self, token: &str, seq: u64, text: &str);
+    fn appended(&self, key: &Arc<str>, seq: u64, text: &Utf8Bytes);
 
     /// A consultant's `presence.set`: whether they want to be rung.
-    fn presence(&self, token: &str, available: bool);
+    fn presence(&self, key: &Arc<str>, available: bool);
 
     /// The client closed the link on purpose: it can never be resumed.
-    fn closed(&self, token: &str);
+    fn closed(&self, key: &Arc<str>);
 
     /// The link whose resume token is `token`, if it is journaled.
     ///

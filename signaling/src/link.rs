@@ -44,8 +44,9 @@ pub(crate) struct Link {
     /// Whether a client message was processed on it (else it holds nothing
     /// worth resuming but its `hello`).
     used: AtomicBool,
-    /// Where every numbered message is copied, in a cluster.
-    journal: Option<Arc<dyn LinkJournal>>,
+    /// Where every numbered message is copied, in a cluster, and the key
+    /// the link has there.
+    journal: Option<(Arc<dyn LinkJournal>, Arc<str>)>,
     inner: Mutex<Inner>,
 }
 
@@ -93,6 +94,10 @@ impl Link {
         capacity: usize,
         journal: Option<Arc<dyn LinkJournal>>,
     ) -> Self {
+        let journal = journal.map(|journal| {
+            let key = journal.key(&resume_token);
+            (journal, key)
+        });
         Link {
             user,
             premium,
@@ -136,6 +141,11 @@ impl Link {
         link
     }
 
+    /// The journal this link is copied to and its key there, if any.
+    pub fn journal(&self) -> Option<(&Arc<dyn LinkJournal>, &Arc<str>)> {
+        self.journal.as_ref().map(|(journal, key)| (journal, key))
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -174,8 +184,8 @@ impl Link {
             }
         };
         inner.next_seq += 1;
-        if let Some(journal) = &self.journal {
-            journal.appended(&self.resume_token, seq, &text);
+        if let Some((journal, key)) = &self.journal {
+            journal.appended(key, seq, &text);
         }
         if inner.buffer.len() == inner.capacity {
             inner.buffer.pop_front();

@@ -18,10 +18,12 @@
 //! client rejoins. Redis commands per journaled message: one `XADD`
 //! (pipelined), plus a refresh per link at most every five minutes.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use axum::extract::ws::Utf8Bytes;
 use parley_domain::protocol::UserInfo;
 use parley_signaling::{JournalError, JournaledLink, LinkJournal};
 use redis::aio::ConnectionManager;
@@ -38,10 +40,10 @@ const BATCH: usize = 512;
 /// One queued write (a link closed on purpose is deleted).
 #[derive(Debug)]
 enum Op {
-    Opened { hash: String, user: String, premium: bool, term: String },
-    Appended { hash: String, seq: u64, text: String },
-    Presence { hash: String, available: bool },
-    Closed { hash: String },
+    Opened { hash: Arc<str>, user: String, premium: bool, term: String },
+    Appended { hash: Arc<str>, seq: u64, text: Utf8Bytes },
+    Presence { hash: Arc<str>, available: bool },
+    Closed { hash: Arc<str> },
 }
 
 /// The journal of one node's links, in the Redis behind a connection.
@@ -86,21 +88,26 @@ impl RedisJournal {
 
 #[async_trait]
 impl LinkJournal for RedisJournal {
-    fn opened(&self, token: &str, user: &UserInfo, premium: bool, term: &str) {
+    /// The SHA-256 of the token, hex.
+    fn key(&self, token: &str) -> Arc<str> {
+        hash(token).into()
+    }
+
+    fn opened(&self, key: &Arc<str>, user: &UserInfo, premium: bool, term: &str) {
         let user = serde_json::to_string(user).expect("a user serialises");
-        let _ = self.queue.send(Op::Opened { hash: hash(token), user, premium, term: term.to_owned() });
+        let _ = self.queue.send(Op::Opened { hash: key.clone(), user, premium, term: term.to_owned() });
     }
 
-    fn appended(&self, token: &str, seq: u64, text: &str) {
-        let _ = self.queue.send(Op::Appended { hash: hash(token), seq, text: text.to_owned() });
+    fn appended(&self, key: &Arc<str>, seq: u64, text: &Utf8Bytes) {
+        let _ = self.queue.send(Op::Appended { hash: key.clone(), seq, text: text.clone() });
     }
 
-    fn presence(&self, token: &str, available: bool) {
-        let _ = self.queue.send(Op::Presence { hash: hash(token), available });
+    fn presence(&self, key: &Arc<str>, available: bool) {
+        let _ = self.queue.send(Op::Presence { hash: key.clone(), available });
     }
 
-    fn closed(&self, token: &str) {
-        let _ = self.queue.send(Op::Closed { hash: hash(token) });
+    fn closed(&self, key: &Arc<str>) {
+        let _ = self.queue.send(Op::Closed { hash: key.clone() });
     }
 
     async fn load(&self, token: &str) -> Result<Option<JournaledLink>, JournalError> {
@@ -152,7 +159,7 @@ async fn write(mut redis: ConnectionManager, prefix: String, capacity: usize, mu
         let now = Instant::now();
         refreshed.retain(|_, at| now.duration_since(*at) < EXPIRY_REFRESH);
         let mut pipe = redis::pipe();
-        let mut due: Vec<String> = Vec::new();
+        let mut due: HashSet<String> = HashSet::new();
         for op in &batch {
             let key = match op {
                 Op::Opened { hash, user, premium, term } => {
@@ -174,7 +181,7 @@ async fn write(mut redis: ConnectionManager, prefix: String, capacity: usize, mu
                         .arg("s")
                         .arg(seq)
                         .arg("m")
-                        .arg(text)
+                        .arg(text.as_str())
                         .ignore();
                     key
                 }
@@ -189,8 +196,8 @@ async fn write(mut redis: ConnectionManager, prefix: String, capacity: usize, mu
                     continue;
                 }
             };
-            if !refreshed.contains_key(&key) && !due.contains(&key) {
-                due.push(key);
+            if !refreshed.contains_key(&key) {
+                due.insert(key);
             }
         }
         for key in &due {

@@ -42,11 +42,13 @@ async fn the_link_journal_gives_the_next_hub_node_what_the_last_one_wrote() {
     let redis = client.get_connection_manager().await.expect("TEST_REDIS_URL is reachable");
     let writer = RedisJournal::start(redis.clone(), prefix.clone(), 8);
     let cora = UserInfo { id: UserId::parse("cora").unwrap(), name: "Cora".into(), role: Role::Consultant };
-    writer.opened("tok-cora", &cora, true, "core-1");
+    let key = writer.key("tok-cora");
+    writer.opened(&key, &cora, true, "core-1");
     for seq in 1..=300u64 {
-        writer.appended("tok-cora", seq, &format!(r#"{{"seq":{seq},"type":"presence.updated","status":"busy"}}"#));
+        let text = format!(r#"{{"seq":{seq},"type":"presence.updated","status":"busy"}}"#);
+        writer.appended(&key, seq, &text.into());
     }
-    writer.presence("tok-cora", true);
+    writer.presence(&key, true);
 
     // Another node's journal on the same Redis reads it back.
     let reader = RedisJournal::start(redis.clone(), prefix.clone(), 8);
@@ -72,7 +74,7 @@ async fn the_link_journal_gives_the_next_hub_node_what_the_last_one_wrote() {
     }
 
     // Closed on purpose: gone.
-    writer.closed("tok-cora");
+    writer.closed(&key);
     crate::common::until("the closed link is deleted", || async { reader.load("tok-cora").await.unwrap().is_none() })
         .await;
     let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{prefix}:*")).query_async(&mut conn).await.unwrap();

@@ -122,13 +122,11 @@ async fn bad_input_gets_problems_with_stable_codes() {
     // accept then finds placing it.
     assert!(["failed", "placing"].contains(&d.hold_status.as_str()), "{d:?}");
     let path = format!("/v1/bookings/{}", d.id);
-    let mut d = d;
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while d.hold_status != "failed" {
-        assert!(tokio::time::Instant::now() < deadline, "the hold never failed: {d:?}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-        d = booking(&call(&app, &token, Method::GET, &path, None).await.1);
-    }
+    common::until("the hold is refused", || async {
+        booking(&call(&app, &token, Method::GET, &path, None).await.1).hold_status == "failed"
+    })
+    .await;
+    let d = booking(&call(&app, &token, Method::GET, &path, None).await.1);
     let deadline = tokio::time::Instant::now() + WAIT;
     while !webhook_types(&app, &d.id).await.contains(&"booking.hold_failed".to_owned()) {
         assert!(tokio::time::Instant::now() < deadline, "the operator hears of the refused hold");

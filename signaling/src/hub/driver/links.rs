@@ -27,7 +27,7 @@ impl Hub {
 
     /// The journal for a link of `role` (recorders are not journaled: a
     /// recorder reconnects and is assigned its sessions again).
-    pub(super) fn journal_for(&self, role: Role) -> Option<Arc<dyn LinkJournal>> {
+    fn journal_for(&self, role: Role) -> Option<Arc<dyn LinkJournal>> {
         self.journal.get().filter(|_| matches!(role, Role::Seeker | Role::Consultant)).cloned()
     }
 
@@ -46,8 +46,8 @@ impl Hub {
         link.0.attach(conn_id, wake, None).expect("attaching without replay cannot fail");
         let batch = {
             let mut locked = self.lock();
-            if let Some(journal) = self.journal_for(user.role) {
-                journal.opened(&link.0.resume_token, &user, premium, &locked.term);
+            if let Some((journal, key)) = link.0.journal() {
+                journal.opened(key, &user, premium, &locked.term);
             }
             let now = self.clock.now();
             if let Err(refusal) = locked.core.connect(user, link.clone(), now) {
@@ -70,9 +70,9 @@ impl Hub {
             return;
         }
         if departure == Departure::Closed
-            && let Some(journal) = self.journal_for(link.0.user.role)
+            && let Some((journal, key)) = link.0.journal()
         {
-            journal.closed(&link.0.resume_token);
+            journal.closed(key);
         }
         let batch = {
             let mut locked = self.lock();
@@ -113,8 +113,7 @@ impl Hub {
             }
         };
         let (available, link_term) = (journaled.available, journaled.term.clone());
-        let link =
-            Link::restored(journaled, resume_token.to_owned(), last_seq, self.cfg.replay_buffer, Some(journal.clone()));
+        let link = Link::restored(journaled, resume_token.to_owned(), last_seq, self.cfg.replay_buffer, Some(journal));
         let batch = {
             let mut locked = self.lock();
             // This core wrote it: it forgot the link on purpose (its grace
@@ -123,7 +122,9 @@ impl Hub {
                 return Err(refused);
             }
             tracing::info!(user = %user.id, "resuming a link of the former hub node");
-            journal.opened(resume_token, user, link.premium, &locked.term);
+            if let Some((journal, key)) = link.journal() {
+                journal.opened(key, user, link.premium, &locked.term);
+            }
             let now = self.clock.now();
             locked.core.adopt(user, LocalLink(Arc::new(link)), available, now);
             self.apply(&mut locked)

@@ -343,8 +343,8 @@ impl Hub {
             let mut locked = self.lock();
             let now = self.clock.now();
             locked.core.presence_set(&link.0.user, status, now)?;
-            if let Some(journal) = self.journal_for(link.0.user.role) {
-                journal.presence(&link.0.resume_token, status == PresenceStatus::Available);
+            if let Some((journal, key)) = link.0.journal() {
+                journal.presence(key, status == PresenceStatus::Available);
             }
             self.apply(&mut locked)
         };

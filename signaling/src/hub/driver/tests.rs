@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use axum::extract::ws::Utf8Bytes;
 use parley_domain::protocol::{ClientMessage, ErrorCode, Role, UserInfo};
 use parley_domain::{CallId, Clock, SessionId, Sleep, Timestamp, UserId};
 use tokio::sync::Notify;
@@ -128,9 +129,12 @@ struct MemoryJournal {
 
 #[async_trait]
 impl LinkJournal for MemoryJournal {
-    fn opened(&self, token: &str, user: &UserInfo, premium: bool, term: &str) {
+    fn key(&self, token: &str) -> Arc<str> {
+        token.into()
+    }
+    fn opened(&self, key: &Arc<str>, user: &UserInfo, premium: bool, term: &str) {
         let mut links = self.links.lock().unwrap();
-        let link = links.entry(token.to_owned()).or_insert_with(|| JournaledLink {
+        let link = links.entry(key.to_string()).or_insert_with(|| JournaledLink {
             user: user.clone(),
             term: String::new(),
             premium,
@@ -139,19 +143,19 @@ impl LinkJournal for MemoryJournal {
         });
         link.term = term.to_owned();
     }
-    fn appended(&self, token: &str, seq: u64, text: &str) {
-        if let Some(link) = self.links.lock().unwrap().get_mut(token) {
-            link.messages.push((seq, text.to_owned()));
+    fn appended(&self, key: &Arc<str>, seq: u64, text: &Utf8Bytes) {
+        if let Some(link) = self.links.lock().unwrap().get_mut(&**key) {
+            link.messages.push((seq, text.to_string()));
         }
     }
-    fn presence(&self, token: &str, available: bool) {
-        if let Some(link) = self.links.lock().unwrap().get_mut(token) {
+    fn presence(&self, key: &Arc<str>, available: bool) {
+        if let Some(link) = self.links.lock().unwrap().get_mut(&**key) {
             link.available = available;
         }
     }
-    fn closed(&self, token: &str) {
+    fn closed(&self, key: &Arc<str>) {
         if self.forget_closed {
-            self.links.lock().unwrap().remove(token);
+            self.links.lock().unwrap().remove(&**key);
         }
     }
     async fn load(&self, token: &str) -> Result<Option<JournaledLink>, JournalError> {
