@@ -1,7 +1,8 @@
 //! The SQL store: signaling's [`Store`] on SQLite (the embedded default) or
 //! PostgreSQL, through sqlx's `Any` driver. The SQL is the same text for
-//! both (`$N` placeholders work on SQLite too); only the migrations differ
-//! (`migrations/sqlite`, `migrations/postgres`).
+//! both (`$N` placeholders work on SQLite too), except the writer's
+//! multi-row statements, with anonymous `?` on SQLite (`writer::placeholders`);
+//! only the migrations differ (`migrations/sqlite`, `migrations/postgres`).
 //!
 //! Besides the store proper: [`files`] (recording files and their rows),
 //! [`consent`] (who may record) and [`outbox`] (webhook events), which
@@ -107,7 +108,7 @@ impl SqlStore {
         let webhooks = Wake::new();
         let bookings = Wake::new();
         let signals = Signals { settled: settled.clone(), webhooks: webhooks.clone(), bookings: bookings.clone() };
-        tokio::spawn(write_batches(pool.clone(), jobs, signals));
+        tokio::spawn(write_batches(pool.clone(), backend, jobs, signals));
         Ok(SqlStore { pool, backend, writes, settled, webhooks, bookings })
     }
 
