@@ -52,6 +52,11 @@ pub const ABUSE_BURSTS: u32 = 10;
 /// Drops further apart than this start a new run; it is also the least
 /// time between two `rate_limited` notices.
 const DROP_RUN_GAP: Duration = Duration::from_secs(1);
+/// Once this many messages were written and not yet confirmed read, the
+/// next write asks the client to confirm them with a ping (its pong frees
+/// their room in the replay buffer: [`Link::confirm`]); one ping frame per
+/// this many messages at most, besides the keepalive's.
+pub const CONFIRM_EVERY: u64 = 32;
 
 /// How a connection ended, as far as its user's state is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,6 +88,11 @@ pub(crate) struct Conn {
     limiter: Option<Limiter>,
     /// No message has been processed yet (`resume` is allowed).
     first: bool,
+    /// The `seq` the newest ping asked the client to confirm (its payload).
+    asked: u64,
+    /// That ping's pong has not come yet (it is not charged to the rate
+    /// limit, once).
+    awaiting: bool,
 }
 
 /// Where a connection's messages are written: its WebSocket on this node,
@@ -154,7 +164,8 @@ pub(crate) async fn serve(socket: WebSocket, hub: Arc<Hub>, identity: Identity) 
     let limiter = (link.user.role != parley_domain::protocol::Role::Recorder)
         .then(|| Limiter::new(hub.cfg.rate_limit_per_sec, hub.cfg.rate_limit_burst));
     let ping_every = hub.cfg.ping_interval;
-    let mut conn = Conn { hub, conn_id, link, wake, out: Out::Socket(sink), limiter, first: true };
+    let mut conn =
+        Conn { hub, conn_id, link, wake, out: Out::Socket(sink), limiter, first: true, asked: 0, awaiting: false };
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
     let mut last_heard = Instant::now();
 
@@ -174,6 +185,19 @@ pub(crate) async fn serve(socket: WebSocket, hub: Arc<Hub>, identity: Identity) 
                     }
                 };
                 last_heard = Instant::now();
+                // The pong to the newest ping confirms what was written
+                // before it; that answer is the server's own request, so
+                // it is not charged (docs/protocol.md §8.8).
+                if let Message::Pong(payload) = &frame
+                    && let Ok(seq) = <[u8; 8]>::try_from(&payload[..])
+                {
+                    let seq = u64::from_be_bytes(seq);
+                    conn.link.confirm(conn.conn_id, seq);
+                    if conn.awaiting && seq == conn.asked {
+                        conn.awaiting = false;
+                        continue;
+                    }
+                }
                 // The limiter first: nothing else is done for a frame over it.
                 if let Some(limiter) = &mut conn.limiter {
                     match limiter.admit(frame_len(&frame), last_heard) {
@@ -214,10 +238,13 @@ pub(crate) async fn serve(socket: WebSocket, hub: Arc<Hub>, identity: Identity) 
                     conn.close(CLOSE_IDLE, "no traffic for three ping intervals").await;
                     break Departure::Dropped;
                 }
-                if let Out::Socket(sink) = &mut conn.out
-                    && sink.send(Message::Ping(Default::default())).await.is_err()
-                {
-                    break Departure::Dropped;
+                if let Out::Socket(sink) = &mut conn.out {
+                    // The keepalive asks to confirm what was written too.
+                    let sent = conn.link.unconfirmed(conn.conn_id).map_or(0, |(sent, _)| sent);
+                    (conn.asked, conn.awaiting) = (sent, true);
+                    if sink.send(Message::Ping(sent.to_be_bytes().to_vec().into())).await.is_err() {
+                        break Departure::Dropped;
+                    }
                 }
             }
         }
@@ -229,7 +256,7 @@ pub(crate) async fn serve(socket: WebSocket, hub: Arc<Hub>, identity: Identity) 
 impl Conn {
     /// A connection of `link` whose socket is on another node.
     pub(crate) fn remote(hub: Arc<Hub>, conn_id: u64, link: LocalLink, wake: Arc<Notify>, out: Out) -> Conn {
-        Conn { hub, conn_id, link, wake, out, limiter: None, first: true }
+        Conn { hub, conn_id, link, wake, out, limiter: None, first: true, asked: 0, awaiting: false }
     }
 
     /// Handles one text frame: limits, parsing, dispatch, reply.
@@ -280,6 +307,7 @@ impl Conn {
         match self.hub.resume(&self.link, self.conn_id, self.wake.clone(), token, last_seq).await {
             Ok((old, replayed, ice_servers)) => {
                 self.link = old;
+                (self.asked, self.awaiting) = (0, false);
                 if let Some(id) = id {
                     let result = AckResult::Resumed { replayed, ice_servers };
                     self.link.send(&ServerMessage::Ack { id, result: Some(result) });
@@ -297,9 +325,13 @@ impl Conn {
         let mut batch = Vec::new();
         let what = self.link.take(self.conn_id, &mut batch, WRITE_BATCH);
         metrics::sent(batch.len() as u64);
+        let ask = self.ask();
         let written = tokio::time::timeout(WRITE_TIMEOUT, async {
             for text in batch {
                 self.out.feed(text).await?;
+            }
+            if let (Some(seq), Out::Socket(sink)) = (ask, &mut self.out) {
+                sink.feed(Message::Ping(seq.to_be_bytes().to_vec().into())).await?;
             }
             self.out.flush().await
         })
@@ -319,6 +351,22 @@ impl Conn {
 
     async fn close(&mut self, code: u16, reason: &'static str) {
         self.out.close(code, reason).await;
+    }
+
+    /// Whether this write should end with a ping asking the client to
+    /// confirm what it was written (the `seq` to put in it): when
+    /// [`CONFIRM_EVERY`] messages wait for confirmation and as many were
+    /// written since the last ask. Only for sockets on this node (another
+    /// node's socket answers pings there: its link keeps its last 256).
+    fn ask(&mut self) -> Option<u64> {
+        if !matches!(self.out, Out::Socket(_)) {
+            return None;
+        }
+        let (sent, unconfirmed) = self.link.unconfirmed(self.conn_id)?;
+        (unconfirmed >= CONFIRM_EVERY && sent >= self.asked + CONFIRM_EVERY).then(|| {
+            (self.asked, self.awaiting) = (sent, true);
+            sent
+        })
     }
 }
 

@@ -7,6 +7,14 @@
 //! the attached connection's outgoing queue: the link remembers the last
 //! `seq` handed to that connection and wakes it; the connection takes what
 //! follows ([`Link::take`]). One queue per client, not two.
+//!
+//! Messages the client is known to have read leave the buffer: the
+//! connection asks with a WebSocket ping carrying the last `seq` written
+//! before it, and the pong that echoes it ([RFC 6455 §5.5.3]) confirms
+//! everything up to there ([`Link::confirm`]). So the buffer holds what
+//! the client may have missed, not the last 256 of a long call.
+//!
+//! [RFC 6455 §5.5.3]: https://www.rfc-editor.org/rfc/rfc6455#section-5.5.3
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -262,6 +270,44 @@ impl Link {
         Take::Write
     }
 
+    /// Connection `conn` read every message up to `seq` (its pong answered
+    /// a ping sent after them: [`crate::connection`]), so they can no
+    /// longer be missed and leave the replay buffer. Only messages handed
+    /// to `conn` are dropped; a stale `conn` or a `seq` ahead of them
+    /// drops no more. Returns how many left.
+    pub fn confirm(&self, conn: u64, seq: u64) -> usize {
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        let Some(sent) = inner.conn.as_ref().filter(|a| a.id == conn).map(|a| a.sent) else { return 0 };
+        let upto = seq.min(sent);
+        let before = inner.buffer.len();
+        while inner.buffer.front().is_some_and(|(s, _)| *s <= upto) {
+            inner.buffer.pop_front();
+        }
+        // A burst grew the buffer; what is left is small again.
+        if inner.buffer.capacity() > 32 && inner.buffer.len() * 4 < inner.buffer.capacity() {
+            let keep = (inner.buffer.len() * 2).max(16);
+            inner.buffer.shrink_to(keep);
+        }
+        before - inner.buffer.len()
+    }
+
+    /// For connection `conn`, if attached: the last `seq` handed to it and
+    /// how many of the messages up to there are still buffered (written,
+    /// not yet confirmed read).
+    pub fn unconfirmed(&self, conn: u64) -> Option<(u64, u64)> {
+        let inner = self.lock();
+        let sent = inner.conn.as_ref().filter(|a| a.id == conn)?.sent;
+        let oldest = inner.buffer.front().map_or(inner.next_seq, |(s, _)| *s);
+        Some((sent, (sent + 1).saturating_sub(oldest)))
+    }
+
+    /// Messages in the replay buffer.
+    #[cfg(test)]
+    pub fn buffered(&self) -> usize {
+        self.lock().buffer.len()
+    }
+
     /// Detaches connection `conn`, if it is the attached one.
     pub fn detach(&self, conn: u64) {
         let mut inner = self.lock();
@@ -412,6 +458,43 @@ mod tests {
         }
         let l = Link::restored(journaled(&old), "tok".into(), 1, 2, None);
         assert_eq!(l.attach(1, Arc::new(Notify::new()), Some(1)), Err(ReplayGap { oldest_buffered: 4 }));
+    }
+
+    #[test]
+    fn confirmed_messages_leave_the_buffer_and_resume_goes_on_from_there() {
+        let l = link(256);
+        l.attach(1, Arc::new(Notify::new()), None).unwrap();
+        for _ in 0..200 {
+            l.send(&msg());
+        }
+        assert_eq!(take(&l, 1, 150).1.len(), 150);
+        assert_eq!(l.unconfirmed(1), Some((150, 150)));
+        assert_eq!(l.confirm(2, 150), 0, "another connection confirms nothing");
+        assert_eq!(l.confirm(1, 500), 150, "only what was written leaves, whatever the pong says");
+        assert_eq!((l.buffered(), l.unconfirmed(1)), (50, Some((150, 0))));
+        assert!(l.lock().buffer.capacity() < 256, "the burst's room is given back");
+        // The client dropped after reading 150: it resumes from there.
+        l.detach(1);
+        assert_eq!(l.attach(2, Arc::new(Notify::new()), Some(150)), Ok(50));
+        assert_eq!(seqs(&take(&l, 2, 64).1)[0], 151);
+        // A client claiming to have read less than it confirmed cannot.
+        assert_eq!(l.attach(3, Arc::new(Notify::new()), Some(100)), Err(ReplayGap { oldest_buffered: 151 }));
+    }
+
+    #[test]
+    fn a_connection_that_confirmed_everything_resumes_with_nothing_to_replay() {
+        let l = link(8);
+        l.attach(1, Arc::new(Notify::new()), None).unwrap();
+        for _ in 0..3 {
+            l.send(&msg());
+        }
+        take(&l, 1, 64);
+        l.confirm(1, 3);
+        assert_eq!(l.buffered(), 0);
+        l.detach(1);
+        assert_eq!(l.attach(2, Arc::new(Notify::new()), Some(3)), Ok(0));
+        l.send(&msg());
+        assert_eq!(seqs(&take(&l, 2, 64).1), [4]);
     }
 
     #[test]

@@ -380,6 +380,56 @@ async fn a_dropped_client_resumes_and_gets_what_it_missed() {
     assert_eq!(timeline_kinds(&app.store, &session_id).await, ["joined", "joined", "dropped", "joined"]);
 }
 
+/// The replay buffer keeps what a client may have missed, not what it is
+/// known to have read: the server's ping carries the last `seq` written
+/// before it and the client's pong confirms it (docs/protocol.md §8.6).
+#[tokio::test]
+async fn what_a_client_confirmed_reading_leaves_the_replay_buffer_and_the_rest_is_replayed() {
+    let app = spawn_app().await;
+    let (seeker, _s_events, mut raw, session_id) = raw_consultant_in_a_room(&app).await;
+    let (token, before) = (raw.resume_token.clone(), raw.last_seq);
+    let relay =
+        |n: u32| ClientMessage::IceCandidate { session_id: session_id.clone(), candidate: candidate(n), to: None };
+    for n in 0..40 {
+        seeker.send(relay(n)).unwrap();
+    }
+    for _ in 0..40 {
+        raw.recv_until(|m| matches!(m, ServerMessage::IceCandidate { .. }).then_some(())).await;
+    }
+    // Over 32 messages written: the server asked with a ping, which the
+    // client's reads answered; the pong precedes this request on the wire.
+    raw.assert_alive("a").await;
+    let read = raw.last_seq;
+    for n in 40..45 {
+        seeker.send(relay(n)).unwrap();
+    }
+    seeker.request(ClientMessage::Ping).await.unwrap(); // the five have been relayed
+    drop(raw);
+
+    // Claiming to have read less than the pong confirmed: nothing to replay.
+    let mut liar = app.raw("cora", Role::Consultant).await;
+    liar.send(format!(r#"{{"id":"r","type":"resume","resume_token":"{token}","last_seq":{before}}}"#)).await;
+    let (id, code, message) = liar.recv_error().await;
+    assert_eq!((id.as_deref(), code), (Some("r"), ErrorCode::ResumeFailed), "{message}");
+    drop(liar);
+
+    // From what it did read, the client gets the five it missed.
+    let mut raw = app.raw("cora", Role::Consultant).await;
+    raw.send(format!(r#"{{"id":"r","type":"resume","resume_token":"{token}","last_seq":{read}}}"#)).await;
+    let mut replayed = Vec::new();
+    let ack = loop {
+        let env = raw.recv().await;
+        match env.msg {
+            ServerMessage::IceCandidate { candidate, .. } => replayed.push((env.seq, candidate.candidate)),
+            ServerMessage::Ack { result: Some(result), .. } => break result,
+            other => panic!("expected the replay, got {other:?}"),
+        }
+    };
+    let want: Vec<_> = (40..45u32).zip(1..).map(|(n, i)| (read + i, candidate(n).candidate)).collect();
+    assert_eq!(replayed, want);
+    assert!(matches!(ack, parley_domain::protocol::AckResult::Resumed { replayed: 5, .. }), "{ack:?}");
+}
+
 #[tokio::test]
 async fn absent_longer_than_the_grace_period_ends_the_session_and_resume_fails() {
     let app = spawn_app().await;
