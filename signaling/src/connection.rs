@@ -185,18 +185,12 @@ pub(crate) async fn serve(socket: WebSocket, hub: Arc<Hub>, identity: Identity) 
                     }
                 };
                 last_heard = Instant::now();
-                // The pong to the newest ping confirms what was written
-                // before it; that answer is the server's own request, so
-                // it is not charged (docs/protocol.md §8.8).
-                if let Message::Pong(payload) = &frame
-                    && let Ok(seq) = <[u8; 8]>::try_from(&payload[..])
-                {
-                    let seq = u64::from_be_bytes(seq);
-                    conn.link.confirm(conn.conn_id, seq);
-                    if conn.awaiting && seq == conn.asked {
-                        conn.awaiting = false;
-                        continue;
-                    }
+                // The pong to the newest ping is the server's own request:
+                // it is not charged (docs/protocol.md §8.8), once.
+                if conn.awaiting && pong_seq(&frame) == Some(conn.asked) {
+                    conn.awaiting = false;
+                    conn.link.confirm(conn.conn_id, conn.asked);
+                    continue;
                 }
                 // The limiter first: nothing else is done for a frame over it.
                 if let Some(limiter) = &mut conn.limiter {
@@ -224,7 +218,14 @@ pub(crate) async fn serve(socket: WebSocket, hub: Arc<Hub>, identity: Identity) 
                         let e = SignalError::new(ErrorCode::BinaryNotSupported, "binary frames are not part of the protocol; send JSON text");
                         send_error(&conn.link, None, e);
                     }
-                    Message::Ping(_) | Message::Pong(_) | Message::Close(_) => {}
+                    // Another pong confirms what it names (a client may
+                    // only confirm messages it was written).
+                    Message::Pong(_) => {
+                        if let Some(seq) = pong_seq(&frame) {
+                            conn.link.confirm(conn.conn_id, seq);
+                        }
+                    }
+                    Message::Ping(_) | Message::Close(_) => {}
                 }
             }
             _ = conn.wake.notified() => {
@@ -463,6 +464,15 @@ impl Limiter {
     }
 }
 
+/// The `seq` a pong confirms: its payload, an echo of the server's ping
+/// (8 bytes, big-endian; docs/protocol.md §8.7). `None` for other frames.
+fn pong_seq(frame: &Message) -> Option<u64> {
+    match frame {
+        Message::Pong(payload) => <[u8; 8]>::try_from(&payload[..]).ok().map(u64::from_be_bytes),
+        _ => None,
+    }
+}
+
 /// A frame's payload size, bytes.
 pub(crate) fn frame_len(frame: &Message) -> usize {
     match frame {
@@ -583,6 +593,14 @@ mod tests {
             assert!(dropped <= 40, "never closed");
         };
         assert_eq!(closed_after, 40, "ten bursts (4 units each) of drops, then close");
+    }
+
+    #[test]
+    fn a_pong_confirms_the_seq_its_8_byte_payload_names() {
+        assert_eq!(pong_seq(&Message::Pong(42u64.to_be_bytes().to_vec().into())), Some(42));
+        assert_eq!(pong_seq(&Message::Pong(Default::default())), None, "a pong to no ping of ours");
+        assert_eq!(pong_seq(&Message::Pong(vec![1, 2, 3].into())), None);
+        assert_eq!(pong_seq(&Message::Ping(42u64.to_be_bytes().to_vec().into())), None);
     }
 
     #[test]
