@@ -326,7 +326,10 @@ impl Conn {
         let mut batch = Vec::new();
         let what = self.link.take(self.conn_id, &mut batch, WRITE_BATCH);
         metrics::sent(batch.len() as u64);
-        let ask = self.ask();
+        let ask = match what {
+            Take::Write { sent, unconfirmed } => self.ask(sent, unconfirmed),
+            Take::Close(..) => None,
+        };
         let written = tokio::time::timeout(WRITE_TIMEOUT, async {
             for text in batch {
                 self.out.feed(text).await?;
@@ -342,7 +345,7 @@ impl Conn {
             return Flow::Stop;
         }
         match what {
-            Take::Write => Flow::Continue,
+            Take::Write { .. } => Flow::Continue,
             Take::Close(code, reason) => {
                 self.close(code, reason).await;
                 Flow::Stop
@@ -354,16 +357,16 @@ impl Conn {
         self.out.close(code, reason).await;
     }
 
-    /// Whether this write should end with a ping asking the client to
-    /// confirm what it was written (the `seq` to put in it): when
-    /// [`CONFIRM_EVERY`] messages wait for confirmation and as many were
-    /// written since the last ask. Only for sockets on this node (another
-    /// node's socket answers pings there: its link keeps its last 256).
-    fn ask(&mut self) -> Option<u64> {
+    /// Whether this write, up to `seq` `sent` with `unconfirmed` messages
+    /// written and not yet confirmed, should end with a ping asking the
+    /// client to confirm them (the `seq` to put in it): when
+    /// [`CONFIRM_EVERY`] wait and as many were written since the last ask.
+    /// Only for sockets on this node (another node's socket answers pings
+    /// there: its link keeps its last 256).
+    fn ask(&mut self, sent: u64, unconfirmed: u64) -> Option<u64> {
         if !matches!(self.out, Out::Socket(_)) {
             return None;
         }
-        let (sent, unconfirmed) = self.link.unconfirmed(self.conn_id)?;
         (unconfirmed >= CONFIRM_EVERY && sent >= self.asked + CONFIRM_EVERY).then(|| {
             (self.asked, self.awaiting) = (sent, true);
             sent

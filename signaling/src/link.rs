@@ -34,8 +34,11 @@ pub const CLOSE_TOO_SLOW: u16 = 1008;
 /// What [`Link::take`] tells the connection.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Take {
-    /// Write the messages appended to the batch (maybe none).
-    Write,
+    /// Write the messages appended to the batch (maybe none). `sent` is
+    /// the last `seq` handed to the connection; `unconfirmed`, how many of
+    /// the messages up to it are still buffered (written, not yet
+    /// confirmed read: [`Link::confirm`]).
+    Write { sent: u64, unconfirmed: u64 },
     /// Write the batch, then close the WebSocket with this code and reason.
     Close(u16, &'static str),
 }
@@ -84,6 +87,13 @@ struct Farewell {
     conn: u64,
     code: u16,
     reason: &'static str,
+}
+
+impl Inner {
+    /// The `seq` of the oldest buffered message (the next one when none is).
+    fn oldest(&self) -> u64 {
+        self.buffer.front().map_or(self.next_seq, |(s, _)| *s)
+    }
 }
 
 /// Replay is impossible: messages after `last_seq` are no longer buffered.
@@ -213,7 +223,7 @@ impl Link {
         let newest = inner.next_seq - 1;
         let sent = match last_seq {
             Some(last_seq) => {
-                let oldest = inner.buffer.front().map_or(inner.next_seq, |(s, _)| *s);
+                let oldest = inner.oldest();
                 if last_seq + 1 < oldest || last_seq > newest {
                     return Err(ReplayGap { oldest_buffered: oldest });
                 }
@@ -238,6 +248,7 @@ impl Link {
     pub fn take(&self, conn: u64, batch: &mut Vec<Utf8Bytes>, max: usize) -> Take {
         let mut guard = self.lock();
         let inner = &mut *guard;
+        let oldest = inner.oldest();
         let Some(attached) = inner.conn.as_mut().filter(|a| a.id == conn) else {
             return match inner.farewell.take() {
                 Some(f) if f.conn == conn => Take::Close(f.code, f.reason),
@@ -247,7 +258,6 @@ impl Link {
                 }
             };
         };
-        let oldest = inner.buffer.front().map_or(inner.next_seq, |(s, _)| *s);
         if attached.sent + 1 < oldest {
             tracing::warn!(user = %self.user.id, conn, "client too slow: unsent messages left the buffer");
             inner.conn = None;
@@ -267,7 +277,7 @@ impl Link {
         if attached.sent + 1 < inner.next_seq {
             attached.wake.notify_one(); // more than `max`: come back
         }
-        Take::Write
+        Take::Write { sent: attached.sent, unconfirmed: (attached.sent + 1).saturating_sub(oldest) }
     }
 
     /// Connection `conn` read every message up to `seq` (its pong answered
@@ -298,7 +308,7 @@ impl Link {
     pub fn unconfirmed(&self, conn: u64) -> Option<(u64, u64)> {
         let inner = self.lock();
         let sent = inner.conn.as_ref().filter(|a| a.id == conn)?.sent;
-        let oldest = inner.buffer.front().map_or(inner.next_seq, |(s, _)| *s);
+        let oldest = inner.oldest();
         Some((sent, (sent + 1).saturating_sub(oldest)))
     }
 
@@ -371,7 +381,7 @@ mod tests {
         }
         assert_eq!(l.attach(7, Arc::new(Notify::new()), Some(3)), Ok(2));
         let (what, texts) = take(&l, 7, 64);
-        assert_eq!(what, Take::Write);
+        assert_eq!(what, Take::Write { sent: 5, unconfirmed: 5 });
         assert_eq!(texts[0], r#"{"seq":4,"type":"presence.updated","status":"busy"}"#);
         assert_eq!(seqs(&texts), [4, 5]);
         l.send(&msg());
@@ -467,7 +477,8 @@ mod tests {
         for _ in 0..200 {
             l.send(&msg());
         }
-        assert_eq!(take(&l, 1, 150).1.len(), 150);
+        let (what, texts) = take(&l, 1, 150);
+        assert_eq!((what, texts.len()), (Take::Write { sent: 150, unconfirmed: 150 }, 150));
         assert_eq!(l.unconfirmed(1), Some((150, 150)));
         assert_eq!(l.confirm(2, 150), 0, "another connection confirms nothing");
         assert_eq!(l.confirm(1, 500), 150, "only what was written leaves, whatever the pong says");
@@ -503,7 +514,7 @@ mod tests {
         l.attach(1, Arc::new(Notify::new()), None).unwrap();
         l.attach(2, Arc::new(Notify::new()), None).unwrap();
         assert_eq!(take(&l, 1, 64).0, Take::Close(CLOSE_REPLACED, "replaced by a newer connection"));
-        assert_eq!(take(&l, 2, 64).0, Take::Write);
+        assert_eq!(take(&l, 2, 64).0, Take::Write { sent: 0, unconfirmed: 0 });
     }
 
     #[test]
@@ -515,7 +526,7 @@ mod tests {
         l.close(1001, "bye");
         assert!(!l.is_attached());
         let (what, texts) = take(&l, 1, 1);
-        assert_eq!((what, seqs(&texts)), (Take::Write, vec![1]));
+        assert_eq!((what, seqs(&texts)), (Take::Write { sent: 1, unconfirmed: 1 }, vec![1]));
         let (what, texts) = take(&l, 1, 1);
         assert_eq!((what, seqs(&texts)), (Take::Close(1001, "bye"), vec![2]));
     }
