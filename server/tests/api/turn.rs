@@ -39,6 +39,20 @@ struct Coturn {
     _dir: tempfile::TempDir,
 }
 
+/// A port free for both UDP and TCP, below the kernel's ephemeral range
+/// (32768 and up), so no outgoing connection of another test running
+/// beside this one takes its TCP side before coturn binds it.
+fn free_port() -> u16 {
+    loop {
+        let port = 20_000 + rand::random::<u16>() % 12_000;
+        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok()
+            && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+        {
+            return port;
+        }
+    }
+}
+
 /// Debian's libfaketime (multi-threaded build).
 fn libfaketime() -> PathBuf {
     let found = ["/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib"]
@@ -51,7 +65,7 @@ fn libfaketime() -> PathBuf {
 impl Coturn {
     fn start(clock: &ManualClock) -> Coturn {
         let dir = tempfile::tempdir().unwrap();
-        let port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = free_port();
         let offset_file = dir.path().join("faketime");
         let log = dir.path().join("turn.log");
         let coturn = Coturn {
