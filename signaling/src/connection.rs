@@ -267,6 +267,21 @@ impl Conn {
             send_error(&self.link, None, SignalError::new(ErrorCode::FrameTooLarge, message));
             return;
         }
+        // Relayed SDP and ICE, most frames, skip the typed parse.
+        if let Some(signal) = crate::relay::read(text) {
+            metrics::received(signal.kind);
+            self.first = false;
+            let id = signal.id.as_deref().map(str::to_owned);
+            match self.hub.relay_signal(&self.link, &signal) {
+                Ok(()) => {
+                    if let Some(id) = id {
+                        self.link.send(&ServerMessage::Ack { id, result: None });
+                    }
+                }
+                Err(e) => send_error(&self.link, id, e),
+            }
+            return;
+        }
         let envelope = match parse(text) {
             Ok(env) => env,
             Err((id, e)) => return send_error(&self.link, id, e),

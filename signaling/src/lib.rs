@@ -11,9 +11,10 @@
 //! `hub::driver`: the [`Hub`] that does its IO; `hub::delivery`: how
 //! messages reach links), `cluster` (several nodes, one hub: the [`Bus`]
 //! seam, edges forwarding sockets to the hub node), `connection` (one
-//! WebSocket), `link` (resumable per-client state), `journal` (links
-//! copied outside the hub node, in a cluster), `auth` (JWT), `turn` (ICE
-//! servers), `store` (the traits the server implements).
+//! WebSocket), `link` (resumable per-client state), `relay` (the fast
+//! path of relayed SDP and ICE), `journal` (links copied outside the hub
+//! node, in a cluster), `auth` (JWT), `turn` (ICE servers), `store` (the
+//! traits the server implements).
 
 pub mod auth;
 mod cluster;
@@ -24,6 +25,7 @@ mod hub;
 pub mod journal;
 mod link;
 pub mod metrics;
+mod relay;
 pub mod store;
 pub mod turn;
 
@@ -52,6 +54,12 @@ pub use store::{CallGate, GateRefusal, JoinExtras, NoHooks, OpenGate, SessionHoo
 /// [`parley_domain::protocol::MAX_FRAME_BYTES`] and this are answered with
 /// `frame_too_large` and the connection goes on; larger ones close it (1009).
 pub const WS_MAX_MESSAGE_BYTES: usize = 1024 * 1024;
+
+/// Frames queued per connection before they go to the socket without
+/// waiting for the flush, bytes: a batch of writes (up to 64 messages)
+/// leaves in one `sendto` per this many bytes, not one per message. A
+/// connection keeps a buffer of about this size once a batch filled it.
+pub const WS_WRITE_BUFFER: usize = 8 * 1024;
 
 /// The signaling service: a hub plus the authenticator that admits clients.
 #[derive(Clone)]
@@ -140,7 +148,7 @@ async fn upgrade(
     let hub = sig.hub.clone();
     let tracker = hub.connections.clone();
     ws.read_buffer_size(hub.cfg.ws_read_buffer)
-        .write_buffer_size(0)
+        .write_buffer_size(WS_WRITE_BUFFER)
         .max_message_size(WS_MAX_MESSAGE_BYTES)
         .max_frame_size(WS_MAX_MESSAGE_BYTES)
         .on_upgrade(move |socket| tracker.track_future(connection::serve(socket, hub, identity)))

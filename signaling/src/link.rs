@@ -183,14 +183,25 @@ impl Link {
     /// the buffer is closed as too slow (its user may resume while the
     /// buffer still holds what they missed).
     pub fn send(&self, msg: &ServerMessage) {
+        self.send_json(|buf| serde_json::to_writer(buf, msg));
+    }
+
+    /// [`Link::send`] for a message already in JSON form: `write` appends
+    /// one JSON object (`{...}`, a `ServerMessage`'s shape) to the buffer
+    /// it is given. The relay's fast path writes this way (`crate::relay`).
+    pub fn send_json(&self, write: impl FnOnce(&mut Vec<u8>) -> serde_json::Result<()>) {
         let mut inner = self.lock();
         let seq = inner.next_seq;
         // `{"seq":N` then the message object with its `{` turned into `,`:
         // one buffer, no second copy.
         let mut buf = format!("{{\"seq\":{seq}").into_bytes();
         let start = buf.len();
-        if let Err(e) = serde_json::to_writer(&mut buf, msg) {
+        if let Err(e) = write(&mut buf) {
             tracing::error!(error = %e, "cannot serialise server message");
+            return;
+        }
+        if buf.get(start) != Some(&b'{') {
+            tracing::error!("server message is not a JSON object");
             return;
         }
         buf[start] = b',';

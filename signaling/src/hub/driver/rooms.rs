@@ -118,6 +118,18 @@ impl Hub {
         Ok(None)
     }
 
+    /// Relays an `sdp.*` or `ice.candidate` read by the fast path
+    /// (`crate::relay`): the same lookup as [`Hub::relay`], the client's
+    /// bytes spliced into what the peer gets.
+    pub(crate) fn relay_signal(&self, link: &LocalLink, signal: &crate::relay::Signal<'_>) -> Result<(), SignalError> {
+        link.0.mark_used();
+        let target = self.lock().core.relay_target(link, &link.0.user.id, &signal.session_id, signal.to.as_ref())?;
+        if let Some(target) = target {
+            self.delivery.send_json(&target, |buf| signal.write(&link.0.user.id, buf));
+        }
+        Ok(())
+    }
+
     pub(super) async fn media_state(
         &self,
         link: &LocalLink,

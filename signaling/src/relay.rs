@@ -1,0 +1,203 @@
+//! The relay's fast path for `sdp.offer`, `sdp.answer` and
+//! `ice.candidate`, most of what a signaling server reads.
+//!
+//! The typed path turns a frame into a [`ClientMessage`] and then writes a
+//! `ServerMessage`. For an SDP, that decodes about 3.5 KB of JSON string,
+//! with its `\r\n` escapes, and encodes it again. It also buffers every
+//! field once more, because `ClientMessage` is a tagged enum. Here the
+//! frame is read in one borrowing pass into [`Signal`]. The peer is then
+//! written the client's own SDP bytes, with `from` added
+//! ([`Signal::write`]).
+//!
+//! Only frames this path can vouch for take it: a well-formed relay
+//! message whose SDP is a JSON string under [`MAX_SDP_BYTES`] with no
+//! `\u` escape. A lone surrogate there would pass the raw read but fail
+//! the peer's parser. Anything else, valid or not, goes the typed way,
+//! which owns every error code. A client therefore sees the same messages
+//! on both paths (the tests below). The API tests relay through it with
+//! real clients, among them the acks and `not_in_room` errors of
+//! `only_the_sessions_two_participants_may_join_or_relay`.
+
+use std::borrow::Cow;
+
+use parley_domain::protocol::{IceCandidate, MAX_CANDIDATE_BYTES, MAX_SDP_BYTES};
+use parley_domain::{SessionId, UserId};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+/// Longest request id accepted, bytes (as on the typed path).
+const MAX_REQUEST_ID: usize = 64;
+
+/// A relay message read for the fast path.
+#[derive(Debug)]
+pub(crate) struct Signal<'a> {
+    /// `sdp.offer`, `sdp.answer` or `ice.candidate`.
+    pub(crate) kind: &'static str,
+    /// The request id, if any (acked with no result).
+    pub(crate) id: Option<Cow<'a, str>>,
+    /// The session whose room the sender is in.
+    pub(crate) session_id: SessionId,
+    /// Who it is for (`None`: the other participant).
+    pub(crate) to: Option<UserId>,
+    payload: Payload<'a>,
+}
+
+#[derive(Debug)]
+enum Payload<'a> {
+    /// The SDP as the client wrote it: a JSON string, quotes included.
+    Sdp(&'a RawValue),
+    /// The candidate, re-written from its typed form (small, and its
+    /// unknown fields are not passed on).
+    Candidate(IceCandidate),
+}
+
+/// Every field a relay message may have; others are ignored, as on the
+/// typed path.
+#[derive(Deserialize)]
+struct Frame<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    #[serde(borrow, default)]
+    id: Option<Cow<'a, str>>,
+    #[serde(default)]
+    session_id: Option<SessionId>,
+    #[serde(default)]
+    to: Option<UserId>,
+    #[serde(borrow, default)]
+    sdp: Option<&'a RawValue>,
+    #[serde(default)]
+    candidate: Option<IceCandidate>,
+}
+
+/// Reads `text` as a relay message the fast path can carry; `None` sends
+/// it the typed way (another type, an error, a case left to it).
+pub(crate) fn read(text: &str) -> Option<Signal<'_>> {
+    let frame: Frame<'_> = serde_json::from_str(text).ok()?;
+    if frame.id.as_ref().is_some_and(|id| id.len() > MAX_REQUEST_ID) {
+        return None;
+    }
+    let (kind, payload) = match &*frame.kind {
+        "sdp.offer" | "sdp.answer" => {
+            let sdp = frame.sdp?;
+            let raw = sdp.get();
+            // Quotes included, so the decoded SDP is at most len - 2 bytes.
+            if !raw.starts_with('"') || raw.len() - 2 > MAX_SDP_BYTES || raw.contains("\\u") {
+                return None;
+            }
+            let kind = if frame.kind == "sdp.offer" { "sdp.offer" } else { "sdp.answer" };
+            (kind, Payload::Sdp(sdp))
+        }
+        "ice.candidate" => {
+            let candidate = frame.candidate?;
+            if candidate.candidate.len() > MAX_CANDIDATE_BYTES {
+                return None;
+            }
+            ("ice.candidate", Payload::Candidate(candidate))
+        }
+        _ => return None,
+    };
+    Some(Signal { kind, id: frame.id, session_id: frame.session_id?, to: frame.to, payload })
+}
+
+impl Signal<'_> {
+    /// Writes the message the peer gets: the `ServerMessage` of the same
+    /// type from `from`, as one JSON object. Its fields come in the order
+    /// serde writes them.
+    pub(crate) fn write(&self, from: &UserId, buf: &mut Vec<u8>) -> serde_json::Result<()> {
+        buf.extend_from_slice(b"{\"type\":\"");
+        buf.extend_from_slice(self.kind.as_bytes());
+        buf.extend_from_slice(b"\",\"session_id\":");
+        serde_json::to_writer(&mut *buf, &self.session_id)?;
+        buf.extend_from_slice(b",\"from\":");
+        serde_json::to_writer(&mut *buf, from)?;
+        match &self.payload {
+            Payload::Sdp(sdp) => {
+                buf.extend_from_slice(b",\"sdp\":");
+                buf.extend_from_slice(sdp.get().as_bytes());
+            }
+            Payload::Candidate(candidate) => {
+                buf.extend_from_slice(b",\"candidate\":");
+                serde_json::to_writer(&mut *buf, candidate)?;
+            }
+        }
+        buf.push(b'}');
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::connection::parse;
+    use parley_domain::protocol::{ClientMessage, ServerMessage};
+
+    /// What the typed path would send the peer for `text`.
+    fn typed(text: &str, from: &UserId) -> ServerMessage {
+        match parse(text).unwrap().msg {
+            ClientMessage::SdpOffer { session_id, sdp, .. } => {
+                ServerMessage::SdpOffer { session_id, from: from.clone(), sdp }
+            }
+            ClientMessage::SdpAnswer { session_id, sdp, .. } => {
+                ServerMessage::SdpAnswer { session_id, from: from.clone(), sdp }
+            }
+            ClientMessage::IceCandidate { session_id, candidate, .. } => {
+                ServerMessage::IceCandidate { session_id, from: from.clone(), candidate }
+            }
+            other => panic!("not a relay message: {other:?}"),
+        }
+    }
+
+    fn fast(text: &str, from: &UserId) -> ServerMessage {
+        let signal = read(text).expect("fast path");
+        let mut buf = Vec::new();
+        signal.write(from, &mut buf).unwrap();
+        serde_json::from_slice(&buf).unwrap()
+    }
+
+    #[test]
+    fn the_peer_gets_the_same_message_on_both_paths() {
+        let from = UserId::parse("u_seeker").unwrap();
+        let sdp = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=\"quoted\" \\ back/slash\r\nt=0 0\r\n";
+        let sdp_json = serde_json::to_string(sdp).unwrap();
+        for text in [
+            format!(r#"{{"type":"sdp.offer","session_id":"ses_1","sdp":{sdp_json}}}"#),
+            format!(r#"{{"id":"7","type":"sdp.answer","sdp":{sdp_json},"session_id":"ses_1","to":"rec_1"}}"#),
+            r#"{"type":"ice.candidate","session_id":"ses_1","candidate":{"candidate":"candidate:1 1 udp 2130706431 127.0.0.1 50000 typ host","sdpMid":"0","sdpMLineIndex":0,"extra":1},"also":"ignored"}"#.to_owned(),
+            r#"{"type":"sdp.offer","session_id":"ses_1","sdp":"a=\/escaped\tslash"}"#.to_owned(),
+        ] {
+            assert_eq!(fast(&text, &from), typed(&text, &from), "{text}");
+        }
+        let signal = read(r#"{"id":"7","type":"sdp.answer","sdp":"x","session_id":"ses_1","to":"rec_1"}"#).unwrap();
+        assert_eq!((signal.id.as_deref(), signal.to.as_ref().map(UserId::as_str)), (Some("7"), Some("rec_1")));
+    }
+
+    #[test]
+    fn frames_it_cannot_vouch_for_go_the_typed_way() {
+        let long = format!(r#"{{"type":"sdp.offer","session_id":"ses_1","sdp":"{}"}}"#, "x".repeat(MAX_SDP_BYTES + 1));
+        let candidate = format!(
+            r#"{{"type":"ice.candidate","session_id":"ses_1","candidate":{{"candidate":"{}"}}}}"#,
+            "c".repeat(MAX_CANDIDATE_BYTES + 1)
+        );
+        let id = format!(r#"{{"id":"{}","type":"sdp.offer","session_id":"ses_1","sdp":"x"}}"#, "i".repeat(65));
+        for text in [
+            r#"{"type":"sdp.offer","session_id":"ses_1","sdp":"lone \ud800 surrogate"}"#,
+            r#"{"type":"sdp.offer","session_id":"ses_1","sdp":"\u0076=0"}"#,
+            r#"{"type":"sdp.offer","session_id":"ses_1","sdp":7}"#,
+            r#"{"type":"sdp.offer","session_id":"ses_1"}"#,
+            r#"{"type":"sdp.offer","sdp":"x"}"#,
+            r#"{"type":"sdp.offer","session_id":"a b","sdp":"x"}"#,
+            r#"{"type":"sdp.offer","session_id":"ses_1","sdp":"x","sdp":"y"}"#,
+            r#"{"type":"ice.candidate","session_id":"ses_1","candidate":{"sdpMid":"0"}}"#,
+            r#"{"type":"ice.candidate","session_id":"ses_1","sdp":"x"}"#,
+            r#"{"type":"room.join","session_id":"ses_1"}"#,
+            r#"{"type":"sdp.offer","session_id":"ses_1","sdp":"x""#,
+            &long,
+            &candidate,
+            &id,
+        ] {
+            assert!(read(text).is_none(), "{text}");
+        }
+        let at_limit = format!(r#"{{"type":"sdp.offer","session_id":"ses_1","sdp":"{}"}}"#, "x".repeat(MAX_SDP_BYTES));
+        assert!(read(&at_limit).is_some(), "an SDP of exactly the limit is relayed");
+    }
+}
