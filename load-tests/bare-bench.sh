@@ -13,7 +13,9 @@
 #
 # then the server's peak RSS (VmHWM) over the three. Server CPU per relayed
 # message is the server's utime+stime over the relay phase (parley-load reads
-# /proc/<pid>/stat with --server-pid) divided by the messages relayed in it.
+# /proc/<pid>/stat with --server-pid) divided by the messages relayed in it;
+# server CPU per connection set up is its CPU over the burst's set-up phase
+# divided by the connections set up into calls (two per pair).
 # Prints one JSON line per scenario and run (stderr, and $OUT/runs.jsonl),
 # then a markdown table of medians with the Parley / bare ratio.
 #
@@ -116,6 +118,7 @@ scenario() {
     fi
     jq -c --arg server "$server" --arg name "$name" --argjson run "$r" \
         '{$server, $name, $run, pairs_set_up, pairs_failed, setup_ms_p50, setup_ms_p99,
+          setup_conns_per_sec: .setup_connections_per_sec, cpu_us_per_setup_conn: .server_cpu_us_per_setup_connection,
           msg_ms_p50: .setup_relay_ms_p50, msg_ms_p99: .setup_relay_ms_p99, relay_ms_p50, relay_ms_p99,
           relay_msgs_per_sec: .relay_throughput_msgs_per_sec, relay_lost,
           server_cpu_percent_relay, client_cpu_percent_relay,
@@ -183,6 +186,8 @@ jq -s -r --arg pairs "$PAIRS" --arg rate "$RATE" --arg window "$RELAY_WINDOW" '
      ["burst: set-up p99 (ms)", "burst", "setup_ms_p99"],
      ["burst: message p50 (ms)", "burst", "msg_ms_p50"],
      ["burst: message p99 (ms)", "burst", "msg_ms_p99"],
+     ["burst: connections/s set up into calls (2 per pair, each call with its 22 messages)", "burst", "setup_conns_per_sec"],
+     ["burst: server CPU per connection set up (µs)", "burst", "cpu_us_per_setup_conn"],
      ["paced, \($rate) calls/s: set-up p50 (ms)", "paced", "setup_ms_p50"],
      ["paced: set-up p99 (ms)", "paced", "setup_ms_p99"],
      ["paced: message p50 (ms)", "paced", "msg_ms_p50"],

@@ -282,6 +282,7 @@ pub async fn run(opts: SignalOptions) -> anyhow::Result<(SignalReport, SignalSta
         eprintln!("parley-load: phase 2: setting up {} pairs", opts.pairs);
     }
     let setup_started = Instant::now();
+    let server_cpu_at_setup = opts.server_pid.and_then(procfs::cpu_secs);
     for (i, tokens) in pair_tokens.chunks_exact(2).enumerate() {
         let (seeker, consultant) = (tokens[0].clone(), tokens[1].clone());
         let ctx = ctx.clone();
@@ -313,6 +314,7 @@ pub async fn run(opts: SignalOptions) -> anyhow::Result<(SignalReport, SignalSta
         );
     }
     let server_cpu_at_go = opts.server_pid.and_then(procfs::cpu_secs);
+    let setup_secs = if opts.pairs > 0 { go_at.duration_since(setup_started).as_secs_f64() } else { 0.0 };
     let client_cpu_at_go = procfs::own_cpu_secs();
     let _ = go_tx.send(Some(go_at));
     let mut pair_results = Vec::new();
@@ -403,6 +405,13 @@ pub async fn run(opts: SignalOptions) -> anyhow::Result<(SignalReport, SignalSta
         setup_ms_p50: stats.setup.quantile_ms(0.5),
         setup_ms_p99: stats.setup.quantile_ms(0.99),
         setup_ms_max: stats.setup.quantile_ms(1.0),
+        setup_secs: stats::round3(setup_secs),
+        setup_connections_per_sec: (setup_secs > 0.0 && pairs_set_up > 0)
+            .then(|| stats::round3(2.0 * pairs_set_up as f64 / setup_secs)),
+        server_cpu_us_per_setup_connection: match (server_cpu_at_setup, server_cpu_at_go) {
+            (Some(b), Some(a)) if pairs_set_up > 0 => Some(stats::round3((a - b) * 1e6 / (2.0 * pairs_set_up as f64))),
+            _ => None,
+        },
         setup_relay_messages: setup_relay.count(),
         setup_relay_ms_p50: setup_relay.quantile_ms(0.5),
         setup_relay_ms_p99: setup_relay.quantile_ms(0.99),

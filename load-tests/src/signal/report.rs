@@ -46,6 +46,16 @@ pub struct SignalReport {
     pub setup_ms_p99: Option<f64>,
     /// Call set-up, slowest.
     pub setup_ms_max: Option<f64>,
+    /// Wall time of the set-up phase (every pair set up, its offer,
+    /// answer and candidates relayed, or given up), seconds.
+    pub setup_secs: f64,
+    /// Connections set up into calls per second: `2 × pairs_set_up /
+    /// setup_secs` (each pair is two authenticated connections, a call,
+    /// its hold and stored session on Parley, and 22 relayed messages).
+    pub setup_connections_per_sec: Option<f64>,
+    /// Server CPU over the set-up phase per connection set up, µs (with
+    /// `--server-pid`).
+    pub server_cpu_us_per_setup_connection: Option<f64>,
     /// Relayed messages measured during set-up (SDP and candidates).
     pub setup_relay_messages: u64,
     /// Relay latency during set-up, median.
@@ -123,7 +133,14 @@ impl SignalReport {
             )),
             _ => out.push("memory    server RSS not measured (pass --server-pid)".to_owned()),
         }
-        out.push(format!("pairs     {} set up, {} failed", self.pairs_set_up, self.pairs_failed));
+        out.push(format!(
+            "pairs     {} set up, {} failed in {:.3} s: {} connections/s into calls, server CPU {} µs per connection",
+            self.pairs_set_up,
+            self.pairs_failed,
+            self.setup_secs,
+            opt(self.setup_connections_per_sec),
+            opt(self.server_cpu_us_per_setup_connection)
+        ));
         out.push(format!("setup     {}", stats::line(stats.setup.summary())));
         out.push("relay of set-up messages:".to_owned());
         out.push(format!("  sdp     {}", stats::line(stats.sdp_relay.summary())));

@@ -21,6 +21,9 @@ fn report() -> SignalReport {
         setup_ms_p50: Some(3.2),
         setup_ms_p99: Some(9.1),
         setup_ms_max: Some(9.5),
+        setup_secs: 1.5,
+        setup_connections_per_sec: Some(2.0),
+        server_cpu_us_per_setup_connection: Some(400.0),
         setup_relay_messages: 4200,
         setup_relay_ms_p50: Some(0.2),
         setup_relay_ms_p99: Some(1.0),
@@ -89,7 +92,15 @@ fn failures_make_the_run_fail() {
 fn the_summary_names_every_phase() {
     let lines = report().summary_lines(&SignalStats::default());
     let text = lines.join("\n");
-    for word in ["idle", "memory", "pairs", "setup", "relay", "errors    rate_limited=2"] {
+    for word in [
+        "idle",
+        "memory",
+        "pairs",
+        "2.000 connections/s into calls, server CPU 400.000 µs",
+        "setup",
+        "relay",
+        "errors    rate_limited=2",
+    ] {
         assert!(text.contains(word), "{word}: {text}");
     }
 }
