@@ -29,6 +29,10 @@
 #   PAIRS=1000                    pairs per scenario
 #   RELAY_SECS=10 RELAY_WINDOW=1  the relay scenario's --relay-secs / --relay-window
 #   RATE=200                      the paced scenario's --call-rate
+#   PRICE=2500                    each Parley consultant's price in EUR cents
+#                                 (--price-minor): every Parley call places a
+#                                 sandbox hold, released at hang-up; 0: free
+#                                 calls, no hold
 #   PARLEY_PORT=18180 BARE_PORT=18280
 #                                 run r listens on PORT + r (no TIME_WAIT left from
 #                                 the run before on the same port)
@@ -52,6 +56,7 @@ PAIRS=${PAIRS:-1000}
 RELAY_SECS=${RELAY_SECS:-10}
 RELAY_WINDOW=${RELAY_WINDOW:-1}
 RATE=${RATE:-200}
+PRICE=${PRICE:-2500}
 PARLEY_PORT=${PARLEY_PORT:-18180}
 BARE_PORT=${BARE_PORT:-18280}
 SERVER_CORE=${SERVER_CORE:-0}
@@ -61,7 +66,7 @@ OUT=$(abs "${OUT:-$(mktemp -d -t parley-bare-bench.XXXXXX)}")
 mkdir -p "$OUT"
 
 die() { printf 'bare-bench.sh: %s\n' "$*" >&2; exit 2; }
-for v in RUNS PAIRS RELAY_SECS RELAY_WINDOW RATE PARLEY_PORT BARE_PORT SERVER_CORE GENERATOR_CORE RATE_LIMIT; do
+for v in RUNS PAIRS RELAY_SECS RELAY_WINDOW RATE PRICE PARLEY_PORT BARE_PORT SERVER_CORE GENERATOR_CORE RATE_LIMIT; do
     [[ ${!v} =~ ^[0-9]+$ ]] || die "$v=${!v}: expected a whole number"
 done
 [ "$RUNS" -ge 1 ] && [ "$PAIRS" -ge 1 ] && [ "$RELAY_SECS" -ge 1 ] && [ "$RATE" -ge 1 ] ||
@@ -147,9 +152,11 @@ serve() {
     SERVER_PID=$!
     for _ in $(seq 100); do up "$port" && [ -s "$secret" ] && break; sleep 0.1; done
     up "$port" || die "$server did not start on 127.0.0.1:$port (see $OUT/$server-$r.log)"
-    scenario "$server" "$r" burst "$port" "$secret" --relay-secs 0
-    scenario "$server" "$r" relay "$port" "$secret" --relay-secs "$RELAY_SECS" --relay-window "$RELAY_WINDOW"
-    scenario "$server" "$r" paced "$port" "$secret" --relay-secs 0 --call-rate "$RATE"
+    local priced=()
+    [ "$server" = bare ] || [ "$PRICE" -eq 0 ] || priced=(--price-minor "$PRICE")
+    scenario "$server" "$r" burst "$port" "$secret" --relay-secs 0 "${priced[@]}"
+    scenario "$server" "$r" relay "$port" "$secret" --relay-secs "$RELAY_SECS" --relay-window "$RELAY_WINDOW" "${priced[@]}"
+    scenario "$server" "$r" paced "$port" "$secret" --relay-secs 0 --call-rate "$RATE" "${priced[@]}"
     local hwm
     hwm=$(awk '/^VmHWM:/ { print $2 }' "/proc/$SERVER_PID/status")
     jq -nc --arg server "$server" --argjson run "$r" --argjson kib "$hwm" \

@@ -104,6 +104,11 @@ struct SignalArgs {
     /// once), to measure relay latency under a steady call rate.
     #[arg(long)]
     call_rate: Option<f64>,
+    /// Each consultant's fixed price in EUR cents, set over REST before the
+    /// pairs start (not timed): every call then places a hold (sandbox
+    /// payments). 0: free calls, no hold (and no REST: the bare relay).
+    #[arg(long, default_value_t = 0)]
+    price_minor: i64,
     /// The server's JWT secret (`<data dir>/jwt-secret`), to mint tokens
     /// locally (needed for large --clients). Default: `./data/jwt-secret`
     /// if the server accepts it, else dev login.
@@ -259,6 +264,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 relay_secs: args.relay_secs,
                 relay_window: args.relay_window as usize,
                 call_rate: args.call_rate,
+                price_minor: args.price_minor,
                 jwt_secret_file: args.jwt_secret_file,
                 connect_concurrency: args.connect_concurrency as usize,
             })

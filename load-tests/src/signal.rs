@@ -79,6 +79,8 @@ pub struct SignalOptions {
     pub relay_window: usize,
     /// Pair set-ups started per second (`None`: all at once).
     pub call_rate: Option<f64>,
+    /// Each consultant's fixed price in EUR cents (0: free calls, no hold).
+    pub price_minor: i64,
     /// The server's JWT secret.
     pub jwt_secret_file: Option<PathBuf>,
     /// WebSocket handshakes in flight at once in the idle phase.
@@ -172,6 +174,9 @@ pub async fn run(opts: SignalOptions) -> anyhow::Result<(SignalReport, SignalSta
     eprintln!("parley-load: preparing {} tokens ({})", idle_users.len() + pair_users.len(), tokens.describe());
     let idle_tokens = tokens.tokens(&idle_users).await?;
     let pair_tokens = tokens.tokens(&pair_users).await?;
+    if opts.price_minor > 0 {
+        set_prices(&opts.target, &pair_tokens, opts.price_minor).await?;
+    }
 
     // Everything stops by this instant, whatever happens.
     let idle_budget = Duration::from_secs(30) + Duration::from_millis(20 * opts.clients as u64);
@@ -442,6 +447,25 @@ pub async fn run(opts: SignalOptions) -> anyhow::Result<(SignalReport, SignalSta
         failures,
     };
     Ok((report, stats))
+}
+
+/// Sets every pair's consultant's fixed price (REST, 32 at a time), so
+/// each call places a hold.
+async fn set_prices(target: &Target, pair_tokens: &[String], price_minor: i64) -> anyhow::Result<()> {
+    use parley_domain::protocol::rest::{ConsultantPrice, PriceModel};
+    let api = parley_sdk::ApiClient::new(&target.base)?;
+    let price = ConsultantPrice {
+        model: PriceModel::Fixed,
+        amount: parley_domain::Money::new(price_minor, parley_domain::Currency::parse("EUR").expect("valid")),
+    };
+    eprintln!("parley-load: setting {} consultants' price to {price_minor} EUR cents", pair_tokens.len() / 2);
+    let consultants = pair_tokens.chunks_exact(2).map(|pair| &pair[1]);
+    let mut set =
+        futures_util::stream::iter(consultants).map(|token| api.set_price(token, &price)).buffer_unordered(32);
+    while let Some(done) = set.next().await {
+        anyhow::Context::context(done, "setting a consultant's price")?;
+    }
+    Ok(())
 }
 
 /// CPU used between two readings (seconds) over `wall` seconds, as percent

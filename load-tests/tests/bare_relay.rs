@@ -39,6 +39,7 @@ fn options(addr: SocketAddr) -> SignalOptions {
         relay_secs: 1,
         relay_window: 1,
         call_rate: None,
+        price_minor: 0,
         jwt_secret_file: None,
         connect_concurrency: 2,
     }
