@@ -29,7 +29,7 @@ use crate::link::{Link, Take};
 use crate::metrics;
 
 /// Longest request id accepted, bytes.
-const MAX_REQUEST_ID: usize = 64;
+pub(crate) const MAX_REQUEST_ID: usize = 64;
 /// Messages written per flush, at most.
 const WRITE_BATCH: usize = 64;
 /// Close code for a message over [`crate::WS_MAX_MESSAGE_BYTES`] (RFC 6455 "message too big").

@@ -25,8 +25,7 @@ use parley_domain::{SessionId, UserId};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-/// Longest request id accepted, bytes (as on the typed path).
-const MAX_REQUEST_ID: usize = 64;
+use crate::connection::MAX_REQUEST_ID;
 
 /// A relay message read for the fast path.
 #[derive(Debug)]
