@@ -243,7 +243,7 @@ pub(crate) async fn serve(socket: WebSocket, hub: Arc<Hub>, identity: Identity) 
                     // The keepalive asks to confirm what was written too.
                     let sent = conn.link.unconfirmed(conn.conn_id).map_or(0, |(sent, _)| sent);
                     (conn.asked, conn.awaiting) = (sent, true);
-                    if sink.send(Message::Ping(sent.to_be_bytes().to_vec().into())).await.is_err() {
+                    if sink.send(confirm_ping(sent)).await.is_err() {
                         break Departure::Dropped;
                     }
                 }
@@ -272,15 +272,7 @@ impl Conn {
             metrics::received(signal.kind);
             self.first = false;
             let id = signal.id.as_deref().map(str::to_owned);
-            match self.hub.relay_signal(&self.link, &signal) {
-                Ok(()) => {
-                    if let Some(id) = id {
-                        self.link.send(&ServerMessage::Ack { id, result: None });
-                    }
-                }
-                Err(e) => send_error(&self.link, id, e),
-            }
-            return;
+            return self.answer(id, self.hub.relay_signal(&self.link, &signal).map(|()| None));
         }
         let envelope = match parse(text) {
             Ok(env) => env,
@@ -297,7 +289,14 @@ impl Conn {
         }
         // Boxed: keeps the idle connection's future small.
         let mut id = envelope.id;
-        match Box::pin(self.hub.handle(&self.link, &mut id, envelope.msg)).await {
+        let outcome = Box::pin(self.hub.handle(&self.link, &mut id, envelope.msg)).await;
+        self.answer(id, outcome);
+    }
+
+    /// Answers request `id`: an `ack` with the result (none without an
+    /// `id`), or an `error`.
+    fn answer(&self, id: Option<String>, outcome: Result<Option<AckResult>, SignalError>) {
+        match outcome {
             Ok(result) => {
                 if let Some(id) = id {
                     self.link.send(&ServerMessage::Ack { id, result });
@@ -350,7 +349,7 @@ impl Conn {
                 self.out.feed(text).await?;
             }
             if let (Some(seq), Out::Socket(sink)) = (ask, &mut self.out) {
-                sink.feed(Message::Ping(seq.to_be_bytes().to_vec().into())).await?;
+                sink.feed(confirm_ping(seq)).await?;
             }
             self.out.flush().await
         })
@@ -480,6 +479,13 @@ impl Limiter {
             RATE_LIMIT_UNIT_BYTES / 1024
         )
     }
+}
+
+/// A ping asking the client to confirm every message up to `seq`: its
+/// payload is `seq`, 8 bytes big-endian (docs/protocol.md §8.7), which the
+/// pong echoes ([`pong_seq`]).
+fn confirm_ping(seq: u64) -> Message {
+    Message::Ping(seq.to_be_bytes().to_vec().into())
 }
 
 /// The `seq` a pong confirms: its payload, an echo of the server's ping

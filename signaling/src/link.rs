@@ -94,6 +94,12 @@ impl Inner {
     fn oldest(&self) -> u64 {
         self.buffer.front().map_or(self.next_seq, |(s, _)| *s)
     }
+
+    /// How many of the messages up to `sent` are still buffered: written
+    /// and not yet confirmed read.
+    fn unconfirmed(&self, sent: u64) -> u64 {
+        (sent + 1).saturating_sub(self.oldest())
+    }
 }
 
 /// Replay is impossible: messages after `last_seq` are no longer buffered.
@@ -288,7 +294,8 @@ impl Link {
         if attached.sent + 1 < inner.next_seq {
             attached.wake.notify_one(); // more than `max`: come back
         }
-        Take::Write { sent: attached.sent, unconfirmed: (attached.sent + 1).saturating_sub(oldest) }
+        let sent = attached.sent;
+        Take::Write { sent, unconfirmed: inner.unconfirmed(sent) }
     }
 
     /// Connection `conn` read every message up to `seq` (its pong answered
@@ -319,8 +326,7 @@ impl Link {
     pub fn unconfirmed(&self, conn: u64) -> Option<(u64, u64)> {
         let inner = self.lock();
         let sent = inner.conn.as_ref().filter(|a| a.id == conn)?.sent;
-        let oldest = inner.oldest();
-        Some((sent, (sent + 1).saturating_sub(oldest)))
+        Some((sent, inner.unconfirmed(sent)))
     }
 
     /// Messages in the replay buffer.
