@@ -10,8 +10,11 @@
 #   relay   PAIRS pairs set up, then RELAY_SECS of ping-pong, RELAY_WINDOW
 #           messages in flight per pair (1: one at a time)
 #   paced   PAIRS pairs set up at RATE calls/s (--call-rate), no relay phase
+#   calls   CALL_PAIRS pairs set up at once and held (a 1 s relay phase): the
+#           server's memory per connection in an open call, (RSS with the
+#           calls set up - RSS before) / (2 x pairs)
 #
-# then the server's peak RSS (VmHWM) over the three. Server CPU per relayed
+# and the server's peak RSS (VmHWM) over the first three (before calls). Server CPU per relayed
 # message is the server's utime+stime over the relay phase (parley-load reads
 # /proc/<pid>/stat with --server-pid) divided by the messages relayed in it;
 # server CPU per connection set up is its CPU over the burst's set-up phase
@@ -29,6 +32,7 @@
 #   PAIRS=1000                    pairs per scenario
 #   RELAY_SECS=10 RELAY_WINDOW=1  the relay scenario's --relay-secs / --relay-window
 #   RATE=200                      the paced scenario's --call-rate
+#   CALL_PAIRS=5000               the calls scenario's pairs (10,000 connections)
 #   PRICE=2500                    each Parley consultant's price in EUR cents
 #                                 (--price-minor): every Parley call places a
 #                                 sandbox hold, released at hang-up; 0: free
@@ -56,6 +60,7 @@ PAIRS=${PAIRS:-1000}
 RELAY_SECS=${RELAY_SECS:-10}
 RELAY_WINDOW=${RELAY_WINDOW:-1}
 RATE=${RATE:-200}
+CALL_PAIRS=${CALL_PAIRS:-5000}
 PRICE=${PRICE:-2500}
 PARLEY_PORT=${PARLEY_PORT:-18180}
 BARE_PORT=${BARE_PORT:-18280}
@@ -66,7 +71,7 @@ OUT=$(abs "${OUT:-$(mktemp -d -t parley-bare-bench.XXXXXX)}")
 mkdir -p "$OUT"
 
 die() { printf 'bare-bench.sh: %s\n' "$*" >&2; exit 2; }
-for v in RUNS PAIRS RELAY_SECS RELAY_WINDOW RATE PRICE PARLEY_PORT BARE_PORT SERVER_CORE GENERATOR_CORE RATE_LIMIT; do
+for v in RUNS PAIRS CALL_PAIRS RELAY_SECS RELAY_WINDOW RATE PRICE PARLEY_PORT BARE_PORT SERVER_CORE GENERATOR_CORE RATE_LIMIT; do
     [[ ${!v} =~ ^[0-9]+$ ]] || die "$v=${!v}: expected a whole number"
 done
 [ "$RUNS" -ge 1 ] && [ "$PAIRS" -ge 1 ] && [ "$RELAY_SECS" -ge 1 ] && [ "$RATE" -ge 1 ] ||
@@ -79,9 +84,9 @@ for c in jq curl taskset; do command -v "$c" >/dev/null || die "$c is needed"; d
 # Open files: every connection is a descriptor in the server and in the
 # generator (both inherit this shell's limit).
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-need=$((2 * PAIRS + 64))
+need=$((2 * (PAIRS > CALL_PAIRS ? PAIRS : CALL_PAIRS) + 64))
 [ "$(ulimit -n)" = unlimited ] || [ "$(ulimit -n)" -ge "$need" ] ||
-    die "the open-file limit is $(ulimit -n) (hard $(ulimit -Hn)) but $PAIRS pairs need about $need: raise it or lower PAIRS"
+    die "the open-file limit is $(ulimit -n) (hard $(ulimit -Hn)) but the pairs need about $need: raise it or lower PAIRS / CALL_PAIRS"
 
 up() { [ "$(curl -s -o /dev/null -m 2 -w '%{http_code}' "http://127.0.0.1:$1/readyz" || true)" = 200 ]; }
 for r in $(seq "$RUNS"); do
@@ -104,14 +109,14 @@ echo "# $PAIRS pairs; relay ${RELAY_SECS} s, window $RELAY_WINDOW; paced $RATE c
 echo "# load average before: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 
 status=0
-# scenario SERVER RUN NAME PORT SECRET ARGS...: one parley-load signal run; one JSON line in runs.jsonl.
+# scenario SERVER RUN NAME PORT SECRET PAIRS ARGS...: one parley-load signal run; one JSON line in runs.jsonl.
 scenario() {
-    local server=$1 r=$2 name=$3 port=$4 secret=$5 base rc line
-    shift 5
+    local server=$1 r=$2 name=$3 port=$4 secret=$5 pairs=$6 base rc line
+    shift 6
     base="$OUT/$server-$r-$name"
     set +e
     taskset -c "$GENERATOR_CORE" "$BIN/parley-load" signal --url "http://127.0.0.1:$port" --clients 0 \
-        --pairs "$PAIRS" --server-pid "$SERVER_PID" --jwt-secret-file "$secret" "$@" >"$base.out" 2>"$base.err"
+        --pairs "$pairs" --server-pid "$SERVER_PID" --jwt-secret-file "$secret" "$@" >"$base.out" 2>"$base.err"
     rc=$?
     set -e
     [ $rc -eq 0 ] || status=1
@@ -126,13 +131,14 @@ scenario() {
           setup_conns_per_sec: .setup_connections_per_sec, cpu_us_per_setup_conn: .server_cpu_us_per_setup_connection,
           msg_ms_p50: .setup_relay_ms_p50, msg_ms_p99: .setup_relay_ms_p99, relay_ms_p50, relay_ms_p99,
           relay_msgs_per_sec: .relay_throughput_msgs_per_sec, relay_lost,
+          kib_per_call_conn: .rss_kib_per_call_connection,
           server_cpu_percent_relay, client_cpu_percent_relay,
           cpu_us_per_msg: (if .server_cpu_percent_relay == null or .relay_throughput_msgs_per_sec == 0 then null
                            else (.server_cpu_percent_relay * 10000 / .relay_throughput_msgs_per_sec * 100 | round / 100) end),
           errors, client_errors}' <<<"$line" | tee -a "$OUT/runs.jsonl" >&2
 }
 
-# serve SERVER RUN: a fresh server, the three scenarios, its peak RSS.
+# serve SERVER RUN: a fresh server, the four scenarios, its peak RSS over the first three.
 serve() {
     local server=$1 r=$2 port secret data
     if [ "$server" = parley ]; then
@@ -154,11 +160,12 @@ serve() {
     up "$port" || die "$server did not start on 127.0.0.1:$port (see $OUT/$server-$r.log)"
     local priced=()
     [ "$server" = bare ] || [ "$PRICE" -eq 0 ] || priced=(--price-minor "$PRICE")
-    scenario "$server" "$r" burst "$port" "$secret" --relay-secs 0 "${priced[@]}"
-    scenario "$server" "$r" relay "$port" "$secret" --relay-secs "$RELAY_SECS" --relay-window "$RELAY_WINDOW" "${priced[@]}"
-    scenario "$server" "$r" paced "$port" "$secret" --relay-secs 0 --call-rate "$RATE" "${priced[@]}"
+    scenario "$server" "$r" burst "$port" "$secret" "$PAIRS" --relay-secs 0 "${priced[@]}"
+    scenario "$server" "$r" relay "$port" "$secret" "$PAIRS" --relay-secs "$RELAY_SECS" --relay-window "$RELAY_WINDOW" "${priced[@]}"
+    scenario "$server" "$r" paced "$port" "$secret" "$PAIRS" --relay-secs 0 --call-rate "$RATE" "${priced[@]}"
     local hwm
     hwm=$(awk '/^VmHWM:/ { print $2 }' "/proc/$SERVER_PID/status")
+    scenario "$server" "$r" calls "$port" "$secret" "$CALL_PAIRS" --relay-secs 1 "${priced[@]}"
     jq -nc --arg server "$server" --argjson run "$r" --argjson kib "$hwm" \
         '{$server, name: "server", $run, rss_peak_mib: ($kib / 1024 * 10 | round / 10)}' | tee -a "$OUT/runs.jsonl" >&2
     kill "$SERVER_PID" 2>/dev/null || true
@@ -175,7 +182,7 @@ echo "# load average after: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 echo
 echo "$PAIRS pairs, medians of $RUNS fresh servers each; server on core $SERVER_CORE, parley-load on core $GENERATOR_CORE"
 echo
-jq -s -r --arg pairs "$PAIRS" --arg rate "$RATE" --arg window "$RELAY_WINDOW" '
+jq -s -r --arg pairs "$PAIRS" --arg calls "$CALL_PAIRS" --arg rate "$RATE" --arg window "$RELAY_WINDOW" '
     def median: map(select(. != null)) | sort | if length == 0 then null
         elif length % 2 == 1 then .[length / 2 | floor] else (.[length / 2 - 1] + .[length / 2]) / 2 end;
     def show: if . == null then "-" elif . >= 1000 then (round | tostring) elif . >= 10 then (. * 10 | round / 10 | tostring)
@@ -199,7 +206,8 @@ jq -s -r --arg pairs "$PAIRS" --arg rate "$RATE" --arg window "$RELAY_WINDOW" '
      ["paced: set-up p99 (ms)", "paced", "setup_ms_p99"],
      ["paced: message p50 (ms)", "paced", "msg_ms_p50"],
      ["paced: message p99 (ms)", "paced", "msg_ms_p99"],
-     ["server RSS peak over the three scenarios (MiB)", "server", "rss_peak_mib"]] as $rows |
+     ["memory per connection in an open call, \($calls) calls at once (KiB)", "calls", "kib_per_call_conn"],
+     ["server RSS peak over burst, relay and paced (MiB)", "server", "rss_peak_mib"]] as $rows |
     "| figure | bare relay | Parley | Parley / bare |",
     "|---|---:|---:|---:|",
     ($rows[] | . as [$what, $name, $field] |

@@ -319,6 +319,7 @@ pub async fn run(opts: SignalOptions) -> anyhow::Result<(SignalReport, SignalSta
         );
     }
     let server_cpu_at_go = opts.server_pid.and_then(procfs::cpu_secs);
+    let server_rss_calls = opts.server_pid.map(procfs::rss_kib).transpose()?;
     let setup_secs = if opts.pairs > 0 { go_at.duration_since(setup_started).as_secs_f64() } else { 0.0 };
     let client_cpu_at_go = procfs::own_cpu_secs();
     let _ = go_tx.send(Some(go_at));
@@ -415,6 +416,13 @@ pub async fn run(opts: SignalOptions) -> anyhow::Result<(SignalReport, SignalSta
             .then(|| stats::round3(2.0 * pairs_set_up as f64 / setup_secs)),
         server_cpu_us_per_setup_connection: match (server_cpu_at_setup, server_cpu_at_go) {
             (Some(b), Some(a)) if pairs_set_up > 0 => Some(stats::round3((a - b) * 1e6 / (2.0 * pairs_set_up as f64))),
+            _ => None,
+        },
+        server_rss_kib_calls: server_rss_calls,
+        rss_kib_per_call_connection: match (server_rss_after, server_rss_calls) {
+            (Some(b), Some(a)) if pairs_set_up > 0 => {
+                Some(stats::round3((a as f64 - b as f64) / (2.0 * pairs_set_up as f64)))
+            }
             _ => None,
         },
         setup_relay_messages: setup_relay.count(),

@@ -57,6 +57,12 @@ const DROP_RUN_GAP: Duration = Duration::from_secs(1);
 /// their room in the replay buffer: [`Link::confirm`]); one ping frame per
 /// this many messages at most, besides the keepalive's.
 pub const CONFIRM_EVERY: u64 = 32;
+/// Once this many bytes were written since the last ping that asked, the
+/// next write asks too, however few messages they were: a call's set-up
+/// (an SDP of a few KiB and its candidates, about 10 KiB per client) is
+/// confirmed right after it, not 15 s later by the keepalive. One ping
+/// frame per this many bytes at most.
+pub const CONFIRM_BYTES: usize = 8 * 1024;
 
 /// How a connection ended, as far as its user's state is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,6 +99,8 @@ pub(crate) struct Conn {
     /// That ping's pong has not come yet (it is not charged to the rate
     /// limit, once).
     awaiting: bool,
+    /// Bytes written since the newest ping that asked ([`CONFIRM_BYTES`]).
+    written: usize,
 }
 
 /// Where a connection's messages are written: its WebSocket on this node,
@@ -164,8 +172,18 @@ pub(crate) async fn serve(socket: WebSocket, hub: Arc<Hub>, identity: Identity) 
     let limiter = (link.user.role != parley_domain::protocol::Role::Recorder)
         .then(|| Limiter::new(hub.cfg.rate_limit_per_sec, hub.cfg.rate_limit_burst));
     let ping_every = hub.cfg.ping_interval;
-    let mut conn =
-        Conn { hub, conn_id, link, wake, out: Out::Socket(sink), limiter, first: true, asked: 0, awaiting: false };
+    let mut conn = Conn {
+        hub,
+        conn_id,
+        link,
+        wake,
+        out: Out::Socket(sink),
+        limiter,
+        first: true,
+        asked: 0,
+        awaiting: false,
+        written: 0,
+    };
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
     let mut last_heard = Instant::now();
 
@@ -242,7 +260,7 @@ pub(crate) async fn serve(socket: WebSocket, hub: Arc<Hub>, identity: Identity) 
                 if let Out::Socket(sink) = &mut conn.out {
                     // The keepalive asks to confirm what was written too.
                     let sent = conn.link.unconfirmed(conn.conn_id).map_or(0, |(sent, _)| sent);
-                    (conn.asked, conn.awaiting) = (sent, true);
+                    (conn.asked, conn.awaiting, conn.written) = (sent, true, 0);
                     if sink.send(confirm_ping(sent)).await.is_err() {
                         break Departure::Dropped;
                     }
@@ -257,7 +275,7 @@ pub(crate) async fn serve(socket: WebSocket, hub: Arc<Hub>, identity: Identity) 
 impl Conn {
     /// A connection of `link` whose socket is on another node.
     pub(crate) fn remote(hub: Arc<Hub>, conn_id: u64, link: LocalLink, wake: Arc<Notify>, out: Out) -> Conn {
-        Conn { hub, conn_id, link, wake, out, limiter: None, first: true, asked: 0, awaiting: false }
+        Conn { hub, conn_id, link, wake, out, limiter: None, first: true, asked: 0, awaiting: false, written: 0 }
     }
 
     /// Handles one text frame: limits, parsing, dispatch, reply.
@@ -322,7 +340,7 @@ impl Conn {
         match self.hub.resume(&self.link, self.conn_id, self.wake.clone(), token, last_seq).await {
             Ok((old, replayed, ice_servers)) => {
                 self.link = old;
-                (self.asked, self.awaiting) = (0, false);
+                (self.asked, self.awaiting, self.written) = (0, false, 0);
                 if let Some(id) = id {
                     let result = AckResult::Resumed { replayed, ice_servers };
                     self.link.send(&ServerMessage::Ack { id, result: Some(result) });
@@ -341,7 +359,10 @@ impl Conn {
         let what = self.link.take(self.conn_id, &mut batch, WRITE_BATCH);
         metrics::sent(batch.len() as u64);
         let ask = match what {
-            Take::Write { sent, unconfirmed } => self.ask(sent, unconfirmed),
+            Take::Write { sent, unconfirmed } => {
+                let bytes = batch.iter().map(|text| text.len()).sum();
+                self.ask(sent, unconfirmed, bytes)
+            }
             Take::Close(..) => None,
         };
         let written = tokio::time::timeout(WRITE_TIMEOUT, async {
@@ -371,18 +392,22 @@ impl Conn {
         self.out.close(code, reason).await;
     }
 
-    /// Whether this write, up to `seq` `sent` with `unconfirmed` messages
-    /// written and not yet confirmed, should end with a ping asking the
-    /// client to confirm them (the `seq` to put in it): when
-    /// [`CONFIRM_EVERY`] wait and as many were written since the last ask.
-    /// Only for sockets on this node (another node's socket answers pings
-    /// there: its link keeps its last 256).
-    fn ask(&mut self, sent: u64, unconfirmed: u64) -> Option<u64> {
+    /// Whether this write of `bytes`, up to `seq` `sent` with
+    /// `unconfirmed` messages written and not yet confirmed, should end
+    /// with a ping asking the client to confirm them (the `seq` to put in
+    /// it): when [`CONFIRM_EVERY`] wait and as many were written since the
+    /// last ask, or [`CONFIRM_BYTES`] were. Only for sockets on this node
+    /// (another node's socket answers pings there: its link keeps its last
+    /// 256).
+    fn ask(&mut self, sent: u64, unconfirmed: u64, bytes: usize) -> Option<u64> {
         if !matches!(self.out, Out::Socket(_)) {
             return None;
         }
-        (unconfirmed >= CONFIRM_EVERY && sent >= self.asked + CONFIRM_EVERY).then(|| {
-            (self.asked, self.awaiting) = (sent, true);
+        self.written += bytes;
+        let by_count = unconfirmed >= CONFIRM_EVERY && sent >= self.asked + CONFIRM_EVERY;
+        let by_bytes = self.written >= CONFIRM_BYTES && sent > self.asked;
+        (by_count || by_bytes).then(|| {
+            (self.asked, self.awaiting, self.written) = (sent, true, 0);
             sent
         })
     }

@@ -56,6 +56,14 @@ pub struct SignalReport {
     /// Server CPU over the set-up phase per connection set up, µs (with
     /// `--server-pid`).
     pub server_cpu_us_per_setup_connection: Option<f64>,
+    /// Server VmRSS when every pair is set up, before the relay phase, KiB
+    /// (with `--server-pid`).
+    pub server_rss_kib_calls: Option<u64>,
+    /// (RSS with the calls set up − RSS with the idle connections open) /
+    /// (2 × pairs set up), KiB: the memory of one connection in an open
+    /// call, with its hold, meter and stored session (issue 17 measures it
+    /// with 10,000 connections in 5,000 calls).
+    pub rss_kib_per_call_connection: Option<f64>,
     /// Relayed messages measured during set-up (SDP and candidates).
     pub setup_relay_messages: u64,
     /// Relay latency during set-up, median.
@@ -141,6 +149,11 @@ impl SignalReport {
             opt(self.setup_connections_per_sec),
             opt(self.server_cpu_us_per_setup_connection)
         ));
+        if let (Some(after), Some(per)) = (self.server_rss_kib_calls, self.rss_kib_per_call_connection) {
+            out.push(format!(
+                "memory    server RSS {after} KiB with the calls open: {per} KiB per connection in a call"
+            ));
+        }
         out.push(format!("setup     {}", stats::line(stats.setup.summary())));
         out.push("relay of set-up messages:".to_owned());
         out.push(format!("  sdp     {}", stats::line(stats.sdp_relay.summary())));

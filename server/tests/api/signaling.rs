@@ -306,6 +306,15 @@ async fn only_the_sessions_two_participants_may_join_or_relay() {
 }
 
 /// A consultant on a raw connection in a room with an SDK seeker.
+/// Cora resumes with `token` claiming to have read up to `last_seq`, which
+/// the server no longer holds: `resume_failed`.
+async fn resume_is_refused(app: &common::TestApp, token: &str, last_seq: u64) {
+    let mut raw = app.raw("cora", Role::Consultant).await;
+    raw.send(format!(r#"{{"id":"r","type":"resume","resume_token":"{token}","last_seq":{last_seq}}}"#)).await;
+    let (id, code, message) = raw.recv_error().await;
+    assert_eq!((id.as_deref(), code), (Some("r"), ErrorCode::ResumeFailed), "{message}");
+}
+
 pub(crate) async fn raw_consultant_in_a_room(
     app: &common::TestApp,
 ) -> (SignalingClient, Events, common::Raw, SessionId) {
@@ -407,11 +416,7 @@ async fn what_a_client_confirmed_reading_leaves_the_replay_buffer_and_the_rest_i
     drop(raw);
 
     // Claiming to have read less than the pong confirmed: nothing to replay.
-    let mut liar = app.raw("cora", Role::Consultant).await;
-    liar.send(format!(r#"{{"id":"r","type":"resume","resume_token":"{token}","last_seq":{before}}}"#)).await;
-    let (id, code, message) = liar.recv_error().await;
-    assert_eq!((id.as_deref(), code), (Some("r"), ErrorCode::ResumeFailed), "{message}");
-    drop(liar);
+    resume_is_refused(&app, &token, before).await;
 
     // From what it did read, the client gets the five it missed.
     let mut raw = app.raw("cora", Role::Consultant).await;
@@ -428,6 +433,39 @@ async fn what_a_client_confirmed_reading_leaves_the_replay_buffer_and_the_rest_i
     let want: Vec<_> = (40..45u32).zip(1..).map(|(n, i)| (read + i, candidate(n).candidate)).collect();
     assert_eq!(replayed, want);
     assert!(matches!(ack, parley_domain::protocol::AckResult::Resumed { replayed: 5, .. }), "{ack:?}");
+}
+
+/// A few large messages are confirmed as soon as 8 KiB were written
+/// (`CONFIRM_BYTES`), not only after 32 messages or at the keepalive: a
+/// call's SDP does not stay in the replay buffer for 15 s.
+#[tokio::test]
+async fn a_large_sdp_is_confirmed_right_after_it_is_written() {
+    let app = spawn_app().await;
+    let (seeker, _s_events, mut raw, session_id) = raw_consultant_in_a_room(&app).await;
+    let (token, before) = (raw.resume_token.clone(), raw.last_seq);
+    let sdp = format!("v=0\r\n{}", "a=x-filler:0123456789abcdef\r\n".repeat(320)); // 9.3 KB
+    seeker.send(ClientMessage::SdpOffer { session_id: session_id.clone(), sdp: sdp.clone(), to: None }).unwrap();
+    raw.recv_until(|m| matches!(m, ServerMessage::SdpOffer { sdp: got, .. } if *got == sdp).then_some(())).await;
+    // The ping asking to confirm it came after the offer; the client's
+    // reads answered it, and the pong precedes this request on the wire.
+    raw.assert_alive("a").await;
+    let read = raw.last_seq;
+    drop(raw);
+
+    // The offer left the replay buffer: resuming from before it fails.
+    resume_is_refused(&app, &token, before).await;
+
+    // Resuming from what was read replays nothing and goes on.
+    let mut raw = app.raw("cora", Role::Consultant).await;
+    raw.send(format!(r#"{{"id":"r","type":"resume","resume_token":"{token}","last_seq":{read}}}"#)).await;
+    let ack = raw.recv().await;
+    assert!(
+        matches!(
+            ack.msg,
+            ServerMessage::Ack { result: Some(parley_domain::protocol::AckResult::Resumed { replayed: 0, .. }), .. }
+        ),
+        "{ack:?}"
+    );
 }
 
 #[tokio::test]
