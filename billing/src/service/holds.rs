@@ -110,10 +110,24 @@ impl Billing {
         payment_method: Option<&str>,
     ) -> Result<Option<Held>, HoldRefusal> {
         let failed = |e: BillingError| HoldRefusal::Failed(e.to_string());
-        let Some(price) = self.price(consultant).await.map_err(failed)? else { return Ok(None) };
+        // The price and the payout account in one read: one round trip
+        // less at every call's set-up.
+        let row = sqlx::query(
+            "SELECT p.model, p.amount_minor, p.currency, a.account_id, a.charges_enabled FROM prices p \
+             LEFT JOIN payout_accounts a ON a.consultant_id = p.consultant_id WHERE p.consultant_id = $1",
+        )
+        .bind(consultant.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| failed(e.into()))?;
+        let Some(row) = row else { return Ok(None) };
+        let price = price_from_row(&row, "model", "amount_minor").map_err(failed)?;
+        let account: Option<String> = row.try_get("account_id").map_err(|e| failed(e.into()))?;
+        let ready: Option<i64> = row.try_get("charges_enabled").map_err(|e| failed(e.into()))?;
+        let destination = account.filter(|_| ready.is_some_and(|r| r != 0));
         let max_minutes = self.cfg.instant_max_minutes;
         let hold = HoldFor { session_id, call_id, seeker, consultant, opens_at: None };
-        self.place_priced_hold(&hold, price, max_minutes, payment_method).await.map(Some)
+        self.place_hold_to(&hold, price, max_minutes, payment_method, destination).await.map(Some)
     }
 
     /// Places the hold of a session at `price` for at most `max_minutes`
@@ -126,6 +140,22 @@ impl Billing {
         price: ConsultantPrice,
         max_minutes: u32,
         payment_method: Option<&str>,
+    ) -> Result<Held, HoldRefusal> {
+        let failed = |e: BillingError| HoldRefusal::Failed(e.to_string());
+        let destination =
+            self.payout_account(what.consultant).await.map_err(failed)?.filter(|(_, ready)| *ready).map(|(a, _)| a);
+        self.place_hold_to(what, price, max_minutes, payment_method, destination).await
+    }
+
+    /// [`Billing::place_priced_hold`] with the consultant's payout account
+    /// read already: `destination` when it can receive transfers.
+    async fn place_hold_to(
+        &self,
+        what: &HoldFor<'_>,
+        price: ConsultantPrice,
+        max_minutes: u32,
+        payment_method: Option<&str>,
+        destination: Option<String>,
     ) -> Result<Held, HoldRefusal> {
         let HoldFor { session_id, call_id, seeker, consultant, opens_at } = *what;
         let failed = |e: BillingError| HoldRefusal::Failed(e.to_string());
@@ -142,8 +172,6 @@ impl Billing {
             };
             return Err(HoldRefusal::MissingPaymentMethod(what));
         };
-        let destination =
-            self.payout_account(consultant).await.map_err(failed)?.filter(|(_, ready)| *ready).map(|(a, _)| a);
         let now = self.clock.now();
         let req = HoldRequest {
             amount: hold,

@@ -78,6 +78,10 @@ impl SqlStore {
         let pool = match backend {
             Backend::Sqlite => AnyPoolOptions::new()
                 .max_connections(4)
+                // A SQLite connection is a file on this machine: there is
+                // no server to lose, and the ping before each use would be
+                // one more round trip to the connection's thread.
+                .test_before_acquire(false)
                 .after_connect(|conn, _meta| {
                     Box::pin(async move {
                         sqlx::raw_sql(

@@ -134,10 +134,46 @@ pub(super) struct Signals {
 /// its end). Triggers (migrations/*/0002) keep `calls.state` and
 /// `sessions.ended_*` in step, row by row in order. Returns the fenced
 /// writes that were refused (index in `writes` → the session's current
-/// epoch); the others are committed.
+/// epoch); the others are committed. A lone write that is one statement
+/// ([`stands_alone`]) is committed as that statement, without a
+/// transaction around it.
 async fn write(pool: &AnyPool, backend: Backend, writes: &[&Write]) -> Result<HashMap<usize, OwnerEpoch>, sqlx::Error> {
+    if let [only] = writes
+        && stands_alone(only)
+    {
+        let mut conn = pool.acquire().await?;
+        apply(&mut conn, backend, writes, &HashMap::new()).await?;
+        return Ok(HashMap::new());
+    }
     let mut tx = pool.begin().await?;
     let fenced = check_fences(&mut tx, backend, writes).await?;
+    apply(&mut tx, backend, writes, &fenced).await?;
+    tx.commit().await?;
+    Ok(fenced)
+}
+
+/// Whether `write`, alone in a batch, is one statement on one table (its
+/// triggers run inside that statement): atomic by itself, so it needs no
+/// `BEGIN` and `COMMIT`, each a round trip to the connection's thread on
+/// SQLite. At a steady call rate most batches hold one write: a user seen,
+/// a call created or moved on, a join.
+fn stands_alone(write: &Write) -> bool {
+    match write {
+        Write::UsersSeen(users, _) => users.len() <= ROWS_PER_STATEMENT,
+        Write::CreateCall(_) | Write::CallTransition(..) => true,
+        Write::SessionEvent(_, event, _) => !matches!(event, SessionEvent::Ended { .. }),
+        Write::CreateSession(_) | Write::MeterEvent(..) | Write::Settlement(..) => false,
+    }
+}
+
+/// Applies `writes` on `conn` (in the caller's transaction, if any) with
+/// one multi-row statement per table, skipping the `fenced` ones.
+async fn apply(
+    conn: &mut sqlx::AnyConnection,
+    backend: Backend,
+    writes: &[&Write],
+    fenced: &HashMap<usize, OwnerEpoch>,
+) -> Result<(), sqlx::Error> {
     let mut users: Vec<(&UserInfo, Timestamp)> = Vec::new();
     let (mut calls, mut transitions, mut sessions, mut events) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (mut meter_events, mut checkpoints, mut settlements) = (Vec::new(), Vec::new(), Vec::new());
@@ -179,7 +215,7 @@ async fn write(pool: &AnyPool, backend: Backend, writes: &[&Write]) -> Result<Ha
             let at = at.unix_millis();
             q = q.bind(u.id.as_str()).bind(&u.name).bind(u.role.as_str()).bind(at).bind(at);
         }
-        q.execute(&mut *tx).await?;
+        q.execute(&mut *conn).await?;
     }
     for chunk in calls.chunks(ROWS_PER_STATEMENT) {
         // The `calls_first_event` trigger records each `requested` event.
@@ -198,7 +234,7 @@ async fn write(pool: &AnyPool, backend: Backend, writes: &[&Write]) -> Result<Ha
                 .bind(c.created_at.unix_millis())
                 .bind(c.created_at.unix_millis());
         }
-        q.execute(&mut *tx).await?;
+        q.execute(&mut *conn).await?;
     }
     for chunk in transitions.chunks(ROWS_PER_STATEMENT) {
         let sql =
@@ -207,7 +243,7 @@ async fn write(pool: &AnyPool, backend: Backend, writes: &[&Write]) -> Result<Ha
         for (id, state, at) in chunk {
             q = q.bind(id.as_str()).bind(state.as_str()).bind(at.unix_millis());
         }
-        q.execute(&mut *tx).await?;
+        q.execute(&mut *conn).await?;
     }
     for chunk in sessions.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
@@ -225,7 +261,7 @@ async fn write(pool: &AnyPool, backend: Backend, writes: &[&Write]) -> Result<Ha
                 .bind(s.opened_at.unix_millis())
                 .bind(i64::from(s.recording));
         }
-        q.execute(&mut *tx).await?;
+        q.execute(&mut *conn).await?;
     }
     for chunk in events.chunks(ROWS_PER_STATEMENT) {
         // For `ended`, the `session_events_end` trigger marks the session
@@ -251,7 +287,7 @@ async fn write(pool: &AnyPool, backend: Backend, writes: &[&Write]) -> Result<Ha
                 .bind(detail)
                 .bind(at.unix_millis());
         }
-        q.execute(&mut *tx).await?;
+        q.execute(&mut *conn).await?;
     }
     // Webhook events (session.started / session.ended) with the facts they
     // announce (docs/protocol.md §14).
@@ -260,11 +296,11 @@ async fn write(pool: &AnyPool, backend: Backend, writes: &[&Write]) -> Result<Ha
         .filter(|(_, e, _)| matches!(e, SessionEvent::Ended { .. }))
         .map(|(id, e, at)| (*id, *e, *at))
         .collect();
-    outbox::session_events(&mut tx, &sessions, &ended).await?;
+    outbox::session_events(conn, &sessions, &ended).await?;
     // The settlement decision, in the same transaction as the session's end
     // (DESIGN.md B3): a second decision for a session is ignored.
     for (id, bill, reason, at) in settlements {
-        parley_billing::insert_settlement(&mut tx, id, &bill, reason.as_str(), at).await?;
+        parley_billing::insert_settlement(conn, id, &bill, reason.as_str(), at).await?;
     }
     for chunk in meter_events.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
@@ -285,7 +321,7 @@ async fn write(pool: &AnyPool, backend: Backend, writes: &[&Write]) -> Result<Ha
                 .bind(i64::try_from(secs).unwrap_or(i64::MAX))
                 .bind(at.unix_millis());
         }
-        q.execute(&mut *tx).await?;
+        q.execute(&mut *conn).await?;
     }
     // Checkpoints (M9): one row per session, the latest wins; billable time
     // only grows, so a late write of an older checkpoint (a driver task
@@ -312,10 +348,9 @@ async fn write(pool: &AnyPool, backend: Backend, writes: &[&Write]) -> Result<Ha
                 .bind(i64::from(s.hold_warned))
                 .bind(at.unix_millis());
         }
-        q.execute(&mut *tx).await?;
+        q.execute(&mut *conn).await?;
     }
-    tx.commit().await?;
-    Ok(fenced)
+    Ok(())
 }
 
 /// Locks the rows of the sessions `writes` has fenced writes for (a no-op
