@@ -61,7 +61,9 @@ pub const CONFIRM_EVERY: u64 = 32;
 /// next write asks too, however few messages they were: a call's set-up
 /// (an SDP of a few KiB and its candidates, about 10 KiB per client) is
 /// confirmed right after it, not 15 s later by the keepalive. One ping
-/// frame per this many bytes at most.
+/// frame per this many bytes at most, and none while an earlier ping
+/// waits for its pong (a pong to an older ping is charged to the rate
+/// limit: docs/protocol.md §8.8).
 pub const CONFIRM_BYTES: usize = 8 * 1024;
 
 /// How a connection ended, as far as its user's state is concerned.
@@ -396,7 +398,8 @@ impl Conn {
     /// `unconfirmed` messages written and not yet confirmed, should end
     /// with a ping asking the client to confirm them (the `seq` to put in
     /// it): when [`CONFIRM_EVERY`] wait and as many were written since the
-    /// last ask, or [`CONFIRM_BYTES`] were. Only for sockets on this node
+    /// last ask, or [`CONFIRM_BYTES`] were and no ping waits for its pong.
+    /// Only for sockets on this node
     /// (another node's socket answers pings there: its link keeps its last
     /// 256).
     fn ask(&mut self, sent: u64, unconfirmed: u64, bytes: usize) -> Option<u64> {
@@ -405,7 +408,7 @@ impl Conn {
         }
         self.written += bytes;
         let by_count = unconfirmed >= CONFIRM_EVERY && sent >= self.asked + CONFIRM_EVERY;
-        let by_bytes = self.written >= CONFIRM_BYTES && sent > self.asked;
+        let by_bytes = self.written >= CONFIRM_BYTES && sent > self.asked && !self.awaiting;
         (by_count || by_bytes).then(|| {
             (self.asked, self.awaiting, self.written) = (sent, true, 0);
             sent
