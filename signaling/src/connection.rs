@@ -399,9 +399,8 @@ impl Conn {
     /// with a ping asking the client to confirm them (the `seq` to put in
     /// it): when [`CONFIRM_EVERY`] wait and as many were written since the
     /// last ask, or [`CONFIRM_BYTES`] were and no ping waits for its pong.
-    /// Only for sockets on this node
-    /// (another node's socket answers pings there: its link keeps its last
-    /// 256).
+    /// Only for sockets on this node (another node's socket answers pings
+    /// there: its link keeps its last 256).
     fn ask(&mut self, sent: u64, unconfirmed: u64, bytes: usize) -> Option<u64> {
         if !matches!(self.out, Out::Socket(_)) {
             return None;
