@@ -44,7 +44,8 @@ pub const ROOM_OPENS_BEFORE: Duration = Duration::from_secs(10 * 60);
 /// Persistence of users, calls and sessions on SQLite or PostgreSQL.
 ///
 /// Writes go through one writer task that commits whatever has queued up
-/// in one transaction (group commit) and only then answers each writer:
+/// in one transaction (group commit; a lone one-statement write is
+/// committed as that statement) and only then answers each writer:
 /// a write that returned `Ok` is durable, and under load many writes share
 /// one commit. Reads go to the pool directly.
 #[derive(Debug, Clone)]

@@ -1,6 +1,7 @@
 //! The store's writer task: every write of users, calls, sessions and
 //! meters goes through one task that commits whatever has queued up in one
-//! transaction (group commit) and only then answers each writer.
+//! transaction (group commit; a lone one-statement write needs none) and
+//! only then answers each writer.
 //!
 //! Meter writes are fenced (issue 16): each carries the owner epoch it was
 //! made under, and the transaction first locks the rows of the sessions it
