@@ -28,6 +28,9 @@ use crate::hub::{CLOSE_GOING_AWAY, CLOSE_RECORDER_CONNECTED, Hub, LocalLink, Ref
 use crate::link::{Link, Take};
 use crate::metrics;
 
+mod confirm;
+use confirm::Confirm;
+
 /// Longest request id accepted, bytes.
 pub(crate) const MAX_REQUEST_ID: usize = 64;
 /// Messages written per flush, at most.
@@ -96,13 +99,8 @@ pub(crate) struct Conn {
     limiter: Option<Limiter>,
     /// No message has been processed yet (`resume` is allowed).
     first: bool,
-    /// The `seq` the newest ping asked the client to confirm (its payload).
-    asked: u64,
-    /// That ping's pong has not come yet (it is not charged to the rate
-    /// limit, once).
-    awaiting: bool,
-    /// Bytes written since the newest ping that asked ([`CONFIRM_BYTES`]).
-    written: usize,
+    /// The read confirmations asked of the client (docs/protocol.md §8.7).
+    confirm: Confirm,
 }
 
 /// Where a connection's messages are written: its WebSocket on this node,
@@ -174,18 +172,8 @@ pub(crate) async fn serve(socket: WebSocket, hub: Arc<Hub>, identity: Identity) 
     let limiter = (link.user.role != parley_domain::protocol::Role::Recorder)
         .then(|| Limiter::new(hub.cfg.rate_limit_per_sec, hub.cfg.rate_limit_burst));
     let ping_every = hub.cfg.ping_interval;
-    let mut conn = Conn {
-        hub,
-        conn_id,
-        link,
-        wake,
-        out: Out::Socket(sink),
-        limiter,
-        first: true,
-        asked: 0,
-        awaiting: false,
-        written: 0,
-    };
+    let mut conn =
+        Conn { hub, conn_id, link, wake, out: Out::Socket(sink), limiter, first: true, confirm: Confirm::default() };
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
     let mut last_heard = Instant::now();
 
@@ -207,9 +195,8 @@ pub(crate) async fn serve(socket: WebSocket, hub: Arc<Hub>, identity: Identity) 
                 last_heard = Instant::now();
                 // The pong to the newest ping is the server's own request:
                 // it is not charged (docs/protocol.md §8.8), once.
-                if conn.awaiting && pong_seq(&frame) == Some(conn.asked) {
-                    conn.awaiting = false;
-                    conn.link.confirm(conn.conn_id, conn.asked);
+                if let Some(seq) = conn.confirm.pong(pong_seq(&frame)) {
+                    conn.link.confirm(conn.conn_id, seq);
                     continue;
                 }
                 // The limiter first: nothing else is done for a frame over it.
@@ -262,8 +249,7 @@ pub(crate) async fn serve(socket: WebSocket, hub: Arc<Hub>, identity: Identity) 
                 if let Out::Socket(sink) = &mut conn.out {
                     // The keepalive asks to confirm what was written too.
                     let sent = conn.link.unconfirmed(conn.conn_id).map_or(0, |(sent, _)| sent);
-                    (conn.asked, conn.awaiting, conn.written) = (sent, true, 0);
-                    if sink.send(confirm_ping(sent)).await.is_err() {
+                    if sink.send(confirm_ping(conn.confirm.asking(sent))).await.is_err() {
                         break Departure::Dropped;
                     }
                 }
@@ -277,7 +263,7 @@ pub(crate) async fn serve(socket: WebSocket, hub: Arc<Hub>, identity: Identity) 
 impl Conn {
     /// A connection of `link` whose socket is on another node.
     pub(crate) fn remote(hub: Arc<Hub>, conn_id: u64, link: LocalLink, wake: Arc<Notify>, out: Out) -> Conn {
-        Conn { hub, conn_id, link, wake, out, limiter: None, first: true, asked: 0, awaiting: false, written: 0 }
+        Conn { hub, conn_id, link, wake, out, limiter: None, first: true, confirm: Confirm::default() }
     }
 
     /// Handles one text frame: limits, parsing, dispatch, reply.
@@ -342,7 +328,7 @@ impl Conn {
         match self.hub.resume(&self.link, self.conn_id, self.wake.clone(), token, last_seq).await {
             Ok((old, replayed, ice_servers)) => {
                 self.link = old;
-                (self.asked, self.awaiting, self.written) = (0, false, 0);
+                self.confirm = Confirm::default();
                 if let Some(id) = id {
                     let result = AckResult::Resumed { replayed, ice_servers };
                     self.link.send(&ServerMessage::Ack { id, result: Some(result) });
@@ -394,24 +380,10 @@ impl Conn {
         self.out.close(code, reason).await;
     }
 
-    /// Whether this write of `bytes`, up to `seq` `sent` with
-    /// `unconfirmed` messages written and not yet confirmed, should end
-    /// with a ping asking the client to confirm them (the `seq` to put in
-    /// it): when [`CONFIRM_EVERY`] wait and as many were written since the
-    /// last ask, or [`CONFIRM_BYTES`] were and no ping waits for its pong.
-    /// Only for sockets on this node (another node's socket answers pings
-    /// there: its link keeps its last 256).
+    /// [`Confirm::after_write`], only for sockets on this node (another
+    /// node's socket answers pings there: its link keeps its last 256).
     fn ask(&mut self, sent: u64, unconfirmed: u64, bytes: usize) -> Option<u64> {
-        if !matches!(self.out, Out::Socket(_)) {
-            return None;
-        }
-        self.written += bytes;
-        let by_count = unconfirmed >= CONFIRM_EVERY && sent >= self.asked + CONFIRM_EVERY;
-        let by_bytes = self.written >= CONFIRM_BYTES && sent > self.asked && !self.awaiting;
-        (by_count || by_bytes).then(|| {
-            (self.asked, self.awaiting, self.written) = (sent, true, 0);
-            sent
-        })
+        matches!(self.out, Out::Socket(_)).then(|| self.confirm.after_write(sent, unconfirmed, bytes)).flatten()
     }
 }
 
