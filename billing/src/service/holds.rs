@@ -158,7 +158,6 @@ impl Billing {
         destination: Option<String>,
     ) -> Result<Held, HoldRefusal> {
         let HoldFor { session_id, call_id, seeker, consultant, opens_at } = *what;
-        let failed = |e: BillingError| HoldRefusal::Failed(e.to_string());
         let hold = match price.model {
             PriceModel::Fixed => price.amount,
             PriceModel::PerMinute => {
@@ -228,10 +227,9 @@ impl Billing {
             return Err(HoldRefusal::Failed(e.to_string()));
         }
         match placed {
-            Ok(i) if i.status == IntentStatus::RequiresCapture => {
-                self.ledger(session_id, "hold", "hold", hold, seeker, consultant, Some(&i.id)).await.map_err(failed)?;
-                Ok(Held { price, hold, max_minutes })
-            }
+            // The hold's ledger entry (`hold:<session_id>`, B7) was booked
+            // by the insert itself (trigger `holds_placed`, migration 0017).
+            Ok(i) if i.status == IntentStatus::RequiresCapture => Ok(Held { price, hold, max_minutes }),
             Ok(i) => {
                 // Leave nothing authorised behind a call that will not ring.
                 let _ = self.provider.release(&i.id, &format!("release:{session_id}")).await;

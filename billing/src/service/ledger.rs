@@ -9,24 +9,6 @@ use sqlx::Row;
 use super::{Billing, BillingError, money};
 
 impl Billing {
-    /// Records a money movement once: a second entry with the same
-    /// `key` suffix for the session is ignored.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) async fn ledger(
-        &self,
-        session_id: &SessionId,
-        key: &str,
-        kind: &str,
-        amount: Money,
-        seeker: &UserId,
-        consultant: &UserId,
-        provider_ref: Option<&str>,
-    ) -> Result<(), BillingError> {
-        let mut conn = self.pool.acquire().await?;
-        let entry = Entry { session_id, seeker, consultant, at: self.clock.now() };
-        entry.record(&mut conn, key, kind, amount, provider_ref).await
-    }
-
     /// The ledger entries of `session_id`, oldest first.
     pub async fn session_ledger(&self, session_id: &SessionId) -> Result<Vec<LedgerItem>, BillingError> {
         let rows = sqlx::query(

@@ -36,6 +36,11 @@ async fn b2_b8_a_declined_card_never_rings_the_consultant() {
     incoming(&mut c_events).await;
     let receipts = ApiClient::new(&app.base).unwrap().receipts(&app.token("sam", Role::Seeker)).await.unwrap();
     assert_eq!(receipts.len(), 1, "refused holds are no receipts");
+    let booked: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM ledger WHERE kind = 'hold'")
+        .fetch_one(&app.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(booked, 1, "only the hold placed is in the ledger (B7)");
     app.assert_reconciled().await;
 }
 
@@ -115,6 +120,7 @@ async fn the_money_path_works_on_postgres() {
     assert_eq!(ended(&mut s.s_events).await.1, Some(bill), "charged at exactly F (M6)");
     let d = settled(&s.api, &s.seeker_token, &s.session_id).await;
     assert_eq!((d.captured, d.fee, d.payout), (Some(eur(3000)), Some(eur(600)), Some(eur(2400))));
+    assert_eq!(kinds(&d), ["hold", "capture", "fee", "earnings"], "each movement booked once (B7)");
     let refund = s.api.refund(&app.token("mo", Role::Moderator), &s.session_id, None).await.unwrap();
     assert_eq!(refund.amount, eur(3000));
     app.assert_reconciled().await;
