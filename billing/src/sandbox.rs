@@ -136,14 +136,18 @@ impl SandboxProvider {
     }
 
     async fn load_on(conn: &mut AnyConnection, id: &str) -> Result<Intent, ProviderError> {
-        let row = sqlx::query(
-            "SELECT id, status, amount_minor, currency, amount_received, created_ms FROM sandbox_intents WHERE id = $1",
-        )
-        .bind(id)
-        .fetch_optional(conn)
-        .await
-        .map_err(db_err)?
-        .ok_or_else(|| rejected("resource_missing", format!("No such payment_intent: '{id}'")))?;
+        let row =
+            sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {INTENT_COLUMNS} FROM sandbox_intents WHERE id = $1")))
+                .bind(id)
+                .fetch_optional(conn)
+                .await
+                .map_err(db_err)?
+                .ok_or_else(|| rejected("resource_missing", format!("No such payment_intent: '{id}'")))?;
+        Self::intent_from(&row)
+    }
+
+    /// An intent from a row of [`INTENT_COLUMNS`].
+    fn intent_from(row: &sqlx::any::AnyRow) -> Result<Intent, ProviderError> {
         let status = IntentStatus::parse(row.get::<String, _>("status").as_str())
             .ok_or_else(|| ProviderError::Transient("bad stored status".into()))?;
         let currency = Currency::parse(&row.get::<String, _>("currency"))
@@ -163,24 +167,28 @@ impl SandboxProvider {
         Self::load_on(&mut conn, id).await
     }
 
-    /// Moves intent `id` from one of `from` to `to`; false if it was in none.
+    /// Moves intent `id` from one of `from` to `to` and returns it as it
+    /// is now, in one statement; `None` if it was in none of `from`.
     async fn transition(
         conn: &mut AnyConnection,
         id: &str,
         from: &[IntentStatus],
         to: IntentStatus,
         set: &str,
-    ) -> Result<bool, ProviderError> {
+    ) -> Result<Option<Intent>, ProviderError> {
         let allowed: Vec<String> = from.iter().map(|s| format!("'{}'", s.as_str())).collect();
         let sql = format!(
-            "UPDATE sandbox_intents SET status = '{}'{set} WHERE id = $1 AND status IN ({})",
+            "UPDATE sandbox_intents SET status = '{}'{set} WHERE id = $1 AND status IN ({}) RETURNING {INTENT_COLUMNS}",
             to.as_str(),
             allowed.join(", ")
         );
-        let done = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).execute(conn).await.map_err(db_err)?;
-        Ok(done.rows_affected() == 1)
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(conn).await.map_err(db_err)?;
+        row.as_ref().map(Self::intent_from).transpose()
     }
 }
+
+/// The columns [`SandboxProvider::intent_from`] reads.
+const INTENT_COLUMNS: &str = "id, status, amount_minor, currency, amount_received, created_ms";
 
 fn encode(result: &Result<String, ProviderError>) -> String {
     match result {
@@ -246,8 +254,34 @@ macro_rules! idempotent {
     };
 }
 
+/// [`idempotent!`] for a write whose effect returns the intent it made or
+/// changed: a fresh write returns that intent without reading it back (one
+/// statement less), a replay reads the stored intent.
+macro_rules! idempotent_intent {
+    ($sandbox:expr, $point:literal, $key:expr, $fp:expr, |$conn:ident| $effect:expr) => {
+        match $sandbox.begin($key, &$fp).await? {
+            Begun::Replay(outcome) => $sandbox.load(&outcome?).await?,
+            Begun::Fresh(mut tx) => {
+                let result: Result<Intent, ProviderError> = {
+                    let $conn: &mut AnyConnection = &mut tx;
+                    $effect.await
+                };
+                let (id, intent) = match result {
+                    Ok(intent) => (Ok(intent.id.clone()), Some(intent)),
+                    Err(e) => (Err(e), None),
+                };
+                let id = $sandbox.finish(tx, $point, $key, id).await?;
+                match intent {
+                    Some(intent) => intent,
+                    None => $sandbox.load(&id).await?,
+                }
+            }
+        }
+    };
+}
+
 impl SandboxProvider {
-    async fn hold_effect(conn: &mut AnyConnection, req: &HoldRequest, now: Timestamp) -> Result<String, ProviderError> {
+    async fn hold_effect(conn: &mut AnyConnection, req: &HoldRequest, now: Timestamp) -> Result<Intent, ProviderError> {
         let status = match req.payment_method.as_str() {
             "pm_card_visa" | "pm_card_mastercard" => IntentStatus::RequiresCapture,
             "pm_card_authenticationRequired" => IntentStatus::RequiresAction,
@@ -282,14 +316,20 @@ impl SandboxProvider {
         .execute(conn)
         .await
         .map_err(db_err)?;
-        Ok(id)
+        Ok(Intent {
+            id,
+            status,
+            amount: req.amount,
+            amount_received: 0,
+            hold_expires_at: (status == IntentStatus::RequiresCapture).then(|| now.plus(HOLD_VALIDITY)),
+        })
     }
 
     async fn capture_effect(
         conn: &mut AnyConnection,
         intent_id: &str,
         req: &CaptureRequest,
-    ) -> Result<String, ProviderError> {
+    ) -> Result<Intent, ProviderError> {
         let intent = Self::load_on(conn, intent_id).await?;
         if intent.status != IntentStatus::RequiresCapture {
             return Err(rejected(
@@ -313,22 +353,26 @@ impl SandboxProvider {
             req.amount_to_capture,
             req.application_fee_amount.map_or("NULL".to_owned(), |f| f.to_string())
         );
-        if !Self::transition(conn, intent_id, &[IntentStatus::RequiresCapture], IntentStatus::Succeeded, &set).await? {
-            return Err(rejected("payment_intent_unexpected_state", "the PaymentIntent changed meanwhile"));
-        }
-        Ok(intent_id.to_owned())
+        Self::transition(conn, intent_id, &[IntentStatus::RequiresCapture], IntentStatus::Succeeded, &set)
+            .await?
+            .ok_or_else(|| rejected("payment_intent_unexpected_state", "the PaymentIntent changed meanwhile"))
     }
 
-    async fn release_effect(conn: &mut AnyConnection, intent_id: &str) -> Result<String, ProviderError> {
+    async fn release_effect(conn: &mut AnyConnection, intent_id: &str) -> Result<Intent, ProviderError> {
         let from = [IntentStatus::RequiresCapture, IntentStatus::RequiresAction, IntentStatus::RequiresPaymentMethod];
-        if !Self::transition(conn, intent_id, &from, IntentStatus::Canceled, "").await? {
-            let intent = Self::load_on(conn, intent_id).await?;
-            return Err(rejected(
-                "payment_intent_unexpected_state",
-                format!("You cannot cancel this PaymentIntent because it has a status of {}.", intent.status.as_str()),
-            ));
+        match Self::transition(conn, intent_id, &from, IntentStatus::Canceled, "").await? {
+            Some(intent) => Ok(intent),
+            None => {
+                let intent = Self::load_on(conn, intent_id).await?;
+                Err(rejected(
+                    "payment_intent_unexpected_state",
+                    format!(
+                        "You cannot cancel this PaymentIntent because it has a status of {}.",
+                        intent.status.as_str()
+                    ),
+                ))
+            }
         }
-        Ok(intent_id.to_owned())
     }
 
     async fn refund_effect(conn: &mut AnyConnection, req: &RefundRequest) -> Result<String, ProviderError> {
@@ -365,7 +409,7 @@ impl SandboxProvider {
             metadata: req.metadata.clone(),
             idempotency_key: req.idempotency_key.clone(),
         };
-        let id = Self::hold_effect(conn, &hold, now).await?;
+        let id = Self::hold_effect(conn, &hold, now).await?.id;
         // Automatic capture: an authorised card is charged in full at once.
         let set = format!(", amount_received = {}", req.amount.amount_minor);
         Self::transition(conn, &id, &[IntentStatus::RequiresCapture], IntentStatus::Succeeded, &set).await?;
@@ -509,26 +553,23 @@ impl PaymentProvider for SandboxProvider {
             req.amount.amount_minor, req.amount.currency, req.payment_method, req.destination
         );
         let now = self.clock.now();
-        let id = idempotent!(self, "sandbox.hold", &req.idempotency_key, fingerprint, |conn| Self::hold_effect(
+        Ok(idempotent_intent!(self, "sandbox.hold", &req.idempotency_key, fingerprint, |conn| Self::hold_effect(
             conn, req, now
-        ));
-        self.load(&id).await
+        )))
     }
 
     async fn capture(&self, intent_id: &str, req: &CaptureRequest) -> Result<Intent, ProviderError> {
         let fingerprint = format!("capture|{intent_id}|{}|{:?}", req.amount_to_capture, req.application_fee_amount);
-        let id = idempotent!(self, "sandbox.capture", &req.idempotency_key, fingerprint, |conn| {
+        Ok(idempotent_intent!(self, "sandbox.capture", &req.idempotency_key, fingerprint, |conn| {
             Self::capture_effect(conn, intent_id, req)
-        });
-        self.load(&id).await
+        }))
     }
 
     async fn release(&self, intent_id: &str, idempotency_key: &str) -> Result<Intent, ProviderError> {
         let fingerprint = format!("cancel|{intent_id}");
-        let id = idempotent!(self, "sandbox.cancel", idempotency_key, fingerprint, |conn| Self::release_effect(
+        Ok(idempotent_intent!(self, "sandbox.cancel", idempotency_key, fingerprint, |conn| Self::release_effect(
             conn, intent_id
-        ));
-        self.load(&id).await
+        )))
     }
 
     async fn intent(&self, intent_id: &str) -> Result<Intent, ProviderError> {

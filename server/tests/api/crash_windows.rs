@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::common::{TestApp, spawn_app, spawn_app_on_postgres, until};
 use parley_billing::webhook::{DisputeChange, WebhookEvent, WebhookKind};
-use parley_billing::{CaptureRequest, HoldRequest, IntentStatus, insert_settlement};
+use parley_billing::{CaptureRequest, HoldRequest, IntentStatus, ProviderError, insert_settlement};
 use parley_domain::protocol::rest::{ConsultantPrice, PriceModel};
 use parley_domain::protocol::{Outcome, SessionBill};
 use parley_domain::{Clock, Currency, Money, SessionId, UserId};
@@ -111,7 +111,7 @@ async fn concurrent_writes_with_one_key_make_one_effect(app: TestApp) {
         let ids: Vec<String> = holds.into_iter().map(|h| h.expect("every replay succeeds").id).collect();
         assert!(ids.iter().all(|id| *id == ids[0]), "one intent for one key: {ids:?}");
         let n = count(&app, "SELECT COUNT(*) AS n FROM sandbox_intents WHERE id LIKE $1", "pi_%").await;
-        assert_eq!(n, round + 1, "round {round}: one intent per key");
+        assert_eq!(n, 2 * round + 1, "round {round}: one intent per key (and one released per round before)");
         let intent = ids[0].clone();
         let capture = CaptureRequest {
             amount_to_capture: 2000,
@@ -138,6 +138,21 @@ async fn concurrent_writes_with_one_key_make_one_effect(app: TestApp) {
             .unwrap()
             .get::<i64, _>("amount_refunded");
         assert_eq!(refunded, 700, "round {round}: refunded once");
+        // Releases of another hold with one key: one cancellation, every
+        // answer the cancelled intent.
+        let other = HoldRequest { idempotency_key: format!("hold:concurrent:release:{round}"), ..hold };
+        let intent = provider.place_hold(&other).await.expect("a hold").id;
+        let key = format!("release:concurrent:{round}");
+        let releases = futures_util::future::join_all((0..8).map(|_| provider.release(&intent, &key))).await;
+        for r in releases {
+            let r = r.expect("every replay succeeds");
+            assert_eq!((r.id.as_str(), r.status), (intent.as_str(), IntentStatus::Canceled), "round {round}");
+        }
+        let fresh = provider.release(&intent, &format!("release:again:{round}")).await;
+        assert!(
+            matches!(&fresh, Err(ProviderError::Rejected { code, .. }) if code == "payment_intent_unexpected_state"),
+            "round {round}: a cancelled intent cannot be cancelled under a new key: {fresh:?}"
+        );
     }
 }
 
