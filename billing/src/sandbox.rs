@@ -55,6 +55,15 @@ enum Begun {
     Fresh(Transaction<'static, Any>),
 }
 
+/// A write whose effect ran first, ended by [`SandboxProvider::record`].
+enum Recorded {
+    /// Its outcome was stored and committed with its effect.
+    Fresh,
+    /// The key was recorded before: the effect was rolled back, this is
+    /// the stored outcome.
+    Replay(Result<String, ProviderError>),
+}
+
 impl SandboxProvider {
     /// A sandbox over `pool` (migrated by the server), reading `clock`.
     pub fn new(pool: AnyPool, clock: Arc<dyn Clock>) -> Self {
@@ -90,6 +99,12 @@ impl SandboxProvider {
             return Ok(Begun::Fresh(tx));
         }
         drop(tx);
+        self.replay(key, request).await.map(Begun::Replay)
+    }
+
+    /// The stored outcome of `key`, for a request with fingerprint
+    /// `request`: `idempotency_error` if the key was used with another.
+    async fn replay(&self, key: &str, request: &str) -> Result<Result<String, ProviderError>, ProviderError> {
         let row = sqlx::query("SELECT request, response FROM sandbox_idempotency WHERE key = $1")
             .bind(key)
             .fetch_optional(&self.pool)
@@ -98,12 +113,58 @@ impl SandboxProvider {
             .ok_or_else(|| ProviderError::Transient(format!("idempotency key {key} vanished; retry")))?;
         let (req, resp): (String, String) = (row.get("request"), row.get("response"));
         if req != request {
-            return Ok(Begun::Replay(Err(rejected(
+            return Ok(Err(rejected(
                 "idempotency_error",
                 format!("Keys for idempotent requests can only be used with the same parameters ({key})"),
-            ))));
+            )));
         }
-        Ok(Begun::Replay(decode(&resp)))
+        Ok(decode(&resp))
+    }
+
+    /// Ends a write whose effect ran first in `tx` (an effect whose first
+    /// statement writes, or that writes nothing): stores `result` under
+    /// `key` with one insert and commits it with the effect; one statement
+    /// less than claiming the key first ([`Self::begin`]) and recording
+    /// the outcome after ([`Self::finish`]). If `key` is recorded already
+    /// (an earlier request, or a concurrent one: PostgreSQL waits on the
+    /// unique key, SQLite on its write lock, taken by the effect's first
+    /// write), the effect is rolled back and the stored outcome answered:
+    /// one effect per key either way. A transient failure is not
+    /// remembered. Crash point `point` fires before the commit of a fresh
+    /// write: neither the effect nor its record is kept, as in
+    /// [`Self::finish`]. Only for effects that write before
+    /// they read: on SQLite a transaction that reads first cannot always
+    /// take the write lock after another writer committed.
+    async fn record(
+        &self,
+        mut tx: Transaction<'static, Any>,
+        point: &str,
+        key: &str,
+        request: &str,
+        result: &Result<String, ProviderError>,
+    ) -> Result<Recorded, ProviderError> {
+        if let Err(e @ ProviderError::Transient(_)) = result {
+            return Err(e.clone());
+        }
+        let stored = sqlx::query(
+            "INSERT INTO sandbox_idempotency (key, request, response) VALUES ($1, $2, $3) ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(key)
+        .bind(request)
+        .bind(encode(result))
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        if stored.rows_affected() == 1 {
+            if self.faults.fires(point) {
+                drop(tx);
+                return Err(ProviderError::Transient(format!("injected crash at {point}")));
+            }
+            tx.commit().await.map_err(db_err)?;
+            return Ok(Recorded::Fresh);
+        }
+        drop(tx);
+        self.replay(key, request).await.map(Recorded::Replay)
     }
 
     /// Ends a write begun by [`Self::begin`]: stores `result` under `key`
@@ -278,6 +339,26 @@ macro_rules! idempotent_intent {
             }
         }
     };
+}
+
+/// An idempotent write of `$sandbox` whose `$effect` (using the
+/// transaction's connection `$conn`) writes before it reads and returns the
+/// intent it made or changed: the effect runs, then its record is stored
+/// ([`SandboxProvider::record`]). A fresh write answers the effect's intent
+/// without reading it back; a replay reads the stored intent.
+macro_rules! effect_first {
+    ($sandbox:expr, $point:literal, $key:expr, $fp:expr, |$conn:ident| $effect:expr) => {{
+        let mut tx = $sandbox.pool.begin().await.map_err(db_err)?;
+        let result: Result<Intent, ProviderError> = {
+            let $conn: &mut AnyConnection = &mut tx;
+            $effect.await
+        };
+        let outcome = result.as_ref().map(|intent| intent.id.clone()).map_err(Clone::clone);
+        match $sandbox.record(tx, $point, $key, &$fp, &outcome).await? {
+            Recorded::Fresh => result?,
+            Recorded::Replay(stored) => $sandbox.load(&stored?).await?,
+        }
+    }};
 }
 
 impl SandboxProvider {
@@ -553,7 +634,7 @@ impl PaymentProvider for SandboxProvider {
             req.amount.amount_minor, req.amount.currency, req.payment_method, req.destination
         );
         let now = self.clock.now();
-        Ok(idempotent_intent!(self, "sandbox.hold", &req.idempotency_key, fingerprint, |conn| Self::hold_effect(
+        Ok(effect_first!(self, "sandbox.hold", &req.idempotency_key, fingerprint, |conn| Self::hold_effect(
             conn, req, now
         )))
     }
@@ -567,7 +648,7 @@ impl PaymentProvider for SandboxProvider {
 
     async fn release(&self, intent_id: &str, idempotency_key: &str) -> Result<Intent, ProviderError> {
         let fingerprint = format!("cancel|{intent_id}");
-        Ok(idempotent_intent!(self, "sandbox.cancel", idempotency_key, fingerprint, |conn| Self::release_effect(
+        Ok(effect_first!(self, "sandbox.cancel", idempotency_key, fingerprint, |conn| Self::release_effect(
             conn, intent_id
         )))
     }

@@ -111,7 +111,7 @@ async fn concurrent_writes_with_one_key_make_one_effect(app: TestApp) {
         let ids: Vec<String> = holds.into_iter().map(|h| h.expect("every replay succeeds").id).collect();
         assert!(ids.iter().all(|id| *id == ids[0]), "one intent for one key: {ids:?}");
         let n = count(&app, "SELECT COUNT(*) AS n FROM sandbox_intents WHERE id LIKE $1", "pi_%").await;
-        assert_eq!(n, 2 * round + 1, "round {round}: one intent per key (and one released per round before)");
+        assert_eq!(n, 3 * round + 1, "round {round}: one intent per key (three keys per round before)");
         let intent = ids[0].clone();
         let capture = CaptureRequest {
             amount_to_capture: 2000,
@@ -147,6 +147,23 @@ async fn concurrent_writes_with_one_key_make_one_effect(app: TestApp) {
         for r in releases {
             let r = r.expect("every replay succeeds");
             assert_eq!((r.id.as_str(), r.status), (intent.as_str(), IntentStatus::Canceled), "round {round}");
+        }
+        // One key, two different requests racing: the first recorded
+        // stands, every request like it answers its intent, every other is
+        // refused (idempotency_error); one intent either way.
+        let a = HoldRequest { idempotency_key: format!("hold:clash:{round}"), ..other.clone() };
+        let b = HoldRequest { amount: eur(4000), ..a.clone() };
+        let racers =
+            futures_util::future::join_all((0..8).map(|i| provider.place_hold(if i % 2 == 0 { &a } else { &b })));
+        let (won, refused): (Vec<_>, Vec<_>) = racers.await.into_iter().partition(Result::is_ok);
+        let ids: std::collections::HashSet<String> = won.into_iter().map(|w| w.unwrap().id).collect();
+        assert_eq!(ids.len(), 1, "round {round}: one intent for the key: {ids:?}");
+        assert_eq!(refused.len(), 4, "round {round}: the other request's four tries are refused");
+        for r in refused {
+            assert!(
+                matches!(&r, Err(ProviderError::Rejected { code, .. }) if code == "idempotency_error"),
+                "round {round}: {r:?}"
+            );
         }
         let fresh = provider.release(&intent, &format!("release:again:{round}")).await;
         assert!(
