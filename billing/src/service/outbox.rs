@@ -18,6 +18,9 @@ use crate::provider::CaptureRequest;
 /// longest the outbox worker sleeps.
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
 
+/// Settlements claimed at most per pass of the outbox worker.
+const CLAIM_BATCH: i64 = 100;
+
 /// The settlement of a session as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredSettlement {
@@ -137,36 +140,35 @@ impl Billing {
         Ok(next.max(now))
     }
 
-    /// Carries out every settlement due now; returns how many were done
-    /// (succeeded or failed for good) in this pass.
+    /// Carries out every settlement due now (at most [`CLAIM_BATCH`] per
+    /// pass); returns how many were done (succeeded or failed for good) in
+    /// this pass. The due settlements are claimed with one statement: each
+    /// gets a lease ([`LEASE`] of server time) by moving its next attempt
+    /// past it, so another worker (another node) skips it. A pass that has
+    /// run for half the lease leaves the rest of its batch to the next
+    /// claim after their leases end, so no carry-out outlives its lease.
     pub async fn settle_due(&self) -> Result<usize, BillingError> {
-        let now = self.clock.now().unix_millis();
+        let claimed_at = self.clock.now();
+        let now = claimed_at.unix_millis();
+        let lease = now + i64::try_from(LEASE.as_millis()).unwrap_or(i64::MAX);
         let due = sqlx::query(
-            "SELECT session_id FROM settlements WHERE status = 'pending' AND next_attempt_ms <= $1 \
-             ORDER BY next_attempt_ms LIMIT 100",
+            "UPDATE settlements SET next_attempt_ms = $2 WHERE status = 'pending' AND next_attempt_ms <= $1 \
+             AND session_id IN (SELECT session_id FROM settlements WHERE status = 'pending' AND next_attempt_ms <= $1 \
+             ORDER BY next_attempt_ms LIMIT $3) RETURNING session_id",
         )
         .bind(now)
+        .bind(lease)
+        .bind(CLAIM_BATCH)
         .fetch_all(&self.pool)
         .await?;
         self.sweep_orphan_holds().await?;
         let mut finished = 0;
         for row in due {
+            if self.clock.now().since(claimed_at) >= LEASE / 2 {
+                break;
+            }
             let sid: String = row.try_get("session_id")?;
             let session_id = SessionId::parse(sid)?;
-            // Claim it: another worker may be looking at the same row.
-            let lease = now + i64::try_from(LEASE.as_millis()).unwrap_or(i64::MAX);
-            let claimed = sqlx::query(
-                "UPDATE settlements SET next_attempt_ms = $3 WHERE session_id = $1 AND status = 'pending' \
-                 AND next_attempt_ms <= $2",
-            )
-            .bind(session_id.as_str())
-            .bind(now)
-            .bind(lease)
-            .execute(&self.pool)
-            .await?;
-            if claimed.rows_affected() != 1 {
-                continue;
-            }
             if self.carry_out(&session_id).await? {
                 finished += 1;
             }

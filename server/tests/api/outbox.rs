@@ -68,3 +68,64 @@ async fn b3_the_outbox_sleeps_until_a_retry_is_due_and_runs_it_then_on_sqlite() 
 async fn b3_the_outbox_sleeps_until_a_retry_is_due_and_runs_it_then_on_postgres() {
     b3_the_outbox_sleeps_until_a_retry_is_due_and_runs_it_then(spawn_app_on_postgres().await).await;
 }
+
+/// B3, B4: outbox passes racing over the same due settlements (two workers,
+/// two nodes on one database) carry each out once: one capture or release
+/// per hold, one ledger entry for it, one attempt. Five rounds of ten.
+async fn b3_racing_passes_carry_out_each_settlement_once(app: TestApp) {
+    let price = ConsultantPrice { model: PriceModel::Fixed, amount: eur(3000) };
+    app.billing.set_price(&uid("cora"), &price).await.unwrap();
+    // The server's own worker settles one first and then sleeps until its
+    // next deadline (the server clock stands still here): the passes below
+    // are the only ones.
+    let first = SessionId::parse("ses_race_first").unwrap();
+    let free = SessionBill { outcome: Outcome::Free, billable_secs: 0, charge: eur(0) };
+    let mut conn = app.store.pool().acquire().await.unwrap();
+    insert_settlement(&mut conn, &first, &free, "hangup", app.clock.now()).await.unwrap();
+    drop(conn);
+    app.billing.wake();
+    until("the worker's pass", || async { app.billing.settlement(&first).await.unwrap().unwrap().status == "done" })
+        .await;
+    for round in 0..5 {
+        let mut sessions = Vec::new();
+        for i in 0..10 {
+            let sid = SessionId::parse(format!("ses_race_{round}_{i}")).unwrap();
+            let call = format!("call_race_{round}_{i}");
+            let hold = app.billing.place_hold(&sid, &call, &uid("sam"), &uid("cora"), Some("pm_card_visa")).await;
+            assert!(hold.unwrap().is_some(), "hold placed");
+            // Even sessions reached the free window (charged), odd ones not.
+            let charged = i % 2 == 0;
+            let bill = if charged {
+                SessionBill { outcome: Outcome::Charged, billable_secs: 600, charge: eur(3000) }
+            } else {
+                SessionBill { outcome: Outcome::Free, billable_secs: 0, charge: eur(0) }
+            };
+            let mut conn = app.store.pool().acquire().await.unwrap();
+            insert_settlement(&mut conn, &sid, &bill, "hangup", app.clock.now()).await.unwrap();
+            sessions.push((sid, charged));
+        }
+        let passes = futures_util::future::join_all((0..3).map(|_| app.billing.settle_due())).await;
+        let done: usize = passes.into_iter().map(|p| p.expect("a pass")).sum();
+        assert_eq!(done, 10, "round {round}: each settlement finished by exactly one pass");
+        for (sid, charged) in &sessions {
+            let s = app.billing.settlement(sid).await.unwrap().unwrap();
+            assert_eq!((s.status.as_str(), s.attempts), ("done", 1), "round {round}, {sid}: {s:?}");
+            let (status, kind) = if *charged { ("captured", "capture") } else { ("released", "release") };
+            assert_eq!(app.billing.hold(sid).await.unwrap().unwrap().status, status, "{sid}");
+            let ledger = app.billing.session_ledger(sid).await.unwrap();
+            let kinds: Vec<&str> = ledger.iter().map(|l| l.kind.as_str()).collect();
+            assert_eq!(kinds.iter().filter(|k| **k == kind).count(), 1, "round {round}, {sid}: {kinds:?}");
+        }
+    }
+    app.assert_reconciled().await;
+}
+
+#[tokio::test]
+async fn b3_racing_passes_carry_out_each_settlement_once_on_sqlite() {
+    b3_racing_passes_carry_out_each_settlement_once(spawn_app().await).await;
+}
+
+#[tokio::test]
+async fn b3_racing_passes_carry_out_each_settlement_once_on_postgres() {
+    b3_racing_passes_carry_out_each_settlement_once(spawn_app_on_postgres().await).await;
+}
