@@ -132,9 +132,9 @@ impl SandboxProvider {
     /// one effect per key either way. A transient failure is not
     /// remembered. Crash point `point` fires before the commit of a fresh
     /// write: neither the effect nor its record is kept, as in
-    /// [`Self::finish`]. Only for effects that write before
-    /// they read: on SQLite a transaction that reads first cannot always
-    /// take the write lock after another writer committed.
+    /// [`Self::finish`]. Only for effects that write before they read: on
+    /// SQLite a transaction that reads first cannot always take the write
+    /// lock after another writer committed.
     async fn record(
         &self,
         mut tx: Transaction<'static, Any>,
