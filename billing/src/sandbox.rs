@@ -315,32 +315,6 @@ macro_rules! idempotent {
     };
 }
 
-/// [`idempotent!`] for a write whose effect returns the intent it made or
-/// changed: a fresh write returns that intent without reading it back (one
-/// statement less), a replay reads the stored intent.
-macro_rules! idempotent_intent {
-    ($sandbox:expr, $point:literal, $key:expr, $fp:expr, |$conn:ident| $effect:expr) => {
-        match $sandbox.begin($key, &$fp).await? {
-            Begun::Replay(outcome) => $sandbox.load(&outcome?).await?,
-            Begun::Fresh(mut tx) => {
-                let result: Result<Intent, ProviderError> = {
-                    let $conn: &mut AnyConnection = &mut tx;
-                    $effect.await
-                };
-                let (id, intent) = match result {
-                    Ok(intent) => (Ok(intent.id.clone()), Some(intent)),
-                    Err(e) => (Err(e), None),
-                };
-                let id = $sandbox.finish(tx, $point, $key, id).await?;
-                match intent {
-                    Some(intent) => intent,
-                    None => $sandbox.load(&id).await?,
-                }
-            }
-        }
-    };
-}
-
 /// An idempotent write of `$sandbox` whose `$effect` (using the
 /// transaction's connection `$conn`) writes before it reads and returns the
 /// intent it made or changed: the effect runs, then its record is stored
@@ -641,9 +615,10 @@ impl PaymentProvider for SandboxProvider {
 
     async fn capture(&self, intent_id: &str, req: &CaptureRequest) -> Result<Intent, ProviderError> {
         let fingerprint = format!("capture|{intent_id}|{}|{:?}", req.amount_to_capture, req.application_fee_amount);
-        Ok(idempotent_intent!(self, "sandbox.capture", &req.idempotency_key, fingerprint, |conn| {
-            Self::capture_effect(conn, intent_id, req)
-        }))
+        let id = idempotent!(self, "sandbox.capture", &req.idempotency_key, fingerprint, |conn| async {
+            Self::capture_effect(conn, intent_id, req).await.map(|intent| intent.id)
+        });
+        self.load(&id).await
     }
 
     async fn release(&self, intent_id: &str, idempotency_key: &str) -> Result<Intent, ProviderError> {
