@@ -293,10 +293,9 @@ impl Billing {
         } else {
             match self.provider.release(&intent_id, &key).await {
                 Ok(_) => {
-                    let r = Some(intent_id.as_str());
+                    // The hold's change to `released` books its ledger
+                    // entry (trigger `holds_released`, migration 0018).
                     let mut tx = self.pool.begin().await?;
-                    let entry = Entry { session_id, seeker: &seeker, consultant: &consultant, at: now };
-                    entry.record(&mut tx, "release", "release", hold, r).await?;
                     self.settled_on(&mut tx, session_id, "released").await?;
                     tx.commit().await?;
                     Ok(())
