@@ -1,8 +1,8 @@
 //! The delivery worker of outgoing webhooks (docs/protocol.md §14). Events
 //! are rows of the outbox ([`crate::store::outbox`]). `session.settled` comes
 //! from a scan of settlements billing finished (`settlements.announced`,
-//! set in the transaction that stores the event): billing does not know
-//! this module.
+//! set once the event is stored; its dedupe key keeps it to one): billing
+//! does not know this module.
 //!
 //! The worker POSTs each pending event's stored body to
 //! `PARLEY_WEBHOOK_URL`, signed like Stripe's webhooks
@@ -191,15 +191,27 @@ impl Webhooks {
     }
 
     /// `session.settled` for each settlement billing finished (done or
-    /// failed) and not yet announced: the event and the `announced` mark
-    /// are committed together, so each is announced exactly once, even with
-    /// several nodes or a crash in between. Calls that never became a
-    /// session (`unanswered`) are marked without an event.
+    /// failed) and not yet announced: the event is stored first, then the
+    /// settlement is marked `announced`. The event's dedupe key
+    /// (`session.settled:<session>`) keeps it to one per session, so each
+    /// is announced exactly once without a transaction, even with several
+    /// nodes or a crash in between (the next pass stores nothing new and
+    /// marks it). Calls that never became a session (`unanswered`) are
+    /// marked without an event. Three statements per settlement: the scan
+    /// (which also sums its ledger), the event, the mark.
     async fn announce_settlements(&self) -> Result<(), OutboxError> {
         let rows = sqlx::query(
             "SELECT s.session_id, s.outcome, s.billable_secs, s.amount_minor, s.currency, s.status, s.last_error, \
              s.done_ms, s.decided_ms, COALESCE(x.seeker_id, h.seeker_id) AS seeker_id, \
-             COALESCE(x.consultant_id, h.consultant_id) AS consultant_id \
+             COALESCE(x.consultant_id, h.consultant_id) AS consultant_id, \
+             (SELECT CAST(SUM(l.amount_minor) AS BIGINT) FROM ledger l \
+              WHERE l.session_id = s.session_id AND l.kind = 'capture') AS captured_minor, \
+             (SELECT CAST(SUM(l.amount_minor) AS BIGINT) FROM ledger l \
+              WHERE l.session_id = s.session_id AND l.kind = 'fee') AS fee_minor, \
+             (SELECT CAST(SUM(l.amount_minor) AS BIGINT) FROM ledger l \
+              WHERE l.session_id = s.session_id AND l.kind = 'earnings') AS earnings_minor, \
+             (SELECT MIN(l.currency) FROM ledger l \
+              WHERE l.session_id = s.session_id AND l.kind IN ('capture', 'fee', 'earnings')) AS ledger_currency \
              FROM settlements s LEFT JOIN sessions x ON x.id = s.session_id LEFT JOIN holds h ON h.session_id = s.session_id \
              WHERE s.announced = 0 AND s.status IN ('done', 'failed') ORDER BY s.done_ms LIMIT $1",
         )
@@ -209,25 +221,18 @@ impl Webhooks {
         let mut stored = false;
         for row in rows {
             let sid: String = row.try_get("session_id")?;
-            let event = match settled_event(&self.pool, &row).await {
-                Ok(event) => event,
-                Err(e) => {
-                    tracing::error!(session_id = %sid, error = %e, "cannot build session.settled; not announced");
-                    None
+            match settled_event(&row) {
+                Ok(Some(event)) => {
+                    let mut conn = self.pool.acquire().await?;
+                    stored |= insert_event(&mut conn, &event).await?;
                 }
-            };
-            let mut tx = self.pool.begin().await?;
-            let marked = sqlx::query("UPDATE settlements SET announced = 1 WHERE session_id = $1 AND announced = 0")
+                Ok(None) => {}
+                Err(e) => tracing::error!(session_id = %sid, error = %e, "cannot build session.settled; not announced"),
+            }
+            sqlx::query("UPDATE settlements SET announced = 1 WHERE session_id = $1 AND announced = 0")
                 .bind(&sid)
-                .execute(&mut *tx)
+                .execute(&self.pool)
                 .await?;
-            if marked.rows_affected() != 1 {
-                continue; // another worker did it
-            }
-            if let Some(event) = &event {
-                stored |= insert_event(&mut tx, event).await?;
-            }
-            tx.commit().await?;
         }
         if stored {
             self.wake.wake();
@@ -361,7 +366,7 @@ impl Webhooks {
 
 /// The `session.settled` event of a finished settlement row, or `None` for
 /// a call that never became a session.
-async fn settled_event(pool: &AnyPool, row: &sqlx::any::AnyRow) -> Result<Option<NewEvent>, OutboxError> {
+fn settled_event(row: &sqlx::any::AnyRow) -> Result<Option<NewEvent>, OutboxError> {
     let sid: String = row.try_get("session_id")?;
     let outcome = match row.try_get::<String, _>("outcome")?.as_str() {
         "charged" => Outcome::Charged,
@@ -376,22 +381,14 @@ async fn settled_event(pool: &AnyPool, row: &sqlx::any::AnyRow) -> Result<Option
     let bad = |e: parley_domain::IdError| OutboxError::Data(e.to_string());
     let currency =
         Currency::parse(&row.try_get::<String, _>("currency")?).map_err(|e| OutboxError::Data(e.to_string()))?;
-    let sums = sqlx::query(
-        "SELECT kind, currency, CAST(SUM(amount_minor) AS BIGINT) AS total FROM ledger \
-         WHERE session_id = $1 AND kind IN ('capture', 'fee', 'earnings') GROUP BY kind, currency",
-    )
-    .bind(&sid)
-    .fetch_all(pool)
-    .await?;
-    let sum = |kind: &str| -> Result<Option<Money>, OutboxError> {
-        for r in &sums {
-            if r.try_get::<String, _>("kind")? == kind {
-                let c = Currency::parse(&r.try_get::<String, _>("currency")?)
-                    .map_err(|e| OutboxError::Data(e.to_string()))?;
-                return Ok(Some(Money::new(r.try_get("total")?, c)));
-            }
-        }
-        Ok(None)
+    // Every entry of a session is in its hold's currency (B7).
+    let ledger_currency = row
+        .try_get::<Option<String>, _>("ledger_currency")?
+        .map(|c| Currency::parse(&c).map_err(|e| OutboxError::Data(e.to_string())))
+        .transpose()?;
+    let sum = |column: &str| -> Result<Option<Money>, OutboxError> {
+        let total: Option<i64> = row.try_get(column)?;
+        Ok(total.zip(ledger_currency).map(|(minor, c)| Money::new(minor, c)))
     };
     let done: Option<i64> = row.try_get("done_ms")?;
     let settled_at = done.unwrap_or(row.try_get("decided_ms")?);
@@ -403,9 +400,9 @@ async fn settled_event(pool: &AnyPool, row: &sqlx::any::AnyRow) -> Result<Option
         outcome,
         billable_secs: u64::try_from(row.try_get::<i64, _>("billable_secs")?).unwrap_or(0),
         amount: Money::new(row.try_get("amount_minor")?, currency),
-        captured: sum("capture")?,
-        fee: sum("fee")?,
-        earnings: sum("earnings")?,
+        captured: sum("captured_minor")?,
+        fee: sum("fee_minor")?,
+        earnings: sum("earnings_minor")?,
         settled_at_ms: settled_at,
         error: row.try_get("last_error")?,
     };

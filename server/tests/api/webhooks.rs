@@ -10,17 +10,19 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::common::{
-    TestApp, WAIT, fresh_postgres_url, open_session, settled, spawn_app, spawn_with_config, wait_ended,
+    TestApp, WAIT, fresh_postgres_url, open_session, settled, spawn_app, spawn_with_config, until, wait_ended,
 };
 use axum::http::{HeaderMap, StatusCode};
 use hmac::{Hmac, Mac};
-use parley_domain::clock::ManualClock;
-use parley_domain::protocol::Role;
+use parley_billing::insert_settlement;
+use parley_domain::clock::{ManualClock, Wake};
 use parley_domain::protocol::rest::{ConsultantPrice, PriceModel};
-use parley_domain::{Clock, Currency, Money};
+use parley_domain::protocol::{Outcome, Role, SessionBill};
+use parley_domain::{Clock, Currency, Money, SessionId, UserId};
 use parley_sdk::ApiClient;
 use parley_server::Config;
 use parley_server::config::WebhookConfig;
+use parley_server::webhooks::Webhooks;
 use serde_json::{Value, json};
 use sqlx::Row;
 use tokio::sync::mpsc;
@@ -441,4 +443,91 @@ async fn two_nodes_on_one_database_settle_and_announce_each_session_once() {
         assert_eq!((status.as_str(), attempts, last_status), ("delivered", 1, Some(200)), "{id}");
     }
     nodes[0].assert_reconciled().await;
+}
+
+/// `session.settled` is stored once per settlement however many workers
+/// announce at once (several nodes on one database): each pass stores the
+/// event, whose dedupe key keeps one, and then marks the settlement.
+/// Billing settles ten sessions (even ones charged, odd ones free); they
+/// are then put back to "finished, not announced" (as after a crash before
+/// the mark) and three passes race over them. Five rounds, both backends.
+async fn racing_passes_announce_each_settlement_once(app: TestApp) {
+    let euros = |minor| Money::new(minor, Currency::parse("EUR").unwrap());
+    let (sam, cora) = (UserId::parse("sam").unwrap(), UserId::parse("cora").unwrap());
+    let price = ConsultantPrice { model: PriceModel::Fixed, amount: euros(3000) };
+    app.billing.set_price(&cora, &price).await.unwrap();
+    let pool = app.store.pool();
+    for round in 0..5 {
+        let mut sessions = Vec::new();
+        for i in 0..10 {
+            let sid = SessionId::parse(format!("ses_announce_{round}_{i}")).unwrap();
+            let call = format!("call_announce_{round}_{i}");
+            let hold = app.billing.place_hold(&sid, &call, &sam, &cora, Some("pm_card_visa")).await;
+            assert!(hold.unwrap().is_some(), "hold placed");
+            let charged = i % 2 == 0;
+            let bill = if charged {
+                SessionBill { outcome: Outcome::Charged, billable_secs: 600, charge: euros(3000) }
+            } else {
+                SessionBill { outcome: Outcome::Free, billable_secs: 0, charge: euros(0) }
+            };
+            let mut conn = pool.acquire().await.unwrap();
+            insert_settlement(&mut conn, &sid, &bill, "hangup", app.clock.now()).await.unwrap();
+            sessions.push((sid, charged));
+        }
+        app.billing.wake();
+        let announced = || async {
+            let n: i64 =
+                sqlx::query_scalar("SELECT COUNT(*) FROM settlements WHERE announced = 1 AND session_id LIKE $1")
+                    .bind(format!("ses_announce_{round}_%"))
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap();
+            n == 10
+        };
+        until("the server settles and announces the round", announced).await;
+        sqlx::query("DELETE FROM webhook_outbox WHERE type = 'session.settled'").execute(&pool).await.unwrap();
+        sqlx::query("UPDATE settlements SET announced = 0").execute(&pool).await.unwrap();
+
+        let config = WebhookConfig::default();
+        let workers: Vec<_> =
+            (0..3).map(|_| Webhooks::new(pool.clone(), app.clock.clone(), &config, Wake::new()).unwrap()).collect();
+        for pass in futures_util::future::join_all(workers.iter().map(|w| w.pass())).await {
+            pass.expect("a pass");
+        }
+        let unmarked: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM settlements WHERE announced = 0").fetch_one(&pool).await.unwrap();
+        assert_eq!(unmarked, 0, "round {round}: every settlement marked");
+        let bodies: Vec<String> = sqlx::query_scalar("SELECT body FROM webhook_outbox WHERE type = 'session.settled'")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        let events: Vec<Value> =
+            bodies.iter().map(|b| serde_json::from_str::<Value>(b).unwrap()["data"].clone()).collect();
+        for (sid, charged) in &sessions {
+            let mine: Vec<&Value> = events.iter().filter(|d| d["session_id"] == sid.as_str()).collect();
+            assert_eq!(mine.len(), 1, "round {round}, {sid}: one session.settled");
+            let data = mine[0];
+            let (outcome, captured, fee, earnings) = if *charged {
+                ("charged", eur(3000), eur(600), eur(2400))
+            } else {
+                ("free", Value::Null, Value::Null, Value::Null)
+            };
+            assert_eq!(
+                (data["outcome"].as_str(), &data["captured"], &data["fee"], &data["earnings"]),
+                (Some(outcome), &captured, &fee, &earnings),
+                "round {round}, {sid}"
+            );
+        }
+    }
+    app.assert_reconciled().await;
+}
+
+#[tokio::test]
+async fn racing_passes_announce_each_settlement_once_on_sqlite() {
+    racing_passes_announce_each_settlement_once(spawn_app().await).await;
+}
+
+#[tokio::test]
+async fn racing_passes_announce_each_settlement_once_on_postgres() {
+    racing_passes_announce_each_settlement_once(common::spawn_app_on_postgres().await).await;
 }
