@@ -5,6 +5,7 @@
 //! is not stored and nothing stored is lost on a crash. The webhook worker
 //! (the webhooks area) delivers them; areas only store them here.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use parley_domain::clock::Wake;
@@ -15,6 +16,9 @@ use parley_domain::{Clock, SessionId, Timestamp, UserId};
 use parley_signaling::store::{SessionEvent, SessionRecord};
 use serde::Serialize;
 use sqlx::{AnyConnection, AnyPool, Row};
+
+use super::Backend;
+use super::writer::{ROWS_PER_STATEMENT, placeholders};
 
 /// A webhook failure that is not the receiver's.
 #[derive(Debug, thiserror::Error)]
@@ -86,14 +90,19 @@ pub async fn insert_event(conn: &mut AnyConnection, event: &NewEvent) -> Result<
 
 /// The store writer's part (inside its transaction): `session.started` for
 /// each session stored, `session.ended` for each end (once per session).
-/// Returns whether any event was stored.
+/// However many sessions a batch starts or ends, that is one read of the
+/// ended sessions and one insert of the events per
+/// [`ROWS_PER_STATEMENT`] (each statement a round trip to the connection's
+/// thread on SQLite). An end for a session not stored is logged and
+/// announces nothing.
 pub(crate) async fn session_events(
     conn: &mut AnyConnection,
+    backend: Backend,
     started: &[&SessionRecord],
     ended: &[(&SessionId, &SessionEvent, Timestamp)],
-) -> Result<bool, sqlx::Error> {
+) -> Result<(), sqlx::Error> {
     let encode = |e: serde_json::Error| sqlx::Error::Encode(Box::new(e));
-    let mut any = false;
+    let mut events = Vec::with_capacity(started.len() + ended.len());
     for s in started {
         let data = SessionStartedData {
             session_id: s.session_id.clone(),
@@ -104,37 +113,67 @@ pub(crate) async fn session_events(
             recording: s.recording,
         };
         let key = format!("session.started:{}", s.session_id);
-        let event = NewEvent::new(WebhookEventType::SessionStarted, &data, s.opened_at, Some(key)).map_err(encode)?;
-        any |= insert_event(conn, &event).await?;
+        events.push(NewEvent::new(WebhookEventType::SessionStarted, &data, s.opened_at, Some(key)).map_err(encode)?);
     }
-    for (id, event, at) in ended {
-        let SessionEvent::Ended { reason, by, bill } = event else { continue };
-        let row = sqlx::query("SELECT call_id, seeker_id, consultant_id, opened_ms FROM sessions WHERE id = $1")
-            .bind(id.as_str())
-            .fetch_optional(&mut *conn)
-            .await?;
-        let Some(row) = row else {
-            tracing::warn!(session_id = %id, "session.ended for a session not stored; no webhook");
-            continue;
-        };
-        let parse = |col: &str| -> Result<String, sqlx::Error> { row.try_get::<String, _>(col) };
-        let bad = |e: parley_domain::IdError| sqlx::Error::Decode(Box::new(e));
-        let data = SessionEndedData {
-            session_id: (*id).clone(),
-            call_id: parley_domain::CallId::parse(parse("call_id")?).map_err(bad)?,
-            seeker_id: UserId::parse(parse("seeker_id")?).map_err(bad)?,
-            consultant_id: UserId::parse(parse("consultant_id")?).map_err(bad)?,
-            opened_at_ms: row.try_get("opened_ms")?,
-            ended_at_ms: at.unix_millis(),
-            reason: *reason,
-            ended_by: by.clone(),
-            bill: *bill,
-        };
-        let key = format!("session.ended:{id}");
-        let event = NewEvent::new(WebhookEventType::SessionEnded, &data, *at, Some(key)).map_err(encode)?;
-        any |= insert_event(conn, &event).await?;
+    let ended: Vec<_> = ended
+        .iter()
+        .filter_map(|(id, event, at)| match event {
+            SessionEvent::Ended { reason, by, bill } => Some((*id, reason, by, bill, *at)),
+            _ => None,
+        })
+        .collect();
+    for chunk in ended.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "SELECT id, call_id, seeker_id, consultant_id, opened_ms FROM sessions WHERE id IN {}",
+            placeholders(backend, 1, chunk.len())
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (id, ..) in chunk {
+            q = q.bind(id.as_str());
+        }
+        let rows = q.fetch_all(&mut *conn).await?;
+        let mut stored = HashMap::with_capacity(rows.len());
+        for row in rows {
+            stored.insert(row.try_get::<String, _>("id")?, row);
+        }
+        for (id, reason, by, bill, at) in chunk {
+            let Some(row) = stored.get(id.as_str()) else {
+                tracing::warn!(session_id = %id, "session.ended for a session not stored; no webhook");
+                continue;
+            };
+            let parse = |col: &str| -> Result<String, sqlx::Error> { row.try_get::<String, _>(col) };
+            let bad = |e: parley_domain::IdError| sqlx::Error::Decode(Box::new(e));
+            let data = SessionEndedData {
+                session_id: (*id).clone(),
+                call_id: parley_domain::CallId::parse(parse("call_id")?).map_err(bad)?,
+                seeker_id: UserId::parse(parse("seeker_id")?).map_err(bad)?,
+                consultant_id: UserId::parse(parse("consultant_id")?).map_err(bad)?,
+                opened_at_ms: row.try_get("opened_ms")?,
+                ended_at_ms: at.unix_millis(),
+                reason: **reason,
+                ended_by: (*by).clone(),
+                bill: **bill,
+            };
+            let key = format!("session.ended:{id}");
+            events.push(NewEvent::new(WebhookEventType::SessionEnded, &data, *at, Some(key)).map_err(encode)?);
+        }
     }
-    Ok(any)
+    for chunk in events.chunks(ROWS_PER_STATEMENT) {
+        // Rows are inserted in order: of two with one dedupe key (a
+        // session ended twice in one batch), the first stands.
+        let sql = format!(
+            "INSERT INTO webhook_outbox (id, type, body, dedupe_key, created_ms, next_attempt_ms) VALUES {} \
+             ON CONFLICT DO NOTHING",
+            placeholders(backend, chunk.len(), 6)
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for e in chunk {
+            let at = e.created.unix_millis();
+            q = q.bind(&e.id).bind(e.event_type.as_str()).bind(&e.body).bind(e.dedupe_key.as_deref()).bind(at).bind(at);
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
 }
 
 /// Stores events and wakes the delivery worker. Share as `Arc<Outbox>`.

@@ -25,7 +25,7 @@ use super::{Backend, outbox, store_err};
 
 /// Rows per multi-row statement (at most 7 bound values each: well within
 /// SQLite's and PostgreSQL's limits on bound parameters).
-const ROWS_PER_STATEMENT: usize = 500;
+pub(super) const ROWS_PER_STATEMENT: usize = 500;
 
 /// Writes committed together at most.
 const MAX_BATCH: usize = 256;
@@ -297,7 +297,7 @@ async fn apply(
         .filter(|(_, e, _)| matches!(e, SessionEvent::Ended { .. }))
         .map(|(id, e, at)| (*id, *e, *at))
         .collect();
-    outbox::session_events(conn, &sessions, &ended).await?;
+    outbox::session_events(conn, backend, &sessions, &ended).await?;
     // The settlement decision, in the same transaction as the session's end
     // (DESIGN.md B3): a second decision for a session is ignored.
     for (id, bill, reason, at) in settlements {

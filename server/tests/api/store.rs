@@ -150,12 +150,79 @@ async fn a_failing_write_fails_alone(store: &SqlStore) {
     }
 }
 
+/// Sessions started and ended by concurrent writes (which share commits,
+/// several per statement) each announce `session.started` and
+/// `session.ended` once, with their own data; a second end of a session,
+/// sent with the first, announces nothing more.
+async fn concurrent_starts_and_ends_announce_each_session_once(store: &SqlStore) {
+    let session = |n: usize| SessionRecord {
+        session_id: id::<SessionId>(&format!("ses_w{n}")),
+        call_id: id::<CallId>(&format!("call_w{n}")),
+        seeker_id: id::<UserId>(&format!("seeker{n}")),
+        consultant_id: id::<UserId>("cora"),
+        opened_at: t(50_000 + n as i64),
+        recording: false,
+        scheduled: false,
+    };
+    let mut writes = tokio::task::JoinSet::new();
+    for n in 0..30 {
+        let store = store.clone();
+        writes.spawn(async move { store.create_session(&session(n)).await });
+    }
+    while let Some(joined) = writes.join_next().await {
+        joined.unwrap().unwrap();
+    }
+    for n in 0..30 {
+        let end = |reason| SessionEvent::Ended { reason, by: None, bill: None };
+        let store = store.clone();
+        writes.spawn(async move {
+            let sid = session(n).session_id;
+            store.session_event(&sid, &end(SessionEndReason::Hangup), t(900_000 + n as i64)).await?;
+            if n == 0 {
+                store.session_event(&sid, &end(SessionEndReason::Abandoned), t(990_000)).await?;
+            }
+            Ok(())
+        });
+    }
+    while let Some(joined) = writes.join_next().await {
+        joined.unwrap().unwrap();
+    }
+    let bodies: Vec<String> =
+        sqlx::query_scalar("SELECT body FROM webhook_outbox WHERE dedupe_key LIKE 'session.%:ses_w%'")
+            .fetch_all(&store.pool())
+            .await
+            .unwrap();
+    let events: Vec<serde_json::Value> = bodies.iter().map(|b| serde_json::from_str(b).unwrap()).collect();
+    for n in 0..30 {
+        let s = session(n);
+        let of = |kind: &str| -> Vec<&serde_json::Value> {
+            events.iter().filter(|e| e["type"] == kind && e["data"]["session_id"] == s.session_id.as_str()).collect()
+        };
+        let (started, ended) = (of("session.started"), of("session.ended"));
+        assert_eq!((started.len(), ended.len()), (1, 1), "{}", s.session_id);
+        let (started, ended) = (&started[0]["data"], &ended[0]["data"]);
+        assert_eq!(
+            (started["call_id"].as_str(), started["seeker_id"].as_str()),
+            (Some(s.call_id.as_str()), Some(s.seeker_id.as_str()))
+        );
+        assert_eq!(
+            (ended["seeker_id"].as_str(), ended["opened_at_ms"].as_i64()),
+            (Some(s.seeker_id.as_str()), Some(50_000 + n as i64))
+        );
+        assert_eq!(
+            (ended["reason"].as_str(), ended["ended_at_ms"].as_i64()),
+            (Some("hangup"), Some(900_000 + n as i64))
+        );
+    }
+}
+
 /// The same script on each backend.
 async fn whole_script(url: &str, backend: Backend) {
     let store = SqlStore::connect(url).await.unwrap();
     assert_eq!(store.backend(), backend);
     exercise(&store).await;
     a_failing_write_fails_alone(&store).await;
+    concurrent_starts_and_ends_announce_each_session_once(&store).await;
     // Migrations are idempotent: reconnecting to the same database works.
     SqlStore::connect(url).await.unwrap();
 }
