@@ -176,6 +176,12 @@ pub(crate) async fn serve(socket: WebSocket, hub: Arc<Hub>, identity: Identity) 
         Conn { hub, conn_id, link, wake, out: Out::Socket(sink), limiter, first: true, confirm: Confirm::default() };
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
     let mut last_heard = Instant::now();
+    // One wait for messages to write, kept across the loop's turns: a new
+    // one each turn (each frame read) would join and leave the `Notify`'s
+    // waiters every time. A `notify_one` in between is kept as a permit.
+    let wake = conn.wake.clone();
+    let written = wake.notified();
+    tokio::pin!(written);
 
     let departure = loop {
         tokio::select! {
@@ -235,7 +241,8 @@ pub(crate) async fn serve(socket: WebSocket, hub: Arc<Hub>, identity: Identity) 
                     Message::Ping(_) | Message::Close(_) => {}
                 }
             }
-            _ = conn.wake.notified() => {
+            _ = written.as_mut() => {
+                written.set(wake.notified());
                 if let Flow::Stop = conn.write().await {
                     break Departure::Dropped;
                 }
