@@ -9,10 +9,15 @@
 //! written the client's own SDP bytes, with `from` added
 //! ([`Signal::write`]).
 //!
+//! An ICE candidate is passed on as the client wrote it too, when it has
+//! only the fields of [`IceCandidate`] (read once more, borrowed, to check
+//! them); one with other fields is re-written from its typed form, which
+//! leaves them out, as the typed path does.
+//!
 //! Only frames this path can vouch for take it: a well-formed relay
-//! message whose SDP is a JSON string under [`MAX_SDP_BYTES`] with no
-//! `\u` escape. A lone surrogate there would pass the raw read but fail
-//! the peer's parser. Anything else, valid or not, goes the typed way,
+//! message whose SDP is a JSON string under [`MAX_SDP_BYTES`] (a candidate
+//! under [`MAX_CANDIDATE_BYTES`]) with no `\u` escape. A lone surrogate
+//! there would pass the raw read but fail the peer's parser. Anything else, valid or not, goes the typed way,
 //! which owns every error code. A client therefore sees the same messages
 //! on both paths (the tests below). The API tests relay through it with
 //! real clients, among them the acks and `not_in_room` errors of
@@ -43,11 +48,29 @@ pub(crate) struct Signal<'a> {
 
 #[derive(Debug)]
 enum Payload<'a> {
-    /// The SDP as the client wrote it: a JSON string, quotes included.
-    Sdp(&'a RawValue),
-    /// The candidate, re-written from its typed form (small, and its
-    /// unknown fields are not passed on).
+    /// The SDP (a JSON string, quotes included) or the candidate (a JSON
+    /// object of [`CandidateFields`]) as the client wrote it.
+    Raw(&'a RawValue),
+    /// A candidate with fields [`IceCandidate`] does not have, re-written
+    /// from its typed form (its unknown fields are not passed on).
     Candidate(IceCandidate),
+}
+
+/// The fields of [`IceCandidate`], borrowed, and no others: a candidate
+/// that reads as this is passed on byte for byte. Its `candidate` is
+/// checked against [`MAX_CANDIDATE_BYTES`] decoded, as on the typed path.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[allow(dead_code)] // read to check the shape; only `candidate` is used
+struct CandidateFields<'a> {
+    #[serde(borrow)]
+    candidate: Cow<'a, str>,
+    #[serde(borrow, default)]
+    sdp_mid: Option<Cow<'a, str>>,
+    #[serde(default, rename = "sdpMLineIndex")]
+    sdp_m_line_index: Option<u16>,
+    #[serde(borrow, default)]
+    username_fragment: Option<Cow<'a, str>>,
 }
 
 /// Every field a relay message may have; others are ignored, as on the
@@ -64,8 +87,8 @@ struct Frame<'a> {
     to: Option<UserId>,
     #[serde(borrow, default)]
     sdp: Option<&'a RawValue>,
-    #[serde(default)]
-    candidate: Option<IceCandidate>,
+    #[serde(borrow, default)]
+    candidate: Option<&'a RawValue>,
 }
 
 /// Reads `text` as a relay message the fast path can carry; `None` sends
@@ -84,14 +107,26 @@ pub(crate) fn read(text: &str) -> Option<Signal<'_>> {
                 return None;
             }
             let kind = if frame.kind == "sdp.offer" { "sdp.offer" } else { "sdp.answer" };
-            (kind, Payload::Sdp(sdp))
+            (kind, Payload::Raw(sdp))
         }
         "ice.candidate" => {
-            let candidate = frame.candidate?;
-            if candidate.candidate.len() > MAX_CANDIDATE_BYTES {
-                return None;
-            }
-            ("ice.candidate", Payload::Candidate(candidate))
+            let raw = frame.candidate?;
+            let payload = match serde_json::from_str::<CandidateFields<'_>>(raw.get()) {
+                Ok(fields) if !raw.get().contains("\\u") => {
+                    if fields.candidate.len() > MAX_CANDIDATE_BYTES {
+                        return None;
+                    }
+                    Payload::Raw(raw)
+                }
+                _ => {
+                    let candidate = serde_json::from_str::<IceCandidate>(raw.get()).ok()?;
+                    if candidate.candidate.len() > MAX_CANDIDATE_BYTES {
+                        return None;
+                    }
+                    Payload::Candidate(candidate)
+                }
+            };
+            ("ice.candidate", payload)
         }
         _ => return None,
     };
@@ -103,7 +138,7 @@ impl Signal<'_> {
     /// the payload and room for the envelope's ids.
     pub(crate) fn size_hint(&self) -> usize {
         let payload = match &self.payload {
-            Payload::Sdp(sdp) => sdp.get().len(),
+            Payload::Raw(raw) => raw.get().len(),
             Payload::Candidate(c) => {
                 c.candidate.len()
                     + c.sdp_mid.as_ref().map_or(0, String::len)
@@ -124,9 +159,9 @@ impl Signal<'_> {
         buf.extend_from_slice(b",\"from\":");
         serde_json::to_writer(&mut *buf, from)?;
         match &self.payload {
-            Payload::Sdp(sdp) => {
-                buf.extend_from_slice(b",\"sdp\":");
-                buf.extend_from_slice(sdp.get().as_bytes());
+            Payload::Raw(raw) => {
+                buf.extend_from_slice(if self.kind == "ice.candidate" { b",\"candidate\":" } else { b",\"sdp\":" });
+                buf.extend_from_slice(raw.get().as_bytes());
             }
             Payload::Candidate(candidate) => {
                 buf.extend_from_slice(b",\"candidate\":");
@@ -177,11 +212,31 @@ mod tests {
             format!(r#"{{"id":"7","type":"sdp.answer","sdp":{sdp_json},"session_id":"ses_1","to":"rec_1"}}"#),
             r#"{"type":"ice.candidate","session_id":"ses_1","candidate":{"candidate":"candidate:1 1 udp 2130706431 127.0.0.1 50000 typ host","sdpMid":"0","sdpMLineIndex":0,"extra":1},"also":"ignored"}"#.to_owned(),
             r#"{"type":"sdp.offer","session_id":"ses_1","sdp":"a=\/escaped\tslash"}"#.to_owned(),
+            r#"{"type":"ice.candidate","session_id":"ses_1","candidate": { "candidate" : "candidate:2 1 udp 1 10.0.0.1 9 typ host", "sdpMid":null,"sdpMLineIndex":1,"usernameFragment":"u\/f"}}"#.to_owned(),
+            r#"{"type":"ice.candidate","session_id":"ses_1","candidate":{"candidate":"\u0063andidate:3 1 udp 1 10.0.0.1 9 typ host"}}"#.to_owned(),
         ] {
             assert_eq!(fast(&text, &from), typed(&text, &from), "{text}");
         }
         let signal = read(r#"{"id":"7","type":"sdp.answer","sdp":"x","session_id":"ses_1","to":"rec_1"}"#).unwrap();
         assert_eq!((signal.id.as_deref(), signal.to.as_ref().map(UserId::as_str)), (Some("7"), Some("rec_1")));
+    }
+
+    #[test]
+    fn a_candidate_of_known_fields_is_passed_on_as_written_and_others_are_rewritten() {
+        let from = UserId::parse("u_seeker").unwrap();
+        let written = |text: &str| {
+            let mut buf = Vec::new();
+            read(text).expect("fast path").write(&from, &mut buf).unwrap();
+            String::from_utf8(buf).unwrap()
+        };
+        let known = r#"{"candidate":"candidate:1 1 udp 2130706431 127.0.0.1 50000 typ host","sdpMid":"0","sdpMLineIndex":0,"usernameFragment":"abcd"}"#;
+        let text = format!(r#"{{"type":"ice.candidate","session_id":"ses_1","candidate":{known}}}"#);
+        assert!(written(&text).ends_with(&format!(r#","candidate":{known}}}"#)), "{}", written(&text));
+        let unknown =
+            r#"{"type":"ice.candidate","session_id":"ses_1","candidate":{"candidate":"candidate:1","extra":1}}"#;
+        assert!(!written(unknown).contains("extra"), "unknown fields are left out: {}", written(unknown));
+        let escaped = r#"{"type":"ice.candidate","session_id":"ses_1","candidate":{"candidate":"\u0063andidate:1"}}"#;
+        assert!(written(escaped).contains(r#""candidate":"candidate:1""#), "{}", written(escaped));
     }
 
     #[test]
@@ -201,6 +256,10 @@ mod tests {
             r#"{"type":"sdp.offer","session_id":"a b","sdp":"x"}"#,
             r#"{"type":"sdp.offer","session_id":"ses_1","sdp":"x","sdp":"y"}"#,
             r#"{"type":"ice.candidate","session_id":"ses_1","candidate":{"sdpMid":"0"}}"#,
+            r#"{"type":"ice.candidate","session_id":"ses_1","candidate":{"candidate":"c","candidate":"d"}}"#,
+            r#"{"type":"ice.candidate","session_id":"ses_1","candidate":{"candidate":"lone \ud800"}}"#,
+            r#"{"type":"ice.candidate","session_id":"ses_1","candidate":{"candidate":"c","sdpMLineIndex":-1}}"#,
+            r#"{"type":"ice.candidate","session_id":"ses_1","candidate":"c"}"#,
             r#"{"type":"ice.candidate","session_id":"ses_1","sdp":"x"}"#,
             r#"{"type":"room.join","session_id":"ses_1"}"#,
             r#"{"type":"sdp.offer","session_id":"ses_1","sdp":"x""#,
