@@ -204,8 +204,8 @@ pub(crate) async fn serve(socket: WebSocket, hub: Arc<Hub>, identity: Identity) 
     // Biased: what is ready is taken in this order, and the branches after
     // it are not polled that turn. Messages to write come first, so a
     // client that keeps sending cannot hold back what it is sent; the
-    // keepalive's timer, due every 15 s, is looked at only when neither
-    // has anything.
+    // keepalive's timer, due once per ping interval (15 s by default), is
+    // looked at only when neither has anything.
     let departure = loop {
         tokio::select! {
             biased;
