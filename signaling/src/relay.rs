@@ -17,10 +17,11 @@
 //! Only frames this path can vouch for take it: a well-formed relay
 //! message whose SDP is a JSON string under [`MAX_SDP_BYTES`] (a candidate
 //! under [`MAX_CANDIDATE_BYTES`]) with no `\u` escape. A lone surrogate
-//! there would pass the raw read but fail the peer's parser. Anything else, valid or not, goes the typed way,
-//! which owns every error code. A client therefore sees the same messages
-//! on both paths (the tests below). The API tests relay through it with
-//! real clients, among them the acks and `not_in_room` errors of
+//! there would pass the raw read but fail the peer's parser. Anything
+//! else, valid or not, goes the typed way, which owns every error code. A
+//! client therefore sees the same messages on both paths (the tests
+//! below). The API tests relay through it with real clients, among them
+//! the acks and `not_in_room` errors of
 //! `only_the_sessions_two_participants_may_join_or_relay`.
 
 use std::borrow::Cow;
@@ -111,21 +112,19 @@ pub(crate) fn read(text: &str) -> Option<Signal<'_>> {
         }
         "ice.candidate" => {
             let raw = frame.candidate?;
-            let payload = match serde_json::from_str::<CandidateFields<'_>>(raw.get()) {
-                Ok(fields) if !raw.get().contains("\\u") => {
-                    if fields.candidate.len() > MAX_CANDIDATE_BYTES {
-                        return None;
-                    }
-                    Payload::Raw(raw)
-                }
-                _ => {
+            let known = (!raw.get().contains("\\u"))
+                .then(|| serde_json::from_str::<CandidateFields<'_>>(raw.get()).ok())
+                .flatten();
+            let (line, payload) = match known {
+                Some(fields) => (fields.candidate.len(), Payload::Raw(raw)),
+                None => {
                     let candidate = serde_json::from_str::<IceCandidate>(raw.get()).ok()?;
-                    if candidate.candidate.len() > MAX_CANDIDATE_BYTES {
-                        return None;
-                    }
-                    Payload::Candidate(candidate)
+                    (candidate.candidate.len(), Payload::Candidate(candidate))
                 }
             };
+            if line > MAX_CANDIDATE_BYTES {
+                return None;
+            }
             ("ice.candidate", payload)
         }
         _ => return None,
