@@ -22,6 +22,9 @@ use parley_domain::{Clock, Currency, Money, Timestamp};
 use sqlx::{Any, AnyConnection, AnyPool, Row, Transaction};
 
 use crate::faults::Faults;
+use keyed::Keyed;
+
+mod keyed;
 use crate::provider::{
     Account, AccountRequest, CaptureRequest, ChargeRequest, Charged, DisputeEvidence, DisputeState, HoldRequest,
     Intent, IntentStatus, MAX_EVIDENCE_CHARS, PaymentProvider, ProviderError, Refund, RefundRequest, Transfer,
@@ -248,6 +251,11 @@ impl SandboxProvider {
     }
 }
 
+/// The statuses an intent can be cancelled from (Stripe: "cancel a
+/// PaymentIntent").
+const CANCELLABLE: [IntentStatus; 3] =
+    [IntentStatus::RequiresCapture, IntentStatus::RequiresAction, IntentStatus::RequiresPaymentMethod];
+
 /// The columns [`SandboxProvider::intent_from`] reads.
 const INTENT_COLUMNS: &str = "id, status, amount_minor, currency, amount_received, created_ms";
 
@@ -293,6 +301,64 @@ fn charge_intent(charge_id: &str) -> Option<String> {
     charge_id.strip_prefix("ch_").map(|rest| format!("pi_{rest}"))
 }
 
+/// What the sandbox does with a hold on `payment_method` (the table of
+/// the module doc): the new intent's status, or the card's refusal.
+fn card_status(payment_method: &str) -> Result<IntentStatus, ProviderError> {
+    match payment_method {
+        "pm_card_visa" | "pm_card_mastercard" => Ok(IntentStatus::RequiresCapture),
+        "pm_card_authenticationRequired" => Ok(IntentStatus::RequiresAction),
+        "pm_card_chargeDeclined" => Err(ProviderError::Declined {
+            decline_code: "generic_decline".into(),
+            message: "Your card was declined.".into(),
+        }),
+        "pm_card_chargeDeclinedInsufficientFunds" => Err(ProviderError::Declined {
+            decline_code: "insufficient_funds".into(),
+            message: "Your card has insufficient funds.".into(),
+        }),
+        other => Err(rejected("resource_missing", format!("No such PaymentMethod: '{other}'"))),
+    }
+}
+
+/// Inserts intent `id` in `status` for hold `req`, created at `now`;
+/// with `fingerprint`, recorded under `req.idempotency_key` in the same
+/// statement (a keyed write, [`keyed`]).
+async fn insert_intent<'c>(
+    conn: impl sqlx::Executor<'c, Database = Any>,
+    id: &str,
+    status: IntentStatus,
+    req: &HoldRequest,
+    now: Timestamp,
+    fingerprint: Option<&str>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO sandbox_intents (id, status, amount_minor, currency, payment_method, destination, created_ms, \
+         last_key, last_request) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(id)
+    .bind(status.as_str())
+    .bind(req.amount.amount_minor)
+    .bind(req.amount.currency.as_str())
+    .bind(&req.payment_method)
+    .bind(req.destination.as_deref())
+    .bind(now.unix_millis())
+    .bind(fingerprint.map(|_| req.idempotency_key.as_str()))
+    .bind(fingerprint)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The intent [`insert_intent`] stored, as the provider answers it.
+fn new_intent(id: String, status: IntentStatus, req: &HoldRequest, now: Timestamp) -> Intent {
+    Intent {
+        id,
+        status,
+        amount: req.amount,
+        amount_received: 0,
+        hold_expires_at: (status == IntentStatus::RequiresCapture).then(|| now.plus(HOLD_VALIDITY)),
+    }
+}
+
 fn new_id(prefix: &str) -> String {
     format!("{prefix}_sbx{}", uuid::Uuid::new_v4().simple())
 }
@@ -336,48 +402,13 @@ macro_rules! effect_first {
 }
 
 impl SandboxProvider {
+    /// A new intent for hold `req` in the caller's transaction (a charge's
+    /// first step), or the card's refusal.
     async fn hold_effect(conn: &mut AnyConnection, req: &HoldRequest, now: Timestamp) -> Result<Intent, ProviderError> {
-        let status = match req.payment_method.as_str() {
-            "pm_card_visa" | "pm_card_mastercard" => IntentStatus::RequiresCapture,
-            "pm_card_authenticationRequired" => IntentStatus::RequiresAction,
-            "pm_card_chargeDeclined" => {
-                return Err(ProviderError::Declined {
-                    decline_code: "generic_decline".into(),
-                    message: "Your card was declined.".into(),
-                });
-            }
-            "pm_card_chargeDeclinedInsufficientFunds" => {
-                return Err(ProviderError::Declined {
-                    decline_code: "insufficient_funds".into(),
-                    message: "Your card has insufficient funds.".into(),
-                });
-            }
-            other => {
-                return Err(rejected("resource_missing", format!("No such PaymentMethod: '{other}'")));
-            }
-        };
+        let status = card_status(&req.payment_method)?;
         let id = new_id("pi");
-        sqlx::query(
-            "INSERT INTO sandbox_intents (id, status, amount_minor, currency, payment_method, destination, created_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(&id)
-        .bind(status.as_str())
-        .bind(req.amount.amount_minor)
-        .bind(req.amount.currency.as_str())
-        .bind(&req.payment_method)
-        .bind(req.destination.as_deref())
-        .bind(now.unix_millis())
-        .execute(conn)
-        .await
-        .map_err(db_err)?;
-        Ok(Intent {
-            id,
-            status,
-            amount: req.amount,
-            amount_received: 0,
-            hold_expires_at: (status == IntentStatus::RequiresCapture).then(|| now.plus(HOLD_VALIDITY)),
-        })
+        insert_intent(conn, &id, status, req, now, None).await.map_err(db_err)?;
+        Ok(new_intent(id, status, req, now))
     }
 
     async fn capture_effect(
@@ -414,8 +445,7 @@ impl SandboxProvider {
     }
 
     async fn release_effect(conn: &mut AnyConnection, intent_id: &str) -> Result<Intent, ProviderError> {
-        let from = [IntentStatus::RequiresCapture, IntentStatus::RequiresAction, IntentStatus::RequiresPaymentMethod];
-        match Self::transition(conn, intent_id, &from, IntentStatus::Canceled, "").await? {
+        match Self::transition(conn, intent_id, &CANCELLABLE, IntentStatus::Canceled, "").await? {
             Some(intent) => Ok(intent),
             None => {
                 let intent = Self::load_on(conn, intent_id).await?;
@@ -608,9 +638,26 @@ impl PaymentProvider for SandboxProvider {
             req.amount.amount_minor, req.amount.currency, req.payment_method, req.destination
         );
         let now = self.clock.now();
-        Ok(effect_first!(self, "sandbox.hold", &req.idempotency_key, fingerprint, |conn| Self::hold_effect(
-            conn, req, now
-        )))
+        let status = match card_status(&req.payment_method) {
+            Ok(status) => status,
+            // A refusal is recorded under the key too: a transaction with
+            // no effect.
+            Err(refusal) => {
+                return Ok(effect_first!(self, "sandbox.hold", &req.idempotency_key, fingerprint, |_conn| async {
+                    Err::<Intent, _>(refusal)
+                }));
+            }
+        };
+        // One statement: the intent and its record ([`keyed`]). The crash
+        // point fires where a killed process would stop: before it.
+        if self.faults.fires("sandbox.hold") {
+            return Err(ProviderError::Transient("injected crash at sandbox.hold".into()));
+        }
+        match self.keyed_hold(req, status, &fingerprint, now).await? {
+            Keyed::Fresh(intent) => Ok(intent),
+            Keyed::Replay(stored) => self.load(&stored?).await,
+            Keyed::Unmatched => Err(ProviderError::Transient("a new intent matched nothing".into())),
+        }
     }
 
     async fn capture(&self, intent_id: &str, req: &CaptureRequest) -> Result<Intent, ProviderError> {
@@ -623,9 +670,22 @@ impl PaymentProvider for SandboxProvider {
 
     async fn release(&self, intent_id: &str, idempotency_key: &str) -> Result<Intent, ProviderError> {
         let fingerprint = format!("cancel|{intent_id}");
-        Ok(effect_first!(self, "sandbox.cancel", idempotency_key, fingerprint, |conn| Self::release_effect(
-            conn, intent_id
-        )))
+        if self.faults.fires("sandbox.cancel") {
+            return Err(ProviderError::Transient("injected crash at sandbox.cancel".into()));
+        }
+        // One statement: the cancellation and its record ([`keyed`]). An
+        // intent that cannot be cancelled (already cancelled by an earlier
+        // request with this key, or captured) takes the transaction path,
+        // which answers the stored outcome or records the refusal.
+        match self.keyed_cancel(intent_id, &CANCELLABLE, idempotency_key, &fingerprint).await? {
+            Keyed::Fresh(intent) => Ok(intent),
+            Keyed::Replay(stored) => self.load(&stored?).await,
+            Keyed::Unmatched => {
+                Ok(effect_first!(self, "sandbox.cancel", idempotency_key, fingerprint, |conn| Self::release_effect(
+                    conn, intent_id
+                )))
+            }
+        }
     }
 
     async fn intent(&self, intent_id: &str) -> Result<Intent, ProviderError> {

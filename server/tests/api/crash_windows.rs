@@ -183,6 +183,65 @@ async fn concurrent_sandbox_writes_with_one_key_make_one_effect_on_postgres() {
     concurrent_writes_with_one_key_make_one_effect(spawn_app_on_postgres().await).await;
 }
 
+/// A sandbox hold and a cancellation are each one statement with their
+/// idempotency record (migration 0019): a crash before it leaves neither
+/// an intent nor a record, and the retry makes the effect once; a replay
+/// answers the first outcome and writes nothing.
+async fn a_crash_before_a_keyed_write_leaves_nothing_and_the_retry_makes_it_once(app: TestApp) {
+    let provider = app.billing.provider().clone();
+    let hold = HoldRequest {
+        amount: eur(2500),
+        payment_method: "pm_card_visa".into(),
+        destination: None,
+        description: "keyed".into(),
+        metadata: vec![],
+        idempotency_key: "hold:keyed".into(),
+    };
+    let intents = "SELECT COUNT(*) AS n FROM sandbox_intents WHERE last_key = $1";
+    let records = "SELECT COUNT(*) AS n FROM sandbox_idempotency WHERE key = $1";
+    app.billing.faults().arm("sandbox.hold");
+    let crashed = provider.place_hold(&hold).await;
+    assert!(matches!(crashed, Err(ProviderError::Transient(_))), "{crashed:?}");
+    assert_eq!((count(&app, intents, "hold:keyed").await, count(&app, records, "hold:keyed").await), (0, 0));
+    let placed = provider.place_hold(&hold).await.expect("the retry places the hold");
+    assert_eq!(placed.status, IntentStatus::RequiresCapture);
+    let again = provider.place_hold(&hold).await.expect("a replay answers the hold");
+    assert_eq!((again.id.as_str(), again.status), (placed.id.as_str(), IntentStatus::RequiresCapture));
+    assert_eq!((count(&app, intents, "hold:keyed").await, count(&app, records, "hold:keyed").await), (1, 1));
+
+    app.billing.faults().arm("sandbox.cancel");
+    let crashed = provider.release(&placed.id, "release:keyed").await;
+    assert!(matches!(crashed, Err(ProviderError::Transient(_))), "{crashed:?}");
+    assert_eq!(sandbox_intent(&app, &placed.id).await.0, "requires_capture", "the crash cancelled nothing");
+    assert_eq!(count(&app, records, "release:keyed").await, 0);
+    let released = provider.release(&placed.id, "release:keyed").await.expect("the retry cancels");
+    assert_eq!(released.status, IntentStatus::Canceled);
+    let again = provider.release(&placed.id, "release:keyed").await.expect("a replay answers the cancellation");
+    assert_eq!((again.id.as_str(), again.status), (placed.id.as_str(), IntentStatus::Canceled));
+    assert_eq!(count(&app, records, "release:keyed").await, 1);
+    // A refused card is recorded under its key too, and answered again.
+    let declined =
+        HoldRequest { payment_method: "pm_card_chargeDeclined".into(), idempotency_key: "hold:no".into(), ..hold };
+    for _ in 0..2 {
+        let refused = provider.place_hold(&declined).await;
+        assert!(
+            matches!(&refused, Err(ProviderError::Declined { decline_code, .. }) if decline_code == "generic_decline"),
+            "{refused:?}"
+        );
+    }
+    assert_eq!((count(&app, intents, "hold:no").await, count(&app, records, "hold:no").await), (0, 1));
+}
+
+#[tokio::test]
+async fn a_crash_before_a_keyed_write_leaves_nothing_and_the_retry_makes_it_once_on_sqlite() {
+    a_crash_before_a_keyed_write_leaves_nothing_and_the_retry_makes_it_once(spawn_app().await).await;
+}
+
+#[tokio::test]
+async fn a_crash_before_a_keyed_write_leaves_nothing_and_the_retry_makes_it_once_on_postgres() {
+    a_crash_before_a_keyed_write_leaves_nothing_and_the_retry_makes_it_once(spawn_app_on_postgres().await).await;
+}
+
 /// B5 + issue 13: a Stripe event is marked processed together with its
 /// effect. A crash after the mark loses neither: the retry of the same
 /// event is applied, not answered as a duplicate.
