@@ -9,9 +9,11 @@
 //! empty list.
 //!
 //! Points in use:
-//! - `sandbox.hold`, `sandbox.capture`, `sandbox.cancel`, `sandbox.refund`,
-//!   `sandbox.account`: the sandbox provider, after a write's effect and
-//!   before its idempotency record.
+//! - `sandbox.capture`, `sandbox.refund`, `sandbox.account`, and
+//!   `sandbox.hold` for a refused card: the sandbox provider, after a
+//!   write's effect and before its idempotency record.
+//! - `sandbox.hold` for an accepted card, and `sandbox.cancel`: before the
+//!   one statement that makes the effect and its record (`sandbox::keyed`).
 //! - `webhook.apply`: [`crate::Billing::handle_webhook`], after the event is
 //!   marked processed and its effect written, before the commit.
 
