@@ -22,7 +22,16 @@
 # Prints one JSON line per scenario and run (stderr, and $OUT/runs.jsonl),
 # then a markdown table of medians with the Parley / bare ratio.
 #
+# With PEERS=1, two popular signaling servers run beside them, RUNS fresh
+# servers each, pinned and measured the same way, `parley-load signal
+# --protocol matchbox|peerjs` playing the same scenarios in their protocols
+# (no call, hold or session there: see load-tests/README.md, "The peers"):
+# matchbox_server 0.15.0 and PeerJS server 1.0.2, installed by
+# load-tests/peers.sh into PEERS_DIR. The table then has their columns and
+# a Parley / best peer ratio (the better of the two for that figure).
+#
 #   load-tests/bare-bench.sh
+#   load-tests/peers.sh && PEERS=1 RUNS=3 load-tests/bare-bench.sh
 #
 # Builds nothing: build first (cargo build --release -p parley-server -p parley-load).
 #
@@ -37,9 +46,12 @@
 #                                 (--price-minor): every Parley call places a
 #                                 sandbox hold, released at hang-up; 0: free
 #                                 calls, no hold
-#   PARLEY_PORT=18180 BARE_PORT=18280
+#   PARLEY_PORT=18180 BARE_PORT=18280 MATCHBOX_PORT=18380 PEERJS_PORT=18480
 #                                 run r listens on PORT + r (no TIME_WAIT left from
 #                                 the run before on the same port)
+#   PEERS=0                       1: also matchbox_server and the PeerJS server
+#   PEERS_DIR=$HOME/.cache/parley-peers
+#                                 where load-tests/peers.sh installed them
 #   SERVER_CORE=0 GENERATOR_CORE=1
 #   RATE_LIMIT=1000000            Parley's per-connection message limit (per s and
 #                                 burst); every other Parley setting is its default
@@ -64,6 +76,10 @@ CALL_PAIRS=${CALL_PAIRS:-5000}
 PRICE=${PRICE:-2500}
 PARLEY_PORT=${PARLEY_PORT:-18180}
 BARE_PORT=${BARE_PORT:-18280}
+MATCHBOX_PORT=${MATCHBOX_PORT:-18380}
+PEERJS_PORT=${PEERJS_PORT:-18480}
+PEERS=${PEERS:-0}
+PEERS_DIR=$(abs "${PEERS_DIR:-$HOME/.cache/parley-peers}")
 SERVER_CORE=${SERVER_CORE:-0}
 GENERATOR_CORE=${GENERATOR_CORE:-1}
 RATE_LIMIT=${RATE_LIMIT:-1000000}
@@ -71,15 +87,39 @@ OUT=$(abs "${OUT:-$(mktemp -d -t parley-bare-bench.XXXXXX)}")
 mkdir -p "$OUT"
 
 die() { printf 'bare-bench.sh: %s\n' "$*" >&2; exit 2; }
-for v in RUNS PAIRS CALL_PAIRS RELAY_SECS RELAY_WINDOW RATE PRICE PARLEY_PORT BARE_PORT SERVER_CORE GENERATOR_CORE RATE_LIMIT; do
+for v in RUNS PAIRS CALL_PAIRS RELAY_SECS RELAY_WINDOW RATE PRICE PARLEY_PORT BARE_PORT MATCHBOX_PORT PEERJS_PORT SERVER_CORE GENERATOR_CORE RATE_LIMIT; do
     [[ ${!v} =~ ^[0-9]+$ ]] || die "$v=${!v}: expected a whole number"
 done
+[ "$PEERS" = 0 ] || [ "$PEERS" = 1 ] || die "PEERS=$PEERS: expected 0 or 1"
 [ "$RUNS" -ge 1 ] && [ "$PAIRS" -ge 1 ] && [ "$RELAY_SECS" -ge 1 ] && [ "$RATE" -ge 1 ] ||
     die "RUNS, PAIRS, RELAY_SECS and RATE must be at least 1"
 for b in parley parley-load bare-relay; do
     [ -x "$BIN/$b" ] || die "no $BIN/$b: cargo build --release -p parley-server -p parley-load (or set BIN)"
 done
 for c in jq curl taskset; do command -v "$c" >/dev/null || die "$c is needed"; done
+# The peers, as load-tests/peers.sh installs them.
+MATCHBOX_BIN=$PEERS_DIR/matchbox/bin/matchbox_server
+PEERJS_CLI=$PEERS_DIR/peerjs/node_modules/peer/dist/bin/peerjs.js
+if [ "$PEERS" = 1 ]; then
+    [ -x "$MATCHBOX_BIN" ] && [ -f "$PEERJS_CLI" ] ||
+        die "PEERS=1 but no matchbox_server or PeerJS server in $PEERS_DIR: run load-tests/peers.sh first (same PEERS_DIR)"
+    command -v node >/dev/null || die "node is needed for the PeerJS server"
+    # The PeerJS CLI listens with Node's default backlog, 511: the calls
+    # scenario's 10,000 connections at once overflowed it (TcpExtListenOverflows)
+    # and hundreds of pairs timed out connecting, as Parley did before its
+    # LISTEN_BACKLOG of 4096. The CLI has no option for it: a preload gives its
+    # listen() the same 4096 (the kernel caps it at net.core.somaxconn).
+    cat >"$OUT/peerjs-backlog.cjs" <<'JS'
+const net = require("node:net");
+const listen = net.Server.prototype.listen;
+net.Server.prototype.listen = function (port, host, callback) {
+    if (typeof port === "number" && typeof host === "string" && typeof callback === "function") {
+        return listen.call(this, { port, host, backlog: 4096 }, callback);
+    }
+    return listen.apply(this, arguments);
+};
+JS
+fi
 
 # Open files: every connection is a descriptor in the server and in the
 # generator (both inherit this shell's limit).
@@ -88,11 +128,18 @@ need=$((2 * (PAIRS > CALL_PAIRS ? PAIRS : CALL_PAIRS) + 64))
 [ "$(ulimit -n)" = unlimited ] || [ "$(ulimit -n)" -ge "$need" ] ||
     die "the open-file limit is $(ulimit -n) (hard $(ulimit -Hn)) but the pairs need about $need: raise it or lower PAIRS / CALL_PAIRS"
 
-up() { [ "$(curl -s -o /dev/null -m 2 -w '%{http_code}' "http://127.0.0.1:$1/readyz" || true)" = 200 ]; }
+up() { [ "$(curl -s -o /dev/null -m 2 -w '%{http_code}' "http://127.0.0.1:$1${2:-/readyz}" || true)" = 200 ]; }
+# Whether anything accepts a TCP connection on 127.0.0.1:PORT.
+listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 for r in $(seq "$RUNS"); do
     for port in $((PARLEY_PORT + r)) $((BARE_PORT + r)); do
         ! up "$port" || die "something already answers on 127.0.0.1:$port"
     done
+    if [ "$PEERS" = 1 ]; then
+        for port in $((MATCHBOX_PORT + r)) $((PEERJS_PORT + r)); do
+            ! listening "$port" || die "something already listens on 127.0.0.1:$port"
+        done
+    fi
 done
 
 SERVER_PID=
@@ -110,13 +157,15 @@ echo "# load average before: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 
 status=0
 # scenario SERVER RUN NAME PORT SECRET PAIRS ARGS...: one parley-load signal run; one JSON line in runs.jsonl.
+# SECRET - : no --jwt-secret-file (the peers).
 scenario() {
-    local server=$1 r=$2 name=$3 port=$4 secret=$5 pairs=$6 base rc line
+    local server=$1 r=$2 name=$3 port=$4 secret=$5 pairs=$6 base rc line auth=()
     shift 6
     base="$OUT/$server-$r-$name"
+    [ "$secret" = - ] || auth=(--jwt-secret-file "$secret")
     set +e
     taskset -c "$GENERATOR_CORE" "$BIN/parley-load" signal --url "http://127.0.0.1:$port" --clients 0 \
-        --pairs "$pairs" --server-pid "$SERVER_PID" --jwt-secret-file "$secret" "$@" >"$base.out" 2>"$base.err"
+        --pairs "$pairs" --server-pid "$SERVER_PID" "${auth[@]}" "$@" >"$base.out" 2>"$base.err"
     rc=$?
     set -e
     [ $rc -eq 0 ] || status=1
@@ -139,8 +188,15 @@ scenario() {
 }
 
 # serve SERVER RUN: a fresh server, the four scenarios, its peak RSS over the first three.
+# The peers run with every setting their default but the address and, for
+# PeerJS, a concurrent-client limit that lets the calls scenario's
+# 2 x CALL_PAIRS connections in (its default is 5,000) and a listen backlog
+# of 4096 (Parley's; see above). PeerJS closes a client silent for
+# alive_timeout (its CLI's default, 60 s, passed explicitly): parley-load
+# sends PeerJS's heartbeat every 5 s, as its client does. matchbox drops
+# nobody for silence; it keeps std's listen backlog of 128 (no option).
 serve() {
-    local server=$1 r=$2 port secret data
+    local server=$1 r=$2 port secret data ready=/readyz
     if [ "$server" = parley ]; then
         port=$((PARLEY_PORT + r))
         data="$OUT/parley-data-$r"
@@ -149,23 +205,38 @@ serve() {
         env PARLEY_DATA_DIR="$data" PARLEY_LISTEN="127.0.0.1:$port" \
             PARLEY_RATE_LIMIT_PER_SEC="$RATE_LIMIT" PARLEY_RATE_LIMIT_BURST="$RATE_LIMIT" \
             taskset -c "$SERVER_CORE" "$BIN/parley" serve >"$OUT/parley-$r.log" 2>&1 &
-    else
+    elif [ "$server" = bare ]; then
         port=$((BARE_PORT + r))
         secret="$OUT/bare-jwt-secret"
         taskset -c "$SERVER_CORE" "$BIN/bare-relay" --addr "127.0.0.1:$port" --jwt-secret-file "$secret" \
             >"$OUT/bare-$r.log" 2>&1 &
+    elif [ "$server" = matchbox ]; then
+        port=$((MATCHBOX_PORT + r))
+        secret=-
+        ready=/health
+        taskset -c "$SERVER_CORE" "$MATCHBOX_BIN" "127.0.0.1:$port" >"$OUT/matchbox-$r.log" 2>&1 &
+    else
+        port=$((PEERJS_PORT + r))
+        secret=-
+        ready=/
+        taskset -c "$SERVER_CORE" node --require "$OUT/peerjs-backlog.cjs" "$PEERJS_CLI" --host 127.0.0.1 --port "$port" \
+            --concurrent_limit $((2 * CALL_PAIRS + 2 * PAIRS + 1000)) --alive_timeout 60000 \
+            >"$OUT/peerjs-$r.log" 2>&1 &
     fi
     SERVER_PID=$!
-    for _ in $(seq 100); do up "$port" && [ -s "$secret" ] && break; sleep 0.1; done
-    up "$port" || die "$server did not start on 127.0.0.1:$port (see $OUT/$server-$r.log)"
-    local priced=()
-    [ "$server" = bare ] || [ "$PRICE" -eq 0 ] || priced=(--price-minor "$PRICE")
-    scenario "$server" "$r" burst "$port" "$secret" "$PAIRS" --relay-secs 0 "${priced[@]}"
-    scenario "$server" "$r" relay "$port" "$secret" "$PAIRS" --relay-secs "$RELAY_SECS" --relay-window "$RELAY_WINDOW" "${priced[@]}"
-    scenario "$server" "$r" paced "$port" "$secret" "$PAIRS" --relay-secs 0 --call-rate "$RATE" "${priced[@]}"
+    for _ in $(seq 100); do up "$port" "$ready" && { [ "$secret" = - ] || [ -s "$secret" ]; } && break; sleep 0.1; done
+    up "$port" "$ready" || die "$server did not start on 127.0.0.1:$port (see $OUT/$server-$r.log)"
+    local extra=()
+    case $server in
+        parley) [ "$PRICE" -eq 0 ] || extra=(--price-minor "$PRICE") ;;
+        matchbox | peerjs) extra=(--protocol "$server") ;;
+    esac
+    scenario "$server" "$r" burst "$port" "$secret" "$PAIRS" --relay-secs 0 "${extra[@]}"
+    scenario "$server" "$r" relay "$port" "$secret" "$PAIRS" --relay-secs "$RELAY_SECS" --relay-window "$RELAY_WINDOW" "${extra[@]}"
+    scenario "$server" "$r" paced "$port" "$secret" "$PAIRS" --relay-secs 0 --call-rate "$RATE" "${extra[@]}"
     local hwm
     hwm=$(awk '/^VmHWM:/ { print $2 }' "/proc/$SERVER_PID/status")
-    scenario "$server" "$r" calls "$port" "$secret" "$CALL_PAIRS" --relay-secs 1 "${priced[@]}"
+    scenario "$server" "$r" calls "$port" "$secret" "$CALL_PAIRS" --relay-secs 1 "${extra[@]}"
     jq -nc --arg server "$server" --argjson run "$r" --argjson kib "$hwm" \
         '{$server, name: "server", $run, rss_peak_mib: ($kib / 1024 * 10 | round / 10)}' | tee -a "$OUT/runs.jsonl" >&2
     kill "$SERVER_PID" 2>/dev/null || true
@@ -176,44 +247,68 @@ serve() {
 for r in $(seq "$RUNS"); do
     serve parley "$r"
     serve bare "$r"
+    if [ "$PEERS" = 1 ]; then
+        serve matchbox "$r"
+        serve peerjs "$r"
+    fi
 done
 echo "# load average after: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 
 echo
 echo "$PAIRS pairs, medians of $RUNS fresh servers each; server on core $SERVER_CORE, parley-load on core $GENERATOR_CORE"
 echo
-jq -s -r --arg pairs "$PAIRS" --arg calls "$CALL_PAIRS" --arg rate "$RATE" --arg window "$RELAY_WINDOW" '
+# Each row: label, scenario, field, and which way is better ("low", "high";
+# "" for the CPU shares, which say where the bottleneck is, not how good).
+jq -s -r --arg pairs "$PAIRS" --arg calls "$CALL_PAIRS" --arg rate "$RATE" --arg window "$RELAY_WINDOW" \
+    --argjson peers "$PEERS" '
     def median: map(select(. != null)) | sort | if length == 0 then null
         elif length % 2 == 1 then .[length / 2 | floor] else (.[length / 2 - 1] + .[length / 2]) / 2 end;
     def show: if . == null then "-" elif . >= 1000 then (round | tostring) elif . >= 10 then (. * 10 | round / 10 | tostring)
         else (. * 100 | round / 100 | tostring) end;
     def med($server; $name; $field): map(select(.server == $server and .name == $name) | .[$field]) | median;
     def total($server; $field): map(select(.server == $server) | .[$field] // 0) | add;
+    def ratio($a; $b): if $a == null or $b == null or $b == 0 then "-" else ($a / $b * 100 | round / 100 | tostring) end;
+    # The better peer for a row as [value, name], or null.
+    def best($dir; $m; $j): [[$m, "matchbox"], [$j, "PeerJS"]] | map(select(.[0] != null)) |
+        if length == 0 or $dir == "" then null elif $dir == "low" then min_by(.[0]) else max_by(.[0]) end;
     . as $all |
-    [["relayed msg/s (ping-pong, \($pairs) pairs, \($window) in flight per pair)", "relay", "relay_msgs_per_sec"],
-     ["relay latency p50 (ms)", "relay", "relay_ms_p50"],
-     ["relay latency p99 (ms)", "relay", "relay_ms_p99"],
-     ["server CPU per relayed message (µs)", "relay", "cpu_us_per_msg"],
-     ["server CPU during the relay (% of its core)", "relay", "server_cpu_percent_relay"],
-     ["parley-load CPU during the relay (% of its core)", "relay", "client_cpu_percent_relay"],
-     ["burst, \($pairs) calls at once: set-up p50 (ms)", "burst", "setup_ms_p50"],
-     ["burst: set-up p99 (ms)", "burst", "setup_ms_p99"],
-     ["burst: message p50 (ms)", "burst", "msg_ms_p50"],
-     ["burst: message p99 (ms)", "burst", "msg_ms_p99"],
-     ["burst: connections/s set up into calls (2 per pair, each call with its 22 messages)", "burst", "setup_conns_per_sec"],
-     ["burst: server CPU per connection set up (µs)", "burst", "cpu_us_per_setup_conn"],
-     ["paced, \($rate) calls/s: set-up p50 (ms)", "paced", "setup_ms_p50"],
-     ["paced: set-up p99 (ms)", "paced", "setup_ms_p99"],
-     ["paced: message p50 (ms)", "paced", "msg_ms_p50"],
-     ["paced: message p99 (ms)", "paced", "msg_ms_p99"],
-     ["memory per connection in an open call, \($calls) calls at once (KiB)", "calls", "kib_per_call_conn"],
-     ["server RSS peak over burst, relay and paced (MiB)", "server", "rss_peak_mib"]] as $rows |
-    "| figure | bare relay | Parley | Parley / bare |",
-    "|---|---:|---:|---:|",
-    ($rows[] | . as [$what, $name, $field] |
-        ($all | med("bare"; $name; $field)) as $b | ($all | med("parley"; $name; $field)) as $p |
-        "| \($what) | \($b | show) | \($p | show) | " +
-        (if $b == null or $p == null or $b == 0 then "-" else ($p / $b * 100 | round / 100 | tostring) end) + " |"),
-    "| pairs failed / relay hops lost (all runs) | \($all | total("bare"; "pairs_failed")) / \($all | total("bare"; "relay_lost")) | \($all | total("parley"; "pairs_failed")) / \($all | total("parley"; "relay_lost")) | |"
+    def failed($server): "\($all | total($server; "pairs_failed")) / \($all | total($server; "relay_lost"))";
+    [["relayed msg/s (ping-pong, \($pairs) pairs, \($window) in flight per pair)", "relay", "relay_msgs_per_sec", "high"],
+     ["relay latency p50 (ms)", "relay", "relay_ms_p50", "low"],
+     ["relay latency p99 (ms)", "relay", "relay_ms_p99", "low"],
+     ["server CPU per relayed message (µs)", "relay", "cpu_us_per_msg", "low"],
+     ["server CPU during the relay (% of its core)", "relay", "server_cpu_percent_relay", ""],
+     ["parley-load CPU during the relay (% of its core)", "relay", "client_cpu_percent_relay", ""],
+     ["burst, \($pairs) calls at once: set-up p50 (ms)", "burst", "setup_ms_p50", "low"],
+     ["burst: set-up p99 (ms)", "burst", "setup_ms_p99", "low"],
+     ["burst: message p50 (ms)", "burst", "msg_ms_p50", "low"],
+     ["burst: message p99 (ms)", "burst", "msg_ms_p99", "low"],
+     ["burst: connections/s set up into calls (2 per pair, each call with its 22 messages)", "burst", "setup_conns_per_sec", "high"],
+     ["burst: server CPU per connection set up (µs)", "burst", "cpu_us_per_setup_conn", "low"],
+     ["paced, \($rate) calls/s: set-up p50 (ms)", "paced", "setup_ms_p50", "low"],
+     ["paced: set-up p99 (ms)", "paced", "setup_ms_p99", "low"],
+     ["paced: message p50 (ms)", "paced", "msg_ms_p50", "low"],
+     ["paced: message p99 (ms)", "paced", "msg_ms_p99", "low"],
+     ["memory per connection in an open call, \($calls) calls at once (KiB)", "calls", "kib_per_call_conn", "low"],
+     ["server RSS peak over burst, relay and paced (MiB)", "server", "rss_peak_mib", "low"]] as $rows |
+    if $peers == 0 then
+        "| figure | bare relay | Parley | Parley / bare |",
+        "|---|---:|---:|---:|",
+        ($rows[] | . as [$what, $name, $field] |
+            ($all | med("bare"; $name; $field)) as $b | ($all | med("parley"; $name; $field)) as $p |
+            "| \($what) | \($b | show) | \($p | show) | \(ratio($p; $b)) |"),
+        "| pairs failed / relay hops lost (all runs) | \(failed("bare")) | \(failed("parley")) | |"
+    else
+        "| figure | bare relay | matchbox | PeerJS | Parley | Parley / bare | Parley / best peer |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+        ($rows[] | . as [$what, $name, $field, $dir] |
+            ($all | med("bare"; $name; $field)) as $b | ($all | med("parley"; $name; $field)) as $p |
+            ($all | med("matchbox"; $name; $field)) as $m | ($all | med("peerjs"; $name; $field)) as $j |
+            best($dir; $m; $j) as $best |
+            (if $best == null then "-" else ratio($p; $best[0]) end) as $vs_best |
+            "| \($what) | \($b | show) | \($m | show) | \($j | show) | \($p | show) | \(ratio($p; $b)) | " +
+            (if $vs_best == "-" then "-" else "\($vs_best) (\($best[1]))" end) + " |"),
+        "| pairs failed / relay hops lost (all runs) | \(failed("bare")) | \(failed("matchbox")) | \(failed("peerjs")) | \(failed("parley")) | | |"
+    end
 ' "$OUT/runs.jsonl"
 exit $status

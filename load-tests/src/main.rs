@@ -3,7 +3,7 @@
 //! ```text
 //! parley-load call   [--url URL] [--duration 5s] [--calls N] [--jwt-secret-file PATH]
 //! parley-load signal [--url URL] --clients N --pairs P [--server-pid PID] [--relay-secs 10]
-//!                    [--jwt-secret-file PATH] [--connect-concurrency 256]
+//!                    [--jwt-secret-file PATH] [--connect-concurrency 256] [--protocol parley|matchbox|peerjs]
 //! parley-load record [--url URL] [--sessions 10] [--duration 20s] [--video] [--video-kbps 500]
 //!                    [--recorder-pid PID] [--server-pid PID] --jwt-secret-file PATH
 //! parley-load failover --url URL --jwt-secret-file PATH --kill CMD --restart CMD [--trials 20] [--calls 1]
@@ -24,6 +24,7 @@ use parley_load::call::{self, CallOptions};
 use parley_load::failover::{self, FailoverOptions};
 use parley_load::record::{self, RecordOptions};
 use parley_load::signal::{self, SignalOptions};
+use parley_load::target::Protocol;
 use parley_load::{report, target};
 
 /// The default server: a dev `parley` on this machine.
@@ -117,6 +118,12 @@ struct SignalArgs {
     /// WebSocket handshakes in flight at once while opening idle connections.
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     connect_concurrency: u32,
+    /// The server's signaling protocol: `parley` (Parley, the bare relay),
+    /// `matchbox` (matchbox_server 0.15) or `peerjs` (PeerJS server 1.0,
+    /// path `/`, key `peerjs`). The peers run pairs only: `--clients 0`, no
+    /// `--price-minor`, no `--jwt-secret-file`.
+    #[arg(long, default_value = "parley", value_parser = parse_protocol)]
+    protocol: Protocol,
 }
 
 #[derive(Debug, Args)]
@@ -205,6 +212,11 @@ struct FailoverArgs {
     price_minor: i64,
 }
 
+/// A `--protocol` name.
+fn parse_protocol(s: &str) -> Result<Protocol, String> {
+    s.parse()
+}
+
 /// A shell command: not empty.
 fn parse_command(s: &str) -> Result<String, String> {
     if s.trim().is_empty() {
@@ -255,7 +267,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             Ok(finish(report.summary_lines(), &report, report.ok()))
         }
         Command::Signal(args) => {
-            let target = checked_target(&args.url).await?;
+            let target = checked_target(&args.url).await?.with_protocol(args.protocol);
             let (report, stats) = signal::run(SignalOptions {
                 target,
                 clients: args.clients as usize,
@@ -374,6 +386,17 @@ mod tests {
         let cli = Cli::try_parse_from(["parley-load", "signal", "--clients", "10", "--pairs", "2"]).unwrap();
         let Command::Signal(args) = cli.command else { panic!() };
         assert_eq!((args.relay_secs, args.connect_concurrency, args.server_pid), (10, 256, None));
+        assert_eq!(args.protocol, Protocol::Parley);
+        let peer = ["parley-load", "signal", "--clients", "0", "--pairs", "2", "--protocol"];
+        for (name, protocol) in
+            [("matchbox", Protocol::Matchbox), ("peerjs", Protocol::PeerJs), ("parley", Protocol::Parley)]
+        {
+            let argv = peer.iter().copied().chain([name]).collect::<Vec<_>>();
+            let Command::Signal(args) = Cli::try_parse_from(&argv).unwrap().command else { panic!() };
+            assert_eq!(args.protocol, protocol);
+        }
+        let argv = peer.iter().copied().chain(["janus"]).collect::<Vec<_>>();
+        assert!(Cli::try_parse_from(&argv).unwrap_err().to_string().contains("expected parley, matchbox or peerjs"));
         assert!(Cli::try_parse_from(["parley-load", "call", "--duration", "2h"]).is_err());
         assert!(Cli::try_parse_from(["parley-load", "call", "--calls", "0"]).is_err());
     }

@@ -17,6 +17,10 @@
 //! Every relayed message carries its send time; the receiving reader task
 //! stamps its arrival, giving one-way relay latency (client → server →
 //! client, loopback).
+//!
+//! Against another signaling server (the target's [`Protocol`]: matchbox
+//! or PeerJS, `--protocol`), the pairs run the same scenario in that
+//! server's protocol ([`peers`]); there is no idle phase, token or price.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -34,12 +38,15 @@ use crate::clock::{now_ns, since};
 use crate::report::{Counts, add_counts, bump, opt};
 use crate::sdp::{self, IceCredentials, Kind, Rng};
 use crate::stats::{self, Latencies};
-use crate::target::Target;
+use crate::target::{Protocol, Target};
 use crate::tokens::{TokenSource, User};
 use crate::ws::{self, Incoming, Peer, Recv};
 use crate::{limits, procfs};
 
+mod matchbox;
 mod pair;
+mod peerjs;
+mod peers;
 mod report;
 
 use self::pair::pair;
@@ -65,7 +72,9 @@ const MAX_FAILURES_KEPT: usize = 10;
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct SignalOptions {
-    /// The server.
+    /// The server, and the protocol it speaks (`target.protocol`): against
+    /// matchbox or PeerJS, `clients`, `price_minor` and `jwt_secret_file`
+    /// must be left at 0 / `None` ([`run`] refuses them).
     pub target: Target,
     /// Idle connections.
     pub clients: usize,
@@ -111,6 +120,10 @@ fn record(into: &Mutex<Latencies>, d: Duration) {
 /// What the run shares with every pair task.
 struct PairCtx {
     ws_url: String,
+    /// `ws://host:port`, for the peers' URLs.
+    ws_base: String,
+    /// This run's id, in the peers' room names and ids.
+    run: String,
     shared: Shared,
     stop: watch::Receiver<bool>,
     go: watch::Receiver<Option<Instant>>,
@@ -134,11 +147,19 @@ struct PairResult {
     client_errors: Counts,
 }
 
-/// Runs the scenario and returns its report and distributions.
+/// Runs the scenario and returns its report and distributions. Errors
+/// before any traffic when the options do not suit the target's protocol.
 pub async fn run(opts: SignalOptions) -> anyhow::Result<(SignalReport, SignalStats)> {
+    peers::check_options(&opts)?;
     let run = crate::run_id();
-    let tokens = TokenSource::resolve(&opts.target, opts.jwt_secret_file.as_deref()).await?;
-    if tokens.is_dev_login() && opts.clients > 500 {
+    let tokens = match opts.target.protocol {
+        Protocol::Parley => Some(TokenSource::resolve(&opts.target, opts.jwt_secret_file.as_deref()).await?),
+        Protocol::Matchbox | Protocol::PeerJs => None,
+    };
+    if let Some(tokens) = &tokens
+        && tokens.is_dev_login()
+        && opts.clients > 500
+    {
         eprintln!(
             "parley-load: warning: fetching {} tokens by dev login, one request each; pass \
              --jwt-secret-file <server data dir>/jwt-secret to mint them locally",
@@ -160,24 +181,24 @@ pub async fn run(opts: SignalOptions) -> anyhow::Result<(SignalReport, SignalSta
         }
         procfs::rss_kib(pid)?; // fail early on a wrong pid
     }
+    let Some(tokens) = tokens else {
+        let none = format!("none ({}: no authentication)", opts.target.protocol);
+        return run_pairs(opts, run, none, Vec::new(), Vec::new()).await;
+    };
 
-    let idle_users: Vec<User> =
-        (0..opts.clients).map(|i| User::new(format!("load-i-{run}-{i}"), Role::Seeker)).collect();
-    let pair_users: Vec<User> = (0..opts.pairs)
-        .flat_map(|i| {
-            [
-                User::new(format!("load-s-{run}-{i}"), Role::Seeker),
-                User::new(format!("load-c-{run}-{i}"), Role::Consultant),
-            ]
-        })
-        .collect();
-    eprintln!("parley-load: preparing {} tokens ({})", idle_users.len() + pair_users.len(), tokens.describe());
-    let idle_tokens = tokens.tokens(&idle_users).await?;
-    let pair_tokens = tokens.tokens(&pair_users).await?;
-    if opts.price_minor > 0 {
-        set_prices(&opts.target, &pair_tokens, opts.price_minor).await?;
-    }
+    let (idle_tokens, pair_tokens) = pair::prepare(&opts, &tokens, &run).await?;
+    run_pairs(opts, run, tokens.describe(), idle_tokens, pair_tokens).await
+}
 
+/// The phases, once the tokens are ready (none for the peers, which take
+/// none; `token_source` says where they came from). `run` is the run's id.
+async fn run_pairs(
+    opts: SignalOptions,
+    run: String,
+    token_source: String,
+    idle_tokens: Vec<String>,
+    pair_tokens: Vec<String>,
+) -> anyhow::Result<(SignalReport, SignalStats)> {
     // Everything stops by this instant, whatever happens.
     let idle_budget = Duration::from_secs(30) + Duration::from_millis(20 * opts.clients as u64);
     let relay = Duration::from_secs(opts.relay_secs);
@@ -274,6 +295,8 @@ pub async fn run(opts: SignalOptions) -> anyhow::Result<(SignalReport, SignalSta
     let (go_tx, go_rx) = watch::channel::<Option<Instant>>(None);
     let ctx = Arc::new(PairCtx {
         ws_url: opts.target.ws_url.clone(),
+        ws_base: opts.target.ws_base(),
+        run,
         shared: Shared::default(),
         stop: stop_rx.clone(),
         go: go_rx,
@@ -288,8 +311,10 @@ pub async fn run(opts: SignalOptions) -> anyhow::Result<(SignalReport, SignalSta
     }
     let setup_started = Instant::now();
     let server_cpu_at_setup = opts.server_pid.and_then(procfs::cpu_secs);
-    for (i, tokens) in pair_tokens.chunks_exact(2).enumerate() {
-        let (seeker, consultant) = (tokens[0].clone(), tokens[1].clone());
+    for i in 0..opts.pairs {
+        // Parley's pairs have two tokens each; the peers' none.
+        let tokens = pair_tokens.get(2 * i..2 * i + 2).map(|t| (t[0].clone(), t[1].clone()));
+        let protocol = opts.target.protocol;
         let ctx = ctx.clone();
         let setup_tx = setup_tx.clone();
         let start_at = match opts.call_rate {
@@ -298,7 +323,14 @@ pub async fn run(opts: SignalOptions) -> anyhow::Result<(SignalReport, SignalSta
         };
         pair_tasks.spawn(async move {
             tokio::time::sleep_until(start_at).await;
-            pair(i as u64, ctx, seeker, consultant, setup_tx).await
+            match (protocol, tokens) {
+                (Protocol::Matchbox, _) => peers::pair::<matchbox::Matchbox>(i as u64, ctx, setup_tx).await,
+                (Protocol::PeerJs, _) => peers::pair::<peerjs::PeerJs>(i as u64, ctx, setup_tx).await,
+                (Protocol::Parley, Some((seeker, consultant))) => {
+                    pair(i as u64, ctx, seeker, consultant, setup_tx).await
+                }
+                (Protocol::Parley, None) => unreachable!("two tokens per Parley pair"),
+            }
         });
     }
     drop(setup_tx);
@@ -396,7 +428,7 @@ pub async fn run(opts: SignalOptions) -> anyhow::Result<(SignalReport, SignalSta
         pairs: opts.pairs,
         relay_window: opts.relay_window,
         call_rate: opts.call_rate,
-        token_source: tokens.describe(),
+        token_source,
         idle_connected,
         idle_failed,
         idle_dropped,
@@ -455,25 +487,6 @@ pub async fn run(opts: SignalOptions) -> anyhow::Result<(SignalReport, SignalSta
         failures,
     };
     Ok((report, stats))
-}
-
-/// Sets every pair's consultant's fixed price (REST, 32 at a time), so
-/// each call places a hold.
-async fn set_prices(target: &Target, pair_tokens: &[String], price_minor: i64) -> anyhow::Result<()> {
-    use parley_domain::protocol::rest::{ConsultantPrice, PriceModel};
-    let api = parley_sdk::ApiClient::new(&target.base)?;
-    let price = ConsultantPrice {
-        model: PriceModel::Fixed,
-        amount: parley_domain::Money::new(price_minor, parley_domain::Currency::parse("EUR").expect("valid")),
-    };
-    eprintln!("parley-load: setting {} consultants' price to {price_minor} EUR cents", pair_tokens.len() / 2);
-    let consultants = pair_tokens.chunks_exact(2).map(|pair| &pair[1]);
-    let mut set =
-        futures_util::stream::iter(consultants).map(|token| api.set_price(token, &price)).buffer_unordered(32);
-    while let Some(done) = set.next().await {
-        anyhow::Context::context(done, "setting a consultant's price")?;
-    }
-    Ok(())
 }
 
 /// CPU used between two readings (seconds) over `wall` seconds, as percent

@@ -1,6 +1,8 @@
 //! The server under test, which must be on this machine: `--url` is
 //! refused unless its host is a loopback address (`127.x.x.x`, `::1`) or
 //! `localhost`, and `localhost` must resolve to loopback addresses only.
+//! A target also names the signaling protocol the server speaks
+//! ([`Protocol`]): Parley's unless `--protocol` says otherwise.
 
 use std::net::IpAddr;
 
@@ -18,6 +20,56 @@ pub struct Target {
     pub host: String,
     /// The port.
     pub port: u16,
+    /// The signaling protocol the server speaks ([`Protocol::Parley`] from
+    /// [`parse`]; see [`Target::with_protocol`]).
+    pub protocol: Protocol,
+}
+
+/// A signaling server's protocol, as `parley-load signal --protocol` names it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    /// Parley's (`/v1/signal`, bearer token, JSON envelopes); the bare relay
+    /// speaks it too.
+    #[default]
+    Parley,
+    /// matchbox_server 0.15's: rooms by path (`/<room>?next=2`), server-assigned
+    /// peer ids, `Signal { receiver, data }` requests.
+    Matchbox,
+    /// PeerJS server 1.0's: `/peerjs?key=…&id=…&token=…`, client-chosen ids,
+    /// `{type, dst, payload}` messages forwarded with `src`.
+    PeerJs,
+}
+
+impl Protocol {
+    /// Every protocol, in `--protocol`'s order.
+    pub const ALL: [Protocol; 3] = [Protocol::Parley, Protocol::Matchbox, Protocol::PeerJs];
+
+    /// The name `--protocol` takes: `parley`, `matchbox` or `peerjs`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Parley => "parley",
+            Protocol::Matchbox => "matchbox",
+            Protocol::PeerJs => "peerjs",
+        }
+    }
+}
+
+impl std::fmt::Display for Protocol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Protocol {
+    type Err = String;
+
+    /// Parses a name of [`Protocol::as_str`]; the error lists the valid ones.
+    fn from_str(s: &str) -> Result<Protocol, String> {
+        Protocol::ALL
+            .into_iter()
+            .find(|p| p.as_str() == s)
+            .ok_or_else(|| format!("unknown protocol {s:?}: expected parley, matchbox or peerjs"))
+    }
 }
 
 /// Whether `ip` is a loopback address (127.0.0.0/8, `::1`, or an
@@ -61,10 +113,26 @@ pub fn parse(url: &str) -> anyhow::Result<Target> {
         bail!("--url {url:?}: give the server's base URL only (no path or query), e.g. http://127.0.0.1:8080");
     }
     let port = parsed.port_or_known_default().context("--url has no port")?;
-    Ok(Target { base: format!("http://{host}:{port}"), ws_url: format!("ws://{host}:{port}/v1/signal"), host, port })
+    Ok(Target {
+        base: format!("http://{host}:{port}"),
+        ws_url: format!("ws://{host}:{port}/v1/signal"),
+        host,
+        port,
+        protocol: Protocol::Parley,
+    })
 }
 
 impl Target {
+    /// The same server, speaking `protocol`.
+    pub fn with_protocol(self, protocol: Protocol) -> Target {
+        Target { protocol, ..self }
+    }
+
+    /// `ws://host:port`, the base of the peers' WebSocket URLs.
+    pub fn ws_base(&self) -> String {
+        format!("ws://{}:{}", self.host, self.port)
+    }
+
     /// Resolves the host and checks that every address it resolves to is a
     /// loopback address (guards `localhost` mapped elsewhere in /etc/hosts).
     pub async fn check_resolution(&self) -> anyhow::Result<()> {
@@ -99,6 +167,21 @@ mod tests {
         let v6 = parse("http://[::1]:8080").unwrap();
         assert_eq!(v6.ws_url, "ws://[::1]:8080/v1/signal");
         assert_eq!(parse("http://127.0.0.1").unwrap().port, 80);
+        assert_eq!(t.protocol, Protocol::Parley);
+        assert_eq!(t.ws_base(), "ws://127.0.0.1:8080");
+        assert_eq!(v6.ws_base(), "ws://[::1]:8080");
+        assert_eq!(parse("http://[::1]:1").unwrap().with_protocol(Protocol::PeerJs).protocol, Protocol::PeerJs);
+    }
+
+    #[test]
+    fn protocols_parse_by_name() {
+        for p in Protocol::ALL {
+            assert_eq!(p.as_str().parse::<Protocol>(), Ok(p));
+            assert_eq!(p.to_string(), p.as_str());
+        }
+        assert_eq!(Protocol::default(), Protocol::Parley);
+        let e = "PeerJS".parse::<Protocol>().unwrap_err();
+        assert!(e.contains("expected parley, matchbox or peerjs"), "{e}");
     }
 
     #[test]

@@ -13,6 +13,53 @@ struct Call {
     rng: Rng,
 }
 
+/// Parley's tokens for the run (`run`: its id): one per idle connection
+/// (`load-i-<run>-<i>`), two per pair (seeker `load-s-…`, consultant
+/// `load-c-…`, in that order), and with `--price-minor` every consultant's
+/// price set. Returns (idle tokens, pair tokens).
+pub(super) async fn prepare(
+    opts: &SignalOptions,
+    tokens: &TokenSource,
+    run: &str,
+) -> anyhow::Result<(Vec<String>, Vec<String>)> {
+    let idle_users: Vec<User> =
+        (0..opts.clients).map(|i| User::new(format!("load-i-{run}-{i}"), Role::Seeker)).collect();
+    let pair_users: Vec<User> = (0..opts.pairs)
+        .flat_map(|i| {
+            [
+                User::new(format!("load-s-{run}-{i}"), Role::Seeker),
+                User::new(format!("load-c-{run}-{i}"), Role::Consultant),
+            ]
+        })
+        .collect();
+    eprintln!("parley-load: preparing {} tokens ({})", idle_users.len() + pair_users.len(), tokens.describe());
+    let idle_tokens = tokens.tokens(&idle_users).await?;
+    let pair_tokens = tokens.tokens(&pair_users).await?;
+    if opts.price_minor > 0 {
+        set_prices(&opts.target, &pair_tokens, opts.price_minor).await?;
+    }
+    Ok((idle_tokens, pair_tokens))
+}
+
+/// Sets every pair's consultant's fixed price (REST, 32 at a time), so
+/// each call places a hold.
+async fn set_prices(target: &Target, pair_tokens: &[String], price_minor: i64) -> anyhow::Result<()> {
+    use parley_domain::protocol::rest::{ConsultantPrice, PriceModel};
+    let api = parley_sdk::ApiClient::new(&target.base)?;
+    let price = ConsultantPrice {
+        model: PriceModel::Fixed,
+        amount: parley_domain::Money::new(price_minor, parley_domain::Currency::parse("EUR").expect("valid")),
+    };
+    eprintln!("parley-load: setting {} consultants' price to {price_minor} EUR cents", pair_tokens.len() / 2);
+    let consultants = pair_tokens.chunks_exact(2).map(|pair| &pair[1]);
+    let mut set =
+        futures_util::stream::iter(consultants).map(|token| api.set_price(token, &price)).buffer_unordered(32);
+    while let Some(done) = set.next().await {
+        anyhow::Context::context(done, "setting a consultant's price")?;
+    }
+    Ok(())
+}
+
 /// One pair, start to end: set-up (reported on `setup_tx`), the relay phase
 /// once `go` is given, hang-up and close.
 pub(super) async fn pair(
@@ -28,25 +75,66 @@ pub(super) async fn pair(
     let set_up =
         tokio::time::timeout(SETUP_TIMEOUT + Duration::from_secs(2), set_up(i, &ctx, &seeker, &consultant, &mut stage))
             .await;
-    let mut call = match set_up {
-        Ok(Ok(call)) => call,
+    match settle(set_up, stage, &mut result, &setup_tx) {
+        Some(call) => relay_phase(call, &ctx, result).await,
+        None => result,
+    }
+}
+
+/// The two sides of a call once set up, whatever the protocol: what the
+/// relay phase and the hang-up need.
+pub(super) trait Sides: Send + Sized {
+    /// One relay hop: the window's candidates numbered up to `last`, from
+    /// the seeker to the consultant (`forward`) or back.
+    fn hop(&mut self, forward: bool, last: u64, ctx: &PairCtx) -> impl Future<Output = Hop> + Send;
+
+    /// Hangs up and closes both connections, adding what they saw to `result`.
+    fn finish(self, result: PairResult) -> impl Future<Output = PairResult> + Send;
+}
+
+impl Sides for Call {
+    fn hop(&mut self, forward: bool, last: u64, ctx: &PairCtx) -> impl Future<Output = Hop> + Send {
+        hop(self, forward, last, ctx)
+    }
+
+    fn finish(self, result: PairResult) -> impl Future<Output = PairResult> + Send {
+        finish(self, result)
+    }
+}
+
+/// Books a set-up's outcome (run with a timeout; `stage` names the step it
+/// reached): reports it on `setup_tx`, counts and keeps a failure in
+/// `result`, and returns the call if it was set up.
+pub(super) fn settle<C>(
+    set_up: Result<anyhow::Result<C>, tokio::time::error::Elapsed>,
+    stage: &str,
+    result: &mut PairResult,
+    setup_tx: &mpsc::UnboundedSender<bool>,
+) -> Option<C> {
+    match set_up {
+        Ok(Ok(call)) => {
+            result.set_up = true;
+            let _ = setup_tx.send(true);
+            Some(call)
+        }
         Ok(Err(e)) => {
             bump(&mut result.client_errors, &format!("setup_{}", stage.replace([' ', '/', '.'], "_")));
             result.failure = Some((stage.to_owned(), format!("{e:#}")));
             let _ = setup_tx.send(false);
-            return result;
+            None
         }
         Err(_) => {
             bump(&mut result.client_errors, &format!("setup_{}_timeout", stage.replace([' ', '/', '.'], "_")));
             result.failure = Some((stage.to_owned(), format!("timed out after {SETUP_TIMEOUT:?}")));
             let _ = setup_tx.send(false);
-            return result;
+            None
         }
-    };
-    result.set_up = true;
-    let _ = setup_tx.send(true);
+    }
+}
 
-    // Phase 3: wait for the common start, then ping-pong.
+/// Phase 3 for a call set up: waits for the common start, ping-pongs
+/// until the relay phase ends, then hangs up.
+pub(super) async fn relay_phase<C: Sides>(mut call: C, ctx: &PairCtx, mut result: PairResult) -> PairResult {
     let mut go = ctx.go.clone();
     let go_at = match tokio::time::timeout_at(ctx.deadline, go.wait_for(Option::is_some)).await {
         Ok(Ok(at)) => *at,
@@ -54,14 +142,14 @@ pub(super) async fn pair(
     };
     let Some(go_at) = go_at else {
         bump(&mut result.client_errors, "relay_never_started");
-        return finish(call, result).await;
+        return call.finish(result).await;
     };
     let relay_until = go_at + ctx.relay;
     let window = ctx.relay_window.max(1) as u64;
     let mut seq = 1_000;
     while Instant::now() < relay_until {
         seq += window;
-        match hop(&mut call, true, seq, &ctx).await {
+        match call.hop(true, seq, ctx).await {
             Hop::Done => result.hops += window,
             Hop::Lost => {
                 result.lost += 1;
@@ -73,7 +161,7 @@ pub(super) async fn pair(
                 break;
             }
         }
-        match hop(&mut call, false, seq, &ctx).await {
+        match call.hop(false, seq, ctx).await {
             Hop::Done => result.hops += window,
             Hop::Lost => result.lost += 1,
             Hop::Broken(e) => {
@@ -84,7 +172,7 @@ pub(super) async fn pair(
         }
     }
     result.relay_finished = Some(Instant::now());
-    finish(call, result).await
+    call.finish(result).await
 }
 
 /// Sets up one pair: connect, presence, call, accept, join, offer/answer,
@@ -240,9 +328,13 @@ fn candidate_latency(m: &Incoming) -> Option<Duration> {
     }
 }
 
-enum Hop {
+/// How a relay hop went.
+pub(super) enum Hop {
+    /// Every candidate of the window arrived.
     Done,
+    /// Not all within [`HOP_TIMEOUT`].
     Lost,
+    /// The connection broke (why).
     Broken(String),
 }
 

@@ -40,7 +40,9 @@ pub struct SignalReport {
     pub pairs_set_up: u64,
     /// Pairs that failed set-up.
     pub pairs_failed: u64,
-    /// Call set-up (`call.request` sent → answer received), median.
+    /// Call set-up (`call.request` sent → answer received), median. Against
+    /// matchbox: the seeker's connect start → answer received; against
+    /// PeerJS: both connections open → answer received.
     pub setup_ms_p50: Option<f64>,
     /// Call set-up, 99th percentile.
     pub setup_ms_p99: Option<f64>,
