@@ -22,14 +22,14 @@ use parley_domain::{Clock, Currency, Money, Timestamp};
 use sqlx::{Any, AnyConnection, AnyPool, Row, Transaction};
 
 use crate::faults::Faults;
-use keyed::Keyed;
-
-mod keyed;
 use crate::provider::{
     Account, AccountRequest, CaptureRequest, ChargeRequest, Charged, DisputeEvidence, DisputeState, HoldRequest,
     Intent, IntentStatus, MAX_EVIDENCE_CHARS, PaymentProvider, ProviderError, Refund, RefundRequest, Transfer,
     TransferRequest,
 };
+use keyed::Keyed;
+
+mod keyed;
 
 /// Card authorisations lapse after 7 days (DESIGN.md B6).
 pub const HOLD_VALIDITY: Duration = Duration::from_secs(7 * 24 * 3600);
