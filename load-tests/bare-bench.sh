@@ -12,7 +12,9 @@
 #   paced   PAIRS pairs set up at RATE calls/s (--call-rate), no relay phase
 #   calls   CALL_PAIRS pairs set up at once and held (a 1 s relay phase): the
 #           server's memory per connection in an open call, (RSS with the
-#           calls set up - RSS before) / (2 x pairs)
+#           calls set up - RSS before) / (2 x pairs); the burst gives the
+#           same figure on a fresh server, before the allocator (or PeerJS's
+#           JavaScript heap) has grown from the scenarios before
 #
 # and the server's peak RSS (VmHWM) over the first three (before calls). Server CPU per relayed
 # message is the server's utime+stime over the relay phase (parley-load reads
@@ -290,6 +292,7 @@ jq -s -r --arg pairs "$PAIRS" --arg calls "$CALL_PAIRS" --arg rate "$RATE" --arg
      ["paced: message p50 (ms)", "paced", "msg_ms_p50", "low"],
      ["paced: message p99 (ms)", "paced", "msg_ms_p99", "low"],
      ["memory per connection in an open call, \($calls) calls at once (KiB)", "calls", "kib_per_call_conn", "low"],
+     ["the same, \($pairs) calls of the burst, on a fresh server (KiB)", "burst", "kib_per_call_conn", "low"],
      ["server RSS peak over burst, relay and paced (MiB)", "server", "rss_peak_mib", "low"]] as $rows |
     if $peers == 0 then
         "| figure | bare relay | Parley | Parley / bare |",
