@@ -22,7 +22,8 @@
 use parley_domain::protocol::IceCandidate;
 use serde::Deserialize;
 
-use super::peers::{Link, PeerCall, Wire, open, trickle};
+use super::pair::trickle;
+use super::peers::{Link, PeerCall, Wire, open};
 use super::*;
 use crate::ws::raw::{Event, Keepalive};
 

@@ -275,38 +275,73 @@ async fn set_up(
     record(&ctx.shared.setup, since(t0, at_ns));
 
     let mut call = Call { seeker, consultant, session_id, seeker_ice, consultant_ice, rng };
+    trickle(&mut call, deadline, ctx, stage).await?;
+    Ok(call)
+}
+
+/// A call's two sides during set-up's candidates, whatever the protocol:
+/// what [`trickle`] needs.
+pub(super) trait Trickle: Send {
+    /// Sends candidate `seq` of each side (stamped now) to the other:
+    /// written at once, or with `queue` only queued until
+    /// [`Trickle::flush`].
+    fn send_candidates(&mut self, seq: u64, queue: bool) -> impl Future<Output = anyhow::Result<()>> + Send;
+
+    /// Writes what [`Trickle::send_candidates`] queued, on both sides.
+    fn flush(&mut self) -> impl Future<Output = anyhow::Result<()>> + Send;
+
+    /// Receives one round of candidates ([`CANDIDATES_PER_ROUND`]) on each
+    /// side, recording their latencies in `into`.
+    fn collect_candidates(
+        &mut self,
+        deadline: Instant,
+        into: &Mutex<Latencies>,
+    ) -> impl Future<Output = anyhow::Result<()>> + Send;
+}
+
+/// The candidates of set-up, the same for every protocol: 10 each way
+/// paced one per 10 ms, all received (`paced_relay`); then 10 each way sent
+/// at once, all received (`burst_relay`). `stage` names the step under way.
+pub(super) async fn trickle<C: Trickle>(
+    call: &mut C,
+    deadline: Instant,
+    ctx: &PairCtx,
+    stage: &mut &'static str,
+) -> anyhow::Result<()> {
     *stage = "candidates paced";
     for seq in 0..CANDIDATES_PER_ROUND {
-        let (s, c) = call.candidates(seq);
-        call.seeker.send(None, s).await?;
-        call.consultant.send(None, c).await?;
+        call.send_candidates(seq, false).await?;
         tokio::time::sleep(PACE).await;
     }
     call.collect_candidates(deadline, &ctx.shared.paced_relay).await?;
     *stage = "candidates burst";
     for seq in CANDIDATES_PER_ROUND..2 * CANDIDATES_PER_ROUND {
-        let (s, c) = call.candidates(seq);
-        call.seeker.feed(s).await?;
-        call.consultant.feed(c).await?;
+        call.send_candidates(seq, true).await?;
     }
-    call.seeker.flush().await?;
-    call.consultant.flush().await?;
-    call.collect_candidates(deadline, &ctx.shared.burst_relay).await?;
-    Ok(call)
+    call.flush().await?;
+    call.collect_candidates(deadline, &ctx.shared.burst_relay).await
 }
 
-impl Call {
-    /// Candidate `seq` of each side, stamped now.
-    fn candidates(&mut self, seq: u64) -> (ClientMessage, ClientMessage) {
+impl Trickle for Call {
+    async fn send_candidates(&mut self, seq: u64, queue: bool) -> anyhow::Result<()> {
         let s = sdp::candidate(&mut self.rng, &self.seeker_ice, seq, now_ns());
         let c = sdp::candidate(&mut self.rng, &self.consultant_ice, seq, now_ns());
-        (
-            ClientMessage::IceCandidate { session_id: self.session_id.clone(), candidate: s, to: None },
-            ClientMessage::IceCandidate { session_id: self.session_id.clone(), candidate: c, to: None },
-        )
+        let s = ClientMessage::IceCandidate { session_id: self.session_id.clone(), candidate: s, to: None };
+        let c = ClientMessage::IceCandidate { session_id: self.session_id.clone(), candidate: c, to: None };
+        if queue {
+            self.seeker.feed(s).await?;
+            self.consultant.feed(c).await
+        } else {
+            self.seeker.send(None, s).await?;
+            self.consultant.send(None, c).await
+        }
     }
 
-    /// Receives one round of candidates on each side, recording latencies.
+    async fn flush(&mut self) -> anyhow::Result<()> {
+        self.seeker.flush().await?;
+        self.consultant.flush().await
+    }
+
     async fn collect_candidates(&mut self, deadline: Instant, into: &Mutex<Latencies>) -> anyhow::Result<()> {
         for peer in [&mut self.consultant, &mut self.seeker] {
             for _ in 0..CANDIDATES_PER_ROUND {

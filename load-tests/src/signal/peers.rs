@@ -3,7 +3,7 @@
 //!
 //! A protocol ([`Wire`]) sets its pair up its own way — connect, pair, an
 //! offer and an answer (`sdp::description`, ~3.5 KB, stamped) — then
-//! [`trickle`] sends the 10 paced and 10 burst candidates each way
+//! [`super::pair::trickle`] sends the 10 paced and 10 burst candidates each way
 //! (`sdp::candidate`, ~230 B, stamped) exactly as the Parley pair does, and
 //! the relay phase ([`super::pair::relay_phase`]) ping-pongs candidates with
 //! the same hops. There is no session to end: the hang-up closes both
@@ -11,7 +11,7 @@
 
 use parley_domain::protocol::IceCandidate;
 
-use super::pair::{Hop, Sides, relay_phase, settle};
+use super::pair::{Hop, Sides, Trickle, relay_phase, settle};
 use super::*;
 use crate::target::Protocol;
 use crate::ws::raw::{self, Got, Keepalive, RawPeer};
@@ -36,7 +36,7 @@ pub(super) trait Wire: Sized + Send + Sync + 'static {
     const KEEPALIVE: Option<Keepalive>;
 
     /// Connects pair `i`'s two sides, exchanges offer and answer (recording
-    /// `setup` and `sdp_relay`) and trickles the candidates ([`trickle`]).
+    /// `setup` and `sdp_relay`) and trickles the candidates ([`super::pair::trickle`]).
     /// `stage` names the step under way.
     fn set_up(
         i: u64,
@@ -109,49 +109,30 @@ pub(super) async fn open<W: Wire>(ctx: &PairCtx, name: String, url: &str) -> any
     peer.map_err(|e| anyhow::anyhow!("{name}: {e}"))
 }
 
-/// The candidates of set-up, as in the Parley pair: 10 each way paced one
-/// per 10 ms, all received; then 10 each way sent at once, all received.
-/// Records `paced_relay` and `burst_relay`.
-pub(super) async fn trickle<W: Wire>(
-    call: &mut PeerCall<W>,
-    deadline: Instant,
-    ctx: &PairCtx,
-    stage: &mut &'static str,
-) -> anyhow::Result<()> {
-    *stage = "candidates paced";
-    for seq in 0..CANDIDATES_PER_ROUND {
-        let (s, c) = call.candidates(seq);
-        call.seeker.send(s).await?;
-        call.consultant.send(c).await?;
-        tokio::time::sleep(PACE).await;
-    }
-    call.collect_candidates(deadline, &ctx.shared.paced_relay).await?;
-    *stage = "candidates burst";
-    for seq in CANDIDATES_PER_ROUND..2 * CANDIDATES_PER_ROUND {
-        let (s, c) = call.candidates(seq);
-        call.seeker.feed(s).await?;
-        call.consultant.feed(c).await?;
-    }
-    call.seeker.flush().await?;
-    call.consultant.flush().await?;
-    call.collect_candidates(deadline, &ctx.shared.burst_relay).await
-}
-
 /// The relay latency of a candidate received at `at_ns`.
 fn latency(candidate: &IceCandidate, at_ns: u64) -> Option<Duration> {
     sdp::candidate_ts(&candidate.candidate).map(|ts| since(ts, at_ns))
 }
 
-impl<W: Wire> PeerCall<W> {
-    /// Candidate `seq` of each side (seeker's, consultant's), stamped now,
-    /// as frames to the other side.
-    fn candidates(&mut self, seq: u64) -> (String, String) {
+impl<W: Wire> Trickle for PeerCall<W> {
+    async fn send_candidates(&mut self, seq: u64, queue: bool) -> anyhow::Result<()> {
         let s = sdp::candidate(&mut self.rng, &self.seeker_ice, seq, now_ns());
         let c = sdp::candidate(&mut self.rng, &self.consultant_ice, seq, now_ns());
-        (W::candidate_frame(&self.to_consultant, &s), W::candidate_frame(&self.to_seeker, &c))
+        let (s, c) = (W::candidate_frame(&self.to_consultant, &s), W::candidate_frame(&self.to_seeker, &c));
+        if queue {
+            self.seeker.feed(s).await?;
+            self.consultant.feed(c).await
+        } else {
+            self.seeker.send(s).await?;
+            self.consultant.send(c).await
+        }
     }
 
-    /// Receives one round of candidates on each side, recording latencies.
+    async fn flush(&mut self) -> anyhow::Result<()> {
+        self.seeker.flush().await?;
+        self.consultant.flush().await
+    }
+
     async fn collect_candidates(&mut self, deadline: Instant, into: &Mutex<Latencies>) -> anyhow::Result<()> {
         for peer in [&mut self.consultant, &mut self.seeker] {
             for _ in 0..CANDIDATES_PER_ROUND {
