@@ -10,24 +10,32 @@
 #   relay   PAIRS pairs set up, then RELAY_SECS of ping-pong, RELAY_WINDOW
 #           messages in flight per pair (1: one at a time)
 #   paced   PAIRS pairs set up at RATE calls/s (--call-rate), no relay phase
+#   paired  PAIRS pairs at once, each stopping once paired into a call
+#           (--paired-only: presence, call, accept, both joins; no offer,
+#           answer or candidates), no relay phase: connections/s into calls
+#           and server CPU per connection, with Parley's hold and stored
+#           session. Parley and the bare relay only (not the peers, which
+#           have no call to be paired into)
 #   calls   CALL_PAIRS pairs set up at once and held (a 1 s relay phase): the
 #           server's memory per connection in an open call, (RSS with the
 #           calls set up - RSS before) / (2 x pairs); the burst gives the
 #           same figure on a fresh server, before the allocator (or PeerJS's
 #           JavaScript heap) has grown from the scenarios before
 #
-# and the server's peak RSS (VmHWM) over the first three (before calls). Server CPU per relayed
+# and the server's peak RSS (VmHWM) over the first three (before paired and calls). Server CPU per relayed
 # message is the server's utime+stime over the relay phase (parley-load reads
 # /proc/<pid>/stat with --server-pid) divided by the messages relayed in it;
 # server CPU per connection set up is its CPU over the burst's set-up phase
-# divided by the connections set up into calls (two per pair).
+# divided by the connections set up into calls (two per pair); the same for
+# paired.
 # Prints one JSON line per scenario and run (stderr, and $OUT/runs.jsonl),
 # then a markdown table of medians with the Parley / bare ratio.
 #
 # With PEERS=1, two popular signaling servers run beside them, RUNS fresh
 # servers each, pinned and measured the same way, `parley-load signal
 # --protocol matchbox|peerjs` playing the same scenarios in their protocols
-# (no call, hold or session there: see load-tests/README.md, "The peers"):
+# (no call, hold or session there: see load-tests/README.md, "The peers";
+# they skip paired, and its rows show "-" for them):
 # matchbox_server 0.15.0 and PeerJS server 1.0.2, installed by
 # load-tests/peers.sh into PEERS_DIR. The table then has their columns and
 # a Parley / best peer ratio (the better of the two for that figure).
@@ -189,7 +197,8 @@ scenario() {
           errors, client_errors}' <<<"$line" | tee -a "$OUT/runs.jsonl" >&2
 }
 
-# serve SERVER RUN: a fresh server, the four scenarios, its peak RSS over the first three.
+# serve SERVER RUN: a fresh server, the scenarios (paired only on Parley's
+# protocol: parley and bare), its peak RSS over the first three.
 # The peers run with every setting their default but the address and, for
 # PeerJS, a concurrent-client limit that lets the calls scenario's
 # 2 x CALL_PAIRS connections in (its default is 5,000) and a listen backlog
@@ -238,6 +247,10 @@ serve() {
     scenario "$server" "$r" paced "$port" "$secret" "$PAIRS" --relay-secs 0 --call-rate "$RATE" "${extra[@]}"
     local hwm
     hwm=$(awk '/^VmHWM:/ { print $2 }' "/proc/$SERVER_PID/status")
+    case $server in
+        parley | bare)
+            scenario "$server" "$r" paired "$port" "$secret" "$PAIRS" --relay-secs 0 --paired-only "${extra[@]}" ;;
+    esac
     scenario "$server" "$r" calls "$port" "$secret" "$CALL_PAIRS" --relay-secs 1 "${extra[@]}"
     jq -nc --arg server "$server" --argjson run "$r" --argjson kib "$hwm" \
         '{$server, name: "server", $run, rss_peak_mib: ($kib / 1024 * 10 | round / 10)}' | tee -a "$OUT/runs.jsonl" >&2
@@ -287,6 +300,10 @@ jq -s -r --arg pairs "$PAIRS" --arg calls "$CALL_PAIRS" --arg rate "$RATE" --arg
      ["burst: message p99 (ms)", "burst", "msg_ms_p99", "low"],
      ["burst: connections/s set up into calls (2 per pair, each call with its 22 messages)", "burst", "setup_conns_per_sec", "high"],
      ["burst: server CPU per connection set up (µs)", "burst", "cpu_us_per_setup_conn", "low"],
+     ["paired, \($pairs) pairs at once into calls (no SDP): connections/s", "paired", "setup_conns_per_sec", "high"],
+     ["paired: server CPU per connection (µs)", "paired", "cpu_us_per_setup_conn", "low"],
+     ["paired: set-up p50 (ms)", "paired", "setup_ms_p50", "low"],
+     ["paired: set-up p99 (ms)", "paired", "setup_ms_p99", "low"],
      ["paced, \($rate) calls/s: set-up p50 (ms)", "paced", "setup_ms_p50", "low"],
      ["paced: set-up p99 (ms)", "paced", "setup_ms_p99", "low"],
      ["paced: message p50 (ms)", "paced", "msg_ms_p50", "low"],

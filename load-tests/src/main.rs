@@ -4,6 +4,7 @@
 //! parley-load call   [--url URL] [--duration 5s] [--calls N] [--jwt-secret-file PATH]
 //! parley-load signal [--url URL] --clients N --pairs P [--server-pid PID] [--relay-secs 10]
 //!                    [--jwt-secret-file PATH] [--connect-concurrency 256] [--protocol parley|matchbox|peerjs]
+//!                    [--paired-only]
 //! parley-load record [--url URL] [--sessions 10] [--duration 20s] [--video] [--video-kbps 500]
 //!                    [--recorder-pid PID] [--server-pid PID] --jwt-secret-file PATH
 //! parley-load failover --url URL --jwt-secret-file PATH --kill CMD --restart CMD [--trials 20] [--calls 1]
@@ -23,7 +24,7 @@ use clap::{Args, Parser, Subcommand};
 use parley_load::call::{self, CallOptions};
 use parley_load::failover::{self, FailoverOptions};
 use parley_load::record::{self, RecordOptions};
-use parley_load::signal::{self, SignalOptions};
+use parley_load::signal::{self, PairSetup, SignalOptions};
 use parley_load::target::Protocol;
 use parley_load::{report, target};
 
@@ -124,6 +125,13 @@ struct SignalArgs {
     /// `--price-minor`, no `--jwt-secret-file`.
     #[arg(long, default_value = "parley", value_parser = parse_protocol)]
     protocol: Protocol,
+    /// Stop each pair's set-up once it is paired into a call (both sides
+    /// joined the room: on Parley, with its hold and stored session): no
+    /// offer, answer or candidates. Set-up time then runs from
+    /// `call.request` sent to the seeker's `room.join` ack. Needs
+    /// `--relay-secs 0`; Parley's protocol only (not matchbox or peerjs).
+    #[arg(long)]
+    paired_only: bool,
 }
 
 #[derive(Debug, Args)]
@@ -268,7 +276,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
         }
         Command::Signal(args) => {
             let target = checked_target(&args.url).await?.with_protocol(args.protocol);
-            let (report, stats) = signal::run(SignalOptions {
+            let options = SignalOptions {
                 target,
                 clients: args.clients as usize,
                 pairs: args.pairs as usize,
@@ -279,8 +287,9 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 price_minor: args.price_minor,
                 jwt_secret_file: args.jwt_secret_file,
                 connect_concurrency: args.connect_concurrency as usize,
-            })
-            .await?;
+                setup: if args.paired_only { PairSetup::PairedOnly } else { PairSetup::Full },
+            };
+            let (report, stats) = signal::run(options).await?;
             Ok(finish(report.summary_lines(&stats), &report, report.ok()))
         }
         Command::Record(args) => {
@@ -387,6 +396,10 @@ mod tests {
         let Command::Signal(args) = cli.command else { panic!() };
         assert_eq!((args.relay_secs, args.connect_concurrency, args.server_pid), (10, 256, None));
         assert_eq!(args.protocol, Protocol::Parley);
+        assert!(!args.paired_only);
+        let argv = ["parley-load", "signal", "--clients", "0", "--pairs", "2", "--relay-secs", "0", "--paired-only"];
+        let Command::Signal(args) = Cli::try_parse_from(argv).unwrap().command else { panic!() };
+        assert!(args.paired_only && args.relay_secs == 0);
         let peer = ["parley-load", "signal", "--clients", "0", "--pairs", "2", "--protocol"];
         for (name, protocol) in
             [("matchbox", Protocol::Matchbox), ("peerjs", Protocol::PeerJs), ("parley", Protocol::Parley)]

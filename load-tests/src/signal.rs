@@ -9,7 +9,11 @@
 //!    go through presence → `call.request` → `call.accept` → `room.join`,
 //!    then exchange a ~3.5 KB offer and answer and 10 ICE candidates each
 //!    way, paced (one per 10 ms), then 10 more each way at once. Call set-up
-//!    time runs from `call.request` sent to the answer received.
+//!    time runs from `call.request` sent to the answer received. With
+//!    [`PairSetup::PairedOnly`] (`--paired-only`) each pair stops once both
+//!    sides have joined the room (no offer, answer or candidates), and
+//!    set-up time runs from `call.request` sent to the seeker's `room.join`
+//!    ack received.
 //! 3. **Relay**: for `relay_secs`, each pair ping-pongs bursts of
 //!    `relay_window` ICE candidates (seeker → consultant → seeker …; with
 //!    the default window of 1, one message in flight per pair).
@@ -20,7 +24,8 @@
 //!
 //! Against another signaling server (the target's [`Protocol`]: matchbox
 //! or PeerJS, `--protocol`), the pairs run the same scenario in that
-//! server's protocol ([`peers`]); there is no idle phase, token or price.
+//! server's protocol ([`peers`]); there is no idle phase, token or price,
+//! nor a call to stop at ([`PairSetup::PairedOnly`] is refused).
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -94,6 +99,23 @@ pub struct SignalOptions {
     pub jwt_secret_file: Option<PathBuf>,
     /// WebSocket handshakes in flight at once in the idle phase.
     pub connect_concurrency: usize,
+    /// How far each pair's set-up goes (`--paired-only`).
+    pub setup: PairSetup,
+}
+
+/// How far each pair's set-up goes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum PairSetup {
+    /// Paired into a call, then a ~3.5 KB offer and answer and 20 ICE
+    /// candidates each way relayed (the default).
+    #[default]
+    Full,
+    /// Stops once paired into a call (`--paired-only`): on Parley's
+    /// protocol (Parley, the bare relay) once the seeker's `room.join` ack
+    /// arrives, both sides joined, with Parley's hold and stored session in
+    /// place. No offer, answer or candidates; needs `relay_secs` 0, and
+    /// Parley's protocol (the peers have no call to be paired into).
+    PairedOnly,
 }
 
 /// Keeps `f` among the first [`MAX_FAILURES_KEPT`] distinct failures.
@@ -129,6 +151,8 @@ struct PairCtx {
     go: watch::Receiver<Option<Instant>>,
     relay: Duration,
     relay_window: usize,
+    /// Where each pair's set-up stops.
+    setup: PairSetup,
     deadline: Instant,
 }
 
@@ -147,8 +171,10 @@ struct PairResult {
     client_errors: Counts,
 }
 
-/// Runs the scenario and returns its report and distributions. Errors
-/// before any traffic when the options do not suit the target's protocol.
+/// Runs the scenario, each pair's set-up going as far as `opts.setup`
+/// says, and returns its report and distributions. Errors before any
+/// traffic when the options do not suit the target's protocol or the
+/// set-up.
 pub async fn run(opts: SignalOptions) -> anyhow::Result<(SignalReport, SignalStats)> {
     peers::check_options(&opts)?;
     let run = crate::run_id();
@@ -202,6 +228,7 @@ async fn run_pairs(
     // Everything stops by this instant, whatever happens.
     let idle_budget = Duration::from_secs(30) + Duration::from_millis(20 * opts.clients as u64);
     let relay = Duration::from_secs(opts.relay_secs);
+    let setup = opts.setup;
     // With --call-rate, pair `i` starts its set-up `i / rate` seconds in.
     let setup_spread = match opts.call_rate {
         Some(rate) if rate > 0.0 => Duration::from_secs_f64(opts.pairs as f64 / rate),
@@ -302,12 +329,14 @@ async fn run_pairs(
         go: go_rx,
         relay,
         relay_window: opts.relay_window,
+        setup,
         deadline,
     });
     let (setup_tx, mut setup_rx) = mpsc::unbounded_channel::<bool>();
     let mut pair_tasks = JoinSet::new();
     if opts.pairs > 0 {
-        eprintln!("parley-load: phase 2: setting up {} pairs", opts.pairs);
+        let depth = if setup == PairSetup::PairedOnly { " (paired only: no SDP, no candidates)" } else { "" };
+        eprintln!("parley-load: phase 2: setting up {} pairs{depth}", opts.pairs);
     }
     let setup_started = Instant::now();
     let server_cpu_at_setup = opts.server_pid.and_then(procfs::cpu_secs);
@@ -428,6 +457,7 @@ async fn run_pairs(
         pairs: opts.pairs,
         relay_window: opts.relay_window,
         call_rate: opts.call_rate,
+        paired_only: setup == PairSetup::PairedOnly,
         token_source,
         idle_connected,
         idle_failed,

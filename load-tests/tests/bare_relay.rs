@@ -1,5 +1,6 @@
 //! `parley-load signal` runs unchanged against the bare relay (issue 17),
-//! started in-process on a free port: every pair sets up and relays.
+//! started in-process on a free port: every pair sets up and relays (or,
+//! paired only, joins its call and hangs up).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -7,7 +8,7 @@ use std::time::Duration;
 
 use parley_domain::protocol::Role;
 use parley_load::bare::BareRelay;
-use parley_load::signal::{self, SignalOptions, SignalReport};
+use parley_load::signal::{self, PairSetup, SignalOptions, SignalReport};
 use parley_load::tokens::{self, User};
 use parley_load::{target, ws};
 
@@ -42,6 +43,7 @@ fn options(addr: SocketAddr) -> SignalOptions {
         price_minor: 0,
         jwt_secret_file: None,
         connect_concurrency: 2,
+        setup: PairSetup::Full,
     }
 }
 
@@ -83,6 +85,42 @@ async fn paced_set_ups_with_dev_login_tokens() {
     let (report, _) = signal::run(opts).await.unwrap();
     assert_clean(&report, 0, 3);
     assert_eq!(report.token_source, "dev login");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paired_only_pairs_join_their_calls_and_relay_nothing() {
+    let addr = start();
+    let opts = SignalOptions {
+        server_pid: Some(std::process::id()),
+        relay_secs: 0,
+        jwt_secret_file: Some(secret_file("paired")),
+        setup: PairSetup::PairedOnly,
+        ..options(addr)
+    };
+    let (report, stats) = signal::run(opts).await.unwrap();
+    let line = parley_load::report::json_line(&report);
+    assert!(report.ok() && report.paired_only, "{line}");
+    assert_eq!((report.idle_connected, report.pairs_set_up), (4, 3), "{line}");
+    assert!(report.errors.is_empty() && report.client_errors.is_empty(), "{line}");
+    // Set-up timed to the seeker's room.join ack; no SDP, no candidate, no relay phase.
+    assert_eq!(stats.setup.count(), 3, "{line}");
+    assert!(report.setup_ms_p50.is_some(), "{line}");
+    assert_eq!((stats.sdp_relay.count(), report.setup_relay_messages), (0, 0), "{line}");
+    assert!(report.sdp_relay_ms_p50.is_none() && report.setup_relay_ms_p50.is_none(), "{line}");
+    assert_eq!((report.relay_hops, stats.relay.count()), (0, 0), "{line}");
+    // The issue's figures.
+    assert!(report.setup_connections_per_sec.is_some_and(|c| c > 0.0), "{line}");
+    assert!(report.server_cpu_us_per_setup_connection.is_some(), "{line}");
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["paired_only"], true, "{line}");
+}
+
+#[tokio::test]
+async fn paired_only_with_a_relay_phase_is_refused_before_any_traffic() {
+    // Nothing listens here: the refusal comes before any connection.
+    let opts = SignalOptions { relay_secs: 1, setup: PairSetup::PairedOnly, ..options("127.0.0.1:9".parse().unwrap()) };
+    let e = signal::run(opts).await.unwrap_err().to_string();
+    assert!(e.contains("--paired-only needs --relay-secs 0"), "{e}");
 }
 
 #[tokio::test]

@@ -1,5 +1,6 @@
-//! One seeker/consultant pair: set-up (presence, call, room, SDP and
-//! trickled candidates), the relay ping-pong, and the hang-up.
+//! One seeker/consultant pair: set-up (presence, call, room, then, unless
+//! paired only, SDP and trickled candidates), the relay ping-pong, and the
+//! hang-up.
 
 use super::*;
 
@@ -175,8 +176,11 @@ pub(super) async fn relay_phase<C: Sides>(mut call: C, ctx: &PairCtx, mut result
     call.finish(result).await
 }
 
-/// Sets up one pair: connect, presence, call, accept, join, offer/answer,
-/// candidates. `stage` names the step under way.
+/// Sets up one pair: connect, presence, call, accept, join, then (with
+/// [`PairSetup::Full`]) offer/answer and candidates. Records the set-up
+/// time: `call.request` sent → the answer received, or with
+/// [`PairSetup::PairedOnly`] → the seeker's `room.join` ack received.
+/// `stage` names the step under way.
 async fn set_up(
     i: u64,
     ctx: &PairCtx,
@@ -185,6 +189,28 @@ async fn set_up(
     stage: &mut &'static str,
 ) -> anyhow::Result<Call> {
     let deadline = Instant::now() + SETUP_TIMEOUT;
+    let (mut call, requested_ns, joined_ns) = pair_up(i, ctx, seeker_token, consultant_token, deadline, stage).await?;
+    if ctx.setup == PairSetup::PairedOnly {
+        record(&ctx.shared.setup, since(requested_ns, joined_ns));
+        return Ok(call);
+    }
+    let answered_ns = offer_answer(&mut call, deadline, ctx, stage).await?;
+    record(&ctx.shared.setup, since(requested_ns, answered_ns));
+    trickle(&mut call, deadline, ctx, stage).await?;
+    Ok(call)
+}
+
+/// Pairs one pair into a call by `deadline`: connect, presence, call,
+/// accept, both joins. Returns the call with when `call.request` was sent
+/// and when the seeker's `room.join` ack arrived (ns, [`now_ns`]'s clock).
+async fn pair_up(
+    i: u64,
+    ctx: &PairCtx,
+    seeker_token: &str,
+    consultant_token: &str,
+    deadline: Instant,
+    stage: &mut &'static str,
+) -> anyhow::Result<(Call, u64, u64)> {
     let open = |token: &str| {
         let (url, token, stop) = (ctx.ws_url.clone(), token.to_owned(), ctx.stop.clone());
         async move { Peer::open(&url, &token, CONNECT_TIMEOUT, stop, ctx.deadline).await }
@@ -198,7 +224,7 @@ async fn set_up(
     consultant.ack("presence", deadline, "presence.set ack").await?;
 
     *stage = "call.request";
-    let t0 = now_ns();
+    let requested_ns = now_ns();
     let request = ClientMessage::CallRequest {
         consultant_id: consultant.user.id.clone(),
         payment_method: Some(crate::PAYMENT_METHOD.to_owned()),
@@ -245,16 +271,35 @@ async fn set_up(
         })
         .await?;
     seeker.send(Some("join"), ClientMessage::RoomJoin { session_id: session_id.clone() }).await?;
-    match seeker.ack("join", deadline, "room.join ack").await? {
+    let (joined, joined_ns) = seeker
+        .recv_until(deadline, "room.join ack", Some("join"), |m| match &m.msg {
+            ServerMessage::Ack { id, result } if id == "join" => Some((result.clone(), m.at_ns)),
+            _ => None,
+        })
+        .await?;
+    match joined {
         Some(AckResult::Room { offerer: true, participants, .. }) if !participants.is_empty() => {}
         other => anyhow::bail!("seeker room.join answered with {other:?}"),
     }
 
-    *stage = "sdp";
     let mut rng = Rng::new(i.wrapping_mul(0x9E37_79B9) ^ now_ns());
     let seeker_ice = IceCredentials::new(&mut rng);
     let consultant_ice = IceCredentials::new(&mut rng);
-    let offer = sdp::description(Kind::Offer, &mut rng, &seeker_ice, now_ns());
+    Ok((Call { seeker, consultant, session_id, seeker_ice, consultant_ice, rng }, requested_ns, joined_ns))
+}
+
+/// The seeker's ~3.5 KB offer and the consultant's answer, relayed by
+/// `deadline` (recording both in `sdp_relay`). Returns when the answer
+/// arrived (ns, [`now_ns`]'s clock).
+async fn offer_answer(
+    call: &mut Call,
+    deadline: Instant,
+    ctx: &PairCtx,
+    stage: &mut &'static str,
+) -> anyhow::Result<u64> {
+    *stage = "sdp";
+    let Call { seeker, consultant, session_id, seeker_ice, consultant_ice, rng } = call;
+    let offer = sdp::description(Kind::Offer, rng, seeker_ice, now_ns());
     seeker.send(None, ClientMessage::SdpOffer { session_id: session_id.clone(), sdp: offer, to: None }).await?;
     let latency = consultant
         .recv_until(deadline, "sdp.offer", None, |m| match &m.msg {
@@ -263,7 +308,7 @@ async fn set_up(
         })
         .await?;
     record(&ctx.shared.sdp_relay, latency);
-    let answer = sdp::description(Kind::Answer, &mut rng, &consultant_ice, now_ns());
+    let answer = sdp::description(Kind::Answer, rng, consultant_ice, now_ns());
     consultant.send(None, ClientMessage::SdpAnswer { session_id: session_id.clone(), sdp: answer, to: None }).await?;
     let (latency, at_ns) = seeker
         .recv_until(deadline, "sdp.answer", None, |m| match &m.msg {
@@ -272,11 +317,7 @@ async fn set_up(
         })
         .await?;
     record(&ctx.shared.sdp_relay, latency);
-    record(&ctx.shared.setup, since(t0, at_ns));
-
-    let mut call = Call { seeker, consultant, session_id, seeker_ice, consultant_ice, rng };
-    trickle(&mut call, deadline, ctx, stage).await?;
-    Ok(call)
+    Ok(at_ns)
 }
 
 /// A call's two sides during set-up's candidates, whatever the protocol:

@@ -69,12 +69,27 @@ pub(super) struct PeerCall<W: Wire> {
     pub rng: Rng,
 }
 
-/// The options the peers cannot honour, refused with a clear error: they
-/// have no authentication (`--jwt-secret-file`), no billing
-/// (`--price-minor`), and `signal` runs no idle phase against them
-/// (`--clients`: pairs only). `Ok` for Parley.
+/// Refuses, with a clear error, the options the run cannot honour:
+/// [`PairSetup::PairedOnly`] with a relay phase (`relay_secs` > 0: a pair
+/// paired only has nothing set up to relay on), and what the peers cannot
+/// do: they have no call to be paired into (`--paired-only`), no
+/// authentication (`--jwt-secret-file`), no billing (`--price-minor`), and
+/// `signal` runs no idle phase against them (`--clients`: pairs only).
 pub(super) fn check_options(opts: &SignalOptions) -> anyhow::Result<()> {
     let protocol = opts.target.protocol;
+    let paired_only = opts.setup == PairSetup::PairedOnly;
+    if paired_only && protocol != Protocol::Parley {
+        anyhow::bail!(
+            "--paired-only is for Parley's protocol only: the peers ({protocol}) have no call to be paired into \
+             (a pair there is two sockets relaying an offer, an answer and candidates)"
+        );
+    }
+    if paired_only && opts.relay_secs > 0 {
+        anyhow::bail!(
+            "--paired-only needs --relay-secs 0 (the default is 10): the pairs stop before any SDP or \
+             candidate, so there is no relay phase to run"
+        );
+    }
     if protocol == Protocol::Parley {
         return Ok(());
     }
@@ -213,6 +228,7 @@ mod tests {
             price_minor: 0,
             jwt_secret_file: None,
             connect_concurrency: 256,
+            setup: PairSetup::Full,
         }
     }
 
@@ -228,6 +244,29 @@ mod tests {
             assert!(e.contains("--jwt-secret-file") && e.contains("no authentication"), "{e}");
             let idle = SignalOptions { clients: 5, ..options(protocol) };
             assert!(check_options(&idle).unwrap_err().to_string().contains("--clients must be 0"));
+            // Even with --relay-secs 0: there is no call to stop at.
+            let paired = SignalOptions { relay_secs: 0, ..options(protocol) };
+            let e = check_options(&SignalOptions { setup: PairSetup::PairedOnly, ..paired.clone() })
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("--paired-only") && e.contains("no call to be paired into") && e.contains(protocol.as_str()),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn paired_only_needs_parley_and_no_relay_phase() {
+        let paired = SignalOptions { relay_secs: 0, ..options(Protocol::Parley) };
+        check_options(&SignalOptions { setup: PairSetup::PairedOnly, ..paired.clone() }).unwrap();
+        for relay_secs in [1, 10] {
+            let relaying = SignalOptions { relay_secs, ..options(Protocol::Parley) };
+            let e = check_options(&SignalOptions { setup: PairSetup::PairedOnly, ..relaying.clone() })
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("--paired-only needs --relay-secs 0"), "{e}");
+            check_options(&relaying).unwrap();
         }
     }
 

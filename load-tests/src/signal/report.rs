@@ -16,6 +16,10 @@ pub struct SignalReport {
     pub relay_window: usize,
     /// Pair set-ups started per second (null: all at once).
     pub call_rate: Option<f64>,
+    /// Whether each pair stopped once paired into a call (`--paired-only`):
+    /// no offer, answer or candidates, so the set-up relay fields are
+    /// 0 / null.
+    pub paired_only: bool,
     /// How tokens were obtained.
     pub token_source: String,
     /// Idle connections that opened (hello received).
@@ -40,20 +44,23 @@ pub struct SignalReport {
     pub pairs_set_up: u64,
     /// Pairs that failed set-up.
     pub pairs_failed: u64,
-    /// Call set-up (`call.request` sent → answer received), median. Against
-    /// matchbox: the seeker's connect start → answer received; against
-    /// PeerJS: both connections open → answer received.
+    /// Call set-up (`call.request` sent → answer received), median; with
+    /// `paired_only`, `call.request` sent → the seeker's `room.join` ack
+    /// received. Against matchbox: the seeker's connect start → answer
+    /// received; against PeerJS: both connections open → answer received.
     pub setup_ms_p50: Option<f64>,
     /// Call set-up, 99th percentile.
     pub setup_ms_p99: Option<f64>,
     /// Call set-up, slowest.
     pub setup_ms_max: Option<f64>,
     /// Wall time of the set-up phase (every pair set up, its offer,
-    /// answer and candidates relayed, or given up), seconds.
+    /// answer and candidates relayed — with `paired_only`, both sides
+    /// joined — or given up), seconds.
     pub setup_secs: f64,
     /// Connections set up into calls per second: `2 × pairs_set_up /
     /// setup_secs` (each pair is two authenticated connections, a call,
-    /// its hold and stored session on Parley, and 22 relayed messages).
+    /// its hold and stored session on Parley, and 22 relayed messages, none
+    /// with `paired_only`).
     pub setup_connections_per_sec: Option<f64>,
     /// Server CPU over the set-up phase per connection set up, µs (with
     /// `--server-pid`).
@@ -129,7 +136,13 @@ impl SignalReport {
     /// The readable summary lines.
     pub fn summary_lines(&self, stats: &SignalStats) -> Vec<String> {
         let mut out = vec![
-            format!("signal: {} idle clients, {} pairs, tokens {}", self.clients, self.pairs, self.token_source),
+            format!(
+                "signal: {} idle clients, {} pairs{}, tokens {}",
+                self.clients,
+                self.pairs,
+                if self.paired_only { " paired only (no SDP, no candidates)" } else { "" },
+                self.token_source
+            ),
             format!(
                 "idle      {} open, {} failed, {} dropped by the server; {:.0} connections/s ({:.3} s)",
                 self.idle_connected, self.idle_failed, self.idle_dropped, self.accept_rate_per_sec, self.accept_secs

@@ -6,6 +6,7 @@ fn report() -> SignalReport {
         pairs: 100,
         relay_window: 1,
         call_rate: None,
+        paired_only: false,
         token_source: "minted with data/jwt-secret".into(),
         idle_connected: 2000,
         idle_failed: 0,
@@ -61,6 +62,8 @@ fn the_json_line_has_the_documented_fields() {
     for key in [
         "clients",
         "pairs",
+        "call_rate",
+        "paired_only",
         "accept_rate_per_sec",
         "rss_kib_per_idle_connection",
         "relay_ms_p50",
@@ -74,6 +77,7 @@ fn the_json_line_has_the_documented_fields() {
         assert!(v.get(key).is_some(), "missing {key}: {line}");
     }
     assert_eq!(v["errors"]["rate_limited"], 2);
+    assert_eq!(v["paired_only"], false);
     let mut without_pid = report();
     without_pid.rss_kib_per_idle_connection = None;
     let v: serde_json::Value = serde_json::from_str(&crate::report::json_line(&without_pid)).unwrap();
@@ -107,4 +111,8 @@ fn the_summary_names_every_phase() {
     ] {
         assert!(text.contains(word), "{word}: {text}");
     }
+    assert!(!text.contains("paired only"), "{text}");
+    let paired = SignalReport { paired_only: true, ..report() };
+    let text = paired.summary_lines(&SignalStats::default()).join("\n");
+    assert!(text.contains("100 pairs paired only (no SDP, no candidates)"), "{text}");
 }

@@ -82,6 +82,7 @@ async fn the_signal_scenario_with_a_price_places_and_releases_a_hold_per_call() 
         price_minor: 2500,
         jwt_secret_file: Some(secret_file),
         connect_concurrency: 2,
+        setup: signal::PairSetup::Full,
     })
     .await
     .unwrap();
