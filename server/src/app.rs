@@ -1,7 +1,7 @@
 //! Wiring: builds every part from a [`Config`], binds the listener and runs
 //! until shut down (zero-to-production's `Application`).
 
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -96,7 +96,8 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
-    /// Serving failed (accepting connections).
+    /// Serving failed (accepting connections), or the accept loop's task
+    /// panicked.
     #[error("serving failed")]
     Serve(#[source] std::io::Error),
 }
@@ -474,7 +475,12 @@ impl Application {
         // accepted stream), then drops it: 12 % of the server's CPU in a burst
         // of 1,000 calls (perf). `into_make_service` hands each the same table.
         let app = self.router.with_state(()).into_make_service();
-        axum::serve(listener, app).with_graceful_shutdown(signal).await.map_err(StartError::Serve)?;
+        // The accept loop runs as a task on the runtime's workers, not on
+        // the thread awaiting this (`main`'s, which is none of them): each
+        // accepted connection's task is then queued where it was accepted
+        // instead of waking a worker from another thread.
+        let serving = tokio::spawn(axum::serve(listener, app).with_graceful_shutdown(signal).into_future());
+        serving.await.map_err(|e| StartError::Serve(std::io::Error::other(e)))?.map_err(StartError::Serve)?;
         // Nothing metered is lost to a deploy: each live session's time up
         // to now is checkpointed (a restart resumes from it).
         let drained = self.meters.drain().await;
