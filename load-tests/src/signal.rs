@@ -104,11 +104,10 @@ pub struct SignalOptions {
 }
 
 /// How far each pair's set-up goes.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PairSetup {
     /// Paired into a call, then a ~3.5 KB offer and answer and 20 ICE
-    /// candidates each way relayed (the default).
-    #[default]
+    /// candidates each way relayed (without `--paired-only`).
     Full,
     /// Stops once paired into a call (`--paired-only`): on Parley's
     /// protocol (Parley, the bare relay) once the seeker's `room.join` ack

@@ -295,8 +295,18 @@ impl Peer {
         deadline: Instant,
         what: &str,
     ) -> anyhow::Result<Option<parley_domain::protocol::AckResult>> {
+        Ok(self.ack_at(id, deadline, what).await?.0)
+    }
+
+    /// [`Peer::ack`], with when the ack was read ([`Incoming::at_ns`]).
+    pub async fn ack_at(
+        &mut self,
+        id: &str,
+        deadline: Instant,
+        what: &str,
+    ) -> anyhow::Result<(Option<parley_domain::protocol::AckResult>, u64)> {
         self.recv_until(deadline, what, Some(id), |m| match &m.msg {
-            ServerMessage::Ack { id: got, result } if got == id => Some(result.clone()),
+            ServerMessage::Ack { id: got, result } if got == id => Some((result.clone(), m.at_ns)),
             _ => None,
         })
         .await

@@ -271,12 +271,7 @@ async fn pair_up(
         })
         .await?;
     seeker.send(Some("join"), ClientMessage::RoomJoin { session_id: session_id.clone() }).await?;
-    let (joined, joined_ns) = seeker
-        .recv_until(deadline, "room.join ack", Some("join"), |m| match &m.msg {
-            ServerMessage::Ack { id, result } if id == "join" => Some((result.clone(), m.at_ns)),
-            _ => None,
-        })
-        .await?;
+    let (joined, joined_ns) = seeker.ack_at("join", deadline, "room.join ack").await?;
     match joined {
         Some(AckResult::Room { offerer: true, participants, .. }) if !participants.is_empty() => {}
         other => anyhow::bail!("seeker room.join answered with {other:?}"),
