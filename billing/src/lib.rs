@@ -4,7 +4,9 @@
 //! Billing never computes durations (ARCHITECTURE.md invariant): it receives
 //! the meter's settlement decision and carries it out exactly once.
 //!
-//! Module map: `faults` (crash points for tests of crash windows),
+//! Module map: `commit` (statements committed with other writes: group
+//! commit, through the server's store writer), `faults` (crash points for
+//! tests of crash windows),
 //! `promotions` (paid featured placement, charged at once),
 //! `provider` (the [`PaymentProvider`] seam), `sandbox` (the
 //! embedded default provider, B8), `service` ([`Billing`], one file per
@@ -19,6 +21,7 @@
 //! [`HoldRefusal::code`], [`webhook::WebhookError::code`] theirs), so an API
 //! maps them to problems without reading messages.
 
+pub mod commit;
 pub mod faults;
 pub mod promotions;
 pub mod provider;
@@ -27,6 +30,7 @@ pub mod service;
 pub mod stripe;
 pub mod webhook;
 
+pub use commit::{Arg, Committer, Done, Statement};
 pub use faults::Faults;
 pub use provider::{
     Account, AccountRequest, CaptureRequest, ChargeRequest, Charged, DisputeEvidence, DisputeState, HoldRequest,

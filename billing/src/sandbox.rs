@@ -21,6 +21,7 @@ use async_trait::async_trait;
 use parley_domain::{Clock, Currency, Money, Timestamp};
 use sqlx::{Any, AnyConnection, AnyPool, Row, Transaction};
 
+use crate::commit::{Committer, Statement};
 use crate::faults::Faults;
 use crate::provider::{
     Account, AccountRequest, CaptureRequest, ChargeRequest, Charged, DisputeEvidence, DisputeState, HoldRequest,
@@ -38,6 +39,9 @@ pub const HOLD_VALIDITY: Duration = Duration::from_secs(7 * 24 * 3600);
 #[derive(Clone)]
 pub struct SandboxProvider {
     pool: AnyPool,
+    /// Where its one-statement holds and cancellations are committed
+    /// ([`keyed`]): with other writes, under load.
+    commits: Arc<dyn Committer>,
     clock: Arc<dyn Clock>,
     faults: Faults,
 }
@@ -68,9 +72,11 @@ enum Recorded {
 }
 
 impl SandboxProvider {
-    /// A sandbox over `pool` (migrated by the server), reading `clock`.
-    pub fn new(pool: AnyPool, clock: Arc<dyn Clock>) -> Self {
-        SandboxProvider { pool, clock, faults: Faults::default() }
+    /// A sandbox over `pool` (migrated by the server), reading `clock`,
+    /// whose one-statement writes (a hold placed, a hold cancelled) are
+    /// committed by `commits` (on the same database as `pool`).
+    pub fn new(pool: AnyPool, commits: Arc<dyn Committer>, clock: Arc<dyn Clock>) -> Self {
+        SandboxProvider { pool, commits, clock, faults: Faults::default() }
     }
 
     /// The same sandbox with crash points `faults` (tests of crash
@@ -319,18 +325,17 @@ fn card_status(payment_method: &str) -> Result<IntentStatus, ProviderError> {
     }
 }
 
-/// Inserts intent `id` in `status` for hold `req`, created at `now`;
+/// The insert of intent `id` in `status` for hold `req`, created at `now`;
 /// with `fingerprint`, recorded under `req.idempotency_key` in the same
 /// statement (a keyed write, [`keyed`]).
-async fn insert_intent<'c>(
-    conn: impl sqlx::Executor<'c, Database = Any>,
+fn insert_intent(
     id: &str,
     status: IntentStatus,
     req: &HoldRequest,
     now: Timestamp,
     fingerprint: Option<&str>,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
+) -> Statement {
+    Statement::new(
         "INSERT INTO sandbox_intents (id, status, amount_minor, currency, payment_method, destination, created_ms, \
          last_key, last_request) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
@@ -338,17 +343,14 @@ async fn insert_intent<'c>(
     .bind(status.as_str())
     .bind(req.amount.amount_minor)
     .bind(req.amount.currency.as_str())
-    .bind(&req.payment_method)
+    .bind(req.payment_method.as_str())
     .bind(req.destination.as_deref())
     .bind(now.unix_millis())
     .bind(fingerprint.map(|_| req.idempotency_key.as_str()))
     .bind(fingerprint)
-    .execute(conn)
-    .await?;
-    Ok(())
 }
 
-/// The intent [`insert_intent`] stored, as the provider answers it.
+/// The intent [`insert_intent`] inserts, as the provider answers it.
 fn new_intent(id: String, status: IntentStatus, req: &HoldRequest, now: Timestamp) -> Intent {
     Intent {
         id,
@@ -407,7 +409,7 @@ impl SandboxProvider {
     async fn hold_effect(conn: &mut AnyConnection, req: &HoldRequest, now: Timestamp) -> Result<Intent, ProviderError> {
         let status = card_status(&req.payment_method)?;
         let id = new_id("pi");
-        insert_intent(conn, &id, status, req, now, None).await.map_err(db_err)?;
+        insert_intent(&id, status, req, now, None).run(conn).await.map_err(db_err)?;
         Ok(new_intent(id, status, req, now))
     }
 

@@ -205,6 +205,7 @@ impl Application {
         };
         let billing = Billing::new_with_faults(
             store.pool(),
+            Arc::new(store.clone()),
             provider,
             clock.clone(),
             config.billing,
@@ -559,7 +560,9 @@ pub fn payment_provider(
     faults: &parley_billing::Faults,
 ) -> Result<Arc<dyn PaymentProvider>, StartError> {
     Ok(match &config.payments {
-        Payments::Sandbox => Arc::new(SandboxProvider::new(store.pool(), clock).with_faults(faults.clone())),
+        Payments::Sandbox => {
+            Arc::new(SandboxProvider::new(store.pool(), Arc::new(store.clone()), clock).with_faults(faults.clone()))
+        }
         Payments::Stripe { secret_key, api_base, .. } => {
             let cfg = StripeConfig { secret_key: secret_key.clone(), api_base: api_base.clone() };
             Arc::new(StripeProvider::new(&cfg).map_err(StartError::Stripe)?)

@@ -7,15 +7,19 @@
 //! A key recorded already (an earlier request, or a concurrent one:
 //! PostgreSQL waits on the unique key, SQLite on its write lock) fails the
 //! statement with a unique violation, so nothing of it is kept and the
-//! stored outcome is answered: one effect per key, as before. With no
-//! `BEGIN` and `COMMIT` around it, the write is one round trip to the
-//! database instead of four; on SQLite each is a hop to the connection's
-//! thread, and a paid call makes two of these writes (its hold and its
-//! release). Writes that read before they write (captures, refunds) and
+//! stored outcome is answered: one effect per key, as before. Being one
+//! statement, the write goes to the sandbox's [`crate::Committer`], which
+//! commits it with whatever other writes have queued up (the server's store
+//! writer: other calls' holds, calls and sessions), instead of a commit of
+//! its own per call; a paid call makes two (its hold and its release).
+//! If the shared transaction fails, the committer runs the write again on
+//! its own, so a unique violation answered is this write's own.
+//! Writes that read before they write (captures, refunds) and
 //! refusals (a declined card, an intent that cannot be cancelled) still
 //! take the transaction paths of the parent module.
 
 use super::{INTENT_COLUMNS, SandboxProvider, db_err, insert_intent, new_id, new_intent};
+use crate::commit::{Done, Statement};
 use crate::provider::{HoldRequest, Intent, IntentStatus, ProviderError};
 use parley_domain::Timestamp;
 
@@ -47,8 +51,8 @@ impl SandboxProvider {
         now: Timestamp,
     ) -> Result<Keyed, ProviderError> {
         let id = new_id("pi");
-        match insert_intent(&self.pool, &id, status, req, now, Some(fingerprint)).await {
-            Ok(()) => Ok(Keyed::Fresh(new_intent(id, status, req, now))),
+        match self.commits.commit_one(insert_intent(&id, status, req, now, Some(fingerprint))).await {
+            Ok(_) => Ok(Keyed::Fresh(new_intent(id, status, req, now))),
             Err(e) if is_unique_violation(&e) => {
                 self.replay(&req.idempotency_key, fingerprint).await.map(Keyed::Replay)
             }
@@ -78,15 +82,10 @@ impl SandboxProvider {
             IntentStatus::Canceled.as_str(),
             allowed.join(", ")
         );
-        let updated = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(intent_id)
-            .bind(key)
-            .bind(fingerprint)
-            .fetch_optional(&self.pool)
-            .await;
-        match updated {
-            Ok(Some(row)) => Self::intent_from(&row).map(Keyed::Fresh),
-            Ok(None) => Ok(Keyed::Unmatched),
+        let cancel = Statement::new(sql).bind(intent_id).bind(key).bind(fingerprint).returning_row();
+        match self.commits.commit_one(cancel).await {
+            Ok(Done { row: Some(row), .. }) => Self::intent_from(&row).map(Keyed::Fresh),
+            Ok(Done { row: None, .. }) => Ok(Keyed::Unmatched),
             Err(e) if is_unique_violation(&e) => self.replay(key, fingerprint).await.map(Keyed::Replay),
             Err(e) => Err(db_err(e)),
         }

@@ -7,6 +7,7 @@ use parley_domain::{Money, SessionId, Timestamp, UserId};
 use sqlx::Row;
 
 use super::{Billing, BillingError, HOLDS, money, price_from_row};
+use crate::commit::Statement;
 use crate::provider::{HoldRequest, IntentStatus, ProviderError};
 
 /// Why no hold was placed: the call is rejected and the consultant is not
@@ -194,7 +195,8 @@ impl Billing {
             }
             Err(ProviderError::Transient(_)) => ("failed", None, None, placed.as_ref().err().map(ToString::to_string)),
         };
-        let stored = sqlx::query(
+        // Committed with other writes under load ([`crate::commit`]).
+        let insert = Statement::new(
             "INSERT INTO holds (session_id, call_id, seeker_id, consultant_id, provider, intent_id, status, amount_minor, \
              currency, price_model, price_minor, max_billable_secs, destination, expires_ms, error, created_ms, updated_ms, \
              opens_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16, $17)",
@@ -213,11 +215,10 @@ impl Billing {
         .bind(i64::from(max_minutes) * 60)
         .bind(destination.as_deref())
         .bind(expires.map(Timestamp::unix_millis))
-        .bind(error.as_deref())
+        .bind(error)
         .bind(now.unix_millis())
-        .bind(opens_at.map(Timestamp::unix_millis))
-        .execute(&self.pool)
-        .await;
+        .bind(opens_at.map(Timestamp::unix_millis));
+        let stored = self.commits.commit_one(insert).await;
         metrics::counter!(HOLDS, "result" => status).increment(1);
         if let Err(e) = stored {
             // The intent exists but we could not record it: release it now.

@@ -17,6 +17,7 @@ use parley_domain::{Clock, Currency, IdError, Money, MoneyError, Timestamp};
 use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
 
+use crate::commit::Committer;
 use crate::faults::Faults;
 use crate::provider::{PaymentProvider, ProviderError};
 
@@ -125,6 +126,9 @@ impl BillingError {
 /// The billing service. Share as `Arc<Billing>`.
 pub struct Billing {
     pub(crate) pool: AnyPool,
+    /// Where the holds placed at a call's set-up are committed, with other
+    /// writes under load ([`crate::commit`]).
+    pub(crate) commits: Arc<dyn Committer>,
     pub(crate) provider: Arc<dyn PaymentProvider>,
     pub(crate) clock: Arc<dyn Clock>,
     cfg: BillingConfig,
@@ -154,17 +158,20 @@ pub const HOLDS: &str = "parley_holds_total";
 const LEASE: Duration = Duration::from_secs(60);
 
 impl Billing {
-    /// Billing over `pool` (migrated by the server) with `provider`. The
-    /// outbox worker ([`Billing::run_outbox`]) also wakes when `wake` is
-    /// woken (the store does so after committing a settlement).
+    /// Billing over `pool` (migrated by the server) with `provider`; the
+    /// holds placed at a call's set-up are committed by `commits` (on the
+    /// same database). The outbox worker ([`Billing::run_outbox`]) also
+    /// wakes when `wake` is woken (the store does so after committing a
+    /// settlement).
     pub fn new(
         pool: AnyPool,
+        commits: Arc<dyn Committer>,
         provider: Arc<dyn PaymentProvider>,
         clock: Arc<dyn Clock>,
         cfg: BillingConfig,
         wake: Wake,
     ) -> Arc<Self> {
-        Self::new_with_faults(pool, provider, clock, cfg, wake, Faults::default())
+        Self::new_with_faults(pool, commits, provider, clock, cfg, wake, Faults::default())
     }
 
     /// Like [`Billing::new`], with crash points `faults` (tests of crash
@@ -173,6 +180,7 @@ impl Billing {
     /// through [`Billing::faults`].
     pub fn new_with_faults(
         pool: AnyPool,
+        commits: Arc<dyn Committer>,
         provider: Arc<dyn PaymentProvider>,
         clock: Arc<dyn Clock>,
         cfg: BillingConfig,
@@ -181,6 +189,7 @@ impl Billing {
     ) -> Arc<Self> {
         Arc::new(Billing {
             pool,
+            commits,
             provider,
             clock,
             cfg,

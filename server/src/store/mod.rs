@@ -29,12 +29,13 @@ use parley_signaling::{Store, StoreError};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
+use parley_billing::{Committer, Done, Statement};
 use parley_domain::clock::Wake;
 use parley_domain::protocol::rest::TimelineItem;
 use parley_domain::protocol::{SessionBill, SessionEndReason};
 use parley_metering::{MeterEvent, MeterStore, MeterStoreError, OwnerEpoch, Snapshot};
 use tokio::sync::{mpsc, oneshot};
-use writer::{Job, Refused, Signals, Write, write_batches};
+use writer::{Job, Refused, Reply, Signals, Write, write_batches};
 
 /// A booked session's room opens this long before its start (DESIGN.md
 /// §3, docs/rules.md A5): the store answers [`Store::scheduled`] with it,
@@ -47,7 +48,8 @@ pub const ROOM_OPENS_BEFORE: Duration = Duration::from_secs(10 * 60);
 /// in one transaction (group commit; a lone one-statement write is
 /// committed as that statement) and only then answers each writer:
 /// a write that returned `Ok` is durable, and under load many writes share
-/// one commit. Reads go to the pool directly.
+/// one commit. Billing's holds and sandbox intents join them (the store is
+/// billing's [`Committer`]). Reads go to the pool directly.
 #[derive(Debug, Clone)]
 pub struct SqlStore {
     pool: AnyPool,
@@ -217,7 +219,7 @@ impl SqlStore {
     async fn submit_fenced(&self, write: Write) -> Result<(), Refused> {
         let stopped = || Refused::Failed(StoreError("the database writer has stopped".into()));
         let (done, committed) = oneshot::channel();
-        self.writes.send(Job { write, done }).map_err(|_| stopped())?;
+        self.writes.send(Job { write, done: Reply::Stored(done) }).map_err(|_| stopped())?;
         committed.await.map_err(|_| stopped())?
     }
 
@@ -439,6 +441,18 @@ impl MeterStore for SqlStore {
         at: Timestamp,
     ) -> Result<(), MeterStoreError> {
         self.submit_fenced(Write::Settlement(session_id.clone(), epoch, *bill, reason, at)).await.map_err(meter_error)
+    }
+}
+
+/// Billing's writes on a call's set-up path (a hold, a sandbox intent) go
+/// through the writer task too: committed with whatever else has queued up.
+#[async_trait]
+impl Committer for SqlStore {
+    async fn commit(&self, statements: Vec<Statement>) -> Result<Vec<Done>, sqlx::Error> {
+        let (done, committed) = oneshot::channel();
+        let job = Job { write: Write::Statements(statements), done: Reply::Ran(done) };
+        self.writes.send(job).map_err(|_| sqlx::Error::PoolClosed)?;
+        committed.await.map_err(|_| sqlx::Error::PoolClosed)?
     }
 }
 

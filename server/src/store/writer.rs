@@ -12,6 +12,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use parley_billing::{Done, Statement};
 use parley_domain::clock::Wake;
 use parley_domain::protocol::{SessionBill, SessionEndReason, UserInfo};
 use parley_domain::{CallId, SessionId, Timestamp, UserId};
@@ -42,6 +43,9 @@ pub(super) enum Write {
     MeterEvent(SessionId, OwnerEpoch, MeterEvent, Timestamp),
     /// A settlement decision the meter stores itself, made under the epoch.
     Settlement(SessionId, OwnerEpoch, SessionBill, SessionEndReason, Timestamp),
+    /// Billing's statements (a hold, a sandbox intent), run in order and
+    /// atomically ([`parley_billing::Committer`]).
+    Statements(Vec<Statement>),
 }
 
 impl Write {
@@ -67,7 +71,26 @@ pub(super) enum Refused {
 #[derive(Debug)]
 pub(super) struct Job {
     pub(super) write: Write,
-    pub(super) done: oneshot::Sender<Result<(), Refused>>,
+    pub(super) done: Reply,
+}
+
+/// Where a write's outcome goes.
+#[derive(Debug)]
+pub(super) enum Reply {
+    /// A store write: stored, or why not.
+    Stored(oneshot::Sender<Result<(), Refused>>),
+    /// [`Write::Statements`]: each statement's outcome, or the database's
+    /// own error (a unique violation is the caller's to interpret).
+    Ran(oneshot::Sender<Result<Vec<Done>, sqlx::Error>>),
+}
+
+/// What a committed batch did besides storing: the fenced writes that were
+/// refused (index in the batch → the session's current epoch) and the
+/// outcomes of [`Write::Statements`] (index → one per statement).
+#[derive(Debug, Default)]
+struct Outcome {
+    fenced: HashMap<usize, OwnerEpoch>,
+    ran: HashMap<usize, Vec<Done>>,
 }
 
 /// The writer task: commits every queued write in one transaction, then
@@ -89,24 +112,33 @@ pub(super) async fn write_batches(
             .iter()
             .any(|w| matches!(w, Write::CreateSession(_) | Write::SessionEvent(_, SessionEvent::Ended { .. }, _)));
         let ends = writes.iter().any(|w| matches!(w, Write::SessionEvent(_, SessionEvent::Ended { .. }, _)));
-        let committed = write(&pool, backend, &writes).await;
+        let mut committed = write(&pool, backend, &writes).await;
         if let Err(e) = &committed {
             tracing::warn!(error = %e, writes = batch.len(), "batch write failed; retrying its writes one by one");
         }
         for (i, job) in batch.drain(..).enumerate() {
-            let fenced = match &committed {
-                Ok(fenced) => Ok(fenced.get(&i).copied()),
-                Err(_) => write(&pool, backend, &[&job.write]).await.map(|fenced| fenced.get(&0).copied()),
+            let outcome = match &mut committed {
+                Ok(outcome) => Ok((outcome.fenced.get(&i).copied(), outcome.ran.remove(&i))),
+                Err(_) => write(&pool, backend, &[&job.write])
+                    .await
+                    .map(|mut outcome| (outcome.fenced.get(&0).copied(), outcome.ran.remove(&0))),
             };
-            let result = match fenced {
-                Ok(None) => Ok(()),
-                Ok(Some(current)) => {
-                    let mine = job.write.fence().map_or(current, |(_, e)| e);
-                    Err(Refused::Fenced { mine, current })
+            match job.done {
+                Reply::Stored(done) => {
+                    let result = match outcome {
+                        Ok((None, _)) => Ok(()),
+                        Ok((Some(current), _)) => {
+                            let mine = job.write.fence().map_or(current, |(_, e)| e);
+                            Err(Refused::Fenced { mine, current })
+                        }
+                        Err(e) => Err(Refused::Failed(store_err(e))),
+                    };
+                    let _ = done.send(result);
                 }
-                Err(e) => Err(Refused::Failed(store_err(e))),
-            };
-            let _ = job.done.send(result);
+                Reply::Ran(done) => {
+                    let _ = done.send(outcome.map(|(_, ran)| ran.unwrap_or_default()));
+                }
+            }
         }
         if settles {
             signals.settled.wake();
@@ -133,24 +165,24 @@ pub(super) struct Signals {
 /// Commits `writes` in one transaction with one multi-row statement per
 /// table, in dependency order (a call before its events, a session before
 /// its end). Triggers (migrations/*/0002) keep `calls.state` and
-/// `sessions.ended_*` in step, row by row in order. Returns the fenced
-/// writes that were refused (index in `writes` → the session's current
-/// epoch); the others are committed. A lone write that is one statement
-/// ([`stands_alone`]) is committed as that statement, without a
-/// transaction around it.
-async fn write(pool: &AnyPool, backend: Backend, writes: &[&Write]) -> Result<HashMap<usize, OwnerEpoch>, sqlx::Error> {
+/// `sessions.ended_*` in step, row by row in order. Billing's statements
+/// run last, each writer's in its order. Returns the fenced writes that
+/// were refused and the statements' outcomes ([`Outcome`]); the others are
+/// committed. A lone write that is one statement ([`stands_alone`]) is
+/// committed as that statement, without a transaction around it.
+async fn write(pool: &AnyPool, backend: Backend, writes: &[&Write]) -> Result<Outcome, sqlx::Error> {
     if let [only] = writes
         && stands_alone(only)
     {
         let mut conn = pool.acquire().await?;
-        apply(&mut conn, backend, writes, &HashMap::new()).await?;
-        return Ok(HashMap::new());
+        let ran = apply(&mut conn, backend, writes, &HashMap::new()).await?;
+        return Ok(Outcome { fenced: HashMap::new(), ran });
     }
     let mut tx = pool.begin().await?;
     let fenced = check_fences(&mut tx, backend, writes).await?;
-    apply(&mut tx, backend, writes, &fenced).await?;
+    let ran = apply(&mut tx, backend, writes, &fenced).await?;
     tx.commit().await?;
-    Ok(fenced)
+    Ok(Outcome { fenced, ran })
 }
 
 /// Whether `write`, alone in a batch, is one statement on one table (its
@@ -163,21 +195,24 @@ fn stands_alone(write: &Write) -> bool {
         Write::UsersSeen(users, _) => users.len() <= ROWS_PER_STATEMENT,
         Write::CreateCall(_) | Write::CallTransition(..) => true,
         Write::SessionEvent(_, event, _) => !matches!(event, SessionEvent::Ended { .. }),
+        Write::Statements(statements) => statements.len() == 1,
         Write::CreateSession(_) | Write::MeterEvent(..) | Write::Settlement(..) => false,
     }
 }
 
 /// Applies `writes` on `conn` (in the caller's transaction, if any) with
-/// one multi-row statement per table, skipping the `fenced` ones.
+/// one multi-row statement per table, skipping the `fenced` ones, then
+/// billing's statements; returns their outcomes by index in `writes`.
 async fn apply(
     conn: &mut sqlx::AnyConnection,
     backend: Backend,
     writes: &[&Write],
     fenced: &HashMap<usize, OwnerEpoch>,
-) -> Result<(), sqlx::Error> {
+) -> Result<HashMap<usize, Vec<Done>>, sqlx::Error> {
     let mut users: Vec<(&UserInfo, Timestamp)> = Vec::new();
     let (mut calls, mut transitions, mut sessions, mut events) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (mut meter_events, mut checkpoints, mut settlements) = (Vec::new(), Vec::new(), Vec::new());
+    let mut statements = Vec::new();
     for (i, w) in writes.iter().enumerate() {
         if fenced.contains_key(&i) {
             continue;
@@ -191,6 +226,7 @@ async fn apply(
             Write::CreateCall(c) => calls.push(c),
             Write::CallTransition(id, state, at) => transitions.push((id, *state, *at)),
             Write::CreateSession(s) => sessions.push(s),
+            Write::Statements(batch) => statements.push((i, batch)),
             Write::SessionEvent(id, event, at) => {
                 if let SessionEvent::Ended { reason, bill: Some(bill), .. } = event {
                     settlements.push((id, *bill, *reason, *at));
@@ -351,7 +387,15 @@ async fn apply(
         }
         q.execute(&mut *conn).await?;
     }
-    Ok(())
+    let mut ran = HashMap::with_capacity(statements.len());
+    for (i, batch) in statements {
+        let mut done = Vec::with_capacity(batch.len());
+        for statement in batch {
+            done.push(statement.run(conn).await?);
+        }
+        ran.insert(i, done);
+    }
+    Ok(ran)
 }
 
 /// Locks the rows of the sessions `writes` has fenced writes for (a no-op

@@ -3,6 +3,9 @@
 
 use crate::common;
 
+use parley_billing::{Committer, Statement};
+use sqlx::Row;
+
 use parley_domain::protocol::{CallEndReason, MediaState, Role, SessionEndReason, UserInfo};
 use parley_domain::{CallId, SessionId, Timestamp, UserId};
 use parley_server::store::{Backend, SqlStore};
@@ -216,6 +219,82 @@ async fn concurrent_starts_and_ends_announce_each_session_once(store: &SqlStore)
     }
 }
 
+/// Billing's statements go through the store's writer too (the store is
+/// billing's committer): concurrent ones share commits with the store's
+/// own writes. One that fails (a duplicate key) fails alone, with the
+/// database's own error (billing reads a unique violation as a replayed
+/// idempotency key), and takes the other statements sent with it along
+/// (all or nothing); every other write lands.
+async fn billing_statements_share_commits_and_fail_alone(store: &SqlStore) {
+    let account = |n: usize| {
+        Statement::new("INSERT INTO sandbox_accounts (id, consultant_id, created_ms) VALUES ($1, $2, $3)")
+            .bind(format!("acct_g{n}"))
+            .bind("cora")
+            .bind(1_000_i64)
+    };
+    let call = |n: usize| CallRecord {
+        call_id: id::<CallId>(&format!("call_g{n}")),
+        session_id: id::<SessionId>(&format!("ses_g{n}")),
+        seeker_id: id::<UserId>("sam"),
+        consultant_id: id::<UserId>("cora"),
+        created_at: t(1_000),
+        recording: false,
+        seeker_premium: false,
+    };
+    let accounts = "SELECT COUNT(*) FROM sandbox_accounts WHERE id LIKE 'acct_g%'";
+    let count = || async { sqlx::query_scalar::<_, i64>(accounts).fetch_one(&store.pool()).await.unwrap() };
+    assert_eq!(store.commit_one(account(0)).await.unwrap().rows_affected, 1);
+    for round in 0..5 {
+        let before = count().await;
+        let mut writes = tokio::task::JoinSet::new();
+        let ours = 100 * round + 1..=100 * round + 30;
+        for n in ours.clone() {
+            let store = store.clone();
+            writes.spawn(async move {
+                if n % 3 == 0 {
+                    store.create_call(&call(n)).await.map_err(|e| e.to_string())
+                } else {
+                    let done = store.commit_one(account(n)).await.map_err(|e| e.to_string())?;
+                    assert_eq!((done.rows_affected, done.row.is_none()), (1, true), "account {n}");
+                    Ok(())
+                }
+            });
+        }
+        let duplicate = tokio::spawn({
+            let store = store.clone();
+            async move { store.commit_one(account(0)).await }
+        });
+        let pair = tokio::spawn({
+            let store = store.clone();
+            async move { store.commit(vec![account(100 * round + 99), account(0)]).await }
+        });
+        while let Some(joined) = writes.join_next().await {
+            joined.unwrap().unwrap();
+        }
+        for refused in [duplicate.await.unwrap().map(|_| ()), pair.await.unwrap().map(|_| ())] {
+            let unique =
+                refused.as_ref().err().and_then(|e| e.as_database_error()).is_some_and(|e| e.is_unique_violation());
+            assert!(unique, "round {round}: a duplicate key is refused as such: {refused:?}");
+        }
+        assert_eq!(count().await, before + 20, "round {round}: every account but the refused pair's");
+        for n in ours.filter(|n| n % 3 == 0) {
+            assert_eq!(store.call(&call(n).call_id).await.unwrap().unwrap().state, "requested", "call {n}");
+        }
+    }
+    // A statement returning a row answers it; one matching nothing, none.
+    let touch = |id: &str| {
+        Statement::new("UPDATE sandbox_accounts SET created_ms = $2 WHERE id = $1 RETURNING id")
+            .bind(id)
+            .bind(2_000_i64)
+            .returning_row()
+    };
+    let done = store.commit_one(touch("acct_g1")).await.unwrap();
+    let row = done.row.expect("the updated row");
+    assert_eq!((done.rows_affected, row.get::<String, _>("id")), (1, "acct_g1".to_owned()));
+    let done = store.commit_one(touch("acct_nope")).await.unwrap();
+    assert_eq!((done.rows_affected, done.row.is_none()), (0, true));
+}
+
 /// The same script on each backend.
 async fn whole_script(url: &str, backend: Backend) {
     let store = SqlStore::connect(url).await.unwrap();
@@ -223,6 +302,7 @@ async fn whole_script(url: &str, backend: Backend) {
     exercise(&store).await;
     a_failing_write_fails_alone(&store).await;
     concurrent_starts_and_ends_announce_each_session_once(&store).await;
+    billing_statements_share_commits_and_fail_alone(&store).await;
     // Migrations are idempotent: reconnecting to the same database works.
     SqlStore::connect(url).await.unwrap();
 }
