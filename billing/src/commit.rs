@@ -18,7 +18,7 @@ use sqlx::any::AnyRow;
 /// A value bound to one of a [`Statement`]'s placeholders (`$1`, `$2`, …).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Arg {
-    /// An integer (ids, amounts in minor units, Unix milliseconds), or NULL.
+    /// An integer (amounts in minor units, Unix milliseconds, counts), or NULL.
     Int(Option<i64>),
     /// Text, or NULL.
     Text(Option<String>),

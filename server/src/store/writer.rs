@@ -1,7 +1,8 @@
 //! The store's writer task: every write of users, calls, sessions and
-//! meters goes through one task that commits whatever has queued up in one
-//! transaction (group commit; a lone one-statement write needs none) and
-//! only then answers each writer.
+//! meters, and billing's statements on a call's set-up path (a hold, a
+//! sandbox intent: [`parley_billing::Committer`]), goes through one task
+//! that commits whatever has queued up in one transaction (group commit; a
+//! lone one-statement write needs none) and only then answers each writer.
 //!
 //! Meter writes are fenced (issue 16): each carries the owner epoch it was
 //! made under, and the transaction first locks the rows of the sessions it
@@ -87,7 +88,7 @@ pub(super) enum Reply {
 /// What a committed batch did besides storing: the fenced writes that were
 /// refused (index in the batch → the session's current epoch) and the
 /// outcomes of [`Write::Statements`] (index → one per statement).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Outcome {
     fenced: HashMap<usize, OwnerEpoch>,
     ran: HashMap<usize, Vec<Done>>,
