@@ -12,8 +12,9 @@
 use std::borrow::Cow;
 
 use async_trait::async_trait;
-use sqlx::AnyConnection;
-use sqlx::any::AnyRow;
+use sqlx::any::{AnyArguments, AnyRow};
+use sqlx::query::Query;
+use sqlx::{Any, AnyConnection};
 
 /// A value bound to one of a [`Statement`]'s placeholders (`$1`, `$2`, …).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,19 +61,51 @@ impl From<Option<&str>> for Arg {
     }
 }
 
+impl Arg {
+    /// Binds this value to `query`'s next placeholder.
+    pub fn bind_to<'q>(&self, query: Query<'q, Any, AnyArguments>) -> Query<'q, Any, AnyArguments> {
+        match self {
+            Arg::Int(v) => query.bind(*v),
+            Arg::Text(v) => query.bind(v.as_deref()),
+        }
+    }
+}
+
 /// One SQL statement with its values, owned: `$N` placeholders (the same
 /// text on SQLite and PostgreSQL), bound in order.
 #[derive(Debug, Clone)]
 pub struct Statement {
-    sql: Cow<'static, str>,
+    sql: Sql,
     args: Vec<Arg>,
     returning: bool,
+}
+
+/// A [`Statement`]'s SQL.
+#[derive(Debug, Clone)]
+enum Sql {
+    /// As written.
+    Text(Cow<'static, str>),
+    /// `INSERT INTO <into> VALUES (<a placeholder per value>)`: one row,
+    /// which a committer may insert with other rows for the same `into`.
+    Insert(&'static str),
 }
 
 impl Statement {
     /// A statement of `sql`, with no values bound yet.
     pub fn new(sql: impl Into<Cow<'static, str>>) -> Self {
-        Statement { sql: sql.into(), args: Vec::new(), returning: false }
+        Statement { sql: Sql::Text(sql.into()), args: Vec::new(), returning: false }
+    }
+
+    /// The insert of one row into `into`, a table and its columns
+    /// (`"holds (session_id, call_id, …)"`), with a value bound per
+    /// column: `INSERT INTO <into> VALUES ($1, …, $n)`. A committer may
+    /// insert it with other such rows for the same `into` in one
+    /// multi-row statement ([`Statement::insert_into`]): so it must not
+    /// need to know its own effect beyond success (no `RETURNING`, no
+    /// `ON CONFLICT`); a failing row fails the statement it shares, which
+    /// the committer then runs row by row.
+    pub fn insert(into: &'static str) -> Self {
+        Statement { sql: Sql::Insert(into), args: Vec::new(), returning: false }
     }
 
     /// Binds the next placeholder to `arg`.
@@ -84,11 +117,22 @@ impl Statement {
 
     /// The statement returns at most one row (`… RETURNING …`): its
     /// [`Done::row`] holds it, and [`Done::rows_affected`] is 1 with a row
-    /// and 0 without.
+    /// and 0 without. Not for [`Statement::insert`].
     #[must_use]
     pub fn returning_row(mut self) -> Self {
         self.returning = true;
         self
+    }
+
+    /// For a row of [`Statement::insert`]: its table and columns, and its
+    /// values in column order, to be inserted with other rows for the same
+    /// table and columns (the values of each row go through
+    /// [`Arg::bind_to`]).
+    pub fn insert_into(&self) -> Option<(&'static str, &[Arg])> {
+        match self.sql {
+            Sql::Insert(into) if !self.returning => Some((into, &self.args)),
+            _ => None,
+        }
     }
 
     /// Runs the statement on `conn`, in whatever transaction `conn` is in.
@@ -97,13 +141,14 @@ impl Statement {
     ///
     /// The database's error (a unique violation, a lost connection, …).
     pub async fn run(&self, conn: &mut AnyConnection) -> Result<Done, sqlx::Error> {
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(self.sql.clone()));
-        for arg in &self.args {
-            query = match arg {
-                Arg::Int(v) => query.bind(*v),
-                Arg::Text(v) => query.bind(v.as_deref()),
-            };
-        }
+        let sql = match &self.sql {
+            Sql::Text(sql) => sql.clone(),
+            Sql::Insert(into) => {
+                let values: Vec<String> = (1..=self.args.len()).map(|n| format!("${n}")).collect();
+                Cow::Owned(format!("INSERT INTO {into} VALUES ({})", values.join(", ")))
+            }
+        };
+        let query = self.args.iter().fold(sqlx::query(sqlx::AssertSqlSafe(sql)), |q, arg| arg.bind_to(q));
         if self.returning {
             let row = query.fetch_optional(conn).await?;
             Ok(Done { rows_affected: u64::from(row.is_some()), row })

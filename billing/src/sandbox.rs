@@ -335,9 +335,9 @@ fn insert_intent(
     now: Timestamp,
     fingerprint: Option<&str>,
 ) -> Statement {
-    Statement::new(
-        "INSERT INTO sandbox_intents (id, status, amount_minor, currency, payment_method, destination, created_ms, \
-         last_key, last_request) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    Statement::insert(
+        "sandbox_intents (id, status, amount_minor, currency, payment_method, destination, created_ms, last_key, \
+         last_request)",
     )
     .bind(id)
     .bind(status.as_str())

@@ -195,11 +195,11 @@ impl Billing {
             }
             Err(ProviderError::Transient(_)) => ("failed", None, None, placed.as_ref().err().map(ToString::to_string)),
         };
-        // Committed with other writes under load ([`crate::commit`]).
-        let insert = Statement::new(
-            "INSERT INTO holds (session_id, call_id, seeker_id, consultant_id, provider, intent_id, status, amount_minor, \
-             currency, price_model, price_minor, max_billable_secs, destination, expires_ms, error, created_ms, updated_ms, \
-             opens_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16, $17)",
+        // Committed with other writes under load, in one insert with other
+        // calls' holds ([`crate::commit`]).
+        let insert = Statement::insert(
+            "holds (session_id, call_id, seeker_id, consultant_id, provider, intent_id, status, amount_minor, currency, \
+             price_model, price_minor, max_billable_secs, destination, expires_ms, error, created_ms, updated_ms, opens_ms)",
         )
         .bind(session_id.as_str())
         .bind(call_id)
@@ -216,6 +216,7 @@ impl Billing {
         .bind(destination.as_deref())
         .bind(expires.map(Timestamp::unix_millis))
         .bind(error)
+        .bind(now.unix_millis())
         .bind(now.unix_millis())
         .bind(opens_at.map(Timestamp::unix_millis));
         let stored = self.commits.commit_one(insert).await;

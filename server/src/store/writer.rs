@@ -13,7 +13,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use parley_billing::{Done, Statement};
+use parley_billing::{Arg, Done, Statement};
 use parley_domain::clock::Wake;
 use parley_domain::protocol::{SessionBill, SessionEndReason, UserInfo};
 use parley_domain::{CallId, SessionId, Timestamp, UserId};
@@ -25,8 +25,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{Backend, outbox, store_err};
 
-/// Rows per multi-row statement (at most 7 bound values each: well within
-/// SQLite's and PostgreSQL's limits on bound parameters).
+/// Rows per multi-row statement: with at most 18 bound values a row (a
+/// hold), 9,000 a statement, within SQLite's limit on bound parameters
+/// (32,766) and PostgreSQL's (65,535).
 pub(super) const ROWS_PER_STATEMENT: usize = 500;
 
 /// Writes committed together at most.
@@ -167,7 +168,8 @@ pub(super) struct Signals {
 /// table, in dependency order (a call before its events, a session before
 /// its end). Triggers (migrations/*/0002) keep `calls.state` and
 /// `sessions.ended_*` in step, row by row in order. Billing's statements
-/// run last, each writer's in its order. Returns the fenced writes that
+/// run last: single-row inserts in one multi-row insert per table, the
+/// others each writer's in its order. Returns the fenced writes that
 /// were refused and the statements' outcomes ([`Outcome`]); the others are
 /// committed. A lone write that is one statement ([`stands_alone`]) is
 /// committed as that statement, without a transaction around it.
@@ -213,6 +215,11 @@ async fn apply(
     let mut users: Vec<(&UserInfo, Timestamp)> = Vec::new();
     let (mut calls, mut transitions, mut sessions, mut events) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (mut meter_events, mut checkpoints, mut settlements) = (Vec::new(), Vec::new(), Vec::new());
+    // Billing's writes: single-row inserts (`Statement::insert`) of writers
+    // that sent nothing else, grouped by table and columns, go in one
+    // multi-row insert per group; every other statement runs on its own,
+    // each writer's in order.
+    let mut rows: Vec<RowGroup<'_>> = Vec::new();
     let mut statements = Vec::new();
     for (i, w) in writes.iter().enumerate() {
         if fenced.contains_key(&i) {
@@ -227,7 +234,13 @@ async fn apply(
             Write::CreateCall(c) => calls.push(c),
             Write::CallTransition(id, state, at) => transitions.push((id, *state, *at)),
             Write::CreateSession(s) => sessions.push(s),
-            Write::Statements(batch) => statements.push((i, batch)),
+            Write::Statements(batch) => match row_insert(batch) {
+                Some((into, values)) => match rows.iter_mut().find(|(t, n, _)| *t == into && *n == values.len()) {
+                    Some((_, _, group)) => group.push((i, values)),
+                    None => rows.push((into, values.len(), vec![(i, values)])),
+                },
+                None => statements.push((i, batch)),
+            },
             Write::SessionEvent(id, event, at) => {
                 if let SessionEvent::Ended { reason, bill: Some(bill), .. } = event {
                     settlements.push((id, *bill, *reason, *at));
@@ -388,7 +401,17 @@ async fn apply(
         }
         q.execute(&mut *conn).await?;
     }
-    let mut ran = HashMap::with_capacity(statements.len());
+    let mut ran = HashMap::with_capacity(statements.len() + rows.iter().map(|(_, _, g)| g.len()).sum::<usize>());
+    for (into, columns, group) in &rows {
+        for chunk in group.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!("INSERT INTO {into} VALUES {}", placeholders(backend, chunk.len(), *columns));
+            let values = chunk.iter().flat_map(|(_, values)| values.iter());
+            values.fold(sqlx::query(sqlx::AssertSqlSafe(sql)), |q, v| v.bind_to(q)).execute(&mut *conn).await?;
+            for (i, _) in chunk {
+                ran.insert(*i, vec![Done { rows_affected: 1, row: None }]);
+            }
+        }
+    }
     for (i, batch) in statements {
         let mut done = Vec::with_capacity(batch.len());
         for statement in batch {
@@ -397,6 +420,21 @@ async fn apply(
         ran.insert(i, done);
     }
     Ok(ran)
+}
+
+/// Billing's single-row inserts into one table and columns: the table and
+/// columns, their number, and each row's writer (index in the batch) and
+/// values.
+type RowGroup<'a> = (&'static str, usize, Vec<(usize, &'a [Arg])>);
+
+/// The table and columns, and the values, of `statements` when they are
+/// one single-row insert ([`parley_billing::Statement::insert`]), which may
+/// share a multi-row insert with other writers' rows.
+fn row_insert(statements: &[Statement]) -> Option<(&'static str, &[Arg])> {
+    match statements {
+        [only] => only.insert_into(),
+        _ => None,
+    }
 }
 
 /// Locks the rows of the sessions `writes` has fenced writes for (a no-op

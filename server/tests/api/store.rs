@@ -221,13 +221,14 @@ async fn concurrent_starts_and_ends_announce_each_session_once(store: &SqlStore)
 
 /// Billing's statements go through the store's writer too (the store is
 /// billing's committer): concurrent ones share commits with the store's
-/// own writes. One that fails (a duplicate key) fails alone, with the
-/// database's own error (billing reads a unique violation as a replayed
-/// idempotency key), and takes the other statements sent with it along
-/// (all or nothing); every other write lands.
+/// own writes, and single-row inserts share one multi-row insert. One that
+/// fails (a duplicate key) fails alone, with the database's own error
+/// (billing reads a unique violation as a replayed idempotency key), and
+/// takes the other statements sent with it along (all or nothing); every
+/// other write lands.
 async fn billing_statements_share_commits_and_fail_alone(store: &SqlStore) {
     let account = |n: usize| {
-        Statement::new("INSERT INTO sandbox_accounts (id, consultant_id, created_ms) VALUES ($1, $2, $3)")
+        Statement::insert("sandbox_accounts (id, consultant_id, created_ms)")
             .bind(format!("acct_g{n}"))
             .bind("cora")
             .bind(1_000_i64)
