@@ -18,7 +18,7 @@ use serde::Serialize;
 use sqlx::{AnyConnection, AnyPool, Row};
 
 use super::Backend;
-use super::writer::{ROWS_PER_STATEMENT, placeholders};
+use super::writer::{ROWS_PER_STATEMENT, multi_row, placeholders};
 
 /// A webhook failure that is not the receiver's.
 #[derive(Debug, thiserror::Error)]
@@ -127,7 +127,7 @@ pub(crate) async fn session_events(
             "SELECT id, call_id, seeker_id, consultant_id, opened_ms FROM sessions WHERE id IN {}",
             placeholders(backend, 1, chunk.len())
         );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        let mut q = multi_row(sql, chunk.len());
         for (id, ..) in chunk {
             q = q.bind(id.as_str());
         }
@@ -166,7 +166,7 @@ pub(crate) async fn session_events(
              ON CONFLICT DO NOTHING",
             placeholders(backend, chunk.len(), 6)
         );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        let mut q = multi_row(sql, chunk.len());
         for e in chunk {
             let at = e.created.unix_millis();
             q = q.bind(&e.id).bind(e.event_type.as_str()).bind(&e.body).bind(e.dedupe_key.as_deref()).bind(at).bind(at);
