@@ -7,6 +7,7 @@ use parley_domain::{Money, SessionId, Timestamp, UserId};
 use sqlx::Row;
 
 use super::{Billing, BillingError, money};
+use crate::commit::Statement;
 
 impl Billing {
     /// The ledger entries of `session_id`, oldest first.
@@ -125,7 +126,13 @@ impl Entry<'_> {
         amount: Money,
         provider_ref: Option<&str>,
     ) -> Result<(), BillingError> {
-        sqlx::query(
+        self.statement(key, kind, amount, provider_ref).run(conn).await?;
+        Ok(())
+    }
+
+    /// [`Entry::record`]'s statement, for a [`crate::Committer`].
+    pub(super) fn statement(&self, key: &str, kind: &str, amount: Money, provider_ref: Option<&str>) -> Statement {
+        Statement::new(
             "INSERT INTO ledger (entry_key, session_id, kind, amount_minor, currency, seeker_id, consultant_id, \
              provider_ref, at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (entry_key) DO NOTHING",
         )
@@ -138,9 +145,6 @@ impl Entry<'_> {
         .bind(self.consultant.as_str())
         .bind(provider_ref)
         .bind(self.at.unix_millis())
-        .execute(conn)
-        .await?;
-        Ok(())
     }
 }
 

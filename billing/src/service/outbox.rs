@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use parley_domain::clock::{Wake, run_worker};
 use parley_domain::protocol::{Outcome, SessionBill};
 use parley_domain::{Money, SessionId, Timestamp, UserId};
@@ -12,6 +13,7 @@ use sqlx::Row;
 
 use super::ledger::Entry;
 use super::{Billing, BillingError, LEASE, ORPHAN_AFTER, SETTLEMENT_RETRIES, SETTLEMENTS, money};
+use crate::commit::Statement;
 use crate::provider::CaptureRequest;
 
 /// How often, at most, holds are swept for orphans (server time); also the
@@ -20,6 +22,11 @@ const SWEEP_EVERY: Duration = Duration::from_secs(60);
 
 /// Settlements claimed at most per pass of the outbox worker.
 const CLAIM_BATCH: i64 = 100;
+
+/// Settlements of a pass carried out at once: their provider calls (a
+/// capture or a release, each a round trip to Stripe) overlap, and the
+/// records of their outcomes share commits ([`crate::commit`]).
+const CARRY_OUT_AT_ONCE: usize = 16;
 
 /// The settlement of a session as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,9 +151,12 @@ impl Billing {
     /// pass); returns how many were done (succeeded or failed for good) in
     /// this pass. The due settlements are claimed with one statement: each
     /// gets a lease ([`LEASE`] of server time) by moving its next attempt
-    /// past it, so another worker (another node) skips it. A pass that has
-    /// run for half the lease leaves the rest of its batch to the next
-    /// claim after their leases end, so no carry-out outlives its lease.
+    /// past it, so another worker (another node) skips it. Up to
+    /// [`CARRY_OUT_AT_ONCE`] are carried out at once. A pass that has run
+    /// for half the lease starts no more of its batch, leaving the rest to
+    /// the next claim after their leases end, so no carry-out outlives its
+    /// lease. A carry-out that fails (the database) does not stop the
+    /// others; the pass answers the first such error.
     pub async fn settle_due(&self) -> Result<usize, BillingError> {
         let claimed_at = self.clock.now();
         let now = claimed_at.unix_millis();
@@ -162,23 +172,30 @@ impl Billing {
         .fetch_all(&self.pool)
         .await?;
         self.sweep_orphan_holds().await?;
-        let mut finished = 0;
-        for row in due {
-            if self.clock.now().since(claimed_at) >= LEASE / 2 {
-                break;
-            }
-            let sid: String = row.try_get("session_id")?;
-            let session_id = SessionId::parse(sid)?;
-            if self.carry_out(&session_id).await? {
-                finished += 1;
-            }
-        }
+        let due = due
+            .iter()
+            .map(|row| Ok(SessionId::parse(row.try_get::<String, _>("session_id")?)?))
+            .collect::<Result<Vec<_>, BillingError>>()?;
+        let carried: Vec<Result<bool, BillingError>> = futures_util::stream::iter(due)
+            .map(|session_id| async move {
+                if self.clock.now().since(claimed_at) >= LEASE / 2 {
+                    return Ok(false);
+                }
+                self.carry_out(&session_id).await
+            })
+            .buffer_unordered(CARRY_OUT_AT_ONCE)
+            .collect()
+            .await;
+        let finished = carried.iter().filter(|c| matches!(c, Ok(true))).count();
         if finished > 0
             && let Some(wake) = self.settled.get()
         {
             wake.wake();
         }
-        Ok(finished)
+        match carried.into_iter().find_map(Result::err) {
+            Some(e) => Err(e),
+            None => Ok(finished),
+        }
     }
 
     /// Holds of calls that never became a session and were never released
@@ -275,17 +292,18 @@ impl Billing {
                     let r = Some(intent_id.as_str());
                     // The capture's ledger rows, the hold's status and `done`
                     // commit together: no reader sees half a settlement.
-                    let mut tx = self.pool.begin().await?;
                     let entry = Entry { session_id, seeker: &seeker, consultant: &consultant, at: now };
-                    entry.record(&mut tx, "capture", "capture", amount, r).await?;
-                    entry.record(&mut tx, "fee", "fee", fee, r).await?;
-                    entry.record(&mut tx, "earnings", "earnings", earnings, r).await?;
+                    let mut writes = vec![
+                        entry.statement("capture", "capture", amount, r),
+                        entry.statement("fee", "fee", fee, r),
+                        entry.statement("earnings", "earnings", earnings, r),
+                    ];
                     let rest = hold.amount_minor - amount.amount_minor;
                     if rest > 0 {
-                        entry.record(&mut tx, "release", "release", Money::new(rest, hold.currency), r).await?;
+                        writes.push(entry.statement("release", "release", Money::new(rest, hold.currency), r));
                     }
-                    self.settled_on(&mut tx, session_id, "captured").await?;
-                    tx.commit().await?;
+                    writes.extend(self.settled_on(session_id, "captured"));
+                    self.commits.commit(writes).await?;
                     Ok(())
                 }
                 Err(e) => Err(e),
@@ -295,9 +313,7 @@ impl Billing {
                 Ok(_) => {
                     // The hold's change to `released` books its ledger
                     // entry (trigger `holds_released`, migration 0018).
-                    let mut tx = self.pool.begin().await?;
-                    self.settled_on(&mut tx, session_id, "released").await?;
-                    tx.commit().await?;
+                    self.commits.commit(self.settled_on(session_id, "released").into()).await?;
                     Ok(())
                 }
                 Err(e) => Err(e),
@@ -348,29 +364,21 @@ impl Billing {
         Ok(())
     }
 
-    /// Marks the hold `hold_status` and the settlement `done`, in the
-    /// caller's transaction.
-    async fn settled_on(
-        &self,
-        conn: &mut sqlx::AnyConnection,
-        session_id: &SessionId,
-        hold_status: &str,
-    ) -> Result<(), BillingError> {
+    /// The statements that mark the hold `hold_status` and the settlement
+    /// `done`, to be committed together (with the capture's ledger rows).
+    fn settled_on(&self, session_id: &SessionId, hold_status: &str) -> [Statement; 2] {
         let now = self.clock.now().unix_millis();
-        sqlx::query("UPDATE holds SET status = $2, updated_ms = $3 WHERE session_id = $1")
+        [
+            Statement::new("UPDATE holds SET status = $2, updated_ms = $3 WHERE session_id = $1")
+                .bind(session_id.as_str())
+                .bind(hold_status)
+                .bind(now),
+            Statement::new(
+                "UPDATE settlements SET status = 'done', attempts = attempts + 1, done_ms = $2 WHERE session_id = $1",
+            )
             .bind(session_id.as_str())
-            .bind(hold_status)
-            .bind(now)
-            .execute(&mut *conn)
-            .await?;
-        sqlx::query(
-            "UPDATE settlements SET status = 'done', attempts = attempts + 1, done_ms = $2 WHERE session_id = $1",
-        )
-        .bind(session_id.as_str())
-        .bind(now)
-        .execute(&mut *conn)
-        .await?;
-        Ok(())
+            .bind(now),
+        ]
     }
 
     async fn set_hold_status(&self, session_id: &SessionId, status: &str) -> Result<(), BillingError> {

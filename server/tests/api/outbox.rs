@@ -129,3 +129,70 @@ async fn b3_racing_passes_carry_out_each_settlement_once_on_sqlite() {
 async fn b3_racing_passes_carry_out_each_settlement_once_on_postgres() {
     b3_racing_passes_carry_out_each_settlement_once(spawn_app_on_postgres().await).await;
 }
+
+/// B3: one pass carries out its due settlements, several at once (their
+/// provider calls overlap, their records share commits): each capture or
+/// release once, with its ledger entry. One whose capture fails
+/// transiently stays pending for its retry, and the pass still finishes
+/// all the others; the retry, once the server clock reaches it, finishes
+/// the last one.
+async fn b3_one_pass_carries_out_many_and_a_failure_stops_none_of_the_others(app: TestApp) {
+    let price = ConsultantPrice { model: PriceModel::Fixed, amount: eur(3000) };
+    app.billing.set_price(&uid("cora"), &price).await.unwrap();
+    // Settled by the passes below only: the server's worker sleeps until
+    // its next deadline, and the server clock stands still until the retry.
+    let mut sessions = Vec::new();
+    for i in 0..30 {
+        let sid = SessionId::parse(format!("ses_many_{i}")).unwrap();
+        let (call, seeker, consultant) = (format!("call_many_{i}"), uid("sam"), uid("cora"));
+        let hold = app.billing.place_hold(&sid, &call, &seeker, &consultant, Some("pm_card_visa")).await;
+        assert!(hold.unwrap().is_some(), "hold placed");
+        sessions.push((sid, i % 3 == 0));
+    }
+    // One capture, whichever comes first, fails (a crash before its record).
+    app.billing.faults().arm("sandbox.capture");
+    let mut conn = app.store.pool().acquire().await.unwrap();
+    for (sid, charged) in &sessions {
+        let bill = if *charged {
+            SessionBill { outcome: Outcome::Charged, billable_secs: 600, charge: eur(3000) }
+        } else {
+            SessionBill { outcome: Outcome::Free, billable_secs: 0, charge: eur(0) }
+        };
+        insert_settlement(&mut conn, sid, &bill, "hangup", app.clock.now()).await.unwrap();
+    }
+    drop(conn);
+    let finished = app.billing.settle_due().await.expect("a pass");
+    assert_eq!(finished, 29, "every settlement but the failed one");
+    let mut pending = Vec::new();
+    for (sid, charged) in &sessions {
+        let s = app.billing.settlement(sid).await.unwrap().unwrap();
+        if s.status == "pending" {
+            assert!(*charged && s.attempts == 1 && s.last_error.is_some(), "{sid}: {s:?}");
+            pending.push(sid.clone());
+            continue;
+        }
+        assert_eq!((s.status.as_str(), s.attempts), ("done", 1), "{sid}: {s:?}");
+        let (status, kind) = if *charged { ("captured", "capture") } else { ("released", "release") };
+        assert_eq!(app.billing.hold(sid).await.unwrap().unwrap().status, status, "{sid}");
+        let ledger = app.billing.session_ledger(sid).await.unwrap();
+        assert_eq!(ledger.iter().filter(|l| l.kind == kind).count(), 1, "{sid}: {ledger:?}");
+    }
+    assert_eq!(pending.len(), 1, "one capture failed: {pending:?}");
+    // Its backoff (1 s) passed, the next pass retries it.
+    app.advance(Duration::from_secs(1)).await;
+    app.billing.settle_due().await.expect("a pass");
+    let s = app.billing.settlement(&pending[0]).await.unwrap().unwrap();
+    assert_eq!((s.status.as_str(), s.attempts), ("done", 2), "{s:?}");
+    assert_eq!(app.billing.hold(&pending[0]).await.unwrap().unwrap().status, "captured");
+    app.assert_reconciled().await;
+}
+
+#[tokio::test]
+async fn b3_one_pass_carries_out_many_and_a_failure_stops_none_of_the_others_on_sqlite() {
+    b3_one_pass_carries_out_many_and_a_failure_stops_none_of_the_others(spawn_app().await).await;
+}
+
+#[tokio::test]
+async fn b3_one_pass_carries_out_many_and_a_failure_stops_none_of_the_others_on_postgres() {
+    b3_one_pass_carries_out_many_and_a_failure_stops_none_of_the_others(spawn_app_on_postgres().await).await;
+}
