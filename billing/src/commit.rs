@@ -1,6 +1,7 @@
 //! Writes committed together with other writes (group commit): the hold a
 //! call places before ringing and the sandbox intent behind it are each one
-//! statement, and under load many calls place theirs at once. Each
+//! statement, and under load many calls place theirs at once; so are the
+//! records of settlements the outbox carries out together. Each
 //! statement committed on its own writes every database page it touched to
 //! SQLite's log (4 KiB a page) and, on PostgreSQL, waits for its own log
 //! flush; committed together, many share those pages and that flush.
@@ -176,8 +177,10 @@ impl std::fmt::Debug for Done {
 
 /// Commits statements, possibly in one transaction with other writers'
 /// (the server's store writer does: one commit for whatever has queued up).
-/// Billing sends the writes on a call's set-up path through it: the hold
-/// (DESIGN.md B2) and the sandbox's intent.
+/// Billing sends its writes on a call's path through it: the hold
+/// (DESIGN.md B2), the sandbox's intent and its cancellation, and what
+/// records a settlement carried out (its ledger rows, the hold's status,
+/// the settlement done; B3, B7).
 ///
 /// Never call it while holding a transaction of the same database: the
 /// committer's transaction may wait for that one's locks.

@@ -126,8 +126,9 @@ impl BillingError {
 /// The billing service. Share as `Arc<Billing>`.
 pub struct Billing {
     pub(crate) pool: AnyPool,
-    /// Where the holds placed at a call's set-up are committed, with other
-    /// writes under load ([`crate::commit`]).
+    /// Where the holds placed at a call's set-up and the records of
+    /// settlements carried out are committed, with other writes under
+    /// load ([`crate::commit`]).
     pub(crate) commits: Arc<dyn Committer>,
     pub(crate) provider: Arc<dyn PaymentProvider>,
     pub(crate) clock: Arc<dyn Clock>,
@@ -159,8 +160,8 @@ const LEASE: Duration = Duration::from_secs(60);
 
 impl Billing {
     /// Billing over `pool` (migrated by the server) with `provider`; the
-    /// holds placed at a call's set-up are committed by `commits` (on the
-    /// same database). The outbox worker ([`Billing::run_outbox`]) also
+    /// holds placed at a call's set-up and the records of settlements
+    /// carried out are committed by `commits` (on the same database). The outbox worker ([`Billing::run_outbox`]) also
     /// wakes when `wake` is woken (the store does so after committing a
     /// settlement).
     pub fn new(
