@@ -221,7 +221,8 @@ async fn concurrent_starts_and_ends_announce_each_session_once(store: &SqlStore)
 
 /// Billing's statements go through the store's writer too (the store is
 /// billing's committer): concurrent ones share commits with the store's
-/// own writes, and single-row inserts share one multi-row insert. One that
+/// own writes, and single-row inserts share one multi-row insert (on
+/// SQLite; one each on PostgreSQL). One that
 /// fails (a duplicate key) fails alone, with the database's own error
 /// (billing reads a unique violation as a replayed idempotency key), and
 /// takes the other statements sent with it along (all or nothing); every
