@@ -18,7 +18,7 @@ use serde::Serialize;
 use sqlx::{AnyConnection, AnyPool, Row};
 
 use super::Backend;
-use super::writer::{ROWS_PER_STATEMENT, multi_row, placeholders};
+use super::writer::{EVENT_ROWS_PER_STATEMENT, multi_row, placeholders};
 
 /// A webhook failure that is not the receiver's.
 #[derive(Debug, thiserror::Error)]
@@ -92,7 +92,7 @@ pub async fn insert_event(conn: &mut AnyConnection, event: &NewEvent) -> Result<
 /// each session stored, `session.ended` for each end (once per session).
 /// However many sessions a batch starts or ends, that is one read of the
 /// ended sessions and one insert of the events per
-/// [`ROWS_PER_STATEMENT`] (each statement a round trip to the connection's
+/// [`EVENT_ROWS_PER_STATEMENT`] (each statement a round trip to the connection's
 /// thread on SQLite). An end for a session not stored is logged and
 /// announces nothing.
 pub(crate) async fn session_events(
@@ -122,7 +122,7 @@ pub(crate) async fn session_events(
             _ => None,
         })
         .collect();
-    for chunk in ended.chunks(ROWS_PER_STATEMENT) {
+    for chunk in ended.chunks(EVENT_ROWS_PER_STATEMENT) {
         let sql = format!(
             "SELECT id, call_id, seeker_id, consultant_id, opened_ms FROM sessions WHERE id IN {}",
             placeholders(backend, 1, chunk.len())
@@ -158,7 +158,7 @@ pub(crate) async fn session_events(
             events.push(NewEvent::new(WebhookEventType::SessionEnded, &data, *at, Some(key)).map_err(encode)?);
         }
     }
-    for chunk in events.chunks(ROWS_PER_STATEMENT) {
+    for chunk in events.chunks(EVENT_ROWS_PER_STATEMENT) {
         // Rows are inserted in order: of two with one dedupe key (a
         // session ended twice in one batch), the first stands.
         let sql = format!(

@@ -27,10 +27,33 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{Backend, outbox, store_err};
 
-/// Rows per multi-row statement: with at most 18 bound values a row (a
-/// hold), 9,000 a statement, within SQLite's limit on bound parameters
-/// (32,766) and PostgreSQL's (65,535).
-pub(super) const ROWS_PER_STATEMENT: usize = 500;
+/// Webhook events per multi-row insert, and ended sessions per read of
+/// them (`outbox::session_events`), on either backend: on PostgreSQL,
+/// [`rows_per_statement`]'s 64 made the same runs slower (1,544 to 1,556
+/// connections/s against 2,063 to 2,157 at 500, three alternating pairs),
+/// for a reason not found.
+pub(super) const EVENT_ROWS_PER_STATEMENT: usize = 500;
+
+/// Rows per multi-row statement on `backend` (or items of an `IN` list).
+///
+/// SQLite: 500. With at most 18 bound values a row (a hold), 9,000 a
+/// statement, within its limit on bound parameters (32,766); each
+/// statement is a hop to the connection's thread and back, and preparing
+/// a long one costs little.
+///
+/// PostgreSQL: 64. It parses and plans each text anew unless prepared, and
+/// a multi-row text is another text at each row count: at 500 rows a
+/// statement, 1,000 paid pairs at once were paired into calls at 1,037 to
+/// 1,113 connections/s; at 64, 1,819 to 2,031 (16: 1,749 to 1,937; 4: 1,714
+/// to 1,726; one row each, a round trip per row: 1,548 to 1,836 at 20 %
+/// more CPU). Alternating fresh servers and databases. The webhook events
+/// stored with them keep [`EVENT_ROWS_PER_STATEMENT`].
+pub(super) fn rows_per_statement(backend: Backend) -> usize {
+    match backend {
+        Backend::Sqlite => 500,
+        Backend::Postgres => 64,
+    }
+}
 
 /// Writes committed together at most.
 const MAX_BATCH: usize = 256;
@@ -177,7 +200,7 @@ pub(super) struct Signals {
 /// committed as that statement, without a transaction around it.
 async fn write(pool: &AnyPool, backend: Backend, writes: &[&Write]) -> Result<Outcome, sqlx::Error> {
     if let [only] = writes
-        && stands_alone(only)
+        && stands_alone(backend, only)
     {
         let mut conn = pool.acquire().await?;
         let ran = apply(&mut conn, backend, writes, &HashMap::new()).await?;
@@ -195,9 +218,9 @@ async fn write(pool: &AnyPool, backend: Backend, writes: &[&Write]) -> Result<Ou
 /// `BEGIN` and `COMMIT`, each a round trip to the connection's thread on
 /// SQLite. At a steady call rate most batches hold one write: a user seen,
 /// a call created or moved on, a join.
-fn stands_alone(write: &Write) -> bool {
+fn stands_alone(backend: Backend, write: &Write) -> bool {
     match write {
-        Write::UsersSeen(users, _) => users.len() <= ROWS_PER_STATEMENT,
+        Write::UsersSeen(users, _) => users.len() <= rows_per_statement(backend),
         Write::CreateCall(_) | Write::CallTransition(..) => true,
         Write::SessionEvent(_, event, _) => !matches!(event, SessionEvent::Ended { .. }),
         Write::Statements(statements) => statements.len() == 1,
@@ -256,7 +279,7 @@ async fn apply(
     users.reverse();
     users.retain(|(u, _)| seen.insert(&u.id));
 
-    for chunk in users.chunks(ROWS_PER_STATEMENT) {
+    for chunk in users.chunks(rows_per_statement(backend)) {
         let sql = format!(
             "INSERT INTO users (id, name, role, first_seen_ms, last_seen_ms) VALUES {} \
              ON CONFLICT (id) DO UPDATE SET name = excluded.name, role = excluded.role, \
@@ -270,7 +293,7 @@ async fn apply(
         }
         q.execute(&mut *conn).await?;
     }
-    for chunk in calls.chunks(ROWS_PER_STATEMENT) {
+    for chunk in calls.chunks(rows_per_statement(backend)) {
         // The `calls_first_event` trigger records each `requested` event.
         let sql = format!(
             "INSERT INTO calls (id, session_id, seeker_id, consultant_id, state, created_ms, updated_ms) VALUES {}",
@@ -289,7 +312,7 @@ async fn apply(
         }
         q.execute(&mut *conn).await?;
     }
-    for chunk in transitions.chunks(ROWS_PER_STATEMENT) {
+    for chunk in transitions.chunks(rows_per_statement(backend)) {
         let sql =
             format!("INSERT INTO call_events (call_id, state, at_ms) VALUES {}", placeholders(backend, chunk.len(), 3));
         let mut q = multi_row(sql, chunk.len());
@@ -298,7 +321,7 @@ async fn apply(
         }
         q.execute(&mut *conn).await?;
     }
-    for chunk in sessions.chunks(ROWS_PER_STATEMENT) {
+    for chunk in sessions.chunks(rows_per_statement(backend)) {
         let sql = format!(
             "INSERT INTO sessions (id, call_id, kind, seeker_id, consultant_id, opened_ms, recording) VALUES {}",
             placeholders(backend, chunk.len(), 7)
@@ -316,7 +339,7 @@ async fn apply(
         }
         q.execute(&mut *conn).await?;
     }
-    for chunk in events.chunks(ROWS_PER_STATEMENT) {
+    for chunk in events.chunks(rows_per_statement(backend)) {
         // For `ended`, the `session_events_end` trigger marks the session
         // ended (the first end wins).
         let sql = format!(
@@ -355,7 +378,7 @@ async fn apply(
     for (id, bill, reason, at) in settlements {
         parley_billing::insert_settlement(conn, id, &bill, reason.as_str(), at).await?;
     }
-    for chunk in meter_events.chunks(ROWS_PER_STATEMENT) {
+    for chunk in meter_events.chunks(rows_per_statement(backend)) {
         let sql = format!(
             "INSERT INTO meter_events (session_id, kind, billable_secs, at_ms) VALUES {}",
             placeholders(backend, chunk.len(), 4)
@@ -382,7 +405,7 @@ async fn apply(
     let mut seen = HashSet::with_capacity(checkpoints.len());
     checkpoints.reverse();
     checkpoints.retain(|(id, _, _)| seen.insert(*id));
-    for chunk in checkpoints.chunks(ROWS_PER_STATEMENT) {
+    for chunk in checkpoints.chunks(rows_per_statement(backend)) {
         let sql = format!(
             "INSERT INTO meter_checkpoints (session_id, billable_ms, warned, billing_started, hold_warned, at_ms) \
              VALUES {} ON CONFLICT (session_id) DO UPDATE SET billable_ms = excluded.billable_ms, \
@@ -405,7 +428,7 @@ async fn apply(
     }
     let mut ran = HashMap::with_capacity(statements.len() + rows.iter().map(|(_, _, g)| g.len()).sum::<usize>());
     for (into, columns, group) in &rows {
-        for chunk in group.chunks(ROWS_PER_STATEMENT) {
+        for chunk in group.chunks(rows_per_statement(backend)) {
             let sql = format!("INSERT INTO {into} VALUES {}", placeholders(backend, chunk.len(), *columns));
             let values = chunk.iter().flat_map(|(_, values)| values.iter());
             values.fold(multi_row(sql, chunk.len()), |q, v| v.bind_to(q)).execute(&mut *conn).await?;
@@ -433,11 +456,11 @@ type RowGroup<'a> = (&'static str, usize, Vec<(usize, &'a [Arg])>);
 /// one single-row insert ([`parley_billing::Statement::insert`]) that
 /// shares a multi-row insert with other writers' rows: on SQLite only.
 /// There a statement costs a hop to the connection's thread and back, and
-/// preparing a long one little. On PostgreSQL merging was slower: 770 to
-/// 860 connections/s against 1,040 to 1,140 row by row (1,000 paid pairs
-/// at once, alternating fresh servers), most likely because each row count
-/// is another text to parse and plan, with up to 9,000 bound values,
-/// where the one-row insert is prepared once per connection.
+/// preparing a long one little. On PostgreSQL merging was slower, with 500
+/// rows a statement (770 to 860 connections/s against 1,040 to 1,140 row
+/// by row, 1,000 paid pairs at once, alternating fresh servers) and with
+/// 64 (1,141 to 1,324 against 1,516 to 1,575), where the one-row insert is
+/// prepared once per connection.
 fn row_insert(backend: Backend, statements: &[Statement]) -> Option<(&'static str, &[Arg])> {
     match (backend, statements) {
         (Backend::Sqlite, [only]) => only.insert_into(),
@@ -462,7 +485,7 @@ async fn check_fences(
     ids.sort_unstable();
     ids.dedup();
     let mut current: HashMap<String, OwnerEpoch> = HashMap::with_capacity(ids.len());
-    for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+    for chunk in ids.chunks(rows_per_statement(backend)) {
         let sql = format!(
             "UPDATE sessions SET owner_epoch = owner_epoch WHERE id IN {} RETURNING id, owner_epoch",
             placeholders(backend, 1, chunk.len())

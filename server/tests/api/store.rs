@@ -297,6 +297,23 @@ async fn billing_statements_share_commits_and_fail_alone(store: &SqlStore) {
     assert_eq!((done.rows_affected, done.row.is_none()), (0, true));
 }
 
+/// A write of more rows than one statement takes (500 on SQLite, 64 on
+/// PostgreSQL) is split over several statements in one transaction: every
+/// row lands, and a second write of the same users updates them in place.
+async fn a_write_of_many_rows_spans_statements(store: &SqlStore) {
+    let users = |name: &str| -> Vec<UserInfo> {
+        (0..1_100)
+            .map(|n| UserInfo { name: format!("{name} {n}"), ..common::user(&format!("many{n}"), Role::Recorder) })
+            .collect()
+    };
+    store.users_seen(&users("first"), t(5_000)).await.unwrap();
+    store.users_seen(&users("second"), t(6_000)).await.unwrap();
+    let stored = store.users_with_role(Role::Recorder).await.unwrap();
+    let many: Vec<&UserInfo> = stored.iter().filter(|u| u.id.as_str().starts_with("many")).collect();
+    assert_eq!(many.len(), 1_100);
+    assert!(many.iter().all(|u| u.name.starts_with("second ")), "the second write updated each row");
+}
+
 /// The same script on each backend.
 async fn whole_script(url: &str, backend: Backend) {
     let store = SqlStore::connect(url).await.unwrap();
@@ -305,6 +322,7 @@ async fn whole_script(url: &str, backend: Backend) {
     a_failing_write_fails_alone(&store).await;
     concurrent_starts_and_ends_announce_each_session_once(&store).await;
     billing_statements_share_commits_and_fail_alone(&store).await;
+    a_write_of_many_rows_spans_statements(&store).await;
     // Migrations are idempotent: reconnecting to the same database works.
     SqlStore::connect(url).await.unwrap();
 }
