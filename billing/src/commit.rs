@@ -11,6 +11,7 @@
 //! writers, and again on its own if that transaction fails.
 
 use std::borrow::Cow;
+use std::fmt::Write as _;
 
 use async_trait::async_trait;
 use sqlx::any::{AnyArguments, AnyRow};
@@ -145,8 +146,12 @@ impl Statement {
         let sql = match &self.sql {
             Sql::Text(sql) => sql.clone(),
             Sql::Insert(into) => {
-                let values: Vec<String> = (1..=self.args.len()).map(|n| format!("${n}")).collect();
-                Cow::Owned(format!("INSERT INTO {into} VALUES ({})", values.join(", ")))
+                let mut sql = format!("INSERT INTO {into} VALUES (");
+                for n in 1..=self.args.len() {
+                    let _ = write!(sql, "{}${n}", if n > 1 { ", " } else { "" });
+                }
+                sql.push(')');
+                Cow::Owned(sql)
             }
         };
         let query = self.args.iter().fold(sqlx::query(sqlx::AssertSqlSafe(sql)), |q, arg| arg.bind_to(q));
