@@ -87,12 +87,24 @@ impl SqlStore {
                 .test_before_acquire(false)
                 .after_connect(|conn, _meta| {
                     Box::pin(async move {
+                        // The busy timeout first, so that every later
+                        // statement waits for a lock instead of failing.
                         sqlx::raw_sql(
-                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                             PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;",
+                            "PRAGMA busy_timeout = 5000; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
                         )
-                        .execute(conn)
+                        .execute(&mut *conn)
                         .await?;
+                        // WAL is a property of the file: set once, by the
+                        // first connection to a new database. Setting it on
+                        // every new connection, while others write, can
+                        // fail with `database is locked` without waiting
+                        // (the journal mode's lock is not one the busy
+                        // timeout waits for; sqlx sets no journal mode for
+                        // this reason).
+                        let mode: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(&mut *conn).await?;
+                        if !mode.eq_ignore_ascii_case("wal") {
+                            sqlx::raw_sql("PRAGMA journal_mode = WAL").execute(&mut *conn).await?;
+                        }
                         Ok(())
                     })
                 })

@@ -330,7 +330,17 @@ async fn whole_script(url: &str, backend: Backend) {
 #[tokio::test]
 async fn the_store_works_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
-    whole_script(&format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display()), Backend::Sqlite).await;
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+    whole_script(&url, Backend::Sqlite).await;
+    // A new database is put in WAL mode by its first connection; every
+    // later connection (of the same store or another) finds it so.
+    let store = SqlStore::connect(&url).await.unwrap();
+    let pool = store.pool();
+    let conns = futures_util::future::join_all((0..4).map(|_| pool.acquire())).await;
+    for conn in conns {
+        let mode: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(&mut *conn.unwrap()).await.unwrap();
+        assert_eq!(mode, "wal");
+    }
 }
 
 #[tokio::test]
