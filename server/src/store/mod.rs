@@ -48,8 +48,9 @@ pub const ROOM_OPENS_BEFORE: Duration = Duration::from_secs(10 * 60);
 /// in one transaction (group commit; a lone one-statement write is
 /// committed as that statement) and only then answers each writer:
 /// a write that returned `Ok` is durable, and under load many writes share
-/// one commit. Billing's holds and sandbox intents join them (the store is
-/// billing's [`Committer`]). Reads go to the pool directly.
+/// one commit. Billing's writes on a call's path (holds, sandbox intents
+/// and cancellations, settlements' records) join them: the store is
+/// billing's [`Committer`]. Reads go to the pool directly.
 #[derive(Debug, Clone)]
 pub struct SqlStore {
     pool: AnyPool,
@@ -456,8 +457,9 @@ impl MeterStore for SqlStore {
     }
 }
 
-/// Billing's writes on a call's set-up path (a hold, a sandbox intent) go
-/// through the writer task too: committed with whatever else has queued up.
+/// Billing's writes on a call's path (a hold, a sandbox intent or
+/// cancellation, a settlement's records) go through the writer task too:
+/// committed with whatever else has queued up.
 #[async_trait]
 impl Committer for SqlStore {
     async fn commit(&self, statements: Vec<Statement>) -> Result<Vec<Done>, sqlx::Error> {

@@ -1,8 +1,9 @@
 //! The store's writer task: every write of users, calls, sessions and
-//! meters, and billing's statements on a call's set-up path (a hold, a
-//! sandbox intent: [`parley_billing::Committer`]), goes through one task
-//! that commits whatever has queued up in one transaction (group commit; a
-//! lone one-statement write needs none) and only then answers each writer.
+//! meters, and billing's statements on a call's path (a hold, a sandbox
+//! intent, a settlement's records: [`parley_billing::Committer`]), goes
+//! through one task that commits whatever has queued up in one transaction
+//! (group commit; a lone one-statement write needs none) and only then
+//! answers each writer.
 //!
 //! Meter writes are fenced (issue 16): each carries the owner epoch it was
 //! made under, and the transaction first locks the rows of the sessions it
@@ -70,8 +71,9 @@ pub(super) enum Write {
     MeterEvent(SessionId, OwnerEpoch, MeterEvent, Timestamp),
     /// A settlement decision the meter stores itself, made under the epoch.
     Settlement(SessionId, OwnerEpoch, SessionBill, SessionEndReason, Timestamp),
-    /// Billing's statements (a hold, a sandbox intent), run in order and
-    /// atomically ([`parley_billing::Committer`]).
+    /// Billing's statements (a hold, a sandbox intent or cancellation, a
+    /// settlement's records), run in order and atomically
+    /// ([`parley_billing::Committer`]).
     Statements(Vec<Statement>),
 }
 
