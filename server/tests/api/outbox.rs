@@ -20,6 +20,23 @@ fn uid(s: &str) -> UserId {
     UserId::parse(s).unwrap()
 }
 
+/// Prices `cora`'s calls at 30 EUR and has the server's own outbox worker
+/// settle one free session, then sleep until its next deadline, a sweep
+/// interval (60 s of server time) away: while the test's clock stands
+/// still (or moves less), the passes a test runs itself are the only ones.
+async fn quiet_worker(app: &TestApp) {
+    let price = ConsultantPrice { model: PriceModel::Fixed, amount: eur(3000) };
+    app.billing.set_price(&uid("cora"), &price).await.unwrap();
+    let first = SessionId::parse("ses_worker_first").unwrap();
+    let free = SessionBill { outcome: Outcome::Free, billable_secs: 0, charge: eur(0) };
+    let mut conn = app.store.pool().acquire().await.unwrap();
+    insert_settlement(&mut conn, &first, &free, "hangup", app.clock.now()).await.unwrap();
+    drop(conn);
+    app.billing.wake();
+    until("the worker's pass", || async { app.billing.settlement(&first).await.unwrap().unwrap().status == "done" })
+        .await;
+}
+
 /// A settlement whose first attempt fails transiently is retried when the
 /// server clock reaches its backoff (1 s): the worker's next deadline is
 /// that retry; once it is done, nothing is due before the next sweep.
@@ -73,19 +90,7 @@ async fn b3_the_outbox_sleeps_until_a_retry_is_due_and_runs_it_then_on_postgres(
 /// two nodes on one database) carry each out once: one capture or release
 /// per hold, one ledger entry for it, one attempt. Five rounds of ten.
 async fn b3_racing_passes_carry_out_each_settlement_once(app: TestApp) {
-    let price = ConsultantPrice { model: PriceModel::Fixed, amount: eur(3000) };
-    app.billing.set_price(&uid("cora"), &price).await.unwrap();
-    // The server's own worker settles one first and then sleeps until its
-    // next deadline (the server clock stands still here): the passes below
-    // are the only ones.
-    let first = SessionId::parse("ses_race_first").unwrap();
-    let free = SessionBill { outcome: Outcome::Free, billable_secs: 0, charge: eur(0) };
-    let mut conn = app.store.pool().acquire().await.unwrap();
-    insert_settlement(&mut conn, &first, &free, "hangup", app.clock.now()).await.unwrap();
-    drop(conn);
-    app.billing.wake();
-    until("the worker's pass", || async { app.billing.settlement(&first).await.unwrap().unwrap().status == "done" })
-        .await;
+    quiet_worker(&app).await;
     for round in 0..5 {
         let mut sessions = Vec::new();
         for i in 0..10 {
@@ -137,19 +142,7 @@ async fn b3_racing_passes_carry_out_each_settlement_once_on_postgres() {
 /// finished; the retry, once the server clock reaches it, finishes the
 /// last one.
 async fn b3_one_pass_carries_out_many_and_a_failure_stops_none_of_the_others(app: TestApp) {
-    let price = ConsultantPrice { model: PriceModel::Fixed, amount: eur(3000) };
-    app.billing.set_price(&uid("cora"), &price).await.unwrap();
-    // The server's own worker settles one first and then sleeps until its
-    // next deadline, a sweep interval (60 s of server time) away: the
-    // passes below are the only ones.
-    let first = SessionId::parse("ses_many_first").unwrap();
-    let free = SessionBill { outcome: Outcome::Free, billable_secs: 0, charge: eur(0) };
-    let mut conn = app.store.pool().acquire().await.unwrap();
-    insert_settlement(&mut conn, &first, &free, "hangup", app.clock.now()).await.unwrap();
-    drop(conn);
-    app.billing.wake();
-    until("the worker's pass", || async { app.billing.settlement(&first).await.unwrap().unwrap().status == "done" })
-        .await;
+    quiet_worker(&app).await;
     let mut sessions = Vec::new();
     for i in 0..30 {
         let sid = SessionId::parse(format!("ses_many_{i}")).unwrap();
