@@ -356,6 +356,11 @@ impl Store for SqlStore {
         self.submit(Write::CreateSession(session.clone())).await
     }
 
+    /// One write: the transition and the session commit together.
+    async fn accept_call(&self, session: &SessionRecord) -> Result<(), StoreError> {
+        self.submit(Write::Accept(session.clone())).await
+    }
+
     async fn session_event(
         &self,
         session_id: &SessionId,

@@ -314,6 +314,114 @@ async fn a_write_of_many_rows_spans_statements(store: &SqlStore) {
     assert!(many.iter().all(|u| u.name.starts_with("second ")), "the second write updated each row");
 }
 
+/// `write`, polled after `turns` turns of the scheduler.
+async fn after_turns<T>(turns: usize, write: impl std::future::Future<Output = T>) -> T {
+    for _ in 0..turns {
+        tokio::task::yield_now().await;
+    }
+    write.await
+}
+
+/// Every write about one call, queued one after the other without waiting
+/// for the one before (its creation, ringing, acceptance with its session, both joins,
+/// the end), for many calls at once: they commit in the order they were
+/// queued, even where batches commit side by side (PostgreSQL). Out of
+/// order, a transition would precede its call (refused), `ringing` would
+/// overwrite `accepted`, or the end would precede its session and be lost.
+async fn writes_about_one_call_keep_their_order(store: &SqlStore) {
+    for round in 0..3 {
+        let mut calls = tokio::task::JoinSet::new();
+        for n in 0..40 {
+            let store = store.clone();
+            calls.spawn(async move {
+                let call = CallRecord {
+                    call_id: id::<CallId>(&format!("call_o{round}_{n}")),
+                    session_id: id::<SessionId>(&format!("ses_o{round}_{n}")),
+                    seeker_id: id::<UserId>("sam"),
+                    consultant_id: id::<UserId>("cora"),
+                    created_at: t(1_000),
+                    recording: false,
+                    seeker_premium: false,
+                };
+                let session = SessionRecord {
+                    session_id: call.session_id.clone(),
+                    call_id: call.call_id.clone(),
+                    seeker_id: call.seeker_id.clone(),
+                    consultant_id: call.consultant_id.clone(),
+                    opened_at: t(3_000),
+                    recording: false,
+                    scheduled: false,
+                };
+                let sid = &session.session_id;
+                let ended = SessionEvent::Ended { reason: SessionEndReason::Hangup, by: None, bill: None };
+                let (seeker, consultant) =
+                    (SessionEvent::Joined(call.seeker_id.clone()), SessionEvent::Joined(call.consultant_id.clone()));
+                // Each write is queued a turn of the scheduler after the
+                // one before (`join!` polls them in order; write k yields k
+                // times first), so the writer takes a call's writes into
+                // several batches, committing side by side on PostgreSQL.
+                let (created, rung, accepted, joined, joined_too, ended) = tokio::join!(
+                    after_turns(0, store.create_call(&call)),
+                    after_turns(1, store.call_transition(&call.call_id, CallState::Ringing, t(2_000))),
+                    after_turns(2, store.accept_call(&session)),
+                    after_turns(3, store.session_event(sid, &seeker, t(4_000))),
+                    after_turns(4, store.session_event(sid, &consultant, t(5_000))),
+                    after_turns(5, store.session_event(sid, &ended, t(6_000))),
+                );
+                for (what, result) in [created, rung, accepted, joined, joined_too, ended].into_iter().enumerate() {
+                    assert!(result.is_ok(), "round {round}, call {n}, write {what}: {result:?}");
+                }
+                call
+            });
+        }
+        while let Some(call) = calls.join_next().await {
+            let call = call.unwrap();
+            assert_eq!(store.call(&call.call_id).await.unwrap().unwrap().state, "accepted", "{}", call.call_id);
+            let session = store.session(&call.session_id).await.unwrap().expect("the session is stored");
+            assert_eq!((session.ended_at, session.end_reason.as_deref()), (Some(t(6_000)), Some("hangup")));
+            let kinds: Vec<String> =
+                store.session_timeline(&call.session_id).await.unwrap().into_iter().map(|e| e.kind).collect();
+            assert_eq!(kinds, ["joined", "joined", "ended"], "{}", call.session_id);
+        }
+    }
+}
+
+/// Accepting a call stores the transition and the session together: when
+/// the session cannot be stored (its id is taken), the call is not left
+/// accepted, and it can still be accepted with a session of its own.
+async fn an_accept_is_all_or_nothing(store: &SqlStore) {
+    let call = |n: usize| CallRecord {
+        call_id: id::<CallId>(&format!("call_a{n}")),
+        session_id: id::<SessionId>(&format!("ses_a{n}")),
+        seeker_id: id::<UserId>("sam"),
+        consultant_id: id::<UserId>("cora"),
+        created_at: t(1_000),
+        recording: false,
+        seeker_premium: false,
+    };
+    let session_of = |call: &CallRecord, session_id: &SessionId| SessionRecord {
+        session_id: session_id.clone(),
+        call_id: call.call_id.clone(),
+        seeker_id: call.seeker_id.clone(),
+        consultant_id: call.consultant_id.clone(),
+        opened_at: t(3_000),
+        recording: false,
+        scheduled: false,
+    };
+    let (first, second) = (call(1), call(2));
+    for c in [&first, &second] {
+        store.create_call(c).await.unwrap();
+        store.call_transition(&c.call_id, CallState::Ringing, t(2_000)).await.unwrap();
+    }
+    store.accept_call(&session_of(&first, &first.session_id)).await.unwrap();
+    let taken = store.accept_call(&session_of(&second, &first.session_id)).await;
+    assert!(taken.is_err(), "a session id taken is refused: {taken:?}");
+    assert_eq!(store.call(&second.call_id).await.unwrap().unwrap().state, "ringing");
+    assert_eq!(store.session(&first.session_id).await.unwrap().unwrap().record.call_id, first.call_id);
+    store.accept_call(&session_of(&second, &second.session_id)).await.unwrap();
+    assert_eq!(store.call(&second.call_id).await.unwrap().unwrap().state, "accepted");
+}
+
 /// The same script on each backend.
 async fn whole_script(url: &str, backend: Backend) {
     let store = SqlStore::connect(url).await.unwrap();
@@ -323,6 +431,8 @@ async fn whole_script(url: &str, backend: Backend) {
     concurrent_starts_and_ends_announce_each_session_once(&store).await;
     billing_statements_share_commits_and_fail_alone(&store).await;
     a_write_of_many_rows_spans_statements(&store).await;
+    writes_about_one_call_keep_their_order(&store).await;
+    an_accept_is_all_or_nothing(&store).await;
     // Migrations are idempotent: reconnecting to the same database works.
     SqlStore::connect(url).await.unwrap();
 }

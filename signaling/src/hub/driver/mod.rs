@@ -436,11 +436,7 @@ impl Hub {
             Ok(session) => session,
             Err(denied) => return Err(self.call_denied(denied, &call_id, &link.0.user.id).await),
         };
-        let stored = match self.store.call_transition(&call_id, CallState::Accepted, session.opened_at).await {
-            Ok(()) => self.store.create_session(&session).await,
-            Err(e) => Err(e),
-        };
-        if let Err(e) = stored {
+        if let Err(e) = self.store.accept_call(&session).await {
             let batch = {
                 let mut locked = self.lock();
                 let now = self.clock.now();

@@ -3,7 +3,10 @@
 //! intent, a settlement's records: [`parley_billing::Committer`]), goes
 //! through one task that commits whatever has queued up in one transaction
 //! (group commit; a lone one-statement write needs none) and only then
-//! answers each writer.
+//! answers each writer. On PostgreSQL it commits up to four such batches
+//! side by side, each on its own connection ([`lanes`]); writes about the
+//! same call, session or user still commit in the order they were queued
+//! ([`keys`]).
 //!
 //! Meter writes are fenced (issue 16): each carries the owner epoch it was
 //! made under, and the transaction first locks the rows of the sessions it
@@ -12,7 +15,12 @@
 //! stored. A takeover raises the epoch with a plain `UPDATE` of the same
 //! row, so it is ordered before or after a whole batch, never inside one.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::hash::RandomState;
+
+use futures_util::FutureExt;
+use futures_util::stream::{FuturesUnordered, StreamExt};
 
 use parley_billing::{Arg, Done, Statement};
 use parley_domain::clock::Wake;
@@ -27,6 +35,9 @@ use sqlx::{Any, AnyPool, Row};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{Backend, outbox, store_err};
+use lanes::{keys, lanes, next_batch};
+
+mod lanes;
 
 /// Webhook events per multi-row insert, and ended sessions per read of
 /// them (`outbox::session_events`), on either backend: on PostgreSQL,
@@ -66,6 +77,9 @@ pub(super) enum Write {
     CreateCall(CallRecord),
     CallTransition(CallId, CallState, Timestamp),
     CreateSession(SessionRecord),
+    /// A call accepted at the session's opening, and the session it
+    /// opened: both or neither.
+    Accept(SessionRecord),
     SessionEvent(SessionId, SessionEvent, Timestamp),
     /// A meter event or checkpoint, made under the epoch.
     MeterEvent(SessionId, OwnerEpoch, MeterEvent, Timestamp),
@@ -122,63 +136,126 @@ struct Outcome {
     ran: HashMap<usize, Vec<Done>>,
 }
 
-/// The writer task: commits every queued write in one transaction, then
-/// answers each. If the batch fails, each write is retried in its own
-/// transaction so one bad write does not fail the others.
+/// The writer task: commits the queued writes in batches of up to
+/// [`MAX_BATCH`], each in one transaction, up to [`lanes`] batches side by
+/// side, then answers each write. Writes about the same call, session or
+/// user ([`keys`]) commit in the order they were queued: a write waits
+/// while a batch with one of its keys commits, and so does every later
+/// write with one of its keys.
 pub(super) async fn write_batches(
     pool: AnyPool,
     backend: Backend,
     mut jobs: mpsc::UnboundedReceiver<Job>,
     signals: Signals,
 ) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let writes: Vec<&Write> = batch.iter().map(|job| &job.write).collect();
-        let settles = writes.iter().any(|w| {
-            matches!(w, Write::Settlement(..) | Write::SessionEvent(_, SessionEvent::Ended { bill: Some(_), .. }, _))
-        });
-        let announces = writes
-            .iter()
-            .any(|w| matches!(w, Write::CreateSession(_) | Write::SessionEvent(_, SessionEvent::Ended { .. }, _)));
-        let ends = writes.iter().any(|w| matches!(w, Write::SessionEvent(_, SessionEvent::Ended { .. }, _)));
-        let mut committed = write(&pool, backend, &writes).await;
-        if let Err(e) = &committed {
-            tracing::warn!(error = %e, writes = batch.len(), "batch write failed; retrying its writes one by one");
+    let lanes = lanes(backend);
+    if lanes == 1 {
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
+            batch = commit(&pool, backend, batch, &signals).await;
         }
-        for (i, job) in batch.drain(..).enumerate() {
-            let outcome = match &mut committed {
-                Ok(outcome) => Ok((outcome.fenced.get(&i).copied(), outcome.ran.remove(&i))),
-                Err(_) => write(&pool, backend, &[&job.write])
-                    .await
-                    .map(|mut outcome| (outcome.fenced.get(&0).copied(), outcome.ran.remove(&0))),
-            };
-            match job.done {
-                Reply::Stored(done) => {
-                    let result = match outcome {
-                        Ok((None, _)) => Ok(()),
-                        Ok((Some(current), _)) => {
-                            let mine = job.write.fence().map_or(current, |(_, e)| e);
-                            Err(Refused::Fenced { mine, current })
+        return;
+    }
+    let hasher = RandomState::new();
+    // Received and not yet committing, in queue order, with their keys.
+    let mut waiting: VecDeque<(Job, Vec<u64>)> = VecDeque::new();
+    // The keys of the batches committing, with how many of their writes
+    // hold each.
+    let mut busy: HashMap<u64, usize> = HashMap::new();
+    let mut committing = FuturesUnordered::new();
+    let mut received = Vec::with_capacity(MAX_BATCH);
+    let mut open = true;
+    loop {
+        while committing.len() < lanes {
+            let batch = next_batch(&mut waiting, &busy);
+            if batch.is_empty() {
+                break;
+            }
+            let (batch, keys): (Vec<Job>, Vec<Vec<u64>>) = batch.into_iter().unzip();
+            let keys: Vec<u64> = keys.into_iter().flatten().collect();
+            for key in &keys {
+                *busy.entry(*key).or_default() += 1;
+            }
+            committing.push(commit(&pool, backend, batch, &signals).map(move |_| keys));
+        }
+        // Nothing committing means nothing waits: with no key busy, the
+        // loop above took every waiting write.
+        if !open && committing.is_empty() {
+            return;
+        }
+        tokio::select! {
+            Some(keys) = committing.next() => {
+                for key in keys {
+                    if let Entry::Occupied(mut held) = busy.entry(key) {
+                        *held.get_mut() -= 1;
+                        if *held.get() == 0 {
+                            held.remove();
                         }
-                        Err(e) => Err(Refused::Failed(store_err(e))),
-                    };
-                    let _ = done.send(result);
-                }
-                Reply::Ran(done) => {
-                    let _ = done.send(outcome.map(|(_, ran)| ran.unwrap_or_default()));
+                    }
                 }
             }
-        }
-        if settles {
-            signals.settled.wake();
-        }
-        if announces {
-            signals.webhooks.wake();
-        }
-        if ends {
-            signals.bookings.wake();
+            n = jobs.recv_many(&mut received, MAX_BATCH), if open && committing.len() < lanes => {
+                open = n > 0;
+                waiting.extend(received.drain(..).map(|job| {
+                    let keys = keys(&job.write, &hasher);
+                    (job, keys)
+                }));
+            }
+            else => return,
         }
     }
+}
+
+/// Commits `batch` in one transaction, then answers each write. If the
+/// batch fails, each write is retried in its own transaction so one bad
+/// write does not fail the others. Returns `batch`, emptied, for reuse.
+async fn commit(pool: &AnyPool, backend: Backend, mut batch: Vec<Job>, signals: &Signals) -> Vec<Job> {
+    let writes: Vec<&Write> = batch.iter().map(|job| &job.write).collect();
+    let settles = writes.iter().any(|w| {
+        matches!(w, Write::Settlement(..) | Write::SessionEvent(_, SessionEvent::Ended { bill: Some(_), .. }, _))
+    });
+    let announces = writes.iter().any(|w| {
+        matches!(w, Write::CreateSession(_) | Write::Accept(_) | Write::SessionEvent(_, SessionEvent::Ended { .. }, _))
+    });
+    let ends = writes.iter().any(|w| matches!(w, Write::SessionEvent(_, SessionEvent::Ended { .. }, _)));
+    let mut committed = write(pool, backend, &writes).await;
+    if let Err(e) = &committed {
+        tracing::warn!(error = %e, writes = batch.len(), "batch write failed; retrying its writes one by one");
+    }
+    for (i, job) in batch.drain(..).enumerate() {
+        let outcome = match &mut committed {
+            Ok(outcome) => Ok((outcome.fenced.get(&i).copied(), outcome.ran.remove(&i))),
+            Err(_) => write(pool, backend, &[&job.write])
+                .await
+                .map(|mut outcome| (outcome.fenced.get(&0).copied(), outcome.ran.remove(&0))),
+        };
+        match job.done {
+            Reply::Stored(done) => {
+                let result = match outcome {
+                    Ok((None, _)) => Ok(()),
+                    Ok((Some(current), _)) => {
+                        let mine = job.write.fence().map_or(current, |(_, e)| e);
+                        Err(Refused::Fenced { mine, current })
+                    }
+                    Err(e) => Err(Refused::Failed(store_err(e))),
+                };
+                let _ = done.send(result);
+            }
+            Reply::Ran(done) => {
+                let _ = done.send(outcome.map(|(_, ran)| ran.unwrap_or_default()));
+            }
+        }
+    }
+    if settles {
+        signals.settled.wake();
+    }
+    if announces {
+        signals.webhooks.wake();
+    }
+    if ends {
+        signals.bookings.wake();
+    }
+    batch
 }
 
 /// Who the writer wakes after a commit.
@@ -226,7 +303,7 @@ fn stands_alone(backend: Backend, write: &Write) -> bool {
         Write::CreateCall(_) | Write::CallTransition(..) => true,
         Write::SessionEvent(_, event, _) => !matches!(event, SessionEvent::Ended { .. }),
         Write::Statements(statements) => statements.len() == 1,
-        Write::CreateSession(_) | Write::MeterEvent(..) | Write::Settlement(..) => false,
+        Write::CreateSession(_) | Write::Accept(_) | Write::MeterEvent(..) | Write::Settlement(..) => false,
     }
 }
 
@@ -261,6 +338,10 @@ async fn apply(
             Write::CreateCall(c) => calls.push(c),
             Write::CallTransition(id, state, at) => transitions.push((id, *state, *at)),
             Write::CreateSession(s) => sessions.push(s),
+            Write::Accept(s) => {
+                transitions.push((&s.call_id, CallState::Accepted, s.opened_at));
+                sessions.push(s);
+            }
             Write::Statements(batch) => match row_insert(backend, batch) {
                 Some((into, values)) => match rows.iter_mut().find(|(t, n, _)| *t == into && *n == values.len()) {
                     Some((_, _, group)) => group.push((i, values)),
