@@ -145,3 +145,72 @@ async fn b3_a_hold_whose_call_never_became_a_session_is_released_after_a_crash()
     assert_eq!((s.outcome.as_str(), s.status.as_str()), ("unanswered", "done"));
     app.assert_reconciled().await;
 }
+
+/// The consultant accepts while the seeker cancels, many rounds: exactly
+/// one wins, and the store and the hold agree with the winner. Accepted:
+/// the call is `accepted`, its session stored and its hold still held.
+/// Cancelled: the call is `cancelled`, no session is stored, and the hold
+/// is released once (B3).
+async fn accept_against_cancel(app: TestApp) {
+    use parley_signaling::Store;
+    let (mut accepts, mut cancels) = (0, 0);
+    for round in 0..12 {
+        let (c, s) = (format!("cora{round}"), format!("sam{round}"));
+        priced(&app, &c, PriceModel::Fixed, 3000).await;
+        let (consultant, mut c_events) = app.available_consultant(&c).await;
+        let (seeker, _s_events) = app.client(&s, Role::Seeker).await;
+        seeker.call(&uid(&c), Some("pm_card_visa")).await.expect("hold placed, call rings");
+        let (call_id, session_id) = incoming(&mut c_events).await;
+        // Sent together, each round in the other order.
+        let (accepted, cancelled) = if round % 2 == 0 {
+            tokio::join!(consultant.accept(&call_id), seeker.cancel(&call_id))
+        } else {
+            let (cancelled, accepted) = tokio::join!(seeker.cancel(&call_id), consultant.accept(&call_id));
+            (accepted, cancelled)
+        };
+        assert!(accepted.is_ok() != cancelled.is_ok(), "round {round}: one wins: {accepted:?} / {cancelled:?}");
+        let state = app.store.call(&call_id).await.unwrap().expect("the call is stored").state;
+        let session = app.store.session(&session_id).await.unwrap();
+        let hold = |status: &'static str| {
+            let billing = app.billing.clone();
+            let session_id = session_id.clone();
+            async move {
+                let deadline = tokio::time::Instant::now() + WAIT;
+                loop {
+                    let now = billing.hold(&session_id).await.unwrap().expect("the hold is stored").status;
+                    if now == status {
+                        return;
+                    }
+                    assert!(tokio::time::Instant::now() < deadline, "round {round}: hold {now}, not {status}");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        };
+        if accepted.is_ok() {
+            accepts += 1;
+            assert_eq!(state, "accepted", "round {round}");
+            assert_eq!(session.map(|s| s.record.call_id), Some(call_id.clone()), "round {round}");
+            hold("held").await;
+            seeker.end_session(&session_id).await.unwrap();
+        } else {
+            cancels += 1;
+            assert_eq!(state, "cancelled", "round {round}");
+            assert!(session.is_none(), "round {round}: no session for a cancelled call");
+            hold("released").await;
+            let settlement = app.billing.settlement(&session_id).await.unwrap().expect("a settlement");
+            assert_eq!((settlement.outcome.as_str(), settlement.attempts), ("unanswered", 1), "round {round}");
+        }
+    }
+    eprintln!("accept against cancel: {accepts} accepted, {cancels} cancelled");
+    app.assert_reconciled().await;
+}
+
+#[tokio::test]
+async fn accept_against_cancel_on_sqlite() {
+    accept_against_cancel(spawn_app().await).await;
+}
+
+#[tokio::test]
+async fn accept_against_cancel_on_postgres() {
+    accept_against_cancel(spawn_app_on_postgres().await).await;
+}
