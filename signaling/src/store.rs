@@ -184,14 +184,10 @@ pub trait Store: Send + Sync + 'static {
     /// Stores a newly opened session.
     async fn create_session(&self, session: &SessionRecord) -> Result<(), StoreError>;
     /// Records the acceptance of `session.call_id` at `session.opened_at`
-    /// and stores the session it opened, atomically: on `Err` neither is
-    /// stored, so no call is left accepted without its session. The
-    /// default writes one, then the other (atomic only if nothing fails in
-    /// between); the SQL store commits both in one transaction.
-    async fn accept_call(&self, session: &SessionRecord) -> Result<(), StoreError> {
-        self.call_transition(&session.call_id, CallState::Accepted, session.opened_at).await?;
-        self.create_session(session).await
-    }
+    /// (its transition to [`CallState::Accepted`]) and stores the session
+    /// it opened, atomically: on `Err` neither is stored, so no call is left
+    /// accepted without its session.
+    async fn accept_call(&self, session: &SessionRecord) -> Result<(), StoreError>;
     /// Appends `event` at `at` to the session's timeline (and, for `Ended`,
     /// marks the session ended).
     async fn session_event(

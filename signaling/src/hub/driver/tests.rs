@@ -62,6 +62,9 @@ impl Store for Flaky {
     async fn create_session(&self, _: &SessionRecord) -> Result<(), StoreError> {
         Ok(())
     }
+    async fn accept_call(&self, _: &SessionRecord) -> Result<(), StoreError> {
+        Ok(())
+    }
     async fn session_event(&self, _: &SessionId, event: &SessionEvent, _: Timestamp) -> Result<(), StoreError> {
         match event {
             SessionEvent::Ended { .. } if self.fail_ends => Err(StoreError("disk full".into())),
