@@ -23,6 +23,33 @@ fn t(ms: i64) -> Timestamp {
     Timestamp::from_unix_millis(ms)
 }
 
+/// Call `call_<prefix><n>` (session `ses_<prefix><n>`) from `sam` to
+/// `cora`, created at 1 s.
+fn call_record(prefix: &str, n: usize) -> CallRecord {
+    CallRecord {
+        call_id: id::<CallId>(&format!("call_{prefix}{n}")),
+        session_id: id::<SessionId>(&format!("ses_{prefix}{n}")),
+        seeker_id: id::<UserId>("sam"),
+        consultant_id: id::<UserId>("cora"),
+        created_at: t(1_000),
+        recording: false,
+        seeker_premium: false,
+    }
+}
+
+/// The session `call` opens at 3 s, with id `session_id`.
+fn session_of(call: &CallRecord, session_id: &SessionId) -> SessionRecord {
+    SessionRecord {
+        session_id: session_id.clone(),
+        call_id: call.call_id.clone(),
+        seeker_id: call.seeker_id.clone(),
+        consultant_id: call.consultant_id.clone(),
+        opened_at: t(3_000),
+        recording: false,
+        scheduled: false,
+    }
+}
+
 async fn exercise(store: &SqlStore) {
     // Users: inserted, then updated in place.
     let sam = common::user("sam", Role::Seeker);
@@ -124,15 +151,7 @@ async fn exercise(store: &SqlStore) {
 /// Many concurrent writes share commits; one that fails (a duplicate call)
 /// fails alone and every other write lands.
 async fn a_failing_write_fails_alone(store: &SqlStore) {
-    let call = |n: usize| CallRecord {
-        call_id: id::<CallId>(&format!("call_b{n}")),
-        session_id: id::<SessionId>(&format!("ses_b{n}")),
-        seeker_id: id::<UserId>("sam"),
-        consultant_id: id::<UserId>("cora"),
-        created_at: t(1_000),
-        recording: false,
-        seeker_premium: false,
-    };
+    let call = |n: usize| call_record("b", n);
     store.create_call(&call(0)).await.unwrap();
     let mut writes = tokio::task::JoinSet::new();
     for n in 1..=40 {
@@ -234,15 +253,7 @@ async fn billing_statements_share_commits_and_fail_alone(store: &SqlStore) {
             .bind("cora")
             .bind(1_000_i64)
     };
-    let call = |n: usize| CallRecord {
-        call_id: id::<CallId>(&format!("call_g{n}")),
-        session_id: id::<SessionId>(&format!("ses_g{n}")),
-        seeker_id: id::<UserId>("sam"),
-        consultant_id: id::<UserId>("cora"),
-        created_at: t(1_000),
-        recording: false,
-        seeker_premium: false,
-    };
+    let call = |n: usize| call_record("g", n);
     let accounts = "SELECT COUNT(*) FROM sandbox_accounts WHERE id LIKE 'acct_g%'";
     let count = || async { sqlx::query_scalar::<_, i64>(accounts).fetch_one(&store.pool()).await.unwrap() };
     assert_eq!(store.commit_one(account(0)).await.unwrap().rows_affected, 1);
@@ -334,24 +345,8 @@ async fn writes_about_one_call_keep_their_order(store: &SqlStore) {
         for n in 0..40 {
             let store = store.clone();
             calls.spawn(async move {
-                let call = CallRecord {
-                    call_id: id::<CallId>(&format!("call_o{round}_{n}")),
-                    session_id: id::<SessionId>(&format!("ses_o{round}_{n}")),
-                    seeker_id: id::<UserId>("sam"),
-                    consultant_id: id::<UserId>("cora"),
-                    created_at: t(1_000),
-                    recording: false,
-                    seeker_premium: false,
-                };
-                let session = SessionRecord {
-                    session_id: call.session_id.clone(),
-                    call_id: call.call_id.clone(),
-                    seeker_id: call.seeker_id.clone(),
-                    consultant_id: call.consultant_id.clone(),
-                    opened_at: t(3_000),
-                    recording: false,
-                    scheduled: false,
-                };
+                let call = call_record(&format!("o{round}_"), n);
+                let session = session_of(&call, &call.session_id);
                 let sid = &session.session_id;
                 let ended = SessionEvent::Ended { reason: SessionEndReason::Hangup, by: None, bill: None };
                 let (seeker, consultant) =
@@ -390,24 +385,7 @@ async fn writes_about_one_call_keep_their_order(store: &SqlStore) {
 /// the session cannot be stored (its id is taken), the call is not left
 /// accepted, and it can still be accepted with a session of its own.
 async fn an_accept_is_all_or_nothing(store: &SqlStore) {
-    let call = |n: usize| CallRecord {
-        call_id: id::<CallId>(&format!("call_a{n}")),
-        session_id: id::<SessionId>(&format!("ses_a{n}")),
-        seeker_id: id::<UserId>("sam"),
-        consultant_id: id::<UserId>("cora"),
-        created_at: t(1_000),
-        recording: false,
-        seeker_premium: false,
-    };
-    let session_of = |call: &CallRecord, session_id: &SessionId| SessionRecord {
-        session_id: session_id.clone(),
-        call_id: call.call_id.clone(),
-        seeker_id: call.seeker_id.clone(),
-        consultant_id: call.consultant_id.clone(),
-        opened_at: t(3_000),
-        recording: false,
-        scheduled: false,
-    };
+    let call = |n: usize| call_record("a", n);
     let (first, second) = (call(1), call(2));
     for c in [&first, &second] {
         store.create_call(c).await.unwrap();
