@@ -66,6 +66,15 @@
 #   RATE_LIMIT=1000000            Parley's per-connection message limit (per s and
 #                                 burst); every other Parley setting is its default
 #   OUT=<temp dir>                each run's output and server logs
+#   PG_URL=                       a PostgreSQL server's URL without a database
+#                                 (postgres://postgres@127.0.0.1:5432): each run
+#                                 also starts Parley on a fresh database there
+#                                 (created and dropped with psql) for the paired
+#                                 scenario alone, and a second table gives its
+#                                 figures; PostgreSQL is not pinned
+#   PG_PARAMS=                    appended to each database's URL (e.g.
+#                                 ?sslmode=disable)
+#   PARLEY_PG_PORT=18580          where those servers listen (+ run)
 #
 # Exit status: 0 when every pair of every run set up (and relayed), 1
 # otherwise, 2 when it could not start.
@@ -89,6 +98,9 @@ BARE_PORT=${BARE_PORT:-18280}
 MATCHBOX_PORT=${MATCHBOX_PORT:-18380}
 PEERJS_PORT=${PEERJS_PORT:-18480}
 PEERS=${PEERS:-0}
+PG_URL=${PG_URL:-}
+PG_PARAMS=${PG_PARAMS:-}
+PARLEY_PG_PORT=${PARLEY_PG_PORT:-18580}
 PEERS_DIR=$(abs "${PEERS_DIR:-$HOME/.cache/parley-peers}")
 SERVER_CORE=${SERVER_CORE:-0}
 GENERATOR_CORE=${GENERATOR_CORE:-1}
@@ -97,7 +109,7 @@ OUT=$(abs "${OUT:-$(mktemp -d -t parley-bare-bench.XXXXXX)}")
 mkdir -p "$OUT"
 
 die() { printf 'bare-bench.sh: %s\n' "$*" >&2; exit 2; }
-for v in RUNS PAIRS CALL_PAIRS RELAY_SECS RELAY_WINDOW RATE PRICE PARLEY_PORT BARE_PORT MATCHBOX_PORT PEERJS_PORT SERVER_CORE GENERATOR_CORE RATE_LIMIT; do
+for v in RUNS PAIRS CALL_PAIRS RELAY_SECS RELAY_WINDOW RATE PRICE PARLEY_PORT BARE_PORT MATCHBOX_PORT PEERJS_PORT PARLEY_PG_PORT SERVER_CORE GENERATOR_CORE RATE_LIMIT; do
     [[ ${!v} =~ ^[0-9]+$ ]] || die "$v=${!v}: expected a whole number"
 done
 [ "$PEERS" = 0 ] || [ "$PEERS" = 1 ] || die "PEERS=$PEERS: expected 0 or 1"
@@ -107,6 +119,10 @@ for b in parley parley-load bare-relay; do
     [ -x "$BIN/$b" ] || die "no $BIN/$b: cargo build --release -p parley-server -p parley-load (or set BIN)"
 done
 for c in jq curl taskset; do command -v "$c" >/dev/null || die "$c is needed"; done
+if [ -n "$PG_URL" ]; then
+    command -v psql >/dev/null || die "PG_URL is set: psql is needed"
+    psql -q "$PG_URL/postgres" -c 'SELECT 1' >/dev/null || die "PG_URL=$PG_URL: no PostgreSQL answers there"
+fi
 # The peers, as load-tests/peers.sh installs them.
 MATCHBOX_BIN=$PEERS_DIR/matchbox/bin/matchbox_server
 PEERJS_CLI=$PEERS_DIR/peerjs/node_modules/peer/dist/bin/peerjs.js
@@ -142,7 +158,7 @@ up() { [ "$(curl -s -o /dev/null -m 2 -w '%{http_code}' "http://127.0.0.1:$1${2:
 # Whether anything accepts a TCP connection on 127.0.0.1:PORT.
 listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 for r in $(seq "$RUNS"); do
-    for port in $((PARLEY_PORT + r)) $((BARE_PORT + r)); do
+    for port in $((PARLEY_PORT + r)) $((BARE_PORT + r)) $([ -z "$PG_URL" ] || echo $((PARLEY_PG_PORT + r))); do
         ! up "$port" || die "something already answers on 127.0.0.1:$port"
     done
     if [ "$PEERS" = 1 ]; then
@@ -153,10 +169,14 @@ for r in $(seq "$RUNS"); do
 done
 
 SERVER_PID=
+PG_DB=
 cleanup() {
     if [ -n "$SERVER_PID" ]; then
         kill "$SERVER_PID" 2>/dev/null || true
         wait "$SERVER_PID" 2>/dev/null || true
+    fi
+    if [ -n "$PG_DB" ]; then
+        psql -q "$PG_URL/postgres" -c "DROP DATABASE IF EXISTS $PG_DB" >/dev/null 2>&1 || true
     fi
 }
 trap cleanup EXIT
@@ -259,8 +279,32 @@ serve() {
     SERVER_PID=
 }
 
+# serve_pg RUN: Parley on a fresh PostgreSQL database (PG_URL), the paired
+# scenario alone; the database is dropped after.
+serve_pg() {
+    local r=$1 port=$((PARLEY_PG_PORT + $1)) data="$OUT/parley-pg-data-$1" secret extra=()
+    rm -rf "$data" && mkdir -p "$data"
+    secret="$data/jwt-secret"
+    PG_DB="parley_bench_$$_$r"
+    psql -q "$PG_URL/postgres" -c "CREATE DATABASE $PG_DB" >/dev/null || die "could not create database $PG_DB"
+    env PARLEY_DATA_DIR="$data" PARLEY_LISTEN="127.0.0.1:$port" DATABASE_URL="$PG_URL/$PG_DB$PG_PARAMS" \
+        PARLEY_RATE_LIMIT_PER_SEC="$RATE_LIMIT" PARLEY_RATE_LIMIT_BURST="$RATE_LIMIT" \
+        taskset -c "$SERVER_CORE" "$BIN/parley" serve >"$OUT/parley-pg-$r.log" 2>&1 &
+    SERVER_PID=$!
+    for _ in $(seq 100); do up "$port" && [ -s "$secret" ] && break; sleep 0.1; done
+    up "$port" || die "parley on PostgreSQL did not start on 127.0.0.1:$port (see $OUT/parley-pg-$r.log)"
+    [ "$PRICE" -eq 0 ] || extra=(--price-minor "$PRICE")
+    scenario parley-pg "$r" paired "$port" "$secret" "$PAIRS" --relay-secs 0 --paired-only "${extra[@]}"
+    kill "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+    SERVER_PID=
+    psql -q "$PG_URL/postgres" -c "DROP DATABASE IF EXISTS $PG_DB" >/dev/null || true
+    PG_DB=
+}
+
 for r in $(seq "$RUNS"); do
     serve parley "$r"
+    [ -z "$PG_URL" ] || serve_pg "$r"
     serve bare "$r"
     if [ "$PEERS" = 1 ]; then
         serve matchbox "$r"
@@ -331,4 +375,19 @@ jq -s -r --arg pairs "$PAIRS" --arg calls "$CALL_PAIRS" --arg rate "$RATE" --arg
         "| pairs failed / relay hops lost (all runs) | \(failed("bare")) | \(failed("matchbox")) | \(failed("peerjs")) | \(failed("parley")) | | |"
     end
 ' "$OUT/runs.jsonl"
+if [ -n "$PG_URL" ]; then
+    echo
+    echo "Parley on PostgreSQL (a fresh database per server, PostgreSQL unpinned$([ -z "$PG_PARAMS" ] || echo ", $PG_PARAMS")), paired, $PAIRS pairs at once:"
+    echo
+    jq -s -r '
+        def median: map(select(. != null)) | sort | if length == 0 then null
+            elif length % 2 == 1 then .[length / 2 | floor] else (.[length / 2 - 1] + .[length / 2]) / 2 end;
+        map(select(.server == "parley-pg" and .name == "paired")) as $runs |
+        "| figure | median | runs |", "|---|---:|---|",
+        (["connections/s", "setup_conns_per_sec"], ["server CPU per connection (µs)", "cpu_us_per_setup_conn"],
+         ["set-up p50 (ms)", "setup_ms_p50"], ["set-up p99 (ms)", "setup_ms_p99"] | . as [$what, $field] |
+            "| \($what) | \($runs | map(.[$field]) | median | round) | \($runs | map(.[$field] | round | tostring) | join(", ")) |"),
+        "| pairs failed (all runs) | \($runs | map(.pairs_failed) | add) | |"
+    ' "$OUT/runs.jsonl"
+fi
 exit $status
