@@ -386,7 +386,7 @@ if [ -n "$PG_URL" ]; then
         "| figure | median | runs |", "|---|---:|---|",
         (["connections/s", "setup_conns_per_sec"], ["server CPU per connection (µs)", "cpu_us_per_setup_conn"],
          ["set-up p50 (ms)", "setup_ms_p50"], ["set-up p99 (ms)", "setup_ms_p99"] | . as [$what, $field] |
-            "| \($what) | \($runs | map(.[$field]) | median | round) | \($runs | map(.[$field] | round | tostring) | join(", ")) |"),
+            "| \($what) | \($runs | map(.[$field]) | median | if . == null then "-" else round end) | \($runs | map(.[$field] | if . == null then "-" else round end | tostring) | join(", ")) |"),
         "| pairs failed (all runs) | \($runs | map(.pairs_failed) | add) | |"
     ' "$OUT/runs.jsonl"
 fi
