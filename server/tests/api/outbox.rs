@@ -23,7 +23,10 @@ fn uid(s: &str) -> UserId {
 /// Prices `cora`'s calls at 30 EUR and has the server's own outbox worker
 /// settle one free session, then sleep until its next deadline, a sweep
 /// interval (60 s of server time) away: while the test's clock stands
-/// still (or moves less), the passes a test runs itself are the only ones.
+/// still (or moves less), the passes a test runs itself are nearly always
+/// the only ones. Not always: a wake that came while the worker's pass ran
+/// starts one more pass right after it, so the tests allow for the worker
+/// to carry out what they queued.
 async fn quiet_worker(app: &TestApp) {
     let price = ConsultantPrice { model: PriceModel::Fixed, amount: eur(3000) };
     app.billing.set_price(&uid("cora"), &price).await.unwrap();
@@ -87,8 +90,9 @@ async fn b3_the_outbox_sleeps_until_a_retry_is_due_and_runs_it_then_on_postgres(
 }
 
 /// B3, B4: outbox passes racing over the same due settlements (two workers,
-/// two nodes on one database) carry each out once: one capture or release
-/// per hold, one ledger entry for it, one attempt. Five rounds of ten.
+/// two nodes on one database; the server's own worker may join in) carry
+/// each out once: one capture or release per hold, one ledger entry for
+/// it, one attempt. Five rounds of ten.
 async fn b3_racing_passes_carry_out_each_settlement_once(app: TestApp) {
     quiet_worker(&app).await;
     for round in 0..5 {
@@ -111,7 +115,19 @@ async fn b3_racing_passes_carry_out_each_settlement_once(app: TestApp) {
         }
         let passes = futures_util::future::join_all((0..3).map(|_| app.billing.settle_due())).await;
         let done: usize = passes.into_iter().map(|p| p.expect("a pass")).sum();
-        assert_eq!(done, 10, "round {round}: each settlement finished by exactly one pass");
+        // The server's own worker is a fourth racer: a wake that came while
+        // its pass in `quiet_worker` ran starts another at once, and it may
+        // claim some of these. Each settlement is finished once, by
+        // whichever pass claimed it.
+        assert!(done <= 10, "round {round}: {done} finished by the test's passes, of 10");
+        until("every settlement of the round finished", || async {
+            let mut finished = 0;
+            for (sid, _) in &sessions {
+                finished += usize::from(app.billing.settlement(sid).await.unwrap().unwrap().status == "done");
+            }
+            finished == sessions.len()
+        })
+        .await;
         for (sid, charged) in &sessions {
             let s = app.billing.settlement(sid).await.unwrap().unwrap();
             assert_eq!((s.status.as_str(), s.attempts), ("done", 1), "round {round}, {sid}: {s:?}");
