@@ -172,18 +172,13 @@ async fn accept_against_cancel(app: TestApp) {
         let state = app.store.call(&call_id).await.unwrap().expect("the call is stored").state;
         let session = app.store.session(&session_id).await.unwrap();
         let hold = |status: &'static str| {
-            let billing = app.billing.clone();
-            let session_id = session_id.clone();
+            let (billing, session_id) = (app.billing.clone(), session_id.clone());
             async move {
-                let deadline = tokio::time::Instant::now() + WAIT;
-                loop {
-                    let now = billing.hold(&session_id).await.unwrap().expect("the hold is stored").status;
-                    if now == status {
-                        return;
-                    }
-                    assert!(tokio::time::Instant::now() < deadline, "round {round}: hold {now}, not {status}");
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
+                let what = format!("round {round}: the hold {status}");
+                common::until(&what, || async {
+                    billing.hold(&session_id).await.unwrap().expect("the hold is stored").status == status
+                })
+                .await;
             }
         };
         if accepted.is_ok() {
