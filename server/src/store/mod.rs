@@ -69,7 +69,9 @@ impl SqlStore {
     /// Connects to `url` and runs the migrations.
     ///
     /// SQLite gets WAL journaling, `synchronous=NORMAL` and a 5 s busy
-    /// timeout; its file is created if missing.
+    /// timeout; its file is created if missing. A PostgreSQL on this
+    /// machine is reached without TLS unless the URL sets `sslmode` or the
+    /// server demands it ([`Backend::connect_url`]).
     ///
     /// # Errors
     ///
@@ -78,7 +80,7 @@ impl SqlStore {
     pub async fn connect(url: &str) -> Result<SqlStore, ConnectError> {
         sqlx::any::install_default_drivers();
         let backend = Backend::of(url).ok_or(ConnectError::UnsupportedUrl)?;
-        let options = sqlx::any::AnyConnectOptions::from_str(url).map_err(ConnectError::Url)?;
+        let options = sqlx::any::AnyConnectOptions::from_str(&backend.connect_url(url)).map_err(ConnectError::Url)?;
         let pool = match backend {
             Backend::Sqlite => AnyPoolOptions::new()
                 .max_connections(4)
