@@ -32,9 +32,9 @@ impl Backend {
     /// server refuses it without (PostgreSQL's own `allow`, libpq's
     /// documentation, "SSL Support"). sqlx's default is `prefer`, TLS
     /// whenever the server offers it: on loopback that encrypts what never
-    /// leaves the machine, and cost about 15 % of the calls set up per
-    /// second (`load-tests/README.md`, twelfth run). An explicit `sslmode`,
-    /// another host or a Unix socket is left as written.
+    /// leaves the machine, and cost about 7 % of the calls paired per
+    /// second (`load-tests/README.md`, thirteenth run). An explicit
+    /// `sslmode`, another host or a Unix socket is left as written.
     pub fn connect_url(self, url: &str) -> Cow<'_, str> {
         if self != Backend::Postgres {
             return Cow::Borrowed(url);
