@@ -75,6 +75,16 @@
 #   PG_PARAMS=                    appended to each database's URL (e.g.
 #                                 ?sslmode=disable)
 #   PARLEY_PG_PORT=18580          where those servers listen (+ run)
+#   THEN_BIN=                     a directory with an earlier build's `parley`
+#                                 (e.g. of 4188c5c, the code issue 17 measured):
+#                                 each run also puts it through the same
+#                                 scenarios (and, with PG_URL, paired on
+#                                 PostgreSQL), and a last table gives Parley
+#                                 now beside it with the now / then ratio, so
+#                                 "N x today" is measured in one run on one
+#                                 machine
+#   THEN_PORT=18680 THEN_PG_PORT=18780
+#                                 where that build listens (+ run)
 #
 # Exit status: 0 when every pair of every run set up (and relayed), 1
 # otherwise, 2 when it could not start.
@@ -101,6 +111,9 @@ PEERS=${PEERS:-0}
 PG_URL=${PG_URL:-}
 PG_PARAMS=${PG_PARAMS:-}
 PARLEY_PG_PORT=${PARLEY_PG_PORT:-18580}
+THEN_BIN=${THEN_BIN:+$(abs "$THEN_BIN")}
+THEN_PORT=${THEN_PORT:-18680}
+THEN_PG_PORT=${THEN_PG_PORT:-18780}
 PEERS_DIR=$(abs "${PEERS_DIR:-$HOME/.cache/parley-peers}")
 SERVER_CORE=${SERVER_CORE:-0}
 GENERATOR_CORE=${GENERATOR_CORE:-1}
@@ -109,7 +122,7 @@ OUT=$(abs "${OUT:-$(mktemp -d -t parley-bare-bench.XXXXXX)}")
 mkdir -p "$OUT"
 
 die() { printf 'bare-bench.sh: %s\n' "$*" >&2; exit 2; }
-for v in RUNS PAIRS CALL_PAIRS RELAY_SECS RELAY_WINDOW RATE PRICE PARLEY_PORT BARE_PORT MATCHBOX_PORT PEERJS_PORT PARLEY_PG_PORT SERVER_CORE GENERATOR_CORE RATE_LIMIT; do
+for v in RUNS PAIRS CALL_PAIRS RELAY_SECS RELAY_WINDOW RATE PRICE PARLEY_PORT BARE_PORT MATCHBOX_PORT PEERJS_PORT PARLEY_PG_PORT THEN_PORT THEN_PG_PORT SERVER_CORE GENERATOR_CORE RATE_LIMIT; do
     [[ ${!v} =~ ^[0-9]+$ ]] || die "$v=${!v}: expected a whole number"
 done
 [ "$PEERS" = 0 ] || [ "$PEERS" = 1 ] || die "PEERS=$PEERS: expected 0 or 1"
@@ -118,6 +131,7 @@ done
 for b in parley parley-load bare-relay; do
     [ -x "$BIN/$b" ] || die "no $BIN/$b: cargo build --release -p parley-server -p parley-load (or set BIN)"
 done
+[ -z "$THEN_BIN" ] || [ -x "$THEN_BIN/parley" ] || die "THEN_BIN=$THEN_BIN has no parley: build the earlier commit there first"
 for c in jq curl taskset; do command -v "$c" >/dev/null || die "$c is needed"; done
 if [ -n "$PG_URL" ]; then
     command -v psql >/dev/null || die "PG_URL is set: psql is needed"
@@ -158,7 +172,11 @@ up() { [ "$(curl -s -o /dev/null -m 2 -w '%{http_code}' "http://127.0.0.1:$1${2:
 # Whether anything accepts a TCP connection on 127.0.0.1:PORT.
 listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 for r in $(seq "$RUNS"); do
-    for port in $((PARLEY_PORT + r)) $((BARE_PORT + r)) $([ -z "$PG_URL" ] || echo $((PARLEY_PG_PORT + r))); do
+    ports=($((PARLEY_PORT + r)) $((BARE_PORT + r)))
+    [ -z "$PG_URL" ] || ports+=($((PARLEY_PG_PORT + r)))
+    [ -z "$THEN_BIN" ] || ports+=($((THEN_PORT + r)))
+    [ -z "$THEN_BIN" ] || [ -z "$PG_URL" ] || ports+=($((THEN_PG_PORT + r)))
+    for port in "${ports[@]}"; do
         ! up "$port" || die "something already answers on 127.0.0.1:$port"
     done
     if [ "$PEERS" = 1 ]; then
@@ -212,6 +230,7 @@ scenario() {
           relay_msgs_per_sec: .relay_throughput_msgs_per_sec, relay_lost,
           kib_per_call_conn: .rss_kib_per_call_connection,
           server_cpu_percent_relay, client_cpu_percent_relay,
+          server_cpu_percent_setup, client_cpu_percent_setup,
           cpu_us_per_msg: (if .server_cpu_percent_relay == null or .relay_throughput_msgs_per_sec == 0 then null
                            else (.server_cpu_percent_relay * 10000 / .relay_throughput_msgs_per_sec * 100 | round / 100) end),
           errors, client_errors}' <<<"$line" | tee -a "$OUT/runs.jsonl" >&2
@@ -227,15 +246,16 @@ scenario() {
 # sends PeerJS's heartbeat every 5 s, as its client does. matchbox drops
 # nobody for silence; it keeps std's listen backlog of 128 (no option).
 serve() {
-    local server=$1 r=$2 port secret data ready=/readyz
-    if [ "$server" = parley ]; then
+    local server=$1 r=$2 port secret data ready=/readyz bin=$BIN
+    if [ "$server" = parley ] || [ "$server" = parley-then ]; then
         port=$((PARLEY_PORT + r))
-        data="$OUT/parley-data-$r"
+        [ "$server" = parley ] || { port=$((THEN_PORT + r)) bin=$THEN_BIN; }
+        data="$OUT/$server-data-$r"
         rm -rf "$data" && mkdir -p "$data"
         secret="$data/jwt-secret"
         env PARLEY_DATA_DIR="$data" PARLEY_LISTEN="127.0.0.1:$port" \
             PARLEY_RATE_LIMIT_PER_SEC="$RATE_LIMIT" PARLEY_RATE_LIMIT_BURST="$RATE_LIMIT" \
-            taskset -c "$SERVER_CORE" "$BIN/parley" serve >"$OUT/parley-$r.log" 2>&1 &
+            taskset -c "$SERVER_CORE" "$bin/parley" serve >"$OUT/$server-$r.log" 2>&1 &
     elif [ "$server" = bare ]; then
         port=$((BARE_PORT + r))
         secret="$OUT/bare-jwt-secret"
@@ -259,7 +279,7 @@ serve() {
     up "$port" "$ready" || die "$server did not start on 127.0.0.1:$port (see $OUT/$server-$r.log)"
     local extra=()
     case $server in
-        parley) [ "$PRICE" -eq 0 ] || extra=(--price-minor "$PRICE") ;;
+        parley | parley-then) [ "$PRICE" -eq 0 ] || extra=(--price-minor "$PRICE") ;;
         matchbox | peerjs) extra=(--protocol "$server") ;;
     esac
     scenario "$server" "$r" burst "$port" "$secret" "$PAIRS" --relay-secs 0 "${extra[@]}"
@@ -268,7 +288,7 @@ serve() {
     local hwm
     hwm=$(awk '/^VmHWM:/ { print $2 }' "/proc/$SERVER_PID/status")
     case $server in
-        parley | bare)
+        parley | parley-then | bare)
             scenario "$server" "$r" paired "$port" "$secret" "$PAIRS" --relay-secs 0 --paired-only "${extra[@]}" ;;
     esac
     scenario "$server" "$r" calls "$port" "$secret" "$CALL_PAIRS" --relay-secs 1 "${extra[@]}"
@@ -279,22 +299,25 @@ serve() {
     SERVER_PID=
 }
 
-# serve_pg RUN: Parley on a fresh PostgreSQL database (PG_URL), the paired
-# scenario alone; the database is dropped after.
+# serve_pg RUN [then]: Parley (with "then", THEN_BIN's) on a fresh
+# PostgreSQL database (PG_URL), the paired scenario alone; the database is
+# dropped after.
 serve_pg() {
-    local r=$1 port=$((PARLEY_PG_PORT + $1)) data="$OUT/parley-pg-data-$1" secret extra=()
+    local r=$1 server=parley-pg port=$((PARLEY_PG_PORT + $1)) bin=$BIN secret extra=() data
+    [ "${2:-}" != then ] || { server=parley-then-pg port=$((THEN_PG_PORT + r)) bin=$THEN_BIN; }
+    data="$OUT/$server-data-$r"
     rm -rf "$data" && mkdir -p "$data"
     secret="$data/jwt-secret"
-    PG_DB="parley_bench_$$_$r"
+    PG_DB="parley_bench_$$_$r${2:+_$2}"
     psql -q "$PG_URL/postgres" -c "CREATE DATABASE $PG_DB" >/dev/null || die "could not create database $PG_DB"
     env PARLEY_DATA_DIR="$data" PARLEY_LISTEN="127.0.0.1:$port" DATABASE_URL="$PG_URL/$PG_DB$PG_PARAMS" \
         PARLEY_RATE_LIMIT_PER_SEC="$RATE_LIMIT" PARLEY_RATE_LIMIT_BURST="$RATE_LIMIT" \
-        taskset -c "$SERVER_CORE" "$BIN/parley" serve >"$OUT/parley-pg-$r.log" 2>&1 &
+        taskset -c "$SERVER_CORE" "$bin/parley" serve >"$OUT/$server-$r.log" 2>&1 &
     SERVER_PID=$!
     for _ in $(seq 100); do up "$port" && [ -s "$secret" ] && break; sleep 0.1; done
-    up "$port" || die "parley on PostgreSQL did not start on 127.0.0.1:$port (see $OUT/parley-pg-$r.log)"
+    up "$port" || die "$server did not start on 127.0.0.1:$port (see $OUT/$server-$r.log)"
     [ "$PRICE" -eq 0 ] || extra=(--price-minor "$PRICE")
-    scenario parley-pg "$r" paired "$port" "$secret" "$PAIRS" --relay-secs 0 --paired-only "${extra[@]}"
+    scenario "$server" "$r" paired "$port" "$secret" "$PAIRS" --relay-secs 0 --paired-only "${extra[@]}"
     kill "$SERVER_PID" 2>/dev/null || true
     wait "$SERVER_PID" 2>/dev/null || true
     SERVER_PID=
@@ -305,6 +328,10 @@ serve_pg() {
 for r in $(seq "$RUNS"); do
     serve parley "$r"
     [ -z "$PG_URL" ] || serve_pg "$r"
+    if [ -n "$THEN_BIN" ]; then
+        serve parley-then "$r"
+        [ -z "$PG_URL" ] || serve_pg "$r" then
+    fi
     serve bare "$r"
     if [ "$PEERS" = 1 ]; then
         serve matchbox "$r"
@@ -316,10 +343,10 @@ echo "# load average after: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 echo
 echo "$PAIRS pairs, medians of $RUNS fresh servers each; server on core $SERVER_CORE, parley-load on core $GENERATOR_CORE"
 echo
-# Each row: label, scenario, field, and which way is better ("low", "high";
-# "" for the CPU shares, which say where the bottleneck is, not how good).
-jq -s -r --arg pairs "$PAIRS" --arg calls "$CALL_PAIRS" --arg rate "$RATE" --arg window "$RELAY_WINDOW" \
-    --argjson peers "$PEERS" '
+# The rows and helpers both tables use (jq); each row: label, scenario,
+# field, and which way is better ("low", "high"; "" for the CPU shares,
+# which say where the bottleneck is, not how good).
+COMMON_JQ='
     def median: map(select(. != null)) | sort | if length == 0 then null
         elif length % 2 == 1 then .[length / 2 | floor] else (.[length / 2 - 1] + .[length / 2]) / 2 end;
     def show: if . == null then "-" elif . >= 1000 then (round | tostring) elif . >= 10 then (. * 10 | round / 10 | tostring)
@@ -327,11 +354,7 @@ jq -s -r --arg pairs "$PAIRS" --arg calls "$CALL_PAIRS" --arg rate "$RATE" --arg
     def med($server; $name; $field): map(select(.server == $server and .name == $name) | .[$field]) | median;
     def total($server; $field): map(select(.server == $server) | .[$field] // 0) | add;
     def ratio($a; $b): if $a == null or $b == null or $b == 0 then "-" else ($a / $b * 100 | round / 100 | tostring) end;
-    # The better peer for a row as [value, name], or null.
-    def best($dir; $m; $j): [[$m, "matchbox"], [$j, "PeerJS"]] | map(select(.[0] != null)) |
-        if length == 0 or $dir == "" then null elif $dir == "low" then min_by(.[0]) else max_by(.[0]) end;
-    . as $all |
-    def failed($server): "\($all | total($server; "pairs_failed")) / \($all | total($server; "relay_lost"))";
+    def rows:
     [["relayed msg/s (ping-pong, \($pairs) pairs, \($window) in flight per pair)", "relay", "relay_msgs_per_sec", "high"],
      ["relay latency p50 (ms)", "relay", "relay_ms_p50", "low"],
      ["relay latency p99 (ms)", "relay", "relay_ms_p99", "low"],
@@ -346,6 +369,8 @@ jq -s -r --arg pairs "$PAIRS" --arg calls "$CALL_PAIRS" --arg rate "$RATE" --arg
      ["burst: server CPU per connection set up (µs)", "burst", "cpu_us_per_setup_conn", "low"],
      ["paired, \($pairs) pairs at once into calls (no SDP): connections/s", "paired", "setup_conns_per_sec", "high"],
      ["paired: server CPU per connection (µs)", "paired", "cpu_us_per_setup_conn", "low"],
+     ["paired: server CPU during the set-up (% of its core)", "paired", "server_cpu_percent_setup", ""],
+     ["paired: parley-load CPU during the set-up (% of its core)", "paired", "client_cpu_percent_setup", ""],
      ["paired: set-up p50 (ms)", "paired", "setup_ms_p50", "low"],
      ["paired: set-up p99 (ms)", "paired", "setup_ms_p99", "low"],
      ["paced, \($rate) calls/s: set-up p50 (ms)", "paced", "setup_ms_p50", "low"],
@@ -354,7 +379,16 @@ jq -s -r --arg pairs "$PAIRS" --arg calls "$CALL_PAIRS" --arg rate "$RATE" --arg
      ["paced: message p99 (ms)", "paced", "msg_ms_p99", "low"],
      ["memory per connection in an open call, \($calls) calls at once (KiB)", "calls", "kib_per_call_conn", "low"],
      ["the same, \($pairs) calls of the burst, on a fresh server (KiB)", "burst", "kib_per_call_conn", "low"],
-     ["server RSS peak over burst, relay and paced (MiB)", "server", "rss_peak_mib", "low"]] as $rows |
+     ["server RSS peak over burst, relay and paced (MiB)", "server", "rss_peak_mib", "low"]];
+'
+JQ_ARGS=(--arg pairs "$PAIRS" --arg calls "$CALL_PAIRS" --arg rate "$RATE" --arg window "$RELAY_WINDOW")
+jq -s -r "${JQ_ARGS[@]}" --argjson peers "$PEERS" "$COMMON_JQ"'
+    # The better peer for a row as [value, name], or null.
+    def best($dir; $m; $j): [[$m, "matchbox"], [$j, "PeerJS"]] | map(select(.[0] != null)) |
+        if length == 0 or $dir == "" then null elif $dir == "low" then min_by(.[0]) else max_by(.[0]) end;
+    . as $all |
+    def failed($server): "\($all | total($server; "pairs_failed")) / \($all | total($server; "relay_lost"))";
+    rows as $rows |
     if $peers == 0 then
         "| figure | bare relay | Parley | Parley / bare |",
         "|---|---:|---:|---:|",
@@ -379,15 +413,34 @@ if [ -n "$PG_URL" ]; then
     echo
     echo "Parley on PostgreSQL (a fresh database per server, PostgreSQL unpinned$([ -z "$PG_PARAMS" ] || echo ", $PG_PARAMS")), paired, $PAIRS pairs at once:"
     echo
-    jq -s -r '
-        def median: map(select(. != null)) | sort | if length == 0 then null
-            elif length % 2 == 1 then .[length / 2 | floor] else (.[length / 2 - 1] + .[length / 2]) / 2 end;
+    jq -s -r "${JQ_ARGS[@]}" "$COMMON_JQ"'
         map(select(.server == "parley-pg" and .name == "paired")) as $runs |
         "| figure | median | runs |", "|---|---:|---|",
         (["connections/s", "setup_conns_per_sec"], ["server CPU per connection (µs)", "cpu_us_per_setup_conn"],
+         ["server CPU during the set-up (% of its core)", "server_cpu_percent_setup"],
+         ["parley-load CPU during the set-up (% of its core)", "client_cpu_percent_setup"],
          ["set-up p50 (ms)", "setup_ms_p50"], ["set-up p99 (ms)", "setup_ms_p99"] | . as [$what, $field] |
             "| \($what) | \($runs | map(.[$field]) | median | if . == null then "-" else round end) | \($runs | map(.[$field] | if . == null then "-" else round end | tostring) | join(", ")) |"),
         "| pairs failed (all runs) | \($runs | map(.pairs_failed) | add) | |"
+    ' "$OUT/runs.jsonl"
+fi
+if [ -n "$THEN_BIN" ]; then
+    echo
+    echo "Parley now ($BIN) beside Parley then ($THEN_BIN), the same scenarios in the same run, medians of $RUNS fresh servers each:"
+    echo
+    jq -s -r "${JQ_ARGS[@]}" --argjson pg "$([ -n "$PG_URL" ] && echo true || echo false)" "$COMMON_JQ"'
+        . as $all |
+        def failed($server): "\($all | total($server; "pairs_failed")) / \($all | total($server; "relay_lost"))";
+        (rows + if $pg then
+            [["on PostgreSQL, paired: connections/s", "paired", "setup_conns_per_sec", "high", "-pg"],
+             ["on PostgreSQL, paired: server CPU per connection (µs)", "paired", "cpu_us_per_setup_conn", "low", "-pg"]]
+         else [] end) as $rows |
+        "| figure | Parley then | Parley now | now / then |", "|---|---:|---:|---:|",
+        ($rows[] | . as [$what, $name, $field, $dir, $kind] |
+            ($all | med("parley-then\($kind // "")"; $name; $field)) as $t |
+            ($all | med("parley\($kind // "")"; $name; $field)) as $n |
+            "| \($what) | \($t | show) | \($n | show) | \(ratio($n; $t)) |"),
+        "| pairs failed / relay hops lost (all runs) | \(failed("parley-then")) | \(failed("parley")) | |"
     ' "$OUT/runs.jsonl"
 fi
 exit $status

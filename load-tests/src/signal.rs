@@ -339,6 +339,7 @@ async fn run_pairs(
     }
     let setup_started = Instant::now();
     let server_cpu_at_setup = opts.server_pid.and_then(procfs::cpu_secs);
+    let client_cpu_at_setup = procfs::own_cpu_secs();
     for i in 0..opts.pairs {
         // Parley's pairs have two tokens each; the peers' none.
         let tokens = pair_tokens.get(2 * i..2 * i + 2).map(|t| (t[0].clone(), t[1].clone()));
@@ -382,6 +383,8 @@ async fn run_pairs(
     let server_rss_calls = opts.server_pid.map(procfs::rss_kib).transpose()?;
     let setup_secs = if opts.pairs > 0 { go_at.duration_since(setup_started).as_secs_f64() } else { 0.0 };
     let client_cpu_at_go = procfs::own_cpu_secs();
+    let server_cpu_percent_setup = cpu_percent(server_cpu_at_setup, server_cpu_at_go, setup_secs);
+    let client_cpu_percent_setup = cpu_percent(client_cpu_at_setup, client_cpu_at_go, setup_secs);
     let _ = go_tx.send(Some(go_at));
     let mut pair_results = Vec::new();
     let collect_by = go_at + relay + HOP_TIMEOUT * 2 + TEARDOWN_TIMEOUT * 3;
@@ -479,6 +482,8 @@ async fn run_pairs(
             (Some(b), Some(a)) if pairs_set_up > 0 => Some(stats::round3((a - b) * 1e6 / (2.0 * pairs_set_up as f64))),
             _ => None,
         },
+        server_cpu_percent_setup,
+        client_cpu_percent_setup,
         server_rss_kib_calls: server_rss_calls,
         rss_kib_per_call_connection: match (server_rss_after, server_rss_calls) {
             (Some(b), Some(a)) if pairs_set_up > 0 => {

@@ -65,6 +65,13 @@ pub struct SignalReport {
     /// Server CPU over the set-up phase per connection set up, µs (with
     /// `--server-pid`).
     pub server_cpu_us_per_setup_connection: Option<f64>,
+    /// Server CPU over the set-up phase, percent of one core (with
+    /// `--server-pid`). Near 100 with a one-core server: the server was the
+    /// set-up's limit.
+    pub server_cpu_percent_setup: Option<f64>,
+    /// This process's CPU over the set-up phase, percent of one core. Near
+    /// 100 × its cores: the load generator was the limit.
+    pub client_cpu_percent_setup: Option<f64>,
     /// Server VmRSS when every pair is set up, before the relay phase, KiB
     /// (with `--server-pid`).
     pub server_rss_kib_calls: Option<u64>,
@@ -164,6 +171,9 @@ impl SignalReport {
             opt(self.setup_connections_per_sec),
             opt(self.server_cpu_us_per_setup_connection)
         ));
+        if let (Some(server), Some(client)) = (self.server_cpu_percent_setup, self.client_cpu_percent_setup) {
+            out.push(format!("cpu       during set-up: server {server:.0} %, parley-load {client:.0} % of one core"));
+        }
         if let (Some(after), Some(per)) = (self.server_rss_kib_calls, self.rss_kib_per_call_connection) {
             out.push(format!(
                 "memory    server RSS {after} KiB with the calls open: {per} KiB per connection in a call"

@@ -25,6 +25,8 @@ fn report() -> SignalReport {
         setup_secs: 1.5,
         setup_connections_per_sec: Some(2.0),
         server_cpu_us_per_setup_connection: Some(400.0),
+        server_cpu_percent_setup: Some(87.0),
+        client_cpu_percent_setup: Some(64.0),
         server_rss_kib_calls: Some(90_000),
         rss_kib_per_call_connection: Some(9.5),
         setup_relay_messages: 4200,
@@ -72,6 +74,8 @@ fn the_json_line_has_the_documented_fields() {
         "setup_ms_p99",
         "relay_throughput_msgs_per_sec",
         "rss_kib_per_call_connection",
+        "server_cpu_percent_setup",
+        "client_cpu_percent_setup",
         "errors",
     ] {
         assert!(v.get(key).is_some(), "missing {key}: {line}");
@@ -105,6 +109,7 @@ fn the_summary_names_every_phase() {
         "pairs",
         "2.000 connections/s into calls, server CPU 400.000 µs",
         "server RSS 90000 KiB with the calls open: 9.5 KiB per connection in a call",
+        "during set-up: server 87 %, parley-load 64 % of one core",
         "setup",
         "relay",
         "errors    rate_limited=2",
