@@ -343,7 +343,7 @@ echo "# load average after: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 echo
 echo "$PAIRS pairs, medians of $RUNS fresh servers each; server on core $SERVER_CORE, parley-load on core $GENERATOR_CORE"
 echo
-# The rows and helpers both tables use (jq); each row: label, scenario,
+# The rows and helpers every table below uses (jq); each row: label, scenario,
 # field, and which way is better ("low", "high"; "" for the CPU shares,
 # which say where the bottleneck is, not how good).
 COMMON_JQ='
