@@ -348,6 +348,24 @@ fn finish(lines: Vec<String>, report: &impl serde::Serialize, ok: bool) -> bool 
     ok
 }
 
+/// The scheduler a run gets. `signal` on one core (the way the benches
+/// pin it: `taskset -c 1`) runs on a current-thread scheduler: the
+/// multi-thread one, with its single worker saturated, spills the tasks
+/// its readiness events wake beyond its 256-slot local queue into the
+/// global queue, which it then serves one task per ~200 µs while local
+/// work lasts, so a few pairs wait hundreds of milliseconds while the
+/// others ping-pong (the bare relay's relay p99 300 ms at p50 1 ms; 18 to
+/// 27 ms on one thread, which serves its ready tasks in the order they
+/// woke). Everything else, and `signal` given more cores, keeps the
+/// multi-thread scheduler (webrtc-rs, for one, is only tested on it).
+fn runtime_for(command: &Command) -> tokio::runtime::Builder {
+    let one_core = std::thread::available_parallelism().is_ok_and(|n| n.get() == 1);
+    match command {
+        Command::Signal(_) if one_core => tokio::runtime::Builder::new_current_thread(),
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    }
+}
+
 fn main() -> ExitCode {
     if std::env::var_os("RUST_LOG").is_some() {
         tracing_subscriber::fmt()
@@ -356,7 +374,7 @@ fn main() -> ExitCode {
             .init();
     }
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match runtime_for(&cli.command).enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("parley-load: error: cannot start the runtime: {e}");
