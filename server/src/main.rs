@@ -83,8 +83,36 @@ fn parse_role(s: &str) -> Result<Role, String> {
     }
 }
 
-#[tokio::main]
-async fn main() {
+/// How often, in scheduler ticks, a runtime worker takes its next task
+/// from the global queue instead of its own: every other tick. A worker
+/// saturated by sockets spills the tasks its readiness events wake beyond
+/// its 256-slot local queue into the global queue, which tokio's default
+/// (tuned to about 200 µs of work) then serves one task at a time while
+/// local work lasts: the connections that woke first waited longest.
+/// Relay at saturation, one core, 1,000 pairs: p99 117 to 145 ms by
+/// default, 27 to 32 ms with 2 (the bare relay, unsaturated, 20);
+/// 1 starves the local queue instead (relayed messages lost). Issue 17's
+/// "fair scheduling across connections"; `load-tests/README.md`, fifteenth
+/// run.
+const GLOBAL_QUEUE_INTERVAL: u32 = 2;
+
+fn main() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .global_queue_interval(GLOBAL_QUEUE_INTERVAL)
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("parley: cannot start the runtime: {e}");
+            std::process::exit(2);
+        }
+    };
+    runtime.block_on(start());
+}
+
+/// What `main` runs on the runtime: the configuration, then the command.
+async fn start() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     let config = match Config::load() {
