@@ -353,6 +353,8 @@ COMMON_JQ='
         else (. * 100 | round / 100 | tostring) end;
     def med($server; $name; $field): map(select(.server == $server and .name == $name) | .[$field]) | median;
     def total($server; $field): map(select(.server == $server) | .[$field] // 0) | add;
+    # Over the runs (the input): "pairs failed / relay hops lost" of a server.
+    def failed($server): "\(total($server; "pairs_failed")) / \(total($server; "relay_lost"))";
     def ratio($a; $b): if $a == null or $b == null or $b == 0 then "-" else ($a / $b * 100 | round / 100 | tostring) end;
     def rows:
     [["relayed msg/s (ping-pong, \($pairs) pairs, \($window) in flight per pair)", "relay", "relay_msgs_per_sec", "high"],
@@ -387,7 +389,6 @@ jq -s -r "${JQ_ARGS[@]}" --argjson peers "$PEERS" "$COMMON_JQ"'
     def best($dir; $m; $j): [[$m, "matchbox"], [$j, "PeerJS"]] | map(select(.[0] != null)) |
         if length == 0 or $dir == "" then null elif $dir == "low" then min_by(.[0]) else max_by(.[0]) end;
     . as $all |
-    def failed($server): "\($all | total($server; "pairs_failed")) / \($all | total($server; "relay_lost"))";
     rows as $rows |
     if $peers == 0 then
         "| figure | bare relay | Parley | Parley / bare |",
@@ -430,7 +431,6 @@ if [ -n "$THEN_BIN" ]; then
     echo
     jq -s -r "${JQ_ARGS[@]}" --argjson pg "$([ -n "$PG_URL" ] && echo true || echo false)" "$COMMON_JQ"'
         . as $all |
-        def failed($server): "\($all | total($server; "pairs_failed")) / \($all | total($server; "relay_lost"))";
         (rows + if $pg then
             [["on PostgreSQL, paired: connections/s", "paired", "setup_conns_per_sec", "high", "-pg"],
              ["on PostgreSQL, paired: server CPU per connection (µs)", "paired", "cpu_us_per_setup_conn", "low", "-pg"]]
