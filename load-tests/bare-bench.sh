@@ -74,6 +74,13 @@
 #                                 figures; PostgreSQL is not pinned
 #   PG_PARAMS=                    appended to each database's URL (e.g.
 #                                 ?sslmode=disable)
+#   PG_PID=<pgrep -o -x postgres> that PostgreSQL's main process (postmaster),
+#                                 if it runs on this machine (parley-load
+#                                 --db-pid): its table then has PostgreSQL's
+#                                 CPU over the set-up beside the server's, and
+#                                 how busy the server's core was (every
+#                                 process: the backends share it); "" for a
+#                                 PostgreSQL elsewhere
 #   PARLEY_PG_PORT=18580          where those servers listen (+ run)
 #   THEN_BIN=                     a directory with an earlier build's `parley`
 #                                 (e.g. of 4188c5c, the code issue 17 measured):
@@ -110,6 +117,7 @@ PEERJS_PORT=${PEERJS_PORT:-18480}
 PEERS=${PEERS:-0}
 PG_URL=${PG_URL:-}
 PG_PARAMS=${PG_PARAMS:-}
+PG_PID=${PG_PID-$( [ -z "$PG_URL" ] || pgrep -o -x postgres || true)}
 PARLEY_PG_PORT=${PARLEY_PG_PORT:-18580}
 THEN_BIN=${THEN_BIN:+$(abs "$THEN_BIN")}
 THEN_PORT=${THEN_PORT:-18680}
@@ -122,6 +130,7 @@ OUT=$(abs "${OUT:-$(mktemp -d -t parley-bare-bench.XXXXXX)}")
 mkdir -p "$OUT"
 
 die() { printf 'bare-bench.sh: %s\n' "$*" >&2; exit 2; }
+[ -z "$PG_PID" ] || [[ $PG_PID =~ ^[0-9]+$ ]] || die "PG_PID=$PG_PID: expected a process id"
 for v in RUNS PAIRS CALL_PAIRS RELAY_SECS RELAY_WINDOW RATE PRICE PARLEY_PORT BARE_PORT MATCHBOX_PORT PEERJS_PORT PARLEY_PG_PORT THEN_PORT THEN_PG_PORT SERVER_CORE GENERATOR_CORE RATE_LIMIT; do
     [[ ${!v} =~ ^[0-9]+$ ]] || die "$v=${!v}: expected a whole number"
 done
@@ -231,6 +240,7 @@ scenario() {
           kib_per_call_conn: .rss_kib_per_call_connection,
           server_cpu_percent_relay, client_cpu_percent_relay,
           server_cpu_percent_setup, client_cpu_percent_setup,
+          server_cores_busy_percent_setup, db_cpu_percent_setup,
           cpu_us_per_msg: (if .server_cpu_percent_relay == null or .relay_throughput_msgs_per_sec == 0 then null
                            else (.server_cpu_percent_relay * 10000 / .relay_throughput_msgs_per_sec * 100 | round / 100) end),
           errors, client_errors}' <<<"$line" | tee -a "$OUT/runs.jsonl" >&2
@@ -317,6 +327,7 @@ serve_pg() {
     for _ in $(seq 100); do up "$port" && [ -s "$secret" ] && break; sleep 0.1; done
     up "$port" || die "$server did not start on 127.0.0.1:$port (see $OUT/$server-$r.log)"
     [ "$PRICE" -eq 0 ] || extra=(--price-minor "$PRICE")
+    [ -z "$PG_PID" ] || extra+=(--db-pid "$PG_PID")
     scenario "$server" "$r" paired "$port" "$secret" "$PAIRS" --relay-secs 0 --paired-only "${extra[@]}"
     kill "$SERVER_PID" 2>/dev/null || true
     wait "$SERVER_PID" 2>/dev/null || true
@@ -420,6 +431,8 @@ if [ -n "$PG_URL" ]; then
         (["connections/s", "setup_conns_per_sec"], ["server CPU per connection (µs)", "cpu_us_per_setup_conn"],
          ["server CPU during the set-up (% of its core)", "server_cpu_percent_setup"],
          ["parley-load CPU during the set-up (% of its core)", "client_cpu_percent_setup"],
+         ["the server'"'"'s core busy during the set-up, every process (%)", "server_cores_busy_percent_setup"],
+         ["PostgreSQL CPU during the set-up (% of a core; PG_PID)", "db_cpu_percent_setup"],
          ["set-up p50 (ms)", "setup_ms_p50"], ["set-up p99 (ms)", "setup_ms_p99"] | . as [$what, $field] |
             "| \($what) | \($runs | map(.[$field]) | median | if . == null then "-" else round end) | \($runs | map(.[$field] | if . == null then "-" else round end | tostring) | join(", ")) |"),
         "| pairs failed (all runs) | \($runs | map(.pairs_failed) | add) | |"

@@ -4,7 +4,7 @@
 //! parley-load call   [--url URL] [--duration 5s] [--calls N] [--jwt-secret-file PATH]
 //! parley-load signal [--url URL] --clients N --pairs P [--server-pid PID] [--relay-secs 10]
 //!                    [--jwt-secret-file PATH] [--connect-concurrency 256] [--protocol parley|matchbox|peerjs]
-//!                    [--paired-only]
+//!                    [--paired-only] [--db-pid PID]
 //! parley-load record [--url URL] [--sessions 10] [--duration 20s] [--video] [--video-kbps 500]
 //!                    [--recorder-pid PID] [--server-pid PID] --jwt-secret-file PATH
 //! parley-load failover --url URL --jwt-secret-file PATH --kill CMD --restart CMD [--trials 20] [--calls 1]
@@ -95,6 +95,10 @@ struct SignalArgs {
     /// The server's process id, to measure its memory per idle connection.
     #[arg(long)]
     server_pid: Option<u32>,
+    /// The database server's main process id (PostgreSQL's postmaster), to
+    /// measure its CPU and its backends' over the set-up.
+    #[arg(long)]
+    db_pid: Option<u32>,
     /// Length of the relay phase, seconds.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=3600))]
     relay_secs: u64,
@@ -281,6 +285,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 clients: args.clients as usize,
                 pairs: args.pairs as usize,
                 server_pid: args.server_pid,
+                db_pid: args.db_pid,
                 relay_secs: args.relay_secs,
                 relay_window: args.relay_window as usize,
                 call_rate: args.call_rate,

@@ -1,5 +1,6 @@
-//! Reading `/proc` (Linux): a process's resident memory, CPU time, CPU
-//! affinity and open-file limit, and how busy given cores are.
+//! Reading `/proc` (Linux): a process's resident memory, CPU time (its
+//! own, or with its descendants'), CPU affinity and open-file limit, and
+//! how busy given cores are.
 
 use anyhow::Context;
 
@@ -50,6 +51,44 @@ pub fn parse_stat_cpu_secs(stat: &str) -> Option<f64> {
     let utime: u64 = fields.get(11)?.parse().ok()?;
     let stime: u64 = fields.get(12)?.parse().ok()?;
     Some((utime + stime) as f64 / USER_HZ)
+}
+
+/// CPU time (user + system) process `pid` and every process descended from
+/// it have used, seconds: a database server's main process with its
+/// backends (PostgreSQL's postmaster and the process it forks for each
+/// connection). `None` if `pid` is not running. A descendant that exited
+/// since an earlier reading takes its time with it, so compare two
+/// readings over a phase in which its processes stay (a connection pool's).
+pub fn tree_cpu_secs(pid: u32) -> Option<f64> {
+    let mut procs = Vec::new();
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(p) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        // A process may exit between the listing and the read.
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else { continue };
+        if let (Some(ppid), Some(cpu)) = (parse_stat_ppid(&stat), parse_stat_cpu_secs(&stat)) {
+            procs.push((p, ppid, cpu));
+        }
+    }
+    sum_tree(&procs, pid)
+}
+
+/// The parent pid (field 4) of a `/proc/<pid>/stat` line.
+pub fn parse_stat_ppid(stat: &str) -> Option<u32> {
+    stat[stat.rfind(')')? + 1..].split_whitespace().nth(1)?.parse().ok()
+}
+
+/// The CPU seconds of `root` and its descendants among `procs` (pid, parent
+/// pid, CPU seconds); `None` if `root` is not among them.
+pub fn sum_tree(procs: &[(u32, u32, f64)], root: u32) -> Option<f64> {
+    let mut total = procs.iter().find(|(p, _, _)| *p == root)?.2;
+    let mut parents = vec![root];
+    while let Some(parent) = parents.pop() {
+        for (p, _, cpu) in procs.iter().filter(|(p, ppid, _)| *ppid == parent && *p != root) {
+            total += cpu;
+            parents.push(*p);
+        }
+    }
+    Some(total)
 }
 
 /// The CPUs process `pid` may run on (`Cpus_allowed_list` of
@@ -156,6 +195,22 @@ mod tests {
         assert_eq!(parse_stat_cpu_secs(stat), Some(2.25));
         assert_eq!(parse_stat_cpu_secs("garbage"), None);
         assert!(own_cpu_secs().is_some());
+    }
+
+    #[test]
+    fn a_process_tree_counts_its_descendants_cpu() {
+        let stat = "4242 (postgres: x (y)) S 17 4242 4242 0 -1 4194560 2000 0 0 0 150 75 0 0 20 0 9 0 100 0 0";
+        assert_eq!(parse_stat_ppid(stat), Some(17));
+        assert_eq!(parse_stat_ppid("garbage"), None);
+        // 10 forks 11 and 12; 12 forks 13; 20 is another tree.
+        let procs = [(10, 1, 1.0), (11, 10, 0.5), (12, 10, 2.0), (13, 12, 0.25), (20, 1, 8.0), (21, 20, 4.0)];
+        assert_eq!(sum_tree(&procs, 10), Some(3.75));
+        assert_eq!(sum_tree(&procs, 12), Some(2.25));
+        assert_eq!(sum_tree(&procs, 13), Some(0.25));
+        assert_eq!(sum_tree(&procs, 99), None);
+        let own = own_cpu_secs().unwrap();
+        let tree = tree_cpu_secs(std::process::id()).unwrap();
+        assert!(tree >= own, "a tree holds at least its root's time ({tree} < {own})");
     }
 
     #[test]

@@ -31,6 +31,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use anyhow::Context;
 use futures_util::{SinkExt, StreamExt};
 use parley_domain::SessionId;
 use parley_domain::protocol::{AckResult, ClientMessage, PresenceStatus, Role, ServerMessage};
@@ -87,6 +88,9 @@ pub struct SignalOptions {
     pub pairs: usize,
     /// The server's pid, for its RSS and open-file limit.
     pub server_pid: Option<u32>,
+    /// The database server's main pid (PostgreSQL's postmaster), for its
+    /// CPU and its backends' over the set-up phase.
+    pub db_pid: Option<u32>,
     /// Length of the relay phase.
     pub relay_secs: u64,
     /// Candidates sent back to back per relay hop (messages in flight per pair).
@@ -173,9 +177,12 @@ struct PairResult {
 /// Runs the scenario, each pair's set-up going as far as `opts.setup`
 /// says, and returns its report and distributions. Errors before any
 /// traffic when the options do not suit the target's protocol or the
-/// set-up.
+/// set-up, or `opts.db_pid` is not running.
 pub async fn run(opts: SignalOptions) -> anyhow::Result<(SignalReport, SignalStats)> {
     peers::check_options(&opts)?;
+    if let Some(pid) = opts.db_pid {
+        procfs::tree_cpu_secs(pid).with_context(|| format!("--db-pid {pid}: no such process"))?;
+    }
     let run = crate::run_id();
     let tokens = match opts.target.protocol {
         Protocol::Parley => Some(TokenSource::resolve(&opts.target, opts.jwt_secret_file.as_deref()).await?),
@@ -340,6 +347,11 @@ async fn run_pairs(
     let setup_started = Instant::now();
     let server_cpu_at_setup = opts.server_pid.and_then(procfs::cpu_secs);
     let client_cpu_at_setup = procfs::own_cpu_secs();
+    let db_cpu_at_setup = opts.db_pid.and_then(procfs::tree_cpu_secs);
+    // Every process on the server's cores: its own work, and whatever
+    // shares them (a database unpinned, the kernel's network work).
+    let server_cores = opts.server_pid.and_then(procfs::allowed_cpus).unwrap_or_default();
+    let server_cores_at_setup = procfs::cores_ticks(&server_cores);
     for i in 0..opts.pairs {
         // Parley's pairs have two tokens each; the peers' none.
         let tokens = pair_tokens.get(2 * i..2 * i + 2).map(|t| (t[0].clone(), t[1].clone()));
@@ -385,6 +397,11 @@ async fn run_pairs(
     let client_cpu_at_go = procfs::own_cpu_secs();
     let server_cpu_percent_setup = cpu_percent(server_cpu_at_setup, server_cpu_at_go, setup_secs);
     let client_cpu_percent_setup = cpu_percent(client_cpu_at_setup, client_cpu_at_go, setup_secs);
+    let db_cpu_percent_setup = cpu_percent(db_cpu_at_setup, opts.db_pid.and_then(procfs::tree_cpu_secs), setup_secs);
+    let server_cores_busy_percent_setup = match (server_cores_at_setup, procfs::cores_ticks(&server_cores)) {
+        (Some(before), Some(after)) if opts.pairs > 0 => after.busy_percent_since(&before).map(stats::round3),
+        _ => None,
+    };
     let _ = go_tx.send(Some(go_at));
     let mut pair_results = Vec::new();
     let collect_by = go_at + relay + HOP_TIMEOUT * 2 + TEARDOWN_TIMEOUT * 3;
@@ -484,6 +501,8 @@ async fn run_pairs(
         },
         server_cpu_percent_setup,
         client_cpu_percent_setup,
+        server_cores_busy_percent_setup,
+        db_cpu_percent_setup,
         server_rss_kib_calls: server_rss_calls,
         rss_kib_per_call_connection: match (server_rss_after, server_rss_calls) {
             (Some(b), Some(a)) if pairs_set_up > 0 => {

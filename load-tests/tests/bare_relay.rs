@@ -37,6 +37,7 @@ fn options(addr: SocketAddr) -> SignalOptions {
         clients: 4,
         pairs: 3,
         server_pid: None,
+        db_pid: None,
         relay_secs: 1,
         relay_window: 1,
         call_rate: None,
@@ -90,8 +91,10 @@ async fn paced_set_ups_with_dev_login_tokens() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paired_only_pairs_join_their_calls_and_relay_nothing() {
     let addr = start();
+    // The relay runs in this process: it stands in for the database too.
     let opts = SignalOptions {
         server_pid: Some(std::process::id()),
+        db_pid: Some(std::process::id()),
         relay_secs: 0,
         jwt_secret_file: Some(secret_file("paired")),
         setup: PairSetup::PairedOnly,
@@ -111,6 +114,10 @@ async fn paired_only_pairs_join_their_calls_and_relay_nothing() {
     // The figures.
     assert!(report.setup_connections_per_sec.is_some_and(|c| c > 0.0), "{line}");
     assert!(report.server_cpu_us_per_setup_connection.is_some(), "{line}");
+    // The database's share, and how busy the server's cores were (none
+    // when the phase ended within one of /proc/stat's 10 ms ticks).
+    assert!(report.db_cpu_percent_setup.is_some_and(|c| c >= 0.0), "{line}");
+    assert!(report.server_cores_busy_percent_setup.is_none_or(|b| (0.0..=100.0).contains(&b)), "{line}");
     let v: serde_json::Value = serde_json::from_str(&line).unwrap();
     assert_eq!(v["paired_only"], true, "{line}");
 }
@@ -121,6 +128,14 @@ async fn paired_only_with_a_relay_phase_is_refused_before_any_traffic() {
     let opts = SignalOptions { relay_secs: 1, setup: PairSetup::PairedOnly, ..options("127.0.0.1:9".parse().unwrap()) };
     let e = signal::run(opts).await.unwrap_err().to_string();
     assert!(e.contains("--paired-only needs --relay-secs 0"), "{e}");
+}
+
+#[tokio::test]
+async fn a_database_pid_not_running_is_refused_before_any_traffic() {
+    // Nothing listens here either; pid 0 is never a process's.
+    let opts = SignalOptions { relay_secs: 0, db_pid: Some(0), ..options("127.0.0.1:9".parse().unwrap()) };
+    let e = signal::run(opts).await.unwrap_err().to_string();
+    assert!(e.contains("--db-pid 0: no such process"), "{e}");
 }
 
 #[tokio::test]

@@ -222,6 +222,7 @@ mod tests {
             clients: 0,
             pairs: 10,
             server_pid: None,
+            db_pid: None,
             relay_secs: 1,
             relay_window: 1,
             call_rate: None,

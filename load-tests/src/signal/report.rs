@@ -72,6 +72,16 @@ pub struct SignalReport {
     /// This process's CPU over the set-up phase, percent of one core. Near
     /// 100 × its cores: the load generator was the limit.
     pub client_cpu_percent_setup: Option<f64>,
+    /// How busy the cores the server may run on were over the set-up
+    /// phase, every process counted (the server, a database sharing them,
+    /// the kernel's network work), percent of those cores (with
+    /// `--server-pid`). Near 100 while `server_cpu_percent_setup` is well
+    /// below: the server shared its core, and that core was the limit.
+    pub server_cores_busy_percent_setup: Option<f64>,
+    /// The database server's CPU over the set-up phase, its main process
+    /// and every process it forked (PostgreSQL's backends), percent of one
+    /// core (with `--db-pid`).
+    pub db_cpu_percent_setup: Option<f64>,
     /// Server VmRSS when every pair is set up, before the relay phase, KiB
     /// (with `--server-pid`).
     pub server_rss_kib_calls: Option<u64>,
@@ -173,6 +183,11 @@ impl SignalReport {
         ));
         if let (Some(server), Some(client)) = (self.server_cpu_percent_setup, self.client_cpu_percent_setup) {
             out.push(format!("cpu       during set-up: server {server:.0} %, parley-load {client:.0} % of one core"));
+        }
+        if let Some(busy) = self.server_cores_busy_percent_setup {
+            let db =
+                self.db_cpu_percent_setup.map(|db| format!("; the database {db:.0} % of one core")).unwrap_or_default();
+            out.push(format!("cpu       during set-up: the server's cores {busy:.0} % busy, every process{db}"));
         }
         if let (Some(after), Some(per)) = (self.server_rss_kib_calls, self.rss_kib_per_call_connection) {
             out.push(format!(

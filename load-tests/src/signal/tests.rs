@@ -27,6 +27,8 @@ fn report() -> SignalReport {
         server_cpu_us_per_setup_connection: Some(400.0),
         server_cpu_percent_setup: Some(87.0),
         client_cpu_percent_setup: Some(64.0),
+        server_cores_busy_percent_setup: Some(99.0),
+        db_cpu_percent_setup: Some(61.5),
         server_rss_kib_calls: Some(90_000),
         rss_kib_per_call_connection: Some(9.5),
         setup_relay_messages: 4200,
@@ -76,6 +78,8 @@ fn the_json_line_has_the_documented_fields() {
         "rss_kib_per_call_connection",
         "server_cpu_percent_setup",
         "client_cpu_percent_setup",
+        "server_cores_busy_percent_setup",
+        "db_cpu_percent_setup",
         "errors",
     ] {
         assert!(v.get(key).is_some(), "missing {key}: {line}");
@@ -110,6 +114,7 @@ fn the_summary_names_every_phase() {
         "2.000 connections/s into calls, server CPU 400.000 µs",
         "server RSS 90000 KiB with the calls open: 9.5 KiB per connection in a call",
         "during set-up: server 87 %, parley-load 64 % of one core",
+        "during set-up: the server's cores 99 % busy, every process; the database 62 % of one core",
         "setup",
         "relay",
         "errors    rate_limited=2",

@@ -76,6 +76,7 @@ async fn the_signal_scenario_with_a_price_places_and_releases_a_hold_per_call() 
         clients: 0,
         pairs,
         server_pid: None,
+        db_pid: None,
         relay_secs: 0,
         relay_window: 1,
         call_rate: None,
