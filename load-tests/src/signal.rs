@@ -181,7 +181,7 @@ struct PairResult {
 pub async fn run(opts: SignalOptions) -> anyhow::Result<(SignalReport, SignalStats)> {
     peers::check_options(&opts)?;
     if let Some(pid) = opts.db_pid {
-        procfs::tree_cpu_secs(pid).with_context(|| format!("--db-pid {pid}: no such process"))?;
+        procfs::cpu_secs(pid).with_context(|| format!("--db-pid {pid}: no such process"))?;
     }
     let run = crate::run_id();
     let tokens = match opts.target.protocol {
