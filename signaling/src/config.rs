@@ -26,9 +26,6 @@ pub struct SignalingConfig {
     /// what `resume` can replay. A client that falls this far behind is
     /// closed as too slow.
     pub replay_buffer: usize,
-    /// WebSocket read buffer per connection, bytes (small: idle
-    /// connections are the common case).
-    pub ws_read_buffer: usize,
     /// STUN/TURN servers.
     pub ice: IceConfig,
 }
@@ -42,7 +39,6 @@ impl Default for SignalingConfig {
             rate_limit_per_sec: 50,
             rate_limit_burst: 100,
             replay_buffer: 256,
-            ws_read_buffer: 1024,
             ice: IceConfig { turn_ttl: Duration::from_secs(3600), ..IceConfig::default() },
         }
     }

@@ -16,8 +16,9 @@ use std::pin::Pin;
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
+use crate::WebSocket;
 use crate::auth::Identity;
-use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use axum::extract::ws::{CloseFrame, Message};
 use futures_util::{SinkExt, StreamExt};
 use governor::clock::QuantaClock;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
@@ -28,6 +29,7 @@ use crate::error::SignalError;
 use crate::hub::{CLOSE_GOING_AWAY, CLOSE_RECORDER_CONNECTED, Hub, LocalLink, Refusal};
 use crate::link::{Link, Take};
 use crate::metrics;
+use crate::socket::SocketError;
 
 mod confirm;
 use confirm::Confirm;
@@ -122,14 +124,14 @@ pub(crate) enum Out {
 impl Out {
     /// The next frame from the client's socket; never ready for a socket
     /// on another node (its frames come over the bus).
-    async fn next(&mut self) -> Option<Result<Message, axum::Error>> {
+    async fn next(&mut self) -> Option<Result<Message, SocketError>> {
         match self {
             Out::Socket(socket) => socket.next().await,
             Out::Remote(_) => std::future::pending().await,
         }
     }
 
-    async fn feed(&mut self, text: axum::extract::ws::Utf8Bytes) -> Result<(), axum::Error> {
+    async fn feed(&mut self, text: axum::extract::ws::Utf8Bytes) -> Result<(), SocketError> {
         match self {
             Out::Socket(sink) => sink.feed(Message::Text(text)).await,
             Out::Remote(remote) => {
@@ -139,7 +141,7 @@ impl Out {
         }
     }
 
-    async fn flush(&mut self) -> Result<(), axum::Error> {
+    async fn flush(&mut self) -> Result<(), SocketError> {
         match self {
             Out::Socket(sink) => sink.flush().await,
             Out::Remote(remote) => {
@@ -240,8 +242,8 @@ async fn serve_here(conn: &mut Conn) {
                     None => break Departure::Dropped,
                     Some(Err(e)) => {
                         tracing::debug!(error = %e, "websocket read failed");
-                        if e.to_string().contains("Message too long") {
-                            conn.close(CLOSE_TOO_BIG, "message over 1 MiB").await;
+                        if let Some(code) = e.close_code() {
+                            conn.close(code, if code == CLOSE_TOO_BIG { "message over 1 MiB" } else { "websocket protocol error" }).await;
                         }
                         break Departure::Dropped;
                     }

@@ -11,7 +11,8 @@
 //! `hub::driver`: the [`Hub`] that does its IO; `hub::delivery`: how
 //! messages reach links), `cluster` (several nodes, one hub: the [`Bus`]
 //! seam, edges forwarding sockets to the hub node), `connection` (one
-//! WebSocket), `link` (resumable per-client state), `relay` (the fast
+//! WebSocket), `socket` (its RFC 6455 framing, with no buffer kept while
+//! idle), `link` (resumable per-client state), `relay` (the fast
 //! path of relayed SDP and ICE), `journal` (links copied outside the hub
 //! node, in a cluster), `auth` (JWT), `turn` (ICE servers), `store` (the
 //! traits the server implements).
@@ -26,15 +27,15 @@ pub mod journal;
 mod link;
 pub mod metrics;
 mod relay;
+mod socket;
 pub mod store;
 pub mod turn;
 
 use std::sync::Arc;
 
 use axum::extract::rejection::QueryRejection;
-use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::{Query, State, WebSocketUpgrade};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Query, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -54,12 +55,6 @@ pub use store::{CallGate, GateRefusal, JoinExtras, NoHooks, OpenGate, SessionHoo
 /// [`parley_domain::protocol::MAX_FRAME_BYTES`] and this are answered with
 /// `frame_too_large` and the connection goes on; larger ones close it (1009).
 pub const WS_MAX_MESSAGE_BYTES: usize = 1024 * 1024;
-
-/// Frames queued per connection before they go to the socket without
-/// waiting for the flush, bytes: a batch of writes (up to 64 messages)
-/// leaves in one `sendto` per this many bytes, not one per message. A
-/// connection keeps a buffer of about this size once a batch filled it.
-pub const WS_WRITE_BUFFER: usize = 8 * 1024;
 
 /// The signaling service: a hub plus the authenticator that admits clients.
 #[derive(Clone)]
@@ -108,16 +103,16 @@ impl Signaling {
 
 async fn upgrade(
     State(sig): State<Signaling>,
-    headers: HeaderMap,
     query: Result<Query<SignalQuery>, QueryRejection>,
-    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    mut request: Request,
 ) -> Response {
+    let headers = request.headers();
     // The token (or ticket) first; then what else the request got wrong.
     let ticket = query.as_ref().ok().and_then(|Query(q)| q.ticket.as_deref()).filter(|t| !t.is_empty());
-    let header = auth::bearer(&headers).filter(|t| !t.trim().is_empty());
+    let header = auth::bearer(headers).filter(|t| !t.trim().is_empty());
     let verified = match (header, ticket, &sig.tickets) {
         (None, Some(ticket), Some(tickets)) => tickets.redeem(ticket).await,
-        _ => sig.auth.verify_request_identity(&headers),
+        _ => sig.auth.verify_request_identity(headers),
     };
     let identity = match verified {
         Ok(identity) => identity,
@@ -127,9 +122,13 @@ async fn upgrade(
         }
         Err(e) => return refuse(StatusCode::UNAUTHORIZED, e.code(), e.to_string()),
     };
-    let ws = match ws {
-        Ok(ws) => ws,
-        Err(e) => return refuse(e.status(), ErrorCode::InvalidField, e.body_text()),
+    let accept = match socket::accept_key(request.method(), request.headers()) {
+        Ok(accept) => accept,
+        Err((status, why)) => return refuse(status, ErrorCode::InvalidField, why),
+    };
+    let Some(on_upgrade) = request.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() else {
+        let why = "WebSocket request couldn't be upgraded since no upgrade state was present";
+        return refuse(StatusCode::UPGRADE_REQUIRED, ErrorCode::InvalidField, why);
     };
     if identity.user.role == Role::Moderator {
         return refuse(StatusCode::FORBIDDEN, ErrorCode::WrongRole, "moderators use the REST API, not signaling");
@@ -147,12 +146,26 @@ async fn upgrade(
     }
     let hub = sig.hub.clone();
     let tracker = hub.connections.clone();
-    ws.read_buffer_size(hub.cfg.ws_read_buffer)
-        .write_buffer_size(WS_WRITE_BUFFER)
-        .max_message_size(WS_MAX_MESSAGE_BYTES)
-        .max_frame_size(WS_MAX_MESSAGE_BYTES)
-        .on_upgrade(move |socket| tracker.track_future(connection::serve(socket, hub, identity)))
+    tokio::spawn(tracker.track_future(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => {
+                let socket = socket::Socket::new(hyper_util::rt::TokioIo::new(upgraded), WS_MAX_MESSAGE_BYTES);
+                connection::serve(socket, hub, identity).await;
+            }
+            Err(e) => tracing::debug!(error = %e, "websocket upgrade failed"),
+        }
+    }));
+    let mut response = StatusCode::SWITCHING_PROTOCOLS.into_response();
+    let fields = response.headers_mut();
+    fields.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    fields.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    fields
+        .insert(header::SEC_WEBSOCKET_ACCEPT, HeaderValue::from_str(&accept).expect("base64 is a valid header value"));
+    response
 }
+
+/// The socket of a connection upgraded on this node.
+pub(crate) type WebSocket = socket::Socket<hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>>;
 
 /// A refused upgrade: an RFC 9457 problem with a stable `code` (its
 /// `message` keeps clients that read [`parley_domain::protocol::ErrorBody`]

@@ -473,6 +473,41 @@ async fn a_message_over_one_mebibyte_closes_with_1009() {
 }
 
 #[tokio::test]
+async fn a_fragmented_request_is_read_whole_and_text_that_is_not_utf8_closes_with_1007() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+    let app = spawn_app().await;
+    let mut raw = app.raw("mallory", Role::Seeker).await;
+    let (other, _other_events) = app.client("sam", Role::Seeker).await;
+    // A request in two fragments (RFC 6455 §5.4) is one message.
+    let ping = br#"{"id":"f","type":"ping"}"#;
+    let first = Frame::message(ping[..10].to_vec(), OpCode::Data(Data::Text), false);
+    raw.ws.send(WsMessage::Frame(first)).await.unwrap();
+    let rest = Frame::message(ping[10..].to_vec(), OpCode::Data(Data::Continue), true);
+    raw.ws.send(WsMessage::Frame(rest)).await.unwrap();
+    raw.recv_until(|m| matches!(m, ServerMessage::Ack { id, .. } if id == "f").then_some(())).await;
+    // Text that is not UTF-8 (§8.1) closes with 1007.
+    let bad = Frame::message(vec![b'{', 0xff, 0xfe, b'}'], OpCode::Data(Data::Text), true);
+    raw.ws.send(WsMessage::Frame(bad)).await.unwrap();
+    let close = tokio::time::timeout(WAIT, async {
+        loop {
+            match raw.ws.next().await {
+                Some(Ok(WsMessage::Close(f))) => return f,
+                Some(Ok(_)) => {}
+                other => panic!("expected a close frame, got {other:?}"),
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(close.map(|f| u16::from(f.code)), Some(1007));
+    // Another connection is not disturbed.
+    let pong = other.request(ClientMessage::Ping).await.expect("the other connection still answers");
+    assert!(matches!(pong, Some(AckResult::Pong { .. })), "{pong:?}");
+}
+
+#[tokio::test]
 async fn presence_reported_while_away_is_corrected_on_resume() {
     let app = spawn_app_with(|c| c.signaling.ring_timeout = Duration::from_secs(10)).await;
     let mut raw = app.raw("cora", Role::Consultant).await;

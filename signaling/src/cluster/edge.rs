@@ -7,7 +7,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use crate::WebSocket;
+use axum::extract::ws::{CloseFrame, Message};
 use futures_util::{SinkExt, StreamExt};
 use parley_domain::protocol::{ErrorCode, Role};
 use tokio::sync::mpsc;
@@ -56,8 +57,9 @@ pub(crate) async fn serve(socket: WebSocket, hub: Arc<Hub>, cluster: Arc<Cluster
                     Some(Ok(frame)) => frame,
                     None => break false,
                     Some(Err(e)) => {
-                        if e.to_string().contains("Message too long") {
-                            let _ = sink.send(close(CLOSE_TOO_BIG, "message over 1 MiB".into())).await;
+                        if let Some(code) = e.close_code() {
+                            let reason = if code == CLOSE_TOO_BIG { "message over 1 MiB" } else { "websocket protocol error" };
+                            let _ = sink.send(close(code, reason.into())).await;
                         }
                         break false;
                     }
