@@ -164,8 +164,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Socket<S> {
         self.pending.capacity() + self.out.capacity() + self.fragments.as_ref().map_or(0, |f| f.data.capacity())
     }
 
-    /// Queues `frame` to be written (a server's frames are not masked,
-    /// §5.1).
+    /// Queues a frame of `opcode` carrying `payload` (a server's frames
+    /// are not masked, §5.1).
     fn queue(&mut self, opcode: OpCode, payload: &[u8]) {
         let header = FrameHeader { opcode, ..FrameHeader::default() };
         header.format(payload.len() as u64, &mut self.out).expect("writing to a Vec cannot fail");
@@ -209,7 +209,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Socket<S> {
         Poll::Ready(Ok(()))
     }
 
-    /// Parses the next frame of `buf`; `None` until a whole one is there.
+    /// Parses the frame at the start of `buf` (unmasking its payload in
+    /// place); [`Parsed::Incomplete`] until all of it is there.
     fn parse(&mut self, buf: &mut [u8]) -> Result<Parsed, SocketError> {
         let mut cursor = Cursor::new(&*buf);
         let (header, len) = match FrameHeader::parse(&mut cursor) {
@@ -354,8 +355,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Socket<S> {
             if self.close_read {
                 return Poll::Ready(None);
             }
-            if let Some(msg) = self.parse_pending()? {
-                return Poll::Ready(Some(Ok(msg)));
+            if !self.pending.is_empty() {
+                // Messages read earlier take the task's budget as a read
+                // would, so a client that sent many at once cannot keep
+                // its worker from the other connections.
+                let coop = ready!(tokio::task::coop::poll_proceed(cx));
+                if let Some(msg) = self.parse_pending()? {
+                    coop.made_progress();
+                    return Poll::Ready(Some(Ok(msg)));
+                }
             }
             let read = SCRATCH.with_borrow_mut(|scratch| -> Poll<Result<Option<Message>, SocketError>> {
                 let mut buf = ReadBuf::new(scratch);
