@@ -242,8 +242,8 @@ async fn serve_here(conn: &mut Conn) {
                     None => break Departure::Dropped,
                     Some(Err(e)) => {
                         tracing::debug!(error = %e, "websocket read failed");
-                        if let Some(code) = e.close_code() {
-                            conn.close(code, if code == CLOSE_TOO_BIG { "message over 1 MiB" } else { "websocket protocol error" }).await;
+                        if let Some((code, reason)) = e.close() {
+                            conn.close(code, reason).await;
                         }
                         break Departure::Dropped;
                     }

@@ -21,7 +21,7 @@
 //! and whole (§5.5), fragments are joined (§5.4), text is UTF-8 (§5.6,
 //! §8.1), a ping is answered with a pong (§5.5.2) and a close with a close
 //! (§5.5.1). A frame that breaks these is a [`SocketError`], whose
-//! [`SocketError::close_code`] the caller closes with (§7.4.1).
+//! [`SocketError::close`] the caller closes with (§7.4.1).
 //!
 //! [RFC 6455]: https://www.rfc-editor.org/rfc/rfc6455
 
@@ -47,7 +47,7 @@ const READ_CHUNK: usize = 16 * 1024;
 /// Write buffer a connection keeps once its frames are written, bytes
 /// (an ICE candidate with its envelope is about 300); a larger one (an
 /// SDP, a batch) is given back.
-pub(crate) const KEEP_WRITE: usize = 512;
+const KEEP_WRITE: usize = 512;
 
 /// Queued bytes past which a new frame waits for the queue to be
 /// written: a batch of messages leaves in one write per this many bytes.
@@ -87,14 +87,15 @@ pub enum SocketError {
 }
 
 impl SocketError {
-    /// The close code to end the connection with (RFC 6455 §7.4.1), `None`
-    /// when it failed under the socket (nothing can be written).
-    pub fn close_code(&self) -> Option<u16> {
+    /// The close code (RFC 6455 §7.4.1) and reason to end the connection
+    /// with (docs/protocol.md §12); `None` when it failed under the socket
+    /// (nothing can be written).
+    pub fn close(&self) -> Option<(u16, &'static str)> {
         match self {
             SocketError::Io(_) | SocketError::Closed => None,
-            SocketError::Protocol(_) => Some(1002),
-            SocketError::InvalidUtf8 => Some(1007),
-            SocketError::TooBig { .. } => Some(1009),
+            SocketError::Protocol(_) => Some((1002, "websocket protocol error")),
+            SocketError::InvalidUtf8 => Some((1007, "websocket protocol error")),
+            SocketError::TooBig { .. } => Some((crate::CLOSE_TOO_BIG, "message over 1 MiB")),
         }
     }
 }
@@ -120,12 +121,19 @@ pub struct Socket<S> {
     out_at: usize,
     /// Largest message (and frame) read, bytes.
     max_message: usize,
-    /// The client's close frame was read (the stream has ended).
-    close_read: bool,
     /// A close frame was queued (nothing is sent after it).
     close_sent: bool,
-    /// The stream ended: the connection closed or failed.
+    /// The stream ended: the client's close was read, or the connection
+    /// closed or failed.
     ended: bool,
+}
+
+/// What a read gave.
+enum Read {
+    /// The connection ended.
+    Eof,
+    /// The message the bytes completed, if any.
+    Bytes(Option<Message>),
 }
 
 /// What parsing the next frame gave.
@@ -151,7 +159,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Socket<S> {
             out: Vec::new(),
             out_at: 0,
             max_message,
-            close_read: false,
             close_sent: false,
             ended: false,
         }
@@ -252,7 +259,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Socket<S> {
                     Control::Pong => Message::Pong(Bytes::copy_from_slice(payload)),
                     Control::Close => {
                         let frame = read_close(payload)?;
-                        self.close_read = true;
                         if !self.close_sent {
                             // Echo the status code (§5.5.1).
                             self.close_sent = true;
@@ -345,16 +351,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Socket<S> {
         Ok(None)
     }
 
+    /// The next message: from the bytes kept, else from a read. A pong or
+    /// close reply queued by a frame read (this one or, if the socket
+    /// did not take it then, an earlier one) is written before the message
+    /// is returned, if the socket takes it now; else with the next write.
     fn poll_read_message(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message, SocketError>>> {
-        // A pong or close reply queued by a frame read earlier goes out
-        // first, if the socket takes it now.
-        if self.out_at < self.out.len() {
-            let _ = self.poll_write_out(cx)?;
-        }
-        loop {
-            if self.close_read {
-                return Poll::Ready(None);
-            }
+        let msg = loop {
             if !self.pending.is_empty() {
                 // Messages read earlier take the task's budget as a read
                 // would, so a client that sent many at once cannot keep
@@ -362,32 +364,28 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Socket<S> {
                 let coop = ready!(tokio::task::coop::poll_proceed(cx));
                 if let Some(msg) = self.parse_pending()? {
                     coop.made_progress();
-                    return Poll::Ready(Some(Ok(msg)));
+                    break msg;
                 }
             }
-            let read = SCRATCH.with_borrow_mut(|scratch| -> Poll<Result<Option<Message>, SocketError>> {
+            let read = SCRATCH.with_borrow_mut(|scratch| -> Poll<Result<Read, SocketError>> {
                 let mut buf = ReadBuf::new(scratch);
                 ready!(Pin::new(&mut self.io).poll_read(cx, &mut buf))?;
                 let n = buf.filled().len();
                 if n == 0 {
-                    return Poll::Ready(Err(SocketError::Io(io::ErrorKind::UnexpectedEof.into())));
+                    return Poll::Ready(Ok(Read::Eof));
                 }
-                Poll::Ready(self.parse_read(&mut scratch[..n]))
+                Poll::Ready(self.parse_read(&mut scratch[..n]).map(Read::Bytes))
             });
-            match ready!(read) {
-                Ok(Some(msg)) => {
-                    if !self.out.is_empty() {
-                        // The pong or close reply: written now if the
-                        // socket takes it, else with the next write.
-                        let _ = self.poll_write_out(cx)?;
-                    }
-                    return Poll::Ready(Some(Ok(msg)));
-                }
-                Ok(None) => {}
-                Err(SocketError::Io(e)) if e.kind() == io::ErrorKind::UnexpectedEof => return Poll::Ready(None),
-                Err(e) => return Poll::Ready(Some(Err(e))),
+            match ready!(read)? {
+                Read::Eof => return Poll::Ready(None),
+                Read::Bytes(Some(msg)) => break msg,
+                Read::Bytes(None) => {}
             }
+        };
+        if self.out_at < self.out.len() {
+            let _ = self.poll_write_out(cx)?;
         }
+        Poll::Ready(Some(Ok(msg)))
     }
 }
 
@@ -400,7 +398,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Stream for Socket<S> {
             return Poll::Ready(None);
         }
         let next = ready!(this.poll_read_message(cx));
-        if !matches!(next, Some(Ok(_))) {
+        // After the client's close nothing more is read (§5.5.1).
+        if !matches!(next, Some(Ok(ref msg)) if !matches!(msg, Message::Close(_))) {
             this.ended = true;
         }
         Poll::Ready(next)

@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 
 use super::{Cluster, Down, Wire};
 use crate::auth::Identity;
-use crate::connection::{Admit, CLOSE_IDLE, CLOSE_RATE_LIMITED, CLOSE_TOO_BIG, Limiter, frame_len};
+use crate::connection::{Admit, CLOSE_IDLE, CLOSE_RATE_LIMITED, Limiter, frame_len};
 use crate::hub::{CLOSE_GOING_AWAY, Hub};
 use crate::metrics;
 
@@ -57,8 +57,7 @@ pub(crate) async fn serve(socket: WebSocket, hub: Arc<Hub>, cluster: Arc<Cluster
                     Some(Ok(frame)) => frame,
                     None => break false,
                     Some(Err(e)) => {
-                        if let Some(code) = e.close_code() {
-                            let reason = if code == CLOSE_TOO_BIG { "message over 1 MiB" } else { "websocket protocol error" };
+                        if let Some((code, reason)) = e.close() {
                             let _ = sink.send(close(code, reason.into())).await;
                         }
                         break false;

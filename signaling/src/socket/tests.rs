@@ -132,6 +132,22 @@ async fn a_close_is_echoed_and_ends_the_stream() {
 }
 
 #[tokio::test]
+async fn a_close_read_with_an_earlier_message_is_echoed_when_it_is_returned() {
+    let (server, mut raw) = duplex(256 * 1024);
+    let mut server = Socket::new(server, MAX);
+    let mut bytes = frame(true, 1, b"last words");
+    bytes.extend(frame(true, 8, &1000u16.to_be_bytes()));
+    raw.write_all(&bytes).await.unwrap();
+    assert_eq!(text(server.next().await), "last words");
+    assert!(matches!(server.next().await, Some(Ok(Message::Close(Some(f)))) if f.code == 1000));
+    // The echo is on the wire before the caller drops the socket.
+    let mut reply = [0u8; 4];
+    tokio::time::timeout(std::time::Duration::from_secs(10), raw.read_exact(&mut reply)).await.unwrap().unwrap();
+    assert_eq!(reply, [0x88, 2, 0x03, 0xe8]);
+    assert!(server.next().await.is_none());
+}
+
+#[tokio::test]
 async fn the_server_closes_with_its_code_and_reason() {
     let (mut server, mut client) = pair().await;
     server.send(Message::Close(Some(CloseFrame { code: 4000, reason: "replaced".into() }))).await.unwrap();
@@ -153,7 +169,7 @@ async fn read_raw(bytes: Vec<u8>) -> Option<Result<Message, SocketError>> {
 #[tokio::test]
 async fn frames_that_break_the_rules_are_errors_with_the_code_to_close_with() {
     let code = |r: Option<Result<Message, SocketError>>| match r {
-        Some(Err(e)) => e.close_code(),
+        Some(Err(e)) => e.close().map(|(code, _)| code),
         other => panic!("expected an error, got {other:?}"),
     };
     let mut unmasked = vec![0x81, 2];
