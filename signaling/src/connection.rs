@@ -205,11 +205,13 @@ pub(crate) fn serve(socket: WebSocket, hub: Arc<Hub>, identity: Identity) -> Pin
 /// The connection's loop on the hub node, until it closes.
 async fn serve_here(conn: &mut Conn) {
     let ping_every = conn.hub.cfg.ping_interval;
-    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
-    // The loop below looks at the keepalive last; a tick it could not
-    // look at in time (the connection was busy) is one late ping, not a
-    // burst of them.
-    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // One timer for the keepalive and the quiet confirmation
+    // ([`Confirm::deadline`]), whichever is due first. A tick the loop
+    // could not look at in time (the connection was busy) is one late
+    // ping, not a burst of them: the next is a whole interval after it.
+    let mut keepalive_at = tokio::time::Instant::now() + ping_every;
+    let timer = tokio::time::sleep_until(keepalive_at);
+    tokio::pin!(timer);
     let mut last_heard = Instant::now();
     // One wait for messages to write, kept across the loop's turns: a new
     // one each turn (each frame read) would join and leave the `Notify`'s
@@ -221,8 +223,9 @@ async fn serve_here(conn: &mut Conn) {
     // Biased: what is ready is taken in this order, and the branches after
     // it are not polled that turn. Messages to write come first, so a
     // client that keeps sending cannot hold back what it is sent; the
-    // keepalive's timer, due once per ping interval (15 s by default), is
-    // looked at only when neither has anything.
+    // timer, due once per ping interval (15 s by default) or once a pause
+    // in the writes left messages unasked, is looked at only when neither
+    // has anything.
     let departure = loop {
         tokio::select! {
             biased;
@@ -233,6 +236,11 @@ async fn serve_here(conn: &mut Conn) {
                 // write, once per relayed message at saturation.
                 if let Flow::Stop = conn.write().await {
                     break Departure::Dropped;
+                }
+                // Pushed back by every write: an atomic store, not a
+                // trip through the timer wheel, when it moves later.
+                if let Some(at) = conn.confirm.deadline() {
+                    timer.as_mut().reset(at.min(keepalive_at));
                 }
             }
             frame = conn.out.next() => {
@@ -251,8 +259,11 @@ async fn serve_here(conn: &mut Conn) {
                 last_heard = Instant::now();
                 // The pong to the newest ping is the server's own request:
                 // it is not charged (docs/protocol.md §8.8), once.
-                if let Some(seq) = conn.confirm.pong(pong_seq(&frame)) {
+                if let Some(seq) = conn.confirm.pong(pong_seq(&frame), tokio::time::Instant::now()) {
                     conn.link.confirm(conn.conn_id, seq);
+                    if let Some(at) = conn.confirm.deadline() {
+                        timer.as_mut().reset(at.min(keepalive_at));
+                    }
                     continue;
                 }
                 // The limiter first: nothing else is done for a frame over it.
@@ -291,19 +302,29 @@ async fn serve_here(conn: &mut Conn) {
                     Message::Ping(_) | Message::Close(_) => {}
                 }
             }
-            _ = ping.tick() => {
-                if last_heard.elapsed() > ping_every * 3 {
-                    tracing::debug!(user = %conn.link.user.id, "no traffic for three ping intervals; closing");
-                    conn.close(CLOSE_IDLE, "no traffic for three ping intervals").await;
-                    break Departure::Dropped;
-                }
-                if let Out::Socket(sink) = &mut conn.out {
+            () = &mut timer => {
+                let now = tokio::time::Instant::now();
+                let (ask, reason) = if now >= keepalive_at {
+                    keepalive_at = now + ping_every;
+                    if last_heard.elapsed() > ping_every * 3 {
+                        tracing::debug!(user = %conn.link.user.id, "no traffic for three ping intervals; closing");
+                        conn.close(CLOSE_IDLE, "no traffic for three ping intervals").await;
+                        break Departure::Dropped;
+                    }
                     // The keepalive asks to confirm what was written too.
                     let sent = conn.link.unconfirmed(conn.conn_id).map_or(0, |(sent, _)| sent);
-                    if sink.send(confirm_ping(conn.confirm.asking(sent))).await.is_err() {
+                    (Some(conn.confirm.asking(sent)), "keepalive")
+                } else {
+                    (conn.confirm.quiet(now), "quiet")
+                };
+                if let (Some(seq), Out::Socket(sink)) = (ask, &mut conn.out) {
+                    metrics::confirm_ping(reason);
+                    if sink.send(confirm_ping(seq)).await.is_err() {
                         break Departure::Dropped;
                     }
                 }
+                let next = conn.confirm.deadline().map_or(keepalive_at, |at| at.min(keepalive_at));
+                timer.as_mut().reset(next);
             }
         }
     };
@@ -409,6 +430,7 @@ impl Conn {
                 self.out.feed(text).await?;
             }
             if let (Some(seq), Out::Socket(sink)) = (ask, &mut self.out) {
+                metrics::confirm_ping("write");
                 sink.feed(confirm_ping(seq)).await?;
             }
             self.out.flush().await
@@ -434,7 +456,8 @@ impl Conn {
     /// [`Confirm::after_write`], only for sockets on this node (another
     /// node's socket answers pings there: its link keeps its last 256).
     fn ask(&mut self, sent: u64, unconfirmed: u64, bytes: usize) -> Option<u64> {
-        matches!(self.out, Out::Socket(_)).then(|| self.confirm.after_write(sent, unconfirmed, bytes)).flatten()
+        let now = tokio::time::Instant::now();
+        matches!(self.out, Out::Socket(_)).then(|| self.confirm.after_write(sent, unconfirmed, bytes, now)).flatten()
     }
 }
 

@@ -16,6 +16,10 @@ pub const MESSAGES_SENT: &str = "parley_signal_messages_sent_total";
 pub const ERRORS: &str = "parley_signal_errors_total";
 /// Client frames dropped unread by the rate limit (counter).
 pub const FRAMES_DROPPED: &str = "parley_signal_frames_dropped_total";
+/// WebSocket pings asking the client to confirm what it read
+/// (docs/protocol.md §8.7), by `reason`: `write` (32 messages or 8 KiB
+/// written), `quiet` (the writes paused) or `keepalive` (counter).
+pub const CONFIRM_PINGS: &str = "parley_signal_confirm_pings_total";
 /// Instant calls by `outcome`: `accepted`, `hold_refused` or a
 /// [`parley_domain::protocol::CallEndReason`] (counter).
 pub const CALLS: &str = "parley_calls_total";
@@ -43,6 +47,10 @@ pub(crate) fn error(code: ErrorCode) {
 
 pub(crate) fn frame_dropped() {
     counter!(FRAMES_DROPPED).increment(1);
+}
+
+pub(crate) fn confirm_ping(reason: &'static str) {
+    counter!(CONFIRM_PINGS, "reason" => reason).increment(1);
 }
 
 pub(crate) fn call(outcome: &'static str) {

@@ -30,18 +30,27 @@ impl Raw {
     /// The next server message (skipping pings).
     pub async fn recv(&mut self) -> ServerEnvelope {
         loop {
-            let msg =
-                tokio::time::timeout(WAIT, self.ws.next()).await.expect("message in time").expect("open").expect("ok");
-            match msg {
-                Message::Text(t) => {
-                    let env: ServerEnvelope = serde_json::from_str(&t).expect("server JSON");
-                    self.last_seq = env.seq;
-                    return env;
-                }
-                Message::Close(f) => panic!("closed: {f:?}"),
-                _ => {}
+            if let Message::Text(t) = self.next_frame("message").await {
+                return self.read(&t);
             }
         }
+    }
+
+    /// The next frame within [`WAIT`] (`what` names it when it does not
+    /// come); a close frame panics.
+    async fn next_frame(&mut self, what: &str) -> Message {
+        let timed = tokio::time::timeout(WAIT, self.ws.next()).await;
+        match timed.unwrap_or_else(|_| panic!("{what} in time")).expect("open").expect("ok") {
+            Message::Close(f) => panic!("closed: {f:?}"),
+            frame => frame,
+        }
+    }
+
+    /// A server message's text, its `seq` noted in `last_seq`.
+    fn read(&mut self, text: &str) -> ServerEnvelope {
+        let env: ServerEnvelope = serde_json::from_str(text).expect("server JSON");
+        self.last_seq = env.seq;
+        env
     }
 
     /// Skips messages until `pick` accepts one.
@@ -68,12 +77,25 @@ impl Raw {
         loop {
             let msg = tokio::time::timeout_at(deadline, self.ws.next()).await.ok()?;
             match msg.expect("open").expect("ok") {
-                Message::Text(t) => {
-                    let env: ServerEnvelope = serde_json::from_str(&t).expect("server JSON");
-                    self.last_seq = env.seq;
-                    return Some(env);
-                }
+                Message::Text(t) => return Some(self.read(&t)),
                 Message::Close(f) => panic!("closed: {f:?}"),
+                _ => {}
+            }
+        }
+    }
+
+    /// Reads until the server's next WebSocket ping and returns the `seq`
+    /// it asks the client to confirm (its 8-byte payload,
+    /// docs/protocol.md §8.7); messages read on the way count in
+    /// `last_seq`. The pong is written before the next frame this client
+    /// sends or with its next read.
+    pub async fn recv_ping(&mut self) -> u64 {
+        loop {
+            match self.next_frame("ping").await {
+                Message::Ping(payload) => return u64::from_be_bytes(payload[..].try_into().expect("an 8-byte seq")),
+                Message::Text(t) => {
+                    self.read(&t);
+                }
                 _ => {}
             }
         }

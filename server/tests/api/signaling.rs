@@ -315,6 +315,20 @@ async fn resume_is_refused(app: &common::TestApp, token: &str, last_seq: u64) {
     assert_eq!((id.as_deref(), code), (Some("r"), ErrorCode::ResumeFailed), "{message}");
 }
 
+/// Cora resumes `token` from `last_seq`, all she read: nothing is replayed.
+async fn resume_replays_nothing(app: &common::TestApp, token: &str, last_seq: u64) {
+    let mut raw = app.raw("cora", Role::Consultant).await;
+    raw.send(format!(r#"{{"id":"r","type":"resume","resume_token":"{token}","last_seq":{last_seq}}}"#)).await;
+    let ack = raw.recv().await;
+    assert!(
+        matches!(
+            ack.msg,
+            ServerMessage::Ack { result: Some(parley_domain::protocol::AckResult::Resumed { replayed: 0, .. }), .. }
+        ),
+        "{ack:?}"
+    );
+}
+
 pub(crate) async fn raw_consultant_in_a_room(
     app: &common::TestApp,
 ) -> (SignalingClient, Events, common::Raw, SessionId) {
@@ -456,16 +470,42 @@ async fn a_large_sdp_is_confirmed_right_after_it_is_written() {
     resume_is_refused(&app, &token, before).await;
 
     // Resuming from what was read replays nothing and goes on.
-    let mut raw = app.raw("cora", Role::Consultant).await;
-    raw.send(format!(r#"{{"id":"r","type":"resume","resume_token":"{token}","last_seq":{read}}}"#)).await;
-    let ack = raw.recv().await;
-    assert!(
-        matches!(
-            ack.msg,
-            ServerMessage::Ack { result: Some(parley_domain::protocol::AckResult::Resumed { replayed: 0, .. }), .. }
-        ),
-        "{ack:?}"
-    );
+    resume_replays_nothing(&app, &token, read).await;
+}
+
+/// A few candidates (8, about 1.4 KB: under 32 messages and 8 KiB, over
+/// `CONFIRM_QUIET_BYTES`) are confirmed once the writes to the client
+/// pause for `CONFIRM_QUIET` (100 ms), not at the keepalive 15 s later: an
+/// open call's replay buffer holds nothing the client already read
+/// (docs/protocol.md §8.7).
+#[tokio::test]
+async fn a_few_messages_are_confirmed_once_the_writes_pause() {
+    let app = spawn_app().await;
+    let (seeker, _s_events, mut raw, session_id) = raw_consultant_in_a_room(&app).await;
+    let (token, before) = (raw.resume_token.clone(), raw.last_seq);
+    for n in 0..8 {
+        seeker
+            .send(ClientMessage::IceCandidate { session_id: session_id.clone(), candidate: candidate(n), to: None })
+            .unwrap();
+    }
+    for _ in 0..8 {
+        raw.recv_until(|m| matches!(m, ServerMessage::IceCandidate { .. }).then_some(())).await;
+    }
+    let last = raw.last_seq;
+    // Within WAIT (10 s), well before the keepalive (15 s): a ping asks
+    // for everything written, the candidates included (an earlier
+    // one may ask for the set-up's messages).
+    while raw.recv_ping().await < last {}
+    // The pong goes out before this request.
+    raw.assert_alive("a").await;
+    let read = raw.last_seq;
+    drop(raw);
+
+    // The candidates left the replay buffer: resuming from before them fails.
+    resume_is_refused(&app, &token, before).await;
+
+    // Resuming from what was read replays nothing and goes on.
+    resume_replays_nothing(&app, &token, read).await;
 }
 
 #[tokio::test]
