@@ -116,7 +116,7 @@ impl Confirm {
         if self.awaiting || self.sent == self.asked {
             return None;
         }
-        let asks = self.quiet_asks + 1;
+        let asks = self.quiet_asks.saturating_add(1);
         let seq = self.asking(self.sent);
         self.quiet_asks = asks;
         Some(seq)
