@@ -456,8 +456,9 @@ impl Conn {
     /// [`Confirm::after_write`], only for sockets on this node (another
     /// node's socket answers pings there: its link keeps its last 256).
     fn ask(&mut self, sent: u64, unconfirmed: u64, bytes: usize) -> Option<u64> {
-        let now = tokio::time::Instant::now();
-        matches!(self.out, Out::Socket(_)).then(|| self.confirm.after_write(sent, unconfirmed, bytes, now)).flatten()
+        let confirm = &mut self.confirm;
+        let now = tokio::time::Instant::now;
+        matches!(self.out, Out::Socket(_)).then(|| confirm.after_write(sent, unconfirmed, bytes, now())).flatten()
     }
 }
 

@@ -472,14 +472,8 @@ fn control(data: &[u8]) -> &[u8] {
 /// A close frame's payload: the code, big-endian, then the reason, cut to
 /// fit a control frame at a character boundary (§5.5.1).
 fn close_payload(frame: &CloseFrame) -> Vec<u8> {
-    let mut reason = frame.reason.as_str();
-    while reason.len() > MAX_CONTROL_PAYLOAD - 2 {
-        let mut cut = MAX_CONTROL_PAYLOAD - 2;
-        while !reason.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        reason = &reason[..cut];
-    }
+    let reason = frame.reason.as_str();
+    let reason = &reason[..reason.floor_char_boundary(MAX_CONTROL_PAYLOAD - 2)];
     let mut payload = frame.code.to_be_bytes().to_vec();
     payload.extend_from_slice(reason.as_bytes());
     payload

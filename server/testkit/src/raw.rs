@@ -101,6 +101,22 @@ impl Raw {
         }
     }
 
+    /// Reads until the server's close frame, within [`WAIT`], skipping
+    /// whatever comes before it; returns its code (`None`: a close with no
+    /// payload).
+    pub async fn recv_close(&mut self) -> Option<u16> {
+        let close = tokio::time::timeout(WAIT, async {
+            loop {
+                match self.ws.next().await {
+                    Some(Ok(Message::Close(frame))) => return frame,
+                    Some(Ok(_)) => {}
+                    other => panic!("expected a close frame, got {other:?}"),
+                }
+            }
+        });
+        close.await.expect("close frame in time").map(|f| u16::from(f.code))
+    }
+
     /// Sends ping requests until one is acked: proof the connection works.
     /// A ping the rate limit dropped gets no answer (docs/protocol.md §8.8),
     /// so another is sent after 500 ms without one, for up to [`WAIT`].

@@ -459,26 +459,15 @@ async fn shutdown_ends_ringing_calls_before_saying_goodbye() {
 async fn a_message_over_one_mebibyte_closes_with_1009() {
     let app = spawn_app().await;
     let mut raw = app.raw("mallory", Role::Seeker).await;
-    use futures_util::{SinkExt, StreamExt};
+    use futures_util::SinkExt;
     let huge = "x".repeat(parley_signaling::WS_MAX_MESSAGE_BYTES + 1);
     let _ = raw.ws.send(tokio_tungstenite::tungstenite::Message::Text(huge.into())).await;
-    let close = tokio::time::timeout(WAIT, async {
-        loop {
-            match raw.ws.next().await {
-                Some(Ok(tokio_tungstenite::tungstenite::Message::Close(f))) => return f,
-                Some(Ok(_)) => {}
-                other => panic!("expected a close frame, got {other:?}"),
-            }
-        }
-    })
-    .await
-    .unwrap();
-    assert_eq!(close.map(|f| u16::from(f.code)), Some(1009));
+    assert_eq!(raw.recv_close().await, Some(1009));
 }
 
 #[tokio::test]
 async fn a_fragmented_request_is_read_whole_and_text_that_is_not_utf8_closes_with_1007() {
-    use futures_util::{SinkExt, StreamExt};
+    use futures_util::SinkExt;
     use tokio_tungstenite::tungstenite::protocol::frame::Frame;
     use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
     let app = spawn_app().await;
@@ -494,18 +483,7 @@ async fn a_fragmented_request_is_read_whole_and_text_that_is_not_utf8_closes_wit
     // Text that is not UTF-8 (§8.1) closes with 1007.
     let bad = Frame::message(vec![b'{', 0xff, 0xfe, b'}'], OpCode::Data(Data::Text), true);
     raw.ws.send(WsMessage::Frame(bad)).await.unwrap();
-    let close = tokio::time::timeout(WAIT, async {
-        loop {
-            match raw.ws.next().await {
-                Some(Ok(WsMessage::Close(f))) => return f,
-                Some(Ok(_)) => {}
-                other => panic!("expected a close frame, got {other:?}"),
-            }
-        }
-    })
-    .await
-    .unwrap();
-    assert_eq!(close.map(|f| u16::from(f.code)), Some(1007));
+    assert_eq!(raw.recv_close().await, Some(1007));
     // Another connection is not disturbed.
     let pong = other.request(ClientMessage::Ping).await.expect("the other connection still answers");
     assert!(matches!(pong, Some(AckResult::Pong { .. })), "{pong:?}");

@@ -212,3 +212,14 @@ fn unmasking_is_the_masks_xor_at_every_length() {
         assert_eq!(data, expected, "{len} bytes");
     }
 }
+
+#[test]
+fn a_long_close_reason_is_cut_to_a_control_frame_at_a_character_boundary() {
+    let frame = CloseFrame { code: 4000, reason: Utf8Bytes::from("é".repeat(100)) };
+    let payload = close_payload(&frame);
+    assert_eq!(payload.len(), 2 + 122, "61 two-byte characters fit in 123 bytes");
+    assert_eq!(&payload[..2], &4000u16.to_be_bytes());
+    assert_eq!(std::str::from_utf8(&payload[2..]), Ok("é".repeat(61).as_str()));
+    let short = CloseFrame { code: 1000, reason: Utf8Bytes::from("bye") };
+    assert_eq!(close_payload(&short), b"\x03\xe8bye");
+}
