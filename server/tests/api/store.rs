@@ -436,6 +436,54 @@ async fn the_store_works_on_postgres() {
     whole_script(&common::fresh_postgres_url().await, Backend::Postgres).await;
 }
 
+/// Writes keep coming from eight writers while PostgreSQL drops every
+/// connection of the store's once (`pg_terminate_backend`, as a restart
+/// or a failover does): the writer's lanes keep their connections from
+/// one batch to the next, and a batch that fails on a dropped one is
+/// retried on another, so every call is stored and reads back.
+#[tokio::test]
+async fn writes_outlive_their_connections_on_postgres() {
+    const WRITERS: usize = 8;
+    const EACH: usize = 40;
+    let store = SqlStore::connect(&common::fresh_postgres_url().await).await.unwrap();
+    let written = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
+    let mut writers = tokio::task::JoinSet::new();
+    for w in 0..WRITERS {
+        let (store, written) = (store.clone(), written.clone());
+        writers.spawn(async move {
+            for n in 0..EACH {
+                let call = call_record(&format!("k{w}x"), n);
+                // A batch whose connection is dropped while it commits may
+                // have been committed: its retry then finds the call there.
+                let stored = store.create_call(&call).await;
+                written.add_permits(1);
+                if let Err(e) = stored {
+                    assert!(store.call(&call.call_id).await.unwrap().is_some(), "call {w}/{n} lost: {e:?}");
+                }
+            }
+        });
+    }
+    // A quarter of the writes in, drop every other connection.
+    let _quarter = written.acquire_many((WRITERS * EACH / 4) as u32).await.unwrap();
+    let dropped: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .fetch_all(&store.pool())
+    .await
+    .unwrap();
+    assert!(!dropped.is_empty(), "the store had connections to drop");
+    while let Some(joined) = writers.join_next().await {
+        joined.unwrap();
+    }
+    for w in 0..WRITERS {
+        for n in 0..EACH {
+            let call = call_record(&format!("k{w}x"), n);
+            assert_eq!(store.call(&call.call_id).await.unwrap().unwrap().state, "requested", "call {w}/{n}");
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_call_flows_end_to_end_on_postgres() {
     let app = common::spawn_app_on_postgres().await;

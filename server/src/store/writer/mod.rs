@@ -6,7 +6,8 @@
 //! answers each writer. On PostgreSQL it commits up to four such batches
 //! side by side, each on its own connection ([`lanes`]); writes about the
 //! same call, session or user still commit in the order they were queued
-//! ([`keys`]).
+//! ([`keys`]). Each lane keeps its connection from one batch to the next
+//! ([`held`]).
 //!
 //! Meter writes are fenced (issue 16): each carries the owner epoch it was
 //! made under, and the transaction first locks the rows of the sessions it
@@ -19,7 +20,6 @@ use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::RandomState;
 
-use futures_util::FutureExt;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 
 use parley_billing::{Arg, Done, Statement};
@@ -31,12 +31,14 @@ use parley_signaling::StoreError;
 use parley_signaling::store::{CallRecord, CallState, SessionEvent, SessionRecord};
 use sqlx::any::AnyArguments;
 use sqlx::query::Query;
-use sqlx::{Any, AnyPool, Row};
+use sqlx::{Any, AnyConnection, AnyPool, Connection, Row};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{Backend, outbox, store_err};
+use held::Held;
 use lanes::{keys, lanes, next_batch};
 
+mod held;
 mod lanes;
 
 /// Webhook events per multi-row insert, and ended sessions per read of
@@ -150,12 +152,16 @@ pub(super) async fn write_batches(
 ) {
     let lanes = lanes(backend);
     if lanes == 1 {
+        let mut held = Held::new(pool);
         let mut batch = Vec::with_capacity(MAX_BATCH);
         while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
-            batch = commit(&pool, backend, batch, &signals).await;
+            batch = commit(&mut held, backend, batch, &signals).await;
         }
         return;
     }
+    let signals = &signals;
+    // Lanes not committing, with the connections they hold.
+    let mut idle: Vec<Held> = Vec::with_capacity(lanes);
     let hasher = RandomState::new();
     // Received and not yet committing, in queue order, with their keys.
     let mut waiting: VecDeque<(Job, Vec<u64>)> = VecDeque::new();
@@ -176,7 +182,11 @@ pub(super) async fn write_batches(
             for key in &keys {
                 *busy.entry(*key).or_default() += 1;
             }
-            committing.push(commit(&pool, backend, batch, &signals).map(move |_| keys));
+            let mut held = idle.pop().unwrap_or_else(|| Held::new(pool.clone()));
+            committing.push(async move {
+                commit(&mut held, backend, batch, signals).await;
+                (held, keys)
+            });
         }
         // Nothing committing means nothing waits: with no key busy, the
         // loop above took every waiting write.
@@ -184,7 +194,7 @@ pub(super) async fn write_batches(
             return;
         }
         tokio::select! {
-            Some(keys) = committing.next() => {
+            Some((lane, keys)) = committing.next() => {
                 for key in keys {
                     if let Entry::Occupied(mut held) = busy.entry(key) {
                         *held.get_mut() -= 1;
@@ -193,6 +203,7 @@ pub(super) async fn write_batches(
                         }
                     }
                 }
+                idle.push(lane);
             }
             n = jobs.recv_many(&mut received, MAX_BATCH), if open && committing.len() < lanes => {
                 open = n > 0;
@@ -209,7 +220,7 @@ pub(super) async fn write_batches(
 /// Commits `batch` in one transaction, then answers each write. If the
 /// batch fails, each write is retried in its own transaction so one bad
 /// write does not fail the others. Returns `batch`, emptied, for reuse.
-async fn commit(pool: &AnyPool, backend: Backend, mut batch: Vec<Job>, signals: &Signals) -> Vec<Job> {
+async fn commit(held: &mut Held, backend: Backend, mut batch: Vec<Job>, signals: &Signals) -> Vec<Job> {
     let writes: Vec<&Write> = batch.iter().map(|job| &job.write).collect();
     let settles = writes.iter().any(|w| {
         matches!(w, Write::Settlement(..) | Write::SessionEvent(_, SessionEvent::Ended { bill: Some(_), .. }, _))
@@ -218,14 +229,14 @@ async fn commit(pool: &AnyPool, backend: Backend, mut batch: Vec<Job>, signals: 
         matches!(w, Write::CreateSession(_) | Write::Accept(_) | Write::SessionEvent(_, SessionEvent::Ended { .. }, _))
     });
     let ends = writes.iter().any(|w| matches!(w, Write::SessionEvent(_, SessionEvent::Ended { .. }, _)));
-    let mut committed = write(pool, backend, &writes).await;
+    let mut committed = write(held, backend, &writes).await;
     if let Err(e) = &committed {
         tracing::warn!(error = %e, writes = batch.len(), "batch write failed; retrying its writes one by one");
     }
     for (i, job) in batch.drain(..).enumerate() {
         let outcome = match &mut committed {
             Ok(outcome) => Ok((outcome.fenced.get(&i).copied(), outcome.ran.remove(&i))),
-            Err(_) => write(pool, backend, &[&job.write])
+            Err(_) => write(held, backend, &[&job.write])
                 .await
                 .map(|mut outcome| (outcome.fenced.get(&0).copied(), outcome.ran.remove(&0))),
         };
@@ -276,16 +287,25 @@ pub(super) struct Signals {
 /// others each writer's in its order. Returns the fenced writes that
 /// were refused and the statements' outcomes ([`Outcome`]); the others are
 /// committed. A lone write that is one statement ([`stands_alone`]) is
-/// committed as that statement, without a transaction around it.
-async fn write(pool: &AnyPool, backend: Backend, writes: &[&Write]) -> Result<Outcome, sqlx::Error> {
+/// committed as that statement, without a transaction around it. On the
+/// lane's held connection, given back if the write fails ([`held`]).
+async fn write(held: &mut Held, backend: Backend, writes: &[&Write]) -> Result<Outcome, sqlx::Error> {
+    let written = write_on(held.get().await?, backend, writes).await;
+    if written.is_err() {
+        held.give_back();
+    }
+    written
+}
+
+/// [`write`] on `conn`.
+async fn write_on(conn: &mut AnyConnection, backend: Backend, writes: &[&Write]) -> Result<Outcome, sqlx::Error> {
     if let [only] = writes
         && stands_alone(backend, only)
     {
-        let mut conn = pool.acquire().await?;
-        let ran = apply(&mut conn, backend, writes, &HashMap::new()).await?;
+        let ran = apply(conn, backend, writes, &HashMap::new()).await?;
         return Ok(Outcome { fenced: HashMap::new(), ran });
     }
-    let mut tx = pool.begin().await?;
+    let mut tx = conn.begin().await?;
     let fenced = check_fences(&mut tx, backend, writes).await?;
     let ran = apply(&mut tx, backend, writes, &fenced).await?;
     tx.commit().await?;
