@@ -411,6 +411,9 @@ async fn whole_script(url: &str, backend: Backend) {
     a_write_of_many_rows_spans_statements(&store).await;
     writes_about_one_call_keep_their_order(&store).await;
     an_accept_is_all_or_nothing(&store).await;
+    // The pool closes while the writer keeps connections from its writes:
+    // it gives them back (`Pool::close` waits for every connection).
+    tokio::time::timeout(common::WAIT, store.pool().close()).await.expect("the pool closed");
     // Migrations are idempotent: reconnecting to the same database works.
     SqlStore::connect(url).await.unwrap();
 }

@@ -12,7 +12,9 @@
 //! A connection that failed a write is given back at once: the pool's
 //! release (its ping) rolls back what a failed transaction left, or closes
 //! the connection if it is broken (a PostgreSQL restart or failover while
-//! it was kept), and the batch's writes are retried on another.
+//! it was kept), and the batch's writes are retried on another. A lane
+//! also gives its connection back when the pool is closed, so that
+//! `Pool::close`, which waits for every connection, returns.
 
 use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyConnection, AnyPool};
@@ -44,8 +46,22 @@ impl Held {
         Ok(&mut **self.conn.insert(conn))
     }
 
-    /// Gives the connection back to the pool (after a failed write).
+    /// Gives the connection back to the pool (after a failed write, or
+    /// when the pool closes).
     pub(super) fn give_back(&mut self) {
         self.conn = None;
+    }
+
+    /// Gives the connection back if the pool was closed: `Pool::close`
+    /// waits for every connection to come back.
+    pub(super) fn give_back_if_closed(&mut self) {
+        if self.pool.is_closed() {
+            self.give_back();
+        }
+    }
+
+    /// Whether a connection is kept.
+    pub(super) fn holds(&self) -> bool {
+        self.conn.is_some()
     }
 }

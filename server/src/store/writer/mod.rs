@@ -151,13 +151,22 @@ pub(super) async fn write_batches(
     signals: Signals,
 ) {
     let lanes = lanes(backend);
+    let mut closed = pool.close_event();
     if lanes == 1 {
         let mut held = Held::new(pool);
         let mut batch = Vec::with_capacity(MAX_BATCH);
-        while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
-            batch = commit(&mut held, backend, batch, &signals).await;
+        loop {
+            tokio::select! {
+                n = jobs.recv_many(&mut batch, MAX_BATCH) => {
+                    if n == 0 {
+                        return;
+                    }
+                    batch = commit(&mut held, backend, batch, &signals).await;
+                    held.give_back_if_closed();
+                }
+                () = &mut closed, if held.holds() => held.give_back(),
+            }
         }
-        return;
     }
     let signals = &signals;
     // Lanes not committing, with the connections they hold.
@@ -194,7 +203,7 @@ pub(super) async fn write_batches(
             return;
         }
         tokio::select! {
-            Some((lane, keys)) = committing.next() => {
+            Some((mut lane, keys)) = committing.next() => {
                 for key in keys {
                     if let Entry::Occupied(mut held) = busy.entry(key) {
                         *held.get_mut() -= 1;
@@ -203,8 +212,10 @@ pub(super) async fn write_batches(
                         }
                     }
                 }
+                lane.give_back_if_closed();
                 idle.push(lane);
             }
+            () = &mut closed, if idle.iter().any(Held::holds) => idle.iter_mut().for_each(Held::give_back),
             n = jobs.recv_many(&mut received, MAX_BATCH), if open && committing.len() < lanes => {
                 open = n > 0;
                 waiting.extend(received.drain(..).map(|job| {
