@@ -52,14 +52,6 @@ impl Held {
         self.conn = None;
     }
 
-    /// Gives the connection back if the pool was closed: `Pool::close`
-    /// waits for every connection to come back.
-    pub(super) fn give_back_if_closed(&mut self) {
-        if self.pool.is_closed() {
-            self.give_back();
-        }
-    }
-
     /// Whether a connection is kept.
     pub(super) fn holds(&self) -> bool {
         self.conn.is_some()

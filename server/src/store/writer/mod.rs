@@ -151,6 +151,8 @@ pub(super) async fn write_batches(
     signals: Signals,
 ) {
     let lanes = lanes(backend);
+    // Fused: once the pool is closed it stays ready, so a lane that holds
+    // a connection then gives it back at the next turn of the loop.
     let mut closed = pool.close_event();
     if lanes == 1 {
         let mut held = Held::new(pool);
@@ -162,7 +164,6 @@ pub(super) async fn write_batches(
                         return;
                     }
                     batch = commit(&mut held, backend, batch, &signals).await;
-                    held.give_back_if_closed();
                 }
                 () = &mut closed, if held.holds() => held.give_back(),
             }
@@ -203,7 +204,7 @@ pub(super) async fn write_batches(
             return;
         }
         tokio::select! {
-            Some((mut lane, keys)) = committing.next() => {
+            Some((lane, keys)) = committing.next() => {
                 for key in keys {
                     if let Entry::Occupied(mut held) = busy.entry(key) {
                         *held.get_mut() -= 1;
@@ -212,7 +213,6 @@ pub(super) async fn write_batches(
                         }
                     }
                 }
-                lane.give_back_if_closed();
                 idle.push(lane);
             }
             () = &mut closed, if idle.iter().any(Held::holds) => idle.iter_mut().for_each(Held::give_back),
