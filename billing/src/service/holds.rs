@@ -110,22 +110,12 @@ impl Billing {
         consultant: &UserId,
         payment_method: Option<&str>,
     ) -> Result<Option<Held>, HoldRefusal> {
-        let failed = |e: BillingError| HoldRefusal::Failed(e.to_string());
-        // The price and the payout account in one read: one round trip
-        // less at every call's set-up.
-        let row = sqlx::query(
-            "SELECT p.model, p.amount_minor, p.currency, a.account_id, a.charges_enabled FROM prices p \
-             LEFT JOIN payout_accounts a ON a.consultant_id = p.consultant_id WHERE p.consultant_id = $1",
-        )
-        .bind(consultant.as_str())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(|e| failed(e.into()))?;
-        let Some(row) = row else { return Ok(None) };
-        let price = price_from_row(&row, "model", "amount_minor").map_err(failed)?;
-        let account: Option<String> = row.try_get("account_id").map_err(|e| failed(e.into()))?;
-        let ready: Option<i64> = row.try_get("charges_enabled").map_err(|e| failed(e.into()))?;
-        let destination = account.filter(|_| ready.is_some_and(|r| r != 0));
+        // The price and the payout account in one read, batched with the
+        // reads of calls that arrive together ([`super::price_reads`]).
+        let Some(row) = self.price_reads().read(consultant).await.map_err(HoldRefusal::Failed)? else {
+            return Ok(None);
+        };
+        let (price, destination) = (row.price, row.destination);
         let max_minutes = self.cfg.instant_max_minutes;
         let hold = HoldFor { session_id, call_id, seeker, consultant, opens_at: None };
         self.place_hold_to(&hold, price, max_minutes, payment_method, destination).await.map(Some)

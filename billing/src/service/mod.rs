@@ -2,7 +2,8 @@
 //! outbox), commission, the ledger, refunds, provider webhooks and payout
 //! onboarding, over the server's database and one [`PaymentProvider`].
 //!
-//! One file per concern: `prices` (M7), `holds` (B2), `outbox` (the
+//! One file per concern: `prices` (M7), `holds` (B2), `price_reads` (a
+//! call's price read before its hold, batched), `outbox` (the
 //! settlement outbox and its worker, B3, B4, B6), `ledger` (B7),
 //! `refunds`, `disputes` (card chargebacks, D5, D6), `webhooks` (B5),
 //! `payouts` (Stripe Connect accounts).
@@ -27,6 +28,7 @@ mod holds;
 mod ledger;
 mod outbox;
 mod payouts;
+mod price_reads;
 mod prices;
 mod refunds;
 mod webhooks;
@@ -140,6 +142,8 @@ pub struct Billing {
     escrow_events: std::sync::OnceLock<Arc<dyn EscrowEvents>>,
     last_sweep: std::sync::Mutex<Option<Timestamp>>,
     faults: Faults,
+    /// The calls' price reads, batched; started at the first call.
+    price_reads: std::sync::OnceLock<price_reads::PriceReads>,
 }
 
 /// Age after which a hold whose call never became a session is released.
@@ -199,7 +203,14 @@ impl Billing {
             escrow_events: std::sync::OnceLock::new(),
             last_sweep: std::sync::Mutex::new(None),
             faults,
+            price_reads: std::sync::OnceLock::new(),
         })
+    }
+
+    /// The task reading calls' prices in batches, started on first use
+    /// (in the caller's runtime).
+    fn price_reads(&self) -> &price_reads::PriceReads {
+        self.price_reads.get_or_init(|| price_reads::PriceReads::spawn(self.pool.clone()))
     }
 
     /// The crash points of this billing (and of its sandbox provider when

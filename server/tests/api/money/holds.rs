@@ -209,3 +209,80 @@ async fn accept_against_cancel_on_sqlite() {
 async fn accept_against_cancel_on_postgres() {
     accept_against_cancel(spawn_app_on_postgres().await).await;
 }
+
+/// Calls placed together read their consultants' prices together, in one
+/// statement per batch: each hold is still its own consultant's price,
+/// model and payout account, whichever calls share its batch (the same
+/// consultant twice in one, a consultant without a price beside priced
+/// ones), and a consultant without a price gets no hold (B2, M7). Twelve
+/// consultants: a third charge nothing, a third a fixed price, a third by
+/// the minute; every fourth has a payout account that can receive
+/// transfers and every fourth another one that cannot yet. Each round
+/// places 36 holds at once, three per consultant.
+async fn holds_placed_together_each_get_their_consultants_price(app: TestApp) {
+    const CONSULTANTS: usize = 12;
+    let max_minutes = i64::from(app.billing.config().instant_max_minutes);
+    let mut expected = Vec::new();
+    for i in 0..CONSULTANTS {
+        let c = uid(&format!("cora{i}"));
+        let price = match i % 3 {
+            0 => None,
+            1 => Some(ConsultantPrice { model: PriceModel::Fixed, amount: eur(1000 + i as i64) }),
+            _ => Some(ConsultantPrice { model: PriceModel::PerMinute, amount: eur(10 + i as i64) }),
+        };
+        if let Some(price) = &price {
+            app.billing.set_price(&c, price).await.unwrap();
+        }
+        let account = format!("acct_cora{i}");
+        if i % 4 < 2 {
+            app.billing.account_updated(&c, &account, i % 4 == 0, i % 4 == 0, i % 4 == 0).await.unwrap();
+        }
+        expected.push((c, price, (i % 4 == 0).then_some(account)));
+    }
+    for round in 0..8 {
+        let placements = (0..3 * CONSULTANTS).map(|k| {
+            let (consultant, price, destination) = &expected[(k * 5 + round) % CONSULTANTS];
+            let sid = SessionId::parse(format!("ses_together_{round}_{k}")).unwrap();
+            let billing = app.billing.clone();
+            async move {
+                let held =
+                    billing.place_hold(&sid, "call_together", &uid("sam"), consultant, Some("pm_card_visa")).await;
+                (sid, consultant, price, destination, held)
+            }
+        });
+        for (sid, consultant, price, destination, held) in futures_util::future::join_all(placements).await {
+            let held = held.unwrap_or_else(|e| panic!("round {round}: {consultant}: {e}"));
+            let Some(price) = price else {
+                assert_eq!(held, None, "round {round}: {consultant} charges nothing: no hold");
+                assert!(app.billing.hold(&sid).await.unwrap().is_none(), "round {round}: {consultant}: none stored");
+                continue;
+            };
+            let held = held.unwrap_or_else(|| panic!("round {round}: {consultant} charges {price:?}: a hold"));
+            let amount = match price.model {
+                PriceModel::Fixed => price.amount,
+                PriceModel::PerMinute => eur(price.amount.amount_minor * max_minutes),
+            };
+            assert_eq!((held.price, held.hold), (*price, amount), "round {round}: {consultant}");
+            let row = sqlx::query("SELECT consultant_id, amount_minor, destination FROM holds WHERE session_id = $1")
+                .bind(sid.as_str())
+                .fetch_one(&app.store.pool())
+                .await
+                .unwrap();
+            let stored = (row.get::<String, _>("consultant_id"), row.get::<i64, _>("amount_minor"));
+            assert_eq!(stored, (consultant.to_string(), amount.amount_minor), "round {round}: {consultant}");
+            let to: Option<String> = row.get("destination");
+            assert_eq!(to.as_ref(), destination.as_ref(), "round {round}: {consultant}'s payout account");
+        }
+    }
+    app.assert_reconciled().await;
+}
+
+#[tokio::test]
+async fn holds_placed_together_each_get_their_consultants_price_on_sqlite() {
+    holds_placed_together_each_get_their_consultants_price(spawn_app().await).await;
+}
+
+#[tokio::test]
+async fn holds_placed_together_each_get_their_consultants_price_on_postgres() {
+    holds_placed_together_each_get_their_consultants_price(spawn_app_on_postgres().await).await;
+}
