@@ -16,6 +16,7 @@ use std::collections::HashMap;
 
 use parley_domain::UserId;
 use parley_domain::protocol::rest::ConsultantPrice;
+use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
 use tokio::sync::{mpsc, oneshot};
 
@@ -86,7 +87,7 @@ async fn serve(pool: AnyPool, mut rx: mpsc::UnboundedReceiver<Ask>) {
         let read = read(&pool, &ids).await.map_err(|e| e.to_string());
         for ask in asks.drain(..) {
             let answer = match &read {
-                Ok(rows) => Ok(rows.get(ask.consultant.as_str()).cloned()),
+                Ok(rows) => rows.get(ask.consultant.as_str()).cloned().transpose(),
                 Err(e) => Err(e.clone()),
             };
             // A caller that gave up (its call ended) needs no answer.
@@ -96,8 +97,10 @@ async fn serve(pool: AnyPool, mut rx: mpsc::UnboundedReceiver<Ask>) {
 }
 
 /// The price and payout account of each of `ids` (distinct, at most
-/// [`MAX_BATCH`]) that has a price, in one statement.
-async fn read(pool: &AnyPool, ids: &[&str]) -> Result<HashMap<String, PriceRow>, BillingError> {
+/// [`MAX_BATCH`]) that has a price, in one statement. A row that cannot
+/// be read (a price model this build does not know) fails its own
+/// consultant's calls, not the batch's.
+async fn read(pool: &AnyPool, ids: &[&str]) -> Result<HashMap<String, Result<PriceRow, String>>, BillingError> {
     let padded = ids.len().next_power_of_two();
     let list = (1..=padded).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
     let sql = format!(
@@ -111,11 +114,15 @@ async fn read(pool: &AnyPool, ids: &[&str]) -> Result<HashMap<String, PriceRow>,
     let mut rows = HashMap::with_capacity(ids.len());
     for row in query.fetch_all(pool).await? {
         let consultant: String = row.try_get("consultant_id")?;
-        let price = price_from_row(&row, "model", "amount_minor")?;
-        let account: Option<String> = row.try_get("account_id")?;
-        let ready: Option<i64> = row.try_get("charges_enabled")?;
-        let destination = account.filter(|_| ready.is_some_and(|r| r != 0));
-        rows.insert(consultant, PriceRow { price, destination });
+        rows.insert(consultant, price_row(&row).map_err(|e| e.to_string()));
     }
     Ok(rows)
+}
+
+fn price_row(row: &AnyRow) -> Result<PriceRow, BillingError> {
+    let price = price_from_row(row, "model", "amount_minor")?;
+    let account: Option<String> = row.try_get("account_id")?;
+    let ready: Option<i64> = row.try_get("charges_enabled")?;
+    let destination = account.filter(|_| ready.is_some_and(|r| r != 0));
+    Ok(PriceRow { price, destination })
 }
