@@ -38,8 +38,8 @@ pub(crate) struct PriceRow {
 }
 
 /// The outcome of one read: the consultant's price, `None` if they charge
-/// nothing (no price row), or the database's error as text (shared by
-/// every call of the batch).
+/// nothing (no price row), or an error as text: the database's (shared
+/// by every call of the batch) or their row's (a price it cannot read).
 type Answer = Result<Option<PriceRow>, String>;
 
 struct Ask {
@@ -65,8 +65,8 @@ impl PriceReads {
     ///
     /// # Errors
     ///
-    /// The database's error, as text; or the task is gone (the runtime is
-    /// shutting down).
+    /// The database's error or the consultant's row's, as text; or the
+    /// task is gone (the runtime is shutting down).
     pub(crate) async fn read(&self, consultant: &UserId) -> Answer {
         let (reply, answer) = oneshot::channel();
         self.asks.send(Ask { consultant: consultant.clone(), reply }).map_err(|_| gone())?;

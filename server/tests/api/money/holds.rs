@@ -212,9 +212,10 @@ async fn accept_against_cancel_on_postgres() {
 
 /// Calls placed together read their consultants' prices together, in one
 /// statement per batch: each hold is still its own consultant's price,
-/// model and payout account, whichever calls share its batch (the same
-/// consultant twice in one, a consultant without a price beside priced
-/// ones), and a consultant without a price gets no hold (B2, M7). Twelve
+/// model and payout account, whichever calls share its batch (each
+/// consultant is asked for three times a round, consultants without a
+/// price beside priced ones), and a consultant without a price gets no
+/// hold (B2, M7). Twelve
 /// consultants: a third charge nothing, a third a fixed price, a third by
 /// the minute; every fourth has a payout account that can receive
 /// transfers and every fourth another one that cannot yet. Each round
