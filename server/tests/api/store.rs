@@ -466,7 +466,8 @@ async fn writes_outlive_their_connections_on_postgres() {
             }
         });
     }
-    // A quarter of the writes in, drop every other connection.
+    // A quarter of the writes in, drop every connection of the store's
+    // database but the one asking.
     let _quarter = written.acquire_many((WRITERS * EACH / 4) as u32).await.unwrap();
     let dropped: Vec<bool> = sqlx::query_scalar(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
