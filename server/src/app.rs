@@ -185,6 +185,9 @@ impl Application {
         clock: Arc<dyn Clock>,
         gate: Option<Arc<dyn CallGate>>,
     ) -> Result<Application, StartError> {
+        // The recorder first: signaling keeps the handles of its hottest
+        // counters from their first use on.
+        let metrics = telemetry::metrics_handle();
         if config.database_url.starts_with("sqlite:") {
             std::fs::create_dir_all(&config.data_dir)
                 .map_err(|source| StartError::DataDir { path: config.data_dir.clone(), source })?;
@@ -322,7 +325,7 @@ impl Application {
             hub: hub.clone(),
             auth: auth.clone(),
             clock: clock.clone(),
-            metrics: telemetry::metrics_handle(),
+            metrics,
             billing: billing.clone(),
             meters: meters.clone(),
             webhook_secret,

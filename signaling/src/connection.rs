@@ -38,6 +38,9 @@ use confirm::Confirm;
 pub(crate) const MAX_REQUEST_ID: usize = 64;
 /// Messages written per flush, at most.
 const WRITE_BATCH: usize = 64;
+/// Bytes of messages queued per flush: past them, the rest waits for the
+/// next turn of the connection's loop (a whole replay to resume, say).
+const WRITE_BATCH_BYTES: usize = 16 * 1024;
 /// Close code for a message over [`crate::WS_MAX_MESSAGE_BYTES`] (RFC 6455 "message too big").
 pub const CLOSE_TOO_BIG: u16 = 1009;
 /// How long one batch of writes may wait on a client that does not read.
@@ -135,7 +138,19 @@ impl Out {
         match self {
             Out::Socket(sink) => sink.feed(Message::Text(text)).await,
             Out::Remote(remote) => {
-                remote.feed(text);
+                remote.feed(&text);
+                Ok(())
+            }
+        }
+    }
+
+    /// Queues a message of the link's buffer to be written at the next
+    /// flush: copied into the socket's write queue, or handed to the bus.
+    fn queue(&mut self, text: &axum::extract::ws::Utf8Bytes) -> Result<(), SocketError> {
+        match self {
+            Out::Socket(socket) => socket.queue_text(text.as_str()),
+            Out::Remote(remote) => {
+                remote.feed(text.as_str());
                 Ok(())
             }
         }
@@ -415,20 +430,28 @@ impl Conn {
     /// client that does not read for [`WRITE_TIMEOUT`] is dropped: its
     /// messages stay in the link for `resume`.
     pub(crate) async fn write(&mut self) -> Flow {
-        let mut batch = Vec::new();
-        let what = self.link.take(self.conn_id, &mut batch, WRITE_BATCH);
-        metrics::sent(batch.len() as u64);
-        let ask = match what {
-            Take::Write { sent, unconfirmed } => {
-                let bytes = batch.iter().map(|text| text.len()).sum();
-                self.ask(sent, unconfirmed, bytes)
+        // Copied where they lie in the link's buffer (`Link::take_each`),
+        // up to a batch's worth of bytes; the link wakes the connection
+        // again for the rest.
+        let (mut count, mut bytes, mut queued) = (0, 0, Ok(()));
+        let out = &mut self.out;
+        let what = self.link.take_each(self.conn_id, WRITE_BATCH, WRITE_BATCH_BYTES, |text| {
+            count += 1;
+            bytes += text.len();
+            if queued.is_ok() {
+                queued = out.queue(text);
             }
+        });
+        metrics::sent(count);
+        if queued.is_err() {
+            tracing::debug!(user = %self.link.user.id, "write after the close frame");
+            return Flow::Stop;
+        }
+        let ask = match what {
+            Take::Write { sent, unconfirmed } => self.ask(sent, unconfirmed, bytes),
             Take::Close(..) => None,
         };
         let written = tokio::time::timeout(WRITE_TIMEOUT, async {
-            for text in batch {
-                self.out.feed(text).await?;
-            }
             if let (Some(seq), Out::Socket(sink)) = (ask, &mut self.out) {
                 metrics::confirm_ping("write");
                 sink.feed(confirm_ping(seq)).await?;

@@ -16,6 +16,7 @@
 //!
 //! [RFC 6455 §5.5.3]: https://www.rfc-editor.org/rfc/rfc6455#section-5.5.3
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::io::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,12 +28,16 @@ use tokio::sync::Notify;
 
 use crate::journal::{JournaledLink, LinkJournal};
 
-/// Room a message's buffer starts with, bytes: most server messages fit
-/// (an ICE candidate with its envelope is about 300).
-const SEND_CAPACITY: usize = 512;
+/// Largest serialising buffer a worker thread keeps between messages,
+/// bytes ([`SCRATCH`]); a larger one (a message near the frame limit) is
+/// given back.
+const KEEP_SCRATCH: usize = 64 * 1024;
 
-/// Unused room a buffered message may keep, bytes; more is given back.
-const SLACK: usize = 64;
+thread_local! {
+    /// Where [`Link::send_json`] serialises a message before copying it
+    /// into a buffer of its exact length.
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
 
 /// Close code for a connection replaced by a newer one of the same user.
 pub const CLOSE_REPLACED: u16 = 4000;
@@ -197,42 +202,48 @@ impl Link {
     /// the buffer is closed as too slow (its user may resume while the
     /// buffer still holds what they missed).
     pub fn send(&self, msg: &ServerMessage) {
-        self.send_json(SEND_CAPACITY, |buf| serde_json::to_writer(buf, msg));
+        self.send_json(|buf| serde_json::to_writer(buf, msg));
     }
 
     /// [`Link::send`] for a message already in JSON form: `write` appends
     /// one JSON object (`{...}`, a `ServerMessage`'s shape) to the buffer
-    /// it is given, which starts with room for `size_hint` bytes. The
-    /// relay's fast path writes this way (`crate::relay`).
+    /// it is given. The relay's fast path writes this way (`crate::relay`).
     ///
-    /// The buffered text is cut to its length: it stays in the replay
-    /// buffer until the client confirms it, so a buffer that grew by
-    /// doubling would keep up to twice its text alive (heaptrack: 73 of
-    /// the 157 MiB live with 4,000 connections just set up into calls).
-    pub fn send_json(&self, size_hint: usize, write: impl FnOnce(&mut Vec<u8>) -> serde_json::Result<()>) {
+    /// The message is serialised into the worker thread's buffer and
+    /// copied into one of its exact length, which the replay buffer keeps
+    /// until the client confirms it: a buffer that grew by doubling would
+    /// keep up to twice its text alive (heaptrack: 73 of the 157 MiB live
+    /// with 4,000 connections just set up into calls), and cutting one to
+    /// its length afterwards (a `realloc` splitting the block) cost glibc's
+    /// allocator more than the copy (perf, the relay at saturation).
+    pub fn send_json(&self, write: impl FnOnce(&mut Vec<u8>) -> serde_json::Result<()>) {
         let mut inner = self.lock();
         let seq = inner.next_seq;
-        // `{"seq":N` then the message object with its `{` turned into `,`:
-        // one buffer, no second copy.
-        let mut buf = Vec::with_capacity(size_hint.max(SEND_CAPACITY));
-        let _ = write!(buf, "{{\"seq\":{seq}"); // writing to a Vec cannot fail
-        let start = buf.len();
-        if let Err(e) = write(&mut buf) {
-            tracing::error!(error = %e, "cannot serialise server message");
-            return;
-        }
-        if buf.get(start) != Some(&b'{') {
-            tracing::error!("server message is not a JSON object");
-            return;
-        }
-        buf[start] = b',';
-        if buf.capacity() - buf.len() > SLACK {
-            buf.shrink_to_fit();
-        }
-        let text: Utf8Bytes = match String::from_utf8(buf) {
-            Ok(s) => s.into(),
+        let text = SCRATCH.with_borrow_mut(|buf| {
+            buf.clear();
+            // `{"seq":N` then the message object with its `{` turned into `,`.
+            let _ = write!(buf, "{{\"seq\":{seq}"); // writing to a Vec cannot fail
+            let start = buf.len();
+            let written = write(buf);
+            let text = match written {
+                Err(e) => Err(format!("cannot serialise server message: {e}")),
+                Ok(()) if buf.get(start) != Some(&b'{') => Err("server message is not a JSON object".to_owned()),
+                Ok(()) => {
+                    buf[start] = b',';
+                    std::str::from_utf8(buf)
+                        .map(|text| Utf8Bytes::from(text.to_owned()))
+                        .map_err(|e| format!("server message is not UTF-8: {e}"))
+                }
+            };
+            if buf.capacity() > KEEP_SCRATCH {
+                *buf = Vec::new();
+            }
+            text
+        });
+        let text = match text {
+            Ok(text) => text,
             Err(e) => {
-                tracing::error!(error = %e, "server message is not UTF-8");
+                tracing::error!(error = %e, "server message not sent");
                 return;
             }
         };
@@ -281,6 +292,17 @@ impl Link {
     /// Appends to `batch` up to `max` messages not yet handed to connection
     /// `conn`, and says whether it should close after writing them.
     pub fn take(&self, conn: u64, batch: &mut Vec<Utf8Bytes>, max: usize) -> Take {
+        self.take_each(conn, max, usize::MAX, |text| batch.push(text.clone()))
+    }
+
+    /// [`Link::take`], handing each message to `each` where it lies in the
+    /// replay buffer (under the link's lock: `each` must not send on this
+    /// link), up to `max` messages or until they add up to `max_bytes` (at
+    /// least one message). A connection copies them into its socket's
+    /// write queue this way, with no handle of its own to each message
+    /// (cloning one cost an allocation and its release per message: perf,
+    /// the relay at saturation).
+    pub fn take_each(&self, conn: u64, max: usize, max_bytes: usize, mut each: impl FnMut(&Utf8Bytes)) -> Take {
         let mut guard = self.lock();
         let inner = &mut *guard;
         let oldest = inner.oldest();
@@ -299,8 +321,13 @@ impl Link {
             return Take::Close(CLOSE_TOO_SLOW, "too slow to read messages; resume to catch up");
         }
         let skip = (attached.sent + 1 - oldest) as usize;
+        let mut bytes = 0;
         for (seq, text) in inner.buffer.iter().skip(skip).take(max) {
-            batch.push(text.clone());
+            if bytes >= max_bytes {
+                break;
+            }
+            bytes += text.len();
+            each(text);
             attached.sent = *seq;
         }
         if attached.sent + 1 == inner.next_seq
@@ -310,7 +337,7 @@ impl Link {
             return Take::Close(code, reason);
         }
         if attached.sent + 1 < inner.next_seq {
-            attached.wake.notify_one(); // more than `max`: come back
+            attached.wake.notify_one(); // more than `max` or `max_bytes`: come back
         }
         let sent = attached.sent;
         Take::Write { sent, unconfirmed: inner.unconfirmed(sent) }
@@ -544,6 +571,40 @@ mod tests {
         assert_eq!(l.attach(2, Arc::new(Notify::new()), Some(30)), Ok(0));
         l.send(&msg());
         assert_eq!(seqs(&take(&l, 2, 64).1), [31]);
+    }
+
+    #[test]
+    fn a_take_stops_at_its_bytes_and_wakes_the_connection_for_the_rest() {
+        use futures_util::FutureExt;
+        let l = link(8);
+        let wake = Arc::new(Notify::new());
+        l.attach(1, wake.clone(), None).unwrap();
+        for _ in 0..5 {
+            l.send(&msg());
+        }
+        let len = l.lock().buffer[0].1.len();
+        let mut taken = Vec::new();
+        let mut batches = Vec::new();
+        loop {
+            // The attach and each take that left messages behind wake the connection.
+            assert!(wake.notified().now_or_never().is_some(), "woken for what is left after {taken:?}");
+            let mut batch = Vec::new();
+            let what = l.take_each(1, 64, 2 * len - 1, |text| batch.push(text.to_string()));
+            batches.push(batch.len());
+            taken.extend(seqs(&batch));
+            if what == (Take::Write { sent: 5, unconfirmed: 5 }) {
+                break;
+            }
+        }
+        assert_eq!(taken, [1, 2, 3, 4, 5], "every message once, in order");
+        assert_eq!(batches, [2, 2, 1], "two messages reach the bytes; the last batch is what was left");
+        assert!(wake.notified().now_or_never().is_none(), "nothing left: no wake");
+        // A message larger than the bytes still goes, alone.
+        l.send(&msg());
+        l.send(&msg());
+        let mut batch = Vec::new();
+        l.take_each(1, 64, 1, |text| batch.push(text.to_string()));
+        assert_eq!(seqs(&batch), [6]);
     }
 
     #[test]

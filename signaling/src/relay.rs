@@ -133,20 +133,6 @@ pub(crate) fn read(text: &str) -> Option<Signal<'_>> {
 }
 
 impl Signal<'_> {
-    /// About how many bytes [`Signal::write`] appends (the `seq` aside):
-    /// the payload and room for the envelope's ids.
-    pub(crate) fn size_hint(&self) -> usize {
-        let payload = match &self.payload {
-            Payload::Raw(raw) => raw.get().len(),
-            Payload::Candidate(c) => {
-                c.candidate.len()
-                    + c.sdp_mid.as_ref().map_or(0, String::len)
-                    + c.username_fragment.as_ref().map_or(0, String::len)
-            }
-        };
-        payload + 192
-    }
-
     /// Writes the message the peer gets: the `ServerMessage` of the same
     /// type from `from`, as one JSON object. Its fields come in the order
     /// serde writes them.

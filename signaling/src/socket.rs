@@ -179,6 +179,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Socket<S> {
         self.out.extend_from_slice(payload);
     }
 
+    /// Queues a text message's frame, its bytes copied from `text` (the
+    /// [`Sink`] takes the message itself). To be flushed
+    /// ([`futures_util::SinkExt::flush`]); the queue does not write itself
+    /// out as it grows, so the caller bounds what it queues between
+    /// flushes.
+    ///
+    /// # Errors
+    ///
+    /// [`SocketError::Closed`] once a close frame was queued.
+    pub(crate) fn queue_text(&mut self, text: &str) -> Result<(), SocketError> {
+        if self.close_sent {
+            return Err(SocketError::Closed);
+        }
+        self.queue(OpCode::Data(Data::Text), text.as_bytes());
+        Ok(())
+    }
+
     /// Queues `msg`'s frame.
     fn queue_message(&mut self, msg: &Message) -> Result<(), SocketError> {
         if self.close_sent {

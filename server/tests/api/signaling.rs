@@ -449,6 +449,33 @@ async fn what_a_client_confirmed_reading_leaves_the_replay_buffer_and_the_rest_i
     assert!(matches!(ack, parley_domain::protocol::AckResult::Resumed { replayed: 5, .. }), "{ack:?}");
 }
 
+/// A connection writes what its link holds in batches of at most 16 KiB
+/// of messages: a burst of large SDPs, several batches' worth, reaches the
+/// peer whole, in order and numbered without a gap, each batch waking the
+/// connection for the next.
+#[tokio::test]
+async fn a_burst_larger_than_a_write_batch_arrives_whole_and_in_order() {
+    let app = spawn_app().await;
+    let (seeker, _s_events, mut raw, session_id) = raw_consultant_in_a_room(&app).await;
+    let first = raw.last_seq + 1;
+    // 12 offers of about 7 KB: 84 KB, five batches or more.
+    let sdps: Vec<String> = (0..12)
+        .map(|n| format!("v=0\r\no=- {n} 1 IN IP4 0.0.0.0\r\n{}", "a=x-filler:0123456789abcdef\r\n".repeat(240)))
+        .collect();
+    for sdp in &sdps {
+        seeker.send(ClientMessage::SdpOffer { session_id: session_id.clone(), sdp: sdp.clone(), to: None }).unwrap();
+    }
+    let mut got = Vec::new();
+    while got.len() < sdps.len() {
+        let env = raw.recv().await;
+        if let ServerMessage::SdpOffer { sdp, .. } = env.msg {
+            got.push((env.seq, sdp));
+        }
+    }
+    let want: Vec<_> = (first..).zip(sdps).collect();
+    assert_eq!(got, want, "every offer, in order, numbered from {first} without a gap");
+}
+
 /// A few large messages are confirmed as soon as 8 KiB were written
 /// (`CONFIRM_BYTES`), not only after 32 messages or at the keepalive: a
 /// call's SDP does not stay in the replay buffer for 15 s.

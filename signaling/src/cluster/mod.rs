@@ -34,7 +34,6 @@ use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use axum::extract::ws::Utf8Bytes;
 use parley_domain::protocol::{ErrorCode, UserInfo};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
@@ -180,8 +179,8 @@ impl RemoteOut {
         RemoteOut { cluster, edge, conn, batch: Vec::new() }
     }
 
-    pub(crate) fn feed(&mut self, text: Utf8Bytes) {
-        self.batch.push(text.as_str().to_owned());
+    pub(crate) fn feed(&mut self, text: &str) {
+        self.batch.push(text.to_owned());
     }
 
     pub(crate) fn flush(&mut self) {

@@ -18,9 +18,8 @@ pub(crate) trait Delivery {
     /// Queues `msg` for `to` (never blocks, never awaits).
     fn send(&self, to: &Self::Link, msg: &ServerMessage);
     /// Queues the message `write` appends in JSON form (one object, a
-    /// `ServerMessage`'s shape) for `to`: the relay's fast path. About
-    /// `size_hint` bytes are expected.
-    fn send_json(&self, to: &Self::Link, size_hint: usize, write: impl FnOnce(&mut Vec<u8>) -> serde_json::Result<()>);
+    /// `ServerMessage`'s shape) for `to`: the relay's fast path.
+    fn send_json(&self, to: &Self::Link, write: impl FnOnce(&mut Vec<u8>) -> serde_json::Result<()>);
     /// Closes `to`'s connection with `code` once its queue is written.
     fn close(&self, to: &Self::Link, code: u16, reason: &'static str);
 }
@@ -64,8 +63,8 @@ impl Delivery for Local {
         to.0.send(msg);
     }
 
-    fn send_json(&self, to: &LocalLink, size_hint: usize, write: impl FnOnce(&mut Vec<u8>) -> serde_json::Result<()>) {
-        to.0.send_json(size_hint, write);
+    fn send_json(&self, to: &LocalLink, write: impl FnOnce(&mut Vec<u8>) -> serde_json::Result<()>) {
+        to.0.send_json(write);
     }
 
     fn close(&self, to: &LocalLink, code: u16, reason: &'static str) {

@@ -125,7 +125,7 @@ impl Hub {
         link.0.mark_used();
         let target = self.lock().core.relay_target(link, &link.0.user.id, &signal.session_id, signal.to.as_ref())?;
         if let Some(target) = target {
-            self.delivery.send_json(&target, signal.size_hint(), |buf| signal.write(&link.0.user.id, buf));
+            self.delivery.send_json(&target, |buf| signal.write(&link.0.user.id, buf));
         }
         Ok(())
     }
