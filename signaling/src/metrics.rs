@@ -43,7 +43,7 @@ const RELAYED: [&str; 3] = ["ice.candidate", "sdp.offer", "sdp.answer"];
 /// The relayed types' counters and [`sent`]'s are looked up in the
 /// recorder once, at their first use, and kept: a lookup per message (the
 /// name and labels hashed and compared under the registry's lock) cost
-/// about 1.5 % of the server's CPU at the relay's saturation (perf). The
+/// about 1 % of the server's CPU at the relay's saturation (perf). The
 /// recorder must therefore be installed before the first message; the
 /// server installs it as it builds the app, before it accepts anything.
 pub(crate) fn received(kind: &'static str) {
