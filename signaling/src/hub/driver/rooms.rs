@@ -111,7 +111,7 @@ impl Hub {
         to: Option<&UserId>,
         make: impl FnOnce(UserId) -> ServerMessage,
     ) -> Result<Option<parley_domain::protocol::AckResult>, SignalError> {
-        let target = self.lock().core.relay_target(link, &link.0.user.id, session_id, to)?;
+        let target = self.lock().core.relay_target(link, session_id, to)?;
         if let Some(target) = target {
             self.delivery.send(&target, &make(link.0.user.id.clone()));
         }
@@ -123,7 +123,7 @@ impl Hub {
     /// bytes spliced into what the peer gets.
     pub(crate) fn relay_signal(&self, link: &LocalLink, signal: &crate::relay::Signal<'_>) -> Result<(), SignalError> {
         link.0.mark_used();
-        let target = self.lock().core.relay_target(link, &link.0.user.id, &signal.session_id, signal.to.as_ref())?;
+        let target = self.lock().core.relay_target(link, &signal.session_id, signal.to.as_ref())?;
         if let Some(target) = target {
             self.delivery.send_json(&target, |buf| signal.write(&link.0.user.id, buf));
         }
