@@ -38,9 +38,12 @@ use confirm::Confirm;
 pub(crate) const MAX_REQUEST_ID: usize = 64;
 /// Messages written per flush, at most.
 const WRITE_BATCH: usize = 64;
-/// Bytes of messages queued per flush: past them, the rest waits for the
-/// next turn of the connection's loop (a whole replay to resume, say).
-const WRITE_BATCH_BYTES: usize = 16 * 1024;
+/// Bytes of messages queued per flush, at most (at least one message): the
+/// link's messages are copied into the socket's queue without writing
+/// any out (`Socket::queue_text`, unlike the socket's `Sink`, which writes
+/// its queue out every 8 KiB), and past this the rest waits for the next
+/// turn of the connection's loop (a whole replay to resume, say).
+const FLUSH_BYTES: usize = 16 * 1024;
 /// Close code for a message over [`crate::WS_MAX_MESSAGE_BYTES`] (RFC 6455 "message too big").
 pub const CLOSE_TOO_BIG: u16 = 1009;
 /// How long one batch of writes may wait on a client that does not read.
@@ -435,7 +438,7 @@ impl Conn {
         // again for the rest.
         let (mut count, mut bytes, mut queued) = (0, 0, Ok(()));
         let out = &mut self.out;
-        let what = self.link.take_each(self.conn_id, WRITE_BATCH, WRITE_BATCH_BYTES, |text| {
+        let what = self.link.take_each(self.conn_id, WRITE_BATCH, FLUSH_BYTES, |text| {
             count += 1;
             bytes += text.len();
             if queued.is_ok() {

@@ -192,7 +192,9 @@ impl<L: LinkRef> HubCore<L> {
         }
         // Present with this very link: a dropped member, or one whose
         // link was replaced, is not in the room for this connection.
-        let i = (room.members.iter())
+        let i = room
+            .members
+            .iter()
             .position(|m| m.attendance == Attendance::Present && is_link(&m.link, link))
             .ok_or_else(|| not_in_room(session_id))?;
         let peer = &room.members[1 - i];
