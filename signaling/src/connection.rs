@@ -137,16 +137,6 @@ impl Out {
         }
     }
 
-    async fn feed(&mut self, text: axum::extract::ws::Utf8Bytes) -> Result<(), SocketError> {
-        match self {
-            Out::Socket(sink) => sink.feed(Message::Text(text)).await,
-            Out::Remote(remote) => {
-                remote.feed(&text);
-                Ok(())
-            }
-        }
-    }
-
     /// Queues a message of the link's buffer to be written at the next
     /// flush: copied into the socket's write queue, or handed to the bus.
     fn queue(&mut self, text: &axum::extract::ws::Utf8Bytes) -> Result<(), SocketError> {
@@ -410,11 +400,11 @@ impl Conn {
         }
         // What the provisional link still holds (its hello) goes out first,
         // whichever link the connection writes afterwards.
-        let mut pending = Vec::new();
-        self.link.take(self.conn_id, &mut pending, usize::MAX);
-        for text in pending {
-            let _ = self.out.feed(text).await;
-        }
+        // Queued here, written with the connection's next flush.
+        let out = &mut self.out;
+        self.link.take_each(self.conn_id, usize::MAX, usize::MAX, |text| {
+            let _ = out.queue(text);
+        });
         match self.hub.resume(&self.link, self.conn_id, self.wake.clone(), token, last_seq).await {
             Ok((old, replayed, ice_servers)) => {
                 self.link = old;

@@ -291,6 +291,7 @@ impl Link {
 
     /// Appends to `batch` up to `max` messages not yet handed to connection
     /// `conn`, and says whether it should close after writing them.
+    #[cfg(test)]
     pub fn take(&self, conn: u64, batch: &mut Vec<Utf8Bytes>, max: usize) -> Take {
         self.take_each(conn, max, usize::MAX, |text| batch.push(text.clone()))
     }

@@ -13,6 +13,7 @@
 //! only while an earlier batch is being read.
 
 use std::collections::HashMap;
+use std::sync::LazyLock;
 
 use parley_domain::UserId;
 use parley_domain::protocol::rest::ConsultantPrice;
@@ -102,12 +103,7 @@ async fn serve(pool: AnyPool, mut rx: mpsc::UnboundedReceiver<Ask>) {
 /// consultant's calls, not the batch's.
 async fn read(pool: &AnyPool, ids: &[&str]) -> Result<HashMap<String, Result<PriceRow, String>>, BillingError> {
     let padded = ids.len().next_power_of_two();
-    let list = (1..=padded).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
-    let sql = format!(
-        "SELECT p.consultant_id, p.model, p.amount_minor, p.currency, a.account_id, a.charges_enabled FROM prices p \
-         LEFT JOIN payout_accounts a ON a.consultant_id = p.consultant_id WHERE p.consultant_id IN ({list})"
-    );
-    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(statement(padded)));
     for i in 0..padded {
         query = query.bind(ids[i.min(ids.len() - 1)]);
     }
@@ -117,6 +113,24 @@ async fn read(pool: &AnyPool, ids: &[&str]) -> Result<HashMap<String, Result<Pri
         rows.insert(consultant, price_row(&row).map_err(|e| e.to_string()));
     }
     Ok(rows)
+}
+
+/// The statement reading `n` consultants (a power of two up to
+/// [`MAX_BATCH`]); the seven texts are written once.
+fn statement(n: usize) -> &'static str {
+    static TEXTS: LazyLock<Vec<String>> = LazyLock::new(|| {
+        (0..=MAX_BATCH.trailing_zeros())
+            .map(|k| {
+                let list = (1..=1usize << k).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+                format!(
+                    "SELECT p.consultant_id, p.model, p.amount_minor, p.currency, a.account_id, a.charges_enabled \
+                     FROM prices p LEFT JOIN payout_accounts a ON a.consultant_id = p.consultant_id \
+                     WHERE p.consultant_id IN ({list})"
+                )
+            })
+            .collect()
+    });
+    &TEXTS[n.trailing_zeros() as usize]
 }
 
 fn price_row(row: &AnyRow) -> Result<PriceRow, BillingError> {
