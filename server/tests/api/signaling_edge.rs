@@ -566,3 +566,42 @@ async fn simultaneous_joins_never_ack_an_empty_room_after_announcing_the_peer() 
         }
     }
 }
+
+/// A client that sends nothing, not even a pong, for three ping intervals
+/// is closed with 4001 (docs/protocol.md §8.7, "Any frame from the client
+/// counts as traffic"); the server pinged it meanwhile. Read below the
+/// WebSocket library, which would answer the pings and so keep it alive.
+#[tokio::test]
+async fn a_client_silent_for_three_ping_intervals_is_closed_with_4001() {
+    use std::io::Cursor;
+    use tokio::io::AsyncReadExt;
+    use tokio_tungstenite::MaybeTlsStream;
+    use tokio_tungstenite::tungstenite::protocol::frame::FrameHeader;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Control, OpCode};
+    let app = spawn_app_with(|c| c.signaling.ping_interval = Duration::from_millis(50)).await;
+    let mut raw = app.raw("quiet", Role::Seeker).await;
+    let MaybeTlsStream::Plain(tcp) = raw.ws.get_mut() else { panic!("a plain TCP connection") };
+    let (mut bytes, mut at, mut pings) = (Vec::new(), 0, 0);
+    let code = tokio::time::timeout(WAIT, async {
+        loop {
+            let mut cursor = Cursor::new(&bytes[at..]);
+            if let Some((header, len)) = FrameHeader::parse(&mut cursor).expect("a frame header") {
+                let start = at + cursor.position() as usize;
+                if let Some(payload) = bytes.get(start..start + len as usize) {
+                    at = start + len as usize;
+                    match header.opcode {
+                        OpCode::Control(Control::Ping) => pings += 1,
+                        OpCode::Control(Control::Close) => return u16::from_be_bytes([payload[0], payload[1]]),
+                        other => panic!("a silent client is sent pings, then a close: got {other:?}"),
+                    }
+                    continue;
+                }
+            }
+            assert!(tcp.read_buf(&mut bytes).await.expect("read") > 0, "closed with no close frame");
+        }
+    })
+    .await
+    .expect("closed in time");
+    assert_eq!(code, parley_signaling::CLOSE_IDLE);
+    assert!(pings >= 2, "pinged at each interval before the close: {pings}");
+}
