@@ -42,8 +42,10 @@ fn validate(s: &str) -> Result<(), IdError> {
     if s.len() > MAX_ID_LEN {
         return Err(IdError::TooLong(s.len()));
     }
-    match s.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '@' | ':' | '-'))) {
-        Some(c) => Err(IdError::BadChar(c)),
+    // Byte by byte: every byte before the first refused one is ASCII, so
+    // that byte starts the character reported.
+    match s.bytes().position(|b| !(b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'@' | b':' | b'-'))) {
+        Some(i) => Err(IdError::BadChar(s[i..].chars().next().expect("a character starts at the refused byte"))),
         None => Ok(()),
     }
 }
@@ -125,6 +127,9 @@ mod tests {
         assert_eq!(UserId::parse("x".repeat(65)), Err(IdError::TooLong(65)));
         assert_eq!(UserId::parse("a b"), Err(IdError::BadChar(' ')));
         assert_eq!(UserId::parse("a/b"), Err(IdError::BadChar('/')));
+        // The character reported whole, not its first byte.
+        assert_eq!(UserId::parse("ab\u{e9}_\u{1f600}"), Err(IdError::BadChar('\u{e9}')));
+        assert_eq!(UserId::parse("u_\u{1f600}"), Err(IdError::BadChar('\u{1f600}')));
     }
 
     #[test]

@@ -220,7 +220,9 @@ async fn serve_here(conn: &mut Conn) {
     let mut keepalive_at = tokio::time::Instant::now() + ping_every;
     let timer = tokio::time::sleep_until(keepalive_at);
     tokio::pin!(timer);
-    let mut last_heard = Instant::now();
+    // The tokio clock (the same readings in a release build; a paused
+    // clock in tests), read once per frame read and once per write.
+    let mut last_heard = tokio::time::Instant::now();
     // One wait for messages to write, kept across the loop's turns: a new
     // one each turn (each frame read) would join and leave the `Notify`'s
     // waiters every time. A `notify_one` in between is kept as a permit.
@@ -264,10 +266,10 @@ async fn serve_here(conn: &mut Conn) {
                         break Departure::Dropped;
                     }
                 };
-                last_heard = Instant::now();
+                last_heard = tokio::time::Instant::now();
                 // The pong to the newest ping is the server's own request:
                 // it is not charged (docs/protocol.md §8.8), once.
-                if let Some(seq) = conn.confirm.pong(pong_seq(&frame), tokio::time::Instant::now()) {
+                if let Some(seq) = conn.confirm.pong(pong_seq(&frame), last_heard) {
                     conn.link.confirm(conn.conn_id, seq);
                     if let Some(at) = conn.confirm.deadline() {
                         timer.as_mut().reset(at.min(keepalive_at));
@@ -276,7 +278,7 @@ async fn serve_here(conn: &mut Conn) {
                 }
                 // The limiter first: nothing else is done for a frame over it.
                 if let Some(limiter) = &mut conn.limiter {
-                    match limiter.admit(frame_len(&frame), last_heard) {
+                    match limiter.admit(frame_len(&frame), last_heard.into_std()) {
                         Admit::Pass => {}
                         Admit::Drop { notify } => {
                             metrics::frame_dropped();
@@ -314,7 +316,7 @@ async fn serve_here(conn: &mut Conn) {
                 let now = tokio::time::Instant::now();
                 let (ask, reason) = if now >= keepalive_at {
                     keepalive_at = now + ping_every;
-                    if last_heard.elapsed() > ping_every * 3 {
+                    if now.duration_since(last_heard) > ping_every * 3 {
                         tracing::debug!(user = %conn.link.user.id, "no traffic for three ping intervals; closing");
                         conn.close(CLOSE_IDLE, "no traffic for three ping intervals").await;
                         break Departure::Dropped;
@@ -440,11 +442,12 @@ impl Conn {
             tracing::debug!(user = %self.link.user.id, "write after the close frame");
             return Flow::Stop;
         }
+        let now = tokio::time::Instant::now();
         let ask = match what {
-            Take::Write { sent, unconfirmed } => self.ask(sent, unconfirmed, bytes),
+            Take::Write { sent, unconfirmed } => self.ask(sent, unconfirmed, bytes, now),
             Take::Close(..) => None,
         };
-        let written = tokio::time::timeout(WRITE_TIMEOUT, async {
+        let written = tokio::time::timeout_at(now + WRITE_TIMEOUT, async {
             if let (Some(seq), Out::Socket(sink)) = (ask, &mut self.out) {
                 metrics::confirm_ping("write");
                 sink.feed(confirm_ping(seq)).await?;
@@ -471,10 +474,9 @@ impl Conn {
 
     /// [`Confirm::after_write`], only for sockets on this node (another
     /// node's socket answers pings there: its link keeps its last 256).
-    fn ask(&mut self, sent: u64, unconfirmed: u64, bytes: usize) -> Option<u64> {
+    fn ask(&mut self, sent: u64, unconfirmed: u64, bytes: usize, now: tokio::time::Instant) -> Option<u64> {
         let confirm = &mut self.confirm;
-        let now = tokio::time::Instant::now;
-        matches!(self.out, Out::Socket(_)).then(|| confirm.after_write(sent, unconfirmed, bytes, now())).flatten()
+        matches!(self.out, Out::Socket(_)).then(|| confirm.after_write(sent, unconfirmed, bytes, now)).flatten()
     }
 }
 
