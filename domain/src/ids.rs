@@ -70,6 +70,24 @@ macro_rules! id_type {
             pub fn as_str(&self) -> &str {
                 &self.0
             }
+
+            /// Whether `s` would parse: for a reader that keeps the id
+            /// borrowed from its input (the relay's fast path).
+            ///
+            /// # Errors
+            ///
+            /// [`IdError`]: as [`Self::parse`] would return.
+            pub fn check(s: &str) -> Result<(), IdError> {
+                validate(s)
+            }
+        }
+
+        // Hashed and compared as its string (the derives see one `String`
+        // field), so a map keyed by the id may be searched by a `&str`.
+        impl std::borrow::Borrow<str> for $name {
+            fn borrow(&self) -> &str {
+                &self.0
+            }
         }
 
         impl fmt::Display for $name {
@@ -130,6 +148,16 @@ mod tests {
         // The character reported whole, not its first byte.
         assert_eq!(UserId::parse("ab\u{e9}_\u{1f600}"), Err(IdError::BadChar('\u{e9}')));
         assert_eq!(UserId::parse("u_\u{1f600}"), Err(IdError::BadChar('\u{1f600}')));
+    }
+
+    #[test]
+    fn a_borrowed_id_is_checked_and_finds_its_owned_key() {
+        assert_eq!(SessionId::check("ses_1"), Ok(()));
+        assert_eq!(SessionId::check("ses 1"), Err(IdError::BadChar(' ')));
+        assert_eq!(SessionId::check(""), Err(IdError::Empty));
+        let rooms = std::collections::HashMap::from([(SessionId::parse("ses_1").unwrap(), 7)]);
+        assert_eq!(rooms.get("ses_1"), Some(&7));
+        assert_eq!(rooms.get("ses_2"), None);
     }
 
     #[test]

@@ -12,7 +12,7 @@ use crate::error::SignalError;
 use crate::store::SessionEvent;
 
 /// `not_in_room` for `session_id`.
-pub(crate) fn not_in_room(session_id: &SessionId) -> SignalError {
+pub(crate) fn not_in_room(session_id: &(impl std::fmt::Display + ?Sized)) -> SignalError {
     err(ErrorCode::NotInRoom, format!("you have not joined the room of session {session_id}"))
 }
 
@@ -172,12 +172,7 @@ impl<L: LinkRef> HubCore<L> {
     /// compare, not by its user id compared byte by byte with each
     /// member's (`memcmp` was 1.8 % of the relay at saturation with the
     /// room map's own key compare: perf).
-    pub fn relay_target(
-        &self,
-        link: &L,
-        session_id: &SessionId,
-        to: Option<&UserId>,
-    ) -> Result<Option<L>, SignalError> {
+    pub fn relay_target(&self, link: &L, session_id: &str, to: Option<&UserId>) -> Result<Option<L>, SignalError> {
         let reachable = |m: &Member<L>| match m.attendance {
             Attendance::Present | Attendance::Dropped => m.link.clone(),
             Attendance::NotJoined | Attendance::Left => None,

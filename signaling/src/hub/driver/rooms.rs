@@ -111,7 +111,7 @@ impl Hub {
         to: Option<&UserId>,
         make: impl FnOnce(UserId) -> ServerMessage,
     ) -> Result<Option<parley_domain::protocol::AckResult>, SignalError> {
-        let target = self.lock().core.relay_target(link, session_id, to)?;
+        let target = self.lock().core.relay_target(link, session_id.as_str(), to)?;
         if let Some(target) = target {
             self.delivery.send(&target, &make(link.0.user.id.clone()));
         }

@@ -217,7 +217,7 @@ impl Sim {
             }
             Op::Relay(u, k) => {
                 if let (Some(l), Some(s)) = (self.live_link(u), Self::pick(&self.sessions, k))
-                    && let Ok(Some(to)) = self.core.relay_target(&l, &s.session_id, None)
+                    && let Ok(Some(to)) = self.core.relay_target(&l, s.session_id.as_str(), None)
                 {
                     let peer = &users[to.user].id;
                     let mine = (s.seeker_id == users[u].id || s.consultant_id == users[u].id) && *peer != users[u].id;

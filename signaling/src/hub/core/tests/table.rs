@@ -189,12 +189,12 @@ fn a_hangup_is_stored_before_both_are_told_and_the_consultant_is_free_again() {
 #[test]
 fn a_relay_goes_to_the_peer_only_and_a_stranger_is_not_in_the_room() {
     let (mut f, session) = joined();
-    let to = f.core.relay_target(&f.links[0], &session.session_id, None).unwrap();
+    let to = f.core.relay_target(&f.links[0], session.session_id.as_str(), None).unwrap();
     assert_eq!(to, Some(f.links[2].clone()));
     f.core.connect(f.users[1].clone(), f.links[1].clone(), at(0)).unwrap();
-    let stranger = f.core.relay_target(&f.links[1], &session.session_id, None);
+    let stranger = f.core.relay_target(&f.links[1], session.session_id.as_str(), None);
     assert!(stranger.is_err());
-    let named = f.core.relay_target(&f.links[0], &session.session_id, Some(&f.users[1].id));
+    let named = f.core.relay_target(&f.links[0], session.session_id.as_str(), Some(&f.users[1].id));
     assert!(named.is_err(), "`to` must be in the room");
 }
 
