@@ -220,8 +220,8 @@ async fn serve_here(conn: &mut Conn) {
     let mut keepalive_at = tokio::time::Instant::now() + ping_every;
     let timer = tokio::time::sleep_until(keepalive_at);
     tokio::pin!(timer);
-    // The tokio clock (the same readings in a release build; a paused
-    // clock in tests), read once per frame read and once per write.
+    // Tokio's clock (std's, unless a test pauses it), read once per frame
+    // read and once per write.
     let mut last_heard = tokio::time::Instant::now();
     // One wait for messages to write, kept across the loop's turns: a new
     // one each turn (each frame read) would join and leave the `Notify`'s
