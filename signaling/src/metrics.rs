@@ -3,8 +3,8 @@
 
 use std::sync::LazyLock;
 
-use metrics::{Counter, counter, gauge};
-use parley_domain::protocol::ErrorCode;
+use metrics::{Counter, Gauge, counter, gauge};
+use parley_domain::protocol::{ClientMessage, ErrorCode};
 
 /// Open signaling WebSockets (gauge).
 pub const CONNECTIONS: &str = "parley_signal_connections";
@@ -26,53 +26,86 @@ pub const CONFIRM_PINGS: &str = "parley_signal_confirm_pings_total";
 /// [`parley_domain::protocol::CallEndReason`] (counter).
 pub const CALLS: &str = "parley_calls_total";
 
-pub(crate) fn connection_opened() {
-    gauge!(CONNECTIONS).increment(1.0);
-    counter!(CONNECTIONS_TOTAL).increment(1);
+/// One metric's counters, one per value of its one label, each looked up
+/// in the recorder once, at the first use of any, and kept: a lookup (the
+/// name and labels hashed, compared and, for a new key, copied under the
+/// registry's lock) cost about 1 % of the server's CPU at the relay's
+/// saturation (perf), and 17 of the 600 allocations of a connection paired
+/// into a call and hung up (a uprobe on `malloc`; load-tests/README.md,
+/// twenty-third run). The recorder must therefore be installed before the
+/// first use; the server installs it as it builds the app, before it
+/// accepts anything. A value not among those listed is looked up each
+/// time.
+struct Labelled {
+    name: &'static str,
+    label: &'static str,
+    counters: Vec<(&'static str, Counter)>,
 }
 
-pub(crate) fn connection_closed() {
-    gauge!(CONNECTIONS).decrement(1.0);
-}
+impl Labelled {
+    fn new(name: &'static str, label: &'static str, values: impl IntoIterator<Item = &'static str>) -> Labelled {
+        let counters = values.into_iter().map(|value| (value, counter!(name, label => value))).collect();
+        Labelled { name, label, counters }
+    }
 
-/// The relayed types, whose counters are looked up once ([`received`]).
-const RELAYED: [&str; 3] = ["ice.candidate", "sdp.offer", "sdp.answer"];
-
-/// Counts a client message of type `kind`.
-///
-/// The relayed types' counters and [`sent`]'s are looked up in the
-/// recorder once, at their first use, and kept: a lookup per message (the
-/// name and labels hashed and compared under the registry's lock) cost
-/// about 1 % of the server's CPU at the relay's saturation (perf). The
-/// recorder must therefore be installed before the first message; the
-/// server installs it as it builds the app, before it accepts anything.
-pub(crate) fn received(kind: &'static str) {
-    static COUNTERS: LazyLock<[Counter; 3]> =
-        LazyLock::new(|| RELAYED.map(|kind| counter!(MESSAGES_RECEIVED, "type" => kind)));
-    match RELAYED.iter().position(|relayed| *relayed == kind) {
-        Some(i) => COUNTERS[i].increment(1),
-        None => counter!(MESSAGES_RECEIVED, "type" => kind).increment(1),
+    fn increment(&self, value: &'static str) {
+        match self.counters.iter().find(|(v, _)| *v == value) {
+            Some((_, counter)) => counter.increment(1),
+            None => counter!(self.name, self.label => value).increment(1),
+        }
     }
 }
 
-/// Counts `n` server messages written (its counter kept as [`received`]'s).
+pub(crate) fn connection_opened() {
+    static OPEN: LazyLock<(Gauge, Counter)> = LazyLock::new(|| (gauge!(CONNECTIONS), counter!(CONNECTIONS_TOTAL)));
+    OPEN.0.increment(1.0);
+    OPEN.1.increment(1);
+}
+
+pub(crate) fn connection_closed() {
+    static OPEN: LazyLock<Gauge> = LazyLock::new(|| gauge!(CONNECTIONS));
+    OPEN.decrement(1.0);
+}
+
+/// The relayed types, first in [`received`]'s list: most messages are one.
+const RELAYED: [&str; 3] = ["ice.candidate", "sdp.offer", "sdp.answer"];
+
+/// Counts a client message of type `kind` ([`Labelled`]: every
+/// [`ClientMessage::TYPES`], the relayed ones first).
+pub(crate) fn received(kind: &'static str) {
+    static COUNTERS: LazyLock<Labelled> = LazyLock::new(|| {
+        let rest = ClientMessage::TYPES.iter().copied().filter(|t| !RELAYED.contains(t));
+        Labelled::new(MESSAGES_RECEIVED, "type", RELAYED.into_iter().chain(rest))
+    });
+    COUNTERS.increment(kind);
+}
+
+/// Counts `n` server messages written (its counter kept as [`Labelled`]'s).
 pub(crate) fn sent(n: u64) {
     static COUNTER: LazyLock<Counter> = LazyLock::new(|| counter!(MESSAGES_SENT));
     COUNTER.increment(n);
 }
 
 pub(crate) fn error(code: ErrorCode) {
-    counter!(ERRORS, "code" => code.as_str()).increment(1);
+    static COUNTERS: LazyLock<Labelled> =
+        LazyLock::new(|| Labelled::new(ERRORS, "code", ErrorCode::ALL.iter().map(|c| c.as_str())));
+    COUNTERS.increment(code.as_str());
 }
 
 pub(crate) fn frame_dropped() {
-    counter!(FRAMES_DROPPED).increment(1);
+    static COUNTER: LazyLock<Counter> = LazyLock::new(|| counter!(FRAMES_DROPPED));
+    COUNTER.increment(1);
 }
 
 pub(crate) fn confirm_ping(reason: &'static str) {
-    counter!(CONFIRM_PINGS, "reason" => reason).increment(1);
+    static COUNTERS: LazyLock<Labelled> =
+        LazyLock::new(|| Labelled::new(CONFIRM_PINGS, "reason", ["write", "quiet", "keepalive"]));
+    COUNTERS.increment(reason);
 }
 
 pub(crate) fn call(outcome: &'static str) {
-    counter!(CALLS, "outcome" => outcome).increment(1);
+    // One of these per call; the ends of calls never accepted are looked up.
+    static COUNTERS: LazyLock<Labelled> =
+        LazyLock::new(|| Labelled::new(CALLS, "outcome", ["accepted", "hold_refused"]));
+    COUNTERS.increment(outcome);
 }
