@@ -10,6 +10,10 @@
 #   relay   PAIRS pairs set up, then RELAY_SECS of ping-pong, RELAY_WINDOW
 #           messages in flight per pair (1: one at a time)
 #   paced   PAIRS pairs set up at RATE calls/s (--call-rate), no relay phase
+#   accept  ACCEPT_CLIENTS WebSockets opened, each authenticated with its
+#           token and greeted (`hello`), none in a call (--clients, 256
+#           handshakes in flight): authenticated connections/s and server CPU
+#           per connection. Parley and the bare relay only
 #   paired  PAIRS pairs at once, each stopping once paired into a call
 #           (--paired-only: presence, call, accept, both joins; no offer,
 #           answer or candidates), no relay phase: connections/s into calls
@@ -22,7 +26,7 @@
 #           same figure on a fresh server, before the allocator (or PeerJS's
 #           JavaScript heap) has grown from the scenarios before
 #
-# and the server's peak RSS (VmHWM) over the first three (before paired and calls). Server CPU per relayed
+# and the server's peak RSS (VmHWM) over the first three (before accept, paired and calls). Server CPU per relayed
 # message is the server's utime+stime over the relay phase (parley-load reads
 # /proc/<pid>/stat with --server-pid) divided by the messages relayed in it;
 # server CPU per connection set up is its CPU over the burst's set-up phase
@@ -52,6 +56,7 @@
 #   RELAY_SECS=10 RELAY_WINDOW=1  the relay scenario's --relay-secs / --relay-window
 #   RATE=200                      the paced scenario's --call-rate
 #   CALL_PAIRS=5000               the calls scenario's pairs (10,000 connections)
+#   ACCEPT_CLIENTS=8000           the accept scenario's connections
 #   PRICE=2500                    each Parley consultant's price in EUR cents
 #                                 (--price-minor): every Parley call places a
 #                                 sandbox hold, released at hang-up; 0: free
@@ -109,6 +114,7 @@ RELAY_SECS=${RELAY_SECS:-10}
 RELAY_WINDOW=${RELAY_WINDOW:-1}
 RATE=${RATE:-200}
 CALL_PAIRS=${CALL_PAIRS:-5000}
+ACCEPT_CLIENTS=${ACCEPT_CLIENTS:-8000}
 PRICE=${PRICE:-2500}
 PARLEY_PORT=${PARLEY_PORT:-18180}
 BARE_PORT=${BARE_PORT:-18280}
@@ -214,14 +220,15 @@ echo "# load average before: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 
 status=0
 # scenario SERVER RUN NAME PORT SECRET PAIRS ARGS...: one parley-load signal run; one JSON line in runs.jsonl.
-# SECRET - : no --jwt-secret-file (the peers).
+# SECRET - : no --jwt-secret-file (the peers). CLIENTS=N in the call's
+# environment: N idle connections first (--clients; 0 without).
 scenario() {
     local server=$1 r=$2 name=$3 port=$4 secret=$5 pairs=$6 base rc line auth=()
     shift 6
     base="$OUT/$server-$r-$name"
     [ "$secret" = - ] || auth=(--jwt-secret-file "$secret")
     set +e
-    taskset -c "$GENERATOR_CORE" "$BIN/parley-load" signal --url "http://127.0.0.1:$port" --clients 0 \
+    taskset -c "$GENERATOR_CORE" "$BIN/parley-load" signal --url "http://127.0.0.1:$port" --clients "${CLIENTS:-0}" \
         --pairs "$pairs" --server-pid "$SERVER_PID" "${auth[@]}" "$@" >"$base.out" 2>"$base.err"
     rc=$?
     set -e
@@ -238,6 +245,11 @@ scenario() {
           msg_ms_p50: .setup_relay_ms_p50, msg_ms_p99: .setup_relay_ms_p99, relay_ms_p50, relay_ms_p99,
           relay_msgs_per_sec: .relay_throughput_msgs_per_sec, relay_lost,
           kib_per_call_conn: .rss_kib_per_call_connection,
+          idle_failed, accept_conns_per_sec: (if .clients > 0 then .accept_rate_per_sec else null end),
+          server_cpu_percent_accept: (if .clients > 0 then .server_cpu_percent_accept else null end),
+          client_cpu_percent_accept: (if .clients > 0 then .client_cpu_percent_accept else null end),
+          cpu_us_per_accept_conn: (if .clients == 0 or .server_cpu_percent_accept == null or .accept_rate_per_sec == 0 then null
+                                   else (.server_cpu_percent_accept * 10000 / .accept_rate_per_sec * 10 | round / 10) end),
           server_cpu_percent_relay, client_cpu_percent_relay,
           server_cpu_percent_setup, client_cpu_percent_setup,
           server_cores_busy_percent_setup, db_cpu_percent_setup,
@@ -299,6 +311,7 @@ serve() {
     hwm=$(awk '/^VmHWM:/ { print $2 }' "/proc/$SERVER_PID/status")
     case $server in
         parley | parley-then | bare)
+            CLIENTS=$ACCEPT_CLIENTS scenario "$server" "$r" accept "$port" "$secret" 0 --relay-secs 0
             scenario "$server" "$r" paired "$port" "$secret" "$PAIRS" --relay-secs 0 --paired-only "${extra[@]}" ;;
     esac
     scenario "$server" "$r" calls "$port" "$secret" "$CALL_PAIRS" --relay-secs 1 "${extra[@]}"
@@ -365,7 +378,7 @@ COMMON_JQ='
     def med($server; $name; $field): map(select(.server == $server and .name == $name) | .[$field]) | median;
     def total($server; $field): map(select(.server == $server) | .[$field] // 0) | add;
     # Over the runs (the input): "pairs failed / relay hops lost" of a server.
-    def failed($server): "\(total($server; "pairs_failed")) / \(total($server; "relay_lost"))";
+    def failed($server): "\(total($server; "pairs_failed") + total($server; "idle_failed")) / \(total($server; "relay_lost"))";
     def ratio($a; $b): if $a == null or $b == null or $b == 0 then "-" else ($a / $b * 100 | round / 100 | tostring) end;
     def rows:
     [["relayed msg/s (ping-pong, \($pairs) pairs, \($window) in flight per pair)", "relay", "relay_msgs_per_sec", "high"],
@@ -386,6 +399,10 @@ COMMON_JQ='
      ["paired: parley-load CPU during the set-up (% of its core)", "paired", "client_cpu_percent_setup", ""],
      ["paired: set-up p50 (ms)", "paired", "setup_ms_p50", "low"],
      ["paired: set-up p99 (ms)", "paired", "setup_ms_p99", "low"],
+     ["accept, \($accept) WebSockets opened (256 handshakes in flight), no call: authenticated connections/s", "accept", "accept_conns_per_sec", "high"],
+     ["accept: server CPU per connection (µs)", "accept", "cpu_us_per_accept_conn", "low"],
+     ["accept: server CPU (% of its core)", "accept", "server_cpu_percent_accept", ""],
+     ["accept: parley-load CPU (% of its core)", "accept", "client_cpu_percent_accept", ""],
      ["paced, \($rate) calls/s: set-up p50 (ms)", "paced", "setup_ms_p50", "low"],
      ["paced: set-up p99 (ms)", "paced", "setup_ms_p99", "low"],
      ["paced: message p50 (ms)", "paced", "msg_ms_p50", "low"],
@@ -394,7 +411,7 @@ COMMON_JQ='
      ["the same, \($pairs) calls of the burst, on a fresh server (KiB)", "burst", "kib_per_call_conn", "low"],
      ["server RSS peak over burst, relay and paced (MiB)", "server", "rss_peak_mib", "low"]];
 '
-JQ_ARGS=(--arg pairs "$PAIRS" --arg calls "$CALL_PAIRS" --arg rate "$RATE" --arg window "$RELAY_WINDOW")
+JQ_ARGS=(--arg pairs "$PAIRS" --arg calls "$CALL_PAIRS" --arg rate "$RATE" --arg window "$RELAY_WINDOW" --arg accept "$ACCEPT_CLIENTS")
 jq -s -r "${JQ_ARGS[@]}" --argjson peers "$PEERS" "$COMMON_JQ"'
     # The better peer for a row as [value, name], or null.
     def best($dir; $m; $j): [[$m, "matchbox"], [$j, "PeerJS"]] | map(select(.[0] != null)) |
@@ -407,7 +424,7 @@ jq -s -r "${JQ_ARGS[@]}" --argjson peers "$PEERS" "$COMMON_JQ"'
         ($rows[] | . as [$what, $name, $field] |
             ($all | med("bare"; $name; $field)) as $b | ($all | med("parley"; $name; $field)) as $p |
             "| \($what) | \($b | show) | \($p | show) | \(ratio($p; $b)) |"),
-        "| pairs failed / relay hops lost (all runs) | \(failed("bare")) | \(failed("parley")) | |"
+        "| pairs or connections failed / relay hops lost (all runs) | \(failed("bare")) | \(failed("parley")) | |"
     else
         "| figure | bare relay | matchbox | PeerJS | Parley | Parley / bare | Parley / best peer |",
         "|---|---:|---:|---:|---:|---:|---:|",
@@ -418,7 +435,7 @@ jq -s -r "${JQ_ARGS[@]}" --argjson peers "$PEERS" "$COMMON_JQ"'
             (if $best == null then "-" else ratio($p; $best[0]) end) as $vs_best |
             "| \($what) | \($b | show) | \($m | show) | \($j | show) | \($p | show) | \(ratio($p; $b)) | " +
             (if $vs_best == "-" then "-" else "\($vs_best) (\($best[1]))" end) + " |"),
-        "| pairs failed / relay hops lost (all runs) | \(failed("bare")) | \(failed("matchbox")) | \(failed("peerjs")) | \(failed("parley")) | | |"
+        "| pairs or connections failed / relay hops lost (all runs) | \(failed("bare")) | \(failed("matchbox")) | \(failed("peerjs")) | \(failed("parley")) | | |"
     end
 ' "$OUT/runs.jsonl"
 if [ -n "$PG_URL" ]; then
@@ -453,7 +470,7 @@ if [ -n "$THEN_BIN" ]; then
             ($all | med("parley-then\($kind // "")"; $name; $field)) as $t |
             ($all | med("parley\($kind // "")"; $name; $field)) as $n |
             "| \($what) | \($t | show) | \($n | show) | \(ratio($n; $t)) |"),
-        "| pairs failed / relay hops lost (all runs) | \(failed("parley-then")) | \(failed("parley")) | |"
+        "| pairs or connections failed / relay hops lost (all runs) | \(failed("parley-then")) | \(failed("parley")) | |"
     ' "$OUT/runs.jsonl"
 fi
 exit $status
