@@ -115,6 +115,7 @@ RELAY_WINDOW=${RELAY_WINDOW:-1}
 RATE=${RATE:-200}
 CALL_PAIRS=${CALL_PAIRS:-5000}
 ACCEPT_CLIENTS=${ACCEPT_CLIENTS:-8000}
+IDLE_CLIENTS=0
 PRICE=${PRICE:-2500}
 PARLEY_PORT=${PARLEY_PORT:-18180}
 BARE_PORT=${BARE_PORT:-18280}
@@ -220,15 +221,16 @@ echo "# load average before: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 
 status=0
 # scenario SERVER RUN NAME PORT SECRET PAIRS ARGS...: one parley-load signal run; one JSON line in runs.jsonl.
-# SECRET - : no --jwt-secret-file (the peers). CLIENTS=N in the call's
-# environment: N idle connections first (--clients; 0 without).
+# SECRET - : no --jwt-secret-file (the peers). IDLE_CLIENTS=N before the
+# call (bash keeps it for that call only): N idle connections first
+# (--clients; 0 otherwise).
 scenario() {
     local server=$1 r=$2 name=$3 port=$4 secret=$5 pairs=$6 base rc line auth=()
     shift 6
     base="$OUT/$server-$r-$name"
     [ "$secret" = - ] || auth=(--jwt-secret-file "$secret")
     set +e
-    taskset -c "$GENERATOR_CORE" "$BIN/parley-load" signal --url "http://127.0.0.1:$port" --clients "${CLIENTS:-0}" \
+    taskset -c "$GENERATOR_CORE" "$BIN/parley-load" signal --url "http://127.0.0.1:$port" --clients "$IDLE_CLIENTS" \
         --pairs "$pairs" --server-pid "$SERVER_PID" "${auth[@]}" "$@" >"$base.out" 2>"$base.err"
     rc=$?
     set -e
@@ -311,7 +313,7 @@ serve() {
     hwm=$(awk '/^VmHWM:/ { print $2 }' "/proc/$SERVER_PID/status")
     case $server in
         parley | parley-then | bare)
-            CLIENTS=$ACCEPT_CLIENTS scenario "$server" "$r" accept "$port" "$secret" 0 --relay-secs 0
+            IDLE_CLIENTS=$ACCEPT_CLIENTS scenario "$server" "$r" accept "$port" "$secret" 0 --relay-secs 0
             scenario "$server" "$r" paired "$port" "$secret" "$PAIRS" --relay-secs 0 --paired-only "${extra[@]}" ;;
     esac
     scenario "$server" "$r" calls "$port" "$secret" "$CALL_PAIRS" --relay-secs 1 "${extra[@]}"
