@@ -56,14 +56,16 @@ impl Labelled {
     }
 }
 
+/// [`CONNECTIONS`], kept as [`Labelled`]'s counters are.
+static OPEN: LazyLock<Gauge> = LazyLock::new(|| gauge!(CONNECTIONS));
+
 pub(crate) fn connection_opened() {
-    static OPEN: LazyLock<(Gauge, Counter)> = LazyLock::new(|| (gauge!(CONNECTIONS), counter!(CONNECTIONS_TOTAL)));
-    OPEN.0.increment(1.0);
-    OPEN.1.increment(1);
+    static ACCEPTED: LazyLock<Counter> = LazyLock::new(|| counter!(CONNECTIONS_TOTAL));
+    OPEN.increment(1.0);
+    ACCEPTED.increment(1);
 }
 
 pub(crate) fn connection_closed() {
-    static OPEN: LazyLock<Gauge> = LazyLock::new(|| gauge!(CONNECTIONS));
     OPEN.decrement(1.0);
 }
 
