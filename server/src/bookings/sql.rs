@@ -213,16 +213,24 @@ pub(crate) async fn emit_tagged(s: &AppState, kind: WebhookEventType, booking: &
 }
 
 /// Tells both sides of booking `id` what it is now (`booking.updated`,
-/// docs/protocol.md §7.22), on their live connections to this node. Read
-/// afresh, so a push never shows an older state than the store's. Best
-/// effort: a client that was away reads `GET /v1/bookings` when it
-/// reconnects.
+/// docs/protocol.md §7.22), on their live connections. Read afresh, and
+/// read and handed to the hub under `booking_pushes`: pushes of rival
+/// changes (an accept and the scheduler placing its hold, a cancel and a
+/// reschedule) reach each side in the order they were read, so the last one
+/// a side gets is the booking as stored. Best effort: a client that was
+/// away reads `GET /v1/bookings` when it reconnects.
 pub(crate) async fn push(s: &AppState, id: &str) {
-    let loaded = match s.store.pool().acquire().await {
-        Ok(mut conn) => load(&mut conn, id).await,
-        Err(e) => Err(db(e)),
+    // The connection is taken before the lock: a push waiting for the lock
+    // never holds it while it waits for the pool.
+    let mut conn = match s.store.pool().acquire().await {
+        Ok(conn) => conn,
+        Err(e) => {
+            tracing::error!(booking_id = id, error = %e, "failed to read a booking to push it");
+            return;
+        }
     };
-    match loaded {
+    let _in_order = s.booking_pushes.lock().await;
+    match load(&mut conn, id).await {
         Ok(Some(row)) => {
             let b = row.booking;
             let (seeker, consultant) = (b.seeker_id.clone(), b.consultant_id.clone());

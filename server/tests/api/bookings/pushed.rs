@@ -35,7 +35,8 @@ async fn bookings_are_pushed_to_both_sides_with_names(app: TestApp) {
         assert_eq!((p.seeker_name.as_str(), p.consultant_name.as_str()), ("ann name", "rae name"));
     }
     // Accepted, then the hold placed: pushed as it is in the store.
-    accept(&app, "rae", &b.id, start).await;
+    let (status, v) = accept(&app, "rae", &b.id, start).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
     pushed(&mut s_events, &b.id, BookingState::Confirmed).await;
     let held = s_events
         .wait_for(WAIT, |m| match m {
@@ -45,7 +46,7 @@ async fn bookings_are_pushed_to_both_sides_with_names(app: TestApp) {
             _ => None,
         })
         .await;
-    assert!(held.is_ok(), "the hold placed is pushed");
+    assert!(held.is_ok(), "the hold placed is pushed: {held:?}");
     // The consultant reschedules: pending again, to both.
     let path = format!("/v1/bookings/{}/reschedule", b.id);
     let (status, v) = call(&app, &rae, Method::POST, &path, Some(json!({"slots": [later]}))).await;
