@@ -332,7 +332,7 @@ impl Application {
             files: files.clone(),
             consent,
             bookings_wake: store.booking_signal(),
-            booking_pushes: Arc::default(),
+            pushes: Arc::default(),
             escrow_wake: escrow_wake.clone(),
             scheduler_progress: scheduler_progress.clone(),
             late_cancel_fee_percent: config.late_cancel_fee_percent,

@@ -214,7 +214,7 @@ pub(crate) async fn emit_tagged(s: &AppState, kind: WebhookEventType, booking: &
 
 /// Tells both sides of booking `id` what it is now (`booking.updated`,
 /// docs/protocol.md §7.22), on their live connections. Read afresh, and
-/// read and handed to the hub under `booking_pushes`: pushes of rival
+/// read and handed to the hub under the node's push lock: pushes of rival
 /// changes (an accept and the scheduler placing its hold, a cancel and a
 /// reschedule) reach each side in the order they were read, so the last one
 /// a side gets is the booking as stored. Best effort: a client that was
@@ -229,7 +229,7 @@ pub(crate) async fn push(s: &AppState, id: &str) {
             return;
         }
     };
-    let _in_order = s.booking_pushes.lock().await;
+    let _in_order = s.pushes.lock().await;
     match load(&mut conn, id).await {
         Ok(Some(row)) => {
             let b = row.booking;

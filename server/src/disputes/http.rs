@@ -49,10 +49,30 @@ async fn announce(
     Ok(())
 }
 
-/// Tells both parties, when connected, that `d` changed (D4); the
-/// webhook, stored with the change, always goes to the operator.
-fn tell_parties(s: &AppState, d: &Dispute) {
+/// Tells both parties, when connected, what dispute `d` is now (D4): read
+/// afresh, and read and handed to the hub under the node's push lock (as a
+/// booking push is), so the last `dispute.updated` a party gets says the
+/// stored status even when an answer and a decision race. The webhook,
+/// stored with the change, always goes to the operator.
+async fn tell_parties(s: &AppState, d: &Dispute) {
     s.webhooks.wake();
+    // The connection is taken before the lock (see `bookings::sql::push`).
+    let mut conn = match s.store.pool().acquire().await {
+        Ok(conn) => conn,
+        Err(e) => {
+            tracing::error!(dispute_id = %d.id, error = %e, "failed to read a dispute to push it");
+            return;
+        }
+    };
+    let _in_order = s.pushes.lock().await;
+    let d = match sql::load(&mut conn, &d.id).await {
+        Ok(Some(d)) => d,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::error!(dispute_id = %d.id, error = %e, "failed to read a dispute to push it");
+            return;
+        }
+    };
     let msg = ServerMessage::DisputeUpdated {
         dispute_id: d.id.clone(),
         session_id: d.session_id.clone(),
@@ -139,7 +159,7 @@ pub(crate) async fn open(
     announce(&mut tx, WebhookEventType::DisputeOpened, &dispute, now).await?;
     tx.commit().await.map_err(db)?;
     tracing::info!(dispute_id = %dispute.id, session_id = %sid, by = %me.id, reason = dispute.reason.as_str(), "dispute opened");
-    tell_parties(&s, &dispute);
+    tell_parties(&s, &dispute).await;
     Ok((StatusCode::CREATED, Json(dispute)))
 }
 
@@ -180,7 +200,7 @@ pub(crate) async fn answer(
     let d = sql::load(&mut tx, &id).await?.ok_or_else(|| ApiError::Internal(format!("dispute {id} vanished")))?;
     announce(&mut tx, WebhookEventType::DisputeAnswered, &d, now).await?;
     tx.commit().await.map_err(db)?;
-    tell_parties(&s, &d);
+    tell_parties(&s, &d).await;
     Ok(Json(d))
 }
 
@@ -230,7 +250,7 @@ pub(crate) async fn decide(
     announce(&mut tx, WebhookEventType::DisputeDecided, &d, now).await?;
     tx.commit().await.map_err(db)?;
     tracing::info!(dispute_id = %id, moderator = %me.id, decision = req.decision.as_str(), "dispute decided");
-    tell_parties(&s, &d);
+    tell_parties(&s, &d).await;
     Ok(Json(d))
 }
 

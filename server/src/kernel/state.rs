@@ -34,9 +34,10 @@ pub struct AppState {
     pub(crate) consent: Consent,
     /// Wakes the booking scheduler (a booking changed).
     pub(crate) bookings_wake: Wake,
-    /// Held while a booking push is read and sent (`bookings::sql::push`):
-    /// on this node, pushes reach the hub in the order they were read.
-    pub(crate) booking_pushes: Arc<tokio::sync::Mutex<()>>,
+    /// Held while a pushed booking or dispute is read and handed to the hub
+    /// (`bookings::sql::push`, the disputes' `tell_parties`): on this node,
+    /// pushes reach the hub in the order they were read.
+    pub(crate) pushes: Arc<tokio::sync::Mutex<()>>,
     /// Wakes the escrow worker (a milestone was submitted).
     pub(crate) escrow_wake: Wake,
     /// The server time (Unix ms) of the booking scheduler's last finished

@@ -114,6 +114,28 @@ async fn told(events: &mut Events, status: &str) {
         .expect("dispute.updated");
 }
 
+/// Waits (on the real clock, at most [`WAIT`]) until the last
+/// `dispute.updated` of dispute `id` on `events` says `status`: what the
+/// party's app shows once the dust settled.
+async fn last_told(events: &mut Events, id: &str, status: &str, round: usize) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut last = None;
+    loop {
+        while let Some(event) = events.try_recv() {
+            if let parley_sdk::Event::Server(ServerMessage::DisputeUpdated { dispute_id, status, .. }) = event
+                && dispute_id == id
+            {
+                last = Some(status);
+            }
+        }
+        if last.as_deref() == Some(status) {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "round {round}: the last dispute.updated said {last:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// D1–D4: the seeker opens, the consultant is told and answers once, the
 /// bundle shows the session to both and the moderator, a moderator decides
 /// a partial refund: 1000 back, 800 of it from the consultant, 200 from
@@ -295,11 +317,12 @@ async fn refused_disputes_on_postgres() {
 /// dispute (the other `dispute_exists`); two moderators decide (a partial
 /// and a full refund) while the other side answers → one decision, the
 /// other `dispute_decided`, the answer either before it or refused; the
-/// provider refunded exactly what the decision says; the ledger balances.
+/// provider refunded exactly what the decision says; the ledger balances;
+/// the last `dispute.updated` both parties got says `decided`.
 async fn dispute_rivals(app: TestApp) {
     const ROUNDS: usize = 6;
-    let cs = sessions(&app, "x", ROUNDS, 650).await;
-    for (round, c) in cs.iter().enumerate() {
+    let mut cs = sessions(&app, "x", ROUNDS, 650).await;
+    for (round, c) in cs.iter_mut().enumerate() {
         let (a, b) =
             tokio::join!(open(&app, c, &c.seeker, Role::Seeker), open(&app, c, &c.consultant, Role::Consultant));
         let mut statuses = [a.0, b.0];
@@ -345,6 +368,10 @@ async fn dispute_rivals(app: TestApp) {
         assert_eq!(d["dispute"]["answer"].is_string(), ans.0 == 200, "round {round}: the answer as told");
         let hooks = dispute_webhooks(&app, &id).await;
         assert_eq!(hooks.iter().filter(|h| *h == "dispute.decided").count(), 1, "round {round}: {hooks:?}");
+        // Both parties' apps show it decided: the rivals' pushes arrive in
+        // the order they were read.
+        last_told(&mut c.s_events, &id, "decided", round).await;
+        last_told(&mut c.c_events, &id, "decided", round).await;
     }
     app.assert_reconciled().await;
 }

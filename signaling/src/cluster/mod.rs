@@ -329,6 +329,10 @@ impl Hub {
                     cluster.bus.send(&from, Wire::Answer { req, answer: ask::Answer::NotHub }.encode());
                 }
             }
+            // A push goes to the core here at once, in the order the bus
+            // brought it: a task each could swap two pushes of one booking
+            // (docs/protocol.md §7.22).
+            Wire::Ask { ask: ask::Ask::NotifyUser { user, msg }, .. } => self.notify_user_here(&user, &msg),
             Wire::Ask { from, req, ask } => {
                 let hub = self.clone();
                 let cluster = cluster.clone();
