@@ -6,6 +6,7 @@
 
 use crate::common;
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use crate::common::{TestApp, WAIT, spawn_app, spawn_app_on_postgres, spawn_app_with};
@@ -15,7 +16,7 @@ use parley_domain::protocol::rest::{
 };
 use parley_domain::protocol::{ErrorCode, Role, ServerMessage, SessionEndReason};
 use parley_domain::{Clock, SessionId, UserId};
-use parley_sdk::{ApiClient, SdkError, SignalingClient};
+use parley_sdk::{ApiClient, Event, Events, SdkError, SignalingClient};
 use parley_server::config::SeekerNoShow;
 use parley_signaling::Store;
 use reqwest::{Method, StatusCode};
@@ -101,6 +102,54 @@ async fn propose(app: &TestApp, seeker: &str, consultant: &str, slots: &[i64]) -
 async fn accept(app: &TestApp, consultant: &str, id: &str, start: i64) -> (StatusCode, Value) {
     let token = app.token(consultant, Role::Consultant);
     call(app, &token, Method::POST, &format!("/v1/bookings/{id}/accept"), Some(json!({"start_ms": start}))).await
+}
+
+/// One side's app: its live connection and the last `booking.updated` of
+/// each booking it got, by booking id.
+struct Side {
+    _client: SignalingClient,
+    events: Events,
+    last: HashMap<String, Booking>,
+}
+
+impl Side {
+    async fn connect(app: &TestApp, token: &str) -> Side {
+        let (client, events) = SignalingClient::connect(&app.ws_url, token).await.expect("connects");
+        Side { _client: client, events, last: HashMap::new() }
+    }
+
+    /// Takes in the pushes already queued.
+    fn drain(&mut self) {
+        while let Some(event) = self.events.try_recv() {
+            if let Event::Server(ServerMessage::BookingUpdated { booking }) = event {
+                self.last.insert(booking.id.clone(), *booking);
+            }
+        }
+    }
+}
+
+/// Waits (on the real clock, at most [`WAIT`]) until the last
+/// `booking.updated` both sides got for booking `id` is the booking as
+/// stored: what their apps show once the dust settled.
+async fn pushes_show_stored(app: &TestApp, token: &str, id: &str, sides: [&mut Side; 2], context: &str) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let [seeker, consultant] = sides;
+    loop {
+        seeker.drain();
+        consultant.drain();
+        let stored = booking(&call(app, token, Method::GET, &format!("/v1/bookings/{id}"), None).await.1);
+        if seeker.last.get(id) == Some(&stored) && consultant.last.get(id) == Some(&stored) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{context}: the last booking.updated is not the booking as stored: {stored:?}\n\
+             seeker got {:?}\nconsultant got {:?}",
+            seeker.last.get(id),
+            consultant.last.get(id)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Waits (on the real clock) until the booking reaches `state`.

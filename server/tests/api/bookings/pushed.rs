@@ -1,6 +1,7 @@
 //! Bookings pushed over the socket (`booking.updated`) to both sides as
-//! they change, with both display names; the policy terms and the purpose
-//! prices a seeker reads before booking.
+//! they change, with both display names, and in order when both sides move
+//! a booking at once; the policy terms and the purpose prices a seeker
+//! reads before booking.
 
 use super::*;
 use parley_domain::protocol::rest::Policy;
@@ -84,6 +85,51 @@ async fn bookings_are_pushed_to_both_sides_with_names_on_sqlite() {
 #[tokio::test]
 async fn bookings_are_pushed_to_both_sides_with_names_on_postgres() {
     bookings_are_pushed_to_both_sides_with_names(spawn_app_on_postgres().await).await;
+}
+
+/// For each of several bookings at once, its seeker and its consultant
+/// move it back and forth at the same time (each move is stored and pushed
+/// while the other's push may still be on its way): once they stop, the
+/// last `booking.updated` each side got is the booking as stored.
+async fn rival_moves_are_pushed_in_order(app: TestApp) {
+    const BOOKINGS: usize = 12;
+    const MOVES: usize = 4;
+    let one = |i: usize| {
+        let app = &app;
+        async move {
+            let (c_id, s_id) = (format!("rae{i}"), format!("ann{i}"));
+            let rae = consultant(app, &c_id, "UTC").await;
+            let ann = app.token(&s_id, Role::Seeker);
+            let (mut s_side, mut c_side) = (Side::connect(app, &ann).await, Side::connect(app, &rae).await);
+            let first = slot_after(app, &ann, &c_id, 2 * DAY).await;
+            let by_seeker = slot_after(app, &ann, &c_id, 3 * DAY).await;
+            let by_consultant = slot_after(app, &ann, &c_id, 4 * DAY).await;
+            let b = booking(&propose(app, &s_id, &c_id, &[first]).await.1);
+            let path = format!("/v1/bookings/{}/reschedule", b.id);
+            let moves = |token: &str, slot: i64| {
+                let (path, token) = (&path, token.to_owned());
+                async move {
+                    for _ in 0..MOVES {
+                        let (status, v) = call(app, &token, Method::POST, path, Some(json!({"slots": [slot]}))).await;
+                        assert_eq!(status, StatusCode::OK, "{v}");
+                    }
+                }
+            };
+            tokio::join!(moves(&ann, by_seeker), moves(&rae, by_consultant));
+            pushes_show_stored(app, &ann, &b.id, [&mut s_side, &mut c_side], &format!("booking {i}")).await;
+        }
+    };
+    futures_util::future::join_all((0..BOOKINGS).map(one)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rival_moves_are_pushed_in_order_on_sqlite() {
+    rival_moves_are_pushed_in_order(spawn_app().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rival_moves_are_pushed_in_order_on_postgres() {
+    rival_moves_are_pushed_in_order(spawn_app_on_postgres().await).await;
 }
 
 #[tokio::test]

@@ -1,10 +1,6 @@
 //! Concurrency: the booking race, idempotent booking requests and rival
 //! bookings of one slot, many rounds on both databases.
 
-use std::collections::HashMap;
-
-use parley_sdk::{Event, Events};
-
 use super::*;
 
 /// Two seekers ask for the same slot and the consultant accepts both at
@@ -138,54 +134,6 @@ async fn maybe(on: bool, request: impl std::future::Future<Output = (StatusCode,
     if on { request.await } else { (StatusCode::CONFLICT, Value::Null) }
 }
 
-/// One side's app: its live connection and the last `booking.updated` of
-/// each booking it got, by booking id.
-struct Side {
-    _client: SignalingClient,
-    events: Events,
-    last: HashMap<String, Booking>,
-}
-
-impl Side {
-    async fn connect(app: &TestApp, token: &str) -> Side {
-        let (client, events) = SignalingClient::connect(&app.ws_url, token).await.expect("connects");
-        Side { _client: client, events, last: HashMap::new() }
-    }
-
-    /// Takes in the pushes already queued.
-    fn drain(&mut self) {
-        while let Some(event) = self.events.try_recv() {
-            if let Event::Server(ServerMessage::BookingUpdated { booking }) = event {
-                self.last.insert(booking.id.clone(), *booking);
-            }
-        }
-    }
-}
-
-/// Waits (on the real clock, at most [`WAIT`]) until the last
-/// `booking.updated` both sides got for booking `id` is the booking as
-/// stored: what their apps show once the dust settled.
-async fn pushes_show_stored(app: &TestApp, token: &str, id: &str, sides: [&mut Side; 2], round: usize) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let [seeker, consultant] = sides;
-    loop {
-        seeker.drain();
-        consultant.drain();
-        let stored = booking(&call(app, token, Method::GET, &format!("/v1/bookings/{id}"), None).await.1);
-        if seeker.last.get(id) == Some(&stored) && consultant.last.get(id) == Some(&stored) {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "round {round}: the last booking.updated is not the booking as stored: {stored:?}\n\
-             seeker got {:?}\nconsultant got {:?}",
-            seeker.last.get(id),
-            consultant.last.get(id)
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// Accept (either slot), decline, cancel and reschedule of one booking, all
 /// at once, then accept-again (against a cancel every other round): many
 /// rounds, each ending in one consistent state with its holds, and with the
@@ -241,7 +189,7 @@ async fn booking_rivals(app: TestApp, rounds: usize) {
         *outcomes.entry(format!("{:?}/{}", settled.state, settled.hold_status)).or_default() += 1;
         // What both apps show: the last push each side got (pushes of rival
         // changes arrive in the order they were read).
-        pushes_show_stored(&app, &s_token, &b.id, [&mut s_side, &mut c_side], round).await;
+        pushes_show_stored(&app, &s_token, &b.id, [&mut s_side, &mut c_side], &format!("round {round}")).await;
     }
     eprintln!("booking rivals, final states: {outcomes:?}");
     app.assert_reconciled().await;
@@ -305,7 +253,7 @@ async fn consultant_reschedule_rivals(app: TestApp, rounds: usize) {
             }
         };
         *outcomes.entry(format!("{:?}/{}", settled.state, settled.hold_status)).or_default() += 1;
-        pushes_show_stored(&app, &s_token, &b.id, [&mut s_side, &mut c_side], round).await;
+        pushes_show_stored(&app, &s_token, &b.id, [&mut s_side, &mut c_side], &format!("round {round}")).await;
     }
     eprintln!("consultant reschedule rivals, final states: {outcomes:?}");
     app.assert_reconciled().await;
