@@ -122,10 +122,10 @@ async fn last_told(events: &mut Events, id: &str, status: &str, round: usize) {
     let mut last = None;
     loop {
         while let Some(event) = events.try_recv() {
-            if let parley_sdk::Event::Server(ServerMessage::DisputeUpdated { dispute_id, status, .. }) = event
+            if let parley_sdk::Event::Server(ServerMessage::DisputeUpdated { dispute_id, status: told, .. }) = event
                 && dispute_id == id
             {
-                last = Some(status);
+                last = Some(told);
             }
         }
         if last.as_deref() == Some(status) {
