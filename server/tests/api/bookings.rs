@@ -107,7 +107,7 @@ async fn accept(app: &TestApp, consultant: &str, id: &str, start: i64) -> (Statu
 /// One side's app: its live connection and the last `booking.updated` of
 /// each booking it got, by booking id.
 struct Side {
-    _client: SignalingClient,
+    client: SignalingClient,
     events: Events,
     last: HashMap<String, Booking>,
 }
@@ -115,40 +115,55 @@ struct Side {
 impl Side {
     async fn connect(app: &TestApp, token: &str) -> Side {
         let (client, events) = SignalingClient::connect(&app.ws_url, token).await.expect("connects");
-        Side { _client: client, events, last: HashMap::new() }
+        Side { client, events, last: HashMap::new() }
     }
 
-    /// Takes in the pushes already queued.
-    fn drain(&mut self) {
+    /// Takes in every push the hub handed to this connection so far: a
+    /// request's answer comes after them on the socket.
+    async fn catch_up(&mut self) {
+        self.client.ice_servers().await.expect("a round trip");
         while let Some(event) = self.events.try_recv() {
-            if let Event::Server(ServerMessage::BookingUpdated { booking }) = event {
-                self.last.insert(booking.id.clone(), *booking);
-            }
+            self.take(event);
+        }
+    }
+
+    fn take(&mut self, event: Event) {
+        if let Event::Server(ServerMessage::BookingUpdated { booking }) = event {
+            self.last.insert(booking.id.clone(), *booking);
         }
     }
 }
 
 /// Waits (on the real clock, at most [`WAIT`]) until the last
 /// `booking.updated` both sides got for booking `id` is the booking as
-/// stored: what their apps show once the dust settled.
+/// stored: what their apps show once the dust settled. Checked with every
+/// push handed over so far taken in, and again each time one arrives; a
+/// stale last push fails at the deadline.
 async fn pushes_show_stored(app: &TestApp, token: &str, id: &str, sides: [&mut Side; 2], context: &str) {
     let deadline = tokio::time::Instant::now() + WAIT;
     let [seeker, consultant] = sides;
     loop {
-        seeker.drain();
-        consultant.drain();
+        seeker.catch_up().await;
+        consultant.catch_up().await;
         let stored = booking(&call(app, token, Method::GET, &format!("/v1/bookings/{id}"), None).await.1);
         if seeker.last.get(id) == Some(&stored) && consultant.last.get(id) == Some(&stored) {
             return;
         }
+        let next = tokio::time::timeout_at(deadline, async {
+            tokio::select! {
+                e = seeker.events.recv() => e.map(|e| seeker.take(e)),
+                e = consultant.events.recv() => e.map(|e| consultant.take(e)),
+            }
+        })
+        .await;
         assert!(
-            tokio::time::Instant::now() < deadline,
+            next.is_ok(),
             "{context}: the last booking.updated is not the booking as stored: {stored:?}\n\
              seeker got {:?}\nconsultant got {:?}",
             seeker.last.get(id),
             consultant.last.get(id)
         );
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(next.unwrap().is_some(), "{context}: a side's connection closed");
     }
 }
 

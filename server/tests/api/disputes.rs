@@ -22,7 +22,7 @@ struct Charged {
     session_id: SessionId,
     seeker: String,
     consultant: String,
-    _clients: (SignalingClient, SignalingClient),
+    clients: (SignalingClient, SignalingClient),
     s_events: Events,
     c_events: Events,
 }
@@ -44,7 +44,7 @@ async fn sessions(app: &TestApp, tag: &str, n: usize, secs: u64) -> Vec<Charged>
         c.accept(&call_id).await.unwrap();
         s.join(&session_id).await.unwrap();
         c.join(&session_id).await.unwrap();
-        out.push(Charged { session_id, seeker, consultant, _clients: (s, c), s_events, c_events });
+        out.push(Charged { session_id, seeker, consultant, clients: (s, c), s_events, c_events });
     }
     app.advance(Duration::from_secs(secs)).await;
     let moderator = app.token("mo", Role::Moderator);
@@ -116,23 +116,35 @@ async fn told(events: &mut Events, status: &str) {
 
 /// Waits (on the real clock, at most [`WAIT`]) until the last
 /// `dispute.updated` of dispute `id` on `events` says `status`: what the
-/// party's app shows once the dust settled.
-async fn last_told(events: &mut Events, id: &str, status: &str, round: usize) {
+/// party's app shows once the dust settled (`client` is its connection).
+async fn last_told(client: &SignalingClient, events: &mut Events, id: &str, status: &str, round: usize) {
     let deadline = tokio::time::Instant::now() + WAIT;
     let mut last = None;
     loop {
+        // Every push handed to this connection so far comes before the
+        // answer to a request.
+        client.ice_servers().await.expect("a round trip");
         while let Some(event) = events.try_recv() {
-            if let parley_sdk::Event::Server(ServerMessage::DisputeUpdated { dispute_id, status: told, .. }) = event
-                && dispute_id == id
-            {
-                last = Some(told);
-            }
+            last = told_of(event, id).or(last);
         }
         if last.as_deref() == Some(status) {
             return;
         }
-        assert!(tokio::time::Instant::now() < deadline, "round {round}: the last dispute.updated said {last:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Ok(Some(event)) => last = told_of(event, id).or(last),
+            Ok(None) => panic!("round {round}: the connection closed"),
+            Err(_) => panic!("round {round}: the last dispute.updated said {last:?}"),
+        }
+    }
+}
+
+/// The status `event` says if it is a `dispute.updated` of dispute `id`.
+fn told_of(event: parley_sdk::Event, id: &str) -> Option<String> {
+    match event {
+        parley_sdk::Event::Server(ServerMessage::DisputeUpdated { dispute_id, status, .. }) if dispute_id == id => {
+            Some(status)
+        }
+        _ => None,
     }
 }
 
@@ -370,8 +382,8 @@ async fn dispute_rivals(app: TestApp) {
         assert_eq!(hooks.iter().filter(|h| *h == "dispute.decided").count(), 1, "round {round}: {hooks:?}");
         // Both parties' apps show it decided: the rivals' pushes arrive in
         // the order they were read.
-        last_told(&mut c.s_events, &id, "decided", round).await;
-        last_told(&mut c.c_events, &id, "decided", round).await;
+        last_told(&c.clients.0, &mut c.s_events, &id, "decided", round).await;
+        last_told(&c.clients.1, &mut c.c_events, &id, "decided", round).await;
     }
     app.assert_reconciled().await;
 }
