@@ -155,17 +155,26 @@ impl Tab {
         self.eval(&format!("document.querySelector({sel})?.textContent ?? ''")).await.as_str().unwrap_or("").to_owned()
     }
 
-    /// Clicks `selector` with the mouse once it is visible and enabled.
+    /// Clicks `selector` with the mouse once it is visible and enabled. If
+    /// the app re-rendered it between finding and clicking (a push redrew
+    /// a list: "Node is detached"), clicks the new one, as a user would; a
+    /// few such redraws at most.
     pub(crate) async fn click(&self, selector: &str) {
         let sel = js_str(selector);
-        self.wait_until(
-            &format!("{selector} to be visible and enabled"),
-            &format!("({}) && !document.querySelector({sel}).disabled", visible_js(selector)),
-        )
-        .await;
-        let element =
-            self.page.find_element(selector).await.unwrap_or_else(|e| panic!("{}: find {selector}: {e}", self.who));
-        element.click().await.unwrap_or_else(|e| panic!("{}: click {selector}: {e}", self.who));
+        for attempt in 1.. {
+            self.wait_until(
+                &format!("{selector} to be visible and enabled"),
+                &format!("({}) && !document.querySelector({sel}).disabled", visible_js(selector)),
+            )
+            .await;
+            let element =
+                self.page.find_element(selector).await.unwrap_or_else(|e| panic!("{}: find {selector}: {e}", self.who));
+            match element.click().await {
+                Ok(_) => return,
+                Err(e) if attempt < 5 && e.to_string().contains("detached") => continue,
+                Err(e) => panic!("{}: click {selector}: {e}", self.who),
+            }
+        }
     }
 
     /// Sets an input's or select's value as a user would (input + change events).
