@@ -4,10 +4,16 @@
 //! JWT `sub` claim), so they are validated on construction; [`CallId`] and
 //! [`SessionId`] are minted by the server (`call_…` / `ses_…` followed by a
 //! UUIDv7) but validated the same way when they arrive from a client.
+//!
+//! An id is shared, not copied: a clone is a reference count's increment
+//! ([`Arc<str>`]), so the hub's maps, a room's members and the records of
+//! a call and its session, which each hold the same few ids, hold one
+//! allocation of each (load-tests/README.md, twenty-fourth run).
 
 use std::fmt;
+use std::sync::Arc;
 
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// The longest id accepted, in bytes.
 pub const MAX_ID_LEN: usize = 64;
@@ -50,20 +56,42 @@ fn validate(s: &str) -> Result<(), IdError> {
     }
 }
 
+/// Reads an id from a string, borrowed or not, into one allocation (the
+/// id's own): a `String` first would be a second.
+struct IdVisitor<T>(fn(&str) -> Result<T, IdError>);
+
+impl<T> serde::de::Visitor<'_> for IdVisitor<T> {
+    type Value = T;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an id: 1 to 64 characters of A-Z a-z 0-9 _ . @ : -")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<T, E> {
+        (self.0)(s).map_err(E::custom)
+    }
+}
+
 macro_rules! id_type {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
-        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+        ///
+        /// Serialised as a JSON string; cloned by reference count.
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
         #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(value_type = String))]
-        #[serde(transparent)]
-        pub struct $name(String);
+        pub struct $name(Arc<str>);
 
         impl $name {
             /// Validates `s` (1–64 bytes of `[A-Za-z0-9_.@:-]`).
-            pub fn parse(s: impl Into<String>) -> Result<Self, IdError> {
-                let s = s.into();
-                validate(&s)?;
-                Ok(Self(s))
+            ///
+            /// # Errors
+            ///
+            /// [`IdError`]: empty, longer than [`MAX_ID_LEN`], or a character
+            /// outside the set.
+            pub fn parse(s: impl AsRef<str>) -> Result<Self, IdError> {
+                let s = s.as_ref();
+                validate(s)?;
+                Ok(Self(Arc::from(s)))
             }
 
             /// The id as a string slice.
@@ -82,8 +110,9 @@ macro_rules! id_type {
             }
         }
 
-        // Hashed and compared as its string (the derives see one `String`
-        // field), so a map keyed by the id may be searched by a `&str`.
+        // Hashed and compared as its string (the derives see one `Arc<str>`
+        // field, hashed and compared as its `str`), so a map keyed by the id
+        // may be searched by a `&str`.
         impl std::borrow::Borrow<str> for $name {
             fn borrow(&self) -> &str {
                 &self.0
@@ -103,10 +132,15 @@ macro_rules! id_type {
             }
         }
 
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&self.0)
+            }
+        }
+
         impl<'de> Deserialize<'de> for $name {
             fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                let s = String::deserialize(d)?;
-                Self::parse(s).map_err(serde::de::Error::custom)
+                d.deserialize_str(IdVisitor(|s| Self::parse(s)))
             }
         }
     };
