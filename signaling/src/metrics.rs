@@ -20,7 +20,8 @@ pub const ERRORS: &str = "parley_signal_errors_total";
 pub const FRAMES_DROPPED: &str = "parley_signal_frames_dropped_total";
 /// WebSocket pings asking the client to confirm what it read
 /// (docs/protocol.md §8.7), by `reason`: `write` (32 messages or 8 KiB
-/// written), `quiet` (the writes paused) or `keepalive` (counter).
+/// written, or one write of 2 KiB), `quiet` (the writes paused) or
+/// `keepalive` (counter).
 pub const CONFIRM_PINGS: &str = "parley_signal_confirm_pings_total";
 /// Instant calls by `outcome`: `accepted`, `hold_refused` or a
 /// [`parley_domain::protocol::CallEndReason`] (counter).

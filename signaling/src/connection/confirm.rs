@@ -25,6 +25,15 @@ pub const CONFIRM_QUIET: Duration = Duration::from_millis(100);
 /// messages come far apart is not answered with a ping after each.
 pub const CONFIRM_QUIET_BYTES: usize = 1024;
 
+/// A write (one flush) of at least this many bytes asks at once, when no
+/// ping waits for its pong: what a call's set-up writes in one piece, an
+/// SDP of a few KiB, leaves the replay buffer one round trip after it is
+/// written, not after [`CONFIRM_BYTES`] more or a pause. The relay's
+/// candidates, a few hundred bytes each, are asked about by count and
+/// bytes as before. Measured: the heap's peak while 5,000 calls are set
+/// up, load-tests/README.md, twenty-fourth run.
+pub const CONFIRM_LARGE_WRITE: usize = 2 * 1024;
+
 /// How many times the pause [`CONFIRM_QUIET`] needed doubles (1.6 s at most).
 pub const CONFIRM_QUIET_DOUBLINGS: u32 = 4;
 
@@ -81,7 +90,8 @@ impl Confirm {
     /// `unconfirmed` messages written and not yet confirmed, should end
     /// with a ping asking to confirm them (the `seq` to put in it): when
     /// [`CONFIRM_EVERY`] wait and as many were written since the last ask,
-    /// or [`CONFIRM_BYTES`] were and no ping waits for its pong. Otherwise,
+    /// or [`CONFIRM_BYTES`] were (or this write alone was
+    /// [`CONFIRM_LARGE_WRITE`]) and no ping waits for its pong. Otherwise,
     /// once [`CONFIRM_QUIET_BYTES`] were written since the last ask, they
     /// are asked about a pause ([`CONFIRM_QUIET`]) after `now`, unless
     /// another write comes first.
@@ -89,7 +99,8 @@ impl Confirm {
         self.written += bytes;
         self.sent = self.sent.max(sent);
         let by_count = unconfirmed >= CONFIRM_EVERY && sent >= self.asked + CONFIRM_EVERY;
-        let by_bytes = self.written >= CONFIRM_BYTES && sent > self.asked && !self.awaiting;
+        let by_bytes =
+            (self.written >= CONFIRM_BYTES || bytes >= CONFIRM_LARGE_WRITE) && sent > self.asked && !self.awaiting;
         if by_count || by_bytes {
             return Some(self.asking(sent));
         }
@@ -143,6 +154,24 @@ mod tests {
         assert_eq!(c.pong(Some(64), t), Some(64));
         assert_eq!(c.after_write(65, 1, CONFIRM_BYTES / 2, t), None);
         assert_eq!(c.after_write(66, 2, CONFIRM_BYTES / 2, t), Some(66));
+    }
+
+    #[test]
+    fn a_large_write_asks_at_once_unless_a_ping_waits() {
+        let mut c = Confirm::default();
+        let t = Instant::now();
+        // An ack and a presence update: small, not asked.
+        assert_eq!(c.after_write(2, 2, 300, t), None);
+        // An SDP, in one write: asked at once.
+        assert_eq!(c.after_write(3, 3, CONFIRM_LARGE_WRITE, t), Some(3));
+        // Another before the pong: not while that ping waits.
+        assert_eq!(c.after_write(4, 4, CONFIRM_LARGE_WRITE, t), None);
+        assert_eq!(c.pong(Some(3), t), Some(3));
+        // Small writes after the pong add up as before: not asked until
+        // CONFIRM_BYTES (or the count, or a pause)...
+        assert_eq!(c.after_write(5, 2, CONFIRM_LARGE_WRITE - 1, t), None);
+        // ...and a large one asks.
+        assert_eq!(c.after_write(6, 3, CONFIRM_LARGE_WRITE + 1, t), Some(6));
     }
 
     #[test]
