@@ -644,10 +644,21 @@ impl PaymentProvider for SandboxProvider {
             Ok(status) => status,
             // A refusal is recorded under the key too: a transaction with
             // no effect.
+            // Boxed, like the replay below: a refusal's transaction (its
+            // pool and statement futures) would otherwise size every hold's
+            // future, which waits out the group commit for each call being
+            // set up (load-tests/README.md, twenty-fifth run).
             Err(refusal) => {
-                return Ok(effect_first!(self, "sandbox.hold", &req.idempotency_key, fingerprint, |_conn| async {
-                    Err::<Intent, _>(refusal)
-                }));
+                return Box::pin(async move {
+                    Ok::<_, ProviderError>(effect_first!(
+                        self,
+                        "sandbox.hold",
+                        &req.idempotency_key,
+                        fingerprint,
+                        |_conn| async { Err::<Intent, _>(refusal) }
+                    ))
+                })
+                .await;
             }
         };
         // One statement: the intent and its record ([`keyed`]). The crash
@@ -657,7 +668,7 @@ impl PaymentProvider for SandboxProvider {
         }
         match self.keyed_hold(req, status, &fingerprint, now).await? {
             Keyed::Fresh(intent) => Ok(intent),
-            Keyed::Replay(stored) => self.load(&stored?).await,
+            Keyed::Replay(stored) => Box::pin(self.load(&stored?)).await,
             Keyed::Unmatched => Err(ProviderError::Transient("a new intent matched nothing".into())),
         }
     }

@@ -26,7 +26,7 @@ use parley_domain::protocol::{AckResult, ClientEnvelope, ClientMessage, ErrorCod
 use tokio::sync::Notify;
 
 use crate::error::SignalError;
-use crate::hub::{CLOSE_GOING_AWAY, CLOSE_RECORDER_CONNECTED, Hub, LocalLink, Refusal};
+use crate::hub::{CLOSE_GOING_AWAY, CLOSE_RECORDER_CONNECTED, Handled, Hub, LocalLink, Refusal};
 use crate::link::{Link, Take};
 use crate::metrics;
 use crate::socket::SocketError;
@@ -362,22 +362,31 @@ impl Conn {
             let id = signal.id.as_deref().map(str::to_owned);
             return self.answer(id, self.hub.relay_signal(&self.link, &signal).map(|()| None));
         }
-        let envelope = match parse(text) {
-            Ok(env) => env,
-            Err((id, e)) => return send_error(&self.link, id, e),
+        // The envelope is taken apart in a block of its own: a local that
+        // was borrowed keeps its room in this future until its scope ends,
+        // even once moved out of, so inline it would be kept (136 bytes)
+        // while a handler waits.
+        let (mut id, msg, first) = {
+            let envelope = match parse(text) {
+                Ok(env) => env,
+                Err((id, e)) => return send_error(&self.link, id, e),
+            };
+            metrics::received(envelope.msg.type_name());
+            if envelope.id.is_none() && needs_id(&envelope.msg) {
+                let message = format!("`id` is required for {}: its ack carries the result", envelope.msg.type_name());
+                return send_error(&self.link, None, SignalError::new(ErrorCode::MissingField, message));
+            }
+            (envelope.id, envelope.msg, std::mem::replace(&mut self.first, false))
         };
-        metrics::received(envelope.msg.type_name());
-        if envelope.id.is_none() && needs_id(&envelope.msg) {
-            let message = format!("`id` is required for {}: its ack carries the result", envelope.msg.type_name());
-            return send_error(&self.link, None, SignalError::new(ErrorCode::MissingField, message));
+        if let ClientMessage::Resume { resume_token, last_seq } = msg {
+            return Box::pin(self.resume(first, id, &resume_token, last_seq)).await;
         }
-        let first = std::mem::replace(&mut self.first, false);
-        if let ClientMessage::Resume { resume_token, last_seq } = envelope.msg {
-            return Box::pin(self.resume(first, envelope.id, &resume_token, last_seq)).await;
-        }
-        // Boxed: keeps the idle connection's future small.
-        let mut id = envelope.id;
-        let outcome = Box::pin(self.hub.handle(&self.link, &mut id, envelope.msg)).await;
+        // A handler that waits is boxed on its own (`Hub::handle`): the
+        // idle connection's future stays small.
+        let outcome = match self.hub.handle(&self.link, &mut id, msg) {
+            Handled::Now(outcome) => outcome,
+            Handled::Later(handler) => handler.await,
+        };
         self.answer(id, outcome);
     }
 

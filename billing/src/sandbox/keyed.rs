@@ -53,8 +53,10 @@ impl SandboxProvider {
         let id = new_id("pi");
         match self.commits.commit_one(insert_intent(&id, status, req, now, Some(fingerprint))).await {
             Ok(_) => Ok(Keyed::Fresh(new_intent(id, status, req, now))),
+            // Boxed: a replay's read is rare, and inline it would size the
+            // future of every hold waiting on the commit.
             Err(e) if is_unique_violation(&e) => {
-                self.replay(&req.idempotency_key, fingerprint).await.map(Keyed::Replay)
+                Box::pin(self.replay(&req.idempotency_key, fingerprint)).await.map(Keyed::Replay)
             }
             Err(e) => Err(db_err(e)),
         }
@@ -86,7 +88,7 @@ impl SandboxProvider {
         match self.commits.commit_one(cancel).await {
             Ok(Done { row: Some(row), .. }) => Self::intent_from(&row).map(Keyed::Fresh),
             Ok(Done { row: None, .. }) => Ok(Keyed::Unmatched),
-            Err(e) if is_unique_violation(&e) => self.replay(key, fingerprint).await.map(Keyed::Replay),
+            Err(e) if is_unique_violation(&e) => Box::pin(self.replay(key, fingerprint)).await.map(Keyed::Replay),
             Err(e) => Err(db_err(e)),
         }
     }

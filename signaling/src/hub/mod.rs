@@ -9,4 +9,5 @@ pub(crate) mod driver;
 
 pub(crate) use self::core::Refusal;
 pub(crate) use delivery::LocalLink;
+pub(crate) use driver::Handled;
 pub use driver::{CLOSE_GOING_AWAY, CLOSE_RECORDER_CONNECTED, Hub};

@@ -10,6 +10,8 @@
 //! report them sent (`Action::Tell`); hold releases come last. The relay of
 //! SDP and ICE is a lookup under the lock and a send outside it, as before.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 
@@ -28,7 +30,7 @@ use crate::config::SignalingConfig;
 use crate::error::SignalError;
 use crate::journal::LinkJournal;
 use crate::metrics;
-use crate::store::{CallGate, CallState, JoinExtras, SessionHooks, Store, StoreError};
+use crate::store::{CallGate, CallRecord, CallState, JoinExtras, SessionHooks, Store, StoreError};
 
 use super::core::{CallRequest, unknown_consultant};
 
@@ -88,6 +90,16 @@ fn new_term() -> String {
 #[must_use]
 #[derive(Default)]
 struct Batch(Vec<Output<LocalLink>>);
+
+/// What [`Hub::handle`] made of a request: its answer, or the handler
+/// that will give it once what it waits on is done.
+pub(crate) enum Handled<'a> {
+    /// Answered at once.
+    Now(Result<Option<AckResult>, SignalError>),
+    /// Answered when this future is done (boxed on its own: the one
+    /// handler's state, not the largest handler's).
+    Later(Pin<Box<dyn Future<Output = Result<Option<AckResult>, SignalError>> + Send + 'a>>),
+}
 
 impl Drop for Hub {
     fn drop(&mut self) {
@@ -208,12 +220,26 @@ impl Hub {
         } else {
             tracing::warn!("not telling clients what was not stored");
         }
-        for out in batch.0 {
-            if let Action::Release { call, reason } = out.action {
-                self.gate.call_unanswered(&call, reason).await;
-            }
+        let mut releases = batch.0.into_iter().filter_map(|out| match out.action {
+            Action::Release { call, reason } => Some((call, reason)),
+            _ => None,
+        });
+        // Rare (a call that was not answered), and boxed: inline, the
+        // loop's state would size every batch's future, which each waiting
+        // request keeps (624 bytes against 143; load-tests/README.md,
+        // twenty-fifth run).
+        if let Some(first) = releases.next() {
+            let releases: Vec<_> = std::iter::once(first).chain(releases).collect();
+            Box::pin(self.release_all(releases)).await;
         }
         failed.map_or(Ok(()), Err)
+    }
+
+    /// Releases the holds of calls that were not answered, in order.
+    async fn release_all(&self, releases: Vec<(CallRecord, CallEndReason)>) {
+        for (call, reason) in releases {
+            self.gate.call_unanswered(&call, reason).await;
+        }
     }
 
     /// Runs `batch` on its own task (inputs that answer nobody).
@@ -275,65 +301,82 @@ impl Hub {
     /// which the connection handles). `Ok(result)` is acked with the
     /// request's `id`, unless the handler took the `id` out to send the ack
     /// itself (`room.join`).
-    pub(crate) async fn handle(
-        self: &Arc<Self>,
-        link: &LocalLink,
-        id: &mut Option<String>,
+    ///
+    /// Not an `async fn`: a request answered at once (`ping`, `ice.servers`,
+    /// `room.leave`, a relayed signal) allocates nothing, and one that
+    /// waits (on the store, on the hold before a ring) boxes its own
+    /// handler's future alone, not one sized for the largest of them all
+    /// (1,184 bytes as one `async fn`; a `call.request` waiting on its hold
+    /// now keeps its own, load-tests/README.md, twenty-fifth run).
+    pub(crate) fn handle<'a>(
+        self: &'a Arc<Self>,
+        link: &'a LocalLink,
+        id: &'a mut Option<String>,
         msg: ClientMessage,
-    ) -> Result<Option<AckResult>, SignalError> {
+    ) -> Handled<'a> {
         link.0.mark_used();
+        let now = |outcome: Result<Option<AckResult>, SignalError>| Handled::Now(outcome);
         match msg {
-            ClientMessage::Ping => Ok(Some(AckResult::Pong { server_time_ms: self.clock.now().unix_millis() })),
+            ClientMessage::Ping => now(Ok(Some(AckResult::Pong { server_time_ms: self.clock.now().unix_millis() }))),
             ClientMessage::IceServers => {
                 let ice_servers = self.cfg.ice.ice_servers(&link.0.user.id, self.clock.now());
-                Ok(Some(AckResult::IceServers { ice_servers }))
+                now(Ok(Some(AckResult::IceServers { ice_servers })))
             }
-            ClientMessage::PresenceSet { status } => self.presence_set(link, status).await.map(|()| None),
+            ClientMessage::PresenceSet { status } => {
+                Handled::Later(Box::pin(async move { self.presence_set(link, status).await.map(|()| None) }))
+            }
             ClientMessage::CallRequest { consultant_id, payment_method, record } => {
-                self.call_request(link, consultant_id, payment_method, record).await.map(Some)
+                Handled::Later(Box::pin(async move {
+                    self.call_request(link, consultant_id, payment_method, record).await.map(Some)
+                }))
             }
-            ClientMessage::CallAccept { call_id } => self.call_accept(link, call_id).await.map(|()| None),
-            ClientMessage::CallDecline { call_id, reason } => {
+            ClientMessage::CallAccept { call_id } => {
+                Handled::Later(Box::pin(async move { self.call_accept(link, call_id).await.map(|()| None) }))
+            }
+            ClientMessage::CallDecline { call_id, reason } => Handled::Later(Box::pin(async move {
                 self.call_end_by(link, call_id, CallEndReason::Declined, reason).await.map(|()| None)
-            }
-            ClientMessage::CallCancel { call_id } => {
+            })),
+            ClientMessage::CallCancel { call_id } => Handled::Later(Box::pin(async move {
                 self.call_end_by(link, call_id, CallEndReason::Cancelled, None).await.map(|()| None)
+            })),
+            ClientMessage::RoomJoin { session_id } => {
+                Handled::Later(Box::pin(async move { self.room_join(link, id, session_id).await.map(|()| None) }))
             }
-            ClientMessage::RoomJoin { session_id } => self.room_join(link, id, session_id).await.map(|()| None),
-            ClientMessage::RoomLeave { session_id } => self.room_leave(link, session_id).map(|()| None),
-            ClientMessage::SdpOffer { session_id, sdp, to } => {
-                check_sdp(&sdp)?;
+            ClientMessage::RoomLeave { session_id } => now(self.room_leave(link, session_id).map(|()| None)),
+            ClientMessage::SdpOffer { session_id, sdp, to } => now(check_sdp(&sdp).and_then(|()| {
                 self.relay(link, &session_id, to.as_ref(), |from| ServerMessage::SdpOffer {
                     session_id: session_id.clone(),
                     from,
                     sdp,
                 })
-            }
-            ClientMessage::SdpAnswer { session_id, sdp, to } => {
-                check_sdp(&sdp)?;
+            })),
+            ClientMessage::SdpAnswer { session_id, sdp, to } => now(check_sdp(&sdp).and_then(|()| {
                 self.relay(link, &session_id, to.as_ref(), |from| ServerMessage::SdpAnswer {
                     session_id: session_id.clone(),
                     from,
                     sdp,
                 })
-            }
+            })),
             ClientMessage::IceCandidate { session_id, candidate, to } => {
-                check_candidate(&candidate)?;
-                self.relay(link, &session_id, to.as_ref(), |from| ServerMessage::IceCandidate {
-                    session_id: session_id.clone(),
-                    from,
-                    candidate,
-                })
+                now(check_candidate(&candidate).and_then(|()| {
+                    self.relay(link, &session_id, to.as_ref(), |from| ServerMessage::IceCandidate {
+                        session_id: session_id.clone(),
+                        from,
+                        candidate,
+                    })
+                }))
             }
             ClientMessage::ChatSend { session_id, text, kind } => {
-                self.chat(link, session_id, text, kind).await.map(|()| None)
+                Handled::Later(Box::pin(async move { self.chat(link, session_id, text, kind).await.map(|()| None) }))
             }
             ClientMessage::MediaStateReport { session_id, state } => {
-                self.media_state(link, session_id, state).await.map(|()| None)
+                Handled::Later(Box::pin(async move { self.media_state(link, session_id, state).await.map(|()| None) }))
             }
-            ClientMessage::SessionEnd { session_id } => self.session_end(link, session_id).await.map(|()| None),
+            ClientMessage::SessionEnd { session_id } => {
+                Handled::Later(Box::pin(async move { self.session_end(link, session_id).await.map(|()| None) }))
+            }
             ClientMessage::Resume { .. } => {
-                Err(SignalError::new(ErrorCode::ResumeNotFirst, "resume must be the first message"))
+                now(Err(SignalError::new(ErrorCode::ResumeNotFirst, "resume must be the first message")))
             }
         }
     }

@@ -10,7 +10,7 @@ use parley_domain::protocol::{ClientMessage, ErrorCode, Role, UserInfo};
 use parley_domain::{CallId, Clock, SessionId, Sleep, Timestamp, UserId};
 use tokio::sync::Notify;
 
-use super::Hub;
+use super::{Handled, Hub};
 use crate::config::SignalingConfig;
 use crate::journal::{JournalError, JournaledLink, LinkJournal};
 use crate::store::{
@@ -102,7 +102,10 @@ async fn hang_up(fail_ends: bool) -> (Result<(), ErrorCode>, Vec<String>) {
     let mut seen = Vec::new();
     link.take(1, &mut seen, usize::MAX);
     let mut id = Some("end".to_owned());
-    let answer = hub.handle(&link, &mut id, ClientMessage::SessionEnd { session_id }).await;
+    let answer = match hub.handle(&link, &mut id, ClientMessage::SessionEnd { session_id }) {
+        Handled::Now(answer) => answer,
+        Handled::Later(handler) => handler.await,
+    };
     seen.clear();
     link.take(1, &mut seen, usize::MAX);
     (answer.map(|_| ()).map_err(|e| e.code), seen.iter().map(|t| t.as_str().to_owned()).collect())
