@@ -227,7 +227,9 @@ struct State {
     /// Scheduled sessions about to open: when their participants must
     /// have joined (DESIGN.md §3 no-show).
     booked: HashMap<SessionId, BookedSession>,
-    meters: HashMap<SessionId, Entry>,
+    /// Boxed, like the hub's rooms: an entry is 328 bytes, and the table's
+    /// empty slots and its growth would each take as much.
+    meters: HashMap<SessionId, Box<Entry>>,
 }
 
 /// The meters of one node and their driver tasks. Share as `Arc<Meters>`.
@@ -397,7 +399,7 @@ impl Meters {
         no_show_fee: Option<Money>,
     ) {
         let (tx, rx) = mpsc::unbounded();
-        st.meters.insert(session_id.clone(), Entry { meter, epoch, tx, no_show_fee });
+        st.meters.insert(session_id.clone(), Box::new(Entry { meter, epoch, tx, no_show_fee }));
         self.tasks.spawn(Arc::clone(self).drive(session_id, rx));
     }
 

@@ -204,7 +204,7 @@ impl<L: LinkRef> HubCore<L> {
             return;
         };
         let room = Room::new(session.clone(), ringing.seeker, consultant.clone());
-        self.rooms.insert(session.session_id.clone(), room);
+        self.rooms.insert(session.session_id.clone(), Box::new(room));
         self.hooks.opened(session, session.opened_at);
         for id in [&session.seeker_id, &session.consultant_id] {
             if let Some(u) = self.users.get_mut(id) {

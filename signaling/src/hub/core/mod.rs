@@ -251,7 +251,11 @@ pub(crate) struct HubCore<L> {
     hooks: Arc<dyn SessionHooks>,
     users: HashMap<UserId, UserState<L>>,
     calls: HashMap<CallId, Ringing>,
-    rooms: HashMap<SessionId, Room<L>>,
+    /// Boxed: a room is 312 bytes, and a table of them grows by doubling
+    /// (a slot per room, a third or more of them empty; both tables at once
+    /// while it grows); a box's slot is 8 (load-tests/README.md,
+    /// twenty-fifth run).
+    rooms: HashMap<SessionId, Box<Room<L>>>,
     /// Sessions restored after a restart, by participant, until they connect.
     restored: HashMap<UserId, SessionId>,
     /// Calls the former core was running, ended with it: told to each of

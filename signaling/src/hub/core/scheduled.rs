@@ -31,7 +31,7 @@ impl<L: LinkRef> HubCore<L> {
         self.hooks.opened(&record, now);
         let mut room = Room::new(record, seeker, consultant);
         room.no_show_at = Some(no_show_at);
-        self.rooms.insert(session_id.clone(), room);
+        self.rooms.insert(session_id.clone(), Box::new(room));
         if recording {
             self.assign_recorders();
         }
@@ -64,7 +64,7 @@ impl<L: LinkRef> HubCore<L> {
         let (seeker_id, consultant_id) = (seeker.id.clone(), consultant.id.clone());
         let mut room = Room::new(record, seeker, consultant);
         room.no_show_at = no_show_at;
-        self.rooms.insert(session_id.clone(), room);
+        self.rooms.insert(session_id.clone(), Box::new(room));
         if recording {
             self.assign_recorders();
         }
