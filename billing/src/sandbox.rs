@@ -643,11 +643,11 @@ impl PaymentProvider for SandboxProvider {
         let status = match card_status(&req.payment_method) {
             Ok(status) => status,
             // A refusal is recorded under the key too: a transaction with
-            // no effect.
-            // Boxed, like the replay below: a refusal's transaction (its
-            // pool and statement futures) would otherwise size every hold's
-            // future, which waits out the group commit for each call being
-            // set up (load-tests/README.md, twenty-fifth run).
+            // no effect. Boxed, like the replay below: inline, its
+            // transaction's futures would size every hold's future (1,848
+            // bytes against 288), which each call being set up keeps while
+            // its hold waits on the group commit (load-tests/README.md,
+            // twenty-fifth run).
             Err(refusal) => {
                 return Box::pin(async move {
                     Ok::<_, ProviderError>(effect_first!(

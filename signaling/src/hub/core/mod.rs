@@ -251,10 +251,10 @@ pub(crate) struct HubCore<L> {
     hooks: Arc<dyn SessionHooks>,
     users: HashMap<UserId, UserState<L>>,
     calls: HashMap<CallId, Ringing>,
-    /// Boxed: a room is 312 bytes, and a table of them grows by doubling
-    /// (a slot per room, a third or more of them empty; both tables at once
-    /// while it grows); a box's slot is 8 (load-tests/README.md,
-    /// twenty-fifth run).
+    /// Boxed: a room is 312 bytes, and a table of them keeps a slot of its
+    /// size per bucket (a third or more of them empty, and the old table
+    /// beside the new while it grows); a boxed slot is 24, its key and the
+    /// box (load-tests/README.md, twenty-fifth run).
     rooms: HashMap<SessionId, Box<Room<L>>>,
     /// Sessions restored after a restart, by participant, until they connect.
     restored: HashMap<UserId, SessionId>,

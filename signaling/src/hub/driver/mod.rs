@@ -226,7 +226,7 @@ impl Hub {
         });
         // Rare (a call that was not answered), and boxed: inline, the
         // loop's state would size every batch's future, which each waiting
-        // request keeps (624 bytes against 143; load-tests/README.md,
+        // request keeps (624 bytes against 240; load-tests/README.md,
         // twenty-fifth run).
         if let Some(first) = releases.next() {
             let releases: Vec<_> = std::iter::once(first).chain(releases).collect();
