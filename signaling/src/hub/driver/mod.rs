@@ -220,16 +220,19 @@ impl Hub {
         } else {
             tracing::warn!("not telling clients what was not stored");
         }
-        let mut releases = batch.0.into_iter().filter_map(|out| match out.action {
-            Action::Release { call, reason } => Some((call, reason)),
-            _ => None,
-        });
+        let releases: Vec<_> = batch
+            .0
+            .into_iter()
+            .filter_map(|out| match out.action {
+                Action::Release { call, reason } => Some((call, reason)),
+                _ => None,
+            })
+            .collect();
         // Rare (a call that was not answered), and boxed: inline, the
         // loop's state would size every batch's future, which each waiting
-        // request keeps (624 bytes against 240; load-tests/README.md,
+        // request keeps (624 bytes against 144; load-tests/README.md,
         // twenty-fifth run).
-        if let Some(first) = releases.next() {
-            let releases: Vec<_> = std::iter::once(first).chain(releases).collect();
+        if !releases.is_empty() {
             Box::pin(self.release_all(releases)).await;
         }
         failed.map_or(Ok(()), Err)
@@ -315,12 +318,13 @@ impl Hub {
         msg: ClientMessage,
     ) -> Handled<'a> {
         link.0.mark_used();
-        let now = |outcome: Result<Option<AckResult>, SignalError>| Handled::Now(outcome);
         match msg {
-            ClientMessage::Ping => now(Ok(Some(AckResult::Pong { server_time_ms: self.clock.now().unix_millis() }))),
+            ClientMessage::Ping => {
+                Handled::Now(Ok(Some(AckResult::Pong { server_time_ms: self.clock.now().unix_millis() })))
+            }
             ClientMessage::IceServers => {
                 let ice_servers = self.cfg.ice.ice_servers(&link.0.user.id, self.clock.now());
-                now(Ok(Some(AckResult::IceServers { ice_servers })))
+                Handled::Now(Ok(Some(AckResult::IceServers { ice_servers })))
             }
             ClientMessage::PresenceSet { status } => {
                 Handled::Later(Box::pin(async move { self.presence_set(link, status).await.map(|()| None) }))
@@ -342,15 +346,15 @@ impl Hub {
             ClientMessage::RoomJoin { session_id } => {
                 Handled::Later(Box::pin(async move { self.room_join(link, id, session_id).await.map(|()| None) }))
             }
-            ClientMessage::RoomLeave { session_id } => now(self.room_leave(link, session_id).map(|()| None)),
-            ClientMessage::SdpOffer { session_id, sdp, to } => now(check_sdp(&sdp).and_then(|()| {
+            ClientMessage::RoomLeave { session_id } => Handled::Now(self.room_leave(link, session_id).map(|()| None)),
+            ClientMessage::SdpOffer { session_id, sdp, to } => Handled::Now(check_sdp(&sdp).and_then(|()| {
                 self.relay(link, &session_id, to.as_ref(), |from| ServerMessage::SdpOffer {
                     session_id: session_id.clone(),
                     from,
                     sdp,
                 })
             })),
-            ClientMessage::SdpAnswer { session_id, sdp, to } => now(check_sdp(&sdp).and_then(|()| {
+            ClientMessage::SdpAnswer { session_id, sdp, to } => Handled::Now(check_sdp(&sdp).and_then(|()| {
                 self.relay(link, &session_id, to.as_ref(), |from| ServerMessage::SdpAnswer {
                     session_id: session_id.clone(),
                     from,
@@ -358,7 +362,7 @@ impl Hub {
                 })
             })),
             ClientMessage::IceCandidate { session_id, candidate, to } => {
-                now(check_candidate(&candidate).and_then(|()| {
+                Handled::Now(check_candidate(&candidate).and_then(|()| {
                     self.relay(link, &session_id, to.as_ref(), |from| ServerMessage::IceCandidate {
                         session_id: session_id.clone(),
                         from,
@@ -376,7 +380,7 @@ impl Hub {
                 Handled::Later(Box::pin(async move { self.session_end(link, session_id).await.map(|()| None) }))
             }
             ClientMessage::Resume { .. } => {
-                now(Err(SignalError::new(ErrorCode::ResumeNotFirst, "resume must be the first message")))
+                Handled::Now(Err(SignalError::new(ErrorCode::ResumeNotFirst, "resume must be the first message")))
             }
         }
     }
