@@ -5,7 +5,13 @@
 //!
 //! Inputs arrive synchronously ([`Meters::opened`], [`Meters::joined`], …)
 //! under the caller's lock, so they reach each meter in the order they
-//! happened; the per-session task does the IO. When signaling ends a
+//! happened. One task for the node wakes at the earliest meter deadline
+//! and times out every meter then due; a session whose meter has
+//! something to store or tell gets a task that carries its outputs out in
+//! order and ends when none is left (most inputs, a join or a drop, have
+//! none). A live session costs its meter and a place in the deadline
+//! order, not a task, a timer and a channel of its own (load-tests/README.md,
+//! twenty-sixth run). When signaling ends a
 //! session (a hang-up, a no-show, a moderator), the settlement is returned
 //! synchronously by [`Meters::ending`] so signaling can store it with the
 //! session's end and put it in `session.ended`. When the meter ends it
@@ -13,17 +19,16 @@
 //! ([`MeterEnd`]) through [`MeterSink::end`]: signaling stores that bill and
 //! never asks the meter again.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures_channel::mpsc;
-use futures_util::StreamExt as _;
 use parley_domain::protocol::{
     MeterStatus, Outcome as WireOutcome, Role, ServerMessage, SessionBill, SessionEndReason,
 };
 use parley_domain::{Clock, Money, SessionId, Timestamp};
+use tokio::sync::Notify;
 use tokio_util::task::TaskTracker;
 
 use crate::{Input, Meter, MeterConfig, MeterEnd, Output, Party, Price, Settlement, Snapshot};
@@ -191,18 +196,22 @@ impl MeterSettings {
     }
 }
 
-/// What a session's task must carry out, in order.
+/// What a session's carrier task must carry out, in order.
 type Batch = Vec<Output>;
+
+/// Whether `batch` has anything to store or tell: a join or a drop only
+/// starts or pauses the meter's clock (`Live`, `Paused`).
+fn has_io(batch: &Batch) -> bool {
+    batch.iter().any(|o| !matches!(o, Output::Live | Output::Paused { .. }))
+}
 
 struct Entry {
     meter: Meter,
     /// The epoch this node meters the session under (its writes carry it).
     epoch: OwnerEpoch,
-    /// The session's task takes the meter's outputs from here, in order.
-    /// A futures channel, not tokio's: it allocates per message, and a
-    /// session's meter sends a few a minute, where tokio's keeps a block of
-    /// 32 slots from the start (about 1.2 KiB per live session).
-    tx: mpsc::UnboundedSender<Batch>,
+    /// The meter's next deadline as the node's timer task knows it (its
+    /// key in [`State::due`]).
+    due: Option<Timestamp>,
     /// What a seeker who does not come pays (a booked session under the
     /// `charge` no-show policy); `None`: a no-show is free.
     no_show_fee: Option<Money>,
@@ -230,9 +239,27 @@ struct State {
     /// Boxed, like the hub's rooms: an entry is 328 bytes, and the table's
     /// empty slots and its growth would each take as much.
     meters: HashMap<SessionId, Box<Entry>>,
+    /// Each live meter's next deadline, earliest first: the timer task
+    /// sleeps until the first.
+    due: BTreeSet<(Timestamp, SessionId)>,
+    /// Outputs waiting for a session's carrier task, oldest first; a
+    /// session is here exactly while its carrier runs.
+    io: HashMap<SessionId, VecDeque<Batch>>,
 }
 
-/// The meters of one node and their driver tasks. Share as `Arc<Meters>`.
+impl State {
+    /// Stops metering `session_id` here: its meter leaves the deadline order.
+    fn remove(&mut self, session_id: &SessionId) -> Option<Box<Entry>> {
+        let entry = self.meters.remove(session_id)?;
+        if let Some(at) = entry.due {
+            self.due.remove(&(at, session_id.clone()));
+        }
+        Some(entry)
+    }
+}
+
+/// The meters of one node, their timer task and carrier tasks. Share as
+/// `Arc<Meters>`.
 pub struct Meters {
     settings: MeterSettings,
     /// Used for sessions opened without a price (no hold): free.
@@ -242,7 +269,22 @@ pub struct Meters {
     sink: OnceLock<Arc<dyn MeterSink>>,
     lateness: OnceLock<Box<dyn Fn(Duration) + Send + Sync>>,
     state: Mutex<State>,
+    /// The carrier tasks ([`Meters::driver_tasks`]).
     tasks: TaskTracker,
+    /// Wakes the timer task: a deadline earlier than the one it sleeps
+    /// until, or these meters dropped.
+    timer: Arc<Notify>,
+    /// Whether the timer task was started (at the first session).
+    ticking: std::sync::atomic::AtomicBool,
+    /// These meters, for the tasks they spawn.
+    me: Weak<Meters>,
+}
+
+impl Drop for Meters {
+    fn drop(&mut self) {
+        // The timer task sees these meters gone and ends.
+        self.timer.notify_one();
+    }
 }
 
 fn party(role: Role) -> Option<Party> {
@@ -263,7 +305,7 @@ impl Meters {
         clock: Arc<dyn Clock>,
         store: Arc<dyn MeterStore>,
     ) -> Arc<Meters> {
-        Arc::new(Meters {
+        Arc::new_cyclic(|me| Meters {
             settings,
             unpriced: settings.config(Price::Fixed { amount: Money::new(0, default_currency) }, None),
             clock,
@@ -272,6 +314,9 @@ impl Meters {
             lateness: OnceLock::new(),
             state: Mutex::new(State::default()),
             tasks: TaskTracker::new(),
+            timer: Arc::new(Notify::new()),
+            ticking: std::sync::atomic::AtomicBool::new(false),
+            me: me.clone(),
         })
     }
 
@@ -315,8 +360,9 @@ impl Meters {
         })
     }
 
-    /// Driver tasks still running: one per metered session, and for a
-    /// moment after its end, until what came before the end is stored.
+    /// Carrier tasks still running: one per session with outputs being
+    /// stored or told (a notice, a checkpoint, an end), until they are, also
+    /// after the session's end. The node's timer task is not counted.
     pub fn driver_tasks(&self) -> usize {
         self.tasks.len()
     }
@@ -335,7 +381,7 @@ impl Meters {
     /// it now and meters and settles it (issue 16). Returns whether it was
     /// metered here.
     pub fn relinquish(&self, session_id: &SessionId) -> bool {
-        self.lock().meters.remove(session_id).is_some()
+        self.lock().remove(session_id).is_some()
     }
 
     /// Registers the price of a session about to open (its hold is placed).
@@ -398,9 +444,90 @@ impl Meters {
         epoch: OwnerEpoch,
         no_show_fee: Option<Money>,
     ) {
-        let (tx, rx) = mpsc::unbounded();
-        st.meters.insert(session_id.clone(), Box::new(Entry { meter, epoch, tx, no_show_fee }));
-        self.tasks.spawn(Arc::clone(self).drive(session_id, rx));
+        if !self.ticking.swap(true, std::sync::atomic::Ordering::AcqRel) {
+            tokio::spawn(tick(Arc::downgrade(self), Arc::clone(&self.timer)));
+        }
+        st.remove(&session_id);
+        st.meters.insert(session_id.clone(), Box::new(Entry { meter, epoch, due: None, no_show_fee }));
+        self.schedule(st, &session_id);
+    }
+
+    /// Puts `session_id`'s meter at its next deadline in the order the
+    /// timer task follows, waking the task when it comes first.
+    fn schedule(&self, st: &mut State, session_id: &SessionId) {
+        let Some(e) = st.meters.get_mut(session_id) else { return };
+        let next = e.meter.next_deadline();
+        if next == e.due {
+            return;
+        }
+        if let Some(at) = std::mem::replace(&mut e.due, next) {
+            st.due.remove(&(at, session_id.clone()));
+        }
+        if let Some(at) = next {
+            let first = st.due.first().is_none_or(|(earliest, _)| at < *earliest);
+            st.due.insert((at, session_id.clone()));
+            if first {
+                self.timer.notify_one();
+            }
+        }
+    }
+
+    /// Hands `batch` to `session_id`'s carrier task, started if none runs:
+    /// the session's outputs are carried out in the order they came.
+    fn carry(&self, st: &mut State, session_id: &SessionId, batch: Batch) {
+        if !has_io(&batch) {
+            return;
+        }
+        if let Some(queue) = st.io.get_mut(session_id) {
+            queue.push_back(batch);
+            return;
+        }
+        let Some(me) = self.me.upgrade() else { return };
+        st.io.insert(session_id.clone(), VecDeque::from([batch]));
+        self.tasks.spawn(me.carrier(session_id.clone()));
+    }
+
+    /// A session's carrier task: its queued outputs, in order, until none
+    /// is left.
+    async fn carrier(self: Arc<Self>, session_id: SessionId) {
+        loop {
+            let batch = {
+                let mut st = self.lock();
+                match st.io.get_mut(&session_id).and_then(VecDeque::pop_front) {
+                    Some(batch) => batch,
+                    None => {
+                        st.io.remove(&session_id);
+                        return;
+                    }
+                }
+            };
+            self.carry_out(&session_id, batch).await;
+        }
+    }
+
+    /// Times out every meter due at `now` (the timer task's step); returns
+    /// the next deadline.
+    fn time_out(&self, now: Timestamp) -> Option<Timestamp> {
+        let mut st = self.lock();
+        let st = &mut *st;
+        let mut due = Vec::new();
+        while let Some((at, _)) = st.due.first()
+            && *at <= now
+        {
+            let (at, id) = st.due.pop_first().expect("just seen");
+            due.push((at, id));
+        }
+        for (at, id) in due {
+            if let Some(observe) = self.lateness.get() {
+                observe(now.since(at));
+            }
+            let Some(e) = st.meters.get_mut(&id) else { continue };
+            e.due = None;
+            let out = e.meter.handle(Input::Timeout, now);
+            self.schedule(st, &id);
+            self.carry(st, &id, out);
+        }
+        st.due.first().map(|(at, _)| *at)
     }
 
     /// `role` joined (or rejoined) the session's room at `at`.
@@ -421,8 +548,8 @@ impl Meters {
         let mut st = self.lock();
         if let Some(e) = st.meters.get_mut(session_id) {
             let out = e.meter.handle(input, at);
-            // Always wake the task: the next deadline may have moved.
-            let _ = e.tx.unbounded_send(out);
+            self.schedule(&mut st, session_id);
+            self.carry(&mut st, session_id, out);
         }
     }
 
@@ -441,8 +568,7 @@ impl Meters {
         at: Timestamp,
     ) -> Option<SessionBill> {
         let mut st = self.lock();
-        let mut entry = st.meters.remove(session_id)?;
-        drop(st);
+        let mut entry = st.remove(session_id)?;
         let input = match reason {
             SessionEndReason::Hangup => Input::End(by.and_then(party).unwrap_or(Party::Seeker)),
             SessionEndReason::Abandoned => Input::Abandon,
@@ -458,9 +584,10 @@ impl Meters {
         if entry.meter.settlement().is_none() {
             out.extend(entry.meter.handle(Input::Moderate, at));
         }
-        // The task stores the outputs that came before the end; it stops
-        // when it sees the channel closed.
-        let _ = entry.tx.unbounded_send(out);
+        // The carrier stores the outputs that came before the end (the
+        // end itself is signaling's to store).
+        self.carry(&mut st, session_id, out);
+        drop(st);
         // Only a seeker who was never in the session with the consultant
         // (restored rooms count anyone not back yet as not come).
         let never_met = entry.meter.billable_ms() == 0;
@@ -477,7 +604,7 @@ impl Meters {
     /// up to now (the server clock) and stores a checkpoint of each, so a restart resumes
     /// each session from this instant and no metered time is lost (the
     /// periodic checkpoints alone lose up to one interval). Then the meters
-    /// stop (their tasks end once the due notices are out): the sessions
+    /// stop (their carriers end once the due notices are out): the sessions
     /// belong to the next process from their checkpoint, and a stopped
     /// server that went on timing them (an absence running out) would
     /// settle them behind its back. Returns how many checkpoints were
@@ -486,11 +613,15 @@ impl Meters {
         let at = self.clock.now();
         let snapshots: Vec<(SessionId, OwnerEpoch, Snapshot)> = {
             let mut st = self.lock();
-            st.meters
-                .drain()
+            let st = &mut *st;
+            st.due.clear();
+            let meters: Vec<_> = st.meters.drain().collect();
+            meters
+                .into_iter()
                 .map(|(id, mut e)| {
-                    // Notices that fell due go out as usual, through the task.
-                    let _ = e.tx.unbounded_send(e.meter.handle(Input::Timeout, at));
+                    // Notices that fell due go out as usual, through the carrier.
+                    let out = e.meter.handle(Input::Timeout, at);
+                    self.carry(st, &id, out);
                     (id, e.epoch, e.meter.snapshot())
                 })
                 .collect()
@@ -503,36 +634,6 @@ impl Meters {
             }
         }
         stored
-    }
-
-    async fn drive(self: Arc<Self>, session_id: SessionId, mut rx: mpsc::UnboundedReceiver<Batch>) {
-        loop {
-            let deadline = self.lock().meters.get(&session_id).and_then(|e| e.meter.next_deadline());
-            let sleep = match deadline {
-                Some(d) => self.clock.sleep_until(d),
-                None => Box::pin(std::future::pending()),
-            };
-            tokio::select! {
-                batch = rx.next() => match batch {
-                    // Boxed: its future (a settlement's store write, the
-                    // meter it takes) would otherwise size the task of every
-                    // live session, idle almost all the time, at 1.2 KiB.
-                    Some(batch) => Box::pin(self.carry_out(&session_id, batch)).await,
-                    None => return,
-                },
-                () = sleep => {
-                    let now = self.clock.now();
-                    if let (Some(observe), Some(d)) = (self.lateness.get(), deadline) {
-                        observe(now.since(d));
-                    }
-                    let mut st = self.lock();
-                    if let Some(e) = st.meters.get_mut(&session_id) {
-                        let out = e.meter.handle(Input::Timeout, now);
-                        let _ = e.tx.unbounded_send(out);
-                    }
-                }
-            }
-        }
     }
 
     async fn carry_out(&self, session_id: &SessionId, batch: Batch) {
@@ -600,7 +701,7 @@ impl Meters {
         match e {
             MeterStoreError::Fenced { mine, current } => {
                 tracing::warn!(%session_id, %mine, %current, what, "session taken over by a newer owner; no longer metered here");
-                self.lock().meters.remove(session_id);
+                self.lock().remove(session_id);
             }
             MeterStoreError::Failed(_) => tracing::error!(%session_id, what, error = %e, "failed to store meter write"),
         }
@@ -623,12 +724,32 @@ impl Meters {
             None => false,
         };
         // `ending` takes the meter when signaling ended the session first.
-        let taken = self.lock().meters.remove(session_id);
+        let taken = self.lock().remove(session_id);
         if !told
             && let Some(entry) = taken
             && let Err(e) = self.store.orphan_settlement(session_id, entry.epoch, &end.bill, end.reason, end.at).await
         {
             self.write_failed(session_id, "settlement", &e);
+        }
+    }
+}
+
+/// The node's timer task: sleeps on the server clock until the earliest
+/// meter deadline, or until woken by an earlier one, and times out every
+/// meter then due. Holds the meters only while it works: it ends once they
+/// are dropped.
+async fn tick(meters: Weak<Meters>, wake: Arc<Notify>) {
+    loop {
+        let sleep = {
+            let Some(m) = meters.upgrade() else { return };
+            match m.time_out(m.clock.now()) {
+                Some(at) => m.clock.sleep_until(at),
+                None => Box::pin(std::future::pending()),
+            }
+        };
+        tokio::select! {
+            () = wake.notified() => {}
+            () = sleep => {}
         }
     }
 }

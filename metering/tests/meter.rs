@@ -559,7 +559,10 @@ async fn m4_the_meter_ends_a_session_once_with_its_bill_and_nobody_asks_it_again
         meters.joined(&sid, Role::Seeker, t0);
         meters.joined(&sid, Role::Consultant, t0);
         clock.advance(Duration::from_secs(120));
-        until("the driver is done with the session", || meters.driver_tasks() == 0).await;
+        // The timer task times the meter out; its carrier ends the session
+        // and stores what it must, then stops.
+        until("the driver is done with the session", || meters.live_sessions() == 0 && meters.driver_tasks() == 0)
+            .await;
 
         let bill = SessionBill { outcome: WireOutcome::Charged, billable_secs: 120, charge: Money::new(500, eur) };
         let end = MeterEnd { reason: SessionEndReason::LengthReached, at: t0.plus(Duration::from_secs(120)), bill };
