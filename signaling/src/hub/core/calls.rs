@@ -221,9 +221,7 @@ impl<L: LinkRef> HubCore<L> {
             self.assign_recorders();
         }
         let since = session.opened_at.plus(self.cfg.grace);
-        for i in 0..2 {
-            self.arm(since, Timer::Absence { session: session.session_id.clone(), i, epoch: 0 });
-        }
+        self.arm(since, Timer::Arrival { session: session.session_id.clone() });
         metrics::call("accepted");
     }
 

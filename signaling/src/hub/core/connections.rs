@@ -89,15 +89,17 @@ impl<L: LinkRef> HubCore<L> {
             Some(sid) if self.rooms.contains_key(&sid) => Some(sid),
             _ => None,
         };
-        self.users.entry(user.id.clone()).or_insert_with(|| UserState {
-            info: user.clone(),
-            link: None,
-            connected: false,
-            previous: None,
-            wants_available: false,
-            call: None,
-            session: restored,
-            reported: PresenceStatus::Offline,
+        self.users.entry(user.id.clone()).or_insert_with(|| {
+            Box::new(UserState {
+                info: user.clone(),
+                link: None,
+                connected: false,
+                previous: None,
+                wants_available: false,
+                call: None,
+                session: restored,
+                reported: PresenceStatus::Offline,
+            })
         })
     }
 

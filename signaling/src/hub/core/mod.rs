@@ -29,7 +29,7 @@ mod scheduled;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::sync::Arc;
 
 use parley_domain::protocol::{
@@ -125,8 +125,40 @@ enum Timer<L> {
     Ring { call: CallId },
     /// Member `i` of a room must be back by now (DESIGN.md M3).
     Absence { session: SessionId, i: usize, epoch: u64 },
+    /// Both members of a room opened by an accepted call must have joined
+    /// by now (DESIGN.md M3): [`Timer::Absence`] of each at epoch 0, armed
+    /// once.
+    Arrival { session: SessionId },
     /// A booked session's no-show time.
     NoShow { session: SessionId },
+}
+
+/// A timer armed to fire at `at`, the `seq`th armed: ordered so that a
+/// max-heap gives the earliest deadline first, then the first armed.
+struct Armed<L> {
+    at: Timestamp,
+    seq: u64,
+    timer: Timer<L>,
+}
+
+impl<L> PartialEq for Armed<L> {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+
+impl<L> Eq for Armed<L> {}
+
+impl<L> PartialOrd for Armed<L> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl<L> Ord for Armed<L> {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (other.at, other.seq).cmp(&(self.at, self.seq))
+    }
 }
 
 struct UserState<L> {
@@ -249,7 +281,10 @@ fn err(code: ErrorCode, message: impl Into<String>) -> SignalError {
 pub(crate) struct HubCore<L> {
     cfg: SignalingConfig,
     hooks: Arc<dyn SessionHooks>,
-    users: HashMap<UserId, UserState<L>>,
+    /// Boxed: a user's state is 104 bytes, and the table keeps a slot of
+    /// its size per bucket (and, while it grows, the old table beside the
+    /// new one); a boxed slot is 24 (load-tests/README.md, twenty-sixth run).
+    users: HashMap<UserId, Box<UserState<L>>>,
     calls: HashMap<CallId, Ringing>,
     /// Boxed: a room is 312 bytes, and a table of them keeps a slot of its
     /// size per bucket (a third or more of them empty, and the old table
@@ -265,9 +300,14 @@ pub(crate) struct HubCore<L> {
     /// re-opened here ([`HubCore::adopt`]).
     adopted_without_room: HashSet<UserId>,
     shutting_down: bool,
-    /// Pending timers by deadline (then by order of arming). A timer whose
-    /// subject has moved on does nothing when it fires.
-    timers: BTreeMap<(Timestamp, u64), Timer<L>>,
+    /// Pending timers, the earliest deadline first (then the first armed).
+    /// A timer whose subject has moved on does nothing when it fires. A
+    /// heap, not a `BTreeMap`: timers are armed in about the order they
+    /// fall due, which leaves a B-tree's nodes half full (its nodes held
+    /// 2.5 MB at the heap's peak while 5,000 calls were set up); here a
+    /// timer takes 56 bytes of one array (load-tests/README.md,
+    /// twenty-sixth run).
+    timers: BinaryHeap<Armed<L>>,
     timer_seq: u64,
     /// The current input's time: every output is stamped with it.
     now: Timestamp,
@@ -288,7 +328,7 @@ impl<L: LinkRef> HubCore<L> {
             lost: HashMap::new(),
             adopted_without_room: HashSet::new(),
             shutting_down: false,
-            timers: BTreeMap::new(),
+            timers: BinaryHeap::new(),
             timer_seq: 0,
             now: Timestamp::from_unix_millis(0),
             out: Vec::new(),
@@ -303,21 +343,26 @@ impl<L: LinkRef> HubCore<L> {
     /// When [`HubCore::handle_timeout`] must be called next (`None`: no
     /// timer is pending).
     pub fn next_deadline(&self) -> Option<Timestamp> {
-        self.timers.keys().next().map(|(at, _)| *at)
+        self.timers.peek().map(|armed| armed.at)
     }
 
     /// Time has reached `now`: runs every timer due by then (ring
     /// timeouts, link expiry, absence grace, no-shows), oldest first.
     pub fn handle_timeout(&mut self, now: Timestamp) {
         self.now = now;
-        while let Some(entry) = self.timers.first_entry() {
-            if entry.key().0 > now {
-                break;
-            }
-            match entry.remove() {
+        while self.timers.peek().is_some_and(|armed| armed.at <= now) {
+            let Some(armed) = self.timers.pop() else { break };
+            match armed.timer {
                 Timer::ExpireLink { user, link } => self.expire_link(&user, &link),
                 Timer::Ring { call } => self.ring_timeout(&call),
                 Timer::Absence { session, i, epoch } => self.absence_timeout(&session, i, epoch),
+                Timer::Arrival { session } => {
+                    // In order, as two timers armed one after the other
+                    // would run: the first absent member ends the session.
+                    for i in 0..2 {
+                        self.absence_timeout(&session, i, 0);
+                    }
+                }
                 Timer::NoShow { session } => self.no_show(&session),
             }
         }
@@ -325,7 +370,7 @@ impl<L: LinkRef> HubCore<L> {
 
     fn arm(&mut self, at: Timestamp, timer: Timer<L>) {
         self.timer_seq += 1;
-        self.timers.insert((at, self.timer_seq), timer);
+        self.timers.push(Armed { at, seq: self.timer_seq, timer });
     }
 
     fn push(&mut self, action: Action<L>) {
@@ -336,7 +381,7 @@ impl<L: LinkRef> HubCore<L> {
 
     /// The presence of each consultant in `ids` (offline when unknown here).
     pub fn presence_of(&self, ids: &[UserId]) -> Vec<PresenceStatus> {
-        ids.iter().map(|id| self.users.get(id).map_or(PresenceStatus::Offline, UserState::presence)).collect()
+        ids.iter().map(|id| self.users.get(id).map_or(PresenceStatus::Offline, |u| u.presence())).collect()
     }
 
     /// Consultants with a link on this node (connected or within grace).
@@ -477,7 +522,7 @@ impl<L: LinkRef> HubCore<L> {
     }
 
     fn remove_if_idle(&mut self, user: &UserId) {
-        if self.users.get(user).is_some_and(UserState::is_idle) {
+        if self.users.get(user).is_some_and(|u| u.is_idle()) {
             self.users.remove(user);
         }
     }
@@ -494,7 +539,7 @@ impl<L: LinkRef> HubCore<L> {
 /// Makes `session_id` the session of `users` (who are in no other one):
 /// at once for those known here, when they connect for the others.
 fn attach_session<L>(
-    users: &mut HashMap<UserId, UserState<L>>,
+    users: &mut HashMap<UserId, Box<UserState<L>>>,
     restored: &mut HashMap<UserId, SessionId>,
     ids: [&UserId; 2],
     session_id: &SessionId,

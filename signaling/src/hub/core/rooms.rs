@@ -7,7 +7,7 @@ use parley_domain::protocol::{
 };
 use parley_domain::{SessionId, Timestamp, UserId};
 
-use super::{Action, Attendance, Denied, HubCore, LinkRef, Member, Timer, UserState, err, is_link, leave_event};
+use super::{Action, Attendance, Denied, HubCore, LinkRef, Member, Timer, err, is_link, leave_event};
 use crate::error::SignalError;
 use crate::store::SessionEvent;
 
@@ -279,7 +279,7 @@ impl<L: LinkRef> HubCore<L> {
         }
         self.tell_presence(&room.record.consultant_id);
         for m in &room.members {
-            if self.users.get(&m.user.id).is_some_and(UserState::is_idle) {
+            if self.users.get(&m.user.id).is_some_and(|u| u.is_idle()) {
                 self.users.remove(&m.user.id);
             }
         }

@@ -167,6 +167,27 @@ fn nobody_joining_an_accepted_session_abandons_it_grace_after_the_acceptance() {
 }
 
 #[test]
+fn one_arrival_deadline_ends_a_session_either_member_missed_once_and_keeps_one_both_joined() {
+    let grace = at(GRACE.as_millis() as i64);
+    for (joining, abandoned) in [(vec![0], true), (vec![2], true), (vec![0, 2], false)] {
+        let (mut f, session) = accepted();
+        for &i in &joining {
+            f.core.join(&f.links[i], &f.users[i].clone(), &session.session_id, None, None, at(1_000)).expect("open");
+        }
+        drain(&mut f.core);
+        f.core.handle_timeout(grace);
+        let outs = drain(&mut f.core);
+        let ends = outs
+            .iter()
+            .filter(|o| matches!(&o.action, Action::SessionEvent { event: SessionEvent::Ended { .. }, .. }))
+            .count();
+        assert_eq!(ends, usize::from(abandoned), "{joining:?} joined: ended once or not at all");
+        assert_eq!(f.core.is_open(&session.session_id), !abandoned, "{joining:?} joined");
+        assert_eq!(f.core.next_deadline(), None, "every timer due by then ran, the stale ring timeout too");
+    }
+}
+
+#[test]
 fn a_hangup_is_stored_before_both_are_told_and_the_consultant_is_free_again() {
     let (mut f, session) = joined();
     f.core.hangup(&f.users[2].id.clone(), &session.session_id, at(9_000)).expect("participant");
