@@ -232,7 +232,9 @@ pub struct BookedSession {
 struct State {
     /// Meter configurations of sessions about to open (set when the hold is
     /// placed, taken when the call is accepted).
-    pending: HashMap<SessionId, MeterConfig>,
+    /// Boxed: a configuration is 136 bytes, and a burst of calls grows
+    /// the table (the old one beside the new while it does).
+    pending: HashMap<SessionId, Box<MeterConfig>>,
     /// Scheduled sessions about to open: when their participants must
     /// have joined (DESIGN.md §3 no-show).
     booked: HashMap<SessionId, BookedSession>,
@@ -386,7 +388,7 @@ impl Meters {
 
     /// Registers the price of a session about to open (its hold is placed).
     pub fn expect(&self, session_id: &SessionId, cfg: MeterConfig) {
-        self.lock().pending.insert(session_id.clone(), cfg);
+        self.lock().pending.insert(session_id.clone(), Box::new(cfg));
     }
 
     /// A scheduled session about to open (DESIGN.md §3): `cfg` if it is
@@ -394,7 +396,7 @@ impl Meters {
     pub fn expect_scheduled(&self, session_id: &SessionId, cfg: Option<MeterConfig>, booked: BookedSession) {
         let mut st = self.lock();
         if let Some(cfg) = cfg {
-            st.pending.insert(session_id.clone(), cfg);
+            st.pending.insert(session_id.clone(), Box::new(cfg));
         }
         st.booked.insert(session_id.clone(), booked);
     }
@@ -407,7 +409,7 @@ impl Meters {
     /// A session opened at `at`: both participants have `G` to join.
     pub fn opened(self: &Arc<Self>, session_id: &SessionId, at: Timestamp) {
         let mut st = self.lock();
-        let cfg = st.pending.remove(session_id).unwrap_or(self.unpriced);
+        let cfg = st.pending.remove(session_id).map_or(self.unpriced, |cfg| *cfg);
         let (meter, no_show_fee) = match st.booked.remove(session_id) {
             Some(b) => (Meter::scheduled(cfg, b.join_by.max(at)), b.no_show_fee),
             None => (Meter::new(cfg, at), None),

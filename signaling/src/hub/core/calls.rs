@@ -87,7 +87,7 @@ impl<L: LinkRef> HubCore<L> {
         };
         let ringing =
             Ringing { record: record.clone(), seeker: seeker.clone(), phase: Phase::Authorizing, deadline: now };
-        self.calls.insert(record.call_id.clone(), ringing);
+        self.calls.insert(record.call_id.clone(), Box::new(ringing));
         for id in [&record.seeker_id, &record.consultant_id] {
             self.users.get_mut(id).expect("checked above").call = Some(record.call_id.clone());
         }

@@ -285,7 +285,10 @@ pub(crate) struct HubCore<L> {
     /// its size per bucket (and, while it grows, the old table beside the
     /// new one); a boxed slot is 24 (load-tests/README.md, twenty-sixth run).
     users: HashMap<UserId, Box<UserState<L>>>,
-    calls: HashMap<CallId, Ringing>,
+    /// Boxed, as users, rooms and meters are: a ringing call is 144
+    /// bytes, and a burst of calls grows the table (load-tests/README.md,
+    /// twenty-sixth run).
+    calls: HashMap<CallId, Box<Ringing>>,
     /// Boxed: a room is 312 bytes, and a table of them keeps a slot of its
     /// size per bucket (a third or more of them empty, and the old table
     /// beside the new while it grows); a boxed slot is 24, its key and the
