@@ -11,10 +11,12 @@
 //! [`MAX_ATTEMPTS`]. A row is leased while it is being delivered, so
 //! several nodes can run the worker.
 
+use std::fmt::Write as _;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use parley_billing::{Arg, Committer, Statement};
 use parley_domain::clock::Wake;
 use parley_domain::protocol::Outcome;
 use parley_domain::protocol::rest::{EVENT_ID_HEADER, SIGNATURE_HEADER, SessionSettledData, WebhookEventType};
@@ -25,7 +27,7 @@ use crate::config::WebhookConfig;
 use crate::kernel::worker::{self, Job, earliest};
 #[cfg(doc)]
 use crate::store::outbox::Outbox;
-use crate::store::outbox::{NewEvent, OutboxError, insert_event};
+use crate::store::outbox::{NewEvent, OutboxError};
 
 /// Delivery attempts, by `result`: `delivered`, `retry` (failed, will be
 /// retried), `failed` (the last attempt failed: given up) (counter).
@@ -77,6 +79,7 @@ struct Target {
 /// as `Arc<Webhooks>`.
 pub struct Webhooks {
     pool: AnyPool,
+    committer: Arc<dyn Committer>,
     clock: Arc<dyn Clock>,
     target: Option<Target>,
     client: reqwest::Client,
@@ -105,8 +108,10 @@ impl Job for Worker {
 
 impl Webhooks {
     /// The worker over `pool`'s outbox (migrated by the store), delivering
-    /// to `config.url` if set. It wakes when `wake` is notified (the store
-    /// after committing session events, the [`Outbox`] after storing one).
+    /// to `config.url` if set; `committer` (the store's writer, on the same
+    /// database) commits the `session.settled` events it stores. It wakes
+    /// when `wake` is notified (the store after committing session events,
+    /// the [`Outbox`] after storing one).
     ///
     /// # Errors
     ///
@@ -114,6 +119,7 @@ impl Webhooks {
     /// client cannot be built.
     pub fn new(
         pool: AnyPool,
+        committer: Arc<dyn Committer>,
         clock: Arc<dyn Clock>,
         config: &WebhookConfig,
         wake: Wake,
@@ -132,7 +138,7 @@ impl Webhooks {
         if target.is_none() {
             tracing::info!("PARLEY_WEBHOOK_URL is not set: webhook events are stored but not delivered");
         }
-        Ok(Arc::new(Webhooks { pool, clock, target, client, wake }))
+        Ok(Arc::new(Webhooks { pool, committer, clock, target, client, wake }))
     }
 
     /// Whether events are delivered (a URL is configured).
@@ -191,14 +197,16 @@ impl Webhooks {
     }
 
     /// `session.settled` for each settlement billing finished (done or
-    /// failed) and not yet announced: the event is stored first, then the
-    /// settlement is marked `announced`. The event's dedupe key
-    /// (`session.settled:<session>`) keeps it to one per session, so each
-    /// is announced exactly once without a transaction, even with several
-    /// nodes or a crash in between (the next pass stores nothing new and
-    /// marks it). Calls that never became a session (`unanswered`) are
-    /// marked without an event. Three statements per settlement: the scan
-    /// (which also sums its ledger), the event, the mark.
+    /// failed) and not yet announced, up to [`BATCH`] a pass: one scan
+    /// (which also sums each one's ledger), then the pass's events and the
+    /// marks `announced` committed together through the store's writer
+    /// (`Committer`: in the transaction of whatever else is being written,
+    /// not a commit of their own): one multi-row insert and one update.
+    /// The event's dedupe key (`session.settled:<session>`) keeps it to one
+    /// per session, and the mark only sets what is unset, so passes that
+    /// race (several nodes, or the writer retrying the batch) announce each
+    /// settlement once. Calls that never became a session (`unanswered`)
+    /// are marked without an event.
     async fn announce_settlements(&self) -> Result<(), OutboxError> {
         let rows = sqlx::query(
             "SELECT s.session_id, s.outcome, s.billable_secs, s.amount_minor, s.currency, s.status, s.last_error, \
@@ -213,28 +221,33 @@ impl Webhooks {
              (SELECT MIN(l.currency) FROM ledger l \
               WHERE l.session_id = s.session_id AND l.kind IN ('capture', 'fee', 'earnings')) AS ledger_currency \
              FROM settlements s LEFT JOIN sessions x ON x.id = s.session_id LEFT JOIN holds h ON h.session_id = s.session_id \
-             WHERE s.announced = 0 AND s.status IN ('done', 'failed') ORDER BY s.done_ms LIMIT $1",
+             WHERE s.announced = 0 AND s.status IN ('done', 'failed') ORDER BY s.done_ms, s.session_id LIMIT $1",
         )
         .bind(BATCH)
         .fetch_all(&self.pool)
         .await?;
-        let mut stored = false;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut marked = Vec::with_capacity(rows.len());
+        let mut events = Vec::with_capacity(rows.len());
         for row in rows {
             let sid: String = row.try_get("session_id")?;
             match settled_event(&row) {
-                Ok(Some(event)) => {
-                    let mut conn = self.pool.acquire().await?;
-                    stored |= insert_event(&mut conn, &event).await?;
-                }
+                Ok(Some(event)) => events.push(event),
                 Ok(None) => {}
                 Err(e) => tracing::error!(session_id = %sid, error = %e, "cannot build session.settled; not announced"),
             }
-            sqlx::query("UPDATE settlements SET announced = 1 WHERE session_id = $1 AND announced = 0")
-                .bind(&sid)
-                .execute(&self.pool)
-                .await?;
+            marked.push(sid);
         }
-        if stored {
+        let stored = events.len();
+        let mut statements = Vec::with_capacity(2);
+        if let Some(insert) = insert_events(&events) {
+            statements.push(insert);
+        }
+        statements.push(mark_announced(marked));
+        let done = self.committer.commit(statements).await?;
+        if stored > 0 && done.first().is_some_and(|d| d.rows_affected > 0) {
             self.wake.wake();
         }
         Ok(())
@@ -362,6 +375,44 @@ impl Webhooks {
         }
         Ok(())
     }
+}
+
+/// One insert of `events` into the outbox, each kept only if no event with
+/// its dedupe key is stored (`ON CONFLICT DO NOTHING`); `None` for none.
+fn insert_events(events: &[NewEvent]) -> Option<Statement> {
+    if events.is_empty() {
+        return None;
+    }
+    let mut sql =
+        String::from("INSERT INTO webhook_outbox (id, type, body, dedupe_key, created_ms, next_attempt_ms) VALUES ");
+    let mut statement_args = Vec::with_capacity(events.len() * 6);
+    for (i, e) in events.iter().enumerate() {
+        let n = i * 6;
+        let sep = if i > 0 { ", " } else { "" };
+        let _ = write!(sql, "{sep}(${}, ${}, ${}, ${}, ${}, ${})", n + 1, n + 2, n + 3, n + 4, n + 5, n + 6);
+        let at = e.created.unix_millis();
+        statement_args.extend([
+            Arg::from(e.id.as_str()),
+            Arg::from(e.event_type.as_str()),
+            Arg::from(e.body.as_str()),
+            Arg::from(e.dedupe_key.as_deref()),
+            Arg::from(at),
+            Arg::from(at),
+        ]);
+    }
+    sql.push_str(" ON CONFLICT DO NOTHING");
+    Some(statement_args.into_iter().fold(Statement::new(sql), Statement::bind))
+}
+
+/// The update that marks the settlements of `sessions` announced (those
+/// not marked yet).
+fn mark_announced(sessions: Vec<String>) -> Statement {
+    let mut sql = String::from("UPDATE settlements SET announced = 1 WHERE announced = 0 AND session_id IN (");
+    for n in 1..=sessions.len() {
+        let _ = write!(sql, "{}${n}", if n > 1 { ", " } else { "" });
+    }
+    sql.push(')');
+    sessions.into_iter().fold(Statement::new(sql), Statement::bind)
 }
 
 /// The `session.settled` event of a finished settlement row, or `None` for

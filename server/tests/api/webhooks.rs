@@ -489,8 +489,12 @@ async fn racing_passes_announce_each_settlement_once(app: TestApp) {
         sqlx::query("UPDATE settlements SET announced = 0").execute(&pool).await.unwrap();
 
         let config = WebhookConfig::default();
-        let workers: Vec<_> =
-            (0..3).map(|_| Webhooks::new(pool.clone(), app.clock.clone(), &config, Wake::new()).unwrap()).collect();
+        let workers: Vec<_> = (0..3)
+            .map(|_| {
+                Webhooks::new(pool.clone(), Arc::new(app.store.clone()), app.clock.clone(), &config, Wake::new())
+                    .unwrap()
+            })
+            .collect();
         for pass in futures_util::future::join_all(workers.iter().map(|w| w.pass())).await {
             pass.expect("a pass");
         }
