@@ -2,6 +2,8 @@
 //! stored with the session's end, carried out exactly once by a worker
 //! that sleeps until the next one is due on the injected clock.
 
+use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,6 +12,7 @@ use parley_domain::clock::{Wake, run_worker};
 use parley_domain::protocol::{Outcome, SessionBill};
 use parley_domain::{Money, SessionId, Timestamp, UserId};
 use sqlx::Row;
+use sqlx::any::AnyRow;
 
 use super::ledger::Entry;
 use super::{Billing, BillingError, LEASE, ORPHAN_AFTER, SETTLEMENT_RETRIES, SETTLEMENTS, money};
@@ -176,12 +179,16 @@ impl Billing {
             .iter()
             .map(|row| Ok(SessionId::parse(row.try_get::<String, _>("session_id")?)?))
             .collect::<Result<Vec<_>, BillingError>>()?;
+        let mut claimed = self.claimed(&due).await?;
         let carried: Vec<Result<bool, BillingError>> = futures_util::stream::iter(due)
-            .map(|session_id| async move {
-                if self.clock.now().since(claimed_at) >= LEASE / 2 {
-                    return Ok(false);
+            .map(|session_id| {
+                let row = claimed.remove(session_id.as_str());
+                async move {
+                    if self.clock.now().since(claimed_at) >= LEASE / 2 {
+                        return Ok(false);
+                    }
+                    self.carry_out(&session_id, row.ok_or(sqlx::Error::RowNotFound)?).await
                 }
-                self.carry_out(&session_id).await
             })
             .buffer_unordered(CARRY_OUT_AT_ONCE)
             .collect()
@@ -231,17 +238,39 @@ impl Billing {
         Ok(())
     }
 
-    /// Carries out one claimed settlement; true when it is finished (done
-    /// or failed for good), false when it will be retried.
-    async fn carry_out(&self, session_id: &SessionId) -> Result<bool, BillingError> {
-        let s = sqlx::query(
-            "SELECT s.outcome, s.amount_minor, s.currency, s.attempts, h.intent_id, h.status AS hold_status, \
-             h.amount_minor AS hold_minor, h.currency AS hold_currency, h.destination, h.expires_ms, h.seeker_id, \
-             h.consultant_id FROM settlements s LEFT JOIN holds h ON h.session_id = s.session_id WHERE s.session_id = $1",
-        )
-        .bind(session_id.as_str())
-        .fetch_one(&self.pool)
-        .await?;
+    /// The claimed settlements of `sessions` with their holds, read in one
+    /// statement (not one per carry-out), by session id. The claim's lease
+    /// keeps every other worker from carrying them out; the decision and
+    /// the hold's amount, intent and expiry are written once, before. A
+    /// hold's status may still change under a claim (a provider's webhook
+    /// marks it expired, B6): the provider then refuses the keyed capture
+    /// or release, as it would have a moment after a read made just before.
+    async fn claimed(&self, sessions: &[SessionId]) -> Result<HashMap<String, AnyRow>, BillingError> {
+        if sessions.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let mut sql = String::from(
+            "SELECT s.session_id, s.outcome, s.amount_minor, s.currency, s.attempts, h.intent_id, \
+             h.status AS hold_status, h.amount_minor AS hold_minor, h.currency AS hold_currency, h.destination, \
+             h.expires_ms, h.seeker_id, h.consultant_id FROM settlements s LEFT JOIN holds h \
+             ON h.session_id = s.session_id WHERE s.session_id IN (",
+        );
+        for n in 1..=sessions.len() {
+            let _ = write!(sql, "{}${n}", if n > 1 { ", " } else { "" });
+        }
+        sql.push(')');
+        let rows = sessions
+            .iter()
+            .fold(sqlx::query(sqlx::AssertSqlSafe(sql)), |q, id| q.bind(id.as_str()))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter().map(|row| Ok((row.try_get::<String, _>("session_id")?, row))).collect()
+    }
+
+    /// Carries out one claimed settlement, `s` its row as
+    /// [`Billing::claimed`] read it; true when it is finished (done or
+    /// failed for good), false when it will be retried.
+    async fn carry_out(&self, session_id: &SessionId, s: AnyRow) -> Result<bool, BillingError> {
         let now = self.clock.now();
         let attempts: i64 = s.try_get("attempts")?;
         let hold_status: Option<String> = s.try_get("hold_status")?;
