@@ -48,8 +48,10 @@ const LEASE: Duration = Duration::from_secs(60);
 /// The longest the worker waits without a pass (server clock): events
 /// other nodes stored are delivered within this.
 pub const RESCAN_EVERY: Duration = Duration::from_secs(60);
-/// Events per pass.
+/// Events per pass; settlements announced per statement.
 const BATCH: i64 = 100;
+/// [`BATCH`] as a count of rows.
+const BATCH_ROWS: usize = BATCH as usize;
 
 /// The `Parley-Signature` value of `body` at Unix second `t`:
 /// `t=<t>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>` — Stripe's scheme,
@@ -197,8 +199,16 @@ impl Webhooks {
     }
 
     /// `session.settled` for each settlement billing finished (done or
-    /// failed) and not yet announced, up to [`BATCH`] a pass: one scan
-    /// (which also sums each one's ledger), then the pass's events and the
+    /// failed) and not yet announced, [`BATCH`] at a time until fewer are
+    /// left (wakes that came while a pass ran are one pass, which may find
+    /// more than a batch).
+    async fn announce_settlements(&self) -> Result<(), OutboxError> {
+        while self.announce_batch().await? == BATCH_ROWS {}
+        Ok(())
+    }
+
+    /// Up to [`BATCH`] finished settlements not yet announced: one scan
+    /// (which also sums each one's ledger), then their events and the
     /// marks `announced` committed together through the store's writer
     /// (`Committer`: in the transaction of whatever else is being written,
     /// not a commit of their own): one multi-row insert and one update.
@@ -206,8 +216,8 @@ impl Webhooks {
     /// per session, and the mark only sets what is unset, so passes that
     /// race (several nodes, or the writer retrying the batch) announce each
     /// settlement once. Calls that never became a session (`unanswered`)
-    /// are marked without an event.
-    async fn announce_settlements(&self) -> Result<(), OutboxError> {
+    /// are marked without an event. Returns how many settlements it read.
+    async fn announce_batch(&self) -> Result<usize, OutboxError> {
         let rows = sqlx::query(
             "SELECT s.session_id, s.outcome, s.billable_secs, s.amount_minor, s.currency, s.status, s.last_error, \
              s.done_ms, s.decided_ms, COALESCE(x.seeker_id, h.seeker_id) AS seeker_id, \
@@ -226,10 +236,11 @@ impl Webhooks {
         .bind(BATCH)
         .fetch_all(&self.pool)
         .await?;
-        if rows.is_empty() {
-            return Ok(());
+        let read = rows.len();
+        if read == 0 {
+            return Ok(0);
         }
-        let mut marked = Vec::with_capacity(rows.len());
+        let mut marked = Vec::with_capacity(read);
         let mut events = Vec::with_capacity(rows.len());
         for row in rows {
             let sid: String = row.try_get("session_id")?;
@@ -250,7 +261,7 @@ impl Webhooks {
         if stored > 0 && done.first().is_some_and(|d| d.rows_affected > 0) {
             self.wake.wake();
         }
-        Ok(())
+        Ok(read)
     }
 
     /// Delivers every pending event due now, each claimed with a lease first.

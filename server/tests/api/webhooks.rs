@@ -447,7 +447,8 @@ async fn two_nodes_on_one_database_settle_and_announce_each_session_once() {
 
 /// `session.settled` is stored once per settlement however many workers
 /// announce at once (several nodes on one database): each pass stores the
-/// event, whose dedupe key keeps one, and then marks the settlement.
+/// events, whose dedupe keys keep one each, and marks the settlements, in
+/// one write of the store's writer.
 /// Billing settles ten sessions (even ones charged, odd ones free); they
 /// are then put back to "finished, not announced" (as after a crash before
 /// the mark) and three passes race over them. Five rounds, both backends.
@@ -524,6 +525,77 @@ async fn racing_passes_announce_each_settlement_once(app: TestApp) {
         }
     }
     app.assert_reconciled().await;
+}
+
+/// More settlements finish than the webhook worker announces in one
+/// statement (100) before its pass runs (wakes that come while a pass runs
+/// make one more pass, however many settlements they stand for): the pass
+/// announces every one, each with one `session.settled` event.
+async fn one_pass_announces_more_settlements_than_a_batch(app: TestApp) {
+    let pool = app.store.pool();
+    let now = app.clock.now().unix_millis();
+    for i in 0..250 {
+        let sid = format!("ses_many_{i:03}");
+        sqlx::query(
+            "INSERT INTO holds (session_id, call_id, seeker_id, consultant_id, provider, status, amount_minor, \
+             currency, price_model, price_minor, max_billable_secs, created_ms, updated_ms) \
+             VALUES ($1, $2, 'sam', 'cora', 'sandbox', 'released', 3000, 'EUR', 'fixed', 3000, 3600, $3, $3)",
+        )
+        .bind(&sid)
+        .bind(format!("call_many_{i:03}"))
+        .bind(now)
+        .execute(&pool)
+        .await
+        .unwrap();
+        sqlx::query(
+            "INSERT INTO settlements (session_id, outcome, reason, billable_secs, amount_minor, currency, \
+             decided_ms, next_attempt_ms, status, attempts, done_ms) \
+             VALUES ($1, 'free', 'hangup', 0, 0, 'EUR', $2, $2, 'done', 1, $2)",
+        )
+        .bind(&sid)
+        .bind(now)
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    let worker = Webhooks::new(
+        pool.clone(),
+        Arc::new(app.store.clone()),
+        app.clock.clone(),
+        &WebhookConfig::default(),
+        Wake::new(),
+    )
+    .unwrap();
+    worker.pass().await.expect("a pass");
+    let unmarked: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM settlements WHERE session_id LIKE 'ses_many_%' AND announced = 0")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(unmarked, 0, "every finished settlement is announced by one pass");
+    let bodies: Vec<String> = sqlx::query_scalar(
+        "SELECT body FROM webhook_outbox WHERE type = 'session.settled' AND dedupe_key LIKE 'session.settled:ses_many_%'",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let mut sessions: Vec<String> = bodies
+        .iter()
+        .map(|b| serde_json::from_str::<Value>(b).unwrap()["data"]["session_id"].as_str().unwrap().to_owned())
+        .collect();
+    sessions.sort();
+    sessions.dedup();
+    assert_eq!((bodies.len(), sessions.len()), (250, 250), "one session.settled per session");
+}
+
+#[tokio::test]
+async fn one_pass_announces_more_settlements_than_a_batch_on_sqlite() {
+    one_pass_announces_more_settlements_than_a_batch(spawn_app().await).await;
+}
+
+#[tokio::test]
+async fn one_pass_announces_more_settlements_than_a_batch_on_postgres() {
+    one_pass_announces_more_settlements_than_a_batch(common::spawn_app_on_postgres().await).await;
 }
 
 #[tokio::test]
