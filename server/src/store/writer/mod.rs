@@ -22,7 +22,7 @@ use std::hash::RandomState;
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
 
-use parley_billing::{Arg, Done, Statement};
+use parley_billing::{Done, Statement};
 use parley_domain::clock::Wake;
 use parley_domain::protocol::{SessionBill, SessionEndReason, UserInfo};
 use parley_domain::{CallId, SessionId, Timestamp, UserId};
@@ -37,9 +37,11 @@ use tokio::sync::{mpsc, oneshot};
 use super::{Backend, outbox, store_err};
 use held::Held;
 use lanes::{keys, lanes, next_batch};
+use rows::{RowGroup, row_insert};
 
 mod held;
 mod lanes;
+mod rows;
 
 /// Webhook events per multi-row insert, and ended sessions per read of
 /// them (`outbox::session_events`), on either backend: on PostgreSQL,
@@ -352,8 +354,8 @@ async fn apply(
     let (mut meter_events, mut checkpoints, mut settlements) = (Vec::new(), Vec::new(), Vec::new());
     // Billing's writes: single-row inserts (`Statement::insert`) of writers
     // that sent nothing else, grouped by table and columns, go in one
-    // multi-row insert per group; every other statement runs on its own,
-    // each writer's in order.
+    // insert per group (`rows::insert`); every other statement runs on its
+    // own, each writer's in order.
     let mut rows: Vec<RowGroup<'_>> = Vec::new();
     let mut statements = Vec::new();
     for (i, w) in writes.iter().enumerate() {
@@ -373,7 +375,7 @@ async fn apply(
                 transitions.push((&s.call_id, CallState::Accepted, s.opened_at));
                 sessions.push(s);
             }
-            Write::Statements(batch) => match row_insert(backend, batch) {
+            Write::Statements(batch) => match row_insert(batch) {
                 Some((into, values)) => match rows.iter_mut().find(|(t, n, _)| *t == into && *n == values.len()) {
                     Some((_, _, group)) => group.push((i, values)),
                     None => rows.push((into, values.len(), vec![(i, values)])),
@@ -541,16 +543,7 @@ async fn apply(
         q.execute(&mut *conn).await?;
     }
     let mut ran = HashMap::with_capacity(statements.len() + rows.iter().map(|(_, _, g)| g.len()).sum::<usize>());
-    for (into, columns, group) in &rows {
-        for chunk in group.chunks(rows_per_statement(backend)) {
-            let sql = format!("INSERT INTO {into} VALUES {}", placeholders(backend, chunk.len(), *columns));
-            let values = chunk.iter().flat_map(|(_, values)| values.iter());
-            values.fold(multi_row(sql, chunk.len()), |q, v| v.bind_to(q)).execute(&mut *conn).await?;
-            for (i, _) in chunk {
-                ran.insert(*i, vec![Done { rows_affected: 1, row: None }]);
-            }
-        }
-    }
+    rows::insert(conn, backend, &rows, &mut ran).await?;
     for (i, batch) in statements {
         let mut done = Vec::with_capacity(batch.len());
         for statement in batch {
@@ -559,27 +552,6 @@ async fn apply(
         ran.insert(i, done);
     }
     Ok(ran)
-}
-
-/// Billing's single-row inserts into one table and columns: the table and
-/// columns, their number, and each row's writer (index in the batch) and
-/// values.
-type RowGroup<'a> = (&'static str, usize, Vec<(usize, &'a [Arg])>);
-
-/// The table and columns, and the values, of `statements` when they are
-/// one single-row insert ([`parley_billing::Statement::insert`]) that
-/// shares a multi-row insert with other writers' rows: on SQLite only.
-/// There a statement costs a hop to the connection's thread and back, and
-/// preparing a long one little. On PostgreSQL merging was slower, with 500
-/// rows a statement (770 to 860 connections/s against 1,040 to 1,140 row
-/// by row, 1,000 paid pairs at once, alternating fresh servers) and with
-/// 64 (1,141 to 1,324 against 1,516 to 1,575), where the one-row insert is
-/// prepared once per connection.
-fn row_insert(backend: Backend, statements: &[Statement]) -> Option<(&'static str, &[Arg])> {
-    match (backend, statements) {
-        (Backend::Sqlite, [only]) => only.insert_into(),
-        _ => None,
-    }
 }
 
 /// Locks the rows of the sessions `writes` has fenced writes for (a no-op
