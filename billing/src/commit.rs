@@ -80,6 +80,7 @@ pub struct Statement {
     sql: Sql,
     args: Vec<Arg>,
     returning: bool,
+    transient: bool,
 }
 
 /// A [`Statement`]'s SQL.
@@ -95,7 +96,7 @@ enum Sql {
 impl Statement {
     /// A statement of `sql`, with no values bound yet.
     pub fn new(sql: impl Into<Cow<'static, str>>) -> Self {
-        Statement { sql: Sql::Text(sql.into()), args: Vec::new(), returning: false }
+        Statement { sql: Sql::Text(sql.into()), args: Vec::new(), returning: false, transient: false }
     }
 
     /// The insert of one row into `into`, a table and its columns
@@ -107,7 +108,7 @@ impl Statement {
     /// `ON CONFLICT`); a failing row fails the statement it shares, which
     /// the committer then runs row by row.
     pub fn insert(into: &'static str) -> Self {
-        Statement { sql: Sql::Insert(into), args: Vec::new(), returning: false }
+        Statement { sql: Sql::Insert(into), args: Vec::new(), returning: false, transient: false }
     }
 
     /// Binds the next placeholder to `arg`.
@@ -123,6 +124,17 @@ impl Statement {
     #[must_use]
     pub fn returning_row(mut self) -> Self {
         self.returning = true;
+        self
+    }
+
+    /// The statement is not kept prepared on the connection that runs it:
+    /// for a text that varies from one statement to the next (a list of as
+    /// many placeholders as values), each of which would otherwise take a
+    /// place in the connection's cache of prepared statements (100, least
+    /// recently used first out) from one that is run again.
+    #[must_use]
+    pub fn transient(mut self) -> Self {
+        self.transient = true;
         self
     }
 
@@ -154,7 +166,8 @@ impl Statement {
                 Cow::Owned(sql)
             }
         };
-        let query = self.args.iter().fold(sqlx::query(sqlx::AssertSqlSafe(sql)), |q, arg| arg.bind_to(q));
+        let query = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(!self.transient);
+        let query = self.args.iter().fold(query, |q, arg| arg.bind_to(q));
         if self.returning {
             let row = query.fetch_optional(conn).await?;
             Ok(Done { rows_affected: u64::from(row.is_some()), row })

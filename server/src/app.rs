@@ -295,13 +295,7 @@ impl Application {
         // The webhook worker announces finished settlements (`session.settled`).
         billing.on_settled(store.webhook_signal());
         workers.spawn(billing.clone().run_outbox(stop_outbox.clone().cancelled_owned()));
-        let delivery = Webhooks::new(
-            store.pool(),
-            Arc::new(store.clone()),
-            clock.clone(),
-            &config.webhooks,
-            store.webhook_signal(),
-        )?;
+        let delivery = Webhooks::new(&store, clock.clone(), &config.webhooks, store.webhook_signal())?;
         workers.spawn(delivery.run(stop_outbox.clone().cancelled_owned()));
         let webhooks = Outbox::new(store.pool(), clock.clone(), store.webhook_signal());
         // Escrow's changes store their webhooks in their own transactions (E9).

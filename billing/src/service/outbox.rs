@@ -259,9 +259,10 @@ impl Billing {
             let _ = write!(sql, "{}${n}", if n > 1 { ", " } else { "" });
         }
         sql.push(')');
+        // Not kept prepared: each count of sessions is another text.
         let rows = sessions
             .iter()
-            .fold(sqlx::query(sqlx::AssertSqlSafe(sql)), |q, id| q.bind(id.as_str()))
+            .fold(sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false), |q, id| q.bind(id.as_str()))
             .fetch_all(&self.pool)
             .await?;
         rows.into_iter().map(|row| Ok((row.try_get::<String, _>("session_id")?, row))).collect()

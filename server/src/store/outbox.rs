@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use parley_billing::Statement;
 use parley_domain::clock::Wake;
 use parley_domain::protocol::rest::{
     EVENT_ID_PREFIX, SessionEndedData, SessionStartedData, WebhookEvent, WebhookEventType,
@@ -174,6 +175,42 @@ pub(crate) async fn session_events(
         q.execute(&mut *conn).await?;
     }
     Ok(())
+}
+
+/// The webhook worker's writes for a pass of finished settlements, as
+/// billing's [`Statement`]s for the store's writer (committed together, in
+/// order): `events` inserted, each unless an event with its dedupe key is
+/// stored (`ON CONFLICT DO NOTHING`; no statement without events), then
+/// the settlements of `sessions` marked announced where they are not yet.
+/// Placeholders as [`placeholders`] writes them (anonymous on SQLite: a
+/// numbered name costs a lookup per parameter there); not kept prepared,
+/// since their texts vary with the counts. At most [`EVENT_ROWS_PER_STATEMENT`]
+/// events and sessions.
+pub fn settled_statements(backend: Backend, events: &[NewEvent], sessions: Vec<String>) -> Vec<Statement> {
+    let mut statements = Vec::with_capacity(2);
+    if !events.is_empty() {
+        let sql = format!(
+            "INSERT INTO webhook_outbox (id, type, body, dedupe_key, created_ms, next_attempt_ms) VALUES {} \
+             ON CONFLICT DO NOTHING",
+            placeholders(backend, events.len(), 6)
+        );
+        let insert = events.iter().fold(Statement::new(sql).transient(), |q, e| {
+            let at = e.created.unix_millis();
+            q.bind(e.id.as_str())
+                .bind(e.event_type.as_str())
+                .bind(e.body.as_str())
+                .bind(e.dedupe_key.as_deref())
+                .bind(at)
+                .bind(at)
+        });
+        statements.push(insert);
+    }
+    let sql = format!(
+        "UPDATE settlements SET announced = 1 WHERE announced = 0 AND session_id IN {}",
+        placeholders(backend, 1, sessions.len())
+    );
+    statements.push(sessions.into_iter().fold(Statement::new(sql).transient(), Statement::bind));
+    statements
 }
 
 /// Stores events and wakes the delivery worker. Share as `Arc<Outbox>`.

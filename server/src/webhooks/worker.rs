@@ -11,12 +11,11 @@
 //! [`MAX_ATTEMPTS`]. A row is leased while it is being delivered, so
 //! several nodes can run the worker.
 
-use std::fmt::Write as _;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use parley_billing::{Arg, Committer, Statement};
+use parley_billing::Committer;
 use parley_domain::clock::Wake;
 use parley_domain::protocol::Outcome;
 use parley_domain::protocol::rest::{EVENT_ID_HEADER, SIGNATURE_HEADER, SessionSettledData, WebhookEventType};
@@ -27,7 +26,8 @@ use crate::config::WebhookConfig;
 use crate::kernel::worker::{self, Job, earliest};
 #[cfg(doc)]
 use crate::store::outbox::Outbox;
-use crate::store::outbox::{NewEvent, OutboxError};
+use crate::store::outbox::{NewEvent, OutboxError, settled_statements};
+use crate::store::{Backend, SqlStore};
 
 /// Delivery attempts, by `result`: `delivered`, `retry` (failed, will be
 /// retried), `failed` (the last attempt failed: given up) (counter).
@@ -81,6 +81,7 @@ struct Target {
 /// as `Arc<Webhooks>`.
 pub struct Webhooks {
     pool: AnyPool,
+    backend: Backend,
     committer: Arc<dyn Committer>,
     clock: Arc<dyn Clock>,
     target: Option<Target>,
@@ -109,19 +110,17 @@ impl Job for Worker {
 }
 
 impl Webhooks {
-    /// The worker over `pool`'s outbox (migrated by the store), delivering
-    /// to `config.url` if set; `committer` (the store's writer, on the same
-    /// database) commits the `session.settled` events it stores. It wakes
-    /// when `wake` is notified (the store after committing session events,
-    /// the [`Outbox`] after storing one).
+    /// The worker over `store`'s outbox, delivering to `config.url` if
+    /// set; the `session.settled` events it stores are committed by the
+    /// store's writer. It wakes when `wake` is notified (the store after
+    /// committing session events, the [`Outbox`] after storing one).
     ///
     /// # Errors
     ///
     /// [`WebhooksError`] if a URL is set without a secret, or the HTTP
     /// client cannot be built.
     pub fn new(
-        pool: AnyPool,
-        committer: Arc<dyn Committer>,
+        store: &SqlStore,
         clock: Arc<dyn Clock>,
         config: &WebhookConfig,
         wake: Wake,
@@ -140,7 +139,9 @@ impl Webhooks {
         if target.is_none() {
             tracing::info!("PARLEY_WEBHOOK_URL is not set: webhook events are stored but not delivered");
         }
-        Ok(Arc::new(Webhooks { pool, committer, clock, target, client, wake }))
+        let (pool, backend) = (store.pool(), store.backend());
+        let committer: Arc<dyn Committer> = Arc::new(store.clone());
+        Ok(Arc::new(Webhooks { pool, backend, committer, clock, target, client, wake }))
     }
 
     /// Whether events are delivered (a URL is configured).
@@ -252,12 +253,7 @@ impl Webhooks {
             marked.push(sid);
         }
         let stored = events.len();
-        let mut statements = Vec::with_capacity(2);
-        if let Some(insert) = insert_events(&events) {
-            statements.push(insert);
-        }
-        statements.push(mark_announced(marked));
-        let done = self.committer.commit(statements).await?;
+        let done = self.committer.commit(settled_statements(self.backend, &events, marked)).await?;
         if stored > 0 && done.first().is_some_and(|d| d.rows_affected > 0) {
             self.wake.wake();
         }
@@ -386,44 +382,6 @@ impl Webhooks {
         }
         Ok(())
     }
-}
-
-/// One insert of `events` into the outbox, each kept only if no event with
-/// its dedupe key is stored (`ON CONFLICT DO NOTHING`); `None` for none.
-fn insert_events(events: &[NewEvent]) -> Option<Statement> {
-    if events.is_empty() {
-        return None;
-    }
-    let mut sql =
-        String::from("INSERT INTO webhook_outbox (id, type, body, dedupe_key, created_ms, next_attempt_ms) VALUES ");
-    let mut statement_args = Vec::with_capacity(events.len() * 6);
-    for (i, e) in events.iter().enumerate() {
-        let n = i * 6;
-        let sep = if i > 0 { ", " } else { "" };
-        let _ = write!(sql, "{sep}(${}, ${}, ${}, ${}, ${}, ${})", n + 1, n + 2, n + 3, n + 4, n + 5, n + 6);
-        let at = e.created.unix_millis();
-        statement_args.extend([
-            Arg::from(e.id.as_str()),
-            Arg::from(e.event_type.as_str()),
-            Arg::from(e.body.as_str()),
-            Arg::from(e.dedupe_key.as_deref()),
-            Arg::from(at),
-            Arg::from(at),
-        ]);
-    }
-    sql.push_str(" ON CONFLICT DO NOTHING");
-    Some(statement_args.into_iter().fold(Statement::new(sql), Statement::bind))
-}
-
-/// The update that marks the settlements of `sessions` announced (those
-/// not marked yet).
-fn mark_announced(sessions: Vec<String>) -> Statement {
-    let mut sql = String::from("UPDATE settlements SET announced = 1 WHERE announced = 0 AND session_id IN (");
-    for n in 1..=sessions.len() {
-        let _ = write!(sql, "{}${n}", if n > 1 { ", " } else { "" });
-    }
-    sql.push(')');
-    sessions.into_iter().fold(Statement::new(sql), Statement::bind)
 }
 
 /// The `session.settled` event of a finished settlement row, or `None` for

@@ -490,12 +490,8 @@ async fn racing_passes_announce_each_settlement_once(app: TestApp) {
         sqlx::query("UPDATE settlements SET announced = 0").execute(&pool).await.unwrap();
 
         let config = WebhookConfig::default();
-        let workers: Vec<_> = (0..3)
-            .map(|_| {
-                Webhooks::new(pool.clone(), Arc::new(app.store.clone()), app.clock.clone(), &config, Wake::new())
-                    .unwrap()
-            })
-            .collect();
+        let workers: Vec<_> =
+            (0..3).map(|_| Webhooks::new(&app.store, app.clock.clone(), &config, Wake::new()).unwrap()).collect();
         for pass in futures_util::future::join_all(workers.iter().map(|w| w.pass())).await {
             pass.expect("a pass");
         }
@@ -558,14 +554,7 @@ async fn one_pass_announces_more_settlements_than_a_batch(app: TestApp) {
         .await
         .unwrap();
     }
-    let worker = Webhooks::new(
-        pool.clone(),
-        Arc::new(app.store.clone()),
-        app.clock.clone(),
-        &WebhookConfig::default(),
-        Wake::new(),
-    )
-    .unwrap();
+    let worker = Webhooks::new(&app.store, app.clock.clone(), &WebhookConfig::default(), Wake::new()).unwrap();
     worker.pass().await.expect("a pass");
     let unmarked: i64 =
         sqlx::query_scalar("SELECT COUNT(*) FROM settlements WHERE session_id LIKE 'ses_many_%' AND announced = 0")
