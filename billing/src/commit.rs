@@ -73,6 +73,16 @@ impl Arg {
     }
 }
 
+/// `count` numbered placeholders, `$1, $2, …, $count` (a row's values, an
+/// `IN` list), on SQLite and PostgreSQL alike.
+pub(crate) fn numbered(count: usize) -> String {
+    let mut list = String::with_capacity(count * 5);
+    for n in 1..=count {
+        let _ = write!(list, "{}${n}", if n > 1 { ", " } else { "" });
+    }
+    list
+}
+
 /// One SQL statement with its values, owned: `$N` placeholders (the same
 /// text on SQLite and PostgreSQL), bound in order.
 #[derive(Debug, Clone)]
@@ -157,14 +167,7 @@ impl Statement {
     pub async fn run(&self, conn: &mut AnyConnection) -> Result<Done, sqlx::Error> {
         let sql = match &self.sql {
             Sql::Text(sql) => sql.clone(),
-            Sql::Insert(into) => {
-                let mut sql = format!("INSERT INTO {into} VALUES (");
-                for n in 1..=self.args.len() {
-                    let _ = write!(sql, "{}${n}", if n > 1 { ", " } else { "" });
-                }
-                sql.push(')');
-                Cow::Owned(sql)
-            }
+            Sql::Insert(into) => Cow::Owned(format!("INSERT INTO {into} VALUES ({})", numbered(self.args.len()))),
         };
         let query = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(!self.transient);
         let query = self.args.iter().fold(query, |q, arg| arg.bind_to(q));

@@ -3,7 +3,6 @@
 //! that sleeps until the next one is due on the injected clock.
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +15,7 @@ use sqlx::any::AnyRow;
 
 use super::ledger::Entry;
 use super::{Billing, BillingError, LEASE, ORPHAN_AFTER, SETTLEMENT_RETRIES, SETTLEMENTS, money};
-use crate::commit::Statement;
+use crate::commit::{Statement, numbered};
 use crate::provider::CaptureRequest;
 
 /// How often, at most, holds are swept for orphans (server time); also the
@@ -249,16 +248,13 @@ impl Billing {
         if sessions.is_empty() {
             return Ok(HashMap::new());
         }
-        let mut sql = String::from(
+        let sql = format!(
             "SELECT s.session_id, s.outcome, s.amount_minor, s.currency, s.attempts, h.intent_id, \
              h.status AS hold_status, h.amount_minor AS hold_minor, h.currency AS hold_currency, h.destination, \
              h.expires_ms, h.seeker_id, h.consultant_id FROM settlements s LEFT JOIN holds h \
-             ON h.session_id = s.session_id WHERE s.session_id IN (",
+             ON h.session_id = s.session_id WHERE s.session_id IN ({})",
+            numbered(sessions.len())
         );
-        for n in 1..=sessions.len() {
-            let _ = write!(sql, "{}${n}", if n > 1 { ", " } else { "" });
-        }
-        sql.push(')');
         // Not kept prepared: each count of sessions is another text.
         let rows = sessions
             .iter()

@@ -22,6 +22,7 @@ use sqlx::{AnyPool, Row};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{BillingError, price_from_row};
+use crate::commit::numbered;
 
 /// Consultants read per statement, at most. The ids are padded to a
 /// power of two (the last one repeated), so that a statement has one of
@@ -121,7 +122,7 @@ fn statement(n: usize) -> &'static str {
     static TEXTS: LazyLock<Vec<String>> = LazyLock::new(|| {
         (0..=MAX_BATCH.trailing_zeros())
             .map(|k| {
-                let list = (1..=1usize << k).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+                let list = numbered(1usize << k);
                 format!(
                     "SELECT p.consultant_id, p.model, p.amount_minor, p.currency, a.account_id, a.charges_enabled \
                      FROM prices p LEFT JOIN payout_accounts a ON a.consultant_id = p.consultant_id \
