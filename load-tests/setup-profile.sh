@@ -3,11 +3,12 @@
 # each remaining microsecond goes").
 #
 # RUNS fresh servers of the build named (SQLite, pinned to SERVER_CORE),
-# one after another. On each: a warm-up of 200 pairs, then PAIRS pairs at once (`parley-load signal
-# --paired-only --price-minor PRICE`, pinned to GENERATOR_CORE: presence,
-# the call placed with its hold, accepted, both joined), unprofiled, for the
-# server's CPU per connection; then PAIRS more under `perf record
-# --call-graph dwarf` (FREQ samples/s, the server's threads only). Samples
+# one after another. On each: a warm-up of 200 pairs, then PAIRS pairs at
+# once (`parley-load signal --paired-only --price-minor PRICE`, pinned to
+# GENERATOR_CORE: presence, the call placed with its hold, accepted, both
+# joined), unprofiled, for the server's CPU per connection; then PAIRS
+# more under `perf record --call-graph dwarf` (FREQ samples/s, the
+# server's threads only). Samples
 # are kept from the generator's "phase 2: setting up" to its "phase 2: done"
 # (its stderr, stamped on arrival; the set-up window `setup_connections_per_sec`
 # measures), and each is given to the first facet below that its call
@@ -17,8 +18,8 @@
 #                                    frames written, the automatic checkpoint)
 #   SQLite: statements parsed        sqlite3_prepare (texts not kept prepared)
 #   SQLite: statements run           sqlite3_step: rows inserted, read, updated
-#   SQLite's threads: the rest       hand-offs to and from the runtime, binds
-#   the store's writer task          batches built, bound and sent; replies
+#   SQLite threads: the rest         hand-offs to and from the runtime, binds
+#   the store writer task            batches built, bound and sent; replies
 #   billing                          price reads, the sandbox's hold
 #   hub                              call, ring, accept, rooms, presence
 #   socket writes                    frames written (sendto; the loopback's
@@ -105,7 +106,7 @@ FACETS='
 
 # profile RUN: one fresh server, its facets into $OUT/RUN/facets.jsonl.
 profile() {
-    local dir="$OUT/$1" data report
+    local dir="$OUT/$1" data report report_profiled
     data="$dir/data"
     rm -rf "$dir"
     mkdir -p "$data"
@@ -136,7 +137,7 @@ profile() {
         -o "$dir/perf.data" -p "$SERVER_PID" 2>"$dir/perf.err" &
     PERF_PID=$!
     sleep 0.5
-    load "$PAIRS" >/dev/null
+    report_profiled=$(load "$PAIRS")
     sleep 0.2
     kill -INT "$PERF_PID"
     wait "$PERF_PID" 2>/dev/null || true
@@ -144,6 +145,8 @@ profile() {
     kill -INT "$SERVER_PID"
     wait "$SERVER_PID" 2>/dev/null || true
     SERVER_PID=
+    [ "$(jq -r '.pairs_failed' <<<"$report_profiled")" = 0 ] ||
+        die "pairs failed in the profiled round: $report_profiled"
 
     # The set-up window, as the generator stamped it.
     local from to
