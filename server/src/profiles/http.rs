@@ -88,7 +88,9 @@ pub fn router(state: AppState) -> Router {
 }
 
 async fn store_profile(s: &AppState, consultant: &UserId, p: &ProfileUpdate) -> Result<(), sqlx::Error> {
-    let mut tx = s.store.pool().begin().await?;
+    // The write lock first: the profile's insert fires the full-text
+    // triggers, whose table a fresh connection reads before it writes.
+    let mut tx = s.store.begin_write().await?;
     sqlx::query(
         "INSERT INTO profiles (consultant_id, display_name, headline, bio, tags, languages, time_zone, session_minutes, \
          updated_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (consultant_id) DO UPDATE SET \

@@ -139,6 +139,30 @@ impl SqlStore {
         self.pool.clone()
     }
 
+    /// A transaction that will write and may read before its first write,
+    /// visibly or not: on SQLite it takes the write lock at its start
+    /// (`BEGIN IMMEDIATE`), waiting for it up to the busy timeout, so that
+    /// no later statement of it fails at once with `database is locked`
+    /// while another connection writes. A deferred transaction that has
+    /// read cannot wait for the lock when it first writes (SQLite's
+    /// busy handler is not called for a read transaction that wants to
+    /// write, <https://sqlite.org/lang_transaction.html>), and a read may
+    /// hide in a write: a statement that fires the directory's full-text
+    /// triggers (`profiles_fts`, migrations/sqlite/0009) reads that
+    /// table's configuration when a connection first prepares it. On
+    /// PostgreSQL a plain `BEGIN`.
+    ///
+    /// # Errors
+    ///
+    /// The pool's or the database's: no connection, or (SQLite) the write
+    /// lock not had within the busy timeout (5 s).
+    pub async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
+        }
+    }
+
     /// Woken after a commit that stored a settlement decision: the
     /// outbox worker waits on it.
     pub fn settlement_signal(&self) -> Wake {

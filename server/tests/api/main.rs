@@ -19,6 +19,7 @@ mod livekit;
 mod load_call;
 mod money;
 mod outbox;
+mod profile_races;
 mod reconcile;
 mod recording;
 mod recording_rejoin;
