@@ -18,7 +18,7 @@ use sqlx::Row;
 
 use super::rules::{MAX_SLOT_RANGE, ms};
 use super::schedule::Schedule;
-use super::sql::db;
+use super::sql::{db, lock_consultant};
 use crate::kernel::{ApiError, AppState, Body, Caller, require};
 
 pub(crate) fn bad(code: ErrorCode, message: impl Into<String>) -> ApiError {
@@ -123,6 +123,12 @@ pub(crate) async fn set_availability(
         session_lengths_min: schedule.lengths().to_vec(),
         ..a
     };
+    // One transaction under the consultant's lock (the profile write and
+    // the booking commands take it too): the availability and the profile
+    // change together, never interleaved with a rival's, and a booking's
+    // slots are checked against one or the other, not half of each.
+    let mut tx = s.store.begin_write().await.map_err(db)?;
+    lock_consultant(&mut tx, &me.id).await.map_err(db)?;
     sqlx::query(
         "INSERT INTO availability (consultant_id, time_zone, rules, updated_ms) VALUES ($1, $2, $3, $4) \
          ON CONFLICT (consultant_id) DO UPDATE SET time_zone = excluded.time_zone, rules = excluded.rules, \
@@ -132,7 +138,7 @@ pub(crate) async fn set_availability(
     .bind(&a.time_zone)
     .bind(serde_json::to_string(&a).map_err(|e| ApiError::Internal(e.to_string()))?)
     .bind(s.clock.now().unix_millis())
-    .execute(&s.store.pool())
+    .execute(&mut *tx)
     .await
     .map_err(db)?;
     // One time zone and one list of lengths: the profile shows these.
@@ -140,9 +146,10 @@ pub(crate) async fn set_availability(
         .bind(me.id.as_str())
         .bind(&a.time_zone)
         .bind(serde_json::to_string(&a.session_lengths_min).expect("numbers serialise"))
-        .execute(&s.store.pool())
+        .execute(&mut *tx)
         .await
         .map_err(db)?;
+    tx.commit().await.map_err(db)?;
     Ok(Json(a))
 }
 

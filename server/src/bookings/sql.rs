@@ -115,7 +115,9 @@ pub(crate) async fn mine(s: &AppState, me: &UserInfo, id: &str) -> Result<Stored
 
 /// Takes the per-consultant lock inside `tx` (its first statement, so it
 /// serialises with the other commands on that consultant's bookings on both
-/// backends: SQLite's one writer, PostgreSQL's row lock).
+/// backends: SQLite's one writer, PostgreSQL's row lock). The writes of the
+/// consultant's availability and profile take it too: each keeps the
+/// other's time zone and lengths in step.
 pub(crate) async fn lock_consultant(tx: &mut sqlx::AnyConnection, consultant: &UserId) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO booking_locks (consultant_id, version) VALUES ($1, 1) \

@@ -90,7 +90,10 @@ pub fn router(state: AppState) -> Router {
 async fn store_profile(s: &AppState, consultant: &UserId, p: &ProfileUpdate) -> Result<(), sqlx::Error> {
     // The write lock first: the profile's insert fires the full-text
     // triggers, whose table a fresh connection reads before it writes.
+    // Then the consultant's lock, which the availability write takes too:
+    // the availability read and rewritten below is not changed meanwhile.
     let mut tx = s.store.begin_write().await?;
+    crate::bookings::sql::lock_consultant(&mut tx, consultant).await?;
     sqlx::query(
         "INSERT INTO profiles (consultant_id, display_name, headline, bio, tags, languages, time_zone, session_minutes, \
          updated_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (consultant_id) DO UPDATE SET \

@@ -1,6 +1,7 @@
-//! Consultants writing their profiles at the same time, each round on a
-//! fresh server: every write lands and the directory finds every one.
+//! Profiles and availability written at the same time.
 //!
+//! Consultants writing their profiles at once, each round on a fresh
+//! server: every write lands and the directory finds every one.
 //! A fresh server's database connections have not yet used the directory's
 //! full-text index. On SQLite a profile's insert fires its triggers
 //! (migrations/sqlite/0009), and a connection's first statement on that
@@ -8,6 +9,12 @@
 //! transaction that read turned a rival's write lock into an immediate
 //! 500 (`database is locked`) instead of a wait for the lock; the profile
 //! write now takes the lock first (`SqlStore::begin_write`).
+//!
+//! A consultant's availability and profile written at once by rival
+//! requests: the profile shows the availability's time zone and lengths
+//! (one source for display and scheduling), and the weekly windows are
+//! those of an availability written, never older ones a profile write read
+//! before a rival changed them.
 
 use std::collections::BTreeSet;
 
@@ -17,6 +24,7 @@ use parley_domain::protocol::rest::DirectoryPage;
 use serde_json::{Value, json};
 
 use crate::common::{TestApp, spawn_app, spawn_app_on_postgres};
+use parley_domain::protocol::rest::{Availability, ConsultantProfile};
 
 /// Fresh servers per backend.
 const ROUNDS: usize = 8;
@@ -65,4 +73,72 @@ async fn profiles_written_at_once_on_fresh_servers_all_land_on_postgres() {
     for round in 0..ROUNDS {
         profiles_written_at_once_all_land(spawn_app_on_postgres().await, round).await;
     }
+}
+
+/// Rounds of rival writes on one server.
+const RIVAL_ROUNDS: usize = 16;
+
+/// `PUT path` with `body` as `token`: the status and the body.
+async fn put(client: &reqwest::Client, app: &TestApp, token: &str, path: &str, body: Value) -> (u16, Value) {
+    let resp = client.put(format!("{}{path}", app.base)).bearer_auth(token).json(&body).send().await.expect("request");
+    (resp.status().as_u16(), resp.json().await.expect("a JSON body"))
+}
+
+/// An availability in `tz` offering `lengths`, open on `weekday` from `start` to 18:00.
+fn availability(tz: &str, lengths: &[u32], weekday: &str, start: &str) -> Value {
+    json!({"time_zone": tz, "session_lengths_min": lengths,
+        "weekly": [{"weekday": weekday, "start": start, "end": "18:00"}]})
+}
+
+async fn availability_and_profile_written_at_once_agree(app: TestApp) {
+    let client = reqwest::Client::new();
+    for round in 0..RIVAL_ROUNDS {
+        let id = format!("r{round}");
+        let token = app.token(&id, Role::Consultant);
+        let profile = |tz: &str, lengths: &[u32]| json!({"display_name": id, "headline": "Sundials", "time_zone": tz, "session_minutes": lengths});
+        let path = "/v1/consultants/me/availability";
+        let (status, v) = put(&client, &app, &token, path, availability("UTC", &[30], "mon", "09:00")).await;
+        assert_eq!(status, 200, "{v}");
+        let (status, v) = put(&client, &app, &token, "/v1/consultants/me/profile", profile("UTC", &[30])).await;
+        assert_eq!(status, 200, "{v}");
+        // Two availabilities and a profile, each with its own zone and lengths, at once.
+        let (paris, tokyo, york) = tokio::join!(
+            put(&client, &app, &token, path, availability("Europe/Paris", &[30, 60], "tue", "10:00")),
+            put(&client, &app, &token, path, availability("Asia/Tokyo", &[45], "wed", "11:00")),
+            put(&client, &app, &token, "/v1/consultants/me/profile", profile("America/New_York", &[60])),
+        );
+        for (what, (status, v)) in [("paris", paris), ("tokyo", tokyo), ("new york", york)] {
+            assert_eq!(status, 200, "round {round}, {what}: {v}");
+        }
+        let resp = client.get(format!("{}{path}", app.base)).bearer_auth(&token).send().await.expect("request");
+        let a: Availability = resp.json().await.expect("the availability");
+        let resp = client
+            .get(format!("{}/v1/consultants/{id}/profile", app.base))
+            .bearer_auth(app.token("sam", Role::Seeker))
+            .send()
+            .await
+            .expect("request");
+        let p: ConsultantProfile = resp.json().await.expect("the profile");
+        assert_eq!(
+            (p.time_zone.as_str(), p.session_minutes.as_slice()),
+            (a.time_zone.as_str(), a.session_lengths_min.as_slice()),
+            "round {round}: the profile shows the availability's zone and lengths"
+        );
+        let windows = serde_json::to_value(&a.weekly).expect("rules serialise");
+        assert!(
+            windows == json!([{"weekday": "tue", "start": "10:00", "end": "18:00"}])
+                || windows == json!([{"weekday": "wed", "start": "11:00", "end": "18:00"}]),
+            "round {round}: the weekly windows are an availability written, not the first: {windows}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn availability_and_profile_written_at_once_agree_on_sqlite() {
+    availability_and_profile_written_at_once_agree(spawn_app().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn availability_and_profile_written_at_once_agree_on_postgres() {
+    availability_and_profile_written_at_once_agree(spawn_app_on_postgres().await).await;
 }
