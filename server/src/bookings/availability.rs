@@ -125,8 +125,8 @@ pub(crate) async fn set_availability(
     };
     // One transaction under the consultant's lock (the profile write and
     // the booking commands take it too): the availability and the profile
-    // change together, never interleaved with a rival's, and a booking's
-    // slots are checked against one or the other, not half of each.
+    // change together, never interleaved with a rival's, and not while a
+    // booking command checks its slots against the availability.
     let mut tx = s.store.begin_write().await.map_err(db)?;
     lock_consultant(&mut tx, &me.id).await.map_err(db)?;
     sqlx::query(
