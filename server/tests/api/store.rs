@@ -508,3 +508,72 @@ async fn a_call_flows_end_to_end_on_postgres() {
     assert_eq!(s.end_reason.as_deref(), Some("hangup"));
     assert_eq!(common::timeline_kinds(&app.store, &ringing.session_id).await, ["joined", "ended"]);
 }
+
+/// Transactions whose `BEGIN` is abandoned midway (a request dropped
+/// because its client hung up while it waited for the database), many
+/// times, then writes without a transaction on the pool's connections:
+/// each is committed, visible to another connection. A connection left
+/// inside an abandoned transaction would keep its later writes to itself
+/// and lose them when it closed (sqlx 0.9.0 on PostgreSQL:
+/// transact-rs/sqlx#4393, fixed in 0.9.1). On PostgreSQL each `BEGIN` is
+/// abandoned once the server has run it and before its answer is read
+/// (seen from another connection: a session of the database idle in a
+/// transaction); on SQLite after 1 to 7 polls.
+async fn abandoned_begins_leave_no_connection_in_a_transaction(url: &str, backend: Backend) {
+    const ROUNDS: usize = 200;
+    const WRITES: usize = 32;
+    let store = SqlStore::connect(url).await.unwrap();
+    let pool = store.pool();
+    let mut other = <sqlx::AnyConnection as sqlx::Connection>::connect(url).await.unwrap();
+    for round in 0..ROUNDS {
+        let mut begin = Box::pin(pool.begin());
+        for polls in 1.. {
+            if futures_util::poll!(begin.as_mut()).is_ready() {
+                break;
+            }
+            let abandon = match backend {
+                Backend::Sqlite => polls > round % 7,
+                Backend::Postgres => {
+                    sqlx::query_scalar::<_, i64>(
+                        "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() \
+                     AND state = 'idle in transaction' AND pid <> pg_backend_pid()",
+                    )
+                    .fetch_one(&mut other)
+                    .await
+                    .unwrap()
+                        > 0
+                }
+            };
+            if abandon {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+    }
+    let writes = (0..WRITES).map(|i| {
+        sqlx::query("INSERT INTO booking_locks (consultant_id, version) VALUES ($1, 1)")
+            .bind(format!("abandoned-{i}"))
+            .execute(&pool)
+    });
+    for written in futures_util::future::join_all(writes).await {
+        written.unwrap();
+    }
+    let seen: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM booking_locks WHERE consultant_id LIKE 'abandoned-%'")
+        .fetch_one(&mut other)
+        .await
+        .unwrap();
+    assert_eq!(seen, WRITES as i64, "every write after the abandoned begins is committed");
+}
+
+#[tokio::test]
+async fn abandoned_begins_leave_no_connection_in_a_transaction_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+    abandoned_begins_leave_no_connection_in_a_transaction(&url, Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn abandoned_begins_leave_no_connection_in_a_transaction_on_postgres() {
+    let url = common::fresh_postgres_url().await;
+    abandoned_begins_leave_no_connection_in_a_transaction(&url, Backend::Postgres).await;
+}
