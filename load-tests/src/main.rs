@@ -110,6 +110,12 @@ struct SignalArgs {
     /// once), to measure relay latency under a steady call rate.
     #[arg(long)]
     call_rate: Option<f64>,
+    /// Open every pair's connections first (on Parley's protocol, with
+    /// each consultant set available), then start every call together:
+    /// set-up times run from that common start, so a server's accept rate
+    /// does not spread the calls out. Not with --call-rate.
+    #[arg(long, conflicts_with = "call_rate")]
+    calls_at_once: bool,
     /// Each consultant's fixed price in EUR cents, set over REST before the
     /// pairs start (not timed): every call then places a hold (sandbox
     /// payments). 0: free calls, no hold (and no REST: the bare relay).
@@ -289,6 +295,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 relay_secs: args.relay_secs,
                 relay_window: args.relay_window as usize,
                 call_rate: args.call_rate,
+                calls_at_once: args.calls_at_once,
                 price_minor: args.price_minor,
                 jwt_secret_file: args.jwt_secret_file,
                 connect_concurrency: args.connect_concurrency as usize,
@@ -423,6 +430,12 @@ mod tests {
         let argv = ["parley-load", "signal", "--clients", "0", "--pairs", "2", "--relay-secs", "0", "--paired-only"];
         let Command::Signal(args) = Cli::try_parse_from(argv).unwrap().command else { panic!() };
         assert!(args.paired_only && args.relay_secs == 0);
+        assert!(!args.calls_at_once);
+        let argv = ["parley-load", "signal", "--clients", "0", "--pairs", "2", "--calls-at-once"];
+        let Command::Signal(args) = Cli::try_parse_from(argv).unwrap().command else { panic!() };
+        assert!(args.calls_at_once);
+        let argv = ["parley-load", "signal", "--pairs", "2", "--calls-at-once", "--call-rate", "200"];
+        assert!(Cli::try_parse_from(argv).is_err());
         let peer = ["parley-load", "signal", "--clients", "0", "--pairs", "2", "--protocol"];
         for (name, protocol) in
             [("matchbox", Protocol::Matchbox), ("peerjs", Protocol::PeerJs), ("parley", Protocol::Parley)]

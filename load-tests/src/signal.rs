@@ -13,7 +13,10 @@
 //!    [`PairSetup::PairedOnly`] (`--paired-only`) each pair stops once both
 //!    sides have joined the room (no offer, answer or candidates), and
 //!    set-up time runs from `call.request` sent to the seeker's `room.join`
-//!    ack received.
+//!    ack received. The pairs start at once (or at `--call-rate`); each
+//!    calls as soon as its own connections are open, unless
+//!    `--calls-at-once`: then every pair opens its connections (and sets
+//!    its consultant available) first, and the calls start together.
 //! 3. **Relay**: for `relay_secs`, each pair ping-pongs bursts of
 //!    `relay_window` ICE candidates (seeker → consultant → seeker …; with
 //!    the default window of 1, one message in flight per pair).
@@ -97,6 +100,12 @@ pub struct SignalOptions {
     pub relay_window: usize,
     /// Pair set-ups started per second (`None`: all at once).
     pub call_rate: Option<f64>,
+    /// Every pair opens its connections (on Parley's protocol, and sets its
+    /// consultant available) before any pair calls; the calls then start
+    /// together and set-up times run from there (`--calls-at-once`). Without
+    /// it each pair calls as soon as its own connections are open, so the
+    /// server's accept rate spreads the calls out. Not with `call_rate`.
+    pub calls_at_once: bool,
     /// Each consultant's fixed price in EUR cents (0: free calls, no hold).
     pub price_minor: i64,
     /// The server's JWT secret.
@@ -140,6 +149,41 @@ struct Shared {
 
 fn record(into: &Mutex<Latencies>, d: Duration) {
     into.lock().unwrap_or_else(|p| p.into_inner()).record(d);
+}
+
+/// Where a pair waits, with [`SignalOptions::calls_at_once`], until every
+/// pair has opened its connections: each pair holds a sender of one
+/// channel and drops it on arrival (or when its task gives up), so the
+/// channel closes once every pair has arrived or failed, and the run then
+/// lets them all call. Without `calls_at_once` a pair does not wait.
+pub(super) struct StartLine(Option<(mpsc::Sender<()>, watch::Receiver<bool>)>);
+
+/// `n` start lines, each to be moved into its pair's task (lines that do
+/// not wait unless `at_once`), and the future that resolves, and lets
+/// every pair go, once each line's pair has arrived or given up (its
+/// line dropped).
+fn start_lines(n: usize, at_once: bool) -> (Vec<StartLine>, impl Future<Output = ()> + Send + 'static) {
+    let (arrival_tx, mut arrival_rx) = mpsc::channel::<()>(1);
+    let (start_tx, start_rx) = watch::channel(false);
+    let lines = (0..n).map(|_| StartLine(at_once.then(|| (arrival_tx.clone(), start_rx.clone())))).collect();
+    drop(arrival_tx);
+    let all_arrived = async move {
+        // Nothing is sent: `None` once every sender is gone.
+        let _ = arrival_rx.recv().await;
+        let _ = start_tx.send(true);
+    };
+    (lines, all_arrived)
+}
+
+impl StartLine {
+    /// Arrives and waits for the common start (at once without
+    /// `calls_at_once`, or when the run has stopped).
+    pub(super) async fn line_up(&mut self) {
+        if let Some((arrived, mut start)) = self.0.take() {
+            drop(arrived);
+            let _ = start.wait_for(|go| *go).await;
+        }
+    }
 }
 
 /// What the run shares with every pair task.
@@ -352,7 +396,13 @@ async fn run_pairs(
     // shares them (a database unpinned, the kernel's network work).
     let server_cores = opts.server_pid.and_then(procfs::allowed_cpus).unwrap_or_default();
     let server_cores_at_setup = procfs::cores_ticks(&server_cores);
-    for i in 0..opts.pairs {
+    let (lines, all_arrived) = start_lines(opts.pairs, opts.calls_at_once);
+    // Every pair arrived at the start line (or gave up): the calls start.
+    let connected = tokio::spawn(async move {
+        all_arrived.await;
+        setup_started.elapsed()
+    });
+    for (i, line) in lines.into_iter().enumerate() {
         // Parley's pairs have two tokens each; the peers' none.
         let tokens = pair_tokens.get(2 * i..2 * i + 2).map(|t| (t[0].clone(), t[1].clone()));
         let protocol = opts.target.protocol;
@@ -365,10 +415,10 @@ async fn run_pairs(
         pair_tasks.spawn(async move {
             tokio::time::sleep_until(start_at).await;
             match (protocol, tokens) {
-                (Protocol::Matchbox, _) => peers::pair::<matchbox::Matchbox>(i as u64, ctx, setup_tx).await,
-                (Protocol::PeerJs, _) => peers::pair::<peerjs::PeerJs>(i as u64, ctx, setup_tx).await,
+                (Protocol::Matchbox, _) => peers::pair::<matchbox::Matchbox>(i as u64, ctx, line, setup_tx).await,
+                (Protocol::PeerJs, _) => peers::pair::<peerjs::PeerJs>(i as u64, ctx, line, setup_tx).await,
                 (Protocol::Parley, Some((seeker, consultant))) => {
-                    pair(i as u64, ctx, seeker, consultant, setup_tx).await
+                    pair(i as u64, ctx, seeker, consultant, line, setup_tx).await
                 }
                 (Protocol::Parley, None) => unreachable!("two tokens per Parley pair"),
             }
@@ -384,6 +434,14 @@ async fn run_pairs(
         }
     }
     let go_at = Instant::now();
+    // Finished unless a pair still hangs in its connect after the others gave up.
+    let connected_secs = match futures_util::FutureExt::now_or_never(connected) {
+        Some(Ok(took)) if opts.calls_at_once => Some(stats::round3(took.as_secs_f64())),
+        _ => None,
+    };
+    if let Some(secs) = connected_secs {
+        eprintln!("parley-load: phase 2: every pair connected in {secs:.3} s, then the calls started together");
+    }
     if opts.pairs > 0 {
         eprintln!(
             "parley-load: phase 2: done in {:.3} s; phase 3: relaying for {} s",
@@ -476,6 +534,8 @@ async fn run_pairs(
         pairs: opts.pairs,
         relay_window: opts.relay_window,
         call_rate: opts.call_rate,
+        calls_at_once: opts.calls_at_once,
+        connected_secs,
         paired_only: setup == PairSetup::PairedOnly,
         token_source,
         idle_connected,

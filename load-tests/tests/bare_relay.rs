@@ -41,6 +41,7 @@ fn options(addr: SocketAddr) -> SignalOptions {
         relay_secs: 1,
         relay_window: 1,
         call_rate: None,
+        calls_at_once: false,
         price_minor: 0,
         jwt_secret_file: None,
         connect_concurrency: 2,
@@ -75,6 +76,20 @@ async fn the_signal_scenario_runs_against_the_bare_relay_with_minted_tokens() {
     assert!(report.token_source.starts_with("minted"), "{}", report.token_source);
     // The figures the benchmark derives CPU per relayed message from.
     assert!(report.server_cpu_percent_relay.is_some() && report.relay_throughput_msgs_per_sec > 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_at_once_start_together_once_every_pair_is_connected() {
+    let addr = start();
+    let opts = SignalOptions { clients: 0, pairs: 8, calls_at_once: true, ..options(addr) };
+    let (report, stats) = signal::run(opts).await.unwrap();
+    assert_clean(&report, 0, 8);
+    let line = parley_load::report::json_line(&report);
+    assert!(report.calls_at_once, "{line}");
+    // Every pair connected before the calls began, within the set-up phase.
+    let connected = report.connected_secs.expect("the start was reached");
+    assert!(connected <= report.setup_secs, "{line}");
+    assert_eq!(stats.setup.count(), 8, "{line}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

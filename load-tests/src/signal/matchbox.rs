@@ -132,13 +132,21 @@ impl Wire for Matchbox {
     type Event = MatchboxEvent;
     const KEEPALIVE: Option<Keepalive> = None;
 
-    async fn set_up(i: u64, ctx: &PairCtx, stage: &mut &'static str) -> anyhow::Result<PeerCall<Matchbox>> {
+    async fn set_up(
+        i: u64,
+        ctx: &PairCtx,
+        line: &mut StartLine,
+        stage: &mut &'static str,
+    ) -> anyhow::Result<PeerCall<Matchbox>> {
         let deadline = Instant::now() + SETUP_TIMEOUT;
         let url = room_url(&ctx.ws_base, &ctx.run, i);
         *stage = "connect";
         let mut consultant = open::<Matchbox>(ctx, format!("consultant {i}"), &url).await?;
         let consultant_id = consultant.recv_until(deadline, "IdAssigned", |m| assigned(&m.event)).await?;
 
+        // The seeker's arrival in the room is the call: it waits at the line.
+        *stage = "start line";
+        line.line_up().await;
         *stage = "pairing";
         let t0 = now_ns();
         let mut seeker = open::<Matchbox>(ctx, format!("seeker {i}"), &url).await?;

@@ -68,14 +68,14 @@ pub(super) async fn pair(
     ctx: Arc<PairCtx>,
     seeker: String,
     consultant: String,
+    mut line: StartLine,
     setup_tx: mpsc::UnboundedSender<bool>,
 ) -> PairResult {
     let mut result = PairResult::default();
     let mut stage = "connect";
     // A little longer than the steps' own deadline, so that they name what timed out.
-    let set_up =
-        tokio::time::timeout(SETUP_TIMEOUT + Duration::from_secs(2), set_up(i, &ctx, &seeker, &consultant, &mut stage))
-            .await;
+    let set_up = set_up(i, &ctx, &seeker, &consultant, &mut line, &mut stage);
+    let set_up = tokio::time::timeout(SETUP_TIMEOUT + Duration::from_secs(2), set_up).await;
     match settle(set_up, stage, &mut result, &setup_tx) {
         Some(call) => relay_phase(call, &ctx, result).await,
         None => result,
@@ -176,20 +176,22 @@ pub(super) async fn relay_phase<C: Sides>(mut call: C, ctx: &PairCtx, mut result
     call.finish(result).await
 }
 
-/// Sets up one pair: connect, presence, call, accept, join, then (with
-/// [`PairSetup::Full`]) offer/answer and candidates. Records the set-up
-/// time: `call.request` sent → the answer received, or with
-/// [`PairSetup::PairedOnly`] → the seeker's `room.join` ack received.
+/// Sets up one pair: connect, presence, the start `line`, call, accept,
+/// join, then (with [`PairSetup::Full`]) offer/answer and candidates.
+/// Records the set-up time: `call.request` sent → the answer received, or
+/// with [`PairSetup::PairedOnly`] → the seeker's `room.join` ack received.
 /// `stage` names the step under way.
 async fn set_up(
     i: u64,
     ctx: &PairCtx,
     seeker_token: &str,
     consultant_token: &str,
+    line: &mut StartLine,
     stage: &mut &'static str,
 ) -> anyhow::Result<Call> {
     let deadline = Instant::now() + SETUP_TIMEOUT;
-    let (mut call, requested_ns, joined_ns) = pair_up(i, ctx, seeker_token, consultant_token, deadline, stage).await?;
+    let (mut call, requested_ns, joined_ns) =
+        pair_up(i, ctx, seeker_token, consultant_token, line, deadline, stage).await?;
     if ctx.setup == PairSetup::PairedOnly {
         record(&ctx.shared.setup, since(requested_ns, joined_ns));
         return Ok(call);
@@ -200,14 +202,16 @@ async fn set_up(
     Ok(call)
 }
 
-/// Pairs one pair into a call by `deadline`: connect, presence, call,
-/// accept, both joins. Returns the call with when `call.request` was sent
-/// and when the seeker's `room.join` ack arrived (ns, [`now_ns`]'s clock).
+/// Pairs one pair into a call by `deadline`: connect, presence, the start
+/// `line`, call, accept, both joins. Returns the call with when
+/// `call.request` was sent and when the seeker's `room.join` ack arrived
+/// (ns, [`now_ns`]'s clock).
 async fn pair_up(
     i: u64,
     ctx: &PairCtx,
     seeker_token: &str,
     consultant_token: &str,
+    line: &mut StartLine,
     deadline: Instant,
     stage: &mut &'static str,
 ) -> anyhow::Result<(Call, u64, u64)> {
@@ -222,6 +226,9 @@ async fn pair_up(
     *stage = "presence";
     consultant.send(Some("presence"), ClientMessage::PresenceSet { status: PresenceStatus::Available }).await?;
     consultant.ack("presence", deadline, "presence.set ack").await?;
+
+    *stage = "start line";
+    line.line_up().await;
 
     *stage = "call.request";
     let requested_ns = now_ns();

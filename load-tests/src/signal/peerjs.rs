@@ -209,7 +209,12 @@ impl Wire for PeerJs {
     type Event = PeerJsEvent;
     const KEEPALIVE: Option<Keepalive> = Some(HEARTBEAT);
 
-    async fn set_up(i: u64, ctx: &PairCtx, stage: &mut &'static str) -> anyhow::Result<PeerCall<PeerJs>> {
+    async fn set_up(
+        i: u64,
+        ctx: &PairCtx,
+        line: &mut StartLine,
+        stage: &mut &'static str,
+    ) -> anyhow::Result<PeerCall<PeerJs>> {
         let deadline = Instant::now() + SETUP_TIMEOUT;
         let mut rng = Rng::new(i.wrapping_mul(0x9E37_79B9) ^ now_ns());
         let (seeker_id, consultant_id) = (format!("s-{}-{i}", ctx.run), format!("c-{}-{i}", ctx.run));
@@ -221,6 +226,8 @@ impl Wire for PeerJs {
         let mut seeker = open::<PeerJs>(ctx, format!("seeker {i}"), &seeker_url).await?;
         seeker.recv_until(deadline, "OPEN", |m| opened(&m.event)).await?;
 
+        *stage = "start line";
+        line.line_up().await;
         *stage = "sdp";
         let t0 = now_ns();
         let connection = format!("mc_{}", token(&mut rng));

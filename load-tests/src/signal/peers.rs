@@ -35,12 +35,14 @@ pub(super) trait Wire: Sized + Send + Sync + 'static {
     /// The keep-alive its client sends, if the server needs one.
     const KEEPALIVE: Option<Keepalive>;
 
-    /// Connects pair `i`'s two sides, exchanges offer and answer (recording
-    /// `setup` and `sdp_relay`) and trickles the candidates ([`super::pair::trickle`]).
+    /// Connects pair `i`'s two sides, lines up at `line` (the common start
+    /// of `--calls-at-once`), exchanges offer and answer (recording `setup`
+    /// and `sdp_relay`) and trickles the candidates ([`super::pair::trickle`]).
     /// `stage` names the step under way.
     fn set_up(
         i: u64,
         ctx: &PairCtx,
+        line: &mut StartLine,
         stage: &mut &'static str,
     ) -> impl Future<Output = anyhow::Result<PeerCall<Self>>> + Send;
 
@@ -71,10 +73,11 @@ pub(super) struct PeerCall<W: Wire> {
 
 /// Refuses, with a clear error, the options the run cannot honour:
 /// [`PairSetup::PairedOnly`] with a relay phase (`relay_secs` > 0: a pair
-/// paired only has nothing set up to relay on), and what the peers cannot
-/// do: they have no call to be paired into (`--paired-only`), no
-/// authentication (`--jwt-secret-file`), no billing (`--price-minor`), and
-/// `signal` runs no idle phase against them (`--clients`: pairs only).
+/// paired only has nothing set up to relay on), calls at once at a call
+/// rate, and what the peers cannot do: they have no call to be paired
+/// into (`--paired-only`), no authentication (`--jwt-secret-file`), no
+/// billing (`--price-minor`), and `signal` runs no idle phase against them
+/// (`--clients`: pairs only).
 pub(super) fn check_options(opts: &SignalOptions) -> anyhow::Result<()> {
     let protocol = opts.target.protocol;
     let paired_only = opts.setup == PairSetup::PairedOnly;
@@ -88,6 +91,12 @@ pub(super) fn check_options(opts: &SignalOptions) -> anyhow::Result<()> {
         anyhow::bail!(
             "--paired-only needs --relay-secs 0 (the default is 10): the pairs stop before any SDP or \
              candidate, so there is no relay phase to run"
+        );
+    }
+    if opts.calls_at_once && opts.call_rate.is_some() {
+        anyhow::bail!(
+            "--calls-at-once and --call-rate exclude each other: the calls either start together once every \
+             pair is connected or at the given rate"
         );
     }
     if protocol == Protocol::Parley {
@@ -107,11 +116,17 @@ pub(super) fn check_options(opts: &SignalOptions) -> anyhow::Result<()> {
 
 /// One pair on a peer server, start to end: set-up (reported on
 /// `setup_tx`), the relay phase once `go` is given, and the close.
-pub(super) async fn pair<W: Wire>(i: u64, ctx: Arc<PairCtx>, setup_tx: mpsc::UnboundedSender<bool>) -> PairResult {
+pub(super) async fn pair<W: Wire>(
+    i: u64,
+    ctx: Arc<PairCtx>,
+    mut line: StartLine,
+    setup_tx: mpsc::UnboundedSender<bool>,
+) -> PairResult {
     let mut result = PairResult::default();
     let mut stage = "connect";
     // A little longer than the steps' own deadline, so that they name what timed out.
-    let set_up = tokio::time::timeout(SETUP_TIMEOUT + Duration::from_secs(2), W::set_up(i, &ctx, &mut stage)).await;
+    let set_up = W::set_up(i, &ctx, &mut line, &mut stage);
+    let set_up = tokio::time::timeout(SETUP_TIMEOUT + Duration::from_secs(2), set_up).await;
     match settle(set_up, stage, &mut result, &setup_tx) {
         Some(call) => relay_phase(call, &ctx, result).await,
         None => result,
@@ -226,6 +241,7 @@ mod tests {
             relay_secs: 1,
             relay_window: 1,
             call_rate: None,
+            calls_at_once: false,
             price_minor: 0,
             jwt_secret_file: None,
             connect_concurrency: 256,
@@ -254,6 +270,16 @@ mod tests {
                 e.contains("--paired-only") && e.contains("no call to be paired into") && e.contains(protocol.as_str()),
                 "{e}"
             );
+        }
+    }
+
+    #[test]
+    fn calls_at_once_refuses_a_call_rate() {
+        for protocol in [Protocol::Parley, Protocol::Matchbox, Protocol::PeerJs] {
+            check_options(&SignalOptions { calls_at_once: true, ..options(protocol) }).unwrap();
+            let paced = SignalOptions { calls_at_once: true, call_rate: Some(200.0), ..options(protocol) };
+            let e = check_options(&paced).unwrap_err().to_string();
+            assert!(e.contains("--calls-at-once") && e.contains("--call-rate"), "{e}");
         }
     }
 

@@ -16,6 +16,13 @@ pub struct SignalReport {
     pub relay_window: usize,
     /// Pair set-ups started per second (null: all at once).
     pub call_rate: Option<f64>,
+    /// Whether the calls started together once every pair had its
+    /// connections open (`--calls-at-once`).
+    pub calls_at_once: bool,
+    /// With `calls_at_once`, seconds from the set-up phase's start until
+    /// every pair had its connections open (or had given up) and the calls
+    /// started; null without it.
+    pub connected_secs: Option<f64>,
     /// Whether each pair stopped once paired into a call (`--paired-only`):
     /// no offer, answer or candidates, so the set-up relay fields are
     /// 0 / null.
@@ -48,6 +55,7 @@ pub struct SignalReport {
     /// `paired_only`, `call.request` sent → the seeker's `room.join` ack
     /// received. Against matchbox: the seeker's connect start → answer
     /// received; against PeerJS: both connections open → answer received.
+    /// With `calls_at_once` these sends come right after the common start.
     pub setup_ms_p50: Option<f64>,
     /// Call set-up, 99th percentile.
     pub setup_ms_p99: Option<f64>,
@@ -154,10 +162,14 @@ impl SignalReport {
     pub fn summary_lines(&self, stats: &SignalStats) -> Vec<String> {
         let mut out = vec![
             format!(
-                "signal: {} idle clients, {} pairs{}, tokens {}",
+                "signal: {} idle clients, {} pairs{}{}, tokens {}",
                 self.clients,
                 self.pairs,
                 if self.paired_only { " paired only (no SDP, no candidates)" } else { "" },
+                match self.connected_secs {
+                    Some(secs) => format!(", calls at once ({secs:.3} s until every pair was connected)"),
+                    None => String::new(),
+                },
                 self.token_source
             ),
             format!(

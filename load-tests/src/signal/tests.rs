@@ -6,6 +6,8 @@ fn report() -> SignalReport {
         pairs: 100,
         relay_window: 1,
         call_rate: None,
+        calls_at_once: true,
+        connected_secs: Some(0.25),
         paired_only: false,
         token_source: "minted with data/jwt-secret".into(),
         idle_connected: 2000,
@@ -67,6 +69,8 @@ fn the_json_line_has_the_documented_fields() {
         "clients",
         "pairs",
         "call_rate",
+        "calls_at_once",
+        "connected_secs",
         "paired_only",
         "accept_rate_per_sec",
         "rss_kib_per_idle_connection",
@@ -125,4 +129,35 @@ fn the_summary_names_every_phase() {
     let paired = SignalReport { paired_only: true, ..report() };
     let text = paired.summary_lines(&SignalStats::default()).join("\n");
     assert!(text.contains("100 pairs paired only (no SDP, no candidates)"), "{text}");
+}
+
+#[tokio::test]
+async fn calls_at_once_start_when_every_pair_has_arrived_or_given_up() {
+    use futures_util::FutureExt;
+    let (mut lines, all_arrived) = start_lines(3, true);
+    let mut all_arrived = Box::pin(all_arrived);
+    let given_up = lines.pop().unwrap();
+    let (mut first, mut second) = (lines.remove(0), lines.remove(0));
+    // The first pair waits at the line while the others have not arrived.
+    let mut first = Box::pin(first.line_up());
+    assert!(first.as_mut().now_or_never().is_none());
+    assert!(all_arrived.as_mut().now_or_never().is_none());
+    let mut second = Box::pin(second.line_up());
+    assert!(second.as_mut().now_or_never().is_none());
+    assert!(all_arrived.as_mut().now_or_never().is_none());
+    assert!(first.as_mut().now_or_never().is_none());
+    // The third pair's connect failed: its line is dropped, and the two go.
+    drop(given_up);
+    assert!(all_arrived.as_mut().now_or_never().is_some());
+    assert!(first.now_or_never().is_some() && second.now_or_never().is_some());
+}
+
+#[tokio::test]
+async fn without_calls_at_once_no_pair_waits() {
+    use futures_util::FutureExt;
+    let (lines, all_arrived) = start_lines(2, false);
+    for mut line in lines {
+        assert!(line.line_up().now_or_never().is_some());
+    }
+    assert!(all_arrived.now_or_never().is_some());
 }

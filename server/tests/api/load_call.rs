@@ -80,6 +80,8 @@ async fn the_signal_scenario_with_a_price_places_and_releases_a_hold_per_call() 
         relay_secs: 0,
         relay_window: 1,
         call_rate: None,
+        // Parley's side of the common start: presence set, then the calls together.
+        calls_at_once: true,
         price_minor: 2500,
         jwt_secret_file: Some(secret_file),
         connect_concurrency: 2,
