@@ -5,8 +5,11 @@
 # pinned to SERVER_CORE and the generator to GENERATOR_CORE. On each fresh
 # server, in this order:
 #
-#   burst   PAIRS pairs set up at once (presence, call, accept, joins, offer,
-#           answer, 20 candidates each way), no relay phase
+#   burst   PAIRS calls at once (presence, call, accept, joins, offer,
+#           answer, 20 candidates each way), no relay phase: every pair's
+#           connections are opened first and the calls then start together
+#           (--calls-at-once; BURST_AT_ONCE=0: each pair calls as soon as its
+#           own connections are open, as before the thirtieth run)
 #   relay   PAIRS pairs set up, then RELAY_SECS of ping-pong, RELAY_WINDOW
 #           messages in flight per pair (1: one at a time)
 #   paced   PAIRS pairs set up at RATE calls/s (--call-rate), no relay phase
@@ -55,6 +58,7 @@
 #   PAIRS=1000                    pairs per scenario
 #   RELAY_SECS=10 RELAY_WINDOW=1  the relay scenario's --relay-secs / --relay-window
 #   RATE=200                      the paced scenario's --call-rate
+#   BURST_AT_ONCE=1               the burst's calls start together (--calls-at-once)
 #   CALL_PAIRS=5000               the calls scenario's pairs (10,000 connections)
 #   ACCEPT_CLIENTS=8000           the accept scenario's connections
 #   PRICE=2500                    each Parley consultant's price in EUR cents
@@ -113,6 +117,7 @@ PAIRS=${PAIRS:-1000}
 RELAY_SECS=${RELAY_SECS:-10}
 RELAY_WINDOW=${RELAY_WINDOW:-1}
 RATE=${RATE:-200}
+BURST_AT_ONCE=${BURST_AT_ONCE:-1}
 CALL_PAIRS=${CALL_PAIRS:-5000}
 ACCEPT_CLIENTS=${ACCEPT_CLIENTS:-8000}
 IDLE_CLIENTS=0
@@ -306,7 +311,9 @@ serve() {
         parley | parley-then) [ "$PRICE" -eq 0 ] || extra=(--price-minor "$PRICE") ;;
         matchbox | peerjs) extra=(--protocol "$server") ;;
     esac
-    scenario "$server" "$r" burst "$port" "$secret" "$PAIRS" --relay-secs 0 "${extra[@]}"
+    local at_once=()
+    [ "$BURST_AT_ONCE" = 0 ] || at_once=(--calls-at-once)
+    scenario "$server" "$r" burst "$port" "$secret" "$PAIRS" --relay-secs 0 "${at_once[@]}" "${extra[@]}"
     scenario "$server" "$r" relay "$port" "$secret" "$PAIRS" --relay-secs "$RELAY_SECS" --relay-window "$RELAY_WINDOW" "${extra[@]}"
     scenario "$server" "$r" paced "$port" "$secret" "$PAIRS" --relay-secs 0 --call-rate "$RATE" "${extra[@]}"
     local hwm

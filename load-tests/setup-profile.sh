@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Where a paired call set-up's server CPU goes, by facet (issue 17: "where
-# each remaining microsecond goes").
+# each remaining microsecond goes"); with SCENARIO=burst, a burst's.
 #
 # RUNS fresh servers of the build named (SQLite, pinned to SERVER_CORE),
 # one after another. On each: a warm-up of 200 pairs, then PAIRS pairs at
@@ -42,7 +42,11 @@
 # Builds nothing (cargo build --release -p parley-server -p parley-load).
 # Environment: LOAD=target/release/parley-load RUNS=3 PAIRS=1000 PRICE=2500
 # PORT=18690 SERVER_CORE=0 GENERATOR_CORE=1 FREQ=1999 KEEP=<dir to keep
-# each server's perf.data, stamped stderr and facets in>.
+# each server's perf.data, stamped stderr and facets in>. SCENARIO=burst
+# profiles the burst instead of the pairing: every round (the warm-up too)
+# is PAIRS calls at once with their offer, answer and candidates
+# (`--calls-at-once`, no `--paired-only`), the window and the CPU per
+# connection those of its whole set-up phase, connections included.
 set -euo pipefail
 
 LOAD=${LOAD:-target/release/parley-load}
@@ -53,6 +57,12 @@ PORT=${PORT:-18690}
 SERVER_CORE=${SERVER_CORE:-0}
 GENERATOR_CORE=${GENERATOR_CORE:-1}
 FREQ=${FREQ:-1999}
+SCENARIO=${SCENARIO:-paired}
+case $SCENARIO in
+    paired) SCENARIO_ARGS=(--paired-only) ;;
+    burst) SCENARIO_ARGS=(--calls-at-once) ;;
+    *) echo "setup-profile: SCENARIO is paired or burst, not $SCENARIO" >&2; exit 1 ;;
+esac
 
 die() { echo "setup-profile: $*" >&2; exit 1; }
 [ $# -eq 1 ] || die "name one build directory (with parley in it)"
@@ -125,7 +135,7 @@ profile() {
     # same clock) into $dir/stamps.
     load() {
         taskset -c "$GENERATOR_CORE" "$LOAD" signal --url "http://127.0.0.1:$PORT" --clients 0 --pairs "$1" \
-            --relay-secs 0 --paired-only --price-minor "$PRICE" --server-pid "$SERVER_PID" \
+            --relay-secs 0 "${SCENARIO_ARGS[@]}" --price-minor "$PRICE" --server-pid "$SERVER_PID" \
             --jwt-secret-file "$data/jwt-secret" \
             2> >(while IFS= read -r line; do printf '%s %s\n' "$EPOCHREALTIME" "$line"; done >"$dir/stamps") | tail -n1
     }
@@ -169,14 +179,14 @@ for r in $(seq "$RUNS"); do
     cat "$OUT/$r/facets.jsonl" >>"$all"
 done
 
-jq -rs --arg bin "$BIN" --argjson pairs "$PAIRS" '
+jq -rs --arg bin "$BIN" --argjson pairs "$PAIRS" --arg scenario "$SCENARIO" '
     def med(f): (map(f) | sort | .[(length / 2 | floor)]);
     def r1: . * 10 | round / 10;
     group_by(.run) | map(
         (map(.samples) | add) as $total
         | map(. + {share: (100 * .samples / $total), us: (.cpu_us * .samples / $total)})) as $runs
     | ($runs | map(.[0])) as $heads
-    | "# \($bin), \($pairs) pairs at once, paired only, on SQLite, \($runs | length) fresh servers",
+    | "# \($bin), \($pairs) pairs at once, \(if $scenario == "burst" then "calls at once with offer, answer and candidates" else "paired only" end), on SQLite, \($runs | length) fresh servers",
       "# unprofiled rounds: \($heads | map("\(.conns_per_sec | round) connections/s at \(.cpu_us) µs") | join("; "))",
       "",
       "| facet | " + ($heads | map("server \(.run): share, µs per connection") | join(" | ")) + " | median share | median µs per connection |",
