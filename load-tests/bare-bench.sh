@@ -34,7 +34,9 @@
 # /proc/<pid>/stat with --server-pid) divided by the messages relayed in it;
 # server CPU per connection set up is its CPU over the burst's set-up phase
 # divided by the connections set up into calls (two per pair); the same for
-# paired.
+# paired. Each scenario starts once the server is idle (under 10 ms of CPU
+# in 200 ms, at most 30 s of waiting), so the work one leaves behind (a
+# paid call's settlement after its hang-up) is not counted in the next.
 # Prints one JSON line per scenario and run (stderr, and $OUT/runs.jsonl),
 # then a markdown table of medians with the Parley / bare ratio.
 #
@@ -225,6 +227,26 @@ echo "# $PAIRS pairs; relay ${RELAY_SECS} s, window $RELAY_WINDOW; paced $RATE c
 echo "# load average before: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 
 status=0
+# cpu_ticks PID: the process's utime + stime (clock ticks, /proc/PID/stat;
+# the fields after the command's closing parenthesis).
+cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'; }
+
+# quiet PID: waits until the server is idle — under one clock tick (10 ms)
+# of CPU in 200 ms — for at most 30 s, so that what a scenario leaves
+# behind (a paid call's hang-up is settled, its hold released and its
+# webhook queued after the generator has gone: about 0.2 s of CPU per
+# 1,000 calls) is not counted in the next one's figures (thirtieth run).
+quiet() {
+    local before after
+    for _ in $(seq 150); do
+        before=$(cpu_ticks "$1") || return 0
+        sleep 0.2
+        after=$(cpu_ticks "$1") || return 0
+        [ $((after - before)) -gt 1 ] || return 0
+    done
+    echo "bare-bench.sh: the server (pid $1) still busy after 30 s; going on" >&2
+}
+
 # scenario SERVER RUN NAME PORT SECRET PAIRS ARGS...: one parley-load signal run; one JSON line in runs.jsonl.
 # SECRET - : no --jwt-secret-file (the peers). IDLE_CLIENTS=N before the
 # call (bash keeps it for that call only): N idle connections first
@@ -234,6 +256,7 @@ scenario() {
     shift 6
     base="$OUT/$server-$r-$name"
     [ "$secret" = - ] || auth=(--jwt-secret-file "$secret")
+    quiet "$SERVER_PID"
     set +e
     taskset -c "$GENERATOR_CORE" "$BIN/parley-load" signal --url "http://127.0.0.1:$port" --clients "$IDLE_CLIENTS" \
         --pairs "$pairs" --server-pid "$SERVER_PID" "${auth[@]}" "$@" >"$base.out" 2>"$base.err"
